@@ -1,0 +1,54 @@
+# plm - build with `make`; `make test` runs the test suite; `make asan` builds and runs
+# it under AddressSanitizer + UBSan; `make bench` runs the benchmarks.
+CC      ?= gcc
+BUILD   ?= build
+OPT     ?= -O3 -march=native
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=c17 -Wall -Wextra -Werror -fopenmp -D_GNU_SOURCE -Isrc
+LDLIBS  += -ldnnl -lcjson -lpcre2-8 -lutf8proc -lm -fopenmp
+
+LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c))
+CLI_SRC  := $(wildcard src/cli/*.c)
+TEST_SRC := $(wildcard tests/*.c)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+HEADERS  := $(wildcard src/*/*.h) $(wildcard tests/*.h)
+
+.PHONY: all test asan bench format format-check clean fuzz
+all: $(BUILD)/plm $(TESTS)
+
+$(BUILD)/%.o: %.c $(HEADERS) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libplm.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/plm: $(CLI_OBJ) $(BUILD)/libplm.a
+	$(CC) $(CFLAGS) $(CLI_OBJ) $(BUILD)/libplm.a $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libplm.a $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(BUILD)/libplm.a $(LDLIBS) -o $@
+
+test: all
+	BUILD=$(BUILD) bash tests/run.sh
+
+asan:
+	$(MAKE) BUILD=build-asan OPT="-O1 -march=native -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	    LDLIBS="$(LDLIBS) -fsanitize=address,undefined" all
+	BUILD=build-asan PLM_SANITIZE=1 bash tests/run.sh
+
+bench: all
+	bash bench/run.sh
+
+format:
+	clang-format -i $(wildcard src/*/*.[ch] tests/*.[ch] bench/*.[ch] fuzz/*.[ch])
+
+format-check:
+	clang-format --dry-run -Werror $(wildcard src/*/*.[ch] tests/*.[ch] bench/*.[ch] fuzz/*.[ch])
+
+clean:
+	rm -rf build build-asan build-fuzz

@@ -1,0 +1,179 @@
+/* common.c - see common.h */
+#define _GNU_SOURCE
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static _Thread_local char last_error[1024];
+
+void plm_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+}
+
+const char *plm_last_error(void) { return last_error[0] ? last_error : "unknown error"; }
+
+void plm_die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("plm: fatal: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(PLM_EXIT_FAIL);
+}
+
+void *plm_malloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) plm_die("out of memory allocating %zu bytes", n);
+    return p;
+}
+
+void *plm_calloc(size_t n, size_t size) {
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) plm_die("out of memory allocating %zu x %zu bytes", n, size);
+    return p;
+}
+
+void *plm_realloc(void *p, size_t n) {
+    void *q = realloc(p, n ? n : 1);
+    if (!q) plm_die("out of memory reallocating %zu bytes", n);
+    return q;
+}
+
+char *plm_strdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    return memcpy(plm_malloc(n), s, n);
+}
+
+void *plm_aligned_alloc(size_t n) {
+    size_t rounded = (n + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, rounded ? rounded : 64);
+    if (!p) plm_die("out of memory allocating %zu bytes", n);
+    return p;
+}
+
+char *plm_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        plm_error("%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        plm_error("%s: not a regular file", path);
+        fclose(f);
+        return NULL;
+    }
+    size_t n = (size_t)st.st_size;
+    char *buf = plm_malloc(n + 1);
+    size_t got = fread(buf, 1, n, f);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad || got != n) {
+        plm_error("%s: read error", path);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    if (len) *len = n;
+    return buf;
+}
+
+static int fsync_dir_of(const char *path) {
+    char *copy = plm_strdup(path);
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
+    free(copy);
+    if (fd < 0) return 0; /* best effort */
+    fsync(fd);
+    close(fd);
+    return 0;
+}
+
+int plm_write_chunks_atomic(const char *path, const void *const *chunks, const size_t *lens, int n) {
+    size_t plen = strlen(path);
+    char *tmp = plm_malloc(plen + 16);
+    snprintf(tmp, plen + 16, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        plm_error("%s: %s", tmp, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        const char *p = chunks[i];
+        size_t left = lens[i];
+        while (left > 0) {
+            ssize_t w = write(fd, p, left);
+            if (w < 0) {
+                if (errno == EINTR) continue;
+                plm_error("%s: write failed: %s", tmp, strerror(errno));
+                close(fd);
+                unlink(tmp);
+                free(tmp);
+                return -1;
+            }
+            p += w;
+            left -= (size_t)w;
+        }
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        plm_error("%s: fsync failed: %s", tmp, strerror(errno));
+        unlink(tmp);
+        free(tmp);
+        return -1;
+    }
+    if (rename(tmp, path) != 0) {
+        plm_error("%s: rename failed: %s", path, strerror(errno));
+        unlink(tmp);
+        free(tmp);
+        return -1;
+    }
+    free(tmp);
+    fsync_dir_of(path);
+    return 0;
+}
+
+int plm_write_file_atomic(const char *path, const void *data, size_t len) {
+    const void *chunks[1] = {data};
+    return plm_write_chunks_atomic(path, chunks, &len, 1);
+}
+
+int plm_mkdirs(const char *path) {
+    char *p = plm_strdup(path);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = 0;
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+            plm_error("%s: %s", p, strerror(errno));
+            free(p);
+            return -1;
+        }
+        *s = '/';
+    }
+    int rc = mkdir(p, 0755);
+    if (rc != 0 && errno != EEXIST) {
+        plm_error("%s: %s", p, strerror(errno));
+        free(p);
+        return -1;
+    }
+    free(p);
+    return 0;
+}
+
+double plm_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs every test: the C test binaries in $BUILD/tests and the scripts tests/*.sh.
+# Each prints "PASS name" / "FAIL name: why" lines; this counts them and closes with
+# "N passed, N failed". A test that dies without printing FAIL counts as one failure.
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+export BUILD
+filter=${1:-}
+pass=0
+fail=0
+logdir=$BUILD/test-logs
+mkdir -p "$logdir"
+run_one() {
+    local name=$1
+    shift
+    [[ -n $filter && $name != *$filter* ]] && return
+    local log=$logdir/$name.log
+    local t0=$SECONDS
+    "$@" >"$log" 2>&1
+    local rc=$?
+    local p f
+    p=$(grep -c '^PASS ' "$log")
+    f=$(grep -c '^FAIL ' "$log")
+    if ((rc != 0 && f == 0)); then
+        f=1
+        echo "FAIL $name: exited with status $rc" >>"$log"
+    fi
+    pass=$((pass + p))
+    fail=$((fail + f))
+    printf '%-28s %4d passed %3d failed  (%ds)\n' "$name" "$p" "$f" $((SECONDS - t0))
+    if ((f > 0)); then
+        grep '^FAIL ' "$log" | head -20 | sed 's/^/    /'
+        tail -5 "$log" | sed 's/^/    | /'
+    fi
+}
+for t in "$BUILD"/tests/test_*; do
+    [[ -x $t ]] || continue
+    run_one "$(basename "$t")" "$t"
+done
+for s in tests/*.sh; do
+    [[ $(basename "$s") == run.sh ]] && continue
+    run_one "$(basename "$s" .sh)" bash "$s"
+done
+echo "$pass passed, $fail failed"
+((fail == 0))
