@@ -1,0 +1,275 @@
+/* config.c - see config.h */
+#include "config.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/common.h"
+
+const char *plm_arch_name(plm_arch a) { return a == PLM_ARCH_GPT2 ? "gpt2" : "bert"; }
+
+void plm_config_default(plm_config *c, plm_arch arch) {
+    memset(c, 0, sizeof *c);
+    c->arch = arch;
+    c->vocab_size = 8192;
+    c->hidden_size = 256;
+    c->num_hidden_layers = 4;
+    c->num_attention_heads = 4;
+    c->intermediate_size = 1024;
+    c->max_position_embeddings = 512;
+    c->initializer_range = 0.02f;
+    c->tie_word_embeddings = true;
+    c->pad_token_id = c->bos_token_id = c->eos_token_id = -1;
+    c->mask_token_id = c->cls_token_id = c->sep_token_id = -1;
+    if (arch == PLM_ARCH_BERT) {
+        c->type_vocab_size = 2;
+        c->hidden_act = PLM_GELU_ERF;
+        c->layer_norm_eps = 1e-12f;
+        c->hidden_dropout_prob = c->attention_probs_dropout_prob = 0.1f;
+        c->is_decoder = false;
+        c->pre_layernorm = false;
+    } else {
+        c->type_vocab_size = 0;
+        c->hidden_act = PLM_GELU_TANH;
+        c->layer_norm_eps = 1e-5f;
+        c->hidden_dropout_prob = c->attention_probs_dropout_prob = 0.1f;
+        c->is_decoder = true;
+        c->pre_layernorm = true;
+    }
+}
+
+/* Reads the first of several alias keys (BertConfig and GPT2Config names). */
+static const cJSON *get_any(const cJSON *root, const char *const *keys) {
+    for (; *keys; keys++) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, *keys);
+        if (it && !cJSON_IsNull(it)) return it;
+    }
+    return NULL;
+}
+
+static int read_int(const cJSON *root, const char *path, int *out, const char *k1, const char *k2) {
+    const char *keys[] = {k1, k2, NULL};
+    const cJSON *it = get_any(root, keys);
+    if (!it) return 0;
+    if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) || fabs(it->valuedouble) > 1e9) {
+        plm_error("%s: \"%s\" must be an integer", path, it->string);
+        return -1;
+    }
+    *out = (int)it->valuedouble;
+    return 0;
+}
+
+static int read_float(const cJSON *root, const char *path, float *out, const char *k1, const char *k2) {
+    const char *keys[] = {k1, k2, NULL};
+    const cJSON *it = get_any(root, keys);
+    if (!it) return 0;
+    if (!cJSON_IsNumber(it)) {
+        plm_error("%s: \"%s\" must be a number", path, it->string);
+        return -1;
+    }
+    *out = (float)it->valuedouble;
+    return 0;
+}
+
+static int read_bool(const cJSON *root, const char *path, bool *out, const char *key) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!it || cJSON_IsNull(it)) return 0;
+    if (!cJSON_IsBool(it)) {
+        plm_error("%s: \"%s\" must be true or false", path, key);
+        return -1;
+    }
+    *out = cJSON_IsTrue(it);
+    return 0;
+}
+
+int plm_config_parse(plm_config *c, const char *json, const char *path) {
+    cJSON *root = cJSON_Parse(json);
+    if (!root) {
+        const char *at = cJSON_GetErrorPtr();
+        int line = 1;
+        if (at)
+            for (const char *p = json; p < at && *p; p++) line += *p == '\n';
+        plm_error("%s:%d: invalid JSON", path, line);
+        return -1;
+    }
+    int rc = -1;
+    if (!cJSON_IsObject(root)) {
+        plm_error("%s: config must be a JSON object", path);
+        goto done;
+    }
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+    plm_arch arch = PLM_ARCH_BERT;
+    if (mt) {
+        if (!cJSON_IsString(mt)) {
+            plm_error("%s: \"model_type\" must be a string", path);
+            goto done;
+        }
+        if (strcmp(mt->valuestring, "gpt2") == 0)
+            arch = PLM_ARCH_GPT2;
+        else if (strcmp(mt->valuestring, "bert") != 0) {
+            plm_error("%s: unsupported model_type \"%s\" (expected \"bert\" or \"gpt2\")", path, mt->valuestring);
+            goto done;
+        }
+    }
+    plm_config_default(c, arch);
+    c->intermediate_size = -1; /* derived below when absent */
+    if (read_int(root, path, &c->vocab_size, "vocab_size", NULL) ||
+        read_int(root, path, &c->hidden_size, "hidden_size", "n_embd") ||
+        read_int(root, path, &c->num_hidden_layers, "num_hidden_layers", "n_layer") ||
+        read_int(root, path, &c->num_attention_heads, "num_attention_heads", "n_head") ||
+        read_int(root, path, &c->intermediate_size, "intermediate_size", "n_inner") ||
+        read_int(root, path, &c->max_position_embeddings, "max_position_embeddings", "n_positions") ||
+        read_int(root, path, &c->type_vocab_size, "type_vocab_size", NULL) ||
+        read_float(root, path, &c->layer_norm_eps, "layer_norm_eps", "layer_norm_epsilon") ||
+        read_float(root, path, &c->hidden_dropout_prob, "hidden_dropout_prob", "resid_pdrop") ||
+        read_float(root, path, &c->attention_probs_dropout_prob, "attention_probs_dropout_prob", "attn_pdrop") ||
+        read_float(root, path, &c->initializer_range, "initializer_range", NULL) ||
+        read_bool(root, path, &c->is_decoder, "is_decoder") ||
+        read_bool(root, path, &c->pre_layernorm, "pre_layernorm") ||
+        read_bool(root, path, &c->tie_word_embeddings, "tie_word_embeddings") ||
+        read_int(root, path, &c->pad_token_id, "pad_token_id", NULL) ||
+        read_int(root, path, &c->bos_token_id, "bos_token_id", NULL) ||
+        read_int(root, path, &c->eos_token_id, "eos_token_id", NULL) ||
+        read_int(root, path, &c->mask_token_id, "mask_token_id", NULL) ||
+        read_int(root, path, &c->cls_token_id, "cls_token_id", NULL) ||
+        read_int(root, path, &c->sep_token_id, "sep_token_id", NULL))
+        goto done;
+    if (c->intermediate_size == -1) c->intermediate_size = 4 * c->hidden_size;
+    const char *act_keys[] = {"hidden_act", "activation_function", NULL};
+    const cJSON *act = get_any(root, act_keys);
+    if (act) {
+        if (!cJSON_IsString(act)) {
+            plm_error("%s: \"%s\" must be a string", path, act->string);
+            goto done;
+        }
+        if (strcmp(act->valuestring, "gelu") == 0)
+            c->hidden_act = PLM_GELU_ERF;
+        else if (strcmp(act->valuestring, "gelu_new") == 0 || strcmp(act->valuestring, "gelu_pytorch_tanh") == 0)
+            c->hidden_act = PLM_GELU_TANH;
+        else {
+            plm_error("%s: unsupported %s \"%s\" (expected \"gelu\" or \"gelu_new\")", path, act->string,
+                      act->valuestring);
+            goto done;
+        }
+    }
+    rc = plm_config_validate(c, path);
+done:
+    cJSON_Delete(root);
+    return rc;
+}
+
+int plm_config_load(plm_config *c, const char *path) {
+    size_t len;
+    char *text = plm_read_file(path, &len);
+    if (!text) return -1;
+    int rc = plm_config_parse(c, text, path);
+    free(text);
+    return rc;
+}
+
+int plm_config_validate(const plm_config *c, const char *path) {
+#define REQUIRE(cond, ...)                                                                                             \
+    do {                                                                                                               \
+        if (!(cond)) {                                                                                                 \
+            plm_error(__VA_ARGS__);                                                                                    \
+            return -1;                                                                                                 \
+        }                                                                                                              \
+    } while (0)
+    REQUIRE(c->vocab_size > 0 && c->vocab_size <= (1 << 24), "%s: vocab_size must be in 1..16777216", path);
+    REQUIRE(c->hidden_size > 0 && c->hidden_size <= 65536, "%s: hidden_size must be in 1..65536", path);
+    REQUIRE(c->num_hidden_layers > 0 && c->num_hidden_layers <= 1024, "%s: num_hidden_layers must be in 1..1024",
+            path);
+    REQUIRE(c->num_attention_heads > 0, "%s: num_attention_heads must be positive", path);
+    REQUIRE(c->hidden_size % c->num_attention_heads == 0,
+            "%s: hidden_size (%d) is not divisible by num_attention_heads (%d)", path, c->hidden_size,
+            c->num_attention_heads);
+    REQUIRE(c->intermediate_size > 0 && c->intermediate_size <= 1 << 20, "%s: intermediate_size must be positive",
+            path);
+    REQUIRE(c->max_position_embeddings > 0 && c->max_position_embeddings <= 1 << 20,
+            "%s: max_position_embeddings must be positive", path);
+    REQUIRE(c->type_vocab_size >= 0 && c->type_vocab_size <= 1024, "%s: type_vocab_size must be in 0..1024", path);
+    REQUIRE(c->layer_norm_eps > 0.0f && c->layer_norm_eps < 1.0f, "%s: layer_norm_eps must be in (0, 1)", path);
+    REQUIRE(c->hidden_dropout_prob >= 0.0f && c->hidden_dropout_prob < 1.0f,
+            "%s: hidden_dropout_prob must be in [0, 1)", path);
+    REQUIRE(c->attention_probs_dropout_prob >= 0.0f && c->attention_probs_dropout_prob < 1.0f,
+            "%s: attention_probs_dropout_prob must be in [0, 1)", path);
+    REQUIRE(c->initializer_range > 0.0f, "%s: initializer_range must be positive", path);
+    const int *ids[] = {&c->pad_token_id,  &c->bos_token_id, &c->eos_token_id,
+                        &c->mask_token_id, &c->cls_token_id, &c->sep_token_id};
+    for (size_t i = 0; i < PLM_ARRAY_LEN(ids); i++)
+        REQUIRE(*ids[i] >= -1 && *ids[i] < c->vocab_size, "%s: special token id %d is outside the vocabulary (%d)",
+                path, *ids[i], c->vocab_size);
+#undef REQUIRE
+    return 0;
+}
+
+static void add_id(cJSON *o, const char *key, int id) {
+    if (id >= 0)
+        cJSON_AddNumberToObject(o, key, id);
+    else
+        cJSON_AddNullToObject(o, key);
+}
+
+char *plm_config_to_json(const plm_config *c) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON *archs = cJSON_AddArrayToObject(o, "architectures");
+    if (c->arch == PLM_ARCH_BERT) {
+        cJSON_AddItemToArray(archs, cJSON_CreateString("BertForMaskedLM"));
+        cJSON_AddStringToObject(o, "model_type", "bert");
+        cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size);
+        cJSON_AddNumberToObject(o, "hidden_size", c->hidden_size);
+        cJSON_AddNumberToObject(o, "num_hidden_layers", c->num_hidden_layers);
+        cJSON_AddNumberToObject(o, "num_attention_heads", c->num_attention_heads);
+        cJSON_AddNumberToObject(o, "intermediate_size", c->intermediate_size);
+        cJSON_AddStringToObject(o, "hidden_act", c->hidden_act == PLM_GELU_ERF ? "gelu" : "gelu_new");
+        cJSON_AddNumberToObject(o, "hidden_dropout_prob", c->hidden_dropout_prob);
+        cJSON_AddNumberToObject(o, "attention_probs_dropout_prob", c->attention_probs_dropout_prob);
+        cJSON_AddNumberToObject(o, "max_position_embeddings", c->max_position_embeddings);
+        cJSON_AddNumberToObject(o, "type_vocab_size", c->type_vocab_size);
+        cJSON_AddNumberToObject(o, "layer_norm_eps", c->layer_norm_eps);
+        cJSON_AddStringToObject(o, "position_embedding_type", "absolute");
+    } else {
+        cJSON_AddItemToArray(archs, cJSON_CreateString("GPT2LMHeadModel"));
+        cJSON_AddStringToObject(o, "model_type", "gpt2");
+        cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size);
+        cJSON_AddNumberToObject(o, "n_embd", c->hidden_size);
+        cJSON_AddNumberToObject(o, "n_layer", c->num_hidden_layers);
+        cJSON_AddNumberToObject(o, "n_head", c->num_attention_heads);
+        cJSON_AddNumberToObject(o, "n_inner", c->intermediate_size);
+        cJSON_AddNumberToObject(o, "n_positions", c->max_position_embeddings);
+        cJSON_AddNumberToObject(o, "n_ctx", c->max_position_embeddings);
+        cJSON_AddStringToObject(o, "activation_function", c->hidden_act == PLM_GELU_ERF ? "gelu" : "gelu_new");
+        cJSON_AddNumberToObject(o, "resid_pdrop", c->hidden_dropout_prob);
+        cJSON_AddNumberToObject(o, "embd_pdrop", c->hidden_dropout_prob);
+        cJSON_AddNumberToObject(o, "attn_pdrop", c->attention_probs_dropout_prob);
+        cJSON_AddNumberToObject(o, "layer_norm_epsilon", c->layer_norm_eps);
+        if (c->type_vocab_size) cJSON_AddNumberToObject(o, "type_vocab_size", c->type_vocab_size);
+    }
+    cJSON_AddNumberToObject(o, "initializer_range", c->initializer_range);
+    cJSON_AddBoolToObject(o, "is_decoder", c->is_decoder);
+    cJSON_AddBoolToObject(o, "pre_layernorm", c->pre_layernorm);
+    cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_word_embeddings);
+    add_id(o, "pad_token_id", c->pad_token_id);
+    add_id(o, "bos_token_id", c->bos_token_id);
+    add_id(o, "eos_token_id", c->eos_token_id);
+    add_id(o, "mask_token_id", c->mask_token_id);
+    add_id(o, "cls_token_id", c->cls_token_id);
+    add_id(o, "sep_token_id", c->sep_token_id);
+    cJSON_AddStringToObject(o, "torch_dtype", "float32");
+    char *s = cJSON_Print(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+int plm_config_save(const plm_config *c, const char *path) {
+    char *s = plm_config_to_json(c);
+    size_t n = strlen(s);
+    s = plm_realloc(s, n + 2);
+    s[n] = '\n';
+    s[n + 1] = 0;
+    int rc = plm_write_file_atomic(path, s, n + 1);
+    free(s);
+    return rc;
+}

@@ -1,0 +1,46 @@
+/* config.h - the model configuration, named and serialised as Hugging Face's
+ * config.json (BertConfig for encoders, GPT2Config for decoders), plus the few plm
+ * keys HF lacks (pre_layernorm). Owns validation: an inconsistent config is refused
+ * with a message naming the file and the key. */
+#ifndef PLM_CONFIG_H
+#define PLM_CONFIG_H
+
+#include <stdbool.h>
+
+#include "gelu.h"
+
+typedef enum { PLM_ARCH_BERT = 0, PLM_ARCH_GPT2 = 1 } plm_arch;
+
+typedef struct {
+    plm_arch arch; /* model_type: "bert" (encoder, MLM head) or "gpt2" (decoder, LM head) */
+    int vocab_size;
+    int hidden_size;
+    int num_hidden_layers;
+    int num_attention_heads;
+    int intermediate_size;
+    int max_position_embeddings;
+    int type_vocab_size; /* 0: no segment embeddings */
+    plm_gelu_kind hidden_act;
+    float layer_norm_eps;
+    float hidden_dropout_prob;
+    float attention_probs_dropout_prob;
+    float initializer_range;
+    bool is_decoder;          /* causal self-attention */
+    bool pre_layernorm;       /* LayerNorm before each sub-layer (GPT-2) or after (BERT) */
+    bool tie_word_embeddings; /* the output projection is the token embedding matrix */
+    int pad_token_id, bos_token_id, eos_token_id, mask_token_id, cls_token_id, sep_token_id; /* -1: none */
+} plm_config;
+
+/* Defaults of BertConfig (arch BERT) or GPT2Config (arch GPT2), small sizes. */
+void plm_config_default(plm_config *c, plm_arch arch);
+/* Parses config.json text; path is used in error messages. Returns 0 or -1. */
+int plm_config_parse(plm_config *c, const char *json, const char *path);
+int plm_config_load(plm_config *c, const char *path);
+/* Checks consistency (hidden_size % num_attention_heads, positive sizes, ...). */
+int plm_config_validate(const plm_config *c, const char *path);
+/* HF-style config.json text (malloc'ed). */
+char *plm_config_to_json(const plm_config *c);
+int plm_config_save(const plm_config *c, const char *path);
+const char *plm_arch_name(plm_arch a);
+
+#endif

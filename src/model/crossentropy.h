@@ -1,0 +1,23 @@
+/* crossentropy.h - softmax cross-entropy over the vocabulary, fused with its backward
+ * pass: the logits buffer is overwritten by dloss/dlogits, so the [rows, V] matrix is
+ * stored once. Targets equal to -100 (PLM_IGNORE_INDEX, as PyTorch) are skipped. */
+#ifndef PLM_CROSSENTROPY_H
+#define PLM_CROSSENTROPY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define PLM_IGNORE_INDEX (-100)
+
+typedef struct {
+    double loss_sum; /* sum of -log p(target) over counted rows */
+    int count;       /* rows with a target */
+    int correct;     /* rows whose argmax equals the target */
+} plm_ce_result;
+
+/* logits: [M, V]. With backward, logits becomes (softmax - onehot(target)) * grad_scale
+ * on counted rows and 0 on ignored rows. */
+plm_ce_result crossentropy_forward_backward(float *logits, const int32_t *targets, int M, int V, bool backward,
+                                            float grad_scale);
+
+#endif

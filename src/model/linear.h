@@ -1,0 +1,21 @@
+/* linear.h - fully connected layer in nn.Linear's layout: weight is [OC, C],
+ *     out[N, OC] = inp[N, C] @ weight^T + bias
+ * Both directions are GEMMs (gemm.h); the bias is folded into the output first. */
+#ifndef PLM_LINEAR_H
+#define PLM_LINEAR_H
+
+#include <stdbool.h>
+
+/* bias may be NULL. */
+void linear_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
+
+/* dinp = (or += when accumulate) dout @ weight; skipped when dinp is NULL.
+ * dweight += dout^T @ inp;  dbias += column sums of dout (skipped when NULL).
+ * scratch holds OC floats per thread for the bias reduction. */
+void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int N, int C, int OC, bool accumulate, float *scratch);
+
+/* dbias += column sums of dout[N, OC], deterministic. */
+void colsum_accumulate(float *dbias, const float *dout, int N, int OC, float *scratch);
+
+#endif

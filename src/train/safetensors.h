@@ -1,0 +1,67 @@
+/* safetensors.h - reading and writing the safetensors format: an 8-byte little-endian
+ * header length, a JSON header {"name": {"dtype", "shape", "data_offsets"}, ...,
+ * "__metadata__": {...}} padded with spaces to a multiple of 8, then the raw tensor
+ * bytes. The reader validates everything (offsets in range, no overlap, sizes match
+ * shapes) before any tensor is used; a bad file is refused with a message. */
+#ifndef PLM_SAFETENSORS_H
+#define PLM_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { PLM_DT_F32, PLM_DT_F16, PLM_DT_BF16, PLM_DT_F64, PLM_DT_I32, PLM_DT_I64, PLM_DT_U8 } plm_dtype;
+
+typedef struct {
+    char *name;
+    plm_dtype dtype;
+    int ndim;
+    int64_t shape[8];
+    const void *data; /* into the file buffer */
+    size_t nbytes;
+} plm_st_tensor;
+
+typedef struct {
+    char *buf; /* the whole file */
+    size_t len;
+    plm_st_tensor *tensors;
+    int num_tensors;
+    char **meta_keys, **meta_values; /* __metadata__ (string -> string) */
+    int num_meta;
+} plm_safetensors;
+
+/* Parses a file; returns 0, or -1 with "path: problem". */
+int plm_st_load(plm_safetensors *st, const char *path);
+/* Parses an in-memory buffer (takes ownership of buf, which must be malloc'ed). */
+int plm_st_parse(plm_safetensors *st, char *buf, size_t len, const char *path);
+void plm_st_free(plm_safetensors *st);
+const plm_st_tensor *plm_st_find(const plm_safetensors *st, const char *name);
+const char *plm_st_meta(const plm_safetensors *st, const char *key);
+size_t plm_dtype_size(plm_dtype d);
+
+/* Writer: collect tensors (data is referenced, not copied), then write atomically. */
+typedef struct {
+    const char *name;
+    plm_dtype dtype;
+    int ndim;
+    int64_t shape[8];
+    const void *data;
+} plm_st_entry;
+
+typedef struct {
+    plm_st_entry *entries;
+    int n, cap;
+    char **meta_keys, **meta_values;
+    int num_meta;
+    void **owned; /* buffers to free with the writer */
+    int num_owned;
+} plm_st_writer;
+
+void plm_st_writer_init(plm_st_writer *w);
+void plm_st_add(plm_st_writer *w, const char *name, plm_dtype dtype, int ndim, const int64_t *shape, const void *data);
+/* Adds a float32 tensor, copying the data (for transposed exports). */
+void plm_st_add_copy_f32(plm_st_writer *w, const char *name, int ndim, const int64_t *shape, const float *data);
+void plm_st_add_meta(plm_st_writer *w, const char *key, const char *value);
+int plm_st_write(plm_st_writer *w, const char *path); /* atomic; "format": "pt" is always set */
+void plm_st_writer_free(plm_st_writer *w);
+
+#endif
