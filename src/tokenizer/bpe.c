@@ -280,15 +280,16 @@ int plm_bpe_add_merge(plm_bpe *b, int32_t left, int32_t right, int32_t merged, i
     if ((b->nmerges + 1) * 2 > (int64_t)b->mslots) merge_table_grow(b);
     uint64_t key = (uint64_t)(uint32_t)left << 32 | (uint32_t)right;
     uint32_t h = pair_hash(key) & (b->mslots - 1);
+    if (rank < 0) rank = b->nlist;
     while (b->mkey[h] != EMPTY_KEY) {
-        if (b->mkey[h] == key) return -1;
+        if (b->mkey[h] == key) break;
         h = (h + 1) & (b->mslots - 1);
     }
-    if (rank < 0) rank = b->nlist;
+    /* A repeated pair takes the later rank, as HF builds its merge map from the list. */
+    if (b->mkey[h] == EMPTY_KEY) b->nmerges++;
     b->mkey[h] = key;
     b->mrank[h] = rank;
     b->mnew[h] = merged;
-    b->nmerges++;
     if (b->nlist == b->caplist) {
         b->caplist = b->caplist ? b->caplist * 2 : 1024;
         b->mleft = plm_realloc(b->mleft, (size_t)b->caplist * sizeof *b->mleft);
@@ -684,7 +685,7 @@ int plm_bpe_load_merges_text(plm_tokenizer *t, const char *path, const char *buf
                 free(tmp);
                 return -1;
             }
-            plm_bpe_add_merge(t->bpe, a, b, m, -1); /* a repeated merge keeps its first rank, as HF */
+            plm_bpe_add_merge(t->bpe, a, b, m, -1);
         }
         p = nl ? nl + 1 : end;
     }

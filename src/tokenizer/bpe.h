@@ -52,7 +52,7 @@ size_t plm_bpe_pretok_next(const uint8_t *s, size_t len, size_t i);
 plm_bpe *plm_bpe_new(void);
 void plm_bpe_free(plm_bpe *b);
 /* Adds merge (left, right) -> merged with the next rank (or the given rank if >= 0).
- * Returns -1 if the pair is already there (first one wins, as HF). */
+ * A pair listed twice takes its later rank, as HF. Returns 0. */
 int plm_bpe_add_merge(plm_bpe *b, int32_t left, int32_t right, int32_t merged, int32_t rank);
 /* Looks a pair up: rank or -1; *merged set. */
 int32_t plm_bpe_pair(const plm_bpe *b, int32_t left, int32_t right, int32_t *merged);
