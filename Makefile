@@ -1,5 +1,6 @@
-# plm - build with `make`; `make test` runs the test suite; `make asan` builds and runs
-# it under AddressSanitizer + UBSan; `make bench` runs the benchmarks.
+# plm - `make` builds build/plm and the tests; `make demo` runs the demo; `make test` runs
+# the test suite; `make asan` builds and runs it under AddressSanitizer + UBSan;
+# `make check` does both; `make bench` runs the benchmarks.
 CC      ?= gcc
 BUILD   ?= build
 OPT     ?= -O3 -march=native
@@ -15,8 +16,14 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 HEADERS  := $(wildcard src/*/*.h) $(wildcard tests/*.h)
 
-.PHONY: all test asan bench format format-check clean fuzz
+.PHONY: all test check asan demo bench format format-check clean fuzz
 all: $(BUILD)/plm $(TESTS)
+
+# The README's two commands end in these.
+demo: $(BUILD)/plm
+	./$(BUILD)/plm demo
+
+check: test asan
 
 $(BUILD)/%.o: %.c $(HEADERS) Makefile
 	@mkdir -p $(dir $@)
