@@ -600,9 +600,27 @@ static void put_model_tensors(const plm_model *m, const float *base, const char 
     }
 }
 
-static void case_model(const char *name, plm_arch arch) {
+/* A model configuration to compare: the two standard ones (BERT: post-LN, MLM; GPT-2:
+ * pre-LN, CLM) and two swapped ones the engine also supports (one model trained with
+ * CLM then MLM, untied heads, segment embeddings on a decoder). */
+typedef struct {
+    const char *name;
+    plm_arch arch;
+    bool pre_ln, tied, causal;
+    int type_vocab;
+    plm_gelu_kind act;
+} model_variant;
+
+static void case_model(const model_variant *mv) {
+    const char *name = mv->name;
+    plm_arch arch = mv->arch;
     plm_config c;
     plm_config_default(&c, arch);
+    c.pre_layernorm = mv->pre_ln;
+    c.is_decoder = mv->causal;
+    c.tie_word_embeddings = mv->tied;
+    c.type_vocab_size = mv->type_vocab;
+    c.hidden_act = mv->act;
     c.vocab_size = 97;
     c.hidden_size = 48;
     c.num_attention_heads = 3;
@@ -611,7 +629,6 @@ static void case_model(const char *name, plm_arch arch) {
     c.max_position_embeddings = 16;
     c.hidden_dropout_prob = c.attention_probs_dropout_prob = 0.0f;
     if (arch == PLM_ARCH_BERT) {
-        c.type_vocab_size = 2;
         c.pad_token_id = 0;
         c.mask_token_id = 4;
     } else {
@@ -641,16 +658,16 @@ static void case_model(const char *name, plm_arch arch) {
             mask32[i] = real;
             if (arch == PLM_ARCH_BERT) {
                 ids[i] = real ? 5 + (int32_t)plm_rng_below(&R, c.vocab_size - 5) : c.pad_token_id;
-                tt[i] = real && t >= lens[b] / 2;
             } else {
                 ids[i] = real ? 1 + (int32_t)plm_rng_below(&R, c.vocab_size - 2) : c.eos_token_id;
             }
+            tt[i] = real && c.type_vocab_size ? (t * c.type_vocab_size) / lens[b] : 0;
             labels[i] = PLM_IGNORE_INDEX;
         }
-    if (arch == PLM_ARCH_BERT) {
-        /* the padding token once at a real position: nn.Embedding(padding_idx) gives its
-         * row no gradient from the lookup, but the tied decoder still does */
-        ids[5] = c.pad_token_id;
+    /* BERT: the padding token once at a real position: nn.Embedding(padding_idx) gives
+     * its row no gradient from the lookup, but a tied decoder still does */
+    if (arch == PLM_ARCH_BERT) ids[5] = c.pad_token_id;
+    if (!mv->causal) { /* MLM: ~15% of the real positions carry a label */
         for (int pass = 0; nlab < 5; pass++)
             for (int i = 0; i < N; i++)
                 if (mask[i] && labels[i] == PLM_IGNORE_INDEX && plm_rng_uniform(&R) < 0.15f) {
@@ -664,10 +681,10 @@ static void case_model(const char *name, plm_arch arch) {
     plm_batch batch = {.B = B,
                        .T = T,
                        .input_ids = ids,
-                       .token_type_ids = arch == PLM_ARCH_BERT ? tt : NULL,
+                       .token_type_ids = c.type_vocab_size ? tt : NULL,
                        .attention_mask = mask,
                        .labels = labels,
-                       .causal = arch == PLM_ARCH_GPT2,
+                       .causal = mv->causal,
                        .training = false,
                        .dropout_seed = 99};
     int L = c.num_hidden_layers, C = c.hidden_size, V = c.vocab_size;
@@ -690,11 +707,32 @@ static void case_model(const char *name, plm_arch arch) {
     check_written(name, "hidden", plm_model_hidden(m), (size_t)N * C);
     check_written(name, "logits", logits, (size_t)M * V);
     check_written(name, "grads", m->grads, m->num_params);
-    if (arch == PLM_ARCH_BERT) {
+    if (arch == PLM_ARCH_BERT && c.tie_word_embeddings) {
         /* the lookup gives the padding row nothing, the tied decoder does: not all zero */
         bool nz = false;
         for (int k = 0; k < C; k++) nz |= m->g.wte[(size_t)c.pad_token_id * C + k] != 0.0f;
         CHECK(nz, cname("parity_self.%s.tied_decoder_grad_on_pad_row", name), "pad row got no decoder gradient");
+    }
+    if (verbose) {
+        /* gradients accumulate (+=): a second pass doubles them (up to rounding: GEMMs
+         * with beta = 1 add their partial sums into the old values); a pass at
+         * loss_scale 0.5 gives exactly half (powers of two scale exactly) */
+        float *g1 = fcopy(m->grads, m->num_params);
+        plm_model_forward(m, &batch, true, 1.0f);
+        double e2 = 0.0, n2 = 0.0;
+        for (size_t k = 0; k < m->num_params; k++) {
+            double dlt = (double)m->grads[k] - 2.0 * g1[k];
+            e2 += dlt * dlt;
+            n2 += 4.0 * g1[k] * g1[k];
+        }
+        CHECK(sqrt(e2 / n2) < 1e-6, cname("parity_self.%s.grads_accumulate", name),
+              "second pass did not double the gradients: relerr %.3g", sqrt(e2 / n2));
+        plm_model_zero_grad(m);
+        plm_model_forward(m, &batch, true, 0.5f);
+        bool half = true;
+        for (size_t k = 0; k < m->num_params; k++) half &= m->grads[k] == 0.5f * g1[k];
+        CHECK(half, cname("parity_self.%s.loss_scale", name), "loss_scale 0.5 did not halve the gradients");
+        memcpy(m->grads, g1, m->num_params * sizeof(float));
     }
     char *cfg = plm_config_to_json(&c);
     meta("config", "%s", cfg);
@@ -748,8 +786,15 @@ int main(int argc, char **argv) {
     case_attention("attention_dropout", false, true, 0.2f);
     case_crossentropy("crossentropy", 3.0f);
     case_crossentropy("crossentropy_large", 40.0f);
-    case_model("bert", PLM_ARCH_BERT);
-    case_model("gpt2", PLM_ARCH_GPT2);
+    static const model_variant models[] = {
+        {"bert", PLM_ARCH_BERT, false, true, false, 2, PLM_GELU_ERF},
+        {"gpt2", PLM_ARCH_GPT2, true, true, true, 0, PLM_GELU_TANH},
+        /* the same engine the other way round: a pre-LN encoder trained causally with an
+         * untied decoder, a post-LN decoder with segments trained bidirectionally (MLM) */
+        {"bert_preln_causal_untied", PLM_ARCH_BERT, true, false, true, 3, PLM_GELU_TANH},
+        {"gpt2_postln_bidir_untied", PLM_ARCH_GPT2, false, false, false, 2, PLM_GELU_ERF},
+    };
+    for (size_t i = 0; i < PLM_ARRAY_LEN(models); i++) case_model(&models[i]);
     if (verbose) dropout_statistics();
     if (out_dir) fprintf(stderr, "test_parity_dump: %d cases written to %s\n", num_cases, out_dir);
     TEST_EXIT();

@@ -241,25 +241,44 @@ def conv1d(x, P, name):  # HF Conv1D: weight [in, out]
     return x @ P[name + ".weight"] + P[name + ".bias"]
 
 
-def bert_reference(P, cfg, ids, tt, mask, labels):
-    """BertForMaskedLM (post-LN), tied decoder. Returns loss, logits, hidden states per layer."""
+def bert_reference(P, cfg, ids, tt, mask, labels, causal):
+    """BertForMaskedLM: post-LN, the MLM head on labelled rows, decoder tied unless
+    cls.predictions.decoder.weight exists. With pre_layernorm (a plm extension) the
+    attention.output / output LayerNorms move before their sub-layers and
+    bert.encoder.ln_f closes the stack. Returns loss, logits, hidden states per layer
+    and the final hidden state."""
     eps, act, NH = cfg["layer_norm_eps"], cfg["hidden_act"], cfg["num_attention_heads"]
+    pre_ln = cfg.get("pre_layernorm", False)
     T = ids.shape[1]
     pad = cfg.get("pad_token_id")
     x = F.embedding(ids, P["bert.embeddings.word_embeddings.weight"], padding_idx=pad)
     x = x + P["bert.embeddings.position_embeddings.weight"][:T]
     if tt is not None:
         x = x + F.embedding(tt, P["bert.embeddings.token_type_embeddings.weight"])
-    x = layer_norm(x, P, "bert.embeddings.LayerNorm", eps)
+    if not pre_ln:
+        x = layer_norm(x, P, "bert.embeddings.LayerNorm", eps)
     hidden = []
     for l in range(cfg["num_hidden_layers"]):
         pre = f"bert.encoder.layer.{l}."
-        qkv = torch.cat([nn_linear(x, P, pre + f"attention.self.{n}") for n in ("query", "key", "value")], dim=-1)
-        a, _ = attention(qkv, mask, NH, causal=False)
-        x = layer_norm(x + nn_linear(a, P, pre + "attention.output.dense"), P, pre + "attention.output.LayerNorm", eps)
-        h = nn_linear(gelu(nn_linear(x, P, pre + "intermediate.dense"), act), P, pre + "output.dense")
-        x = layer_norm(x + h, P, pre + "output.LayerNorm", eps)
+        ln1 = lambda y: layer_norm(y, P, pre + "attention.output.LayerNorm", eps)
+        ln2 = lambda y: layer_norm(y, P, pre + "output.LayerNorm", eps)
+
+        def attn(y):
+            qkv = torch.cat([nn_linear(y, P, pre + f"attention.self.{n}") for n in ("query", "key", "value")], -1)
+            return nn_linear(attention(qkv, mask, NH, causal)[0], P, pre + "attention.output.dense")
+
+        def mlp(y):
+            return nn_linear(gelu(nn_linear(y, P, pre + "intermediate.dense"), act), P, pre + "output.dense")
+
+        if pre_ln:
+            x = x + attn(ln1(x))
+            x = x + mlp(ln2(x))
+        else:
+            x = ln1(x + attn(x))
+            x = ln2(x + mlp(x))
         hidden.append(x)
+    if pre_ln:
+        x = layer_norm(x, P, "bert.encoder.ln_f", eps)
     C = x.shape[-1]
     sel = labels.reshape(-1) != -100
     h = x.reshape(-1, C)[sel]
@@ -271,20 +290,40 @@ def bert_reference(P, cfg, ids, tt, mask, labels):
     return loss, logits, hidden, x
 
 
-def gpt2_reference(P, cfg, ids, mask, labels):
-    """GPT2LMHeadModel (pre-LN, final ln_f), tied head, CLM labels already shifted."""
+def gpt2_reference(P, cfg, ids, tt, mask, labels, causal):
+    """GPT2LMHeadModel: pre-LN, final ln_f, head tied unless lm_head.weight exists, labels
+    already shifted. plm extensions: segment embeddings transformer.wtt; post-LN
+    (pre_layernorm false) with transformer.ln_emb after the embeddings, ln_1 / ln_2 after
+    the residual adds and no ln_f."""
     eps, act, NH = cfg["layer_norm_epsilon"], cfg["activation_function"], cfg["n_head"]
+    pre_ln = cfg.get("pre_layernorm", True)
     T = ids.shape[1]
     x = F.embedding(ids, P["transformer.wte.weight"]) + P["transformer.wpe.weight"][:T]
+    if tt is not None:
+        x = x + F.embedding(tt, P["transformer.wtt.weight"])
+    if not pre_ln:
+        x = layer_norm(x, P, "transformer.ln_emb", eps)
     hidden = []
     for l in range(cfg["n_layer"]):
         pre = f"transformer.h.{l}."
-        a, _ = attention(conv1d(layer_norm(x, P, pre + "ln_1", eps), P, pre + "attn.c_attn"), mask, NH, causal=True)
-        x = x + conv1d(a, P, pre + "attn.c_proj")
-        h = gelu(conv1d(layer_norm(x, P, pre + "ln_2", eps), P, pre + "mlp.c_fc"), act)
-        x = x + conv1d(h, P, pre + "mlp.c_proj")
+        ln1 = lambda y: layer_norm(y, P, pre + "ln_1", eps)
+        ln2 = lambda y: layer_norm(y, P, pre + "ln_2", eps)
+
+        def attn(y):
+            return conv1d(attention(conv1d(y, P, pre + "attn.c_attn"), mask, NH, causal)[0], P, pre + "attn.c_proj")
+
+        def mlp(y):
+            return conv1d(gelu(conv1d(y, P, pre + "mlp.c_fc"), act), P, pre + "mlp.c_proj")
+
+        if pre_ln:
+            x = x + attn(ln1(x))
+            x = x + mlp(ln2(x))
+        else:
+            x = ln1(x + attn(x))
+            x = ln2(x + mlp(x))
         hidden.append(x)
-    x = layer_norm(x, P, "transformer.ln_f", eps)
+    if pre_ln:
+        x = layer_norm(x, P, "transformer.ln_f", eps)
     C = x.shape[-1]
     sel = labels.reshape(-1) != -100
     head = P.get("lm_head.weight", P["transformer.wte.weight"])
@@ -299,10 +338,8 @@ def check_model(ck, meta, d):
              and not k.startswith("hidden.")]
     P = {k: leaf(d[k]) for k in names}
     ids, mask, labels = d["input_ids"], d["attention_mask"], d["labels"]
-    if cfg["model_type"] == "bert":
-        loss, logits, hidden, final = bert_reference(P, cfg, ids, d.get("token_type_ids"), mask, labels)
-    else:
-        loss, logits, hidden, final = gpt2_reference(P, cfg, ids, mask, labels)
+    ref = bert_reference if cfg["model_type"] == "bert" else gpt2_reference
+    loss, logits, hidden, final = ref(P, cfg, ids, d.get("token_type_ids"), mask, labels, meta["causal"] == "1")
     loss.backward()
     ck.compare("loss", d["loss"], loss.reshape(1))
     ck.compare("logits", d["logits"], logits)
