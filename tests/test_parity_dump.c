@@ -609,7 +609,15 @@ typedef struct {
     bool pre_ln, tied, causal;
     int type_vocab;
     plm_gelu_kind act;
+    float p_hidden, p_attn; /* > 0: training with dropout, masks dumped as dropmask.* */
 } model_variant;
+
+/* model.c's dropout key of each site: (seed, layer, site), layer -1 = the embeddings,
+ * site 0 = attention probabilities (embedding output for layer -1), 1 = the attention
+ * output before its residual add, 2 = the MLP output before its residual add. */
+static uint64_t model_drop_key(uint64_t seed, int layer, int site) {
+    return plm_hash_combine(seed, (uint64_t)(layer + 1) * 16 + (uint64_t)site);
+}
 
 static void case_model(const model_variant *mv) {
     const char *name = mv->name;
@@ -627,7 +635,8 @@ static void case_model(const model_variant *mv) {
     c.num_hidden_layers = 2;
     c.intermediate_size = 80;
     c.max_position_embeddings = 16;
-    c.hidden_dropout_prob = c.attention_probs_dropout_prob = 0.0f;
+    c.hidden_dropout_prob = mv->p_hidden;
+    c.attention_probs_dropout_prob = mv->p_attn;
     if (arch == PLM_ARCH_BERT) {
         c.pad_token_id = 0;
         c.mask_token_id = 4;
@@ -685,7 +694,7 @@ static void case_model(const model_variant *mv) {
                        .attention_mask = mask,
                        .labels = labels,
                        .causal = mv->causal,
-                       .training = false,
+                       .training = mv->p_hidden > 0.0f || mv->p_attn > 0.0f,
                        .dropout_seed = 99};
     int L = c.num_hidden_layers, C = c.hidden_size, V = c.vocab_size;
     /* forward only: logits and hidden states */
@@ -747,6 +756,20 @@ static void case_model(const model_variant *mv) {
     for (int l = 0; l < L; l++)
         put_f32(cname("hidden.%d", l), c.pre_layernorm ? m->acts[l].res2 : m->acts[l].ln2, 3, B, T, C);
     put_f32("hidden.final", plm_model_hidden(m), 3, B, T, C);
+    if (batch.training) {
+        int NH = c.num_attention_heads;
+        put_f32("dropmask.emb", drop_mask((size_t)N * C, mv->p_hidden, model_drop_key(batch.dropout_seed, -1, 0), 0),
+                3, B, T, C);
+        for (int l = 0; l < L; l++) {
+            uint64_t s0 = batch.dropout_seed;
+            put_f32(cname("dropmask.%d.attn", l), drop_mask((size_t)B * NH * T * T, mv->p_attn, model_drop_key(s0, l, 0), 0),
+                    4, B, NH, T, T);
+            put_f32(cname("dropmask.%d.resid1", l), drop_mask((size_t)N * C, mv->p_hidden, model_drop_key(s0, l, 1), 0), 3,
+                    B, T, C);
+            put_f32(cname("dropmask.%d.resid2", l), drop_mask((size_t)N * C, mv->p_hidden, model_drop_key(s0, l, 2), 0), 3,
+                    B, T, C);
+        }
+    }
     put_model_tensors(m, m->params, "");
     put_model_tensors(m, m->grads, "grad.");
     plm_model_free(m);
@@ -787,12 +810,16 @@ int main(int argc, char **argv) {
     case_crossentropy("crossentropy", 3.0f);
     case_crossentropy("crossentropy_large", 40.0f);
     static const model_variant models[] = {
-        {"bert", PLM_ARCH_BERT, false, true, false, 2, PLM_GELU_ERF},
-        {"gpt2", PLM_ARCH_GPT2, true, true, true, 0, PLM_GELU_TANH},
+        {"bert", PLM_ARCH_BERT, false, true, false, 2, PLM_GELU_ERF, 0.0f, 0.0f},
+        {"gpt2", PLM_ARCH_GPT2, true, true, true, 0, PLM_GELU_TANH, 0.0f, 0.0f},
         /* the same engine the other way round: a pre-LN encoder trained causally with an
          * untied decoder, a post-LN decoder with segments trained bidirectionally (MLM) */
-        {"bert_preln_causal_untied", PLM_ARCH_BERT, true, false, true, 3, PLM_GELU_TANH},
-        {"gpt2_postln_bidir_untied", PLM_ARCH_GPT2, false, false, false, 2, PLM_GELU_ERF},
+        {"bert_preln_causal_untied", PLM_ARCH_BERT, true, false, true, 3, PLM_GELU_TANH, 0.0f, 0.0f},
+        {"gpt2_postln_bidir_untied", PLM_ARCH_GPT2, false, false, false, 2, PLM_GELU_ERF, 0.0f, 0.0f},
+        /* dropout on, every mask reproduced from its key: checks where and how the
+         * model applies dropout in both passes (the comparison proper runs without) */
+        {"bert_dropout", PLM_ARCH_BERT, false, true, false, 2, PLM_GELU_ERF, 0.1f, 0.15f},
+        {"gpt2_dropout", PLM_ARCH_GPT2, true, true, true, 0, PLM_GELU_TANH, 0.1f, 0.15f},
     };
     for (size_t i = 0; i < PLM_ARRAY_LEN(models); i++) case_model(&models[i]);
     if (verbose) dropout_statistics();

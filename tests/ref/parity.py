@@ -241,7 +241,21 @@ def conv1d(x, P, name):  # HF Conv1D: weight [in, out]
     return x @ P[name + ".weight"] + P[name + ".bias"]
 
 
-def bert_reference(P, cfg, ids, tt, mask, labels, causal):
+class Dropout:
+    """Applies the dropout masks plm drew (dumped as dropmask.*), or nothing."""
+
+    def __init__(self, d, p_hidden, p_attn):
+        self.d, self.ph, self.pa = d, p_hidden, p_attn
+
+    def __call__(self, key, x):
+        m = self.d.get(f"dropmask.{key}")
+        return x if m is None else x * m / (1.0 - self.ph)
+
+    def attn(self, l):
+        return self.d.get(f"dropmask.{l}.attn"), self.pa
+
+
+def bert_reference(P, cfg, ids, tt, mask, labels, causal, drop):
     """BertForMaskedLM: post-LN, the MLM head on labelled rows, decoder tied unless
     cls.predictions.decoder.weight exists. With pre_layernorm (a plm extension) the
     attention.output / output LayerNorms move before their sub-layers and
@@ -257,6 +271,7 @@ def bert_reference(P, cfg, ids, tt, mask, labels, causal):
         x = x + F.embedding(tt, P["bert.embeddings.token_type_embeddings.weight"])
     if not pre_ln:
         x = layer_norm(x, P, "bert.embeddings.LayerNorm", eps)
+    x = drop("emb", x)
     hidden = []
     for l in range(cfg["num_hidden_layers"]):
         pre = f"bert.encoder.layer.{l}."
@@ -265,10 +280,12 @@ def bert_reference(P, cfg, ids, tt, mask, labels, causal):
 
         def attn(y):
             qkv = torch.cat([nn_linear(y, P, pre + f"attention.self.{n}") for n in ("query", "key", "value")], -1)
-            return nn_linear(attention(qkv, mask, NH, causal)[0], P, pre + "attention.output.dense")
+            a = attention(qkv, mask, NH, causal, *drop.attn(l))[0]
+            return drop(f"{l}.resid1", nn_linear(a, P, pre + "attention.output.dense"))
 
         def mlp(y):
-            return nn_linear(gelu(nn_linear(y, P, pre + "intermediate.dense"), act), P, pre + "output.dense")
+            h = nn_linear(gelu(nn_linear(y, P, pre + "intermediate.dense"), act), P, pre + "output.dense")
+            return drop(f"{l}.resid2", h)
 
         if pre_ln:
             x = x + attn(ln1(x))
@@ -290,7 +307,7 @@ def bert_reference(P, cfg, ids, tt, mask, labels, causal):
     return loss, logits, hidden, x
 
 
-def gpt2_reference(P, cfg, ids, tt, mask, labels, causal):
+def gpt2_reference(P, cfg, ids, tt, mask, labels, causal, drop):
     """GPT2LMHeadModel: pre-LN, final ln_f, head tied unless lm_head.weight exists, labels
     already shifted. plm extensions: segment embeddings transformer.wtt; post-LN
     (pre_layernorm false) with transformer.ln_emb after the embeddings, ln_1 / ln_2 after
@@ -303,6 +320,7 @@ def gpt2_reference(P, cfg, ids, tt, mask, labels, causal):
         x = x + F.embedding(tt, P["transformer.wtt.weight"])
     if not pre_ln:
         x = layer_norm(x, P, "transformer.ln_emb", eps)
+    x = drop("emb", x)
     hidden = []
     for l in range(cfg["n_layer"]):
         pre = f"transformer.h.{l}."
@@ -310,10 +328,11 @@ def gpt2_reference(P, cfg, ids, tt, mask, labels, causal):
         ln2 = lambda y: layer_norm(y, P, pre + "ln_2", eps)
 
         def attn(y):
-            return conv1d(attention(conv1d(y, P, pre + "attn.c_attn"), mask, NH, causal)[0], P, pre + "attn.c_proj")
+            a = attention(conv1d(y, P, pre + "attn.c_attn"), mask, NH, causal, *drop.attn(l))[0]
+            return drop(f"{l}.resid1", conv1d(a, P, pre + "attn.c_proj"))
 
         def mlp(y):
-            return conv1d(gelu(conv1d(y, P, pre + "mlp.c_fc"), act), P, pre + "mlp.c_proj")
+            return drop(f"{l}.resid2", conv1d(gelu(conv1d(y, P, pre + "mlp.c_fc"), act), P, pre + "mlp.c_proj"))
 
         if pre_ln:
             x = x + attn(ln1(x))
@@ -334,12 +353,14 @@ def gpt2_reference(P, cfg, ids, tt, mask, labels, causal):
 
 def check_model(ck, meta, d):
     cfg = json.loads(meta["config"])
-    names = [k for k in d if not k.startswith("grad.") and d[k].is_floating_point() and "." in k
-             and not k.startswith("hidden.")]
+    names = [k for k in d if k.endswith((".weight", ".bias")) and not k.startswith("grad.")]
     P = {k: leaf(d[k]) for k in names}
     ids, mask, labels = d["input_ids"], d["attention_mask"], d["labels"]
-    ref = bert_reference if cfg["model_type"] == "bert" else gpt2_reference
-    loss, logits, hidden, final = ref(P, cfg, ids, d.get("token_type_ids"), mask, labels, meta["causal"] == "1")
+    if cfg["model_type"] == "bert":
+        ref, drop = bert_reference, Dropout(d, cfg["hidden_dropout_prob"], cfg["attention_probs_dropout_prob"])
+    else:
+        ref, drop = gpt2_reference, Dropout(d, cfg["resid_pdrop"], cfg["attn_pdrop"])
+    loss, logits, hidden, final = ref(P, cfg, ids, d.get("token_type_ids"), mask, labels, meta["causal"] == "1", drop)
     loss.backward()
     ck.compare("loss", d["loss"], loss.reshape(1))
     ck.compare("logits", d["logits"], logits)
