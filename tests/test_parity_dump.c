@@ -723,6 +723,15 @@ static void case_model(const model_variant *mv) {
         CHECK(nz, cname("parity_self.%s.tied_decoder_grad_on_pad_row", name), "pad row got no decoder gradient");
     }
     if (verbose) {
+        /* plm_model_logits_at (fill-mask, generation) on the labelled positions gives the
+         * training pass's logits */
+        float *la = fnan((size_t)M * V);
+        int32_t *pos = ialloc(M);
+        for (int i = 0, k = 0; i < N; i++)
+            if (labels[i] != PLM_IGNORE_INDEX) pos[k++] = i;
+        plm_model_logits_at(m, pos, M, la);
+        CHECK(!memcmp(la, logits, (size_t)M * V * sizeof(float)), cname("parity_self.%s.logits_at", name),
+              "plm_model_logits_at differs from the forward pass's logits");
         /* gradients accumulate (+=): a second pass doubles them (up to rounding: GEMMs
          * with beta = 1 add their partial sums into the old values); a pass at
          * loss_scale 0.5 gives exactly half (powers of two scale exactly) */
