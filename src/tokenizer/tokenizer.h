@@ -69,6 +69,8 @@ typedef struct {
     int limit_alphabet;    /* WordPiece/BPE: 0 = no limit */
     bool show_progress;    /* progress bar on stderr */
     int num_threads;       /* 0 = all cores */
+    bool bpe_observed_alphabet; /* BPE: start from the bytes seen in the corpus (HF's default
+                                   BpeTrainer) instead of all 256, which encode any input */
 } plm_tokenizer_train_opts;
 
 void plm_tokenizer_train_opts_default(plm_tokenizer_train_opts *o);

@@ -1,0 +1,21 @@
+/* cli.h - the plm subcommands (each returns a process exit code, see core/common.h)
+ * and helpers they share for loading a model directory. */
+#ifndef PLM_CLI_H
+#define PLM_CLI_H
+
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+int cmd_pretrain(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_fill_mask(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+/* Loads dir/config.json, dir/model.safetensors and dir/tokenizer.json. Prints the
+ * error and returns PLM_EXIT_INPUT on failure, 0 on success. */
+int cli_load_model(const char *dir, plm_model **m, plm_tokenizer **tok);
+/* Prints "plm CMD: error: <last error>" on stderr and returns code. */
+int cli_fail(const char *cmd, int code);
+
+#endif

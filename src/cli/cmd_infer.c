@@ -1,0 +1,261 @@
+/* cmd_infer.c - `plm eval`, `plm generate` and `plm fill-mask`: using a trained model. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "cli.h"
+#include "core/common.h"
+#include "data/corpus.h"
+#include "data/dataloader.h"
+#include "infer/generate.h"
+#include "train/trainer.h"
+
+int cmd_eval(int argc, char **argv) {
+    const char *model_dir = NULL, *objective = NULL;
+    arg_list files = {0};
+    int batch_size = 8, seq_len = 0, max_batches = 1000000;
+    uint64_t seed = 42;
+    arg_spec specs[] = {
+        {"--model", ARG_STR, &model_dir, "model directory (config.json, model.safetensors, tokenizer.json)"},
+        {"--data", ARG_LIST, &files, "held-out text files"},
+        {"--objective", ARG_STR, &objective, "clm (perplexity) or mlm (masked loss/accuracy); default from the model"},
+        {"--batch-size", ARG_INT, &batch_size, "sequences per batch (default 8)"},
+        {"--seq-len", ARG_INT, &seq_len, "tokens per sequence (default: min(512, max_position_embeddings))"},
+        {"--max-batches", ARG_INT, &max_batches, "stop after N batches"},
+        {"--seed", ARG_U64, &seed, "seed of the MLM masks (default 42)"},
+    };
+    int rc = args_parse("eval", "Perplexity (CLM) or masked-token loss and accuracy (MLM) on held-out text.", specs,
+                        (int)PLM_ARRAY_LEN(specs), argc, argv);
+    if (rc) return rc == 1 ? 0 : rc;
+    if (!model_dir || files.n == 0) {
+        fprintf(stderr, "plm eval: --model DIR and --data FILE... are required (see plm eval --help)\n");
+        args_list_free(&files);
+        return PLM_EXIT_USAGE;
+    }
+    plm_model *m;
+    plm_tokenizer *tok;
+    if ((rc = cli_load_model(model_dir, &m, &tok)) != 0) {
+        args_list_free(&files);
+        return cli_fail("eval", rc);
+    }
+    plm_objective obj = m->config.is_decoder ? PLM_OBJ_CLM : PLM_OBJ_MLM;
+    if (objective && strcmp(objective, "mlm") == 0) obj = PLM_OBJ_MLM;
+    else if (objective && strcmp(objective, "clm") == 0) obj = PLM_OBJ_CLM;
+    else if (objective) {
+        fprintf(stderr, "plm eval: --objective must be clm or mlm\n");
+        rc = PLM_EXIT_USAGE;
+        goto out;
+    }
+    if (seq_len <= 0) seq_len = PLM_MIN(512, m->config.max_position_embeddings);
+    if (batch_size <= 0 || seq_len > m->config.max_position_embeddings) {
+        fprintf(stderr, "plm eval: --seq-len must be at most max_position_embeddings (%d)\n",
+                m->config.max_position_embeddings);
+        rc = PLM_EXIT_USAGE;
+        goto out;
+    }
+    plm_token_stream s = {0};
+    int32_t sep = plm_tokenizer_special(tok, PLM_SPECIAL_EOS);
+    if (sep < 0) sep = plm_tokenizer_special(tok, PLM_SPECIAL_SEP);
+    if (plm_corpus_tokenize(tok, (const char *const *)files.items, files.n, sep, &s, 0) != 0) {
+        rc = cli_fail("eval", PLM_EXIT_INPUT);
+        goto out;
+    }
+    plm_vocab_info v;
+    plm_vocab_info_init(&v, tok);
+    plm_objective_opts oo;
+    plm_objective_opts_default(&oo);
+    plm_dataloader d;
+    if (plm_dataloader_init(&d, &s, obj, &oo, &v, seq_len, seed, false) != 0) {
+        rc = cli_fail("eval", PLM_EXIT_INPUT);
+    } else {
+        plm_model_reserve(m, batch_size, seq_len);
+        plm_eval_result e = plm_evaluate(m, &d, batch_size, max_batches, obj == PLM_OBJ_CLM);
+        if (obj == PLM_OBJ_CLM)
+            printf("{\"objective\": \"clm\", \"loss\": %.6f, \"perplexity\": %.4f, \"accuracy\": %.4f, \"tokens\": %ld}\n",
+                   e.loss, exp(e.loss), e.accuracy, e.tokens);
+        else
+            printf("{\"objective\": \"mlm\", \"loss\": %.6f, \"masked_accuracy\": %.4f, \"perplexity\": %.4f, "
+                   "\"masked_tokens\": %ld}\n",
+                   e.loss, e.accuracy, exp(e.loss), e.tokens);
+        plm_dataloader_free(&d);
+    }
+    plm_vocab_info_free(&v);
+    plm_token_stream_free(&s);
+out:
+    plm_model_free(m);
+    plm_tokenizer_free(tok);
+    args_list_free(&files);
+    return rc;
+}
+
+typedef struct {
+    const plm_tokenizer *tok;
+} stream_ctx;
+
+static void print_token(int32_t id, void *p) {
+    stream_ctx *c = p;
+    size_t len;
+    char *s = plm_tokenizer_decode(c->tok, &id, 1, true, &len);
+    if (s) fwrite(s, 1, len, stdout);
+    free(s);
+    fflush(stdout);
+}
+
+int cmd_generate(int argc, char **argv) {
+    const char *model_dir = NULL, *prompt = NULL;
+    bool greedy = false;
+    plm_sampling s;
+    plm_sampling_default(&s);
+    arg_spec specs[] = {
+        {"--model", ARG_STR, &model_dir, "model directory"},
+        {"--prompt", ARG_STR, &prompt, "text to continue"},
+        {"--max-new-tokens", ARG_INT, &s.max_new_tokens, "tokens to generate (default 64)"},
+        {"--temperature", ARG_FLOAT, &s.temperature, "softmax temperature (default 1.0)"},
+        {"--top-k", ARG_INT, &s.top_k, "sample among the k most likely tokens (default 0 = all)"},
+        {"--top-p", ARG_FLOAT, &s.top_p, "nucleus sampling: smallest set with this probability (default 1.0)"},
+        {"--greedy", ARG_FLAG, &greedy, "always take the most likely token"},
+        {"--seed", ARG_U64, &s.seed, "sampling seed (default 42)"},
+    };
+    int rc = args_parse("generate", "Generate text from a causal model (KV cache; greedy, temperature, top-k, top-p).",
+                        specs, (int)PLM_ARRAY_LEN(specs), argc, argv);
+    if (rc) return rc == 1 ? 0 : rc;
+    if (!model_dir || !prompt) {
+        fprintf(stderr, "plm generate: --model DIR and --prompt TEXT are required\n");
+        return PLM_EXIT_USAGE;
+    }
+    if (s.temperature <= 0 || s.top_p <= 0 || s.top_p > 1 || s.top_k < 0 || s.max_new_tokens < 0) {
+        fprintf(stderr, "plm generate: need --temperature > 0, 0 < --top-p <= 1, --top-k >= 0\n");
+        return PLM_EXIT_USAGE;
+    }
+    s.do_sample = !greedy;
+    plm_model *m;
+    plm_tokenizer *tok;
+    if ((rc = cli_load_model(model_dir, &m, &tok)) != 0) return cli_fail("generate", rc);
+    s.eos_token_id = plm_tokenizer_special(tok, PLM_SPECIAL_EOS);
+    plm_encoding e;
+    plm_encoding_init(&e);
+    if (plm_tokenizer_encode(tok, prompt, strlen(prompt), &e) != 0 || e.n == 0) {
+        if (e.n == 0) plm_error("--prompt: empty after tokenization");
+        rc = cli_fail("generate", PLM_EXIT_INPUT);
+    } else {
+        int32_t *out = plm_malloc((size_t)(s.max_new_tokens + 1) * sizeof(int32_t));
+        stream_ctx ctx = {tok};
+        fputs(prompt, stdout);
+        int n = plm_generate(m, e.ids, e.n, &s, out, print_token, &ctx);
+        putchar('\n');
+        if (n < 0) rc = cli_fail("generate", PLM_EXIT_INPUT);
+        free(out);
+    }
+    plm_encoding_free(&e);
+    plm_model_free(m);
+    plm_tokenizer_free(tok);
+    return rc;
+}
+
+typedef struct {
+    float p;
+    int id;
+} scored;
+
+static int scored_desc(const void *a, const void *b) {
+    float x = ((const scored *)a)->p, y = ((const scored *)b)->p;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+int cmd_fill_mask(int argc, char **argv) {
+    const char *model_dir = NULL;
+    arg_list texts = {0};
+    int top_k = 5;
+    bool json = false;
+    arg_spec specs[] = {
+        {"--model", ARG_STR, &model_dir, "model directory (an MLM-trained encoder)"},
+        {"--text", ARG_LIST, &texts, "sentences containing the mask token, e.g. \"The [MASK] sat on the mat.\""},
+        {"--top-k", ARG_INT, &top_k, "predictions per mask (default 5)"},
+        {"--json", ARG_FLAG, &json, "one JSON object per mask instead of a table"},
+    };
+    int rc = args_parse("fill-mask", "Predict the tokens behind each [MASK] with their probabilities.", specs,
+                        (int)PLM_ARRAY_LEN(specs), argc, argv);
+    if (rc) return rc == 1 ? 0 : rc;
+    if (!model_dir || texts.n == 0 || top_k <= 0) {
+        fprintf(stderr, "plm fill-mask: --model DIR and --text \"...[MASK]...\" are required\n");
+        args_list_free(&texts);
+        return PLM_EXIT_USAGE;
+    }
+    plm_model *m;
+    plm_tokenizer *tok;
+    if ((rc = cli_load_model(model_dir, &m, &tok)) != 0) {
+        args_list_free(&texts);
+        return cli_fail("fill-mask", rc);
+    }
+    int mask = plm_tokenizer_special(tok, PLM_SPECIAL_MASK), cls = plm_tokenizer_special(tok, PLM_SPECIAL_CLS),
+        sep = plm_tokenizer_special(tok, PLM_SPECIAL_SEP), V = m->config.vocab_size;
+    const char *mask_str = mask >= 0 ? plm_tokenizer_id_to_token(tok, mask) : "[MASK]";
+    plm_encoding e;
+    plm_encoding_init(&e);
+    float *logits = NULL;
+    scored *sc = plm_malloc((size_t)V * sizeof(scored));
+    for (int t = 0; t < texts.n && rc == 0; t++) {
+        const char *text = texts.items[t];
+        plm_encoding_clear(&e);
+        if (plm_tokenizer_encode(tok, text, strlen(text), &e) != 0) {
+            rc = cli_fail("fill-mask", PLM_EXIT_INPUT);
+            break;
+        }
+        int T = e.n + 2;
+        if (T > m->config.max_position_embeddings) {
+            plm_error("--text: %d tokens exceed max_position_embeddings", T);
+            rc = cli_fail("fill-mask", PLM_EXIT_INPUT);
+            break;
+        }
+        int32_t *ids = plm_malloc((size_t)T * sizeof(int32_t)), *pos = plm_malloc((size_t)T * sizeof(int32_t));
+        int np = 0, k = 0;
+        if (cls >= 0) ids[k++] = cls;
+        for (int i = 0; i < e.n; i++) {
+            if (e.ids[i] == mask) pos[np++] = k;
+            ids[k++] = e.ids[i];
+        }
+        if (sep >= 0) ids[k++] = sep;
+        if (np == 0) {
+            plm_error("--text \"%s\": no %s token in it", text, mask_str);
+            rc = cli_fail("fill-mask", PLM_EXIT_INPUT);
+        } else {
+            plm_model_reserve(m, 1, k);
+            plm_batch b = {.B = 1, .T = k, .input_ids = ids, .causal = false};
+            plm_model_forward(m, &b, false, 1.0f);
+            logits = plm_realloc(logits, (size_t)np * V * sizeof(float));
+            plm_model_logits_at(m, pos, np, logits);
+            if (!json) printf("%s\n", text);
+            for (int j = 0; j < np; j++) {
+                float *z = logits + (size_t)j * V, mx = -INFINITY;
+                for (int v = 0; v < V; v++) mx = fmaxf(mx, z[v]);
+                double sum = 0;
+                for (int v = 0; v < V; v++) sum += expf(z[v] - mx);
+                for (int v = 0; v < V; v++) sc[v] = (scored){(float)(expf(z[v] - mx) / sum), v};
+                qsort(sc, (size_t)V, sizeof(scored), scored_desc);
+                if (json) printf("{\"text\": \"%s\", \"mask\": %d, \"predictions\": [", text, j);
+                for (int r = 0; r < top_k && r < V; r++) {
+                    size_t len;
+                    char *s = plm_tokenizer_decode(tok, &sc[r].id, 1, false, &len);
+                    if (json)
+                        printf("%s{\"token\": \"%s\", \"id\": %d, \"score\": %.6f}", r ? ", " : "", s ? s : "",
+                               sc[r].id, sc[r].p);
+                    else
+                        printf("  mask %d  %5.1f%%  %-16s\n", j + 1, 100.0 * sc[r].p, s ? s : "");
+                    free(s);
+                }
+                if (json) printf("]}\n");
+            }
+        }
+        free(ids);
+        free(pos);
+    }
+    free(sc);
+    free(logits);
+    plm_encoding_free(&e);
+    plm_model_free(m);
+    plm_tokenizer_free(tok);
+    args_list_free(&texts);
+    return rc;
+}

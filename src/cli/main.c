@@ -1,0 +1,36 @@
+/* main.c - the plm command: dispatches to a subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "core/common.h"
+
+typedef struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+} command;
+
+static const command commands[] = {
+    {"demo", cmd_demo, "pretrain a small GPT and BERT on data/demo and show what they learned"},
+    {"pretrain", cmd_pretrain, "pretrain a model (clm or mlm) on raw text files"},
+    {"eval", cmd_eval, "perplexity / masked-token accuracy of a model on held-out text"},
+    {"generate", cmd_generate, "generate text from a causal model"},
+    {"fill-mask", cmd_fill_mask, "predict masked tokens with an encoder"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: plm COMMAND [options]   (plm COMMAND --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < PLM_ARRAY_LEN(commands); i++) fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? PLM_EXIT_USAGE : 0;
+    }
+    for (size_t i = 0; i < PLM_ARRAY_LEN(commands); i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "plm: unknown command '%s' (see plm --help)\n", argv[1]);
+    return PLM_EXIT_USAGE;
+}

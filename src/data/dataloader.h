@@ -1,0 +1,73 @@
+/* dataloader.h - turns a token stream into training batches for the pretraining
+ * objectives, and owns BERT's masking.
+ *   CLM: windows of T+1 tokens; inputs are the first T, labels the next-token shift.
+ *        Right-to-left CLM reverses each window first.
+ *   MLM: windows of T-2 tokens wrapped as [CLS] ... [SEP] (document separators become
+ *        [SEP]); each non-special token is selected with mlm_probability, and selected
+ *        tokens become [MASK] (mask_replace_prob), a random token (random_replace_prob)
+ *        or stay; labels hold the original id at selected positions, -100 elsewhere.
+ * Windows are visited in a seeded random order per epoch. The data position (epoch,
+ * index) and the seed determine every batch, masks included, so a resumed run sees
+ * exactly the batches it would have seen. Dynamic masking (RoBERTa) draws a new mask
+ * each epoch; static masking (original BERT) fixes one mask per window. */
+#ifndef PLM_DATALOADER_H
+#define PLM_DATALOADER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/rng.h"
+#include "corpus.h"
+
+typedef enum { PLM_OBJ_CLM = 0, PLM_OBJ_MLM = 1 } plm_objective;
+
+typedef struct {
+    float mlm_probability;     /* 0.15 */
+    float mask_replace_prob;   /* 0.8: selected -> [MASK] */
+    float random_replace_prob; /* 0.1: selected -> random token; the rest stay */
+    bool static_masking;       /* one fixed mask per window instead of per epoch */
+    bool right_to_left;        /* CLM: predict the previous token */
+} plm_objective_opts;
+
+void plm_objective_opts_default(plm_objective_opts *o);
+
+/* Token ids the objectives need; -1 when absent. */
+typedef struct {
+    int vocab_size;
+    int32_t cls, sep, mask, pad, eos;
+    uint8_t *is_special; /* [vocab_size]: never selected, never a random replacement */
+    int32_t *random_pool; /* non-special ids */
+    int num_random;
+} plm_vocab_info;
+
+int plm_vocab_info_init(plm_vocab_info *v, const plm_tokenizer *tok);
+void plm_vocab_info_free(plm_vocab_info *v);
+
+/* BERT masking of ids[0..T) in place (see above). Returns the number selected. */
+int plm_mlm_mask(int32_t *ids, int32_t *labels, int T, const plm_vocab_info *v, const plm_objective_opts *o,
+                 plm_rng *r);
+
+typedef struct {
+    const plm_token_stream *stream;
+    plm_objective objective;
+    plm_objective_opts opts;
+    const plm_vocab_info *vocab;
+    int T;
+    uint64_t seed;
+    bool shuffle;
+    size_t num_windows;
+    uint32_t *order; /* window order of the current epoch */
+    uint64_t epoch;
+    size_t pos; /* next window within the epoch */
+} plm_dataloader;
+
+int plm_dataloader_init(plm_dataloader *d, const plm_token_stream *s, plm_objective obj, const plm_objective_opts *o,
+                        const plm_vocab_info *v, int T, uint64_t seed, bool shuffle);
+void plm_dataloader_free(plm_dataloader *d);
+/* Moves to a data position (used when resuming). */
+void plm_dataloader_seek(plm_dataloader *d, uint64_t epoch, size_t pos);
+/* Fills one [B, T] batch; token_type_ids are 0 and attention_mask 1 (windows are full). */
+void plm_dataloader_next(plm_dataloader *d, int B, int32_t *ids, int32_t *type_ids, uint8_t *attn_mask,
+                         int32_t *labels);
+
+#endif

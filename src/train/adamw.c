@@ -1,0 +1,89 @@
+/* adamw.c - see adamw.h */
+#include "adamw.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/common.h"
+
+void plm_adamw_init(plm_adamw *o, size_t n) {
+    o->n = n;
+    o->step = 0;
+    o->m = plm_aligned_alloc(n * sizeof(float));
+    o->v = plm_aligned_alloc(n * sizeof(float));
+    memset(o->m, 0, n * sizeof(float));
+    memset(o->v, 0, n * sizeof(float));
+}
+
+void plm_adamw_free(plm_adamw *o) {
+    free(o->m);
+    free(o->v);
+    memset(o, 0, sizeof *o);
+}
+
+void plm_adamw_step(plm_adamw *o, plm_model *model, const plm_adamw_hparams *h, float lr) {
+    o->step++;
+    float b1 = h->beta1, b2 = h->beta2, eps = h->eps;
+    float bc1 = 1.0f - powf(b1, (float)o->step), bc2 = 1.0f - powf(b2, (float)o->step);
+    float step_size = lr / bc1, inv_sqrt_bc2 = 1.0f / sqrtf(bc2);
+    for (int i = 0; i < model->num_tensors; i++) {
+        const plm_tensor *t = &model->tensors[i];
+        float decay = t->no_decay ? 1.0f : 1.0f - lr * h->weight_decay;
+        float *p = model->params + t->offset, *g = model->grads + t->offset;
+        float *m = o->m + t->offset, *v = o->v + t->offset;
+        size_t n = t->numel;
+#pragma omp parallel for simd schedule(static) if (n > 16384)
+        for (size_t k = 0; k < n; k++) {
+            float gk = g[k];
+            float mk = b1 * m[k] + (1.0f - b1) * gk;
+            float vk = b2 * v[k] + (1.0f - b2) * gk * gk;
+            m[k] = mk;
+            v[k] = vk;
+            p[k] = p[k] * decay - step_size * mk / (sqrtf(vk) * inv_sqrt_bc2 + eps);
+        }
+    }
+}
+
+double plm_grad_norm(const plm_model *m) {
+    double part[256] = {0};
+    int nt = 1;
+    size_t n = m->num_params;
+    const float *g = m->grads;
+#pragma omp parallel
+    {
+        int t = omp_get_thread_num(), k = omp_get_num_threads();
+        if (t == 0) nt = k;
+        size_t lo = n * (size_t)t / (size_t)k, hi = n * (size_t)(t + 1) / (size_t)k;
+        double s = 0.0;
+        for (size_t i = lo; i < hi; i++) s += (double)g[i] * g[i];
+        if (t < 256) part[t] = s;
+    }
+    double s = 0.0;
+    for (int t = 0; t < nt && t < 256; t++) s += part[t];
+    return sqrt(s);
+}
+
+double plm_clip_grad_norm(plm_model *m, double max_norm) {
+    double norm = plm_grad_norm(m);
+    if (max_norm > 0.0) {
+        double coef = max_norm / (norm + 1e-6);
+        if (coef < 1.0) {
+            float c = (float)coef;
+            float *g = m->grads;
+#pragma omp parallel for simd schedule(static)
+            for (size_t i = 0; i < m->num_params; i++) g[i] *= c;
+        }
+    }
+    return norm;
+}
+
+float plm_lr_at(plm_scheduler s, float base_lr, long step, long warmup, long total) {
+    if (step < warmup) return base_lr * (float)step / (float)(warmup > 0 ? warmup : 1);
+    if (s == PLM_SCHED_CONSTANT) return base_lr;
+    double progress = (double)(step - warmup) / (double)(total - warmup > 0 ? total - warmup : 1);
+    if (progress > 1.0) progress = 1.0;
+    if (s == PLM_SCHED_COSINE) return base_lr * (float)(0.5 * (1.0 + cos(M_PI * progress)));
+    return base_lr * (float)(1.0 - progress);
+}

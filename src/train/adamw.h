@@ -1,0 +1,39 @@
+/* adamw.h - AdamW (Loshchilov & Hutter) with decoupled weight decay, as torch.optim.AdamW:
+ *     p -= lr * wd * p                       (skipped for biases and LayerNorm weights)
+ *     m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+ *     p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+ * plus global-norm gradient clipping and the learning-rate schedules. Owns the moments. */
+#ifndef PLM_ADAMW_H
+#define PLM_ADAMW_H
+
+#include <stddef.h>
+
+#include "model/model.h"
+
+typedef struct {
+    float learning_rate, beta1, beta2, eps, weight_decay;
+} plm_adamw_hparams;
+
+typedef struct {
+    float *m, *v; /* first and second moments, one per parameter */
+    size_t n;
+    long step; /* updates done */
+} plm_adamw;
+
+void plm_adamw_init(plm_adamw *o, size_t num_params);
+void plm_adamw_free(plm_adamw *o);
+/* One update of every parameter of the model with learning rate lr. */
+void plm_adamw_step(plm_adamw *o, plm_model *m, const plm_adamw_hparams *h, float lr);
+
+/* L2 norm of all gradients (deterministic summation order). */
+double plm_grad_norm(const plm_model *m);
+/* Scales gradients so their global norm is at most max_norm (torch's clip_grad_norm_:
+ * coefficient max_norm / (norm + 1e-6), applied only when below 1). Returns the norm. */
+double plm_clip_grad_norm(plm_model *m, double max_norm);
+
+typedef enum { PLM_SCHED_LINEAR = 0, PLM_SCHED_COSINE = 1, PLM_SCHED_CONSTANT = 2 } plm_scheduler;
+/* Learning rate before update number `step` (0-based), as HF's schedules with warmup:
+ * linear warmup from 0, then linear decay to 0 at total_steps, cosine decay, or constant. */
+float plm_lr_at(plm_scheduler s, float base_lr, long step, long warmup_steps, long total_steps);
+
+#endif

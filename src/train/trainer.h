@@ -1,0 +1,55 @@
+/* trainer.h - the pretraining loop: batches from the dataloader, forward/backward with
+ * gradient accumulation, global-norm clipping, AdamW with a warmup schedule, periodic
+ * validation, JSONL metrics, checkpoints that resume bit-exactly, and a loss plot.
+ * Argument names follow HF's TrainingArguments. */
+#ifndef PLM_TRAINER_H
+#define PLM_TRAINER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "adamw.h"
+#include "data/dataloader.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+typedef struct {
+    const char *output_dir;
+    plm_objective objective;
+    plm_objective_opts obj;
+    int per_device_train_batch_size;
+    int max_seq_length;
+    int gradient_accumulation_steps;
+    long max_steps;
+    plm_adamw_hparams opt;
+    long warmup_steps;
+    plm_scheduler lr_scheduler_type;
+    float max_grad_norm;
+    long logging_steps; /* metrics line every n steps */
+    long eval_steps;    /* validation every n steps (0: only at the end) */
+    int eval_batches;   /* at most this many validation batches */
+    long save_steps;    /* checkpoint-N every n steps (0: only the final model) */
+    uint64_t seed;
+    const char *resume_from_checkpoint;
+    bool quiet;
+} plm_train_args;
+
+void plm_train_args_default(plm_train_args *a);
+
+typedef struct {
+    double loss;     /* mean loss per predicted token */
+    double accuracy; /* top-1 accuracy on predicted tokens */
+    long tokens;     /* predicted tokens */
+} plm_eval_result;
+
+/* Runs the model over up to max_batches batches of a non-shuffled loader (dropout off). */
+plm_eval_result plm_evaluate(plm_model *m, plm_dataloader *d, int batch_size, int max_batches, bool causal);
+
+/* Trains m in place. tok is saved next to every checkpoint. valid may be NULL. */
+int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *train, const plm_token_stream *valid,
+              const plm_train_args *a);
+
+/* Writes an SVG plot of train and eval loss from a metrics.jsonl file. */
+int plm_plot_metrics(const char *metrics_jsonl, const char *svg_path, const char *title);
+
+#endif

@@ -1,0 +1,110 @@
+/* wordpiece_tool.c - driver for the WordPiece conformance scripts (not a test itself):
+ *   wordpiece_tool unicode            per-code-point classification, as tests/ref/bert_unicode_dump.js
+ *   wordpiece_tool encode VOCAB [--cased] [--threads N] < lines
+ *        one output line per input line: "ids<TAB>start,end ...<TAB>word ids"
+ *        (byte offsets), or "ERROR message" for a line plm rejects. */
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/wordpiece.h"
+#include "core/common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <utf8proc.h>
+
+static void hex_utf8(const char *s, size_t n, FILE *f) {
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    bool first = true;
+    while (i < n) {
+        uint32_t c;
+        int k;
+        if (u[i] < 0x80)
+            c = u[i], k = 1;
+        else if (u[i] < 0xE0)
+            c = ((uint32_t)(u[i] & 0x1F) << 6) | (u[i + 1] & 0x3F), k = 2;
+        else if (u[i] < 0xF0)
+            c = ((uint32_t)(u[i] & 0x0F) << 12) | ((uint32_t)(u[i + 1] & 0x3F) << 6) | (u[i + 2] & 0x3F), k = 3;
+        else
+            c = ((uint32_t)(u[i] & 0x07) << 18) | ((uint32_t)(u[i + 1] & 0x3F) << 12) |
+                ((uint32_t)(u[i + 2] & 0x3F) << 6) | (u[i + 3] & 0x3F),
+            k = 4;
+        fprintf(f, first ? "%x" : " %x", c);
+        first = false;
+        i += (size_t)k;
+    }
+}
+
+static int count_word(void *ctx, const char *w, int len, const int32_t *s, const int32_t *e) {
+    (void)w, (void)len, (void)s, (void)e;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+static int cp_to_utf8(uint32_t c, char *o) {
+    if (c < 0x80) return o[0] = (char)c, 1;
+    if (c < 0x800) return o[0] = (char)(0xC0 | (c >> 6)), o[1] = (char)(0x80 | (c & 0x3F)), 2;
+    if (c < 0x10000)
+        return o[0] = (char)(0xE0 | (c >> 12)), o[1] = (char)(0x80 | ((c >> 6) & 0x3F)),
+               o[2] = (char)(0x80 | (c & 0x3F)), 3;
+    o[0] = (char)(0xF0 | (c >> 18)), o[1] = (char)(0x80 | ((c >> 12) & 0x3F)), o[2] = (char)(0x80 | ((c >> 6) & 0x3F));
+    o[3] = (char)(0x80 | (c & 0x3F));
+    return 4;
+}
+
+static int unicode_dump(void) {
+    plm_wp_norm cased = {true, false, false, false}, unc = {true, false, true, true},
+                none = {false, false, false, false};
+    for (uint32_t cp = 0; cp <= 0x10FFFF; cp++) {
+        if (cp >= 0xD800 && cp <= 0xDFFF) continue;
+        char c[8], abc[8];
+        int n = cp_to_utf8(cp, c);
+        abc[0] = 'a';
+        memcpy(abc + 1, c, (size_t)n);
+        abc[n + 1] = 'b';
+        size_t la, lb;
+        char *a = plm_wp_normalize(&cased, c, (size_t)n, &la);
+        char *b = plm_wp_normalize(&unc, c, (size_t)n, &lb);
+        int words = 0;
+        plm_wp_pretokenize(&none, abc, (size_t)n + 2, count_word, &words);
+        int punct = words == 3;
+        if (!((la == (size_t)n && !memcmp(a, c, la)) && (lb == (size_t)n && !memcmp(b, c, lb)) && !punct)) {
+            printf("%x\t", cp);
+            hex_utf8(a, la, stdout);
+            putchar('\t');
+            hex_utf8(b, lb, stdout);
+            printf("\t%d\t%d\n", punct, words);
+        }
+        free(a);
+        free(b);
+    }
+    return 0;
+}
+
+/* utf8proc's own view, without wordpiece_unicode.h: what the generator compares HF to.
+ * Columns: cp, other (Cc Cf Cn Co Cs), punct (P*), Mn, lowercase, NFD. */
+static int unicode_raw(void) {
+    for (uint32_t cp = 0; cp <= 0x10FFFF; cp++) {
+        if (cp >= 0xD800 && cp <= 0xDFFF) continue;
+        utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)cp);
+        int other = k == UTF8PROC_CATEGORY_CN || k == UTF8PROC_CATEGORY_CC || k == UTF8PROC_CATEGORY_CF ||
+                    k == UTF8PROC_CATEGORY_CO || k == UTF8PROC_CATEGORY_CS;
+        int punct = k >= UTF8PROC_CATEGORY_PC && k <= UTF8PROC_CATEGORY_PO;
+        int mn = k == UTF8PROC_CATEGORY_MN;
+        uint32_t lower = (uint32_t)utf8proc_tolower((utf8proc_int32_t)cp);
+        utf8proc_int32_t d[8];
+        int bound = 0;
+        utf8proc_ssize_t nd = utf8proc_decompose_char((utf8proc_int32_t)cp, d, 8, UTF8PROC_DECOMPOSE, &bound);
+        printf("%x\t%d\t%d\t%d\t%x\t", cp, other, punct, mn, lower);
+        for (int i = 0; i < nd; i++) printf(i ? " %x" : "%x", (uint32_t)d[i]);
+        printf("\t%d\t%d\n", utf8proc_get_property((utf8proc_int32_t)cp)->combining_class, (int)k);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "unicode")) return unicode_dump();
+    if (argc >= 2 && !strcmp(argv[1], "unicode-raw")) return unicode_raw();
+    fprintf(stderr, "usage: wordpiece_tool unicode | encode VOCAB [--cased]\n");
+    return 2;
+}
