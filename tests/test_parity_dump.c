@@ -31,6 +31,7 @@
 #include "model/layernorm.h"
 #include "model/linear.h"
 #include "model/model.h"
+#include "model/model_io.h"
 #include "test.h"
 #include "train/safetensors.h"
 
@@ -781,6 +782,16 @@ static void case_model(const model_variant *mv) {
     }
     put_model_tensors(m, m->params, "");
     put_model_tensors(m, m->grads, "grad.");
+    if (out_dir) {
+        /* the checkpoint as plm_model_save writes it: parity.py checks it holds exactly
+         * the tensors the reference ran on, by the same HF names and layouts */
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s/%s.ckpt", out_dir, name);
+        if (plm_model_save(m, dir, NULL, 0) != 0) {
+            printf("FAIL parity_dump.%s.checkpoint: %s\n", name, plm_last_error());
+            test_failures++;
+        }
+    }
     plm_model_free(m);
     dump_end();
 }

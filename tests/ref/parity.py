@@ -84,6 +84,15 @@ class Checker:
             self.failures += 1
             print(f"FAIL {full}: relerr={rel:.3e} > {TOL:g}, maxabs={maxabs:.3e}{extra}")
 
+    def flag(self, name, ok, why):
+        """An exact (yes/no) check."""
+        self.count += 1
+        if ok:
+            print(f"PASS parity.{self.case}.{name}")
+        else:
+            self.failures += 1
+            print(f"FAIL parity.{self.case}.{name}: {why}")
+
     def end(self):
         rel, name, maxabs = self.worst
         self.summary.append((self.case, self.count, rel, name, maxabs))
@@ -367,10 +376,18 @@ def check_model(ck, meta, d):
     for l, h in enumerate(hidden):
         ck.compare(f"hidden.{l}", d[f"hidden.{l}"], h)
     ck.compare("hidden.final", d["hidden.final"], final)
+    ckpt = os.path.join(os.path.dirname(meta["_path"]), ck.case + ".ckpt")
+    if os.path.isdir(ckpt):  # plm_model_save's checkpoint: the same tensors, HF names and layouts
+        _, saved = load_safetensors(os.path.join(ckpt, "model.safetensors"))
+        with open(os.path.join(ckpt, "config.json")) as f:
+            saved_cfg = json.load(f)
+        same = sorted(saved) == sorted(names) and all(torch.equal(saved[k], d[k]) for k in names)
+        ck.flag("checkpoint.tensors", same, "model.safetensors differs from the weights the reference ran on "
+                f"(names only in one: {sorted(set(saved) ^ set(names))})")
+        ck.flag("checkpoint.config", saved_cfg == cfg, "config.json differs from the dumped config")
     grads = [k for k in d if k.startswith("grad.")]
-    if sorted(g[5:] for g in grads) != sorted(names):
-        ck.compare("parameter_set", torch.tensor([1.0]), torch.tensor([0.0]))  # forces a FAIL line
-        print(f"#   dumped parameters and gradients differ: {sorted(set(names) ^ set(g[5:] for g in grads))}")
+    diff = sorted(set(names) ^ set(g[5:] for g in grads))
+    ck.flag("parameter_set", not diff, f"parameters without a gradient or vice versa: {diff}")
     for g in grads:
         name = g[5:]
         ref = P[name].grad if P[name].grad is not None else torch.zeros_like(P[name])
@@ -412,6 +429,7 @@ def main():
         case = os.path.basename(path)[: -len(".safetensors")]
         try:
             meta, d = load_safetensors(path)
+            meta["_path"] = path
             ck.begin(case)
             CHECKS[meta["op"]](ck, meta, d)
             ck.end()
