@@ -33,6 +33,7 @@
 #include "model/model.h"
 #include "model/model_io.h"
 #include "test.h"
+#include "train/adamw.h"
 #include "train/safetensors.h"
 
 /* ---------------------------------------------------------------- helpers */
@@ -796,6 +797,77 @@ static void case_model(const model_variant *mv) {
     dump_end();
 }
 
+/* ---------------------------------------------------------------- optimizer */
+
+/* Gathers the parameter elements of m's tensors (skipping the alignment gaps of the
+ * buffer) from base into one flat array, in table order. */
+static float *gather(const plm_model *m, const float *base, size_t *n_out) {
+    size_t n = 0;
+    for (int i = 0; i < m->num_tensors; i++) n += m->tensors[i].numel;
+    float *f = keep(plm_malloc(n * sizeof(float)));
+    size_t k = 0;
+    for (int i = 0; i < m->num_tensors; i++) {
+        memcpy(f + k, base + m->tensors[i].offset, m->tensors[i].numel * sizeof(float));
+        k += m->tensors[i].numel;
+    }
+    *n_out = n;
+    return f;
+}
+
+/* Four AdamW updates of a small BERT (decayed matrices, undecayed biases and LayerNorm
+ * weights) with random gradients, warmup then linear decay, and a global-norm clip on
+ * the third: parity.py replays them with torch.optim.AdamW and clip_grad_norm_. */
+static void case_adamw(void) {
+    plm_config c;
+    plm_config_default(&c, PLM_ARCH_BERT);
+    c.vocab_size = 31, c.hidden_size = 16, c.num_attention_heads = 2, c.num_hidden_layers = 1;
+    c.intermediate_size = 24, c.max_position_embeddings = 8;
+    dump_begin("adamw", "adamw");
+    plm_model *m = plm_model_create(&c, 7);
+    randomize_params(m);
+    plm_adamw opt;
+    plm_adamw_init(&opt, m->num_params);
+    plm_adamw_hparams h = {.learning_rate = 1e-2f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
+    int steps = 4, warmup = 2, total = 6, clip_step = 2;
+    size_t n;
+    float *flat = gather(m, m->params, &n);
+    put_f32("params.init", flat, 1, (int)n);
+    float *decay = keep(plm_malloc(n * sizeof(float)));
+    for (int i = 0, k = 0; i < m->num_tensors; i++)
+        for (size_t e = 0; e < m->tensors[i].numel; e++) decay[k++] = m->tensors[i].no_decay ? 0.0f : 1.0f;
+    put_f32("decay", decay, 1, (int)n);
+    float lrs[8];
+    double norm = 0.0;
+    for (int s = 0; s < steps; s++) {
+        float gscale = s == clip_step ? 3.0f : 0.05f * (float)(s + 1);
+        for (int i = 0; i < m->num_tensors; i++) {
+            float *g = m->grads + m->tensors[i].offset;
+            for (size_t e = 0; e < m->tensors[i].numel; e++) g[e] = rnd1(gscale);
+        }
+        flat = gather(m, m->grads, &n);
+        put_f32(cname("grad.step%d", s), flat, 1, (int)n);
+        if (s == clip_step) {
+            norm = plm_clip_grad_norm(m, 1.0);
+            put_f64("clip.norm", norm);
+        }
+        lrs[s] = plm_lr_at(PLM_SCHED_LINEAR, h.learning_rate, s + 1, warmup, total);
+        plm_adamw_step(&opt, m, &h, lrs[s]);
+    }
+    CHECK(norm > 1.0, "parity_self.adamw.clip_engaged", "gradient norm %g does not exceed the clip", norm);
+    check_written("adamw", "params", m->params, m->num_params);
+    meta("steps", "%d", steps), meta("clip_step", "%d", clip_step), meta("max_norm", "1");
+    meta("warmup", "%d", warmup), meta("total", "%d", total);
+    meta("lr", "%.9g", h.learning_rate), meta("beta1", "%.9g", h.beta1), meta("beta2", "%.9g", h.beta2);
+    meta("eps", "%.9g", h.eps), meta("weight_decay", "%.9g", h.weight_decay);
+    put_f32("lr_at", lrs, 1, steps);
+    put_f32("params.final", gather(m, m->params, &n), 1, (int)n); /* n is the same for every gather */
+    put_f32("exp_avg", gather(m, opt.m, &n), 1, (int)n);
+    put_f32("exp_avg_sq", gather(m, opt.v, &n), 1, (int)n);
+    plm_adamw_free(&opt);
+    plm_model_free(m);
+    dump_end();
+}
+
 /* ---------------------------------------------------------------- main */
 
 int main(int argc, char **argv) {
@@ -842,6 +914,7 @@ int main(int argc, char **argv) {
         {"gpt2_dropout", PLM_ARCH_GPT2, true, true, true, 0, PLM_GELU_TANH, 0.1f, 0.15f},
     };
     for (size_t i = 0; i < PLM_ARRAY_LEN(models); i++) case_model(&models[i]);
+    case_adamw();
     if (verbose) dropout_statistics();
     if (out_dir) fprintf(stderr, "test_parity_dump: %d cases written to %s\n", num_cases, out_dir);
     TEST_EXIT();

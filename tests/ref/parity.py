@@ -402,7 +402,54 @@ def check_model(ck, meta, d):
             ck.compare(g, d[g], ref)
 
 
+# ---------------------------------------------------------------- optimizer
+
+
+def hf_linear_schedule(step, warmup, total):
+    """transformers' get_linear_schedule_with_warmup multiplier."""
+    if step < warmup:
+        return step / max(1, warmup)
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def check_adamw(ck, meta, d):
+    steps, clip_step = int(meta["steps"]), int(meta["clip_step"])
+    warmup, total, base_lr = int(meta["warmup"]), int(meta["total"]), float(meta["lr"])
+    decay = d["decay"].bool()
+    p_dec = d["params.init"][decay].clone().requires_grad_(True)
+    p_nod = d["params.init"][~decay].clone().requires_grad_(True)
+    opt = torch.optim.AdamW(
+        [{"params": [p_dec], "weight_decay": float(meta["weight_decay"])}, {"params": [p_nod], "weight_decay": 0.0}],
+        lr=base_lr, betas=(float(meta["beta1"]), float(meta["beta2"])), eps=float(meta["eps"]))
+    lrs = []
+    for s in range(steps):
+        g = d[f"grad.step{s}"]
+        p_dec.grad, p_nod.grad = g[decay].clone(), g[~decay].clone()
+        if s == clip_step:
+            norm = torch.nn.utils.clip_grad_norm_([p_dec, p_nod], float(meta["max_norm"]))
+            ck.compare("clip.norm", d["clip.norm"], norm.reshape(1))
+        lr = base_lr * hf_linear_schedule(s + 1, warmup, total)
+        lrs.append(lr)
+        for grp in opt.param_groups:
+            grp["lr"] = lr
+        opt.step()
+    ck.compare("lr_schedule", d["lr_at"], torch.tensor(lrs))
+
+    def flat(a, b):
+        out = torch.empty_like(d["params.init"])
+        out[decay], out[~decay] = a.detach(), b.detach()
+        return out
+
+    # the update, not the parameters: a wrong update hides in ||p|| otherwise
+    ref_update = flat(p_dec, p_nod) - d["params.init"]
+    ck.compare("update", d["params.final"] - d["params.init"], ref_update)
+    st_d, st_n = opt.state[p_dec], opt.state[p_nod]
+    ck.compare("exp_avg", d["exp_avg"], flat(st_d["exp_avg"], st_n["exp_avg"]))
+    ck.compare("exp_avg_sq", d["exp_avg_sq"], flat(st_d["exp_avg_sq"], st_n["exp_avg_sq"]))
+
+
 CHECKS = {
+    "adamw": check_adamw,
     "embedding": check_embedding,
     "layernorm": check_layernorm,
     "linear": check_linear,
