@@ -20,6 +20,9 @@ fi
 dir=$(mktemp -d "${TMPDIR:-/tmp}/plm-parity.XXXXXX")
 trap 'rm -rf "$dir"' EXIT
 rc=0
+# Tiny ops make OpenMP's default spin-waiting collapse on a busy machine (20-50x
+# slower); sleeping waits change no result.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 "$bin" "$dir" || rc=1
 if ! compgen -G "$dir/*.safetensors" >/dev/null; then
     echo "FAIL parity: $bin wrote no dumps"
