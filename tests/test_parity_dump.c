@@ -210,12 +210,13 @@ static void fd_check(const char *name, objective_fn f, void *ctx, float *x, cons
 
 /* ---------------------------------------------------------------- ops */
 
-static void case_embedding(const char *name, bool with_types, int pos_offset, int padding_idx) {
+/* with_types: a segment table; pass_types: type ids given (else NULL = all segment 0). */
+static void case_embedding(const char *name, bool with_types, bool pass_types, int pos_offset, int padding_idx) {
     int B = 3, T = 7, C = 10, V = 11, P = 12, TT = 2;
     dump_begin(name, "embedding");
     float *wte = frand((size_t)V * C, 1.0f), *wpe = frand((size_t)P * C, 1.0f);
     float *wtt = with_types ? frand((size_t)TT * C, 1.0f) : NULL;
-    int32_t *ids = ialloc((size_t)B * T), *tt = with_types ? ialloc((size_t)B * T) : NULL;
+    int32_t *ids = ialloc((size_t)B * T), *tt = with_types && pass_types ? ialloc((size_t)B * T) : NULL;
     for (int i = 0; i < B * T; i++) {
         ids[i] = (int32_t)plm_rng_below(&R, V);
         if (tt) tt[i] = (int32_t)plm_rng_below(&R, TT);
@@ -234,7 +235,8 @@ static void case_embedding(const char *name, bool with_types, int pos_offset, in
     meta("B", "%d", B), meta("T", "%d", T), meta("C", "%d", C);
     meta("pos_offset", "%d", pos_offset), meta("padding_idx", "%d", padding_idx);
     put_f32("wte", wte, 2, V, C), put_f32("wpe", wpe, 2, P, C), put_i32("ids", ids, 2, B, T);
-    if (with_types) put_f32("wtt", wtt, 2, TT, C), put_i32("type_ids", tt, 2, B, T);
+    if (with_types) put_f32("wtt", wtt, 2, TT, C);
+    if (tt) put_i32("type_ids", tt, 2, B, T);
     put_f32("out", out, 3, B, T, C), put_f32("dout", dout, 3, B, T, C);
     put_f32("grad.wte", dwte, 2, V, C), put_f32("grad.wpe", dwpe, 2, P, C);
     if (with_types) put_f32("grad.wtt", dwtt, 2, TT, C);
@@ -793,6 +795,18 @@ static void case_model(const model_variant *mv) {
             test_failures++;
         }
     }
+    if (verbose && c.type_vocab_size) {
+        /* token_type_ids NULL means all segment 0 (model.h; fill-mask passes NULL) */
+        float *h0 = fnan((size_t)N * C);
+        memset(tt, 0, (size_t)N * sizeof(int32_t));
+        plm_ce_result rz = plm_model_forward(m, &batch, false, 1.0f);
+        memcpy(h0, plm_model_hidden(m), (size_t)N * C * sizeof(float));
+        batch.token_type_ids = NULL;
+        plm_ce_result rn = plm_model_forward(m, &batch, false, 1.0f);
+        CHECK(rz.loss_sum == rn.loss_sum && !memcmp(h0, plm_model_hidden(m), (size_t)N * C * sizeof(float)),
+              cname("parity_self.%s.type_ids_null_is_segment_0", name),
+              "token_type_ids NULL differs from all zeros (loss %.9g vs %.9g)", rn.loss_sum, rz.loss_sum);
+    }
     plm_model_free(m);
     dump_end();
 }
@@ -881,8 +895,9 @@ int main(int argc, char **argv) {
     verbose = out_dir == NULL;
     plm_rng_seed(&R, 20240601, 3);
 
-    case_embedding("embedding", true, 3, 1);
-    case_embedding("embedding_notype", false, 0, -1);
+    case_embedding("embedding", true, true, 3, 1);
+    case_embedding("embedding_notype", false, false, 0, -1);
+    case_embedding("embedding_type_ids_null", true, false, 2, -1);
     case_layernorm("layernorm", false);
     case_layernorm("layernorm_acc", true);
     case_linear("linear", true, false);

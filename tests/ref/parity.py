@@ -140,9 +140,9 @@ def check_embedding(ck, meta, d):
     wte, wpe = leaf(d["wte"]), leaf(d["wpe"])
     out = F.embedding(d["ids"], wte, padding_idx=pad if pad >= 0 else None) + wpe[off : off + T]
     params = {"wte": wte, "wpe": wpe}
-    if "wtt" in d:
+    if "wtt" in d:  # no type_ids: all segment 0
         params["wtt"] = wtt = leaf(d["wtt"])
-        out = out + F.embedding(d["type_ids"], wtt)
+        out = out + F.embedding(d.get("type_ids", torch.zeros_like(d["ids"])), wtt)
     (out * d["dout"]).sum().backward()
     ck.compare("out", d["out"], out)
     for k, t in params.items():
