@@ -23,6 +23,7 @@
 
 #include "core/common.h"
 #include "core/rng.h"
+#include "infer/generate.h"
 #include "model/attention.h"
 #include "model/crossentropy.h"
 #include "model/dropout.h"
@@ -806,6 +807,35 @@ static void case_model(const model_variant *mv) {
         CHECK(rz.loss_sum == rn.loss_sum && !memcmp(h0, plm_model_hidden(m), (size_t)N * C * sizeof(float)),
               cname("parity_self.%s.type_ids_null_is_segment_0", name),
               "token_type_ids NULL differs from all zeros (loss %.9g vs %.9g)", rn.loss_sum, rz.loss_sum);
+    }
+    if (verbose && mv->causal) {
+        /* generation's KV cache (its own single-position forward) reproduces the batch
+         * forward's logits at every position of row 0 (no padding, segment 0) */
+        batch.training = false;
+        batch.token_type_ids = NULL;
+        plm_model_forward(m, &batch, false, 1.0f);
+        int32_t pos[16];
+        for (int t = 0; t < lens[0]; t++) pos[t] = t;
+        float *full = fnan((size_t)lens[0] * V);
+        plm_model_logits_at(m, pos, lens[0], full);
+        plm_kv_cache kv;
+        double e2 = 0.0, n2 = 0.0;
+        if (plm_kv_cache_init(&kv, m, T) == 0) {
+            for (int t = 0; t < lens[0]; t++) {
+                const float *lg = plm_kv_cache_step(&kv, ids[t]);
+                for (int v = 0; v < V; v++) {
+                    double dd = (double)lg[v] - full[(size_t)t * V + v];
+                    e2 += dd * dd;
+                    n2 += (double)full[(size_t)t * V + v] * full[(size_t)t * V + v];
+                }
+            }
+            plm_kv_cache_free(&kv);
+        } else {
+            e2 = INFINITY;
+        }
+        double rel = sqrt(e2 / n2);
+        CHECK(rel <= 1e-5, cname("parity_self.%s.kv_cache_logits", name),
+              "KV-cache logits differ from the batch forward: relerr %.3g", rel);
     }
     plm_model_free(m);
     dump_end();
