@@ -271,8 +271,9 @@ static void case_layernorm(const char *name, bool accumulate) {
     layernorm_forward(out, mean, rstd, inp, w, b, N, C, eps);
     float *dinp = accumulate ? frand((size_t)N * C, 1.0f) : fnan((size_t)N * C);
     float *dw = accumulate ? frand(C, 1.0f) : fzero(C), *db = accumulate ? frand(C, 1.0f) : fzero(C);
-    if (accumulate) put_f32("init.grad.inp", dinp, 2, N, C), put_f32("init.grad.weight", dw, 1, C),
-        put_f32("init.grad.bias", db, 1, C);
+    if (accumulate)
+        put_f32("init.grad.inp", dinp, 2, N, C), put_f32("init.grad.weight", dw, 1, C),
+            put_f32("init.grad.bias", db, 1, C);
     float *scratch = fnan((size_t)omp_get_max_threads() * 2 * C);
     layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C, accumulate, scratch);
     check_written(name, "out", out, (size_t)N * C);
@@ -432,8 +433,8 @@ static void dropout_statistics(void) {
     double frac = (double)kept / n, sigma = sqrt(p * (1.0 - p) / n);
     CHECK(fabs(frac - (1.0 - p)) < 5 * sigma, "parity_self.dropout.keep_rate", "kept %.5f, want %.5f +- %.5f", frac,
           1.0 - p, 5 * sigma);
-    CHECK(fabs(sum / n - 1.0) < 5 * sigma / (1.0 - p) + 1e-6, "parity_self.dropout.mean_preserved",
-          "mean %.5f, want 1", sum / n);
+    CHECK(fabs(sum / n - 1.0) < 5 * sigma / (1.0 - p) + 1e-6, "parity_self.dropout.mean_preserved", "mean %.5f, want 1",
+          sum / n);
     CHECK(!memcmp(o1, o2, n * 4), "parity_self.dropout.reproducible", "same key gave different masks");
     /* independent masks agree on p^2 + (1-p)^2 of the elements */
     double agree = (double)same / n, want = p * p + (1 - p) * (1 - p);
@@ -713,10 +714,10 @@ static void case_model(const model_variant *mv) {
     plm_model_zero_grad(m);
     plm_ce_result r = plm_model_forward(m, &batch, true, 1.0f);
     double loss = r.loss_sum / r.count;
-    CHECK(r.count == nlab && M == nlab, cname("parity_self.%s.label_count", name), "count %d rows %d, want %d",
-          r.count, M, nlab);
-    CHECK(r.loss_sum == r0.loss_sum, cname("parity_self.%s.deterministic_loss", name), "loss %.9g vs %.9g",
-          r.loss_sum, r0.loss_sum);
+    CHECK(r.count == nlab && M == nlab, cname("parity_self.%s.label_count", name), "count %d rows %d, want %d", r.count,
+          M, nlab);
+    CHECK(r.loss_sum == r0.loss_sum, cname("parity_self.%s.deterministic_loss", name), "loss %.9g vs %.9g", r.loss_sum,
+          r0.loss_sum);
     CHECK(isfinite(loss) && loss > 0.5 * log(V) && loss < 4 * log(V), cname("parity_self.%s.loss_sane", name),
           "loss %g with vocab %d", loss, V);
     check_written(name, "hidden", plm_model_hidden(m), (size_t)N * C);
@@ -773,16 +774,16 @@ static void case_model(const model_variant *mv) {
     put_f32("hidden.final", plm_model_hidden(m), 3, B, T, C);
     if (batch.training) {
         int NH = c.num_attention_heads;
-        put_f32("dropmask.emb", drop_mask((size_t)N * C, mv->p_hidden, model_drop_key(batch.dropout_seed, -1, 0), 0),
-                3, B, T, C);
+        put_f32("dropmask.emb", drop_mask((size_t)N * C, mv->p_hidden, model_drop_key(batch.dropout_seed, -1, 0), 0), 3,
+                B, T, C);
         for (int l = 0; l < L; l++) {
             uint64_t s0 = batch.dropout_seed;
-            put_f32(cname("dropmask.%d.attn", l), drop_mask((size_t)B * NH * T * T, mv->p_attn, model_drop_key(s0, l, 0), 0),
-                    4, B, NH, T, T);
-            put_f32(cname("dropmask.%d.resid1", l), drop_mask((size_t)N * C, mv->p_hidden, model_drop_key(s0, l, 1), 0), 3,
-                    B, T, C);
-            put_f32(cname("dropmask.%d.resid2", l), drop_mask((size_t)N * C, mv->p_hidden, model_drop_key(s0, l, 2), 0), 3,
-                    B, T, C);
+            put_f32(cname("dropmask.%d.attn", l),
+                    drop_mask((size_t)B * NH * T * T, mv->p_attn, model_drop_key(s0, l, 0), 0), 4, B, NH, T, T);
+            put_f32(cname("dropmask.%d.resid1", l), drop_mask((size_t)N * C, mv->p_hidden, model_drop_key(s0, l, 1), 0),
+                    3, B, T, C);
+            put_f32(cname("dropmask.%d.resid2", l), drop_mask((size_t)N * C, mv->p_hidden, model_drop_key(s0, l, 2), 0),
+                    3, B, T, C);
         }
     }
     put_model_tensors(m, m->params, "");

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """parity.py - the PyTorch half of the gradient-parity suite (tests/parity.sh).
 
-Usage: /usr/bin/python3 tests/ref/parity.py DIR [-v]
+Usage: /usr/bin/python3 tests/ref/parity.py DIR
 
 Loads every DIR/<case>.safetensors written by build/tests/test_parity_dump, recomputes
 the case in float64 PyTorch (plain ops, autograd for the gradients; the BERT and GPT-2
@@ -47,8 +47,7 @@ def load_safetensors(path):
 
 
 class Checker:
-    def __init__(self, verbose):
-        self.verbose = verbose
+    def __init__(self):
         self.failures = 0
         self.summary = []
 
@@ -463,11 +462,11 @@ CHECKS = {
 
 
 def main():
-    args = [a for a in sys.argv[1:] if not a.startswith("-")]
+    args = sys.argv[1:]
     if len(args) != 1:
         print(__doc__)
         return 2
-    ck = Checker("-v" in sys.argv)
+    ck = Checker()
     files = sorted(glob.glob(os.path.join(args[0], "*.safetensors")))
     if not files:
         print(f"FAIL parity: no dumps in {args[0]}")
