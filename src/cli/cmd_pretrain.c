@@ -197,10 +197,7 @@ int cmd_pretrain(int argc, char **argv) {
                 plm_arch_name(m->config.arch), m->config.num_hidden_layers, m->config.hidden_size,
                 m->config.num_attention_heads, (double)m->num_params / 1e6, train.n, valid.n);
     }
-    if (plm_train(m, tok, &train, valid.n ? &valid : NULL, &a) != 0) {
-        rc = PLM_EXIT_FAIL;
-        goto fail;
-    }
+    if ((rc = plm_train(m, tok, &train, valid.n ? &valid : NULL, &a)) != 0) goto fail;
     if (!quiet) fprintf(stderr, "saved %s/{config.json,model.safetensors,tokenizer.json}, metrics.jsonl, loss.svg\n", a.output_dir);
     rc = 0;
     goto done;

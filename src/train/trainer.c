@@ -207,25 +207,25 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
     bool causal = a->objective == PLM_OBJ_CLM;
     if (B <= 0 || T <= 0 || accum <= 0 || a->max_steps <= 0) {
         plm_error("batch size, sequence length, accumulation and max_steps must be positive");
-        return -1;
+        return PLM_EXIT_USAGE;
     }
     if (T > m->config.max_position_embeddings) {
         plm_error("max_seq_length %d exceeds the model's max_position_embeddings %d", T,
                   m->config.max_position_embeddings);
-        return -1;
+        return PLM_EXIT_USAGE;
     }
-    if (plm_model_reserve(m, B, T) != 0) return -1;
-    if (plm_mkdirs(a->output_dir) != 0) return -1;
+    if (plm_model_reserve(m, B, T) != 0) return PLM_EXIT_USAGE;
+    if (plm_mkdirs(a->output_dir) != 0) return PLM_EXIT_FAIL;
     plm_vocab_info vocab;
     plm_vocab_info_init(&vocab, tok);
     if (vocab.vocab_size > m->config.vocab_size) {
         plm_error("tokenizer has %d tokens but the model's vocab_size is %d", vocab.vocab_size, m->config.vocab_size);
         plm_vocab_info_free(&vocab);
-        return -1;
+        return PLM_EXIT_INPUT;
     }
     plm_dataloader dl, vdl;
     bool have_valid = false;
-    int rc = -1;
+    int rc = PLM_EXIT_INPUT;
     batch_buf bb;
     batch_alloc(&bb, B, T);
     plm_adamw opt;
@@ -237,10 +237,12 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
             goto out;
         have_valid = true;
     }
+    rc = PLM_EXIT_FAIL;
     long step = 0;
     if (a->resume_from_checkpoint) {
         uint64_t epoch;
         size_t pos;
+        rc = PLM_EXIT_INPUT; /* a bad checkpoint is bad input */
         if (load_training_state(a->resume_from_checkpoint, m, &opt, &step, &epoch, &pos) != 0) goto out;
         if (pos > dl.num_windows) {
             plm_error("%s: data position %zu is beyond this corpus (%zu windows): a different corpus?",
@@ -253,6 +255,7 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
                       a->max_steps);
             goto out;
         }
+        rc = PLM_EXIT_FAIL;
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/metrics.jsonl", a->output_dir);

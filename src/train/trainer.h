@@ -45,7 +45,8 @@ typedef struct {
 /* Runs the model over up to max_batches batches of a non-shuffled loader (dropout off). */
 plm_eval_result plm_evaluate(plm_model *m, plm_dataloader *d, int batch_size, int max_batches, bool causal);
 
-/* Trains m in place. tok is saved next to every checkpoint. valid may be NULL. */
+/* Trains m in place. tok is saved next to every checkpoint. valid may be NULL.
+ * Returns 0, or an exit code (core/common.h) with the error set. */
 int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *train, const plm_token_stream *valid,
               const plm_train_args *a);
 
