@@ -10,8 +10,8 @@ void embedding_forward(float *out, const int32_t *ids, const int32_t *type_ids, 
         int t = i % T;
         const float *e = wte + (size_t)ids[i] * C, *p = wpe + (size_t)(pos_offset + t) * C;
         float *o = out + (size_t)i * C;
-        if (wtt && type_ids) {
-            const float *s = wtt + (size_t)type_ids[i] * C;
+        if (wtt) { /* no type_ids: every token is segment 0 */
+            const float *s = wtt + (size_t)(type_ids ? type_ids[i] : 0) * C;
             for (int c = 0; c < C; c++) o[c] = e[c] + p[c] + s[c];
         } else {
             for (int c = 0; c < C; c++) o[c] = e[c] + p[c];
@@ -32,8 +32,8 @@ void embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *dout
             if (ids[i] != padding_idx)
                 for (int c = lo; c < hi; c++) e[c] += d[c];
             for (int c = lo; c < hi; c++) p[c] += d[c];
-            if (dwtt && type_ids) {
-                float *s = dwtt + (size_t)type_ids[i] * C;
+            if (dwtt) {
+                float *s = dwtt + (size_t)(type_ids ? type_ids[i] : 0) * C;
                 for (int c = lo; c < hi; c++) s[c] += d[c];
             }
         }

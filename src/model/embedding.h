@@ -6,7 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* type_ids and wtt may be NULL (no segment embeddings, as GPT-2). */
+/* wtt may be NULL (no segment embeddings, as GPT-2). type_ids may be NULL: every token
+ * is then segment 0 (HF's default token_type_ids), i.e. wtt[0] is added. */
 void embedding_forward(float *out, const int32_t *ids, const int32_t *type_ids, const float *wte, const float *wpe,
                        const float *wtt, int B, int T, int C, int pos_offset);
 

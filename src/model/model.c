@@ -396,7 +396,8 @@ static void forward_body(plm_model *m, const plm_batch *b) {
         linear_forward(a->fch, mlp_in, w->fc_w, w->fc_b, (int)N, C, I);
         gelu_forward(a->fch_gelu, a->fch, N * I, c->hidden_act);
         linear_forward(a->res2, a->fch_gelu, w->proj_w, w->proj_b, (int)N, I, C);
-        residual_dropout_forward(a->res2, mlp_in, a->res2, N * C, pd, drop_key(b, l, 2));
+        /* the MLP's residual: pre-LN adds the sub-layer input res1, post-LN the LN output */
+        residual_dropout_forward(a->res2, c->pre_layernorm ? a->res1 : mlp_in, a->res2, N * C, pd, drop_key(b, l, 2));
         if (!c->pre_layernorm)
             layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w->ln2_w, w->ln2_b, (int)N, C,
                               c->layer_norm_eps);

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Gradient parity against PyTorch (issue 2, "What must be shown"). Runs every op and a
+# whole BERT (MLM) and GPT-2 (CLM) in fp32 C ($BUILD/tests/test_parity_dump, built by
+# make), dumps inputs, outputs and all gradients into a temporary directory, and has
+# tests/ref/parity.py recompute them in float64 PyTorch (Debian's python3-torch):
+# relative error <= 1e-4 per tensor. Prints PASS/FAIL lines; builds nothing.
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+PY=/usr/bin/python3 # not the pyenv python on PATH: python3-torch lives in Debian's
+bin=$BUILD/tests/test_parity_dump
+if ! "$PY" -c 'import torch' >/dev/null 2>&1; then
+    echo "FAIL parity: python3-torch missing (run scripts/setup.sh)"
+    exit 1
+fi
+if [[ ! -x $bin ]]; then
+    echo "FAIL parity: $bin is not built (run make)"
+    exit 1
+fi
+dir=$(mktemp -d "${TMPDIR:-/tmp}/plm-parity.XXXXXX")
+trap 'rm -rf "$dir"' EXIT
+rc=0
+# Tiny ops make OpenMP's default spin-waiting collapse on a busy machine (20-50x
+# slower); sleeping waits change no result.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+"$bin" "$dir" || rc=1
+if ! compgen -G "$dir/*.safetensors" >/dev/null; then
+    echo "FAIL parity: $bin wrote no dumps"
+    exit 1
+fi
+"$PY" tests/ref/parity.py "$dir" || rc=1
+exit $rc

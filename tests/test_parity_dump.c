@@ -1,0 +1,972 @@
+/* test_parity_dump.c - the C half of the gradient-parity suite (tests/parity.sh).
+ *
+ *   test_parity_dump DIR   runs every op and two whole models (a post-LN BERT with MLM,
+ *                          a pre-LN GPT-2 with CLM) in fp32 and writes one safetensors
+ *                          file per case into DIR: inputs, parameters, the upstream
+ *                          gradient, the outputs and every gradient. tests/ref/parity.py
+ *                          recomputes each case in float64 PyTorch and compares.
+ *   test_parity_dump       (no argument, as tests/run.sh runs it) a self-check of the
+ *                          same cases: outputs finite and every NaN poison overwritten,
+ *                          dropout semantics and statistics, attention masks, determinism,
+ *                          and central finite differences in fp32 on several ops.
+ *
+ * Inputs are fresh uniform random numbers bounded away from zero, from a fixed seed.
+ * Outputs are poisoned with NaN before each call, so an element the op forgets to write
+ * shows up; accumulating gradients (+=) start at zero, except in the *_acc cases, which
+ * start them at random values (dumped as init.*) to check the accumulation itself. */
+#include <math.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/common.h"
+#include "core/rng.h"
+#include "infer/generate.h"
+#include "model/attention.h"
+#include "model/crossentropy.h"
+#include "model/dropout.h"
+#include "model/embedding.h"
+#include "model/gelu.h"
+#include "model/layernorm.h"
+#include "model/linear.h"
+#include "model/model.h"
+#include "model/model_io.h"
+#include "test.h"
+#include "train/adamw.h"
+#include "train/safetensors.h"
+
+/* ---------------------------------------------------------------- helpers */
+
+static plm_rng R;
+static const char *out_dir; /* dump mode when set */
+static bool verbose;        /* self-check mode: print PASS lines too */
+
+#define CHECK(cond, name, ...)                                                                                         \
+    do {                                                                                                               \
+        if (verbose || !(cond)) TEST_CHECK(cond, name, __VA_ARGS__);                                                   \
+    } while (0)
+
+/* Every buffer of a case, freed when the case ends. */
+static void *owned[512];
+static int num_owned;
+
+static void *keep(void *p) {
+    if (num_owned == (int)PLM_ARRAY_LEN(owned)) plm_die("test_parity_dump: too many buffers");
+    owned[num_owned++] = p;
+    return p;
+}
+
+static void release_all(void) {
+    for (int i = 0; i < num_owned; i++) free(owned[i]);
+    num_owned = 0;
+}
+
+/* Uniform in [-scale, scale] with |x| >= scale / 50: no zeros. */
+static float rnd1(float scale) {
+    float u;
+    do u = 2.0f * plm_rng_uniform(&R) - 1.0f;
+    while (fabsf(u) < 0.02f);
+    return scale * u;
+}
+
+static float *frand(size_t n, float scale) {
+    float *p = keep(plm_malloc(n * sizeof(float)));
+    for (size_t i = 0; i < n; i++) p[i] = rnd1(scale);
+    return p;
+}
+
+static float *fnan(size_t n) {
+    float *p = keep(plm_malloc(n * sizeof(float)));
+    for (size_t i = 0; i < n; i++) p[i] = NAN;
+    return p;
+}
+
+static float *fzero(size_t n) { return keep(plm_calloc(n, sizeof(float))); }
+
+static float *fcopy(const float *x, size_t n) {
+    float *p = keep(plm_malloc(n * sizeof(float)));
+    memcpy(p, x, n * sizeof(float));
+    return p;
+}
+
+static int32_t *ialloc(size_t n) { return keep(plm_calloc(n, sizeof(int32_t))); }
+
+static bool all_finite(const float *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(p[i])) return false;
+    return true;
+}
+
+static double dot(const float *a, const float *b, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+static const char *cname(const char *fmt, ...) {
+    static char buf[8][160];
+    static int k;
+    char *b = buf[k++ & 7];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(b, sizeof buf[0], fmt, ap);
+    va_end(ap);
+    return b;
+}
+
+/* Checks a named output: finite everywhere, i.e. the NaN poison was overwritten. */
+static void check_written(const char *cas, const char *what, const float *p, size_t n) {
+    CHECK(all_finite(p, n), cname("parity_self.%s.%s_written", cas, what), "non-finite value (poison left?)");
+}
+
+/* ---------------------------------------------------------------- dump */
+
+static plm_st_writer W;
+static char case_name[64];
+
+static void dump_begin(const char *name, const char *op) {
+    snprintf(case_name, sizeof case_name, "%s", name);
+    plm_st_writer_init(&W);
+    plm_st_add_meta(&W, "op", op);
+}
+
+static void meta(const char *key, const char *fmt, ...) {
+    char v[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v, sizeof v, fmt, ap);
+    va_end(ap);
+    plm_st_add_meta(&W, key, v);
+}
+
+static void put_f32(const char *name, const float *p, int ndim, ...) {
+    int64_t shape[8];
+    va_list ap;
+    va_start(ap, ndim);
+    for (int d = 0; d < ndim; d++) shape[d] = va_arg(ap, int);
+    va_end(ap);
+    plm_st_add_copy_f32(&W, keep(plm_strdup(name)), ndim, shape, p);
+}
+
+static void put_i32(const char *name, const int32_t *p, int ndim, ...) {
+    int64_t shape[8];
+    size_t n = 1;
+    va_list ap;
+    va_start(ap, ndim);
+    for (int d = 0; d < ndim; d++) n *= (size_t)(shape[d] = va_arg(ap, int));
+    va_end(ap);
+    int32_t *c = keep(plm_malloc(n * sizeof(int32_t)));
+    memcpy(c, p, n * sizeof(int32_t));
+    plm_st_add(&W, keep(plm_strdup(name)), PLM_DT_I32, ndim, shape, c);
+}
+
+static void put_f64(const char *name, double v) {
+    double *c = keep(plm_malloc(sizeof(double)));
+    *c = v;
+    int64_t shape[1] = {1};
+    plm_st_add(&W, keep(plm_strdup(name)), PLM_DT_F64, 1, shape, c);
+}
+
+static void dump_end(void) {
+    if (out_dir) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s.safetensors", out_dir, case_name);
+        if (plm_st_write(&W, path) != 0) {
+            printf("FAIL parity_dump.%s: cannot write %s: %s\n", case_name, path, plm_last_error());
+            test_failures++;
+        }
+    }
+    plm_st_writer_free(&W);
+    release_all();
+}
+
+/* ---------------------------------------------------------------- finite differences */
+
+/* Central differences of the scalar f at `samples` coordinates of x, against the analytic
+ * gradient g: passes when ||fd - g|| <= tol * ||g|| over the sampled coordinates. */
+typedef double (*objective_fn)(void *ctx);
+
+static void fd_check(const char *name, objective_fn f, void *ctx, float *x, const float *g, size_t n, int samples,
+                     float h, double tol) {
+    double num = 0.0, den = 0.0;
+    for (int s = 0; s < samples; s++) {
+        size_t i = plm_rng_below(&R, (uint32_t)n);
+        float x0 = x[i];
+        x[i] = x0 + h;
+        double fp = f(ctx);
+        x[i] = x0 - h;
+        double fm = f(ctx);
+        x[i] = x0;
+        double fd = (fp - fm) / (2.0 * ((double)(x0 + h) - (double)x0));
+        num += (fd - g[i]) * (fd - g[i]);
+        den += (double)g[i] * g[i];
+    }
+    double rel = sqrt(num) / (sqrt(den) + 1e-30);
+    CHECK(rel <= tol, cname("parity_self.fd.%s", name), "finite-difference relerr %.3g > %.3g", rel, tol);
+}
+
+/* ---------------------------------------------------------------- ops */
+
+/* with_types: a segment table; pass_types: type ids given (else NULL = all segment 0). */
+static void case_embedding(const char *name, bool with_types, bool pass_types, int pos_offset, int padding_idx) {
+    int B = 3, T = 7, C = 10, V = 11, P = 12, TT = 2;
+    dump_begin(name, "embedding");
+    float *wte = frand((size_t)V * C, 1.0f), *wpe = frand((size_t)P * C, 1.0f);
+    float *wtt = with_types ? frand((size_t)TT * C, 1.0f) : NULL;
+    int32_t *ids = ialloc((size_t)B * T), *tt = with_types && pass_types ? ialloc((size_t)B * T) : NULL;
+    for (int i = 0; i < B * T; i++) {
+        ids[i] = (int32_t)plm_rng_below(&R, V);
+        if (tt) tt[i] = (int32_t)plm_rng_below(&R, TT);
+    }
+    if (padding_idx >= 0) ids[2] = ids[9] = ids[T * B - 1] = padding_idx; /* some lookups of the padding row */
+    float *out = fnan((size_t)B * T * C), *dout = frand((size_t)B * T * C, 1.0f);
+    embedding_forward(out, ids, tt, wte, wpe, wtt, B, T, C, pos_offset);
+    float *dwte = fzero((size_t)V * C), *dwpe = fzero((size_t)P * C), *dwtt = with_types ? fzero((size_t)TT * C) : NULL;
+    embedding_backward(dwte, dwpe, dwtt, dout, ids, tt, B, T, C, pos_offset, padding_idx);
+    check_written(name, "out", out, (size_t)B * T * C);
+    if (padding_idx >= 0) {
+        bool zero = true;
+        for (int c = 0; c < C; c++) zero &= dwte[(size_t)padding_idx * C + c] == 0.0f;
+        CHECK(zero, cname("parity_self.%s.padding_row_no_grad", name), "padding_idx row got a gradient");
+    }
+    meta("B", "%d", B), meta("T", "%d", T), meta("C", "%d", C);
+    meta("pos_offset", "%d", pos_offset), meta("padding_idx", "%d", padding_idx);
+    put_f32("wte", wte, 2, V, C), put_f32("wpe", wpe, 2, P, C), put_i32("ids", ids, 2, B, T);
+    if (with_types) put_f32("wtt", wtt, 2, TT, C);
+    if (tt) put_i32("type_ids", tt, 2, B, T);
+    put_f32("out", out, 3, B, T, C), put_f32("dout", dout, 3, B, T, C);
+    put_f32("grad.wte", dwte, 2, V, C), put_f32("grad.wpe", dwpe, 2, P, C);
+    if (with_types) put_f32("grad.wtt", dwtt, 2, TT, C);
+    dump_end();
+}
+
+typedef struct {
+    float *out, *mean, *rstd, *inp, *w, *b, *dout;
+    int N, C;
+    float eps;
+} ln_ctx;
+
+static double ln_objective(void *p) {
+    ln_ctx *c = p;
+    layernorm_forward(c->out, c->mean, c->rstd, c->inp, c->w, c->b, c->N, c->C, c->eps);
+    return dot(c->out, c->dout, (size_t)c->N * c->C);
+}
+
+static void case_layernorm(const char *name, bool accumulate) {
+    int N = 21, C = 24;
+    float eps = 1e-5f;
+    dump_begin(name, "layernorm");
+    /* rows with an offset and a spread, as LayerNorm inputs have */
+    float *inp = frand((size_t)N * C, 1.5f);
+    for (int i = 0; i < N; i++)
+        for (int c = 0; c < C; c++) inp[(size_t)i * C + c] += 0.3f * (float)(i % 5);
+    float *w = frand(C, 1.0f), *b = frand(C, 1.0f), *dout = frand((size_t)N * C, 1.0f);
+    for (int c = 0; c < C; c++) w[c] += 1.0f;
+    float *out = fnan((size_t)N * C), *mean = fnan(N), *rstd = fnan(N);
+    layernorm_forward(out, mean, rstd, inp, w, b, N, C, eps);
+    float *dinp = accumulate ? frand((size_t)N * C, 1.0f) : fnan((size_t)N * C);
+    float *dw = accumulate ? frand(C, 1.0f) : fzero(C), *db = accumulate ? frand(C, 1.0f) : fzero(C);
+    if (accumulate)
+        put_f32("init.grad.inp", dinp, 2, N, C), put_f32("init.grad.weight", dw, 1, C),
+            put_f32("init.grad.bias", db, 1, C);
+    float *scratch = fnan((size_t)omp_get_max_threads() * 2 * C);
+    layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C, accumulate, scratch);
+    check_written(name, "out", out, (size_t)N * C);
+    check_written(name, "mean", mean, N), check_written(name, "rstd", rstd, N);
+    check_written(name, "grad_inp", dinp, (size_t)N * C);
+    check_written(name, "grad_weight", dw, C);
+    meta("N", "%d", N), meta("C", "%d", C), meta("eps", "%.9g", eps), meta("accumulate", "%d", accumulate);
+    put_f32("inp", inp, 2, N, C), put_f32("weight", w, 1, C), put_f32("bias", b, 1, C);
+    put_f32("out", out, 2, N, C), put_f32("mean", mean, 1, N), put_f32("rstd", rstd, 1, N);
+    put_f32("dout", dout, 2, N, C);
+    put_f32("grad.inp", dinp, 2, N, C), put_f32("grad.weight", dw, 1, C), put_f32("grad.bias", db, 1, C);
+    if (verbose && !accumulate) {
+        float *g_inp = fcopy(dinp, (size_t)N * C), *g_w = fcopy(dw, C);
+        ln_ctx ctx = {fnan((size_t)N * C), fnan(N), fnan(N), inp, w, b, dout, N, C, eps};
+        fd_check("layernorm_inp", ln_objective, &ctx, inp, g_inp, (size_t)N * C, 24, 1e-2f, 2e-2);
+        fd_check("layernorm_weight", ln_objective, &ctx, w, g_w, C, 12, 1e-2f, 2e-2);
+    }
+    dump_end();
+}
+
+static void case_linear(const char *name, bool with_bias, bool accumulate) {
+    int N = 19, C = 24, OC = 17;
+    dump_begin(name, "linear");
+    float *inp = frand((size_t)N * C, 1.0f), *w = frand((size_t)OC * C, 0.5f), *b = with_bias ? frand(OC, 1.0f) : NULL;
+    float *dout = frand((size_t)N * OC, 1.0f), *out = fnan((size_t)N * OC);
+    linear_forward(out, inp, w, b, N, C, OC);
+    float *dinp = accumulate ? frand((size_t)N * C, 1.0f) : fnan((size_t)N * C);
+    float *dw = accumulate ? frand((size_t)OC * C, 1.0f) : fzero((size_t)OC * C);
+    float *db = with_bias ? (accumulate ? frand(OC, 1.0f) : fzero(OC)) : NULL;
+    if (accumulate) {
+        put_f32("init.grad.inp", dinp, 2, N, C), put_f32("init.grad.weight", dw, 2, OC, C);
+        if (with_bias) put_f32("init.grad.bias", db, 1, OC);
+    }
+    float *scratch = fnan((size_t)omp_get_max_threads() * OC);
+    linear_backward(dinp, dw, db, dout, inp, w, N, C, OC, accumulate, scratch);
+    check_written(name, "out", out, (size_t)N * OC);
+    check_written(name, "grad_inp", dinp, (size_t)N * C);
+    meta("N", "%d", N), meta("C", "%d", C), meta("OC", "%d", OC), meta("accumulate", "%d", accumulate);
+    put_f32("inp", inp, 2, N, C), put_f32("weight", w, 2, OC, C);
+    if (with_bias) put_f32("bias", b, 1, OC), put_f32("grad.bias", db, 1, OC);
+    put_f32("out", out, 2, N, OC), put_f32("dout", dout, 2, N, OC);
+    put_f32("grad.inp", dinp, 2, N, C), put_f32("grad.weight", dw, 2, OC, C);
+    dump_end();
+}
+
+typedef struct {
+    float *out, *inp, *dout;
+    size_t n;
+    plm_gelu_kind kind;
+} gelu_ctx;
+
+static double gelu_objective(void *p) {
+    gelu_ctx *c = p;
+    gelu_forward(c->out, c->inp, c->n, c->kind);
+    return dot(c->out, c->dout, c->n);
+}
+
+static void case_gelu(const char *name, plm_gelu_kind kind) {
+    size_t n = 301;
+    dump_begin(name, "gelu");
+    float *inp = frand(n, 5.0f), *dout = frand(n, 1.0f), *out = fnan(n), *dinp = fnan(n);
+    gelu_forward(out, inp, n, kind);
+    gelu_backward(dinp, inp, dout, n, kind);
+    /* dinp may alias dout */
+    float *inplace = fcopy(dout, n);
+    gelu_backward(inplace, inp, inplace, n, kind);
+    check_written(name, "out", out, n), check_written(name, "grad_inp", dinp, n);
+    CHECK(memcmp(inplace, dinp, n * sizeof(float)) == 0, cname("parity_self.%s.backward_in_place", name),
+          "in-place backward differs");
+    meta("kind", "%s", kind == PLM_GELU_ERF ? "erf" : "tanh");
+    put_f32("inp", inp, 1, (int)n), put_f32("out", out, 1, (int)n), put_f32("dout", dout, 1, (int)n);
+    put_f32("grad.inp", dinp, 1, (int)n);
+    if (verbose) {
+        float *g = fcopy(dinp, n);
+        gelu_ctx ctx = {fnan(n), inp, dout, n, kind};
+        fd_check(name, gelu_objective, &ctx, inp, g, n, 40, 1e-2f, 2e-2);
+    }
+    dump_end();
+}
+
+/* The dropout keep-mask with its scale, as attention.c and dropout.c draw it. */
+static float *drop_mask(size_t n, float p, uint64_t key, size_t base) {
+    float *m = keep(plm_malloc(n * sizeof(float)));
+    for (size_t i = 0; i < n; i++) m[i] = plm_hash_uniform(key, base + i) >= p ? 1.0f : 0.0f;
+    return m;
+}
+
+static void case_residual(const char *name, float p) {
+    size_t n = 3 * 13 * 24;
+    uint64_t key = 0xabc123;
+    dump_begin(name, "residual");
+    float *res = frand(n, 1.0f), *x = frand(n, 1.0f), *out = fnan(n), *dout = frand(n, 1.0f), *dx = fnan(n);
+    residual_dropout_forward(out, res, x, n, p, key);
+    /* backward of out = res + drop(x): dres = dout, dx = drop(dout) */
+    dropout_backward(dx, dout, n, p, key);
+    check_written(name, "out", out, n), check_written(name, "grad_x", dx, n);
+    /* aliasing: out may be res or x */
+    float *a = fcopy(res, n), *bx = fcopy(x, n), *ref = fnan(n);
+    residual_dropout_forward(a, a, x, n, p, key);
+    residual_dropout_forward(bx, res, bx, n, p, key);
+    dropout_forward(ref, x, n, p, key);
+    for (size_t i = 0; i < n; i++) ref[i] += res[i];
+    CHECK(!memcmp(a, out, n * 4) && !memcmp(bx, out, n * 4), cname("parity_self.%s.aliasing", name),
+          "in-place results differ");
+    CHECK(!memcmp(ref, out, n * 4), cname("parity_self.%s.equals_res_plus_dropout", name),
+          "differs from res + dropout_forward(x)");
+    meta("p", "%.9g", p);
+    put_f32("res", res, 1, (int)n), put_f32("x", x, 1, (int)n), put_f32("out", out, 1, (int)n);
+    put_f32("mask", drop_mask(n, p, key, 0), 1, (int)n);
+    put_f32("dout", dout, 1, (int)n), put_f32("grad.res", dout, 1, (int)n), put_f32("grad.x", dx, 1, (int)n);
+    dump_end();
+}
+
+static void case_dropout(const char *name, float p) {
+    size_t n = 4096;
+    uint64_t key = plm_hash_combine(42, 7);
+    dump_begin(name, "dropout");
+    float *x = frand(n, 1.0f), *out = fnan(n), *dout = frand(n, 1.0f), *dx = fnan(n);
+    dropout_forward(out, x, n, p, key);
+    dropout_backward(dx, dout, n, p, key);
+    check_written(name, "out", out, n), check_written(name, "grad_x", dx, n);
+    float scale = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
+    bool ok = true;
+    for (size_t i = 0; i < n; i++) {
+        bool kept = p <= 0.0f || plm_hash_uniform(key, i) >= p;
+        ok &= out[i] == (kept ? (p > 0.0f ? x[i] * scale : x[i]) : 0.0f);
+        ok &= dx[i] == (kept ? (p > 0.0f ? dout[i] * scale : dout[i]) : 0.0f);
+    }
+    CHECK(ok, cname("parity_self.%s.mask_and_scale", name),
+          "forward/backward is not x * mask / (1 - p) with the same mask");
+    if (p == 0.0f)
+        CHECK(!memcmp(out, x, n * 4) && !memcmp(dx, dout, n * 4), cname("parity_self.%s.identity", name),
+              "p = 0 is not the identity");
+    meta("p", "%.9g", p);
+    put_f32("x", x, 1, (int)n), put_f32("out", out, 1, (int)n), put_f32("mask", drop_mask(n, p, key, 0), 1, (int)n);
+    put_f32("dout", dout, 1, (int)n), put_f32("grad.x", dx, 1, (int)n);
+    dump_end();
+}
+
+/* Dropout statistics over many elements: the kept fraction is 1 - p within 5 sigma, the
+ * mean is preserved (inverted dropout), masks differ between keys and are reproducible. */
+static void dropout_statistics(void) {
+    size_t n = 1 << 20;
+    float p = 0.1f;
+    float *ones = keep(plm_malloc(n * sizeof(float))), *o1 = fnan(n), *o2 = fnan(n), *o3 = fnan(n);
+    for (size_t i = 0; i < n; i++) ones[i] = 1.0f;
+    dropout_forward(o1, ones, n, p, 11);
+    dropout_forward(o2, ones, n, p, 11);
+    dropout_forward(o3, ones, n, p, 12);
+    size_t kept = 0, same = 0;
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        kept += o1[i] != 0.0f;
+        sum += o1[i];
+        same += (o1[i] != 0.0f) == (o3[i] != 0.0f);
+    }
+    double frac = (double)kept / n, sigma = sqrt(p * (1.0 - p) / n);
+    CHECK(fabs(frac - (1.0 - p)) < 5 * sigma, "parity_self.dropout.keep_rate", "kept %.5f, want %.5f +- %.5f", frac,
+          1.0 - p, 5 * sigma);
+    CHECK(fabs(sum / n - 1.0) < 5 * sigma / (1.0 - p) + 1e-6, "parity_self.dropout.mean_preserved", "mean %.5f, want 1",
+          sum / n);
+    CHECK(!memcmp(o1, o2, n * 4), "parity_self.dropout.reproducible", "same key gave different masks");
+    /* independent masks agree on p^2 + (1-p)^2 of the elements */
+    double agree = (double)same / n, want = p * p + (1 - p) * (1 - p);
+    CHECK(fabs(agree - want) < 0.01, "parity_self.dropout.keys_independent", "agreement %.4f, want %.4f", agree, want);
+    release_all();
+}
+
+typedef struct {
+    float *out, *att, *qkv, *dout, *scratch;
+    const uint8_t *mask;
+    int B, T, C, NH;
+    bool causal;
+} attn_ctx;
+
+static double attn_objective(void *p) {
+    attn_ctx *c = p;
+    attention_forward(c->out, c->att, c->qkv, c->mask, c->B, c->T, c->C, c->NH, c->causal, 0.0f, 0, c->scratch);
+    return dot(c->out, c->dout, (size_t)c->B * c->T * c->C);
+}
+
+static void case_attention(const char *name, bool causal, bool padded, float p) {
+    int B = 3, T = 13, C = 24, NH = 3;
+    int lens[3] = {13, 9, 4};
+    uint64_t key = 0x5eed;
+    dump_begin(name, "attention");
+    size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C, na = (size_t)B * NH * T * T;
+    float *qkv = frand(nq, 1.5f), *dout = frand(no, 1.0f), *out = fnan(no), *att = fnan(na), *dqkv = fnan(nq);
+    uint8_t *mask = NULL;
+    int32_t *mask32 = ialloc((size_t)B * T);
+    if (padded) {
+        mask = keep(plm_malloc((size_t)B * T));
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) mask[b * T + t] = t < lens[b];
+    }
+    for (int i = 0; i < B * T; i++) mask32[i] = mask ? mask[i] : 1;
+    float *scratch = fnan(attention_scratch_floats(T));
+    attention_forward(out, att, qkv, mask, B, T, C, NH, causal, p, key, scratch);
+    attention_backward(dqkv, dout, qkv, att, B, T, C, NH, p, key, scratch);
+    check_written(name, "out", out, no), check_written(name, "att", att, na);
+    check_written(name, "grad_qkv", dqkv, nq);
+    /* probabilities: rows sum to 1, zero on every masked key */
+    bool rows_ok = true, masked_ok = true;
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH;
+        for (int i = 0; i < T; i++) {
+            const float *r = att + ((size_t)bh * T + i) * T;
+            double s = 0.0;
+            for (int j = 0; j < T; j++) {
+                s += r[j];
+                if ((causal && j > i) || (mask && !mask[b * T + j])) masked_ok &= r[j] == 0.0f;
+            }
+            rows_ok &= fabs(s - 1.0) < 1e-5;
+        }
+    }
+    CHECK(rows_ok, cname("parity_self.%s.rows_sum_to_one", name), "a probability row does not sum to 1");
+    CHECK(masked_ok, cname("parity_self.%s.masked_keys_zero", name), "a masked key has nonzero probability");
+    meta("B", "%d", B), meta("T", "%d", T), meta("C", "%d", C), meta("NH", "%d", NH);
+    meta("causal", "%d", causal), meta("p", "%.9g", p);
+    put_f32("qkv", qkv, 3, B, T, 3 * C), put_i32("attention_mask", mask32, 2, B, T);
+    if (p > 0.0f) put_f32("dropmask", drop_mask(na, p, key, 0), 4, B, NH, T, T);
+    put_f32("out", out, 3, B, T, C), put_f32("att", att, 4, B, NH, T, T), put_f32("dout", dout, 3, B, T, C);
+    put_f32("grad.qkv", dqkv, 3, B, T, 3 * C);
+    if (verbose && p == 0.0f) {
+        float *g = fcopy(dqkv, nq);
+        attn_ctx ctx = {fnan(no), fnan(na), qkv, dout, scratch, mask, B, T, C, NH, causal};
+        fd_check(name, attn_objective, &ctx, qkv, g, nq, 40, 1e-2f, 2e-2);
+    }
+    dump_end();
+}
+
+typedef struct {
+    float *logits, *work;
+    const int32_t *targets;
+    int M, V;
+    float scale;
+} ce_ctx;
+
+static double ce_objective(void *p) {
+    ce_ctx *c = p;
+    memcpy(c->work, c->logits, (size_t)c->M * c->V * sizeof(float));
+    plm_ce_result r = crossentropy_forward_backward(c->work, c->targets, c->M, c->V, false, 0.0f);
+    return r.loss_sum * c->scale;
+}
+
+static void case_crossentropy(const char *name, float logit_scale) {
+    int M = 17, V = 29;
+    dump_begin(name, "crossentropy");
+    float *logits = frand((size_t)M * V, logit_scale);
+    int32_t *tg = ialloc(M);
+    int ignored[] = {1, 4, 5, 11, 16};
+    for (int i = 0; i < M; i++) tg[i] = (int32_t)plm_rng_below(&R, V);
+    for (size_t k = 0; k < PLM_ARRAY_LEN(ignored); k++) tg[ignored[k]] = PLM_IGNORE_INDEX;
+    float *z = fcopy(logits, (size_t)M * V);
+    plm_ce_result r0 = crossentropy_forward_backward(z, tg, M, V, false, 1.0f);
+    CHECK(!memcmp(z, logits, (size_t)M * V * 4), cname("parity_self.%s.forward_only_keeps_logits", name),
+          "backward=false changed the logits");
+    float upstream = 0.73f, gs = upstream / (float)r0.count;
+    plm_ce_result r = crossentropy_forward_backward(z, tg, M, V, true, gs);
+    CHECK(r.count == M - (int)PLM_ARRAY_LEN(ignored) && r.loss_sum == r0.loss_sum,
+          cname("parity_self.%s.count_and_loss", name), "count %d, loss %g vs %g", r.count, r.loss_sum, r0.loss_sum);
+    CHECK(isfinite(r.loss_sum) && all_finite(z, (size_t)M * V), cname("parity_self.%s.finite", name),
+          "non-finite loss or gradient");
+    meta("M", "%d", M), meta("V", "%d", V), meta("grad_scale", "%.9g", gs);
+    put_f32("logits", logits, 2, M, V), put_i32("targets", tg, 1, M);
+    put_f64("loss_sum", r.loss_sum), put_f64("count", r.count), put_f64("correct", r.correct);
+    put_f32("grad.logits", z, 2, M, V);
+    if (verbose && logit_scale < 10.0f) {
+        ce_ctx ctx = {logits, fnan((size_t)M * V), tg, M, V, gs};
+        float *g = fcopy(z, (size_t)M * V);
+        fd_check(name, ce_objective, &ctx, logits, g, (size_t)M * V, 40, 1e-2f, 2e-2);
+    }
+    dump_end();
+}
+
+/* ---------------------------------------------------------------- whole models */
+
+static void randomize_params(plm_model *m) {
+    for (int i = 0; i < m->num_tensors; i++) {
+        const plm_tensor *t = &m->tensors[i];
+        float *p = m->params + t->offset;
+        bool ln_w = t->ndim == 1 && strstr(t->name, ".weight");
+        float a = t->ndim == 2 ? 1.7f / sqrtf((float)t->shape[1]) : (ln_w ? 0.3f : 0.2f);
+        for (size_t k = 0; k < t->numel; k++) p[k] = (ln_w ? 1.0f : 0.0f) + rnd1(a);
+    }
+}
+
+static void poison_model_acts(plm_model *m, int B, int T) {
+    const plm_config *c = &m->config;
+    size_t N = (size_t)B * T, C = c->hidden_size, I = c->intermediate_size, NH = c->num_attention_heads;
+#define POISON(p, n)                                                                                                   \
+    for (size_t k_ = 0; k_ < (n); k_++) (p)[k_] = NAN
+    POISON(m->emb, N * C);
+    POISON(m->emb_ln, N * C);
+    POISON(m->x0, N * C);
+    POISON(m->lnf, N * C);
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        plm_layer_acts *a = &m->acts[l];
+        POISON(a->ln1, N * C);
+        POISON(a->qkv, N * 3 * C);
+        POISON(a->att, NH * N * T);
+        POISON(a->atty, N * C);
+        POISON(a->res1, N * C);
+        POISON(a->ln2, N * C);
+        POISON(a->fch, N * I);
+        POISON(a->fch_gelu, N * I);
+        POISON(a->res2, N * C);
+    }
+    POISON(m->logits, N * (size_t)c->vocab_size);
+#undef POISON
+}
+
+/* Writes every parameter (and, with grads, its gradient) under its HF name and in HF's
+ * layout (GPT-2's Conv1D weights transposed to [in, out]). */
+static void put_model_tensors(const plm_model *m, const float *base, const char *prefix) {
+    for (int i = 0; i < m->num_tensors; i++) {
+        const plm_tensor *t = &m->tensors[i];
+        const float *p = base + t->offset;
+        const char *nm = cname("%s%s", prefix, t->name);
+        if (t->ndim == 1) {
+            put_f32(nm, p, 1, t->shape[0]);
+        } else if (!t->transpose) {
+            put_f32(nm, p, 2, t->shape[0], t->shape[1]);
+        } else {
+            int r = t->shape[0], cl = t->shape[1];
+            float *tr = keep(plm_malloc(t->numel * sizeof(float)));
+            for (int a = 0; a < r; a++)
+                for (int b = 0; b < cl; b++) tr[(size_t)b * r + a] = p[(size_t)a * cl + b];
+            put_f32(nm, tr, 2, cl, r);
+        }
+    }
+}
+
+/* A model configuration to compare: the two standard ones (BERT: post-LN, MLM; GPT-2:
+ * pre-LN, CLM) and two swapped ones the engine also supports (one model trained with
+ * CLM then MLM, untied heads, segment embeddings on a decoder). */
+typedef struct {
+    const char *name;
+    plm_arch arch;
+    bool pre_ln, tied, causal;
+    int type_vocab;
+    plm_gelu_kind act;
+    float p_hidden, p_attn; /* > 0: training with dropout, masks dumped as dropmask.* */
+} model_variant;
+
+/* model.c's dropout key of each site: (seed, layer, site), layer -1 = the embeddings,
+ * site 0 = attention probabilities (embedding output for layer -1), 1 = the attention
+ * output before its residual add, 2 = the MLP output before its residual add. */
+static uint64_t model_drop_key(uint64_t seed, int layer, int site) {
+    return plm_hash_combine(seed, (uint64_t)(layer + 1) * 16 + (uint64_t)site);
+}
+
+static void case_model(const model_variant *mv) {
+    const char *name = mv->name;
+    plm_arch arch = mv->arch;
+    plm_config c;
+    plm_config_default(&c, arch);
+    c.pre_layernorm = mv->pre_ln;
+    c.is_decoder = mv->causal;
+    c.tie_word_embeddings = mv->tied;
+    c.type_vocab_size = mv->type_vocab;
+    c.hidden_act = mv->act;
+    c.vocab_size = 97;
+    c.hidden_size = 48;
+    c.num_attention_heads = 3;
+    c.num_hidden_layers = 2;
+    c.intermediate_size = 80;
+    c.max_position_embeddings = 16;
+    c.hidden_dropout_prob = mv->p_hidden;
+    c.attention_probs_dropout_prob = mv->p_attn;
+    if (arch == PLM_ARCH_BERT) {
+        c.pad_token_id = 0;
+        c.mask_token_id = 4;
+    } else {
+        c.eos_token_id = c.vocab_size - 1;
+    }
+    int B = 3, T = 13, lens[3] = {13, 10, 6}, N = B * T;
+    dump_begin(name, "model");
+    plm_model *m = plm_model_create(&c, 1234);
+    if (!m || plm_model_reserve(m, B, T) != 0) {
+        printf("FAIL parity_self.%s.create: %s\n", name, plm_last_error());
+        test_failures++;
+        plm_model_free(m);
+        plm_st_writer_free(&W);
+        release_all();
+        return;
+    }
+    randomize_params(m);
+    int32_t *ids = ialloc(N), *tt = ialloc(N), *labels = ialloc(N);
+    uint8_t *mask = keep(plm_malloc(N));
+    int32_t *mask32 = ialloc(N);
+    int nlab = 0;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            int i = b * T + t;
+            bool real = t < lens[b];
+            mask[i] = real;
+            mask32[i] = real;
+            if (arch == PLM_ARCH_BERT) {
+                ids[i] = real ? 5 + (int32_t)plm_rng_below(&R, c.vocab_size - 5) : c.pad_token_id;
+            } else {
+                ids[i] = real ? 1 + (int32_t)plm_rng_below(&R, c.vocab_size - 2) : c.eos_token_id;
+            }
+            tt[i] = real && c.type_vocab_size ? (t * c.type_vocab_size) / lens[b] : 0;
+            labels[i] = PLM_IGNORE_INDEX;
+        }
+    /* BERT: the padding token once at a real position: nn.Embedding(padding_idx) gives
+     * its row no gradient from the lookup, but a tied decoder still does */
+    if (arch == PLM_ARCH_BERT) ids[5] = c.pad_token_id;
+    if (!mv->causal) { /* MLM: ~15% of the real positions carry a label */
+        for (int pass = 0; nlab < 5; pass++)
+            for (int i = 0; i < N; i++)
+                if (mask[i] && labels[i] == PLM_IGNORE_INDEX && plm_rng_uniform(&R) < 0.15f) {
+                    labels[i] = (int32_t)plm_rng_below(&R, c.vocab_size);
+                    nlab++;
+                }
+    } else {
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t + 1 < lens[b]; t++, nlab++) labels[b * T + t] = ids[b * T + t + 1];
+    }
+    plm_batch batch = {.B = B,
+                       .T = T,
+                       .input_ids = ids,
+                       .token_type_ids = c.type_vocab_size ? tt : NULL,
+                       .attention_mask = mask,
+                       .labels = labels,
+                       .causal = mv->causal,
+                       .training = mv->p_hidden > 0.0f || mv->p_attn > 0.0f,
+                       .dropout_seed = 99};
+    int L = c.num_hidden_layers, C = c.hidden_size, V = c.vocab_size;
+    /* forward only: logits and hidden states */
+    poison_model_acts(m, B, T);
+    plm_ce_result r0 = plm_model_forward(m, &batch, false, 1.0f);
+    float *logits = fcopy(m->logits, (size_t)m->num_rows * V);
+    int M = m->num_rows;
+    /* forward + backward */
+    poison_model_acts(m, B, T);
+    plm_model_zero_grad(m);
+    plm_ce_result r = plm_model_forward(m, &batch, true, 1.0f);
+    double loss = r.loss_sum / r.count;
+    CHECK(r.count == nlab && M == nlab, cname("parity_self.%s.label_count", name), "count %d rows %d, want %d", r.count,
+          M, nlab);
+    CHECK(r.loss_sum == r0.loss_sum, cname("parity_self.%s.deterministic_loss", name), "loss %.9g vs %.9g", r.loss_sum,
+          r0.loss_sum);
+    CHECK(isfinite(loss) && loss > 0.5 * log(V) && loss < 4 * log(V), cname("parity_self.%s.loss_sane", name),
+          "loss %g with vocab %d", loss, V);
+    check_written(name, "hidden", plm_model_hidden(m), (size_t)N * C);
+    check_written(name, "logits", logits, (size_t)M * V);
+    check_written(name, "grads", m->grads, m->num_params);
+    if (arch == PLM_ARCH_BERT && c.tie_word_embeddings) {
+        /* the lookup gives the padding row nothing, the tied decoder does: not all zero */
+        bool nz = false;
+        for (int k = 0; k < C; k++) nz |= m->g.wte[(size_t)c.pad_token_id * C + k] != 0.0f;
+        CHECK(nz, cname("parity_self.%s.tied_decoder_grad_on_pad_row", name), "pad row got no decoder gradient");
+    }
+    if (verbose) {
+        /* plm_model_logits_at (fill-mask, generation) on the labelled positions gives the
+         * training pass's logits */
+        float *la = fnan((size_t)M * V);
+        int32_t *pos = ialloc(M);
+        for (int i = 0, k = 0; i < N; i++)
+            if (labels[i] != PLM_IGNORE_INDEX) pos[k++] = i;
+        plm_model_logits_at(m, pos, M, la);
+        CHECK(!memcmp(la, logits, (size_t)M * V * sizeof(float)), cname("parity_self.%s.logits_at", name),
+              "plm_model_logits_at differs from the forward pass's logits");
+        /* gradients accumulate (+=): a second pass doubles them (up to rounding: GEMMs
+         * with beta = 1 add their partial sums into the old values); a pass at
+         * loss_scale 0.5 gives exactly half (powers of two scale exactly) */
+        float *g1 = fcopy(m->grads, m->num_params);
+        plm_model_forward(m, &batch, true, 1.0f);
+        double e2 = 0.0, n2 = 0.0;
+        for (size_t k = 0; k < m->num_params; k++) {
+            double dlt = (double)m->grads[k] - 2.0 * g1[k];
+            e2 += dlt * dlt;
+            n2 += 4.0 * g1[k] * g1[k];
+        }
+        CHECK(sqrt(e2 / n2) < 1e-6, cname("parity_self.%s.grads_accumulate", name),
+              "second pass did not double the gradients: relerr %.3g", sqrt(e2 / n2));
+        plm_model_zero_grad(m);
+        plm_model_forward(m, &batch, true, 0.5f);
+        bool half = true;
+        for (size_t k = 0; k < m->num_params; k++) half &= m->grads[k] == 0.5f * g1[k];
+        CHECK(half, cname("parity_self.%s.loss_scale", name), "loss_scale 0.5 did not halve the gradients");
+        memcpy(m->grads, g1, m->num_params * sizeof(float));
+    }
+    char *cfg = plm_config_to_json(&c);
+    meta("config", "%s", cfg);
+    free(cfg);
+    meta("B", "%d", B), meta("T", "%d", T);
+    meta("causal", "%d", batch.causal);
+    put_i32("input_ids", ids, 2, B, T), put_i32("attention_mask", mask32, 2, B, T), put_i32("labels", labels, 2, B, T);
+    if (batch.token_type_ids) put_i32("token_type_ids", tt, 2, B, T);
+    put_f64("loss", loss);
+    put_f64("loss_count", r.count);
+    put_f32("logits", logits, 2, M, V);
+    for (int l = 0; l < L; l++)
+        put_f32(cname("hidden.%d", l), c.pre_layernorm ? m->acts[l].res2 : m->acts[l].ln2, 3, B, T, C);
+    put_f32("hidden.final", plm_model_hidden(m), 3, B, T, C);
+    if (batch.training) {
+        int NH = c.num_attention_heads;
+        put_f32("dropmask.emb", drop_mask((size_t)N * C, mv->p_hidden, model_drop_key(batch.dropout_seed, -1, 0), 0), 3,
+                B, T, C);
+        for (int l = 0; l < L; l++) {
+            uint64_t s0 = batch.dropout_seed;
+            put_f32(cname("dropmask.%d.attn", l),
+                    drop_mask((size_t)B * NH * T * T, mv->p_attn, model_drop_key(s0, l, 0), 0), 4, B, NH, T, T);
+            put_f32(cname("dropmask.%d.resid1", l), drop_mask((size_t)N * C, mv->p_hidden, model_drop_key(s0, l, 1), 0),
+                    3, B, T, C);
+            put_f32(cname("dropmask.%d.resid2", l), drop_mask((size_t)N * C, mv->p_hidden, model_drop_key(s0, l, 2), 0),
+                    3, B, T, C);
+        }
+    }
+    put_model_tensors(m, m->params, "");
+    put_model_tensors(m, m->grads, "grad.");
+    if (out_dir) {
+        /* the checkpoint as plm_model_save writes it: parity.py checks it holds exactly
+         * the tensors the reference ran on, by the same HF names and layouts */
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s/%s.ckpt", out_dir, name);
+        if (plm_model_save(m, dir, NULL, 0) != 0) {
+            printf("FAIL parity_dump.%s.checkpoint: %s\n", name, plm_last_error());
+            test_failures++;
+        }
+    }
+    if (verbose && c.type_vocab_size) {
+        /* token_type_ids NULL means all segment 0 (model.h; fill-mask passes NULL) */
+        float *h0 = fnan((size_t)N * C);
+        memset(tt, 0, (size_t)N * sizeof(int32_t));
+        plm_ce_result rz = plm_model_forward(m, &batch, false, 1.0f);
+        memcpy(h0, plm_model_hidden(m), (size_t)N * C * sizeof(float));
+        batch.token_type_ids = NULL;
+        plm_ce_result rn = plm_model_forward(m, &batch, false, 1.0f);
+        CHECK(rz.loss_sum == rn.loss_sum && !memcmp(h0, plm_model_hidden(m), (size_t)N * C * sizeof(float)),
+              cname("parity_self.%s.type_ids_null_is_segment_0", name),
+              "token_type_ids NULL differs from all zeros (loss %.9g vs %.9g)", rn.loss_sum, rz.loss_sum);
+    }
+    if (verbose && mv->causal) {
+        /* generation's KV cache (its own single-position forward) reproduces the batch
+         * forward's logits at every position of row 0 (no padding, segment 0) */
+        batch.training = false;
+        batch.token_type_ids = NULL;
+        plm_model_forward(m, &batch, false, 1.0f);
+        int32_t pos[16];
+        for (int t = 0; t < lens[0]; t++) pos[t] = t;
+        float *full = fnan((size_t)lens[0] * V);
+        plm_model_logits_at(m, pos, lens[0], full);
+        plm_kv_cache kv;
+        double e2 = 0.0, n2 = 0.0;
+        if (plm_kv_cache_init(&kv, m, T) == 0) {
+            for (int t = 0; t < lens[0]; t++) {
+                const float *lg = plm_kv_cache_step(&kv, ids[t]);
+                for (int v = 0; v < V; v++) {
+                    double dd = (double)lg[v] - full[(size_t)t * V + v];
+                    e2 += dd * dd;
+                    n2 += (double)full[(size_t)t * V + v] * full[(size_t)t * V + v];
+                }
+            }
+            plm_kv_cache_free(&kv);
+        } else {
+            e2 = INFINITY;
+        }
+        double rel = sqrt(e2 / n2);
+        CHECK(rel <= 1e-5, cname("parity_self.%s.kv_cache_logits", name),
+              "KV-cache logits differ from the batch forward: relerr %.3g", rel);
+    }
+    plm_model_free(m);
+    dump_end();
+}
+
+/* ---------------------------------------------------------------- optimizer */
+
+/* Gathers the parameter elements of m's tensors (skipping the alignment gaps of the
+ * buffer) from base into one flat array, in table order. */
+static float *gather(const plm_model *m, const float *base, size_t *n_out) {
+    size_t n = 0;
+    for (int i = 0; i < m->num_tensors; i++) n += m->tensors[i].numel;
+    float *f = keep(plm_malloc(n * sizeof(float)));
+    size_t k = 0;
+    for (int i = 0; i < m->num_tensors; i++) {
+        memcpy(f + k, base + m->tensors[i].offset, m->tensors[i].numel * sizeof(float));
+        k += m->tensors[i].numel;
+    }
+    *n_out = n;
+    return f;
+}
+
+/* Four AdamW updates of a small BERT (decayed matrices, undecayed biases and LayerNorm
+ * weights) with random gradients, warmup then linear decay, and a global-norm clip on
+ * the third: parity.py replays them with torch.optim.AdamW and clip_grad_norm_. */
+static void case_adamw(void) {
+    plm_config c;
+    plm_config_default(&c, PLM_ARCH_BERT);
+    c.vocab_size = 31, c.hidden_size = 16, c.num_attention_heads = 2, c.num_hidden_layers = 1;
+    c.intermediate_size = 24, c.max_position_embeddings = 8;
+    dump_begin("adamw", "adamw");
+    plm_model *m = plm_model_create(&c, 7);
+    randomize_params(m);
+    plm_adamw opt;
+    plm_adamw_init(&opt, m->num_params);
+    plm_adamw_hparams h = {.learning_rate = 1e-2f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
+    int steps = 4, warmup = 2, total = 6, clip_step = 2;
+    size_t n;
+    float *flat = gather(m, m->params, &n);
+    put_f32("params.init", flat, 1, (int)n);
+    float *decay = keep(plm_malloc(n * sizeof(float)));
+    for (int i = 0, k = 0; i < m->num_tensors; i++)
+        for (size_t e = 0; e < m->tensors[i].numel; e++) decay[k++] = m->tensors[i].no_decay ? 0.0f : 1.0f;
+    put_f32("decay", decay, 1, (int)n);
+    float lrs[8];
+    double norm = 0.0;
+    for (int s = 0; s < steps; s++) {
+        float gscale = s == clip_step ? 3.0f : 0.05f * (float)(s + 1);
+        for (int i = 0; i < m->num_tensors; i++) {
+            float *g = m->grads + m->tensors[i].offset;
+            for (size_t e = 0; e < m->tensors[i].numel; e++) g[e] = rnd1(gscale);
+        }
+        flat = gather(m, m->grads, &n);
+        put_f32(cname("grad.step%d", s), flat, 1, (int)n);
+        if (s == clip_step) {
+            norm = plm_clip_grad_norm(m, 1.0);
+            put_f64("clip.norm", norm);
+        }
+        lrs[s] = plm_lr_at(PLM_SCHED_LINEAR, h.learning_rate, s + 1, warmup, total);
+        plm_adamw_step(&opt, m, &h, lrs[s]);
+    }
+    CHECK(norm > 1.0, "parity_self.adamw.clip_engaged", "gradient norm %g does not exceed the clip", norm);
+    check_written("adamw", "params", m->params, m->num_params);
+    meta("steps", "%d", steps), meta("clip_step", "%d", clip_step), meta("max_norm", "1");
+    meta("warmup", "%d", warmup), meta("total", "%d", total);
+    meta("lr", "%.9g", h.learning_rate), meta("beta1", "%.9g", h.beta1), meta("beta2", "%.9g", h.beta2);
+    meta("eps", "%.9g", h.eps), meta("weight_decay", "%.9g", h.weight_decay);
+    put_f32("lr_at", lrs, 1, steps);
+    put_f32("params.final", gather(m, m->params, &n), 1, (int)n); /* n is the same for every gather */
+    put_f32("exp_avg", gather(m, opt.m, &n), 1, (int)n);
+    put_f32("exp_avg_sq", gather(m, opt.v, &n), 1, (int)n);
+    plm_adamw_free(&opt);
+    plm_model_free(m);
+    dump_end();
+}
+
+/* ---------------------------------------------------------------- main */
+
+int main(int argc, char **argv) {
+    if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
+        fprintf(stderr, "usage: test_parity_dump [DIR]\n"
+                        "  with DIR: write one safetensors file per parity case into DIR\n"
+                        "  without: run the self-check (PASS/FAIL lines)\n");
+        return 2;
+    }
+    /* Thousands of tiny parallel regions: OpenMP's default spin-waiting makes them 20-50x
+     * slower when the machine is busy. Sleeping waits change no result; the setting is
+     * read at startup, hence the re-exec. */
+    if (!getenv("OMP_WAIT_POLICY")) {
+        setenv("OMP_WAIT_POLICY", "passive", 1);
+        execv("/proc/self/exe", argv); /* on failure, carry on as we are */
+    }
+    out_dir = argc == 2 ? argv[1] : NULL;
+    verbose = out_dir == NULL;
+    plm_rng_seed(&R, 20240601, 3);
+
+    case_embedding("embedding", true, true, 3, 1);
+    case_embedding("embedding_notype", false, false, 0, -1);
+    case_embedding("embedding_type_ids_null", true, false, 2, -1);
+    case_layernorm("layernorm", false);
+    case_layernorm("layernorm_acc", true);
+    case_linear("linear", true, false);
+    case_linear("linear_nobias", false, false);
+    case_linear("linear_acc", true, true);
+    case_gelu("gelu_erf", PLM_GELU_ERF);
+    case_gelu("gelu_tanh", PLM_GELU_TANH);
+    case_residual("residual", 0.0f);
+    case_residual("residual_dropout", 0.3f);
+    case_dropout("dropout_p0", 0.0f);
+    case_dropout("dropout", 0.25f);
+    case_attention("attention_causal", true, true, 0.0f);
+    case_attention("attention_bidir", false, true, 0.0f);
+    case_attention("attention_nomask", false, false, 0.0f);
+    case_attention("attention_causal_nomask", true, false, 0.0f);
+    case_attention("attention_dropout", false, true, 0.2f);
+    case_crossentropy("crossentropy", 3.0f);
+    case_crossentropy("crossentropy_large", 40.0f);
+    static const model_variant models[] = {
+        {"bert", PLM_ARCH_BERT, false, true, false, 2, PLM_GELU_ERF, 0.0f, 0.0f},
+        {"gpt2", PLM_ARCH_GPT2, true, true, true, 0, PLM_GELU_TANH, 0.0f, 0.0f},
+        /* the same engine the other way round: a pre-LN encoder trained causally with an
+         * untied decoder, a post-LN decoder with segments trained bidirectionally (MLM) */
+        {"bert_preln_causal_untied", PLM_ARCH_BERT, true, false, true, 3, PLM_GELU_TANH, 0.0f, 0.0f},
+        {"gpt2_postln_bidir_untied", PLM_ARCH_GPT2, false, false, false, 2, PLM_GELU_ERF, 0.0f, 0.0f},
+        /* dropout on, every mask reproduced from its key: checks where and how the
+         * model applies dropout in both passes (the comparison proper runs without) */
+        {"bert_dropout", PLM_ARCH_BERT, false, true, false, 2, PLM_GELU_ERF, 0.1f, 0.15f},
+        {"gpt2_dropout", PLM_ARCH_GPT2, true, true, true, 0, PLM_GELU_TANH, 0.1f, 0.15f},
+    };
+    for (size_t i = 0; i < PLM_ARRAY_LEN(models); i++) case_model(&models[i]);
+    case_adamw();
+    if (verbose) dropout_statistics();
+    TEST_EXIT();
+}
