@@ -71,9 +71,9 @@ int main(void) {
         a.objective = obj ? PLM_OBJ_MLM : PLM_OBJ_CLM;
         a.per_device_train_batch_size = 16;
         a.max_seq_length = 64;
-        a.max_steps = obj ? 400 : 250;
-        a.opt.learning_rate = 3e-3f;
-        a.warmup_steps = 20;
+        a.max_steps = obj ? 800 : 400;
+        a.opt.learning_rate = obj ? 1e-3f : 3e-3f;
+        a.warmup_steps = 40;
         a.eval_steps = 0;
         a.eval_batches = 50;
         a.quiet = true;

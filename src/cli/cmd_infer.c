@@ -28,7 +28,10 @@ int cmd_eval(int argc, char **argv) {
     };
     int rc = args_parse("eval", "Perplexity (CLM) or masked-token loss and accuracy (MLM) on held-out text.", specs,
                         (int)PLM_ARRAY_LEN(specs), argc, argv);
-    if (rc) return rc == 1 ? 0 : rc;
+    if (rc) {
+        args_list_free(&files);
+        return rc == 1 ? 0 : rc;
+    }
     if (!model_dir || files.n == 0) {
         fprintf(stderr, "plm eval: --model DIR and --data FILE... are required (see plm eval --help)\n");
         args_list_free(&files);
@@ -177,7 +180,10 @@ int cmd_fill_mask(int argc, char **argv) {
     };
     int rc = args_parse("fill-mask", "Predict the tokens behind each [MASK] with their probabilities.", specs,
                         (int)PLM_ARRAY_LEN(specs), argc, argv);
-    if (rc) return rc == 1 ? 0 : rc;
+    if (rc) {
+        args_list_free(&texts);
+        return rc == 1 ? 0 : rc;
+    }
     if (!model_dir || texts.n == 0 || top_k <= 0) {
         fprintf(stderr, "plm fill-mask: --model DIR and --text \"...[MASK]...\" are required\n");
         args_list_free(&texts);

@@ -96,7 +96,11 @@ int cmd_pretrain(int argc, char **argv) {
     };
     int rc = args_parse("pretrain", "Pretrain a BERT-style (mlm) or GPT-style (clm) model on raw text.", specs,
                         (int)PLM_ARRAY_LEN(specs), argc, argv);
-    if (rc) return rc == 1 ? 0 : rc;
+    if (rc) {
+        args_list_free(&train_files);
+        args_list_free(&valid_files);
+        return rc == 1 ? 0 : rc;
+    }
     a.quiet = quiet;
     a.obj.static_masking = static_masking;
     a.obj.right_to_left = right_to_left;
@@ -107,7 +111,7 @@ int cmd_pretrain(int argc, char **argv) {
         a.objective = PLM_OBJ_MLM;
     else {
         fprintf(stderr, "plm pretrain: --objective must be clm or mlm, got \"%s\"\n", objective);
-        return PLM_EXIT_USAGE;
+        goto usage_fail;
     }
     if (strcmp(scheduler, "linear") == 0)
         a.lr_scheduler_type = PLM_SCHED_LINEAR;
@@ -117,20 +121,20 @@ int cmd_pretrain(int argc, char **argv) {
         a.lr_scheduler_type = PLM_SCHED_CONSTANT;
     else {
         fprintf(stderr, "plm pretrain: --lr-scheduler must be linear, cosine or constant\n");
-        return PLM_EXIT_USAGE;
+        goto usage_fail;
     }
     if (train_files.n == 0) {
         fprintf(stderr, "plm pretrain: --train FILE... is required (see plm pretrain --help)\n");
-        return PLM_EXIT_USAGE;
+        goto usage_fail;
     }
     if (a.obj.mlm_probability <= 0 || a.obj.mlm_probability >= 1 || a.obj.mask_replace_prob < 0 ||
         a.obj.random_replace_prob < 0 || a.obj.mask_replace_prob + a.obj.random_replace_prob > 1) {
         fprintf(stderr, "plm pretrain: masking probabilities must be in [0, 1] and mask + random <= 1\n");
-        return PLM_EXIT_USAGE;
+        goto usage_fail;
     }
     if (valid_split < 0 || valid_split >= 1) {
         fprintf(stderr, "plm pretrain: --validation-split must be in [0, 1)\n");
-        return PLM_EXIT_USAGE;
+        goto usage_fail;
     }
 
     rc = PLM_EXIT_INPUT;
@@ -211,4 +215,8 @@ done:
     args_list_free(&train_files);
     args_list_free(&valid_files);
     return rc;
+usage_fail:
+    args_list_free(&train_files);
+    args_list_free(&valid_files);
+    return PLM_EXIT_USAGE;
 }
