@@ -40,6 +40,10 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libplm.a $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< $(BUILD)/libplm.a $(LDLIBS) -o $@
 
+$(BUILD)/bench/plm_step: bench/plm_step.c $(BUILD)/libplm.a $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(BUILD)/libplm.a $(LDLIBS) -o $@
+
 test: all
 	BUILD=$(BUILD) bash tests/run.sh
 
@@ -48,7 +52,7 @@ asan:
 	    LDLIBS="$(LDLIBS) -fsanitize=address,undefined" all
 	BUILD=build-asan PLM_SANITIZE=1 bash tests/run.sh
 
-bench: all
+bench: all $(BUILD)/bench/plm_step
 	bash bench/run.sh
 
 format:

@@ -1,0 +1,98 @@
+/* plm_step.c - times one plm training step (zero grads, forward, backward, clip, AdamW)
+ * on the benchmark configurations; bench/run.sh puts it next to PyTorch's.
+ *   plm_step --config tiny|small|medium --objective mlm|clm [--steps N]
+ * Last line: {"tokens_per_s": ..., "step_ms": ..., "gflops": ...} */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/common.h"
+#include "core/rng.h"
+#include "data/dataloader.h"
+#include "model/model.h"
+#include "train/adamw.h"
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv) {
+    const char *cfg = "tiny", *obj = "clm";
+    int steps = 10;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--config") == 0) cfg = argv[i + 1];
+        else if (strcmp(argv[i], "--objective") == 0) obj = argv[i + 1];
+        else if (strcmp(argv[i], "--steps") == 0) steps = atoi(argv[i + 1]);
+        else {
+            fprintf(stderr, "plm_step: unknown option %s\n", argv[i]);
+            return 2;
+        }
+    }
+    bool mlm = strcmp(obj, "mlm") == 0;
+    plm_config c;
+    plm_config_default(&c, mlm ? PLM_ARCH_BERT : PLM_ARCH_GPT2);
+    int B, T;
+    if (strcmp(cfg, "tiny") == 0) {
+        c.num_hidden_layers = 2, c.hidden_size = 128, c.num_attention_heads = 2, c.vocab_size = 8192, T = 128, B = 32;
+    } else if (strcmp(cfg, "small") == 0) {
+        c.num_hidden_layers = 4, c.hidden_size = 256, c.num_attention_heads = 4, c.vocab_size = 8192, T = 128, B = 32;
+    } else if (strcmp(cfg, "medium") == 0) {
+        c.num_hidden_layers = 6, c.hidden_size = 384, c.num_attention_heads = 6, c.vocab_size = 16384, T = 256, B = 16;
+    } else {
+        fprintf(stderr, "plm_step: unknown config %s\n", cfg);
+        return 2;
+    }
+    c.intermediate_size = 4 * c.hidden_size;
+    c.hidden_dropout_prob = c.attention_probs_dropout_prob = 0.1f;
+    c.pad_token_id = 0;
+    plm_model *m = plm_model_create(&c, 1);
+    plm_model_reserve(m, B, T);
+    plm_adamw opt;
+    plm_adamw_init(&opt, m->num_params);
+    plm_adamw_hparams h = {1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f};
+
+    /* random tokens; MLM masks them as the dataloader does (15%, 80/10/10) */
+    size_t N = (size_t)B * T;
+    int32_t *ids = plm_malloc(N * sizeof(int32_t)), *labels = plm_malloc(N * sizeof(int32_t));
+    plm_rng r;
+    plm_rng_seed(&r, 1, 2);
+    for (size_t i = 0; i < N; i++) ids[i] = 5 + (int32_t)plm_rng_below(&r, (uint32_t)c.vocab_size - 5);
+    long n_pred = (long)N;
+    if (mlm) {
+        plm_vocab_info v = {.vocab_size = c.vocab_size, .cls = 1, .sep = 2, .mask = 3, .pad = 0, .eos = 4};
+        v.is_special = plm_calloc((size_t)c.vocab_size, 1);
+        for (int i = 0; i < 5; i++) v.is_special[i] = 1;
+        v.random_pool = plm_malloc((size_t)c.vocab_size * sizeof(int32_t));
+        for (int i = 5; i < c.vocab_size; i++) v.random_pool[v.num_random++] = i;
+        plm_objective_opts o;
+        plm_objective_opts_default(&o);
+        n_pred = 0;
+        for (int b = 0; b < B; b++) n_pred += plm_mlm_mask(ids + (size_t)b * T, labels + (size_t)b * T, T, &v, &o, &r);
+        plm_vocab_info_free(&v);
+    } else {
+        for (size_t i = 0; i < N; i++) labels[i] = (i + 1) % T ? ids[i + 1] : ids[i];
+    }
+    double *times = plm_malloc((size_t)steps * sizeof(double));
+    for (int s = -3; s < steps; s++) {
+        double t0 = plm_now();
+        plm_model_zero_grad(m);
+        plm_batch b = {.B = B, .T = T, .input_ids = ids, .labels = labels, .causal = !mlm, .training = true,
+                       .dropout_seed = (uint64_t)(s + 100)};
+        plm_model_forward(m, &b, true, 1.0f);
+        plm_clip_grad_norm(m, 1.0);
+        plm_adamw_step(&opt, m, &h, 1e-4f);
+        if (s >= 0) times[s] = plm_now() - t0;
+    }
+    qsort(times, (size_t)steps, sizeof(double), cmp_double);
+    double med = times[steps / 2];
+    double flops = plm_model_flops(&c, B, T, (int)n_pred);
+    printf("{\"tokens_per_s\": %.1f, \"step_ms\": %.2f, \"step_ms_min\": %.2f, \"gflops\": %.2f, \"n_pred\": %ld}\n",
+           (double)N / med, med * 1e3, times[0] * 1e3, flops / med * 1e-9, n_pred);
+    plm_adamw_free(&opt);
+    plm_model_free(m);
+    free(ids);
+    free(labels);
+    free(times);
+    return 0;
+}
