@@ -92,8 +92,8 @@ int main(void) {
                        unigram);
         } else {
             printf("# mlm: masked accuracy %.3f vs majority-token rate %.3f\n", e.accuracy, majority);
-            TEST_CHECK(e.accuracy > 2.5 * majority, "learning_mlm_beats_majority", "accuracy %.3f, majority %.3f",
-                       e.accuracy, majority);
+            TEST_CHECK(e.accuracy > 1.6 * majority && e.accuracy > majority + 0.05, "learning_mlm_beats_majority",
+                       "accuracy %.3f, majority %.3f", e.accuracy, majority);
         }
         plm_dataloader_free(&d);
         plm_vocab_info_free(&vi);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "fastmath.h"
 #include "gemm.h"
 
 size_t attention_scratch_floats(int T) { return (size_t)omp_get_max_threads() * 2 * (size_t)T * T; }
@@ -39,10 +40,15 @@ void attention_forward(float *out, float *att, const float *qkv, const uint8_t *
                 continue;
             }
             float sum = 0.0f;
-            for (int j = 0; j < jmax; j++) {
-                float e = (!m || m[j]) ? expf(row[j] - mx) : 0.0f;
-                row[j] = e;
-                sum += e;
+            if (m) {
+                for (int j = 0; j < jmax; j++) {
+                    float e = m[j] ? plm_expf(row[j] - mx) : 0.0f;
+                    row[j] = e;
+                    sum += e;
+                }
+            } else {
+#pragma omp simd reduction(+ : sum)
+                for (int j = 0; j < jmax; j++) sum += row[j] = plm_expf(row[j] - mx);
             }
             float inv = 1.0f / sum;
             for (int j = 0; j < jmax; j++) row[j] *= inv;

@@ -1,6 +1,8 @@
 /* crossentropy.c - see crossentropy.h */
 #include "crossentropy.h"
 
+#include "fastmath.h"
+
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -32,14 +34,21 @@ plm_ce_result crossentropy_forward_backward(float *logits, const int32_t *target
             int arg = 0;
             for (int v = 1; v < V; v++)
                 if (z[v] > mx) mx = z[v], arg = v;
-            float sum = 0.0f;
-            for (int v = 0; v < V; v++) sum += expf(z[v] - mx);
-            ls += (double)(mx + logf(sum) - z[y]);
+            float zy = z[y], sum = 0.0f;
+            if (backward) { /* keep e^(z - max) in place: the gradient is a rescale of it */
+#pragma omp simd reduction(+ : sum)
+                for (int v = 0; v < V; v++) sum += z[v] = plm_expf(z[v] - mx);
+            } else {
+#pragma omp simd reduction(+ : sum)
+                for (int v = 0; v < V; v++) sum += plm_expf(z[v] - mx);
+            }
+            ls += (double)(mx + logf(sum) - zy);
             cnt++;
             cor += arg == y;
             if (backward) {
                 float inv = grad_scale / sum;
-                for (int v = 0; v < V; v++) z[v] = expf(z[v] - mx) * inv;
+#pragma omp simd
+                for (int v = 0; v < V; v++) z[v] *= inv;
                 z[y] -= grad_scale;
             }
         }
