@@ -1,5 +1,6 @@
 /* bpe.c - byte-level BPE: byte map, GPT-2 pre-tokenizer, merges, loaders. See bpe.h. */
 #include "tokenizer/bpe.h"
+#include "tokenizer/bpe_unicode.h"
 #include "core/common.h"
 
 #include <cjson/cJSON.h>
@@ -7,7 +8,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <utf8proc.h>
 
 /* ---- byte <-> unicode map ---- */
 
@@ -80,8 +80,15 @@ char *plm_bpe_to_byte_level(const char *raw, size_t len, size_t *outlen) {
 enum { C_L = 1, C_N, C_S, C_O };
 
 static uint8_t ascii_class[128];
+/* Classes of code points >= 128 as HF's Oniguruma sees them (bpe_unicode.h, generated
+ * by asking HF about every code point): utf8proc's tables lag or lead HF's Unicode
+ * version, and a single differing letter changes the split. Zero means C_O. */
+static uint8_t cp_classes[0x110000];
 static pthread_once_t class_once = PTHREAD_ONCE_INIT;
 static void class_init(void) {
+    for (size_t r = 0; r < PLM_ARRAY_LEN(bpe_class_ranges); r++)
+        for (uint32_t c = bpe_class_ranges[r][0]; c <= bpe_class_ranges[r][1]; c++)
+            cp_classes[c] = (uint8_t)bpe_class_ranges[r][2]; /* 1 L, 2 N, 3 S as C_L.. */
     for (int c = 0; c < 128; c++) {
         int k = C_O;
         if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) k = C_L;
@@ -123,24 +130,11 @@ static inline int utf8_char(const uint8_t *s, size_t n, uint32_t *cp) {
     return 0;
 }
 
-static int cp_class(uint32_t cp) {
+
+static inline int cp_class(uint32_t cp) {
     if (cp < 128) return ascii_class[cp];
-    /* Oniguruma's Unicode \s is White_Space: \t-\r, U+0085 and the Z categories. */
-    if (cp == 0x85) return C_S;
-    switch (utf8proc_category((utf8proc_int32_t)cp)) {
-    case UTF8PROC_CATEGORY_LU:
-    case UTF8PROC_CATEGORY_LL:
-    case UTF8PROC_CATEGORY_LT:
-    case UTF8PROC_CATEGORY_LM:
-    case UTF8PROC_CATEGORY_LO: return C_L;
-    case UTF8PROC_CATEGORY_ND:
-    case UTF8PROC_CATEGORY_NL:
-    case UTF8PROC_CATEGORY_NO: return C_N;
-    case UTF8PROC_CATEGORY_ZS:
-    case UTF8PROC_CATEGORY_ZL:
-    case UTF8PROC_CATEGORY_ZP: return C_S;
-    default: return C_O;
-    }
+    int k = cp_classes[cp];
+    return k ? k : C_O;
 }
 
 /* Class and length of the char at s[i]; an invalid byte is one C_O char. */
@@ -546,6 +540,7 @@ int plm_bpe_encode_segment(const plm_tokenizer *t, const char *text, size_t len,
     }
     int32_t sbuf_ids[SMALL_WORD], sbuf_st[SMALL_WORD];
     int32_t *ids = sbuf_ids, *st = sbuf_st;
+    int idcap = SMALL_WORD;
     size_t i = 0;
     while (i < len) {
         size_t j = plm_bpe_pretok_next(s, len, i);
@@ -578,10 +573,11 @@ int plm_bpe_encode_segment(const plm_tokenizer *t, const char *text, size_t len,
                 continue;
             }
         }
-        if (wl > SMALL_WORD && (ids == sbuf_ids || wl > out->cap)) {
+        if (wl > idcap) {
             if (ids != sbuf_ids) free(ids), free(st);
-            ids = plm_malloc((size_t)wl * sizeof *ids);
-            st = plm_malloc((size_t)wl * sizeof *st);
+            idcap = PLM_MAX(wl, 2 * idcap);
+            ids = plm_malloc((size_t)idcap * sizeof *ids);
+            st = plm_malloc((size_t)idcap * sizeof *st);
         }
         n = plm_bpe_merge_word(b, w, wl, ids, st);
         plm_encoding_reserve(out, out->n + n);
