@@ -1,8 +1,10 @@
 /* wordpiece_tool.c - driver for the WordPiece conformance scripts (not a test itself):
  *   wordpiece_tool unicode            per-code-point classification, as tests/ref/bert_unicode_dump.js
- *   wordpiece_tool encode VOCAB [--cased] [--threads N] < lines
- *        one output line per input line: "ids<TAB>start,end ...<TAB>word ids"
- *        (byte offsets), or "ERROR message" for a line plm rejects. */
+ *   wordpiece_tool unicode-raw        utf8proc's own properties, for tests/ref/gen_wordpiece_unicode.js
+ *   wordpiece_tool encode VOCAB (uncased|cased) FILE...
+ *        one output line per input line (split on "\n" only): "id:start:end:word ..."
+ *        with byte offsets, or "ERROR message" for a line plm rejects; as
+ *        tests/ref/hf_wordpiece.js prints for HF. */
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/wordpiece.h"
 #include "core/common.h"
@@ -102,8 +104,50 @@ static int unicode_raw(void) {
     return 0;
 }
 
+/* Encodes every line of the files (split on "\n" only) without special tokens. */
+static int encode_files(const char *vocab, bool lower, char **files, int nfiles) {
+    plm_tokenizer *t = plm_tokenizer_load_wordpiece(vocab, lower);
+    if (!t) {
+        fprintf(stderr, "%s\n", plm_last_error());
+        return 3;
+    }
+    static char obuf[1 << 20];
+    setvbuf(stdout, obuf, _IOFBF, sizeof obuf);
+    plm_encoding e;
+    plm_encoding_init(&e);
+    for (int f = 0; f < nfiles; f++) {
+        size_t len;
+        char *buf = plm_read_file(files[f], &len);
+        if (!buf) {
+            fprintf(stderr, "%s\n", plm_last_error());
+            return 3;
+        }
+        for (char *p = buf, *end = buf + len; p < end;) {
+            char *nl = memchr(p, '\n', (size_t)(end - p));
+            size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+            plm_encoding_clear(&e);
+            if (plm_tokenizer_encode(t, p, n, &e) != 0) {
+                printf("ERROR %s\n", plm_last_error());
+            } else {
+                for (int i = 0; i < e.n; i++)
+                    printf(i ? " %d:%d:%d:%d" : "%d:%d:%d:%d", e.ids[i], e.offsets[2 * i], e.offsets[2 * i + 1],
+                           e.word_ids[i]);
+                putchar('\n');
+            }
+            p = nl ? nl + 1 : end;
+        }
+        free(buf);
+    }
+    fflush(stdout);
+    plm_encoding_free(&e);
+    plm_tokenizer_free(t);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "unicode")) return unicode_dump();
+    if (argc >= 5 && !strcmp(argv[1], "encode"))
+        return encode_files(argv[2], strcmp(argv[3], "cased") != 0, argv + 4, argc - 4);
     if (argc >= 2 && !strcmp(argv[1], "unicode-raw")) return unicode_raw();
     fprintf(stderr, "usage: wordpiece_tool unicode | encode VOCAB [--cased]\n");
     return 2;
