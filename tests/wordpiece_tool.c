@@ -144,7 +144,68 @@ static int encode_files(const char *vocab, bool lower, char **files, int nfiles)
     return 0;
 }
 
+/* Trains on FILES and writes the vocabulary as vocab.txt (one token per line, by id). */
+static int train(const char *out, int vocab_size, bool specials, char **files, int nfiles) {
+    plm_tokenizer_train_opts o;
+    plm_tokenizer_train_opts_default(&o);
+    static const char *sp[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+    o.vocab_size = vocab_size;
+    o.lowercase = true;
+    o.special_tokens = sp;
+    o.n_special = specials ? 5 : 0;
+    o.show_progress = true;
+    double t0 = plm_now();
+    plm_tokenizer *t = plm_tokenizer_train_wordpiece((const char *const *)files, nfiles, &o);
+    if (!t) {
+        fprintf(stderr, "%s\n", plm_last_error());
+        return 3;
+    }
+    fprintf(stderr, "trained %d tokens in %.1fs\n", plm_tokenizer_vocab_size(t), plm_now() - t0);
+    FILE *f = fopen(out, "w");
+    if (!f) return 3;
+    for (int i = 0; i < plm_tokenizer_vocab_size(t); i++) fprintf(f, "%s\n", plm_tokenizer_id_to_token(t, i));
+    fclose(f);
+    plm_tokenizer_free(t);
+    return 0;
+}
+
+/* Tokens per byte of FILES with the vocabulary (uncased). */
+static int tpb(const char *vocab, char **files, int nfiles) {
+    plm_tokenizer *t = plm_tokenizer_load_wordpiece(vocab, true);
+    if (!t) {
+        fprintf(stderr, "%s\n", plm_last_error());
+        return 3;
+    }
+    plm_encoding e;
+    plm_encoding_init(&e);
+    long long bytes = 0, toks = 0, unk = 0;
+    for (int f = 0; f < nfiles; f++) {
+        size_t len;
+        char *buf = plm_read_file(files[f], &len);
+        if (!buf) return 3;
+        for (char *p = buf, *end = buf + len; p < end;) {
+            char *nl = memchr(p, '\n', (size_t)(end - p));
+            size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+            plm_encoding_clear(&e);
+            if (plm_tokenizer_encode(t, p, n, &e) == 0) {
+                toks += e.n;
+                for (int i = 0; i < e.n; i++) unk += e.ids[i] == plm_tokenizer_special(t, PLM_SPECIAL_UNK);
+            }
+            bytes += (long long)n + 1;
+            p = nl ? nl + 1 : end;
+        }
+        free(buf);
+    }
+    printf("%lld tokens %lld bytes %.6f tokens/byte %lld unk\n", toks, bytes, (double)toks / (double)bytes, unk);
+    plm_encoding_free(&e);
+    plm_tokenizer_free(t);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 5 && !strcmp(argv[1], "train"))
+        return train(argv[2], atoi(argv[3]), strcmp(argv[4], "nospecial") != 0, argv + 5, argc - 5);
+    if (argc >= 4 && !strcmp(argv[1], "tpb")) return tpb(argv[2], argv + 3, argc - 3);
     if (argc >= 2 && !strcmp(argv[1], "unicode")) return unicode_dump();
     if (argc >= 5 && !strcmp(argv[1], "encode"))
         return encode_files(argv[2], strcmp(argv[3], "cased") != 0, argv + 4, argc - 4);
