@@ -29,27 +29,20 @@ async function makeHF(kind) {
   throw new Error('unknown kind ' + kind);
 }
 
-// Byte offset of each UTF-16 index of s (length s.length + 1).
-function byteOffsets(s) {
-  const o = new Int32Array(s.length + 1);
+// Byte offset of each code point index of s (null for pure ASCII: identity).
+const ASCII = /^[\x00-\x7f]*$/;
+function cpByteOffsets(s) {
+  if (ASCII.test(s)) return null;
+  const o = [];
   let b = 0;
   for (let i = 0; i < s.length; i++) {
-    o[i] = b;
+    o.push(b);
     const c = s.charCodeAt(i);
     if (c < 0x80) b += 1;
     else if (c < 0x800) b += 2;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) { o[i + 1] = b; b += 4; i++; }
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) { b += 4; i++; }
     else b += 3;
   }
-  o[s.length] = b;
-  return o;
-}
-
-// Byte offset of each code point index of s.
-function cpByteOffsets(s) {
-  const o = [];
-  let b = 0;
-  for (const ch of s) { o.push(b); b += Buffer.byteLength(ch); }
   o.push(b);
   return o;
 }
@@ -90,7 +83,8 @@ async function main() {
         if (mode === 'ids') { out.push(ids.join(' ')); continue; }
         const offs = encs[k].getOffsets();
         const map = cpByteOffsets(batch[k]);
-        out.push(ids.map((id, j) => `${id}:${map[offs[j][0]]}:${map[offs[j][1]]}`).join(' '));
+        if (map) out.push(ids.map((id, j) => `${id}:${map[offs[j][0]]}:${map[offs[j][1]]}`).join(' '));
+        else out.push(ids.map((id, j) => `${id}:${offs[j][0]}:${offs[j][1]}`).join(' '));
       }
       flush();
     }
