@@ -35,9 +35,9 @@ cat "${ALL[@]}" >"$W/all.txt"
 nbytes=$(stat -c %s "$W/all.txt")
 echo "# ${#ALL[@]} files, $nbytes bytes, $(wc -l <"$W/all.txt") lines"
 
-check() { # name plm_out ref_out
+check() { # name plm_out ref_out [ref2_out]
     local name=$1 res
-    res=$(node tests/ref/cmp_lines.js "$2" "$3" "$W/all.txt" 5)
+    res=$(node tests/ref/cmp_lines.js "$2" "$3" "$W/$INPUT" 5 ${4:-})
     local last=${res##*$'\n'}
     if [[ $last == *"id_mismatch=0 offset_only_mismatch=0"* ]]; then
         echo "PASS $name (${last#RESULT })"
@@ -46,6 +46,7 @@ check() { # name plm_out ref_out
         echo "$res" | head -30 | sed 's/^/# /'
     fi
 }
+INPUT=all.txt
 
 run_pair() { # name plm-args... -- ref-kind mode
     local name=$1 kind=$2 mode=$3
@@ -67,12 +68,25 @@ run_pair() { # name plm-args... -- ref-kind mode
 
 GPT2=(gpt2 "$TOK/gpt2-encoder.json" "$TOK/gpt2-vocab.bpe")
 run_pair gpt2_vs_hf_ids_offsets gpt2 offsets "${GPT2[@]}"
-# js-tiktoken: ids only (its offsets API differs); plm loads the tiktoken file itself
-"$TOOL" tiktoken "$TOK/r50k_base.tiktoken" ids "$W/all.txt" >"$W/tiktoken.plm" &
-pid=$!
-node tests/ref/hf_encode.js tiktoken ids "$W/all.txt" >"$W/tiktoken.ref"
-wait $pid
-check tiktoken_vs_js_tiktoken_ids "$W/tiktoken.plm" "$W/tiktoken.ref"
+# plm's tiktoken loader must give the GPT-2 loader's ids on every line
+"$TOOL" tiktoken "$TOK/r50k_base.tiktoken" ids "$W/all.txt" >"$W/tiktoken.plm"
+sed 's/:[0-9]*:[0-9]*//g' "$W/gpt2_vs_hf_ids_offsets.plm" >"$W/gpt2.plm.ids"
+if cmp -s "$W/tiktoken.plm" "$W/gpt2.plm.ids"; then echo "PASS tiktoken_loader_equals_gpt2_loader"; else
+    echo "FAIL tiktoken_loader_equals_gpt2_loader: outputs differ"; fi
+# js-tiktoken (pure JS, slow): every 4th line (all with PLM_CONFORMANCE_FULL=1). Its JS
+# regex counts U+FEFF as \s where HF's Oniguruma does not; lines where the two references
+# disagree are reported (ref_disagree) and plm follows HF there.
+step=4
+[[ -n ${PLM_CONFORMANCE_FULL:-} ]] && step=1
+awk -v s=$step '(NR - 1) % s == 0' "$W/all.txt" >"$W/sample.txt"
+awk -v s=$step '(NR - 1) % s == 0' "$W/gpt2.plm.ids" >"$W/sample.plm"
+sed 's/:[0-9]*:[0-9]*//g' "$W/gpt2_vs_hf_ids_offsets.ref" | awk -v s=$step '(NR - 1) % s == 0' >"$W/sample.hf"
+t0=$SECONDS
+node tests/ref/hf_encode.js tiktoken ids "$W/sample.txt" >"$W/sample.jstik"
+INPUT=sample.txt
+check "gpt2_vs_js_tiktoken_ids(1/$step lines)" "$W/sample.plm" "$W/sample.jstik" "$W/sample.hf"
+INPUT=all.txt
+echo "# js-tiktoken took $((SECONDS - t0))s"
 
 # round trip, every line (ids lines of plm are decoded by plm)
 bad=$("$TOOL" "${GPT2[@]}" roundtrip "$W/all.txt" | grep -c -v '^OK$')
@@ -83,8 +97,9 @@ bad=$("$TOOL" "${GPT2[@]}" roundtrip "$W/random_bytes.txt" | grep -c -v '^OK$')
 if ((bad == 0)); then echo "PASS gpt2_roundtrip_invalid_utf8"; else echo "FAIL gpt2_roundtrip_invalid_utf8: $bad lines"; fi
 
 # BERT uncased (WordPiece helper's code through the common layer)
-if "$TOOL" wordpiece "$TOK/bert-base-uncased-vocab.txt" ids /dev/null >/dev/null 2>&1; then
+: >"$W/empty.txt"
+if "$TOOL" wordpiece "$TOK/bert-base-uncased-vocab.txt" ids "$W/empty.txt" >/dev/null 2>&1; then
     run_pair bert_uncased_vs_hf_ids_offsets bert offsets wordpiece "$TOK/bert-base-uncased-vocab.txt"
 else
-    echo "FAIL bert_uncased_load: $("$TOOL" wordpiece "$TOK/bert-base-uncased-vocab.txt" ids /dev/null 2>&1 | head -1)"
+    echo "FAIL bert_uncased_load: $("$TOOL" wordpiece "$TOK/bert-base-uncased-vocab.txt" ids "$W/empty.txt" 2>&1 | head -1)"
 fi
