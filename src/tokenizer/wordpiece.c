@@ -404,11 +404,11 @@ plm_wp_norm plm_wp_norm_of(const plm_tokenizer *t) {
 /* ASCII classes for the fast path: what clean_text + the pre-tokenizer do with a byte. */
 enum { A_DROP, A_SPACE, A_PUNCT, A_WORD };
 
-static int ascii_class(unsigned char b, bool clean) {
+static inline int ascii_class(unsigned char b, bool clean) {
+    if (b >= 'a' ? b <= 'z' : (b >= '0' && b <= '9') || (b >= 'A' && b <= 'Z')) return A_WORD; /* the common case */
     if (b == ' ' || (b >= 9 && b <= 13)) return clean && (b == 11 || b == 12) ? A_DROP : A_SPACE;
     if (b < 0x20 || b == 0x7F) return clean ? A_DROP : A_WORD;
-    if (plm_wp_is_punct(b)) return A_PUNCT;
-    return A_WORD;
+    return A_PUNCT; /* every other printable ASCII char is BERT punctuation */
 }
 
 /* Normalises text[0..len) and, unless st->out is set, pre-tokenizes it into words.
@@ -416,8 +416,6 @@ static int ascii_class(unsigned char b, bool clean) {
 static int run(normst *st, const char *text, size_t len) {
     const plm_wp_norm *nm = st->nm;
     const unsigned char *u = (const unsigned char *)text;
-    uint8_t cls[128];
-    for (int b = 0; b < 128; b++) cls[b] = (uint8_t)ascii_class((unsigned char)b, nm->clean_text);
     size_t i = 0;
     int rc = 0;
     while (i < len && st->rc == 0) {
@@ -430,7 +428,7 @@ static int run(normst *st, const char *text, size_t len) {
                 unsigned char b = u[i];
                 int32_t s = (int32_t)i;
                 i++;
-                int k = cls[b];
+                int k = ascii_class(b, nm->clean_text);
                 if (k == A_DROP) continue;
                 if (st->np > 0) nfd_flush(st);
                 st->last_s = st->prev_s = s;
@@ -523,6 +521,8 @@ int plm_wp_pretokenize(const plm_wp_norm *nm, const char *text, size_t len, plm_
  * candidate length. Children live in one open-addressing table keyed by (node, byte). */
 typedef struct {
     int max_token_len; /* longest vocabulary token in bytes */
+    int ndense;        /* nodes below this (the roots and their children) have dense rows */
+    int32_t *dense;    /* ndense * 256 children, -1 = none: the hot top of the trie */
     int nnodes, capnodes;
     int32_t *term;   /* node -> token id, -1 if no token ends here */
     uint32_t nslots; /* power of two */
@@ -533,6 +533,7 @@ typedef struct {
 static uint32_t trie_slot(uint32_t k, uint32_t nslots) { return (k * 0x9E3779B1u) >> 7 & (nslots - 1); }
 
 static int32_t trie_next(const wp_data *d, int32_t node, unsigned char b) {
+    if (node < d->ndense) return d->dense[node * 256 + b];
     uint32_t k = ((uint32_t)node << 8 | b) + 1;
     for (uint32_t j = trie_slot(k, d->nslots);; j = (j + 1) & (d->nslots - 1)) {
         if (d->key[j] == k) return d->child[j];
@@ -543,7 +544,8 @@ static int32_t trie_next(const wp_data *d, int32_t node, unsigned char b) {
 static void trie_insert(wp_data *d, int32_t root, const char *s, int n, int32_t id) {
     int32_t node = root;
     for (int i = 0; i < n; i++) {
-        int32_t nx = trie_next(d, node, (unsigned char)s[i]);
+        unsigned char c = (unsigned char)s[i];
+        int32_t nx = trie_next(d, node, c);
         if (nx < 0) {
             if (d->nnodes == d->capnodes) {
                 d->capnodes *= 2;
@@ -551,15 +553,19 @@ static void trie_insert(wp_data *d, int32_t root, const char *s, int n, int32_t 
             }
             nx = d->nnodes++;
             d->term[nx] = -1;
-            uint32_t k = ((uint32_t)node << 8 | (unsigned char)s[i]) + 1;
-            uint32_t j = trie_slot(k, d->nslots);
-            while (d->key[j]) j = (j + 1) & (d->nslots - 1);
-            d->key[j] = k;
-            d->child[j] = nx;
+            if (node < d->ndense) {
+                d->dense[node * 256 + c] = nx;
+            } else {
+                uint32_t k = ((uint32_t)node << 8 | c) + 1;
+                uint32_t j = trie_slot(k, d->nslots);
+                while (d->key[j]) j = (j + 1) & (d->nslots - 1);
+                d->key[j] = k;
+                d->child[j] = nx;
+            }
         }
         node = nx;
     }
-    if (d->term[node] < 0) d->term[node] = id;
+    if (id >= 0 && d->term[node] < 0) d->term[node] = id;
 }
 
 void plm_wordpiece_prepare(plm_tokenizer *t) {
@@ -587,6 +593,18 @@ void plm_wordpiece_prepare(plm_tokenizer *t) {
     b.nnodes = 2;
     b.term[0] = b.term[1] = -1;
     size_t P = strlen(t->wp_prefix);
+    /* the roots' children first, so that the dense rows are nodes 0..ndense-1 */
+    b.ndense = 2 + 2 * 256;
+    b.dense = plm_malloc((size_t)b.ndense * 256 * sizeof *b.dense);
+    memset(b.dense, 0xFF, (size_t)b.ndense * 256 * sizeof *b.dense);
+    for (int i = 0; i < t->vocab.n; i++) {
+        const char *tok = t->vocab.tok[i];
+        int n = t->vocab.len[i];
+        if (!tok || n == 0) continue;
+        trie_insert(&b, 0, tok, 1, -1);
+        if (P > 0 && (size_t)n > P && !memcmp(tok, t->wp_prefix, P)) trie_insert(&b, 1, tok + P, 1, -1);
+    }
+    b.ndense = b.nnodes;
     for (int i = 0; i < t->vocab.n; i++) {
         const char *tok = t->vocab.tok[i];
         int n = t->vocab.len[i];
@@ -595,13 +613,18 @@ void plm_wordpiece_prepare(plm_tokenizer *t) {
         if (P > 0 && (size_t)n > P && !memcmp(tok, t->wp_prefix, P)) trie_insert(&b, 1, tok + P, n - (int)P, i);
     }
     size_t hdr = (sizeof b + 15) & ~(size_t)15;
-    char *blk = plm_malloc(hdr + (size_t)b.nnodes * sizeof *b.term + b.nslots * (sizeof *b.key + sizeof *b.child));
+    size_t ndense = (size_t)b.ndense * 256;
+    char *blk = plm_malloc(hdr + (size_t)b.nnodes * sizeof *b.term + b.nslots * (sizeof *b.key + sizeof *b.child) +
+                           ndense * sizeof *b.dense);
     wp_data *d = (wp_data *)blk;
     *d = b;
     d->key = (uint32_t *)(blk + hdr);
     d->child = (int32_t *)(d->key + b.nslots);
-    d->term = d->child + b.nslots;
+    d->dense = d->child + b.nslots;
+    d->term = d->dense + ndense;
     d->capnodes = b.nnodes;
+    memcpy(d->dense, b.dense, ndense * sizeof *b.dense);
+    free(b.dense);
     memcpy(d->key, b.key, b.nslots * sizeof *b.key);
     memcpy(d->child, b.child, b.nslots * sizeof *b.child);
     memcpy(d->term, b.term, (size_t)b.nnodes * sizeof *b.term);
@@ -632,7 +655,7 @@ static int encode_word(void *vctx, const char *word, int len, const int32_t *st,
     enc_ctx *c = vctx;
     const plm_tokenizer *t = c->t;
     int32_t wid = (*c->word)++;
-    int P = (int)strlen(t->wp_prefix);
+    int P = c->trie ? 0 : (int)strlen(t->wp_prefix);
     int first = c->out->n;
     if (c->trie && utf8_count(word, len) <= t->wp_max_input_chars) {
         const wp_data *d = c->trie;
