@@ -48,6 +48,7 @@ typedef struct {
 } obuf;
 
 static void ob_put(obuf *b, const char *s, size_t n) {
+    if (n == 0) return;
     if (b->n + n > b->cap) {
         b->cap = PLM_MAX(b->cap * 2, b->n + n + 4096);
         b->p = plm_realloc(b->p, b->cap);
