@@ -63,8 +63,8 @@ int main(int argc, char **argv) {
     }
     double dt = plm_now() - t0;
     printf("plm %s threads=%d: %.1f MB in %.2fs = %.2f MB/s (%ld tokens)\n",
-           plm_tokenizer_kind(t) == PLM_TOK_BPE ? "gpt2" : "bert-uncased", threads, total / 1e6, dt,
-           total / 1e6 / dt, ntok);
+           plm_tokenizer_kind(t) == PLM_TOK_BPE ? "gpt2" : "bert-uncased", threads, total / 1e6, dt, total / 1e6 / dt,
+           ntok);
     plm_tokenizer_free(t);
     free(all);
     free(ls);

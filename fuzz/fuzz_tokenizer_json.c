@@ -37,11 +37,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     plm_tokenizer *t = NULL;
     switch (data[0] % 5) {
-    case 0: t = plm_tokenizer_load(path); break;
-    case 1: t = plm_tokenizer_load_gpt2(enc, path); break;
-    case 2: t = plm_tokenizer_load_gpt2(path, merges); break;
-    case 3: t = plm_tokenizer_load_tiktoken(path); break;
-    case 4: t = plm_tokenizer_load_wordpiece(path, data[0] & 8); break;
+    case 0:
+        t = plm_tokenizer_load(path);
+        break;
+    case 1:
+        t = plm_tokenizer_load_gpt2(enc, path);
+        break;
+    case 2:
+        t = plm_tokenizer_load_gpt2(path, merges);
+        break;
+    case 3:
+        t = plm_tokenizer_load_tiktoken(path);
+        break;
+    case 4:
+        t = plm_tokenizer_load_wordpiece(path, data[0] & 8);
+        break;
     }
     if (!t) {
         if (!plm_last_error()[0]) abort(); /* failure must say why */

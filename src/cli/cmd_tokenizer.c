@@ -133,9 +133,12 @@ int cmd_tokenizer(int argc, char **argv) {
                 rc = usage_error("tokenizer train", "bad number '%s'", argv[i]);
                 goto done;
             }
-            if (a[2] == 'v') o.vocab_size = (int)v;
-            else if (a[2] == 'm') o.min_frequency = (int)v;
-            else o.num_threads = (int)v;
+            if (a[2] == 'v')
+                o.vocab_size = (int)v;
+            else if (a[2] == 'm')
+                o.min_frequency = (int)v;
+            else
+                o.num_threads = (int)v;
         } else if (!strcmp(a, "--special") && has_val) {
             special = argv[++i];
         } else if (!strcmp(a, "--output") && has_val) {
@@ -147,9 +150,8 @@ int cmd_tokenizer(int argc, char **argv) {
         } else if (!strcmp(a, "--quiet")) {
             o.show_progress = false;
         } else if (a[0] == '-' && a[1]) {
-            rc = usage_error("tokenizer train", has_val || strncmp(a, "--", 2) ? "unknown option '%s'"
-                                                                                : "option '%s' needs a value",
-                             a);
+            rc = usage_error("tokenizer train",
+                             has_val || strncmp(a, "--", 2) ? "unknown option '%s'" : "option '%s' needs a value", a);
             goto done;
         } else {
             files[nfiles++] = a;
@@ -184,7 +186,8 @@ int cmd_tokenizer(int argc, char **argv) {
         o.n_special = bpe ? 6 : 5;
     }
     double t0 = plm_now();
-    plm_tokenizer *t = bpe ? plm_tokenizer_train_bpe(files, nfiles, &o) : plm_tokenizer_train_wordpiece(files, nfiles, &o);
+    plm_tokenizer *t =
+        bpe ? plm_tokenizer_train_bpe(files, nfiles, &o) : plm_tokenizer_train_wordpiece(files, nfiles, &o);
     if (!t) {
         fprintf(stderr, "plm tokenizer train: %s\n", plm_last_error());
         rc = PLM_EXIT_INPUT;
@@ -441,17 +444,16 @@ static const char *tokenize_help =
     "  --threads N         threads (default: all cores)\n"
     "  --quiet             no progress bar\n";
 
-static const char *detokenize_help =
-    "usage: plm detokenize --tokenizer PATH [options] [FILE...]\n"
-    "Decodes lines of space-separated ids back to text (stdin when no FILE).\n"
-    "  --tokenizer PATH    as for plm tokenize\n"
-    "  --merges PATH       GPT-2 vocab.bpe\n"
-    "  --cased             vocab.txt: cased\n"
-    "  --skip-special      drop special tokens\n"
-    "  --output PATH       write here instead of stdout\n"
-    "  --output-dir DIR    batch mode: FILE -> DIR/basename(FILE).txt\n"
-    "  --threads N         threads (default: all cores)\n"
-    "  --quiet             no progress bar\n";
+static const char *detokenize_help = "usage: plm detokenize --tokenizer PATH [options] [FILE...]\n"
+                                     "Decodes lines of space-separated ids back to text (stdin when no FILE).\n"
+                                     "  --tokenizer PATH    as for plm tokenize\n"
+                                     "  --merges PATH       GPT-2 vocab.bpe\n"
+                                     "  --cased             vocab.txt: cased\n"
+                                     "  --skip-special      drop special tokens\n"
+                                     "  --output PATH       write here instead of stdout\n"
+                                     "  --output-dir DIR    batch mode: FILE -> DIR/basename(FILE).txt\n"
+                                     "  --threads N         threads (default: all cores)\n"
+                                     "  --quiet             no progress bar\n";
 
 static int tokenize_main(int argc, char **argv, bool decode) {
     const char *cmd = decode ? "detokenize" : "tokenize";
@@ -484,9 +486,12 @@ static int tokenize_main(int argc, char **argv, bool decode) {
             j.nthreads = (int)v;
         } else if (!decode && !strcmp(a, "--format") && has_val) {
             const char *f = argv[++i];
-            if (!strcmp(f, "ids")) j.fmt = OUT_IDS;
-            else if (!strcmp(f, "tokens")) j.fmt = OUT_TOKENS;
-            else if (!strcmp(f, "offsets")) j.fmt = OUT_OFFSETS;
+            if (!strcmp(f, "ids"))
+                j.fmt = OUT_IDS;
+            else if (!strcmp(f, "tokens"))
+                j.fmt = OUT_TOKENS;
+            else if (!strcmp(f, "offsets"))
+                j.fmt = OUT_OFFSETS;
             else {
                 rc = usage_error(cmd, "--format must be ids, tokens or offsets, not '%s'", f);
                 goto done;

@@ -91,9 +91,12 @@ static void class_init(void) {
             cp_classes[c] = (uint8_t)bpe_class_ranges[r][2]; /* 1 L, 2 N, 3 S as C_L.. */
     for (int c = 0; c < 128; c++) {
         int k = C_O;
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) k = C_L;
-        else if (c >= '0' && c <= '9') k = C_N;
-        else if (c == ' ' || (c >= 9 && c <= 13)) k = C_S;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+            k = C_L;
+        else if (c >= '0' && c <= '9')
+            k = C_N;
+        else if (c == ' ' || (c >= 9 && c <= 13))
+            k = C_S;
         ascii_class[c] = (uint8_t)k;
     }
 }
@@ -129,7 +132,6 @@ static inline int utf8_char(const uint8_t *s, size_t n, uint32_t *cp) {
     }
     return 0;
 }
-
 
 static inline int cp_class(uint32_t cp) {
     if (cp < 128) return ascii_class[cp];
@@ -380,8 +382,10 @@ static int merge_long(const plm_bpe *b, const uint8_t *w, int len, int32_t *ids,
         next[i] = prev[i] = -1;
         if (id[i] < 0) continue; /* a byte the vocabulary lacks is dropped, as HF without unk */
         prev[i] = last;
-        if (last >= 0) next[last] = i;
-        else first = i;
+        if (last >= 0)
+            next[last] = i;
+        else
+            first = i;
         last = i;
     }
     for (int i = first; i >= 0 && next[i] >= 0; i = next[i]) {
@@ -463,8 +467,8 @@ int plm_bpe_merge_word(const plm_bpe *b, const uint8_t *w, int len, int32_t *ids
 /* ---- word cache: direct-mapped, short words only ---- */
 
 #define CACHE_SLOTS (1 << 15)
-#define CACHE_KEY 23
-#define CACHE_IDS 10
+#define CACHE_KEY   23
+#define CACHE_IDS   10
 
 struct plm_bpe_cache {
     struct {
@@ -666,8 +670,8 @@ int plm_bpe_load_merges_text(plm_tokenizer *t, const char *path, const char *buf
             size_t la = (size_t)(sp - p), lb = n - la - 1;
             int32_t a = plm_vocab_find(&t->vocab, p, la), b = plm_vocab_find(&t->vocab, sp + 1, lb);
             if (a < 0 || b < 0) {
-                plm_error("%s:%d: merge of a token not in the vocabulary: \"%.*s\"", path, line,
-                          (int)PLM_MIN(n, 200), p);
+                plm_error("%s:%d: merge of a token not in the vocabulary: \"%.*s\"", path, line, (int)PLM_MIN(n, 200),
+                          p);
                 free(tmp);
                 return -1;
             }

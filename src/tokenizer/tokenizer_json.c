@@ -114,8 +114,8 @@ static int read_added(plm_tokenizer *t, const char *path, const cJSON *added) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(a, "content");
         bool special;
-        if (!cJSON_IsNumber(id) || !valid_id(id->valuedouble) || !cJSON_IsString(content) ||
-            !content->valuestring[0] || get_bool(a, "special", false, &special) != 0) {
+        if (!cJSON_IsNumber(id) || !valid_id(id->valuedouble) || !cJSON_IsString(content) || !content->valuestring[0] ||
+            get_bool(a, "special", false, &special) != 0) {
             plm_error("%s: added_tokens[%d]: needs an integer id, a non-empty content and a boolean special", path, k);
             return -1;
         }
@@ -173,8 +173,7 @@ plm_tokenizer *plm_tokenizer_load(const char *path) {
         t = plm_tokenizer_new(PLM_TOK_BPE);
         t->bpe = plm_bpe_new();
         if (norm && !cJSON_IsNull(norm)) {
-            plm_error("%s: normalizer \"%s\" is not supported with BPE (plm does byte-level BPE)", path,
-                      type_of(norm));
+            plm_error("%s: normalizer \"%s\" is not supported with BPE (plm does byte-level BPE)", path, type_of(norm));
             goto fail;
         }
         if (!pre || strcmp(type_of(pre), "ByteLevel") != 0) {
