@@ -49,7 +49,16 @@ for mode in uncased cased; do
     compare "bert_stress_$mode" "$tmp/plm_stress_$mode" "$tmp/hf_stress_$mode"
 done
 
-# 3. every line of the corpora (a sample under the sanitizers)
+# 3. a vocabulary plm trains, saved as tokenizer.json, encodes the same in HF
+if "$TOOL" train "$tmp/trained.json" 4000 special "$DATA"/moby-dick/data.txt 2>"$tmp/train.log"; then
+    "$TOOL" encode "$tmp/trained.json" - "$tmp/stress.txt" "$DATA"/kjv/kjv_new_testament.txt >"$tmp/plm_trained"
+    node tests/ref/hf_wordpiece.js "$tmp/trained.json" - "$tmp/stress.txt" "$DATA"/kjv/kjv_new_testament.txt >"$tmp/hf_trained"
+    compare bert_plm_trained_tokenizer_json_in_hf "$tmp/plm_trained" "$tmp/hf_trained"
+else
+    echo "FAIL bert_plm_trained_tokenizer_json_in_hf: training failed: $(tail -1 "$tmp/train.log")"
+fi
+
+# 4. every line of the corpora (a sample under the sanitizers)
 node tests/ref/squad_text.js "$DATA"/squad-v1.1/*.json >"$tmp/squad.txt"
 mapfile -t files < <(find "$DATA"/gutenberg "$DATA"/sotu "$DATA"/moby-dick "$DATA"/kjv "$DATA"/tinyshakespeare \
     "$DATA"/wikitext-2 "$DATA"/glue "$DATA"/conll2003 "$DATA"/squad-v1.1 -type f 2>/dev/null | sort)

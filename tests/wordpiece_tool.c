@@ -1,7 +1,7 @@
 /* wordpiece_tool.c - driver for the WordPiece conformance scripts (not a test itself):
  *   wordpiece_tool unicode            per-code-point classification, as tests/ref/bert_unicode_dump.js
  *   wordpiece_tool unicode-raw        utf8proc's own properties, for tests/ref/gen_wordpiece_unicode.js
- *   wordpiece_tool encode VOCAB (uncased|cased) FILE...
+ *   wordpiece_tool encode VOCAB (uncased|cased) FILE...   (VOCAB may be a tokenizer.json)
  *        one output line per input line (split on "\n" only): "id:start:end:word ..."
  *        with byte offsets, or "ERROR message" for a line plm rejects; as
  *        tests/ref/hf_wordpiece.js prints for HF. */
@@ -106,7 +106,9 @@ static int unicode_raw(void) {
 
 /* Encodes every line of the files (split on "\n" only) without special tokens. */
 static int encode_files(const char *vocab, bool lower, char **files, int nfiles) {
-    plm_tokenizer *t = plm_tokenizer_load_wordpiece(vocab, lower);
+    size_t vl = strlen(vocab);
+    plm_tokenizer *t = vl > 5 && !strcmp(vocab + vl - 5, ".json") ? plm_tokenizer_load(vocab)
+                                                                  : plm_tokenizer_load_wordpiece(vocab, lower);
     if (!t) {
         fprintf(stderr, "%s\n", plm_last_error());
         return 3;
@@ -144,7 +146,8 @@ static int encode_files(const char *vocab, bool lower, char **files, int nfiles)
     return 0;
 }
 
-/* Trains on FILES and writes the vocabulary as vocab.txt (one token per line, by id). */
+/* Trains on FILES and writes the vocabulary as vocab.txt (one token per line, by id), or
+ * as HF tokenizer.json when OUT ends in .json. */
 static int train(const char *out, int vocab_size, bool specials, char **files, int nfiles) {
     plm_tokenizer_train_opts o;
     plm_tokenizer_train_opts_default(&o);
@@ -161,6 +164,13 @@ static int train(const char *out, int vocab_size, bool specials, char **files, i
         return 3;
     }
     fprintf(stderr, "trained %d tokens in %.1fs\n", plm_tokenizer_vocab_size(t), plm_now() - t0);
+    size_t ol = strlen(out);
+    if (ol > 5 && !strcmp(out + ol - 5, ".json")) { /* HF tokenizer.json instead of vocab.txt */
+        int rc = plm_tokenizer_save(t, out);
+        if (rc) fprintf(stderr, "%s\n", plm_last_error());
+        plm_tokenizer_free(t);
+        return rc ? 3 : 0;
+    }
     FILE *f = fopen(out, "w");
     if (!f) return 3;
     for (int i = 0; i < plm_tokenizer_vocab_size(t); i++) fprintf(f, "%s\n", plm_tokenizer_id_to_token(t, i));

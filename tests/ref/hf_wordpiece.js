@@ -3,7 +3,7 @@
 // BertNormalizer + BertPreTokenizer + WordPiece, no special tokens added, and prints one
 // line per input line: "id:start:end:word ..." with UTF-8 byte offsets, as
 // `wordpiece_tool encode` does.
-// Usage: node hf_wordpiece.js VOCAB.txt (uncased|cased) FILE...
+// Usage: node hf_wordpiece.js (VOCAB.txt (uncased|cased) | TOKENIZER.json -) FILE...
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -12,11 +12,15 @@ const hf = require(path.join(__dirname, '../../node_modules/tokenizers'));
 async function main() {
   const [vocab, mode, ...files] = process.argv.slice(2);
   const lower = mode !== 'cased';
-  const model = await hf.WordPiece.fromFile(vocab, { unkToken: '[UNK]' });
-  const t = new hf.Tokenizer(model);
-  t.setNormalizer(hf.bertNormalizer({ cleanText: true, handleChineseChars: true, lowercase: lower, stripAccents: lower }));
-  t.setPreTokenizer(hf.bertPreTokenizer());
-  t.addSpecialTokens(['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'].filter((s) => t.tokenToId(s) !== null));
+  let t;
+  if (vocab.endsWith('.json')) {
+    t = hf.Tokenizer.fromFile(vocab); // a whole tokenizer.json (e.g. one plm trained)
+  } else {
+    t = new hf.Tokenizer(await hf.WordPiece.fromFile(vocab, { unkToken: '[UNK]' }));
+    t.setNormalizer(hf.bertNormalizer({ cleanText: true, handleChineseChars: true, lowercase: lower, stripAccents: lower }));
+    t.setPreTokenizer(hf.bertPreTokenizer());
+    t.addSpecialTokens(['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'].filter((s) => t.tokenToId(s) !== null));
+  }
   const out = [];
   for (const f of files) {
     const lines = fs.readFileSync(f, 'utf8').split('\n');
