@@ -56,7 +56,7 @@ static int cp_to_utf8(uint32_t c, char *o) {
 
 static int unicode_dump(void) {
     plm_wp_norm cased = {true, false, false, false}, unc = {true, false, true, true},
-                none = {false, false, false, false};
+                none = {false, false, false, false}, cjk = {false, true, false, false};
     for (uint32_t cp = 0; cp <= 0x10FFFF; cp++) {
         if (cp >= 0xD800 && cp <= 0xDFFF) continue;
         char c[8], abc[8];
@@ -70,12 +70,16 @@ static int unicode_dump(void) {
         int words = 0;
         plm_wp_pretokenize(&none, abc, (size_t)n + 2, count_word, &words);
         int punct = words == 3;
-        if (!((la == (size_t)n && !memcmp(a, c, la)) && (lb == (size_t)n && !memcmp(b, c, lb)) && !punct)) {
+        size_t lc;
+        char *k = plm_wp_normalize(&cjk, c, (size_t)n, &lc);
+        int is_cjk = !(lc == (size_t)n && !memcmp(k, c, lc));
+        free(k);
+        if (!((la == (size_t)n && !memcmp(a, c, la)) && (lb == (size_t)n && !memcmp(b, c, lb)) && !punct && !is_cjk)) {
             printf("%x\t", cp);
             hex_utf8(a, la, stdout);
             putchar('\t');
             hex_utf8(b, lb, stdout);
-            printf("\t%d\t%d\n", punct, words);
+            printf("\t%d\t%d\t%d\n", punct, words, is_cjk);
         }
         free(a);
         free(b);
