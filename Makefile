@@ -63,3 +63,13 @@ format-check:
 
 clean:
 	rm -rf build build-asan build-fuzz
+
+# Fuzz targets (fuzz/*.c) against the tokenizer and core sources, with clang's libFuzzer,
+# ASan and UBSan; scripts/fuzz.sh runs each for a bounded time.
+FUZZ_LIB := $(wildcard src/core/*.c src/tokenizer/*.c)
+FUZZ_BIN := $(patsubst fuzz/%.c,build-fuzz/%,$(wildcard fuzz/*.c))
+fuzz: $(FUZZ_BIN)
+build-fuzz/%: fuzz/%.c $(FUZZ_LIB) $(HEADERS) Makefile
+	@mkdir -p build-fuzz
+	clang -g -O1 -std=c17 -D_GNU_SOURCE -Isrc -fopenmp -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined $< $(FUZZ_LIB) -lcjson -lutf8proc -lpcre2-8 -lm -o $@

@@ -64,8 +64,10 @@ int main(void) {
     } cases[] = {
         {"Hello world! It's a test.", {15496, 995, 0, 632, 338, 257, 1332, 13}, 8},
         {"  multiple   spaces", {220, 3294, 220, 220, 9029}, 5},
-        {"\xc3\xbc\xc3\xb1\xc3\xad\xc3\xa7\xc3\xb8\x64\xc3\xa9 \xe4\xbd\xa0\xe5\xa5\xbd \xf0\x9f\x98\x80\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd",
-         {9116, 12654, 8836, 16175, 24172, 67, 2634, 220, 19526, 254, 25001, 121, 30325, 222, 41840, 235, 8582, 237, 121},
+        {"\xc3\xbc\xc3\xb1\xc3\xad\xc3\xa7\xc3\xb8\x64\xc3\xa9 \xe4\xbd\xa0\xe5\xa5\xbd "
+         "\xf0\x9f\x98\x80\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd",
+         {9116, 12654, 8836, 16175, 24172, 67, 2634, 220, 19526, 254, 25001, 121, 30325, 222, 41840, 235, 8582, 237,
+          121},
          19},
         {"<|endoftext|>foo", {50256, 21943}, 2},
     };
@@ -122,8 +124,8 @@ int main(void) {
     o.max_length = 5;
     o.pad_to_max_length = true;
     const char *A = "one two three four five six", *B = "seven eight";
-    TEST_CHECK(plm_tokenizer_encode_full(t, A, strlen(A), B, strlen(B), &o, &e) == 0 && e.n == 5 &&
-                   e.seq_ids[0] == 0 && e.seq_ids[4] == 1 && e.type_ids[4] == 1,
+    TEST_CHECK(plm_tokenizer_encode_full(t, A, strlen(A), B, strlen(B), &o, &e) == 0 && e.n == 5 && e.seq_ids[0] == 0 &&
+                   e.seq_ids[4] == 1 && e.type_ids[4] == 1,
                "gpt2_pair_longest_first", "n=%d", e.n);
     o.max_length = 10;
     TEST_CHECK(plm_tokenizer_encode_full(t, B, strlen(B), NULL, 0, &o, &e) == 0 && e.n == 10 &&
@@ -155,9 +157,9 @@ int main(void) {
         TEST_CHECK(plm_tokenizer_vocab_size(tr) == to.vocab_size, "train_bpe_vocab_size", "%d",
                    plm_tokenizer_vocab_size(tr));
         TEST_CHECK(test_sanitized() || dt < 10, "train_bpe_fast", "%.1fs", dt);
-        int want[PLM_SPECIAL_COUNT] = {[PLM_SPECIAL_PAD] = 1, [PLM_SPECIAL_UNK] = 5, [PLM_SPECIAL_CLS] = 2,
-                                       [PLM_SPECIAL_SEP] = 3, [PLM_SPECIAL_MASK] = 4, [PLM_SPECIAL_BOS] = 0,
-                                       [PLM_SPECIAL_EOS] = 0};
+        int want[PLM_SPECIAL_COUNT] = {
+            [PLM_SPECIAL_PAD] = 1,  [PLM_SPECIAL_UNK] = 5, [PLM_SPECIAL_CLS] = 2, [PLM_SPECIAL_SEP] = 3,
+            [PLM_SPECIAL_MASK] = 4, [PLM_SPECIAL_BOS] = 0, [PLM_SPECIAL_EOS] = 0};
         bool roles = true;
         for (int r = 0; r < PLM_SPECIAL_COUNT; r++) roles &= plm_tokenizer_special(tr, (plm_special_role)r) == want[r];
         TEST_CHECK(roles, "train_bpe_roles", "pad=%d", plm_tokenizer_special(tr, PLM_SPECIAL_PAD));

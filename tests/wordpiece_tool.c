@@ -1,8 +1,10 @@
 /* wordpiece_tool.c - driver for the WordPiece conformance scripts (not a test itself):
  *   wordpiece_tool unicode            per-code-point classification, as tests/ref/bert_unicode_dump.js
- *   wordpiece_tool encode VOCAB [--cased] [--threads N] < lines
- *        one output line per input line: "ids<TAB>start,end ...<TAB>word ids"
- *        (byte offsets), or "ERROR message" for a line plm rejects. */
+ *   wordpiece_tool unicode-raw        utf8proc's own properties, for tests/ref/gen_wordpiece_unicode.js
+ *   wordpiece_tool encode VOCAB (uncased|cased) FILE...   (VOCAB may be a tokenizer.json)
+ *        one output line per input line (split on "\n" only): "id:start:end:word ..."
+ *        with byte offsets, or "ERROR message" for a line plm rejects; as
+ *        tests/ref/hf_wordpiece.js prints for HF. */
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/wordpiece.h"
 #include "core/common.h"
@@ -54,7 +56,7 @@ static int cp_to_utf8(uint32_t c, char *o) {
 
 static int unicode_dump(void) {
     plm_wp_norm cased = {true, false, false, false}, unc = {true, false, true, true},
-                none = {false, false, false, false};
+                none = {false, false, false, false}, cjk = {false, true, false, false};
     for (uint32_t cp = 0; cp <= 0x10FFFF; cp++) {
         if (cp >= 0xD800 && cp <= 0xDFFF) continue;
         char c[8], abc[8];
@@ -68,12 +70,16 @@ static int unicode_dump(void) {
         int words = 0;
         plm_wp_pretokenize(&none, abc, (size_t)n + 2, count_word, &words);
         int punct = words == 3;
-        if (!((la == (size_t)n && !memcmp(a, c, la)) && (lb == (size_t)n && !memcmp(b, c, lb)) && !punct)) {
+        size_t lc;
+        char *k = plm_wp_normalize(&cjk, c, (size_t)n, &lc);
+        int is_cjk = !(lc == (size_t)n && !memcmp(k, c, lc));
+        free(k);
+        if (!((la == (size_t)n && !memcmp(a, c, la)) && (lb == (size_t)n && !memcmp(b, c, lb)) && !punct && !is_cjk)) {
             printf("%x\t", cp);
             hex_utf8(a, la, stdout);
             putchar('\t');
             hex_utf8(b, lb, stdout);
-            printf("\t%d\t%d\n", punct, words);
+            printf("\t%d\t%d\t%d\n", punct, words, is_cjk);
         }
         free(a);
         free(b);
@@ -102,8 +108,121 @@ static int unicode_raw(void) {
     return 0;
 }
 
+/* Encodes every line of the files (split on "\n" only) without special tokens. */
+static int encode_files(const char *vocab, bool lower, char **files, int nfiles) {
+    size_t vl = strlen(vocab);
+    plm_tokenizer *t = vl > 5 && !strcmp(vocab + vl - 5, ".json") ? plm_tokenizer_load(vocab)
+                                                                  : plm_tokenizer_load_wordpiece(vocab, lower);
+    if (!t) {
+        fprintf(stderr, "%s\n", plm_last_error());
+        return 3;
+    }
+    static char obuf[1 << 20];
+    setvbuf(stdout, obuf, _IOFBF, sizeof obuf);
+    plm_encoding e;
+    plm_encoding_init(&e);
+    for (int f = 0; f < nfiles; f++) {
+        size_t len;
+        char *buf = plm_read_file(files[f], &len);
+        if (!buf) {
+            fprintf(stderr, "%s\n", plm_last_error());
+            return 3;
+        }
+        for (char *p = buf, *end = buf + len; p < end;) {
+            char *nl = memchr(p, '\n', (size_t)(end - p));
+            size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+            plm_encoding_clear(&e);
+            if (plm_tokenizer_encode(t, p, n, &e) != 0) {
+                printf("ERROR %s\n", plm_last_error());
+            } else {
+                for (int i = 0; i < e.n; i++)
+                    printf(i ? " %d:%d:%d:%d" : "%d:%d:%d:%d", e.ids[i], e.offsets[2 * i], e.offsets[2 * i + 1],
+                           e.word_ids[i]);
+                putchar('\n');
+            }
+            p = nl ? nl + 1 : end;
+        }
+        free(buf);
+    }
+    fflush(stdout);
+    plm_encoding_free(&e);
+    plm_tokenizer_free(t);
+    return 0;
+}
+
+/* Trains on FILES and writes the vocabulary as vocab.txt (one token per line, by id), or
+ * as HF tokenizer.json when OUT ends in .json. */
+static int train(const char *out, int vocab_size, bool specials, char **files, int nfiles) {
+    plm_tokenizer_train_opts o;
+    plm_tokenizer_train_opts_default(&o);
+    static const char *sp[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+    o.vocab_size = vocab_size;
+    o.lowercase = true;
+    o.special_tokens = sp;
+    o.n_special = specials ? 5 : 0;
+    o.show_progress = true;
+    double t0 = plm_now();
+    plm_tokenizer *t = plm_tokenizer_train_wordpiece((const char *const *)files, nfiles, &o);
+    if (!t) {
+        fprintf(stderr, "%s\n", plm_last_error());
+        return 3;
+    }
+    fprintf(stderr, "trained %d tokens in %.1fs\n", plm_tokenizer_vocab_size(t), plm_now() - t0);
+    size_t ol = strlen(out);
+    if (ol > 5 && !strcmp(out + ol - 5, ".json")) { /* HF tokenizer.json instead of vocab.txt */
+        int rc = plm_tokenizer_save(t, out);
+        if (rc) fprintf(stderr, "%s\n", plm_last_error());
+        plm_tokenizer_free(t);
+        return rc ? 3 : 0;
+    }
+    FILE *f = fopen(out, "w");
+    if (!f) return 3;
+    for (int i = 0; i < plm_tokenizer_vocab_size(t); i++) fprintf(f, "%s\n", plm_tokenizer_id_to_token(t, i));
+    fclose(f);
+    plm_tokenizer_free(t);
+    return 0;
+}
+
+/* Tokens per byte of FILES with the vocabulary (uncased). */
+static int tpb(const char *vocab, char **files, int nfiles) {
+    plm_tokenizer *t = plm_tokenizer_load_wordpiece(vocab, true);
+    if (!t) {
+        fprintf(stderr, "%s\n", plm_last_error());
+        return 3;
+    }
+    plm_encoding e;
+    plm_encoding_init(&e);
+    long long bytes = 0, toks = 0, unk = 0;
+    for (int f = 0; f < nfiles; f++) {
+        size_t len;
+        char *buf = plm_read_file(files[f], &len);
+        if (!buf) return 3;
+        for (char *p = buf, *end = buf + len; p < end;) {
+            char *nl = memchr(p, '\n', (size_t)(end - p));
+            size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+            plm_encoding_clear(&e);
+            if (plm_tokenizer_encode(t, p, n, &e) == 0) {
+                toks += e.n;
+                for (int i = 0; i < e.n; i++) unk += e.ids[i] == plm_tokenizer_special(t, PLM_SPECIAL_UNK);
+            }
+            bytes += (long long)n + 1;
+            p = nl ? nl + 1 : end;
+        }
+        free(buf);
+    }
+    printf("%lld tokens %lld bytes %.6f tokens/byte %lld unk\n", toks, bytes, (double)toks / (double)bytes, unk);
+    plm_encoding_free(&e);
+    plm_tokenizer_free(t);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 5 && !strcmp(argv[1], "train"))
+        return train(argv[2], atoi(argv[3]), strcmp(argv[4], "nospecial") != 0, argv + 5, argc - 5);
+    if (argc >= 4 && !strcmp(argv[1], "tpb")) return tpb(argv[2], argv + 3, argc - 3);
     if (argc >= 2 && !strcmp(argv[1], "unicode")) return unicode_dump();
+    if (argc >= 5 && !strcmp(argv[1], "encode"))
+        return encode_files(argv[2], strcmp(argv[3], "cased") != 0, argv + 4, argc - 4);
     if (argc >= 2 && !strcmp(argv[1], "unicode-raw")) return unicode_raw();
     fprintf(stderr, "usage: wordpiece_tool unicode | encode VOCAB [--cased]\n");
     return 2;

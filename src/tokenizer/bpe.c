@@ -1,5 +1,6 @@
 /* bpe.c - byte-level BPE: byte map, GPT-2 pre-tokenizer, merges, loaders. See bpe.h. */
 #include "tokenizer/bpe.h"
+#include "tokenizer/bpe_unicode.h"
 #include "core/common.h"
 
 #include <cjson/cJSON.h>
@@ -7,7 +8,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <utf8proc.h>
 
 /* ---- byte <-> unicode map ---- */
 
@@ -80,13 +80,23 @@ char *plm_bpe_to_byte_level(const char *raw, size_t len, size_t *outlen) {
 enum { C_L = 1, C_N, C_S, C_O };
 
 static uint8_t ascii_class[128];
+/* Classes of code points >= 128 as HF's Oniguruma sees them (bpe_unicode.h, generated
+ * by asking HF about every code point): utf8proc's tables lag or lead HF's Unicode
+ * version, and a single differing letter changes the split. Zero means C_O. */
+static uint8_t cp_classes[0x110000];
 static pthread_once_t class_once = PTHREAD_ONCE_INIT;
 static void class_init(void) {
+    for (size_t r = 0; r < PLM_ARRAY_LEN(bpe_class_ranges); r++)
+        for (uint32_t c = bpe_class_ranges[r][0]; c <= bpe_class_ranges[r][1]; c++)
+            cp_classes[c] = (uint8_t)bpe_class_ranges[r][2]; /* 1 L, 2 N, 3 S as C_L.. */
     for (int c = 0; c < 128; c++) {
         int k = C_O;
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) k = C_L;
-        else if (c >= '0' && c <= '9') k = C_N;
-        else if (c == ' ' || (c >= 9 && c <= 13)) k = C_S;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+            k = C_L;
+        else if (c >= '0' && c <= '9')
+            k = C_N;
+        else if (c == ' ' || (c >= 9 && c <= 13))
+            k = C_S;
         ascii_class[c] = (uint8_t)k;
     }
 }
@@ -123,24 +133,10 @@ static inline int utf8_char(const uint8_t *s, size_t n, uint32_t *cp) {
     return 0;
 }
 
-static int cp_class(uint32_t cp) {
+static inline int cp_class(uint32_t cp) {
     if (cp < 128) return ascii_class[cp];
-    /* Oniguruma's Unicode \s is White_Space: \t-\r, U+0085 and the Z categories. */
-    if (cp == 0x85) return C_S;
-    switch (utf8proc_category((utf8proc_int32_t)cp)) {
-    case UTF8PROC_CATEGORY_LU:
-    case UTF8PROC_CATEGORY_LL:
-    case UTF8PROC_CATEGORY_LT:
-    case UTF8PROC_CATEGORY_LM:
-    case UTF8PROC_CATEGORY_LO: return C_L;
-    case UTF8PROC_CATEGORY_ND:
-    case UTF8PROC_CATEGORY_NL:
-    case UTF8PROC_CATEGORY_NO: return C_N;
-    case UTF8PROC_CATEGORY_ZS:
-    case UTF8PROC_CATEGORY_ZL:
-    case UTF8PROC_CATEGORY_ZP: return C_S;
-    default: return C_O;
-    }
+    int k = cp_classes[cp];
+    return k ? k : C_O;
 }
 
 /* Class and length of the char at s[i]; an invalid byte is one C_O char. */
@@ -386,8 +382,10 @@ static int merge_long(const plm_bpe *b, const uint8_t *w, int len, int32_t *ids,
         next[i] = prev[i] = -1;
         if (id[i] < 0) continue; /* a byte the vocabulary lacks is dropped, as HF without unk */
         prev[i] = last;
-        if (last >= 0) next[last] = i;
-        else first = i;
+        if (last >= 0)
+            next[last] = i;
+        else
+            first = i;
         last = i;
     }
     for (int i = first; i >= 0 && next[i] >= 0; i = next[i]) {
@@ -469,8 +467,8 @@ int plm_bpe_merge_word(const plm_bpe *b, const uint8_t *w, int len, int32_t *ids
 /* ---- word cache: direct-mapped, short words only ---- */
 
 #define CACHE_SLOTS (1 << 15)
-#define CACHE_KEY 23
-#define CACHE_IDS 10
+#define CACHE_KEY   23
+#define CACHE_IDS   10
 
 struct plm_bpe_cache {
     struct {
@@ -546,6 +544,7 @@ int plm_bpe_encode_segment(const plm_tokenizer *t, const char *text, size_t len,
     }
     int32_t sbuf_ids[SMALL_WORD], sbuf_st[SMALL_WORD];
     int32_t *ids = sbuf_ids, *st = sbuf_st;
+    int idcap = SMALL_WORD;
     size_t i = 0;
     while (i < len) {
         size_t j = plm_bpe_pretok_next(s, len, i);
@@ -578,10 +577,11 @@ int plm_bpe_encode_segment(const plm_tokenizer *t, const char *text, size_t len,
                 continue;
             }
         }
-        if (wl > SMALL_WORD && (ids == sbuf_ids || wl > out->cap)) {
+        if (wl > idcap) {
             if (ids != sbuf_ids) free(ids), free(st);
-            ids = plm_malloc((size_t)wl * sizeof *ids);
-            st = plm_malloc((size_t)wl * sizeof *st);
+            idcap = PLM_MAX(wl, 2 * idcap);
+            ids = plm_malloc((size_t)idcap * sizeof *ids);
+            st = plm_malloc((size_t)idcap * sizeof *st);
         }
         n = plm_bpe_merge_word(b, w, wl, ids, st);
         plm_encoding_reserve(out, out->n + n);
@@ -670,8 +670,8 @@ int plm_bpe_load_merges_text(plm_tokenizer *t, const char *path, const char *buf
             size_t la = (size_t)(sp - p), lb = n - la - 1;
             int32_t a = plm_vocab_find(&t->vocab, p, la), b = plm_vocab_find(&t->vocab, sp + 1, lb);
             if (a < 0 || b < 0) {
-                plm_error("%s:%d: merge of a token not in the vocabulary: \"%.*s\"", path, line,
-                          (int)PLM_MIN(n, 200), p);
+                plm_error("%s:%d: merge of a token not in the vocabulary: \"%.*s\"", path, line, (int)PLM_MIN(n, 200),
+                          p);
                 free(tmp);
                 return -1;
             }

@@ -494,7 +494,8 @@ plm_tokenizer *plm_tokenizer_train_bpe(const char *const *files, int nfiles, con
         if (o->show_progress && (iter % 500 == 0 || v->n >= target))
             fprintf(stderr, "\rmerges: %d, vocabulary %d/%d (%.1fs)", iter, v->n, target, plm_now() - t0);
     }
-    if (o->show_progress) fprintf(stderr, "\rmerges: %d, vocabulary %d/%d (%.1fs)\n", iter, v->n, target, plm_now() - t0);
+    if (o->show_progress)
+        fprintf(stderr, "\rmerges: %d, vocabulary %d/%d (%.1fs)\n", iter, v->n, target, plm_now() - t0);
     free(tmp);
     free(touched);
     free(is_touched);

@@ -44,7 +44,7 @@ struct plm_bpe; /* bpe.h */
 
 struct plm_tokenizer {
     plm_tok_kind kind;
-    plm_vocab vocab; /* model vocabulary and added tokens */
+    plm_vocab vocab;                    /* model vocabulary and added tokens */
     int32_t special[PLM_SPECIAL_COUNT]; /* role -> id, -1 when none */
 
     int n_added, cap_added;
@@ -56,14 +56,14 @@ struct plm_tokenizer {
 
     /* WordPiece (kind == PLM_TOK_WORDPIECE): HF's BertNormalizer + BertPreTokenizer +
      * WordPiece model settings, so tokenizer_json.c can read and write them. */
-    bool wp_clean_text;      /* drop control chars and U+FFFD, map whitespace to ' ' */
-    bool wp_chinese_chars;   /* spaces around CJK ideographs */
-    bool wp_lowercase;       /* lowercase */
-    bool wp_strip_accents;   /* NFD + drop Mn; HF: follows lowercase when null */
-    int32_t wp_unk_id;       /* id of the model's unk_token ("[UNK]") */
-    char wp_prefix[16];      /* continuing_subword_prefix, "##" */
-    int wp_max_input_chars;  /* max_input_chars_per_word, 100 */
-    void *wp_data;           /* free for the WordPiece helper (e.g. a cache); freed with free() */
+    bool wp_clean_text;     /* drop control chars and U+FFFD, map whitespace to ' ' */
+    bool wp_chinese_chars;  /* spaces around CJK ideographs */
+    bool wp_lowercase;      /* lowercase */
+    bool wp_strip_accents;  /* NFD + drop Mn; HF: follows lowercase when null */
+    int32_t wp_unk_id;      /* id of the model's unk_token ("[UNK]") */
+    char wp_prefix[16];     /* continuing_subword_prefix, "##" */
+    int wp_max_input_chars; /* max_input_chars_per_word, 100 */
+    void *wp_data;          /* free for the WordPiece helper (e.g. a cache); freed with free() */
 };
 
 /* A new empty tokenizer of a kind, with HF's default settings for it. */
@@ -87,7 +87,7 @@ void plm_encoding_reserve(plm_encoding *e, int n);
  * each pre-token the current value and increments it. Return 0, or -1 with plm_error. */
 int plm_bpe_encode_segment(const plm_tokenizer *t, const char *text, size_t len, int32_t base, int32_t *word,
                            plm_encoding *out);
-int plm_wordpiece_encode_segment(const plm_tokenizer *t, const char *text, size_t len, int32_t base,
-                                 int32_t *word, plm_encoding *out);
+int plm_wordpiece_encode_segment(const plm_tokenizer *t, const char *text, size_t len, int32_t base, int32_t *word,
+                                 plm_encoding *out);
 
 #endif

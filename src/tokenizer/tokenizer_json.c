@@ -1,11 +1,13 @@
 /* tokenizer_json.c - reading and writing Hugging Face tokenizer.json for byte-level
- * BPE (GPT-2 style) and WordPiece (BERT style). Special-token roles are kept in an
- * extra top-level "plm_special_roles" object, which HF ignores. */
+ * BPE (GPT-2 style) and WordPiece (BERT style). Special-token roles are kept as extra
+ * "plm.role.NAME" entries of the TemplateProcessing post-processor's special_tokens map
+ * (HF rejects unknown top-level fields but accepts unreferenced template tokens). */
 #include "tokenizer/internal.h"
 #include "tokenizer/bpe.h"
 #include "core/common.h"
 
 #include <cjson/cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,8 +114,8 @@ static int read_added(plm_tokenizer *t, const char *path, const cJSON *added) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(a, "content");
         bool special;
-        if (!cJSON_IsNumber(id) || !valid_id(id->valuedouble) || !cJSON_IsString(content) ||
-            !content->valuestring[0] || get_bool(a, "special", false, &special) != 0) {
+        if (!cJSON_IsNumber(id) || !valid_id(id->valuedouble) || !cJSON_IsString(content) || !content->valuestring[0] ||
+            get_bool(a, "special", false, &special) != 0) {
             plm_error("%s: added_tokens[%d]: needs an integer id, a non-empty content and a boolean special", path, k);
             return -1;
         }
@@ -132,17 +134,18 @@ static int read_added(plm_tokenizer *t, const char *path, const cJSON *added) {
     return 0;
 }
 
-static int read_roles(plm_tokenizer *t, const char *path, const cJSON *roles) {
-    if (!roles || cJSON_IsNull(roles)) return 0;
-    if (!cJSON_IsObject(roles)) {
-        plm_error("%s: plm_special_roles must be an object", path);
-        return -1;
-    }
+static int read_roles(plm_tokenizer *t, const char *path, const cJSON *post) {
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(post, "special_tokens");
+    if (!cJSON_IsObject(st)) return 0;
     for (int r = 0; r < PLM_SPECIAL_COUNT; r++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(roles, role_names[r]);
-        if (!v || cJSON_IsNull(v)) continue;
-        if (!cJSON_IsString(v) || plm_tokenizer_set_special(t, (plm_special_role)r, v->valuestring) < 0) {
-            plm_error("%s: plm_special_roles.%s: not a token of the vocabulary", path, role_names[r]);
+        char key[32];
+        snprintf(key, sizeof key, "plm.role.%s", role_names[r]);
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(st, key);
+        if (!e) continue;
+        const cJSON *toks = cJSON_GetObjectItemCaseSensitive(e, "tokens");
+        const cJSON *tok = cJSON_IsArray(toks) ? toks->child : NULL;
+        if (!cJSON_IsString(tok) || plm_tokenizer_set_special(t, (plm_special_role)r, tok->valuestring) < 0) {
+            plm_error("%s: post_processor.special_tokens.%s: not a token of the vocabulary", path, key);
             return -1;
         }
     }
@@ -170,8 +173,7 @@ plm_tokenizer *plm_tokenizer_load(const char *path) {
         t = plm_tokenizer_new(PLM_TOK_BPE);
         t->bpe = plm_bpe_new();
         if (norm && !cJSON_IsNull(norm)) {
-            plm_error("%s: normalizer \"%s\" is not supported with BPE (plm does byte-level BPE)", path,
-                      type_of(norm));
+            plm_error("%s: normalizer \"%s\" is not supported with BPE (plm does byte-level BPE)", path, type_of(norm));
             goto fail;
         }
         if (!pre || strcmp(type_of(pre), "ByteLevel") != 0) {
@@ -252,7 +254,7 @@ plm_tokenizer *plm_tokenizer_load(const char *path) {
             goto fail;
         }
     }
-    if (read_roles(t, path, cJSON_GetObjectItemCaseSensitive(j, "plm_special_roles")) != 0) goto fail;
+    if (read_roles(t, path, cJSON_GetObjectItemCaseSensitive(j, "post_processor")) != 0) goto fail;
     plm_tokenizer_map_special_roles(t);
     if (t->kind == PLM_TOK_BPE && plm_bpe_finish(t) != 0) goto fail;
     cJSON_Delete(j);
@@ -282,32 +284,48 @@ static cJSON *template_piece(bool special, const char *id, int type_id) {
     return o;
 }
 
-static cJSON *bert_post_processor(const plm_tokenizer *t) {
+/* TemplateProcessing: BERT's [CLS] A [SEP] (B [SEP]) when bert, else A (B) with type
+ * ids 0/1 as HF's ByteLevel processor; plus the plm.role.* entries. */
+static cJSON *post_processor(const plm_tokenizer *t, bool bert) {
     int32_t cls = t->special[PLM_SPECIAL_CLS], sep = t->special[PLM_SPECIAL_SEP];
-    if (cls < 0 || sep < 0) return cJSON_CreateNull();
-    const char *c = t->vocab.tok[cls], *s = t->vocab.tok[sep];
+    if (cls < 0 || sep < 0) bert = false;
+    const char *c = bert ? t->vocab.tok[cls] : NULL, *s = bert ? t->vocab.tok[sep] : NULL;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "type", "TemplateProcessing");
     cJSON *single = cJSON_AddArrayToObject(o, "single");
-    cJSON_AddItemToArray(single, template_piece(true, c, 0));
+    if (bert) cJSON_AddItemToArray(single, template_piece(true, c, 0));
     cJSON_AddItemToArray(single, template_piece(false, "A", 0));
-    cJSON_AddItemToArray(single, template_piece(true, s, 0));
+    if (bert) cJSON_AddItemToArray(single, template_piece(true, s, 0));
     cJSON *pair = cJSON_AddArrayToObject(o, "pair");
-    cJSON_AddItemToArray(pair, template_piece(true, c, 0));
+    if (bert) cJSON_AddItemToArray(pair, template_piece(true, c, 0));
     cJSON_AddItemToArray(pair, template_piece(false, "A", 0));
-    cJSON_AddItemToArray(pair, template_piece(true, s, 0));
+    if (bert) cJSON_AddItemToArray(pair, template_piece(true, s, 0));
     cJSON_AddItemToArray(pair, template_piece(false, "B", 1));
-    cJSON_AddItemToArray(pair, template_piece(true, s, 1));
+    if (bert) cJSON_AddItemToArray(pair, template_piece(true, s, 1));
     cJSON *st = cJSON_AddObjectToObject(o, "special_tokens");
-    int32_t ids[2] = {cls, sep};
-    for (int k = 0; k < (cls == sep ? 1 : 2); k++) {
-        const char *name = t->vocab.tok[ids[k]];
-        cJSON *e = cJSON_AddObjectToObject(st, name);
-        cJSON_AddStringToObject(e, "id", name);
+    const char *names[2 + PLM_SPECIAL_COUNT];
+    int32_t ids[2 + PLM_SPECIAL_COUNT];
+    char keys[2 + PLM_SPECIAL_COUNT][32];
+    int n = 0;
+    if (bert) {
+        names[n] = c, ids[n] = cls, snprintf(keys[n], 32, "%s", ""), n++;
+        if (sep != cls) names[n] = s, ids[n] = sep, snprintf(keys[n], 32, "%s", ""), n++;
+    }
+    for (int r = 0; r < PLM_SPECIAL_COUNT; r++) {
+        if (t->special[r] < 0) continue;
+        names[n] = t->vocab.tok[t->special[r]];
+        ids[n] = t->special[r];
+        snprintf(keys[n], 32, "plm.role.%s", role_names[r]);
+        n++;
+    }
+    for (int k = 0; k < n; k++) {
+        const char *key = keys[k][0] ? keys[k] : names[k];
+        cJSON *e = cJSON_AddObjectToObject(st, key);
+        cJSON_AddStringToObject(e, "id", key);
         cJSON *idsa = cJSON_AddArrayToObject(e, "ids");
         cJSON_AddItemToArray(idsa, cJSON_CreateNumber(ids[k]));
         cJSON *toks = cJSON_AddArrayToObject(e, "tokens");
-        cJSON_AddItemToArray(toks, cJSON_CreateString(name));
+        cJSON_AddItemToArray(toks, cJSON_CreateString(names[k]));
     }
     return o;
 }
@@ -333,7 +351,7 @@ int plm_tokenizer_save(const plm_tokenizer *t, const char *path) {
     if (t->kind == PLM_TOK_BPE) {
         cJSON_AddNullToObject(j, "normalizer");
         cJSON_AddItemToObject(j, "pre_tokenizer", bytelevel(false, true));
-        cJSON_AddItemToObject(j, "post_processor", bytelevel(true, false));
+        cJSON_AddItemToObject(j, "post_processor", post_processor(t, false));
         cJSON_AddItemToObject(j, "decoder", bytelevel(true, true));
         cJSON_AddStringToObject(model, "type", "BPE");
         cJSON_AddNullToObject(model, "dropout");
@@ -353,7 +371,7 @@ int plm_tokenizer_save(const plm_tokenizer *t, const char *path) {
         cJSON_AddItemToObject(j, "normalizer", n);
         cJSON *p = cJSON_AddObjectToObject(j, "pre_tokenizer");
         cJSON_AddStringToObject(p, "type", "BertPreTokenizer");
-        cJSON_AddItemToObject(j, "post_processor", bert_post_processor(t));
+        cJSON_AddItemToObject(j, "post_processor", post_processor(t, true));
         cJSON *d = cJSON_AddObjectToObject(j, "decoder");
         cJSON_AddStringToObject(d, "type", "WordPiece");
         cJSON_AddStringToObject(d, "prefix", t->wp_prefix);
@@ -383,11 +401,6 @@ int plm_tokenizer_save(const plm_tokenizer *t, const char *path) {
         free(tmp);
     }
     cJSON_AddItemToObject(j, "model", model);
-    cJSON *roles = cJSON_AddObjectToObject(j, "plm_special_roles");
-    for (int r = 0; r < PLM_SPECIAL_COUNT; r++) {
-        if (t->special[r] >= 0) cJSON_AddStringToObject(roles, role_names[r], t->vocab.tok[t->special[r]]);
-        else cJSON_AddNullToObject(roles, role_names[r]);
-    }
     char *s = cJSON_Print(j);
     cJSON_Delete(j);
     if (!s) {

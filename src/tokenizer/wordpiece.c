@@ -191,6 +191,35 @@ static void nbuf_free(nbuf *b) {
     free(b->e);
 }
 
+/* ------------------------------------------------------------------------------------
+ * Pre-tokenization: whitespace splits (removed), punctuation isolated. */
+
+typedef struct {
+    int n, cap;
+    char *b;
+    int32_t *s, *e;
+} wbuf;
+
+static void wbuf_grow(wbuf *w, int need) {
+    if (need <= w->cap) return;
+    int cap = w->cap ? w->cap : 256;
+    while (cap < need) cap *= 2;
+    w->b = plm_realloc(w->b, (size_t)cap + 1);
+    w->s = plm_realloc(w->s, (size_t)cap * sizeof *w->s);
+    w->e = plm_realloc(w->e, (size_t)cap * sizeof *w->e);
+    w->cap = cap;
+}
+
+static void wbuf_put(wbuf *w, uint32_t c, int32_t s, int32_t e) {
+    wbuf_grow(w, w->n + 4);
+    int k = utf8_encode(c, w->b + w->n);
+    for (int j = 0; j < k; j++) {
+        w->s[w->n + j] = s;
+        w->e[w->n + j] = e;
+    }
+    w->n += k;
+}
+
 /* The pending NFD run: decomposed chars since the last starter, each with HF's
  * "change" (0 = replaces the next input char, 1 = inserted) and combining class. */
 typedef struct {
@@ -201,7 +230,12 @@ typedef struct {
 
 typedef struct {
     const plm_wp_norm *nm;
-    nbuf *out;
+    nbuf *out; /* normalise-only mode: collect the normalised chars here */
+    /* otherwise pre-tokenize on the fly: the word being built and where words go */
+    wbuf w;
+    plm_wp_word_fn fn;
+    void *ctx;
+    int rc;
     /* NFD stage */
     int np, cap_p;
     pend *p;
@@ -214,20 +248,43 @@ typedef struct {
     bool any_prev;
 } normst;
 
-/* Stage 4 (lowercase) and output. */
+static void flush_word(normst *st) {
+    if (st->w.n > 0 && st->rc == 0) {
+        st->w.b[st->w.n] = 0;
+        st->rc = st->fn(st->ctx, st->w.b, st->w.n, st->w.s, st->w.e);
+    }
+    st->w.n = 0;
+}
+
+/* Stage 5, the pre-tokenizer: whitespace ends a word, punctuation is a word of its own. */
+static void sink(normst *st, uint32_t c, int32_t s, int32_t e) {
+    if (st->out) {
+        nbuf_push(st->out, c, s, e);
+    } else if (plm_wp_is_whitespace(c)) {
+        flush_word(st);
+    } else if (plm_wp_is_punct(c)) {
+        flush_word(st);
+        wbuf_put(&st->w, c, s, e);
+        flush_word(st);
+    } else {
+        wbuf_put(&st->w, c, s, e);
+    }
+}
+
+/* Stage 4 (lowercase). */
 static void emit_lower(normst *st, uint32_t c, int32_t s, int32_t e) {
     if (st->nm->lowercase) {
         if (c < 0x80) {
             if (c >= 'A' && c <= 'Z') c += 32;
         } else if (c == 0x130) { /* the one unconditional multi-char lowercase mapping */
-            nbuf_push(st->out, 'i', s, e);
-            nbuf_push(st->out, 0x307, s, e);
+            sink(st, 'i', s, e);
+            sink(st, 0x307, s, e);
             return;
         } else {
             c = lower1(c);
         }
     }
-    nbuf_push(st->out, c, s, e);
+    sink(st, c, s, e);
 }
 
 /* Sorts the pending run's non-starters by combining class (stable), then assigns each
@@ -344,18 +401,56 @@ plm_wp_norm plm_wp_norm_of(const plm_tokenizer *t) {
     return (plm_wp_norm){t->wp_clean_text, t->wp_chinese_chars, t->wp_lowercase, t->wp_strip_accents};
 }
 
-/* Normalises text into out. Returns 0 or -1 (invalid UTF-8, plm_error set). */
-static int normalize(const plm_wp_norm *nm, const char *text, size_t len, nbuf *out) {
-    normst st = {0};
-    st.nm = nm;
-    st.out = out;
+/* ASCII classes for the fast path: what clean_text + the pre-tokenizer do with a byte. */
+enum { A_DROP, A_SPACE, A_PUNCT, A_WORD };
+
+static inline int ascii_class(unsigned char b, bool clean) {
+    if (b >= 'a' ? b <= 'z' : (b >= '0' && b <= '9') || (b >= 'A' && b <= 'Z')) return A_WORD; /* the common case */
+    if (b == ' ' || (b >= 9 && b <= 13)) return clean && (b == 11 || b == 12) ? A_DROP : A_SPACE;
+    if (b < 0x20 || b == 0x7F) return clean ? A_DROP : A_WORD;
+    return A_PUNCT; /* every other printable ASCII char is BERT punctuation */
+}
+
+/* Normalises text[0..len) and, unless st->out is set, pre-tokenizes it into words.
+ * Returns 0, the word callback's non-zero value, or -1 (invalid UTF-8, plm_error set). */
+static int run(normst *st, const char *text, size_t len) {
+    const plm_wp_norm *nm = st->nm;
     const unsigned char *u = (const unsigned char *)text;
     size_t i = 0;
     int rc = 0;
-    while (i < len) {
+    while (i < len && st->rc == 0) {
         uint32_t c;
         int n;
         if (u[i] < 0x80) {
+            if (!st->out) {
+                /* fast path: an ASCII char is a starter without decomposition, so it only
+                 * closes a pending NFD run and updates the alignments later stages use */
+                unsigned char b = u[i];
+                int32_t s = (int32_t)i;
+                i++;
+                int k = ascii_class(b, nm->clean_text);
+                if (k == A_DROP) continue;
+                if (st->np > 0) nfd_flush(st);
+                st->last_s = st->prev_s = s;
+                st->last_e = st->prev_e = s + 1;
+                st->any_consumed = st->any_prev = true;
+                if (k == A_SPACE) {
+                    flush_word(st);
+                } else if (k == A_PUNCT) {
+                    flush_word(st);
+                    wbuf_put(&st->w, b, s, s + 1);
+                    flush_word(st);
+                } else {
+                    if (nm->lowercase && b >= 'A' && b <= 'Z') b += 32;
+                    wbuf *w = &st->w;
+                    if (w->n + 1 > w->cap) wbuf_grow(w, w->n + 1);
+                    w->b[w->n] = (char)b;
+                    w->s[w->n] = s;
+                    w->e[w->n] = s + 1;
+                    w->n++;
+                }
+                continue;
+            }
             c = u[i];
             n = 1;
         } else {
@@ -372,17 +467,26 @@ static int normalize(const plm_wp_norm *nm, const char *text, size_t len, nbuf *
             if (c == 0 || c == 0xFFFD || plm_wp_is_control(c)) continue;
             if (plm_wp_is_whitespace(c)) c = ' ';
         }
-        stage_cjk(&st, c, s, e);
+        stage_cjk(st, c, s, e);
     }
-    if (st.np > 0) nfd_flush(&st);
-    free(st.p);
-    free(st.in);
-    return rc;
+    if (rc == 0) {
+        if (st->np > 0) nfd_flush(st);
+        if (!st->out) flush_word(st);
+    }
+    free(st->p);
+    free(st->in);
+    free(st->w.b);
+    free(st->w.s);
+    free(st->w.e);
+    return rc ? rc : st->rc;
 }
 
 char *plm_wp_normalize(const plm_wp_norm *nm, const char *text, size_t len, size_t *outlen) {
     nbuf nb = {0};
-    if (normalize(nm, text, len, &nb) < 0) {
+    normst st = {0};
+    st.nm = nm;
+    st.out = &nb;
+    if (run(&st, text, len) < 0) {
         nbuf_free(&nb);
         return NULL;
     }
@@ -395,92 +499,139 @@ char *plm_wp_normalize(const plm_wp_norm *nm, const char *text, size_t len, size
     return o;
 }
 
-/* ------------------------------------------------------------------------------------
- * Pre-tokenization: whitespace splits (removed), punctuation isolated. */
-
-typedef struct {
-    int n, cap;
-    char *b;
-    int32_t *s, *e;
-} wbuf;
-
-static void wbuf_grow(wbuf *w, int need) {
-    if (need <= w->cap) return;
-    int cap = w->cap ? w->cap : 64;
-    while (cap < need) cap *= 2;
-    w->b = plm_realloc(w->b, (size_t)cap + 1);
-    w->s = plm_realloc(w->s, (size_t)cap * sizeof *w->s);
-    w->e = plm_realloc(w->e, (size_t)cap * sizeof *w->e);
-    w->cap = cap;
-}
-
-static void wbuf_put(wbuf *w, uint32_t c, int32_t s, int32_t e) {
-    wbuf_grow(w, w->n + 4);
-    int k = utf8_encode(c, w->b + w->n);
-    for (int j = 0; j < k; j++) {
-        w->s[w->n + j] = s;
-        w->e[w->n + j] = e;
-    }
-    w->n += k;
-}
-
 int plm_wp_pretokenize(const plm_wp_norm *nm, const char *text, size_t len, plm_wp_word_fn fn, void *ctx) {
     if (len > INT32_MAX / 2) {
         plm_error("wordpiece: input of %zu bytes is too long", len);
         return -1;
     }
-    nbuf nb = {0};
-    wbuf w = {0};
-    int rc = normalize(nm, text, len, &nb);
-    for (int i = 0; rc == 0 && i < nb.n; i++) {
-        uint32_t c = nb.cp[i];
-        bool ws = plm_wp_is_whitespace(c);
-        bool punct = !ws && plm_wp_is_punct(c);
-        if (ws || punct) {
-            if (w.n > 0) {
-                w.b[w.n] = 0;
-                rc = fn(ctx, w.b, w.n, w.s, w.e);
-                w.n = 0;
-                if (rc) break;
-            }
-            if (punct) {
-                wbuf_put(&w, c, nb.s[i], nb.e[i]);
-                w.b[w.n] = 0;
-                rc = fn(ctx, w.b, w.n, w.s, w.e);
-                w.n = 0;
-            }
-        } else {
-            wbuf_put(&w, c, nb.s[i], nb.e[i]);
-        }
-    }
-    if (rc == 0 && w.n > 0) {
-        w.b[w.n] = 0;
-        rc = fn(ctx, w.b, w.n, w.s, w.e);
-    }
-    nbuf_free(&nb);
-    free(w.b);
-    free(w.s);
-    free(w.e);
-    return rc;
+    normst st = {0};
+    st.nm = nm;
+    st.fn = fn;
+    st.ctx = ctx;
+    return run(&st, text, len);
 }
 
 /* ------------------------------------------------------------------------------------
  * WordPiece model. */
 
+/* Derived data for fast matching: a byte trie of the vocabulary with two roots, node 0
+ * for tokens as they are (a word's first piece) and node 1 for what follows the prefix
+ * in continuation tokens ("##ing" -> "ing"). Greedy longest-match-first is then one walk
+ * down the trie remembering the last token seen, instead of one hash lookup per
+ * candidate length. Children live in one open-addressing table keyed by (node, byte). */
 typedef struct {
-    int max_token_len; /* longest vocabulary token in bytes: no longer match can exist */
+    int max_token_len; /* longest vocabulary token in bytes */
+    int ndense;        /* nodes below this (the roots and their children) have dense rows */
+    int32_t *dense;    /* ndense * 256 children, -1 = none: the hot top of the trie */
+    int nnodes, capnodes;
+    int32_t *term;   /* node -> token id, -1 if no token ends here */
+    uint32_t nslots; /* power of two */
+    uint32_t *key;   /* (node << 8 | byte) + 1; 0 = empty */
+    int32_t *child;
 } wp_data;
 
-void plm_wordpiece_prepare(plm_tokenizer *t) {
-    wp_data *d = t->wp_data;
-    if (!d) {
-        d = plm_calloc(1, sizeof *d);
-        t->wp_data = d;
+static uint32_t trie_slot(uint32_t k, uint32_t nslots) { return (k * 0x9E3779B1u) >> 7 & (nslots - 1); }
+
+static int32_t trie_next(const wp_data *d, int32_t node, unsigned char b) {
+    if (node < d->ndense) return d->dense[node * 256 + b];
+    uint32_t k = ((uint32_t)node << 8 | b) + 1;
+    for (uint32_t j = trie_slot(k, d->nslots);; j = (j + 1) & (d->nslots - 1)) {
+        if (d->key[j] == k) return d->child[j];
+        if (d->key[j] == 0) return -1;
     }
-    int m = 0;
+}
+
+static void trie_insert(wp_data *d, int32_t root, const char *s, int n, int32_t id) {
+    int32_t node = root;
+    for (int i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int32_t nx = trie_next(d, node, c);
+        if (nx < 0) {
+            if (d->nnodes == d->capnodes) {
+                d->capnodes *= 2;
+                d->term = plm_realloc(d->term, (size_t)d->capnodes * sizeof *d->term);
+            }
+            nx = d->nnodes++;
+            d->term[nx] = -1;
+            if (node < d->ndense) {
+                d->dense[node * 256 + c] = nx;
+            } else {
+                uint32_t k = ((uint32_t)node << 8 | c) + 1;
+                uint32_t j = trie_slot(k, d->nslots);
+                while (d->key[j]) j = (j + 1) & (d->nslots - 1);
+                d->key[j] = k;
+                d->child[j] = nx;
+            }
+        }
+        node = nx;
+    }
+    if (id >= 0 && d->term[node] < 0) d->term[node] = id;
+}
+
+void plm_wordpiece_prepare(plm_tokenizer *t) {
+    free(t->wp_data); /* one block (tokenizer.c frees it with free()) */
+    t->wp_data = NULL;
+    wp_data b = {0}; /* built in temporaries, then packed into one block */
+    size_t total = 2;
     for (int i = 0; i < t->vocab.n; i++)
-        if (t->vocab.tok[i] && t->vocab.len[i] > m) m = t->vocab.len[i];
-    d->max_token_len = m;
+        if (t->vocab.tok[i]) {
+            total += (size_t)t->vocab.len[i];
+            if (t->vocab.len[i] > b.max_token_len) b.max_token_len = t->vocab.len[i];
+        }
+    if (total * 2 >= (1u << 23)) { /* too big for 24-bit node ids: plain lookups */
+        wp_data *d = plm_calloc(1, sizeof *d);
+        d->max_token_len = b.max_token_len;
+        t->wp_data = d;
+        return;
+    }
+    b.nslots = 1024;
+    while (b.nslots < 2 * total) b.nslots *= 2;
+    b.key = plm_calloc(b.nslots, sizeof *b.key);
+    b.child = plm_malloc(b.nslots * sizeof *b.child);
+    b.capnodes = 1024;
+    b.term = plm_malloc((size_t)b.capnodes * sizeof *b.term);
+    b.nnodes = 2;
+    b.term[0] = b.term[1] = -1;
+    size_t P = strlen(t->wp_prefix);
+    /* the roots' children first, so that the dense rows are nodes 0..ndense-1 */
+    b.ndense = 2 + 2 * 256;
+    b.dense = plm_malloc((size_t)b.ndense * 256 * sizeof *b.dense);
+    memset(b.dense, 0xFF, (size_t)b.ndense * 256 * sizeof *b.dense);
+    for (int i = 0; i < t->vocab.n; i++) {
+        const char *tok = t->vocab.tok[i];
+        int n = t->vocab.len[i];
+        if (!tok || n == 0) continue;
+        trie_insert(&b, 0, tok, 1, -1);
+        if (P > 0 && (size_t)n > P && !memcmp(tok, t->wp_prefix, P)) trie_insert(&b, 1, tok + P, 1, -1);
+    }
+    b.ndense = b.nnodes;
+    for (int i = 0; i < t->vocab.n; i++) {
+        const char *tok = t->vocab.tok[i];
+        int n = t->vocab.len[i];
+        if (!tok || n == 0) continue;
+        trie_insert(&b, 0, tok, n, i);
+        if (P > 0 && (size_t)n > P && !memcmp(tok, t->wp_prefix, P)) trie_insert(&b, 1, tok + P, n - (int)P, i);
+    }
+    size_t hdr = (sizeof b + 15) & ~(size_t)15;
+    size_t ndense = (size_t)b.ndense * 256;
+    char *blk = plm_malloc(hdr + (size_t)b.nnodes * sizeof *b.term + b.nslots * (sizeof *b.key + sizeof *b.child) +
+                           ndense * sizeof *b.dense);
+    wp_data *d = (wp_data *)blk;
+    *d = b;
+    d->key = (uint32_t *)(blk + hdr);
+    d->child = (int32_t *)(d->key + b.nslots);
+    d->dense = d->child + b.nslots;
+    d->term = d->dense + ndense;
+    d->capnodes = b.nnodes;
+    memcpy(d->dense, b.dense, ndense * sizeof *b.dense);
+    free(b.dense);
+    memcpy(d->key, b.key, b.nslots * sizeof *b.key);
+    memcpy(d->child, b.child, b.nslots * sizeof *b.child);
+    memcpy(d->term, b.term, (size_t)b.nnodes * sizeof *b.term);
+    free(b.key);
+    free(b.child);
+    free(b.term);
+    t->wp_data = d;
 }
 
 typedef struct {
@@ -491,6 +642,7 @@ typedef struct {
     char *buf; /* prefix headroom + word */
     int cap;
     int max_len;
+    const wp_data *trie; /* NULL: match with hash lookups */
 } enc_ctx;
 
 static int utf8_count(const char *s, int n) {
@@ -503,9 +655,26 @@ static int encode_word(void *vctx, const char *word, int len, const int32_t *st,
     enc_ctx *c = vctx;
     const plm_tokenizer *t = c->t;
     int32_t wid = (*c->word)++;
-    int P = (int)strlen(t->wp_prefix);
+    int P = c->trie ? 0 : (int)strlen(t->wp_prefix);
     int first = c->out->n;
-    if (utf8_count(word, len) <= t->wp_max_input_chars) {
+    if (c->trie && utf8_count(word, len) <= t->wp_max_input_chars) {
+        const wp_data *d = c->trie;
+        int start = 0;
+        while (start < len) {
+            int32_t node = start > 0, id = -1;
+            int end = start;
+            for (int i = start; i < len; i++) {
+                node = trie_next(d, node, (unsigned char)word[i]);
+                if (node < 0) break;
+                if (d->term[node] >= 0) id = d->term[node], end = i + 1;
+            }
+            if (id < 0) break;
+            plm_encoding_push(c->out, id, c->base + st[start], c->base + en[end - 1], wid);
+            start = end;
+        }
+        if (start >= len) return 0;
+        c->out->n = first;
+    } else if (!c->trie && utf8_count(word, len) <= t->wp_max_input_chars) {
         if (P + len > c->cap) {
             c->cap = 2 * (P + len);
             c->buf = plm_realloc(c->buf, (size_t)c->cap);
@@ -553,7 +722,7 @@ int plm_wordpiece_encode_segment(const plm_tokenizer *t, const char *text, size_
                                  plm_encoding *out) {
     plm_wp_norm nm = plm_wp_norm_of(t);
     const wp_data *d = t->wp_data;
-    enc_ctx c = {t, out, base, word, NULL, 0, d ? d->max_token_len : 0};
+    enc_ctx c = {t, out, base, word, NULL, 0, d ? d->max_token_len : 0, d && d->key ? d : NULL};
     int rc = plm_wp_pretokenize(&nm, text, len, encode_word, &c);
     free(c.buf);
     return rc ? -1 : 0;

@@ -29,27 +29,20 @@ async function makeHF(kind) {
   throw new Error('unknown kind ' + kind);
 }
 
-// Byte offset of each UTF-16 index of s (length s.length + 1).
-function byteOffsets(s) {
-  const o = new Int32Array(s.length + 1);
+// Byte offset of each code point index of s (null for pure ASCII: identity).
+const ASCII = /^[\x00-\x7f]*$/;
+function cpByteOffsets(s) {
+  if (ASCII.test(s)) return null;
+  const o = [];
   let b = 0;
   for (let i = 0; i < s.length; i++) {
-    o[i] = b;
+    o.push(b);
     const c = s.charCodeAt(i);
     if (c < 0x80) b += 1;
     else if (c < 0x800) b += 2;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) { o[i + 1] = b; b += 4; i++; }
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) { b += 4; i++; }
     else b += 3;
   }
-  o[s.length] = b;
-  return o;
-}
-
-// Byte offset of each code point index of s.
-function cpByteOffsets(s) {
-  const o = [];
-  let b = 0;
-  for (const ch of s) { o.push(b); b += Buffer.byteLength(ch); }
   o.push(b);
   return o;
 }
@@ -78,21 +71,46 @@ async function main() {
     return;
   }
   const t = await makeHF(kind);
-  // offsets from the npm binding are in code points (checked by tests); convert to bytes
+  // One napi call per ~1 MB: the lines of a chunk are joined with "\n" registered as an
+  // added special token. HF splits the input on added tokens before normalizing and
+  // pre-tokenizing, so each line is still encoded on its own, exactly as when encoded
+  // alone; only the per-call overhead goes away. Offsets are code point indices into
+  // the chunk (checked by tests), converted here to UTF-8 byte offsets into the line.
+  t.addSpecialTokens(['\n']);
+  const SEP = t.tokenToId('\n');
   for (const f of files) {
     const lines = readLines(f);
-    const B = 2000;
-    for (let i = 0; i < lines.length; i += B) {
-      const batch = lines.slice(i, i + B);
-      const encs = await t.encodeBatch(batch, {addSpecialTokens: false});
-      for (let k = 0; k < encs.length; k++) {
-        const ids = encs[k].getIds();
-        if (mode === 'ids') { out.push(ids.join(' ')); continue; }
-        const offs = encs[k].getOffsets();
-        const map = cpByteOffsets(batch[k]);
-        out.push(ids.map((id, j) => `${id}:${map[offs[j][0]]}:${map[offs[j][1]]}`).join(' '));
+    for (let i = 0; i < lines.length;) {
+      let j = i, size = 0;
+      while (j < lines.length && (j === i || size + lines[j].length < 1000000)) size += lines[j++].length + 1;
+      const batch = lines.slice(i, j);
+      const enc = await t.encode(batch.join('\n'), null, {addSpecialTokens: false});
+      const ids = enc.getIds();
+      const offs = mode === 'ids' ? null : enc.getOffsets();
+      let k = 0, line = 0, cpStart = 0;
+      let cur = [];
+      const emit = () => {
+        out.push(cur.join(' '));
+        cur = [];
+      };
+      let map = mode === 'ids' ? null : cpByteOffsets(batch[0]);
+      for (k = 0; k < ids.length; k++) {
+        if (ids[k] === SEP) {
+          emit();
+          cpStart += [...batch[line]].length + 1;
+          line++;
+          if (mode !== 'ids') map = cpByteOffsets(batch[line]);
+          continue;
+        }
+        if (mode === 'ids') { cur.push(ids[k]); continue; }
+        const a = offs[k][0] - cpStart, b = offs[k][1] - cpStart;
+        cur.push(map ? `${ids[k]}:${map[a]}:${map[b]}` : `${ids[k]}:${a}:${b}`);
       }
+      emit();
+      line++;
+      if (line !== batch.length) throw new Error(`separator count mismatch: ${line} lines decoded, ${batch.length} sent`);
       flush();
+      i = j;
     }
   }
   flush();

@@ -1,0 +1,10 @@
+/* commands.h - the tokenizer subcommands of the plm binary (cmd_tokenizer.c): each takes
+ * argv starting at the subcommand name and returns a PLM_EXIT_* code. */
+#ifndef PLM_CLI_COMMANDS_H
+#define PLM_CLI_COMMANDS_H
+
+int cmd_tokenizer(int argc, char **argv);  /* plm tokenizer train ... */
+int cmd_tokenize(int argc, char **argv);   /* plm tokenize ... */
+int cmd_detokenize(int argc, char **argv); /* plm detokenize ... */
+
+#endif

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# tokenizer_conformance_bert.sh - plm's WordPiece against HF tokenizers (npm, the Rust
+# library): ids, byte offsets and word ids must be equal on every line of the whole
+# pretraining corpus, the GLUE, CoNLL and SQuAD text and a generated stress set
+# (bert-base-uncased; the stress set also cased), and BERT's character classes must be
+# HF's on every code point. Prints PASS/FAIL lines; SKIP when node_modules is absent.
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+DATA=${PLM_DATA:-../shared/data}
+[[ -d $DATA ]] || DATA=/work/shared/data
+VOCAB=$DATA/tokenizers/bert-base-uncased-vocab.txt
+TOOL=$BUILD/tests/wordpiece_tool
+if [[ ! -d node_modules/tokenizers ]] || ! command -v node >/dev/null; then
+    echo "SKIP tokenizer_conformance_bert: node_modules/tokenizers absent (run npm install)"
+    exit 0
+fi
+if [[ ! -x $TOOL || ! -f $VOCAB ]]; then
+    echo "FAIL tokenizer_conformance_bert: missing $TOOL or $VOCAB"
+    exit 1
+fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# compare NAME PLM_OUT HF_OUT: 0 mismatching lines, else show the first few
+compare() {
+    local name=$1 a=$2 b=$3 na nb bad
+    na=$(wc -l <"$a")
+    nb=$(wc -l <"$b")
+    bad=$(paste -d $'\x1f' "$a" "$b" | awk -F $'\x1f' '$1 != $2' | wc -l)
+    if ((na == nb && na > 0 && bad == 0)); then
+        echo "PASS $name ($na lines, 0 mismatching)"
+    else
+        echo "FAIL $name: $bad of $nb lines differ (plm $na lines)"
+        paste -d $'\x1f' "$a" "$b" | awk -F $'\x1f' '$1 != $2 { print NR": plm: "substr($1,1,300); print NR":  hf: "substr($2,1,300); if (++k == 3) exit }'
+    fi
+}
+
+# 1. character classes on every code point
+"$TOOL" unicode >"$tmp/plm_unicode.tsv"
+node tests/ref/bert_unicode_dump.js >"$tmp/hf_unicode.tsv"
+compare bert_unicode_every_code_point "$tmp/plm_unicode.tsv" "$tmp/hf_unicode.tsv"
+
+# 2. stress set, uncased and cased normalisation
+node tests/ref/gen_bert_stress.js "$tmp/stress.txt" 20000
+for mode in uncased cased; do
+    "$TOOL" encode "$VOCAB" $mode "$tmp/stress.txt" >"$tmp/plm_stress_$mode"
+    node tests/ref/hf_wordpiece.js "$VOCAB" $mode "$tmp/stress.txt" >"$tmp/hf_stress_$mode"
+    compare "bert_stress_$mode" "$tmp/plm_stress_$mode" "$tmp/hf_stress_$mode"
+done
+
+# 3. a vocabulary plm trains, saved as tokenizer.json, encodes the same in HF
+if "$TOOL" train "$tmp/trained.json" 4000 special "$DATA"/moby-dick/data.txt 2>"$tmp/train.log"; then
+    "$TOOL" encode "$tmp/trained.json" - "$tmp/stress.txt" "$DATA"/kjv/kjv_new_testament.txt >"$tmp/plm_trained"
+    node tests/ref/hf_wordpiece.js "$tmp/trained.json" - "$tmp/stress.txt" "$DATA"/kjv/kjv_new_testament.txt >"$tmp/hf_trained"
+    compare bert_plm_trained_tokenizer_json_in_hf "$tmp/plm_trained" "$tmp/hf_trained"
+else
+    echo "FAIL bert_plm_trained_tokenizer_json_in_hf: training failed: $(tail -1 "$tmp/train.log")"
+fi
+
+# 4. every line of the corpora (a sample under the sanitizers)
+node tests/ref/squad_text.js "$DATA"/squad-v1.1/*.json >"$tmp/squad.txt"
+mapfile -t files < <(find "$DATA"/gutenberg "$DATA"/sotu "$DATA"/moby-dick "$DATA"/kjv "$DATA"/tinyshakespeare \
+    "$DATA"/wikitext-2 "$DATA"/glue "$DATA"/conll2003 "$DATA"/squad-v1.1 -type f 2>/dev/null | sort)
+files+=("$tmp/squad.txt")
+if [[ -n ${PLM_SANITIZE:-} ]]; then
+    files=("$DATA"/moby-dick/data.txt "$DATA"/glue/CoLA/dev.tsv "$tmp/squad.txt")
+fi
+# identical lines give identical encodings: compare each distinct line once
+awk -v out="$tmp/corpus.txt" '!seen[$0]++ { print > out } END { print NR > "/dev/stderr" }' "${files[@]}" 2>"$tmp/nlines"
+t0=$SECONDS
+"$TOOL" encode "$VOCAB" uncased "$tmp/corpus.txt" >"$tmp/plm_corpus"
+t1=$SECONDS
+node tests/ref/hf_wordpiece.js "$VOCAB" uncased "$tmp/corpus.txt" >"$tmp/hf_corpus"
+echo "# corpus: ${#files[@]} files, $(cat "$tmp/nlines") lines, $(wc -l <"$tmp/corpus.txt") distinct; plm $((t1 - t0))s, HF $((SECONDS - t1))s"
+compare bert_uncased_corpus_every_line "$tmp/plm_corpus" "$tmp/hf_corpus"
