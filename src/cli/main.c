@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "commands.h"
 #include "core/common.h"
 
 typedef struct {
@@ -17,6 +18,9 @@ static const command commands[] = {
     {"eval", cmd_eval, "perplexity / masked-token accuracy of a model on held-out text"},
     {"generate", cmd_generate, "generate text from a causal model"},
     {"fill-mask", cmd_fill_mask, "predict masked tokens with an encoder"},
+    {"tokenizer", cmd_tokenizer, "train a tokenizer (plm tokenizer train --help)"},
+    {"tokenize", cmd_tokenize, "text to ids, tokens or offsets"},
+    {"detokenize", cmd_detokenize, "ids back to text"},
 };
 
 static void usage(FILE *f) {
