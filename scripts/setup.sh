@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pkgs=(build-essential libdnnl-dev libcjson-dev libpcre2-dev libutf8proc-dev)
 if [[ ${1:-} == --test || ${1:-} == --bench ]]; then
-    pkgs+=(python3 python3-numpy python3-torch clang libclang-rt-14-dev clang-format
+    pkgs+=(python3 python3-numpy python3-torch clang libclang-rt-14-dev libomp-dev clang-format
            libopenblas-dev libopenblas0-openmp libblis-dev)
     command -v npm >/dev/null || pkgs+=(nodejs npm)
 fi
