@@ -31,9 +31,9 @@ plm_ce_result crossentropy_forward_backward(float *logits, const int32_t *target
                 continue;
             }
             float mx = z[0];
-            int arg = 0;
-            for (int v = 1; v < V; v++)
-                if (z[v] > mx) mx = z[v], arg = v;
+            for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+            int arg = 0; /* first index of the maximum */
+            while (z[arg] != mx) arg++;
             float zy = z[y], sum = 0.0f;
             if (backward) { /* keep e^(z - max) in place: the gradient is a rescale of it */
 #pragma omp simd reduction(+ : sum)

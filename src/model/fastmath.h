@@ -12,8 +12,10 @@
 /* e^x = 2^n * e^r with n = round(x / ln 2), |r| <= ln(2)/2; e^r by a degree-6
  * polynomial (Taylor, error < 2e-8 on that interval); 2^n built in the exponent bits. */
 static inline float plm_expf(float x) {
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    float n = __builtin_roundf(x * 1.44269504088896341f);
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    /* round to nearest by the 1.5 * 2^23 trick: plain arithmetic, so it vectorises */
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - n * 0.693145751953125f; /* ln 2 split in two for an exact product */
     r = r - n * 1.428606765330187045e-06f;
     float p = 1.0f / 720.0f;
@@ -32,21 +34,21 @@ static inline float plm_expf(float x) {
 /* tanh(x) = sign(x) (1 - 2 / (e^{2|x|} + 1)); for tiny |x| the odd Taylor series,
  * which avoids the cancellation of 1 - (1 - 2x). */
 static inline float plm_tanhf(float x) {
-    float a = x < 0.0f ? -x : x;
+    float a = __builtin_fabsf(x);
     float big = 1.0f - 2.0f / (plm_expf(2.0f * a) + 1.0f);
     float x2 = a * a;
     float small = a * (1.0f + x2 * (-1.0f / 3.0f + x2 * (2.0f / 15.0f + x2 * (-17.0f / 315.0f))));
     float t = a < 0.0625f ? small : big;
-    return x < 0.0f ? -t : t;
+    return __builtin_copysignf(t, x);
 }
 
 /* erf(x) = 1 - (a1 k + a2 k^2 + ... + a5 k^5) e^{-x^2},  k = 1 / (1 + p |x|). */
 static inline float plm_erff(float x) {
-    float a = x < 0.0f ? -x : x;
+    float a = __builtin_fabsf(x);
     float k = 1.0f / (1.0f + 0.3275911f * a);
     float poly = k * (0.254829592f + k * (-0.284496736f + k * (1.421413741f + k * (-1.453152027f + k * 1.061405429f))));
     float y = 1.0f - poly * plm_expf(-a * a);
-    return x < 0.0f ? -y : y;
+    return __builtin_copysignf(y, x);
 }
 
 #endif
