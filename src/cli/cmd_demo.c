@@ -42,13 +42,13 @@ static int write_config(const char *path, plm_arch arch, int hidden, int layers,
 
 int cmd_demo(int argc, char **argv) {
     const char *out = "runs/demo", *corpus = "data/demo";
-    long steps = 300;
-    int hidden = 256;
+    long steps = 250;
+    int hidden = 192;
     arg_spec specs[] = {
         {"--output-dir", ARG_STR, &out, "where the two models go (default runs/demo)"},
         {"--corpus", ARG_STR, &corpus, "folder of .txt files to pretrain on (default data/demo)"},
-        {"--max-steps", ARG_LONG, &steps, "optimizer steps per model (default 300)"},
-        {"--hidden-size", ARG_INT, &hidden, "model width (default 256; 4 layers, 4 heads)"},
+        {"--max-steps", ARG_LONG, &steps, "optimizer steps per model (default 250)"},
+        {"--hidden-size", ARG_INT, &hidden, "model width (default 192; 4 layers, heads of 64)"},
     };
     int rc = args_parse("demo", "Pretrain a small GPT (CLM) and a small BERT (MLM) on data/demo and show them.", specs,
                         (int)PLM_ARRAY_LEN(specs), argc, argv);
@@ -83,7 +83,7 @@ int cmd_demo(int argc, char **argv) {
     snprintf(tokp, sizeof tokp, "%s/gpt/tokenizer.json", out);
     snprintf(ssteps, sizeof ssteps, "%ld", steps);
     snprintf(seval, sizeof seval, "%ld", steps / 3 > 0 ? steps / 3 : 1);
-    int heads = hidden >= 256 ? 4 : 2;
+    int heads = hidden % 64 == 0 ? hidden / 64 : 1; /* heads of 64 channels, as BERT and GPT-2 */
     if (plm_mkdirs(out) != 0 || write_config(gcfg, PLM_ARCH_GPT2, hidden, 4, heads) != 0 ||
         write_config(bcfg, PLM_ARCH_BERT, hidden, 4, heads) != 0)
         return cli_fail("demo", PLM_EXIT_FAIL);

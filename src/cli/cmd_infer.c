@@ -162,6 +162,25 @@ typedef struct {
     int id;
 } scored;
 
+/* A token as text a person can read: quoted, with newlines and tabs escaped. */
+static void visible(char *dst, size_t n, const char *s) {
+    size_t k = 0;
+    dst[k++] = '\'';
+    for (; s && *s && k + 4 < n; s++) {
+        if (*s == '\n' || *s == '\r' || *s == '\t') {
+            dst[k++] = '\\';
+            dst[k++] = *s == '\n' ? 'n' : *s == '\r' ? 'r' : 't';
+        } else if (*s == '"' || *s == '\\') {
+            dst[k++] = '\\';
+            dst[k++] = *s;
+        } else {
+            dst[k++] = *s;
+        }
+    }
+    dst[k++] = '\'';
+    dst[k] = 0;
+}
+
 static int scored_desc(const void *a, const void *b) {
     float x = ((const scored *)a)->p, y = ((const scored *)b)->p;
     return x < y ? 1 : x > y ? -1 : 0;
@@ -240,15 +259,23 @@ int cmd_fill_mask(int argc, char **argv) {
                 for (int v = 0; v < V; v++) sum += expf(z[v] - mx);
                 for (int v = 0; v < V; v++) sc[v] = (scored){(float)(expf(z[v] - mx) / sum), v};
                 qsort(sc, (size_t)V, sizeof(scored), scored_desc);
-                if (json) printf("{\"text\": \"%s\", \"mask\": %d, \"predictions\": [", text, j);
+                if (json) {
+                    char qt[1024];
+                    visible(qt, sizeof qt, text);
+                    qt[strlen(qt) - 1] = 0;
+                    printf("{\"text\": \"%s\", \"mask\": %d, \"predictions\": [", qt + 1, j);
+                }
                 for (int r = 0; r < top_k && r < V; r++) {
                     size_t len;
-                    char *s = plm_tokenizer_decode(tok, &sc[r].id, 1, false, &len);
-                    if (json)
-                        printf("%s{\"token\": \"%s\", \"id\": %d, \"score\": %.6f}", r ? ", " : "", s ? s : "",
+                    char *s = plm_tokenizer_decode(tok, &sc[r].id, 1, false, &len), shown[128];
+                    visible(shown, sizeof shown, s);
+                    if (json) { /* the quoted form minus its quotes is a valid JSON string body */
+                        shown[strlen(shown) - 1] = 0;
+                        printf("%s{\"token\": \"%s\", \"id\": %d, \"score\": %.6f}", r ? ", " : "", shown + 1,
                                sc[r].id, sc[r].p);
-                    else
-                        printf("  mask %d  %5.1f%%  %-16s\n", j + 1, 100.0 * sc[r].p, s ? s : "");
+                    } else {
+                        printf("  [MASK] %d  %5.1f%%  %s\n", j + 1, 100.0 * sc[r].p, shown);
+                    }
                     free(s);
                 }
                 if (json) printf("]}\n");
