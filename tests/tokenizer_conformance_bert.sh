@@ -3,7 +3,9 @@
 # library): ids, byte offsets and word ids must be equal on every line of the whole
 # pretraining corpus, the GLUE, CoNLL and SQuAD text and a generated stress set
 # (bert-base-uncased; the stress set also cased), and BERT's character classes must be
-# HF's on every code point. Prints PASS/FAIL lines; SKIP when node_modules is absent.
+# HF's on every code point; a plm-trained tokenizer.json must encode the same in HF, and
+# plm's trainer must compress held-out text within 0.5% of HF's WordPieceTrainer.
+# Prints PASS/FAIL lines; SKIP when node_modules is absent.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -58,7 +60,27 @@ else
     echo "FAIL bert_plm_trained_tokenizer_json_in_hf: training failed: $(tail -1 "$tmp/train.log")"
 fi
 
-# 4. every line of the corpora (a sample under the sanitizers)
+# 4. the trainer against HF's WordPieceTrainer (vocab_size 30000, no special tokens) on
+# Moby-Dick + the KJV New Testament: tokens per byte on held-out text within 0.5%
+tr=("$DATA"/moby-dick/data.txt "$DATA"/kjv/kjv_new_testament.txt)
+if "$TOOL" train "$tmp/plm_vocab.txt" 30000 nospecial "${tr[@]}" 2>"$tmp/train.log" &&
+    node tests/ref/hf_wordpiece_train.js "$tmp/hf_vocab.txt" "${tr[@]}" >/dev/null 2>&1; then
+    for v in plm hf; do
+        { cat "$tmp/${v}_vocab.txt"; echo "[UNK]"; } >"$tmp/${v}_unk.txt"
+        "$TOOL" tpb "$tmp/${v}_unk.txt" "$DATA"/wikitext-2/wiki.test.tokens >"$tmp/${v}_tpb"
+    done
+    common=$(comm -12 <(sort "$tmp/plm_vocab.txt") <(sort "$tmp/hf_vocab.txt") | wc -l)
+    awk -v c="$common" -v np="$(wc -l <"$tmp/plm_vocab.txt")" -v nh="$(wc -l <"$tmp/hf_vocab.txt")" \
+        'NR == FNR { p = $5; next } { h = $5 } END {
+            d = (p / h - 1) * 100; if (d < 0) d = -d
+            msg = sprintf("vocab plm %d hf %d common %d; tokens/byte plm %.6f hf %.6f (%.3f%%)", np, nh, c, p, h, d)
+            if (d <= 0.5) print "PASS bert_trainer_vs_hf (" msg ")"; else print "FAIL bert_trainer_vs_hf: " msg }' \
+        "$tmp/plm_tpb" "$tmp/hf_tpb"
+else
+    echo "FAIL bert_trainer_vs_hf: training failed: $(tail -1 "$tmp/train.log")"
+fi
+
+# 5. every line of the corpora (a sample under the sanitizers)
 node tests/ref/squad_text.js "$DATA"/squad-v1.1/*.json >"$tmp/squad.txt"
 mapfile -t files < <(find "$DATA"/gutenberg "$DATA"/sotu "$DATA"/moby-dick "$DATA"/kjv "$DATA"/tinyshakespeare \
     "$DATA"/wikitext-2 "$DATA"/glue "$DATA"/conll2003 "$DATA"/squad-v1.1 -type f 2>/dev/null | sort)
