@@ -51,6 +51,14 @@ for mode in uncased cased; do
     compare "bert_stress_$mode" "$tmp/plm_stress_$mode" "$tmp/hf_stress_$mode"
 done
 
+# decode: HF's WordPiece decoder ("##" joining, cleanup, special tokens skipped) on the
+# stress set's ids and Moby-Dick's
+"$TOOL" encode "$VOCAB" uncased "$tmp/stress.txt" "$DATA"/moby-dick/data.txt |
+    sed -E 's/:[-0-9]+:[-0-9]+:[-0-9]+//g' >"$tmp/ids"
+"$TOOL" decode "$VOCAB" "$tmp/ids" >"$tmp/plm_decoded"
+node tests/ref/hf_wordpiece_decode.js "$VOCAB" "$tmp/ids" >"$tmp/hf_decoded"
+compare bert_decode_vs_hf "$tmp/plm_decoded" "$tmp/hf_decoded"
+
 # 3. a vocabulary plm trains, saved as tokenizer.json, encodes the same in HF
 if "$TOOL" train "$tmp/trained.json" 4000 special "$DATA"/moby-dick/data.txt 2>"$tmp/train.log"; then
     "$TOOL" encode "$tmp/trained.json" - "$tmp/stress.txt" "$DATA"/kjv/kjv_new_testament.txt >"$tmp/plm_trained"

@@ -1,5 +1,6 @@
 /* wordpiece_tool.c - driver for the WordPiece conformance scripts (not a test itself):
  *   wordpiece_tool unicode            per-code-point classification, as tests/ref/bert_unicode_dump.js
+ *   wordpiece_tool decode VOCAB IDS   decode lines of ids, as tests/ref/hf_wordpiece_decode.js
  *   wordpiece_tool unicode-raw        utf8proc's own properties, for tests/ref/gen_wordpiece_unicode.js
  *   wordpiece_tool encode VOCAB (uncased|cased) FILE...   (VOCAB may be a tokenizer.json)
  *        one output line per input line (split on "\n" only): "id:start:end:word ..."
@@ -216,7 +217,53 @@ static int tpb(const char *vocab, char **files, int nfiles) {
     return 0;
 }
 
+/* Decodes lines of space-separated ids (skipping special tokens), one output line each
+ * with "\\" and newlines escaped, as tests/ref/hf_wordpiece_decode.js prints. */
+static int decode_file(const char *vocab, const char *file) {
+    plm_tokenizer *t = plm_tokenizer_load_wordpiece(vocab, true);
+    size_t len;
+    char *buf = t ? plm_read_file(file, &len) : NULL;
+    if (!buf) {
+        fprintf(stderr, "%s\n", plm_last_error());
+        plm_tokenizer_free(t);
+        return 3;
+    }
+    int cap = 1024;
+    int32_t *ids = plm_malloc((size_t)cap * sizeof *ids);
+    for (char *p = buf, *end = buf + len; p < end;) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        char *le = nl ? nl : end;
+        int n = 0;
+        for (char *q = p; q < le;) {
+            char *e;
+            long v = strtol(q, &e, 10);
+            if (e == q) break;
+            if (n == cap) ids = plm_realloc(ids, (size_t)(cap *= 2) * sizeof *ids);
+            ids[n++] = (int32_t)v;
+            q = e;
+        }
+        size_t dl;
+        char *d = plm_tokenizer_decode(t, ids, n, true, &dl);
+        for (size_t i = 0; d && i < dl; i++) {
+            if (d[i] == '\\')
+                fputs("\\\\", stdout);
+            else if (d[i] == '\n')
+                fputs("\\n", stdout);
+            else
+                putchar(d[i]);
+        }
+        putchar('\n');
+        free(d);
+        p = nl ? nl + 1 : end;
+    }
+    free(ids);
+    free(buf);
+    plm_tokenizer_free(t);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 4 && !strcmp(argv[1], "decode")) return decode_file(argv[2], argv[3]);
     if (argc >= 5 && !strcmp(argv[1], "train"))
         return train(argv[2], atoi(argv[3]), strcmp(argv[4], "nospecial") != 0, argv + 5, argc - 5);
     if (argc >= 4 && !strcmp(argv[1], "tpb")) return tpb(argv[2], argv + 3, argc - 3);
