@@ -170,6 +170,14 @@ static void test_train(void) {
     }
     TEST_CHECK(t && singles == 10, "train_limit_alphabet", "%d single-char tokens", singles);
     plm_tokenizer_free(t);
+    f = fopen(path, "w");
+    fputs("good line\nbad \xff line\n", f);
+    fclose(f);
+    t = plm_tokenizer_train_wordpiece(files, 1, &o);
+    char want[64];
+    snprintf(want, sizeof want, "%s:2:", path);
+    TEST_CHECK(!t && strstr(plm_last_error(), want), "train_bad_utf8_names_line", "%s", plm_last_error());
+    plm_tokenizer_free(t);
     const char *missing[] = {"/nonexistent/corpus.txt"};
     t = plm_tokenizer_train_wordpiece(missing, 1, &o);
     TEST_CHECK(!t && strstr(plm_last_error(), "/nonexistent/corpus.txt"), "train_missing_file", "%s", plm_last_error());
