@@ -67,6 +67,16 @@ if "$TOOL" train "$tmp/trained.json" 4000 special "$DATA"/moby-dick/data.txt 2>"
 else
     echo "FAIL bert_plm_trained_tokenizer_json_in_hf: training failed: $(tail -1 "$tmp/train.log")"
 fi
+# the same on words made of combining marks, with a vocabulary trained on them: sub-word
+# offsets must follow HF's alignments through canonical reordering
+node tests/ref/gen_bert_stress.js "$tmp/marks.txt" 20000 marks
+if "$TOOL" train "$tmp/marks.json" 3000 special "$tmp/marks.txt" 2>"$tmp/train.log"; then
+    "$TOOL" encode "$tmp/marks.json" - "$tmp/marks.txt" >"$tmp/plm_marks"
+    node tests/ref/hf_wordpiece.js "$tmp/marks.json" - "$tmp/marks.txt" >"$tmp/hf_marks"
+    compare bert_combining_marks_subword_offsets "$tmp/plm_marks" "$tmp/hf_marks"
+else
+    echo "FAIL bert_combining_marks_subword_offsets: training failed: $(tail -1 "$tmp/train.log")"
+fi
 
 # 4. the trainer against HF's WordPieceTrainer (vocab_size 30000, no special tokens) on
 # Moby-Dick + the KJV New Testament: tokens per byte on held-out text within 0.5%
