@@ -3,8 +3,8 @@
  * the vocab.txt loader.
  *
  * The pipeline, per segment of input (a stretch with no added token in it):
- *   1. clean_text:    drop NUL, U+FFFD and "other" chars (Cc Cf Cn Co, not \t\n\r);
- *                     map whitespace to ' '.
+ *   1. clean_text:    drop NUL, U+FFFD and "other" chars (Cc Cf Co, not \t\n\r; HF's
+ *                     tables leave unassigned code points alone); map whitespace to ' '.
  *   2. chinese_chars: put ' ' around CJK ideographs.
  *   3. strip_accents: NFD (with canonical reordering), then drop Mn.
  *   4. lowercase:     Rust char::to_lowercase (full mapping: U+0130 -> "i\u0307").
@@ -340,10 +340,9 @@ static void pend_push(normst *st, uint32_t c, int chg) {
 }
 
 /* Stage 3: NFD one input char (with its alignment) into the pending run. */
-static void nfd_char(normst *st, uint32_t c, int32_t s, int32_t e, int chg_in) {
-    /* A char inserted by an earlier stage (CJK spaces) is an input char of this
-     * transform like any other: it consumes its own alignment slot. */
-    (void)chg_in;
+/* A char inserted by an earlier stage (CJK spaces) is an input char of this transform
+ * like any other: it consumes its own alignment slot. */
+static void nfd_char(normst *st, uint32_t c, int32_t s, int32_t e) {
     utf8proc_int32_t d[8];
     int nd;
     if (c < 0xC0 || in_ranges(wp_nfd_none, PLM_ARRAY_LEN(wp_nfd_none), c)) {
@@ -379,16 +378,16 @@ static void stage_cjk(normst *st, uint32_t c, int32_t s, int32_t e) {
         /* HF: (' ', +1), (c, 0), (' ', +1): inserted chars take the previous char's alignment */
         int32_t ps = st->any_prev ? st->prev_s : 0, pe = st->any_prev ? st->prev_e : 0;
         if (st->nm->strip_accents) {
-            nfd_char(st, ' ', ps, pe, 1);
-            nfd_char(st, c, s, e, 0);
-            nfd_char(st, ' ', s, e, 1);
+            nfd_char(st, ' ', ps, pe);
+            nfd_char(st, c, s, e);
+            nfd_char(st, ' ', s, e);
         } else {
             emit_lower(st, ' ', ps, pe);
             emit_lower(st, c, s, e);
             emit_lower(st, ' ', s, e);
         }
     } else if (st->nm->strip_accents) {
-        nfd_char(st, c, s, e, 0);
+        nfd_char(st, c, s, e);
     } else {
         emit_lower(st, c, s, e);
     }
