@@ -64,6 +64,11 @@ static void test_loader_errors(void) {
                t ? "wrong size" : plm_last_error());
     if (t) expect(t, "tiny_vocab_encode", "Hellos hello", "1:0:5 2:5:6 1:7:12");
     plm_tokenizer_free(t);
+    /* trailing Unicode whitespace is trimmed, as HF's trim_end */
+    t = from_text("[UNK]\nab\xc2\xa0\ncd\xe3\x80\x80 \r\n");
+    TEST_CHECK(t && plm_tokenizer_token_to_id(t, "ab") == 1 && plm_tokenizer_token_to_id(t, "cd") == 2,
+               "vocab_trims_unicode_whitespace", "%s", t ? "not trimmed" : plm_last_error());
+    plm_tokenizer_free(t);
     /* a vocabulary without [UNK]: an unknown word is an error, not a crash */
     t = from_text("a\nb\n");
     if (t) {

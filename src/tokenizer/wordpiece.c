@@ -754,8 +754,16 @@ plm_tokenizer *plm_wordpiece_from_vocab_text(const char *name, const char *data,
         size_t j = i;
         while (j < len && data[j] != '\n') j++;
         size_t k = j;
-        /* HF trims trailing whitespace (trim_end), which also takes a CRLF's \r */
-        while (k > i && (data[k - 1] == '\r' || data[k - 1] == ' ' || data[k - 1] == '\t')) k--;
+        /* HF trims trailing whitespace (Rust's trim_end: any White_Space char, so also a
+         * CRLF's \r and U+00A0, U+3000, ...) */
+        while (k > i) {
+            size_t q = k - 1; /* start of the last char */
+            while (q > i && ((unsigned char)data[q] & 0xC0) == 0x80 && k - q < 4) q--;
+            uint32_t cp;
+            if (utf8_decode((const unsigned char *)data + q, k - q, &cp) != (int)(k - q) || !plm_wp_is_whitespace(cp))
+                break;
+            k = q;
+        }
         const char *tok = data + i;
         size_t n = k - i;
         i = j + 1;
