@@ -3,7 +3,8 @@
 # library): ids, byte offsets and word ids must be equal on every line of the whole
 # pretraining corpus, the GLUE, CoNLL and SQuAD text and a generated stress set
 # (bert-base-uncased; the stress set also cased), and BERT's character classes must be
-# HF's on every code point; a plm-trained tokenizer.json must encode the same in HF, and
+# HF's on every code point; decode and [CLS] A [SEP] B [SEP] model inputs (truncation,
+# padding, masks) must be HF's; a plm-trained tokenizer.json must encode the same in HF, and
 # plm's trainer must compress held-out text within 0.5% of HF's WordPieceTrainer.
 # Prints PASS/FAIL lines; SKIP when node_modules is absent.
 set -u
@@ -58,6 +59,23 @@ done
 "$TOOL" decode "$VOCAB" "$tmp/ids" >"$tmp/plm_decoded"
 node tests/ref/hf_wordpiece_decode.js "$VOCAB" "$tmp/ids" >"$tmp/hf_decoded"
 compare bert_decode_vs_hf "$tmp/plm_decoded" "$tmp/hf_decoded"
+
+# model inputs: [CLS] A [SEP] B [SEP] on GLUE sentence pairs, CoLA singles and stress lines,
+# with each truncation strategy and padding: ids, type ids, attention and special-token
+# masks, offsets, word ids and sequence ids as HF's BertProcessing (errors included)
+{
+    awk -F '\t' 'NR > 1 { print $2 "\t" $3 }' "$DATA"/glue/RTE/train.tsv
+    awk -F '\t' 'NR > 1 { print $4 "\t" $5 }' "$DATA"/glue/MRPC/train.tsv
+    awk -F '\t' 'NR > 1 && NR < 2000 { print $2 "\t" $3 }' "$DATA"/glue/QNLI/dev.tsv
+    awk -F '\t' '{ print $4 }' "$DATA"/glue/CoLA/dev.tsv
+    head -3000 "$tmp/stress.txt" | tr -d '\t'
+} >"$tmp/pairs.txt"
+for cfg in "64 longest_first pad" "48 only_first nopad" "48 only_second pad" "0 longest_first nopad"; do
+    read -r ml st pd <<<"$cfg"
+    "$TOOL" pairs "$VOCAB" "$ml" "$st" "$pd" "$tmp/pairs.txt" >"$tmp/plm_pairs"
+    node tests/ref/hf_wordpiece_pairs.js "$VOCAB" "$ml" "$st" "$pd" "$tmp/pairs.txt" >"$tmp/hf_pairs"
+    compare "bert_model_inputs_${st}_${ml}_${pd}" "$tmp/plm_pairs" "$tmp/hf_pairs"
+done
 
 # 3. a vocabulary plm trains, saved as tokenizer.json, encodes the same in HF
 if "$TOOL" train "$tmp/trained.json" 4000 special "$DATA"/moby-dick/data.txt 2>"$tmp/train.log"; then

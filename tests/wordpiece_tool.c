@@ -1,6 +1,8 @@
 /* wordpiece_tool.c - driver for the WordPiece conformance scripts (not a test itself):
  *   wordpiece_tool unicode            per-code-point classification, as tests/ref/bert_unicode_dump.js
  *   wordpiece_tool decode VOCAB IDS   decode lines of ids, as tests/ref/hf_wordpiece_decode.js
+ *   wordpiece_tool pairs VOCAB MAXLEN (longest_first|only_first|only_second) (pad|nopad) FILE
+ *        model inputs of "A<TAB>B" lines, as tests/ref/hf_wordpiece_pairs.js prints
  *   wordpiece_tool unicode-raw        utf8proc's own properties, for tests/ref/gen_wordpiece_unicode.js
  *   wordpiece_tool encode VOCAB (uncased|cased) FILE...   (VOCAB may be a tokenizer.json)
  *        one output line per input line (split on "\n" only): "id:start:end:word ..."
@@ -262,7 +264,53 @@ static int decode_file(const char *vocab, const char *file) {
     return 0;
 }
 
+/* Model inputs for lines "A" or "A<TAB>B": [CLS] A [SEP] (B [SEP]) with truncation to
+ * max_len (0 = none) by strategy, padded to max_len if pad. One line per input line:
+ * "id,type,attention,special,start,end,word,seq ..." or "ERROR". */
+static int pairs(const char *vocab, int max_len, const char *strategy, bool pad, const char *file) {
+    plm_tokenizer *t = plm_tokenizer_load_wordpiece(vocab, true);
+    size_t len;
+    char *buf = t ? plm_read_file(file, &len) : NULL;
+    if (!buf) {
+        fprintf(stderr, "%s\n", plm_last_error());
+        plm_tokenizer_free(t);
+        return 3;
+    }
+    plm_encode_opts o;
+    plm_encode_opts_default(&o);
+    o.max_length = max_len;
+    o.truncation = !strcmp(strategy, "only_first")    ? PLM_TRUNC_ONLY_FIRST
+                   : !strcmp(strategy, "only_second") ? PLM_TRUNC_ONLY_SECOND
+                                                      : PLM_TRUNC_LONGEST_FIRST;
+    o.pad_to_max_length = pad;
+    plm_encoding e;
+    plm_encoding_init(&e);
+    for (char *p = buf, *end = buf + len; p < end;) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        char *le = nl ? nl : end;
+        char *tab = memchr(p, '\t', (size_t)(le - p));
+        const char *b = tab ? tab + 1 : NULL;
+        size_t alen = (size_t)((tab ? tab : le) - p), blen = tab ? (size_t)(le - b) : 0;
+        if (plm_tokenizer_encode_full(t, p, alen, b, blen, &o, &e) != 0) {
+            puts("ERROR");
+        } else {
+            for (int i = 0; i < e.n; i++)
+                printf(i ? " %d,%d,%d,%d,%d,%d,%d,%d" : "%d,%d,%d,%d,%d,%d,%d,%d", e.ids[i], e.type_ids[i],
+                       e.attention_mask[i], e.special_mask[i], e.offsets[2 * i], e.offsets[2 * i + 1], e.word_ids[i],
+                       e.seq_ids[i]);
+            putchar('\n');
+        }
+        p = nl ? nl + 1 : end;
+    }
+    plm_encoding_free(&e);
+    free(buf);
+    plm_tokenizer_free(t);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 7 && !strcmp(argv[1], "pairs"))
+        return pairs(argv[2], atoi(argv[3]), argv[4], !strcmp(argv[5], "pad"), argv[6]);
     if (argc == 4 && !strcmp(argv[1], "decode")) return decode_file(argv[2], argv[3]);
     if (argc >= 5 && !strcmp(argv[1], "train"))
         return train(argv[2], atoi(argv[3]), strcmp(argv[4], "nospecial") != 0, argv + 5, argc - 5);
