@@ -64,6 +64,11 @@ static void test_loader_errors(void) {
                t ? "wrong size" : plm_last_error());
     if (t) expect(t, "tiny_vocab_encode", "Hellos hello", "1:0:5 2:5:6 1:7:12");
     plm_tokenizer_free(t);
+    /* trailing Unicode whitespace is trimmed, as HF's trim_end */
+    t = from_text("[UNK]\nab\xc2\xa0\ncd\xe3\x80\x80 \r\n");
+    TEST_CHECK(t && plm_tokenizer_token_to_id(t, "ab") == 1 && plm_tokenizer_token_to_id(t, "cd") == 2,
+               "vocab_trims_unicode_whitespace", "%s", t ? "not trimmed" : plm_last_error());
+    plm_tokenizer_free(t);
     /* a vocabulary without [UNK]: an unknown word is an error, not a crash */
     t = from_text("a\nb\n");
     if (t) {
@@ -169,6 +174,14 @@ static void test_train(void) {
         if (strlen(tok) == 1) singles++;
     }
     TEST_CHECK(t && singles == 10, "train_limit_alphabet", "%d single-char tokens", singles);
+    plm_tokenizer_free(t);
+    f = fopen(path, "w");
+    fputs("good line\nbad \xff line\n", f);
+    fclose(f);
+    t = plm_tokenizer_train_wordpiece(files, 1, &o);
+    char want[64];
+    snprintf(want, sizeof want, "%s:2:", path);
+    TEST_CHECK(!t && strstr(plm_last_error(), want), "train_bad_utf8_names_line", "%s", plm_last_error());
     plm_tokenizer_free(t);
     const char *missing[] = {"/nonexistent/corpus.txt"};
     t = plm_tokenizer_train_wordpiece(missing, 1, &o);

@@ -1,5 +1,8 @@
 /* wordpiece_tool.c - driver for the WordPiece conformance scripts (not a test itself):
  *   wordpiece_tool unicode            per-code-point classification, as tests/ref/bert_unicode_dump.js
+ *   wordpiece_tool decode VOCAB IDS   decode lines of ids, as tests/ref/hf_wordpiece_decode.js
+ *   wordpiece_tool pairs VOCAB MAXLEN (longest_first|only_first|only_second) (pad|nopad) FILE
+ *        model inputs of "A<TAB>B" lines, as tests/ref/hf_wordpiece_pairs.js prints
  *   wordpiece_tool unicode-raw        utf8proc's own properties, for tests/ref/gen_wordpiece_unicode.js
  *   wordpiece_tool encode VOCAB (uncased|cased) FILE...   (VOCAB may be a tokenizer.json)
  *        one output line per input line (split on "\n" only): "id:start:end:word ..."
@@ -216,7 +219,99 @@ static int tpb(const char *vocab, char **files, int nfiles) {
     return 0;
 }
 
+/* Decodes lines of space-separated ids (skipping special tokens), one output line each
+ * with "\\" and newlines escaped, as tests/ref/hf_wordpiece_decode.js prints. */
+static int decode_file(const char *vocab, const char *file) {
+    plm_tokenizer *t = plm_tokenizer_load_wordpiece(vocab, true);
+    size_t len;
+    char *buf = t ? plm_read_file(file, &len) : NULL;
+    if (!buf) {
+        fprintf(stderr, "%s\n", plm_last_error());
+        plm_tokenizer_free(t);
+        return 3;
+    }
+    int cap = 1024;
+    int32_t *ids = plm_malloc((size_t)cap * sizeof *ids);
+    for (char *p = buf, *end = buf + len; p < end;) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        char *le = nl ? nl : end;
+        int n = 0;
+        for (char *q = p; q < le;) {
+            char *e;
+            long v = strtol(q, &e, 10);
+            if (e == q) break;
+            if (n == cap) ids = plm_realloc(ids, (size_t)(cap *= 2) * sizeof *ids);
+            ids[n++] = (int32_t)v;
+            q = e;
+        }
+        size_t dl;
+        char *d = plm_tokenizer_decode(t, ids, n, true, &dl);
+        for (size_t i = 0; d && i < dl; i++) {
+            if (d[i] == '\\')
+                fputs("\\\\", stdout);
+            else if (d[i] == '\n')
+                fputs("\\n", stdout);
+            else
+                putchar(d[i]);
+        }
+        putchar('\n');
+        free(d);
+        p = nl ? nl + 1 : end;
+    }
+    free(ids);
+    free(buf);
+    plm_tokenizer_free(t);
+    return 0;
+}
+
+/* Model inputs for lines "A" or "A<TAB>B": [CLS] A [SEP] (B [SEP]) with truncation to
+ * max_len (0 = none) by strategy, padded to max_len if pad. One line per input line:
+ * "id,type,attention,special,start,end,word,seq ..." or "ERROR". */
+static int pairs(const char *vocab, int max_len, const char *strategy, bool pad, const char *file) {
+    plm_tokenizer *t = plm_tokenizer_load_wordpiece(vocab, true);
+    size_t len;
+    char *buf = t ? plm_read_file(file, &len) : NULL;
+    if (!buf) {
+        fprintf(stderr, "%s\n", plm_last_error());
+        plm_tokenizer_free(t);
+        return 3;
+    }
+    plm_encode_opts o;
+    plm_encode_opts_default(&o);
+    o.max_length = max_len;
+    o.truncation = !strcmp(strategy, "only_first")    ? PLM_TRUNC_ONLY_FIRST
+                   : !strcmp(strategy, "only_second") ? PLM_TRUNC_ONLY_SECOND
+                                                      : PLM_TRUNC_LONGEST_FIRST;
+    o.pad_to_max_length = pad;
+    plm_encoding e;
+    plm_encoding_init(&e);
+    for (char *p = buf, *end = buf + len; p < end;) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        char *le = nl ? nl : end;
+        char *tab = memchr(p, '\t', (size_t)(le - p));
+        const char *b = tab ? tab + 1 : NULL;
+        size_t alen = (size_t)((tab ? tab : le) - p), blen = tab ? (size_t)(le - b) : 0;
+        if (plm_tokenizer_encode_full(t, p, alen, b, blen, &o, &e) != 0) {
+            puts("ERROR");
+        } else {
+            for (int i = 0; i < e.n; i++)
+                printf(i ? " %d,%d,%d,%d,%d,%d,%d,%d" : "%d,%d,%d,%d,%d,%d,%d,%d", e.ids[i], e.type_ids[i],
+                       e.attention_mask[i], e.special_mask[i], e.offsets[2 * i], e.offsets[2 * i + 1], e.word_ids[i],
+                       e.seq_ids[i]);
+            putchar('\n');
+        }
+        p = nl ? nl + 1 : end;
+    }
+    plm_encoding_free(&e);
+    free(buf);
+    plm_tokenizer_free(t);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 7 && !strcmp(argv[1], "pairs"))
+        return pairs(argv[2], atoi(argv[3]), argv[4], !strcmp(argv[5], "pad"), argv[6]);
+    if (argc == 4 && !strcmp(argv[1], "decode")) return decode_file(argv[2], argv[3]);
     if (argc >= 5 && !strcmp(argv[1], "train"))
         return train(argv[2], atoi(argv[3]), strcmp(argv[4], "nospecial") != 0, argv + 5, argc - 5);
     if (argc >= 4 && !strcmp(argv[1], "tpb")) return tpb(argv[2], argv + 3, argc - 3);

@@ -4,6 +4,7 @@
  * (HF rejects unknown top-level fields but accepts unreferenced template tokens). */
 #include "tokenizer/internal.h"
 #include "tokenizer/bpe.h"
+#include "tokenizer/wordpiece.h"
 #include "core/common.h"
 
 #include <cjson/cJSON.h>
@@ -243,6 +244,7 @@ plm_tokenizer *plm_tokenizer_load(const char *path) {
             }
             t->wp_max_input_chars = (int)mx->valuedouble;
         }
+        plm_wordpiece_prepare(t); /* model vocab and prefix are final; added-only tokens come next */
     } else {
         plm_error("%s: model type \"%s\" is not supported (BPE or WordPiece)", path, mt);
         goto fail;

@@ -3,8 +3,8 @@
  * the vocab.txt loader.
  *
  * The pipeline, per segment of input (a stretch with no added token in it):
- *   1. clean_text:    drop NUL, U+FFFD and "other" chars (Cc Cf Cn Co, not \t\n\r);
- *                     map whitespace to ' '.
+ *   1. clean_text:    drop NUL, U+FFFD and "other" chars (Cc Cf Co, not \t\n\r; HF's
+ *                     tables leave unassigned code points alone); map whitespace to ' '.
  *   2. chinese_chars: put ' ' around CJK ideographs.
  *   3. strip_accents: NFD (with canonical reordering), then drop Mn.
  *   4. lowercase:     Rust char::to_lowercase (full mapping: U+0130 -> "i\u0307").
@@ -340,10 +340,9 @@ static void pend_push(normst *st, uint32_t c, int chg) {
 }
 
 /* Stage 3: NFD one input char (with its alignment) into the pending run. */
-static void nfd_char(normst *st, uint32_t c, int32_t s, int32_t e, int chg_in) {
-    /* A char inserted by an earlier stage (CJK spaces) is an input char of this
-     * transform like any other: it consumes its own alignment slot. */
-    (void)chg_in;
+/* A char inserted by an earlier stage (CJK spaces) is an input char of this transform
+ * like any other: it consumes its own alignment slot. */
+static void nfd_char(normst *st, uint32_t c, int32_t s, int32_t e) {
     utf8proc_int32_t d[8];
     int nd;
     if (c < 0xC0 || in_ranges(wp_nfd_none, PLM_ARRAY_LEN(wp_nfd_none), c)) {
@@ -379,16 +378,16 @@ static void stage_cjk(normst *st, uint32_t c, int32_t s, int32_t e) {
         /* HF: (' ', +1), (c, 0), (' ', +1): inserted chars take the previous char's alignment */
         int32_t ps = st->any_prev ? st->prev_s : 0, pe = st->any_prev ? st->prev_e : 0;
         if (st->nm->strip_accents) {
-            nfd_char(st, ' ', ps, pe, 1);
-            nfd_char(st, c, s, e, 0);
-            nfd_char(st, ' ', s, e, 1);
+            nfd_char(st, ' ', ps, pe);
+            nfd_char(st, c, s, e);
+            nfd_char(st, ' ', s, e);
         } else {
             emit_lower(st, ' ', ps, pe);
             emit_lower(st, c, s, e);
             emit_lower(st, ' ', s, e);
         }
     } else if (st->nm->strip_accents) {
-        nfd_char(st, c, s, e, 0);
+        nfd_char(st, c, s, e);
     } else {
         emit_lower(st, c, s, e);
     }
@@ -519,15 +518,19 @@ int plm_wp_pretokenize(const plm_wp_norm *nm, const char *text, size_t len, plm_
  * in continuation tokens ("##ing" -> "ing"). Greedy longest-match-first is then one walk
  * down the trie remembering the last token seen, instead of one hash lookup per
  * candidate length. Children live in one open-addressing table keyed by (node, byte). */
+struct trie_slot {
+    uint32_t key; /* (node << 8 | byte) + 1; 0 = empty */
+    int32_t child;
+};
+
 typedef struct {
     int max_token_len; /* longest vocabulary token in bytes */
     int ndense;        /* nodes below this (the roots and their children) have dense rows */
     int32_t *dense;    /* ndense * 256 children, -1 = none: the hot top of the trie */
     int nnodes, capnodes;
-    int32_t *term;   /* node -> token id, -1 if no token ends here */
-    uint32_t nslots; /* power of two */
-    uint32_t *key;   /* (node << 8 | byte) + 1; 0 = empty */
-    int32_t *child;
+    int32_t *term;          /* node -> token id, -1 if no token ends here */
+    uint32_t nslots;        /* power of two */
+    struct trie_slot *slot; /* key and child side by side: one cache line per probe */
 } wp_data;
 
 static uint32_t trie_slot(uint32_t k, uint32_t nslots) { return (k * 0x9E3779B1u) >> 7 & (nslots - 1); }
@@ -536,8 +539,8 @@ static int32_t trie_next(const wp_data *d, int32_t node, unsigned char b) {
     if (node < d->ndense) return d->dense[node * 256 + b];
     uint32_t k = ((uint32_t)node << 8 | b) + 1;
     for (uint32_t j = trie_slot(k, d->nslots);; j = (j + 1) & (d->nslots - 1)) {
-        if (d->key[j] == k) return d->child[j];
-        if (d->key[j] == 0) return -1;
+        if (d->slot[j].key == k) return d->slot[j].child;
+        if (d->slot[j].key == 0) return -1;
     }
 }
 
@@ -558,9 +561,8 @@ static void trie_insert(wp_data *d, int32_t root, const char *s, int n, int32_t 
             } else {
                 uint32_t k = ((uint32_t)node << 8 | c) + 1;
                 uint32_t j = trie_slot(k, d->nslots);
-                while (d->key[j]) j = (j + 1) & (d->nslots - 1);
-                d->key[j] = k;
-                d->child[j] = nx;
+                while (d->slot[j].key) j = (j + 1) & (d->nslots - 1);
+                d->slot[j] = (struct trie_slot){k, nx};
             }
         }
         node = nx;
@@ -586,8 +588,7 @@ void plm_wordpiece_prepare(plm_tokenizer *t) {
     }
     b.nslots = 1024;
     while (b.nslots < 2 * total) b.nslots *= 2;
-    b.key = plm_calloc(b.nslots, sizeof *b.key);
-    b.child = plm_malloc(b.nslots * sizeof *b.child);
+    b.slot = plm_calloc(b.nslots, sizeof *b.slot);
     b.capnodes = 1024;
     b.term = plm_malloc((size_t)b.capnodes * sizeof *b.term);
     b.nnodes = 2;
@@ -613,23 +614,29 @@ void plm_wordpiece_prepare(plm_tokenizer *t) {
         if (P > 0 && (size_t)n > P && !memcmp(tok, t->wp_prefix, P)) trie_insert(&b, 1, tok + P, n - (int)P, i);
     }
     size_t hdr = (sizeof b + 15) & ~(size_t)15;
+    /* the final table is sized by the nodes actually in it (load <= 1/2), to stay small in cache */
+    uint32_t nsl = 1024;
+    while (nsl < 2 * (uint32_t)(b.nnodes - b.ndense)) nsl *= 2;
     size_t ndense = (size_t)b.ndense * 256;
-    char *blk = plm_malloc(hdr + (size_t)b.nnodes * sizeof *b.term + b.nslots * (sizeof *b.key + sizeof *b.child) +
-                           ndense * sizeof *b.dense);
+    char *blk = plm_malloc(hdr + nsl * sizeof *b.slot + ndense * sizeof *b.dense + (size_t)b.nnodes * sizeof *b.term);
     wp_data *d = (wp_data *)blk;
     *d = b;
-    d->key = (uint32_t *)(blk + hdr);
-    d->child = (int32_t *)(d->key + b.nslots);
-    d->dense = d->child + b.nslots;
+    d->slot = (struct trie_slot *)(blk + hdr);
+    d->nslots = nsl;
+    d->dense = (int32_t *)(d->slot + nsl);
     d->term = d->dense + ndense;
     d->capnodes = b.nnodes;
+    memset(d->slot, 0, nsl * sizeof *d->slot);
+    for (uint32_t i = 0; i < b.nslots; i++) {
+        if (!b.slot[i].key) continue;
+        uint32_t j = trie_slot(b.slot[i].key, nsl);
+        while (d->slot[j].key) j = (j + 1) & (nsl - 1);
+        d->slot[j] = b.slot[i];
+    }
     memcpy(d->dense, b.dense, ndense * sizeof *b.dense);
-    free(b.dense);
-    memcpy(d->key, b.key, b.nslots * sizeof *b.key);
-    memcpy(d->child, b.child, b.nslots * sizeof *b.child);
     memcpy(d->term, b.term, (size_t)b.nnodes * sizeof *b.term);
-    free(b.key);
-    free(b.child);
+    free(b.dense);
+    free(b.slot);
     free(b.term);
     t->wp_data = d;
 }
@@ -722,7 +729,7 @@ int plm_wordpiece_encode_segment(const plm_tokenizer *t, const char *text, size_
                                  plm_encoding *out) {
     plm_wp_norm nm = plm_wp_norm_of(t);
     const wp_data *d = t->wp_data;
-    enc_ctx c = {t, out, base, word, NULL, 0, d ? d->max_token_len : 0, d && d->key ? d : NULL};
+    enc_ctx c = {t, out, base, word, NULL, 0, d ? d->max_token_len : 0, d && d->slot ? d : NULL};
     int rc = plm_wp_pretokenize(&nm, text, len, encode_word, &c);
     free(c.buf);
     return rc ? -1 : 0;
@@ -747,8 +754,16 @@ plm_tokenizer *plm_wordpiece_from_vocab_text(const char *name, const char *data,
         size_t j = i;
         while (j < len && data[j] != '\n') j++;
         size_t k = j;
-        /* HF trims trailing whitespace (trim_end), which also takes a CRLF's \r */
-        while (k > i && (data[k - 1] == '\r' || data[k - 1] == ' ' || data[k - 1] == '\t')) k--;
+        /* HF trims trailing whitespace (Rust's trim_end: any White_Space char, so also a
+         * CRLF's \r and U+00A0, U+3000, ...) */
+        while (k > i) {
+            size_t q = k - 1; /* start of the last char */
+            while (q > i && ((unsigned char)data[q] & 0xC0) == 0x80 && k - q < 4) q--;
+            uint32_t cp;
+            if (utf8_decode((const unsigned char *)data + q, k - q, &cp) != (int)(k - q) || !plm_wp_is_whitespace(cp))
+                break;
+            k = q;
+        }
         const char *tok = data + i;
         size_t n = k - i;
         i = j + 1;

@@ -28,8 +28,10 @@ int plm_wp_pretokenize(const plm_wp_norm *nm, const char *text, size_t len, plm_
 /* The normalised text alone (malloc'ed, NUL-terminated), or NULL on invalid UTF-8. */
 char *plm_wp_normalize(const plm_wp_norm *nm, const char *text, size_t len, size_t *outlen);
 
-/* Derived data the encoder uses (longest token length); called by the loaders and by
- * tokenizer_json.c after it has filled a WordPiece vocabulary. Idempotent. */
+/* Builds what the encoder matches with (a trie of the vocabulary, in t->wp_data, one
+ * malloc block). Called by the loaders and the trainer, and by tokenizer_json.c once the
+ * model vocabulary is filled, before added-only tokens are appended: those are not
+ * WordPiece pieces in HF. Without it encoding is still correct, only slower. */
 void plm_wordpiece_prepare(plm_tokenizer *t);
 
 /* Parses a vocab.txt held in memory ("name" is used in error messages) into a new
@@ -38,7 +40,7 @@ plm_tokenizer *plm_wordpiece_from_vocab_text(const char *name, const char *data,
 
 /* Character classes of BERT's BasicTokenizer as HF implements them (exposed for tests). */
 bool plm_wp_is_whitespace(uint32_t c); /* Rust char::is_whitespace + \t \n \r */
-bool plm_wp_is_control(uint32_t c);    /* dropped by clean_text: Cc Cf Cn Co (not \t \n \r) */
+bool plm_wp_is_control(uint32_t c);    /* dropped by clean_text: Cc Cf Co as HF (not \t \n \r, not Cn) */
 bool plm_wp_is_punct(uint32_t c);      /* ASCII 33-47 58-64 91-96 123-126 + Unicode P* */
 bool plm_wp_is_cjk(uint32_t c);        /* the CJK ideograph blocks BERT isolates */
 

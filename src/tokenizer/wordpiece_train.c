@@ -22,7 +22,8 @@
 typedef struct {
     uint64_t hash;
     int64_t count;
-    uint32_t off, len; /* in the arena */
+    uint64_t off; /* in the arena */
+    uint32_t len;
 } wc_entry;
 
 typedef struct {
@@ -66,7 +67,7 @@ static int wc_add(void *ctx, const char *w, int len, const int32_t *s, const int
     }
     memcpy(m->arena + m->alen, w, (size_t)len);
     m->arena[m->alen + (size_t)len] = 0;
-    m->e[j] = (wc_entry){h, 1, (uint32_t)m->alen, (uint32_t)len};
+    m->e[j] = (wc_entry){h, 1, (uint64_t)m->alen, (uint32_t)len};
     m->alen += (size_t)len + 1;
     m->n++;
     return 0;
@@ -280,16 +281,15 @@ plm_tokenizer *plm_tokenizer_train_wordpiece(const char *const *files, int nfile
     plm_vocab *v = &t->vocab;
     for (int i = 0; i < o->n_special; i++) plm_vocab_add(v, o->special_tokens[i], strlen(o->special_tokens[i]));
 
-    /* the alphabet, weighted by word counts */
     int nw = 0;
     wc_entry *words = plm_malloc(((size_t)wc.n + 1) * sizeof *words);
     for (uint32_t i = 0; i < wc.nslots; i++)
         if (wc.e[i].count) words[nw++] = wc.e[i];
     free(wc.e);
+    /* the alphabet: distinct chars (a hash set), then their counts weighted by word counts */
     int na = 0, capa = 1024;
     achar *alpha = plm_malloc((size_t)capa * sizeof *alpha);
     {
-        /* code point -> index in alpha, via a small open-addressing table */
         uint32_t ns = 1 << 12;
         int32_t *slot = plm_malloc(ns * sizeof *slot);
         memset(slot, -1, ns * sizeof *slot);
@@ -301,32 +301,24 @@ plm_tokenizer *plm_tokenizer_train_wordpiece(const char *const *files, int nfile
                 i += (uint32_t)k;
                 uint32_t j = phash(c + 1) & (ns - 1);
                 while (slot[j] >= 0 && alpha[slot[j]].c != c) j = (j + 1) & (ns - 1);
-                if (slot[j] < 0) {
-                    if (na == capa) alpha = plm_realloc(alpha, (size_t)(capa *= 2) * sizeof *alpha);
-                    alpha[na] = (achar){c, 0};
-                    slot[j] = na++;
-                    if (2 * (uint32_t)na > ns) { /* rehash */
-                        ns *= 2;
-                        slot = plm_realloc(slot, ns * sizeof *slot);
-                        memset(slot, -1, ns * sizeof *slot);
-                        for (int a = 0; a < na; a++) {
-                            uint32_t q = phash(alpha[a].c + 1) & (ns - 1);
-                            while (slot[q] >= 0) q = (q + 1) & (ns - 1);
-                            slot[q] = a;
-                        }
-                        continue;
+                if (slot[j] >= 0) continue;
+                if (na == capa) alpha = plm_realloc(alpha, (size_t)(capa *= 2) * sizeof *alpha);
+                alpha[na] = (achar){c, 0};
+                slot[j] = na++;
+                if (2 * (uint32_t)na > ns) { /* grow and rehash */
+                    ns *= 2;
+                    slot = plm_realloc(slot, ns * sizeof *slot);
+                    memset(slot, -1, ns * sizeof *slot);
+                    for (int a = 0; a < na; a++) {
+                        uint32_t q = phash(alpha[a].c + 1) & (ns - 1);
+                        while (slot[q] >= 0) q = (q + 1) & (ns - 1);
+                        slot[q] = a;
                     }
                 }
-                alpha[slot[j]].n += words[w].count;
             }
         }
         free(slot);
-    }
-    /* the rehash above skips counting the char that triggered it: count it again */
-    {
-        /* recount exactly (cheap): zero counts, then one pass with a sorted array lookup */
         qsort(alpha, (size_t)na, sizeof *alpha, cmp_cp);
-        for (int a = 0; a < na; a++) alpha[a].n = 0;
         for (int w = 0; w < nw; w++) {
             const unsigned char *s = (const unsigned char *)wc.arena + words[w].off;
             for (uint32_t i = 0; i < words[w].len;) {

@@ -6,6 +6,7 @@
 #ifndef PLM_WORDPIECE_UNICODE_H
 #define PLM_WORDPIECE_UNICODE_H
 #include <stdint.h>
+/* clang-format off */
 static const uint32_t wp_other_extra[][2] = {
     {0xFFFFFFFF, 0xFFFFFFFF},
 };
@@ -256,4 +257,5 @@ static const uint32_t wp_lower_pairs[][2] = {
     {0x16EB8, 0x16ED3},
     {0xFFFFFFFF, 0xFFFFFFFF},
 };
+/* clang-format on */
 #endif

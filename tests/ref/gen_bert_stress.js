@@ -3,7 +3,7 @@
 // out of canonical order), CJK, emoji ZWJ sequences, control and format characters,
 // long digit runs, whitespace runs, words longer than max_input_chars_per_word, cased
 // and accented Latin/Greek/Cyrillic, Hangul, and the case-mapping oddities (U+0130, ß).
-// Usage: node gen_bert_stress.js OUT [LINES]
+// Usage: node gen_bert_stress.js OUT [LINES [marks]]
 'use strict';
 const fs = require('fs');
 let seed = 0x9e3779b9;
@@ -42,10 +42,31 @@ const gens = [
   () => range(0x0600, 0x06ff) + range(0x0900, 0x097f) + range(0x0e00, 0x0e7f) + range(0x0f00, 0x0fff), // scripts with marks
   () => range(0x1100, 0x1112) + range(0x1161, 0x1175) + range(0x11a8, 0x11c2), // conjoining jamo
   () => range(0x1d400, 0x1d7ff) + range(0x10400, 0x1044f), // math alphanumerics, Deseret (case)
+  () => { // canonical reordering: precomposed letters, marks of many classes, spacing marks with ccc != 0
+    const parts = ['A', 'e', 'Å', 'ḉ', 'ǖ', 'ῂ', 'ᾷ', '한', '각', 'İ', 'Ǆ', 'ﬀ', 'ﬁ', '\u0f73', '\u0f75', '\u0f81',
+      '\u0301', '\u0316', '\u0327', '\u0334', '\u0345', '\u05b0', '\u0654', '\u0655', '\u093c', '\u0e38',
+      '\u302e', '\u302f', '\u{1d165}', '\u{1d16d}', '\u{16ff0}', '\u{16ff1}', '\u1161', '\u11a8', '\u0903', '\u0f39',
+      '\u{1e94a}', '\u{11938}', '\u{1d15e}', '\u{1d1bb}', '\u2126', '\u212b', '\u1e9e', '\u0130', '\u03a3'];
+    let w = '';
+    for (let k = 1 + int(8); k > 0; k--) w += pick(parts);
+    return w;
+  },
 ];
 
 const n = +(process.argv[3] || 20000);
 const lines = [];
+if (process.argv[4] === 'marks') {
+  // dense combining-mark words only: with a vocabulary trained on them, sub-word offsets
+  // show how alignments follow canonical reordering
+  const markGen = gens[gens.length - 1];
+  for (let i = 0; i < n; i++) {
+    let s = '';
+    for (let k = 1 + int(4); k > 0; k--) s += markGen() + (rnd() < 0.5 ? ' ' : '');
+    lines.push(s);
+  }
+  fs.writeFileSync(process.argv[2], lines.join('\n') + '\n');
+  process.exit(0);
+}
 for (let i = 0; i < n; i++) {
   const parts = 1 + int(12);
   let s = '';

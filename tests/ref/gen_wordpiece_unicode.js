@@ -78,6 +78,7 @@ let h = `/* wordpiece_unicode.h - where HF tokenizers' character tables (Rust st
 #ifndef PLM_WORDPIECE_UNICODE_H
 #define PLM_WORDPIECE_UNICODE_H
 #include <stdint.h>
+/* clang-format off */
 `;
 for (const [name, xs] of Object.entries(sets)) {
   const rs = ranges(xs);
@@ -91,6 +92,7 @@ h += `/* Rust's lowercase where utf8proc's differs: {code point, lowercase}, sor
 static const uint32_t wp_lower_pairs[][2] = {
 ${lowerFix.map(([a, b]) => `    {${a === 0xffffffff ? '0xFFFFFFFF' : hex(a)}, ${b === 0xffffffff ? '0xFFFFFFFF' : hex(b)}},`).join('\n')}
 };
+/* clang-format on */
 #endif
 `;
 process.stdout.write(h);
