@@ -21,9 +21,12 @@ int main(int argc, char **argv) {
     const char *cfg = "tiny", *obj = "clm";
     int steps = 10;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--config") == 0) cfg = argv[i + 1];
-        else if (strcmp(argv[i], "--objective") == 0) obj = argv[i + 1];
-        else if (strcmp(argv[i], "--steps") == 0) steps = atoi(argv[i + 1]);
+        if (strcmp(argv[i], "--config") == 0)
+            cfg = argv[i + 1];
+        else if (strcmp(argv[i], "--objective") == 0)
+            obj = argv[i + 1];
+        else if (strcmp(argv[i], "--steps") == 0)
+            steps = atoi(argv[i + 1]);
         else {
             fprintf(stderr, "plm_step: unknown option %s\n", argv[i]);
             return 2;
@@ -77,7 +80,12 @@ int main(int argc, char **argv) {
     for (int s = -3; s < steps; s++) {
         double t0 = plm_now();
         plm_model_zero_grad(m);
-        plm_batch b = {.B = B, .T = T, .input_ids = ids, .labels = labels, .causal = !mlm, .training = true,
+        plm_batch b = {.B = B,
+                       .T = T,
+                       .input_ids = ids,
+                       .labels = labels,
+                       .causal = !mlm,
+                       .training = true,
                        .dropout_seed = (uint64_t)(s + 100)};
         plm_model_forward(m, &b, true, 1.0f);
         plm_clip_grad_norm(m, 1.0);

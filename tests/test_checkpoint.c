@@ -48,8 +48,7 @@ int main(void) {
         TEST_CHECK(r != NULL, name, "%s", plm_last_error());
         if (!r) continue;
         snprintf(name, sizeof name, "roundtrip_bit_exact_%s", an);
-        TEST_CHECK(r->num_params == m->num_params &&
-                       memcmp(r->params, m->params, m->num_params * sizeof(float)) == 0 &&
+        TEST_CHECK(r->num_params == m->num_params && memcmp(r->params, m->params, m->num_params * sizeof(float)) == 0 &&
                        memcmp(&r->config, &m->config, sizeof(plm_config)) == 0,
                    name, "weights or config differ after save/load");
         /* HF layout: GPT-2 Conv1D is [in, out]; BERT query is [out, in] */
@@ -78,8 +77,8 @@ int main(void) {
         fclose(f);
         snprintf(name, sizeof name, "truncated_refused_%s", an);
         plm_model *bad = plm_model_load(sub);
-        TEST_CHECK(!bad && strstr(plm_last_error(), "model.safetensors") && strstr(plm_last_error(), "truncated"),
-                   name, "got: %s", bad ? "(loaded)" : plm_last_error());
+        TEST_CHECK(!bad && strstr(plm_last_error(), "model.safetensors") && strstr(plm_last_error(), "truncated"), name,
+                   "got: %s", bad ? "(loaded)" : plm_last_error());
         plm_model_free(bad);
         /* one flipped byte in the data */
         copy[len - 5] ^= 0x40;
@@ -132,8 +131,8 @@ int main(void) {
     TEST_CHECK(plm_config_load(&c, cfgp) != 0 && strstr(plm_last_error(), "model_type"), "config_unknown_type",
                "got: %s", plm_last_error());
     write_text(cfgp, "{\"n_embd\": \"big\", \"model_type\": \"gpt2\"}");
-    TEST_CHECK(plm_config_load(&c, cfgp) != 0 && strstr(plm_last_error(), "n_embd"), "config_wrong_type",
-               "got: %s", plm_last_error());
+    TEST_CHECK(plm_config_load(&c, cfgp) != 0 && strstr(plm_last_error(), "n_embd"), "config_wrong_type", "got: %s",
+               plm_last_error());
     write_text(cfgp, "{\"model_type\": \"gpt2\", \"n_embd\": 64, \"n_head\": 4, \"n_layer\": 3, \"n_inner\": null}");
     TEST_CHECK(plm_config_load(&c, cfgp) == 0 && c.hidden_size == 64 && c.intermediate_size == 256 &&
                    c.num_hidden_layers == 3 && c.is_decoder && c.pre_layernorm,

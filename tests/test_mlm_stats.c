@@ -34,7 +34,8 @@ int main(void) {
     plm_rng r;
     plm_rng_seed(&r, 7, 0);
     for (size_t i = 0; i < n; i++)
-        s.ids[i] = plm_rng_uniform(&r) < 0.05f ? (int32_t)plm_rng_below(&r, 5) : (int32_t)(5 + plm_rng_below(&r, V - 5));
+        s.ids[i] =
+            plm_rng_uniform(&r) < 0.05f ? (int32_t)plm_rng_below(&r, 5) : (int32_t)(5 + plm_rng_below(&r, V - 5));
 
     int T = 128;
     plm_dataloader d;

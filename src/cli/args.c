@@ -15,9 +15,9 @@
 static void usage(const char *cmd, const char *summary, const arg_spec *specs, int n) {
     printf("usage: plm %s [options]\n\n%s\n\noptions:\n", cmd, summary);
     for (int i = 0; i < n; i++) {
-        const char *meta = specs[i].kind == ARG_FLAG   ? ""
-                           : specs[i].kind == ARG_LIST ? " FILE..."
-                           : specs[i].kind == ARG_STR  ? " S"
+        const char *meta = specs[i].kind == ARG_FLAG    ? ""
+                           : specs[i].kind == ARG_LIST  ? " FILE..."
+                           : specs[i].kind == ARG_STR   ? " S"
                            : specs[i].kind == ARG_FLOAT ? " X"
                                                         : " N";
         char left[64];
@@ -109,8 +109,11 @@ int args_parse(const char *cmd, const char *summary, const arg_spec *specs, int 
             *(float *)s->target = (float)x;
             break;
         }
-        case ARG_STR: *(const char **)s->target = v; break;
-        default: break;
+        case ARG_STR:
+            *(const char **)s->target = v;
+            break;
+        default:
+            break;
         }
     }
     return 0;

@@ -90,19 +90,20 @@ int cmd_demo(int argc, char **argv) {
     printf("plm demo: pretraining on %d public-domain texts in %s\n", nf, corpus);
 
     /* 1. GPT-style decoder, next-token prediction; trains the tokenizer on the way */
-    const char *a1[64] = {"pretrain", "--config", gcfg, "--objective", "clm", "--output-dir", gpt, "--max-steps",
-                          ssteps, "--batch-size", "16", "--seq-len", "128", "--learning-rate", "2e-3",
-                          "--warmup-steps", "30", "--eval-steps", seval, "--eval-batches", "10", "--train"};
+    const char *a1[64] = {"pretrain", "--config",        gcfg,   "--objective",    "clm", "--output-dir",
+                          gpt,        "--max-steps",     ssteps, "--batch-size",   "16",  "--seq-len",
+                          "128",      "--learning-rate", "2e-3", "--warmup-steps", "30",  "--eval-steps",
+                          seval,      "--eval-batches",  "10",   "--train"};
     int k = 22;
     for (int i = 0; i < nf; i++) a1[k++] = files[i];
     a1[k] = NULL;
     if ((rc = run(cmd_pretrain, "pretrain", a1)) != 0) goto done;
 
     /* 2. BERT-style encoder, masked LM, same tokenizer */
-    const char *a2[64] = {"pretrain", "--config", bcfg, "--objective", "mlm", "--output-dir", bert, "--max-steps",
-                          ssteps, "--batch-size", "16", "--seq-len", "128", "--learning-rate", "1e-3",
-                          "--warmup-steps", "30", "--eval-steps", seval, "--eval-batches", "10", "--tokenizer", tokp,
-                          "--train"};
+    const char *a2[64] = {"pretrain", "--config",        bcfg,   "--objective",    "mlm", "--output-dir",
+                          bert,       "--max-steps",     ssteps, "--batch-size",   "16",  "--seq-len",
+                          "128",      "--learning-rate", "1e-3", "--warmup-steps", "30",  "--eval-steps",
+                          seval,      "--eval-batches",  "10",   "--tokenizer",    tokp,  "--train"};
     k = 24;
     for (int i = 0; i < nf; i++) a2[k++] = files[i];
     a2[k] = NULL;
@@ -112,13 +113,22 @@ int cmd_demo(int argc, char **argv) {
     printf("\n== GPT (causal LM): continuations ==\n");
     const char *prompts[] = {"It was a dark and stormy night", "The king said", "Once upon a time"};
     for (size_t i = 0; i < PLM_ARRAY_LEN(prompts); i++) {
-        const char *g[] = {"generate", "--model", gpt, "--prompt", prompts[i], "--max-new-tokens", "40",
-                           "--temperature", "0.8", "--top-k", "40", "--seed", "1", NULL};
+        const char *g[] = {
+            "generate", "--model", gpt,      "--prompt", prompts[i], "--max-new-tokens", "40", "--temperature", "0.8",
+            "--top-k",  "40",      "--seed", "1",        NULL};
         if ((rc = run(cmd_generate, "generate", g)) != 0) goto done;
     }
     printf("\n== BERT (masked LM): fill-mask ==\n");
-    const char *f[] = {"fill-mask", "--model", bert, "--top-k", "5", "--text", "The [MASK] of the house was open.",
-                       "I do not [MASK] what you mean.", "She looked at him and [MASK].", "It was the [MASK] of times.",
+    const char *f[] = {"fill-mask",
+                       "--model",
+                       bert,
+                       "--top-k",
+                       "5",
+                       "--text",
+                       "The [MASK] of the house was open.",
+                       "I do not [MASK] what you mean.",
+                       "She looked at him and [MASK].",
+                       "It was the [MASK] of times.",
                        NULL};
     if ((rc = run(cmd_fill_mask, "fill-mask", f)) != 0) goto done;
     printf("\nloss curves: %s/loss.svg and %s/loss.svg; metrics: */metrics.jsonl\n", gpt, bert);

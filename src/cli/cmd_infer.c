@@ -44,8 +44,10 @@ int cmd_eval(int argc, char **argv) {
         return cli_fail("eval", rc);
     }
     plm_objective obj = m->config.is_decoder ? PLM_OBJ_CLM : PLM_OBJ_MLM;
-    if (objective && strcmp(objective, "mlm") == 0) obj = PLM_OBJ_MLM;
-    else if (objective && strcmp(objective, "clm") == 0) obj = PLM_OBJ_CLM;
+    if (objective && strcmp(objective, "mlm") == 0)
+        obj = PLM_OBJ_MLM;
+    else if (objective && strcmp(objective, "clm") == 0)
+        obj = PLM_OBJ_CLM;
     else if (objective) {
         fprintf(stderr, "plm eval: --objective must be clm or mlm\n");
         rc = PLM_EXIT_USAGE;
@@ -76,8 +78,9 @@ int cmd_eval(int argc, char **argv) {
         plm_model_reserve(m, batch_size, seq_len);
         plm_eval_result e = plm_evaluate(m, &d, batch_size, max_batches, obj == PLM_OBJ_CLM);
         if (obj == PLM_OBJ_CLM)
-            printf("{\"objective\": \"clm\", \"loss\": %.6f, \"perplexity\": %.4f, \"accuracy\": %.4f, \"tokens\": %ld}\n",
-                   e.loss, exp(e.loss), e.accuracy, e.tokens);
+            printf(
+                "{\"objective\": \"clm\", \"loss\": %.6f, \"perplexity\": %.4f, \"accuracy\": %.4f, \"tokens\": %ld}\n",
+                e.loss, exp(e.loss), e.accuracy, e.tokens);
         else
             printf("{\"objective\": \"mlm\", \"loss\": %.6f, \"masked_accuracy\": %.4f, \"perplexity\": %.4f, "
                    "\"masked_tokens\": %ld}\n",
@@ -271,8 +274,8 @@ int cmd_fill_mask(int argc, char **argv) {
                     visible(shown, sizeof shown, s);
                     if (json) { /* the quoted form minus its quotes is a valid JSON string body */
                         shown[strlen(shown) - 1] = 0;
-                        printf("%s{\"token\": \"%s\", \"id\": %d, \"score\": %.6f}", r ? ", " : "", shown + 1,
-                               sc[r].id, sc[r].p);
+                        printf("%s{\"token\": \"%s\", \"id\": %d, \"score\": %.6f}", r ? ", " : "", shown + 1, sc[r].id,
+                               sc[r].p);
                     } else {
                         printf("  [MASK] %d  %5.1f%%  %s\n", j + 1, 100.0 * sc[r].p, shown);
                     }

@@ -71,7 +71,8 @@ int cmd_pretrain(int argc, char **argv) {
         {"--max-steps", ARG_LONG, &a.max_steps, "optimizer steps (default 1000)"},
         {"--batch-size", ARG_INT, &a.per_device_train_batch_size, "sequences per micro-batch (default 16)"},
         {"--seq-len", ARG_INT, &a.max_seq_length, "tokens per sequence (default 128)"},
-        {"--gradient-accumulation-steps", ARG_INT, &a.gradient_accumulation_steps, "micro-batches per step (default 1)"},
+        {"--gradient-accumulation-steps", ARG_INT, &a.gradient_accumulation_steps,
+         "micro-batches per step (default 1)"},
         {"--learning-rate", ARG_FLOAT, &a.opt.learning_rate, "peak learning rate (default 5e-4)"},
         {"--weight-decay", ARG_FLOAT, &a.opt.weight_decay, "AdamW decoupled weight decay (default 0.01)"},
         {"--adam-beta1", ARG_FLOAT, &a.opt.beta1, "default 0.9"},
@@ -162,14 +163,15 @@ int cmd_pretrain(int argc, char **argv) {
             to.special_tokens = special_tokens;
             to.n_special = (int)PLM_ARRAY_LEN(special_tokens);
             to.show_progress = !quiet;
-            if (!quiet) fprintf(stderr, "training a byte-level BPE tokenizer (vocab %d) on the corpus\n", to.vocab_size);
+            if (!quiet)
+                fprintf(stderr, "training a byte-level BPE tokenizer (vocab %d) on the corpus\n", to.vocab_size);
             tok = plm_tokenizer_train_bpe((const char *const *)train_files.items, train_files.n, &to);
             if (!tok) goto fail;
             if (!config_path) cfg.vocab_size = plm_tokenizer_vocab_size(tok);
         }
         if (plm_tokenizer_vocab_size(tok) > cfg.vocab_size) {
-            plm_error("%s: vocab_size %d is smaller than the tokenizer's %d tokens", config_path ? config_path : "config",
-                      cfg.vocab_size, plm_tokenizer_vocab_size(tok));
+            plm_error("%s: vocab_size %d is smaller than the tokenizer's %d tokens",
+                      config_path ? config_path : "config", cfg.vocab_size, plm_tokenizer_vocab_size(tok));
             goto fail;
         }
         config_set_special_ids(&cfg, tok);
@@ -197,12 +199,15 @@ int cmd_pretrain(int argc, char **argv) {
         }
     }
     if (!quiet) {
-        fprintf(stderr, "model: %s, %d layers, hidden %d, %d heads, %.2fM parameters; %zu training tokens, %zu validation\n",
+        fprintf(stderr,
+                "model: %s, %d layers, hidden %d, %d heads, %.2fM parameters; %zu training tokens, %zu validation\n",
                 plm_arch_name(m->config.arch), m->config.num_hidden_layers, m->config.hidden_size,
                 m->config.num_attention_heads, (double)m->num_params / 1e6, train.n, valid.n);
     }
     if ((rc = plm_train(m, tok, &train, valid.n ? &valid : NULL, &a)) != 0) goto fail;
-    if (!quiet) fprintf(stderr, "saved %s/{config.json,model.safetensors,tokenizer.json}, metrics.jsonl, loss.svg\n", a.output_dir);
+    if (!quiet)
+        fprintf(stderr, "saved %s/{config.json,model.safetensors,tokenizer.json}, metrics.jsonl, loss.svg\n",
+                a.output_dir);
     rc = 0;
     goto done;
 fail:

@@ -45,8 +45,8 @@ int plm_mkdirs(const char *path);
 /* Wall-clock seconds (monotonic). */
 double plm_now(void);
 
-#define PLM_MIN(a, b) ((a) < (b) ? (a) : (b))
-#define PLM_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define PLM_MIN(a, b)    ((a) < (b) ? (a) : (b))
+#define PLM_MAX(a, b)    ((a) > (b) ? (a) : (b))
 #define PLM_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif

@@ -35,7 +35,7 @@ void plm_objective_opts_default(plm_objective_opts *o);
 typedef struct {
     int vocab_size;
     int32_t cls, sep, mask, pad, eos;
-    uint8_t *is_special; /* [vocab_size]: never selected, never a random replacement */
+    uint8_t *is_special;  /* [vocab_size]: never selected, never a random replacement */
     int32_t *random_pool; /* non-special ids */
     int num_random;
 } plm_vocab_info;

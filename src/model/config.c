@@ -179,8 +179,7 @@ int plm_config_validate(const plm_config *c, const char *path) {
     } while (0)
     REQUIRE(c->vocab_size > 0 && c->vocab_size <= (1 << 24), "%s: vocab_size must be in 1..16777216", path);
     REQUIRE(c->hidden_size > 0 && c->hidden_size <= 65536, "%s: hidden_size must be in 1..65536", path);
-    REQUIRE(c->num_hidden_layers > 0 && c->num_hidden_layers <= 1024, "%s: num_hidden_layers must be in 1..1024",
-            path);
+    REQUIRE(c->num_hidden_layers > 0 && c->num_hidden_layers <= 1024, "%s: num_hidden_layers must be in 1..1024", path);
     REQUIRE(c->num_attention_heads > 0, "%s: num_attention_heads must be positive", path);
     REQUIRE(c->hidden_size % c->num_attention_heads == 0,
             "%s: hidden_size (%d) is not divisible by num_attention_heads (%d)", path, c->hidden_size,

@@ -6,8 +6,8 @@
 #include "fastmath.h"
 
 #define SQRT_2_OVER_PI 0.7978845608028654f
-#define INV_SQRT_2 0.7071067811865476f
-#define INV_SQRT_2PI 0.3989422804014327f
+#define INV_SQRT_2     0.7071067811865476f
+#define INV_SQRT_2PI   0.3989422804014327f
 
 void gelu_forward(float *out, const float *inp, size_t n, plm_gelu_kind kind) {
     if (kind == PLM_GELU_ERF) {

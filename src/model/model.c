@@ -70,14 +70,13 @@ static void register_bert(table_builder *tb, view_offsets *v) {
     for (int l = 0; l < c->num_hidden_layers; l++) {
         size_t *o = v->layer + 12 * l;
 #define P(idx, suffix, r, cl)                                                                                          \
-    snprintf(n, sizeof n, "bert.encoder.layer.%d.%s", l, suffix);                                                     \
+    snprintf(n, sizeof n, "bert.encoder.layer.%d.%s", l, suffix);                                                      \
     o[idx] = add_tensor(tb, n, r, cl, false)
         /* query, key, value registered back to back: together they are the fused
          * [3C, C] qkv matrix (and [3C] bias) that one GEMM multiplies. */
         P(2, "attention.self.query.weight", C, C);
         add_tensor(tb, (snprintf(n, sizeof n, "bert.encoder.layer.%d.attention.self.key.weight", l), n), C, C, false);
-        add_tensor(tb, (snprintf(n, sizeof n, "bert.encoder.layer.%d.attention.self.value.weight", l), n), C, C,
-                   false);
+        add_tensor(tb, (snprintf(n, sizeof n, "bert.encoder.layer.%d.attention.self.value.weight", l), n), C, C, false);
         P(3, "attention.self.query.bias", C, 0);
         add_tensor(tb, (snprintf(n, sizeof n, "bert.encoder.layer.%d.attention.self.key.bias", l), n), C, 0, false);
         add_tensor(tb, (snprintf(n, sizeof n, "bert.encoder.layer.%d.attention.self.value.bias", l), n), C, 0, false);
@@ -102,8 +101,8 @@ static void register_bert(table_builder *tb, view_offsets *v) {
     v->head_ln_w = add_tensor(tb, "cls.predictions.transform.LayerNorm.weight", C, 0, false);
     v->head_ln_b = add_tensor(tb, "cls.predictions.transform.LayerNorm.bias", C, 0, false);
     v->head_bias = add_tensor(tb, "cls.predictions.bias", c->vocab_size, 0, false);
-    v->lm_w = c->tie_word_embeddings ? v->wte
-                                     : add_tensor(tb, "cls.predictions.decoder.weight", c->vocab_size, C, false);
+    v->lm_w =
+        c->tie_word_embeddings ? v->wte : add_tensor(tb, "cls.predictions.decoder.weight", c->vocab_size, C, false);
 }
 
 static void register_gpt2(table_builder *tb, view_offsets *v) {
@@ -121,7 +120,7 @@ static void register_gpt2(table_builder *tb, view_offsets *v) {
         size_t *o = v->layer + 12 * l;
         /* Conv1D weights are [in, out] in HF files: stored transposed. */
 #define P(idx, suffix, r, cl, tr)                                                                                      \
-    snprintf(n, sizeof n, "transformer.h.%d.%s", l, suffix);                                                          \
+    snprintf(n, sizeof n, "transformer.h.%d.%s", l, suffix);                                                           \
     o[idx] = add_tensor(tb, n, r, cl, tr)
         P(0, "ln_1.weight", C, 0, false);
         P(1, "ln_1.bias", C, 0, false);
@@ -243,8 +242,8 @@ int plm_model_reserve(plm_model *m, int B, int T) {
     size_t NH = c->num_attention_heads, L = c->num_hidden_layers;
     /* One allocation for every activation, carved into views. */
     size_t per_layer = N * C * 5 + N * 3 * C + NH * N * T + N * I * 2 + 4 * N;
-    size_t total = N * C * 3 + 2 * N + per_layer * L + N * C + 2 * N + N * C * 4 + 2 * N + N * V +
-                   N * C * 4 + N * 3 * C + N * I;
+    size_t total =
+        N * C * 3 + 2 * N + per_layer * L + N * C + 2 * N + N * C * 4 + 2 * N + N * V + N * C * 4 + N * 3 * C + N * I;
     int nt = omp_get_max_threads();
     size_t sc = attention_scratch_floats(T);
     size_t red = (size_t)nt * PLM_MAX(PLM_MAX(2 * C, 3 * C), PLM_MAX(I, V));
@@ -437,8 +436,8 @@ static void backward_body(plm_model *m, const float *head_in) {
     for (int r = 0; r < M; r++) memcpy(gtop + (size_t)m->rows[r] * C, dsel + (size_t)r * C, C * sizeof(float));
     if (c->pre_layernorm) {
         const plm_layer_acts *a = &m->acts[c->num_hidden_layers - 1];
-        layernorm_backward(m->g_resid, m->g.ln_f_w, m->g.ln_f_b, m->g_a, a->res2, m->w.ln_f_w, m->lnf_mean,
-                           m->lnf_rstd, (int)N, C, false, sc);
+        layernorm_backward(m->g_resid, m->g.ln_f_w, m->g.ln_f_b, m->g_a, a->res2, m->w.ln_f_w, m->lnf_mean, m->lnf_rstd,
+                           (int)N, C, false, sc);
     }
 
     for (int l = c->num_hidden_layers - 1; l >= 0; l--) {
@@ -462,8 +461,8 @@ static void backward_body(plm_model *m, const float *head_in) {
                             false, sc);
             attention_backward(m->g_qkv, m->g_atty, a->qkv, a->att, B, T, C, NH, pa, drop_key(b, l, 0), sc);
             linear_backward(m->g_a, g->qkv_w, g->qkv_b, m->g_qkv, a->ln1, w->qkv_w, (int)N, C, 3 * C, false, sc);
-            layernorm_backward(m->g_resid, g->ln1_w, g->ln1_b, m->g_a, x, w->ln1_w, a->ln1_mean, a->ln1_rstd, (int)N,
-                               C, true, sc);
+            layernorm_backward(m->g_resid, g->ln1_w, g->ln1_b, m->g_a, x, w->ln1_w, a->ln1_mean, a->ln1_rstd, (int)N, C,
+                               true, sc);
         } else {
             /* g_resid = d ln2 = d out. res2 = ln1 + drop(mlp(ln1)); ln2 = LN(res2) */
             layernorm_backward(m->g_a, g->ln2_w, g->ln2_b, m->g_resid, a->res2, w->ln2_w, a->ln2_mean, a->ln2_rstd,

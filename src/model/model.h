@@ -28,8 +28,8 @@
 typedef struct {
     char name[96];
     int ndim;
-    int shape[2];   /* our layout (nn.Linear's [out, in]) */
-    size_t offset;  /* in floats, into params/grads */
+    int shape[2];  /* our layout (nn.Linear's [out, in]) */
+    size_t offset; /* in floats, into params/grads */
     size_t numel;
     bool transpose; /* stored transposed in HF files (GPT-2's Conv1D [in, out]) */
     bool no_decay;  /* biases and LayerNorm weights: no weight decay */
@@ -39,19 +39,19 @@ typedef struct {
     float *ln1_w, *ln1_b; /* pre-LN: before attention; post-LN: attention.output.LayerNorm */
     float *qkv_w, *qkv_b; /* [3C, C]: query | key | value rows */
     float *attn_proj_w, *attn_proj_b;
-    float *ln2_w, *ln2_b; /* pre-LN: before the MLP; post-LN: output.LayerNorm */
-    float *fc_w, *fc_b;   /* [I, C] */
+    float *ln2_w, *ln2_b;   /* pre-LN: before the MLP; post-LN: output.LayerNorm */
+    float *fc_w, *fc_b;     /* [I, C] */
     float *proj_w, *proj_b; /* [C, I] */
 } plm_layer_weights;
 
 typedef struct {
-    float *wte, *wpe, *wtt;       /* wtt NULL without segment embeddings */
-    float *emb_ln_w, *emb_ln_b;   /* post-LN only */
+    float *wte, *wpe, *wtt;     /* wtt NULL without segment embeddings */
+    float *emb_ln_w, *emb_ln_b; /* post-LN only */
     plm_layer_weights *layers;
-    float *ln_f_w, *ln_f_b;       /* pre-LN only */
+    float *ln_f_w, *ln_f_b;                                     /* pre-LN only */
     float *head_dense_w, *head_dense_b, *head_ln_w, *head_ln_b; /* BERT head transform */
-    float *head_bias;             /* BERT decoder bias, else NULL */
-    float *lm_w;                  /* [V, C]; == wte when tied */
+    float *head_bias;                                           /* BERT decoder bias, else NULL */
+    float *lm_w;                                                /* [V, C]; == wte when tied */
 } plm_weights;
 
 typedef struct {

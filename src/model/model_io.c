@@ -60,7 +60,8 @@ static const plm_st_tensor *find_tensor(const plm_safetensors *st, const char *n
 
 static void format_shape(char *buf, size_t n, const int64_t *shape, int ndim) {
     size_t k = (size_t)snprintf(buf, n, "[");
-    for (int d = 0; d < ndim && k < n; d++) k += (size_t)snprintf(buf + k, n - k, d ? ", %" PRId64 : "%" PRId64, shape[d]);
+    for (int d = 0; d < ndim && k < n; d++)
+        k += (size_t)snprintf(buf + k, n - k, d ? ", %" PRId64 : "%" PRId64, shape[d]);
     if (k < n) snprintf(buf + k, n - k, "]");
 }
 
@@ -77,7 +78,8 @@ int plm_model_load_weights(plm_model *m, const char *path) {
             goto done;
         }
         int64_t want0 = t->transpose ? t->shape[1] : t->shape[0], want1 = t->transpose ? t->shape[0] : t->shape[1];
-        bool ok = s->dtype == PLM_DT_F32 && s->ndim == t->ndim && s->shape[0] == want0 && (t->ndim == 1 || s->shape[1] == want1);
+        bool ok = s->dtype == PLM_DT_F32 && s->ndim == t->ndim && s->shape[0] == want0 &&
+                  (t->ndim == 1 || s->shape[1] == want1);
         if (!ok) {
             char got[64], exp[64];
             format_shape(got, sizeof got, s->shape, s->ndim);

@@ -65,10 +65,10 @@ typedef struct {
     int min_frequency;           /* default 0 */
     const char **special_tokens; /* added first, in order, ids 0.. */
     int n_special;
-    bool lowercase;        /* WordPiece only: BERT uncased normalisation */
-    int limit_alphabet;    /* WordPiece/BPE: 0 = no limit */
-    bool show_progress;    /* progress bar on stderr */
-    int num_threads;       /* 0 = all cores */
+    bool lowercase;             /* WordPiece only: BERT uncased normalisation */
+    int limit_alphabet;         /* WordPiece/BPE: 0 = no limit */
+    bool show_progress;         /* progress bar on stderr */
+    int num_threads;            /* 0 = all cores */
     bool bpe_observed_alphabet; /* BPE: start from the bytes seen in the corpus (HF's default
                                    BpeTrainer) instead of all 256, which encode any input */
 } plm_tokenizer_train_opts;
@@ -80,8 +80,8 @@ plm_tokenizer *plm_tokenizer_train_wordpiece(const char *const *files, int nfile
 
 /* ---- vocabulary ---- */
 plm_tok_kind plm_tokenizer_kind(const plm_tokenizer *t);
-int plm_tokenizer_vocab_size(const plm_tokenizer *t); /* including added tokens */
-const char *plm_tokenizer_id_to_token(const plm_tokenizer *t, int id); /* NULL if out of range */
+int plm_tokenizer_vocab_size(const plm_tokenizer *t);                     /* including added tokens */
+const char *plm_tokenizer_id_to_token(const plm_tokenizer *t, int id);    /* NULL if out of range */
 int plm_tokenizer_token_to_id(const plm_tokenizer *t, const char *token); /* -1 if absent */
 int plm_tokenizer_special(const plm_tokenizer *t, plm_special_role role);
 /* Registers an added special token (matched before pre-tokenization, never split);

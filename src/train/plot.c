@@ -44,7 +44,8 @@ int plm_plot_metrics(const char *metrics_jsonl, const char *svg_path, const char
         cJSON *st = cJSON_GetObjectItem(o, "step"), *l = cJSON_GetObjectItem(o, "loss"),
               *e = cJSON_GetObjectItem(o, "eval_loss");
         if (cJSON_IsNumber(st) && cJSON_IsNumber(l)) push(&tr, st->valuedouble, l->valuedouble);
-        if (cJSON_IsNumber(st) && cJSON_IsNumber(e) && isfinite(e->valuedouble)) push(&ev, st->valuedouble, e->valuedouble);
+        if (cJSON_IsNumber(st) && cJSON_IsNumber(e) && isfinite(e->valuedouble))
+            push(&ev, st->valuedouble, e->valuedouble);
         cJSON_Delete(o);
     }
     free(text);

@@ -23,8 +23,8 @@ void plm_train_args_default(plm_train_args *a) {
     a->max_seq_length = 128;
     a->gradient_accumulation_steps = 1;
     a->max_steps = 1000;
-    a->opt = (plm_adamw_hparams){.learning_rate = 5e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
-                                 .weight_decay = 0.01f};
+    a->opt = (plm_adamw_hparams){
+        .learning_rate = 5e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.01f};
     a->warmup_steps = 100;
     a->lr_scheduler_type = PLM_SCHED_LINEAR;
     a->max_grad_norm = 1.0f;
@@ -132,8 +132,7 @@ static int meta_u64(const plm_safetensors *st, const char *key, const char *path
     return 0;
 }
 
-static int load_training_state(const char *dir, plm_model *m, plm_adamw *o, long *step, uint64_t *epoch,
-                               size_t *pos) {
+static int load_training_state(const char *dir, plm_model *m, plm_adamw *o, long *step, uint64_t *epoch, size_t *pos) {
     char path[4096];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     if (plm_model_load_weights(m, path) != 0) return -1;
@@ -182,8 +181,8 @@ done:
     return rc;
 }
 
-static int save_checkpoint(const char *dir, const plm_model *m, const plm_tokenizer *tok, const plm_adamw *o,
-                           long step, const plm_dataloader *d, uint64_t seed, bool with_state) {
+static int save_checkpoint(const char *dir, const plm_model *m, const plm_tokenizer *tok, const plm_adamw *o, long step,
+                           const plm_dataloader *d, uint64_t seed, bool with_state) {
     char sstep[32], path[4096];
     snprintf(sstep, sizeof sstep, "%ld", step);
     const char *meta[] = {"step", sstep};
@@ -251,8 +250,7 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
         }
         plm_dataloader_seek(&dl, epoch, pos);
         if (step >= a->max_steps) {
-            plm_error("%s: checkpoint is at step %ld, max_steps is %ld", a->resume_from_checkpoint, step,
-                      a->max_steps);
+            plm_error("%s: checkpoint is at step %ld, max_steps is %ld", a->resume_from_checkpoint, step, a->max_steps);
             goto out;
         }
         rc = PLM_EXIT_FAIL;
@@ -264,7 +262,9 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
         plm_error("%s: %s", path, strerror(errno));
         goto out;
     }
-    double flops = plm_model_flops(&m->config, B, T, a->objective == PLM_OBJ_MLM ? (int)(B * T * a->obj.mlm_probability) : B * T) * accum;
+    double flops =
+        plm_model_flops(&m->config, B, T, a->objective == PLM_OBJ_MLM ? (int)(B * T * a->obj.mlm_probability) : B * T) *
+        accum;
     plm_progress pb;
     plm_progress_start(&pb, a->objective == PLM_OBJ_MLM ? "pretrain mlm" : "pretrain clm", a->max_steps, step);
     double t_start = plm_now(), loss_ema = NAN;
@@ -302,7 +302,9 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
         bool eval_now = have_valid && ((a->eval_steps > 0 && done % a->eval_steps == 0) || done == a->max_steps);
         if (eval_now) {
             plm_eval_result e = plm_evaluate(m, &vdl, B, a->eval_batches, causal);
-            fprintf(log, "{\"step\": %ld, \"eval_loss\": %.17g, \"eval_accuracy\": %.6f, \"eval_perplexity\": %.6g, \"eval_tokens\": %ld}\n",
+            fprintf(log,
+                    "{\"step\": %ld, \"eval_loss\": %.17g, \"eval_accuracy\": %.6f, \"eval_perplexity\": %.6g, "
+                    "\"eval_tokens\": %ld}\n",
                     done, e.loss, e.accuracy, exp(e.loss), e.tokens);
             if (!a->quiet && !pb.tty)
                 fprintf(stderr, "step %ld: eval_loss %.4f, eval_accuracy %.4f\n", done, e.loss, e.accuracy);
