@@ -42,12 +42,14 @@ static int write_config(const char *path, plm_arch arch, int hidden, int layers,
 
 int cmd_demo(int argc, char **argv) {
     const char *out = "runs/demo", *corpus = "data/demo";
-    long steps = 250;
+    long gpt_steps = 250, bert_steps = 400;
     int hidden = 192;
     arg_spec specs[] = {
         {"--output-dir", ARG_STR, &out, "where the two models go (default runs/demo)"},
         {"--corpus", ARG_STR, &corpus, "folder of .txt files to pretrain on (default data/demo)"},
-        {"--max-steps", ARG_LONG, &steps, "optimizer steps per model (default 250)"},
+        {"--gpt-steps", ARG_LONG, &gpt_steps, "optimizer steps of the GPT (default 250)"},
+        {"--bert-steps", ARG_LONG, &bert_steps,
+         "optimizer steps of the BERT (default 400: MLM learns from 15% of tokens)"},
         {"--hidden-size", ARG_INT, &hidden, "model width (default 192; 4 layers, heads of 64)"},
     };
     int rc = args_parse("demo", "Pretrain a small GPT (CLM) and a small BERT (MLM) on data/demo and show them.", specs,
@@ -75,14 +77,20 @@ int cmd_demo(int argc, char **argv) {
         return PLM_EXIT_INPUT;
     }
     qsort(files, (size_t)nf, sizeof(char *), cmp_str);
-    char gpt[4096], bert[4096], gcfg[4096], bcfg[4096], tokp[4096], ssteps[32], seval[32];
+    char gpt[4096], bert[4096], gcfg[4096], bcfg[4096], tokp[4096], gsteps[32], bsteps[32], geval[32], beval[32];
     snprintf(gpt, sizeof gpt, "%s/gpt", out);
     snprintf(bert, sizeof bert, "%s/bert", out);
     snprintf(gcfg, sizeof gcfg, "%s/gpt-config.json", out);
     snprintf(bcfg, sizeof bcfg, "%s/bert-config.json", out);
     snprintf(tokp, sizeof tokp, "%s/gpt/tokenizer.json", out);
-    snprintf(ssteps, sizeof ssteps, "%ld", steps);
-    snprintf(seval, sizeof seval, "%ld", steps / 3 > 0 ? steps / 3 : 1);
+    snprintf(gsteps, sizeof gsteps, "%ld", gpt_steps);
+    snprintf(bsteps, sizeof bsteps, "%ld", bert_steps);
+    snprintf(geval, sizeof geval, "%ld", gpt_steps / 5 > 0 ? gpt_steps / 5 : 1);
+    snprintf(beval, sizeof beval, "%ld", bert_steps / 5 > 0 ? bert_steps / 5 : 1);
+    if (gpt_steps <= 0 || bert_steps <= 0 || hidden <= 0) {
+        fprintf(stderr, "plm demo: steps and --hidden-size must be positive\n");
+        return PLM_EXIT_USAGE;
+    }
     int heads = hidden % 64 == 0 ? hidden / 64 : 1; /* heads of 64 channels, as BERT and GPT-2 */
     if (plm_mkdirs(out) != 0 || write_config(gcfg, PLM_ARCH_GPT2, hidden, 4, heads) != 0 ||
         write_config(bcfg, PLM_ARCH_BERT, hidden, 4, heads) != 0)
