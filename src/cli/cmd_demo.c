@@ -3,6 +3,7 @@
  * decoder (CLM) and a BERT-style encoder (MLM) on it, then shows what they learned:
  * generated text and fill-mask predictions. Every step is an ordinary subcommand. */
 #include <dirent.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,21 @@ static int run(int (*cmd)(int, char **), const char *name, const char **argv) {
     int rc = cmd(argc, (char **)argv);
     fflush(stdout);
     return rc;
+}
+
+/* An argv under construction (NULL-terminated). */
+typedef struct {
+    const char *v[320];
+    int n;
+} argv_buf;
+
+static void push_all(argv_buf *a, ...) {
+    va_list ap;
+    va_start(ap, a);
+    for (const char *s; (s = va_arg(ap, const char *)) != NULL;)
+        if (a->n < (int)PLM_ARRAY_LEN(a->v) - 1) a->v[a->n++] = s;
+    a->v[a->n] = NULL;
+    va_end(ap);
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -98,24 +114,22 @@ int cmd_demo(int argc, char **argv) {
     printf("plm demo: pretraining on %d public-domain texts in %s\n", nf, corpus);
 
     /* 1. GPT-style decoder, next-token prediction; trains the tokenizer on the way */
-    const char *a1[64] = {"pretrain", "--config",        gcfg,   "--objective",    "clm", "--output-dir",
-                          gpt,        "--max-steps",     ssteps, "--batch-size",   "16",  "--seq-len",
-                          "128",      "--learning-rate", "2e-3", "--warmup-steps", "30",  "--eval-steps",
-                          seval,      "--eval-batches",  "10",   "--train"};
-    int k = 22;
-    for (int i = 0; i < nf; i++) a1[k++] = files[i];
-    a1[k] = NULL;
-    if ((rc = run(cmd_pretrain, "pretrain", a1)) != 0) goto done;
+    argv_buf a = {0};
+    push_all(&a, "pretrain", "--config", gcfg, "--objective", "clm", "--output-dir", gpt, "--max-steps", gsteps,
+             "--learning-rate", "2e-3", "--eval-steps", geval, NULL);
+    push_all(&a, "--batch-size", "16", "--seq-len", "128", "--warmup-steps", "30", "--eval-batches", "10", "--train",
+             NULL);
+    for (int i = 0; i < nf; i++) push_all(&a, files[i], NULL);
+    if ((rc = run(cmd_pretrain, "pretrain", a.v)) != 0) goto done;
 
     /* 2. BERT-style encoder, masked LM, same tokenizer */
-    const char *a2[64] = {"pretrain", "--config",        bcfg,   "--objective",    "mlm", "--output-dir",
-                          bert,       "--max-steps",     ssteps, "--batch-size",   "16",  "--seq-len",
-                          "128",      "--learning-rate", "1e-3", "--warmup-steps", "30",  "--eval-steps",
-                          seval,      "--eval-batches",  "10",   "--tokenizer",    tokp,  "--train"};
-    k = 24;
-    for (int i = 0; i < nf; i++) a2[k++] = files[i];
-    a2[k] = NULL;
-    if ((rc = run(cmd_pretrain, "pretrain", a2)) != 0) goto done;
+    a.n = 0;
+    push_all(&a, "pretrain", "--config", bcfg, "--objective", "mlm", "--output-dir", bert, "--max-steps", bsteps,
+             "--learning-rate", "1e-3", "--eval-steps", beval, "--tokenizer", tokp, NULL);
+    push_all(&a, "--batch-size", "16", "--seq-len", "128", "--warmup-steps", "30", "--eval-batches", "10", "--train",
+             NULL);
+    for (int i = 0; i < nf; i++) push_all(&a, files[i], NULL);
+    if ((rc = run(cmd_pretrain, "pretrain", a.v)) != 0) goto done;
 
     /* 3. What they learned */
     printf("\n== GPT (causal LM): continuations ==\n");
