@@ -147,10 +147,10 @@ int cmd_demo(int argc, char **argv) {
                        "--top-k",
                        "5",
                        "--text",
-                       "The [MASK] of the house was open.",
+                       "He put his hand [MASK] his pocket.",
                        "I do not [MASK] what you mean.",
-                       "She looked at him and [MASK].",
-                       "It was the [MASK] of times.",
+                       "\"Oh, [MASK] dear!\" said Alice.",
+                       "It was the [MASK] of the morning.",
                        NULL};
     if ((rc = run(cmd_fill_mask, "fill-mask", f)) != 0) goto done;
     printf("\nloss curves: %s/loss.svg and %s/loss.svg; metrics: */metrics.jsonl\n", gpt, bert);
