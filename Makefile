@@ -8,11 +8,11 @@ CFLAGS  ?= $(OPT) -g
 # No FP traps and no errno from libm: IEEE arithmetic is unchanged, but loops with
 # selects and math calls (softmax, GELU) can be vectorised.
 CFLAGS  += -std=c17 -Wall -Wextra -Werror -fopenmp -fno-trapping-math -fno-math-errno -D_GNU_SOURCE -Isrc
-# GEMM: OpenBLAS's OpenMP build (Debian libopenblas0-openmp), linked by soname so that
-# the one OpenMP runtime (libgomp) drives both plm and the BLAS. bench/README.md has
-# the measurements behind the choice.
+# GEMM: oneDNN, plus OpenBLAS's OpenMP build (Debian libopenblas0-openmp, linked by
+# soname) for the layouts where it measured faster; one OpenMP runtime (libgomp)
+# drives plm and both libraries. bench/README.md has the measurements.
 OPENBLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
-LDLIBS  += -L$(OPENBLAS_DIR) -l:libopenblas.so.0 -Wl,-rpath,$(OPENBLAS_DIR) -lcjson -lpcre2-8 -lutf8proc -lm -fopenmp
+LDLIBS  += -ldnnl -L$(OPENBLAS_DIR) -l:libopenblas.so.0 -Wl,-rpath,$(OPENBLAS_DIR) -lcjson -lpcre2-8 -lutf8proc -lm -fopenmp
 
 LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c))
 CLI_SRC  := $(wildcard src/cli/*.c)

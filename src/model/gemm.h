@@ -1,10 +1,10 @@
 /* gemm.h - the one matrix product every layer goes through, row-major:
  *     C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C
- * with op(X) = X or X^T. Backed by OpenBLAS (OpenMP build), chosen by measurement
- * (bench/README.md): on the skinny shapes of small models (K or N = 128..512, M = 4096
- * tokens) it runs 2-9x faster than oneDNN's dnnl_sgemm and ahead of BLIS. Called
- * inside an OpenMP parallel region it runs single-threaded, which attention uses per
- * (batch, head). Build with -DPLM_USE_DNNL to use oneDNN's sgemm instead. */
+ * with op(X) = X or X^T. Routed per layout to the library measured fastest for it
+ * (gemm.c, bench/README.md): oneDNN's sgemm for most shapes, OpenBLAS (OpenMP build)
+ * for the wide weight gradients of small models. Both thread with the same OpenMP
+ * runtime; called inside an OpenMP parallel region the product runs on the calling
+ * thread, which attention uses per (batch, head). */
 #ifndef PLM_GEMM_H
 #define PLM_GEMM_H
 
