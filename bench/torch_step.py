@@ -10,7 +10,8 @@ mmap/munmap of big buffers every step), and 2 threads (set here).
 
 Prints one JSON line: {"impl": "torch", "config", "objective", "tokens_per_s", "step_ms",
 "gflops", ...}; tokens_per_s counts every input position (batch * seq), and gflops uses
-bench/flops.py (the formula plm uses too).  Models are plain torch.nn:
+bench/flops.py (the formula plm uses too).  bg_cores = CPU cores that OTHER processes kept
+busy during the timed steps (this VM is shared; > 0.2 means the numbers are disturbed).  Models are plain torch.nn:
   mlm: BERT encoder (post-LN, GELU erf, token+position+segment embeddings, padding mask),
        MLM head dense->GELU->LayerNorm->tied decoder+bias on the selected positions only.
   clm: GPT-2 decoder (pre-LN, causal, GELU tanh, final LayerNorm, tied LM head everywhere).
@@ -163,6 +164,17 @@ class Gpt(nn.Module):
         return F.cross_entropy(logits.view(B * T, -1), targets.reshape(-1), ignore_index=-100)
 
 
+def other_cpu_seconds():
+    """CPU seconds used by all other processes since boot (/proc/stat minus this process).
+    Their difference over the timed loop / wall time = cores other processes kept busy."""
+    hz = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    busy = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / hz
+    t = os.times()
+    return busy - (t.user + t.system)
+
+
 def init_weights(model, std=0.02):
     for m in model.modules():
         if isinstance(m, (nn.Linear, nn.Embedding)):
@@ -246,10 +258,12 @@ def main():
     for _ in range(args.warmup):
         step()
     times = []
+    w0, o0 = time.perf_counter(), other_cpu_seconds()
     for _ in range(args.steps):
         t0 = time.perf_counter()
         loss = step()
         times.append(time.perf_counter() - t0)
+    bg = (other_cpu_seconds() - o0) / (time.perf_counter() - w0)
     med = statistics.median(times)
     tokens = c["batch"] * c["seq"]
     flops = step_flops(c["layers"], c["hidden"], c["vocab"], c["seq"], c["batch"], n_pred, mlm)
@@ -270,6 +284,7 @@ def main():
         "attn": args.attn,
         "foreach": args.foreach,
         "loss": round(float(loss), 4),
+        "bg_cores": round(bg, 2),
         "torch": torch.__version__,
     }), flush=True)
 
