@@ -35,7 +35,7 @@ from flops import CONFIGS, step_flops  # noqa: E402
 class Attention(nn.Module):
     """Multi-head self-attention: fused QKV projection, matmul-softmax-matmul.
 
-    `mask` is an additive float mask broadcastable to [B, H, T, T] (0 or -inf-ish): the
+    `mask` is an additive float mask [B*H, T, T] (0 or -inf), built once per forward: the
     padding mask for the encoder, padding + causal for the decoder.  PyTorch 1.13 has no
     scaled_dot_product_attention, and nn.MultiheadAttention's fast path is inference-only.
     """
@@ -52,8 +52,7 @@ class Attention(nn.Module):
         qkv = self.qkv(x).view(B, T, 3, self.heads, self.d).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]  # [B, H, T, d]
         # scores = mask + scale * q k^T in one baddbmm over B*H
-        s = torch.baddbmm(mask.expand(B, self.heads, T, T).reshape(B * self.heads, T, T),
-                          q.reshape(B * self.heads, T, self.d),
+        s = torch.baddbmm(mask, q.reshape(B * self.heads, T, self.d),
                           k.reshape(B * self.heads, T, self.d).transpose(1, 2),
                           alpha=1.0 / math.sqrt(self.d))
         p = self.attn_drop(torch.softmax(s, dim=-1))
@@ -71,9 +70,7 @@ class MHAAttention(nn.Module):
         self.mha = nn.MultiheadAttention(h, heads, dropout=pdrop, batch_first=True)
 
     def forward(self, x, mask):
-        B, T, _ = x.shape
-        m = mask.expand(B, self.heads, T, T).reshape(B * self.heads, T, T)
-        return self.mha(x, x, x, attn_mask=m, need_weights=False)[0]
+        return self.mha(x, x, x, attn_mask=mask, need_weights=False)[0]
 
 
 class BertLayer(nn.Module):
@@ -98,6 +95,7 @@ class Bert(nn.Module):
         self.wte = nn.Embedding(V, h)
         self.wpe = nn.Embedding(c["seq"], h)
         self.tte = nn.Embedding(2, h)
+        self.heads = c["heads"]
         self.ln_emb = nn.LayerNorm(h, eps=eps)
         self.drop = nn.Dropout(pdrop)
         self.layers = nn.ModuleList(
@@ -115,6 +113,7 @@ class Bert(nn.Module):
         x = self.drop(self.ln_emb(x))
         mask = torch.zeros(B, 1, 1, T, dtype=x.dtype).masked_fill_(
             ~pad_mask[:, None, None, :], torch.finfo(x.dtype).min)
+        mask = mask.expand(B, self.heads, T, T).reshape(B * self.heads, T, T)
         for layer in self.layers:
             x = layer(x, mask)
         hs = x.reshape(B * T, -1).index_select(0, sel)  # MLM head on selected positions only
@@ -144,6 +143,7 @@ class Gpt(nn.Module):
         h, V, T = c["hidden"], c["vocab"], c["seq"]
         self.wte = nn.Embedding(V, h)
         self.wpe = nn.Embedding(T, h)
+        self.heads = c["heads"]
         self.drop = nn.Dropout(pdrop)
         self.blocks = nn.ModuleList(
             GptBlock(h, c["heads"], 4 * h, pdrop, eps, attn_cls) for _ in range(c["layers"]))
@@ -158,6 +158,7 @@ class Gpt(nn.Module):
         x = self.drop(self.wte(ids) + self.wpe(self.pos[:T]))
         mask = self.causal[:T, :T].expand(B, 1, T, T).masked_fill(
             ~pad_mask[:, None, None, :], float("-inf"))
+        mask = mask.expand(B, self.heads, T, T).reshape(B * self.heads, T, T)
         for blk in self.blocks:
             x = blk(x, mask)
         logits = F.linear(self.ln_f(x), self.wte.weight)  # tied LM head, all positions
