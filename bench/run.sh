@@ -119,8 +119,8 @@ keys = sorted({(r["config"], r["objective"]) for r in rows if "config" in r},
               key=lambda k: (["tiny", "small", "medium"].index(k[0]), k[1] != "mlm"))
 print(f"\n== plm vs PyTorch, one training step; fp32 GEMM peak {peak:.1f} GFLOP/s ==")
 hdr = ("config", "obj", "plm tok/s", "torch tok/s", "plm/torch", "plm GF/s", "torch GF/s",
-       "plm %peak", "torch %peak")
-print("{:<7} {:<4} {:>10} {:>11} {:>9} {:>8} {:>10} {:>9} {:>11}".format(*hdr))
+       "plm %peak", "torch %peak", "best-step ratio")
+print("{:<7} {:<4} {:>10} {:>11} {:>9} {:>8} {:>10} {:>9} {:>11} {:>15}".format(*hdr))
 noisy = False
 for cfg, obj in keys:
     t, p = get.get(("torch", cfg, obj)), get.get(("plm", cfg, obj))
@@ -128,11 +128,15 @@ for cfg, obj in keys:
     ratio = f"{p['tokens_per_s'] / t['tokens_per_s']:.2f}x" if p and t else "-"
     pp = f"{100 * p['gflops'] / peak:.0f}%" if p else "-"
     tp = f"{100 * t['gflops'] / peak:.0f}%" if t else "-"
+    best = (f"{t['step_ms_min'] / p['step_ms_min']:.2f}x"
+            if p and t and "step_ms_min" in p and "step_ms_min" in t else "-")
     flag = "!" if any(r and r.get("bg_cores", 0) > 0.2 for r in (t, p)) else ""
     noisy |= bool(flag)
     print(f"{cfg:<7} {obj:<4} {f(p, 'tokens_per_s', '10.0f'):>10} {f(t, 'tokens_per_s', '11.0f'):>11}"
           f" {ratio:>9} {f(p, 'gflops', '8.1f'):>8} {f(t, 'gflops', '10.1f'):>10} {pp:>9} {tp:>11}"
-          f" {flag}")
+          f" {best:>15} {flag}")
+print("tok/s and GF/s from the median step; best-step ratio = torch / plm fastest step (if"
+      " both report step_ms_min), the better estimate when the machine is shared")
 if noisy:
     print("! = other processes kept > 0.2 cores busy during that measurement (bg_cores)")
 EOF
