@@ -8,7 +8,8 @@
 //
 // Usage: gemm_LIB [--peak] [--table] [--attn] [--threads N] [--min-time SEC]
 //   --peak   large square GEMMs (NN/NT/TN, n = 2048 and 3072); prints "PEAK <lib> <gflops>"
-//   --table  every linear-layer shape of the tiny/small/medium configs, layouts NN, NT, TN
+//   --table  every linear-layer shape of the tiny/small/medium configs, layouts NN, NT, TN,
+//            plus TN with the tokens split over the threads (negative = wrong result)
 //   --attn   per-head attention GEMMs inside an OpenMP parallel-for over (batch, head)
 //   (no mode flag = all three)
 // Each measurement: one warm-up call, calibrate a repeat count so a batch lasts >= min-time
@@ -168,10 +169,32 @@ static void run_gemm(void *p) {
 }
 
 static float *g_A, *g_B, *g_C;  // big enough for every shape below
+static float *g_scratch;        // second partial dW for the K-split TN variant
+
+// dW = dY^T X with the token dimension K split across the threads: each OpenMP thread runs a
+// single-threaded GEMM on its share of the tokens (thread 0 into C, the others into scratch),
+// then the partial sums are added in parallel. An alternative for the long-K, small-M*N
+// weight-gradient GEMMs that the libraries' own threading handles poorly.
+static void run_tn_ksplit(void *p) {
+    gemm_ctx *g = p;
+    size_t mn = (size_t)g->M * g->N;
+#pragma omp parallel num_threads(2)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int k0 = (int)((long)g->K * t / nt), k1 = (int)((long)g->K * (t + 1) / nt);
+        float *C = t == 0 ? g->C : g_scratch + (size_t)(t - 1) * mn;
+        sgemm('T', 'N', g->M, g->N, k1 - k0, g->A + (size_t)k0 * g->M, g->M,
+              g->B + (size_t)k0 * g->N, g->N, C, g->N);
+#pragma omp barrier
+#pragma omp for schedule(static)
+        for (size_t i = 0; i < mn; i++)
+            for (int u = 1; u < nt; u++) g->C[i] += g_scratch[(size_t)(u - 1) * mn + i];
+    }
+}
 
 static double gflops_gemm(char ta, char tb, int M, int N, int K) {
     gemm_ctx g = {ta, tb, M, N, K, g_A, g_B, g_C};
-    double t = time_call(run_gemm, &g);
+    double t = time_call(ta == 'K' ? run_tn_ksplit : run_gemm, &g);
     return 2.0 * M * N * K / t * 1e-9;
 }
 
@@ -267,6 +290,12 @@ static double run_peak(int nthr) {
     return best;
 }
 
+static double checksum(const float *x, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += x[i] * (double)((i % 7) + 1);
+    return s;
+}
+
 // ----------------------------------------------------------------- --table
 // The linear layers of a step at M = batch*seq = 4096 tokens for every config.
 typedef struct {
@@ -291,15 +320,25 @@ static void run_table(void) {
     printf("#   NT fwd  Y[tok,out]  = X[tok,in] . W[out,in]^T   (M=tok, N=out, K=in)\n");
     printf("#   NN dX   dX[tok,in]  = dY[tok,out] . W[out,in]   (M=tok, N=in,  K=out)\n");
     printf("#   TN dW   dW[out,in]  = dY[tok,out]^T . X[tok,in] (M=out, N=in,  K=tok)\n");
-    printf("%-10s %-7s %-9s %5s %6s %6s %8s %8s %8s\n", "lib", "config", "layer", "tok", "in",
-           "out", "NT-fwd", "NN-dX", "TN-dW");
+    printf("#   TN-ksplit: the TN GEMM with the tokens split over 2 threads, 1-thread GEMMs + sum\n");
+    printf("%-10s %-7s %-9s %5s %6s %6s %8s %8s %8s %9s\n", "lib", "config", "layer", "tok",
+           "in", "out", "NT-fwd", "NN-dX", "TN-dW", "TN-ksplit");
     for (size_t i = 0; i < sizeof LINEARS / sizeof LINEARS[0]; i++) {
         const linear_shape *s = &LINEARS[i];
         double nt = gflops_gemm('N', 'T', s->tokens, s->out, s->in);
         double nn = gflops_gemm('N', 'N', s->tokens, s->in, s->out);
         double tn = gflops_gemm('T', 'N', s->out, s->in, s->tokens);
-        printf("%-10s %-7s %-9s %5d %6d %6d %8.1f %8.1f %8.1f\n", LIB_NAME, s->cfg, s->layer,
-               s->tokens, s->in, s->out, nt, nn, tn);
+        double tk = gflops_gemm('K', 'N', s->out, s->in, s->tokens);
+        {  // the K-split result must equal the plain TN GEMM's
+            gemm_ctx g = {'T', 'N', s->out, s->in, s->tokens, g_A, g_B, g_C};
+            size_t mn = (size_t)s->out * s->in;
+            run_gemm(&g);
+            double ref = checksum(g_C, mn);
+            run_tn_ksplit(&g);
+            if (fabs(checksum(g_C, mn) - ref) > 1e-3 * fabs(ref) + 1e-2) tk = -tk;
+        }
+        printf("%-10s %-7s %-9s %5d %6d %6d %8.1f %8.1f %8.1f %9.1f\n", LIB_NAME, s->cfg,
+               s->layer, s->tokens, s->in, s->out, nt, nn, tn, tk);
         fflush(stdout);
     }
 #if defined(USE_DNNL)
@@ -353,12 +392,6 @@ static void run_attn_layer(void *p) {
     } else {
         for (int i = 0; i < n; i++) attn_head(a, i / a->H, i % a->H);
     }
-}
-
-static double checksum(const float *x, size_t n) {
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += x[i] * (double)((i % 7) + 1);
-    return s;
 }
 
 static void run_attn(int nthr) {
@@ -449,6 +482,7 @@ int main(int argc, char **argv) {
     g_A = rand_buf(big, 11);
     g_B = rand_buf(big, 12);
     g_C = rand_buf(big, 13);
+    g_scratch = rand_buf((size_t)16384 * 384, 14);
     if (peak) {
         double best = run_peak(nthr);
         printf("PEAK %s %.1f\n", LIB_NAME, best);
@@ -471,6 +505,6 @@ int main(int argc, char **argv) {
                LIB_NAME, b, impl);
     }
 #endif
-    free(g_A), free(g_B), free(g_C);
+    free(g_A), free(g_B), free(g_C), free(g_scratch);
     return 0;
 }
