@@ -1,0 +1,49 @@
+"""FLOP count of one training step (forward + backward), shared by plm and the PyTorch bench.
+
+The same arithmetic is written in C in bench/README.md; plm's `plm_step` must use it so that
+the two GFLOP/s figures are comparable.  Only matrix products are counted (GEMM-equivalent
+work); LayerNorm, GELU, softmax, dropout, embeddings, the loss and AdamW are not.
+
+    tokens  = B * T                            every input position
+    n_pred  = positions where the LM head runs: B*T for CLM, the number of selected
+              (masked) positions in the batch for MLM
+    I       = intermediate_size (4*h here)
+
+    linear  = 6 * tokens * L * (4*h*h + 2*h*I)         q, k, v, o and the two FFN matrices
+    head    = 6 * n_pred * h * V                       tied decoder / LM head
+            + 6 * n_pred * h * h      (MLM only)      BERT's head transform dense h->h
+    attn    = 12 * L * B * T*T * h                     Q.K^T and P.V, forward (4) + backward (8)
+    total   = linear + head + attn
+
+The factor 6 is 2 (multiply-add) * 3 (forward Y = X.W^T, backward dX = dY.W and
+dW = dY^T.X).  Attention is counted over the full T x T square even when causal, as
+both implementations compute it.  Biases are not counted.
+"""
+
+CONFIGS = {
+    # name: layers, hidden, heads, vocab, seq, batch
+    "tiny": dict(layers=2, hidden=128, heads=2, vocab=8192, seq=128, batch=32),
+    "small": dict(layers=4, hidden=256, heads=4, vocab=8192, seq=128, batch=32),
+    "medium": dict(layers=6, hidden=384, heads=6, vocab=16384, seq=256, batch=16),
+}
+
+
+def step_flops(layers, hidden, vocab, seq, batch, n_pred, mlm, intermediate=None):
+    """FLOPs of one forward + backward pass (see module docstring)."""
+    L, h, V, T, B = layers, hidden, vocab, seq, batch
+    inter = 4 * h if intermediate is None else intermediate
+    tokens = B * T
+    linear = 6.0 * tokens * L * (4 * h * h + 2 * h * inter)
+    head = 6.0 * n_pred * h * V + (6.0 * n_pred * h * h if mlm else 0.0)
+    attn = 12.0 * L * B * T * T * h
+    return linear + head + attn
+
+
+if __name__ == "__main__":
+    for name, c in CONFIGS.items():
+        tokens = c["batch"] * c["seq"]
+        for obj in ("mlm", "clm"):
+            n_pred = round(0.15 * tokens) if obj == "mlm" else tokens
+            f = step_flops(c["layers"], c["hidden"], c["vocab"], c["seq"], c["batch"], n_pred,
+                           obj == "mlm")
+            print(f"{name:7s} {obj}  n_pred={n_pred:5d}  {f / 1e9:8.2f} GFLOP/step")

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# plm benchmark: one training step (forward + backward + AdamW) of plm vs. tuned PyTorch.
+#
+#   bash bench/run.sh [--configs "tiny small medium"] [--objectives "mlm clm"] [--steps N]
+#                     [--gemm-table] [--no-wait]
+#
+# 1. builds bench/gemm.c once per BLAS and measures the machine's fp32 GEMM peak (max over
+#    OpenBLAS, BLIS, oneDNN of large square GEMMs, 2 threads);
+#    --gemm-table also prints the per-shape table of bench/README.md (adds ~3 minutes);
+# 2. for each config x objective runs bench/torch_step.py and, if it has been built,
+#    $BUILD/bench/plm_step --config NAME --objective mlm|clm; each prints one JSON line with
+#    tokens_per_s, step_ms and gflops (FLOPs from the formula in bench/README.md);
+# 3. prints the table: tokens/s of both, plm/torch ratio, GFLOP/s and % of the fp32 peak.
+# The JSON lines are also saved to $BUILD/bench/results.jsonl.
+#
+# This VM's 2 vCPUs are shared with other work (builds, tests): before each measurement the
+# script waits (up to PLM_BENCH_WAIT seconds, default 60) until other processes use less than
+# 0.3 cores, and it reports the background load it saw. Disturbed rows are flagged with '!'.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+PY=/usr/bin/python3 # Debian's python3 with python3-torch (pyenv's python3 shadows it on PATH)
+CONFIGS="tiny small medium"
+OBJECTIVES="mlm clm"
+STEPS=10
+GEMM_TABLE=0
+WAIT=${PLM_BENCH_WAIT:-60}
+while (($#)); do
+    case $1 in
+    --configs) CONFIGS=$2 && shift ;;
+    --objectives) OBJECTIVES=$2 && shift ;;
+    --steps) STEPS=$2 && shift ;;
+    --gemm-table) GEMM_TABLE=1 ;;
+    --no-wait) WAIT=0 ;;
+    -h | --help) sed -n '2,20p' "$0" && exit 0 ;;
+    *) echo "bench/run.sh: unknown option '$1' (see --help)" >&2 && exit 2 ;;
+    esac
+    shift
+done
+
+# PyTorch's best setup on this machine (see issue 2, "Benchmark"): OpenMP OpenBLAS so that a
+# single OpenMP runtime runs, no mmap/munmap of big buffers per step, 2 threads. plm gets the
+# same environment.
+OPENBLAS_OMP=/usr/lib/x86_64-linux-gnu/openblas-openmp
+export GLIBC_TUNABLES=glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=4294967295
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+
+# Cores kept busy by other processes, sampled over 0.5 s (call it while nothing of ours runs).
+background_cores() {
+    local a b
+    a=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9; exit}' /proc/stat)
+    sleep 0.5
+    b=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9; exit}' /proc/stat)
+    awk -v a="$a" -v b="$b" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", (b-a)/hz/0.5}'
+}
+wait_quiet() {
+    local t0=$SECONDS bg
+    while :; do
+        bg=$(background_cores)
+        awk -v x="$bg" 'BEGIN{exit !(x < 0.3)}' && return 0
+        if ((SECONDS - t0 >= WAIT)); then
+            echo "  (warning: other processes use $bg cores; measuring anyway)" >&2
+            return 0
+        fi
+        sleep 2
+    done
+}
+
+mkdir -p "$BUILD/bench"
+bash bench/build_gemm.sh
+results=$BUILD/bench/results.jsonl
+: >"$results"
+
+echo "== fp32 GEMM peak (2 threads, large square NN/NT/TN; best of 9 batches) =="
+peak=0
+for lib in openblas blis dnnl; do
+    wait_quiet
+    out=$("$BUILD/bench/gemm_$lib" --peak)
+    p=$(awk '$1=="PEAK"{print $3}' <<<"$out")
+    grep -E '^(PEAK|MATMUL|# background)' <<<"$out" | sed 's/^/  /'
+    peak=$(awk -v a="$peak" -v b="$p" 'BEGIN{print (b > a) ? b : a}')
+done
+echo "  measured fp32 peak: $peak GFLOP/s"
+echo "{\"impl\":\"gemm\",\"peak_gflops\":$peak}" >>"$results"
+
+if ((GEMM_TABLE)); then
+    for lib in openblas blis dnnl; do
+        wait_quiet
+        "$BUILD/bench/gemm_$lib" --table --attn
+    done
+fi
+
+plm_bin=$BUILD/bench/plm_step
+[[ -x $plm_bin ]] || echo "(no $plm_bin yet: PyTorch only)"
+echo "== training steps ($STEPS timed steps after warm-up, median) =="
+for cfg in $CONFIGS; do
+    for obj in $OBJECTIVES; do
+        wait_quiet
+        LD_LIBRARY_PATH=$OPENBLAS_OMP${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
+            "$PY" bench/torch_step.py --config "$cfg" --objective "$obj" --steps "$STEPS" |
+            tee -a "$results"
+        if [[ -x $plm_bin ]]; then
+            wait_quiet
+            line=$("$plm_bin" --config "$cfg" --objective "$obj" | tail -n 1)
+            # tag the line so the table can find it whatever keys plm adds
+            "$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(impl="plm",
+config=sys.argv[2], objective=sys.argv[3]); print(json.dumps(d))' "$line" "$cfg" "$obj" |
+                tee -a "$results"
+        fi
+    done
+done
+
+"$PY" - "$results" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+peak = next(r["peak_gflops"] for r in rows if r.get("impl") == "gemm")
+get = {(r["impl"], r["config"], r["objective"]): r for r in rows if "config" in r}
+keys = sorted({(r["config"], r["objective"]) for r in rows if "config" in r},
+              key=lambda k: (["tiny", "small", "medium"].index(k[0]), k[1] != "mlm"))
+print(f"\n== plm vs PyTorch, one training step; fp32 GEMM peak {peak:.1f} GFLOP/s ==")
+hdr = ("config", "obj", "plm tok/s", "torch tok/s", "plm/torch", "plm GF/s", "torch GF/s",
+       "plm %peak", "torch %peak", "best-step ratio")
+print("{:<7} {:<4} {:>10} {:>11} {:>9} {:>8} {:>10} {:>9} {:>11} {:>15}".format(*hdr))
+noisy = False
+for cfg, obj in keys:
+    t, p = get.get(("torch", cfg, obj)), get.get(("plm", cfg, obj))
+    f = lambda r, k, fmt: format(r[k], fmt) if r and k in r else "-"
+    ratio = f"{p['tokens_per_s'] / t['tokens_per_s']:.2f}x" if p and t else "-"
+    pp = f"{100 * p['gflops'] / peak:.0f}%" if p else "-"
+    tp = f"{100 * t['gflops'] / peak:.0f}%" if t else "-"
+    best = (f"{t['step_ms_min'] / p['step_ms_min']:.2f}x"
+            if p and t and "step_ms_min" in p and "step_ms_min" in t else "-")
+    flag = "!" if any(r and r.get("bg_cores", 0) > 0.2 for r in (t, p)) else ""
+    noisy |= bool(flag)
+    print(f"{cfg:<7} {obj:<4} {f(p, 'tokens_per_s', '10.0f'):>10} {f(t, 'tokens_per_s', '11.0f'):>11}"
+          f" {ratio:>9} {f(p, 'gflops', '8.1f'):>8} {f(t, 'gflops', '10.1f'):>10} {pp:>9} {tp:>11}"
+          f" {best:>15} {flag}")
+print("tok/s and GF/s from the median step; best-step ratio = torch / plm fastest step (if"
+      " both report step_ms_min), the better estimate when the machine is shared")
+if noisy:
+    print("! = other processes kept > 0.2 cores busy during that measurement (bg_cores)")
+EOF

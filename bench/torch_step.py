@@ -1,0 +1,294 @@
+#!/usr/bin/python3
+"""One training step (forward + backward + AdamW) of plm's benchmark models in PyTorch.
+
+Run it through bench/run.sh, which sets up PyTorch's best configuration on this machine:
+LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp (OpenMP OpenBLAS, so one OpenMP
+runtime only), GLIBC_TUNABLES=glibc.malloc.mmap_threshold=...:trim_threshold=... (no
+mmap/munmap of big buffers every step), and 2 threads (set here).
+
+    /usr/bin/python3 bench/torch_step.py --config tiny --objective mlm [--steps 10]
+
+Prints one JSON line: {"impl": "torch", "config", "objective", "tokens_per_s", "step_ms",
+"gflops", ...}; tokens_per_s counts every input position (batch * seq), and gflops uses
+bench/flops.py (the formula plm uses too).  bg_cores = CPU cores that OTHER processes kept
+busy during the timed steps (this VM is shared; > 0.2 means the numbers are disturbed).  Models are plain torch.nn:
+  mlm: BERT encoder (post-LN, GELU erf, token+position+segment embeddings, padding mask),
+       MLM head dense->GELU->LayerNorm->tied decoder+bias on the selected positions only.
+  clm: GPT-2 decoder (pre-LN, causal, GELU tanh, final LayerNorm, tied LM head everywhere).
+"""
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from flops import CONFIGS, step_flops  # noqa: E402
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention: fused QKV projection, matmul-softmax-matmul.
+
+    `mask` is an additive float mask [B*H, T, T] (0 or -inf), built once per forward: the
+    padding mask for the encoder, padding + causal for the decoder.  PyTorch 1.13 has no
+    scaled_dot_product_attention, and nn.MultiheadAttention's fast path is inference-only.
+    """
+
+    def __init__(self, h, heads, pdrop):
+        super().__init__()
+        self.heads, self.d = heads, h // heads
+        self.qkv = nn.Linear(h, 3 * h)
+        self.out = nn.Linear(h, h)
+        self.attn_drop = nn.Dropout(pdrop)
+
+    def forward(self, x, mask):
+        B, T, h = x.shape
+        qkv = self.qkv(x).view(B, T, 3, self.heads, self.d).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # [B, H, T, d]
+        # scores = mask + scale * q k^T in one baddbmm over B*H
+        s = torch.baddbmm(mask, q.reshape(B * self.heads, T, self.d),
+                          k.reshape(B * self.heads, T, self.d).transpose(1, 2),
+                          alpha=1.0 / math.sqrt(self.d))
+        p = self.attn_drop(torch.softmax(s, dim=-1))
+        ctx = torch.bmm(p, v.reshape(B * self.heads, T, self.d))
+        ctx = ctx.view(B, self.heads, T, self.d).transpose(1, 2).reshape(B, T, h)
+        return self.out(ctx)
+
+
+class MHAAttention(nn.Module):
+    """Same maths through nn.MultiheadAttention (for the --attn mha comparison)."""
+
+    def __init__(self, h, heads, pdrop):
+        super().__init__()
+        self.heads = heads
+        self.mha = nn.MultiheadAttention(h, heads, dropout=pdrop, batch_first=True)
+
+    def forward(self, x, mask):
+        return self.mha(x, x, x, attn_mask=mask, need_weights=False)[0]
+
+
+class BertLayer(nn.Module):
+    def __init__(self, h, heads, inter, pdrop, eps, attn_cls):
+        super().__init__()
+        self.attn = attn_cls(h, heads, pdrop)
+        self.ln1 = nn.LayerNorm(h, eps=eps)
+        self.fc1 = nn.Linear(h, inter)
+        self.fc2 = nn.Linear(inter, h)
+        self.ln2 = nn.LayerNorm(h, eps=eps)
+        self.drop = nn.Dropout(pdrop)
+
+    def forward(self, x, mask):
+        x = self.ln1(x + self.drop(self.attn(x, mask)))
+        return self.ln2(x + self.drop(self.fc2(F.gelu(self.fc1(x)))))
+
+
+class Bert(nn.Module):
+    def __init__(self, c, pdrop, attn_cls, eps=1e-12):
+        super().__init__()
+        h, V = c["hidden"], c["vocab"]
+        self.wte = nn.Embedding(V, h)
+        self.wpe = nn.Embedding(c["seq"], h)
+        self.tte = nn.Embedding(2, h)
+        self.heads = c["heads"]
+        self.ln_emb = nn.LayerNorm(h, eps=eps)
+        self.drop = nn.Dropout(pdrop)
+        self.layers = nn.ModuleList(
+            BertLayer(h, c["heads"], 4 * h, pdrop, eps, attn_cls) for _ in range(c["layers"]))
+        self.head_dense = nn.Linear(h, h)
+        self.head_ln = nn.LayerNorm(h, eps=eps)
+        self.head_bias = nn.Parameter(torch.zeros(V))
+        self.register_buffer("pos", torch.arange(c["seq"]), persistent=False)
+
+    def forward(self, ids, segs, pad_mask, sel, labels):
+        """ids, segs: [B, T]; pad_mask: [B, T] bool (True = real token); sel: flat indices
+        of the selected (masked) positions; labels: their target ids."""
+        B, T = ids.shape
+        x = self.wte(ids) + self.wpe(self.pos[:T]) + self.tte(segs)
+        x = self.drop(self.ln_emb(x))
+        mask = torch.zeros(B, 1, 1, T, dtype=x.dtype).masked_fill_(
+            ~pad_mask[:, None, None, :], torch.finfo(x.dtype).min)
+        mask = mask.expand(B, self.heads, T, T).reshape(B * self.heads, T, T)
+        for layer in self.layers:
+            x = layer(x, mask)
+        hs = x.reshape(B * T, -1).index_select(0, sel)  # MLM head on selected positions only
+        hs = self.head_ln(F.gelu(self.head_dense(hs)))
+        logits = F.linear(hs, self.wte.weight, self.head_bias)
+        return F.cross_entropy(logits, labels)
+
+
+class GptBlock(nn.Module):
+    def __init__(self, h, heads, inter, pdrop, eps, attn_cls):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(h, eps=eps)
+        self.attn = attn_cls(h, heads, pdrop)
+        self.ln2 = nn.LayerNorm(h, eps=eps)
+        self.fc1 = nn.Linear(h, inter)
+        self.fc2 = nn.Linear(inter, h)
+        self.drop = nn.Dropout(pdrop)
+
+    def forward(self, x, mask):
+        x = x + self.drop(self.attn(self.ln1(x), mask))
+        return x + self.drop(self.fc2(F.gelu(self.fc1(self.ln2(x)), approximate="tanh")))
+
+
+class Gpt(nn.Module):
+    def __init__(self, c, pdrop, attn_cls, eps=1e-5):
+        super().__init__()
+        h, V, T = c["hidden"], c["vocab"], c["seq"]
+        self.wte = nn.Embedding(V, h)
+        self.wpe = nn.Embedding(T, h)
+        self.heads = c["heads"]
+        self.drop = nn.Dropout(pdrop)
+        self.blocks = nn.ModuleList(
+            GptBlock(h, c["heads"], 4 * h, pdrop, eps, attn_cls) for _ in range(c["layers"]))
+        self.ln_f = nn.LayerNorm(h, eps=eps)
+        causal = torch.full((T, T), float("-inf")).triu_(1)
+        self.register_buffer("causal", causal, persistent=False)
+        self.register_buffer("pos", torch.arange(T), persistent=False)
+
+    def forward(self, ids, targets, pad_mask):
+        """ids, targets: [B, T] (targets = next tokens, -100 on padding)."""
+        B, T = ids.shape
+        x = self.drop(self.wte(ids) + self.wpe(self.pos[:T]))
+        mask = self.causal[:T, :T].expand(B, 1, T, T).masked_fill(
+            ~pad_mask[:, None, None, :], float("-inf"))
+        mask = mask.expand(B, self.heads, T, T).reshape(B * self.heads, T, T)
+        for blk in self.blocks:
+            x = blk(x, mask)
+        logits = F.linear(self.ln_f(x), self.wte.weight)  # tied LM head, all positions
+        return F.cross_entropy(logits.view(B * T, -1), targets.reshape(-1), ignore_index=-100)
+
+
+def other_cpu_seconds():
+    """CPU seconds used by all other processes since boot (/proc/stat minus this process).
+    Their difference over the timed loop / wall time = cores other processes kept busy."""
+    hz = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    busy = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / hz
+    t = os.times()
+    return busy - (t.user + t.system)
+
+
+def init_weights(model, std=0.02):
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=std)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+
+
+def make_optimizer(model, lr, wd, foreach):
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "ln" in name else decay).append(p)
+    groups = [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, foreach=foreach)
+
+
+def mlm_batch(c, gen, prob=0.15, n_special=5, mask_id=4):
+    """Random batch with full-length sequences (no padding), BERT-style 80/10/10 masking."""
+    B, T, V = c["batch"], c["seq"], c["vocab"]
+    ids = torch.randint(n_special, V, (B, T), generator=gen)
+    ids[:, 0] = 2  # [CLS]
+    ids[:, -1] = 3  # [SEP]
+    segs = torch.zeros(B, T, dtype=torch.long)
+    segs[:, T // 2:] = 1
+    pad_mask = torch.ones(B, T, dtype=torch.bool)
+    cand = torch.rand(B, T, generator=gen) < prob
+    cand[:, 0] = cand[:, -1] = False
+    sel = cand.reshape(-1).nonzero().squeeze(1)
+    labels = ids.reshape(-1)[sel].clone()
+    r = torch.rand(sel.numel(), generator=gen)
+    flat = ids.view(-1)
+    flat[sel[r < 0.8]] = mask_id
+    rnd = sel[(r >= 0.8) & (r < 0.9)]
+    flat[rnd] = torch.randint(n_special, V, (rnd.numel(),), generator=gen)
+    return (ids, segs, pad_mask, sel, labels), sel.numel()
+
+
+def clm_batch(c, gen):
+    B, T, V = c["batch"], c["seq"], c["vocab"]
+    stream = torch.randint(0, V, (B, T + 1), generator=gen)
+    return (stream[:, :T].contiguous(), stream[:, 1:].contiguous(),
+            torch.ones(B, T, dtype=torch.bool)), B * T
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", choices=sorted(CONFIGS), default="tiny")
+    ap.add_argument("--objective", choices=("mlm", "clm"), default="mlm")
+    ap.add_argument("--steps", type=int, default=10, help="timed steps (median reported)")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dropout", type=float, default=0.1,
+                    help="hidden and attention dropout (BERT/GPT-2 default 0.1)")
+    ap.add_argument("--attn", choices=("bmm", "mha"), default="bmm",
+                    help="attention: baddbmm-softmax-bmm (default) or nn.MultiheadAttention")
+    ap.add_argument("--foreach", choices=("auto", "on", "off"), default="on",
+                    help="AdamW multi-tensor (foreach) implementation")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    c = CONFIGS[args.config]
+    attn_cls = Attention if args.attn == "bmm" else MHAAttention
+    mlm = args.objective == "mlm"
+    model = (Bert if mlm else Gpt)(c, args.dropout, attn_cls)
+    init_weights(model)
+    model.train()
+    foreach = {"auto": None, "on": True, "off": False}[args.foreach]
+    opt = make_optimizer(model, 1e-4, 0.01, foreach)
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    batch, n_pred = (mlm_batch if mlm else clm_batch)(c, gen)
+
+    def step():
+        opt.zero_grad(set_to_none=False)  # keep the gradient buffers: no realloc per step
+        loss = model(*batch)
+        loss.backward()
+        opt.step()
+        return loss
+
+    for _ in range(args.warmup):
+        step()
+    times = []
+    w0, o0 = time.perf_counter(), other_cpu_seconds()
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        loss = step()
+        times.append(time.perf_counter() - t0)
+    bg = (other_cpu_seconds() - o0) / (time.perf_counter() - w0)
+    med = statistics.median(times)
+    tokens = c["batch"] * c["seq"]
+    flops = step_flops(c["layers"], c["hidden"], c["vocab"], c["seq"], c["batch"], n_pred, mlm)
+    print(json.dumps({
+        "impl": "torch",
+        "config": args.config,
+        "objective": args.objective,
+        "tokens_per_s": round(tokens / med, 1),
+        "step_ms": round(med * 1e3, 2),
+        "gflops": round(flops / med / 1e9, 2),
+        "step_ms_min": round(min(times) * 1e3, 2),
+        "steps": args.steps,
+        "tokens": tokens,
+        "n_pred": n_pred,
+        "flops_per_step": flops,
+        "threads": torch.get_num_threads(),
+        "dropout": args.dropout,
+        "attn": args.attn,
+        "foreach": args.foreach,
+        "loss": round(float(loss), 4),
+        "bg_cores": round(bg, 2),
+        "torch": torch.__version__,
+    }), flush=True)
+
+
+if __name__ == "__main__":
+    main()
