@@ -4,6 +4,8 @@
 #include <cblas.h>
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "core/common.h"
 
@@ -12,7 +14,14 @@
  * attention products inside an OpenMP loop; its weight-gradient product
  * dW = dY^T X (TN) drops to 64-100 GFLOP/s when the output is wide and the input
  * narrow (ffn-up, LM head of small models), where OpenBLAS keeps 100-150. */
+static int gemm_choice = -1; /* PLM_GEMM=openblas|dnnl|auto (default), for benchmarking */
+
 static bool use_openblas(bool trans_a, bool trans_b, int M, int N) {
+    if (gemm_choice < 0) {
+        const char *e = getenv("PLM_GEMM");
+        gemm_choice = e && strcmp(e, "openblas") == 0 ? 1 : e && strcmp(e, "dnnl") == 0 ? 2 : 0;
+    }
+    if (gemm_choice) return gemm_choice == 1;
     return trans_a && !trans_b && N <= 256 && M >= 512 && !omp_in_parallel();
 }
 
