@@ -38,13 +38,13 @@
 #endif
 
 // Row-major C[M,N] = op(A)[M,K] * op(B)[K,N], beta = 0.
-static void sgemm(char ta, char tb, int M, int N, int K, const float *A, int lda, const float *B,
-                  int ldb, float *C, int ldc) {
+static void sgemm(char ta, char tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
+                  int ldc) {
 #if defined(USE_DNNL)
     dnnl_sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
 #else
-    cblas_sgemm(CblasRowMajor, ta == 'T' ? CblasTrans : CblasNoTrans,
-                tb == 'T' ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
+    cblas_sgemm(CblasRowMajor, ta == 'T' ? CblasTrans : CblasNoTrans, tb == 'T' ? CblasTrans : CblasNoTrans, M, N, K,
+                1.0f, A, lda, B, ldb, 0.0f, C, ldc);
 #endif
 }
 
@@ -73,9 +73,9 @@ static double other_cpu_seconds(void) {
     FILE *f = fopen("/proc/stat", "r");
     if (f) {
         unsigned long long v[8] = {0};
-        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
-                   &v[4], &v[5], &v[6], &v[7]) == 8)
-            total = (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / hz;  // not idle/iowait
+        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
+                   &v[7]) == 8)
+            total = (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / hz; // not idle/iowait
         fclose(f);
     }
     f = fopen("/proc/self/stat", "r");
@@ -87,15 +87,14 @@ static double other_cpu_seconds(void) {
         unsigned long long ut = 0, st = 0;
         // fields after the comm: state ppid pgrp session tty tpgid flags minflt cminflt
         // majflt cmajflt utime stime
-        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
-                        &st) == 2)
+        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2)
             self = (double)(ut + st) / hz;
         fclose(f);
     }
     return total - self;
 }
 
-static double g_bg_max;  // worst background load (cores) seen in the accepted measurements
+static double g_bg_max; // worst background load (cores) seen in the accepted measurements
 
 typedef void (*bench_fn)(void *ctx);
 
@@ -168,8 +167,8 @@ static void run_gemm(void *p) {
     sgemm(g->ta, g->tb, g->M, g->N, g->K, g->A, lda, g->B, ldb, g->C, g->N);
 }
 
-static float *g_A, *g_B, *g_C;  // big enough for every shape below
-static float *g_scratch;        // second partial dW for the K-split TN variant
+static float *g_A, *g_B, *g_C; // big enough for every shape below
+static float *g_scratch;       // second partial dW for the K-split TN variant
 
 // dW = dY^T X with the token dimension K split across the threads: each OpenMP thread runs a
 // single-threaded GEMM on its share of the tokens (thread 0 into C, the others into scratch),
@@ -183,8 +182,7 @@ static void run_tn_ksplit(void *p) {
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
         int k0 = (int)((long)g->K * t / nt), k1 = (int)((long)g->K * (t + 1) / nt);
         float *C = t == 0 ? g->C : g_scratch + (size_t)(t - 1) * mn;
-        sgemm('T', 'N', g->M, g->N, k1 - k0, g->A + (size_t)k0 * g->M, g->M,
-              g->B + (size_t)k0 * g->N, g->N, C, g->N);
+        sgemm('T', 'N', g->M, g->N, k1 - k0, g->A + (size_t)k0 * g->M, g->M, g->B + (size_t)k0 * g->N, g->N, C, g->N);
 #pragma omp barrier
 #pragma omp for schedule(static)
         for (size_t i = 0; i < mn; i++)
@@ -212,19 +210,18 @@ static void run_mm(void *p) {
     dnnl_stream_wait(m->stream);
 }
 
-#define DNNL_CHECK(x)                                                               \
-    do {                                                                            \
-        dnnl_status_t st_ = (x);                                                    \
-        if (st_ != dnnl_success) {                                                  \
-            fprintf(stderr, "gemm: %s failed: %d\n", #x, (int)st_);                 \
-            return -1;                                                              \
-        }                                                                           \
+#define DNNL_CHECK(x)                                                                                                  \
+    do {                                                                                                               \
+        dnnl_status_t st_ = (x);                                                                                       \
+        if (st_ != dnnl_success) {                                                                                     \
+            fprintf(stderr, "gemm: %s failed: %d\n", #x, (int)st_);                                                    \
+            return -1;                                                                                                 \
+        }                                                                                                              \
     } while (0)
 
 // C[M,N] (f32) = A[M,K] * B[K,N] with A, B in dt (f32 or bf16); tb = 'T' means B is
 // stored [N,K] (weights as nn.Linear stores them). Returns GFLOP/s, or -1 if unsupported.
-static double gflops_matmul(dnnl_data_type_t dt, char tb, int M, int N, int K, char *impl,
-                            size_t impl_len) {
+static double gflops_matmul(dnnl_data_type_t dt, char tb, int M, int N, int K, char *impl, size_t impl_len) {
     static dnnl_engine_t eng;
     static dnnl_stream_t stream;
     if (!eng) {
@@ -244,7 +241,7 @@ static double gflops_matmul(dnnl_data_type_t dt, char tb, int M, int N, int K, c
     const char *name = "?";
     dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name);
     snprintf(impl, impl_len, "%s", name);
-    if (strstr(name, "ref")) {  // reference (scalar) kernel: far too slow to time
+    if (strstr(name, "ref")) { // reference (scalar) kernel: far too slow to time
         dnnl_primitive_desc_destroy(pd);
         return 0;
     }
@@ -256,7 +253,7 @@ static double gflops_matmul(dnnl_data_type_t dt, char tb, int M, int N, int K, c
     DNNL_CHECK(dnnl_memory_create(&am, &a_md, eng, g_A));
     DNNL_CHECK(dnnl_memory_create(&bm, &b_md, eng, g_B));
     DNNL_CHECK(dnnl_memory_create(&cm, &c_md, eng, g_C));
-    if (dt == dnnl_bf16) {  // make the bf16 inputs finite: top halves of random floats
+    if (dt == dnnl_bf16) { // make the bf16 inputs finite: top halves of random floats
         uint16_t *a16 = (uint16_t *)g_A, *b16 = (uint16_t *)g_B;
         for (size_t i = 0; i < (size_t)M * K; i++) a16[i] = 0x3f80 | (uint16_t)(i & 0x7f);
         for (size_t i = 0; i < (size_t)K * N; i++) b16[i] = 0x3f00 | (uint16_t)(i & 0x7f);
@@ -304,15 +301,15 @@ typedef struct {
 } linear_shape;
 
 static const linear_shape LINEARS[] = {
-    {"tiny", "q|k|v|o", 128, 128, 4096},       {"tiny", "qkv", 128, 384, 4096},
-    {"tiny", "ffn-up", 128, 512, 4096},        {"tiny", "ffn-down", 512, 128, 4096},
-    {"tiny", "lm-head", 128, 8192, 4096},      {"tiny", "mlm-head", 128, 8192, 640},
-    {"small", "q|k|v|o", 256, 256, 4096},      {"small", "qkv", 256, 768, 4096},
-    {"small", "ffn-up", 256, 1024, 4096},      {"small", "ffn-down", 1024, 256, 4096},
-    {"small", "lm-head", 256, 8192, 4096},     {"small", "mlm-head", 256, 8192, 640},
-    {"medium", "q|k|v|o", 384, 384, 4096},     {"medium", "qkv", 384, 1152, 4096},
-    {"medium", "ffn-up", 384, 1536, 4096},     {"medium", "ffn-down", 1536, 384, 4096},
-    {"medium", "lm-head", 384, 16384, 4096},   {"medium", "mlm-head", 384, 16384, 640},
+    {"tiny", "q|k|v|o", 128, 128, 4096},     {"tiny", "qkv", 128, 384, 4096},
+    {"tiny", "ffn-up", 128, 512, 4096},      {"tiny", "ffn-down", 512, 128, 4096},
+    {"tiny", "lm-head", 128, 8192, 4096},    {"tiny", "mlm-head", 128, 8192, 640},
+    {"small", "q|k|v|o", 256, 256, 4096},    {"small", "qkv", 256, 768, 4096},
+    {"small", "ffn-up", 256, 1024, 4096},    {"small", "ffn-down", 1024, 256, 4096},
+    {"small", "lm-head", 256, 8192, 4096},   {"small", "mlm-head", 256, 8192, 640},
+    {"medium", "q|k|v|o", 384, 384, 4096},   {"medium", "qkv", 384, 1152, 4096},
+    {"medium", "ffn-up", 384, 1536, 4096},   {"medium", "ffn-down", 1536, 384, 4096},
+    {"medium", "lm-head", 384, 16384, 4096}, {"medium", "mlm-head", 384, 16384, 640},
 };
 
 static void run_table(void) {
@@ -321,15 +318,15 @@ static void run_table(void) {
     printf("#   NN dX   dX[tok,in]  = dY[tok,out] . W[out,in]   (M=tok, N=in,  K=out)\n");
     printf("#   TN dW   dW[out,in]  = dY[tok,out]^T . X[tok,in] (M=out, N=in,  K=tok)\n");
     printf("#   TN-ksplit: the TN GEMM with the tokens split over 2 threads, 1-thread GEMMs + sum\n");
-    printf("%-10s %-7s %-9s %5s %6s %6s %8s %8s %8s %9s\n", "lib", "config", "layer", "tok",
-           "in", "out", "NT-fwd", "NN-dX", "TN-dW", "TN-ksplit");
+    printf("%-10s %-7s %-9s %5s %6s %6s %8s %8s %8s %9s\n", "lib", "config", "layer", "tok", "in", "out", "NT-fwd",
+           "NN-dX", "TN-dW", "TN-ksplit");
     for (size_t i = 0; i < sizeof LINEARS / sizeof LINEARS[0]; i++) {
         const linear_shape *s = &LINEARS[i];
         double nt = gflops_gemm('N', 'T', s->tokens, s->out, s->in);
         double nn = gflops_gemm('N', 'N', s->tokens, s->in, s->out);
         double tn = gflops_gemm('T', 'N', s->out, s->in, s->tokens);
         double tk = gflops_gemm('K', 'N', s->out, s->in, s->tokens);
-        {  // the K-split result must equal the plain TN GEMM's
+        { // the K-split result must equal the plain TN GEMM's
             gemm_ctx g = {'T', 'N', s->out, s->in, s->tokens, g_A, g_B, g_C};
             size_t mn = (size_t)s->out * s->in;
             run_gemm(&g);
@@ -337,21 +334,21 @@ static void run_table(void) {
             run_tn_ksplit(&g);
             if (fabs(checksum(g_C, mn) - ref) > 1e-3 * fabs(ref) + 1e-2) tk = -tk;
         }
-        printf("%-10s %-7s %-9s %5d %6d %6d %8.1f %8.1f %8.1f %9.1f\n", LIB_NAME, s->cfg,
-               s->layer, s->tokens, s->in, s->out, nt, nn, tn, tk);
+        printf("%-10s %-7s %-9s %5d %6d %6d %8.1f %8.1f %8.1f %9.1f\n", LIB_NAME, s->cfg, s->layer, s->tokens, s->in,
+               s->out, nt, nn, tn, tk);
         fflush(stdout);
     }
 #if defined(USE_DNNL)
     printf("# onednn matmul primitive (weights [out,in] = format 'ba'), fwd only, f32 vs bf16\n");
-    printf("%-10s %-7s %-9s %5s %6s %6s %8s %8s  %s\n", "lib", "config", "layer", "tok", "in",
-           "out", "f32", "bf16", "impl(f32 / bf16)");
+    printf("%-10s %-7s %-9s %5s %6s %6s %8s %8s  %s\n", "lib", "config", "layer", "tok", "in", "out", "f32", "bf16",
+           "impl(f32 / bf16)");
     for (size_t i = 0; i < sizeof LINEARS / sizeof LINEARS[0]; i++) {
         const linear_shape *s = &LINEARS[i];
         char i32[64], i16[64];
         double f = gflops_matmul(dnnl_f32, 'T', s->tokens, s->out, s->in, i32, sizeof i32);
         double b = gflops_matmul(dnnl_bf16, 'T', s->tokens, s->out, s->in, i16, sizeof i16);
-        printf("%-10s %-7s %-9s %5d %6d %6d %8.1f %8.1f  %s / %s\n", "dnnl-mm", s->cfg, s->layer,
-               s->tokens, s->in, s->out, f, b, i32, i16);
+        printf("%-10s %-7s %-9s %5d %6d %6d %8.1f %8.1f  %s / %s\n", "dnnl-mm", s->cfg, s->layer, s->tokens, s->in,
+               s->out, f, b, i32, i16);
         fflush(stdout);
     }
 #endif
@@ -405,8 +402,8 @@ static void run_attn(int nthr) {
     printf("#   omp-for: omp parallel for over (b,h), GEMM called inside the region\n");
     printf("#   omp-for+1t: same, library explicitly set to 1 thread first\n");
     printf("#   serial: loop over (b,h) outside any region, GEMM threaded by the library\n");
-    printf("%-10s %-7s %4s %3s %4s %10s %10s %10s %s\n", "lib", "config", "B", "H", "T", "omp-for",
-           "omp-for+1t", "serial", "match");
+    printf("%-10s %-7s %4s %3s %4s %10s %10s %10s %s\n", "lib", "config", "B", "H", "T", "omp-for", "omp-for+1t",
+           "serial", "match");
     for (size_t c = 0; c < sizeof cfgs / sizeof cfgs[0]; c++) {
         attn_ctx a = {.B = cfgs[c].B, .H = cfgs[c].H, .T = cfgs[c].T, .d = 64};
         size_t nx = (size_t)a.B * a.T * a.H * a.d, np = (size_t)a.B * a.H * a.T * a.T;
@@ -444,12 +441,11 @@ static void run_attn(int nthr) {
         double t_omp1 = time_call(run_attn_layer, &a);
         set_threads(nthr);
 #else
-        double t_omp1 = NAN;  // dnnl_sgemm has no thread setter; it runs 1 thread in a region
+        double t_omp1 = NAN; // dnnl_sgemm has no thread setter; it runs 1 thread in a region
 #endif
         int match = fabs(got - ref) <= 1e-3 * fabs(ref) + 1e-3;
-        printf("%-10s %-7s %4d %3d %4d %10.1f %10.1f %10.1f %s\n", LIB_NAME, cfgs[c].cfg, a.B, a.H,
-               a.T, flops / t_omp * 1e-9, flops / t_omp1 * 1e-9, flops / t_serial * 1e-9,
-               match ? "ok" : "MISMATCH");
+        printf("%-10s %-7s %4d %3d %4d %10.1f %10.1f %10.1f %s\n", LIB_NAME, cfgs[c].cfg, a.B, a.H, a.T,
+               flops / t_omp * 1e-9, flops / t_omp1 * 1e-9, flops / t_serial * 1e-9, match ? "ok" : "MISMATCH");
         fflush(stdout);
         free(a.q), free(a.k), free(a.v), free(a.dout), free(a.o);
         free(a.dq), free(a.dk), free(a.dv), free(a.p), free(a.ds);
@@ -470,9 +466,7 @@ int main(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--min-time") && i + 1 < argc) {
             g_min_time = atof(argv[++i]);
         } else {
-            fprintf(stderr,
-                    "usage: %s [--peak] [--table] [--attn] [--threads N] [--min-time SEC]\n",
-                    argv[0]);
+            fprintf(stderr, "usage: %s [--peak] [--table] [--attn] [--threads N] [--min-time SEC]\n", argv[0]);
             return 2;
         }
     }
@@ -486,23 +480,19 @@ int main(int argc, char **argv) {
     if (peak) {
         double best = run_peak(nthr);
         printf("PEAK %s %.1f\n", LIB_NAME, best);
-        printf("# background load during the accepted measurements: up to %.2f cores\n",
-               g_bg_max);
+        printf("# background load during the accepted measurements: up to %.2f cores\n", g_bg_max);
         fflush(stdout);
     }
     if (table) run_table();
     if (attn) run_attn(nthr);
-    if (table || attn)
-        printf("# background load during the accepted measurements: up to %.2f cores\n",
-               g_bg_max);
+    if (table || attn) printf("# background load during the accepted measurements: up to %.2f cores\n", g_bg_max);
 #if defined(USE_DNNL)
     if (peak) {
         char impl[64];
         double f = gflops_matmul(dnnl_f32, 'T', 2048, 2048, 2048, impl, sizeof impl);
         printf("MATMUL %s f32 2048^3 %.1f GFLOP/s (%s)\n", LIB_NAME, f, impl);
         double b = gflops_matmul(dnnl_bf16, 'T', 2048, 2048, 2048, impl, sizeof impl);
-        printf("MATMUL %s bf16 2048^3 %.1f GFLOP/s (%s)  [<= 0: no bf16 kernel on this CPU]\n",
-               LIB_NAME, b, impl);
+        printf("MATMUL %s bf16 2048^3 %.1f GFLOP/s (%s)  [<= 0: no bf16 kernel on this CPU]\n", LIB_NAME, b, impl);
     }
 #endif
     free(g_A), free(g_B), free(g_C), free(g_scratch);
