@@ -318,14 +318,17 @@ static void run_table(void) {
     printf("#   NN dX   dX[tok,in]  = dY[tok,out] . W[out,in]   (M=tok, N=in,  K=out)\n");
     printf("#   TN dW   dW[out,in]  = dY[tok,out]^T . X[tok,in] (M=out, N=in,  K=tok)\n");
     printf("#   TN-ksplit: the TN GEMM with the tokens split over 2 threads, 1-thread GEMMs + sum\n");
-    printf("%-10s %-7s %-9s %5s %6s %6s %8s %8s %8s %9s\n", "lib", "config", "layer", "tok", "in", "out", "NT-fwd",
-           "NN-dX", "TN-dW", "TN-ksplit");
+    printf("#   TN-dWt  dW^T[in,out] = X[tok,in]^T . dY[tok,out] (M=in, N=out, K=tok): the weight\n");
+    printf("#           gradient if W were stored [in,out] (GPT-2 Conv1D layout)\n");
+    printf("%-10s %-7s %-9s %5s %6s %6s %8s %8s %8s %9s %8s\n", "lib", "config", "layer", "tok", "in", "out", "NT-fwd",
+           "NN-dX", "TN-dW", "TN-ksplit", "TN-dWt");
     for (size_t i = 0; i < sizeof LINEARS / sizeof LINEARS[0]; i++) {
         const linear_shape *s = &LINEARS[i];
         double nt = gflops_gemm('N', 'T', s->tokens, s->out, s->in);
         double nn = gflops_gemm('N', 'N', s->tokens, s->in, s->out);
         double tn = gflops_gemm('T', 'N', s->out, s->in, s->tokens);
         double tk = gflops_gemm('K', 'N', s->out, s->in, s->tokens);
+        double tt = gflops_gemm('T', 'N', s->in, s->out, s->tokens);
         { // the K-split result must equal the plain TN GEMM's
             gemm_ctx g = {'T', 'N', s->out, s->in, s->tokens, g_A, g_B, g_C};
             size_t mn = (size_t)s->out * s->in;
@@ -334,8 +337,8 @@ static void run_table(void) {
             run_tn_ksplit(&g);
             if (fabs(checksum(g_C, mn) - ref) > 1e-3 * fabs(ref) + 1e-2) tk = -tk;
         }
-        printf("%-10s %-7s %-9s %5d %6d %6d %8.1f %8.1f %8.1f %9.1f\n", LIB_NAME, s->cfg, s->layer, s->tokens, s->in,
-               s->out, nt, nn, tn, tk);
+        printf("%-10s %-7s %-9s %5d %6d %6d %8.1f %8.1f %8.1f %9.1f %8.1f\n", LIB_NAME, s->cfg, s->layer, s->tokens,
+               s->in, s->out, nt, nn, tn, tk, tt);
         fflush(stdout);
     }
 #if defined(USE_DNNL)

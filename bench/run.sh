@@ -101,11 +101,15 @@ for cfg in $CONFIGS; do
             tee -a "$results"
         if [[ -x $plm_bin ]]; then
             wait_quiet
-            line=$("$plm_bin" --config "$cfg" --objective "$obj" | tail -n 1)
-            # tag the line so the table can find it whatever keys plm adds
-            "$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(impl="plm",
-config=sys.argv[2], objective=sys.argv[3]); print(json.dumps(d))' "$line" "$cfg" "$obj" |
-                tee -a "$results"
+            # the last line must be the JSON object; tag it so the table can find it
+            if ! line=$("$plm_bin" --config "$cfg" --objective "$obj" | tail -n 1) ||
+                ! "$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(impl="plm",
+config=sys.argv[2], objective=sys.argv[3]); print(json.dumps(d))' "$line" "$cfg" "$obj" \
+                    >>"$results"; then
+                echo "  (warning: $plm_bin --config $cfg --objective $obj failed or printed no JSON)" >&2
+            else
+                tail -n 1 "$results"
+            fi
         fi
     done
 done

@@ -225,6 +225,8 @@ def main():
     ap.add_argument("--config", choices=sorted(CONFIGS), default="tiny")
     ap.add_argument("--objective", choices=("mlm", "clm"), default="mlm")
     ap.add_argument("--steps", type=int, default=10, help="timed steps (median reported)")
+    ap.add_argument("--min-time", type=float, default=4.0,
+                    help="keep timing steps until at least this many seconds have passed")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dropout", type=float, default=0.1,
@@ -260,7 +262,7 @@ def main():
         step()
     times = []
     w0, o0 = time.perf_counter(), other_cpu_seconds()
-    for _ in range(args.steps):
+    while len(times) < args.steps or sum(times) < args.min_time:
         t0 = time.perf_counter()
         loss = step()
         times.append(time.perf_counter() - t0)
@@ -276,7 +278,7 @@ def main():
         "step_ms": round(med * 1e3, 2),
         "gflops": round(flops / med / 1e9, 2),
         "step_ms_min": round(min(times) * 1e3, 2),
-        "steps": args.steps,
+        "steps": len(times),
         "tokens": tokens,
         "n_pred": n_pred,
         "flops_per_step": flops,
