@@ -55,7 +55,7 @@ static void draw(plm_progress *p, long done, const char *status, bool final) {
 }
 
 void plm_progress_update(plm_progress *p, long done, const char *status) {
-    if (p->quiet) return;
+    if (p->quiet || done >= p->total) return; /* the last line is plm_progress_finish's */
     double now = plm_now();
     int pct = (int)(100.0 * (double)done / (double)p->total);
     if (p->tty) {
