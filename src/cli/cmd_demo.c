@@ -58,14 +58,14 @@ static int write_config(const char *path, plm_arch arch, int hidden, int layers,
 
 int cmd_demo(int argc, char **argv) {
     const char *out = "runs/demo", *corpus = "data/demo";
-    long gpt_steps = 250, bert_steps = 400;
+    long gpt_steps = 250, bert_steps = 800;
     int hidden = 192;
     arg_spec specs[] = {
         {"--output-dir", ARG_STR, &out, "where the two models go (default runs/demo)"},
         {"--corpus", ARG_STR, &corpus, "folder of .txt files to pretrain on (default data/demo)"},
         {"--gpt-steps", ARG_LONG, &gpt_steps, "optimizer steps of the GPT (default 250)"},
         {"--bert-steps", ARG_LONG, &bert_steps,
-         "optimizer steps of the BERT (default 400: MLM learns from 15% of tokens)"},
+         "optimizer steps of the BERT (default 800: MLM learns from 15% of the tokens)"},
         {"--hidden-size", ARG_INT, &hidden, "model width (default 192; 4 layers, heads of 64)"},
     };
     int rc = args_parse("demo", "Pretrain a small GPT (CLM) and a small BERT (MLM) on data/demo and show them.", specs,
