@@ -480,19 +480,7 @@ struct plm_bpe_cache {
 };
 
 static inline uint64_t word_hash(const uint8_t *s, int n) {
-    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n;
-    int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t v;
-        memcpy(&v, s + i, 8);
-        h = (h ^ v) * 0xff51afd7ed558ccdULL;
-        h ^= h >> 32;
-    }
-    uint64_t v = 0;
-    memcpy(&v, s + i, (size_t)(n - i));
-    h = (h ^ v) * 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 29;
-    return h | 1; /* 0 marks an empty slot */
+    return plm_word_hash(s, (size_t)n) | 1; /* 0 marks an empty slot */
 }
 
 /* Expands a token's byte span to whole chars, as HF's byte-level alignments do:

@@ -24,21 +24,6 @@ typedef struct {
     size_t alen, acap;
 } word_table;
 
-static uint64_t hash_word(const uint8_t *s, size_t n) {
-    uint64_t h = 0x9E3779B97F4A7C15ULL ^ n;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t v;
-        memcpy(&v, s + i, 8);
-        h = (h ^ v) * 0xff51afd7ed558ccdULL;
-        h ^= h >> 32;
-    }
-    uint64_t v = 0;
-    memcpy(&v, s + i, n - i);
-    h = (h ^ v) * 0xc4ceb9fe1a85ec53ULL;
-    return h ^ (h >> 29);
-}
-
 static void wt_rehash(word_table *t, uint32_t ns) {
     free(t->slots);
     t->slots = plm_malloc(ns * sizeof *t->slots);
@@ -103,7 +88,7 @@ static void count_lines(word_table *t, const uint8_t *s, size_t n) {
         size_t i = p;
         while (i < le) {
             size_t j = plm_bpe_pretok_next(s, le, i);
-            wt_add(t, s + i, j - i, hash_word(s + i, j - i), 1);
+            wt_add(t, s + i, j - i, plm_word_hash(s + i, j - i), 1);
             i = j;
         }
         p = le;

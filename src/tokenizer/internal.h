@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <string.h>
 
 /* ---- vocabulary: id -> token bytes and token bytes -> id ----
  * Tokens are byte strings (NUL-terminated for convenience; a BPE token never contains
@@ -89,5 +90,22 @@ int plm_bpe_encode_segment(const plm_tokenizer *t, const char *text, size_t len,
                            plm_encoding *out);
 int plm_wordpiece_encode_segment(const plm_tokenizer *t, const char *text, size_t len, int32_t base, int32_t *word,
                                  plm_encoding *out);
+
+/* 64-bit hash of a byte string (a pre-tokenized word): the BPE word cache and the
+ * trainer's word counts both key on it. */
+static inline uint64_t plm_word_hash(const uint8_t *s, size_t n) {
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, s + i, 8);
+        h = (h ^ v) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+    }
+    uint64_t v = 0;
+    memcpy(&v, s + i, n - i);
+    h = (h ^ v) * 0xc4ceb9fe1a85ec53ULL;
+    return h ^ (h >> 29);
+}
 
 #endif
