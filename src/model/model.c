@@ -248,7 +248,7 @@ int plm_model_reserve(plm_model *m, int B, int T) {
     size_t sc = attention_scratch_floats(T);
     size_t red = (size_t)nt * PLM_MAX(PLM_MAX(2 * C, 3 * C), PLM_MAX(I, V));
     m->scratch_floats = PLM_MAX(sc, red);
-    total += m->scratch_floats + 64 * 64; /* alignment slack */
+    total += m->scratch_floats + 16 * (16 * L + 32); /* each view is rounded up to 16 floats */
     float *p = falloc(total);
     memset(p, 0, total * sizeof(float));
     float *base = p;
