@@ -108,7 +108,7 @@ int main(void) {
         plm_config c2 = c;
         c2.hidden_size = 64;
         snprintf(cfgp, sizeof cfgp, "%s/config.json", sub);
-        plm_config_save(&c2, cfgp);
+        plm_config_save(&c2, NULL, cfgp);
         bad = plm_model_load(sub);
         snprintf(name, sizeof name, "mismatch_refused_%s", an);
         TEST_CHECK(!bad && strstr(plm_last_error(), "expected"), name, "got: %s", bad ? "(loaded)" : plm_last_error());

@@ -564,12 +564,13 @@ static void poison_model_acts(plm_model *m, int B, int T) {
     size_t N = (size_t)B * T, C = c->hidden_size, I = c->intermediate_size, NH = c->num_attention_heads;
 #define POISON(p, n)                                                                                                   \
     for (size_t k_ = 0; k_ < (n); k_++) (p)[k_] = NAN
-    POISON(m->emb, N * C);
-    POISON(m->emb_ln, N * C);
-    POISON(m->x0, N * C);
-    POISON(m->lnf, N * C);
+    plm_backbone *bb = &m->bb[0];
+    POISON(bb->emb, N * C);
+    POISON(bb->emb_ln, N * C);
+    POISON(bb->x0, N * C);
+    POISON(bb->lnf, N * C);
     for (int l = 0; l < c->num_hidden_layers; l++) {
-        plm_layer_acts *a = &m->acts[l];
+        plm_layer_acts *a = &bb->acts[l];
         POISON(a->ln1, N * C);
         POISON(a->qkv, N * 3 * C);
         POISON(a->att, NH * N * T);
@@ -580,7 +581,7 @@ static void poison_model_acts(plm_model *m, int B, int T) {
         POISON(a->fch_gelu, N * I);
         POISON(a->res2, N * C);
     }
-    POISON(m->logits, N * (size_t)c->vocab_size);
+    for (int h = 0; h < m->num_heads; h++) POISON(m->heads[h].logits, N * (size_t)m->heads[h].K);
 #undef POISON
 }
 
@@ -591,7 +592,16 @@ static void put_model_tensors(const plm_model *m, const float *base, const char 
         const plm_tensor *t = &m->tensors[i];
         const float *p = base + t->offset;
         const char *nm = cname("%s%s", prefix, t->name);
-        if (t->ndim == 1) {
+        if (t->nparts > 1) { /* a fused block: HF's separate tensors */
+            int r = t->shape[0] / t->nparts;
+            for (int k = 0; k < t->nparts; k++) {
+                const float *pk = p + (size_t)k * r * (t->ndim == 2 ? t->shape[1] : 1);
+                if (t->ndim == 1)
+                    put_f32(cname("%s%s", prefix, t->parts[k]), pk, 1, r);
+                else
+                    put_f32(cname("%s%s", prefix, t->parts[k]), pk, 2, r, t->shape[1]);
+            }
+        } else if (t->ndim == 1) {
             put_f32(nm, p, 1, t->shape[0]);
         } else if (!t->transpose) {
             put_f32(nm, p, 2, t->shape[0], t->shape[1]);
@@ -705,8 +715,8 @@ static void case_model(const model_variant *mv) {
     /* forward only: logits and hidden states */
     poison_model_acts(m, B, T);
     plm_ce_result r0 = plm_model_forward(m, &batch, false, 1.0f);
-    float *logits = fcopy(m->logits, (size_t)m->num_rows * V);
-    int M = m->num_rows;
+    float *logits = fcopy(m->heads[0].logits, (size_t)m->heads[0].num_rows * V);
+    int M = m->heads[0].num_rows;
     /* forward + backward */
     poison_model_acts(m, B, T);
     plm_model_zero_grad(m);
@@ -724,7 +734,7 @@ static void case_model(const model_variant *mv) {
     if (arch == PLM_ARCH_BERT && c.tie_word_embeddings) {
         /* the lookup gives the padding row nothing, the tied decoder does: not all zero */
         bool nz = false;
-        for (int k = 0; k < C; k++) nz |= m->g.wte[(size_t)c.pad_token_id * C + k] != 0.0f;
+        for (int k = 0; k < C; k++) nz |= m->bb[0].g.wte[(size_t)c.pad_token_id * C + k] != 0.0f;
         CHECK(nz, cname("parity_self.%s.tied_decoder_grad_on_pad_row", name), "pad row got no decoder gradient");
     }
     if (verbose) {
@@ -757,7 +767,7 @@ static void case_model(const model_variant *mv) {
         CHECK(half, cname("parity_self.%s.loss_scale", name), "loss_scale 0.5 did not halve the gradients");
         memcpy(m->grads, g1, m->num_params * sizeof(float));
     }
-    char *cfg = plm_config_to_json(&c);
+    char *cfg = plm_config_to_json(&c, NULL);
     meta("config", "%s", cfg);
     free(cfg);
     meta("B", "%d", B), meta("T", "%d", T);
@@ -768,7 +778,7 @@ static void case_model(const model_variant *mv) {
     put_f64("loss_count", r.count);
     put_f32("logits", logits, 2, M, V);
     for (int l = 0; l < L; l++)
-        put_f32(cname("hidden.%d", l), c.pre_layernorm ? m->acts[l].res2 : m->acts[l].ln2, 3, B, T, C);
+        put_f32(cname("hidden.%d", l), c.pre_layernorm ? m->bb[0].acts[l].res2 : m->bb[0].acts[l].ln2, 3, B, T, C);
     put_f32("hidden.final", plm_model_hidden(m), 3, B, T, C);
     if (batch.training) {
         int NH = c.num_attention_heads;

@@ -53,7 +53,7 @@ static int write_config(const char *path, plm_arch arch, int hidden, int layers,
     c.max_position_embeddings = 256;
     c.hidden_dropout_prob = c.attention_probs_dropout_prob = 0.0f; /* short runs: dropout only slows learning */
     c.vocab_size = 4096;
-    return plm_config_save(&c, path);
+    return plm_config_save(&c, NULL, path);
 }
 
 int cmd_demo(int argc, char **argv) {

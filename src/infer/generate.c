@@ -27,17 +27,18 @@ int plm_kv_cache_init(plm_kv_cache *kv, const plm_model *m, int max_len) {
     kv->m = m;
     kv->max_len = max_len;
     size_t C = c->hidden_size, L = c->num_hidden_layers, I = c->intermediate_size;
+    size_t D = PLM_MAX(C, (size_t)m->bb[0].E); /* vectors wide enough for both widths */
     kv->k = plm_aligned_alloc(L * max_len * C * sizeof(float));
     kv->v = plm_aligned_alloc(L * max_len * C * sizeof(float));
-    float *buf = plm_aligned_alloc((C * 10 + I + (size_t)max_len + c->vocab_size + 64) * sizeof(float));
+    float *buf = plm_aligned_alloc((D * 10 + I + (size_t)max_len + c->vocab_size + 64) * sizeof(float));
     kv->x = buf;
-    kv->ln = kv->x + C;
-    kv->qkv = kv->ln + C;
-    kv->atty = kv->qkv + 3 * C;
-    kv->tmp = kv->atty + C;
-    kv->h1 = kv->tmp + C;
-    kv->h2 = kv->h1 + C;
-    kv->fch = kv->h2 + C;
+    kv->ln = kv->x + D;
+    kv->qkv = kv->ln + D;
+    kv->atty = kv->qkv + 3 * D;
+    kv->tmp = kv->atty + D;
+    kv->h1 = kv->tmp + D;
+    kv->h2 = kv->h1 + D;
+    kv->fch = kv->h2 + D;
     kv->scores = kv->fch + I;
     kv->logits = kv->scores + max_len;
     return 0;
@@ -59,20 +60,26 @@ static void ln1(float *out, const float *in, const float *w, const float *b, int
  * model.c restricted to a single query row. */
 const float *plm_kv_cache_step(plm_kv_cache *kv, int32_t id) {
     const plm_model *m = kv->m;
+    const plm_backbone *bb = &m->bb[0];
+    const plm_head *head = &m->heads[plm_model_head(m, PLM_HEAD_LM)];
     const plm_config *c = &m->config;
-    int C = c->hidden_size, I = c->intermediate_size, NH = c->num_attention_heads, hs = C / NH;
+    int C = c->hidden_size, I = c->intermediate_size, NH = c->num_attention_heads, hs = C / NH, E = bb->E;
     int pos = kv->len;
     if (pos >= kv->max_len) plm_die("KV cache full (%d positions)", kv->max_len);
     float eps = c->layer_norm_eps, scale = 1.0f / sqrtf((float)hs);
-    for (int i = 0; i < C; i++) kv->x[i] = m->w.wte[(size_t)id * C + i] + m->w.wpe[(size_t)pos * C + i];
-    if (m->w.wtt)
-        for (int i = 0; i < C; i++) kv->x[i] += m->w.wtt[i];
+    for (int i = 0; i < E; i++) kv->x[i] = bb->w.wte[(size_t)id * E + i] + bb->w.wpe[(size_t)pos * E + i];
+    if (bb->w.wtt)
+        for (int i = 0; i < E; i++) kv->x[i] += bb->w.wtt[i];
     if (!c->pre_layernorm) {
-        ln1(kv->tmp, kv->x, m->w.emb_ln_w, m->w.emb_ln_b, C, eps);
+        ln1(kv->tmp, kv->x, bb->w.emb_ln_w, bb->w.emb_ln_b, E, eps);
+        memcpy(kv->x, kv->tmp, E * sizeof(float));
+    }
+    if (E != C) {
+        linear_forward(kv->tmp, kv->x, bb->w.emb_proj_w, bb->w.emb_proj_b, 1, E, C);
         memcpy(kv->x, kv->tmp, C * sizeof(float));
     }
     for (int l = 0; l < c->num_hidden_layers; l++) {
-        const plm_layer_weights *w = &m->w.layers[l];
+        const plm_layer_weights *w = &bb->w.layers[l];
         float *kc = kv->k + ((size_t)l * kv->max_len) * C, *vc = kv->v + ((size_t)l * kv->max_len) * C;
         const float *attn_in = kv->x;
         if (c->pre_layernorm) {
@@ -124,16 +131,16 @@ const float *plm_kv_cache_step(plm_kv_cache *kv, int32_t id) {
     }
     const float *hid = kv->x;
     if (c->pre_layernorm) {
-        ln1(kv->ln, kv->x, m->w.ln_f_w, m->w.ln_f_b, C, eps);
+        ln1(kv->ln, kv->x, bb->w.ln_f_w, bb->w.ln_f_b, C, eps);
         hid = kv->ln;
     }
-    if (c->arch == PLM_ARCH_BERT) { /* MLM head transform */
-        linear_forward(kv->tmp, hid, m->w.head_dense_w, m->w.head_dense_b, 1, C, C);
-        gelu_forward(kv->tmp, kv->tmp, (size_t)C, c->hidden_act);
-        ln1(kv->h1, kv->tmp, m->w.head_ln_w, m->w.head_ln_b, C, eps);
+    if (head->transform) { /* MLM head transform: dense -> GELU -> LN, width E */
+        linear_forward(kv->tmp, hid, head->w.dense_w, head->w.dense_b, 1, C, E);
+        gelu_forward(kv->tmp, kv->tmp, (size_t)E, c->hidden_act);
+        ln1(kv->h1, kv->tmp, head->w.ln_w, head->w.ln_b, E, eps);
         hid = kv->h1;
     }
-    linear_forward(kv->logits, hid, m->w.lm_w, m->w.head_bias, 1, C, c->vocab_size);
+    linear_forward(kv->logits, hid, head->w.out_w, head->w.out_b, 1, head->in_dim, c->vocab_size);
     kv->len++;
     return kv->logits;
 }

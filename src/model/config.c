@@ -3,12 +3,20 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/common.h"
 
-const char *plm_arch_name(plm_arch a) { return a == PLM_ARCH_GPT2 ? "gpt2" : "bert"; }
+const char *plm_arch_name(plm_arch a) {
+    return a == PLM_ARCH_GPT2 ? "gpt2" : a == PLM_ARCH_ELECTRA ? "electra" : "bert";
+}
+
+bool plm_config_is_variant(const plm_config *c) {
+    if (c->arch == PLM_ARCH_GPT2) return !c->pre_layernorm || !c->is_decoder || c->type_vocab_size > 0;
+    return c->pre_layernorm || (c->arch == PLM_ARCH_BERT && c->embedding_size > 0);
+}
 
 void plm_config_default(plm_config *c, plm_arch arch) {
     memset(c, 0, sizeof *c);
@@ -19,11 +27,12 @@ void plm_config_default(plm_config *c, plm_arch arch) {
     c->num_attention_heads = 4;
     c->intermediate_size = 1024;
     c->max_position_embeddings = 512;
+    c->num_labels = 2;
     c->initializer_range = 0.02f;
     c->tie_word_embeddings = true;
     c->pad_token_id = c->bos_token_id = c->eos_token_id = -1;
     c->mask_token_id = c->cls_token_id = c->sep_token_id = -1;
-    if (arch == PLM_ARCH_BERT) {
+    if (arch != PLM_ARCH_GPT2) {
         c->type_vocab_size = 2;
         c->hidden_act = PLM_GELU_ERF;
         c->layer_norm_eps = 1e-12f;
@@ -106,15 +115,22 @@ int plm_config_parse(plm_config *c, const char *json, const char *path) {
             plm_error("%s: \"model_type\" must be a string", path);
             goto done;
         }
-        if (strcmp(mt->valuestring, "gpt2") == 0)
+        /* plm_* are plm's variants of the same architectures (plm_config_is_variant) */
+        const char *t = mt->valuestring;
+        if (strncmp(t, "plm_", 4) == 0) t += 4;
+        if (strcmp(t, "gpt2") == 0)
             arch = PLM_ARCH_GPT2;
-        else if (strcmp(mt->valuestring, "bert") != 0) {
-            plm_error("%s: unsupported model_type \"%s\" (expected \"bert\" or \"gpt2\")", path, mt->valuestring);
+        else if (strcmp(t, "electra") == 0)
+            arch = PLM_ARCH_ELECTRA;
+        else if (strcmp(t, "bert") != 0) {
+            plm_error("%s: unsupported model_type \"%s\" (expected \"bert\", \"electra\" or \"gpt2\")", path,
+                      mt->valuestring);
             goto done;
         }
     }
     plm_config_default(c, arch);
     c->intermediate_size = -1; /* derived below when absent */
+    c->embedding_size = 0;
     if (read_int(root, path, &c->vocab_size, "vocab_size", NULL) ||
         read_int(root, path, &c->hidden_size, "hidden_size", "n_embd") ||
         read_int(root, path, &c->num_hidden_layers, "num_hidden_layers", "n_layer") ||
@@ -122,6 +138,8 @@ int plm_config_parse(plm_config *c, const char *json, const char *path) {
         read_int(root, path, &c->intermediate_size, "intermediate_size", "n_inner") ||
         read_int(root, path, &c->max_position_embeddings, "max_position_embeddings", "n_positions") ||
         read_int(root, path, &c->type_vocab_size, "type_vocab_size", NULL) ||
+        read_int(root, path, &c->embedding_size, "embedding_size", NULL) ||
+        read_int(root, path, &c->num_labels, "num_labels", NULL) ||
         read_float(root, path, &c->layer_norm_eps, "layer_norm_eps", "layer_norm_epsilon") ||
         read_float(root, path, &c->hidden_dropout_prob, "hidden_dropout_prob", "resid_pdrop") ||
         read_float(root, path, &c->attention_probs_dropout_prob, "attention_probs_dropout_prob", "attn_pdrop") ||
@@ -137,6 +155,15 @@ int plm_config_parse(plm_config *c, const char *json, const char *path) {
         read_int(root, path, &c->sep_token_id, "sep_token_id", NULL))
         goto done;
     if (c->intermediate_size == -1) c->intermediate_size = 4 * c->hidden_size;
+    if (c->embedding_size == c->hidden_size) c->embedding_size = 0;
+    const cJSON *id2label = cJSON_GetObjectItemCaseSensitive(root, "id2label");
+    if (id2label) {
+        if (!cJSON_IsObject(id2label) || cJSON_GetArraySize(id2label) < 1) {
+            plm_error("%s: \"id2label\" must be a non-empty object", path);
+            goto done;
+        }
+        c->num_labels = cJSON_GetArraySize(id2label);
+    }
     const char *act_keys[] = {"hidden_act", "activation_function", NULL};
     const cJSON *act = get_any(root, act_keys);
     if (act) {
@@ -179,6 +206,10 @@ int plm_config_validate(const plm_config *c, const char *path) {
     } while (0)
     REQUIRE(c->vocab_size > 0 && c->vocab_size <= (1 << 24), "%s: vocab_size must be in 1..16777216", path);
     REQUIRE(c->hidden_size > 0 && c->hidden_size <= 65536, "%s: hidden_size must be in 1..65536", path);
+    REQUIRE(c->embedding_size >= 0 && c->embedding_size <= 65536, "%s: embedding_size must be in 1..65536", path);
+    REQUIRE(c->arch != PLM_ARCH_GPT2 || c->embedding_size == 0,
+            "%s: gpt2 has no embedding projection (embedding_size must equal n_embd)", path);
+    REQUIRE(c->num_labels > 0 && c->num_labels <= 1 << 16, "%s: num_labels must be in 1..65536", path);
     REQUIRE(c->num_hidden_layers > 0 && c->num_hidden_layers <= 1024, "%s: num_hidden_layers must be in 1..1024", path);
     REQUIRE(c->num_attention_heads > 0, "%s: num_attention_heads must be positive", path);
     REQUIRE(c->hidden_size % c->num_attention_heads == 0,
@@ -211,13 +242,21 @@ static void add_id(cJSON *o, const char *key, int id) {
         cJSON_AddNullToObject(o, key);
 }
 
-char *plm_config_to_json(const plm_config *c) {
+char *plm_config_to_json(const plm_config *c, const char *architecture) {
     cJSON *o = cJSON_CreateObject();
     cJSON *archs = cJSON_AddArrayToObject(o, "architectures");
-    if (c->arch == PLM_ARCH_BERT) {
-        cJSON_AddItemToArray(archs, cJSON_CreateString("BertForMaskedLM"));
-        cJSON_AddStringToObject(o, "model_type", "bert");
+    char model_type[32];
+    snprintf(model_type, sizeof model_type, "%s%s", plm_config_is_variant(c) ? "plm_" : "", plm_arch_name(c->arch));
+    if (!architecture)
+        architecture = c->arch == PLM_ARCH_GPT2      ? "GPT2LMHeadModel"
+                       : c->arch == PLM_ARCH_ELECTRA ? "ElectraForMaskedLM"
+                                                     : "BertForMaskedLM";
+    cJSON_AddItemToArray(archs, cJSON_CreateString(architecture));
+    cJSON_AddStringToObject(o, "model_type", model_type);
+    if (c->arch != PLM_ARCH_GPT2) {
         cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size);
+        if (c->arch == PLM_ARCH_ELECTRA || c->embedding_size)
+            cJSON_AddNumberToObject(o, "embedding_size", c->embedding_size ? c->embedding_size : c->hidden_size);
         cJSON_AddNumberToObject(o, "hidden_size", c->hidden_size);
         cJSON_AddNumberToObject(o, "num_hidden_layers", c->num_hidden_layers);
         cJSON_AddNumberToObject(o, "num_attention_heads", c->num_attention_heads);
@@ -230,8 +269,6 @@ char *plm_config_to_json(const plm_config *c) {
         cJSON_AddNumberToObject(o, "layer_norm_eps", c->layer_norm_eps);
         cJSON_AddStringToObject(o, "position_embedding_type", "absolute");
     } else {
-        cJSON_AddItemToArray(archs, cJSON_CreateString("GPT2LMHeadModel"));
-        cJSON_AddStringToObject(o, "model_type", "gpt2");
         cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size);
         cJSON_AddNumberToObject(o, "n_embd", c->hidden_size);
         cJSON_AddNumberToObject(o, "n_layer", c->num_hidden_layers);
@@ -250,6 +287,15 @@ char *plm_config_to_json(const plm_config *c) {
     cJSON_AddBoolToObject(o, "is_decoder", c->is_decoder);
     cJSON_AddBoolToObject(o, "pre_layernorm", c->pre_layernorm);
     cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_word_embeddings);
+    /* id2label / label2id, as HF writes them: their size is num_labels */
+    cJSON *i2l = cJSON_AddObjectToObject(o, "id2label"), *l2i = cJSON_AddObjectToObject(o, "label2id");
+    for (int i = 0; i < c->num_labels; i++) {
+        char k[16], v[32];
+        snprintf(k, sizeof k, "%d", i);
+        snprintf(v, sizeof v, "LABEL_%d", i);
+        cJSON_AddStringToObject(i2l, k, v);
+        cJSON_AddNumberToObject(l2i, v, i);
+    }
     add_id(o, "pad_token_id", c->pad_token_id);
     add_id(o, "bos_token_id", c->bos_token_id);
     add_id(o, "eos_token_id", c->eos_token_id);
@@ -262,8 +308,8 @@ char *plm_config_to_json(const plm_config *c) {
     return s;
 }
 
-int plm_config_save(const plm_config *c, const char *path) {
-    char *s = plm_config_to_json(c);
+int plm_config_save(const plm_config *c, const char *architecture, const char *path) {
+    char *s = plm_config_to_json(c, architecture);
     size_t n = strlen(s);
     s = plm_realloc(s, n + 2);
     s[n] = '\n';

@@ -9,11 +9,12 @@
 
 #include "gelu.h"
 
-typedef enum { PLM_ARCH_BERT = 0, PLM_ARCH_GPT2 = 1 } plm_arch;
+typedef enum { PLM_ARCH_BERT = 0, PLM_ARCH_GPT2 = 1, PLM_ARCH_ELECTRA = 2 } plm_arch;
 
 typedef struct {
-    plm_arch arch; /* model_type: "bert" (encoder, MLM head) or "gpt2" (decoder, LM head) */
+    plm_arch arch; /* model_type: "bert", "electra" (encoders) or "gpt2" (decoder) */
     int vocab_size;
+    int embedding_size; /* width of the embedding tables; 0 = hidden_size; else a projection follows (ELECTRA) */
     int hidden_size;
     int num_hidden_layers;
     int num_attention_heads;
@@ -28,6 +29,7 @@ typedef struct {
     bool is_decoder;          /* causal self-attention */
     bool pre_layernorm;       /* LayerNorm before each sub-layer (GPT-2) or after (BERT) */
     bool tie_word_embeddings; /* the output projection is the token embedding matrix */
+    int num_labels;           /* classes of a classification head (id2label's size); 1 = regression */
     int pad_token_id, bos_token_id, eos_token_id, mask_token_id, cls_token_id, sep_token_id; /* -1: none */
 } plm_config;
 
@@ -38,9 +40,14 @@ int plm_config_parse(plm_config *c, const char *json, const char *path);
 int plm_config_load(plm_config *c, const char *path);
 /* Checks consistency (hidden_size % num_attention_heads, positive sizes, ...). */
 int plm_config_validate(const plm_config *c, const char *path);
-/* HF-style config.json text (malloc'ed). */
-char *plm_config_to_json(const plm_config *c);
-int plm_config_save(const plm_config *c, const char *path);
+/* HF-style config.json text (malloc'ed); architecture names the model class
+ * ("BertForSequenceClassification"); NULL: the arch's LM model. */
+char *plm_config_to_json(const plm_config *c, const char *architecture);
+int plm_config_save(const plm_config *c, const char *architecture, const char *path);
 const char *plm_arch_name(plm_arch a);
+/* True for plm's own variants that HF would load as something else: pre-LN BERT or
+ * ELECTRA, bidirectional or post-LN GPT-2, GPT-2 with segment embeddings. They are
+ * written with model_type "plm_bert" / "plm_gpt2" / "plm_electra". */
+bool plm_config_is_variant(const plm_config *c);
 
 #endif

@@ -2,218 +2,375 @@
 #include "model.h"
 
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "attention.h"
 #include "core/common.h"
 #include "core/rng.h"
-#include "dropout.h"
-#include "embedding.h"
-#include "gelu.h"
-#include "layernorm.h"
-#include "linear.h"
+#include "params.h"
 
 /* ---------------------------------------------------------------- parameters */
 
-typedef struct {
-    plm_model *m;
-    int cap;
-} table_builder;
-
-/* Registers a tensor; its pointer is resolved once the buffer exists. */
-static size_t add_tensor(table_builder *tb, const char *name, int rows, int cols, bool transpose) {
-    plm_model *m = tb->m;
-    if (m->num_tensors == tb->cap) {
-        tb->cap = tb->cap ? 2 * tb->cap : 64;
-        m->tensors = plm_realloc(m->tensors, (size_t)tb->cap * sizeof(plm_tensor));
+int plm_params_add(plm_params *p, const char *name, int rows, int cols, int flags, float **w, float **g) {
+    plm_model *m = p->m;
+    if (m->num_tensors == p->cap) {
+        p->cap = p->cap ? 2 * p->cap : 64;
+        m->tensors = plm_realloc(m->tensors, (size_t)p->cap * sizeof(plm_tensor));
     }
-    plm_tensor *t = &m->tensors[m->num_tensors++];
+    int idx = m->num_tensors++;
+    plm_tensor *t = &m->tensors[idx];
     memset(t, 0, sizeof *t);
-    snprintf(t->name, sizeof t->name, "%s", name);
     t->ndim = cols ? 2 : 1;
     t->shape[0] = rows;
     t->shape[1] = cols;
     t->numel = (size_t)rows * (cols ? cols : 1);
     t->offset = m->num_params;
-    t->transpose = transpose;
+    t->transpose = flags & PLM_P_TRANSPOSE;
     t->no_decay = cols == 0;
+    t->head = p->head;
+    if (flags & PLM_P_QKV) {
+        /* one [3C, C] block in memory, three HF tensors in files */
+        static const char *part[] = {"query", "key", "value"};
+        t->nparts = 3;
+        for (int k = 0; k < 3; k++) snprintf(t->parts[k], sizeof t->parts[k], name, part[k]);
+        snprintf(t->name, sizeof t->name, name, "qkv");
+    } else {
+        snprintf(t->name, sizeof t->name, "%s", name);
+    }
     /* keep every tensor 64-byte aligned for vector loads */
     m->num_params += (t->numel + 15) & ~(size_t)15;
-    return t->offset;
+    plm_params_alias(p, NULL, idx, w, g);
+    return idx;
 }
 
-/* Offsets of every view, filled while registering, turned into pointers after. */
+void plm_params_alias(plm_params *p, const char *name, int tensor, float **w, float **g) {
+    plm_model *m = p->m;
+    if (name) {
+        m->aliases = plm_realloc(m->aliases, (size_t)(m->num_aliases + 1) * sizeof(plm_alias));
+        plm_alias *a = &m->aliases[m->num_aliases++];
+        snprintf(a->name, sizeof a->name, "%s", name);
+        a->target = tensor;
+    }
+    if (!w && !g) return;
+    if (p->num_views == p->cap_views) {
+        p->cap_views = p->cap_views ? 2 * p->cap_views : 128;
+        p->views = plm_realloc(p->views, (size_t)p->cap_views * sizeof *p->views);
+    }
+    p->views[p->num_views++] = (struct pending){tensor, w, g};
+}
+
+void plm_params_finish(plm_params *p) {
+    plm_model *m = p->m;
+    m->params = plm_aligned_alloc(m->num_params * sizeof(float));
+    m->grads = plm_aligned_alloc(m->num_params * sizeof(float));
+    memset(m->params, 0, m->num_params * sizeof(float));
+    memset(m->grads, 0, m->num_params * sizeof(float));
+    for (int i = 0; i < p->num_views; i++) {
+        size_t off = m->tensors[p->views[i].tensor].offset;
+        if (p->views[i].w) *p->views[i].w = m->params + off;
+        if (p->views[i].g) *p->views[i].g = m->grads + off;
+    }
+    free(p->views);
+    p->views = NULL;
+}
+
+/* ---------------------------------------------------------------- registration */
+
+#define VIEW(field) &bb->w.field, &bb->g.field
+
+/* Indices of the embedding tables, so that a second backbone can share them. */
 typedef struct {
-    size_t wte, wpe, wtt, emb_ln_w, emb_ln_b, ln_f_w, ln_f_b;
-    size_t head_dense_w, head_dense_b, head_ln_w, head_ln_b, head_bias, lm_w;
-    size_t *layer; /* 12 per layer, in plm_layer_weights order */
-} view_offsets;
+    int wte, wpe, wtt;
+} emb_tables;
 
-#define NONE ((size_t)-1)
-
-static void register_bert(table_builder *tb, view_offsets *v) {
-    const plm_config *c = &tb->m->config;
-    int C = c->hidden_size, I = c->intermediate_size;
-    char n[96];
-    v->wte = add_tensor(tb, "bert.embeddings.word_embeddings.weight", c->vocab_size, C, false);
-    v->wpe = add_tensor(tb, "bert.embeddings.position_embeddings.weight", c->max_position_embeddings, C, false);
-    v->wtt = c->type_vocab_size
-                 ? add_tensor(tb, "bert.embeddings.token_type_embeddings.weight", c->type_vocab_size, C, false)
-                 : NONE;
+static void register_backbone(plm_params *p, plm_backbone *bb, const emb_tables *shared, emb_tables *out) {
+    const plm_config *c = &bb->config;
+    int C = c->hidden_size, I = c->intermediate_size, E = bb->E, L = c->num_hidden_layers;
+    const char *P = bb->prefix;
+    bool gpt2 = c->arch == PLM_ARCH_GPT2;
+    char n[160];
+    bb->w.layers = plm_calloc((size_t)L, sizeof(plm_layer_weights));
+    bb->g.layers = plm_calloc((size_t)L, sizeof(plm_layer_weights));
+#define NAME(...) (snprintf(n, sizeof n, __VA_ARGS__), n)
+    /* embeddings: shared tables are views of the first backbone's */
+    if (shared) {
+        plm_params_alias(p, NAME("%s.embeddings.word_embeddings.weight", P), shared->wte, VIEW(wte));
+        plm_params_alias(p, NAME("%s.embeddings.position_embeddings.weight", P), shared->wpe, VIEW(wpe));
+        if (c->type_vocab_size)
+            plm_params_alias(p, NAME("%s.embeddings.token_type_embeddings.weight", P), shared->wtt, VIEW(wtt));
+    } else if (gpt2) {
+        out->wte = plm_params_add(p, NAME("%s.wte.weight", P), c->vocab_size, E, 0, VIEW(wte));
+        out->wpe = plm_params_add(p, NAME("%s.wpe.weight", P), c->max_position_embeddings, E, 0, VIEW(wpe));
+        if (c->type_vocab_size)
+            out->wtt = plm_params_add(p, NAME("%s.wtt.weight", P), c->type_vocab_size, E, 0, VIEW(wtt));
+    } else {
+        out->wte = plm_params_add(p, NAME("%s.embeddings.word_embeddings.weight", P), c->vocab_size, E, 0, VIEW(wte));
+        out->wpe = plm_params_add(p, NAME("%s.embeddings.position_embeddings.weight", P), c->max_position_embeddings, E,
+                                  0, VIEW(wpe));
+        if (c->type_vocab_size)
+            out->wtt = plm_params_add(p, NAME("%s.embeddings.token_type_embeddings.weight", P), c->type_vocab_size, E,
+                                      0, VIEW(wtt));
+    }
     if (!c->pre_layernorm) {
-        v->emb_ln_w = add_tensor(tb, "bert.embeddings.LayerNorm.weight", C, 0, false);
-        v->emb_ln_b = add_tensor(tb, "bert.embeddings.LayerNorm.bias", C, 0, false);
+        const char *fmt = gpt2 ? "%s.ln_emb.%s" : "%s.embeddings.LayerNorm.%s";
+        plm_params_add(p, NAME(fmt, P, "weight"), E, 0, 0, VIEW(emb_ln_w));
+        plm_params_add(p, NAME(fmt, P, "bias"), E, 0, 0, VIEW(emb_ln_b));
     }
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        size_t *o = v->layer + 12 * l;
-#define P(idx, suffix, r, cl)                                                                                          \
-    snprintf(n, sizeof n, "bert.encoder.layer.%d.%s", l, suffix);                                                      \
-    o[idx] = add_tensor(tb, n, r, cl, false)
-        /* query, key, value registered back to back: together they are the fused
-         * [3C, C] qkv matrix (and [3C] bias) that one GEMM multiplies. */
-        P(2, "attention.self.query.weight", C, C);
-        add_tensor(tb, (snprintf(n, sizeof n, "bert.encoder.layer.%d.attention.self.key.weight", l), n), C, C, false);
-        add_tensor(tb, (snprintf(n, sizeof n, "bert.encoder.layer.%d.attention.self.value.weight", l), n), C, C, false);
-        P(3, "attention.self.query.bias", C, 0);
-        add_tensor(tb, (snprintf(n, sizeof n, "bert.encoder.layer.%d.attention.self.key.bias", l), n), C, 0, false);
-        add_tensor(tb, (snprintf(n, sizeof n, "bert.encoder.layer.%d.attention.self.value.bias", l), n), C, 0, false);
-        P(4, "attention.output.dense.weight", C, C);
-        P(5, "attention.output.dense.bias", C, 0);
-        P(0, "attention.output.LayerNorm.weight", C, 0);
-        P(1, "attention.output.LayerNorm.bias", C, 0);
-        P(8, "intermediate.dense.weight", I, C);
-        P(9, "intermediate.dense.bias", I, 0);
-        P(10, "output.dense.weight", C, I);
-        P(11, "output.dense.bias", C, 0);
-        P(6, "output.LayerNorm.weight", C, 0);
-        P(7, "output.LayerNorm.bias", C, 0);
-#undef P
+    if (E != C) {
+        plm_params_add(p, NAME("%s.embeddings_project.weight", P), C, E, 0, VIEW(emb_proj_w));
+        plm_params_add(p, NAME("%s.embeddings_project.bias", P), C, 0, 0, VIEW(emb_proj_b));
     }
-    if (c->pre_layernorm) {
-        v->ln_f_w = add_tensor(tb, "bert.encoder.ln_f.weight", C, 0, false);
-        v->ln_f_b = add_tensor(tb, "bert.encoder.ln_f.bias", C, 0, false);
-    }
-    v->head_dense_w = add_tensor(tb, "cls.predictions.transform.dense.weight", C, C, false);
-    v->head_dense_b = add_tensor(tb, "cls.predictions.transform.dense.bias", C, 0, false);
-    v->head_ln_w = add_tensor(tb, "cls.predictions.transform.LayerNorm.weight", C, 0, false);
-    v->head_ln_b = add_tensor(tb, "cls.predictions.transform.LayerNorm.bias", C, 0, false);
-    v->head_bias = add_tensor(tb, "cls.predictions.bias", c->vocab_size, 0, false);
-    v->lm_w =
-        c->tie_word_embeddings ? v->wte : add_tensor(tb, "cls.predictions.decoder.weight", c->vocab_size, C, false);
-}
-
-static void register_gpt2(table_builder *tb, view_offsets *v) {
-    const plm_config *c = &tb->m->config;
-    int C = c->hidden_size, I = c->intermediate_size;
-    char n[96];
-    v->wte = add_tensor(tb, "transformer.wte.weight", c->vocab_size, C, false);
-    v->wpe = add_tensor(tb, "transformer.wpe.weight", c->max_position_embeddings, C, false);
-    v->wtt = c->type_vocab_size ? add_tensor(tb, "transformer.wtt.weight", c->type_vocab_size, C, false) : NONE;
-    if (!c->pre_layernorm) {
-        v->emb_ln_w = add_tensor(tb, "transformer.ln_emb.weight", C, 0, false);
-        v->emb_ln_b = add_tensor(tb, "transformer.ln_emb.bias", C, 0, false);
-    }
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        size_t *o = v->layer + 12 * l;
-        /* Conv1D weights are [in, out] in HF files: stored transposed. */
-#define P(idx, suffix, r, cl, tr)                                                                                      \
-    snprintf(n, sizeof n, "transformer.h.%d.%s", l, suffix);                                                           \
-    o[idx] = add_tensor(tb, n, r, cl, tr)
-        P(0, "ln_1.weight", C, 0, false);
-        P(1, "ln_1.bias", C, 0, false);
-        P(2, "attn.c_attn.weight", 3 * C, C, true);
-        P(3, "attn.c_attn.bias", 3 * C, 0, false);
-        P(4, "attn.c_proj.weight", C, C, true);
-        P(5, "attn.c_proj.bias", C, 0, false);
-        P(6, "ln_2.weight", C, 0, false);
-        P(7, "ln_2.bias", C, 0, false);
-        P(8, "mlp.c_fc.weight", I, C, true);
-        P(9, "mlp.c_fc.bias", I, 0, false);
-        P(10, "mlp.c_proj.weight", C, I, true);
-        P(11, "mlp.c_proj.bias", C, 0, false);
-#undef P
-    }
-    if (c->pre_layernorm) {
-        v->ln_f_w = add_tensor(tb, "transformer.ln_f.weight", C, 0, false);
-        v->ln_f_b = add_tensor(tb, "transformer.ln_f.bias", C, 0, false);
-    }
-    v->lm_w = c->tie_word_embeddings ? v->wte : add_tensor(tb, "lm_head.weight", c->vocab_size, C, false);
-}
-
-static float *at(float *base, size_t off) { return off == NONE ? NULL : base + off; }
-
-static void resolve_views(plm_weights *w, float *base, const view_offsets *v, int L) {
-    w->wte = at(base, v->wte);
-    w->wpe = at(base, v->wpe);
-    w->wtt = at(base, v->wtt);
-    w->emb_ln_w = at(base, v->emb_ln_w);
-    w->emb_ln_b = at(base, v->emb_ln_b);
-    w->ln_f_w = at(base, v->ln_f_w);
-    w->ln_f_b = at(base, v->ln_f_b);
-    w->head_dense_w = at(base, v->head_dense_w);
-    w->head_dense_b = at(base, v->head_dense_b);
-    w->head_ln_w = at(base, v->head_ln_w);
-    w->head_ln_b = at(base, v->head_ln_b);
-    w->head_bias = at(base, v->head_bias);
-    w->lm_w = at(base, v->lm_w);
     for (int l = 0; l < L; l++) {
-        float **p = (float **)&w->layers[l];
-        for (int k = 0; k < 12; k++) p[k] = at(base, v->layer[12 * l + k]);
+#define LV(field) &bb->w.layers[l].field, &bb->g.layers[l].field
+        if (gpt2) {
+            /* Conv1D weights are [in, out] in HF files: stored transposed */
+            int T = PLM_P_TRANSPOSE;
+            plm_params_add(p, NAME("%s.h.%d.ln_1.weight", P, l), C, 0, 0, LV(ln1_w));
+            plm_params_add(p, NAME("%s.h.%d.ln_1.bias", P, l), C, 0, 0, LV(ln1_b));
+            plm_params_add(p, NAME("%s.h.%d.attn.c_attn.weight", P, l), 3 * C, C, T, LV(qkv_w));
+            plm_params_add(p, NAME("%s.h.%d.attn.c_attn.bias", P, l), 3 * C, 0, 0, LV(qkv_b));
+            plm_params_add(p, NAME("%s.h.%d.attn.c_proj.weight", P, l), C, C, T, LV(attn_proj_w));
+            plm_params_add(p, NAME("%s.h.%d.attn.c_proj.bias", P, l), C, 0, 0, LV(attn_proj_b));
+            plm_params_add(p, NAME("%s.h.%d.ln_2.weight", P, l), C, 0, 0, LV(ln2_w));
+            plm_params_add(p, NAME("%s.h.%d.ln_2.bias", P, l), C, 0, 0, LV(ln2_b));
+            plm_params_add(p, NAME("%s.h.%d.mlp.c_fc.weight", P, l), I, C, T, LV(fc_w));
+            plm_params_add(p, NAME("%s.h.%d.mlp.c_fc.bias", P, l), I, 0, 0, LV(fc_b));
+            plm_params_add(p, NAME("%s.h.%d.mlp.c_proj.weight", P, l), C, I, T, LV(proj_w));
+            plm_params_add(p, NAME("%s.h.%d.mlp.c_proj.bias", P, l), C, 0, 0, LV(proj_b));
+        } else {
+            /* query | key | value: one [3C, C] tensor that one GEMM multiplies */
+            char lp[96];
+            snprintf(lp, sizeof lp, "%s.encoder.layer.%d", P, l);
+            plm_params_add(p, NAME("%s.attention.self.%%s.weight", lp), 3 * C, C, PLM_P_QKV, LV(qkv_w));
+            plm_params_add(p, NAME("%s.attention.self.%%s.bias", lp), 3 * C, 0, PLM_P_QKV, LV(qkv_b));
+            plm_params_add(p, NAME("%s.attention.output.dense.weight", lp), C, C, 0, LV(attn_proj_w));
+            plm_params_add(p, NAME("%s.attention.output.dense.bias", lp), C, 0, 0, LV(attn_proj_b));
+            plm_params_add(p, NAME("%s.attention.output.LayerNorm.weight", lp), C, 0, 0, LV(ln1_w));
+            plm_params_add(p, NAME("%s.attention.output.LayerNorm.bias", lp), C, 0, 0, LV(ln1_b));
+            plm_params_add(p, NAME("%s.intermediate.dense.weight", lp), I, C, 0, LV(fc_w));
+            plm_params_add(p, NAME("%s.intermediate.dense.bias", lp), I, 0, 0, LV(fc_b));
+            plm_params_add(p, NAME("%s.output.dense.weight", lp), C, I, 0, LV(proj_w));
+            plm_params_add(p, NAME("%s.output.dense.bias", lp), C, 0, 0, LV(proj_b));
+            plm_params_add(p, NAME("%s.output.LayerNorm.weight", lp), C, 0, 0, LV(ln2_w));
+            plm_params_add(p, NAME("%s.output.LayerNorm.bias", lp), C, 0, 0, LV(ln2_b));
+        }
+#undef LV
     }
+    if (c->pre_layernorm) {
+        const char *fmt = gpt2 ? "%s.ln_f.%s" : "%s.encoder.ln_f.%s";
+        plm_params_add(p, NAME(fmt, P, "weight"), C, 0, 0, VIEW(ln_f_w));
+        plm_params_add(p, NAME(fmt, P, "bias"), C, 0, 0, VIEW(ln_f_b));
+    }
+    if (bb->pooler) {
+        /* optional: a pretraining checkpoint without it loads, the pooler is initialised */
+        int saved = p->head;
+        p->head = PLM_TENSOR_POOLER;
+        plm_params_add(p, NAME("%s.pooler.dense.weight", P), C, C, 0, VIEW(pool_w));
+        plm_params_add(p, NAME("%s.pooler.dense.bias", P), C, 0, 0, VIEW(pool_b));
+        p->head = saved;
+    }
+#undef NAME
+}
+#undef VIEW
+
+/* The head's tensors, named as HF's *For* classes name them. pre is "" or the
+ * backbone's outer prefix ("generator."). */
+static void register_head(plm_params *p, plm_head *h, const plm_backbone *bb, int wte, const char *pre) {
+    const plm_config *c = &bb->config;
+    int C = c->hidden_size, E = h->in_dim, K = h->K;
+    plm_arch arch = c->arch;
+    char n[160];
+#define NAME(...) (snprintf(n, sizeof n, __VA_ARGS__), n)
+#define HV(field) &h->w.field, &h->g.field
+    switch (h->spec.kind) {
+    case PLM_HEAD_LM: {
+        const char *t = arch == PLM_ARCH_ELECTRA ? "generator_predictions" : "cls.predictions.transform";
+        if (h->transform) {
+            plm_params_add(p, NAME("%s%s.dense.weight", pre, t), E, C, 0, HV(dense_w));
+            plm_params_add(p, NAME("%s%s.dense.bias", pre, t), E, 0, 0, HV(dense_b));
+            plm_params_add(p, NAME("%s%s.LayerNorm.weight", pre, t), E, 0, 0, HV(ln_w));
+            plm_params_add(p, NAME("%s%s.LayerNorm.bias", pre, t), E, 0, 0, HV(ln_b));
+        }
+        const char *dec = arch == PLM_ARCH_GPT2      ? "lm_head"
+                          : arch == PLM_ARCH_ELECTRA ? "generator_lm_head"
+                                                     : "cls.predictions.decoder";
+        if (c->tie_word_embeddings)
+            plm_params_alias(p, NAME("%s%s.weight", pre, dec), wte, HV(out_w));
+        else
+            plm_params_add(p, NAME("%s%s.weight", pre, dec), K, E, 0, HV(out_w));
+        if (arch == PLM_ARCH_BERT) {
+            int bi = plm_params_add(p, NAME("%scls.predictions.bias", pre), K, 0, 0, HV(out_b));
+            plm_params_alias(p, NAME("%scls.predictions.decoder.bias", pre), bi, NULL, NULL);
+        } else if (arch == PLM_ARCH_ELECTRA) {
+            plm_params_add(p, NAME("%sgenerator_lm_head.bias", pre), K, 0, 0, HV(out_b));
+        }
+        break;
+    }
+    case PLM_HEAD_NSP:
+        plm_params_add(p, NAME("%scls.seq_relationship.weight", pre), K, C, 0, HV(out_w));
+        plm_params_add(p, NAME("%scls.seq_relationship.bias", pre), K, 0, 0, HV(out_b));
+        break;
+    case PLM_HEAD_SEQ_CLS:
+        if (arch == PLM_ARCH_ELECTRA) {
+            plm_params_add(p, NAME("%sclassifier.dense.weight", pre), C, C, 0, HV(dense_w));
+            plm_params_add(p, NAME("%sclassifier.dense.bias", pre), C, 0, 0, HV(dense_b));
+            plm_params_add(p, NAME("%sclassifier.out_proj.weight", pre), K, C, 0, HV(out_w));
+            plm_params_add(p, NAME("%sclassifier.out_proj.bias", pre), K, 0, 0, HV(out_b));
+        } else if (arch == PLM_ARCH_GPT2) {
+            plm_params_add(p, NAME("%sscore.weight", pre), K, C, 0, HV(out_w));
+        } else {
+            plm_params_add(p, NAME("%sclassifier.weight", pre), K, C, 0, HV(out_w));
+            plm_params_add(p, NAME("%sclassifier.bias", pre), K, 0, 0, HV(out_b));
+        }
+        break;
+    case PLM_HEAD_TOKEN_CLS:
+        plm_params_add(p, NAME("%sclassifier.weight", pre), K, C, 0, HV(out_w));
+        plm_params_add(p, NAME("%sclassifier.bias", pre), K, 0, 0, HV(out_b));
+        break;
+    case PLM_HEAD_QA:
+        plm_params_add(p, NAME("%sqa_outputs.weight", pre), 2, C, 0, HV(out_w));
+        plm_params_add(p, NAME("%sqa_outputs.bias", pre), 2, 0, 0, HV(out_b));
+        break;
+    case PLM_HEAD_RTD:
+        plm_params_add(p, NAME("%sdiscriminator_predictions.dense.weight", pre), C, C, 0, HV(dense_w));
+        plm_params_add(p, NAME("%sdiscriminator_predictions.dense.bias", pre), C, 0, 0, HV(dense_b));
+        plm_params_add(p, NAME("%sdiscriminator_predictions.dense_prediction.weight", pre), 1, C, 0, HV(out_w));
+        plm_params_add(p, NAME("%sdiscriminator_predictions.dense_prediction.bias", pre), 1, 0, 0, HV(out_b));
+        break;
+    }
+#undef HV
+#undef NAME
+}
+
+/* ---------------------------------------------------------------- creation */
+
+static const char *arch_prefix(plm_arch a) {
+    return a == PLM_ARCH_GPT2 ? "transformer" : a == PLM_ARCH_ELECTRA ? "electra" : "bert";
+}
+
+void plm_model_spec_default(plm_model_spec *s, const plm_config *c) {
+    memset(s, 0, sizeof *s);
+    s->backbone[0] = *c;
+    s->num_backbones = 1;
+    plm_model_spec_add_head(s, PLM_HEAD_LM, 0);
+}
+
+int plm_model_spec_add_head(plm_model_spec *s, plm_head_kind kind, int num_labels) {
+    if (s->num_heads == PLM_MAX_HEADS) plm_die("too many heads");
+    s->heads[s->num_heads] = (plm_head_spec){kind, 0, num_labels, 1.0f};
+    return s->num_heads++;
 }
 
 static void init_normal(float *p, size_t n, float std, plm_rng *r) {
     for (size_t i = 0; i < n; i++) p[i] = std * plm_rng_normal(r);
 }
 
-plm_model *plm_model_create(const plm_config *config, uint64_t seed) {
-    if (plm_config_validate(config, "config") != 0) return NULL;
+plm_model *plm_model_create_spec(const plm_model_spec *s, uint64_t seed) {
+    if (s->num_backbones < 1 || s->num_backbones > PLM_MAX_BACKBONES) {
+        plm_error("a model has 1 or %d backbones", PLM_MAX_BACKBONES);
+        return NULL;
+    }
+    for (int k = 0; k < s->num_backbones; k++)
+        if (plm_config_validate(&s->backbone[k], "config") != 0) return NULL;
+    for (int i = 0; i < s->num_heads; i++) {
+        const plm_head_spec *hs = &s->heads[i];
+        const plm_config *c = &s->backbone[hs->backbone];
+        if (hs->backbone < 0 || hs->backbone >= s->num_backbones) {
+            plm_error("head %d reads backbone %d, which does not exist", i, hs->backbone);
+            return NULL;
+        }
+        if ((hs->kind == PLM_HEAD_SEQ_CLS || hs->kind == PLM_HEAD_TOKEN_CLS) && hs->num_labels < 1) {
+            plm_error("the %s head needs num_labels >= 1", head_kind_name(hs->kind));
+            return NULL;
+        }
+        if (hs->kind == PLM_HEAD_TOKEN_CLS && hs->num_labels < 2) {
+            plm_error("token classification needs num_labels >= 2");
+            return NULL;
+        }
+        if (hs->kind == PLM_HEAD_NSP && c->arch != PLM_ARCH_BERT) {
+            plm_error("next-sentence prediction needs BERT's pooler (model_type bert)");
+            return NULL;
+        }
+    }
+    if (s->share_embeddings && s->num_backbones == 2) {
+        const plm_config *a = &s->backbone[0], *b = &s->backbone[1];
+        int ea = a->embedding_size ? a->embedding_size : a->hidden_size;
+        int eb = b->embedding_size ? b->embedding_size : b->hidden_size;
+        if (ea != eb || a->vocab_size != b->vocab_size || a->max_position_embeddings != b->max_position_embeddings ||
+            a->type_vocab_size != b->type_vocab_size) {
+            plm_error("shared embeddings need equal embedding_size, vocab_size, max_position_embeddings and "
+                      "type_vocab_size in both models");
+            return NULL;
+        }
+    }
     plm_model *m = plm_calloc(1, sizeof *m);
-    m->config = *config;
-    const plm_config *c = &m->config;
-    int L = c->num_hidden_layers;
-    view_offsets v;
-    memset(&v, 0xff, sizeof v); /* every offset NONE */
-    v.layer = plm_malloc(12 * (size_t)L * sizeof(size_t));
-    table_builder tb = {m, 0};
-    if (c->arch == PLM_ARCH_BERT)
-        register_bert(&tb, &v);
-    else
-        register_gpt2(&tb, &v);
-    m->params = plm_aligned_alloc(m->num_params * sizeof(float));
-    memset(m->params, 0, m->num_params * sizeof(float));
-    m->w.layers = plm_calloc((size_t)L, sizeof(plm_layer_weights));
-    m->g.layers = plm_calloc((size_t)L, sizeof(plm_layer_weights));
-    m->grads = plm_aligned_alloc(m->num_params * sizeof(float));
-    memset(m->grads, 0, m->num_params * sizeof(float));
-    resolve_views(&m->w, m->params, &v, L);
-    resolve_views(&m->g, m->grads, &v, L);
-    free(v.layer);
+    m->config = s->backbone[0];
+    m->num_backbones = s->num_backbones;
+    m->num_heads = s->num_heads;
+    plm_params p = {m, 0, -1, NULL, 0, 0};
+    emb_tables tables[PLM_MAX_BACKBONES];
+    memset(tables, 0xff, sizeof tables);
+    for (int k = 0; k < m->num_backbones; k++) {
+        plm_backbone *bb = &m->bb[k];
+        bb->config = s->backbone[k];
+        bb->index = k;
+        bb->E = bb->config.embedding_size ? bb->config.embedding_size : bb->config.hidden_size;
+        snprintf(bb->prefix, sizeof bb->prefix, "%s", s->prefix[k] ? s->prefix[k] : arch_prefix(bb->config.arch));
+        for (int i = 0; i < s->num_heads; i++)
+            if (s->heads[i].backbone == k && head_uses_pooler(&s->heads[i], bb->config.arch)) bb->pooler = true;
+        p.head = -1;
+        register_backbone(&p, bb, k > 0 && s->share_embeddings ? &tables[0] : NULL, &tables[k]);
+        if (k > 0 && s->share_embeddings) tables[k] = tables[0];
+    }
+    for (int i = 0; i < m->num_heads; i++) {
+        plm_head *h = &m->heads[i];
+        h->index = i;
+        plm_backbone *bb = &m->bb[s->heads[i].backbone];
+        head_setup(h, &s->heads[i], bb);
+        /* heads of a second backbone carry its outer prefix: "generator.electra" -> "generator." */
+        char pre[48] = "";
+        const char *dot = strrchr(bb->prefix, '.');
+        if (dot) snprintf(pre, sizeof pre, "%.*s", (int)(dot - bb->prefix + 1), bb->prefix);
+        p.head = i;
+        register_head(&p, h, bb, tables[s->heads[i].backbone].wte, pre);
+    }
+    plm_params_finish(&p);
 
     /* Initialisation, in table order so it is reproducible from the seed. */
     plm_rng r;
     plm_rng_seed(&r, seed, 0x1417);
-    float std = c->initializer_range;
-    float proj_std = c->arch == PLM_ARCH_GPT2 ? std / sqrtf(2.0f * (float)L) : std;
     for (int i = 0; i < m->num_tensors; i++) {
         plm_tensor *t = &m->tensors[i];
-        float *p = m->params + t->offset;
+        float *w = m->params + t->offset;
         const char *nm = t->name;
-        bool is_ln_w = t->ndim == 1 && (strstr(nm, "LayerNorm.weight") || strstr(nm, "ln_"));
+        const plm_config *c = &m->config;
+        for (int k = 1; k < m->num_backbones; k++)
+            if (strncmp(nm, m->bb[k].prefix, strlen(m->bb[k].prefix)) == 0) c = &m->bb[k].config;
         if (t->ndim == 1) {
-            float val = is_ln_w && strstr(nm, ".weight") ? 1.0f : 0.0f;
-            for (size_t k = 0; k < t->numel; k++) p[k] = val;
+            bool is_ln_w = (strstr(nm, "LayerNorm.weight") || strstr(nm, "ln_")) && strstr(nm, ".weight");
+            float val = is_ln_w ? 1.0f : 0.0f;
+            for (size_t k = 0; k < t->numel; k++) w[k] = val;
         } else {
-            bool resid_proj = strstr(nm, "c_proj.weight") != NULL;
-            init_normal(p, t->numel, resid_proj ? proj_std : std, &r);
+            float std = c->initializer_range;
+            /* GPT-2 scales the residual projections by 1/sqrt(2 L) */
+            if (c->arch == PLM_ARCH_GPT2 && strstr(nm, "c_proj.weight"))
+                std /= sqrtf(2.0f * (float)c->num_hidden_layers);
+            init_normal(w, t->numel, std, &r);
         }
     }
-    if (c->arch == PLM_ARCH_BERT && c->pad_token_id >= 0)
-        memset(m->w.wte + (size_t)c->pad_token_id * c->hidden_size, 0, (size_t)c->hidden_size * sizeof(float));
+    for (int k = 0; k < m->num_backbones; k++) {
+        const plm_config *c = &m->bb[k].config;
+        if (c->arch != PLM_ARCH_GPT2 && c->pad_token_id >= 0)
+            memset(m->bb[k].w.wte + (size_t)c->pad_token_id * m->bb[k].E, 0, (size_t)m->bb[k].E * sizeof(float));
+    }
     return m;
+}
+
+plm_model *plm_model_create(const plm_config *config, uint64_t seed) {
+    plm_model_spec s;
+    plm_model_spec_default(&s, config);
+    return plm_model_create_spec(&s, seed);
 }
 
 const plm_tensor *plm_model_find(const plm_model *m, const char *name) {
@@ -222,83 +379,16 @@ const plm_tensor *plm_model_find(const plm_model *m, const char *name) {
     return NULL;
 }
 
-/* ---------------------------------------------------------------- activations */
-
-static float *falloc(size_t n) { return plm_aligned_alloc(n * sizeof(float)); }
+int plm_model_head(const plm_model *m, plm_head_kind kind) {
+    for (int i = 0; i < m->num_heads; i++)
+        if (m->heads[i].spec.kind == kind) return i;
+    return -1;
+}
 
 int plm_model_reserve(plm_model *m, int B, int T) {
-    const plm_config *c = &m->config;
-    if (T > c->max_position_embeddings) {
-        plm_error("sequence length %d exceeds max_position_embeddings %d", T, c->max_position_embeddings);
-        return -1;
-    }
-    if (m->cap_B >= B && m->cap_T >= T) return 0;
-    B = PLM_MAX(B, m->cap_B);
-    T = PLM_MAX(T, m->cap_T);
-    free(m->emb); /* growing: the old activations go */
-    m->cap_B = B;
-    m->cap_T = T;
-    size_t N = (size_t)B * T, C = c->hidden_size, I = c->intermediate_size, V = c->vocab_size;
-    size_t NH = c->num_attention_heads, L = c->num_hidden_layers;
-    /* One allocation for every activation, carved into views. */
-    size_t per_layer = N * C * 5 + N * 3 * C + NH * N * T + N * I * 2 + 4 * N;
-    size_t total =
-        N * C * 3 + 2 * N + per_layer * L + N * C + 2 * N + N * C * 4 + 2 * N + N * V + N * C * 4 + N * 3 * C + N * I;
-    int nt = omp_get_max_threads();
-    size_t sc = attention_scratch_floats(T);
-    size_t red = (size_t)nt * PLM_MAX(PLM_MAX(2 * C, 3 * C), PLM_MAX(I, V));
-    m->scratch_floats = PLM_MAX(sc, red);
-    total += m->scratch_floats + 16 * (16 * L + 32); /* each view is rounded up to 16 floats */
-    float *p = falloc(total);
-    memset(p, 0, total * sizeof(float));
-    float *base = p;
-#define TAKE(n) (p += (((n) + 15) & ~(size_t)15), p - (((n) + 15) & ~(size_t)15))
-    m->emb = TAKE(N * C);
-    m->emb_ln = TAKE(N * C);
-    m->emb_mean = TAKE(N);
-    m->emb_rstd = TAKE(N);
-    m->x0 = TAKE(N * C);
-    free(m->acts);
-    m->acts = plm_calloc(L, sizeof(plm_layer_acts));
-    for (size_t l = 0; l < L; l++) {
-        plm_layer_acts *a = &m->acts[l];
-        a->ln1 = TAKE(N * C);
-        a->ln1_mean = TAKE(N);
-        a->ln1_rstd = TAKE(N);
-        a->qkv = TAKE(N * 3 * C);
-        a->att = TAKE(NH * N * T);
-        a->atty = TAKE(N * C);
-        a->res1 = TAKE(N * C);
-        a->ln2 = TAKE(N * C);
-        a->ln2_mean = TAKE(N);
-        a->ln2_rstd = TAKE(N);
-        a->fch = TAKE(N * I);
-        a->fch_gelu = TAKE(N * I);
-        a->res2 = TAKE(N * C);
-    }
-    m->lnf = TAKE(N * C);
-    m->lnf_mean = TAKE(N);
-    m->lnf_rstd = TAKE(N);
-    m->hsel = TAKE(N * C);
-    m->h_dense = TAKE(N * C);
-    m->h_gelu = TAKE(N * C);
-    m->h_ln = TAKE(N * C);
-    m->h_mean = TAKE(N);
-    m->h_rstd = TAKE(N);
-    m->logits = TAKE(N * V);
-    m->g_resid = TAKE(N * C);
-    m->g_a = TAKE(N * C);
-    m->g_b = TAKE(N * C);
-    m->g_atty = TAKE(N * C);
-    m->g_qkv = TAKE(N * 3 * C);
-    m->g_fch = TAKE(N * I);
-    m->scratch = TAKE(m->scratch_floats);
-#undef TAKE
-    if ((size_t)(p - base) > total) plm_die("activation layout overflow");
-    free(m->rows);
-    free(m->row_targets);
-    m->rows = plm_malloc(N * sizeof(int32_t));
-    m->row_targets = plm_malloc(N * sizeof(int32_t));
+    for (int k = 0; k < m->num_backbones; k++)
+        if (backbone_reserve(&m->bb[k], B, T) != 0) return -1;
+    for (int i = 0; i < m->num_heads; i++) head_reserve(&m->heads[i], B, T);
     return 0;
 }
 
@@ -308,234 +398,130 @@ void plm_model_zero_grad(plm_model *m) {
 
 void plm_model_free(plm_model *m) {
     if (!m) return;
+    for (int k = 0; k < m->num_backbones; k++) backbone_free(&m->bb[k]);
+    for (int i = 0; i < m->num_heads; i++) head_free(&m->heads[i]);
     free(m->tensors);
+    free(m->aliases);
     free(m->params);
     free(m->grads);
-    free(m->w.layers);
-    free(m->g.layers);
-    free(m->emb);
-    free(m->acts);
-    free(m->rows);
-    free(m->row_targets);
     free(m);
 }
 
-/* ---------------------------------------------------------------- forward */
+/* ---------------------------------------------------------------- running */
 
-/* Dropout sites get independent masks: key = f(seed, layer, site). */
-static uint64_t drop_key(const plm_batch *b, int layer, int site) {
-    return plm_hash_combine(b->dropout_seed, (uint64_t)(layer + 1) * 16 + (uint64_t)site);
-}
-
-static const float *layer_input(const plm_model *m, int l) {
-    if (l == 0) return m->x0;
-    const plm_layer_acts *a = &m->acts[l - 1];
-    return m->config.pre_layernorm ? a->res2 : a->ln2;
-}
-
-const float *plm_model_hidden(const plm_model *m) {
-    int L = m->config.num_hidden_layers;
-    return m->config.pre_layernorm ? m->lnf : m->acts[L - 1].ln2;
-}
-
-/* Runs the head transform (BERT) on m->num_rows gathered rows; returns the head input. */
-static const float *head_transform(plm_model *m) {
-    const plm_config *c = &m->config;
-    int M = m->num_rows, C = c->hidden_size;
-    const float *h = plm_model_hidden(m);
-    for (int r = 0; r < M; r++) memcpy(m->hsel + (size_t)r * C, h + (size_t)m->rows[r] * C, C * sizeof(float));
-    if (c->arch != PLM_ARCH_BERT) return m->hsel;
-    linear_forward(m->h_dense, m->hsel, m->w.head_dense_w, m->w.head_dense_b, M, C, C);
-    gelu_forward(m->h_gelu, m->h_dense, (size_t)M * C, c->hidden_act);
-    layernorm_forward(m->h_ln, m->h_mean, m->h_rstd, m->h_gelu, m->w.head_ln_w, m->w.head_ln_b, M, C,
-                      c->layer_norm_eps);
-    return m->h_ln;
-}
-
-static void forward_body(plm_model *m, const plm_batch *b) {
-    const plm_config *c = &m->config;
-    int B = b->B, T = b->T, C = c->hidden_size, I = c->intermediate_size, NH = c->num_attention_heads;
-    size_t N = (size_t)B * T;
-    float pd = b->training ? c->hidden_dropout_prob : 0.0f;
-    float pa = b->training ? c->attention_probs_dropout_prob : 0.0f;
-    m->cur = *b;
-
-    embedding_forward(m->emb, b->input_ids, b->token_type_ids, m->w.wte, m->w.wpe, m->w.wtt, B, T, C, 0);
-    if (!c->pre_layernorm) {
-        layernorm_forward(m->emb_ln, m->emb_mean, m->emb_rstd, m->emb, m->w.emb_ln_w, m->w.emb_ln_b, (int)N, C,
-                          c->layer_norm_eps);
-        dropout_forward(m->x0, m->emb_ln, N * C, pd, drop_key(b, -1, 0));
-    } else {
-        dropout_forward(m->x0, m->emb, N * C, pd, drop_key(b, -1, 0));
+int plm_model_check_batch(const plm_model *m, int k, const plm_batch *b) {
+    const plm_config *c = &m->bb[k].config;
+    if (b->B <= 0 || b->T <= 0 || !b->input_ids) {
+        plm_error("batch: empty or without input_ids");
+        return -1;
     }
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        const plm_layer_weights *w = &m->w.layers[l];
-        plm_layer_acts *a = &m->acts[l];
-        const float *x = layer_input(m, l);
-        if (c->pre_layernorm) {
-            layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1_w, w->ln1_b, (int)N, C, c->layer_norm_eps);
-            linear_forward(a->qkv, a->ln1, w->qkv_w, w->qkv_b, (int)N, C, 3 * C);
-        } else {
-            linear_forward(a->qkv, x, w->qkv_w, w->qkv_b, (int)N, C, 3 * C);
+    if (b->T > m->bb[k].cap_T || (size_t)b->B * b->T > (size_t)m->bb[k].cap_B * m->bb[k].cap_T) {
+        plm_error("batch %dx%d exceeds the reserved %dx%d", b->B, b->T, m->bb[k].cap_B, m->bb[k].cap_T);
+        return -1;
+    }
+    size_t N = (size_t)b->B * b->T;
+    for (size_t i = 0; i < N; i++) {
+        if (b->input_ids[i] < 0 || b->input_ids[i] >= c->vocab_size) {
+            plm_error("batch: input id %d at position %zu is outside the vocabulary (%d)", b->input_ids[i], i,
+                      c->vocab_size);
+            return -1;
         }
-        attention_forward(a->atty, a->att, a->qkv, b->attention_mask, B, T, C, NH, b->causal, pa, drop_key(b, l, 0),
-                          m->scratch);
-        linear_forward(a->res1, a->atty, w->attn_proj_w, w->attn_proj_b, (int)N, C, C);
-        residual_dropout_forward(a->res1, x, a->res1, N * C, pd, drop_key(b, l, 1));
-        const float *mlp_in;
-        if (c->pre_layernorm) {
-            layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res1, w->ln2_w, w->ln2_b, (int)N, C,
-                              c->layer_norm_eps);
-            mlp_in = a->ln2;
-        } else {
-            layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->res1, w->ln1_w, w->ln1_b, (int)N, C,
-                              c->layer_norm_eps);
-            mlp_in = a->ln1;
-        }
-        linear_forward(a->fch, mlp_in, w->fc_w, w->fc_b, (int)N, C, I);
-        gelu_forward(a->fch_gelu, a->fch, N * I, c->hidden_act);
-        linear_forward(a->res2, a->fch_gelu, w->proj_w, w->proj_b, (int)N, I, C);
-        /* the MLP's residual: pre-LN adds the sub-layer input res1, post-LN the LN output */
-        residual_dropout_forward(a->res2, c->pre_layernorm ? a->res1 : mlp_in, a->res2, N * C, pd, drop_key(b, l, 2));
-        if (!c->pre_layernorm)
-            layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w->ln2_w, w->ln2_b, (int)N, C,
-                              c->layer_norm_eps);
-    }
-    if (c->pre_layernorm) {
-        const plm_layer_acts *a = &m->acts[c->num_hidden_layers - 1];
-        layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, a->res2, m->w.ln_f_w, m->w.ln_f_b, (int)N, C,
-                          c->layer_norm_eps);
-    }
-}
-
-/* ---------------------------------------------------------------- backward */
-
-static void backward_body(plm_model *m, const float *head_in) {
-    const plm_config *c = &m->config;
-    const plm_batch *b = &m->cur;
-    int B = b->B, T = b->T, C = c->hidden_size, I = c->intermediate_size, NH = c->num_attention_heads;
-    int M = m->num_rows, V = c->vocab_size;
-    size_t N = (size_t)B * T;
-    float pd = b->training ? c->hidden_dropout_prob : 0.0f;
-    float pa = b->training ? c->attention_probs_dropout_prob : 0.0f;
-    float *sc = m->scratch;
-
-    /* head: logits = head_in @ lm_w^T (+ bias); m->logits holds dlogits */
-    linear_backward(m->g_b, m->g.lm_w, m->g.head_bias, m->logits, head_in, m->w.lm_w, M, C, V, false, sc);
-    float *dsel = m->g_b;
-    if (c->arch == PLM_ARCH_BERT) {
-        layernorm_backward(m->g_atty, m->g.head_ln_w, m->g.head_ln_b, m->g_b, m->h_gelu, m->w.head_ln_w, m->h_mean,
-                           m->h_rstd, M, C, false, sc);
-        gelu_backward(m->g_atty, m->h_dense, m->g_atty, (size_t)M * C, c->hidden_act);
-        linear_backward(m->g_b, m->g.head_dense_w, m->g.head_dense_b, m->g_atty, m->hsel, m->w.head_dense_w, M, C, C,
-                        false, sc);
-    }
-    /* scatter the selected rows back into a full [N, C] gradient */
-    float *gtop = c->pre_layernorm ? m->g_a : m->g_resid;
-    memset(gtop, 0, N * C * sizeof(float));
-    for (int r = 0; r < M; r++) memcpy(gtop + (size_t)m->rows[r] * C, dsel + (size_t)r * C, C * sizeof(float));
-    if (c->pre_layernorm) {
-        const plm_layer_acts *a = &m->acts[c->num_hidden_layers - 1];
-        layernorm_backward(m->g_resid, m->g.ln_f_w, m->g.ln_f_b, m->g_a, a->res2, m->w.ln_f_w, m->lnf_mean, m->lnf_rstd,
-                           (int)N, C, false, sc);
-    }
-
-    for (int l = c->num_hidden_layers - 1; l >= 0; l--) {
-        const plm_layer_weights *w = &m->w.layers[l];
-        plm_layer_weights *g = &m->g.layers[l];
-        plm_layer_acts *a = &m->acts[l];
-        const float *x = layer_input(m, l);
-        if (c->pre_layernorm) {
-            /* g_resid = d res2. MLP branch: res2 = res1 + drop(proj(gelu(fc(ln2)))) */
-            float *dmlp = m->g_resid;
-            if (pd > 0.0f) dropout_backward(dmlp = m->g_b, m->g_resid, N * C, pd, drop_key(b, l, 2));
-            linear_backward(m->g_fch, g->proj_w, g->proj_b, dmlp, a->fch_gelu, w->proj_w, (int)N, I, C, false, sc);
-            gelu_backward(m->g_fch, a->fch, m->g_fch, N * I, c->hidden_act);
-            linear_backward(m->g_a, g->fc_w, g->fc_b, m->g_fch, a->ln2, w->fc_w, (int)N, C, I, false, sc);
-            layernorm_backward(m->g_resid, g->ln2_w, g->ln2_b, m->g_a, a->res1, w->ln2_w, a->ln2_mean, a->ln2_rstd,
-                               (int)N, C, true, sc);
-            /* g_resid = d res1. Attention branch: res1 = x + drop(proj(attn(qkv(ln1)))) */
-            float *dattn = m->g_resid;
-            if (pd > 0.0f) dropout_backward(dattn = m->g_b, m->g_resid, N * C, pd, drop_key(b, l, 1));
-            linear_backward(m->g_atty, g->attn_proj_w, g->attn_proj_b, dattn, a->atty, w->attn_proj_w, (int)N, C, C,
-                            false, sc);
-            attention_backward(m->g_qkv, m->g_atty, a->qkv, a->att, B, T, C, NH, pa, drop_key(b, l, 0), sc);
-            linear_backward(m->g_a, g->qkv_w, g->qkv_b, m->g_qkv, a->ln1, w->qkv_w, (int)N, C, 3 * C, false, sc);
-            layernorm_backward(m->g_resid, g->ln1_w, g->ln1_b, m->g_a, x, w->ln1_w, a->ln1_mean, a->ln1_rstd, (int)N, C,
-                               true, sc);
-        } else {
-            /* g_resid = d ln2 = d out. res2 = ln1 + drop(mlp(ln1)); ln2 = LN(res2) */
-            layernorm_backward(m->g_a, g->ln2_w, g->ln2_b, m->g_resid, a->res2, w->ln2_w, a->ln2_mean, a->ln2_rstd,
-                               (int)N, C, false, sc);
-            float *dmlp = m->g_a;
-            if (pd > 0.0f) dropout_backward(dmlp = m->g_b, m->g_a, N * C, pd, drop_key(b, l, 2));
-            linear_backward(m->g_fch, g->proj_w, g->proj_b, dmlp, a->fch_gelu, w->proj_w, (int)N, I, C, false, sc);
-            gelu_backward(m->g_fch, a->fch, m->g_fch, N * I, c->hidden_act);
-            /* g_a = d res2 (identity path) + the MLP path = d ln1 */
-            linear_backward(m->g_a, g->fc_w, g->fc_b, m->g_fch, a->ln1, w->fc_w, (int)N, C, I, true, sc);
-            /* res1 = x + drop(attn(x)); ln1 = LN(res1) */
-            layernorm_backward(m->g_resid, g->ln1_w, g->ln1_b, m->g_a, a->res1, w->ln1_w, a->ln1_mean, a->ln1_rstd,
-                               (int)N, C, false, sc);
-            float *dattn = m->g_resid;
-            if (pd > 0.0f) dropout_backward(dattn = m->g_b, m->g_resid, N * C, pd, drop_key(b, l, 1));
-            linear_backward(m->g_atty, g->attn_proj_w, g->attn_proj_b, dattn, a->atty, w->attn_proj_w, (int)N, C, C,
-                            false, sc);
-            attention_backward(m->g_qkv, m->g_atty, a->qkv, a->att, B, T, C, NH, pa, drop_key(b, l, 0), sc);
-            linear_backward(m->g_resid, g->qkv_w, g->qkv_b, m->g_qkv, x, w->qkv_w, (int)N, C, 3 * C, true, sc);
+        if (b->token_type_ids && (b->token_type_ids[i] < 0 || b->token_type_ids[i] >= PLM_MAX(c->type_vocab_size, 1) ||
+                                  (!c->type_vocab_size && b->token_type_ids[i] != 0))) {
+            plm_error("batch: token type id %d at position %zu is outside 0..%d (type_vocab_size)",
+                      b->token_type_ids[i], i, PLM_MAX(c->type_vocab_size - 1, 0));
+            return -1;
         }
     }
+    for (int i = 0; i < m->num_heads; i++)
+        if (m->heads[i].spec.backbone == k && head_check_labels(&m->heads[i], b, "batch") != 0) return -1;
+    return 0;
+}
 
-    /* embeddings: x0 = drop(LN(emb)) (post-LN) or drop(emb) (pre-LN) */
-    if (pd > 0.0f) dropout_backward(m->g_resid, m->g_resid, N * C, pd, drop_key(b, -1, 0));
-    const float *demb = m->g_resid;
-    if (!c->pre_layernorm) {
-        layernorm_backward(m->g_a, m->g.emb_ln_w, m->g.emb_ln_b, m->g_resid, m->emb, m->w.emb_ln_w, m->emb_mean,
-                           m->emb_rstd, (int)N, C, false, sc);
-        demb = m->g_a;
+int plm_model_run(plm_model *m, int k, const plm_batch *b, bool backward, float loss_scale) {
+    if (plm_model_check_batch(m, k, b) != 0) return -1;
+    plm_backbone *bb = &m->bb[k];
+    backbone_forward(bb, b->B, b->T, b->input_ids, b->token_type_ids, b->attention_mask, b->causal, b->training,
+                     b->dropout_seed);
+    if (backward) backbone_zero_dhidden(bb);
+    m->loss = 0.0;
+    for (int i = 0; i < m->num_heads; i++) {
+        plm_head *h = &m->heads[i];
+        if (h->spec.backbone != k) continue;
+        head_forward(h, bb, b, backward, loss_scale);
+        if (h->result.count) m->loss += h->spec.weight * h->loss;
+        if (backward) head_backward(h, bb, b);
     }
-    /* BERT's word embedding has padding_idx = pad_token_id (nn.Embedding semantics):
-     * the padding row gets no gradient from the lookup. */
-    int padding_idx = c->arch == PLM_ARCH_BERT ? c->pad_token_id : -1;
-    embedding_backward(m->g.wte, m->g.wpe, m->g.wtt, demb, b->input_ids, b->token_type_ids, B, T, C, 0, padding_idx);
+    if (backward) backbone_backward(bb);
+    return 0;
 }
 
 plm_ce_result plm_model_forward(plm_model *m, const plm_batch *b, bool backward, float loss_scale) {
-    const plm_config *c = &m->config;
-    if (b->B * b->T > m->cap_B * m->cap_T || b->T > m->cap_T) plm_die("batch %dx%d exceeds reserved size", b->B, b->T);
-    forward_body(m, b);
-    /* rows with a label go through the head */
-    int M = 0, N = b->B * b->T;
-    for (int i = 0; i < N; i++)
-        if (b->labels && b->labels[i] != PLM_IGNORE_INDEX) {
-            m->rows[M] = i;
-            m->row_targets[M] = b->labels[i];
-            M++;
-        }
-    m->num_rows = M;
-    plm_ce_result res = {0.0, 0, 0};
-    if (M == 0) return res;
-    const float *head_in = head_transform(m);
-    linear_forward(m->logits, head_in, m->w.lm_w, m->w.head_bias, M, c->hidden_size, c->vocab_size);
-    float grad_scale = loss_scale / (float)M;
-    res = crossentropy_forward_backward(m->logits, m->row_targets, M, c->vocab_size, backward, grad_scale);
-    if (backward) backward_body(m, head_in);
-    return res;
+    if (plm_model_run(m, 0, b, backward, loss_scale) != 0) return (plm_ce_result){NAN, 0, 0};
+    return m->num_heads ? m->heads[0].result : (plm_ce_result){0.0, 0, 0};
 }
 
+const float *plm_model_hidden(const plm_model *m) { return backbone_hidden(&m->bb[0]); }
+
 void plm_model_logits_at(plm_model *m, const int32_t *positions, int n, float *out) {
-    const plm_config *c = &m->config;
-    m->num_rows = n;
-    for (int i = 0; i < n; i++) m->rows[i] = positions[i];
-    const float *head_in = head_transform(m);
-    linear_forward(out, head_in, m->w.lm_w, m->w.head_bias, n, c->hidden_size, c->vocab_size);
+    int h = plm_model_head(m, PLM_HEAD_LM);
+    if (h < 0) plm_die("plm_model_logits_at: the model has no LM head");
+    head_lm_logits_at(&m->heads[h], &m->bb[m->heads[h].spec.backbone], positions, n, out);
 }
 
 double plm_model_flops(const plm_config *c, int B, int T, int head_rows) {
     double C = c->hidden_size, I = c->intermediate_size, V = c->vocab_size, L = c->num_hidden_layers;
+    double E = c->embedding_size ? c->embedding_size : C;
     double N = (double)B * T;
     double layer_params = 3 * C * C + C * C + 2 * C * I; /* qkv, proj, fc, proj */
-    double head_params = (c->arch == PLM_ARCH_BERT ? C * C : 0.0) + C * V;
-    double gemm = 6.0 * (N * L * layer_params + head_rows * head_params);
+    double head_params = (c->arch != PLM_ARCH_GPT2 ? C * E : 0.0) + E * V;
+    double proj = E != C ? E * C : 0.0;
+    double gemm = 6.0 * (N * (L * layer_params + proj) + head_rows * head_params);
     double attn = 12.0 * L * B * (double)T * T * C; /* QK^T and PV: 2 x 2BT^2C fwd, x3 fwd+bwd */
     return gemm + attn;
+}
+
+const char *plm_model_architecture(const plm_model *m) {
+    static _Thread_local char buf[64];
+    const plm_config *c = &m->config;
+    const char *base = c->arch == PLM_ARCH_GPT2 ? "GPT2" : c->arch == PLM_ARCH_ELECTRA ? "Electra" : "Bert";
+    bool lm = false, nsp = false, rtd = false;
+    const char *task = NULL;
+    for (int i = 0; i < m->num_heads; i++) switch (m->heads[i].spec.kind) {
+        case PLM_HEAD_LM:
+            lm = true;
+            break;
+        case PLM_HEAD_NSP:
+            nsp = true;
+            break;
+        case PLM_HEAD_RTD:
+            rtd = true;
+            break;
+        case PLM_HEAD_SEQ_CLS:
+            task = "ForSequenceClassification";
+            break;
+        case PLM_HEAD_TOKEN_CLS:
+            task = "ForTokenClassification";
+            break;
+        case PLM_HEAD_QA:
+            task = "ForQuestionAnswering";
+            break;
+        }
+    if (!task) {
+        if (m->num_backbones > 1)
+            task = "ForGeneratorDiscriminatorPretraining"; /* plm's own */
+        else if (lm && nsp)
+            task = "ForPreTraining";
+        else if (nsp)
+            task = "ForNextSentencePrediction";
+        else if (rtd)
+            task = "ForPreTraining";
+        else if (lm)
+            task = c->arch == PLM_ARCH_GPT2 ? "LMHeadModel" : "ForMaskedLM";
+        else
+            task = "Model";
+    }
+    bool own = plm_config_is_variant(c) || m->num_backbones > 1;
+    snprintf(buf, sizeof buf, "%s%s%s", own ? "Plm" : "", base, task);
+    return buf;
 }

@@ -1,19 +1,16 @@
-/* model.h - the transformer: one parameter buffer with named views, preallocated
- * activations, and the forward/backward passes of the whole network.
+/* model.h - a run's network: one parameter buffer with named views, one or more
+ * transformer backbones (backbone.h) and the heads that read their hidden states
+ * (heads.h). Owns the parameter table, the heads' losses and their sum.
  *
- * Architecture (config.h): token + position (+ segment) embeddings, then
- * num_hidden_layers blocks of self-attention and a GELU MLP, each either
- *   post-LN (BERT):  h = LN(x + Attn(x));     out = LN(h + MLP(h))
- *   pre-LN (GPT-2):  h = x + Attn(LN(x));     out = h + MLP(LN(h)),  final LN after the last
- * and an output head over the vocabulary, tied to the token embeddings by default:
- *   BERT: dense -> GELU -> LayerNorm -> decoder + bias   (BertForMaskedLM's cls.predictions)
- *   GPT-2: a plain projection                            (GPT2LMHeadModel's lm_head)
- * The head runs only on rows that have a label (labels != -100): MLM computes the
- * vocabulary projection for the masked positions alone.
+ * The seam: a backbone's forward pass ends in final hidden states [B, T, C]; its
+ * backward pass starts from their gradient, which every head attached to it adds to.
+ * So BertForMaskedLM is backbone "bert" + head LM; BertForPreTraining adds NSP;
+ * ELECTRA is two backbones (generator, discriminator) sharing the embedding tensors,
+ * each with its head. A shared tensor is one region of the buffer seen by both
+ * backbones, so both backward passes add into the same gradient: the sum.
  *
- * Attention is causal or bidirectional per call, so one model can be trained with
- * CLM then MLM. Tensors carry Hugging Face's names so checkpoints load in
- * transformers (BertForMaskedLM / GPT2LMHeadModel). */
+ * Tensors carry Hugging Face's names. One tensor that one GEMM reads as a block (the
+ * fused Q/K/V) is stored once and split into HF's tensors on save, joined on load. */
 #ifndef PLM_MODEL_H
 #define PLM_MODEL_H
 
@@ -21,104 +18,109 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backbone.h"
+#include "batch.h"
 #include "config.h"
 #include "crossentropy.h"
+#include "heads.h"
 
 /* One named tensor inside the parameter buffer. */
 typedef struct {
-    char name[96];
-    int ndim;
+    char name[96]; /* the HF name (or the internal name of a fused tensor) */
+    int ndim;      /* 1 or 2 */
     int shape[2];  /* our layout (nn.Linear's [out, in]) */
     size_t offset; /* in floats, into params/grads */
     size_t numel;
     bool transpose; /* stored transposed in HF files (GPT-2's Conv1D [in, out]) */
     bool no_decay;  /* biases and LayerNorm weights: no weight decay */
+    int head;       /* the head that owns it; PLM_TENSOR_BACKBONE or PLM_TENSOR_POOLER */
+    int nparts;     /* > 1: saved as nparts equal row blocks named parts[k] (BERT's Q, K, V) */
+    char parts[3][96];
 } plm_tensor;
 
-typedef struct {
-    float *ln1_w, *ln1_b; /* pre-LN: before attention; post-LN: attention.output.LayerNorm */
-    float *qkv_w, *qkv_b; /* [3C, C]: query | key | value rows */
-    float *attn_proj_w, *attn_proj_b;
-    float *ln2_w, *ln2_b;   /* pre-LN: before the MLP; post-LN: output.LayerNorm */
-    float *fc_w, *fc_b;     /* [I, C] */
-    float *proj_w, *proj_b; /* [C, I] */
-} plm_layer_weights;
+#define PLM_TENSOR_BACKBONE (-1) /* must be in a checkpoint */
+#define PLM_TENSOR_POOLER   (-2) /* optional: BertForMaskedLM files have no pooler */
 
+/* A tensor that is another's storage under a second name (a tied decoder, ELECTRA's
+ * shared embeddings). Not saved twice; accepted silently when a file has it. */
 typedef struct {
-    float *wte, *wpe, *wtt;     /* wtt NULL without segment embeddings */
-    float *emb_ln_w, *emb_ln_b; /* post-LN only */
-    plm_layer_weights *layers;
-    float *ln_f_w, *ln_f_b;                                     /* pre-LN only */
-    float *head_dense_w, *head_dense_b, *head_ln_w, *head_ln_b; /* BERT head transform */
-    float *head_bias;                                           /* BERT decoder bias, else NULL */
-    float *lm_w;                                                /* [V, C]; == wte when tied */
-} plm_weights;
+    char name[96];
+    int target; /* index into tensors */
+} plm_alias;
 
-typedef struct {
-    float *ln1, *ln1_mean, *ln1_rstd;
-    float *qkv, *att, *atty;
-    float *res1;
-    float *ln2, *ln2_mean, *ln2_rstd;
-    float *fch, *fch_gelu;
-    float *res2;
-} plm_layer_acts;
-
-/* One batch of model inputs, [B, T] row-major. */
-typedef struct {
-    int B, T;
-    const int32_t *input_ids;
-    const int32_t *token_type_ids; /* NULL: all segment 0 */
-    const uint8_t *attention_mask; /* NULL: no padding */
-    const int32_t *labels;         /* target id per position or -100; CLM labels are pre-shifted */
-    bool causal;                   /* causal self-attention */
-    bool training;                 /* dropout on */
-    uint64_t dropout_seed;         /* dropout masks are a function of this seed */
-} plm_batch;
+#define PLM_MAX_BACKBONES 2
+#define PLM_MAX_HEADS     4
 
 typedef struct plm_model {
-    plm_config config;
+    plm_config config; /* the first backbone's (the model's) configuration */
     plm_tensor *tensors;
     int num_tensors;
+    plm_alias *aliases;
+    int num_aliases;
     size_t num_params;
-    float *params, *grads; /* grads allocated by plm_model_reserve */
-    plm_weights w, g;      /* named views into params and grads */
+    float *params, *grads; /* one buffer each; grads allocated by plm_model_reserve */
 
-    /* activations, sized by plm_model_reserve for up to B x T */
-    int cap_B, cap_T;
-    float *emb, *emb_ln, *emb_mean, *emb_rstd, *x0;
-    plm_layer_acts *acts;
-    float *lnf, *lnf_mean, *lnf_rstd;
-    int32_t *rows, *row_targets; /* head rows (positions with a label) and their targets */
-    int num_rows;
-    float *hsel, *h_dense, *h_gelu, *h_ln, *h_mean, *h_rstd, *logits;
-    float *g_resid, *g_a, *g_b, *g_atty, *g_qkv, *g_fch;
-    float *scratch;
-    size_t scratch_floats;
-    plm_batch cur; /* the batch of the last forward pass */
+    plm_backbone bb[PLM_MAX_BACKBONES];
+    int num_backbones;
+    plm_head heads[PLM_MAX_HEADS];
+    int num_heads;
+    double loss; /* of the last forward: sum over heads of weight * mean loss */
 } plm_model;
+
+/* What a model is made of: backbone configs and the heads on them. */
+typedef struct {
+    plm_config backbone[PLM_MAX_BACKBONES];
+    const char *prefix[PLM_MAX_BACKBONES]; /* tensor-name prefix; NULL: the arch's ("bert", ...) */
+    int num_backbones;
+    plm_head_spec heads[PLM_MAX_HEADS];
+    int num_heads;
+    bool share_embeddings; /* backbone 1 uses backbone 0's token/position/segment tables */
+} plm_model_spec;
+
+/* The pretraining model of a config: its LM head (BERT's MLM head, GPT-2's LM head). */
+void plm_model_spec_default(plm_model_spec *s, const plm_config *c);
+/* Adds a head (kind, num_labels) on backbone 0; returns its index. */
+int plm_model_spec_add_head(plm_model_spec *s, plm_head_kind kind, int num_labels);
 
 /* Builds the parameter table and initialises weights as HF does: N(0, initializer_range)
  * for matrices (GPT-2 scales residual projections by 1/sqrt(2 L)), zero biases, unit
  * LayerNorm weights, zero padding-token embedding (BERT). */
+plm_model *plm_model_create_spec(const plm_model_spec *s, uint64_t seed);
+/* plm_model_create_spec of plm_model_spec_default(config). */
 plm_model *plm_model_create(const plm_config *config, uint64_t seed);
 void plm_model_free(plm_model *m);
 /* Allocates activations and gradients for batches up to B x T (T <= max_position_embeddings). */
 int plm_model_reserve(plm_model *m, int B, int T);
 void plm_model_zero_grad(plm_model *m);
 const plm_tensor *plm_model_find(const plm_model *m, const char *name);
+/* Index of the first head of this kind, or -1. */
+int plm_model_head(const plm_model *m, plm_head_kind kind);
 
-/* Forward pass and loss; with backward, also the backward pass: gradients are ADDED
- * to m->grads, scaled so that they are d(loss_scale * mean loss)/dparam. */
+/* Checks a batch at the library boundary: ids < vocab_size, type ids < type_vocab_size,
+ * labels in range for each head. Returns 0, or -1 with the error set. */
+int plm_model_check_batch(const plm_model *m, int backbone, const plm_batch *b);
+
+/* Forward pass of backbone k and its heads, their losses, and with backward the
+ * backward pass: gradients are ADDED to m->grads, scaled so that they are
+ * d(loss_scale * sum_h weight_h * mean loss_h)/dparam. Returns 0, or -1 with the error
+ * set (a batch that fails plm_model_check_batch). Results in m->heads[h].result. */
+int plm_model_run(plm_model *m, int k, const plm_batch *b, bool backward, float loss_scale);
+
+/* plm_model_run on backbone 0; returns the first head's result ({NAN, 0, 0} on a bad
+ * batch, with the error set). The summed loss is m->loss. */
 plm_ce_result plm_model_forward(plm_model *m, const plm_batch *b, bool backward, float loss_scale);
 
-/* Final hidden states [B, T, C] of the last forward pass (after ln_f for pre-LN). */
+/* Final hidden states [B, T, C] of backbone 0's last forward pass. */
 const float *plm_model_hidden(const plm_model *m);
-/* Logits [n, V] for n positions (flat indices b*T+t) of the last forward pass. Writes
- * them to out (n x V floats). Uses the head activations as scratch. */
+/* LM-head logits [n, V] for n positions (flat indices b*T+t) of the last forward pass. */
 void plm_model_logits_at(plm_model *m, const int32_t *positions, int n, float *out);
 
 /* FLOPs of one training step (forward + backward) for B x T tokens, with the head
  * applied to head_rows rows: 6 * (GEMM parameters) per token + attention. */
 double plm_model_flops(const plm_config *c, int B, int T, int head_rows);
+
+/* The model's class name as HF knows it ("BertForMaskedLM", "GPT2ForSequenceClassification")
+ * or plm's own for variants HF cannot load as-is ("PlmBertForMaskedLM"). */
+const char *plm_model_architecture(const plm_model *m);
 
 #endif

@@ -1,0 +1,299 @@
+/* backbone.c - see backbone.h */
+#include "backbone.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attention.h"
+#include "core/common.h"
+#include "core/rng.h"
+#include "dropout.h"
+#include "embedding.h"
+#include "gelu.h"
+#include "layernorm.h"
+#include "linear.h"
+
+/* ---------------------------------------------------------------- activations */
+
+int backbone_reserve(plm_backbone *bb, int B, int T) {
+    const plm_config *c = &bb->config;
+    if (T > c->max_position_embeddings) {
+        plm_error("sequence length %d exceeds max_position_embeddings %d", T, c->max_position_embeddings);
+        return -1;
+    }
+    if (bb->cap_B >= B && bb->cap_T >= T) return 0;
+    B = PLM_MAX(B, bb->cap_B);
+    T = PLM_MAX(T, bb->cap_T);
+    free(bb->act_block); /* growing: the old activations go */
+    bb->cap_B = B;
+    bb->cap_T = T;
+    size_t N = (size_t)B * T, C = c->hidden_size, I = c->intermediate_size, E = bb->E;
+    size_t NH = c->num_attention_heads, L = c->num_hidden_layers;
+    /* One allocation for every activation, carved into views. */
+    size_t per_layer = N * C * 5 + N * 3 * C + NH * N * T + N * I * 2 + 4 * N;
+    size_t emb = N * E * 3 + 2 * N + N * C;
+    size_t total = emb + per_layer * L + N * C + 2 * N + (size_t)B * C * 3 + N * C * 6 + N * 3 * C + N * I + 2 * N * E;
+    int nt = omp_get_max_threads();
+    size_t sc = attention_scratch_floats(T);
+    size_t red = (size_t)nt * PLM_MAX(PLM_MAX(2 * C, 3 * C), PLM_MAX(I, 2 * E));
+    bb->scratch_floats = PLM_MAX(sc, red);
+    size_t views = 16 + 13 * L + 16;
+    total += bb->scratch_floats + 16 * views; /* each view is rounded up to 16 floats */
+    float *p = plm_aligned_alloc(total * sizeof(float));
+    memset(p, 0, total * sizeof(float));
+    bb->act_block = p;
+#define TAKE(n) (p += (((n) + 15) & ~(size_t)15), p - (((n) + 15) & ~(size_t)15))
+    bb->emb = TAKE(N * E);
+    bb->emb_ln = TAKE(N * E);
+    bb->emb_mean = TAKE(N);
+    bb->emb_rstd = TAKE(N);
+    bb->emb_drop = TAKE(N * E);
+    bb->x0 = E == C ? bb->emb_drop : TAKE(N * C);
+    free(bb->acts);
+    bb->acts = plm_calloc(L, sizeof(plm_layer_acts));
+    for (size_t l = 0; l < L; l++) {
+        plm_layer_acts *a = &bb->acts[l];
+        a->ln1 = TAKE(N * C);
+        a->ln1_mean = TAKE(N);
+        a->ln1_rstd = TAKE(N);
+        a->qkv = TAKE(N * 3 * C);
+        a->att = TAKE(NH * N * T);
+        a->atty = TAKE(N * C);
+        a->res1 = TAKE(N * C);
+        a->ln2 = TAKE(N * C);
+        a->ln2_mean = TAKE(N);
+        a->ln2_rstd = TAKE(N);
+        a->fch = TAKE(N * I);
+        a->fch_gelu = TAKE(N * I);
+        a->res2 = TAKE(N * C);
+    }
+    bb->lnf = TAKE(N * C);
+    bb->lnf_mean = TAKE(N);
+    bb->lnf_rstd = TAKE(N);
+    bb->cls = TAKE((size_t)B * C);
+    bb->pooled = TAKE((size_t)B * C);
+    bb->dpooled = TAKE((size_t)B * C);
+    bb->dhidden = TAKE(N * C);
+    bb->g_resid = TAKE(N * C);
+    bb->g_a = TAKE(N * C);
+    bb->g_b = TAKE(N * C);
+    bb->g_atty = TAKE(N * C);
+    bb->g_qkv = TAKE(N * 3 * C);
+    bb->g_fch = TAKE(N * I);
+    bb->g_emb = TAKE(N * E);
+    bb->g_emb2 = TAKE(N * E);
+    bb->scratch = TAKE(bb->scratch_floats);
+#undef TAKE
+    if ((size_t)(p - bb->act_block) > total) plm_die("activation layout overflow");
+    return 0;
+}
+
+void backbone_free(plm_backbone *bb) {
+    free(bb->w.layers);
+    free(bb->g.layers);
+    free(bb->act_block);
+    free(bb->acts);
+    memset(bb, 0, sizeof *bb);
+}
+
+/* ---------------------------------------------------------------- forward */
+
+/* Dropout sites get independent masks: key = f(seed, layer, site); a second backbone
+ * (ELECTRA's discriminator) draws from other keys. */
+uint64_t backbone_drop_key(const plm_backbone *bb, int layer, int site) {
+    uint64_t k = (uint64_t)(layer + 1) * 16 + (uint64_t)site;
+    if (bb->index) k += (uint64_t)bb->index << 40;
+    return plm_hash_combine(bb->dropout_seed, k);
+}
+
+static const float *layer_input(const plm_backbone *bb, int l) {
+    if (l == 0) return bb->x0;
+    const plm_layer_acts *a = &bb->acts[l - 1];
+    return bb->config.pre_layernorm ? a->res2 : a->ln2;
+}
+
+const float *backbone_hidden(const plm_backbone *bb) {
+    int L = bb->config.num_hidden_layers;
+    return bb->config.pre_layernorm ? bb->lnf : bb->acts[L - 1].ln2;
+}
+
+const float *backbone_forward(plm_backbone *bb, int B, int T, const int32_t *ids, const int32_t *type_ids,
+                              const uint8_t *mask, bool causal, bool training, uint64_t dropout_seed) {
+    const plm_config *c = &bb->config;
+    int C = c->hidden_size, I = c->intermediate_size, NH = c->num_attention_heads, E = bb->E;
+    size_t N = (size_t)B * T;
+    if (B > bb->cap_B && (size_t)B * T > (size_t)bb->cap_B * bb->cap_T)
+        plm_die("batch %dx%d exceeds reserved size", B, T);
+    if (T > bb->cap_T) plm_die("batch %dx%d exceeds reserved size", B, T);
+    bb->B = B;
+    bb->T = T;
+    bb->input_ids = ids;
+    bb->token_type_ids = type_ids;
+    bb->attention_mask = mask;
+    bb->causal = causal;
+    bb->training = training;
+    bb->dropout_seed = dropout_seed;
+    float pd = training ? c->hidden_dropout_prob : 0.0f;
+    float pa = training ? c->attention_probs_dropout_prob : 0.0f;
+
+    /* embeddings -> x0 */
+    embedding_forward(bb->emb, ids, type_ids, bb->w.wte, bb->w.wpe, bb->w.wtt, B, T, E, 0);
+    const float *e = bb->emb;
+    if (!c->pre_layernorm) {
+        layernorm_forward(bb->emb_ln, bb->emb_mean, bb->emb_rstd, bb->emb, bb->w.emb_ln_w, bb->w.emb_ln_b, (int)N, E,
+                          c->layer_norm_eps);
+        e = bb->emb_ln;
+    }
+    dropout_forward(bb->emb_drop, e, N * E, pd, backbone_drop_key(bb, -1, 0));
+    if (E != C) linear_forward(bb->x0, bb->emb_drop, bb->w.emb_proj_w, bb->w.emb_proj_b, (int)N, E, C);
+
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        const plm_layer_weights *w = &bb->w.layers[l];
+        plm_layer_acts *a = &bb->acts[l];
+        const float *x = layer_input(bb, l);
+        if (c->pre_layernorm) {
+            layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1_w, w->ln1_b, (int)N, C, c->layer_norm_eps);
+            linear_forward(a->qkv, a->ln1, w->qkv_w, w->qkv_b, (int)N, C, 3 * C);
+        } else {
+            linear_forward(a->qkv, x, w->qkv_w, w->qkv_b, (int)N, C, 3 * C);
+        }
+        attention_forward(a->atty, a->att, a->qkv, mask, B, T, C, NH, causal, pa, backbone_drop_key(bb, l, 0),
+                          bb->scratch);
+        linear_forward(a->res1, a->atty, w->attn_proj_w, w->attn_proj_b, (int)N, C, C);
+        residual_dropout_forward(a->res1, x, a->res1, N * C, pd, backbone_drop_key(bb, l, 1));
+        const float *mlp_in;
+        if (c->pre_layernorm) {
+            layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res1, w->ln2_w, w->ln2_b, (int)N, C,
+                              c->layer_norm_eps);
+            mlp_in = a->ln2;
+        } else {
+            layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->res1, w->ln1_w, w->ln1_b, (int)N, C,
+                              c->layer_norm_eps);
+            mlp_in = a->ln1;
+        }
+        linear_forward(a->fch, mlp_in, w->fc_w, w->fc_b, (int)N, C, I);
+        gelu_forward(a->fch_gelu, a->fch, N * I, c->hidden_act);
+        linear_forward(a->res2, a->fch_gelu, w->proj_w, w->proj_b, (int)N, I, C);
+        /* the MLP's residual: pre-LN adds the sub-layer input res1, post-LN the LN output */
+        residual_dropout_forward(a->res2, c->pre_layernorm ? a->res1 : mlp_in, a->res2, N * C, pd,
+                                 backbone_drop_key(bb, l, 2));
+        if (!c->pre_layernorm)
+            layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w->ln2_w, w->ln2_b, (int)N, C,
+                              c->layer_norm_eps);
+    }
+    if (c->pre_layernorm) {
+        const plm_layer_acts *a = &bb->acts[c->num_hidden_layers - 1];
+        layernorm_forward(bb->lnf, bb->lnf_mean, bb->lnf_rstd, a->res2, bb->w.ln_f_w, bb->w.ln_f_b, (int)N, C,
+                          c->layer_norm_eps);
+    }
+    const float *h = backbone_hidden(bb);
+    if (bb->pooler) {
+        /* pooled = tanh(W h[:, 0] + b) */
+        for (int b = 0; b < B; b++) memcpy(bb->cls + (size_t)b * C, h + (size_t)b * T * C, C * sizeof(float));
+        linear_forward(bb->pooled, bb->cls, bb->w.pool_w, bb->w.pool_b, B, C, C);
+        for (size_t i = 0; i < (size_t)B * C; i++) bb->pooled[i] = tanhf(bb->pooled[i]);
+    }
+    return h;
+}
+
+void backbone_zero_dhidden(plm_backbone *bb) {
+    size_t N = (size_t)bb->B * bb->T, C = bb->config.hidden_size;
+    memset(bb->dhidden, 0, N * C * sizeof(float));
+    if (bb->pooler) memset(bb->dpooled, 0, (size_t)bb->B * C * sizeof(float));
+}
+
+/* ---------------------------------------------------------------- backward */
+
+void backbone_backward(plm_backbone *bb) {
+    const plm_config *c = &bb->config;
+    int B = bb->B, T = bb->T, C = c->hidden_size, I = c->intermediate_size, NH = c->num_attention_heads, E = bb->E;
+    size_t N = (size_t)B * T;
+    float pd = bb->training ? c->hidden_dropout_prob : 0.0f;
+    float pa = bb->training ? c->attention_probs_dropout_prob : 0.0f;
+    float *sc = bb->scratch;
+
+    /* pooler: dcls = (dpooled * (1 - pooled^2)) @ W, added to dhidden[:, 0] */
+    if (bb->pooler) {
+        for (size_t i = 0; i < (size_t)B * C; i++) bb->dpooled[i] *= 1.0f - bb->pooled[i] * bb->pooled[i];
+        linear_backward(bb->g_a, bb->g.pool_w, bb->g.pool_b, bb->dpooled, bb->cls, bb->w.pool_w, B, C, C, false, sc);
+        for (int b = 0; b < B; b++)
+            for (int i = 0; i < C; i++) bb->dhidden[(size_t)b * T * C + i] += bb->g_a[(size_t)b * C + i];
+    }
+    /* g_resid carries d(layer output) down the stack */
+    if (c->pre_layernorm) {
+        const plm_layer_acts *a = &bb->acts[c->num_hidden_layers - 1];
+        layernorm_backward(bb->g_resid, bb->g.ln_f_w, bb->g.ln_f_b, bb->dhidden, a->res2, bb->w.ln_f_w, bb->lnf_mean,
+                           bb->lnf_rstd, (int)N, C, false, sc);
+    } else {
+        memcpy(bb->g_resid, bb->dhidden, N * C * sizeof(float));
+    }
+
+    for (int l = c->num_hidden_layers - 1; l >= 0; l--) {
+        const plm_layer_weights *w = &bb->w.layers[l];
+        plm_layer_weights *g = &bb->g.layers[l];
+        plm_layer_acts *a = &bb->acts[l];
+        const float *x = layer_input(bb, l);
+        if (c->pre_layernorm) {
+            /* g_resid = d res2. MLP branch: res2 = res1 + drop(proj(gelu(fc(ln2)))) */
+            float *dmlp = bb->g_resid;
+            if (pd > 0.0f) dropout_backward(dmlp = bb->g_b, bb->g_resid, N * C, pd, backbone_drop_key(bb, l, 2));
+            linear_backward(bb->g_fch, g->proj_w, g->proj_b, dmlp, a->fch_gelu, w->proj_w, (int)N, I, C, false, sc);
+            gelu_backward(bb->g_fch, a->fch, bb->g_fch, N * I, c->hidden_act);
+            linear_backward(bb->g_a, g->fc_w, g->fc_b, bb->g_fch, a->ln2, w->fc_w, (int)N, C, I, false, sc);
+            layernorm_backward(bb->g_resid, g->ln2_w, g->ln2_b, bb->g_a, a->res1, w->ln2_w, a->ln2_mean, a->ln2_rstd,
+                               (int)N, C, true, sc);
+            /* g_resid = d res1. Attention branch: res1 = x + drop(proj(attn(qkv(ln1)))) */
+            float *dattn = bb->g_resid;
+            if (pd > 0.0f) dropout_backward(dattn = bb->g_b, bb->g_resid, N * C, pd, backbone_drop_key(bb, l, 1));
+            linear_backward(bb->g_atty, g->attn_proj_w, g->attn_proj_b, dattn, a->atty, w->attn_proj_w, (int)N, C, C,
+                            false, sc);
+            attention_backward(bb->g_qkv, bb->g_atty, a->qkv, a->att, B, T, C, NH, pa, backbone_drop_key(bb, l, 0), sc);
+            linear_backward(bb->g_a, g->qkv_w, g->qkv_b, bb->g_qkv, a->ln1, w->qkv_w, (int)N, C, 3 * C, false, sc);
+            layernorm_backward(bb->g_resid, g->ln1_w, g->ln1_b, bb->g_a, x, w->ln1_w, a->ln1_mean, a->ln1_rstd, (int)N,
+                               C, true, sc);
+        } else {
+            /* g_resid = d ln2 = d out. res2 = ln1 + drop(mlp(ln1)); ln2 = LN(res2) */
+            layernorm_backward(bb->g_a, g->ln2_w, g->ln2_b, bb->g_resid, a->res2, w->ln2_w, a->ln2_mean, a->ln2_rstd,
+                               (int)N, C, false, sc);
+            float *dmlp = bb->g_a;
+            if (pd > 0.0f) dropout_backward(dmlp = bb->g_b, bb->g_a, N * C, pd, backbone_drop_key(bb, l, 2));
+            linear_backward(bb->g_fch, g->proj_w, g->proj_b, dmlp, a->fch_gelu, w->proj_w, (int)N, I, C, false, sc);
+            gelu_backward(bb->g_fch, a->fch, bb->g_fch, N * I, c->hidden_act);
+            /* g_a = d res2 (identity path) + the MLP path = d ln1 */
+            linear_backward(bb->g_a, g->fc_w, g->fc_b, bb->g_fch, a->ln1, w->fc_w, (int)N, C, I, true, sc);
+            /* res1 = x + drop(attn(x)); ln1 = LN(res1) */
+            layernorm_backward(bb->g_resid, g->ln1_w, g->ln1_b, bb->g_a, a->res1, w->ln1_w, a->ln1_mean, a->ln1_rstd,
+                               (int)N, C, false, sc);
+            float *dattn = bb->g_resid;
+            if (pd > 0.0f) dropout_backward(dattn = bb->g_b, bb->g_resid, N * C, pd, backbone_drop_key(bb, l, 1));
+            linear_backward(bb->g_atty, g->attn_proj_w, g->attn_proj_b, dattn, a->atty, w->attn_proj_w, (int)N, C, C,
+                            false, sc);
+            attention_backward(bb->g_qkv, bb->g_atty, a->qkv, a->att, B, T, C, NH, pa, backbone_drop_key(bb, l, 0), sc);
+            linear_backward(bb->g_resid, g->qkv_w, g->qkv_b, bb->g_qkv, x, w->qkv_w, (int)N, C, 3 * C, true, sc);
+        }
+    }
+
+    /* embeddings: x0 = proj(drop(LN(emb))) (post-LN) or proj(drop(emb)) (pre-LN) */
+    float *de = bb->g_resid;
+    if (E != C) {
+        linear_backward(bb->g_emb, bb->g.emb_proj_w, bb->g.emb_proj_b, bb->g_resid, bb->emb_drop, bb->w.emb_proj_w,
+                        (int)N, E, C, false, sc);
+        de = bb->g_emb;
+    }
+    if (pd > 0.0f) dropout_backward(de, de, N * E, pd, backbone_drop_key(bb, -1, 0));
+    const float *demb = de;
+    if (!c->pre_layernorm) {
+        float *dst = de == bb->g_emb ? bb->g_emb2 : bb->g_emb;
+        layernorm_backward(dst, bb->g.emb_ln_w, bb->g.emb_ln_b, de, bb->emb, bb->w.emb_ln_w, bb->emb_mean, bb->emb_rstd,
+                           (int)N, E, false, sc);
+        demb = dst;
+    }
+    /* BERT's word embedding has padding_idx = pad_token_id (nn.Embedding semantics):
+     * the padding row gets no gradient from the lookup. */
+    int padding_idx = c->arch != PLM_ARCH_GPT2 ? c->pad_token_id : -1;
+    embedding_backward(bb->g.wte, bb->g.wpe, bb->g.wtt, demb, bb->input_ids, bb->token_type_ids, B, T, E, 0,
+                       padding_idx);
+}

@@ -1,0 +1,24 @@
+/* batch.h - one batch of model inputs and the labels of every head. */
+#ifndef PLM_BATCH_H
+#define PLM_BATCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* One batch of model inputs, [B, T] row-major, and the labels its heads use. */
+typedef struct {
+    int B, T;
+    const int32_t *input_ids;
+    const int32_t *token_type_ids;                  /* NULL: all segment 0 */
+    const uint8_t *attention_mask;                  /* NULL: no padding */
+    const int32_t *labels;                          /* [B, T] per-token target or -100: LM (pre-shifted for CLM),
+                                                       token classification, replaced-token detection (0/1) */
+    const int32_t *seq_labels;                      /* [B] class of each sequence (classification, NSP), or -100 */
+    const float *seq_targets;                       /* [B] regression targets (num_labels == 1) */
+    const int32_t *start_positions, *end_positions; /* [B] extractive QA spans */
+    bool causal;                                    /* causal self-attention */
+    bool training;                                  /* dropout on */
+    uint64_t dropout_seed;                          /* dropout masks are a function of this seed */
+} plm_batch;
+
+#endif
