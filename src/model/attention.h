@@ -11,7 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Scratch floats attention needs per call (two T x T tiles per thread). */
+/* Scratch floats attention needs from the caller: none. Its per-thread T x T tiles are
+ * allocated per call for the team that runs; scratch arguments are unused, may be NULL. */
 size_t attention_scratch_floats(int T);
 
 /* attn_mask: [B, T] with 1 = real token, 0 = padding; NULL means no padding. */

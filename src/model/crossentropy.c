@@ -7,20 +7,19 @@
 #include <omp.h>
 #include <string.h>
 
-#define MAX_THREADS 256
+/* Rows are summed in CE_CHUNKS fixed blocks, whatever the number of threads: each
+ * block's partial sums land in its own slot and the slots are added in block order,
+ * so the result has the same bits for any thread count (and no thread's share can
+ * be lost, as it was with one slot per thread and more threads than slots). */
+#define CE_CHUNKS 256
 
 plm_ce_result crossentropy_forward_backward(float *logits, const int32_t *targets, int M, int V, bool backward,
                                             float grad_scale) {
-    /* Each thread sums a fixed contiguous block of rows; blocks are added in thread
-     * order afterwards, so the result is bit-reproducible for a given thread count. */
-    double part_loss[MAX_THREADS] = {0};
-    int part_count[MAX_THREADS] = {0}, part_correct[MAX_THREADS] = {0};
-    int nthreads = 1;
-#pragma omp parallel
-    {
-        int t = omp_get_thread_num(), n = omp_get_num_threads();
-        if (t == 0) nthreads = n;
-        int lo = (int)((long)M * t / n), hi = (int)((long)M * (t + 1) / n);
+    double part_loss[CE_CHUNKS] = {0};
+    int part_count[CE_CHUNKS] = {0}, part_correct[CE_CHUNKS] = {0};
+#pragma omp parallel for schedule(static)
+    for (int ch = 0; ch < CE_CHUNKS; ch++) {
+        int lo = (int)((long)M * ch / CE_CHUNKS), hi = (int)((long)M * (ch + 1) / CE_CHUNKS);
         double ls = 0.0;
         int cnt = 0, cor = 0;
         for (int i = lo; i < hi; i++) {
@@ -32,8 +31,13 @@ plm_ce_result crossentropy_forward_backward(float *logits, const int32_t *target
             }
             float mx = z[0];
             for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
-            int arg = 0; /* first index of the maximum */
-            while (z[arg] != mx) arg++;
+            /* first index of the maximum; bounded, because with NaN logits mx may be NaN
+             * (equal to nothing): the row then has no argmax and counts as wrong */
+            int arg = 0;
+            while (arg < V && z[arg] != mx) arg++;
+            /* NaN or inf logits need no special path: e^(NaN) is NaN and inf - inf is NaN,
+             * so the sum, the loss and the gradients come out NaN (the caller sees a
+             * non-finite loss); a target logit of -inf gives a loss of +inf. */
             float zy = z[y], sum = 0.0f;
             if (backward) { /* keep e^(z - max) in place: the gradient is a rescale of it */
 #pragma omp simd reduction(+ : sum)
@@ -52,17 +56,15 @@ plm_ce_result crossentropy_forward_backward(float *logits, const int32_t *target
                 z[y] -= grad_scale;
             }
         }
-        if (t < MAX_THREADS) {
-            part_loss[t] = ls;
-            part_count[t] = cnt;
-            part_correct[t] = cor;
-        }
+        part_loss[ch] = ls;
+        part_count[ch] = cnt;
+        part_correct[ch] = cor;
     }
     plm_ce_result r = {0.0, 0, 0};
-    for (int t = 0; t < nthreads && t < MAX_THREADS; t++) {
-        r.loss_sum += part_loss[t];
-        r.count += part_count[t];
-        r.correct += part_correct[t];
+    for (int ch = 0; ch < CE_CHUNKS; ch++) {
+        r.loss_sum += part_loss[ch];
+        r.count += part_count[ch];
+        r.correct += part_correct[ch];
     }
     return r;
 }

@@ -10,12 +10,19 @@
 #include <string.h>
 
 /* e^x = 2^n * e^r with n = round(x / ln 2), |r| <= ln(2)/2; e^r by a degree-6
- * polynomial (Taylor, error < 2e-8 on that interval); 2^n built in the exponent bits. */
+ * polynomial (Taylor, error < 2e-8 on that interval); 2^n built in the exponent bits.
+ * Saturates: x < -87 gives e^-87 (~1.6e-38, for -inf too), x > 88 gives e^88 (~1.7e38,
+ * for +inf too). NaN gives NaN: the comparisons below are false for NaN, so the clamps
+ * pass it through to r and the polynomial; only the integer exponent is forced into
+ * range, because converting NaN (or anything outside int32) to an int is undefined. */
 static inline float plm_expf(float x) {
     x = x < -87.0f ? -87.0f : x;
     x = x > 88.0f ? 88.0f : x;
     /* round to nearest by the 1.5 * 2^23 trick: plain arithmetic, so it vectorises */
     float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    /* finite x already gives n in [-126, 127]; NaN becomes -126 here (NaN > a is false) */
+    float ni = n > -126.0f ? n : -126.0f;
+    ni = ni < 127.0f ? ni : 127.0f;
     float r = x - n * 0.693145751953125f; /* ln 2 split in two for an exact product */
     r = r - n * 1.428606765330187045e-06f;
     float p = 1.0f / 720.0f;
@@ -25,7 +32,7 @@ static inline float plm_expf(float x) {
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
+    int32_t bits = ((int32_t)ni + 127) << 23; /* biased exponent in [1, 254] */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;

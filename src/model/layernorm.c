@@ -2,8 +2,10 @@
 #include "layernorm.h"
 
 #include <math.h>
-#include <omp.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "core/common.h"
 
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight, const float *bias,
                        int N, int C, float eps) {
@@ -26,48 +28,71 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
 
 /* With xhat = (x - mean) * rstd and g = dout * weight:
  *     dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
- *     dweight = sum_rows dout * xhat,  dbias = sum_rows dout */
+ *     dweight = sum_rows dout * xhat,  dbias = sum_rows dout
+ * The rows are cut into a number of chunks that depends on N alone (at most 64, at
+ * least 32 rows each); each chunk computes its rows' dx and sums its rows' dweight and
+ * dbias terms into its own partial rows, which are then added per channel in chunk
+ * order. No buffer depends on the team size (the partials are allocated here), and the
+ * results have the same bits for any number of threads. */
+#define RED_CHUNKS    64
+#define RED_MIN_ROWS  32
+#define RED_COL_BLOCK 256
+
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                         const float *weight, const float *mean, const float *rstd, int N, int C, bool accumulate,
                         float *scratch) {
-    int nt = omp_get_max_threads();
-#pragma omp parallel num_threads(nt)
+    (void)scratch; /* no longer needed; kept for callers */
+    if (N <= 0) return;
+    int K = (N + RED_MIN_ROWS - 1) / RED_MIN_ROWS;
+    K = K < RED_CHUNKS ? K : RED_CHUNKS;
+    int nblk = (C + RED_COL_BLOCK - 1) / RED_COL_BLOCK;
+    float *part = plm_aligned_alloc((size_t)K * 2 * C * sizeof(float)); /* per chunk: dweight | dbias */
+#pragma omp parallel
     {
-        int t = omp_get_thread_num(), n = omp_get_num_threads();
-        float *pw = scratch + (size_t)t * 2 * C, *pb = pw + C;
-        memset(pw, 0, 2 * (size_t)C * sizeof(float));
-        int lo = (int)((long)N * t / n), hi = (int)((long)N * (t + 1) / n);
-        for (int i = lo; i < hi; i++) {
-            const float *x = inp + (size_t)i * C, *dy = dout + (size_t)i * C;
-            float *dx = dinp + (size_t)i * C;
-            float m = mean[i], s = rstd[i];
-            float gmean = 0.0f, gxmean = 0.0f;
-            for (int c = 0; c < C; c++) {
-                float xhat = (x[c] - m) * s, g = dy[c] * weight[c];
-                gmean += g;
-                gxmean += g * xhat;
-                pw[c] += dy[c] * xhat;
-                pb[c] += dy[c];
-            }
-            gmean /= (float)C;
-            gxmean /= (float)C;
-            if (accumulate) {
-                for (int c = 0; c < C; c++) dx[c] += s * (dy[c] * weight[c] - gmean - (x[c] - m) * s * gxmean);
-            } else {
-                for (int c = 0; c < C; c++) dx[c] = s * (dy[c] * weight[c] - gmean - (x[c] - m) * s * gxmean);
+#pragma omp for schedule(static)
+        for (int k = 0; k < K; k++) {
+            float *pw = part + (size_t)k * 2 * C, *pb = pw + C;
+            memset(pw, 0, 2 * (size_t)C * sizeof(float));
+            int lo = (int)((long)N * k / K), hi = (int)((long)N * (k + 1) / K);
+            for (int i = lo; i < hi; i++) {
+                const float *x = inp + (size_t)i * C, *dy = dout + (size_t)i * C;
+                float *dx = dinp + (size_t)i * C;
+                float m = mean[i], s = rstd[i];
+                float gmean = 0.0f, gxmean = 0.0f;
+                for (int c = 0; c < C; c++) {
+                    float xhat = (x[c] - m) * s, g = dy[c] * weight[c];
+                    gmean += g;
+                    gxmean += g * xhat;
+                    pw[c] += dy[c] * xhat;
+                    pb[c] += dy[c];
+                }
+                gmean /= (float)C;
+                gxmean /= (float)C;
+                if (accumulate) {
+                    for (int c = 0; c < C; c++) dx[c] += s * (dy[c] * weight[c] - gmean - (x[c] - m) * s * gxmean);
+                } else {
+                    for (int c = 0; c < C; c++) dx[c] = s * (dy[c] * weight[c] - gmean - (x[c] - m) * s * gxmean);
+                }
             }
         }
-#pragma omp barrier
-        /* reduce the partials over channels, threads in fixed order */
-        int clo = (int)((long)C * t / n), chi = (int)((long)C * (t + 1) / n);
-        for (int c = clo; c < chi; c++) {
-            float sw = 0.0f, sb = 0.0f;
-            for (int k = 0; k < n; k++) {
-                sw += scratch[(size_t)k * 2 * C + c];
-                sb += scratch[(size_t)k * 2 * C + C + c];
+#pragma omp for schedule(static)
+        for (int b = 0; b < nblk; b++) {
+            int c0 = b * RED_COL_BLOCK, w = C - c0 < RED_COL_BLOCK ? C - c0 : RED_COL_BLOCK;
+            float sw[RED_COL_BLOCK], sb[RED_COL_BLOCK];
+            memcpy(sw, part + c0, (size_t)w * sizeof(float));
+            memcpy(sb, part + C + c0, (size_t)w * sizeof(float));
+            for (int k = 1; k < K; k++) {
+                const float *pw = part + (size_t)k * 2 * C + c0, *pb = pw + C;
+                for (int c = 0; c < w; c++) {
+                    sw[c] += pw[c];
+                    sb[c] += pb[c];
+                }
             }
-            dweight[c] += sw;
-            dbias[c] += sb;
+            for (int c = 0; c < w; c++) {
+                dweight[c0 + c] += sw[c];
+                dbias[c0 + c] += sb[c];
+            }
         }
     }
+    free(part);
 }

@@ -10,8 +10,8 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
                        int N, int C, float eps);
 
 /* dinp = (or += when accumulate) the gradient w.r.t. inp; dweight, dbias += theirs.
- * scratch holds 2*C floats per thread (per-thread partial sums, reduced in a fixed
- * order so that results are bit-reproducible). */
+ * dweight and dbias are summed in chunks of rows fixed by N: the same bits for any
+ * number of threads. scratch is unused (kept for callers) and may be NULL. */
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                         const float *weight, const float *mean, const float *rstd, int N, int C, bool accumulate,
                         float *scratch);

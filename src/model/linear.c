@@ -1,9 +1,10 @@
 /* linear.c - see linear.h */
 #include "linear.h"
 
-#include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "core/common.h"
 #include "gemm.h"
 
 void linear_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC) {
@@ -16,25 +17,47 @@ void linear_forward(float *out, const float *inp, const float *weight, const flo
     plm_sgemm(false, true, N, OC, C, 1.0f, inp, C, weight, C, beta, out, OC);
 }
 
+/* dbias[o] += sum_i dout[i, o]. The rows are cut into a number of chunks that depends
+ * on N alone (at most 64, at least 32 rows each): each chunk sums its rows into its own
+ * partial row, streaming contiguous memory, then the partials are added per column in
+ * chunk order. No buffer depends on the team size (the partials are allocated here), and
+ * the result has the same bits for any number of threads. */
+#define RED_CHUNKS    64
+#define RED_MIN_ROWS  32
+#define RED_COL_BLOCK 256
+
 void colsum_accumulate(float *dbias, const float *dout, int N, int OC, float *scratch) {
+    (void)scratch; /* no longer needed; kept for callers */
+    if (N <= 0) return;
+    int K = (N + RED_MIN_ROWS - 1) / RED_MIN_ROWS;
+    K = K < RED_CHUNKS ? K : RED_CHUNKS;
+    int nblk = (OC + RED_COL_BLOCK - 1) / RED_COL_BLOCK;
+    float *part = plm_aligned_alloc((size_t)K * OC * sizeof(float));
 #pragma omp parallel
     {
-        int t = omp_get_thread_num(), n = omp_get_num_threads();
-        float *part = scratch + (size_t)t * OC;
-        memset(part, 0, (size_t)OC * sizeof(float));
-        int lo = (int)((long)N * t / n), hi = (int)((long)N * (t + 1) / n);
-        for (int i = lo; i < hi; i++) {
-            const float *d = dout + (size_t)i * OC;
-            for (int o = 0; o < OC; o++) part[o] += d[o];
+#pragma omp for schedule(static)
+        for (int k = 0; k < K; k++) {
+            float *p = part + (size_t)k * OC;
+            memset(p, 0, (size_t)OC * sizeof(float));
+            int lo = (int)((long)N * k / K), hi = (int)((long)N * (k + 1) / K);
+            for (int i = lo; i < hi; i++) {
+                const float *d = dout + (size_t)i * OC;
+                for (int o = 0; o < OC; o++) p[o] += d[o];
+            }
         }
-#pragma omp barrier
-        int olo = (int)((long)OC * t / n), ohi = (int)((long)OC * (t + 1) / n);
-        for (int o = olo; o < ohi; o++) {
-            float s = 0.0f;
-            for (int k = 0; k < n; k++) s += scratch[(size_t)k * OC + o];
-            dbias[o] += s;
+#pragma omp for schedule(static)
+        for (int b = 0; b < nblk; b++) {
+            int c0 = b * RED_COL_BLOCK, w = OC - c0 < RED_COL_BLOCK ? OC - c0 : RED_COL_BLOCK;
+            float acc[RED_COL_BLOCK];
+            memcpy(acc, part + c0, (size_t)w * sizeof(float));
+            for (int k = 1; k < K; k++) {
+                const float *p = part + (size_t)k * OC + c0;
+                for (int c = 0; c < w; c++) acc[c] += p[c];
+            }
+            for (int c = 0; c < w; c++) dbias[c0 + c] += acc[c];
         }
     }
+    free(part);
 }
 
 void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,

@@ -11,11 +11,12 @@ void linear_forward(float *out, const float *inp, const float *weight, const flo
 
 /* dinp = (or += when accumulate) dout @ weight; skipped when dinp is NULL.
  * dweight += dout^T @ inp;  dbias += column sums of dout (skipped when NULL).
- * scratch holds OC floats per thread for the bias reduction. */
+ * scratch is unused (the bias reduction needs none); kept for callers, may be NULL. */
 void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, int N, int C, int OC, bool accumulate, float *scratch);
 
-/* dbias += column sums of dout[N, OC], deterministic. */
+/* dbias += column sums of dout[N, OC], summed in chunks of rows fixed by N: the same
+ * bits for any number of threads. scratch is unused and may be NULL. */
 void colsum_accumulate(float *dbias, const float *dout, int N, int OC, float *scratch);
 
 #endif

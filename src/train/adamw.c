@@ -1,8 +1,8 @@
 /* adamw.c - see adamw.h */
 #include "adamw.h"
 
+#include <float.h>
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,23 +46,38 @@ void plm_adamw_step(plm_adamw *o, plm_model *model, const plm_adamw_hparams *h, 
     }
 }
 
+/* The squares are summed in GN_CHUNKS fixed blocks of the gradient, in double, and the
+ * blocks added in order: the same bits for any number of threads, and no per-thread
+ * array that a larger team could overrun. */
+#define GN_CHUNKS 256
+
 double plm_grad_norm(const plm_model *m) {
-    double part[256] = {0};
-    int nt = 1;
+    double part[GN_CHUNKS];
     size_t n = m->num_params;
     const float *g = m->grads;
-#pragma omp parallel
-    {
-        int t = omp_get_thread_num(), k = omp_get_num_threads();
-        if (t == 0) nt = k;
-        size_t lo = n * (size_t)t / (size_t)k, hi = n * (size_t)(t + 1) / (size_t)k;
+#pragma omp parallel for schedule(static)
+    for (int ch = 0; ch < GN_CHUNKS; ch++) {
+        size_t lo = n * (size_t)ch / GN_CHUNKS, hi = n * (size_t)(ch + 1) / GN_CHUNKS;
         double s = 0.0;
         for (size_t i = lo; i < hi; i++) s += (double)g[i] * g[i];
-        if (t < 256) part[t] = s;
+        part[ch] = s;
     }
     double s = 0.0;
-    for (int t = 0; t < nt && t < 256; t++) s += part[t];
+    for (int ch = 0; ch < GN_CHUNKS; ch++) s += part[ch];
     return sqrt(s);
+}
+
+int plm_first_nonfinite(const plm_model *m, const float *buf) {
+    for (int i = 0; i < m->num_tensors; i++) {
+        const float *x = buf + m->tensors[i].offset;
+        size_t n = m->tensors[i].numel;
+        /* |x| <= FLT_MAX is false exactly for NaN and +-inf; OR-reduced so it vectorises */
+        int bad = 0;
+#pragma omp simd reduction(| : bad)
+        for (size_t k = 0; k < n; k++) bad |= !(fabsf(x[k]) <= FLT_MAX);
+        if (bad) return i;
+    }
+    return -1;
 }
 
 double plm_clip_grad_norm(plm_model *m, double max_norm) {

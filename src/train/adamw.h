@@ -25,11 +25,17 @@ void plm_adamw_free(plm_adamw *o);
 /* One update of every parameter of the model with learning rate lr. */
 void plm_adamw_step(plm_adamw *o, plm_model *m, const plm_adamw_hparams *h, float lr);
 
-/* L2 norm of all gradients (deterministic summation order). */
+/* L2 norm of all gradients, summed in double in a fixed order: the same bits for any
+ * number of threads. */
 double plm_grad_norm(const plm_model *m);
 /* Scales gradients so their global norm is at most max_norm (torch's clip_grad_norm_:
  * coefficient max_norm / (norm + 1e-6), applied only when below 1). Returns the norm. */
 double plm_clip_grad_norm(plm_model *m, double max_norm);
+
+/* Index into m->tensors of the first tensor whose values in buf (m->params or
+ * m->grads) include a NaN or an infinity, or -1 when all are finite: names the tensor
+ * where training diverged. */
+int plm_first_nonfinite(const plm_model *m, const float *buf);
 
 typedef enum { PLM_SCHED_LINEAR = 0, PLM_SCHED_COSINE = 1, PLM_SCHED_CONSTANT = 2 } plm_scheduler;
 /* Learning rate before update number `step` (0-based), as HF's schedules with warmup:

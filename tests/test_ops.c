@@ -1,0 +1,488 @@
+/* test_ops.c - numerical robustness of the ops (issue 6):
+ *   - any thread count: per-thread partial sums are neither dropped (more than 256
+ *     threads) nor written past a scratch buffer sized for fewer threads than the team
+ *     that runs (omp_set_num_threads raised after plm_model_reserve); reductions give
+ *     the same bits for 1, 2 and 300 threads;
+ *   - divergence: NaN / inf logits give a non-finite loss without reading out of
+ *     bounds; the fast exp is defined for NaN, +-inf and huge inputs;
+ *     plm_first_nonfinite names the first tensor with a NaN or inf.
+ * OpenMP starts 300 threads when asked, even on 2 cores: that is the point. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/common.h"
+#include "core/rng.h"
+#include "model/attention.h"
+#include "model/crossentropy.h"
+#include "model/fastmath.h"
+#include "model/layernorm.h"
+#include "model/linear.h"
+#include "model/model.h"
+#include "test.h"
+#include "train/adamw.h"
+
+#define MANY     300 /* more threads than the old fixed arrays (256) held */
+#define GUARD    4096
+#define SENTINEL 12345.0f
+
+static plm_rng R;
+
+static float *frand(size_t n, float scale) {
+    float *p = plm_aligned_alloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) p[i] = scale * (2.0f * plm_rng_uniform(&R) - 1.0f);
+    return p;
+}
+
+static float *fcopy(const float *src, size_t n) {
+    float *p = plm_aligned_alloc(n * sizeof(float));
+    memcpy(p, src, n * sizeof(float));
+    return p;
+}
+
+/* A scratch buffer as plm_model_reserve sizes it (floats_per_thread x threads at
+ * reserve time), followed by a guard band of sentinels that no op may touch. */
+static float *guarded_scratch(size_t n) {
+    float *p = plm_aligned_alloc((n + GUARD) * sizeof(float));
+    for (size_t i = 0; i < n + GUARD; i++) p[i] = SENTINEL;
+    return p;
+}
+
+static bool guard_intact(const float *p, size_t n) {
+    for (size_t i = n; i < n + GUARD; i++)
+        if (p[i] != SENTINEL) return false;
+    return true;
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n) {
+    double d = 0.0;
+    for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - b[i]));
+    return d;
+}
+
+/* ---- cross-entropy: thread counts ---- */
+
+static void test_crossentropy_threads(void) {
+    int M = 701, V = 37;
+    float *logits = frand((size_t)M * V, 4.0f);
+    int32_t *targets = plm_malloc((size_t)M * sizeof(int32_t));
+    for (int i = 0; i < M; i++) targets[i] = i % 7 == 3 ? PLM_IGNORE_INDEX : (int32_t)plm_rng_below(&R, V);
+    /* reference in double */
+    double ref = 0.0;
+    int ref_count = 0, ref_correct = 0;
+    for (int i = 0; i < M; i++) {
+        if (targets[i] == PLM_IGNORE_INDEX) continue;
+        const float *z = logits + (size_t)i * V;
+        double mx = z[0], s = 0.0;
+        int arg = 0;
+        for (int v = 1; v < V; v++)
+            if (z[v] > mx) mx = z[v], arg = v;
+        for (int v = 0; v < V; v++) s += exp(z[v] - mx);
+        ref += mx + log(s) - z[targets[i]];
+        ref_count++;
+        ref_correct += arg == targets[i];
+    }
+    int threads[3] = {1, 2, MANY};
+    plm_ce_result res[3];
+    float *grads[3];
+    for (int k = 0; k < 3; k++) {
+        omp_set_num_threads(threads[k]);
+        grads[k] = fcopy(logits, (size_t)M * V);
+        res[k] = crossentropy_forward_backward(grads[k], targets, M, V, true, 0.5f);
+        char name[64];
+        snprintf(name, sizeof name, "ce_threads_%d", threads[k]);
+        TEST_CHECK(res[k].count == ref_count && res[k].correct == ref_correct &&
+                       fabs(res[k].loss_sum - ref) < 1e-5 * ref,
+                   name, "count %d correct %d loss %.9g; want %d %d %.9g", res[k].count, res[k].correct,
+                   res[k].loss_sum, ref_count, ref_correct, ref);
+    }
+    omp_set_num_threads(2);
+    TEST_CHECK(res[1].loss_sum == res[0].loss_sum && res[2].loss_sum == res[0].loss_sum, "ce_threads_same_bits",
+               "loss sums %.17g (1) %.17g (2) %.17g (%d threads)", res[0].loss_sum, res[1].loss_sum, res[2].loss_sum,
+               MANY);
+    bool same = !memcmp(grads[0], grads[1], (size_t)M * V * sizeof(float)) &&
+                !memcmp(grads[0], grads[2], (size_t)M * V * sizeof(float));
+    TEST_CHECK(same, "ce_threads_grads", "dlogits differ between thread counts");
+    for (int k = 0; k < 3; k++) free(grads[k]);
+    free(logits);
+    free(targets);
+}
+
+/* ---- grad norm, clipping and AdamW: thread counts ---- */
+
+/* A model with only the fields the optimiser reads: a tensor table over params/grads. */
+typedef struct {
+    plm_model m;
+    plm_tensor t[3];
+} fake_model;
+
+static void fake_init(fake_model *f, const size_t *numel, int nt) {
+    memset(f, 0, sizeof *f);
+    size_t off = 0;
+    for (int i = 0; i < nt; i++) {
+        snprintf(f->t[i].name, sizeof f->t[i].name, "tensor%d", i);
+        f->t[i].offset = off;
+        f->t[i].numel = numel[i];
+        f->t[i].no_decay = i == 1;
+        off += numel[i];
+    }
+    f->m.tensors = f->t;
+    f->m.num_tensors = nt;
+    f->m.num_params = off;
+    f->m.params = frand(off, 1.0f);
+    f->m.grads = frand(off, 0.01f);
+}
+
+static void fake_free(fake_model *f) {
+    free(f->m.params);
+    free(f->m.grads);
+}
+
+static void test_optimizer_threads(void) {
+    size_t numel[3] = {70001, 513, 40000};
+    fake_model f;
+    fake_init(&f, numel, 3);
+    size_t n = f.m.num_params;
+    float *p0 = fcopy(f.m.params, n), *g0 = fcopy(f.m.grads, n);
+    double ref = 0.0;
+    for (size_t i = 0; i < n; i++) ref += (double)g0[i] * g0[i];
+    ref = sqrt(ref);
+
+    int threads[3] = {1, 2, MANY};
+    double norms[3];
+    float *after[3];
+    plm_adamw_hparams h = {.learning_rate = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.1f};
+    for (int k = 0; k < 3; k++) {
+        omp_set_num_threads(threads[k]);
+        memcpy(f.m.params, p0, n * sizeof(float));
+        memcpy(f.m.grads, g0, n * sizeof(float));
+        norms[k] = plm_grad_norm(&f.m);
+        char name[64];
+        snprintf(name, sizeof name, "grad_norm_threads_%d", threads[k]);
+        TEST_CHECK(fabs(norms[k] - ref) <= 1e-12 * ref, name, "norm %.17g, want %.17g", norms[k], ref);
+        /* clip to half the norm, then two AdamW steps */
+        double pre = plm_clip_grad_norm(&f.m, 0.5 * ref);
+        double post = plm_grad_norm(&f.m);
+        snprintf(name, sizeof name, "clip_grad_norm_threads_%d", threads[k]);
+        TEST_CHECK(pre == norms[k] && fabs(post - 0.5 * ref) < 1e-6 * ref, name, "norm %.9g -> %.9g, want %.9g", pre,
+                   post, 0.5 * ref);
+        plm_adamw o;
+        plm_adamw_init(&o, n);
+        plm_adamw_step(&o, &f.m, &h, 1e-3f);
+        plm_adamw_step(&o, &f.m, &h, 5e-4f);
+        plm_adamw_free(&o);
+        after[k] = fcopy(f.m.params, n);
+    }
+    omp_set_num_threads(2);
+    TEST_CHECK(norms[1] == norms[0] && norms[2] == norms[0], "grad_norm_threads_same_bits",
+               "norms %.17g (1) %.17g (2) %.17g (%d threads)", norms[0], norms[1], norms[2], MANY);
+    /* AdamW reference in double: the clipped gradient, two steps */
+    double c = 0.5 * ref / (ref + 1e-6), err = 0.0;
+    for (int ti = 0; ti < 3; ti++) {
+        const plm_tensor *t = &f.t[ti];
+        for (size_t k = t->offset; k < t->offset + t->numel; k++) {
+            double p = p0[k], g = (double)(float)((float)c * g0[k]), m = 0.0, v = 0.0;
+            double lrs[2] = {1e-3, 5e-4};
+            for (int s = 1; s <= 2; s++) {
+                double lr = (float)lrs[s - 1];
+                if (!t->no_decay) p *= 1.0 - lr * 0.1;
+                m = 0.9 * m + 0.1 * g;
+                v = 0.999 * v + 0.001 * g * g;
+                p -= lr * (m / (1.0 - pow(0.9, s))) / (sqrt(v / (1.0 - pow(0.999, s))) + 1e-8);
+            }
+            err = fmax(err, fabs(p - after[0][k]));
+        }
+    }
+    TEST_CHECK(err < 2e-6, "adamw_matches_reference", "max abs error %.3g", err);
+    bool same = !memcmp(after[0], after[1], n * sizeof(float)) && !memcmp(after[0], after[2], n * sizeof(float));
+    TEST_CHECK(same, "adamw_threads_same_bits", "parameters after AdamW differ between thread counts");
+    for (int k = 0; k < 3; k++) free(after[k]);
+    free(p0);
+    free(g0);
+    fake_free(&f);
+}
+
+/* ---- per-thread scratch: sized for 2 threads, run with 300 ---- */
+
+static void test_linear_bias_threads(void) {
+    int N = 613, C = 24, OC = 70;
+    float *dout = frand((size_t)N * OC, 1.0f), *inp = frand((size_t)N * C, 1.0f), *w = frand((size_t)OC * C, 1.0f);
+    double ref[70];
+    for (int o = 0; o < OC; o++) {
+        ref[o] = 0.25;
+        for (int i = 0; i < N; i++) ref[o] += dout[(size_t)i * OC + o];
+    }
+    int threads[3] = {1, 2, MANY};
+    float *db[3];
+    bool guards = true;
+    for (int k = 0; k < 3; k++) {
+        omp_set_num_threads(2); /* "reserve time" */
+        size_t sc = (size_t)omp_get_max_threads() * OC;
+        float *scratch = guarded_scratch(sc);
+        float *dinp = plm_aligned_alloc((size_t)N * C * sizeof(float)), *dw = plm_aligned_alloc((size_t)OC * C * 4);
+        memset(dw, 0, (size_t)OC * C * sizeof(float));
+        db[k] = plm_aligned_alloc((size_t)OC * sizeof(float));
+        for (int o = 0; o < OC; o++) db[k][o] = 0.25f;
+        omp_set_num_threads(threads[k]); /* raised after sizing */
+        linear_backward(dinp, dw, db[k], dout, inp, w, N, C, OC, false, scratch);
+        guards &= guard_intact(scratch, sc);
+        double err = 0.0;
+        for (int o = 0; o < OC; o++) err = fmax(err, fabs(db[k][o] - ref[o]));
+        char name[64];
+        snprintf(name, sizeof name, "linear_bias_threads_%d", threads[k]);
+        TEST_CHECK(err < 1e-4, name, "dbias max error %.3g", err);
+        free(scratch);
+        free(dinp);
+        free(dw);
+    }
+    omp_set_num_threads(2);
+    TEST_CHECK(guards, "linear_bias_scratch_bounds", "colsum wrote past a scratch sized for 2 threads");
+    TEST_CHECK(!memcmp(db[0], db[1], OC * sizeof(float)) && !memcmp(db[0], db[2], OC * sizeof(float)),
+               "linear_bias_same_bits", "dbias differs between thread counts");
+    for (int k = 0; k < 3; k++) free(db[k]);
+    free(dout);
+    free(inp);
+    free(w);
+}
+
+static void test_layernorm_threads(void) {
+    int N = 517, C = 40;
+    float *inp = frand((size_t)N * C, 2.0f), *dout = frand((size_t)N * C, 1.0f), *w = frand(C, 1.0f),
+          *b = frand(C, 1.0f);
+    float *out = plm_aligned_alloc((size_t)N * C * 4), *mean = plm_aligned_alloc(N * 4),
+          *rstd = plm_aligned_alloc(N * 4);
+    layernorm_forward(out, mean, rstd, inp, w, b, N, C, 1e-5f);
+    int threads[3] = {1, 2, MANY};
+    float *dx[3], *dwb[3];
+    bool guards = true;
+    for (int k = 0; k < 3; k++) {
+        omp_set_num_threads(2);
+        size_t sc = (size_t)omp_get_max_threads() * 2 * C;
+        float *scratch = guarded_scratch(sc);
+        dx[k] = plm_aligned_alloc((size_t)N * C * 4);
+        dwb[k] = plm_aligned_alloc(2 * (size_t)C * 4);
+        for (int c = 0; c < 2 * C; c++) dwb[k][c] = 0.5f;
+        omp_set_num_threads(threads[k]);
+        layernorm_backward(dx[k], dwb[k], dwb[k] + C, dout, inp, w, mean, rstd, N, C, false, scratch);
+        guards &= guard_intact(scratch, sc);
+        free(scratch);
+    }
+    omp_set_num_threads(2);
+    /* reference dweight, dbias in double */
+    double err = 0.0;
+    for (int c = 0; c < C; c++) {
+        double sw = 0.5, sb = 0.5;
+        for (int i = 0; i < N; i++) {
+            double xhat = ((double)inp[(size_t)i * C + c] - mean[i]) * rstd[i];
+            sw += dout[(size_t)i * C + c] * xhat;
+            sb += dout[(size_t)i * C + c];
+        }
+        err = fmax(err, fmax(fabs(sw - dwb[0][c]), fabs(sb - dwb[0][C + c])));
+    }
+    TEST_CHECK(guards, "layernorm_scratch_bounds", "layernorm_backward wrote past a scratch sized for 2 threads");
+    TEST_CHECK(err < 1e-4, "layernorm_weight_grads", "max error %.3g", err);
+    bool same = true;
+    for (int k = 1; k < 3; k++)
+        same &= !memcmp(dx[0], dx[k], (size_t)N * C * 4) && !memcmp(dwb[0], dwb[k], 2 * (size_t)C * 4);
+    TEST_CHECK(same, "layernorm_threads_same_bits", "layernorm gradients differ between thread counts");
+    for (int k = 0; k < 3; k++) {
+        free(dx[k]);
+        free(dwb[k]);
+    }
+    free(inp);
+    free(dout);
+    free(w);
+    free(b);
+    free(out);
+    free(mean);
+    free(rstd);
+}
+
+static void test_attention_threads(void) {
+    int B = 60, NH = 6, T = 7, hs = 4, C = NH * hs; /* B x NH = 360 (batch, head) tasks */
+    float *qkv = frand((size_t)B * T * 3 * C, 1.0f), *dout = frand((size_t)B * T * C, 1.0f);
+    uint8_t *mask = plm_malloc((size_t)B * T);
+    for (int i = 0; i < B * T; i++) mask[i] = i % T < T - (i / T) % 3;
+    size_t natt = (size_t)B * NH * T * T;
+    int threads[3] = {1, 2, MANY};
+    float *outs[3], *dqkvs[3];
+    bool guards = true;
+    for (int k = 0; k < 3; k++) {
+        omp_set_num_threads(2);
+        size_t sc = attention_scratch_floats(T);
+        float *scratch = guarded_scratch(sc);
+        float *att = plm_aligned_alloc(natt * 4);
+        outs[k] = plm_aligned_alloc((size_t)B * T * C * 4);
+        dqkvs[k] = plm_aligned_alloc((size_t)B * T * 3 * C * 4);
+        omp_set_num_threads(threads[k]);
+        attention_forward(outs[k], att, qkv, mask, B, T, C, NH, false, 0.25f, 77, scratch);
+        attention_backward(dqkvs[k], dout, qkv, att, B, T, C, NH, 0.25f, 77, scratch);
+        guards &= guard_intact(scratch, sc);
+        free(scratch);
+        free(att);
+    }
+    omp_set_num_threads(2);
+    TEST_CHECK(guards, "attention_scratch_bounds", "attention wrote past a scratch sized for 2 threads");
+    double e = 0.0;
+    for (int k = 1; k < 3; k++) {
+        e = fmax(e, max_abs_diff(outs[0], outs[k], (size_t)B * T * C));
+        e = fmax(e, max_abs_diff(dqkvs[0], dqkvs[k], (size_t)B * T * 3 * C));
+    }
+    TEST_CHECK(e < 1e-5, "attention_threads_match", "max difference to 1 thread %.3g", e);
+    for (int k = 0; k < 3; k++) {
+        free(outs[k]);
+        free(dqkvs[k]);
+    }
+    free(qkv);
+    free(dout);
+    free(mask);
+}
+
+/* A whole model reserved with 2 threads, then trained a step with 300. */
+static void test_model_threads_raised(void) {
+    plm_config c;
+    plm_config_default(&c, PLM_ARCH_BERT);
+    c.vocab_size = 97;
+    c.hidden_size = 48;
+    c.num_attention_heads = 3;
+    c.num_hidden_layers = 2;
+    c.intermediate_size = 80;
+    c.max_position_embeddings = 16;
+    c.hidden_dropout_prob = c.attention_probs_dropout_prob = 0.1f;
+    c.pad_token_id = 0;
+    int B = 4, T = 13, N = B * T;
+    omp_set_num_threads(2);
+    plm_model *m = plm_model_create(&c, 99);
+    TEST_CHECK(m && plm_model_reserve(m, B, T) == 0, "model_threads_reserve", "%s", plm_last_error());
+    if (!m) return;
+    int32_t ids[64], labels[64];
+    for (int i = 0; i < N; i++) {
+        ids[i] = 1 + (int32_t)plm_rng_below(&R, c.vocab_size - 1);
+        labels[i] = i % 3 == 0 ? (int32_t)plm_rng_below(&R, c.vocab_size) : PLM_IGNORE_INDEX;
+    }
+    plm_batch batch = {.B = B, .T = T, .input_ids = ids, .labels = labels, .training = true, .dropout_seed = 5};
+    int threads[2] = {1, MANY};
+    float *g[2];
+    plm_ce_result r[2];
+    for (int k = 0; k < 2; k++) {
+        omp_set_num_threads(threads[k]);
+        plm_model_zero_grad(m);
+        r[k] = plm_model_forward(m, &batch, true, 1.0f);
+        g[k] = fcopy(m->grads, m->num_params);
+    }
+    omp_set_num_threads(2);
+    double e2 = 0.0, n2 = 0.0;
+    for (size_t i = 0; i < m->num_params; i++) {
+        double d = (double)g[0][i] - g[1][i];
+        e2 += d * d;
+        n2 += (double)g[0][i] * g[0][i];
+    }
+    TEST_CHECK(r[0].count == r[1].count && fabs(r[0].loss_sum - r[1].loss_sum) < 1e-5 * fabs(r[0].loss_sum) &&
+                   sqrt(e2 / n2) < 1e-5,
+               "model_threads_raised", "loss %.9g/%d vs %.9g/%d, gradient relative difference %.3g", r[0].loss_sum,
+               r[0].count, r[1].loss_sum, r[1].count, sqrt(e2 / n2));
+    free(g[0]);
+    free(g[1]);
+    plm_model_free(m);
+}
+
+/* ---- divergence ---- */
+
+static void test_first_nonfinite(void) {
+    size_t numel[3] = {100, 37, 1000};
+    fake_model f;
+    fake_init(&f, numel, 3);
+    TEST_CHECK(plm_first_nonfinite(&f.m, f.m.grads) == -1 && plm_first_nonfinite(&f.m, f.m.params) == -1,
+               "first_nonfinite_none", "reported a non-finite value in finite buffers");
+    f.m.grads[100 + 1000 + 36] = NAN; /* last element of tensor 2 */
+    int a = plm_first_nonfinite(&f.m, f.m.grads);
+    f.m.grads[100 + 36] = -INFINITY; /* last element of tensor 1 */
+    int b = plm_first_nonfinite(&f.m, f.m.grads);
+    f.m.params[0] = INFINITY;
+    int c = plm_first_nonfinite(&f.m, f.m.params);
+    TEST_CHECK(a == 2 && b == 1 && c == 0, "first_nonfinite_index", "got %d %d %d, want 2 1 0", a, b, c);
+    fake_free(&f);
+}
+
+static void test_fast_exp_nonfinite(void) {
+    volatile float in[8] = {NAN, -NAN, INFINITY, -INFINITY, 1e30f, -1e30f, 3.4e38f, -3.4e38f};
+    float e[8], th[8], er[8];
+    for (int i = 0; i < 8; i++) {
+        e[i] = plm_expf(in[i]);
+        th[i] = plm_tanhf(in[i]);
+        er[i] = plm_erff(in[i]);
+    }
+    TEST_CHECK(isnan(e[0]) && isnan(e[1]) && isnan(th[0]) && isnan(er[0]), "fast_exp_nan_propagates",
+               "exp(NaN) %g %g tanh(NaN) %g erf(NaN) %g", e[0], e[1], th[0], er[0]);
+    bool big = e[2] >= 1e38f && e[4] >= 1e38f && e[6] >= 1e38f;
+    bool tiny = e[3] >= 0.0f && e[3] < 1e-37f && e[5] >= 0.0f && e[5] < 1e-37f && e[7] >= 0.0f && e[7] < 1e-37f;
+    bool sat = th[2] == 1.0f && th[3] == -1.0f && er[2] == 1.0f && er[3] == -1.0f;
+    TEST_CHECK(big && tiny && sat, "fast_exp_saturates", "exp %g %g %g %g tanh %g %g erf %g %g", e[2], e[3], e[4], e[5],
+               th[2], th[3], er[2], er[3]);
+    /* the vectorised form, as softmax and GELU use it */
+    float v[64], out[64];
+    for (int i = 0; i < 64; i++) v[i] = in[i % 8] * (i < 8 ? 1.0f : 0.5f);
+#pragma omp simd
+    for (int i = 0; i < 64; i++) out[i] = plm_expf(v[i]);
+    bool ok = true;
+    for (int i = 0; i < 64; i++) ok &= isnan(v[i]) ? isnan(out[i]) : out[i] >= 0.0f;
+    TEST_CHECK(ok, "fast_exp_vectorised_nonfinite", "a vector lane lost NaN or went negative");
+}
+
+static void test_crossentropy_nonfinite(void) {
+    int V = 53;
+    /* each case is one row: where the bad value sits, what it is */
+    struct {
+        const char *name;
+        int pos;
+        float val;
+    } cases[] = {{"nan_first", 0, NAN},      {"nan_middle", 20, NAN},    {"nan_target", 7, NAN},
+                 {"inf_first", 0, INFINITY}, {"inf_last", 52, INFINITY}, {"minus_inf_target", 7, -INFINITY}};
+    int nc = (int)(sizeof cases / sizeof cases[0]);
+    for (int threads = 1; threads <= 2; threads++) {
+        omp_set_num_threads(threads);
+        for (int k = 0; k < nc; k++) {
+            for (int backward = 0; backward <= 1; backward++) {
+                /* the bad row is the last one of its buffer: an unbounded argmax search
+                 * runs off its end */
+                int M = 3;
+                float *z = frand((size_t)M * V, 3.0f);
+                z[(size_t)(M - 1) * V + cases[k].pos] = cases[k].val;
+                int32_t targets[3] = {1, PLM_IGNORE_INDEX, 7};
+                plm_ce_result r = crossentropy_forward_backward(z, targets, M, V, backward, 1.0f);
+                char name[96];
+                snprintf(name, sizeof name, "ce_nonfinite_%s_%s_%dt", cases[k].name, backward ? "bwd" : "fwd", threads);
+                TEST_CHECK(!isfinite(r.loss_sum) && r.count == 2 && r.correct >= 0 && r.correct <= 2, name,
+                           "loss %g count %d correct %d", r.loss_sum, r.count, r.correct);
+                free(z);
+            }
+        }
+    }
+    omp_set_num_threads(2);
+}
+
+/* Groups run in this order; an argument runs only the groups whose name contains it. */
+static const struct {
+    const char *name;
+    void (*fn)(void);
+} groups[] = {
+    {"crossentropy_threads", test_crossentropy_threads},
+    {"optimizer_threads", test_optimizer_threads},
+    {"linear_bias_threads", test_linear_bias_threads},
+    {"layernorm_threads", test_layernorm_threads},
+    {"attention_threads", test_attention_threads},
+    {"model_threads_raised", test_model_threads_raised},
+    {"first_nonfinite", test_first_nonfinite},
+    {"fast_exp_nonfinite", test_fast_exp_nonfinite},
+    {"crossentropy_nonfinite", test_crossentropy_nonfinite}, /* last: before the fix it read out of bounds */
+};
+
+int main(int argc, char **argv) {
+    plm_rng_seed(&R, 6, 0);
+    omp_set_dynamic(0);
+    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++)
+        if (argc < 2 || strstr(groups[i].name, argv[1])) groups[i].fn();
+    TEST_EXIT();
+}
