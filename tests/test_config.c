@@ -55,5 +55,10 @@ int main(void) {
     TEST_CHECK(s && strstr(s, "1e-12") && strstr(s, "0.02"), "user_floats_kept", "want 1e-12, 0.02 in: %.600s",
                s ? s : plm_last_error());
     free(s);
+
+    /* 1e40 is inf as a float: it passed "initializer_range > 0" and was written as null */
+    rc = plm_config_parse(&u, "{\"initializer_range\": 1e40}", "config.json");
+    TEST_CHECK(rc == -1 && strstr(plm_last_error(), "initializer_range"), "float_out_of_range", "rc %d: %s", rc,
+               rc ? plm_last_error() : "accepted");
     TEST_EXIT();
 }

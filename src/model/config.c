@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,8 +75,9 @@ static int read_float(const cJSON *root, const char *path, float *out, const cha
     const char *keys[] = {k1, k2, NULL};
     const cJSON *it = get_any(root, keys);
     if (!it) return 0;
-    if (!cJSON_IsNumber(it)) {
-        plm_error("%s: \"%s\" must be a number", path, it->string);
+    /* beyond FLT_MAX the float would be inf, which passes the range checks but not JSON */
+    if (!cJSON_IsNumber(it) || !(fabs(it->valuedouble) <= FLT_MAX)) {
+        plm_error("%s: \"%s\" must be a number within float range", path, it->string);
         return -1;
     }
     *out = (float)it->valuedouble;
