@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,8 +75,9 @@ static int read_float(const cJSON *root, const char *path, float *out, const cha
     const char *keys[] = {k1, k2, NULL};
     const cJSON *it = get_any(root, keys);
     if (!it) return 0;
-    if (!cJSON_IsNumber(it)) {
-        plm_error("%s: \"%s\" must be a number", path, it->string);
+    /* beyond FLT_MAX the float would be inf, which passes the range checks but not JSON */
+    if (!cJSON_IsNumber(it) || !(fabs(it->valuedouble) <= FLT_MAX)) {
+        plm_error("%s: \"%s\" must be a number within float range", path, it->string);
         return -1;
     }
     *out = (float)it->valuedouble;
@@ -242,6 +244,22 @@ static void add_id(cJSON *o, const char *key, int id) {
         cJSON_AddNullToObject(o, key);
 }
 
+/* Writes a float as the shortest decimal that reads back as the same float, so 1e-12
+ * is "1e-12", not the double expansion of the float (9.99999996004197e-13). Nine
+ * significant digits always round-trip. */
+static void add_float(cJSON *o, const char *key, float v) {
+    if (!isfinite(v)) {
+        cJSON_AddNullToObject(o, key); /* JSON has no inf or NaN (cJSON writes null too) */
+        return;
+    }
+    char buf[32];
+    for (int digits = 1; digits <= 9; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, (double)v);
+        if (strtof(buf, NULL) == v) break;
+    }
+    cJSON_AddRawToObject(o, key, buf);
+}
+
 char *plm_config_to_json(const plm_config *c, const char *architecture) {
     cJSON *o = cJSON_CreateObject();
     cJSON *archs = cJSON_AddArrayToObject(o, "architectures");
@@ -262,11 +280,11 @@ char *plm_config_to_json(const plm_config *c, const char *architecture) {
         cJSON_AddNumberToObject(o, "num_attention_heads", c->num_attention_heads);
         cJSON_AddNumberToObject(o, "intermediate_size", c->intermediate_size);
         cJSON_AddStringToObject(o, "hidden_act", c->hidden_act == PLM_GELU_ERF ? "gelu" : "gelu_new");
-        cJSON_AddNumberToObject(o, "hidden_dropout_prob", c->hidden_dropout_prob);
-        cJSON_AddNumberToObject(o, "attention_probs_dropout_prob", c->attention_probs_dropout_prob);
+        add_float(o, "hidden_dropout_prob", c->hidden_dropout_prob);
+        add_float(o, "attention_probs_dropout_prob", c->attention_probs_dropout_prob);
         cJSON_AddNumberToObject(o, "max_position_embeddings", c->max_position_embeddings);
         cJSON_AddNumberToObject(o, "type_vocab_size", c->type_vocab_size);
-        cJSON_AddNumberToObject(o, "layer_norm_eps", c->layer_norm_eps);
+        add_float(o, "layer_norm_eps", c->layer_norm_eps);
         cJSON_AddStringToObject(o, "position_embedding_type", "absolute");
     } else {
         cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size);
@@ -277,13 +295,13 @@ char *plm_config_to_json(const plm_config *c, const char *architecture) {
         cJSON_AddNumberToObject(o, "n_positions", c->max_position_embeddings);
         cJSON_AddNumberToObject(o, "n_ctx", c->max_position_embeddings);
         cJSON_AddStringToObject(o, "activation_function", c->hidden_act == PLM_GELU_ERF ? "gelu" : "gelu_new");
-        cJSON_AddNumberToObject(o, "resid_pdrop", c->hidden_dropout_prob);
-        cJSON_AddNumberToObject(o, "embd_pdrop", c->hidden_dropout_prob);
-        cJSON_AddNumberToObject(o, "attn_pdrop", c->attention_probs_dropout_prob);
-        cJSON_AddNumberToObject(o, "layer_norm_epsilon", c->layer_norm_eps);
+        add_float(o, "resid_pdrop", c->hidden_dropout_prob);
+        add_float(o, "embd_pdrop", c->hidden_dropout_prob);
+        add_float(o, "attn_pdrop", c->attention_probs_dropout_prob);
+        add_float(o, "layer_norm_epsilon", c->layer_norm_eps);
         if (c->type_vocab_size) cJSON_AddNumberToObject(o, "type_vocab_size", c->type_vocab_size);
     }
-    cJSON_AddNumberToObject(o, "initializer_range", c->initializer_range);
+    add_float(o, "initializer_range", c->initializer_range);
     cJSON_AddBoolToObject(o, "is_decoder", c->is_decoder);
     cJSON_AddBoolToObject(o, "pre_layernorm", c->pre_layernorm);
     cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_word_embeddings);

@@ -1,8 +1,9 @@
 /* safetensors.h - reading and writing the safetensors format: an 8-byte little-endian
  * header length, a JSON header {"name": {"dtype", "shape", "data_offsets"}, ...,
  * "__metadata__": {...}} padded with spaces to a multiple of 8, then the raw tensor
- * bytes. The reader validates everything (offsets in range, no overlap, sizes match
- * shapes) before any tensor is used; a bad file is refused with a message. */
+ * bytes. The reader validates everything as the spec and the reference implementation
+ * do (integer offsets covering the data exactly, sizes matching shapes, no repeated
+ * keys, ...) before any tensor is used; a bad file is refused with a message. */
 #ifndef PLM_SAFETENSORS_H
 #define PLM_SAFETENSORS_H
 
@@ -16,7 +17,7 @@ typedef struct {
     plm_dtype dtype;
     int ndim;
     int64_t shape[8];
-    const void *data; /* into the file buffer */
+    const void *data; /* into the file buffer, or st->aligned; aligned for the dtype */
     size_t nbytes;
 } plm_st_tensor;
 
@@ -27,6 +28,7 @@ typedef struct {
     int num_tensors;
     char **meta_keys, **meta_values; /* __metadata__ (string -> string) */
     int num_meta;
+    char *aligned; /* copies of the tensors the file left misaligned (usually NULL) */
 } plm_safetensors;
 
 /* Parses a file; returns 0, or -1 with "path: problem". */
