@@ -140,7 +140,10 @@ static const plm_st_tensor *lookup(file_index *fi, const char *name) {
         if (!ln) continue;
         const char *leaf = ln + 10;
         const char *alt = strcmp(leaf, "weight") == 0 ? "gamma" : strcmp(leaf, "bias") == 0 ? "beta" : NULL;
-        if (alt) snprintf(cand[nc++], sizeof cand[0], "%.*s%s", (int)(leaf - cand[i]), cand[i], alt);
+        if (!alt) continue;
+        size_t keep = (size_t)(leaf - cand[i]); /* "...LayerNorm." then gamma/beta */
+        memcpy(cand[nc], cand[i], keep);
+        strcpy(cand[nc++] + keep, alt);
     }
     for (int i = 0; i < nc; i++) {
         const plm_st_tensor *t = plm_st_find(fi->st, cand[i]);
