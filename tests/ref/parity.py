@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """parity.py - the PyTorch half of the gradient-parity suite (tests/parity.sh).
 
-Usage: /usr/bin/python3 tests/ref/parity.py DIR
+Usage: /usr/bin/python3 tests/ref/parity.py DIR [TAG]
 
 Loads every DIR/<case>.safetensors written by build/tests/test_parity_dump, recomputes
 the case in float64 PyTorch (plain ops, autograd for the gradients; the BERT and GPT-2
@@ -12,7 +12,8 @@ and gradient tensor with plm's fp32 result:
 
 One "PASS parity.<case>.<tensor> ..." or "FAIL parity.<case>.<tensor>: relerr=..." line
 per tensor, every parameter gradient of the two models included, then a summary line
-per case with its worst tensor. Exit status 1 on any failure.
+per case with its worst tensor. Exit status 1 on any failure. With TAG (the GEMM route
+the dump was made under, tests/parity.sh) cases are reported as <case>@<TAG>.
 """
 import glob
 import json
@@ -375,7 +376,7 @@ def check_model(ck, meta, d):
     for l, h in enumerate(hidden):
         ck.compare(f"hidden.{l}", d[f"hidden.{l}"], h)
     ck.compare("hidden.final", d["hidden.final"], final)
-    ckpt = os.path.join(os.path.dirname(meta["_path"]), ck.case + ".ckpt")
+    ckpt = os.path.join(os.path.dirname(meta["_path"]), meta["_case"] + ".ckpt")
     if os.path.isdir(ckpt):  # plm_model_save's checkpoint: the same tensors, HF names and layouts
         _, saved = load_safetensors(os.path.join(ckpt, "model.safetensors"))
         with open(os.path.join(ckpt, "config.json")) as f:
@@ -525,7 +526,7 @@ def head_reference(P, cfg, arch, pre, i, spec, x, pooled, wte, run, drop):
 
 
 def check_checkpoint(ck, meta, d, names, cfgs):
-    ckpt = os.path.join(os.path.dirname(meta["_path"]), ck.case + ".ckpt")
+    ckpt = os.path.join(os.path.dirname(meta["_path"]), meta["_case"] + ".ckpt")
     if not os.path.isdir(ckpt):
         return
     _, saved = load_safetensors(os.path.join(ckpt, "model.safetensors"))
@@ -667,7 +668,7 @@ CHECKS = {
 
 def main():
     args = sys.argv[1:]
-    if len(args) != 1:
+    if len(args) not in (1, 2):
         print(__doc__)
         return 2
     ck = Checker()
@@ -680,7 +681,8 @@ def main():
         try:
             meta, d = load_safetensors(path)
             meta["_path"] = path
-            ck.begin(case)
+            meta["_case"] = case
+            ck.begin(case + (f"@{args[1]}" if len(args) == 2 else ""))
             CHECKS[meta["op"]](ck, meta, d)
             ck.end()
         except Exception as e:  # a broken dump is a failure, not a crash
@@ -688,7 +690,7 @@ def main():
             ck.failures += 1
     print("# parity summary (fp32 plm vs float64 torch; worst tensor per case):")
     for case, n, rel, name, maxabs in ck.summary:
-        print(f"#   {case:24s} {n:4d} tensors  worst relerr {rel:.2e} ({name}), maxabs {maxabs:.2e}")
+        print(f"#   {case:32s} {n:4d} tensors  worst relerr {rel:.2e} ({name}), maxabs {maxabs:.2e}")
     return 1 if ck.failures else 0
 
 
