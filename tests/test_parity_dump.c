@@ -1040,6 +1040,36 @@ static void heads_config(plm_config *c, const heads_variant *hv, int C, int NH, 
     }
 }
 
+/* plm_model_load of the saved directory rebuilds the same model: backbones (shared
+ * embeddings still shared), heads (kind, backbone, labels, weight), every tensor bit
+ * for bit, and the same losses on the same batches. */
+static void check_reload(const plm_model *m, const char *dir, const char *name, const heads_run *runs, int nr,
+                         const double *loss) {
+    plm_model *l = plm_model_load(dir);
+    bool ok =
+        l && l->num_backbones == m->num_backbones && l->num_heads == m->num_heads && l->num_tensors == m->num_tensors;
+    const char *why = !l   ? plm_last_error()
+                      : ok ? "tensor, head or loss differs"
+                           : "backbone/head/tensor count differs";
+    for (int k = 1; ok && k < m->num_backbones; k++)
+        ok &= (l->bb[k].w.wte == l->bb[0].w.wte) == (m->bb[k].w.wte == m->bb[0].w.wte);
+    for (int r = 0; ok && r < nr; r++) {
+        ok &= plm_model_reserve(l, runs[r].b.B, runs[r].b.T) == 0 &&
+              plm_model_run(l, runs[r].k, &runs[r].b, false, 1.0f) == 0 && l->loss == loss[r];
+    }
+    for (int i = 0; ok && i < m->num_heads; i++) {
+        const plm_head_spec *a = &m->heads[i].spec, *b = &l->heads[i].spec;
+        ok &= a->kind == b->kind && a->backbone == b->backbone && m->heads[i].K == l->heads[i].K &&
+              a->weight == b->weight;
+    }
+    for (int i = 0; ok && i < m->num_tensors; i++) {
+        const plm_tensor *t = &m->tensors[i], *u = plm_model_find(l, t->name);
+        ok &= u && u->numel == t->numel && !memcmp(m->params + t->offset, l->params + u->offset, t->numel * 4);
+    }
+    TEST_CHECK(ok, cname("parity_dump.%s.checkpoint_reload", name), "%s", why);
+    plm_model_free(l);
+}
+
 static void case_heads(const heads_variant *hv) {
     const char *name = hv->name;
     int B = hv->B, T = hv->T, N = B * T;
@@ -1195,6 +1225,8 @@ static void case_heads(const heads_variant *hv) {
         if (plm_model_save(m, dir, NULL, 0) != 0) {
             printf("FAIL parity_dump.%s.checkpoint: %s\n", name, plm_last_error());
             test_failures++;
+        } else {
+            check_reload(m, dir, name, runs, nr, loss);
         }
     }
     plm_model_free(m);
