@@ -140,7 +140,12 @@ static const plm_st_tensor *lookup(file_index *fi, const char *name) {
         if (!ln) continue;
         const char *leaf = ln + 10;
         const char *alt = strcmp(leaf, "weight") == 0 ? "gamma" : strcmp(leaf, "bias") == 0 ? "beta" : NULL;
-        if (alt) snprintf(cand[nc++], sizeof cand[0], "%.*s%s", (int)(leaf - cand[i]), cand[i], alt);
+        if (!alt) continue;
+        /* copy the stem, then the leaf: snprintf from one row of cand into another trips
+         * gcc's -Wrestrict at -O1 (make asan) */
+        size_t stem = (size_t)(leaf - cand[i]);
+        memcpy(cand[nc], cand[i], stem);
+        snprintf(cand[nc++] + stem, sizeof cand[0] - stem, "%s", alt);
     }
     for (int i = 0; i < nc; i++) {
         const plm_st_tensor *t = plm_st_find(fi->st, cand[i]);
