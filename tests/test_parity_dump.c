@@ -865,9 +865,10 @@ typedef struct {
     plm_head_kind kinds[2];
     int num_heads, num_labels;
     float p_hidden, p_attn;
-    bool pairs;   /* padded sentence pairs: token_type_ids 0/1 */
-    int gen_C;    /* > 0: ELECTRA generator (backbone 1, "generator.electra") of this width */
-    float weight; /* of the first head (ELECTRA's discriminator: 50) */
+    bool pairs;    /* padded sentence pairs: token_type_ids 0/1 */
+    int gen_C;     /* > 0: ELECTRA generator (backbone 1, "generator.electra") of this width */
+    float weight;  /* of the first head (ELECTRA's discriminator: 50) */
+    bool gelu_new; /* hidden_act gelu_new (tanh): HF's ELECTRA heads keep erf GELU regardless */
 } heads_variant;
 
 static void poison_backbone(plm_backbone *bb, int B, int T) {
@@ -1032,6 +1033,7 @@ static void heads_config(plm_config *c, const heads_variant *hv, int C, int NH, 
     c->hidden_dropout_prob = hv->p_hidden;
     c->attention_probs_dropout_prob = hv->p_attn;
     c->num_labels = hv->num_labels > 0 ? hv->num_labels : 2;
+    if (hv->gelu_new) c->hidden_act = PLM_GELU_TANH;
     if (hv->arch == PLM_ARCH_GPT2) {
         c->eos_token_id = c->pad_token_id = c->vocab_size - 1;
     } else {
@@ -1358,142 +1360,36 @@ int main(int argc, char **argv) {
         {"gpt2_dropout", PLM_ARCH_GPT2, true, true, true, 0, PLM_GELU_TANH, 0.1f, 0.15f},
     };
     for (size_t i = 0; i < PLM_ARRAY_LEN(models); i++) case_model(&models[i]);
-    /* name arch C E L NH I V B T heads n labels p_hidden p_attn pairs gen_C weight */
+        /* small models: odd width 36 (3 heads of 12), padded pair batches, dropout on */
+#define SMALL .C = 36, .L = 2, .NH = 3, .I = 60, .V = 53, .B = 3, .T = 11, .p_hidden = 0.1f, .p_attn = 0.1f
     static const heads_variant heads[] = {
-        {"bert_nsp_c36", PLM_ARCH_BERT, 36, 0, 2, 3, 60, 53, 3, 11, {PLM_HEAD_NSP}, 1, 2, 0.1f, 0.1f, true, 0, 0},
-        /* BertForPreTraining, wide enough for every GEMM route (ffn-up and the LM head's
-         * weight gradients: M >= 512, N <= 256 go to OpenBLAS) */
-        {"bert_pretraining",
-         PLM_ARCH_BERT,
-         64,
-         0,
-         1,
-         4,
-         512,
-         600,
-         2,
-         12,
-         {PLM_HEAD_LM, PLM_HEAD_NSP},
-         2,
-         2,
-         0.1f,
-         0.1f,
-         true,
-         0,
-         0},
-        {"bert_seqcls_c36",
-         PLM_ARCH_BERT,
-         36,
-         0,
-         2,
-         3,
-         60,
-         53,
-         3,
-         11,
-         {PLM_HEAD_SEQ_CLS},
-         1,
-         3,
-         0.1f,
-         0.1f,
-         true,
-         0,
-         0},
-        {"bert_regression_c312",
-         PLM_ARCH_BERT,
-         312,
-         0,
-         1,
-         4,
-         400,
-         40,
-         2,
-         8,
-         {PLM_HEAD_SEQ_CLS},
-         1,
-         1,
-         0.1f,
-         0.1f,
-         true,
-         0,
-         0},
-        {"gpt2_seqcls", PLM_ARCH_GPT2, 36, 0, 2, 3, 60, 53, 3, 11, {PLM_HEAD_SEQ_CLS}, 1, 3, 0.1f, 0.1f, false, 0, 0},
-        {"gpt2_regression",
-         PLM_ARCH_GPT2,
-         48,
-         0,
-         1,
-         3,
-         64,
-         41,
-         3,
-         9,
-         {PLM_HEAD_SEQ_CLS},
-         1,
-         1,
-         0.0f,
-         0.0f,
-         false,
-         0,
-         0},
-        {"electra_seqcls_proj",
-         PLM_ARCH_ELECTRA,
-         36,
-         24,
-         2,
-         3,
-         60,
-         53,
-         3,
-         11,
-         {PLM_HEAD_SEQ_CLS},
-         1,
-         3,
-         0.1f,
-         0.1f,
-         true,
-         0,
-         0},
-        {"bert_tokcls_c36",
-         PLM_ARCH_BERT,
-         36,
-         0,
-         2,
-         3,
-         60,
-         53,
-         3,
-         11,
-         {PLM_HEAD_TOKEN_CLS},
-         1,
-         5,
-         0.1f,
-         0.1f,
-         true,
-         0,
-         0},
-        {"bert_qa_c36", PLM_ARCH_BERT, 36, 0, 2, 3, 60, 53, 3, 11, {PLM_HEAD_QA}, 1, 0, 0.1f, 0.1f, true, 0, 0},
-        {"electra_rtd", PLM_ARCH_ELECTRA, 36, 24, 2, 3, 60, 53, 3, 11, {PLM_HEAD_RTD}, 1, 0, 0.1f, 0.1f, true, 0, 0},
-        /* generator (backbone 1, width 12) + discriminator (width 36), embeddings (24) shared */
-        {"electra_gen_disc",
-         PLM_ARCH_ELECTRA,
-         36,
-         24,
-         2,
-         3,
-         60,
-         53,
-         3,
-         11,
-         {PLM_HEAD_RTD},
-         1,
-         0,
-         0.1f,
-         0.1f,
-         true,
-         12,
-         50.0f},
+        {"bert_nsp_c36", PLM_ARCH_BERT, SMALL, .kinds = {PLM_HEAD_NSP}, .num_heads = 1, .num_labels = 2, .pairs = true},
+        /* BertForPreTraining, wide enough for every GEMM route (ffn-up's and the LM head's
+         * weight gradients, M >= 512 and N <= 256, go to OpenBLAS) */
+        {"bert_pretraining", PLM_ARCH_BERT, .C = 64, .L = 1, .NH = 4, .I = 512, .V = 600, .B = 2, .T = 12,
+         .kinds = {PLM_HEAD_LM, PLM_HEAD_NSP}, .num_heads = 2, .num_labels = 2, .p_hidden = 0.1f, .p_attn = 0.1f,
+         .pairs = true},
+        {"bert_seqcls_c36", PLM_ARCH_BERT, SMALL, .kinds = {PLM_HEAD_SEQ_CLS}, .num_heads = 1, .num_labels = 3,
+         .pairs = true},
+        /* width 312 (4 heads of 78), regression (num_labels 1, MSE) */
+        {"bert_regression_c312", PLM_ARCH_BERT, .C = 312, .L = 1, .NH = 4, .I = 400, .V = 40, .B = 2, .T = 8,
+         .kinds = {PLM_HEAD_SEQ_CLS}, .num_heads = 1, .num_labels = 1, .p_hidden = 0.1f, .p_attn = 0.1f, .pairs = true},
+        {"gpt2_seqcls", PLM_ARCH_GPT2, SMALL, .kinds = {PLM_HEAD_SEQ_CLS}, .num_heads = 1, .num_labels = 3},
+        {"gpt2_regression", PLM_ARCH_GPT2, .C = 48, .L = 1, .NH = 3, .I = 64, .V = 41, .B = 3, .T = 9,
+         .kinds = {PLM_HEAD_SEQ_CLS}, .num_heads = 1, .num_labels = 1},
+        /* embedding projection E 24 -> C 36; gelu_new in the body, erf GELU in the head */
+        {"electra_seqcls_proj", PLM_ARCH_ELECTRA, SMALL, .E = 24, .kinds = {PLM_HEAD_SEQ_CLS}, .num_heads = 1,
+         .num_labels = 3, .pairs = true, .gelu_new = true},
+        {"bert_tokcls_c36", PLM_ARCH_BERT, SMALL, .kinds = {PLM_HEAD_TOKEN_CLS}, .num_heads = 1, .num_labels = 5,
+         .pairs = true},
+        {"bert_qa_c36", PLM_ARCH_BERT, SMALL, .kinds = {PLM_HEAD_QA}, .num_heads = 1, .pairs = true},
+        {"electra_rtd", PLM_ARCH_ELECTRA, SMALL, .E = 24, .kinds = {PLM_HEAD_RTD}, .num_heads = 1, .pairs = true},
+        /* discriminator (backbone 0, width 36, RTD weighted 50) + generator (backbone 1,
+         * width 12, LM), the embedding tables (width 24) shared */
+        {"electra_gen_disc", PLM_ARCH_ELECTRA, SMALL, .E = 24, .kinds = {PLM_HEAD_RTD}, .num_heads = 1, .pairs = true,
+         .gen_C = 12, .weight = 50.0f, .gelu_new = true},
     };
+#undef SMALL
     for (size_t i = 0; i < PLM_ARRAY_LEN(heads); i++) case_heads(&heads[i]);
     case_adamw();
     if (verbose) dropout_statistics();

@@ -488,7 +488,8 @@ def head_reference(P, cfg, arch, pre, i, spec, x, pooled, wte, run, drop):
     if kind == "lm":  # BertLMPredictionHead / ElectraGeneratorPredictions + generator_lm_head
         sel = labels != -100
         t = f"{pre}generator_predictions" if arch == "electra" else f"{pre}cls.predictions.transform"
-        h = layer_norm(gelu(nn_linear(x.reshape(-1, C)[sel], P, t + ".dense"), act), P, t + ".LayerNorm", eps)
+        lm_act = "gelu" if arch == "electra" else act  # ElectraGeneratorPredictions: get_activation("gelu")
+        h = layer_norm(gelu(nn_linear(x.reshape(-1, C)[sel], P, t + ".dense"), lm_act), P, t + ".LayerNorm", eps)
         dec = f"{pre}generator_lm_head" if arch == "electra" else f"{pre}cls.predictions.decoder"
         bias = P[f"{pre}generator_lm_head.bias"] if arch == "electra" else P[f"{pre}cls.predictions.bias"]
         logits = h @ P.get(dec + ".weight", wte).T + bias
@@ -499,9 +500,9 @@ def head_reference(P, cfg, arch, pre, i, spec, x, pooled, wte, run, drop):
     if kind == "sequence-classification":
         if arch == "bert":  # BertForSequenceClassification: classifier(dropout(pooled))
             logits = nn_linear(drop.head(i, 0, pooled), P, f"{pre}classifier")
-        elif arch == "electra":  # ElectraClassificationHead on token 0
+        elif arch == "electra":  # ElectraClassificationHead on token 0: get_activation("gelu"), not hidden_act
             h = drop.head(i, 0, x[:, 0])
-            h = drop.head(i, 1, gelu(nn_linear(h, P, f"{pre}classifier.dense"), act))
+            h = drop.head(i, 1, gelu(nn_linear(h, P, f"{pre}classifier.dense"), "gelu"))
             logits = nn_linear(h, P, f"{pre}classifier.out_proj")
         else:  # GPT2ForSequenceClassification: score (no bias) at the last non-padding token
             last = run["attention_mask"].sum(1) - 1
