@@ -1,7 +1,10 @@
 /* test_parity_dump.c - the C half of the gradient-parity suite (tests/parity.sh).
  *
- *   test_parity_dump DIR   runs every op and two whole models (a post-LN BERT with MLM,
- *                          a pre-LN GPT-2 with CLM) in fp32 and writes one safetensors
+ *   test_parity_dump DIR   runs every op, whole models (a post-LN BERT with MLM, a
+ *                          pre-LN GPT-2 with CLM, and BERT / GPT-2 / ELECTRA with task
+ *                          heads: NSP, MLM + NSP, sequence classification and regression,
+ *                          token classification, QA, RTD, ELECTRA's generator +
+ *                          discriminator on shared embeddings) in fp32 and writes one safetensors
  *                          file per case into DIR: inputs, parameters, the upstream
  *                          gradient, the outputs and every gradient. tests/ref/parity.py
  *                          recomputes each case in float64 PyTorch and compares.

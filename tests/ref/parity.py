@@ -11,7 +11,9 @@ and gradient tensor with plm's fp32 result:
     relerr = ||plm - ref|| / ||ref||  <= 1e-4     (also reported: max |plm - ref|)
 
 One "PASS parity.<case>.<tensor> ..." or "FAIL parity.<case>.<tensor>: relerr=..." line
-per tensor, every parameter gradient of the two models included, then a summary line
+per tensor, every parameter gradient of the models included (the "heads" cases: every
+head's loss and logits, each backbone's final hidden states, the gradients of the sum of
+all runs' losses, and the saved checkpoint's tensors and configs), then a summary line
 per case with its worst tensor. Exit status 1 on any failure. With TAG (the GEMM route
 the dump was made under, tests/parity.sh) cases are reported as <case>@<TAG>.
 """
