@@ -1,7 +1,10 @@
 /* test_parity_dump.c - the C half of the gradient-parity suite (tests/parity.sh).
  *
- *   test_parity_dump DIR   runs every op and two whole models (a post-LN BERT with MLM,
- *                          a pre-LN GPT-2 with CLM) in fp32 and writes one safetensors
+ *   test_parity_dump DIR   runs every op, whole models (a post-LN BERT with MLM, a
+ *                          pre-LN GPT-2 with CLM, and BERT / GPT-2 / ELECTRA with task
+ *                          heads: NSP, MLM + NSP, sequence classification and regression,
+ *                          token classification, QA, RTD, ELECTRA's generator +
+ *                          discriminator on shared embeddings) in fp32 and writes one safetensors
  *                          file per case into DIR: inputs, parameters, the upstream
  *                          gradient, the outputs and every gradient. tests/ref/parity.py
  *                          recomputes each case in float64 PyTorch and compares.
@@ -106,7 +109,7 @@ static double dot(const float *a, const float *b, size_t n) {
     return s;
 }
 
-static const char *cname(const char *fmt, ...) {
+__attribute__((format(printf, 1, 2))) static const char *cname(const char *fmt, ...) {
     static char buf[8][160];
     static int k;
     char *b = buf[k++ & 7];
@@ -851,6 +854,390 @@ static void case_model(const model_variant *mv) {
     dump_end();
 }
 
+/* ---------------------------------------------------------------- heads */
+
+/* A model of backbones and task heads (model.h): BertForPreTraining (MLM + NSP), the
+ * *ForSequenceClassification / *ForTokenClassification / *ForQuestionAnswering heads,
+ * ELECTRA's discriminator (RTD) and ELECTRA's generator + discriminator sharing their
+ * embeddings (two backbones, two runs, one summed gradient). parity.py's check_heads
+ * rebuilds each from the dumped spec. */
+typedef struct {
+    const char *name;
+    plm_arch arch;
+    int C, E, L, NH, I, V, B, T; /* E 0: = C */
+    plm_head_kind kinds[2];
+    int num_heads, num_labels;
+    float p_hidden, p_attn;
+    bool pairs;    /* padded sentence pairs: token_type_ids 0/1 */
+    int gen_C;     /* > 0: ELECTRA generator (backbone 1, "generator.electra") of this width */
+    float weight;  /* of the first head (ELECTRA's discriminator: 50) */
+    bool gelu_new; /* hidden_act gelu_new (tanh): HF's ELECTRA heads keep erf GELU regardless */
+} heads_variant;
+
+static void poison_backbone(plm_backbone *bb, int B, int T) {
+    const plm_config *c = &bb->config;
+    size_t N = (size_t)B * T, C = c->hidden_size, I = c->intermediate_size, NH = c->num_attention_heads, E = bb->E;
+#define POISON(p, n)                                                                                                   \
+    for (size_t k_ = 0; k_ < (n); k_++) (p)[k_] = NAN
+    POISON(bb->emb, N * E);
+    POISON(bb->emb_ln, N * E);
+    POISON(bb->emb_drop, N * E);
+    POISON(bb->x0, N * C);
+    POISON(bb->lnf, N * C);
+    POISON(bb->cls, (size_t)B * C);
+    POISON(bb->pooled, (size_t)B * C);
+    POISON(bb->dpooled, (size_t)B * C);
+    POISON(bb->dhidden, N * C);
+    POISON(bb->g_resid, N * C);
+    POISON(bb->g_a, N * C);
+    POISON(bb->g_b, N * C);
+    POISON(bb->g_atty, N * C);
+    POISON(bb->g_qkv, N * 3 * C);
+    POISON(bb->g_fch, N * I);
+    POISON(bb->g_emb, N * E);
+    POISON(bb->g_emb2, N * E);
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        plm_layer_acts *a = &bb->acts[l];
+        POISON(a->ln1, N * C);
+        POISON(a->qkv, N * 3 * C);
+        POISON(a->att, NH * N * T);
+        POISON(a->atty, N * C);
+        POISON(a->res1, N * C);
+        POISON(a->ln2, N * C);
+        POISON(a->fch, N * I);
+        POISON(a->fch_gelu, N * I);
+        POISON(a->res2, N * C);
+    }
+}
+
+static void poison_head(plm_head *h, int B, int T) {
+    size_t N = (size_t)B * T, w = (size_t)PLM_MAX(h->in_dim, h->hidden);
+    POISON(h->logits, N * (size_t)h->K);
+    POISON(h->x, N * w);
+    POISON(h->d1, N * w);
+    POISON(h->d1g, N * w);
+    POISON(h->t, N * w);
+    POISON(h->dx, N * w);
+    POISON(h->dt, N * w);
+    POISON(h->dd, N * w);
+#undef POISON
+}
+
+/* One run: a batch for backbone k with the labels of the heads on it. */
+typedef struct {
+    int k;
+    plm_batch b;
+    int32_t *ids, *tt, *mask32, *labels, *seq, *sp, *ep;
+    uint8_t *mask;
+    float *targets;
+} heads_run;
+
+static void make_run(heads_run *r, const plm_model *m, int k, const heads_variant *hv, uint64_t seed) {
+    const plm_config *c = &m->bb[k].config;
+    int B = hv->B, T = hv->T, N = B * T;
+    bool gpt2 = c->arch == PLM_ARCH_GPT2;
+    memset(r, 0, sizeof *r);
+    r->k = k;
+    r->ids = ialloc(N), r->tt = ialloc(N), r->mask32 = ialloc(N), r->labels = ialloc(N);
+    r->seq = ialloc(B), r->sp = ialloc(B), r->ep = ialloc(B);
+    r->mask = keep(plm_malloc(N));
+    r->targets = frand(B, 1.5f);
+    int lens[8];
+    for (int b = 0; b < B; b++) lens[b] = b == 0 ? T : PLM_MAX(3, T - 2 - 3 * b + (int)plm_rng_below(&R, 2));
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            int i = b * T + t;
+            bool real = t < lens[b];
+            r->mask[i] = real, r->mask32[i] = real;
+            if (gpt2)
+                r->ids[i] = real ? 1 + (int32_t)plm_rng_below(&R, c->vocab_size - 2) : c->eos_token_id;
+            else
+                r->ids[i] = real ? 5 + (int32_t)plm_rng_below(&R, c->vocab_size - 5) : c->pad_token_id;
+            r->tt[i] = real && hv->pairs && t >= (lens[b] + 1) / 2;
+            r->labels[i] = PLM_IGNORE_INDEX;
+        }
+    /* the padding token once at a real position: its embedding row gets no lookup gradient */
+    if (!gpt2) r->ids[T + 2] = c->pad_token_id;
+    for (int i = 0; i < m->num_heads; i++) {
+        const plm_head *h = &m->heads[i];
+        if (h->spec.backbone != k) continue;
+        int K = h->K;
+        switch (h->spec.kind) {
+        case PLM_HEAD_LM: /* MLM: ~20% of the real positions, at least 4 */
+            for (int n = 0; n < 4;)
+                for (int j = 0; j < N; j++)
+                    if (r->mask[j] && r->labels[j] == PLM_IGNORE_INDEX && plm_rng_uniform(&R) < 0.2f) {
+                        r->labels[j] = (int32_t)plm_rng_below(&R, c->vocab_size);
+                        n++;
+                    }
+            break;
+        case PLM_HEAD_TOKEN_CLS: /* a class per real token, ~20% of them -100 */
+        case PLM_HEAD_RTD:       /* original (0) / replaced (1), padding -100 */
+            for (int j = 0; j < N; j++)
+                if (r->mask[j]) {
+                    if (h->spec.kind == PLM_HEAD_RTD)
+                        r->labels[j] = plm_rng_uniform(&R) < 0.3f;
+                    else
+                        r->labels[j] = plm_rng_uniform(&R) < 0.2f ? PLM_IGNORE_INDEX : (int32_t)plm_rng_below(&R, K);
+                }
+            break;
+        case PLM_HEAD_NSP:
+        case PLM_HEAD_SEQ_CLS:
+            for (int b = 0; b < B; b++) r->seq[b] = (int32_t)plm_rng_below(&R, K > 1 ? K : 2);
+            if (h->spec.kind == PLM_HEAD_SEQ_CLS && B > 2) r->seq[1] = PLM_IGNORE_INDEX; /* ignored sequence */
+            break;
+        case PLM_HEAD_QA: /* spans inside each sequence; some at T: truncated away, ignored */
+            for (int b = 0; b < B; b++) {
+                r->sp[b] = (int32_t)plm_rng_below(&R, lens[b]);
+                r->ep[b] = r->sp[b] + (int32_t)plm_rng_below(&R, lens[b] - r->sp[b]);
+            }
+            r->sp[1] = T;
+            if (B > 2) r->ep[2] = T;
+            break;
+        }
+    }
+    r->b = (plm_batch){.B = B,
+                       .T = T,
+                       .input_ids = r->ids,
+                       .token_type_ids = c->type_vocab_size ? r->tt : NULL,
+                       .attention_mask = r->mask,
+                       .labels = r->labels,
+                       .seq_labels = r->seq,
+                       .seq_targets = r->targets,
+                       .start_positions = r->sp,
+                       .end_positions = r->ep,
+                       .causal = c->is_decoder,
+                       .training = hv->p_hidden > 0.0f || hv->p_attn > 0.0f,
+                       .dropout_seed = seed};
+}
+
+/* Rows of a head's logits buffer after a forward pass. */
+static int head_rows(const plm_head *h, int B, int T) {
+    switch (h->spec.kind) {
+    case PLM_HEAD_LM:
+        return h->num_rows;
+    case PLM_HEAD_NSP:
+    case PLM_HEAD_SEQ_CLS:
+        return B;
+    default:
+        return B * T;
+    }
+}
+
+static void heads_config(plm_config *c, const heads_variant *hv, int C, int NH, int I) {
+    plm_config_default(c, hv->arch);
+    c->vocab_size = hv->V;
+    c->hidden_size = C;
+    c->embedding_size = hv->E && hv->E != C ? hv->E : 0;
+    c->num_hidden_layers = hv->L;
+    c->num_attention_heads = NH;
+    c->intermediate_size = I;
+    c->max_position_embeddings = hv->T + 4;
+    c->hidden_dropout_prob = hv->p_hidden;
+    c->attention_probs_dropout_prob = hv->p_attn;
+    c->num_labels = hv->num_labels > 0 ? hv->num_labels : 2;
+    if (hv->gelu_new) c->hidden_act = PLM_GELU_TANH;
+    if (hv->arch == PLM_ARCH_GPT2) {
+        c->eos_token_id = c->pad_token_id = c->vocab_size - 1;
+    } else {
+        c->pad_token_id = 0;
+        c->mask_token_id = 4;
+    }
+}
+
+/* plm_model_load of the saved directory rebuilds the same model: backbones (shared
+ * embeddings still shared), heads (kind, backbone, labels, weight), every tensor bit
+ * for bit, and the same losses on the same batches. */
+static void check_reload(const plm_model *m, const char *dir, const char *name, const heads_run *runs, int nr,
+                         const double *loss) {
+    plm_model *l = plm_model_load(dir);
+    bool ok =
+        l && l->num_backbones == m->num_backbones && l->num_heads == m->num_heads && l->num_tensors == m->num_tensors;
+    const char *why = !l   ? plm_last_error()
+                      : ok ? "tensor, head or loss differs"
+                           : "backbone/head/tensor count differs";
+    for (int k = 1; ok && k < m->num_backbones; k++)
+        ok &= (l->bb[k].w.wte == l->bb[0].w.wte) == (m->bb[k].w.wte == m->bb[0].w.wte);
+    for (int r = 0; ok && r < nr; r++) {
+        ok &= plm_model_reserve(l, runs[r].b.B, runs[r].b.T) == 0 &&
+              plm_model_run(l, runs[r].k, &runs[r].b, false, 1.0f) == 0 && l->loss == loss[r];
+    }
+    for (int i = 0; ok && i < m->num_heads; i++) {
+        const plm_head_spec *a = &m->heads[i].spec, *b = &l->heads[i].spec;
+        ok &= a->kind == b->kind && a->backbone == b->backbone && m->heads[i].K == l->heads[i].K &&
+              a->weight == b->weight;
+    }
+    for (int i = 0; ok && i < m->num_tensors; i++) {
+        const plm_tensor *t = &m->tensors[i], *u = plm_model_find(l, t->name);
+        ok &= u && u->numel == t->numel && !memcmp(m->params + t->offset, l->params + u->offset, t->numel * 4);
+    }
+    TEST_CHECK(ok, cname("parity_dump.%s.checkpoint_reload", name), "%s", why);
+    plm_model_free(l);
+}
+
+static void case_heads(const heads_variant *hv) {
+    const char *name = hv->name;
+    int B = hv->B, T = hv->T, N = B * T;
+    plm_model_spec s;
+    memset(&s, 0, sizeof s);
+    heads_config(&s.backbone[0], hv, hv->C, hv->NH, hv->I);
+    s.num_backbones = 1;
+    for (int i = 0; i < hv->num_heads; i++) plm_model_spec_add_head(&s, hv->kinds[i], hv->num_labels);
+    if (hv->weight > 0.0f) s.heads[0].weight = hv->weight;
+    if (hv->gen_C) {
+        /* ELECTRA: backbone 0 the discriminator, 1 the generator, sharing the embeddings */
+        heads_config(&s.backbone[1], hv, hv->gen_C, 2, 2 * hv->gen_C);
+        s.backbone[1].embedding_size = hv->E && hv->E != hv->gen_C ? hv->E : 0;
+        s.prefix[1] = "generator.electra";
+        s.num_backbones = 2;
+        s.share_embeddings = true;
+        int g = plm_model_spec_add_head(&s, PLM_HEAD_LM, 0);
+        s.heads[g].backbone = 1;
+    }
+    dump_begin(name, "heads");
+    plm_model *m = plm_model_create_spec(&s, 4321);
+    if (!m || plm_model_reserve(m, B, T) != 0) {
+        printf("FAIL parity_self.%s.create: %s\n", name, plm_last_error());
+        test_failures++;
+        plm_model_free(m);
+        plm_st_writer_free(&W);
+        release_all();
+        return;
+    }
+    randomize_params(m);
+    /* one run per backbone, the generator's first as ELECTRA trains */
+    heads_run runs[PLM_MAX_BACKBONES];
+    int nr = m->num_backbones;
+    for (int r = 0; r < nr; r++) make_run(&runs[r], m, nr - 1 - r, hv, 99 + (uint64_t)r);
+    /* forward only: logits (QA's become gradients in a training pass), hidden, losses */
+    float *logits[PLM_MAX_HEADS] = {0}, *hid0[PLM_MAX_BACKBONES];
+    double loss0[PLM_MAX_BACKBONES];
+    for (int r = 0; r < nr; r++) {
+        plm_backbone *bb = &m->bb[runs[r].k];
+        poison_backbone(bb, B, T);
+        for (int i = 0; i < m->num_heads; i++) poison_head(&m->heads[i], B, T);
+        if (plm_model_run(m, runs[r].k, &runs[r].b, false, 1.0f) != 0) {
+            printf("FAIL parity_self.%s.run%d: %s\n", name, r, plm_last_error());
+            test_failures++;
+            plm_model_free(m);
+            dump_end();
+            return;
+        }
+        loss0[r] = m->loss;
+        hid0[r] = fcopy(backbone_hidden(bb), (size_t)N * bb->config.hidden_size);
+        for (int i = 0; i < m->num_heads; i++) {
+            plm_head *h = &m->heads[i];
+            if (h->spec.backbone != runs[r].k) continue;
+            size_t n = (size_t)head_rows(h, B, T) * h->K;
+            logits[i] = fcopy(h->logits, n);
+            check_written(name, cname("logits%d", i), logits[i], n);
+        }
+    }
+    /* forward + backward of every run: the gradients of the sum of the runs' losses */
+    plm_model_zero_grad(m);
+    double loss[PLM_MAX_BACKBONES], hloss[PLM_MAX_HEADS];
+    for (int r = 0; r < nr; r++) {
+        plm_backbone *bb = &m->bb[runs[r].k];
+        poison_backbone(bb, B, T);
+        for (int i = 0; i < m->num_heads; i++)
+            if (m->heads[i].spec.backbone == runs[r].k) poison_head(&m->heads[i], B, T);
+        plm_model_run(m, runs[r].k, &runs[r].b, true, 1.0f);
+        loss[r] = m->loss;
+        for (int i = 0; i < m->num_heads; i++)
+            if (m->heads[i].spec.backbone == runs[r].k) hloss[i] = m->heads[i].loss;
+        const float *hid = backbone_hidden(bb);
+        size_t nh = (size_t)N * bb->config.hidden_size;
+        check_written(name, cname("hidden%d", r), hid, nh);
+        CHECK(loss[r] == loss0[r] && !memcmp(hid, hid0[r], nh * sizeof(float)),
+              cname("parity_self.%s.run%d_deterministic", name, r), "training pass differs from the forward-only pass");
+        CHECK(isfinite(loss[r]) && loss[r] > 0.0, cname("parity_self.%s.run%d_loss_finite", name, r), "loss %g",
+              loss[r]);
+    }
+    check_written(name, "grads", m->grads, m->num_params);
+
+    /* the spec */
+    char *cfg = plm_config_to_json(&m->bb[0].config, NULL);
+    meta("config", "%s", cfg);
+    free(cfg);
+    char hs[512] = "[";
+    for (int i = 0; i < m->num_heads; i++) {
+        const plm_head_spec *sp = &m->heads[i].spec;
+        size_t l = strlen(hs);
+        snprintf(hs + l, sizeof hs - l, "%s{\"kind\":\"%s\",\"backbone\":%d,\"num_labels\":%d,\"weight\":%.9g}",
+                 i ? "," : "", head_kind_name(sp->kind), sp->backbone, m->heads[i].K, sp->weight);
+    }
+    strcat(hs, "]");
+    meta("heads", "%s", hs);
+    meta("num_backbones", "%d", m->num_backbones), meta("num_runs", "%d", nr);
+    meta("share_embeddings", "%d", s.share_embeddings);
+    meta("B", "%d", B), meta("T", "%d", T);
+    for (int k = 0; k < m->num_backbones; k++) {
+        meta(cname("prefix%d", k), "%s", m->bb[k].prefix);
+        if (k) {
+            cfg = plm_config_to_json(&m->bb[k].config, NULL);
+            meta(cname("config%d", k), "%s", cfg);
+            free(cfg);
+        }
+    }
+    /* per run: inputs, dropout masks, outputs */
+    for (int r = 0; r < nr; r++) {
+        heads_run *u = &runs[r];
+        plm_backbone *bb = &m->bb[u->k];
+        const plm_config *c = &bb->config;
+        int C = c->hidden_size, L = c->num_hidden_layers, NH = c->num_attention_heads;
+        meta(cname("run%d.backbone", r), "%d", u->k);
+        meta(cname("run%d.causal", r), "%d", u->b.causal);
+        put_i32(cname("run%d.input_ids", r), u->ids, 2, B, T);
+        put_i32(cname("run%d.attention_mask", r), u->mask32, 2, B, T);
+        if (u->b.token_type_ids) put_i32(cname("run%d.token_type_ids", r), u->tt, 2, B, T);
+        put_i32(cname("run%d.labels", r), u->labels, 2, B, T);
+        put_i32(cname("run%d.seq_labels", r), u->seq, 1, B);
+        put_f32(cname("run%d.seq_targets", r), u->targets, 1, B);
+        put_i32(cname("run%d.start_positions", r), u->sp, 1, B);
+        put_i32(cname("run%d.end_positions", r), u->ep, 1, B);
+        put_f64(cname("run%d.loss", r), loss[r]);
+        put_f32(cname("run%d.hidden.final", r), hid0[r], 3, B, T, C);
+        if (u->b.training) {
+            float ph = c->hidden_dropout_prob, pa = c->attention_probs_dropout_prob;
+            put_f32(cname("run%d.dropmask.emb", r), drop_mask((size_t)N * bb->E, ph, backbone_drop_key(bb, -1, 0), 0),
+                    3, B, T, bb->E);
+            for (int l = 0; l < L; l++) {
+                put_f32(cname("run%d.dropmask.%d.attn", r, l),
+                        drop_mask((size_t)B * NH * T * T, pa, backbone_drop_key(bb, l, 0), 0), 4, B, NH, T, T);
+                put_f32(cname("run%d.dropmask.%d.resid1", r, l),
+                        drop_mask((size_t)N * C, ph, backbone_drop_key(bb, l, 1), 0), 3, B, T, C);
+                put_f32(cname("run%d.dropmask.%d.resid2", r, l),
+                        drop_mask((size_t)N * C, ph, backbone_drop_key(bb, l, 2), 0), 3, B, T, C);
+            }
+        }
+        for (int i = 0; i < m->num_heads; i++) {
+            plm_head *h = &m->heads[i];
+            if (h->spec.backbone != u->k) continue;
+            put_f64(cname("head%d.loss", i), hloss[i]);
+            put_f32(cname("head%d.logits", i), logits[i], 2, head_rows(h, B, T), h->K);
+            if (u->b.training) /* head dropout sites 0 and 1, over [N, C] at most */
+                for (int site = 0; site < 2; site++)
+                    put_f32(cname("head%d.dropmask.%d", i, site),
+                            drop_mask((size_t)N * C, c->hidden_dropout_prob, backbone_drop_key(bb, L + i, site), 0), 2,
+                            N, C);
+        }
+    }
+    put_model_tensors(m, m->params, "");
+    put_model_tensors(m, m->grads, "grad.");
+    if (out_dir) {
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s/%s.ckpt", out_dir, name);
+        if (plm_model_save(m, dir, NULL, 0) != 0) {
+            printf("FAIL parity_dump.%s.checkpoint: %s\n", name, plm_last_error());
+            test_failures++;
+        } else {
+            check_reload(m, dir, name, runs, nr, loss);
+        }
+    }
+    plm_model_free(m);
+    dump_end();
+}
+
 /* ---------------------------------------------------------------- optimizer */
 
 /* Gathers the parameter elements of m's tensors (skipping the alignment gaps of the
@@ -976,6 +1363,37 @@ int main(int argc, char **argv) {
         {"gpt2_dropout", PLM_ARCH_GPT2, true, true, true, 0, PLM_GELU_TANH, 0.1f, 0.15f},
     };
     for (size_t i = 0; i < PLM_ARRAY_LEN(models); i++) case_model(&models[i]);
+        /* small models: odd width 36 (3 heads of 12), padded pair batches, dropout on */
+#define SMALL .C = 36, .L = 2, .NH = 3, .I = 60, .V = 53, .B = 3, .T = 11, .p_hidden = 0.1f, .p_attn = 0.1f
+    static const heads_variant heads[] = {
+        {"bert_nsp_c36", PLM_ARCH_BERT, SMALL, .kinds = {PLM_HEAD_NSP}, .num_heads = 1, .num_labels = 2, .pairs = true},
+        /* BertForPreTraining, wide enough for every GEMM route (ffn-up's and the LM head's
+         * weight gradients, M >= 512 and N <= 256, go to OpenBLAS) */
+        {"bert_pretraining", PLM_ARCH_BERT, .C = 64, .L = 1, .NH = 4, .I = 512, .V = 600, .B = 2, .T = 12,
+         .kinds = {PLM_HEAD_LM, PLM_HEAD_NSP}, .num_heads = 2, .num_labels = 2, .p_hidden = 0.1f, .p_attn = 0.1f,
+         .pairs = true},
+        {"bert_seqcls_c36", PLM_ARCH_BERT, SMALL, .kinds = {PLM_HEAD_SEQ_CLS}, .num_heads = 1, .num_labels = 3,
+         .pairs = true},
+        /* width 312 (4 heads of 78), regression (num_labels 1, MSE) */
+        {"bert_regression_c312", PLM_ARCH_BERT, .C = 312, .L = 1, .NH = 4, .I = 400, .V = 40, .B = 2, .T = 8,
+         .kinds = {PLM_HEAD_SEQ_CLS}, .num_heads = 1, .num_labels = 1, .p_hidden = 0.1f, .p_attn = 0.1f, .pairs = true},
+        {"gpt2_seqcls", PLM_ARCH_GPT2, SMALL, .kinds = {PLM_HEAD_SEQ_CLS}, .num_heads = 1, .num_labels = 3},
+        {"gpt2_regression", PLM_ARCH_GPT2, .C = 48, .L = 1, .NH = 3, .I = 64, .V = 41, .B = 3, .T = 9,
+         .kinds = {PLM_HEAD_SEQ_CLS}, .num_heads = 1, .num_labels = 1},
+        /* embedding projection E 24 -> C 36; gelu_new in the body, erf GELU in the head */
+        {"electra_seqcls_proj", PLM_ARCH_ELECTRA, SMALL, .E = 24, .kinds = {PLM_HEAD_SEQ_CLS}, .num_heads = 1,
+         .num_labels = 3, .pairs = true, .gelu_new = true},
+        {"bert_tokcls_c36", PLM_ARCH_BERT, SMALL, .kinds = {PLM_HEAD_TOKEN_CLS}, .num_heads = 1, .num_labels = 5,
+         .pairs = true},
+        {"bert_qa_c36", PLM_ARCH_BERT, SMALL, .kinds = {PLM_HEAD_QA}, .num_heads = 1, .pairs = true},
+        {"electra_rtd", PLM_ARCH_ELECTRA, SMALL, .E = 24, .kinds = {PLM_HEAD_RTD}, .num_heads = 1, .pairs = true},
+        /* discriminator (backbone 0, width 36, RTD weighted 50) + generator (backbone 1,
+         * width 12, LM), the embedding tables (width 24) shared */
+        {"electra_gen_disc", PLM_ARCH_ELECTRA, SMALL, .E = 24, .kinds = {PLM_HEAD_RTD}, .num_heads = 1, .pairs = true,
+         .gen_C = 12, .weight = 50.0f, .gelu_new = true},
+    };
+#undef SMALL
+    for (size_t i = 0; i < PLM_ARRAY_LEN(heads); i++) case_heads(&heads[i]);
     case_adamw();
     if (verbose) dropout_statistics();
     TEST_EXIT();

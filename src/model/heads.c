@@ -162,6 +162,13 @@ static uint64_t head_key(const plm_head *h, const plm_backbone *bb, int site) {
     return backbone_drop_key(bb, bb->config.num_hidden_layers + h->index, site);
 }
 
+/* HF's ELECTRA generator and classification heads use erf GELU whatever hidden_act says
+ * (get_activation("gelu")); BERT's LM transform and ELECTRA's RTD head use hidden_act. */
+static plm_gelu_kind head_act(const plm_head *h, const plm_config *c) {
+    bool erf = c->arch == PLM_ARCH_ELECTRA && (h->spec.kind == PLM_HEAD_LM || h->spec.kind == PLM_HEAD_SEQ_CLS);
+    return erf ? PLM_GELU_ERF : c->hidden_act;
+}
+
 static float head_dropout(const plm_backbone *bb) { return bb->training ? bb->config.hidden_dropout_prob : 0.0f; }
 
 /* Gathers the rows of hidden (or pooled) that the head reads into h->x. */
@@ -210,7 +217,7 @@ static const float *lm_transform(plm_head *h, const plm_backbone *bb) {
     int M = h->num_rows, C = c->hidden_size, E = h->in_dim;
     if (!h->transform) return h->x;
     linear_forward(h->d1, h->x, h->w.dense_w, h->w.dense_b, M, C, E);
-    gelu_forward(h->d1g, h->d1, (size_t)M * E, c->hidden_act);
+    gelu_forward(h->d1g, h->d1, (size_t)M * E, head_act(h, c));
     layernorm_forward(h->t, h->tmean, h->trstd, h->d1g, h->w.ln_w, h->w.ln_b, M, E, c->layer_norm_eps);
     return h->t;
 }
@@ -264,7 +271,7 @@ void head_forward(plm_head *h, plm_backbone *bb, const plm_batch *b, bool want_g
             gather(h, hid, C);
             dropout_forward(h->x, h->x, (size_t)B * C, pd, head_key(h, bb, 0));
             linear_forward(h->d1, h->x, h->w.dense_w, h->w.dense_b, B, C, C);
-            gelu_forward(h->d1g, h->d1, (size_t)B * C, c->hidden_act);
+            gelu_forward(h->d1g, h->d1, (size_t)B * C, head_act(h, c));
             dropout_forward(h->t, h->d1g, (size_t)B * C, pd, head_key(h, bb, 1));
             linear_forward(h->logits, h->t, h->w.out_w, h->w.out_b, B, C, K);
         } else {
@@ -367,7 +374,7 @@ void head_backward(plm_head *h, plm_backbone *bb, const plm_batch *b) {
         if (h->transform) {
             layernorm_backward(h->dd, h->g.ln_w, h->g.ln_b, h->dt, h->d1g, h->w.ln_w, h->tmean, h->trstd, M, E, false,
                                sc);
-            gelu_backward(h->dd, h->d1, h->dd, (size_t)M * E, c->hidden_act);
+            gelu_backward(h->dd, h->d1, h->dd, (size_t)M * E, head_act(h, c));
             linear_backward(h->dx, h->g.dense_w, h->g.dense_b, h->dd, h->x, h->w.dense_w, M, C, E, false, sc);
         }
         scatter_add(bb->dhidden, h->dx, h->rows, M, C);
@@ -382,7 +389,7 @@ void head_backward(plm_head *h, plm_backbone *bb, const plm_batch *b) {
         } else if (c->arch == PLM_ARCH_ELECTRA) {
             linear_backward(h->dt, h->g.out_w, h->g.out_b, h->logits, h->t, h->w.out_w, B, C, K, false, sc);
             dropout_backward(h->dt, h->dt, (size_t)B * C, pd, head_key(h, bb, 1));
-            gelu_backward(h->dt, h->d1, h->dt, (size_t)B * C, c->hidden_act);
+            gelu_backward(h->dt, h->d1, h->dt, (size_t)B * C, head_act(h, c));
             linear_backward(h->dx, h->g.dense_w, h->g.dense_b, h->dt, h->x, h->w.dense_w, B, C, C, false, sc);
             dropout_backward(h->dx, h->dx, (size_t)B * C, pd, head_key(h, bb, 0));
             scatter_add(bb->dhidden, h->dx, h->rows, B, C);

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """parity.py - the PyTorch half of the gradient-parity suite (tests/parity.sh).
 
-Usage: /usr/bin/python3 tests/ref/parity.py DIR
+Usage: /usr/bin/python3 tests/ref/parity.py DIR [TAG]
 
 Loads every DIR/<case>.safetensors written by build/tests/test_parity_dump, recomputes
 the case in float64 PyTorch (plain ops, autograd for the gradients; the BERT and GPT-2
@@ -11,8 +11,11 @@ and gradient tensor with plm's fp32 result:
     relerr = ||plm - ref|| / ||ref||  <= 1e-4     (also reported: max |plm - ref|)
 
 One "PASS parity.<case>.<tensor> ..." or "FAIL parity.<case>.<tensor>: relerr=..." line
-per tensor, every parameter gradient of the two models included, then a summary line
-per case with its worst tensor. Exit status 1 on any failure.
+per tensor, every parameter gradient of the models included (the "heads" cases: every
+head's loss and logits, each backbone's final hidden states, the gradients of the sum of
+all runs' losses, and the saved checkpoint's tensors and configs), then a summary line
+per case with its worst tensor. Exit status 1 on any failure. With TAG (the GEMM route
+the dump was made under, tests/parity.sh) cases are reported as <case>@<TAG>.
 """
 import glob
 import json
@@ -375,7 +378,7 @@ def check_model(ck, meta, d):
     for l, h in enumerate(hidden):
         ck.compare(f"hidden.{l}", d[f"hidden.{l}"], h)
     ck.compare("hidden.final", d["hidden.final"], final)
-    ckpt = os.path.join(os.path.dirname(meta["_path"]), ck.case + ".ckpt")
+    ckpt = os.path.join(os.path.dirname(meta["_path"]), meta["_case"] + ".ckpt")
     if os.path.isdir(ckpt):  # plm_model_save's checkpoint: the same tensors, HF names and layouts
         _, saved = load_safetensors(os.path.join(ckpt, "model.safetensors"))
         with open(os.path.join(ckpt, "config.json")) as f:
@@ -400,6 +403,207 @@ def check_model(ck, meta, d):
             sib = [P[name.replace(".key.", f".{s}.")].grad for s in ("query", "key", "value")]
             ck.compare(g, d[g], ref, denom=torch.cat(sib).norm(), note="zero by softmax shift invariance; "
                        "relative to ||grad of q|k|v bias||")
+        else:
+            ck.compare(g, d[g], ref)
+
+
+# ---------------------------------------------------------------- models with task heads
+
+
+class RunDropout(Dropout):
+    """The masks of one run (run<r>.dropmask.*) and its heads (head<i>.dropmask.<site>)."""
+
+    def __init__(self, d, r, p_hidden, p_attn):
+        super().__init__(d, p_hidden, p_attn)
+        self.r = r
+
+    def __call__(self, key, x):
+        m = self.d.get(f"run{self.r}.dropmask.{key}")
+        return x if m is None else x * m / (1.0 - self.ph)
+
+    def attn(self, l):
+        return self.d.get(f"run{self.r}.dropmask.{l}.attn"), self.pa
+
+    def head(self, i, site, x):
+        m = self.d.get(f"head{i}.dropmask.{site}")
+        if m is None:
+            return x
+        return x * m.reshape(-1)[: x.numel()].reshape(x.shape) / (1.0 - self.ph)
+
+
+def encoder_backbone(P, cfg, prefix, shared, ids, tt, mask, causal, drop):
+    """BertModel / ElectraModel (post-LN): embeddings (+ embeddings_project when
+    embedding_size != hidden_size), the layers, and the pooler when the checkpoint has
+    one. shared: the prefix whose embedding tables this backbone uses when it has none
+    (ELECTRA's generator). Returns the final hidden states and the pooled output."""
+    eps, act, NH = cfg["layer_norm_eps"], cfg["hidden_act"], cfg["num_attention_heads"]
+    T = ids.shape[1]
+
+    def table(n):
+        k = f"{prefix}.embeddings.{n}.weight"
+        return P[k] if k in P else P[f"{shared}.embeddings.{n}.weight"]
+
+    x = F.embedding(ids, table("word_embeddings"), padding_idx=cfg.get("pad_token_id"))
+    x = x + table("position_embeddings")[:T]
+    if tt is not None:
+        x = x + F.embedding(tt, table("token_type_embeddings"))
+    x = drop("emb", layer_norm(x, P, f"{prefix}.embeddings.LayerNorm", eps))
+    if f"{prefix}.embeddings_project.weight" in P:
+        x = nn_linear(x, P, f"{prefix}.embeddings_project")
+    for l in range(cfg["num_hidden_layers"]):
+        pre = f"{prefix}.encoder.layer.{l}."
+        qkv = torch.cat([nn_linear(x, P, pre + f"attention.self.{n}") for n in ("query", "key", "value")], -1)
+        a = attention(qkv, mask, NH, causal, *drop.attn(l))[0]
+        x = layer_norm(x + drop(f"{l}.resid1", nn_linear(a, P, pre + "attention.output.dense")), P,
+                       pre + "attention.output.LayerNorm", eps)
+        h = nn_linear(gelu(nn_linear(x, P, pre + "intermediate.dense"), act), P, pre + "output.dense")
+        x = layer_norm(x + drop(f"{l}.resid2", h), P, pre + "output.LayerNorm", eps)
+    pooled = None
+    if f"{prefix}.pooler.dense.weight" in P:
+        pooled = torch.tanh(nn_linear(x[:, 0], P, f"{prefix}.pooler.dense"))
+    return x, pooled
+
+
+def gpt2_backbone(P, cfg, prefix, ids, mask, causal, drop):
+    """GPT2Model (pre-LN, ln_f)."""
+    eps, act, NH = cfg["layer_norm_epsilon"], cfg["activation_function"], cfg["n_head"]
+    T = ids.shape[1]
+    x = drop("emb", F.embedding(ids, P[f"{prefix}.wte.weight"]) + P[f"{prefix}.wpe.weight"][:T])
+    for l in range(cfg["n_layer"]):
+        pre = f"{prefix}.h.{l}."
+        a = attention(conv1d(layer_norm(x, P, pre + "ln_1", eps), P, pre + "attn.c_attn"), mask, NH, causal,
+                      *drop.attn(l))[0]
+        x = x + drop(f"{l}.resid1", conv1d(a, P, pre + "attn.c_proj"))
+        h = conv1d(gelu(conv1d(layer_norm(x, P, pre + "ln_2", eps), P, pre + "mlp.c_fc"), act), P, pre + "mlp.c_proj")
+        x = x + drop(f"{l}.resid2", h)
+    return layer_norm(x, P, f"{prefix}.ln_f", eps), None
+
+
+def head_reference(P, cfg, arch, pre, i, spec, x, pooled, wte, run, drop):
+    """Head i of the *For* class (pre: the outer prefix, "generator." for ELECTRA's
+    generator). Returns its mean loss and its logits as plm lays them out."""
+    kind, K = spec["kind"], spec["num_labels"]
+    act = cfg.get("hidden_act", cfg.get("activation_function"))
+    eps = cfg.get("layer_norm_eps", cfg.get("layer_norm_epsilon"))
+    B, T, C = x.shape
+    labels = run["labels"].reshape(-1)
+    if kind == "lm":  # BertLMPredictionHead / ElectraGeneratorPredictions + generator_lm_head
+        sel = labels != -100
+        t = f"{pre}generator_predictions" if arch == "electra" else f"{pre}cls.predictions.transform"
+        lm_act = "gelu" if arch == "electra" else act  # ElectraGeneratorPredictions: get_activation("gelu")
+        h = layer_norm(gelu(nn_linear(x.reshape(-1, C)[sel], P, t + ".dense"), lm_act), P, t + ".LayerNorm", eps)
+        dec = f"{pre}generator_lm_head" if arch == "electra" else f"{pre}cls.predictions.decoder"
+        bias = P[f"{pre}generator_lm_head.bias"] if arch == "electra" else P[f"{pre}cls.predictions.bias"]
+        logits = h @ P.get(dec + ".weight", wte).T + bias
+        return F.cross_entropy(logits, labels[sel]), logits
+    if kind == "nsp":  # BertOnlyNSPHead: no dropout
+        logits = nn_linear(pooled, P, f"{pre}cls.seq_relationship")
+        return F.cross_entropy(logits, run["seq_labels"]), logits
+    if kind == "sequence-classification":
+        if arch == "bert":  # BertForSequenceClassification: classifier(dropout(pooled))
+            logits = nn_linear(drop.head(i, 0, pooled), P, f"{pre}classifier")
+        elif arch == "electra":  # ElectraClassificationHead on token 0: get_activation("gelu"), not hidden_act
+            h = drop.head(i, 0, x[:, 0])
+            h = drop.head(i, 1, gelu(nn_linear(h, P, f"{pre}classifier.dense"), "gelu"))
+            logits = nn_linear(h, P, f"{pre}classifier.out_proj")
+        else:  # GPT2ForSequenceClassification: score (no bias) at the last non-padding token
+            last = run["attention_mask"].sum(1) - 1
+            logits = x[torch.arange(B), last] @ P[f"{pre}score.weight"].T
+        if K == 1:  # regression: MSELoss
+            return F.mse_loss(logits.reshape(-1), run["seq_targets"]), logits
+        return F.cross_entropy(logits, run["seq_labels"]), logits
+    if kind == "token-classification":  # classifier(dropout(h)) per token
+        logits = nn_linear(drop.head(i, 0, x), P, f"{pre}classifier").reshape(-1, K)
+        return F.cross_entropy(logits, labels), logits
+    if kind == "qa":  # *ForQuestionAnswering: positions clamped to [0, T], T ignored
+        logits = nn_linear(x, P, f"{pre}qa_outputs")
+        sp, ep = run["start_positions"].clamp(0, T), run["end_positions"].clamp(0, T)
+        loss = (F.cross_entropy(logits[..., 0], sp, ignore_index=T) + F.cross_entropy(logits[..., 1], ep, ignore_index=T)) / 2
+        return loss, logits.reshape(-1, 2)
+    if kind == "rtd":  # ElectraDiscriminatorPredictions, BCE with logits on labelled tokens
+        h = gelu(nn_linear(x, P, f"{pre}discriminator_predictions.dense"), act)
+        z = nn_linear(h, P, f"{pre}discriminator_predictions.dense_prediction").reshape(-1)
+        sel = labels != -100
+        return F.binary_cross_entropy_with_logits(z[sel], labels[sel].double()), z.reshape(-1, 1)
+    raise ValueError(f"unknown head kind {kind}")
+
+
+def check_checkpoint(ck, meta, d, names, cfgs):
+    ckpt = os.path.join(os.path.dirname(meta["_path"]), meta["_case"] + ".ckpt")
+    if not os.path.isdir(ckpt):
+        return
+    _, saved = load_safetensors(os.path.join(ckpt, "model.safetensors"))
+    with open(os.path.join(ckpt, "config.json")) as f:
+        saved_cfg = json.load(f)
+    same = sorted(saved) == sorted(names) and all(torch.equal(saved[k], d[k]) for k in names)
+    ck.flag("checkpoint.tensors", same, "model.safetensors differs from the weights the reference ran on "
+            f"(names only in one: {sorted(set(saved) ^ set(names))})")
+    strip = lambda c: {k: v for k, v in c.items() if k not in ("architectures", "plm_heads", "plm_backbones")}
+    ck.flag("checkpoint.config", strip(saved_cfg) == strip(cfgs[0]), "config.json differs from the dumped config")
+    extra = [strip(b["config"]) for b in saved_cfg.get("plm_backbones", [])]
+    ck.flag("checkpoint.backbones", extra == [strip(c) for c in cfgs[1:]],
+            "config.json's plm_backbones differ from the dumped backbone configs")
+
+
+def check_heads(ck, meta, d):
+    nb = int(meta["num_backbones"])
+    cfgs = [json.loads(meta["config"])] + [json.loads(meta[f"config{k}"]) for k in range(1, nb)]
+    prefixes = [meta[f"prefix{k}"] for k in range(nb)]
+    heads = json.loads(meta["heads"])
+    names = [k for k in d if k.endswith((".weight", ".bias")) and not k.startswith("grad.")]
+    P = {k: leaf(d[k]) for k in names}
+    total = 0.0
+    outputs = []
+    for r in range(int(meta["num_runs"])):
+        k = int(meta[f"run{r}.backbone"])
+        cfg, prefix = cfgs[k], prefixes[k]
+        arch = cfg["model_type"].removeprefix("plm_")
+        pre = prefix[: prefix.rfind(".") + 1]  # "generator.electra" -> "generator."
+        run = {n[len(f"run{r}."):]: t for n, t in d.items() if n.startswith(f"run{r}.")}
+        causal = meta[f"run{r}.causal"] == "1"
+        if arch == "gpt2":
+            drop = RunDropout(d, r, cfg["resid_pdrop"], cfg["attn_pdrop"])
+            x, pooled = gpt2_backbone(P, cfg, prefix, run["input_ids"], run["attention_mask"], causal, drop)
+            wte = P[f"{prefix}.wte.weight"]
+        else:
+            drop = RunDropout(d, r, cfg["hidden_dropout_prob"], cfg["attention_probs_dropout_prob"])
+            x, pooled = encoder_backbone(P, cfg, prefix, prefixes[0], run["input_ids"], run.get("token_type_ids"),
+                                         run["attention_mask"], causal, drop)
+            wte = P.get(f"{prefix}.embeddings.word_embeddings.weight",
+                        P[f"{prefixes[0]}.embeddings.word_embeddings.weight"])
+        run_loss = 0.0
+        for i, spec in enumerate(heads):
+            if spec["backbone"] != k:
+                continue
+            loss, logits = head_reference(P, cfg, arch, pre, i, spec, x, pooled, wte, run, drop)
+            outputs.append((f"head{i}.loss", d[f"head{i}.loss"], loss.reshape(1)))
+            outputs.append((f"head{i}.logits", d[f"head{i}.logits"], logits))
+            run_loss = run_loss + spec["weight"] * loss
+        outputs.append((f"run{r}.loss", run["loss"], run_loss.reshape(1)))
+        outputs.append((f"run{r}.hidden.final", run["hidden.final"], x))
+        total = total + run_loss
+    total.backward()  # the runs' gradients add up, as plm's passes accumulate into one buffer
+    for name, got, ref in outputs:
+        ck.compare(name, got, ref)
+    check_checkpoint(ck, meta, d, names, cfgs)
+    grads = [k for k in d if k.startswith("grad.")]
+    diff = sorted(set(names) ^ set(g[5:] for g in grads))
+    ck.flag("parameter_set", not diff, f"parameters without a gradient or vice versa: {diff}")
+    qkv_b = ".attention.self.key.bias"
+    for g in grads:
+        name = g[5:]
+        ref = P[name].grad if P[name].grad is not None else torch.zeros_like(P[name])
+        if name.endswith(qkv_b):  # zero in theory (softmax shift invariance): see check_model
+            sib = [P[name.replace(".key.", f".{s}.")].grad for s in ("query", "key", "value")]
+            ck.compare(g, d[g], ref, denom=torch.cat(sib).norm(), note="zero by softmax shift invariance; "
+                       "relative to ||grad of q|k|v bias||")
+        elif name.endswith(".bias") and name[:-4] + "weight" in P and P[name[:-4] + "weight"].grad is not None \
+                and float(ref.norm()) <= 1e-9 * float(P[name[:-4] + "weight"].grad.norm()):
+            # Zero in theory too: QA's start/end gradients sum to zero over the T positions
+            # (softmax), so do qa_outputs.bias's and the last LayerNorm bias's. Measured
+            # against the matching weight's gradient instead of against rounding noise.
+            ck.compare(g, d[g], ref, denom=P[name[:-4] + "weight"].grad.norm(),
+                       note="zero by softmax shift invariance; relative to ||grad of the weight||")
         else:
             ck.compare(g, d[g], ref)
 
@@ -461,12 +665,13 @@ CHECKS = {
     "attention": check_attention,
     "crossentropy": check_crossentropy,
     "model": check_model,
+    "heads": check_heads,
 }
 
 
 def main():
     args = sys.argv[1:]
-    if len(args) != 1:
+    if len(args) not in (1, 2):
         print(__doc__)
         return 2
     ck = Checker()
@@ -479,7 +684,8 @@ def main():
         try:
             meta, d = load_safetensors(path)
             meta["_path"] = path
-            ck.begin(case)
+            meta["_case"] = case
+            ck.begin(case + (f"@{args[1]}" if len(args) == 2 else ""))
             CHECKS[meta["op"]](ck, meta, d)
             ck.end()
         except Exception as e:  # a broken dump is a failure, not a crash
@@ -487,7 +693,7 @@ def main():
             ck.failures += 1
     print("# parity summary (fp32 plm vs float64 torch; worst tensor per case):")
     for case, n, rel, name, maxabs in ck.summary:
-        print(f"#   {case:24s} {n:4d} tensors  worst relerr {rel:.2e} ({name}), maxabs {maxabs:.2e}")
+        print(f"#   {case:32s} {n:4d} tensors  worst relerr {rel:.2e} ({name}), maxabs {maxabs:.2e}")
     return 1 if ck.failures else 0
 
 
