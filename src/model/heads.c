@@ -277,9 +277,12 @@ void head_forward(plm_head *h, plm_backbone *bb, const plm_batch *b, bool want_g
         } else {
             /* GPT-2: score(h at the last real token), no bias */
             for (int r = 0; r < B; r++) {
-                int last = T - 1;
+                /* the last real token: by the mask, else (as HF) the last that is not padding */
+                int last = T - 1, pad = c->pad_token_id;
                 if (b->attention_mask)
                     while (last > 0 && !b->attention_mask[(size_t)r * T + last]) last--;
+                else if (pad >= 0)
+                    while (last > 0 && b->input_ids[(size_t)r * T + last] == pad) last--;
                 h->rows[r] = r * T + last;
             }
             gather(h, hid, C);

@@ -13,9 +13,12 @@
  *              num_labels == 1: regression, mean squared error on seq_targets.
  *   TOKEN_CLS  classifier(dropout(h)) per token; cross-entropy on labels (-100 skipped).
  *   QA         qa_outputs(h) -> start and end logits over T; the mean of the two
- *              cross-entropies (positions outside [0, T) are ignored, as HF's clamp).
- *   RTD        ELECTRA's discriminator: dense_prediction(GELU(dense(h))) -> one logit
- *              per token; binary cross-entropy on labels (0 original, 1 replaced). */
+ *              cross-entropies. A position T (an answer truncated away) is ignored, as
+ *              HF's clamp does; plm also ignores -100 (HF would clamp it to 0).
+ *   RTD        ELECTRA's discriminator: dense_prediction(act(dense(h))) -> one logit
+ *              per token; binary cross-entropy on labels (0 original, 1 replaced) of the
+ *              tokens whose label is not -100 (HF selects them by the attention mask:
+ *              the objective gives padding -100). */
 #ifndef PLM_HEADS_H
 #define PLM_HEADS_H
 
