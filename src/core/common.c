@@ -176,3 +176,15 @@ double plm_now(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+float *plm_thread_scratch(int slot, size_t floats) {
+    static _Thread_local float *buf[8];
+    static _Thread_local size_t cap[8];
+    if (slot < 0 || slot >= 8) plm_die("plm_thread_scratch: slot %d", slot);
+    if (floats > cap[slot]) {
+        free(buf[slot]);
+        buf[slot] = plm_aligned_alloc(floats * sizeof(float));
+        cap[slot] = floats;
+    }
+    return buf[slot];
+}

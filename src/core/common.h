@@ -29,6 +29,12 @@ char *plm_strdup(const char *s);
 /* 64-byte aligned allocation (AVX-512 lines); free with free(). */
 void *plm_aligned_alloc(size_t n);
 
+/* A grow-only scratch buffer of this thread (slot 0..7, 64-byte aligned): a reduction's
+ * partial sums or a thread's attention tiles. Sized by the call that uses it, so it
+ * always fits the team that runs; after the first steps nothing is allocated. The
+ * contents are undefined; slots of one thread must not be used by two callers at once. */
+float *plm_thread_scratch(int slot, size_t floats);
+
 /* Reads a whole file. Returns NULL and sets the error ("path: No such file") on failure.
  * The buffer is NUL-terminated; *len excludes the NUL. */
 char *plm_read_file(const char *path, size_t *len);

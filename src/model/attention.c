@@ -10,10 +10,9 @@
 #include "fastmath.h"
 #include "gemm.h"
 
-/* Each thread allocates its T x T tiles inside the parallel region, so they always
- * match the team that runs (omp_set_num_threads may have been raised since the caller
- * sized its buffers). glibc serves the repeat allocations of one size from its arenas
- * without new page faults; they are small next to the per-head GEMMs. */
+/* Each thread takes its T x T tiles from its own grow-only scratch inside the parallel
+ * region, so they always match the team that runs (omp_set_num_threads may have been
+ * raised since the caller sized its buffers), and a warm step allocates nothing. */
 size_t attention_scratch_floats(int T) {
     (void)T;
     return 0;
@@ -68,13 +67,12 @@ void attention_forward(float *out, float *att, const float *qkv, const uint8_t *
             }
             const float *pd = p;
             if (dropout_p > 0.0f) {
-                if (!tile) tile = plm_aligned_alloc((size_t)T * T * sizeof(float));
+                if (!tile) tile = plm_thread_scratch(2, (size_t)T * T);
                 dropout_tile(tile, p, T, dropout_p, dropout_key, (size_t)bh * T * T);
                 pd = tile;
             }
             plm_sgemm(false, false, T, hs, T, 1.0f, pd, T, v, C3, 0.0f, out + (size_t)b * T * C + h * hs, C);
         }
-        free(tile);
     }
 }
 
@@ -96,7 +94,7 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
             float *dq = dqkv + (size_t)b * T * C3 + h * hs, *dk = dq + C, *dv = dq + 2 * C;
             const float *p = att + (size_t)bh * T * T, *dO = dout + (size_t)b * T * C + h * hs;
             if (!dp) {
-                dp = plm_aligned_alloc(2 * (size_t)T * T * sizeof(float));
+                dp = plm_thread_scratch(3, 2 * (size_t)T * T);
                 tile = dp + (size_t)T * T;
             }
             const float *pd = p;
@@ -117,6 +115,5 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
             plm_sgemm(false, false, T, hs, T, scale, dp, T, k, C3, 0.0f, dq, C3);
             plm_sgemm(true, false, T, hs, T, scale, dp, T, q, C3, 0.0f, dk, C3);
         }
-        free(dp);
     }
 }

@@ -32,7 +32,7 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
  * The rows are cut into a number of chunks that depends on N alone (at most 64, at
  * least 32 rows each); each chunk computes its rows' dx and sums its rows' dweight and
  * dbias terms into its own partial rows, which are then added per channel in chunk
- * order. No buffer depends on the team size (the partials are allocated here), and the
+ * order. No buffer depends on the team size (the partials are this thread's grow-only scratch), and the
  * results have the same bits for any number of threads. */
 #define RED_CHUNKS    64
 #define RED_MIN_ROWS  32
@@ -46,7 +46,7 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
     int K = (N + RED_MIN_ROWS - 1) / RED_MIN_ROWS;
     K = K < RED_CHUNKS ? K : RED_CHUNKS;
     int nblk = (C + RED_COL_BLOCK - 1) / RED_COL_BLOCK;
-    float *part = plm_aligned_alloc((size_t)K * 2 * C * sizeof(float)); /* per chunk: dweight | dbias */
+    float *part = plm_thread_scratch(1, (size_t)K * 2 * C); /* per chunk: dweight | dbias */
 #pragma omp parallel
     {
 #pragma omp for schedule(static)
@@ -94,5 +94,4 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
             }
         }
     }
-    free(part);
 }

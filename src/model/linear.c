@@ -20,7 +20,7 @@ void linear_forward(float *out, const float *inp, const float *weight, const flo
 /* dbias[o] += sum_i dout[i, o]. The rows are cut into a number of chunks that depends
  * on N alone (at most 64, at least 32 rows each): each chunk sums its rows into its own
  * partial row, streaming contiguous memory, then the partials are added per column in
- * chunk order. No buffer depends on the team size (the partials are allocated here), and
+ * chunk order. No buffer depends on the team size (the partials are this thread's grow-only scratch), and
  * the result has the same bits for any number of threads. */
 #define RED_CHUNKS    64
 #define RED_MIN_ROWS  32
@@ -32,7 +32,7 @@ void colsum_accumulate(float *dbias, const float *dout, int N, int OC, float *sc
     int K = (N + RED_MIN_ROWS - 1) / RED_MIN_ROWS;
     K = K < RED_CHUNKS ? K : RED_CHUNKS;
     int nblk = (OC + RED_COL_BLOCK - 1) / RED_COL_BLOCK;
-    float *part = plm_aligned_alloc((size_t)K * OC * sizeof(float));
+    float *part = plm_thread_scratch(0, (size_t)K * OC);
 #pragma omp parallel
     {
 #pragma omp for schedule(static)
@@ -57,7 +57,6 @@ void colsum_accumulate(float *dbias, const float *dout, int N, int OC, float *sc
             for (int c = 0; c < w; c++) dbias[c0 + c] += acc[c];
         }
     }
-    free(part);
 }
 
 void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
