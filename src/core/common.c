@@ -177,14 +177,30 @@ double plm_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Every thread's buffers hang off one global list, so that they stay reachable (and
+ * reusable in size) after an OpenMP team shrinks and its threads exit. */
+typedef struct scratch_node {
+    float *buf[8];
+    size_t cap[8];
+    struct scratch_node *next;
+} scratch_node;
+static scratch_node *scratch_all;
+
 float *plm_thread_scratch(int slot, size_t floats) {
-    static _Thread_local float *buf[8];
-    static _Thread_local size_t cap[8];
+    static _Thread_local scratch_node *mine;
     if (slot < 0 || slot >= 8) plm_die("plm_thread_scratch: slot %d", slot);
-    if (floats > cap[slot]) {
-        free(buf[slot]);
-        buf[slot] = plm_aligned_alloc(floats * sizeof(float));
-        cap[slot] = floats;
+    if (!mine) {
+        mine = plm_calloc(1, sizeof *mine);
+#pragma omp critical(plm_thread_scratch)
+        {
+            mine->next = scratch_all;
+            scratch_all = mine;
+        }
     }
-    return buf[slot];
+    if (floats > mine->cap[slot]) {
+        free(mine->buf[slot]);
+        mine->buf[slot] = plm_aligned_alloc(floats * sizeof(float));
+        mine->cap[slot] = floats;
+    }
+    return mine->buf[slot];
 }
