@@ -29,7 +29,14 @@ all: $(BUILD)/plm $(TESTS)
 demo: $(BUILD)/plm
 	./$(BUILD)/plm demo
 
-check: test asan
+# Both suites run even when the first fails; each leaves its counts in a file and the
+# closing line is the one "N passed, N failed" over both (non-zero exit on any failure;
+# a suite that did not get to count, e.g. a failed build, counts as a failure).
+check:
+	@rm -f $(BUILD)/check-counts build-asan/check-counts
+	-@PLM_COUNTS=$(CURDIR)/$(BUILD)/check-counts PLM_SUITE="normal build" $(MAKE) --no-print-directory test
+	-@PLM_COUNTS=$(CURDIR)/build-asan/check-counts PLM_SUITE="sanitizer build" $(MAKE) --no-print-directory asan
+	@bash scripts/check_summary.sh "normal build=$(BUILD)/check-counts" "sanitizer build=build-asan/check-counts"
 
 $(BUILD)/%.o: %.c $(HEADERS) Makefile
 	@mkdir -p $(dir $@)
@@ -51,12 +58,12 @@ $(BUILD)/bench/plm_step: bench/plm_step.c $(BUILD)/libplm.a $(HEADERS)
 	$(CC) $(CFLAGS) $< $(BUILD)/libplm.a $(LDLIBS) -o $@
 
 test: all
-	BUILD=$(BUILD) bash tests/run.sh
+	BUILD=$(BUILD) bash tests/run.sh $(TEST_FILTER)
 
 asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -march=native -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	    LDLIBS="$(LDLIBS) -fsanitize=address,undefined" all
-	BUILD=build-asan PLM_SANITIZE=1 bash tests/run.sh
+	BUILD=build-asan PLM_SANITIZE=1 bash tests/run.sh $(TEST_FILTER)
 
 bench: all $(BUILD)/bench/plm_step
 	bash bench/run.sh

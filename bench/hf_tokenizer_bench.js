@@ -4,7 +4,7 @@
 'use strict';
 const fs = require('fs');
 const path = require('path');
-const TOK = process.env.PLM_TOKENIZERS_DIR || '/work/shared/data/tokenizers';
+const TOK = process.env.PLM_TOKENIZERS_DIR || path.join(__dirname, '../../shared/data/tokenizers');
 (async () => {
   const [kind, ...files] = process.argv.slice(2);
   const lines = [];

@@ -6,7 +6,7 @@
 # vocab/merges comparison. Not a test: prints a table.
 set -u
 cd "$(dirname "$0")/.."
-DATA=${PLM_DATA:-/work/shared/data}
+DATA=${PLM_DATA:-../shared/data}
 TOK=$DATA/tokenizers
 BUILD=${BUILD:-build}
 mkdir -p "$BUILD/bench"

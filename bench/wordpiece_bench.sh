@@ -5,7 +5,6 @@ set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 DATA=${PLM_DATA:-../shared/data}
-[[ -d $DATA ]] || DATA=/work/shared/data
 VOCAB=$DATA/tokenizers/bert-base-uncased-vocab.txt
 make -s "$BUILD/libplm.a"
 cc -O3 -march=native -std=c17 -Wall -Wextra -Werror -fopenmp -D_GNU_SOURCE -Isrc bench/wordpiece_bench.c \

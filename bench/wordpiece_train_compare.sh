@@ -8,7 +8,6 @@ set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 DATA=${PLM_DATA:-../shared/data}
-[[ -d $DATA ]] || DATA=/work/shared/data
 OUT=${OUT:-$BUILD/wp-train-compare}
 mkdir -p "$OUT"
 make -s "$BUILD/tests/wordpiece_tool"

@@ -97,5 +97,10 @@ cmp -s "$t/g2" "$t/g3" && pass generate_greedy_deterministic || fail generate_gr
 "$PLM" fill-mask --model "$t/bert" --text "Alice was [MASK] tired." --top-k 3 >"$t/f" 2>"$t/err" \
     && [[ $(grep -c '%' "$t/f") -eq 3 ]] && pass fill_mask || fail fill_mask "$(cat "$t/err" "$t/f")"
 expect fill_mask_no_mask 3 'no \[MASK\] token' -- "$PLM" fill-mask --model "$t/bert" --text "no mask here"
+# each command on the wrong kind of model: one clear line, exit 3 (bad input), no output
+expect generate_on_encoder 3 'is_decoder is false.*generate needs a causal model' -- "$PLM" generate --model "$t/bert" --prompt "Alice was"
+[[ ! -s $t/out && $(wc -l <"$t/err") -eq 1 ]] && pass generate_on_encoder_quiet || fail generate_on_encoder_quiet "stdout: $(head -c 200 "$t/out")"
+expect fill_mask_on_decoder 3 'is_decoder is true.*fill-mask needs a bidirectional' -- "$PLM" fill-mask --model "$t/full" --text "Alice was [MASK] tired."
+[[ ! -s $t/out && $(wc -l <"$t/err") -eq 1 ]] && pass fill_mask_on_decoder_quiet || fail fill_mask_on_decoder_quiet "stdout: $(head -c 200 "$t/out")"
 "$PLM" eval --model "$t/bert" --data "$t/b.txt" --seq-len 32 >"$t/e" 2>"$t/err" && grep -q '"masked_accuracy"' "$t/e" \
     && pass eval_mlm || fail eval_mlm "$(cat "$t/err")"

@@ -11,7 +11,11 @@ BUILD=${BUILD:-build}
 PY=/usr/bin/python3 # not the pyenv python on PATH: python3-torch lives in Debian's
 bin=$BUILD/tests/test_parity_dump
 if ! "$PY" -c 'import torch' >/dev/null 2>&1; then
-    echo "FAIL parity: python3-torch missing (run scripts/setup.sh)"
+    if [[ ${PLM_ALLOW_MISSING_REFS:-} == 1 ]]; then
+        echo "SKIP parity: python3-torch missing (run scripts/setup.sh) (PLM_ALLOW_MISSING_REFS=1)"
+        exit 0
+    fi
+    echo "FAIL parity: python3-torch missing (run scripts/setup.sh); set PLM_ALLOW_MISSING_REFS=1 to skip on purpose"
     exit 1
 fi
 if [[ ! -x $bin ]]; then

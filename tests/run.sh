@@ -2,6 +2,9 @@
 # Runs every test: the C test binaries in $BUILD/tests and the scripts tests/*.sh.
 # Each prints "PASS name" / "FAIL name: why" lines; this counts them and closes with
 # "N passed, N failed". A test that dies without printing FAIL counts as one failure.
+# With PLM_COUNTS=FILE (make check, which runs two suites) the counts go to FILE and the
+# closing line names the suite instead ("normal build: 681 passed / 0 failed"), so the
+# one "N passed, N failed" line of make check is its total over both suites.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -23,8 +26,9 @@ run_one() {
     "$@" >"$log" 2>&1
     local rc=$?
     local p f
-    p=$(grep -c '^PASS ' "$log")
-    f=$(grep -c '^FAIL ' "$log")
+    # -a: a log with stray binary bytes (generated text) is still read as text
+    p=$(grep -ac '^PASS ' "$log")
+    f=$(grep -ac '^FAIL ' "$log")
     if ((rc != 0 && f == 0)); then
         f=1
         echo "FAIL $name: exited with status $rc" >>"$log"
@@ -33,7 +37,7 @@ run_one() {
     fail=$((fail + f))
     printf '%-28s %4d passed %3d failed  (%ds)\n' "$name" "$p" "$f" $((SECONDS - t0))
     if ((f > 0)); then
-        grep '^FAIL ' "$log" | head -20 | sed 's/^/    /'
+        grep -a '^FAIL ' "$log" | head -20 | sed 's/^/    /'
         tail -5 "$log" | sed 's/^/    | /'
     fi
 }
@@ -45,5 +49,10 @@ for s in tests/*.sh; do
     [[ $(basename "$s") == run.sh ]] && continue
     run_one "$(basename "$s" .sh)" bash "$s"
 done
-echo "$pass passed, $fail failed"
+if [[ -n ${PLM_COUNTS:-} ]]; then
+    echo "${PLM_SUITE:-$BUILD}: $pass passed / $fail failed"
+    echo "$pass $fail" >"$PLM_COUNTS"
+else
+    echo "$pass passed, $fail failed"
+fi
 ((fail == 0))

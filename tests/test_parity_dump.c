@@ -366,10 +366,14 @@ static void case_residual(const char *name, float p) {
     size_t n = 3 * 13 * 24;
     uint64_t key = 0xabc123;
     dump_begin(name, "residual");
-    float *res = frand(n, 1.0f), *x = frand(n, 1.0f), *out = fnan(n), *dout = frand(n, 1.0f), *dx = fnan(n);
+    float *res = frand(n, 1.0f), *x = frand(n, 1.0f), *out = fnan(n), *dout = frand(n, 1.0f);
     residual_dropout_forward(out, res, x, n, p, key);
-    /* backward of out = res + drop(x): dres = dout, dx = drop(dout) */
-    dropout_backward(dx, dout, n, p, key);
+    /* Backward of out = res + drop(x) as model.c runs it: the upstream gradient buffer
+     * g stays in place as dres (identity path) while dropout_backward writes dx into its
+     * own buffer (p == 0: dx is g itself). The dumped grad.res is g after that, so a
+     * backward that clobbered the residual gradient would show. */
+    float *g = fcopy(dout, n), *dx = g;
+    if (p > 0.0f) dropout_backward(dx = fnan(n), g, n, p, key);
     check_written(name, "out", out, n), check_written(name, "grad_x", dx, n);
     /* aliasing: out may be res or x */
     float *a = fcopy(res, n), *bx = fcopy(x, n), *ref = fnan(n);
@@ -384,7 +388,7 @@ static void case_residual(const char *name, float p) {
     meta("p", "%.9g", p);
     put_f32("res", res, 1, (int)n), put_f32("x", x, 1, (int)n), put_f32("out", out, 1, (int)n);
     put_f32("mask", drop_mask(n, p, key, 0), 1, (int)n);
-    put_f32("dout", dout, 1, (int)n), put_f32("grad.res", dout, 1, (int)n), put_f32("grad.x", dx, 1, (int)n);
+    put_f32("dout", dout, 1, (int)n), put_f32("grad.res", g, 1, (int)n), put_f32("grad.x", dx, 1, (int)n);
     dump_end();
 }
 

@@ -5,8 +5,12 @@ set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 PLM=$BUILD/plm
-DATA=${PLM_DATA:-/work/shared/data}
-if [[ ! -x $PLM ]]; then echo "SKIP tokenizer_cli: $PLM not built"; exit 0; fi
+DATA=${PLM_DATA:-../shared/data}
+if [[ ! -x $PLM ]]; then echo "FAIL tokenizer_cli: $PLM not built (run make)"; exit 1; fi
+if [[ ! -f $DATA/tinyshakespeare/input.txt || ! -f $DATA/moby-dick/data.txt ]]; then
+    echo "FAIL tokenizer_cli: datasets missing under $DATA (\$PLM_DATA, default ../shared/data)"
+    exit 1
+fi
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 ok() { if eval "$2"; then echo "PASS $1"; else echo "FAIL $1: $3"; fi; }

@@ -4,16 +4,24 @@
 # of the pretraining corpus, GLUE, CoNLL-2003 and SQuAD text, plus a generated stress
 # set. GPT-2: ids and byte offsets must equal HF's on every line, and js-tiktoken's ids
 # too; BERT-uncased: ids and offsets equal HF's. Also decode(encode(x)) == x for GPT-2.
-# Prints PASS/FAIL lines; prints only a SKIP line when node_modules is absent.
+# Prints PASS/FAIL lines. A missing reference (node, node_modules) or dataset FAILs;
+# PLM_ALLOW_MISSING_REFS=1 turns a missing reference into a SKIP line.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-DATA=${PLM_DATA:-$(cd .. && pwd)/shared/data}
-[[ -d $DATA ]] || DATA=/work/shared/data
+DATA=${PLM_DATA:-../shared/data}
 TOK=$DATA/tokenizers
-if [[ ! -d node_modules/tokenizers || ! -d node_modules/js-tiktoken ]]; then
-    echo "SKIP tokenizer_conformance: node_modules absent (run npm install)"
-    exit 0
+if [[ ! -d node_modules/tokenizers || ! -d node_modules/js-tiktoken ]] || ! command -v node >/dev/null; then
+    if [[ ${PLM_ALLOW_MISSING_REFS:-} == 1 ]]; then
+        echo "SKIP tokenizer_conformance: node or node_modules/{tokenizers,js-tiktoken} absent (run npm install) (PLM_ALLOW_MISSING_REFS=1)"
+        exit 0
+    fi
+    echo "FAIL tokenizer_conformance: node or node_modules/{tokenizers,js-tiktoken} absent (run npm install); set PLM_ALLOW_MISSING_REFS=1 to skip on purpose"
+    exit 1
+fi
+if [[ ! -d $DATA/tokenizers ]]; then
+    echo "FAIL tokenizer_conformance: $DATA/tokenizers missing (datasets: \$PLM_DATA, default ../shared/data)"
+    exit 1
 fi
 if [[ -n ${PLM_SANITIZE:-} ]]; then
     echo "SKIP tokenizer_conformance: not run under the sanitizer build (too slow)"

@@ -6,17 +6,21 @@
 # HF's on every code point; decode and [CLS] A [SEP] B [SEP] model inputs (truncation,
 # padding, masks) must be HF's; a plm-trained tokenizer.json must encode the same in HF, and
 # plm's trainer must compress held-out text within 0.5% of HF's WordPieceTrainer.
-# Prints PASS/FAIL lines; SKIP when node_modules is absent.
+# Prints PASS/FAIL lines. A missing reference (node, node_modules) or dataset FAILs;
+# PLM_ALLOW_MISSING_REFS=1 turns a missing reference into a SKIP line.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 DATA=${PLM_DATA:-../shared/data}
-[[ -d $DATA ]] || DATA=/work/shared/data
 VOCAB=$DATA/tokenizers/bert-base-uncased-vocab.txt
 TOOL=$BUILD/tests/wordpiece_tool
 if [[ ! -d node_modules/tokenizers ]] || ! command -v node >/dev/null; then
-    echo "SKIP tokenizer_conformance_bert: node_modules/tokenizers absent (run npm install)"
-    exit 0
+    if [[ ${PLM_ALLOW_MISSING_REFS:-} == 1 ]]; then
+        echo "SKIP tokenizer_conformance_bert: node or node_modules/tokenizers absent (run npm install) (PLM_ALLOW_MISSING_REFS=1)"
+        exit 0
+    fi
+    echo "FAIL tokenizer_conformance_bert: node or node_modules/tokenizers absent (run npm install); set PLM_ALLOW_MISSING_REFS=1 to skip on purpose"
+    exit 1
 fi
 if [[ ! -x $TOOL || ! -f $VOCAB ]]; then
     echo "FAIL tokenizer_conformance_bert: missing $TOOL or $VOCAB"

@@ -3,15 +3,23 @@
 # (npm, the model's default trainer: vocab 30000, byte-level pre-tokenizer) on
 # tinyshakespeare + moby-dick: vocabulary and merges must be identical, and plm must
 # load HF's file and give the same ids. The full-corpus comparison is in bench/.
-# Prints only a SKIP line when node_modules is absent.
+# A missing reference (node, node_modules) or dataset FAILs; PLM_ALLOW_MISSING_REFS=1
+# turns a missing reference into a SKIP line.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-DATA=${PLM_DATA:-$(cd .. && pwd)/shared/data}
-[[ -d $DATA ]] || DATA=/work/shared/data
-if [[ ! -d node_modules/tokenizers ]]; then
-    echo "SKIP tokenizer_train_conformance: node_modules absent (run npm install)"
-    exit 0
+DATA=${PLM_DATA:-../shared/data}
+if [[ ! -d node_modules/tokenizers ]] || ! command -v node >/dev/null; then
+    if [[ ${PLM_ALLOW_MISSING_REFS:-} == 1 ]]; then
+        echo "SKIP tokenizer_train_conformance: node or node_modules/tokenizers absent (run npm install) (PLM_ALLOW_MISSING_REFS=1)"
+        exit 0
+    fi
+    echo "FAIL tokenizer_train_conformance: node or node_modules/tokenizers absent (run npm install); set PLM_ALLOW_MISSING_REFS=1 to skip on purpose"
+    exit 1
+fi
+if [[ ! -f $DATA/tinyshakespeare/input.txt || ! -f $DATA/moby-dick/data.txt ]]; then
+    echo "FAIL tokenizer_train_conformance: datasets missing under $DATA (\$PLM_DATA, default ../shared/data)"
+    exit 1
 fi
 if [[ -n ${PLM_SANITIZE:-} ]]; then
     echo "SKIP tokenizer_train_conformance: not run under the sanitizer build"

@@ -139,6 +139,16 @@ int cmd_generate(int argc, char **argv) {
     plm_model *m;
     plm_tokenizer *tok;
     if ((rc = cli_load_model(model_dir, &m, &tok)) != 0) return cli_fail("generate", rc);
+    if (!m->config.is_decoder) {
+        /* A bidirectional encoder never learned next-token prediction: its "continuation"
+         * is noise. The model directory is the wrong input for this command. */
+        plm_error("%s/config.json: is_decoder is false (a bidirectional MLM encoder); generate needs a causal "
+                  "model, use plm fill-mask with this one",
+                  model_dir);
+        plm_model_free(m);
+        plm_tokenizer_free(tok);
+        return cli_fail("generate", PLM_EXIT_INPUT);
+    }
     s.eos_token_id = plm_tokenizer_special(tok, PLM_SPECIAL_EOS);
     plm_encoding e;
     plm_encoding_init(&e);
@@ -216,6 +226,16 @@ int cmd_fill_mask(int argc, char **argv) {
     if ((rc = cli_load_model(model_dir, &m, &tok)) != 0) {
         args_list_free(&texts);
         return cli_fail("fill-mask", rc);
+    }
+    if (m->config.is_decoder) {
+        /* A causal model never sees the tokens after a mask, so it cannot fill one. */
+        plm_error("%s/config.json: is_decoder is true (a causal model); fill-mask needs a bidirectional MLM "
+                  "encoder, use plm generate with this one",
+                  model_dir);
+        plm_model_free(m);
+        plm_tokenizer_free(tok);
+        args_list_free(&texts);
+        return cli_fail("fill-mask", PLM_EXIT_INPUT);
     }
     int mask = plm_tokenizer_special(tok, PLM_SPECIAL_MASK), cls = plm_tokenizer_special(tok, PLM_SPECIAL_CLS),
         sep = plm_tokenizer_special(tok, PLM_SPECIAL_SEP), V = m->config.vocab_size;

@@ -492,6 +492,9 @@ plm_tokenizer *plm_tokenizer_train_bpe(const char *const *files, int nfiles, con
     free(W.len);
     free(W.count);
     plm_tokenizer_map_special_roles(t);
+    /* The mask takes the space before it, as RoBERTa's <mask> (lstrip): in training a
+     * masked word "Ġcat" became one [MASK]; "The [MASK] of" must not add a lone "Ġ". */
+    plm_tokenizer_set_added_strip(t, t->special[PLM_SPECIAL_MASK], true, false);
     if (plm_bpe_finish(t) != 0) {
         plm_tokenizer_free(t);
         return NULL;

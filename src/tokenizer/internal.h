@@ -39,6 +39,10 @@ int plm_vocab_put(plm_vocab *v, int32_t id, const char *s, size_t len);
 typedef struct {
     int32_t id;
     bool special; /* dropped by decode(skip_special) */
+    /* HF AddedToken.lstrip / rstrip: the token also takes the whitespace run before /
+     * after it, so no stray space token is left beside it (RoBERTa's <mask>: "a <mask>"
+     * must look like the masked word "Ġword" did in training). */
+    bool lstrip, rstrip;
 } plm_added_token;
 
 struct plm_bpe; /* bpe.h */
@@ -71,6 +75,8 @@ struct plm_tokenizer {
 plm_tokenizer *plm_tokenizer_new(plm_tok_kind kind);
 /* Registers id as an added token (HF added_tokens entry). */
 void plm_tokenizer_add_added(plm_tokenizer *t, int32_t id, bool special);
+/* Sets lstrip / rstrip of the added token id (no-op if id is not an added token). */
+void plm_tokenizer_set_added_strip(plm_tokenizer *t, int32_t id, bool lstrip, bool rstrip);
 /* Maps roles to ids by the conventional names, for roles still unset:
  * <|endoftext|> -> bos, eos; [PAD] pad; [UNK] unk; [CLS] cls; [SEP] sep; [MASK] mask;
  * also <pad>, <unk>, <s>/</s> (bos/eos), <mask>. Called by every loader and trainer. */

@@ -135,8 +135,17 @@ void plm_tokenizer_add_added(plm_tokenizer *t, int32_t id, bool special) {
         t->cap_added = t->cap_added ? t->cap_added * 2 : 16;
         t->added = plm_realloc(t->added, (size_t)t->cap_added * sizeof *t->added);
     }
-    t->added[t->n_added++] = (plm_added_token){id, special};
+    t->added[t->n_added++] = (plm_added_token){.id = id, .special = special};
     t->added_first[(uint8_t)t->vocab.tok[id][0]] = 1;
+}
+
+void plm_tokenizer_set_added_strip(plm_tokenizer *t, int32_t id, bool lstrip, bool rstrip) {
+    for (int i = 0; i < t->n_added; i++) {
+        if (t->added[i].id == id) {
+            t->added[i].lstrip = lstrip;
+            t->added[i].rstrip = rstrip;
+        }
+    }
 }
 
 void plm_tokenizer_map_special_roles(plm_tokenizer *t) {
@@ -273,20 +282,51 @@ static void push_special(plm_encoding *e, int32_t id, int32_t type_id, bool pad)
     e->seq_ids[i] = -1;
 }
 
-/* Longest added token matching at s[i..], or -1. */
-static int32_t match_added(const plm_tokenizer *t, const char *s, size_t len, size_t i, size_t *mlen) {
-    int32_t best = -1;
+/* Index in t->added of the longest added token matching at s[i..], or -1. */
+static int match_added(const plm_tokenizer *t, const char *s, size_t len, size_t i, size_t *mlen) {
+    int best = -1;
     size_t bl = 0;
     for (int k = 0; k < t->n_added; k++) {
         int32_t id = t->added[k].id;
         size_t n = (size_t)t->vocab.len[id];
         if (n > bl && n <= len - i && memcmp(s + i, t->vocab.tok[id], n) == 0) {
-            best = id;
+            best = k;
             bl = n;
         }
     }
     *mlen = bl;
     return best;
+}
+
+/* Length in bytes of the Unicode White_Space char at s[0..n) (Rust's char::is_whitespace,
+ * which HF's lstrip/rstrip use), 0 if s does not start with one. Invalid UTF-8 is not
+ * whitespace. */
+static size_t space_len(const char *s, size_t n) {
+    const uint8_t *p = (const uint8_t *)s;
+    if (n == 0) return 0;
+    if (p[0] == ' ' || (p[0] >= '\t' && p[0] <= '\r')) return 1;
+    if (n >= 2 && p[0] == 0xC2 && (p[1] == 0x85 || p[1] == 0xA0)) return 2; /* U+0085, U+00A0 */
+    if (n < 3) return 0;
+    uint32_t cp = (uint32_t)(p[0] & 0x0F) << 12 | (uint32_t)(p[1] & 0x3F) << 6 | (p[2] & 0x3F);
+    if ((p[0] & 0xF0) != 0xE0 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80) return 0;
+    bool ws = cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
+              cp == 0x205F || cp == 0x3000;
+    return ws ? 3 : 0;
+}
+
+/* Start of the whitespace run that ends at s[end] within s[from..end): HF's lstrip. */
+static size_t space_run_before(const char *s, size_t from, size_t end) {
+    size_t run = from; /* just after the last non-space char seen */
+    for (size_t i = from; i < end;) {
+        size_t w = space_len(s + i, end - i);
+        if (w) {
+            i += w;
+        } else {
+            i++;
+            run = i;
+        }
+    }
+    return run;
 }
 
 static int encode_segment(const plm_tokenizer *t, const char *s, size_t len, int32_t base, int32_t *word,
@@ -304,16 +344,22 @@ int plm_tokenizer_encode(const plm_tokenizer *t, const char *text, size_t len, p
     int32_t word = 0;
     size_t seg = 0;
     if (t->n_added > 0) {
-        /* Added tokens split the text first (leftmost-longest), as HF's AddedVocabulary. */
+        /* Added tokens split the text first (leftmost-longest), as HF's AddedVocabulary;
+         * an lstrip/rstrip token's span (and offsets) also covers the whitespace beside
+         * it, but never reaches back into the previous added token. */
         for (size_t i = 0; i < len; i++) {
             if (!t->added_first[(uint8_t)text[i]]) continue;
             size_t ml;
-            int32_t id = match_added(t, text, len, i, &ml);
-            if (id < 0) continue;
-            if (encode_segment(t, text + seg, i - seg, (int32_t)seg, &word, out) != 0) return -1;
-            plm_encoding_push(out, id, (int32_t)i, (int32_t)(i + ml), word++);
-            i += ml - 1;
-            seg = i + 1;
+            int k = match_added(t, text, len, i, &ml);
+            if (k < 0) continue;
+            size_t start = i, stop = i + ml, w;
+            if (t->added[k].lstrip) start = space_run_before(text, seg, i);
+            if (t->added[k].rstrip)
+                while ((w = space_len(text + stop, len - stop)) > 0) stop += w;
+            if (encode_segment(t, text + seg, start - seg, (int32_t)seg, &word, out) != 0) return -1;
+            plm_encoding_push(out, t->added[k].id, (int32_t)start, (int32_t)stop, word++);
+            i = stop - 1;
+            seg = stop;
         }
     }
     return encode_segment(t, text + seg, len - seg, (int32_t)seg, &word, out);

@@ -112,7 +112,9 @@ int plm_tokenizer_encode_full(const plm_tokenizer *t, const char *a, size_t alen
                               const plm_encode_opts *o, plm_encoding *out);
 
 /* Decodes ids back to text (malloc'ed, NUL-terminated, *len set). Byte-level BPE is
- * exact: decode(encode(x)) == x for every byte string. skip_special drops special tokens.
+ * exact: decode(encode(x)) == x for every byte string, except the whitespace an
+ * lstrip/rstrip added token absorbed (as HF: a trained tokenizer's mask token takes the
+ * space before it). skip_special drops special tokens.
  * WordPiece joins "##" continuations, as HF's WordPiece decoder. */
 char *plm_tokenizer_decode(const plm_tokenizer *t, const int32_t *ids, int n, bool skip_special, size_t *len);
 

@@ -114,10 +114,13 @@ static int read_added(plm_tokenizer *t, const char *path, const cJSON *added) {
     for (const cJSON *a = added->child; a; a = a->next, k++) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(a, "content");
-        bool special;
+        bool special, lstrip, rstrip;
         if (!cJSON_IsNumber(id) || !valid_id(id->valuedouble) || !cJSON_IsString(content) || !content->valuestring[0] ||
-            get_bool(a, "special", false, &special) != 0) {
-            plm_error("%s: added_tokens[%d]: needs an integer id, a non-empty content and a boolean special", path, k);
+            get_bool(a, "special", false, &special) != 0 || get_bool(a, "lstrip", false, &lstrip) != 0 ||
+            get_bool(a, "rstrip", false, &rstrip) != 0) {
+            plm_error("%s: added_tokens[%d]: needs an integer id, a non-empty content and booleans special, lstrip, "
+                      "rstrip",
+                      path, k);
             return -1;
         }
         int32_t i = (int32_t)id->valuedouble;
@@ -131,6 +134,7 @@ static int read_added(plm_tokenizer *t, const char *path, const cJSON *added) {
             }
         }
         plm_tokenizer_add_added(t, i, special);
+        plm_tokenizer_set_added_strip(t, i, lstrip, rstrip);
     }
     return 0;
 }
@@ -343,8 +347,8 @@ int plm_tokenizer_save(const plm_tokenizer *t, const char *path) {
         cJSON_AddNumberToObject(a, "id", t->added[i].id);
         cJSON_AddStringToObject(a, "content", t->vocab.tok[t->added[i].id]);
         cJSON_AddBoolToObject(a, "single_word", false);
-        cJSON_AddBoolToObject(a, "lstrip", false);
-        cJSON_AddBoolToObject(a, "rstrip", false);
+        cJSON_AddBoolToObject(a, "lstrip", t->added[i].lstrip);
+        cJSON_AddBoolToObject(a, "rstrip", t->added[i].rstrip);
         cJSON_AddBoolToObject(a, "normalized", false);
         cJSON_AddBoolToObject(a, "special", t->added[i].special);
         cJSON_AddItemToArray(added, a);

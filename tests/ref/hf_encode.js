@@ -2,7 +2,9 @@
 // the given files (split on "\n" only, as tests/tok_tool.c) with HF tokenizers (npm,
 // the Rust library) or js-tiktoken, printing one line of ids (or id:start:end with
 // UTF-8 byte offsets) per input line.
-// Usage: node hf_encode.js (gpt2|bert|tiktoken) (ids|offsets) FILE...
+// Usage: node hf_encode.js (gpt2|bert|tiktoken|json:TOKENIZER.json) (ids|offsets) FILE...
+// With HF_ENCODE_PER_LINE=1 each line is one encode call (no "\n" separator token):
+// needed when an added token has rstrip, which would swallow the separator.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -76,13 +78,14 @@ async function main() {
   // pre-tokenizing, so each line is still encoded on its own, exactly as when encoded
   // alone; only the per-call overhead goes away. Offsets are code point indices into
   // the chunk (checked by tests), converted here to UTF-8 byte offsets into the line.
-  t.addSpecialTokens(['\n']);
-  const SEP = t.tokenToId('\n');
+  const perLine = process.env.HF_ENCODE_PER_LINE === '1';
+  if (!perLine) t.addSpecialTokens(['\n']);
+  const SEP = perLine ? -1 : t.tokenToId('\n');
   for (const f of files) {
     const lines = readLines(f);
     for (let i = 0; i < lines.length;) {
       let j = i, size = 0;
-      while (j < lines.length && (j === i || size + lines[j].length < 1000000)) size += lines[j++].length + 1;
+      while (j < lines.length && (j === i || (!perLine && size + lines[j].length < 1000000))) size += lines[j++].length + 1;
       const batch = lines.slice(i, j);
       const enc = await t.encode(batch.join('\n'), null, {addSpecialTokens: false});
       const ids = enc.getIds();

@@ -196,6 +196,7 @@ def check_residual(ck, meta, d):
     out = res + (x * d["mask"] / (1.0 - p) if p > 0 else x)
     (out * d["dout"]).sum().backward()
     ck.compare("out", d["out"], out)
+    # plm's gradients (from its backward, not the dumped dout) against autograd's
     ck.compare("grad.res", d["grad.res"], res.grad)
     ck.compare("grad.x", d["grad.x"], x.grad)
 
