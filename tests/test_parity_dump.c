@@ -275,8 +275,7 @@ static void case_layernorm(const char *name, bool accumulate) {
     if (accumulate)
         put_f32("init.grad.inp", dinp, 2, N, C), put_f32("init.grad.weight", dw, 1, C),
             put_f32("init.grad.bias", db, 1, C);
-    float *scratch = fnan((size_t)omp_get_max_threads() * 2 * C);
-    layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C, accumulate, scratch);
+    layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C, accumulate);
     check_written(name, "out", out, (size_t)N * C);
     check_written(name, "mean", mean, N), check_written(name, "rstd", rstd, N);
     check_written(name, "grad_inp", dinp, (size_t)N * C);
@@ -308,8 +307,7 @@ static void case_linear(const char *name, bool with_bias, bool accumulate) {
         put_f32("init.grad.inp", dinp, 2, N, C), put_f32("init.grad.weight", dw, 2, OC, C);
         if (with_bias) put_f32("init.grad.bias", db, 1, OC);
     }
-    float *scratch = fnan((size_t)omp_get_max_threads() * OC);
-    linear_backward(dinp, dw, db, dout, inp, w, N, C, OC, accumulate, scratch);
+    linear_backward(dinp, dw, db, dout, inp, w, N, C, OC, accumulate);
     check_written(name, "out", out, (size_t)N * OC);
     check_written(name, "grad_inp", dinp, (size_t)N * C);
     meta("N", "%d", N), meta("C", "%d", C), meta("OC", "%d", OC), meta("accumulate", "%d", accumulate);
@@ -448,7 +446,7 @@ static void dropout_statistics(void) {
 }
 
 typedef struct {
-    float *out, *att, *qkv, *dout, *scratch;
+    float *out, *att, *qkv, *dout;
     const uint8_t *mask;
     int B, T, C, NH;
     bool causal;
@@ -456,7 +454,7 @@ typedef struct {
 
 static double attn_objective(void *p) {
     attn_ctx *c = p;
-    attention_forward(c->out, c->att, c->qkv, c->mask, c->B, c->T, c->C, c->NH, c->causal, 0.0f, 0, c->scratch);
+    attention_forward(c->out, c->att, c->qkv, c->mask, c->B, c->T, c->C, c->NH, c->causal, 0.0f, 0);
     return dot(c->out, c->dout, (size_t)c->B * c->T * c->C);
 }
 
@@ -475,9 +473,8 @@ static void case_attention(const char *name, bool causal, bool padded, float p) 
             for (int t = 0; t < T; t++) mask[b * T + t] = t < lens[b];
     }
     for (int i = 0; i < B * T; i++) mask32[i] = mask ? mask[i] : 1;
-    float *scratch = fnan(attention_scratch_floats(T));
-    attention_forward(out, att, qkv, mask, B, T, C, NH, causal, p, key, scratch);
-    attention_backward(dqkv, dout, qkv, att, B, T, C, NH, p, key, scratch);
+    attention_forward(out, att, qkv, mask, B, T, C, NH, causal, p, key);
+    attention_backward(dqkv, dout, qkv, att, B, T, C, NH, p, key);
     check_written(name, "out", out, no), check_written(name, "att", att, na);
     check_written(name, "grad_qkv", dqkv, nq);
     /* probabilities: rows sum to 1, zero on every masked key */
@@ -504,7 +501,7 @@ static void case_attention(const char *name, bool causal, bool padded, float p) 
     put_f32("grad.qkv", dqkv, 3, B, T, 3 * C);
     if (verbose && p == 0.0f) {
         float *g = fcopy(dqkv, nq);
-        attn_ctx ctx = {fnan(no), fnan(na), qkv, dout, scratch, mask, B, T, C, NH, causal};
+        attn_ctx ctx = {fnan(no), fnan(na), qkv, dout, mask, B, T, C, NH, causal};
         fd_check(name, attn_objective, &ctx, qkv, g, nq, 40, 1e-2f, 2e-2);
     }
     dump_end();

@@ -13,11 +13,6 @@
 /* Each thread takes its T x T tiles from its own grow-only scratch inside the parallel
  * region, so they always match the team that runs (omp_set_num_threads may have been
  * raised since the caller sized its buffers), and a warm step allocates nothing. */
-size_t attention_scratch_floats(int T) {
-    (void)T;
-    return 0;
-}
-
 /* Dropout on one T x T probability tile: dst = src * mask / (1 - p). The element index
  * is global over [B, NH, T, T] so the mask is the same in forward and backward. */
 static void dropout_tile(float *dst, const float *src, int T, float p, uint64_t key, size_t base) {
@@ -26,10 +21,9 @@ static void dropout_tile(float *dst, const float *src, int T, float p, uint64_t 
 }
 
 void attention_forward(float *out, float *att, const float *qkv, const uint8_t *attn_mask, int B, int T, int C, int NH,
-                       bool causal, float dropout_p, uint64_t dropout_key, float *scratch) {
+                       bool causal, float dropout_p, uint64_t dropout_key) {
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
-    (void)scratch;
 #pragma omp parallel
     {
         float *tile = NULL; /* this thread's dropout tile, T x T */
@@ -80,10 +74,9 @@ void attention_forward(float *out, float *att, const float *qkv, const uint8_t *
  *   dV = Pd^T dO,  dPd = dO V^T,  dP = dropout(dPd),
  *   dS = P * (dP - rowsum(dP * P)),  dQ = dS K / sqrt(hs),  dK = dS^T Q / sqrt(hs). */
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, int B, int T, int C, int NH,
-                        float dropout_p, uint64_t dropout_key, float *scratch) {
+                        float dropout_p, uint64_t dropout_key) {
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
-    (void)scratch;
 #pragma omp parallel
     {
         float *dp = NULL, *tile = NULL; /* this thread's dP / dS tile and dropout tile */

@@ -11,16 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Scratch floats attention needs from the caller: none. Its per-thread T x T tiles are
- * allocated per call for the team that runs; scratch arguments are unused, may be NULL. */
-size_t attention_scratch_floats(int T);
-
 /* attn_mask: [B, T] with 1 = real token, 0 = padding; NULL means no padding. */
 void attention_forward(float *out, float *att, const float *qkv, const uint8_t *attn_mask, int B, int T, int C, int NH,
-                       bool causal, float dropout_p, uint64_t dropout_key, float *scratch);
+                       bool causal, float dropout_p, uint64_t dropout_key);
 
 /* dqkv = gradient w.r.t. qkv (overwritten) from dout = gradient w.r.t. out. */
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, int B, int T, int C, int NH,
-                        float dropout_p, uint64_t dropout_key, float *scratch);
+                        float dropout_p, uint64_t dropout_key);
 
 #endif

@@ -2,7 +2,6 @@
 #include "backbone.h"
 
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,12 +35,8 @@ int backbone_reserve(plm_backbone *bb, int B, int T) {
     size_t per_layer = N * C * 5 + N * 3 * C + NH * N * T + N * I * 2 + 4 * N;
     size_t emb = N * E * 3 + 2 * N + N * C;
     size_t total = emb + per_layer * L + N * C + 2 * N + (size_t)B * C * 3 + N * C * 6 + N * 3 * C + N * I + 2 * N * E;
-    int nt = omp_get_max_threads();
-    size_t sc = attention_scratch_floats(T);
-    size_t red = (size_t)nt * PLM_MAX(PLM_MAX(2 * C, 3 * C), PLM_MAX(I, 2 * E));
-    bb->scratch_floats = PLM_MAX(sc, red);
     size_t views = 16 + 13 * L + 16;
-    total += bb->scratch_floats + 16 * views; /* each view is rounded up to 16 floats */
+    total += 16 * views; /* each view is rounded up to 16 floats */
     float *p = plm_aligned_alloc(total * sizeof(float));
     memset(p, 0, total * sizeof(float));
     bb->act_block = p;
@@ -85,7 +80,6 @@ int backbone_reserve(plm_backbone *bb, int B, int T) {
     bb->g_fch = TAKE(N * I);
     bb->g_emb = TAKE(N * E);
     bb->g_emb2 = TAKE(N * E);
-    bb->scratch = TAKE(bb->scratch_floats);
 #undef TAKE
     if ((size_t)(p - bb->act_block) > total) plm_die("activation layout overflow");
     return 0;
@@ -160,8 +154,7 @@ const float *backbone_forward(plm_backbone *bb, int B, int T, const int32_t *ids
         } else {
             linear_forward(a->qkv, x, w->qkv_w, w->qkv_b, (int)N, C, 3 * C);
         }
-        attention_forward(a->atty, a->att, a->qkv, mask, B, T, C, NH, causal, pa, backbone_drop_key(bb, l, 0),
-                          bb->scratch);
+        attention_forward(a->atty, a->att, a->qkv, mask, B, T, C, NH, causal, pa, backbone_drop_key(bb, l, 0));
         linear_forward(a->res1, a->atty, w->attn_proj_w, w->attn_proj_b, (int)N, C, C);
         residual_dropout_forward(a->res1, x, a->res1, N * C, pd, backbone_drop_key(bb, l, 1));
         const float *mlp_in;
@@ -213,12 +206,11 @@ void backbone_backward(plm_backbone *bb) {
     size_t N = (size_t)B * T;
     float pd = bb->training ? c->hidden_dropout_prob : 0.0f;
     float pa = bb->training ? c->attention_probs_dropout_prob : 0.0f;
-    float *sc = bb->scratch;
 
     /* pooler: dcls = (dpooled * (1 - pooled^2)) @ W, added to dhidden[:, 0] */
     if (bb->pooler) {
         for (size_t i = 0; i < (size_t)B * C; i++) bb->dpooled[i] *= 1.0f - bb->pooled[i] * bb->pooled[i];
-        linear_backward(bb->g_a, bb->g.pool_w, bb->g.pool_b, bb->dpooled, bb->cls, bb->w.pool_w, B, C, C, false, sc);
+        linear_backward(bb->g_a, bb->g.pool_w, bb->g.pool_b, bb->dpooled, bb->cls, bb->w.pool_w, B, C, C, false);
         for (int b = 0; b < B; b++)
             for (int i = 0; i < C; i++) bb->dhidden[(size_t)b * T * C + i] += bb->g_a[(size_t)b * C + i];
     }
@@ -226,7 +218,7 @@ void backbone_backward(plm_backbone *bb) {
     if (c->pre_layernorm) {
         const plm_layer_acts *a = &bb->acts[c->num_hidden_layers - 1];
         layernorm_backward(bb->g_resid, bb->g.ln_f_w, bb->g.ln_f_b, bb->dhidden, a->res2, bb->w.ln_f_w, bb->lnf_mean,
-                           bb->lnf_rstd, (int)N, C, false, sc);
+                           bb->lnf_rstd, (int)N, C, false);
     } else {
         memcpy(bb->g_resid, bb->dhidden, N * C * sizeof(float));
     }
@@ -240,39 +232,39 @@ void backbone_backward(plm_backbone *bb) {
             /* g_resid = d res2. MLP branch: res2 = res1 + drop(proj(gelu(fc(ln2)))) */
             float *dmlp = bb->g_resid;
             if (pd > 0.0f) dropout_backward(dmlp = bb->g_b, bb->g_resid, N * C, pd, backbone_drop_key(bb, l, 2));
-            linear_backward(bb->g_fch, g->proj_w, g->proj_b, dmlp, a->fch_gelu, w->proj_w, (int)N, I, C, false, sc);
+            linear_backward(bb->g_fch, g->proj_w, g->proj_b, dmlp, a->fch_gelu, w->proj_w, (int)N, I, C, false);
             gelu_backward(bb->g_fch, a->fch, bb->g_fch, N * I, c->hidden_act);
-            linear_backward(bb->g_a, g->fc_w, g->fc_b, bb->g_fch, a->ln2, w->fc_w, (int)N, C, I, false, sc);
+            linear_backward(bb->g_a, g->fc_w, g->fc_b, bb->g_fch, a->ln2, w->fc_w, (int)N, C, I, false);
             layernorm_backward(bb->g_resid, g->ln2_w, g->ln2_b, bb->g_a, a->res1, w->ln2_w, a->ln2_mean, a->ln2_rstd,
-                               (int)N, C, true, sc);
+                               (int)N, C, true);
             /* g_resid = d res1. Attention branch: res1 = x + drop(proj(attn(qkv(ln1)))) */
             float *dattn = bb->g_resid;
             if (pd > 0.0f) dropout_backward(dattn = bb->g_b, bb->g_resid, N * C, pd, backbone_drop_key(bb, l, 1));
             linear_backward(bb->g_atty, g->attn_proj_w, g->attn_proj_b, dattn, a->atty, w->attn_proj_w, (int)N, C, C,
-                            false, sc);
-            attention_backward(bb->g_qkv, bb->g_atty, a->qkv, a->att, B, T, C, NH, pa, backbone_drop_key(bb, l, 0), sc);
-            linear_backward(bb->g_a, g->qkv_w, g->qkv_b, bb->g_qkv, a->ln1, w->qkv_w, (int)N, C, 3 * C, false, sc);
+                            false);
+            attention_backward(bb->g_qkv, bb->g_atty, a->qkv, a->att, B, T, C, NH, pa, backbone_drop_key(bb, l, 0));
+            linear_backward(bb->g_a, g->qkv_w, g->qkv_b, bb->g_qkv, a->ln1, w->qkv_w, (int)N, C, 3 * C, false);
             layernorm_backward(bb->g_resid, g->ln1_w, g->ln1_b, bb->g_a, x, w->ln1_w, a->ln1_mean, a->ln1_rstd, (int)N,
-                               C, true, sc);
+                               C, true);
         } else {
             /* g_resid = d ln2 = d out. res2 = ln1 + drop(mlp(ln1)); ln2 = LN(res2) */
             layernorm_backward(bb->g_a, g->ln2_w, g->ln2_b, bb->g_resid, a->res2, w->ln2_w, a->ln2_mean, a->ln2_rstd,
-                               (int)N, C, false, sc);
+                               (int)N, C, false);
             float *dmlp = bb->g_a;
             if (pd > 0.0f) dropout_backward(dmlp = bb->g_b, bb->g_a, N * C, pd, backbone_drop_key(bb, l, 2));
-            linear_backward(bb->g_fch, g->proj_w, g->proj_b, dmlp, a->fch_gelu, w->proj_w, (int)N, I, C, false, sc);
+            linear_backward(bb->g_fch, g->proj_w, g->proj_b, dmlp, a->fch_gelu, w->proj_w, (int)N, I, C, false);
             gelu_backward(bb->g_fch, a->fch, bb->g_fch, N * I, c->hidden_act);
             /* g_a = d res2 (identity path) + the MLP path = d ln1 */
-            linear_backward(bb->g_a, g->fc_w, g->fc_b, bb->g_fch, a->ln1, w->fc_w, (int)N, C, I, true, sc);
+            linear_backward(bb->g_a, g->fc_w, g->fc_b, bb->g_fch, a->ln1, w->fc_w, (int)N, C, I, true);
             /* res1 = x + drop(attn(x)); ln1 = LN(res1) */
             layernorm_backward(bb->g_resid, g->ln1_w, g->ln1_b, bb->g_a, a->res1, w->ln1_w, a->ln1_mean, a->ln1_rstd,
-                               (int)N, C, false, sc);
+                               (int)N, C, false);
             float *dattn = bb->g_resid;
             if (pd > 0.0f) dropout_backward(dattn = bb->g_b, bb->g_resid, N * C, pd, backbone_drop_key(bb, l, 1));
             linear_backward(bb->g_atty, g->attn_proj_w, g->attn_proj_b, dattn, a->atty, w->attn_proj_w, (int)N, C, C,
-                            false, sc);
-            attention_backward(bb->g_qkv, bb->g_atty, a->qkv, a->att, B, T, C, NH, pa, backbone_drop_key(bb, l, 0), sc);
-            linear_backward(bb->g_resid, g->qkv_w, g->qkv_b, bb->g_qkv, x, w->qkv_w, (int)N, C, 3 * C, true, sc);
+                            false);
+            attention_backward(bb->g_qkv, bb->g_atty, a->qkv, a->att, B, T, C, NH, pa, backbone_drop_key(bb, l, 0));
+            linear_backward(bb->g_resid, g->qkv_w, g->qkv_b, bb->g_qkv, x, w->qkv_w, (int)N, C, 3 * C, true);
         }
     }
 
@@ -280,7 +272,7 @@ void backbone_backward(plm_backbone *bb) {
     float *de = bb->g_resid;
     if (E != C) {
         linear_backward(bb->g_emb, bb->g.emb_proj_w, bb->g.emb_proj_b, bb->g_resid, bb->emb_drop, bb->w.emb_proj_w,
-                        (int)N, E, C, false, sc);
+                        (int)N, E, C, false);
         de = bb->g_emb;
     }
     if (pd > 0.0f) dropout_backward(de, de, N * E, pd, backbone_drop_key(bb, -1, 0));
@@ -288,7 +280,7 @@ void backbone_backward(plm_backbone *bb) {
     if (!c->pre_layernorm) {
         float *dst = de == bb->g_emb ? bb->g_emb2 : bb->g_emb;
         layernorm_backward(dst, bb->g.emb_ln_w, bb->g.emb_ln_b, de, bb->emb, bb->w.emb_ln_w, bb->emb_mean, bb->emb_rstd,
-                           (int)N, E, false, sc);
+                           (int)N, E, false);
         demb = dst;
     }
     /* BERT's word embedding has padding_idx = pad_token_id (nn.Embedding semantics):

@@ -59,8 +59,6 @@ typedef struct plm_backbone {
     float *cls, *pooled, *dpooled; /* [B, C]: first-token states, pooler output, its gradient */
     float *dhidden;                /* [B, T, C]: gradient of the hidden states (heads add) */
     float *g_resid, *g_a, *g_b, *g_atty, *g_qkv, *g_fch, *g_emb, *g_emb2;
-    float *scratch;
-    size_t scratch_floats;
     float *act_block; /* the one allocation behind every activation */
     /* the batch of the last forward pass */
     int B, T;

@@ -2,7 +2,6 @@
 #include "heads.h"
 
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,11 +54,9 @@ void head_reserve(plm_head *h, int B, int T) {
     free(h->rows);
     free(h->targets);
     h->cap = (int)N;
-    /* x, d1, d1g, t, dx, dt, dd: [N, max(C, E)] each; logits [N, K]; LN stats; scratch */
+    /* x, d1, d1g, t, dx, dt, dd: [N, max(C, E)] each; logits [N, K]; LN stats */
     size_t width = (size_t)PLM_MAX(h->in_dim, h->hidden);
-    size_t nt = (size_t)omp_get_max_threads();
-    h->scratch_floats = nt * PLM_MAX((size_t)h->K, 2 * width) + 64;
-    size_t total = 7 * (N * width + 16) + N * (size_t)h->K + 16 + 2 * (N + 16) + h->scratch_floats;
+    size_t total = 7 * (N * width + 16) + N * (size_t)h->K + 16 + 2 * (N + 16);
     float *p = plm_aligned_alloc(total * sizeof(float));
     memset(p, 0, total * sizeof(float));
     h->block = p;
@@ -74,7 +71,6 @@ void head_reserve(plm_head *h, int B, int T) {
     h->logits = TAKE(N * (size_t)h->K);
     h->tmean = TAKE(N);
     h->trstd = TAKE(N);
-    h->scratch = TAKE(h->scratch_floats);
 #undef TAKE
     h->rows = plm_malloc(N * sizeof(int32_t));
     h->targets = plm_malloc(N * sizeof(int32_t));
@@ -364,7 +360,6 @@ void head_backward(plm_head *h, plm_backbone *bb, const plm_batch *b) {
     const plm_config *c = &bb->config;
     int B = b->B, T = b->T, C = c->hidden_size, K = h->K, N = B * T, M = h->num_rows;
     float pd = head_dropout(bb);
-    float *sc = h->scratch;
     const float *hid = backbone_hidden(bb);
     (void)T;
     if (h->result.count == 0) return;
@@ -373,12 +368,11 @@ void head_backward(plm_head *h, plm_backbone *bb, const plm_batch *b) {
         int E = h->in_dim;
         const float *in = h->transform ? h->t : h->x;
         float *din = h->transform ? h->dt : h->dx;
-        linear_backward(din, h->g.out_w, h->g.out_b, h->logits, in, h->w.out_w, M, E, K, false, sc);
+        linear_backward(din, h->g.out_w, h->g.out_b, h->logits, in, h->w.out_w, M, E, K, false);
         if (h->transform) {
-            layernorm_backward(h->dd, h->g.ln_w, h->g.ln_b, h->dt, h->d1g, h->w.ln_w, h->tmean, h->trstd, M, E, false,
-                               sc);
+            layernorm_backward(h->dd, h->g.ln_w, h->g.ln_b, h->dt, h->d1g, h->w.ln_w, h->tmean, h->trstd, M, E, false);
             gelu_backward(h->dd, h->d1, h->dd, (size_t)M * E, head_act(h, c));
-            linear_backward(h->dx, h->g.dense_w, h->g.dense_b, h->dd, h->x, h->w.dense_w, M, C, E, false, sc);
+            linear_backward(h->dx, h->g.dense_w, h->g.dense_b, h->dd, h->x, h->w.dense_w, M, C, E, false);
         }
         scatter_add(bb->dhidden, h->dx, h->rows, M, C);
         break;
@@ -386,33 +380,33 @@ void head_backward(plm_head *h, plm_backbone *bb, const plm_batch *b) {
     case PLM_HEAD_NSP:
     case PLM_HEAD_SEQ_CLS:
         if (head_uses_pooler(&h->spec, c->arch)) {
-            linear_backward(h->dx, h->g.out_w, h->g.out_b, h->logits, h->x, h->w.out_w, B, C, K, false, sc);
+            linear_backward(h->dx, h->g.out_w, h->g.out_b, h->logits, h->x, h->w.out_w, B, C, K, false);
             if (h->spec.kind == PLM_HEAD_SEQ_CLS) dropout_backward(h->dx, h->dx, (size_t)B * C, pd, head_key(h, bb, 0));
             for (size_t i = 0; i < (size_t)B * C; i++) bb->dpooled[i] += h->dx[i];
         } else if (c->arch == PLM_ARCH_ELECTRA) {
-            linear_backward(h->dt, h->g.out_w, h->g.out_b, h->logits, h->t, h->w.out_w, B, C, K, false, sc);
+            linear_backward(h->dt, h->g.out_w, h->g.out_b, h->logits, h->t, h->w.out_w, B, C, K, false);
             dropout_backward(h->dt, h->dt, (size_t)B * C, pd, head_key(h, bb, 1));
             gelu_backward(h->dt, h->d1, h->dt, (size_t)B * C, head_act(h, c));
-            linear_backward(h->dx, h->g.dense_w, h->g.dense_b, h->dt, h->x, h->w.dense_w, B, C, C, false, sc);
+            linear_backward(h->dx, h->g.dense_w, h->g.dense_b, h->dt, h->x, h->w.dense_w, B, C, C, false);
             dropout_backward(h->dx, h->dx, (size_t)B * C, pd, head_key(h, bb, 0));
             scatter_add(bb->dhidden, h->dx, h->rows, B, C);
         } else {
-            linear_backward(h->dx, h->g.out_w, NULL, h->logits, h->x, h->w.out_w, B, C, K, false, sc);
+            linear_backward(h->dx, h->g.out_w, NULL, h->logits, h->x, h->w.out_w, B, C, K, false);
             scatter_add(bb->dhidden, h->dx, h->rows, B, C);
         }
         break;
     case PLM_HEAD_TOKEN_CLS:
-        linear_backward(h->dx, h->g.out_w, h->g.out_b, h->logits, h->x, h->w.out_w, N, C, K, false, sc);
+        linear_backward(h->dx, h->g.out_w, h->g.out_b, h->logits, h->x, h->w.out_w, N, C, K, false);
         dropout_backward(h->dx, h->dx, (size_t)N * C, pd, head_key(h, bb, 0));
         for (size_t i = 0; i < (size_t)N * C; i++) bb->dhidden[i] += h->dx[i];
         break;
     case PLM_HEAD_QA:
-        linear_backward(bb->dhidden, h->g.out_w, h->g.out_b, h->logits, hid, h->w.out_w, N, C, 2, true, sc);
+        linear_backward(bb->dhidden, h->g.out_w, h->g.out_b, h->logits, hid, h->w.out_w, N, C, 2, true);
         break;
     case PLM_HEAD_RTD:
-        linear_backward(h->dt, h->g.out_w, h->g.out_b, h->logits, h->d1g, h->w.out_w, N, C, 1, false, sc);
+        linear_backward(h->dt, h->g.out_w, h->g.out_b, h->logits, h->d1g, h->w.out_w, N, C, 1, false);
         gelu_backward(h->dt, h->d1, h->dt, (size_t)N * C, c->hidden_act);
-        linear_backward(bb->dhidden, h->g.dense_w, h->g.dense_b, h->dt, hid, h->w.dense_w, N, C, C, true, sc);
+        linear_backward(bb->dhidden, h->g.dense_w, h->g.dense_b, h->dt, hid, h->w.dense_w, N, C, C, true);
         break;
     }
 }

@@ -70,8 +70,6 @@ typedef struct {
     float *x, *d1, *d1g, *t, *tmean, *trstd; /* gathered input, dense out, GELU out, LN out */
     float *logits;                           /* [rows, K], then dlogits */
     float *dx, *dt, *dd;                     /* gradient buffers */
-    float *scratch;
-    size_t scratch_floats;
     float *block;
 } plm_head;
 

@@ -39,9 +39,7 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
 #define RED_COL_BLOCK 256
 
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                        const float *weight, const float *mean, const float *rstd, int N, int C, bool accumulate,
-                        float *scratch) {
-    (void)scratch; /* no longer needed; kept for callers */
+                        const float *weight, const float *mean, const float *rstd, int N, int C, bool accumulate) {
     if (N <= 0) return;
     int K = (N + RED_MIN_ROWS - 1) / RED_MIN_ROWS;
     K = K < RED_CHUNKS ? K : RED_CHUNKS;

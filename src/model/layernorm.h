@@ -11,9 +11,8 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
 
 /* dinp = (or += when accumulate) the gradient w.r.t. inp; dweight, dbias += theirs.
  * dweight and dbias are summed in chunks of rows fixed by N: the same bits for any
- * number of threads. scratch is unused (kept for callers) and may be NULL. */
+ * number of threads. */
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                        const float *weight, const float *mean, const float *rstd, int N, int C, bool accumulate,
-                        float *scratch);
+                        const float *weight, const float *mean, const float *rstd, int N, int C, bool accumulate);
 
 #endif

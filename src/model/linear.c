@@ -26,8 +26,7 @@ void linear_forward(float *out, const float *inp, const float *weight, const flo
 #define RED_MIN_ROWS  32
 #define RED_COL_BLOCK 256
 
-void colsum_accumulate(float *dbias, const float *dout, int N, int OC, float *scratch) {
-    (void)scratch; /* no longer needed; kept for callers */
+void colsum_accumulate(float *dbias, const float *dout, int N, int OC) {
     if (N <= 0) return;
     int K = (N + RED_MIN_ROWS - 1) / RED_MIN_ROWS;
     K = K < RED_CHUNKS ? K : RED_CHUNKS;
@@ -60,8 +59,8 @@ void colsum_accumulate(float *dbias, const float *dout, int N, int OC, float *sc
 }
 
 void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                     const float *weight, int N, int C, int OC, bool accumulate, float *scratch) {
+                     const float *weight, int N, int C, int OC, bool accumulate) {
     if (dinp) plm_sgemm(false, false, N, C, OC, 1.0f, dout, OC, weight, C, accumulate ? 1.0f : 0.0f, dinp, C);
     plm_sgemm(true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
-    if (dbias) colsum_accumulate(dbias, dout, N, OC, scratch);
+    if (dbias) colsum_accumulate(dbias, dout, N, OC);
 }

@@ -10,13 +10,12 @@
 void linear_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
 
 /* dinp = (or += when accumulate) dout @ weight; skipped when dinp is NULL.
- * dweight += dout^T @ inp;  dbias += column sums of dout (skipped when NULL).
- * scratch is unused (the bias reduction needs none); kept for callers, may be NULL. */
+ * dweight += dout^T @ inp;  dbias += column sums of dout (skipped when NULL). */
 void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                     const float *weight, int N, int C, int OC, bool accumulate, float *scratch);
+                     const float *weight, int N, int C, int OC, bool accumulate);
 
 /* dbias += column sums of dout[N, OC], summed in chunks of rows fixed by N: the same
- * bits for any number of threads. scratch is unused and may be NULL. */
-void colsum_accumulate(float *dbias, const float *dout, int N, int OC, float *scratch);
+ * bits for any number of threads. */
+void colsum_accumulate(float *dbias, const float *dout, int N, int OC);
 
 #endif
