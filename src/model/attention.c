@@ -12,36 +12,41 @@
 
 /* Each thread takes its T x T tiles from its own grow-only scratch inside the parallel
  * region, so they always match the team that runs (omp_set_num_threads may have been
- * raised since the caller sized its buffers), and a warm step allocates nothing. */
-/* Dropout on one T x T probability tile: dst = src * mask / (1 - p). The element index
- * is global over [B, NH, T, T] so the mask is the same in forward and backward. */
-static void dropout_tile(float *dst, const float *src, int T, float p, uint64_t key, size_t base) {
+ * raised since the caller sized its buffers), and a warm step allocates nothing.
+ *
+ * Dropout on one T x T probability tile: dst = src * mask / (1 - p). The element index
+ * is global over [B, NH, Tq, Tk] so the mask is the same in forward and backward. */
+static void dropout_tile(float *dst, const float *src, size_t n, float p, uint64_t key, size_t base) {
     float scale = 1.0f / (1.0f - p);
-    for (size_t i = 0; i < (size_t)T * T; i++) dst[i] = plm_hash_uniform(key, base + i) >= p ? src[i] * scale : 0.0f;
+    for (size_t i = 0; i < n; i++) dst[i] = plm_hash_uniform(key, base + i) >= p ? src[i] * scale : 0.0f;
 }
 
-void attention_forward(float *out, float *att, const float *qkv, const uint8_t *attn_mask, int B, int T, int C, int NH,
-                       bool causal, float dropout_p, uint64_t dropout_key) {
-    int hs = C / NH, C3 = 3 * C;
-    float scale = 1.0f / sqrtf((float)hs);
+void attention_forward_ex(const attn_shape *a, float *out, float *att) {
+    int B = a->B, Tq = a->Tq, Tk = a->Tk, NH = a->NH, hs = a->hs, ldo = NH * hs;
+    size_t tile_n = (size_t)Tq * Tk;
 #pragma omp parallel
     {
-        float *tile = NULL; /* this thread's dropout tile, T x T */
+        float *tile = NULL; /* this thread's dropout tile, Tq x Tk */
 #pragma omp for schedule(static)
         for (int bh = 0; bh < B * NH; bh++) {
             int b = bh / NH, h = bh % NH;
-            const float *q = qkv + (size_t)b * T * C3 + h * hs, *k = q + C, *v = q + 2 * C;
-            float *p = att + (size_t)bh * T * T;
-            const uint8_t *m = attn_mask ? attn_mask + (size_t)b * T : NULL;
-            plm_sgemm(false, true, T, T, hs, scale, q, C3, k, C3, 0.0f, p, T);
-            for (int i = 0; i < T; i++) {
-                float *row = p + (size_t)i * T;
-                int jmax = causal ? i + 1 : T; /* keys j < jmax are visible, minus padding */
+            const float *q = a->q + (size_t)b * Tq * a->ldq + h * hs;
+            const float *k = a->k + (size_t)b * Tk * a->ldk + h * hs, *v = a->v + (size_t)b * Tk * a->ldv + h * hs;
+            float *p = att + (size_t)bh * tile_n;
+            const uint8_t *m = a->key_mask ? a->key_mask + (size_t)b * Tk : NULL;
+            plm_sgemm(false, true, Tq, Tk, hs, a->scale, q, a->ldq, k, a->ldk, 0.0f, p, Tk);
+            for (int i = 0; i < Tq; i++) {
+                float *row = p + (size_t)i * Tk;
+                int jmax = a->causal ? PLM_MIN(i + 1, Tk) : Tk; /* keys j < jmax are visible, minus padding */
+                if (a->bias) {
+                    const float *br = a->bias + ((size_t)h * Tq + i) * Tk;
+                    for (int j = 0; j < jmax; j++) row[j] += br[j];
+                }
                 float mx = -INFINITY;
                 for (int j = 0; j < jmax; j++)
                     if ((!m || m[j]) && row[j] > mx) mx = row[j];
                 if (mx == -INFINITY) { /* no visible key: the row attends to nothing */
-                    memset(row, 0, (size_t)T * sizeof(float));
+                    memset(row, 0, (size_t)Tk * sizeof(float));
                     continue;
                 }
                 float sum = 0.0f;
@@ -57,56 +62,94 @@ void attention_forward(float *out, float *att, const float *qkv, const uint8_t *
                 }
                 float inv = 1.0f / sum;
                 for (int j = 0; j < jmax; j++) row[j] *= inv;
-                for (int j = jmax; j < T; j++) row[j] = 0.0f;
+                for (int j = jmax; j < Tk; j++) row[j] = 0.0f;
             }
             const float *pd = p;
-            if (dropout_p > 0.0f) {
-                if (!tile) tile = plm_thread_scratch(2, (size_t)T * T);
-                dropout_tile(tile, p, T, dropout_p, dropout_key, (size_t)bh * T * T);
+            if (a->dropout_p > 0.0f) {
+                if (!tile) tile = plm_thread_scratch(2, tile_n);
+                dropout_tile(tile, p, tile_n, a->dropout_p, a->dropout_key, (size_t)bh * tile_n);
                 pd = tile;
             }
-            plm_sgemm(false, false, T, hs, T, 1.0f, pd, T, v, C3, 0.0f, out + (size_t)b * T * C + h * hs, C);
+            plm_sgemm(false, false, Tq, hs, Tk, 1.0f, pd, Tk, v, a->ldv, 0.0f, out + (size_t)b * Tq * ldo + h * hs,
+                      ldo);
         }
     }
 }
 
 /* With Pd = dropout(P), O = Pd V:
  *   dV = Pd^T dO,  dPd = dO V^T,  dP = dropout(dPd),
- *   dS = P * (dP - rowsum(dP * P)),  dQ = dS K / sqrt(hs),  dK = dS^T Q / sqrt(hs). */
-void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, int B, int T, int C, int NH,
-                        float dropout_p, uint64_t dropout_key) {
-    int hs = C / NH, C3 = 3 * C;
-    float scale = 1.0f / sqrtf((float)hs);
+ *   dS = P * (dP - rowsum(dP * P)),  dQ = scale dS K,  dK = scale dS^T Q,
+ * and the additive bias gets dS itself (summed over the batch by the caller). */
+void attention_backward_ex(const attn_shape *a, const float *dout, const float *att, float *dq, float *dk, float *dv,
+                           float *dscores) {
+    int B = a->B, Tq = a->Tq, Tk = a->Tk, NH = a->NH, hs = a->hs, ldo = NH * hs;
+    size_t tile_n = (size_t)Tq * Tk;
 #pragma omp parallel
     {
         float *dp = NULL, *tile = NULL; /* this thread's dP / dS tile and dropout tile */
 #pragma omp for schedule(static)
         for (int bh = 0; bh < B * NH; bh++) {
             int b = bh / NH, h = bh % NH;
-            const float *q = qkv + (size_t)b * T * C3 + h * hs, *k = q + C, *v = q + 2 * C;
-            float *dq = dqkv + (size_t)b * T * C3 + h * hs, *dk = dq + C, *dv = dq + 2 * C;
-            const float *p = att + (size_t)bh * T * T, *dO = dout + (size_t)b * T * C + h * hs;
+            const float *q = a->q + (size_t)b * Tq * a->ldq + h * hs;
+            const float *k = a->k + (size_t)b * Tk * a->ldk + h * hs, *v = a->v + (size_t)b * Tk * a->ldv + h * hs;
+            float *dqh = dq + (size_t)b * Tq * a->ldq + h * hs;
+            float *dkh = dk + (size_t)b * Tk * a->ldk + h * hs, *dvh = dv + (size_t)b * Tk * a->ldv + h * hs;
+            const float *p = att + (size_t)bh * tile_n, *dO = dout + (size_t)b * Tq * ldo + h * hs;
             if (!dp) {
-                dp = plm_thread_scratch(3, 2 * (size_t)T * T);
-                tile = dp + (size_t)T * T;
+                dp = plm_thread_scratch(3, 2 * tile_n);
+                tile = dp + tile_n;
             }
+            float *ds = dscores ? dscores + (size_t)bh * tile_n : dp;
             const float *pd = p;
-            if (dropout_p > 0.0f) {
-                dropout_tile(tile, p, T, dropout_p, dropout_key, (size_t)bh * T * T);
+            if (a->dropout_p > 0.0f) {
+                dropout_tile(tile, p, tile_n, a->dropout_p, a->dropout_key, (size_t)bh * tile_n);
                 pd = tile;
             }
-            plm_sgemm(true, false, T, hs, T, 1.0f, pd, T, dO, C, 0.0f, dv, C3);
-            plm_sgemm(false, true, T, T, hs, 1.0f, dO, C, v, C3, 0.0f, dp, T);
-            if (dropout_p > 0.0f) dropout_tile(dp, dp, T, dropout_p, dropout_key, (size_t)bh * T * T);
-            for (int i = 0; i < T; i++) {
-                float *dr = dp + (size_t)i * T;
-                const float *pr = p + (size_t)i * T;
+            plm_sgemm(true, false, Tk, hs, Tq, 1.0f, pd, Tk, dO, ldo, 0.0f, dvh, a->ldv);
+            plm_sgemm(false, true, Tq, Tk, hs, 1.0f, dO, ldo, v, a->ldv, 0.0f, ds, Tk);
+            if (a->dropout_p > 0.0f) dropout_tile(ds, ds, tile_n, a->dropout_p, a->dropout_key, (size_t)bh * tile_n);
+            for (int i = 0; i < Tq; i++) {
+                float *dr = ds + (size_t)i * Tk;
+                const float *pr = p + (size_t)i * Tk;
                 float dot = 0.0f;
-                for (int j = 0; j < T; j++) dot += dr[j] * pr[j];
-                for (int j = 0; j < T; j++) dr[j] = pr[j] * (dr[j] - dot);
+                for (int j = 0; j < Tk; j++) dot += dr[j] * pr[j];
+                for (int j = 0; j < Tk; j++) dr[j] = pr[j] * (dr[j] - dot);
             }
-            plm_sgemm(false, false, T, hs, T, scale, dp, T, k, C3, 0.0f, dq, C3);
-            plm_sgemm(true, false, T, hs, T, scale, dp, T, q, C3, 0.0f, dk, C3);
+            plm_sgemm(false, false, Tq, hs, Tk, a->scale, ds, Tk, k, a->ldk, 0.0f, dqh, a->ldq);
+            plm_sgemm(true, false, Tk, hs, Tq, a->scale, ds, Tk, q, a->ldq, 0.0f, dkh, a->ldk);
         }
     }
+}
+
+static attn_shape fused_shape(const float *qkv, const uint8_t *attn_mask, int B, int T, int C, int NH, bool causal,
+                              float dropout_p, uint64_t dropout_key) {
+    int hs = C / NH;
+    return (attn_shape){.B = B,
+                        .Tq = T,
+                        .Tk = T,
+                        .NH = NH,
+                        .hs = hs,
+                        .q = qkv,
+                        .k = qkv + C,
+                        .v = qkv + 2 * C,
+                        .ldq = 3 * C,
+                        .ldk = 3 * C,
+                        .ldv = 3 * C,
+                        .key_mask = attn_mask,
+                        .causal = causal,
+                        .scale = 1.0f / sqrtf((float)hs),
+                        .dropout_p = dropout_p,
+                        .dropout_key = dropout_key};
+}
+
+void attention_forward(float *out, float *att, const float *qkv, const uint8_t *attn_mask, int B, int T, int C, int NH,
+                       bool causal, float dropout_p, uint64_t dropout_key) {
+    attn_shape a = fused_shape(qkv, attn_mask, B, T, C, NH, causal, dropout_p, dropout_key);
+    attention_forward_ex(&a, out, att);
+}
+
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, int B, int T, int C, int NH,
+                        float dropout_p, uint64_t dropout_key) {
+    attn_shape a = fused_shape(qkv, NULL, B, T, C, NH, false, dropout_p, dropout_key);
+    attention_backward_ex(&a, dout, att, dqkv, dqkv + C, dqkv + 2 * C, NULL);
 }

@@ -1,4 +1,5 @@
-/* attention.h - multi-head scaled dot-product attention over a fused qkv tensor.
+/* attention.h - multi-head scaled dot-product attention, over a fused qkv tensor
+ * (self-attention) or separate queries and keys/values (cross-attention).
  * qkv is [B, T, 3C] holding Q | K | V (each C = NH heads x hs channels). Per head:
  *     S = Q K^T / sqrt(hs), masked;  P = softmax(S);  out = dropout(P) V
  * Masks: causal (key j > query i) and padding (attn_mask[b, j] == 0) both remove keys.
@@ -11,7 +12,31 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* attn_mask: [B, T] with 1 = real token, 0 = padding; NULL means no padding. */
+/* One attention call in general form: queries [B, Tq, ...] attend to keys and values
+ * [B, Tk, ...] (cross-attention: Tq != Tk). Head h reads columns h*hs .. (h+1)*hs - 1 of
+ * each row; ld* are the row strides in floats (3C for a fused q|k|v). The scores are
+ * scale * Q K^T, plus bias [NH, Tq, Tk] when given (T5's relative positions). */
+typedef struct {
+    int B, Tq, Tk, NH, hs;
+    const float *q, *k, *v;
+    int ldq, ldk, ldv;
+    const uint8_t *key_mask; /* [B, Tk]: 1 = attend, 0 = padding; NULL: no padding */
+    const float *bias;       /* [NH, Tq, Tk] added to the scores, or NULL */
+    bool causal;             /* key j is visible to query i iff j <= i */
+    float scale;
+    float dropout_p;
+    uint64_t dropout_key;
+} attn_shape;
+
+/* out [B, Tq, NH*hs] and the probabilities att [B, NH, Tq, Tk] (saved for backward). */
+void attention_forward_ex(const attn_shape *a, float *out, float *att);
+/* dq, dk, dv (overwritten; same layouts and strides as q, k, v) from dout. dscores, when
+ * not NULL, receives dS [B, NH, Tq, Tk], the gradient of the scores (and of the bias). */
+void attention_backward_ex(const attn_shape *a, const float *dout, const float *att, float *dq, float *dk, float *dv,
+                           float *dscores);
+
+/* The fused self-attention: attn_mask: [B, T] with 1 = real token, 0 = padding; NULL
+ * means no padding. */
 void attention_forward(float *out, float *att, const float *qkv, const uint8_t *attn_mask, int B, int T, int C, int NH,
                        bool causal, float dropout_p, uint64_t dropout_key);
 
