@@ -33,9 +33,12 @@ int backbone_reserve(plm_backbone *bb, int B, int T) {
     size_t NH = c->num_attention_heads, L = c->num_hidden_layers;
     /* One allocation for every activation, carved into views. */
     size_t per_layer = N * C * 5 + N * 3 * C + NH * N * T + N * I * 2 + 4 * N;
+    bool cross = c->add_cross_attention;
+    if (cross) per_layer += N * C * 4 + N * 2 * C + NH * N * T + 2 * N; /* lnc, cq, caty, resc; ckv; catt */
     size_t emb = N * E * 3 + 2 * N + N * C;
     size_t total = emb + per_layer * L + N * C + 2 * N + (size_t)B * C * 3 + N * C * 6 + N * 3 * C + N * I + 2 * N * E;
-    size_t views = 16 + 13 * L + 16;
+    if (cross) total += N * C * 2 + N * 2 * C; /* g_cq, d_enc; g_ckv */
+    size_t views = 16 + 21 * L + 24;
     total += 16 * views; /* each view is rounded up to 16 floats */
     float *p = plm_aligned_alloc(total * sizeof(float));
     memset(p, 0, total * sizeof(float));
@@ -64,6 +67,16 @@ int backbone_reserve(plm_backbone *bb, int B, int T) {
         a->fch = TAKE(N * I);
         a->fch_gelu = TAKE(N * I);
         a->res2 = TAKE(N * C);
+        if (cross) {
+            a->lnc = TAKE(N * C);
+            a->lnc_mean = TAKE(N);
+            a->lnc_rstd = TAKE(N);
+            a->cq = TAKE(N * C);
+            a->ckv = TAKE(N * 2 * C); /* Tk <= cap_T rows per sequence */
+            a->catt = TAKE(NH * N * T);
+            a->caty = TAKE(N * C);
+            a->resc = TAKE(N * C);
+        }
     }
     bb->lnf = TAKE(N * C);
     bb->lnf_mean = TAKE(N);
@@ -80,6 +93,11 @@ int backbone_reserve(plm_backbone *bb, int B, int T) {
     bb->g_fch = TAKE(N * I);
     bb->g_emb = TAKE(N * E);
     bb->g_emb2 = TAKE(N * E);
+    if (cross) {
+        bb->g_cq = TAKE(N * C);
+        bb->g_ckv = TAKE(N * 2 * C);
+        bb->d_enc = TAKE(N * C);
+    }
 #undef TAKE
     if ((size_t)(p - bb->act_block) > total) plm_die("activation layout overflow");
     return 0;
@@ -114,6 +132,33 @@ const float *backbone_hidden(const plm_backbone *bb) {
     return bb->config.pre_layernorm ? bb->lnf : bb->acts[L - 1].ln2;
 }
 
+void backbone_set_encoder(plm_backbone *bb, const float *enc, int Tk, const uint8_t *enc_mask) {
+    bb->enc = enc;
+    bb->Tk = Tk;
+    bb->enc_mask = enc_mask;
+}
+
+/* The cross-attention call of layer l: queries cq [B, T, C], keys | values ckv [B, Tk, 2C]. */
+static attn_shape cross_shape(const plm_backbone *bb, const plm_layer_acts *a, int l, float pa) {
+    const plm_config *c = &bb->config;
+    int C = c->hidden_size, NH = c->num_attention_heads, hs = C / NH;
+    return (attn_shape){.B = bb->B,
+                        .Tq = bb->T,
+                        .Tk = bb->Tk,
+                        .NH = NH,
+                        .hs = hs,
+                        .q = a->cq,
+                        .k = a->ckv,
+                        .v = a->ckv + C,
+                        .ldq = C,
+                        .ldk = 2 * C,
+                        .ldv = 2 * C,
+                        .key_mask = bb->enc_mask,
+                        .scale = 1.0f / sqrtf((float)hs),
+                        .dropout_p = pa,
+                        .dropout_key = backbone_drop_key(bb, l, 3)};
+}
+
 const float *backbone_forward(plm_backbone *bb, int B, int T, const int32_t *ids, const int32_t *type_ids,
                               const uint8_t *mask, bool causal, bool training, uint64_t dropout_seed) {
     const plm_config *c = &bb->config;
@@ -122,6 +167,9 @@ const float *backbone_forward(plm_backbone *bb, int B, int T, const int32_t *ids
     if (B > bb->cap_B && (size_t)B * T > (size_t)bb->cap_B * bb->cap_T)
         plm_die("batch %dx%d exceeds reserved size", B, T);
     if (T > bb->cap_T) plm_die("batch %dx%d exceeds reserved size", B, T);
+    bool cross = c->add_cross_attention;
+    if (cross && (!bb->enc || bb->Tk <= 0 || bb->Tk > bb->cap_T))
+        plm_die("cross-attention without encoder states (backbone_set_encoder)");
     bb->B = B;
     bb->T = T;
     bb->input_ids = ids;
@@ -167,11 +215,38 @@ const float *backbone_forward(plm_backbone *bb, int B, int T, const int32_t *ids
                               c->layer_norm_eps);
             mlp_in = a->ln1;
         }
+        const float *mid = a->res1; /* pre-LN: the stream the MLP adds to */
+        if (cross) {
+            /* pre-LN:  resc = res1 + drop(Wo attn(Wq LN(res1), Wkv enc))
+             * post-LN: resc = ln1 + drop(Wo attn(Wq ln1, Wkv enc)); lnc = LN(resc) */
+            const float *cin = mlp_in;
+            if (c->pre_layernorm) {
+                layernorm_forward(a->lnc, a->lnc_mean, a->lnc_rstd, a->res1, w->lnc_w, w->lnc_b, (int)N, C,
+                                  c->layer_norm_eps);
+                cin = a->lnc;
+            }
+            linear_forward(a->cq, cin, w->cq_w, w->cq_b, (int)N, C, C);
+            linear_forward(a->ckv, bb->enc, w->ckv_w, w->ckv_b, B * bb->Tk, C, 2 * C);
+            attn_shape cs = cross_shape(bb, a, l, pa);
+            attention_forward_ex(&cs, a->caty, a->catt);
+            linear_forward(a->resc, a->caty, w->cproj_w, w->cproj_b, (int)N, C, C);
+            residual_dropout_forward(a->resc, c->pre_layernorm ? a->res1 : mlp_in, a->resc, N * C, pd,
+                                     backbone_drop_key(bb, l, 4));
+            if (c->pre_layernorm) {
+                layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->resc, w->ln2_w, w->ln2_b, (int)N, C,
+                                  c->layer_norm_eps);
+                mid = a->resc;
+            } else {
+                layernorm_forward(a->lnc, a->lnc_mean, a->lnc_rstd, a->resc, w->lnc_w, w->lnc_b, (int)N, C,
+                                  c->layer_norm_eps);
+                mlp_in = a->lnc;
+            }
+        }
         linear_forward(a->fch, mlp_in, w->fc_w, w->fc_b, (int)N, C, I);
         gelu_forward(a->fch_gelu, a->fch, N * I, c->hidden_act);
         linear_forward(a->res2, a->fch_gelu, w->proj_w, w->proj_b, (int)N, I, C);
         /* the MLP's residual: pre-LN adds the sub-layer input res1, post-LN the LN output */
-        residual_dropout_forward(a->res2, c->pre_layernorm ? a->res1 : mlp_in, a->res2, N * C, pd,
+        residual_dropout_forward(a->res2, c->pre_layernorm ? mid : mlp_in, a->res2, N * C, pd,
                                  backbone_drop_key(bb, l, 2));
         if (!c->pre_layernorm)
             layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w->ln2_w, w->ln2_b, (int)N, C,
@@ -200,12 +275,39 @@ void backbone_zero_dhidden(plm_backbone *bb) {
 
 /* ---------------------------------------------------------------- backward */
 
+/* The cross-attention block of layer l backward, from g_resid = d resc: adds the query
+ * path's gradient to g_a (d of the block's input: LN(res1) pre-LN, ln1 post-LN; g_a
+ * must hold what is already known), and the key/value path's to d_enc. */
+static void cross_backward(plm_backbone *bb, int l, float pd, float pa) {
+    const plm_config *c = &bb->config;
+    int C = c->hidden_size;
+    size_t N = (size_t)bb->B * bb->T;
+    const plm_layer_weights *w = &bb->w.layers[l];
+    plm_layer_weights *g = &bb->g.layers[l];
+    plm_layer_acts *a = &bb->acts[l];
+    float *dcross = bb->g_resid;
+    if (pd > 0.0f) dropout_backward(dcross = bb->g_b, bb->g_resid, N * C, pd, backbone_drop_key(bb, l, 4));
+    linear_backward(bb->g_atty, g->cproj_w, g->cproj_b, dcross, a->caty, w->cproj_w, (int)N, C, C, false);
+    attn_shape cs = cross_shape(bb, a, l, pa);
+    attention_backward_ex(&cs, bb->g_atty, a->catt, bb->g_cq, bb->g_ckv, bb->g_ckv + C, NULL);
+    const float *cin = c->pre_layernorm ? a->lnc : a->ln1;
+    if (c->pre_layernorm) {
+        /* g_a becomes d LN(res1); the caller runs that LayerNorm backward */
+        linear_backward(bb->g_a, g->cq_w, g->cq_b, bb->g_cq, cin, w->cq_w, (int)N, C, C, false);
+    } else {
+        linear_backward(bb->g_a, g->cq_w, g->cq_b, bb->g_cq, cin, w->cq_w, (int)N, C, C, true);
+    }
+    linear_backward(bb->d_enc, g->ckv_w, g->ckv_b, bb->g_ckv, bb->enc, w->ckv_w, bb->B * bb->Tk, C, 2 * C, true);
+}
+
 void backbone_backward(plm_backbone *bb) {
     const plm_config *c = &bb->config;
     int B = bb->B, T = bb->T, C = c->hidden_size, I = c->intermediate_size, NH = c->num_attention_heads, E = bb->E;
     size_t N = (size_t)B * T;
     float pd = bb->training ? c->hidden_dropout_prob : 0.0f;
     float pa = bb->training ? c->attention_probs_dropout_prob : 0.0f;
+    bool cross = c->add_cross_attention;
+    if (cross) memset(bb->d_enc, 0, (size_t)B * bb->Tk * C * sizeof(float));
 
     /* pooler: dcls = (dpooled * (1 - pooled^2)) @ W, added to dhidden[:, 0] */
     if (bb->pooler) {
@@ -235,8 +337,14 @@ void backbone_backward(plm_backbone *bb) {
             linear_backward(bb->g_fch, g->proj_w, g->proj_b, dmlp, a->fch_gelu, w->proj_w, (int)N, I, C, false);
             gelu_backward(bb->g_fch, a->fch, bb->g_fch, N * I, c->hidden_act);
             linear_backward(bb->g_a, g->fc_w, g->fc_b, bb->g_fch, a->ln2, w->fc_w, (int)N, C, I, false);
-            layernorm_backward(bb->g_resid, g->ln2_w, g->ln2_b, bb->g_a, a->res1, w->ln2_w, a->ln2_mean, a->ln2_rstd,
-                               (int)N, C, true);
+            layernorm_backward(bb->g_resid, g->ln2_w, g->ln2_b, bb->g_a, cross ? a->resc : a->res1, w->ln2_w,
+                               a->ln2_mean, a->ln2_rstd, (int)N, C, true);
+            if (cross) {
+                /* g_resid = d resc. Cross branch: resc = res1 + drop(Wo attn(Wq LN(res1), Wkv enc)) */
+                cross_backward(bb, l, pd, pa);
+                layernorm_backward(bb->g_resid, g->lnc_w, g->lnc_b, bb->g_a, a->res1, w->lnc_w, a->lnc_mean,
+                                   a->lnc_rstd, (int)N, C, true);
+            }
             /* g_resid = d res1. Attention branch: res1 = x + drop(proj(attn(qkv(ln1)))) */
             float *dattn = bb->g_resid;
             if (pd > 0.0f) dropout_backward(dattn = bb->g_b, bb->g_resid, N * C, pd, backbone_drop_key(bb, l, 1));
@@ -254,8 +362,15 @@ void backbone_backward(plm_backbone *bb) {
             if (pd > 0.0f) dropout_backward(dmlp = bb->g_b, bb->g_a, N * C, pd, backbone_drop_key(bb, l, 2));
             linear_backward(bb->g_fch, g->proj_w, g->proj_b, dmlp, a->fch_gelu, w->proj_w, (int)N, I, C, false);
             gelu_backward(bb->g_fch, a->fch, bb->g_fch, N * I, c->hidden_act);
-            /* g_a = d res2 (identity path) + the MLP path = d ln1 */
-            linear_backward(bb->g_a, g->fc_w, g->fc_b, bb->g_fch, a->ln1, w->fc_w, (int)N, C, I, true);
+            /* g_a = d res2 (identity path) + the MLP path = d ln1 (d lnc with cross-attention) */
+            linear_backward(bb->g_a, g->fc_w, g->fc_b, bb->g_fch, cross ? a->lnc : a->ln1, w->fc_w, (int)N, C, I, true);
+            if (cross) {
+                /* lnc = LN(resc), resc = ln1 + drop(Wo attn(Wq ln1, Wkv enc)) */
+                layernorm_backward(bb->g_resid, g->lnc_w, g->lnc_b, bb->g_a, a->resc, w->lnc_w, a->lnc_mean,
+                                   a->lnc_rstd, (int)N, C, false);
+                memcpy(bb->g_a, bb->g_resid, N * C * sizeof(float)); /* the identity path to ln1 */
+                cross_backward(bb, l, pd, pa);
+            }
             /* res1 = x + drop(attn(x)); ln1 = LN(res1) */
             layernorm_backward(bb->g_resid, g->ln1_w, g->ln1_b, bb->g_a, a->res1, w->ln1_w, a->ln1_mean, a->ln1_rstd,
                                (int)N, C, false);

@@ -24,6 +24,12 @@ typedef struct {
     float *ln2_w, *ln2_b;   /* pre-LN: before the MLP; post-LN: output.LayerNorm */
     float *fc_w, *fc_b;     /* [I, C] */
     float *proj_w, *proj_b; /* [C, I] */
+    /* cross-attention (add_cross_attention): queries from this stack, keys and values
+     * from the encoder's hidden states */
+    float *lnc_w, *lnc_b;     /* post-LN: crossattention.output.LayerNorm; pre-LN: ln_cross_attn */
+    float *cq_w, *cq_b;       /* [C, C] */
+    float *ckv_w, *ckv_b;     /* [2C, C]: key | value rows, one tensor */
+    float *cproj_w, *cproj_b; /* [C, C] */
 } plm_layer_weights;
 
 typedef struct {
@@ -42,6 +48,7 @@ typedef struct {
     float *ln2, *ln2_mean, *ln2_rstd;
     float *fch, *fch_gelu;
     float *res2;
+    float *lnc, *lnc_mean, *lnc_rstd, *cq, *ckv, *catt, *caty, *resc; /* cross-attention */
 } plm_layer_acts;
 
 typedef struct plm_backbone {
@@ -59,6 +66,11 @@ typedef struct plm_backbone {
     float *cls, *pooled, *dpooled; /* [B, C]: first-token states, pooler output, its gradient */
     float *dhidden;                /* [B, T, C]: gradient of the hidden states (heads add) */
     float *g_resid, *g_a, *g_b, *g_atty, *g_qkv, *g_fch, *g_emb, *g_emb2;
+    float *g_cq, *g_ckv, *d_enc; /* cross-attention gradients; d_enc [B, Tk, C] goes to the encoder */
+    /* the encoder states the cross-attention reads (set by backbone_set_encoder) */
+    const float *enc;
+    const uint8_t *enc_mask;
+    int Tk;
     float *act_block; /* the one allocation behind every activation */
     /* the batch of the last forward pass */
     int B, T;
@@ -73,12 +85,16 @@ typedef struct plm_backbone {
 int backbone_reserve(plm_backbone *bb, int B, int T);
 void backbone_free(plm_backbone *bb);
 
+/* The encoder hidden states [B, Tk, C] (and their padding mask, may be NULL) that the
+ * next forward pass of a cross-attention stack reads. */
+void backbone_set_encoder(plm_backbone *bb, const float *enc, int Tk, const uint8_t *enc_mask);
 /* Forward pass; returns the final hidden states [B, T, C]. Also runs the pooler. */
 const float *backbone_forward(plm_backbone *bb, int B, int T, const int32_t *ids, const int32_t *type_ids,
                               const uint8_t *mask, bool causal, bool training, uint64_t dropout_seed);
 /* Clears dhidden and dpooled before the heads add to them. */
 void backbone_zero_dhidden(plm_backbone *bb);
-/* Backward pass from dhidden (and dpooled): gradients are added to bb->g. */
+/* Backward pass from dhidden (and dpooled): gradients are added to bb->g; a
+ * cross-attention stack also leaves the encoder states' gradient in d_enc. */
 void backbone_backward(plm_backbone *bb);
 /* The hidden states of the last forward pass. */
 const float *backbone_hidden(const plm_backbone *bb);

@@ -147,6 +147,7 @@ int plm_config_parse(plm_config *c, const char *json, const char *path) {
         read_float(root, path, &c->attention_probs_dropout_prob, "attention_probs_dropout_prob", "attn_pdrop") ||
         read_float(root, path, &c->initializer_range, "initializer_range", NULL) ||
         read_bool(root, path, &c->is_decoder, "is_decoder") ||
+        read_bool(root, path, &c->add_cross_attention, "add_cross_attention") ||
         read_bool(root, path, &c->pre_layernorm, "pre_layernorm") ||
         read_bool(root, path, &c->tie_word_embeddings, "tie_word_embeddings") ||
         read_int(root, path, &c->pad_token_id, "pad_token_id", NULL) ||
@@ -228,6 +229,7 @@ int plm_config_validate(const plm_config *c, const char *path) {
     REQUIRE(c->attention_probs_dropout_prob >= 0.0f && c->attention_probs_dropout_prob < 1.0f,
             "%s: attention_probs_dropout_prob must be in [0, 1)", path);
     REQUIRE(c->initializer_range > 0.0f, "%s: initializer_range must be positive", path);
+    REQUIRE(!c->add_cross_attention || c->is_decoder, "%s: add_cross_attention needs is_decoder (as HF's)", path);
     const int *ids[] = {&c->pad_token_id,  &c->bos_token_id, &c->eos_token_id,
                         &c->mask_token_id, &c->cls_token_id, &c->sep_token_id};
     for (size_t i = 0; i < PLM_ARRAY_LEN(ids); i++)
@@ -303,6 +305,7 @@ char *plm_config_to_json(const plm_config *c, const char *architecture) {
     }
     add_float(o, "initializer_range", c->initializer_range);
     cJSON_AddBoolToObject(o, "is_decoder", c->is_decoder);
+    cJSON_AddBoolToObject(o, "add_cross_attention", c->add_cross_attention);
     cJSON_AddBoolToObject(o, "pre_layernorm", c->pre_layernorm);
     cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_word_embeddings);
     /* id2label / label2id, as HF writes them: their size is num_labels */

@@ -27,6 +27,7 @@ typedef struct {
     float attention_probs_dropout_prob;
     float initializer_range;
     bool is_decoder;          /* causal self-attention */
+    bool add_cross_attention; /* decoder layers also attend to an encoder's hidden states */
     bool pre_layernorm;       /* LayerNorm before each sub-layer (GPT-2) or after (BERT) */
     bool tie_word_embeddings; /* the output projection is the token embedding matrix */
     int num_labels;           /* classes of a classification head (id2label's size); 1 = regression */

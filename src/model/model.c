@@ -29,12 +29,13 @@ int plm_params_add(plm_params *p, const char *name, int rows, int cols, int flag
     t->transpose = flags & PLM_P_TRANSPOSE;
     t->no_decay = cols == 0;
     t->head = p->head;
-    if (flags & PLM_P_QKV) {
-        /* one [3C, C] block in memory, three HF tensors in files */
+    if (flags & (PLM_P_QKV | PLM_P_KV)) {
+        /* one [3C, C] (or [2C, C]) block in memory, three (two) HF tensors in files */
         static const char *part[] = {"query", "key", "value"};
-        t->nparts = 3;
-        for (int k = 0; k < 3; k++) snprintf(t->parts[k], sizeof t->parts[k], name, part[k]);
-        snprintf(t->name, sizeof t->name, name, "qkv");
+        int first = flags & PLM_P_QKV ? 0 : 1;
+        t->nparts = 3 - first;
+        for (int k = 0; k < t->nparts; k++) snprintf(t->parts[k], sizeof t->parts[k], name, part[first + k]);
+        snprintf(t->name, sizeof t->name, name, first ? "kv" : "qkv");
     } else {
         snprintf(t->name, sizeof t->name, "%s", name);
     }
@@ -138,6 +139,17 @@ static void register_backbone(plm_params *p, plm_backbone *bb, const emb_tables 
             plm_params_add(p, NAME("%s.h.%d.mlp.c_fc.bias", P, l), I, 0, 0, LV(fc_b));
             plm_params_add(p, NAME("%s.h.%d.mlp.c_proj.weight", P, l), C, I, T, LV(proj_w));
             plm_params_add(p, NAME("%s.h.%d.mlp.c_proj.bias", P, l), C, 0, 0, LV(proj_b));
+            if (c->add_cross_attention) {
+                /* GPT2Attention(is_cross_attention): q_attn, c_attn = key | value, c_proj */
+                plm_params_add(p, NAME("%s.h.%d.ln_cross_attn.weight", P, l), C, 0, 0, LV(lnc_w));
+                plm_params_add(p, NAME("%s.h.%d.ln_cross_attn.bias", P, l), C, 0, 0, LV(lnc_b));
+                plm_params_add(p, NAME("%s.h.%d.crossattention.q_attn.weight", P, l), C, C, T, LV(cq_w));
+                plm_params_add(p, NAME("%s.h.%d.crossattention.q_attn.bias", P, l), C, 0, 0, LV(cq_b));
+                plm_params_add(p, NAME("%s.h.%d.crossattention.c_attn.weight", P, l), 2 * C, C, T, LV(ckv_w));
+                plm_params_add(p, NAME("%s.h.%d.crossattention.c_attn.bias", P, l), 2 * C, 0, 0, LV(ckv_b));
+                plm_params_add(p, NAME("%s.h.%d.crossattention.c_proj.weight", P, l), C, C, T, LV(cproj_w));
+                plm_params_add(p, NAME("%s.h.%d.crossattention.c_proj.bias", P, l), C, 0, 0, LV(cproj_b));
+            }
         } else {
             /* query | key | value: one [3C, C] tensor that one GEMM multiplies */
             char lp[96];
@@ -154,6 +166,17 @@ static void register_backbone(plm_params *p, plm_backbone *bb, const emb_tables 
             plm_params_add(p, NAME("%s.output.dense.bias", lp), C, 0, 0, LV(proj_b));
             plm_params_add(p, NAME("%s.output.LayerNorm.weight", lp), C, 0, 0, LV(ln2_w));
             plm_params_add(p, NAME("%s.output.LayerNorm.bias", lp), C, 0, 0, LV(ln2_b));
+            if (c->add_cross_attention) {
+                /* BertLayer.crossattention: query, key | value (one tensor), output dense + LN */
+                plm_params_add(p, NAME("%s.crossattention.self.query.weight", lp), C, C, 0, LV(cq_w));
+                plm_params_add(p, NAME("%s.crossattention.self.query.bias", lp), C, 0, 0, LV(cq_b));
+                plm_params_add(p, NAME("%s.crossattention.self.%%s.weight", lp), 2 * C, C, PLM_P_KV, LV(ckv_w));
+                plm_params_add(p, NAME("%s.crossattention.self.%%s.bias", lp), 2 * C, 0, PLM_P_KV, LV(ckv_b));
+                plm_params_add(p, NAME("%s.crossattention.output.dense.weight", lp), C, C, 0, LV(cproj_w));
+                plm_params_add(p, NAME("%s.crossattention.output.dense.bias", lp), C, 0, 0, LV(cproj_b));
+                plm_params_add(p, NAME("%s.crossattention.output.LayerNorm.weight", lp), C, 0, 0, LV(lnc_w));
+                plm_params_add(p, NAME("%s.crossattention.output.LayerNorm.bias", lp), C, 0, 0, LV(lnc_b));
+            }
         }
 #undef LV
     }
@@ -278,6 +301,10 @@ plm_model *plm_model_create_spec(const plm_model_spec *s, uint64_t seed) {
         const plm_config *c = &s->backbone[hs->backbone];
         if (hs->backbone < 0 || hs->backbone >= s->num_backbones) {
             plm_error("head %d reads backbone %d, which does not exist", i, hs->backbone);
+            return NULL;
+        }
+        if (c->add_cross_attention && (hs->backbone == 0 || s->num_backbones != 2)) {
+            plm_error("a cross-attention stack is the second backbone of an encoder-decoder");
             return NULL;
         }
         if ((hs->kind == PLM_HEAD_SEQ_CLS || hs->kind == PLM_HEAD_TOKEN_CLS) && hs->num_labels < 1) {
@@ -456,6 +483,47 @@ int plm_model_run(plm_model *m, int k, const plm_batch *b, bool backward, float 
     return 0;
 }
 
+bool plm_model_is_seq2seq(const plm_model *m) { return m->num_backbones == 2 && m->bb[1].config.add_cross_attention; }
+
+int plm_model_run_seq2seq(plm_model *m, const plm_batch *enc, const plm_batch *dec, bool backward, float loss_scale) {
+    if (!plm_model_is_seq2seq(m)) {
+        plm_error("not an encoder-decoder model (the second backbone needs add_cross_attention)");
+        return -1;
+    }
+    if (enc->B != dec->B) {
+        plm_error("encoder batch has %d sequences, decoder batch %d", enc->B, dec->B);
+        return -1;
+    }
+    if (plm_model_check_batch(m, 0, enc) != 0 || plm_model_check_batch(m, 1, dec) != 0) return -1;
+    plm_backbone *eb = &m->bb[0], *db = &m->bb[1];
+    const float *h = backbone_forward(eb, enc->B, enc->T, enc->input_ids, enc->token_type_ids, enc->attention_mask,
+                                      false, enc->training, enc->dropout_seed);
+    backbone_set_encoder(db, h, enc->T, enc->attention_mask);
+    backbone_forward(db, dec->B, dec->T, dec->input_ids, dec->token_type_ids, dec->attention_mask, dec->causal,
+                     dec->training, dec->dropout_seed);
+    if (backward) {
+        backbone_zero_dhidden(eb);
+        backbone_zero_dhidden(db);
+    }
+    m->loss = 0.0;
+    for (int i = 0; i < m->num_heads; i++) {
+        plm_head *hd = &m->heads[i];
+        plm_backbone *bb = &m->bb[hd->spec.backbone];
+        const plm_batch *b = hd->spec.backbone ? dec : enc;
+        head_forward(hd, bb, b, backward, loss_scale);
+        if (hd->result.count) m->loss += hd->spec.weight * hd->loss;
+        if (backward) head_backward(hd, bb, b);
+    }
+    if (backward) {
+        /* the decoder's cross-attention hands the encoder its states' gradient */
+        backbone_backward(db);
+        size_t n = (size_t)enc->B * enc->T * eb->config.hidden_size;
+        for (size_t i = 0; i < n; i++) eb->dhidden[i] += db->d_enc[i];
+        backbone_backward(eb);
+    }
+    return 0;
+}
+
 plm_ce_result plm_model_forward(plm_model *m, const plm_batch *b, bool backward, float loss_scale) {
     if (plm_model_run(m, 0, b, backward, loss_scale) != 0) return (plm_ce_result){NAN, 0, 0};
     return m->num_heads ? m->heads[0].result : (plm_ce_result){0.0, 0, 0};
@@ -507,6 +575,7 @@ const char *plm_model_architecture(const plm_model *m) {
             task = "ForQuestionAnswering";
             break;
         }
+    if (plm_model_is_seq2seq(m)) return "EncoderDecoderModel";
     if (!task) {
         if (m->num_backbones > 1)
             task = "ForGeneratorDiscriminatorPretraining"; /* plm's own */

@@ -106,6 +106,13 @@ int plm_model_check_batch(const plm_model *m, int backbone, const plm_batch *b);
  * set (a batch that fails plm_model_check_batch). Results in m->heads[h].result. */
 int plm_model_run(plm_model *m, int k, const plm_batch *b, bool backward, float loss_scale);
 
+/* An encoder-decoder (backbone 1 has add_cross_attention): the encoder reads enc, the
+ * decoder reads dec and attends to the encoder's final states; heads on either. The
+ * decoder's backward pass hands the encoder the gradient of its states. Same contract
+ * as plm_model_run. */
+int plm_model_run_seq2seq(plm_model *m, const plm_batch *enc, const plm_batch *dec, bool backward, float loss_scale);
+bool plm_model_is_seq2seq(const plm_model *m);
+
 /* plm_model_run on backbone 0; returns the first head's result ({NAN, 0, 0} on a bad
  * batch, with the error set). The summed loss is m->loss. */
 plm_ce_result plm_model_forward(plm_model *m, const plm_batch *b, bool backward, float loss_scale);

@@ -79,7 +79,30 @@ static cJSON *config_json(const plm_config *c, const char *architecture) {
 int plm_model_save(const plm_model *m, const char *dir, const char *const *meta_kv, int n_meta) {
     if (plm_mkdirs(dir) != 0) return -1;
     char path[4096];
-    cJSON *o = config_json(&m->config, plm_model_architecture(m));
+    cJSON *o;
+    if (plm_model_is_seq2seq(m)) {
+        /* HF's EncoderDecoderModel: the two configs nested, tensors "encoder.*" and
+         * "decoder.*" (a BertModel / GPT2Model and a *LMHeadModel with cross-attention) */
+        o = cJSON_CreateObject();
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "architectures"), cJSON_CreateString("EncoderDecoderModel"));
+        cJSON_AddStringToObject(o, "model_type", "encoder-decoder");
+        cJSON_AddBoolToObject(o, "is_encoder_decoder", true);
+        const plm_config *dc = &m->bb[1].config;
+        cJSON_AddItemToObject(o, "encoder",
+                              config_json(&m->config, m->config.arch == PLM_ARCH_GPT2      ? "GPT2Model"
+                                                      : m->config.arch == PLM_ARCH_ELECTRA ? "ElectraModel"
+                                                                                           : "BertModel"));
+        cJSON_AddItemToObject(o, "decoder",
+                              config_json(dc, dc->arch == PLM_ARCH_GPT2      ? "GPT2LMHeadModel"
+                                              : dc->arch == PLM_ARCH_ELECTRA ? "ElectraForCausalLM"
+                                                                             : "BertLMHeadModel"));
+        int start = dc->cls_token_id >= 0 ? dc->cls_token_id : dc->bos_token_id;
+        if (start >= 0) cJSON_AddNumberToObject(o, "decoder_start_token_id", start);
+        if (dc->pad_token_id >= 0) cJSON_AddNumberToObject(o, "pad_token_id", dc->pad_token_id);
+        cJSON_AddNumberToObject(o, "vocab_size", dc->vocab_size);
+    } else {
+        o = config_json(&m->config, plm_model_architecture(m));
+    }
     /* plm's own keys (HF keeps unknown keys as attributes): the heads, and the
      * further backbones of a multi-model run */
     cJSON *heads = cJSON_AddArrayToObject(o, "plm_heads");
@@ -92,7 +115,7 @@ int plm_model_save(const plm_model *m, const char *dir, const char *const *meta_
         cJSON_AddNumberToObject(j, "weight", h->spec.weight);
         cJSON_AddItemToArray(heads, j);
     }
-    if (m->num_backbones > 1) {
+    if (m->num_backbones > 1 && !plm_model_is_seq2seq(m)) {
         cJSON *bbs = cJSON_AddArrayToObject(o, "plm_backbones");
         for (int k = 1; k < m->num_backbones; k++) {
             cJSON *j = cJSON_CreateObject();
@@ -313,22 +336,63 @@ static void heads_from_architecture(plm_model_spec *s, const char *arch, int num
         plm_model_spec_add_head(s, PLM_HEAD_LM, 0);
 }
 
+/* HF's EncoderDecoderModel config: "encoder" and "decoder" objects. */
+static int spec_encoder_decoder(plm_model_spec *s, const cJSON *root, const char *path) {
+    const cJSON *parts[2] = {cJSON_GetObjectItemCaseSensitive(root, "encoder"),
+                             cJSON_GetObjectItemCaseSensitive(root, "decoder")};
+    static _Thread_local char prefixes[2][48];
+    memset(s, 0, sizeof *s);
+    for (int k = 0; k < 2; k++) {
+        if (!cJSON_IsObject(parts[k])) {
+            plm_error("%s: an encoder-decoder config needs \"encoder\" and \"decoder\" objects", path);
+            return -1;
+        }
+        char *sub = cJSON_PrintUnformatted(parts[k]);
+        int r = plm_config_parse(&s->backbone[k], sub, path);
+        free(sub);
+        if (r != 0) return -1;
+    }
+    if (!s->backbone[1].add_cross_attention) {
+        plm_error("%s: the decoder of an encoder-decoder needs \"add_cross_attention\": true", path);
+        return -1;
+    }
+    snprintf(prefixes[0], sizeof prefixes[0], "encoder");
+    snprintf(prefixes[1], sizeof prefixes[1], "decoder.%s",
+             s->backbone[1].arch == PLM_ARCH_GPT2      ? "transformer"
+             : s->backbone[1].arch == PLM_ARCH_ELECTRA ? "electra"
+                                                       : "bert");
+    s->prefix[0] = prefixes[0];
+    s->prefix[1] = prefixes[1];
+    s->num_backbones = 2;
+    int h = plm_model_spec_add_head(s, PLM_HEAD_LM, 0);
+    s->heads[h].backbone = 1;
+    return 0;
+}
+
 int plm_model_spec_load(plm_model_spec *s, const char *dir) {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    plm_config c;
-    if (plm_config_load(&c, path) != 0) return -1;
-    plm_model_spec_default(s, &c);
     size_t len;
     char *text = plm_read_file(path, &len);
     if (!text) return -1;
     cJSON *root = cJSON_Parse(text);
     free(text);
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+    bool encdec = cJSON_IsString(mt) && strcmp(mt->valuestring, "encoder-decoder") == 0;
+    plm_config c;
+    if (encdec ? spec_encoder_decoder(s, root, path) != 0 : plm_config_load(&c, path) != 0) {
+        cJSON_Delete(root);
+        return -1;
+    }
+    if (encdec)
+        c = s->backbone[0];
+    else
+        plm_model_spec_default(s, &c);
     int rc = -1;
     const cJSON *heads = cJSON_GetObjectItemCaseSensitive(root, "plm_heads");
     const cJSON *archs = cJSON_GetObjectItemCaseSensitive(root, "architectures");
     const cJSON *bbs = cJSON_GetObjectItemCaseSensitive(root, "plm_backbones");
-    if (bbs) {
+    if (bbs && !encdec) {
         const cJSON *it;
         if (!cJSON_IsArray(bbs) || cJSON_GetArraySize(bbs) > PLM_MAX_BACKBONES - 1) {
             plm_error("%s: \"plm_backbones\" must be an array of at most %d objects", path, PLM_MAX_BACKBONES - 1);
@@ -380,7 +444,7 @@ int plm_model_spec_load(plm_model_spec *s, const char *dir) {
             s->heads[i].backbone = b;
             if (cJSON_IsNumber(w)) s->heads[i].weight = (float)w->valuedouble;
         }
-    } else if (cJSON_IsArray(archs) && cJSON_IsString(cJSON_GetArrayItem(archs, 0))) {
+    } else if (!encdec && cJSON_IsArray(archs) && cJSON_IsString(cJSON_GetArrayItem(archs, 0))) {
         heads_from_architecture(s, cJSON_GetArrayItem(archs, 0)->valuestring, c.num_labels);
     }
     rc = 0;

@@ -12,6 +12,7 @@ struct plm_model;
 enum {
     PLM_P_TRANSPOSE = 1, /* stored [in, out] in HF files (GPT-2's Conv1D) */
     PLM_P_QKV = 2,       /* a fused [3C, C] / [3C] tensor saved as query, key, value */
+    PLM_P_KV = 4,        /* a fused [2C, C] / [2C] tensor saved as key, value */
 };
 
 typedef struct {
