@@ -77,9 +77,10 @@ format-check:
 clean:
 	rm -rf build build-asan build-fuzz
 
-# Fuzz targets (fuzz/*.c) against the tokenizer, core, safetensors and config sources,
+# Fuzz targets (fuzz/*.c) against the tokenizer, core, safetensors, config and dataset sources,
 # with clang's libFuzzer, ASan and UBSan; scripts/fuzz.sh runs each for a bounded time.
-FUZZ_LIB := $(wildcard src/core/*.c src/tokenizer/*.c) src/train/safetensors.c src/model/config.c
+FUZZ_LIB := $(wildcard src/core/*.c src/tokenizer/*.c) src/train/safetensors.c src/model/config.c \
+            src/tasks/datasets.c src/data/corpus.c
 FUZZ_BIN := $(patsubst fuzz/%.c,build-fuzz/%,$(wildcard fuzz/*.c))
 fuzz: $(FUZZ_BIN)
 build-fuzz/%: fuzz/%.c $(FUZZ_LIB) $(HEADERS) Makefile
