@@ -230,26 +230,10 @@ static bool is_cased(int32_t c) {
  * MidNumLet and Single_Quote (apostrophes, full stops, colons, middle dots). */
 static bool is_case_ignorable(int32_t c) {
     if (c >= RAW) return false;
-    switch (c) {
-    case 0x27:
-    case 0x2E:
-    case 0x3A:
-    case 0xB7:
-    case 0x387:
-    case 0x55F:
-    case 0x5F4:
-    case 0x2018:
-    case 0x2019:
-    case 0x2024:
-    case 0x2027:
-    case 0xFE13:
-    case 0xFE52:
-    case 0xFE55:
-    case 0xFF07:
-    case 0xFF0E:
-    case 0xFF1A:
-        return true;
-    }
+    static const int32_t mid[] = {0x27,   0x2E,   0x3A,   0xB7,   0x387,  0x55F,  0x5F4,  0x2018, 0x2019,
+                                  0x2024, 0x2027, 0xFE13, 0xFE52, 0xFE55, 0xFF07, 0xFF0E, 0xFF1A};
+    for (size_t i = 0; i < PLM_ARRAY_LEN(mid); i++)
+        if (c == mid[i]) return true;
     utf8proc_category_t k = utf8proc_category(c);
     return k == UTF8PROC_CATEGORY_MN || k == UTF8PROC_CATEGORY_ME || k == UTF8PROC_CATEGORY_CF ||
            k == UTF8PROC_CATEGORY_LM || k == UTF8PROC_CATEGORY_SK;
