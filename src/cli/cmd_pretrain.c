@@ -85,13 +85,17 @@ int cmd_pretrain(int argc, char **argv) {
         {"--eval-steps", ARG_LONG, &a.eval_steps, "validation every N steps (default 200)"},
         {"--eval-batches", ARG_INT, &a.eval_batches, "validation batches per evaluation (default 20)"},
         {"--save-steps", ARG_LONG, &a.save_steps, "write checkpoint-N every N steps (default: final only)"},
+        {"--save-total-limit", ARG_INT, &a.save_total_limit,
+         "keep only the newest N checkpoint-N directories (default: all)"},
         {"--seed", ARG_U64, &a.seed, "random seed: same seed, same run (default 42)"},
         {"--mlm-probability", ARG_FLOAT, &a.obj.mlm_probability, "share of tokens selected for MLM (default 0.15)"},
         {"--mask-replace-prob", ARG_FLOAT, &a.obj.mask_replace_prob, "selected -> [MASK] (default 0.8)"},
         {"--random-replace-prob", ARG_FLOAT, &a.obj.random_replace_prob, "selected -> random token (default 0.1)"},
         {"--static-masking", ARG_FLAG, &static_masking, "one fixed mask per sequence (BERT) instead of dynamic"},
         {"--right-to-left", ARG_FLAG, &right_to_left, "CLM: predict the previous token instead of the next"},
-        {"--resume-from-checkpoint", ARG_STR, &resume, "continue an interrupted run from a checkpoint directory"},
+        {"--resume-from-checkpoint", ARG_STR, &resume,
+         "continue an interrupted run: a checkpoint directory, or an output directory (its newest complete "
+         "checkpoint)"},
         {"--init-from", ARG_STR, &init_from, "continued pretraining: start from a model directory's weights"},
         {"--quiet", ARG_FLAG, &quiet, "no progress bar"},
     };
@@ -105,7 +109,6 @@ int cmd_pretrain(int argc, char **argv) {
     a.quiet = quiet;
     a.obj.static_masking = static_masking;
     a.obj.right_to_left = right_to_left;
-    a.resume_from_checkpoint = resume;
     if (strcmp(objective, "clm") == 0)
         a.objective = PLM_OBJ_CLM;
     else if (strcmp(objective, "mlm") == 0)
@@ -133,6 +136,10 @@ int cmd_pretrain(int argc, char **argv) {
         fprintf(stderr, "plm pretrain: masking probabilities must be in [0, 1] and mask + random <= 1\n");
         goto usage_fail;
     }
+    if (a.save_total_limit < 0) {
+        fprintf(stderr, "plm pretrain: --save-total-limit must be >= 0\n");
+        goto usage_fail;
+    }
     if (valid_split < 0 || valid_split >= 1) {
         fprintf(stderr, "plm pretrain: --validation-split must be in [0, 1)\n");
         goto usage_fail;
@@ -142,7 +149,14 @@ int cmd_pretrain(int argc, char **argv) {
     plm_tokenizer *tok = NULL;
     plm_model *m = NULL;
     plm_token_stream train = {0}, valid = {0};
-    const char *model_dir = resume ? resume : init_from;
+    char *resume_dir = NULL;
+    if (resume) {
+        long resume_step;
+        if (!(resume_dir = plm_find_checkpoint(resume, &resume_step))) goto fail;
+        fprintf(stderr, "resuming from %s (step %ld)\n", resume_dir, resume_step);
+        a.resume_from_checkpoint = resume_dir;
+    }
+    const char *model_dir = resume ? resume_dir : init_from;
     if (model_dir) {
         if ((rc = cli_load_model(model_dir, &m, &tok)) != 0) goto fail;
         rc = PLM_EXIT_INPUT;
@@ -217,6 +231,7 @@ done:
     plm_token_stream_free(&valid);
     plm_model_free(m);
     if (tok) plm_tokenizer_free(tok);
+    free(resume_dir);
     args_list_free(&train_files);
     args_list_free(&valid_files);
     return rc;

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -169,6 +170,45 @@ int plm_mkdirs(const char *path) {
     }
     free(p);
     return 0;
+}
+
+int plm_fsync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) {
+        plm_error("%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    int rc = fsync(fd);
+    /* Some file systems refuse fsync on directories; their renames are ordered anyway. */
+    if (rc != 0 && errno != EINVAL && errno != EROFS) {
+        plm_error("%s: fsync failed: %s", dir, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+    (void)st;
+    (void)type;
+    (void)ftw;
+    if (remove(path) != 0 && errno != ENOENT) {
+        plm_error("%s: cannot remove: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int plm_remove_tree(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        if (errno == ENOENT) return 0;
+        plm_error("%s: %s", path, strerror(errno));
+        return -1;
+    }
+    /* FTW_DEPTH: children before their directory; FTW_PHYS: never follow a symlink out. */
+    return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0 ? 0 : -1;
 }
 
 double plm_now(void) {

@@ -48,6 +48,12 @@ int plm_write_chunks_atomic(const char *path, const void *const *chunks, const s
 /* mkdir -p */
 int plm_mkdirs(const char *path);
 
+/* fsync a directory, so that renames and new entries in it survive a crash. */
+int plm_fsync_dir(const char *dir);
+
+/* rm -rf path (does not follow symlinks). A missing path is not an error. */
+int plm_remove_tree(const char *path);
+
 /* Wall-clock seconds (monotonic). */
 double plm_now(void);
 

@@ -1,12 +1,18 @@
 /* trainer.c - see trainer.h */
 #include "trainer.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "core/common.h"
 #include "core/progress.h"
@@ -132,70 +138,394 @@ static int meta_u64(const plm_safetensors *st, const char *key, const char *path
     return 0;
 }
 
-static int load_training_state(const char *dir, plm_model *m, plm_adamw *o, long *step, uint64_t *epoch, size_t *pos) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if (plm_model_load_weights(m, path) != 0) return -1;
+/* The "step" in a model.safetensors' metadata. */
+static int model_step_of(const char *path, uint64_t *step) {
     plm_safetensors mst;
     if (plm_st_load(&mst, path) != 0) return -1;
-    uint64_t model_step = 0;
-    int rc = meta_u64(&mst, "step", path, &model_step);
+    int rc = meta_u64(&mst, "step", path, step);
     plm_st_free(&mst);
-    if (rc) return -1;
-    snprintf(path, sizeof path, "%s/training_state.safetensors", dir);
-    plm_safetensors st;
-    if (plm_st_load(&st, path) != 0) return -1;
-    rc = -1;
-    const plm_st_tensor *tm = plm_st_find(&st, "exp_avg"), *tv = plm_st_find(&st, "exp_avg_sq");
-    uint64_t s, e, p;
-    if (!tm || !tv || tm->dtype != PLM_DT_F32 || tv->dtype != PLM_DT_F32 || tm->nbytes != o->n * sizeof(float) ||
-        tv->nbytes != o->n * sizeof(float)) {
-        plm_error("%s: optimizer state does not match the model (%zu parameters)", path, o->n);
-        goto done;
+    return rc;
+}
+
+/* Checks an opened training_state.safetensors against the parameter count and the step of
+ * the model.safetensors next to it (the two are written separately; equal steps show they
+ * belong together). */
+static int verify_training_state(const plm_safetensors *st, const char *path, size_t n, uint64_t model_step,
+                                 uint64_t *step, uint64_t *epoch, uint64_t *pos) {
+    const plm_st_tensor *tm = plm_st_find(st, "exp_avg"), *tv = plm_st_find(st, "exp_avg_sq");
+    if (!tm || !tv || tm->dtype != PLM_DT_F32 || tv->dtype != PLM_DT_F32 || tm->nbytes != n * sizeof(float) ||
+        tv->nbytes != n * sizeof(float)) {
+        plm_error("%s: optimizer state does not match the model (%zu parameters)", path, n);
+        return -1;
     }
-    if (meta_u64(&st, "step", path, &s) || meta_u64(&st, "data_epoch", path, &e) ||
-        meta_u64(&st, "data_position", path, &p))
-        goto done;
-    if (s != model_step) {
-        plm_error("%s: step %" PRIu64 " does not match model.safetensors (step %" PRIu64 ")", path, s, model_step);
-        goto done;
+    if (meta_u64(st, "step", path, step) || meta_u64(st, "data_epoch", path, epoch) ||
+        meta_u64(st, "data_position", path, pos))
+        return -1;
+    if (*step != model_step) {
+        plm_error("%s: step %" PRIu64 " does not match model.safetensors (step %" PRIu64 ")", path, *step, model_step);
+        return -1;
     }
     uint64_t sum = plm_fnv1a(tm->data, tm->nbytes, 0);
     sum = plm_fnv1a(tv->data, tv->nbytes, sum);
     char want[32];
     snprintf(want, sizeof want, "%016" PRIx64, sum);
-    const char *got = plm_st_meta(&st, "plm_checksum");
+    const char *got = plm_st_meta(st, "plm_checksum");
     if (!got || strcmp(got, want) != 0) {
         plm_error("%s: checksum mismatch (file corrupted)", path);
-        goto done;
+        return -1;
     }
-    memcpy(o->m, tm->data, tm->nbytes);
-    memcpy(o->v, tv->data, tv->nbytes);
-    o->step = (long)s;
-    *step = (long)s;
-    *epoch = e;
-    *pos = (size_t)p;
-    rc = 0;
-done:
+    return 0;
+}
+
+static int load_training_state(const char *dir, plm_model *m, plm_adamw *o, long *step, uint64_t *epoch, size_t *pos) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (plm_model_load_weights(m, path) != 0) return -1;
+    uint64_t model_step = 0;
+    if (model_step_of(path, &model_step) != 0) return -1;
+    snprintf(path, sizeof path, "%s/training_state.safetensors", dir);
+    plm_safetensors st;
+    if (plm_st_load(&st, path) != 0) return -1;
+    uint64_t s, e, p;
+    int rc = verify_training_state(&st, path, o->n, model_step, &s, &e, &p);
+    if (rc == 0) {
+        memcpy(o->m, plm_st_find(&st, "exp_avg")->data, o->n * sizeof(float));
+        memcpy(o->v, plm_st_find(&st, "exp_avg_sq")->data, o->n * sizeof(float));
+        o->step = (long)s;
+        *step = (long)s;
+        *epoch = e;
+        *pos = (size_t)p;
+    }
     plm_st_free(&st);
     return rc;
 }
 
-static int save_checkpoint(const char *dir, const plm_model *m, const plm_tokenizer *tok, const plm_adamw *o, long step,
-                           const plm_dataloader *d, uint64_t seed, bool with_state) {
+/* ---------------------------------------------------------------- checkpoint directories
+ * A checkpoint is complete when tokenizer.json, config.json, model.safetensors and
+ * training_state.safetensors are all there, load, and agree on the step. Every file is
+ * written atomically (common.h); on top of that:
+ *  - checkpoint-N is written as checkpoint-N.tmp-<pid>, fsync'ed, and renamed into place,
+ *    so a checkpoint-N directory is always complete;
+ *  - the final model lives in output_dir itself (the layout generate/eval and HF load), so
+ *    it cannot be renamed into place as a whole. There training_state.safetensors is the
+ *    commit marker: it and model.safetensors are deleted first and it is written last. A kill
+ *    in between leaves output_dir without model.safetensors or without training_state, never
+ *    files of two different steps side by side; resuming then falls back to the newest
+ *    checkpoint-N and redoes the last steps bit-exactly. */
+
+/* PLM_TEST_SLOW_SAVE=<ms> sleeps after every checkpoint file, so that
+ * tests/checkpoint_kill.sh can land SIGKILLs inside saves. Testing only. */
+static void test_slow_save(void) {
+    const char *s = getenv("PLM_TEST_SLOW_SAVE");
+    long ms = s ? strtol(s, NULL, 10) : 0;
+    if (ms > 0) nanosleep(&(struct timespec){.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000L}, NULL);
+}
+
+/* Writes the checkpoint files into dir; training_state.safetensors last (the commit marker). */
+static int save_checkpoint_files(const char *dir, const plm_model *m, const plm_tokenizer *tok, const plm_adamw *o,
+                                 long step, const plm_dataloader *d, uint64_t seed) {
     char sstep[32], path[4096];
     snprintf(sstep, sizeof sstep, "%ld", step);
     const char *meta[] = {"step", sstep};
-    if (plm_model_save(m, dir, meta, 1) != 0) return -1;
     if (tok) {
         snprintf(path, sizeof path, "%s/tokenizer.json", dir);
         if (plm_tokenizer_save(tok, path) != 0) return -1;
+        test_slow_save();
     }
-    if (with_state) {
-        snprintf(path, sizeof path, "%s/training_state.safetensors", dir);
-        if (save_training_state(path, o, step, d, seed) != 0) return -1;
-    }
+    if (plm_model_save(m, dir, meta, 1) != 0) return -1;
+    test_slow_save();
+    snprintf(path, sizeof path, "%s/training_state.safetensors", dir);
+    if (save_training_state(path, o, step, d, seed) != 0) return -1;
+    test_slow_save();
     return 0;
+}
+
+/* output_dir/checkpoint-<step>, renamed into place only once complete. */
+static int save_checkpoint_dir(const char *output_dir, long step, const plm_model *m, const plm_tokenizer *tok,
+                               const plm_adamw *o, const plm_dataloader *d, uint64_t seed) {
+    char dst[4096], tmp[4200], old[4300];
+    snprintf(dst, sizeof dst, "%s/checkpoint-%ld", output_dir, step);
+    snprintf(tmp, sizeof tmp, "%s.tmp-%ld", dst, (long)getpid());
+    if (plm_remove_tree(tmp) != 0) return -1;
+    if (mkdir(tmp, 0755) != 0) {
+        plm_error("%s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    if (save_checkpoint_files(tmp, m, tok, o, step, d, seed) != 0 || plm_fsync_dir(tmp) != 0) goto fail;
+    if (rename(tmp, dst) != 0) {
+        if (errno != EEXIST && errno != ENOTEMPTY) {
+            plm_error("%s: rename failed: %s", dst, strerror(errno));
+            goto fail;
+        }
+        /* checkpoint-N exists already (a resume from an older checkpoint passed it again):
+         * swap the two in one step, so there is never a moment without checkpoint-N. */
+        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_EXCHANGE) != 0) {
+            /* File systems without RENAME_EXCHANGE: move the old one aside first. */
+            snprintf(old, sizeof old, "%s.old", tmp);
+            if (rename(dst, old) != 0 || rename(tmp, dst) != 0) {
+                plm_error("%s: rename failed: %s", dst, strerror(errno));
+                goto fail;
+            }
+            plm_remove_tree(old);
+        }
+        plm_remove_tree(tmp); /* now the replaced checkpoint */
+    }
+    return plm_fsync_dir(output_dir);
+fail:;
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", plm_last_error());
+    plm_remove_tree(tmp);
+    plm_error("%s", msg);
+    return -1;
+}
+
+/* The final model straight into output_dir; see the comment above. */
+static int save_final_model(const char *output_dir, const plm_model *m, const plm_tokenizer *tok, const plm_adamw *o,
+                            long step, const plm_dataloader *d, uint64_t seed) {
+    const char *names[] = {"training_state.safetensors", "model.safetensors"};
+    char path[4096];
+    for (size_t i = 0; i < PLM_ARRAY_LEN(names); i++) {
+        snprintf(path, sizeof path, "%s/%s", output_dir, names[i]);
+        if (unlink(path) != 0 && errno != ENOENT) {
+            plm_error("%s: %s", path, strerror(errno));
+            return -1;
+        }
+    }
+    if (plm_fsync_dir(output_dir) != 0) return -1;
+    return save_checkpoint_files(output_dir, m, tok, o, step, d, seed);
+}
+
+/* Step of a "checkpoint-<digits>" name, or -1 (temporary names never match). */
+static long checkpoint_step(const char *name) {
+    if (strncmp(name, "checkpoint-", 11) != 0 || !name[11]) return -1;
+    for (const char *c = name + 11; *c; c++)
+        if (*c < '0' || *c > '9') return -1;
+    errno = 0;
+    long v = strtol(name + 11, NULL, 10);
+    return errno ? -1 : v;
+}
+
+typedef struct {
+    long step;
+    char path[4096];
+} ckpt_entry;
+
+static int cmp_ckpt(const void *a, const void *b) {
+    long x = ((const ckpt_entry *)a)->step, y = ((const ckpt_entry *)b)->step;
+    return (x > y) - (x < y);
+}
+
+/* The checkpoint-N directories in dir, by ascending step. Returns the count or -1. */
+static int list_checkpoints(const char *dir, ckpt_entry **out) {
+    *out = NULL;
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT) return 0;
+        plm_error("%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    int n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long step = checkpoint_step(e->d_name);
+        if (step < 0) continue;
+        char path[4096];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+        if (n == cap) *out = plm_realloc(*out, (size_t)(cap = cap ? 2 * cap : 16) * sizeof **out);
+        (*out)[n].step = step;
+        memcpy((*out)[n].path, path, sizeof path);
+        n++;
+    }
+    closedir(d);
+    if (n) qsort(*out, (size_t)n, sizeof **out, cmp_ckpt);
+    return n;
+}
+
+/* Loads every file of a checkpoint and checks that they agree; returns its step. */
+static int check_checkpoint(const char *dir, long *step) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    plm_tokenizer *tok = plm_tokenizer_load(path);
+    if (!tok) return -1;
+    plm_tokenizer_free(tok);
+    plm_model *m = plm_model_load(dir); /* config.json + checksummed model.safetensors */
+    if (!m) return -1;
+    size_t n = m->num_params;
+    plm_model_free(m);
+    uint64_t model_step, s, e, p;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (model_step_of(path, &model_step) != 0) return -1;
+    snprintf(path, sizeof path, "%s/training_state.safetensors", dir);
+    plm_safetensors st;
+    if (plm_st_load(&st, path) != 0) return -1;
+    int rc = verify_training_state(&st, path, n, model_step, &s, &e, &p);
+    plm_st_free(&st);
+    if (rc == 0) *step = (long)s;
+    return rc;
+}
+
+char *plm_find_checkpoint(const char *dir, long *step) {
+    char path[4096], first_err[1024] = "";
+    int tried = 0;
+    /* dir itself, if it holds a training state (a checkpoint, or a finished output dir) */
+    long self_step = -1;
+    snprintf(path, sizeof path, "%s/training_state.safetensors", dir);
+    if (access(path, F_OK) == 0) {
+        tried++;
+        if (check_checkpoint(dir, &self_step) != 0) {
+            self_step = -1;
+            snprintf(first_err, sizeof first_err, "%s", plm_last_error());
+        }
+    }
+    ckpt_entry *c;
+    int n = list_checkpoints(dir, &c);
+    if (n < 0) return NULL;
+    char *found = NULL;
+    /* newest first; an incomplete one (a run of an older plm killed mid-save, a damaged disk)
+     * is skipped with a warning, as HF would fail on it */
+    for (int i = n - 1; i >= 0 && !found && c[i].step > self_step; i--) {
+        long s = -1;
+        tried++;
+        bool ok = check_checkpoint(c[i].path, &s) == 0;
+        if (ok && s != c[i].step) {
+            plm_error("%s: training_state.safetensors is at step %ld, not %ld", c[i].path, s, c[i].step);
+            ok = false;
+        }
+        if (ok) {
+            found = plm_strdup(c[i].path);
+            *step = s;
+            break;
+        }
+        if (!first_err[0]) snprintf(first_err, sizeof first_err, "%s", plm_last_error());
+        fprintf(stderr, "plm: warning: skipping incomplete checkpoint %s: %s\n", c[i].path, plm_last_error());
+    }
+    free(c);
+    if (!found && self_step >= 0) {
+        found = plm_strdup(dir);
+        *step = self_step;
+    }
+    if (!found) {
+        if (tried == 0)
+            plm_error("%s: no checkpoint to resume from (no training_state.safetensors, no checkpoint-N directory)",
+                      dir);
+        else if (tried == 1)
+            plm_error("%s", first_err);
+        else
+            plm_error("%s: no complete checkpoint to resume from (newest: %s)", dir, first_err);
+    }
+    return found;
+}
+
+/* --save-total-limit: deletes the oldest checkpoint-N directories beyond the newest
+ * `limit`, never the one just written. Each is first renamed to a temporary name, so a kill
+ * mid-delete leaves a stale temp dir (removed at the next start), not a half checkpoint. */
+static void rotate_checkpoints(const char *output_dir, int limit, long keep_step) {
+    ckpt_entry *c;
+    int n = list_checkpoints(output_dir, &c);
+    int excess = n - limit;
+    for (int i = 0; i < n && excess > 0; i++) {
+        if (c[i].step == keep_step) continue;
+        char tmp[4200];
+        snprintf(tmp, sizeof tmp, "%s.tmp-%ld", c[i].path, (long)getpid());
+        if (rename(c[i].path, tmp) != 0 || plm_remove_tree(tmp) != 0)
+            fprintf(stderr, "plm: warning: could not delete old checkpoint %s: %s\n", c[i].path, strerror(errno));
+        excess--;
+    }
+    free(c);
+    plm_fsync_dir(output_dir);
+}
+
+/* Temp dirs and files left by a killed run. A temp dir of a live process is left alone
+ * (two runs on one output_dir are not supported, but must not delete each other's files). */
+static void remove_stale_temps(const char *output_dir) {
+    DIR *d = opendir(output_dir);
+    if (!d) return;
+    struct dirent *e;
+    char path[4096];
+    while ((e = readdir(d))) {
+        const char *t = strstr(e->d_name, ".tmp-");
+        if (strncmp(e->d_name, "checkpoint-", 11) != 0 || !t) continue;
+        long pid = strtol(t + 5, NULL, 10);
+        if (pid > 0 && pid != (long)getpid() && (kill((pid_t)pid, 0) == 0 || errno == EPERM)) continue;
+        snprintf(path, sizeof path, "%s/%s", output_dir, e->d_name);
+        if (plm_remove_tree(path) != 0) fprintf(stderr, "plm: warning: %s\n", plm_last_error());
+    }
+    closedir(d);
+    const char *names[] = {"tokenizer.json", "config.json", "model.safetensors", "training_state.safetensors",
+                           "metrics.jsonl"};
+    for (size_t i = 0; i < PLM_ARRAY_LEN(names); i++) {
+        snprintf(path, sizeof path, "%s/%s.tmp", output_dir, names[i]);
+        unlink(path);
+    }
+}
+
+/* A resumed run redoes the steps after its checkpoint: drop the lines the interrupted run
+ * logged for them (and a torn last line), or they would appear twice. */
+static int truncate_metrics(const char *path, long step) {
+    if (access(path, F_OK) != 0) return 0;
+    size_t len;
+    char *buf = plm_read_file(path, &len);
+    if (!buf) return -1;
+    char *out = plm_malloc(len + 1);
+    size_t n = 0;
+    for (char *line = buf; line < buf + len;) {
+        char *nl = memchr(line, '\n', (size_t)(buf + len - line));
+        if (!nl) break;
+        long s;
+        if (sscanf(line, "{\"step\": %ld", &s) != 1 || s <= step) {
+            memcpy(out + n, line, (size_t)(nl + 1 - line));
+            n += (size_t)(nl + 1 - line);
+        }
+        line = nl + 1;
+    }
+    int rc = n == len ? 0 : plm_write_file_atomic(path, out, n);
+    free(out);
+    free(buf);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- divergence */
+
+/* Name of the first tensor with a NaN or Inf in base (m->params or m->grads), or NULL. */
+static const char *first_nonfinite_tensor(const plm_model *m, const float *base) {
+    for (int i = 0; i < m->num_tensors; i++) {
+        const plm_tensor *t = &m->tensors[i];
+        const float *x = base + t->offset;
+        /* x * 0 is 0 for finite x and NaN for Inf or NaN, so one vectorised sum tests a tensor */
+        float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+        for (size_t j = 0; j < t->numel; j++) acc += x[j] * 0.0f;
+        if (acc != acc) return t->name;
+    }
+    return NULL;
+}
+
+/* PLM_TEST_NAN_GRAD_AT_STEP=<n> puts a NaN into one gradient at step n, so that
+ * tests/checkpoint_kill.sh can make a run diverge at a known step (a real blow-up with a
+ * huge learning rate also works, but where it first shows depends on the kernels).
+ * Testing only. */
+static void test_inject_nan(plm_model *m, long step) {
+    const char *s = getenv("PLM_TEST_NAN_GRAD_AT_STEP");
+    if (s && strtol(s, NULL, 10) == step && m->num_tensors > 0) m->grads[m->tensors[m->num_tensors / 2].offset] = NAN;
+}
+
+/* One line naming the step and the first non-finite tensor. The step is never saved, so the
+ * newest checkpoint stays the last good state. */
+static void set_divergence_error(const plm_model *m, long step, double loss, double norm, bool updated) {
+    const char *hint = "the last checkpoint is intact; try a lower learning rate";
+    const char *t = updated ? first_nonfinite_tensor(m, m->params) : first_nonfinite_tensor(m, m->grads);
+    if (updated)
+        plm_error("training diverged at step %ld: parameter %s is not finite after the update (loss %g, "
+                  "grad norm %g); %s",
+                  step, t ? t : "?", loss, norm, hint);
+    else if (t)
+        plm_error("training diverged at step %ld: gradient of %s is not finite (loss %g, grad norm %g); %s", step, t,
+                  loss, norm, hint);
+    else
+        plm_error("training diverged at step %ld: the loss is not finite (loss %g, every gradient finite); %s", step,
+                  loss, hint);
 }
 
 /* ---------------------------------------------------------------- loop */
@@ -215,6 +545,7 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
     }
     if (plm_model_reserve(m, B, T) != 0) return PLM_EXIT_USAGE;
     if (plm_mkdirs(a->output_dir) != 0) return PLM_EXIT_FAIL;
+    remove_stale_temps(a->output_dir);
     plm_vocab_info vocab;
     plm_vocab_info_init(&vocab, tok);
     if (vocab.vocab_size > m->config.vocab_size) {
@@ -249,7 +580,9 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
             goto out;
         }
         plm_dataloader_seek(&dl, epoch, pos);
-        if (step >= a->max_steps) {
+        /* step == max_steps: a finished run (or one killed while saving its final model); the
+         * loop is skipped and the final model written again. */
+        if (step > a->max_steps) {
             plm_error("%s: checkpoint is at step %ld, max_steps is %ld", a->resume_from_checkpoint, step, a->max_steps);
             goto out;
         }
@@ -257,6 +590,7 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/metrics.jsonl", a->output_dir);
+    if (a->resume_from_checkpoint && truncate_metrics(path, step) != 0) goto out;
     log = fopen(path, a->resume_from_checkpoint ? "a" : "w");
     if (!log) {
         plm_error("%s: %s", path, strerror(errno));
@@ -282,13 +616,21 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
             if (r.count) loss += r.loss_sum / r.count / accum;
             predicted += r.count;
         }
-        if (!isfinite(loss)) {
-            plm_error("training diverged at step %ld (loss %g); try a lower learning rate", step + 1, loss);
+        /* Divergence: a non-finite loss or gradient stops the run before the update, and
+         * parameters are checked after it, so NaN weights never reach a checkpoint (nor, where
+         * avoidable, the next forward pass). Exit code 1; checkpoints so far stay intact. */
+        test_inject_nan(m, step + 1);
+        double norm = plm_clip_grad_norm(m, a->max_grad_norm);
+        if (!isfinite(loss) || !isfinite(norm)) {
+            set_divergence_error(m, step + 1, loss, norm, false);
             goto out;
         }
-        double norm = plm_clip_grad_norm(m, a->max_grad_norm);
         float lr = plm_lr_at(a->lr_scheduler_type, a->opt.learning_rate, step, a->warmup_steps, a->max_steps);
         plm_adamw_step(&opt, m, &a->opt, lr);
+        if (first_nonfinite_tensor(m, m->params)) {
+            set_divergence_error(m, step + 1, loss, norm, true);
+            goto out;
+        }
         double dt = plm_now() - t0;
         double tps = (double)B * T * accum / dt;
         loss_ema = isnan(loss_ema) ? loss : 0.9 * loss_ema + 0.1 * loss;
@@ -311,13 +653,16 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
         }
         fflush(log);
         if (a->save_steps > 0 && done % a->save_steps == 0 && done < a->max_steps) {
-            snprintf(path, sizeof path, "%s/checkpoint-%ld", a->output_dir, done);
-            if (save_checkpoint(path, m, tok, &opt, done, &dl, a->seed, true) != 0) goto out;
+            /* the log is on disk before a checkpoint that a resumed run appends to it from */
+            fsync(fileno(log));
+            if (save_checkpoint_dir(a->output_dir, done, m, tok, &opt, &dl, a->seed) != 0) goto out;
+            if (a->save_total_limit > 0) rotate_checkpoints(a->output_dir, a->save_total_limit, done);
         }
         if (!a->quiet) plm_progress_update(&pb, done, status);
     }
     if (!a->quiet) plm_progress_finish(&pb, status);
-    if (save_checkpoint(a->output_dir, m, tok, &opt, step, &dl, a->seed, true) != 0) goto out;
+    fsync(fileno(log));
+    if (save_final_model(a->output_dir, m, tok, &opt, step, &dl, a->seed) != 0) goto out;
     fclose(log);
     log = NULL;
     char svg[4096];

@@ -25,10 +25,11 @@ typedef struct {
     long warmup_steps;
     plm_scheduler lr_scheduler_type;
     float max_grad_norm;
-    long logging_steps; /* metrics line every n steps */
-    long eval_steps;    /* validation every n steps (0: only at the end) */
-    int eval_batches;   /* at most this many validation batches */
-    long save_steps;    /* checkpoint-N every n steps (0: only the final model) */
+    long logging_steps;   /* metrics line every n steps */
+    long eval_steps;      /* validation every n steps (0: only at the end) */
+    int eval_batches;     /* at most this many validation batches */
+    long save_steps;      /* checkpoint-N every n steps (0: only the final model) */
+    int save_total_limit; /* keep only the newest n checkpoint-N directories (0: all) */
     uint64_t seed;
     const char *resume_from_checkpoint;
     bool quiet;
@@ -49,6 +50,13 @@ plm_eval_result plm_evaluate(plm_model *m, plm_dataloader *d, int batch_size, in
  * Returns 0, or an exit code (core/common.h) with the error set. */
 int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *train, const plm_token_stream *valid,
               const plm_train_args *a);
+
+/* The checkpoint to resume from for --resume-from-checkpoint dir: the complete checkpoint
+ * (tokenizer.json, config.json, model.safetensors and training_state.safetensors that load
+ * and agree on the step) with the highest step among dir itself and dir/checkpoint-N, as
+ * HF's resume_from_checkpoint=True. Returns a malloc'ed path and its step, or NULL with the
+ * error set. Incomplete checkpoints are skipped with a warning on stderr. */
+char *plm_find_checkpoint(const char *dir, long *step);
 
 /* Writes an SVG plot of train and eval loss from a metrics.jsonl file. */
 int plm_plot_metrics(const char *metrics_jsonl, const char *svg_path, const char *title);
