@@ -1517,6 +1517,40 @@ static void case_seq2seq(const s2s_variant *sv) {
     dump_end();
 }
 
+/* Encoder-decoder specs plm_model_create_spec refuses (an encoder of another width: HF
+ * would insert enc_to_dec_proj; cross-attention on the encoder, with or without a head
+ * on it), and the initialisation of the decoder's head from the decoder's config. */
+static void seq2seq_spec_checks(void) {
+    plm_model_spec s;
+    memset(&s, 0, sizeof s);
+    heads_variant hv = {.arch = PLM_ARCH_BERT, .C = 24, .L = 1, .NH = 2, .I = 32, .V = 40, .B = 2, .T = 8};
+    heads_config(&s.backbone[0], &hv, 24, 2, 32);
+    heads_config(&s.backbone[1], &hv, 24, 2, 32);
+    s.backbone[1].is_decoder = s.backbone[1].add_cross_attention = true;
+    s.prefix[0] = "encoder", s.prefix[1] = "decoder.bert";
+    s.num_backbones = 2;
+    int hi = plm_model_spec_add_head(&s, PLM_HEAD_LM, 0);
+    s.heads[hi].backbone = 1;
+    plm_model_spec w = s;
+    w.backbone[1].hidden_size = 12, w.backbone[1].num_attention_heads = 2;
+    plm_model *m = plm_model_create_spec(&w, 1);
+    CHECK(!m, "parity_self.seq2seq.refuses_other_encoder_width", "a decoder of width 12 on an encoder of 24 accepted");
+    plm_model_free(m);
+    w = s;
+    w.backbone[0].is_decoder = w.backbone[0].add_cross_attention = true;
+    m = plm_model_create_spec(&w, 1);
+    CHECK(!m, "parity_self.seq2seq.refuses_cross_attention_encoder", "cross-attention on backbone 0 accepted");
+    plm_model_free(m);
+    /* the decoder's head tensors draw with the decoder's initializer_range */
+    w = s;
+    w.backbone[1].initializer_range = 0.5f;
+    m = plm_model_create_spec(&w, 1);
+    const plm_tensor *t = m ? plm_model_find(m, "decoder.cls.predictions.transform.dense.weight") : NULL;
+    double sd = t ? sqrt(dot(m->params + t->offset, m->params + t->offset, t->numel) / (double)t->numel) : 0.0;
+    CHECK(sd > 0.4 && sd < 0.6, "parity_self.seq2seq.decoder_head_init", "std %.3g, want ~0.5 (decoder's config)", sd);
+    plm_model_free(m);
+}
+
 /* The fused self-attention is attention_forward_ex / attention_backward_ex on strided
  * views of qkv: the same inputs give the same bits, masks, causality and dropout on. */
 static void attention_fused_is_ex(void) {
@@ -1733,5 +1767,6 @@ int main(int argc, char **argv) {
     case_adamw();
     if (verbose) dropout_statistics();
     if (verbose) attention_fused_is_ex();
+    if (verbose) seq2seq_spec_checks();
     TEST_EXIT();
 }
