@@ -1320,6 +1320,47 @@ static void make_s2s_batch(heads_run *r, const plm_config *c, int k, int B, int 
                        .dropout_seed = seed};
 }
 
+/* HF's EncoderDecoderModel files also hold the encoder's pooler (BertModel's default),
+ * which its forward never reads: the checkpoint with encoder.pooler.dense.* added (and no
+ * plm checksum) still loads, to the same loss. */
+static void hf_pooler_file(const plm_model *m, const char *dir, const char *name, double loss, const plm_batch *enc,
+                           const plm_batch *dec) {
+    char path[1200], hdir[1100];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    snprintf(hdir, sizeof hdir, "%s.hf", dir);
+    plm_safetensors st;
+    bool ok = plm_st_load(&st, path) == 0 && plm_mkdirs(hdir) == 0;
+    const char *why = "cannot write the HF-style copy";
+    if (ok) {
+        int C = m->bb[0].config.hidden_size;
+        plm_st_writer w;
+        plm_st_writer_init(&w);
+        for (int i = 0; i < st.num_tensors; i++)
+            plm_st_add(&w, st.tensors[i].name, st.tensors[i].dtype, st.tensors[i].ndim, st.tensors[i].shape,
+                       st.tensors[i].data);
+        int64_t sw[2] = {C, C}, sb[1] = {C};
+        plm_st_add(&w, "encoder.pooler.dense.weight", PLM_DT_F32, 2, sw, fzero((size_t)C * C));
+        plm_st_add(&w, "encoder.pooler.dense.bias", PLM_DT_F32, 1, sb, fzero(C));
+        snprintf(path, sizeof path, "%s/model.safetensors", hdir);
+        ok = plm_st_write(&w, path) == 0;
+        plm_st_writer_free(&w);
+        plm_st_free(&st);
+        char src[1200], dst[1200];
+        snprintf(src, sizeof src, "%s/config.json", dir);
+        snprintf(dst, sizeof dst, "%s/config.json", hdir);
+        size_t len;
+        char *cfg = ok ? plm_read_file(src, &len) : NULL;
+        ok = cfg && plm_write_file_atomic(dst, cfg, len) == 0;
+        free(cfg);
+    }
+    plm_model *l = ok ? plm_model_load(hdir) : NULL;
+    if (ok && !l) why = plm_last_error();
+    ok = l && plm_model_reserve(l, enc->B, PLM_MAX(enc->T, dec->T)) == 0 &&
+         plm_model_run_seq2seq(l, enc, dec, false, 1.0f) == 0 && l->loss == loss;
+    TEST_CHECK(ok, cname("parity_dump.%s.hf_file_with_encoder_pooler", name), "%s", l ? "loss differs" : why);
+    plm_model_free(l);
+}
+
 static void case_seq2seq(const s2s_variant *sv) {
     const char *name = sv->name;
     int B = sv->B, Tk = sv->Tk, Tq = sv->Tq, Tmax = PLM_MAX(Tk, Tq);
@@ -1511,6 +1552,7 @@ static void case_seq2seq(const s2s_variant *sv) {
             }
             TEST_CHECK(ok, cname("parity_dump.%s.checkpoint_reload", name), "%s (loss %.9g vs %.9g)", why, l1, loss);
             plm_model_free(l);
+            hf_pooler_file(m, dir, name, loss, &enc.b, &dec.b);
         }
     }
     plm_model_free(m);
