@@ -4,13 +4,16 @@
  *                          pre-LN GPT-2 with CLM, and BERT / GPT-2 / ELECTRA with task
  *                          heads: NSP, MLM + NSP, sequence classification and regression,
  *                          token classification, QA, RTD, ELECTRA's generator +
- *                          discriminator on shared embeddings) in fp32 and writes one safetensors
+ *                          discriminator on shared embeddings, encoder-decoders: a BERT
+ *                          encoder with a BERT or GPT-2 decoder that cross-attends to it,
+ *                          and their HF EncoderDecoderModel checkpoints) in fp32 and writes one safetensors
  *                          file per case into DIR: inputs, parameters, the upstream
  *                          gradient, the outputs and every gradient. tests/ref/parity.py
  *                          recomputes each case in float64 PyTorch and compares.
  *   test_parity_dump       (no argument, as tests/run.sh runs it) a self-check of the
  *                          same cases: outputs finite and every NaN poison overwritten,
  *                          dropout semantics and statistics, attention masks, determinism,
+ *                          the fused self-attention bit for bit the general form,
  *                          and central finite differences in fp32 on several ops.
  *
  * Inputs are fresh uniform random numbers bounded away from zero, from a fixed seed.
@@ -1239,6 +1242,400 @@ static void case_heads(const heads_variant *hv) {
     dump_end();
 }
 
+/* ---------------------------------------------------------------- encoder-decoder */
+
+/* HF's EncoderDecoderModel: a post-LN BERT encoder (backbone 0, "encoder") and a decoder
+ * with cross-attention (backbone 1: BertLMHeadModel "decoder.bert" or GPT2LMHeadModel
+ * "decoder.transformer") carrying the LM head. Encoder and decoder lengths differ; both
+ * batches are padded; the decoder is causal with shifted labels. The encoder gets its
+ * gradients only through the decoder's cross-attention. parity.py's check_seq2seq. */
+typedef struct {
+    const char *name;
+    plm_arch dec_arch;
+    int C, L, NH, I, V, B, Tk, Tq; /* Tk: encoder length, Tq: decoder length */
+    float p;                       /* hidden and attention dropout of both stacks */
+    bool tied;                     /* decoder LM head tied to the decoder's word embeddings */
+} s2s_variant;
+
+static void poison_cross(plm_backbone *bb, int B, int T) {
+    const plm_config *c = &bb->config;
+    size_t N = (size_t)B * T, C = c->hidden_size, NH = c->num_attention_heads;
+    if (!c->add_cross_attention) return;
+#define POISON(p, n)                                                                                                   \
+    for (size_t k_ = 0; k_ < (n); k_++) (p)[k_] = NAN
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        plm_layer_acts *a = &bb->acts[l];
+        POISON(a->lnc, N * C);
+        POISON(a->cq, N * C);
+        POISON(a->ckv, N * 2 * C);
+        POISON(a->catt, NH * N * T);
+        POISON(a->caty, N * C);
+        POISON(a->resc, N * C);
+    }
+    POISON(bb->g_cq, N * C);
+    POISON(bb->g_ckv, N * 2 * C);
+    POISON(bb->d_enc, N * C);
+#undef POISON
+}
+
+/* Builds a padded batch of length T for backbone k: BERT ids above the specials (the
+ * padding token once at a real position), GPT-2 ids below eos; with causal, labels are
+ * the next real token. */
+static void make_s2s_batch(heads_run *r, const plm_config *c, int k, int B, int T, bool causal, bool training,
+                           uint64_t seed) {
+    int N = B * T;
+    bool gpt2 = c->arch == PLM_ARCH_GPT2;
+    memset(r, 0, sizeof *r);
+    r->k = k;
+    r->ids = ialloc(N), r->tt = ialloc(N), r->mask32 = ialloc(N), r->labels = ialloc(N);
+    r->seq = ialloc(B), r->sp = ialloc(B), r->ep = ialloc(B);
+    r->mask = keep(plm_malloc(N));
+    r->targets = fzero(B);
+    for (int b = 0; b < B; b++) {
+        int len = b == 0 ? T : PLM_MAX(3, T - 2 - 2 * b + (int)plm_rng_below(&R, 2));
+        for (int t = 0; t < T; t++) {
+            int i = b * T + t;
+            bool real = t < len;
+            r->mask[i] = real, r->mask32[i] = real;
+            if (gpt2)
+                r->ids[i] = real ? 1 + (int32_t)plm_rng_below(&R, c->vocab_size - 2) : c->eos_token_id;
+            else
+                r->ids[i] = real ? 5 + (int32_t)plm_rng_below(&R, c->vocab_size - 5) : c->pad_token_id;
+            r->tt[i] = real && !causal && t >= (len + 1) / 2;
+            r->labels[i] = PLM_IGNORE_INDEX;
+        }
+        if (causal)
+            for (int t = 0; t + 1 < len; t++) r->labels[b * T + t] = r->ids[b * T + t + 1];
+    }
+    if (!gpt2) r->ids[T + 2] = c->pad_token_id;
+    r->b = (plm_batch){.B = B,
+                       .T = T,
+                       .input_ids = r->ids,
+                       /* the decoder passes NULL: all segment 0 */
+                       .token_type_ids = c->type_vocab_size && !causal ? r->tt : NULL,
+                       .attention_mask = r->mask,
+                       .labels = r->labels,
+                       .causal = causal,
+                       .training = training,
+                       .dropout_seed = seed};
+}
+
+/* HF's EncoderDecoderModel files also hold the encoder's pooler (BertModel's default),
+ * which its forward never reads: the checkpoint with encoder.pooler.dense.* added (and no
+ * plm checksum) still loads, to the same loss. */
+static void hf_pooler_file(const plm_model *m, const char *dir, const char *name, double loss, const plm_batch *enc,
+                           const plm_batch *dec) {
+    char path[1200], hdir[1100];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    snprintf(hdir, sizeof hdir, "%s.hf", dir);
+    plm_safetensors st;
+    bool ok = plm_st_load(&st, path) == 0 && plm_mkdirs(hdir) == 0;
+    const char *why = "cannot write the HF-style copy";
+    if (ok) {
+        int C = m->bb[0].config.hidden_size;
+        plm_st_writer w;
+        plm_st_writer_init(&w);
+        for (int i = 0; i < st.num_tensors; i++)
+            plm_st_add(&w, st.tensors[i].name, st.tensors[i].dtype, st.tensors[i].ndim, st.tensors[i].shape,
+                       st.tensors[i].data);
+        int64_t sw[2] = {C, C}, sb[1] = {C};
+        plm_st_add(&w, "encoder.pooler.dense.weight", PLM_DT_F32, 2, sw, fzero((size_t)C * C));
+        plm_st_add(&w, "encoder.pooler.dense.bias", PLM_DT_F32, 1, sb, fzero(C));
+        snprintf(path, sizeof path, "%s/model.safetensors", hdir);
+        ok = plm_st_write(&w, path) == 0;
+        plm_st_writer_free(&w);
+        plm_st_free(&st);
+        char src[1200], dst[1200];
+        snprintf(src, sizeof src, "%s/config.json", dir);
+        snprintf(dst, sizeof dst, "%s/config.json", hdir);
+        size_t len;
+        char *cfg = ok ? plm_read_file(src, &len) : NULL;
+        ok = cfg && plm_write_file_atomic(dst, cfg, len) == 0;
+        free(cfg);
+    }
+    plm_model *l = ok ? plm_model_load(hdir) : NULL;
+    if (ok && !l) why = plm_last_error();
+    ok = l && plm_model_reserve(l, enc->B, PLM_MAX(enc->T, dec->T)) == 0 &&
+         plm_model_run_seq2seq(l, enc, dec, false, 1.0f) == 0 && l->loss == loss;
+    TEST_CHECK(ok, cname("parity_dump.%s.hf_file_with_encoder_pooler", name), "%s", l ? "loss differs" : why);
+    plm_model_free(l);
+}
+
+static void case_seq2seq(const s2s_variant *sv) {
+    const char *name = sv->name;
+    int B = sv->B, Tk = sv->Tk, Tq = sv->Tq, Tmax = PLM_MAX(Tk, Tq);
+    heads_variant hv = {.arch = PLM_ARCH_BERT,
+                        .C = sv->C,
+                        .L = sv->L,
+                        .NH = sv->NH,
+                        .I = sv->I,
+                        .V = sv->V,
+                        .B = B,
+                        .T = Tmax,
+                        .p_hidden = sv->p,
+                        .p_attn = sv->p};
+    plm_model_spec s;
+    memset(&s, 0, sizeof s);
+    heads_config(&s.backbone[0], &hv, sv->C, sv->NH, sv->I);
+    hv.arch = sv->dec_arch;
+    heads_config(&s.backbone[1], &hv, sv->C, sv->NH, sv->I);
+    s.backbone[1].is_decoder = true;
+    s.backbone[1].add_cross_attention = true;
+    s.backbone[1].tie_word_embeddings = sv->tied;
+    if (sv->dec_arch != PLM_ARCH_GPT2) s.backbone[1].cls_token_id = 2;
+    s.prefix[0] = "encoder";
+    s.prefix[1] = sv->dec_arch == PLM_ARCH_GPT2 ? "decoder.transformer" : "decoder.bert";
+    s.num_backbones = 2;
+    int hi = plm_model_spec_add_head(&s, PLM_HEAD_LM, 0);
+    s.heads[hi].backbone = 1;
+    dump_begin(name, "seq2seq");
+    plm_model *m = plm_model_create_spec(&s, 4321);
+    if (!m || plm_model_reserve(m, B, Tmax) != 0) {
+        printf("FAIL parity_self.%s.create: %s\n", name, plm_last_error());
+        test_failures++;
+        plm_model_free(m);
+        plm_st_writer_free(&W);
+        release_all();
+        return;
+    }
+    CHECK(plm_model_is_seq2seq(m) && !strcmp(plm_model_architecture(m), "EncoderDecoderModel"),
+          cname("parity_self.%s.is_seq2seq", name), "not recognised as an encoder-decoder (%s)",
+          plm_model_architecture(m));
+    randomize_params(m);
+    plm_backbone *eb = &m->bb[0], *db = &m->bb[1];
+    plm_head *h = &m->heads[0];
+    int C = sv->C, V = sv->V;
+    bool training = sv->p > 0.0f;
+    heads_run enc, dec; /* the same dropout seed: the stacks' keys differ by backbone index */
+    make_s2s_batch(&enc, &eb->config, 0, B, Tk, false, training, 99);
+    make_s2s_batch(&dec, &db->config, 1, B, Tq, true, training, 99);
+    /* forward only */
+    poison_backbone(eb, B, Tmax), poison_backbone(db, B, Tmax), poison_cross(db, B, Tmax), poison_head(h, B, Tmax);
+    if (plm_model_run_seq2seq(m, &enc.b, &dec.b, false, 1.0f) != 0) {
+        printf("FAIL parity_self.%s.run: %s\n", name, plm_last_error());
+        test_failures++;
+        plm_model_free(m);
+        dump_end();
+        return;
+    }
+    double loss0 = m->loss;
+    int M = h->num_rows;
+    float *logits = fcopy(h->logits, (size_t)M * V);
+    float *henc = fcopy(backbone_hidden(eb), (size_t)B * Tk * C),
+          *hdec = fcopy(backbone_hidden(db), (size_t)B * Tq * C);
+    check_written(name, "logits", logits, (size_t)M * V);
+    check_written(name, "hidden_enc", henc, (size_t)B * Tk * C);
+    check_written(name, "hidden_dec", hdec, (size_t)B * Tq * C);
+    /* forward + backward */
+    plm_model_zero_grad(m);
+    poison_backbone(eb, B, Tmax), poison_backbone(db, B, Tmax), poison_cross(db, B, Tmax), poison_head(h, B, Tmax);
+    plm_model_run_seq2seq(m, &enc.b, &dec.b, true, 1.0f);
+    double loss = m->loss;
+    CHECK(loss == loss0 && !memcmp(backbone_hidden(eb), henc, (size_t)B * Tk * C * 4) &&
+              !memcmp(backbone_hidden(db), hdec, (size_t)B * Tq * C * 4),
+          cname("parity_self.%s.deterministic", name), "training pass differs from the forward-only pass");
+    CHECK(isfinite(loss) && loss > 0.5 * log(V) && loss < 4 * log(V), cname("parity_self.%s.loss_sane", name),
+          "loss %g with vocab %d", loss, V);
+    check_written(name, "grads", m->grads, m->num_params);
+    /* the encoder learns only through cross-attention: every encoder tensor has a
+     * gradient (the self-attention key bias is zero in theory, softmax shift invariance) */
+    int zero = 0;
+    const char *first_zero = "";
+    for (int i = 0; i < m->num_tensors; i++) {
+        const plm_tensor *t = &m->tensors[i];
+        if (strncmp(t->name, "encoder.", 8) != 0) continue;
+        double n2 = dot(m->grads + t->offset, m->grads + t->offset, t->numel);
+        if (n2 == 0.0 && t->nparts != 3) zero++, first_zero = t->name;
+    }
+    CHECK(zero == 0, cname("parity_self.%s.encoder_grads_nonzero", name), "%d encoder tensors without gradient (%s)",
+          zero, first_zero);
+    if (training) {
+        uint64_t ke = backbone_drop_key(eb, 0, 0), kd = backbone_drop_key(db, 0, 0);
+        CHECK(ke != kd && backbone_drop_key(db, 0, 3) != kd &&
+                  backbone_drop_key(db, 0, 4) != backbone_drop_key(db, 0, 1),
+              cname("parity_self.%s.dropout_keys_distinct", name), "encoder and decoder share dropout keys");
+    }
+    if (verbose) {
+        /* gradients accumulate; loss_scale 0.5 halves them exactly */
+        float *g1 = fcopy(m->grads, m->num_params);
+        plm_model_run_seq2seq(m, &enc.b, &dec.b, true, 1.0f);
+        double e2 = 0.0, n2 = 0.0;
+        for (size_t k = 0; k < m->num_params; k++) {
+            double dlt = (double)m->grads[k] - 2.0 * g1[k];
+            e2 += dlt * dlt;
+            n2 += 4.0 * g1[k] * g1[k];
+        }
+        CHECK(sqrt(e2 / n2) < 1e-6, cname("parity_self.%s.grads_accumulate", name),
+              "second pass did not double the gradients: relerr %.3g", sqrt(e2 / n2));
+        plm_model_zero_grad(m);
+        plm_model_run_seq2seq(m, &enc.b, &dec.b, true, 0.5f);
+        bool half = true;
+        for (size_t k = 0; k < m->num_params; k++) half &= m->grads[k] == 0.5f * g1[k];
+        CHECK(half, cname("parity_self.%s.loss_scale", name), "loss_scale 0.5 did not halve the gradients");
+        memcpy(m->grads, g1, m->num_params * sizeof(float));
+        /* refused: unequal batch counts, a model without cross-attention */
+        plm_batch bad = dec.b;
+        bad.B = B - 1;
+        CHECK(plm_model_run_seq2seq(m, &enc.b, &bad, false, 1.0f) != 0, cname("parity_self.%s.batch_mismatch", name),
+              "encoder and decoder batches of different sizes accepted");
+    }
+
+    /* the spec */
+    char *cfg = plm_config_to_json(&eb->config, NULL);
+    meta("config", "%s", cfg);
+    free(cfg);
+    cfg = plm_config_to_json(&db->config, NULL);
+    meta("config1", "%s", cfg);
+    free(cfg);
+    meta("prefix0", "%s", eb->prefix), meta("prefix1", "%s", db->prefix);
+    meta("B", "%d", B), meta("Tk", "%d", Tk), meta("Tq", "%d", Tq);
+    heads_run *runs[2] = {&enc, &dec};
+    for (int r = 0; r < 2; r++) {
+        heads_run *u = runs[r];
+        plm_backbone *bb = &m->bb[r];
+        const plm_config *c = &bb->config;
+        int T = u->b.T, N = B * T, L = c->num_hidden_layers, NH = c->num_attention_heads;
+        put_i32(cname("run%d.input_ids", r), u->ids, 2, B, T);
+        put_i32(cname("run%d.attention_mask", r), u->mask32, 2, B, T);
+        if (u->b.token_type_ids) put_i32(cname("run%d.token_type_ids", r), u->tt, 2, B, T);
+        if (r == 1) put_i32("run1.labels", u->labels, 2, B, T);
+        put_f32(cname("run%d.hidden.final", r), r ? hdec : henc, 3, B, T, C);
+        if (!training) continue;
+        float ph = c->hidden_dropout_prob, pa = c->attention_probs_dropout_prob;
+        put_f32(cname("run%d.dropmask.emb", r), drop_mask((size_t)N * C, ph, backbone_drop_key(bb, -1, 0), 0), 3, B, T,
+                C);
+        for (int l = 0; l < L; l++) {
+            put_f32(cname("run%d.dropmask.%d.attn", r, l),
+                    drop_mask((size_t)B * NH * T * T, pa, backbone_drop_key(bb, l, 0), 0), 4, B, NH, T, T);
+            put_f32(cname("run%d.dropmask.%d.resid1", r, l),
+                    drop_mask((size_t)N * C, ph, backbone_drop_key(bb, l, 1), 0), 3, B, T, C);
+            put_f32(cname("run%d.dropmask.%d.resid2", r, l),
+                    drop_mask((size_t)N * C, ph, backbone_drop_key(bb, l, 2), 0), 3, B, T, C);
+            if (r == 1) {
+                put_f32(cname("run1.dropmask.%d.xattn", l),
+                        drop_mask((size_t)B * NH * Tq * Tk, pa, backbone_drop_key(bb, l, 3), 0), 4, B, NH, Tq, Tk);
+                put_f32(cname("run1.dropmask.%d.residx", l),
+                        drop_mask((size_t)N * C, ph, backbone_drop_key(bb, l, 4), 0), 3, B, T, C);
+            }
+        }
+    }
+    put_f64("loss", loss);
+    put_f32("logits", logits, 2, M, V);
+    put_model_tensors(m, m->params, "");
+    put_model_tensors(m, m->grads, "grad.");
+    if (out_dir) {
+        /* plm_model_save's HF EncoderDecoderModel checkpoint: parity.py compares its
+         * tensors and configs; plm_model_load must give back the same model and losses */
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s/%s.ckpt", out_dir, name);
+        if (plm_model_save(m, dir, NULL, 0) != 0) {
+            printf("FAIL parity_dump.%s.checkpoint: %s\n", name, plm_last_error());
+            test_failures++;
+        } else {
+            plm_model *l = plm_model_load(dir);
+            bool ok = l && plm_model_is_seq2seq(l) && l->num_tensors == m->num_tensors && l->num_heads == 1 &&
+                      l->heads[0].spec.backbone == 1 && l->heads[0].spec.kind == PLM_HEAD_LM;
+            const char *why = !l ? plm_last_error() : ok ? "tensor or loss differs" : "structure differs";
+            for (int i = 0; ok && i < m->num_tensors; i++) {
+                const plm_tensor *t = &m->tensors[i], *u = plm_model_find(l, t->name);
+                ok &= u && u->numel == t->numel && !memcmp(m->params + t->offset, l->params + u->offset, t->numel * 4);
+            }
+            for (int k = 0; ok && k < 2; k++) ok &= !strcmp(l->bb[k].prefix, m->bb[k].prefix);
+            ok = ok && plm_model_reserve(l, B, Tmax) == 0 && plm_model_run_seq2seq(l, &enc.b, &dec.b, false, 1.0f) == 0;
+            double l1 = ok ? l->loss : NAN;
+            ok = ok && l1 == loss;
+            /* and its gradients */
+            ok = ok && plm_model_run_seq2seq(l, &enc.b, &dec.b, true, 1.0f) == 0 && l->loss == loss;
+            for (int i = 0; ok && i < m->num_tensors; i++) {
+                const plm_tensor *t = &m->tensors[i], *u = plm_model_find(l, t->name);
+                ok &= !memcmp(m->grads + t->offset, l->grads + u->offset, t->numel * 4);
+            }
+            TEST_CHECK(ok, cname("parity_dump.%s.checkpoint_reload", name), "%s (loss %.9g vs %.9g)", why, l1, loss);
+            plm_model_free(l);
+            hf_pooler_file(m, dir, name, loss, &enc.b, &dec.b);
+        }
+    }
+    plm_model_free(m);
+    dump_end();
+}
+
+/* Encoder-decoder specs plm_model_create_spec refuses (an encoder of another width: HF
+ * would insert enc_to_dec_proj; cross-attention on the encoder, with or without a head
+ * on it), and the initialisation of the decoder's head from the decoder's config. */
+static void seq2seq_spec_checks(void) {
+    plm_model_spec s;
+    memset(&s, 0, sizeof s);
+    heads_variant hv = {.arch = PLM_ARCH_BERT, .C = 24, .L = 1, .NH = 2, .I = 32, .V = 40, .B = 2, .T = 8};
+    heads_config(&s.backbone[0], &hv, 24, 2, 32);
+    heads_config(&s.backbone[1], &hv, 24, 2, 32);
+    s.backbone[1].is_decoder = s.backbone[1].add_cross_attention = true;
+    s.prefix[0] = "encoder", s.prefix[1] = "decoder.bert";
+    s.num_backbones = 2;
+    int hi = plm_model_spec_add_head(&s, PLM_HEAD_LM, 0);
+    s.heads[hi].backbone = 1;
+    plm_model_spec w = s;
+    w.backbone[1].hidden_size = 12, w.backbone[1].num_attention_heads = 2;
+    plm_model *m = plm_model_create_spec(&w, 1);
+    CHECK(!m, "parity_self.seq2seq.refuses_other_encoder_width", "a decoder of width 12 on an encoder of 24 accepted");
+    plm_model_free(m);
+    w = s;
+    w.backbone[0].is_decoder = w.backbone[0].add_cross_attention = true;
+    m = plm_model_create_spec(&w, 1);
+    CHECK(!m, "parity_self.seq2seq.refuses_cross_attention_encoder", "cross-attention on backbone 0 accepted");
+    plm_model_free(m);
+    /* the decoder's head tensors draw with the decoder's initializer_range */
+    w = s;
+    w.backbone[1].initializer_range = 0.5f;
+    m = plm_model_create_spec(&w, 1);
+    const plm_tensor *t = m ? plm_model_find(m, "decoder.cls.predictions.transform.dense.weight") : NULL;
+    double sd = t ? sqrt(dot(m->params + t->offset, m->params + t->offset, t->numel) / (double)t->numel) : 0.0;
+    CHECK(sd > 0.4 && sd < 0.6, "parity_self.seq2seq.decoder_head_init", "std %.3g, want ~0.5 (decoder's config)", sd);
+    plm_model_free(m);
+}
+
+/* The fused self-attention is attention_forward_ex / attention_backward_ex on strided
+ * views of qkv: the same inputs give the same bits, masks, causality and dropout on. */
+static void attention_fused_is_ex(void) {
+    int B = 3, T = 11, C = 36, NH = 3, hs = C / NH;
+    size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C, na = (size_t)B * NH * T * T;
+    float *qkv = frand(nq, 1.5f), *dout = frand(no, 1.0f);
+    uint8_t *mask = keep(plm_malloc((size_t)B * T));
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) mask[b * T + t] = t < T - 3 * b;
+    for (int v = 0; v < 4; v++) {
+        bool causal = v & 1;
+        float p = v & 2 ? 0.2f : 0.0f;
+        float *o1 = fnan(no), *a1 = fnan(na), *o2 = fnan(no), *a2 = fnan(na), *g1 = fnan(nq), *g2 = fnan(nq);
+        attention_forward(o1, a1, qkv, mask, B, T, C, NH, causal, p, 0xabc);
+        attn_shape s = {.B = B,
+                        .Tq = T,
+                        .Tk = T,
+                        .NH = NH,
+                        .hs = hs,
+                        .q = qkv,
+                        .k = qkv + C,
+                        .v = qkv + 2 * C,
+                        .ldq = 3 * C,
+                        .ldk = 3 * C,
+                        .ldv = 3 * C,
+                        .key_mask = mask,
+                        .causal = causal,
+                        .scale = 1.0f / sqrtf((float)hs),
+                        .dropout_p = p,
+                        .dropout_key = 0xabc};
+        attention_forward_ex(&s, o2, a2);
+        CHECK(!memcmp(o1, o2, no * 4) && !memcmp(a1, a2, na * 4),
+              cname("parity_self.attention_fused_is_ex.forward%s%s", causal ? "_causal" : "", p > 0 ? "_dropout" : ""),
+              "attention_forward differs from attention_forward_ex");
+        attention_backward(g1, dout, qkv, a1, B, T, C, NH, p, 0xabc);
+        attention_backward_ex(&s, dout, a2, g2, g2 + C, g2 + 2 * C, NULL);
+        CHECK(!memcmp(g1, g2, nq * 4),
+              cname("parity_self.attention_fused_is_ex.backward%s%s", causal ? "_causal" : "", p > 0 ? "_dropout" : ""),
+              "attention_backward differs from attention_backward_ex");
+    }
+    release_all();
+}
+
 /* ---------------------------------------------------------------- optimizer */
 
 /* Gathers the parameter elements of m's tensors (skipping the alignment gaps of the
@@ -1395,7 +1792,23 @@ int main(int argc, char **argv) {
     };
 #undef SMALL
     for (size_t i = 0; i < PLM_ARRAY_LEN(heads); i++) case_heads(&heads[i]);
+    static const s2s_variant s2s[] = {
+        /* BERT2BERT: post-LN decoder, dropout on, encoder longer than the decoder */
+        {"s2s_bert2bert", PLM_ARCH_BERT, .C = 48, .L = 2, .NH = 3, .I = 80, .V = 61, .B = 3, .Tk = 13, .Tq = 9,
+         .p = 0.1f, .tied = true},
+        /* a GPT-2 decoder (pre-LN, ln_cross_attn) on a BERT encoder, decoder longer */
+        {"s2s_bert2gpt2", PLM_ARCH_GPT2, .C = 48, .L = 2, .NH = 3, .I = 80, .V = 61, .B = 3, .Tk = 9, .Tq = 12,
+         .p = 0.1f, .tied = true},
+        /* odd width 36 (3 heads of 12), no dropout, untied LM heads */
+        {"s2s_bert2bert_c36", PLM_ARCH_BERT, .C = 36, .L = 2, .NH = 3, .I = 60, .V = 53, .B = 3, .Tk = 11, .Tq = 7,
+         .p = 0.0f, .tied = false},
+        {"s2s_bert2gpt2_c36", PLM_ARCH_GPT2, .C = 36, .L = 2, .NH = 3, .I = 60, .V = 53, .B = 3, .Tk = 7, .Tq = 10,
+         .p = 0.0f, .tied = false},
+    };
+    for (size_t i = 0; i < PLM_ARRAY_LEN(s2s); i++) case_seq2seq(&s2s[i]);
     case_adamw();
     if (verbose) dropout_statistics();
+    if (verbose) attention_fused_is_ex();
+    if (verbose) seq2seq_spec_checks();
     TEST_EXIT();
 }

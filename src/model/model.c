@@ -296,6 +296,20 @@ plm_model *plm_model_create_spec(const plm_model_spec *s, uint64_t seed) {
     }
     for (int k = 0; k < s->num_backbones; k++)
         if (plm_config_validate(&s->backbone[k], "config") != 0) return NULL;
+    /* whether or not a head reads it: the encoder would run without encoder states */
+    for (int k = 0; k < s->num_backbones; k++)
+        if (s->backbone[k].add_cross_attention && (k != 1 || s->num_backbones != 2)) {
+            plm_error("a cross-attention stack is the second backbone of an encoder-decoder");
+            return NULL;
+        }
+    /* the cross-attention's key/value projection reads the encoder states with the
+     * decoder's width (HF would insert enc_to_dec_proj; plm has none) */
+    if (s->num_backbones == 2 && s->backbone[1].add_cross_attention &&
+        s->backbone[0].hidden_size != s->backbone[1].hidden_size) {
+        plm_error("encoder-decoder: encoder hidden_size %d differs from the decoder's %d (no enc_to_dec_proj)",
+                  s->backbone[0].hidden_size, s->backbone[1].hidden_size);
+        return NULL;
+    }
     for (int i = 0; i < s->num_heads; i++) {
         const plm_head_spec *hs = &s->heads[i];
         const plm_config *c = &s->backbone[hs->backbone];
@@ -374,6 +388,9 @@ plm_model *plm_model_create_spec(const plm_model_spec *s, uint64_t seed) {
         const plm_config *c = &m->config;
         for (int k = 1; k < m->num_backbones; k++)
             if (strncmp(nm, m->bb[k].prefix, strlen(m->bb[k].prefix)) == 0) c = &m->bb[k].config;
+        /* a head's tensors ("decoder.cls.*", "generator.generator_predictions.*") do not
+         * carry the backbone's full prefix: the config of the backbone it reads */
+        if (t->head >= 0) c = &m->bb[m->heads[t->head].spec.backbone].config;
         if (t->ndim == 1) {
             bool is_ln_w = (strstr(nm, "LayerNorm.weight") || strstr(nm, "ln_")) && strstr(nm, ".weight");
             float val = is_ln_w ? 1.0f : 0.0f;

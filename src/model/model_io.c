@@ -284,6 +284,12 @@ int plm_model_load_weights_ex(plm_model *m, const char *path, bool strict, plm_l
         if (fi.used[i]) continue;
         const char *nm = st.tensors[i].name;
         bool known = strstr(nm, "position_ids") || strstr(nm, ".attn.bias") || strstr(nm, ".attn.masked_bias");
+        /* HF's EncoderDecoderModel builds its encoder as BertModel with its pooler, which
+         * its forward never reads: present in HF's files, absent from plm's */
+        if (!known && plm_model_is_seq2seq(m) && !m->bb[0].pooler) {
+            size_t pl = strlen(m->bb[0].prefix);
+            known = strncmp(nm, m->bb[0].prefix, pl) == 0 && strncmp(nm + pl, ".pooler.", 8) == 0;
+        }
         for (int a = 0; a < m->num_aliases && !known; a++) known = strcmp(m->aliases[a].name, nm) == 0;
         if (!known) append(&unused, nm);
     }

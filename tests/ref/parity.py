@@ -13,7 +13,9 @@ and gradient tensor with plm's fp32 result:
 One "PASS parity.<case>.<tensor> ..." or "FAIL parity.<case>.<tensor>: relerr=..." line
 per tensor, every parameter gradient of the models included (the "heads" cases: every
 head's loss and logits, each backbone's final hidden states, the gradients of the sum of
-all runs' losses, and the saved checkpoint's tensors and configs), then a summary line
+all runs' losses, and the saved checkpoint's tensors and configs; the "seq2seq" cases: an
+encoder-decoder's loss, logits, both stacks' final states, every gradient of both, HF's
+EncoderDecoderModel names and its saved checkpoint), then a summary line
 per case with its worst tensor. Exit status 1 on any failure. With TAG (the GEMM route
 the dump was made under, tests/parity.sh) cases are reported as <case>@<TAG>.
 """
@@ -609,6 +611,214 @@ def check_heads(ck, meta, d):
             ck.compare(g, d[g], ref)
 
 
+# ---------------------------------------------------------------- encoder-decoder
+
+
+def cross_attention(q, kv, key_mask, NH, dropmask=None, p=0.0):
+    """q [B, Tq, C] attends to kv [B, Tk, 2C] (key | value); key_mask [B, Tk] (1 real).
+    No causality: every query sees every real encoder position. Returns [B, Tq, C]."""
+    B, Tq, C = q.shape
+    Tk = kv.shape[1]
+    hs = C // NH
+    qh = q.reshape(B, Tq, NH, hs).transpose(1, 2)
+    k, v = (t.reshape(B, Tk, NH, hs).transpose(1, 2) for t in kv.split(C, dim=2))
+    s = (qh @ k.transpose(-1, -2) / math.sqrt(hs)).masked_fill(~key_mask.bool()[:, None, None, :], float("-inf"))
+    probs = torch.softmax(s, dim=-1)
+    pd = probs * dropmask / (1.0 - p) if dropmask is not None else probs
+    return (pd @ v).transpose(1, 2).reshape(B, Tq, C)
+
+
+def bert_decoder(P, cfg, prefix, ids, mask, enc, enc_mask, drop):
+    """BertLMHeadModel's BertModel with add_cross_attention (post-LN): per layer
+    LN(x + drop(selfattn(x))) -> LN(. + drop(crossattn(., enc))) -> LN(. + drop(mlp(.))).
+    No token_type_ids: segment 0 (BertEmbeddings' buffer)."""
+    eps, act, NH = cfg["layer_norm_eps"], cfg["hidden_act"], cfg["num_attention_heads"]
+    T = ids.shape[1]
+    x = F.embedding(ids, P[f"{prefix}.embeddings.word_embeddings.weight"], padding_idx=cfg.get("pad_token_id"))
+    x = x + P[f"{prefix}.embeddings.position_embeddings.weight"][:T]
+    if cfg.get("type_vocab_size"):
+        x = x + P[f"{prefix}.embeddings.token_type_embeddings.weight"][0]
+    x = drop("emb", layer_norm(x, P, f"{prefix}.embeddings.LayerNorm", eps))
+    for l in range(cfg["num_hidden_layers"]):
+        pre = f"{prefix}.encoder.layer.{l}."
+        qkv = torch.cat([nn_linear(x, P, pre + f"attention.self.{n}") for n in ("query", "key", "value")], -1)
+        a = attention(qkv, mask, NH, True, *drop.attn(l))[0]
+        x = layer_norm(x + drop(f"{l}.resid1", nn_linear(a, P, pre + "attention.output.dense")), P,
+                       pre + "attention.output.LayerNorm", eps)
+        q = nn_linear(x, P, pre + "crossattention.self.query")
+        kv = torch.cat([nn_linear(enc, P, pre + f"crossattention.self.{n}") for n in ("key", "value")], -1)
+        c = cross_attention(q, kv, enc_mask, NH, drop.d.get(f"run{drop.r}.dropmask.{l}.xattn"), drop.pa)
+        x = layer_norm(x + drop(f"{l}.residx", nn_linear(c, P, pre + "crossattention.output.dense")), P,
+                       pre + "crossattention.output.LayerNorm", eps)
+        h = nn_linear(gelu(nn_linear(x, P, pre + "intermediate.dense"), act), P, pre + "output.dense")
+        x = layer_norm(x + drop(f"{l}.resid2", h), P, pre + "output.LayerNorm", eps)
+    return x
+
+
+def gpt2_decoder(P, cfg, prefix, ids, mask, enc, enc_mask, drop):
+    """GPT2Model with add_cross_attention (GPT2Block, pre-LN): x += drop(attn(ln_1 x));
+    x += drop(crossattention.c_proj(attn(q_attn(ln_cross_attn x), c_attn(enc))));
+    x += drop(mlp(ln_2 x)); ln_f."""
+    eps, act, NH = cfg["layer_norm_epsilon"], cfg["activation_function"], cfg["n_head"]
+    T = ids.shape[1]
+    x = drop("emb", F.embedding(ids, P[f"{prefix}.wte.weight"]) + P[f"{prefix}.wpe.weight"][:T])
+    for l in range(cfg["n_layer"]):
+        pre = f"{prefix}.h.{l}."
+        a = attention(conv1d(layer_norm(x, P, pre + "ln_1", eps), P, pre + "attn.c_attn"), mask, NH, True,
+                      *drop.attn(l))[0]
+        x = x + drop(f"{l}.resid1", conv1d(a, P, pre + "attn.c_proj"))
+        q = conv1d(layer_norm(x, P, pre + "ln_cross_attn", eps), P, pre + "crossattention.q_attn")
+        c = cross_attention(q, conv1d(enc, P, pre + "crossattention.c_attn"), enc_mask, NH,
+                            drop.d.get(f"run{drop.r}.dropmask.{l}.xattn"), drop.pa)
+        x = x + drop(f"{l}.residx", conv1d(c, P, pre + "crossattention.c_proj"))
+        h = conv1d(gelu(conv1d(layer_norm(x, P, pre + "ln_2", eps), P, pre + "mlp.c_fc"), act), P, pre + "mlp.c_proj")
+        x = x + drop(f"{l}.resid2", h)
+    return layer_norm(x, P, f"{prefix}.ln_f", eps)
+
+
+def hf_encoder_decoder_names(enc, dec):
+    """The parameter names and shapes of HF's EncoderDecoderModel (BertModel encoder without
+    its pooler, which plm does not keep; BertLMHeadModel or GPT2LMHeadModel decoder with
+    cross-attention), tied tensors left out as save_pretrained leaves them out."""
+    out = {}
+    C, I = enc["hidden_size"], enc["intermediate_size"]
+    out["encoder.embeddings.word_embeddings.weight"] = (enc["vocab_size"], C)
+    out["encoder.embeddings.position_embeddings.weight"] = (enc["max_position_embeddings"], C)
+    out["encoder.embeddings.token_type_embeddings.weight"] = (enc["type_vocab_size"], C)
+    out["encoder.embeddings.LayerNorm.weight"] = out["encoder.embeddings.LayerNorm.bias"] = (C,)
+
+    def bert_layer(pre, C, I, cross):
+        subs = [("attention.self.query", C), ("attention.self.key", C), ("attention.self.value", C),
+                ("attention.output.dense", C), ("intermediate.dense", I)]
+        if cross:
+            subs += [("crossattention.self.query", C), ("crossattention.self.key", C),
+                     ("crossattention.self.value", C), ("crossattention.output.dense", C)]
+        for n, o in subs:
+            out[f"{pre}{n}.weight"], out[f"{pre}{n}.bias"] = (o, C), (o,)
+        out[f"{pre}output.dense.weight"], out[f"{pre}output.dense.bias"] = (C, I), (C,)
+        for n in ["attention.output.LayerNorm", "output.LayerNorm"] + (["crossattention.output.LayerNorm"] if cross else []):
+            out[f"{pre}{n}.weight"] = out[f"{pre}{n}.bias"] = (C,)
+
+    for l in range(enc["num_hidden_layers"]):
+        bert_layer(f"encoder.encoder.layer.{l}.", C, I, False)
+    tied = dec.get("tie_word_embeddings", True)
+    if dec["model_type"] == "gpt2":
+        C, I, V = dec["n_embd"], dec["n_inner"], dec["vocab_size"]
+        p = "decoder.transformer."
+        out[p + "wte.weight"], out[p + "wpe.weight"] = (V, C), (dec["n_positions"], C)
+        for l in range(dec["n_layer"]):
+            h = f"{p}h.{l}."
+            for n, i, o in (("attn.c_attn", C, 3 * C), ("attn.c_proj", C, C), ("mlp.c_fc", C, I), ("mlp.c_proj", I, C),
+                            ("crossattention.q_attn", C, C), ("crossattention.c_attn", C, 2 * C),
+                            ("crossattention.c_proj", C, C)):
+                out[f"{h}{n}.weight"], out[f"{h}{n}.bias"] = (i, o), (o,)  # Conv1D: [in, out]
+            for n in ("ln_1", "ln_2", "ln_cross_attn"):
+                out[f"{h}{n}.weight"] = out[f"{h}{n}.bias"] = (C,)
+        out[p + "ln_f.weight"] = out[p + "ln_f.bias"] = (C,)
+        if not tied:
+            out["decoder.lm_head.weight"] = (V, C)
+    else:
+        C, I, V = dec["hidden_size"], dec["intermediate_size"], dec["vocab_size"]
+        p = "decoder.bert."
+        out[p + "embeddings.word_embeddings.weight"] = (V, C)
+        out[p + "embeddings.position_embeddings.weight"] = (dec["max_position_embeddings"], C)
+        out[p + "embeddings.token_type_embeddings.weight"] = (dec["type_vocab_size"], C)
+        out[p + "embeddings.LayerNorm.weight"] = out[p + "embeddings.LayerNorm.bias"] = (C,)
+        for l in range(dec["num_hidden_layers"]):
+            bert_layer(f"{p}encoder.layer.{l}.", C, I, True)
+        t = "decoder.cls.predictions."
+        out[t + "transform.dense.weight"], out[t + "transform.dense.bias"] = (C, C), (C,)
+        out[t + "transform.LayerNorm.weight"] = out[t + "transform.LayerNorm.bias"] = (C,)
+        out[t + "bias"] = (V,)
+        if not tied:
+            out[t + "decoder.weight"] = (V, C)
+    return out
+
+
+def check_seq2seq(ck, meta, d):
+    enc_cfg, dec_cfg = json.loads(meta["config"]), json.loads(meta["config1"])
+    pe, pd = meta["prefix0"], meta["prefix1"]
+    names = [k for k in d if k.endswith((".weight", ".bias")) and not k.startswith("grad.")]
+    P = {k: leaf(d[k]) for k in names}
+    run = lambda r: {n[len(f"run{r}."):]: t for n, t in d.items() if n.startswith(f"run{r}.")}
+    e, dd = run(0), run(1)
+    edrop = RunDropout(d, 0, enc_cfg["hidden_dropout_prob"], enc_cfg["attention_probs_dropout_prob"])
+    enc, _ = encoder_backbone(P, enc_cfg, pe, pe, e["input_ids"], e.get("token_type_ids"), e["attention_mask"], False,
+                              edrop)
+    labels = dd["labels"].reshape(-1)
+    sel = labels != -100
+    if dec_cfg["model_type"] == "gpt2":
+        ddrop = RunDropout(d, 1, dec_cfg["resid_pdrop"], dec_cfg["attn_pdrop"])
+        x = gpt2_decoder(P, dec_cfg, pd, dd["input_ids"], dd["attention_mask"], enc, e["attention_mask"], ddrop)
+        C = x.shape[-1]
+        logits = x.reshape(-1, C)[sel] @ P.get("decoder.lm_head.weight", P[f"{pd}.wte.weight"]).T
+    else:
+        ddrop = RunDropout(d, 1, dec_cfg["hidden_dropout_prob"], dec_cfg["attention_probs_dropout_prob"])
+        x = bert_decoder(P, dec_cfg, pd, dd["input_ids"], dd["attention_mask"], enc, e["attention_mask"], ddrop)
+        C = x.shape[-1]
+        t = "decoder.cls.predictions.transform"
+        h = layer_norm(gelu(nn_linear(x.reshape(-1, C)[sel], P, t + ".dense"), dec_cfg["hidden_act"]), P,
+                       t + ".LayerNorm", dec_cfg["layer_norm_eps"])
+        dec_w = P.get("decoder.cls.predictions.decoder.weight", P[f"{pd}.embeddings.word_embeddings.weight"])
+        logits = h @ dec_w.T + P["decoder.cls.predictions.bias"]
+    loss = F.cross_entropy(logits, labels[sel])
+    loss.backward()
+    ck.compare("loss", d["loss"], loss.reshape(1))
+    ck.compare("logits", d["logits"], logits)
+    ck.compare("encoder.hidden.final", e["hidden.final"], enc)
+    ck.compare("decoder.hidden.final", dd["hidden.final"], x)
+    # the names and shapes HF's EncoderDecoderModel gives its parameters
+    want = hf_encoder_decoder_names(enc_cfg, dec_cfg)
+    got = {k: tuple(d[k].shape) for k in names}
+    ck.flag("hf_names", got == want, f"parameters differ from HF's EncoderDecoderModel: only plm "
+            f"{sorted(set(got) - set(want))}, only HF {sorted(set(want) - set(got))}, shapes differ "
+            f"{sorted(k for k in set(got) & set(want) if got[k] != want[k])}")
+    ckpt = os.path.join(os.path.dirname(meta["_path"]), meta["_case"] + ".ckpt")
+    if os.path.isdir(ckpt):
+        _, saved = load_safetensors(os.path.join(ckpt, "model.safetensors"))
+        with open(os.path.join(ckpt, "config.json")) as f:
+            saved_cfg = json.load(f)
+        same = sorted(saved) == sorted(names) and all(torch.equal(saved[k], d[k]) for k in names)
+        ck.flag("checkpoint.tensors", same, "model.safetensors differs from the weights the reference ran on "
+                f"(names only in one: {sorted(set(saved) ^ set(names))})")
+        strip = lambda c: {k: v for k, v in c.items() if k not in ("architectures", "plm_heads", "plm_backbones")}
+        ok = (saved_cfg.get("model_type") == "encoder-decoder" and saved_cfg.get("is_encoder_decoder") is True
+              and saved_cfg.get("architectures") == ["EncoderDecoderModel"]
+              and isinstance(saved_cfg.get("encoder"), dict) and isinstance(saved_cfg.get("decoder"), dict))
+        ck.flag("checkpoint.config_layout", ok, "config.json is not an EncoderDecoderModel config")
+        if ok:
+            ck.flag("checkpoint.config_encoder", strip(saved_cfg["encoder"]) == strip(enc_cfg)
+                    and saved_cfg["encoder"].get("architectures") == ["BertModel"],
+                    "config.json's encoder differs from the dumped encoder config")
+            dec_arch = "GPT2LMHeadModel" if dec_cfg["model_type"] == "gpt2" else "BertLMHeadModel"
+            ck.flag("checkpoint.config_decoder", strip(saved_cfg["decoder"]) == strip(dec_cfg)
+                    and saved_cfg["decoder"].get("architectures") == [dec_arch]
+                    and saved_cfg["decoder"].get("is_decoder") is True
+                    and saved_cfg["decoder"].get("add_cross_attention") is True,
+                    "config.json's decoder differs from the dumped decoder config")
+    grads = [k for k in d if k.startswith("grad.")]
+    diff = sorted(set(names) ^ set(g[5:] for g in grads))
+    ck.flag("parameter_set", not diff, f"parameters without a gradient or vice versa: {diff}")
+    # the encoder learns through the cross-attention only: its gradients must be there
+    enc_norm = math.sqrt(sum(float(d[g].norm()) ** 2 for g in grads if g.startswith("grad.encoder.")))
+    ck.flag("encoder_gradient_nonzero", enc_norm > 0, "the encoder got no gradient")
+    for g in grads:
+        name = g[5:]
+        ref = P[name].grad if P[name].grad is not None else torch.zeros_like(P[name])
+        if name.endswith("attention.self.key.bias") and "crossattention" not in name:
+            # zero in theory (softmax shift invariance): see check_model
+            sib = [P[name.replace(".key.", f".{s}.")].grad for s in ("query", "key", "value")]
+            ck.compare(g, d[g], ref, denom=torch.cat(sib).norm(), note="zero by softmax shift invariance; "
+                       "relative to ||grad of q|k|v bias||")
+        elif name.endswith("crossattention.self.key.bias"):
+            # the same for the cross-attention's key bias: relative to key | value bias
+            sib = [P[name.replace(".key.", f".{s}.")].grad for s in ("key", "value")]
+            ck.compare(g, d[g], ref, denom=torch.cat(sib).norm(), note="zero by softmax shift invariance; "
+                       "relative to ||grad of k|v bias||")
+        else:
+            ck.compare(g, d[g], ref)
+
+
 # ---------------------------------------------------------------- optimizer
 
 
@@ -667,6 +877,7 @@ CHECKS = {
     "crossentropy": check_crossentropy,
     "model": check_model,
     "heads": check_heads,
+    "seq2seq": check_seq2seq,
 }
 
 
