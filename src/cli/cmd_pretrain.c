@@ -15,14 +15,17 @@ int cli_fail(const char *cmd, int code) {
     return code;
 }
 
-int cli_load_model(const char *dir, plm_model **m, plm_tokenizer **tok) {
+/* With heads, the base weights go into a model with those heads (new ones initialised
+ * from seed, HF's report on stderr); without, the directory's own model. */
+static int load_model(const char *dir, const plm_head_spec *heads, int num_heads, uint64_t seed, bool quiet,
+                      plm_model **m, plm_tokenizer **tok) {
     char path[4096];
     *m = NULL;
     *tok = NULL;
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     *tok = plm_tokenizer_load(path);
     if (!*tok) return PLM_EXIT_INPUT;
-    *m = plm_model_load(dir);
+    *m = heads ? plm_model_load_with_heads(dir, heads, num_heads, seed, quiet, NULL) : plm_model_load(dir);
     if (!*m) {
         plm_tokenizer_free(*tok);
         *tok = NULL;
@@ -36,6 +39,10 @@ int cli_load_model(const char *dir, plm_model **m, plm_tokenizer **tok) {
         return PLM_EXIT_INPUT;
     }
     return 0;
+}
+
+int cli_load_model(const char *dir, plm_model **m, plm_tokenizer **tok) {
+    return load_model(dir, NULL, 0, 0, true, m, tok);
 }
 
 static const char *special_tokens[] = {"<|endoftext|>", "[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"};
@@ -158,7 +165,12 @@ int cmd_pretrain(int argc, char **argv) {
     }
     const char *model_dir = resume ? resume_dir : init_from;
     if (model_dir) {
-        if ((rc = cli_load_model(model_dir, &m, &tok)) != 0) goto fail;
+        /* continued pretraining reads the base weights of any checkpoint into a model
+         * with the objective's head (an LM head) */
+        plm_head_spec lm = {PLM_HEAD_LM, 0, 0, 1.0f};
+        if ((rc = resume ? cli_load_model(model_dir, &m, &tok)
+                         : load_model(model_dir, &lm, 1, a.seed, quiet, &m, &tok)) != 0)
+            goto fail;
         rc = PLM_EXIT_INPUT;
     } else {
         plm_config cfg;

@@ -489,17 +489,10 @@ static int truncate_metrics(const char *path, long step) {
 /* ---------------------------------------------------------------- divergence */
 
 /* Name of the first tensor with a NaN or Inf in base (m->params or m->grads), or NULL. */
+/* The name of the first tensor of base (params or grads) holding a NaN or inf, or NULL. */
 static const char *first_nonfinite_tensor(const plm_model *m, const float *base) {
-    for (int i = 0; i < m->num_tensors; i++) {
-        const plm_tensor *t = &m->tensors[i];
-        const float *x = base + t->offset;
-        /* x * 0 is 0 for finite x and NaN for Inf or NaN, so one vectorised sum tests a tensor */
-        float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-        for (size_t j = 0; j < t->numel; j++) acc += x[j] * 0.0f;
-        if (acc != acc) return t->name;
-    }
-    return NULL;
+    int i = plm_first_nonfinite(m, base);
+    return i < 0 ? NULL : m->tensors[i].name;
 }
 
 /* PLM_TEST_NAN_GRAD_AT_STEP=<n> puts a NaN into one gradient at step n, so that
@@ -606,15 +599,21 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
     for (; step < a->max_steps; step++) {
         double t0 = plm_now();
         plm_model_zero_grad(m);
-        double loss = 0.0;
+        double loss = 0.0, head_loss[PLM_MAX_HEADS] = {0};
         long predicted = 0;
         for (int micro = 0; micro < accum; micro++) {
             plm_dataloader_next(&dl, B, bb.ids, bb.type_ids, bb.mask, bb.labels);
             uint64_t dseed = plm_hash_combine(a->seed, (uint64_t)step * (uint64_t)accum + (uint64_t)micro);
             plm_batch b = as_batch(&bb, causal, true, dseed);
-            plm_ce_result r = plm_model_forward(m, &b, true, 1.0f / (float)accum);
-            if (r.count) loss += r.loss_sum / r.count / accum;
-            predicted += r.count;
+            if (plm_model_run(m, 0, &b, true, 1.0f / (float)accum) != 0) {
+                rc = PLM_EXIT_INPUT;
+                goto out;
+            }
+            /* the run's loss is the weighted sum of its heads' mean losses */
+            if (m->heads[0].result.count) loss += m->loss / accum;
+            for (int h = 0; h < m->num_heads; h++)
+                if (m->heads[h].result.count) head_loss[h] += m->heads[h].loss / accum;
+            predicted += m->heads[0].result.count;
         }
         /* Divergence: a non-finite loss or gradient stops the run before the update, and
          * parameters are checked after it, so NaN weights never reach a checkpoint (nor, where
@@ -635,11 +634,16 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
         double tps = (double)B * T * accum / dt;
         loss_ema = isnan(loss_ema) ? loss : 0.9 * loss_ema + 0.1 * loss;
         long done = step + 1;
-        if (done % a->logging_steps == 0 || done == a->max_steps || done == 1)
+        if (done % a->logging_steps == 0 || done == a->max_steps || done == 1) {
             fprintf(log,
                     "{\"step\": %ld, \"loss\": %.17g, \"learning_rate\": %.9g, \"grad_norm\": %.9g, "
-                    "\"predicted_tokens\": %ld, \"tokens_per_s\": %.1f, \"gflops\": %.2f, \"elapsed_s\": %.3f}\n",
+                    "\"predicted_tokens\": %ld, \"tokens_per_s\": %.1f, \"gflops\": %.2f, \"elapsed_s\": %.3f",
                     done, loss, lr, norm, predicted, tps, flops / dt * 1e-9, plm_now() - t_start);
+            /* a run of several heads (MLM + NSP, ELECTRA) logs each one's loss too */
+            for (int h = 0; m->num_heads > 1 && h < m->num_heads; h++)
+                fprintf(log, ", \"loss_%s\": %.17g", head_kind_name(m->heads[h].spec.kind), head_loss[h]);
+            fprintf(log, "}\n");
+        }
         snprintf(status, sizeof status, "loss %.4f | lr %.2e | %.1fk tok/s", loss_ema, lr, tps / 1000.0);
         bool eval_now = have_valid && ((a->eval_steps > 0 && done % a->eval_steps == 0) || done == a->max_steps);
         if (eval_now) {
