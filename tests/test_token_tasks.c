@@ -87,6 +87,33 @@ static void test_alignment_unit(const plm_tokenizer *bert) {
     int bad[] = {0, 3};
     TEST_CHECK(plm_tagging_add(&f, words, bad, 2) < 0, "tagging_unit_bad_tag", "accepted tag 3 of 3");
     plm_tagging_free(&f);
+
+    /* batch: rows padded on the right to the longest (pad id, mask 0, label -100) */
+    plm_tagging_opts_default(&o);
+    plm_tagging_init(&f, bert, names, 3, &o);
+    const char *w2[] = {"sing"};
+    int t2[] = {2};
+    plm_tagging_add(&f, words, tags, 2);
+    plm_tagging_add(&f, w2, t2, 1);
+    plm_task_batch b;
+    plm_task_batch_init(&b);
+    int rows[] = {1, 0};
+    int rc = plm_tagging_batch(&f, rows, 2, 0, &b);
+    int len0 = (int)(f.tok_start[1] - f.tok_start[0]);
+    bool ok = rc == 0 && b.B == 2 && b.T == len0 && b.lengths[0] == 3 && b.lengths[1] == len0;
+    for (int t = 0; t < b.T && ok; t++) {
+        bool real = t < 3;
+        ok = b.attention_mask[t] == real && (real || (b.input_ids[t] == 0 && b.labels[t] == -100)) &&
+             b.input_ids[b.T + t] == f.input_ids[t] && b.labels[b.T + t] == f.labels[t] && b.attention_mask[b.T + t];
+    }
+    ok = ok && b.labels[1] == 2 && b.input_ids[0] == 101 && b.input_ids[2] == 102;
+    TEST_CHECK(ok, "tagging_unit_batch", "rc %d B %d T %d", rc, b.B, b.T);
+    rc = plm_tagging_batch(&f, rows, 2, 3, &b);
+    TEST_CHECK(rc < 0, "tagging_unit_batch_pad_to_short", "pad_to 3 accepted a row of %d tokens", len0);
+    rc = plm_tagging_batch(&f, rows, 2, 16, &b);
+    TEST_CHECK(rc == 0 && b.T == 16 && b.attention_mask[15] == 0, "tagging_unit_batch_pad_to", "rc %d T %d", rc, b.T);
+    plm_task_batch_free(&b);
+    plm_tagging_free(&f);
 }
 
 typedef struct {
@@ -292,7 +319,7 @@ static void test_qa_unit(const plm_tokenizer *bert) {
     int ex = plm_qa_add_question(&f, c, "  where is word41?", (int)(ans - ctx), 9);
     int nf = f.ex_first_feature[1] - f.ex_first_feature[0];
     int n_ctx = (int)(f.ctx_tok_start[1] - f.ctx_tok_start[0]);
-    bool ok = ex == 0 && nf > 2 && f.features[0].win_start == 0;
+    bool ok = ex == 0 && nf > 2 && nf <= 16 && f.features[0].win_start == 0;
     for (int i = 0; i + 1 < nf && ok; i++) {
         const plm_qa_feature *a = &f.features[i], *b = &f.features[i + 1];
         ok = a->win_start + a->win_len - b->win_start == o.doc_stride && a->len == o.max_seq_length;
@@ -300,6 +327,10 @@ static void test_qa_unit(const plm_tokenizer *bert) {
     const plm_qa_feature *last = &f.features[nf - 1];
     ok = ok && last->win_start + last->win_len == n_ctx;
     TEST_CHECK(ok, "qa_unit_windows", "%d windows over %d tokens", nf, n_ctx);
+    if (!ok) {
+        plm_qa_free(&f);
+        return;
+    }
     /* labels and batch */
     int rows[16], inside = 0;
     for (int i = 0; i < nf; i++) rows[i] = i;
@@ -323,11 +354,54 @@ static void test_qa_unit(const plm_tokenizer *bert) {
                    "a b c d e f g h i j k l m n o p q r s t u v w x y z a b c d e f g h i j k l m n o p q r s t u v",
                    -1, 0) < 0,
                "qa_unit_long_question", "a question leaving no room was accepted");
+
+    /* postprocessing: logits -10 everywhere but a few positions. Window 0: a strong start
+     * in the question (never a candidate) and a span scoring 3.0. Windows 1 and 2: starts
+     * s1 = ctx+10 (5.0), s2 = ctx+1 (2.0), ends e1 = ctx+40 (5.0: 31 and 40 tokens after
+     * them), e2 = ctx+3 (1.5: before s1). The best valid span is (s2, e2) = 3.5, found in
+     * windows 1 and 2: the earlier window wins. With max_answer_length 40, (s1, e1) = 10. */
+    float lg[16][64 * 2];
+    const float *lp[16];
+    for (int j = 0; j < 16; j++) {
+        lp[j] = lg[j];
+        for (int i = 0; i < 128; i++) lg[j][i] = -10.0f;
+    }
+    int cp = f.features[0].ctx_pos;
+    lg[0][2 * 1] = 9.0f;
+    lg[0][2 * (cp + 2)] = 1.5f;
+    lg[0][2 * (cp + 4) + 1] = 1.5f;
+    for (int j = 1; j < 3; j++) {
+        lg[j][2 * (cp + 10)] = 5.0f;
+        lg[j][2 * (cp + 1)] = 2.0f;
+        lg[j][2 * (cp + 40) + 1] = 5.0f;
+        lg[j][2 * (cp + 3) + 1] = 1.5f;
+    }
+    plm_qa_answer a = plm_qa_best_answer(&f, 0, lp);
+    const plm_qa_feature *f1 = &f.features[1];
+    const int32_t *off = f.ctx_offsets;
+    TEST_CHECK(a.found && a.feature == 1 && a.start_tok == cp + 1 && a.end_tok == cp + 3 && a.score == 3.5f &&
+                   a.start == off[2 * (f1->win_start + 1)] && a.end == off[2 * (f1->win_start + 3) + 1],
+               "qa_unit_postprocess", "found %d feature %d tokens %d..%d score %g", a.found, a.feature, a.start_tok,
+               a.end_tok, a.score);
+    f.opts.max_answer_length = 40;
+    a = plm_qa_best_answer(&f, 0, lp);
+    TEST_CHECK(a.found && a.feature == 1 && a.start_tok == cp + 10 && a.end_tok == cp + 40 && a.score == 10.0f,
+               "qa_unit_postprocess_max_answer_length", "feature %d tokens %d..%d score %g", a.feature, a.start_tok,
+               a.end_tok, a.score);
     plm_task_batch_free(&b);
     plm_qa_free(&f);
 }
 
-static void test_squad(const plm_tokenizer *bert) {
+/* "name_tok" in a static buffer (one per call site use) */
+static const char *tname(const char *tok, const char *name) {
+    static char buf[4][96];
+    static int slot;
+    char *p = buf[slot++ % 4];
+    snprintf(p, 96, "%s_%s", name, tok);
+    return p;
+}
+
+static void test_squad(const plm_tokenizer *bert, const char *tokname) {
     plm_squad_set sq = {0};
     char p[1024];
     int rc = 0;
@@ -335,7 +409,8 @@ static void test_squad(const plm_tokenizer *bert) {
         snprintf(p, sizeof p, "%s/squad-v1.1/dev-v1.1.part%d.json", data_dir(), part);
         rc = plm_squad_read(&sq, p);
     }
-    TEST_CHECK(rc == 0 && sq.n == 10570, "squad_read", "rc %d n %d %s", rc, sq.n, rc ? plm_last_error() : "");
+    TEST_CHECK(rc == 0 && sq.n == 10570, tname(tokname, "squad_read"), "rc %d n %d %s", rc, sq.n,
+               rc ? plm_last_error() : "");
     if (rc) return;
     plm_qa_opts o;
     plm_qa_opts_default(&o);
@@ -344,7 +419,8 @@ static void test_squad(const plm_tokenizer *bert) {
     double t0 = plm_now();
     rc = plm_qa_add_squad(&f, &sq);
     double t_enc = plm_now() - t0;
-    TEST_CHECK(rc == 0 && f.n_examples == sq.n, "squad_features", "rc %d %s", rc, rc ? plm_last_error() : "");
+    TEST_CHECK(rc == 0 && f.n_examples == sq.n, tname(tokname, "squad_features"), "rc %d %s", rc,
+               rc ? plm_last_error() : "");
     if (rc) {
         plm_squad_free(&sq);
         plm_qa_free(&f);
@@ -368,11 +444,13 @@ static void test_squad(const plm_tokenizer *bert) {
         const plm_squad_question *q = &sq.qs[ex];
         const char *c = sq.contexts[q->context];
         int first = f.ex_first_feature[ex];
-        plm_tokenizer_encode_full(bert, q->question, strlen(q->question), c, strlen(c), &eo, &enc);
+        const char *qs = q->question;
+        while (*qs == ' ') qs++; /* run_qa strips the question's leading spaces */
+        plm_tokenizer_encode_full(bert, qs, strlen(qs), c, strlen(c), &eo, &enc);
         plm_qa_batch(&f, &first, 1, 0, &b);
         bool eq = enc.n == b.lengths[0];
         for (int i = 0; i < enc.n && eq; i++)
-            eq = enc.ids[i] == b.input_ids[i] && enc.type_ids[i] == b.token_type_ids[i];
+            eq = enc.ids[i] == b.input_ids[i] && (!f.bert || enc.type_ids[i] == b.token_type_ids[i]);
         same += eq;
         for (int j = first; j + 1 < f.ex_first_feature[ex + 1]; j++) {
             const plm_qa_feature *a = &f.features[j], *bb = &f.features[j + 1];
@@ -382,8 +460,9 @@ static void test_squad(const plm_tokenizer *bert) {
         if (last->win_start + last->win_len != f.ctx_tok_start[q->context + 1] - f.ctx_tok_start[q->context])
             overlap_bad++;
     }
-    TEST_CHECK(same == f.n_examples, "squad_first_window_is_pair_encoding", "%ld of %d match", same, f.n_examples);
-    TEST_CHECK(overlap_bad == 0, "squad_windows_stride", "%ld windows off", overlap_bad);
+    TEST_CHECK(same == f.n_examples, tname(tokname, "squad_first_window_is_pair_encoding"), "%ld of %d match", same,
+               f.n_examples);
+    TEST_CHECK(overlap_bad == 0, tname(tokname, "squad_windows_stride"), "%ld windows off", overlap_bad);
     plm_encoding_free(&enc);
     plm_task_batch_free(&b);
 
@@ -447,15 +526,16 @@ static void test_squad(const plm_tokenizer *bert) {
     double t_post = plm_now() - t0;
     double EM = recoverable ? 100.0 * em / (double)recoverable : NAN,
            F1 = recoverable ? 100.0 * f1 / (double)recoverable : NAN;
-    printf("squad dev bert: %d questions, %d features (%ld questions with > 1 window), %ld answers labelled, %ld fit "
+    printf("squad dev %s: %d questions, %d features (%ld questions with > 1 window), %ld answers labelled, %ld fit "
            "a window: %ld end inside a token, %ld over max_answer_length, %ld recoverable, %ld round-trip exactly, "
            "%ld no span; EM %.4f F1 %.4f (encode %.2fs, postprocess %.2fs)\n",
-           f.n_examples, f.n_features, multi, f.n_answers_labelled, fit, subtoken, too_long, recoverable, exact,
-           not_found, EM, F1, t_enc, t_post);
-    TEST_CHECK(fit == f.n_answers_inside && fit > 0, "squad_answers_fit", "%ld vs %ld", fit, f.n_answers_inside);
-    TEST_CHECK(recoverable > 0 && exact == recoverable, "squad_roundtrip_exact", "%ld of %ld answers round-trip", exact,
-               recoverable);
-    TEST_CHECK(EM == 100.0 && F1 == 100.0, "squad_em_f1_100", "EM %.4f F1 %.4f", EM, F1);
+           tokname, f.n_examples, f.n_features, multi, f.n_answers_labelled, fit, subtoken, too_long, recoverable,
+           exact, not_found, EM, F1, t_enc, t_post);
+    TEST_CHECK(fit == f.n_answers_inside && fit > 0, tname(tokname, "squad_answers_fit"), "%ld vs %ld", fit,
+               f.n_answers_inside);
+    TEST_CHECK(recoverable > 0 && exact == recoverable, tname(tokname, "squad_roundtrip_exact"),
+               "%ld of %ld answers round-trip", exact, recoverable);
+    TEST_CHECK(EM == 100.0 && F1 == 100.0, tname(tokname, "squad_em_f1_100"), "EM %.4f F1 %.4f", EM, F1);
     free(buf);
     plm_qa_free(&f);
     plm_squad_free(&sq);
@@ -472,7 +552,8 @@ int main(void) {
     test_conll(gpt2, "gpt2");
     test_brown(bert);
     test_qa_unit(bert);
-    test_squad(bert);
+    test_squad(bert, "bert");
+    test_squad(gpt2, "gpt2");
     plm_tokenizer_free(bert);
     plm_tokenizer_free(gpt2);
     TEST_EXIT();

@@ -344,6 +344,13 @@ int plm_qa_add_context(plm_qa_features *f, const char *text, size_t len) {
     }
     memcpy(f->ctx_ids + at, e->ids, (size_t)e->n * sizeof *e->ids);
     memcpy(f->ctx_offsets + 2 * at, e->offsets, (size_t)e->n * 2 * sizeof *e->offsets);
+    if (!f->bert) { /* ByteLevel trim_offsets: a token's spaces are not part of the answer */
+        int32_t *off = f->ctx_offsets + 2 * at;
+        for (int i = 0; i < e->n; i++) {
+            while (off[2 * i] < off[2 * i + 1] && text[off[2 * i]] == ' ') off[2 * i]++;
+            while (off[2 * i + 1] > off[2 * i] && text[off[2 * i + 1] - 1] == ' ') off[2 * i + 1]--;
+        }
+    }
     int c = f->n_contexts++;
     f->ctx_text[c] = text;
     f->ctx_len[c] = len;

@@ -175,7 +175,10 @@ typedef struct {
 void plm_qa_init(plm_qa_features *f, const plm_tokenizer *tok, const plm_qa_opts *opts);
 void plm_qa_free(plm_qa_features *f);
 
-/* Registers a context (text borrowed, not copied) and encodes it; returns its index or -1. */
+/* Registers a context (text borrowed, not copied) and encodes it; returns its index or -1.
+ * Byte-level BPE tokens carry the space before a word ("Ġword"); their offsets are trimmed
+ * of spaces at both ends, as HF's ByteLevel post-processor does (trim_offsets=True), so
+ * that an answer never starts with the space before it. */
 int plm_qa_add_context(plm_qa_features *f, const char *text, size_t len);
 /* Adds a question on context ctx and its windows. answer_start/answer_len: byte span of the
  * gold answer in the context used for the training labels (answer_start < 0: none). The
