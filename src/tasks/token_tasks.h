@@ -136,7 +136,9 @@ typedef struct {
     int ctx_pos; /* position of the window's first context token: question tokens + 2 for BERT */
     int len;     /* tokens of the feature */
     /* training labels: the answer's first and last token when the first gold answer lies
-     * entirely inside the window, else cls_index (0) for both (SQuAD v1 training) */
+     * entirely inside the window, else cls_index (0) for both (SQuAD v1 training). An
+     * answer starting in the window's last context token is labelled there; run_qa's scan
+     * runs on over [SEP] and padding and labels the feature's last position instead. */
     int32_t start_position, end_position;
 } plm_qa_feature;
 
