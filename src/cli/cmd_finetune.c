@@ -47,12 +47,14 @@ typedef struct {
     plm_table_spec spec;      /* custom tables */
     const char *text_cols[2]; /* custom column names */
     plm_ft_task t;
-    char **model_labels; /* label names read from a model's config.json */
+    cJSON *cfg;          /* a fine-tuned model's config.json; option defaults point into it */
+    char **model_labels; /* label names read from it */
     int n_model_labels;
     char path[4096];
 } task_ctx;
 
 static void task_ctx_free(task_ctx *c) {
+    cJSON_Delete(c->cfg);
     for (int i = 0; i < c->n_model_labels; i++) free(c->model_labels[i]);
     free(c->model_labels);
 }
@@ -323,7 +325,7 @@ int cmd_finetune(int argc, char **argv) {
     if (resume) {
         long step;
         if (!(resume_dir = plm_find_checkpoint(resume, &step))) goto fail;
-        fprintf(stderr, "resuming from %s (step %ld)\n", resume_dir, step);
+        if (!quiet) fprintf(stderr, "resuming from %s (step %ld)\n", resume_dir, step);
         a.resume_from_checkpoint = resume_dir;
     }
     results = plm_calloc((size_t)seeds, sizeof *results);
@@ -408,9 +410,9 @@ static int load_finetuned(const char *cmd, const char *dir, data_opts *d, plm_mo
     cJSON *cfg = read_config_json(dir);
     if (!cfg) return PLM_EXIT_INPUT;
     int rc = task_setup(cmd, d, cfg, c);
-    if (rc == 0) model_labels(cfg, c);
-    cJSON_Delete(cfg);
+    c->cfg = cfg;
     if (rc != 0) return rc;
+    model_labels(cfg, c);
     if ((rc = cli_load_model(dir, m, tok)) != 0) return rc;
     int h = plm_model_head(*m, PLM_HEAD_SEQ_CLS);
     if (h < 0) {

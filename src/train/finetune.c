@@ -132,6 +132,9 @@ int plm_ft_predict(plm_model *m, const plm_tokenizer *tok, const plm_dataset *ds
     int h = seq_head(m);
     if (h < 0) return -1;
     int K = m->heads[h].K;
+    int T = co->max_length > 0 ? PLM_MIN(co->max_length, m->config.max_position_embeddings)
+                               : m->config.max_position_embeddings;
+    if (plm_model_reserve(m, B, T) != 0) return -1; /* grow-only: a no-op inside plm_finetune */
     ft_batch fb;
     ft_batch_init(&fb, B);
     int *idx = plm_malloc((size_t)B * sizeof *idx);
