@@ -111,6 +111,21 @@ strip() { sed -E 's/, "elapsed_s": [0-9.]+//' "$1"; }
 [[ $(strip "$t/full/metrics.jsonl") == "$(strip "$t/cut/metrics.jsonl")" ]] && pass resume_metrics ||
     fail resume_metrics "logs differ"
 
+# ---- early stopping: after `patience` evaluations without a better score the run stops
+"$PLM" finetune "${rs[@]}" --eval-steps 5 --early-stopping-patience 1 --output-dir "$t/early" >/dev/null 2>"$t/err" &&
+    python3 - "$t/early" <<'P' && pass early_stopping || fail early_stopping "$(tail -2 "$t/err")"
+import json, sys
+evals = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl") if "eval_accuracy" in l]
+acc = [e["eval_accuracy"] for e in evals]
+best = max(range(len(acc)), key=lambda i: (acc[i], -i))  # the first best
+after = acc[best + 1:]
+print("early stopping: evals at", [e["step"] for e in evals], "accuracy", acc)
+assert len(after) <= 1 and all(a <= acc[best] for a in after), acc
+assert evals[-1]["step"] == 40 or len(after) == 1, "stopped without a reason"
+r = json.load(open(sys.argv[1] + "/eval_results.json"))
+assert r["best_step"] == evals[best]["step"] and r["eval_accuracy"] == acc[best], r
+P
+
 # ---- STS-B regression on a slice: the loss falls, Pearson is finite; floats predicted
 head -1001 "$GLUE/STS-B/train.tsv" >"$t/stsb_train.tsv"
 "$PLM" finetune "${ft[@]}" --task stsb --train "$t/stsb_train.tsv" --max-eval-samples 400 --num-train-epochs 3 \
