@@ -111,6 +111,17 @@ strip() { sed -E 's/, "elapsed_s": [0-9.]+//' "$1"; }
 [[ $(strip "$t/full/metrics.jsonl") == "$(strip "$t/cut/metrics.jsonl")" ]] && pass resume_metrics ||
     fail resume_metrics "logs differ"
 
+# a run killed (SIGKILL) once it has written checkpoint-20 resumes to the same model
+"$PLM" finetune "${rs[@]}" --output-dir "$t/killed" >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 600); do [[ -d $t/killed/checkpoint-20 ]] && break; sleep 0.05; done
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+"$PLM" finetune "${rs[@]}" --output-dir "$t/killed" --resume-from-checkpoint "$t/killed" >/dev/null 2>"$t/err" &&
+    cmp -s "$t/full/model.safetensors" "$t/killed/model.safetensors" &&
+    [[ $(strip "$t/full/metrics.jsonl") == "$(strip "$t/killed/metrics.jsonl")" ]] &&
+    pass resume_after_kill || fail resume_after_kill "$(tail -2 "$t/err") model or log differs"
+
 # ---- early stopping: after `patience` evaluations without a better score the run stops
 "$PLM" finetune "${rs[@]}" --eval-steps 5 --early-stopping-patience 1 --output-dir "$t/early" >/dev/null 2>"$t/err" &&
     python3 - "$t/early" <<'P' && pass early_stopping || fail early_stopping "$(tail -2 "$t/err")"
