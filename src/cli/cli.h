@@ -11,10 +11,18 @@ int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_fill_mask(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_finetune(int argc, char **argv); /* cmd_finetune.c */
+int cmd_evaluate(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
 
 /* Loads dir/config.json, dir/model.safetensors and dir/tokenizer.json. Prints the
  * error and returns PLM_EXIT_INPUT on failure, 0 on success. */
 int cli_load_model(const char *dir, plm_model **m, plm_tokenizer **tok);
+/* The same with heads: the base weights go into a model with those heads (new ones
+ * initialised from seed, HF's report on stderr unless quiet); heads NULL: the
+ * directory's own model. A tokenizer larger than the model's vocabulary is refused. */
+int cli_load_model_heads(const char *dir, const plm_head_spec *heads, int num_heads, uint64_t seed, bool quiet,
+                         plm_model **m, plm_tokenizer **tok);
 /* Prints "plm CMD: error: <last error>" on stderr and returns code. */
 int cli_fail(const char *cmd, int code);
 

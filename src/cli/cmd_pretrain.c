@@ -15,10 +15,8 @@ int cli_fail(const char *cmd, int code) {
     return code;
 }
 
-/* With heads, the base weights go into a model with those heads (new ones initialised
- * from seed, HF's report on stderr); without, the directory's own model. */
-static int load_model(const char *dir, const plm_head_spec *heads, int num_heads, uint64_t seed, bool quiet,
-                      plm_model **m, plm_tokenizer **tok) {
+int cli_load_model_heads(const char *dir, const plm_head_spec *heads, int num_heads, uint64_t seed, bool quiet,
+                         plm_model **m, plm_tokenizer **tok) {
     char path[4096];
     *m = NULL;
     *tok = NULL;
@@ -42,7 +40,7 @@ static int load_model(const char *dir, const plm_head_spec *heads, int num_heads
 }
 
 int cli_load_model(const char *dir, plm_model **m, plm_tokenizer **tok) {
-    return load_model(dir, NULL, 0, 0, true, m, tok);
+    return cli_load_model_heads(dir, NULL, 0, 0, true, m, tok);
 }
 
 static const char *special_tokens[] = {"<|endoftext|>", "[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"};
@@ -169,7 +167,7 @@ int cmd_pretrain(int argc, char **argv) {
          * with the objective's head (an LM head) */
         plm_head_spec lm = {PLM_HEAD_LM, 0, 0, 1.0f};
         if ((rc = resume ? cli_load_model(model_dir, &m, &tok)
-                         : load_model(model_dir, &lm, 1, a.seed, quiet, &m, &tok)) != 0)
+                         : cli_load_model_heads(model_dir, &lm, 1, a.seed, quiet, &m, &tok)) != 0)
             goto fail;
         rc = PLM_EXIT_INPUT;
     } else {

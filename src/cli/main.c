@@ -15,6 +15,9 @@ typedef struct {
 static const command commands[] = {
     {"demo", cmd_demo, "pretrain a small GPT and BERT on data/demo and show what they learned"},
     {"pretrain", cmd_pretrain, "pretrain a model (clm or mlm) on raw text files"},
+    {"finetune", cmd_finetune, "fine-tune for sequence classification / regression (GLUE or custom files)"},
+    {"evaluate", cmd_evaluate, "score a fine-tuned model on a labelled set (GLUE-style table, JSON)"},
+    {"predict", cmd_predict, "predict a test set with a fine-tuned model (GLUE submission TSV)"},
     {"eval", cmd_eval, "perplexity / masked-token accuracy of a model on held-out text"},
     {"generate", cmd_generate, "generate text from a causal model"},
     {"fill-mask", cmd_fill_mask, "predict masked tokens with an encoder"},

@@ -461,9 +461,7 @@ static void remove_stale_temps(const char *output_dir) {
     }
 }
 
-/* A resumed run redoes the steps after its checkpoint: drop the lines the interrupted run
- * logged for them (and a torn last line), or they would appear twice. */
-static int truncate_metrics(const char *path, long step) {
+int plm_truncate_metrics(const char *path, long step) {
     if (access(path, F_OK) != 0) return 0;
     size_t len;
     char *buf = plm_read_file(path, &len);
@@ -583,7 +581,7 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/metrics.jsonl", a->output_dir);
-    if (a->resume_from_checkpoint && truncate_metrics(path, step) != 0) goto out;
+    if (a->resume_from_checkpoint && plm_truncate_metrics(path, step) != 0) goto out;
     log = fopen(path, a->resume_from_checkpoint ? "a" : "w");
     if (!log) {
         plm_error("%s: %s", path, strerror(errno));

@@ -58,6 +58,11 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
  * error set. Incomplete checkpoints are skipped with a warning on stderr. */
 char *plm_find_checkpoint(const char *dir, long *step);
 
+/* A resumed run redoes the steps after its checkpoint: drops the lines of metrics.jsonl
+ * (path) whose "step" is beyond step (and a torn last line), or they would appear twice.
+ * A missing file is not an error. Returns 0 or -1. */
+int plm_truncate_metrics(const char *path, long step);
+
 /* Writes an SVG plot of train and eval loss from a metrics.jsonl file. */
 int plm_plot_metrics(const char *metrics_jsonl, const char *svg_path, const char *title);
 

@@ -1,0 +1,605 @@
+/* cmd_finetune.c - `plm finetune`, `plm evaluate` and `plm predict`: sequence
+ * classification and regression on the GLUE tasks or on custom TSV/CSV/JSONL files,
+ * with the options and outputs of HF's run_glue (metrics.jsonl, eval_results.json, the
+ * GLUE submission TSV). The loop itself is train/finetune.c. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "args.h"
+#include "cli.h"
+#include "core/common.h"
+#include "model/model_io.h"
+#include "train/finetune.h"
+#include "train/trainer.h"
+
+/* ---------------------------------------------------------------- the task and its data */
+
+/* The data options the three commands share. */
+typedef struct {
+    const char *task, *data_dir, *train, *validation, *test;
+    arg_list text_columns;
+    const char *label_column, *task_type, *metric;
+    int max_train_samples, max_eval_samples;
+} data_opts;
+
+#define DATA_SPECS(d)                                                                                                  \
+    {"--task", ARG_STR, &(d).task,                                                                                     \
+     "GLUE task (cola sst2 mrpc stsb qqp mnli mnli-mm qnli rte wnli), or a name for a custom task"},                   \
+        {"--data-dir", ARG_STR, &(d).data_dir,                                                                         \
+         "GLUE data: the task's folder (SST-2/) or the folder holding it (glue/)"},                                    \
+        {"--text-column", ARG_LIST, &(d).text_columns,                                                                 \
+         "custom task: the text column, and a second one for sentence pairs (default sentence)"},                      \
+        {"--label-column", ARG_STR, &(d).label_column, "custom task: the label column (default label)"},               \
+        {"--task-type", ARG_STR, &(d).task_type, "custom task: classification (default) or regression"}, {             \
+        "--metric", ARG_STR, &(d).metric,                                                                              \
+            "custom task: accuracy, f1, mcc, pearson or spearman (default accuracy / pearson)"                         \
+    }
+
+/* A task being read: GLUE's definition or a custom table, and what the model learns. */
+typedef struct {
+    const plm_glue_task *glue;
+    const char *dir;          /* the GLUE task's folder */
+    plm_table_spec spec;      /* custom tables */
+    const char *text_cols[2]; /* custom column names */
+    plm_ft_task t;
+    cJSON *cfg;          /* a fine-tuned model's config.json; option defaults point into it */
+    char **model_labels; /* label names read from it */
+    int n_model_labels;
+    char path[4096];
+} task_ctx;
+
+static void task_ctx_free(task_ctx *c) {
+    cJSON_Delete(c->cfg);
+    for (int i = 0; i < c->n_model_labels; i++) free(c->model_labels[i]);
+    free(c->model_labels);
+}
+
+static bool is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Fills c from the options; with model_cfg (evaluate, predict) a fine-tuned model's
+ * config.json supplies the task, its columns and its label names when not given. */
+static int task_setup(const char *cmd, data_opts *d, const cJSON *model_cfg, task_ctx *c) {
+    memset(c, 0, sizeof *c);
+    const cJSON *pt = model_cfg ? cJSON_GetObjectItemCaseSensitive(model_cfg, "plm_task") : NULL;
+#define PT_STR(key)                                                                                                    \
+    (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(pt, key))                                                         \
+         ? cJSON_GetObjectItemCaseSensitive(pt, key)->valuestring                                                      \
+         : NULL)
+    if (!d->task && pt) d->task = PT_STR("name");
+    c->glue = d->task ? plm_glue_task_find(d->task) : NULL;
+    bool custom = !c->glue;
+    if (custom && !d->train && !d->validation && !d->test) {
+        if (d->task)
+            fprintf(stderr, "plm %s: unknown task '%s': a GLUE task, or a custom one with --train/--validation files\n",
+                    cmd, d->task);
+        else
+            fprintf(stderr, "plm %s: --task NAME is required (see plm %s --help)\n", cmd, cmd);
+        return PLM_EXIT_USAGE;
+    }
+    if (c->glue) {
+        if (!d->data_dir && !(d->train || d->validation || d->test)) {
+            fprintf(stderr, "plm %s: --data-dir DIR is required for GLUE task %s\n", cmd, c->glue->name);
+            return PLM_EXIT_USAGE;
+        }
+        if (d->data_dir) {
+            snprintf(c->path, sizeof c->path, "%s/%s", d->data_dir, c->glue->dir);
+            c->dir = is_dir(c->path) ? c->path : d->data_dir;
+        }
+        c->t = (plm_ft_task){.name = c->glue->name,
+                             .type = c->glue->type,
+                             .num_labels = c->glue->type == PLM_TASK_REGRESSION ? 1 : c->glue->n_labels,
+                             .labels = c->glue->labels,
+                             .metrics = {c->glue->metrics[0], c->glue->metrics[1]}};
+        return 0;
+    }
+    /* a custom table */
+    const char *type = d->task_type ? d->task_type : PT_STR("type");
+    plm_task_type tt = PLM_TASK_CLASSIFICATION;
+    if (type && !strcmp(type, "regression"))
+        tt = PLM_TASK_REGRESSION;
+    else if (type && strcmp(type, "classification") != 0) {
+        fprintf(stderr, "plm %s: --task-type must be classification or regression, got \"%s\"\n", cmd, type);
+        return PLM_EXIT_USAGE;
+    }
+    if (d->text_columns.n > 2) {
+        fprintf(stderr, "plm %s: --text-column takes one or two columns\n", cmd);
+        return PLM_EXIT_USAGE;
+    }
+    c->text_cols[0] = d->text_columns.n > 0 ? d->text_columns.items[0] : PT_STR("text_column");
+    c->text_cols[1] = d->text_columns.n > 1 ? d->text_columns.items[1]
+                      : d->text_columns.n   ? NULL
+                                            : PT_STR("text_pair_column");
+    if (!c->text_cols[0]) c->text_cols[0] = "sentence";
+    const char *label = d->label_column ? d->label_column : PT_STR("label_column");
+    if (!label) label = "label";
+    const char *metric = d->metric;
+    if (!metric && pt) {
+        const cJSON *ms = cJSON_GetObjectItemCaseSensitive(pt, "metrics");
+        if (cJSON_IsString(cJSON_GetArrayItem(ms, 0))) metric = cJSON_GetArrayItem(ms, 0)->valuestring;
+    }
+    if (!metric) metric = tt == PLM_TASK_REGRESSION ? "pearson" : "accuracy";
+    const char *ok[] = {"accuracy", "f1", "mcc", "pearson", "spearman"};
+    int mi = -1;
+    for (int i = 0; i < 5; i++)
+        if (!strcmp(metric, ok[i])) mi = i;
+    if (mi < 0 || (tt == PLM_TASK_REGRESSION) != (mi >= 3)) {
+        fprintf(stderr,
+                "plm %s: --metric %s does not fit a %s task (accuracy, f1, mcc: classification; pearson, "
+                "spearman: regression)\n",
+                cmd, metric, tt == PLM_TASK_REGRESSION ? "regression" : "classification");
+        return PLM_EXIT_USAGE;
+    }
+    c->spec = (plm_table_spec){.text_a = c->text_cols[0], .text_b = c->text_cols[1], .label = label, .type = tt};
+    c->t = (plm_ft_task){.name = d->task ? d->task : "custom",
+                         .type = tt,
+                         .num_labels = 1,
+                         .metrics = {ok[mi], NULL},
+                         .text_a_column = c->text_cols[0],
+                         .text_b_column = c->text_cols[1],
+                         .label_column = label};
+    return 0;
+#undef PT_STR
+}
+
+/* Reads a split: the file given, else the GLUE task's file in its folder. labelled: read
+ * the label column. train: the training set whose labels a custom dev set must use. */
+static int read_split(task_ctx *c, plm_split split, const char *file, bool labelled, const plm_dataset *train,
+                      int max_n, plm_dataset *out) {
+    plm_table_spec spec;
+    int rc;
+    if (c->glue) {
+        plm_glue_spec(c->glue, split, &spec);
+        if (file) {
+            if (split == PLM_SPLIT_TEST && !labelled) {
+                /* any file of the task's columns; rows are numbered when it has no index */
+                plm_glue_spec(c->glue, PLM_SPLIT_DEV, &spec);
+                spec.label = NULL;
+                spec.id = NULL;
+            }
+            spec.format = plm_format_from_path(file);
+            rc = plm_dataset_read(out, file, &spec, NULL);
+        } else {
+            char path[4200];
+            snprintf(path, sizeof path, "%s/%s", c->dir, c->glue->files[split]);
+            rc = plm_dataset_read(out, path, &spec, NULL);
+        }
+    } else {
+        spec = c->spec;
+        spec.format = plm_format_from_path(file);
+        if (!labelled) spec.label = NULL;
+        if (c->n_model_labels && c->t.type == PLM_TASK_CLASSIFICATION) {
+            spec.labels = (const char *const *)c->model_labels;
+            spec.n_labels = c->n_model_labels;
+        }
+        rc = plm_dataset_read(out, file, &spec, train);
+    }
+    if (rc == 0 && max_n > 0 && out->n > max_n) out->n = max_n; /* the first rows, as run_glue's select */
+    return rc;
+}
+
+/* ---------------------------------------------------------------- models */
+
+static cJSON *read_config_json(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    size_t len;
+    char *text = plm_read_file(path, &len);
+    if (!text) return NULL;
+    cJSON *o = cJSON_Parse(text);
+    free(text);
+    if (!o) plm_error("%s: invalid JSON", path);
+    return o;
+}
+
+/* The label names of a fine-tuned model's id2label. */
+static void model_labels(const cJSON *cfg, task_ctx *c) {
+    const cJSON *i2l = cJSON_GetObjectItemCaseSensitive(cfg, "id2label");
+    int n = cJSON_GetArraySize(i2l);
+    if (n <= 0) return;
+    c->model_labels = plm_calloc((size_t)n, sizeof(char *));
+    for (int i = 0; i < n; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "%d", i);
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(i2l, k);
+        c->model_labels[i] = plm_strdup(cJSON_IsString(v) ? v->valuestring : k);
+    }
+    c->n_model_labels = n;
+}
+
+/* GPT-2 has no pad token: HF's GPT2ForSequenceClassification needs config.pad_token_id,
+ * set to eos as the usual recipe does (tokenizer.pad_token = tokenizer.eos_token). */
+static void set_pad_id(plm_model *m, const plm_tokenizer *tok) {
+    if (m->config.pad_token_id >= 0) return;
+    int32_t pad = plm_tokenizer_special(tok, PLM_SPECIAL_PAD);
+    if (pad < 0) pad = plm_tokenizer_special(tok, PLM_SPECIAL_EOS);
+    m->config.pad_token_id = pad;
+    for (int k = 0; k < m->num_backbones; k++) m->bb[k].config.pad_token_id = pad;
+}
+
+/* ---------------------------------------------------------------- plm finetune */
+
+static double mean_std(const double *v, int n, double *std) {
+    double s = 0, q = 0;
+    for (int i = 0; i < n; i++) s += v[i];
+    double mu = s / n;
+    for (int i = 0; i < n; i++) q += (v[i] - mu) * (v[i] - mu);
+    *std = n > 1 ? sqrt(q / (n - 1)) : 0.0; /* sample standard deviation */
+    return mu;
+}
+
+int cmd_finetune(int argc, char **argv) {
+    data_opts d = {0};
+    const char *model_dir = NULL, *resume = NULL;
+    int seeds = 1;
+    bool quiet = false;
+    plm_ft_args a;
+    plm_ft_args_default(&a);
+    arg_spec specs[] = {
+        {"--model", ARG_STR, &model_dir, "checkpoint directory (config.json, model.safetensors, tokenizer.json)"},
+        DATA_SPECS(d),
+        {"--train", ARG_STR, &d.train, "training file (TSV, CSV or JSONL; GLUE: overrides train.tsv)"},
+        {"--validation", ARG_STR, &d.validation, "dev file for evaluation (GLUE: overrides dev.tsv)"},
+        {"--output-dir", ARG_STR, &a.output_dir, "where the fine-tuned model, metrics.jsonl and checkpoints go"},
+        {"--max-seq-length", ARG_INT, &a.max_seq_length, "truncate pairs to this many tokens (default 128)"},
+        {"--per-device-train-batch-size", ARG_INT, &a.train_batch_size, "examples per step (default 32)"},
+        {"--per-device-eval-batch-size", ARG_INT, &a.eval_batch_size, "examples per evaluation batch (default 64)"},
+        {"--learning-rate", ARG_FLOAT, &a.opt.learning_rate,
+         "peak learning rate (default 1e-4: small models need more than BERT-base's 2e-5..5e-5)"},
+        {"--num-train-epochs", ARG_FLOAT, &a.num_train_epochs, "epochs over the training set (default 3)"},
+        {"--max-steps", ARG_LONG, &a.max_steps, "train this many steps instead (default: from the epochs)"},
+        {"--warmup-ratio", ARG_FLOAT, &a.warmup_ratio, "share of the steps for linear warmup (default 0.1)"},
+        {"--weight-decay", ARG_FLOAT, &a.opt.weight_decay, "AdamW decoupled weight decay (default 0.01)"},
+        {"--max-grad-norm", ARG_FLOAT, &a.max_grad_norm, "clip gradients to this global norm; 0 = off (default 1)"},
+        {"--logging-steps", ARG_LONG, &a.logging_steps, "metrics.jsonl line every N steps (default 10)"},
+        {"--eval-steps", ARG_LONG, &a.eval_steps, "evaluate and checkpoint every N steps (default: every epoch)"},
+        {"--early-stopping-patience", ARG_INT, &a.early_stopping_patience,
+         "stop after N evaluations without a better dev score (default: never)"},
+        {"--save-total-limit", ARG_INT, &a.save_total_limit, "checkpoint-N directories kept (default 1)"},
+        {"--max-train-samples", ARG_INT, &d.max_train_samples, "use the first N training examples"},
+        {"--max-eval-samples", ARG_INT, &d.max_eval_samples, "use the first N dev examples"},
+        {"--seed", ARG_U64, &a.seed, "seed of the head's initialisation, data order and dropout (default 42)"},
+        {"--seeds", ARG_INT, &seeds, "run N seeds (seed, seed+1, ...) into OUTPUT/seed-S; report mean +- std"},
+        {"--resume-from-checkpoint", ARG_STR, &resume,
+         "continue an interrupted run: a checkpoint-N directory or the output directory (its newest)"},
+        {"--quiet", ARG_FLAG, &quiet, "no progress bar"},
+    };
+    int rc = args_parse("finetune",
+                        "Fine-tune a checkpoint for sequence classification or regression (GLUE or custom files).",
+                        specs, (int)PLM_ARRAY_LEN(specs), argc, argv);
+    if (rc) {
+        args_list_free(&d.text_columns);
+        return rc == 1 ? 0 : rc;
+    }
+    a.quiet = quiet;
+    task_ctx c;
+    plm_dataset train = {0}, dev = {0};
+    bool have_train = false, have_dev = false;
+    char *resume_dir = NULL;
+    double *results = NULL;
+    rc = PLM_EXIT_USAGE;
+    if (!model_dir) {
+        fprintf(stderr, "plm finetune: --model DIR is required (see plm finetune --help)\n");
+        goto out_nofree;
+    }
+    if ((rc = task_setup("finetune", &d, NULL, &c)) != 0) goto out_nofree;
+    rc = PLM_EXIT_USAGE;
+    if (!c.glue && !d.train) {
+        fprintf(stderr, "plm finetune: a custom task needs --train FILE\n");
+        goto out;
+    }
+    if (seeds < 1 || (seeds > 1 && resume)) {
+        fprintf(stderr, "plm finetune: --seeds must be >= 1, and a multi-seed run cannot be resumed (resume each "
+                        "OUTPUT/seed-S run on its own)\n");
+        goto out;
+    }
+    if (a.logging_steps <= 0 || a.eval_steps < 0 || a.early_stopping_patience < 0 || a.save_total_limit < 0 ||
+        a.warmup_ratio < 0 || a.warmup_ratio > 1) {
+        fprintf(stderr, "plm finetune: --logging-steps must be positive, --warmup-ratio in [0, 1], and "
+                        "--eval-steps, --early-stopping-patience, --save-total-limit >= 0\n");
+        goto out;
+    }
+    rc = PLM_EXIT_INPUT;
+    if (read_split(&c, PLM_SPLIT_TRAIN, d.train, true, NULL, d.max_train_samples, &train) != 0) goto fail;
+    have_train = true;
+    if (d.validation || c.glue) {
+        if (read_split(&c, PLM_SPLIT_DEV, d.validation, true, c.glue ? NULL : &train, d.max_eval_samples, &dev) != 0)
+            goto fail;
+        have_dev = true;
+    }
+    if (!c.glue && c.t.type == PLM_TASK_CLASSIFICATION) {
+        c.t.labels = (const char *const *)train.labels;
+        c.t.num_labels = train.n_labels;
+        if (train.n_labels < 2) {
+            plm_error("%s: one label only ('%s'): classification needs two or more", d.train, train.labels[0]);
+            goto fail;
+        }
+    }
+    if (resume) {
+        long step;
+        if (!(resume_dir = plm_find_checkpoint(resume, &step))) goto fail;
+        if (!quiet) fprintf(stderr, "resuming from %s (step %ld)\n", resume_dir, step);
+        a.resume_from_checkpoint = resume_dir;
+    }
+    results = plm_calloc((size_t)seeds, sizeof *results);
+    const char *base_out = a.output_dir;
+    char seed_dir[4096];
+    for (int si = 0; si < seeds; si++) {
+        plm_ft_args as = a;
+        as.seed = a.seed + (uint64_t)si;
+        if (seeds > 1) {
+            snprintf(seed_dir, sizeof seed_dir, "%s/seed-%llu", base_out, (unsigned long long)as.seed);
+            as.output_dir = seed_dir;
+        }
+        plm_model *m = NULL;
+        plm_tokenizer *tok = NULL;
+        plm_head_spec head = {PLM_HEAD_SEQ_CLS, 0, c.t.num_labels, 1.0f};
+        rc = resume ? cli_load_model(resume_dir, &m, &tok)
+                    : cli_load_model_heads(model_dir, &head, 1, as.seed, quiet || si > 0, &m, &tok);
+        if (rc != 0) goto fail;
+        set_pad_id(m, tok);
+        if (a.max_seq_length > m->config.max_position_embeddings) {
+            fprintf(stderr, "plm finetune: warning: --max-seq-length %d is beyond the model's %d positions; using %d\n",
+                    a.max_seq_length, m->config.max_position_embeddings, m->config.max_position_embeddings);
+        }
+        if (!quiet && si == 0)
+            fprintf(stderr, "task %s: %d training examples, %d dev; %s, %d labels; model %s, %.2fM parameters\n",
+                    c.t.name, train.n, have_dev ? dev.n : 0,
+                    c.t.type == PLM_TASK_REGRESSION ? "regression" : "classification", c.t.num_labels,
+                    plm_model_architecture(m), (double)m->num_params / 1e6);
+        plm_ft_scores best = {0};
+        rc = plm_finetune(m, tok, &train, have_dev ? &dev : NULL, &c.t, &as, &best);
+        plm_model_free(m);
+        plm_tokenizer_free(tok);
+        if (rc != 0) goto fail;
+        results[si] = best.value[0];
+        if (have_dev)
+            printf("%s seed %llu: best eval_%s %.4f (n=%d) -> %s\n", c.t.name, (unsigned long long)as.seed,
+                   c.t.metrics[0], best.value[0], best.n, as.output_dir);
+        fflush(stdout);
+    }
+    if (seeds > 1) {
+        double sd, mu = mean_std(results, seeds, &sd);
+        printf("%s eval_%s over %d seeds: %.4f +- %.4f\n", c.t.name, c.t.metrics[0], seeds, mu, sd);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "task", c.t.name);
+        cJSON_AddStringToObject(o, "metric", c.t.metrics[0]);
+        cJSON_AddNumberToObject(o, "mean", mu);
+        cJSON_AddNumberToObject(o, "std", sd);
+        cJSON *arr = cJSON_AddArrayToObject(o, "values");
+        for (int i = 0; i < seeds; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(results[i]));
+        char *s = cJSON_Print(o), path[4200];
+        cJSON_Delete(o);
+        snprintf(path, sizeof path, "%s/seeds.json", base_out);
+        int wrc = plm_write_file_atomic(path, s, strlen(s));
+        free(s);
+        if (wrc != 0) {
+            rc = PLM_EXIT_FAIL;
+            goto fail;
+        }
+    }
+    rc = 0;
+    goto out;
+fail:
+    cli_fail("finetune", rc);
+out:
+    task_ctx_free(&c);
+out_nofree:
+    if (have_train) plm_dataset_free(&train);
+    if (have_dev) plm_dataset_free(&dev);
+    free(resume_dir);
+    free(results);
+    args_list_free(&d.text_columns);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- evaluate and predict */
+
+/* Loads a fine-tuned model and its task (options first, then config.json). */
+static int load_finetuned(const char *cmd, const char *dir, data_opts *d, plm_model **m, plm_tokenizer **tok,
+                          task_ctx *c) {
+    *m = NULL;
+    *tok = NULL;
+    cJSON *cfg = read_config_json(dir);
+    if (!cfg) return PLM_EXIT_INPUT;
+    int rc = task_setup(cmd, d, cfg, c);
+    c->cfg = cfg;
+    if (rc != 0) return rc;
+    model_labels(cfg, c);
+    if ((rc = cli_load_model(dir, m, tok)) != 0) return rc;
+    int h = plm_model_head(*m, PLM_HEAD_SEQ_CLS);
+    if (h < 0) {
+        plm_error("%s/config.json: not a sequence-classification model (%s)", dir, plm_model_architecture(*m));
+        return PLM_EXIT_INPUT;
+    }
+    int K = (*m)->heads[h].K;
+    if (!c->glue) {
+        c->t.num_labels = c->t.type == PLM_TASK_REGRESSION ? 1 : c->n_model_labels;
+        c->t.labels = (const char *const *)c->model_labels;
+    }
+    if (K != c->t.num_labels) {
+        plm_error("%s/config.json: the model has %d outputs, task %s needs %d", dir, K, c->t.name, c->t.num_labels);
+        return PLM_EXIT_INPUT;
+    }
+    set_pad_id(*m, *tok);
+    return 0;
+}
+
+int cmd_evaluate(int argc, char **argv) {
+    data_opts d = {0};
+    const char *model_dir = NULL, *output = NULL, *split = "dev";
+    int B = 64, max_len = 128;
+    arg_spec specs[] = {
+        {"--model", ARG_STR, &model_dir, "fine-tuned model directory"},
+        DATA_SPECS(d),
+        {"--validation", ARG_STR, &d.validation, "labelled file to score (default: the task's dev.tsv)"},
+        {"--split", ARG_STR, &split, "GLUE split to score: dev (default) or train"},
+        {"--max-seq-length", ARG_INT, &max_len, "default 128"},
+        {"--per-device-eval-batch-size", ARG_INT, &B, "default 64"},
+        {"--max-eval-samples", ARG_INT, &d.max_eval_samples, "score the first N examples"},
+        {"--output", ARG_STR, &output, "also write the results as JSON to this file"},
+    };
+    int rc = args_parse("evaluate", "Score a fine-tuned model on a labelled set: a GLUE-style table (and JSON).", specs,
+                        (int)PLM_ARRAY_LEN(specs), argc, argv);
+    if (rc) {
+        args_list_free(&d.text_columns);
+        return rc == 1 ? 0 : rc;
+    }
+    plm_model *m = NULL;
+    plm_tokenizer *tok = NULL;
+    task_ctx c = {0};
+    plm_dataset ds = {0};
+    bool have_ds = false;
+    rc = PLM_EXIT_USAGE;
+    plm_split sp = !strcmp(split, "train") ? PLM_SPLIT_TRAIN : PLM_SPLIT_DEV;
+    if (!model_dir || B <= 0 || max_len <= 0 || (strcmp(split, "dev") && strcmp(split, "train"))) {
+        fprintf(stderr, "plm evaluate: --model DIR is required; --split is dev or train; sizes positive\n");
+        goto out;
+    }
+    if ((rc = load_finetuned("evaluate", model_dir, &d, &m, &tok, &c)) != 0) goto fail_or_usage;
+    rc = PLM_EXIT_USAGE;
+    if (!c.glue && !d.validation) {
+        fprintf(stderr, "plm evaluate: a custom task needs --validation FILE\n");
+        goto out;
+    }
+    rc = PLM_EXIT_INPUT;
+    if (read_split(&c, sp, d.validation, true, NULL, d.max_eval_samples, &ds) != 0) goto fail;
+    have_ds = true;
+    plm_collate_opts co;
+    plm_ft_collate_opts(&co, tok, PLM_MIN(max_len, m->config.max_position_embeddings));
+    plm_ft_scores e;
+    if (plm_ft_evaluate(m, tok, &ds, &c.t, &co, B, &e) != 0) goto fail;
+    printf("%-10s %-10s %10s %8s\n", "task", "metric", "value", "n");
+    for (int k = 0; k < 2; k++)
+        if (c.t.metrics[k]) printf("%-10s %-10s %10.4f %8d\n", c.t.name, c.t.metrics[k], e.value[k], e.n);
+    printf("%-10s %-10s %10.4f %8d\n", c.t.name, "loss", e.loss, e.n);
+    if (output) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "model", model_dir);
+        cJSON *r = cJSON_CreateObject();
+        cJSON_AddStringToObject(r, "task", c.t.name);
+        cJSON_AddStringToObject(r, "split", d.validation ? d.validation : split);
+        cJSON_AddNumberToObject(r, "n", e.n);
+        cJSON_AddNumberToObject(r, "eval_loss", e.loss);
+        cJSON *ms = cJSON_AddObjectToObject(r, "metrics");
+        for (int k = 0; k < 2; k++)
+            if (c.t.metrics[k]) cJSON_AddNumberToObject(ms, c.t.metrics[k], e.value[k]);
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "results"), r);
+        char *s = cJSON_Print(o);
+        cJSON_Delete(o);
+        int wrc = plm_write_file_atomic(output, s, strlen(s));
+        free(s);
+        if (wrc != 0) {
+            rc = PLM_EXIT_FAIL;
+            goto fail;
+        }
+    }
+    rc = 0;
+    goto out;
+fail_or_usage:
+    if (rc == PLM_EXIT_USAGE) goto out;
+fail:
+    cli_fail("evaluate", rc);
+out:
+    if (have_ds) plm_dataset_free(&ds);
+    task_ctx_free(&c);
+    plm_model_free(m);
+    if (tok) plm_tokenizer_free(tok);
+    args_list_free(&d.text_columns);
+    return rc;
+}
+
+int cmd_predict(int argc, char **argv) {
+    data_opts d = {0};
+    const char *model_dir = NULL, *output = NULL;
+    int B = 64, max_len = 128;
+    arg_spec specs[] = {
+        {"--model", ARG_STR, &model_dir, "fine-tuned model directory"},
+        DATA_SPECS(d),
+        {"--test", ARG_STR, &d.test, "file to predict (default: the task's test.tsv); labels in it are ignored"},
+        {"--output", ARG_STR, &output, "the submission TSV: index<TAB>prediction (required)"},
+        {"--max-seq-length", ARG_INT, &max_len, "default 128"},
+        {"--per-device-eval-batch-size", ARG_INT, &B, "default 64"},
+    };
+    int rc = args_parse("predict", "Predict a test set with a fine-tuned model: GLUE's submission TSV.", specs,
+                        (int)PLM_ARRAY_LEN(specs), argc, argv);
+    if (rc) {
+        args_list_free(&d.text_columns);
+        return rc == 1 ? 0 : rc;
+    }
+    plm_model *m = NULL;
+    plm_tokenizer *tok = NULL;
+    task_ctx c = {0};
+    plm_dataset ds = {0};
+    bool have_ds = false;
+    int *pl = NULL;
+    float *pv = NULL;
+    rc = PLM_EXIT_USAGE;
+    if (!model_dir || !output || B <= 0 || max_len <= 0) {
+        fprintf(stderr, "plm predict: --model DIR and --output FILE are required (see plm predict --help)\n");
+        goto out;
+    }
+    if ((rc = load_finetuned("predict", model_dir, &d, &m, &tok, &c)) != 0) goto fail_or_usage;
+    rc = PLM_EXIT_USAGE;
+    if (!c.glue && !d.test) {
+        fprintf(stderr, "plm predict: a custom task needs --test FILE\n");
+        goto out;
+    }
+    rc = PLM_EXIT_INPUT;
+    if (read_split(&c, PLM_SPLIT_TEST, d.test, false, NULL, 0, &ds) != 0) goto fail;
+    have_ds = true;
+    plm_collate_opts co;
+    plm_ft_collate_opts(&co, tok, PLM_MIN(max_len, m->config.max_position_embeddings));
+    pl = plm_malloc((size_t)ds.n * sizeof *pl);
+    pv = plm_malloc((size_t)ds.n * sizeof *pv);
+    if (plm_ft_predict(m, tok, &ds, &co, B, pl, pv, NULL) != 0) goto fail;
+    /* GLUE's submission format: a header, then index and the label name (or the score) */
+    size_t cap = 64 + (size_t)ds.n * 64, len = 0;
+    char *buf = plm_malloc(cap);
+    len += (size_t)snprintf(buf, cap, "index\tprediction\n");
+    for (int i = 0; i < ds.n; i++) {
+        const plm_example *e = &ds.examples[i];
+        char idx[32];
+        if (!e->id) snprintf(idx, sizeof idx, "%d", i);
+        const char *id = e->id ? e->id : idx;
+        if (len + strlen(id) + 48 > cap) buf = plm_realloc(buf, cap = 2 * cap + strlen(id));
+        if (c.t.type == PLM_TASK_REGRESSION)
+            len += (size_t)snprintf(buf + len, cap - len, "%s\t%.3f\n", id, pv[i]);
+        else {
+            const char *name = c.t.labels ? c.t.labels[pl[i]] : NULL;
+            size_t need = strlen(id) + (name ? strlen(name) : 16) + 4;
+            if (len + need > cap) buf = plm_realloc(buf, cap = 2 * cap + need);
+            len += name ? (size_t)snprintf(buf + len, cap - len, "%s\t%s\n", id, name)
+                        : (size_t)snprintf(buf + len, cap - len, "%s\t%d\n", id, pl[i]);
+        }
+    }
+    int wrc = plm_write_file_atomic(output, buf, len);
+    free(buf);
+    if (wrc != 0) {
+        rc = PLM_EXIT_FAIL;
+        goto fail;
+    }
+    fprintf(stderr, "wrote %d predictions to %s\n", ds.n, output);
+    rc = 0;
+    goto out;
+fail_or_usage:
+    if (rc == PLM_EXIT_USAGE) goto out;
+fail:
+    cli_fail("predict", rc);
+out:
+    free(pl);
+    free(pv);
+    if (have_ds) plm_dataset_free(&ds);
+    task_ctx_free(&c);
+    plm_model_free(m);
+    if (tok) plm_tokenizer_free(tok);
+    args_list_free(&d.text_columns);
+    return rc;
+}

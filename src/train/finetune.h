@@ -1,0 +1,95 @@
+/* finetune.h - fine-tuning a sequence classifier or regressor (GLUE-style tasks): epochs
+ * over a labelled dataset in a seeded per-epoch order, dynamically padded pair batches
+ * (collate.h), AdamW with linear warmup and decay, evaluation on the dev set with the
+ * task's metrics, the best model kept, early stopping, JSONL metrics, and checkpoints
+ * that resume bit for bit. Owns the fine-tuning loop, the prediction pass shared by
+ * `plm evaluate` / `plm predict`, and the fine-tuned model directory (config.json with
+ * the label names, as HF's run_glue writes it). Names follow HF's TrainingArguments. */
+#ifndef PLM_FINETUNE_H
+#define PLM_FINETUNE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "adamw.h"
+#include "data/collate.h"
+#include "model/model.h"
+#include "tasks/datasets.h"
+#include "tokenizer/tokenizer.h"
+
+/* What is being learned and how it is scored. */
+typedef struct {
+    const char *name; /* "sst2", ... or the custom task's name; config.json's finetuning_task */
+    plm_task_type type;
+    int num_labels;            /* 1 for regression */
+    const char *const *labels; /* label names (classification), index = class id */
+    const char *metrics[2];    /* "accuracy", "f1", "mcc", "pearson", "spearman"; [0] picks the best
+                                  model; [1] may be NULL */
+    /* columns of a custom task, recorded in config.json so evaluate/predict can default to
+     * them (NULL for GLUE tasks) */
+    const char *text_a_column, *text_b_column, *label_column;
+} plm_ft_task;
+
+/* Scores of one pass over a labelled set. */
+typedef struct {
+    double loss; /* mean loss per example (cross-entropy or squared error) */
+    double value[2];
+    int n; /* examples */
+} plm_ft_scores;
+
+typedef struct {
+    const char *output_dir;
+    int train_batch_size; /* per_device_train_batch_size, default 32 */
+    int eval_batch_size;  /* default 64 */
+    int max_seq_length;   /* default 128 */
+    float num_train_epochs;
+    long max_steps; /* > 0: this many steps instead of num_train_epochs */
+    plm_adamw_hparams opt;
+    float warmup_ratio; /* of the total steps, rounded up (HF) */
+    float max_grad_norm;
+    long logging_steps;
+    long eval_steps;             /* evaluate (and checkpoint) every n steps; 0: once per epoch */
+    int early_stopping_patience; /* stop after this many evaluations without improvement; 0: never */
+    int save_total_limit;        /* newest checkpoint-N directories kept (default 1) */
+    uint64_t seed;
+    const char *resume_from_checkpoint; /* a complete checkpoint directory (plm_find_checkpoint) */
+    bool quiet;
+} plm_ft_args;
+
+void plm_ft_args_default(plm_ft_args *a);
+
+/* Collate options for a model: truncation to max_len, and for a tokenizer without a pad
+ * token (GPT-2) the eos id as padding, as one sets tokenizer.pad_token = eos_token for
+ * GPT2ForSequenceClassification. The head reads the last real token by the attention mask. */
+void plm_ft_collate_opts(plm_collate_opts *o, const plm_tokenizer *tok, int max_len);
+
+/* The model's forward pass over ds in file order, dropout off. Fills pred_label[i] (argmax,
+ * classification) or pred_value[i] (regression); either may be NULL. *loss (may be NULL)
+ * gets the mean loss over labelled examples (NaN without labels). Returns 0, or -1 with
+ * the error set (a row the tokenizer or model rejects). */
+int plm_ft_predict(plm_model *m, const plm_tokenizer *tok, const plm_dataset *ds, const plm_collate_opts *co, int B,
+                   int *pred_label, float *pred_value, double *loss);
+
+/* Predicts ds (which must be labelled) and scores it with the task's metrics. */
+int plm_ft_evaluate(plm_model *m, const plm_tokenizer *tok, const plm_dataset *ds, const plm_ft_task *t,
+                    const plm_collate_opts *co, int B, plm_ft_scores *out);
+
+/* Writes a fine-tuned model directory: config.json (the model's, plus id2label / label2id
+ * with the label names, finetuning_task, problem_type and plm_task), model.safetensors,
+ * tokenizer.json. meta_kv as plm_model_save. */
+int plm_ft_save_model(const plm_model *m, const plm_tokenizer *tok, const plm_ft_task *t, const char *dir,
+                      const char *const *meta_kv, int n_meta);
+
+/* The order of epoch `epoch`'s examples: a Fisher-Yates shuffle of 0..n-1 drawn from a
+ * generator seeded with (seed, epoch), so an epoch's order needs no saved state. */
+void plm_ft_epoch_order(int *order, int n, uint64_t seed, long epoch);
+
+/* Fine-tunes m (a model with one sequence-classification head of t->num_labels) on train,
+ * evaluating on dev (may be NULL: no evaluation, the last model is kept). Writes the best
+ * model (by t->metrics[0]) to output_dir with eval_results.json, metrics.jsonl and
+ * checkpoint-N directories. best (may be NULL) gets the best dev scores. Returns 0 or an
+ * exit code (core/common.h) with the error set. */
+int plm_finetune(plm_model *m, const plm_tokenizer *tok, const plm_dataset *train, const plm_dataset *dev,
+                 const plm_ft_task *t, const plm_ft_args *a, plm_ft_scores *best);
+
+#endif

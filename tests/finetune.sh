@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# plm finetune / evaluate / predict end to end on a tiny BERT made here in seconds (a
+# WordPiece tokenizer and 30 MLM steps): SST-2 (2000 training examples, the full dev set)
+# must beat the majority class; STS-B regression must lower its loss and give a finite
+# Pearson; predict writes GLUE's submission TSV; evaluate's JSON parses; a run resumed
+# from a checkpoint ends with the same model file bit for bit; a GPT-2 fine-tunes with
+# eos as padding; custom files, --seeds, and bad input (exit 3, one line naming the file).
+# What a tiny model can do: it learns word features, enough to beat the majority on
+# SST-2 (~0.65-0.70 vs 0.51); on STS-B it only finds a weak correlation.
+set -u
+BUILD=${BUILD:-build}
+PLM=$PWD/$BUILD/plm
+DATA=${PLM_DATA:-../shared/data}
+GLUE=$DATA/glue
+t=$(mktemp -d)
+trap 'rm -rf "$t"' EXIT
+pass() { echo "PASS $1"; }
+fail() { echo "FAIL $1: $2"; }
+expect() {
+    local name=$1 code=$2 pat=$3
+    shift 4
+    "$@" >"$t/out" 2>"$t/err"
+    local rc=$?
+    if [[ $rc -ne $code ]]; then fail "$name" "exit $rc, expected $code; stderr: $(tail -c 300 "$t/err")"; return; fi
+    if ! grep -qE -- "$pat" "$t/err"; then fail "$name" "stderr lacks /$pat/: $(tail -c 300 "$t/err")"; return; fi
+    if [[ $(grep -c . "$t/err") -ne 1 ]]; then fail "$name" "not one line: $(head -c 300 "$t/err")"; return; fi
+    pass "$name"
+}
+if [[ ! -f $GLUE/SST-2/dev.tsv || ! -f $GLUE/STS-B/train.tsv ]]; then
+    fail data "GLUE data not found under $GLUE (set PLM_DATA)"
+    exit 1
+fi
+
+for c in finetune evaluate predict; do
+    if "$PLM" $c --help >"$t/out" 2>&1 && grep -q "usage: plm $c" "$t/out"; then pass "help_$c"; else fail "help_$c" "no usage"; fi
+done
+
+# ---- a tiny BERT: WordPiece on SST-2 sentences + wikitext, 30 MLM steps
+{ cut -f1 "$GLUE/SST-2/train.tsv" | head -20000; head -c 300000 "$DATA/wikitext-2/wiki.valid.tokens"; } >"$t/text.txt"
+cat >"$t/tiny.json" <<'J'
+{"model_type": "bert", "vocab_size": 2000, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+ "intermediate_size": 128, "max_position_embeddings": 128}
+J
+"$PLM" tokenizer train --kind wordpiece --vocab-size 2000 --output "$t/tok.json" --quiet "$t/text.txt" &&
+    "$PLM" pretrain --objective mlm --config "$t/tiny.json" --tokenizer "$t/tok.json" --train "$t/text.txt" \
+        --output-dir "$t/bert" --max-steps 30 --batch-size 16 --seq-len 64 --learning-rate 1e-3 --warmup-steps 5 \
+        --quiet >"$t/out" 2>"$t/err" && pass tiny_bert || { fail tiny_bert "$(tail -3 "$t/err")"; exit 1; }
+
+# ---- SST-2: 2000 training examples, 2 epochs, the full dev set
+# (1e-3: a 2-layer, 64-wide model trained for 30 steps is nearly random; it wants a high rate)
+ft=(--model "$t/bert" --data-dir "$GLUE" --max-seq-length 64 --per-device-train-batch-size 16 --learning-rate 1e-3
+    --quiet)
+"$PLM" finetune "${ft[@]}" --task sst2 --output-dir "$t/sst2" --max-train-samples 2000 --num-train-epochs 3 \
+    >"$t/out" 2>"$t/err" && pass finetune_sst2 || fail finetune_sst2 "$(tail -3 "$t/err")"
+majority=$(awk -F'\t' 'NR > 1 { n++; c[$2]++ } END { m = 0; for (k in c) if (c[k] > m) m = c[k]; printf "%.6f", m / n }' \
+    "$GLUE/SST-2/dev.tsv")
+acc=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["eval_accuracy"])' "$t/sst2/eval_results.json" 2>/dev/null)
+echo "sst2: best dev accuracy ${acc:-?} (majority class $majority)"
+python3 -c 'import sys; sys.exit(not float(sys.argv[1]) > float(sys.argv[2]) + 0.02)' "${acc:-0}" "$majority" &&
+    pass sst2_beats_majority || fail sst2_beats_majority "accuracy ${acc:-?} vs majority $majority"
+python3 - "$t/sst2" <<'P' && pass sst2_outputs || fail sst2_outputs "see above"
+import json, sys, os
+d = sys.argv[1]
+c = json.load(open(d + "/config.json"))
+assert c["architectures"] == ["BertForSequenceClassification"], c["architectures"]
+assert c["id2label"] == {"0": "0", "1": "1"} and c["num_labels"] == 2 if "num_labels" in c else True, c["id2label"]
+assert c["finetuning_task"] == "sst2" and c["problem_type"] == "single_label_classification"
+lines = [json.loads(l) for l in open(d + "/metrics.jsonl")]
+evals = [l for l in lines if "eval_accuracy" in l]
+assert [e["step"] for e in evals] == [125, 250, 375], [e["step"] for e in evals]  # once per epoch
+assert all(l["eval_samples"] == 872 for l in evals)
+for f in ("model.safetensors", "tokenizer.json", "eval_results.json", "checkpoint-375/training_state.safetensors"):
+    assert os.path.exists(d + "/" + f), f
+assert not os.path.exists(d + "/checkpoint-250"), "save_total_limit 1 keeps one checkpoint"
+P
+
+# ---- evaluate: the table and the JSON; the same accuracy as the best checkpoint's
+"$PLM" evaluate --model "$t/sst2" --data-dir "$GLUE" --output "$t/eval.json" >"$t/table" 2>"$t/err" &&
+    pass evaluate_runs || fail evaluate_runs "$(tail -3 "$t/err")"
+grep -qE '^sst2 +accuracy +0\.[0-9]{4} +872$' "$t/table" && pass evaluate_table || fail evaluate_table "$(cat "$t/table")"
+python3 - "$t/eval.json" "${acc:-0}" <<'P' && pass evaluate_json || fail evaluate_json "bad JSON or value"
+import json, sys
+r = json.load(open(sys.argv[1]))["results"][0]
+assert r["task"] == "sst2" and r["n"] == 872, r
+assert abs(r["metrics"]["accuracy"] - float(sys.argv[2])) < 1e-9, (r, sys.argv[2])
+P
+
+# ---- predict: GLUE's submission TSV for a file of the task's columns
+"$PLM" predict --model "$t/sst2" --test "$GLUE/SST-2/dev.tsv" --output "$t/SST-2.tsv" 2>"$t/err" &&
+    pass predict_runs || fail predict_runs "$(tail -3 "$t/err")"
+rows=$(wc -l <"$t/SST-2.tsv")
+[[ $rows -eq 873 && $(head -1 "$t/SST-2.tsv") == $'index\tprediction' ]] && pass predict_rows ||
+    fail predict_rows "$rows lines, header $(head -1 "$t/SST-2.tsv")"
+bad=$(tail -n +2 "$t/SST-2.tsv" | grep -cvE $'^[0-9]+\t[01]$')
+[[ $bad -eq 0 && $(sed -n 2p "$t/SST-2.tsv" | cut -f1) == 0 ]] && pass predict_format || fail predict_format "$bad bad rows"
+
+# ---- resume: checkpoint-20 of a run copied into a fresh directory and resumed ends
+# with the uninterrupted run's model file and log, bit for bit
+rs=("${ft[@]}" --task sst2 --max-train-samples 640 --max-eval-samples 200 --max-steps 40 --eval-steps 10
+    --save-total-limit 0)
+"$PLM" finetune "${rs[@]}" --output-dir "$t/full" >/dev/null 2>"$t/err" || fail resume_full "$(tail -2 "$t/err")"
+mkdir -p "$t/cut" && cp -r "$t/full/checkpoint-20" "$t/cut/" &&
+    python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    if json.loads(l)["step"] <= 20: sys.stdout.write(l)' "$t/full/metrics.jsonl" >"$t/cut/metrics.jsonl"
+"$PLM" finetune "${rs[@]}" --output-dir "$t/cut" --resume-from-checkpoint "$t/cut" >/dev/null 2>"$t/err" &&
+    cmp -s "$t/full/model.safetensors" "$t/cut/model.safetensors" &&
+    cmp -s "$t/full/checkpoint-40/training_state.safetensors" "$t/cut/checkpoint-40/training_state.safetensors" &&
+    pass resume_bit_exact || fail resume_bit_exact "$(tail -2 "$t/err") model or state differs"
+strip() { sed -E 's/, "elapsed_s": [0-9.]+//' "$1"; }
+[[ $(strip "$t/full/metrics.jsonl") == "$(strip "$t/cut/metrics.jsonl")" ]] && pass resume_metrics ||
+    fail resume_metrics "logs differ"
+
+# a run killed (SIGKILL) once it has written checkpoint-20 resumes to the same model
+"$PLM" finetune "${rs[@]}" --output-dir "$t/killed" >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 600); do [[ -d $t/killed/checkpoint-20 ]] && break; sleep 0.05; done
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+"$PLM" finetune "${rs[@]}" --output-dir "$t/killed" --resume-from-checkpoint "$t/killed" >/dev/null 2>"$t/err" &&
+    cmp -s "$t/full/model.safetensors" "$t/killed/model.safetensors" &&
+    [[ $(strip "$t/full/metrics.jsonl") == "$(strip "$t/killed/metrics.jsonl")" ]] &&
+    pass resume_after_kill || fail resume_after_kill "$(tail -2 "$t/err") model or log differs"
+
+# ---- early stopping: after `patience` evaluations without a better score the run stops
+"$PLM" finetune "${rs[@]}" --eval-steps 5 --early-stopping-patience 1 --output-dir "$t/early" >/dev/null 2>"$t/err" &&
+    python3 - "$t/early" <<'P' && pass early_stopping || fail early_stopping "$(tail -2 "$t/err")"
+import json, sys
+evals = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl") if "eval_accuracy" in l]
+acc = [e["eval_accuracy"] for e in evals]
+best = max(range(len(acc)), key=lambda i: (acc[i], -i))  # the first best
+after = acc[best + 1:]
+print("early stopping: evals at", [e["step"] for e in evals], "accuracy", acc)
+assert len(after) <= 1 and all(a <= acc[best] for a in after), acc
+assert evals[-1]["step"] == 40 or len(after) == 1, "stopped without a reason"
+r = json.load(open(sys.argv[1] + "/eval_results.json"))
+assert r["best_step"] == evals[best]["step"] and r["eval_accuracy"] == acc[best], r
+P
+
+# ---- STS-B regression on a slice: the loss falls, Pearson is finite; floats predicted
+head -1001 "$GLUE/STS-B/train.tsv" >"$t/stsb_train.tsv"
+"$PLM" finetune "${ft[@]}" --task stsb --train "$t/stsb_train.tsv" --max-eval-samples 400 --num-train-epochs 3 \
+    --output-dir "$t/stsb" >"$t/out" 2>"$t/err" && pass finetune_stsb || fail finetune_stsb "$(tail -3 "$t/err")"
+python3 - "$t/stsb" <<'P' && pass stsb_learns || fail stsb_learns "see above"
+import json, sys, math
+d = sys.argv[1]
+lines = [json.loads(l) for l in open(d + "/metrics.jsonl")]
+train = [l["loss"] for l in lines if "loss" in l]
+evals = [l for l in lines if "eval_pearson" in l]
+first, last = sum(train[:3]) / 3, sum(train[-3:]) / 3
+r = json.load(open(d + "/eval_results.json"))
+print("stsb: train loss %.3f -> %.3f, eval_loss %.3f -> %.3f, best pearson %.4f spearman %.4f" % (
+    first, last, evals[0]["eval_loss"], min(e["eval_loss"] for e in evals), r["eval_pearson"], r["eval_spearman"]))
+assert last < first, (first, last)
+assert math.isfinite(r["eval_pearson"]) and math.isfinite(r["eval_spearman"]), r
+assert r["eval_pearson"] > 0.1, r  # a weak correlation: word overlap, not meaning
+c = json.load(open(d + "/config.json"))
+assert c["problem_type"] == "regression" and len(c["id2label"]) == 1, c
+P
+"$PLM" predict --model "$t/stsb" --test "$GLUE/STS-B/dev.tsv" --output "$t/STS-B.tsv" 2>"$t/err" &&
+    [[ $(wc -l <"$t/STS-B.tsv") -eq 1501 ]] && [[ $(tail -n +2 "$t/STS-B.tsv" | grep -cvE $'^[0-9]+\t-?[0-9]+\\.[0-9]{3}$') -eq 0 ]] &&
+    pass predict_stsb_floats || fail predict_stsb_floats "$(head -3 "$t/STS-B.tsv") $(tail -2 "$t/err")"
+
+# ---- a custom task: CSV with named columns and label names; --seeds 2
+python3 - "$GLUE/SST-2/train.tsv" "$t" <<'P'
+import csv, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])][1:1201]
+for name, part in (("train", rows[:1000]), ("dev", rows[1000:])):
+    with open(sys.argv[2] + "/%s.csv" % name, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "review", "sentiment"])
+        for i, (s, y) in enumerate(part):
+            w.writerow([i, s.strip(), "positive" if y == "1" else "negative"])
+P
+"$PLM" finetune "${ft[@]}" --task reviews --train "$t/train.csv" --validation "$t/dev.csv" --text-column review \
+    --label-column sentiment --max-steps 30 --seeds 2 --output-dir "$t/custom" >"$t/out" 2>"$t/err" &&
+    grep -qE '^reviews eval_accuracy over 2 seeds: 0\.[0-9]+ \+- 0\.[0-9]+$' "$t/out" &&
+    [[ -f $t/custom/seed-42/model.safetensors && -f $t/custom/seed-43/model.safetensors && -f $t/custom/seeds.json ]] &&
+    pass custom_seeds || fail custom_seeds "$(cat "$t/out") $(tail -3 "$t/err")"
+"$PLM" predict --model "$t/custom/seed-42" --test "$t/dev.csv" --output "$t/custom.tsv" 2>"$t/err" &&
+    [[ $(tail -n +2 "$t/custom.tsv" | grep -cvE $'^[0-9]+\t(positive|negative)$') -eq 0 && $(wc -l <"$t/custom.tsv") -eq 201 ]] &&
+    pass custom_predict_label_names || fail custom_predict_label_names "$(head -3 "$t/custom.tsv") $(tail -2 "$t/err")"
+"$PLM" evaluate --model "$t/custom/seed-42" --validation "$t/dev.csv" >"$t/table" 2>"$t/err" &&
+    grep -qE '^reviews +accuracy' "$t/table" && pass custom_evaluate_from_config || fail custom_evaluate_from_config "$(tail -2 "$t/err")"
+
+# ---- GPT-2: a tokenizer without a pad token; eos pads, the head reads the last real token
+cat >"$t/gpt.json" <<'J'
+{"model_type": "gpt2", "vocab_size": 600, "n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": 64}
+J
+"$PLM" tokenizer train --kind bpe --vocab-size 600 --special '<|endoftext|>' --output "$t/gtok.json" --quiet "$t/text.txt" &&
+    "$PLM" pretrain --objective clm --config "$t/gpt.json" --tokenizer "$t/gtok.json" --train "$t/text.txt" \
+        --output-dir "$t/gpt" --max-steps 10 --batch-size 8 --seq-len 32 --quiet >/dev/null 2>"$t/err" &&
+    "$PLM" finetune --model "$t/gpt" --data-dir "$GLUE" --task sst2 --max-seq-length 64 --max-train-samples 320 \
+        --max-eval-samples 100 --max-steps 20 --per-device-train-batch-size 16 --quiet --output-dir "$t/gft" \
+        >/dev/null 2>"$t/err" &&
+    python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); assert c["architectures"]==["GPT2ForSequenceClassification"] and c["pad_token_id"]==0, c' \
+        "$t/gft/config.json" && pass gpt2_sequence_head || fail gpt2_sequence_head "$(tail -3 "$t/err")"
+
+# ---- bad input: one line naming the file (and line), exit 3
+printf 'sentence\tlabel\ngood movie\t1\nbad movie\t0\textra\n' >"$t/malformed.tsv"
+expect malformed_row 3 'malformed.tsv:3: 3 columns, expected 2' -- "$PLM" finetune "${ft[@]}" --task sst2 \
+    --train "$t/malformed.tsv" --output-dir "$t/o"
+printf 'review,sentiment\ngood,positive\nbad,negative\n' >"$t/tr.csv"
+printf 'review,sentiment\nfine,positive\nmeh,neutral\n' >"$t/dv.csv"
+expect unknown_dev_label 3 "dv.csv:3: unknown label 'neutral'" -- "$PLM" finetune "${ft[@]}" --task x \
+    --train "$t/tr.csv" --validation "$t/dv.csv" --text-column review --label-column sentiment --output-dir "$t/o"
+expect missing_column 3 "tr.csv:1: no column named 'text'" -- "$PLM" finetune "${ft[@]}" --task x \
+    --train "$t/tr.csv" --text-column text --label-column sentiment --output-dir "$t/o"
+expect unknown_task 2 "unknown task 'sst3'" -- "$PLM" finetune "${ft[@]}" --task sst3 --output-dir "$t/o"
+"$PLM" tokenizer train --kind wordpiece --vocab-size 3000 --output "$t/big.json" --quiet "$t/text.txt"
+mkdir -p "$t/mismatch" && cp "$t/bert/config.json" "$t/bert/model.safetensors" "$t/mismatch/" &&
+    cp "$t/big.json" "$t/mismatch/tokenizer.json"
+expect tokenizer_mismatch 3 'mismatch: tokenizer.json has [0-9]+ tokens, more than the model.s vocab_size 2000' -- \
+    "$PLM" finetune "${ft[@]/$t\/bert/$t/mismatch}" --task sst2 --output-dir "$t/o"
+expect evaluate_not_finetuned 3 'bert/config.json: not a sequence-classification model' -- \
+    "$PLM" evaluate --model "$t/bert" --task sst2 --data-dir "$GLUE"
+expect resume_other_data 3 'training examples' -- "$PLM" finetune "${rs[@]}" --max-train-samples 320 \
+    --output-dir "$t/cut" --resume-from-checkpoint "$t/cut"
