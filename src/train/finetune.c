@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "core/common.h"
 #include "core/progress.h"
 #include "core/rng.h"
@@ -393,49 +393,16 @@ done:
 static int save_checkpoint(const char *output_dir, const plm_model *m, const plm_tokenizer *tok, const plm_ft_task *t,
                            const plm_adamw *o, const float *best_params, const ft_state *s, long spe, int n_train,
                            uint64_t seed) {
-    char dst[4096], tmp[4200], old[4300], path[4400], sstep[32];
-    snprintf(dst, sizeof dst, "%s/checkpoint-%ld", output_dir, s->step);
-    snprintf(tmp, sizeof tmp, "%s.tmp-%ld", dst, (long)getpid());
-    snprintf(old, sizeof old, "%s.old", tmp);
+    char tmp[4200], path[4400], sstep[32];
     snprintf(sstep, sizeof sstep, "%ld", s->step);
     const char *meta[] = {"step", sstep};
-    if (plm_remove_tree(tmp) != 0) return -1;
-    if (mkdir(tmp, 0755) != 0) {
-        plm_error("%s: %s", tmp, strerror(errno));
+    if (plm_checkpoint_begin(output_dir, s->step, tmp, sizeof tmp) != 0) return -1;
+    snprintf(path, sizeof path, "%s/training_state.safetensors", tmp);
+    if (plm_ft_save_model(m, tok, t, tmp, meta, 1) != 0 || save_state(path, o, best_params, s, spe, n_train, seed)) {
+        plm_checkpoint_abort(tmp);
         return -1;
     }
-    snprintf(path, sizeof path, "%s/training_state.safetensors", tmp);
-    if (plm_ft_save_model(m, tok, t, tmp, meta, 1) != 0 || save_state(path, o, best_params, s, spe, n_train, seed) ||
-        plm_fsync_dir(tmp) != 0)
-        goto fail;
-    /* a resumed run passing checkpoint-N again: the old one moves aside first */
-    if (access(dst, F_OK) == 0 && rename(dst, old) != 0) goto fail_errno;
-    if (rename(tmp, dst) != 0) goto fail_errno;
-    plm_remove_tree(old);
-    return plm_fsync_dir(output_dir);
-fail_errno:
-    plm_error("%s: rename failed: %s", dst, strerror(errno));
-fail:;
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s", plm_last_error());
-    plm_remove_tree(tmp);
-    plm_error("%s", msg);
-    return -1;
-}
-
-/* Keeps the newest `limit` checkpoint-N directories (steps below keep_step go first). */
-static void rotate(const char *output_dir, int limit, long keep_step) {
-    if (limit <= 0) return;
-    /* checkpoints are written at known steps, newest last: delete every one older than
-     * the limit by probing the names, which needs no directory listing */
-    long kept = 0;
-    char path[4096];
-    for (long s = keep_step; s > 0; s--) {
-        snprintf(path, sizeof path, "%s/checkpoint-%ld", output_dir, s);
-        if (access(path, F_OK) != 0) continue;
-        if (++kept > limit && plm_remove_tree(path) != 0)
-            fprintf(stderr, "plm: warning: could not delete old checkpoint %s: %s\n", path, plm_last_error());
-    }
+    return plm_checkpoint_commit(tmp, output_dir, s->step);
 }
 
 /* ---------------------------------------------------------------- the loop */
@@ -492,6 +459,7 @@ int plm_finetune(plm_model *m, const plm_tokenizer *tok, const plm_dataset *trai
     int T = PLM_MIN(a->max_seq_length, m->config.max_position_embeddings);
     if (plm_model_reserve(m, PLM_MAX(B, a->eval_batch_size), T) != 0) return PLM_EXIT_USAGE;
     if (plm_mkdirs(a->output_dir) != 0) return PLM_EXIT_FAIL;
+    plm_checkpoint_remove_stale(a->output_dir);
     long spe = (n + B - 1) / B; /* steps per epoch; the last batch may be short (HF keeps it) */
     long total = a->max_steps > 0 ? a->max_steps : (long)ceil((double)a->num_train_epochs * (double)spe);
     long warmup = (long)ceil((double)a->warmup_ratio * (double)total);
@@ -596,7 +564,7 @@ int plm_finetune(plm_model *m, const plm_tokenizer *tok, const plm_dataset *trai
             fflush(log);
             fsync(fileno(log)); /* the log is on disk before the checkpoint a resume appends from */
             if (save_checkpoint(a->output_dir, m, tok, t, &opt, best_params, &s, spe, n, a->seed) != 0) goto out;
-            rotate(a->output_dir, a->save_total_limit, s.step);
+            plm_checkpoint_rotate(a->output_dir, a->save_total_limit, s.step);
         }
         fflush(log);
         if (s.best_step >= 0)

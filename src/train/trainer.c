@@ -1,19 +1,16 @@
 /* trainer.c - see trainer.h */
 #include "trainer.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "core/common.h"
 #include "core/progress.h"
 #include "core/rng.h"
@@ -204,7 +201,7 @@ static int load_training_state(const char *dir, plm_model *m, plm_adamw *o, long
  * A checkpoint is complete when tokenizer.json, config.json, model.safetensors and
  * training_state.safetensors are all there, load, and agree on the step. Every file is
  * written atomically (common.h); on top of that:
- *  - checkpoint-N is written as checkpoint-N.tmp-<pid>, fsync'ed, and renamed into place,
+ *  - checkpoint-N is written under a temporary name and renamed into place (checkpoint.h),
  *    so a checkpoint-N directory is always complete;
  *  - the final model lives in output_dir itself (the layout generate/eval and HF load), so
  *    it cannot be renamed into place as a whole. There training_state.safetensors is the
@@ -243,40 +240,13 @@ static int save_checkpoint_files(const char *dir, const plm_model *m, const plm_
 /* output_dir/checkpoint-<step>, renamed into place only once complete. */
 static int save_checkpoint_dir(const char *output_dir, long step, const plm_model *m, const plm_tokenizer *tok,
                                const plm_adamw *o, const plm_dataloader *d, uint64_t seed) {
-    char dst[4096], tmp[4200], old[4300];
-    snprintf(dst, sizeof dst, "%s/checkpoint-%ld", output_dir, step);
-    snprintf(tmp, sizeof tmp, "%s.tmp-%ld", dst, (long)getpid());
-    if (plm_remove_tree(tmp) != 0) return -1;
-    if (mkdir(tmp, 0755) != 0) {
-        plm_error("%s: %s", tmp, strerror(errno));
+    char tmp[4200];
+    if (plm_checkpoint_begin(output_dir, step, tmp, sizeof tmp) != 0) return -1;
+    if (save_checkpoint_files(tmp, m, tok, o, step, d, seed) != 0) {
+        plm_checkpoint_abort(tmp);
         return -1;
     }
-    if (save_checkpoint_files(tmp, m, tok, o, step, d, seed) != 0 || plm_fsync_dir(tmp) != 0) goto fail;
-    if (rename(tmp, dst) != 0) {
-        if (errno != EEXIST && errno != ENOTEMPTY) {
-            plm_error("%s: rename failed: %s", dst, strerror(errno));
-            goto fail;
-        }
-        /* checkpoint-N exists already (a resume from an older checkpoint passed it again):
-         * swap the two in one step, so there is never a moment without checkpoint-N. */
-        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_EXCHANGE) != 0) {
-            /* File systems without RENAME_EXCHANGE: move the old one aside first. */
-            snprintf(old, sizeof old, "%s.old", tmp);
-            if (rename(dst, old) != 0 || rename(tmp, dst) != 0) {
-                plm_error("%s: rename failed: %s", dst, strerror(errno));
-                goto fail;
-            }
-            plm_remove_tree(old);
-        }
-        plm_remove_tree(tmp); /* now the replaced checkpoint */
-    }
-    return plm_fsync_dir(output_dir);
-fail:;
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s", plm_last_error());
-    plm_remove_tree(tmp);
-    plm_error("%s", msg);
-    return -1;
+    return plm_checkpoint_commit(tmp, output_dir, step);
 }
 
 /* The final model straight into output_dir; see the comment above. */
@@ -293,54 +263,6 @@ static int save_final_model(const char *output_dir, const plm_model *m, const pl
     }
     if (plm_fsync_dir(output_dir) != 0) return -1;
     return save_checkpoint_files(output_dir, m, tok, o, step, d, seed);
-}
-
-/* Step of a "checkpoint-<digits>" name, or -1 (temporary names never match). */
-static long checkpoint_step(const char *name) {
-    if (strncmp(name, "checkpoint-", 11) != 0 || !name[11]) return -1;
-    for (const char *c = name + 11; *c; c++)
-        if (*c < '0' || *c > '9') return -1;
-    errno = 0;
-    long v = strtol(name + 11, NULL, 10);
-    return errno ? -1 : v;
-}
-
-typedef struct {
-    long step;
-    char path[4096];
-} ckpt_entry;
-
-static int cmp_ckpt(const void *a, const void *b) {
-    long x = ((const ckpt_entry *)a)->step, y = ((const ckpt_entry *)b)->step;
-    return (x > y) - (x < y);
-}
-
-/* The checkpoint-N directories in dir, by ascending step. Returns the count or -1. */
-static int list_checkpoints(const char *dir, ckpt_entry **out) {
-    *out = NULL;
-    DIR *d = opendir(dir);
-    if (!d) {
-        if (errno == ENOENT) return 0;
-        plm_error("%s: %s", dir, strerror(errno));
-        return -1;
-    }
-    int n = 0, cap = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        long step = checkpoint_step(e->d_name);
-        if (step < 0) continue;
-        char path[4096];
-        struct stat st;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) continue;
-        if (n == cap) *out = plm_realloc(*out, (size_t)(cap = cap ? 2 * cap : 16) * sizeof **out);
-        (*out)[n].step = step;
-        memcpy((*out)[n].path, path, sizeof path);
-        n++;
-    }
-    closedir(d);
-    if (n) qsort(*out, (size_t)n, sizeof **out, cmp_ckpt);
-    return n;
 }
 
 /* Loads every file of a checkpoint and checks that they agree; returns its step. */
@@ -379,8 +301,8 @@ char *plm_find_checkpoint(const char *dir, long *step) {
             snprintf(first_err, sizeof first_err, "%s", plm_last_error());
         }
     }
-    ckpt_entry *c;
-    int n = list_checkpoints(dir, &c);
+    plm_checkpoint_entry *c;
+    int n = plm_checkpoint_list(dir, &c);
     if (n < 0) return NULL;
     char *found = NULL;
     /* newest first; an incomplete one (a run of an older plm killed mid-save, a damaged disk)
@@ -416,49 +338,6 @@ char *plm_find_checkpoint(const char *dir, long *step) {
             plm_error("%s: no complete checkpoint to resume from (newest: %s)", dir, first_err);
     }
     return found;
-}
-
-/* --save-total-limit: deletes the oldest checkpoint-N directories beyond the newest
- * `limit`, never the one just written. Each is first renamed to a temporary name, so a kill
- * mid-delete leaves a stale temp dir (removed at the next start), not a half checkpoint. */
-static void rotate_checkpoints(const char *output_dir, int limit, long keep_step) {
-    ckpt_entry *c;
-    int n = list_checkpoints(output_dir, &c);
-    int excess = n - limit;
-    for (int i = 0; i < n && excess > 0; i++) {
-        if (c[i].step == keep_step) continue;
-        char tmp[4200];
-        snprintf(tmp, sizeof tmp, "%s.tmp-%ld", c[i].path, (long)getpid());
-        if (rename(c[i].path, tmp) != 0 || plm_remove_tree(tmp) != 0)
-            fprintf(stderr, "plm: warning: could not delete old checkpoint %s: %s\n", c[i].path, strerror(errno));
-        excess--;
-    }
-    free(c);
-    plm_fsync_dir(output_dir);
-}
-
-/* Temp dirs and files left by a killed run. A temp dir of a live process is left alone
- * (two runs on one output_dir are not supported, but must not delete each other's files). */
-static void remove_stale_temps(const char *output_dir) {
-    DIR *d = opendir(output_dir);
-    if (!d) return;
-    struct dirent *e;
-    char path[4096];
-    while ((e = readdir(d))) {
-        const char *t = strstr(e->d_name, ".tmp-");
-        if (strncmp(e->d_name, "checkpoint-", 11) != 0 || !t) continue;
-        long pid = strtol(t + 5, NULL, 10);
-        if (pid > 0 && pid != (long)getpid() && (kill((pid_t)pid, 0) == 0 || errno == EPERM)) continue;
-        snprintf(path, sizeof path, "%s/%s", output_dir, e->d_name);
-        if (plm_remove_tree(path) != 0) fprintf(stderr, "plm: warning: %s\n", plm_last_error());
-    }
-    closedir(d);
-    const char *names[] = {"tokenizer.json", "config.json", "model.safetensors", "training_state.safetensors",
-                           "metrics.jsonl"};
-    for (size_t i = 0; i < PLM_ARRAY_LEN(names); i++) {
-        snprintf(path, sizeof path, "%s/%s.tmp", output_dir, names[i]);
-        unlink(path);
-    }
 }
 
 int plm_truncate_metrics(const char *path, long step) {
@@ -536,7 +415,7 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
     }
     if (plm_model_reserve(m, B, T) != 0) return PLM_EXIT_USAGE;
     if (plm_mkdirs(a->output_dir) != 0) return PLM_EXIT_FAIL;
-    remove_stale_temps(a->output_dir);
+    plm_checkpoint_remove_stale(a->output_dir);
     plm_vocab_info vocab;
     plm_vocab_info_init(&vocab, tok);
     if (vocab.vocab_size > m->config.vocab_size) {
@@ -658,7 +537,7 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
             /* the log is on disk before a checkpoint that a resumed run appends to it from */
             fsync(fileno(log));
             if (save_checkpoint_dir(a->output_dir, done, m, tok, &opt, &dl, a->seed) != 0) goto out;
-            if (a->save_total_limit > 0) rotate_checkpoints(a->output_dir, a->save_total_limit, done);
+            plm_checkpoint_rotate(a->output_dir, a->save_total_limit, done);
         }
         if (!a->quiet) plm_progress_update(&pb, done, status);
     }
