@@ -78,6 +78,24 @@ void plm_params_finish(plm_params *p) {
 
 /* ---------------------------------------------------------------- registration */
 
+/* One linear layer: "<name>.weight" [out, in] and "<name>.bias" [out], in that order. A
+ * fused (PLM_P_QKV / PLM_P_KV) weight has a fused bias; a transposed one a plain bias. */
+static void add_linear(plm_params *p, const char *name, int out, int in, int flags, float **w, float **gw, float **b,
+                       float **gb) {
+    char n[sizeof((plm_tensor *)0)->name];
+    size_t len = strnlen(name, sizeof n - sizeof ".weight");
+    memcpy(n, name, len);
+    memcpy(n + len, ".weight", sizeof ".weight");
+    plm_params_add(p, n, out, in, flags, w, gw);
+    memcpy(n + len, ".bias", sizeof ".bias");
+    plm_params_add(p, n, out, 0, flags & (PLM_P_QKV | PLM_P_KV), b, gb);
+}
+
+/* A LayerNorm: "<name>.weight" and "<name>.bias", both [n]. */
+static void add_norm(plm_params *p, const char *name, int n, float **w, float **gw, float **b, float **gb) {
+    add_linear(p, name, n, 0, 0, w, gw, b, gb);
+}
+
 #define VIEW(field) &bb->w.field, &bb->g.field
 
 /* Indices of the embedding tables, so that a second backbone can share them. */
@@ -113,84 +131,53 @@ static void register_backbone(plm_params *p, plm_backbone *bb, const emb_tables 
             out->wtt = plm_params_add(p, NAME("%s.embeddings.token_type_embeddings.weight", P), c->type_vocab_size, E,
                                       0, VIEW(wtt));
     }
-    if (!c->pre_layernorm) {
-        const char *fmt = gpt2 ? "%s.ln_emb.%s" : "%s.embeddings.LayerNorm.%s";
-        plm_params_add(p, NAME(fmt, P, "weight"), E, 0, 0, VIEW(emb_ln_w));
-        plm_params_add(p, NAME(fmt, P, "bias"), E, 0, 0, VIEW(emb_ln_b));
-    }
-    if (E != C) {
-        plm_params_add(p, NAME("%s.embeddings_project.weight", P), C, E, 0, VIEW(emb_proj_w));
-        plm_params_add(p, NAME("%s.embeddings_project.bias", P), C, 0, 0, VIEW(emb_proj_b));
-    }
+    if (!c->pre_layernorm)
+        add_norm(p, NAME(gpt2 ? "%s.ln_emb" : "%s.embeddings.LayerNorm", P), E, VIEW(emb_ln_w), VIEW(emb_ln_b));
+    if (E != C) add_linear(p, NAME("%s.embeddings_project", P), C, E, 0, VIEW(emb_proj_w), VIEW(emb_proj_b));
     for (int l = 0; l < L; l++) {
 #define LV(field) &bb->w.layers[l].field, &bb->g.layers[l].field
         if (gpt2) {
             /* Conv1D weights are [in, out] in HF files: stored transposed */
             int T = PLM_P_TRANSPOSE;
-            plm_params_add(p, NAME("%s.h.%d.ln_1.weight", P, l), C, 0, 0, LV(ln1_w));
-            plm_params_add(p, NAME("%s.h.%d.ln_1.bias", P, l), C, 0, 0, LV(ln1_b));
-            plm_params_add(p, NAME("%s.h.%d.attn.c_attn.weight", P, l), 3 * C, C, T, LV(qkv_w));
-            plm_params_add(p, NAME("%s.h.%d.attn.c_attn.bias", P, l), 3 * C, 0, 0, LV(qkv_b));
-            plm_params_add(p, NAME("%s.h.%d.attn.c_proj.weight", P, l), C, C, T, LV(attn_proj_w));
-            plm_params_add(p, NAME("%s.h.%d.attn.c_proj.bias", P, l), C, 0, 0, LV(attn_proj_b));
-            plm_params_add(p, NAME("%s.h.%d.ln_2.weight", P, l), C, 0, 0, LV(ln2_w));
-            plm_params_add(p, NAME("%s.h.%d.ln_2.bias", P, l), C, 0, 0, LV(ln2_b));
-            plm_params_add(p, NAME("%s.h.%d.mlp.c_fc.weight", P, l), I, C, T, LV(fc_w));
-            plm_params_add(p, NAME("%s.h.%d.mlp.c_fc.bias", P, l), I, 0, 0, LV(fc_b));
-            plm_params_add(p, NAME("%s.h.%d.mlp.c_proj.weight", P, l), C, I, T, LV(proj_w));
-            plm_params_add(p, NAME("%s.h.%d.mlp.c_proj.bias", P, l), C, 0, 0, LV(proj_b));
+            add_norm(p, NAME("%s.h.%d.ln_1", P, l), C, LV(ln1_w), LV(ln1_b));
+            add_linear(p, NAME("%s.h.%d.attn.c_attn", P, l), 3 * C, C, T, LV(qkv_w), LV(qkv_b));
+            add_linear(p, NAME("%s.h.%d.attn.c_proj", P, l), C, C, T, LV(attn_proj_w), LV(attn_proj_b));
+            add_norm(p, NAME("%s.h.%d.ln_2", P, l), C, LV(ln2_w), LV(ln2_b));
+            add_linear(p, NAME("%s.h.%d.mlp.c_fc", P, l), I, C, T, LV(fc_w), LV(fc_b));
+            add_linear(p, NAME("%s.h.%d.mlp.c_proj", P, l), C, I, T, LV(proj_w), LV(proj_b));
             if (c->add_cross_attention) {
                 /* GPT2Attention(is_cross_attention): q_attn, c_attn = key | value, c_proj */
-                plm_params_add(p, NAME("%s.h.%d.ln_cross_attn.weight", P, l), C, 0, 0, LV(lnc_w));
-                plm_params_add(p, NAME("%s.h.%d.ln_cross_attn.bias", P, l), C, 0, 0, LV(lnc_b));
-                plm_params_add(p, NAME("%s.h.%d.crossattention.q_attn.weight", P, l), C, C, T, LV(cq_w));
-                plm_params_add(p, NAME("%s.h.%d.crossattention.q_attn.bias", P, l), C, 0, 0, LV(cq_b));
-                plm_params_add(p, NAME("%s.h.%d.crossattention.c_attn.weight", P, l), 2 * C, C, T, LV(ckv_w));
-                plm_params_add(p, NAME("%s.h.%d.crossattention.c_attn.bias", P, l), 2 * C, 0, 0, LV(ckv_b));
-                plm_params_add(p, NAME("%s.h.%d.crossattention.c_proj.weight", P, l), C, C, T, LV(cproj_w));
-                plm_params_add(p, NAME("%s.h.%d.crossattention.c_proj.bias", P, l), C, 0, 0, LV(cproj_b));
+                add_norm(p, NAME("%s.h.%d.ln_cross_attn", P, l), C, LV(lnc_w), LV(lnc_b));
+                add_linear(p, NAME("%s.h.%d.crossattention.q_attn", P, l), C, C, T, LV(cq_w), LV(cq_b));
+                add_linear(p, NAME("%s.h.%d.crossattention.c_attn", P, l), 2 * C, C, T, LV(ckv_w), LV(ckv_b));
+                add_linear(p, NAME("%s.h.%d.crossattention.c_proj", P, l), C, C, T, LV(cproj_w), LV(cproj_b));
             }
         } else {
             /* query | key | value: one [3C, C] tensor that one GEMM multiplies */
             char lp[96];
             snprintf(lp, sizeof lp, "%s.encoder.layer.%d", P, l);
-            plm_params_add(p, NAME("%s.attention.self.%%s.weight", lp), 3 * C, C, PLM_P_QKV, LV(qkv_w));
-            plm_params_add(p, NAME("%s.attention.self.%%s.bias", lp), 3 * C, 0, PLM_P_QKV, LV(qkv_b));
-            plm_params_add(p, NAME("%s.attention.output.dense.weight", lp), C, C, 0, LV(attn_proj_w));
-            plm_params_add(p, NAME("%s.attention.output.dense.bias", lp), C, 0, 0, LV(attn_proj_b));
-            plm_params_add(p, NAME("%s.attention.output.LayerNorm.weight", lp), C, 0, 0, LV(ln1_w));
-            plm_params_add(p, NAME("%s.attention.output.LayerNorm.bias", lp), C, 0, 0, LV(ln1_b));
-            plm_params_add(p, NAME("%s.intermediate.dense.weight", lp), I, C, 0, LV(fc_w));
-            plm_params_add(p, NAME("%s.intermediate.dense.bias", lp), I, 0, 0, LV(fc_b));
-            plm_params_add(p, NAME("%s.output.dense.weight", lp), C, I, 0, LV(proj_w));
-            plm_params_add(p, NAME("%s.output.dense.bias", lp), C, 0, 0, LV(proj_b));
-            plm_params_add(p, NAME("%s.output.LayerNorm.weight", lp), C, 0, 0, LV(ln2_w));
-            plm_params_add(p, NAME("%s.output.LayerNorm.bias", lp), C, 0, 0, LV(ln2_b));
+            add_linear(p, NAME("%s.attention.self.%%s", lp), 3 * C, C, PLM_P_QKV, LV(qkv_w), LV(qkv_b));
+            add_linear(p, NAME("%s.attention.output.dense", lp), C, C, 0, LV(attn_proj_w), LV(attn_proj_b));
+            add_norm(p, NAME("%s.attention.output.LayerNorm", lp), C, LV(ln1_w), LV(ln1_b));
+            add_linear(p, NAME("%s.intermediate.dense", lp), I, C, 0, LV(fc_w), LV(fc_b));
+            add_linear(p, NAME("%s.output.dense", lp), C, I, 0, LV(proj_w), LV(proj_b));
+            add_norm(p, NAME("%s.output.LayerNorm", lp), C, LV(ln2_w), LV(ln2_b));
             if (c->add_cross_attention) {
                 /* BertLayer.crossattention: query, key | value (one tensor), output dense + LN */
-                plm_params_add(p, NAME("%s.crossattention.self.query.weight", lp), C, C, 0, LV(cq_w));
-                plm_params_add(p, NAME("%s.crossattention.self.query.bias", lp), C, 0, 0, LV(cq_b));
-                plm_params_add(p, NAME("%s.crossattention.self.%%s.weight", lp), 2 * C, C, PLM_P_KV, LV(ckv_w));
-                plm_params_add(p, NAME("%s.crossattention.self.%%s.bias", lp), 2 * C, 0, PLM_P_KV, LV(ckv_b));
-                plm_params_add(p, NAME("%s.crossattention.output.dense.weight", lp), C, C, 0, LV(cproj_w));
-                plm_params_add(p, NAME("%s.crossattention.output.dense.bias", lp), C, 0, 0, LV(cproj_b));
-                plm_params_add(p, NAME("%s.crossattention.output.LayerNorm.weight", lp), C, 0, 0, LV(lnc_w));
-                plm_params_add(p, NAME("%s.crossattention.output.LayerNorm.bias", lp), C, 0, 0, LV(lnc_b));
+                add_linear(p, NAME("%s.crossattention.self.query", lp), C, C, 0, LV(cq_w), LV(cq_b));
+                add_linear(p, NAME("%s.crossattention.self.%%s", lp), 2 * C, C, PLM_P_KV, LV(ckv_w), LV(ckv_b));
+                add_linear(p, NAME("%s.crossattention.output.dense", lp), C, C, 0, LV(cproj_w), LV(cproj_b));
+                add_norm(p, NAME("%s.crossattention.output.LayerNorm", lp), C, LV(lnc_w), LV(lnc_b));
             }
         }
 #undef LV
     }
-    if (c->pre_layernorm) {
-        const char *fmt = gpt2 ? "%s.ln_f.%s" : "%s.encoder.ln_f.%s";
-        plm_params_add(p, NAME(fmt, P, "weight"), C, 0, 0, VIEW(ln_f_w));
-        plm_params_add(p, NAME(fmt, P, "bias"), C, 0, 0, VIEW(ln_f_b));
-    }
+    if (c->pre_layernorm) add_norm(p, NAME(gpt2 ? "%s.ln_f" : "%s.encoder.ln_f", P), C, VIEW(ln_f_w), VIEW(ln_f_b));
     if (bb->pooler) {
         /* optional: a pretraining checkpoint without it loads, the pooler is initialised */
         int saved = p->head;
         p->head = PLM_TENSOR_POOLER;
-        plm_params_add(p, NAME("%s.pooler.dense.weight", P), C, C, 0, VIEW(pool_w));
-        plm_params_add(p, NAME("%s.pooler.dense.bias", P), C, 0, 0, VIEW(pool_b));
+        add_linear(p, NAME("%s.pooler.dense", P), C, C, 0, VIEW(pool_w), VIEW(pool_b));
         p->head = saved;
     }
 #undef NAME
@@ -210,10 +197,8 @@ static void register_head(plm_params *p, plm_head *h, const plm_backbone *bb, in
     case PLM_HEAD_LM: {
         const char *t = arch == PLM_ARCH_ELECTRA ? "generator_predictions" : "cls.predictions.transform";
         if (h->transform) {
-            plm_params_add(p, NAME("%s%s.dense.weight", pre, t), E, C, 0, HV(dense_w));
-            plm_params_add(p, NAME("%s%s.dense.bias", pre, t), E, 0, 0, HV(dense_b));
-            plm_params_add(p, NAME("%s%s.LayerNorm.weight", pre, t), E, 0, 0, HV(ln_w));
-            plm_params_add(p, NAME("%s%s.LayerNorm.bias", pre, t), E, 0, 0, HV(ln_b));
+            add_linear(p, NAME("%s%s.dense", pre, t), E, C, 0, HV(dense_w), HV(dense_b));
+            add_norm(p, NAME("%s%s.LayerNorm", pre, t), E, HV(ln_w), HV(ln_b));
         }
         const char *dec = arch == PLM_ARCH_GPT2      ? "lm_head"
                           : arch == PLM_ARCH_ELECTRA ? "generator_lm_head"
@@ -231,35 +216,27 @@ static void register_head(plm_params *p, plm_head *h, const plm_backbone *bb, in
         break;
     }
     case PLM_HEAD_NSP:
-        plm_params_add(p, NAME("%scls.seq_relationship.weight", pre), K, C, 0, HV(out_w));
-        plm_params_add(p, NAME("%scls.seq_relationship.bias", pre), K, 0, 0, HV(out_b));
+        add_linear(p, NAME("%scls.seq_relationship", pre), K, C, 0, HV(out_w), HV(out_b));
         break;
     case PLM_HEAD_SEQ_CLS:
         if (arch == PLM_ARCH_ELECTRA) {
-            plm_params_add(p, NAME("%sclassifier.dense.weight", pre), C, C, 0, HV(dense_w));
-            plm_params_add(p, NAME("%sclassifier.dense.bias", pre), C, 0, 0, HV(dense_b));
-            plm_params_add(p, NAME("%sclassifier.out_proj.weight", pre), K, C, 0, HV(out_w));
-            plm_params_add(p, NAME("%sclassifier.out_proj.bias", pre), K, 0, 0, HV(out_b));
+            add_linear(p, NAME("%sclassifier.dense", pre), C, C, 0, HV(dense_w), HV(dense_b));
+            add_linear(p, NAME("%sclassifier.out_proj", pre), K, C, 0, HV(out_w), HV(out_b));
         } else if (arch == PLM_ARCH_GPT2) {
             plm_params_add(p, NAME("%sscore.weight", pre), K, C, 0, HV(out_w));
         } else {
-            plm_params_add(p, NAME("%sclassifier.weight", pre), K, C, 0, HV(out_w));
-            plm_params_add(p, NAME("%sclassifier.bias", pre), K, 0, 0, HV(out_b));
+            add_linear(p, NAME("%sclassifier", pre), K, C, 0, HV(out_w), HV(out_b));
         }
         break;
     case PLM_HEAD_TOKEN_CLS:
-        plm_params_add(p, NAME("%sclassifier.weight", pre), K, C, 0, HV(out_w));
-        plm_params_add(p, NAME("%sclassifier.bias", pre), K, 0, 0, HV(out_b));
+        add_linear(p, NAME("%sclassifier", pre), K, C, 0, HV(out_w), HV(out_b));
         break;
     case PLM_HEAD_QA:
-        plm_params_add(p, NAME("%sqa_outputs.weight", pre), 2, C, 0, HV(out_w));
-        plm_params_add(p, NAME("%sqa_outputs.bias", pre), 2, 0, 0, HV(out_b));
+        add_linear(p, NAME("%sqa_outputs", pre), 2, C, 0, HV(out_w), HV(out_b));
         break;
     case PLM_HEAD_RTD:
-        plm_params_add(p, NAME("%sdiscriminator_predictions.dense.weight", pre), C, C, 0, HV(dense_w));
-        plm_params_add(p, NAME("%sdiscriminator_predictions.dense.bias", pre), C, 0, 0, HV(dense_b));
-        plm_params_add(p, NAME("%sdiscriminator_predictions.dense_prediction.weight", pre), 1, C, 0, HV(out_w));
-        plm_params_add(p, NAME("%sdiscriminator_predictions.dense_prediction.bias", pre), 1, 0, 0, HV(out_b));
+        add_linear(p, NAME("%sdiscriminator_predictions.dense", pre), C, C, 0, HV(dense_w), HV(dense_b));
+        add_linear(p, NAME("%sdiscriminator_predictions.dense_prediction", pre), 1, C, 0, HV(out_w), HV(out_b));
         break;
     }
 #undef HV
