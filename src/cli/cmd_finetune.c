@@ -432,70 +432,116 @@ static int load_finetuned(const char *cmd, const char *dir, data_opts *d, plm_mo
     return 0;
 }
 
-int cmd_evaluate(int argc, char **argv) {
-    data_opts d = {0};
-    const char *model_dir = NULL, *output = NULL, *split = "dev";
-    int B = 64, max_len = 128;
-    arg_spec specs[] = {
-        {"--model", ARG_STR, &model_dir, "fine-tuned model directory"},
-        DATA_SPECS(d),
-        {"--validation", ARG_STR, &d.validation, "labelled file to score (default: the task's dev.tsv)"},
-        {"--split", ARG_STR, &split, "GLUE split to score: dev (default) or train"},
-        {"--max-seq-length", ARG_INT, &max_len, "default 128"},
-        {"--per-device-eval-batch-size", ARG_INT, &B, "default 64"},
-        {"--max-eval-samples", ARG_INT, &d.max_eval_samples, "score the first N examples"},
-        {"--output", ARG_STR, &output, "also write the results as JSON to this file"},
-    };
-    int rc = args_parse("evaluate", "Score a fine-tuned model on a labelled set: a GLUE-style table (and JSON).", specs,
-                        (int)PLM_ARRAY_LEN(specs), argc, argv);
-    if (rc) {
-        args_list_free(&d.text_columns);
-        return rc == 1 ? 0 : rc;
+/* What evaluate and predict share: the options, the model and its task, the set scored. */
+typedef struct {
+    data_opts d;
+    const char *model_dir, *output;
+    int B, max_len;
+    plm_model *m;
+    plm_tokenizer *tok;
+    task_ctx c;
+    plm_dataset ds;
+    bool have_ds;
+    plm_collate_opts co;
+} scoring;
+
+static void scoring_init(scoring *s) {
+    memset(s, 0, sizeof *s);
+    s->B = 64;
+    s->max_len = 128;
+}
+
+static void scoring_free(scoring *s) {
+    if (s->have_ds) plm_dataset_free(&s->ds);
+    task_ctx_free(&s->c);
+    plm_model_free(s->m);
+    if (s->tok) plm_tokenizer_free(s->tok);
+    args_list_free(&s->d.text_columns);
+}
+
+/* Parses --model and the data options, the command's own options own[0..n_first), then
+ * --max-seq-length and --per-device-eval-batch-size, then own[n_first..n_own) (the order
+ * of --help). Returns -1 to go on, else the command's exit code (0 after --help). */
+static int scoring_args(const char *cmd, const char *summary, scoring *s, const arg_spec *own, int n_own, int n_first,
+                        int argc, char **argv) {
+    arg_spec head[] = {{"--model", ARG_STR, &s->model_dir, "fine-tuned model directory"}, DATA_SPECS(s->d)};
+    arg_spec tail[] = {{"--max-seq-length", ARG_INT, &s->max_len, "default 128"},
+                       {"--per-device-eval-batch-size", ARG_INT, &s->B, "default 64"}};
+    arg_spec specs[32];
+    int n = 0;
+    for (size_t i = 0; i < PLM_ARRAY_LEN(head); i++) specs[n++] = head[i];
+    for (int i = 0; i < n_first; i++) specs[n++] = own[i];
+    for (size_t i = 0; i < PLM_ARRAY_LEN(tail); i++) specs[n++] = tail[i];
+    for (int i = n_first; i < n_own; i++) specs[n++] = own[i];
+    int rc = args_parse(cmd, summary, specs, n, argc, argv);
+    if (rc == 0) return -1;
+    args_list_free(&s->d.text_columns);
+    return rc == 1 ? 0 : rc;
+}
+
+/* Loads the model and its task, and reads the set to score: file (option file_opt, which a
+ * custom task needs) or the GLUE task's split; at most max_samples examples (0: all).
+ * Returns 0 or an exit code; PLM_EXIT_USAGE after printing why. */
+static int scoring_open(const char *cmd, scoring *s, plm_split split, const char *file, const char *file_opt,
+                        bool labelled, int max_samples) {
+    int rc = load_finetuned(cmd, s->model_dir, &s->d, &s->m, &s->tok, &s->c);
+    if (rc != 0) return rc;
+    if (!s->c.glue && !file) {
+        fprintf(stderr, "plm %s: a custom task needs %s FILE\n", cmd, file_opt);
+        return PLM_EXIT_USAGE;
     }
-    plm_model *m = NULL;
-    plm_tokenizer *tok = NULL;
-    task_ctx c = {0};
-    plm_dataset ds = {0};
-    bool have_ds = false;
+    if (read_split(&s->c, split, file, labelled, NULL, max_samples, &s->ds) != 0) return PLM_EXIT_INPUT;
+    s->have_ds = true;
+    plm_ft_collate_opts(&s->co, s->tok, PLM_MIN(s->max_len, s->m->config.max_position_embeddings));
+    return 0;
+}
+
+int cmd_evaluate(int argc, char **argv) {
+    scoring s;
+    scoring_init(&s);
+    const char *split = "dev";
+    arg_spec own[] = {
+        {"--validation", ARG_STR, &s.d.validation, "labelled file to score (default: the task's dev.tsv)"},
+        {"--split", ARG_STR, &split, "GLUE split to score: dev (default) or train"},
+        {"--max-eval-samples", ARG_INT, &s.d.max_eval_samples, "score the first N examples"},
+        {"--output", ARG_STR, &s.output, "also write the results as JSON to this file"},
+    };
+    int rc = scoring_args("evaluate", "Score a fine-tuned model on a labelled set: a GLUE-style table (and JSON).", &s,
+                          own, (int)PLM_ARRAY_LEN(own), 2, argc, argv);
+    if (rc >= 0) return rc;
     rc = PLM_EXIT_USAGE;
     plm_split sp = !strcmp(split, "train") ? PLM_SPLIT_TRAIN : PLM_SPLIT_DEV;
-    if (!model_dir || B <= 0 || max_len <= 0 || (strcmp(split, "dev") && strcmp(split, "train"))) {
+    if (!s.model_dir || s.B <= 0 || s.max_len <= 0 || (strcmp(split, "dev") && strcmp(split, "train"))) {
         fprintf(stderr, "plm evaluate: --model DIR is required; --split is dev or train; sizes positive\n");
         goto out;
     }
-    if ((rc = load_finetuned("evaluate", model_dir, &d, &m, &tok, &c)) != 0) goto fail_or_usage;
-    rc = PLM_EXIT_USAGE;
-    if (!c.glue && !d.validation) {
-        fprintf(stderr, "plm evaluate: a custom task needs --validation FILE\n");
-        goto out;
-    }
+    rc = scoring_open("evaluate", &s, sp, s.d.validation, "--validation", true, s.d.max_eval_samples);
+    if (rc == PLM_EXIT_USAGE) goto out;
+    if (rc != 0) goto fail;
     rc = PLM_EXIT_INPUT;
-    if (read_split(&c, sp, d.validation, true, NULL, d.max_eval_samples, &ds) != 0) goto fail;
-    have_ds = true;
-    plm_collate_opts co;
-    plm_ft_collate_opts(&co, tok, PLM_MIN(max_len, m->config.max_position_embeddings));
+    const plm_ft_task *t = &s.c.t;
     plm_ft_scores e;
-    if (plm_ft_evaluate(m, tok, &ds, &c.t, &co, B, &e) != 0) goto fail;
+    if (plm_ft_evaluate(s.m, s.tok, &s.ds, t, &s.co, s.B, &e) != 0) goto fail;
     printf("%-10s %-10s %10s %8s\n", "task", "metric", "value", "n");
     for (int k = 0; k < 2; k++)
-        if (c.t.metrics[k]) printf("%-10s %-10s %10.4f %8d\n", c.t.name, c.t.metrics[k], e.value[k], e.n);
-    printf("%-10s %-10s %10.4f %8d\n", c.t.name, "loss", e.loss, e.n);
-    if (output) {
+        if (t->metrics[k]) printf("%-10s %-10s %10.4f %8d\n", t->name, t->metrics[k], e.value[k], e.n);
+    printf("%-10s %-10s %10.4f %8d\n", t->name, "loss", e.loss, e.n);
+    if (s.output) {
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "model", model_dir);
+        cJSON_AddStringToObject(o, "model", s.model_dir);
         cJSON *r = cJSON_CreateObject();
-        cJSON_AddStringToObject(r, "task", c.t.name);
-        cJSON_AddStringToObject(r, "split", d.validation ? d.validation : split);
+        cJSON_AddStringToObject(r, "task", t->name);
+        cJSON_AddStringToObject(r, "split", s.d.validation ? s.d.validation : split);
         cJSON_AddNumberToObject(r, "n", e.n);
         cJSON_AddNumberToObject(r, "eval_loss", e.loss);
         cJSON *ms = cJSON_AddObjectToObject(r, "metrics");
         for (int k = 0; k < 2; k++)
-            if (c.t.metrics[k]) cJSON_AddNumberToObject(ms, c.t.metrics[k], e.value[k]);
+            if (t->metrics[k]) cJSON_AddNumberToObject(ms, t->metrics[k], e.value[k]);
         cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "results"), r);
-        char *s = cJSON_Print(o);
+        char *js = cJSON_Print(o);
         cJSON_Delete(o);
-        int wrc = plm_write_file_atomic(output, s, strlen(s));
-        free(s);
+        int wrc = plm_write_file_atomic(s.output, js, strlen(js));
+        free(js);
         if (wrc != 0) {
             rc = PLM_EXIT_FAIL;
             goto fail;
@@ -503,103 +549,73 @@ int cmd_evaluate(int argc, char **argv) {
     }
     rc = 0;
     goto out;
-fail_or_usage:
-    if (rc == PLM_EXIT_USAGE) goto out;
 fail:
     cli_fail("evaluate", rc);
 out:
-    if (have_ds) plm_dataset_free(&ds);
-    task_ctx_free(&c);
-    plm_model_free(m);
-    if (tok) plm_tokenizer_free(tok);
-    args_list_free(&d.text_columns);
+    scoring_free(&s);
     return rc;
 }
 
 int cmd_predict(int argc, char **argv) {
-    data_opts d = {0};
-    const char *model_dir = NULL, *output = NULL;
-    int B = 64, max_len = 128;
-    arg_spec specs[] = {
-        {"--model", ARG_STR, &model_dir, "fine-tuned model directory"},
-        DATA_SPECS(d),
-        {"--test", ARG_STR, &d.test, "file to predict (default: the task's test.tsv); labels in it are ignored"},
-        {"--output", ARG_STR, &output, "the submission TSV: index<TAB>prediction (required)"},
-        {"--max-seq-length", ARG_INT, &max_len, "default 128"},
-        {"--per-device-eval-batch-size", ARG_INT, &B, "default 64"},
+    scoring s;
+    scoring_init(&s);
+    arg_spec own[] = {
+        {"--test", ARG_STR, &s.d.test, "file to predict (default: the task's test.tsv); labels in it are ignored"},
+        {"--output", ARG_STR, &s.output, "the submission TSV: index<TAB>prediction (required)"},
     };
-    int rc = args_parse("predict", "Predict a test set with a fine-tuned model: GLUE's submission TSV.", specs,
-                        (int)PLM_ARRAY_LEN(specs), argc, argv);
-    if (rc) {
-        args_list_free(&d.text_columns);
-        return rc == 1 ? 0 : rc;
-    }
-    plm_model *m = NULL;
-    plm_tokenizer *tok = NULL;
-    task_ctx c = {0};
-    plm_dataset ds = {0};
-    bool have_ds = false;
+    int rc = scoring_args("predict", "Predict a test set with a fine-tuned model: GLUE's submission TSV.", &s, own,
+                          (int)PLM_ARRAY_LEN(own), 2, argc, argv);
+    if (rc >= 0) return rc;
     int *pl = NULL;
     float *pv = NULL;
     rc = PLM_EXIT_USAGE;
-    if (!model_dir || !output || B <= 0 || max_len <= 0) {
+    if (!s.model_dir || !s.output || s.B <= 0 || s.max_len <= 0) {
         fprintf(stderr, "plm predict: --model DIR and --output FILE are required (see plm predict --help)\n");
         goto out;
     }
-    if ((rc = load_finetuned("predict", model_dir, &d, &m, &tok, &c)) != 0) goto fail_or_usage;
-    rc = PLM_EXIT_USAGE;
-    if (!c.glue && !d.test) {
-        fprintf(stderr, "plm predict: a custom task needs --test FILE\n");
-        goto out;
-    }
+    rc = scoring_open("predict", &s, PLM_SPLIT_TEST, s.d.test, "--test", false, 0);
+    if (rc == PLM_EXIT_USAGE) goto out;
+    if (rc != 0) goto fail;
     rc = PLM_EXIT_INPUT;
-    if (read_split(&c, PLM_SPLIT_TEST, d.test, false, NULL, 0, &ds) != 0) goto fail;
-    have_ds = true;
-    plm_collate_opts co;
-    plm_ft_collate_opts(&co, tok, PLM_MIN(max_len, m->config.max_position_embeddings));
-    pl = plm_malloc((size_t)ds.n * sizeof *pl);
-    pv = plm_malloc((size_t)ds.n * sizeof *pv);
-    if (plm_ft_predict(m, tok, &ds, &co, B, pl, pv, NULL) != 0) goto fail;
+    const plm_dataset *ds = &s.ds;
+    const plm_ft_task *t = &s.c.t;
+    pl = plm_malloc((size_t)ds->n * sizeof *pl);
+    pv = plm_malloc((size_t)ds->n * sizeof *pv);
+    if (plm_ft_predict(s.m, s.tok, ds, &s.co, s.B, pl, pv, NULL) != 0) goto fail;
     /* GLUE's submission format: a header, then index and the label name (or the score) */
-    size_t cap = 64 + (size_t)ds.n * 64, len = 0;
+    size_t cap = 64 + (size_t)ds->n * 64, len = 0;
     char *buf = plm_malloc(cap);
     len += (size_t)snprintf(buf, cap, "index\tprediction\n");
-    for (int i = 0; i < ds.n; i++) {
-        const plm_example *e = &ds.examples[i];
+    for (int i = 0; i < ds->n; i++) {
+        const plm_example *e = &ds->examples[i];
         char idx[32];
         if (!e->id) snprintf(idx, sizeof idx, "%d", i);
         const char *id = e->id ? e->id : idx;
         if (len + strlen(id) + 48 > cap) buf = plm_realloc(buf, cap = 2 * cap + strlen(id));
-        if (c.t.type == PLM_TASK_REGRESSION)
+        if (t->type == PLM_TASK_REGRESSION)
             len += (size_t)snprintf(buf + len, cap - len, "%s\t%.3f\n", id, pv[i]);
         else {
-            const char *name = c.t.labels ? c.t.labels[pl[i]] : NULL;
+            const char *name = t->labels ? t->labels[pl[i]] : NULL;
             size_t need = strlen(id) + (name ? strlen(name) : 16) + 4;
             if (len + need > cap) buf = plm_realloc(buf, cap = 2 * cap + need);
             len += name ? (size_t)snprintf(buf + len, cap - len, "%s\t%s\n", id, name)
                         : (size_t)snprintf(buf + len, cap - len, "%s\t%d\n", id, pl[i]);
         }
     }
-    int wrc = plm_write_file_atomic(output, buf, len);
+    int wrc = plm_write_file_atomic(s.output, buf, len);
     free(buf);
     if (wrc != 0) {
         rc = PLM_EXIT_FAIL;
         goto fail;
     }
-    fprintf(stderr, "wrote %d predictions to %s\n", ds.n, output);
+    fprintf(stderr, "wrote %d predictions to %s\n", ds->n, s.output);
     rc = 0;
     goto out;
-fail_or_usage:
-    if (rc == PLM_EXIT_USAGE) goto out;
 fail:
     cli_fail("predict", rc);
 out:
     free(pl);
     free(pv);
-    if (have_ds) plm_dataset_free(&ds);
-    task_ctx_free(&c);
-    plm_model_free(m);
-    if (tok) plm_tokenizer_free(tok);
-    args_list_free(&d.text_columns);
+    scoring_free(&s);
     return rc;
 }
