@@ -8,6 +8,11 @@
 
 #include "core/common.h"
 
+plm_adamw_hparams plm_adamw_defaults(float learning_rate) {
+    return (plm_adamw_hparams){
+        .learning_rate = learning_rate, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.01f};
+}
+
 void plm_adamw_init(plm_adamw *o, size_t n) {
     o->n = n;
     o->step = 0;

@@ -14,6 +14,10 @@ typedef struct {
     float learning_rate, beta1, beta2, eps, weight_decay;
 } plm_adamw_hparams;
 
+/* torch.optim.AdamW's defaults (betas 0.9 / 0.999, eps 1e-8, weight decay 0.01) at the
+ * given learning rate. */
+plm_adamw_hparams plm_adamw_defaults(float learning_rate);
+
 typedef struct {
     float *m, *v; /* first and second moments, one per parameter */
     size_t n;

@@ -30,8 +30,7 @@ void plm_ft_args_default(plm_ft_args *a) {
      * (a few layers, hidden 128..256) move too little at those rates in 3 epochs, as
      * Turc et al.'s small BERTs show (their best rates are 1e-4..3e-4). 1e-4 suits them;
      * pass --learning-rate 2e-5 for a BERT-base-sized checkpoint. */
-    a->opt = (plm_adamw_hparams){
-        .learning_rate = 1e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.01f};
+    a->opt = plm_adamw_defaults(1e-4f);
     a->warmup_ratio = 0.1f;
     a->max_grad_norm = 1.0f;
     a->logging_steps = 10;

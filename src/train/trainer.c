@@ -26,8 +26,7 @@ void plm_train_args_default(plm_train_args *a) {
     a->max_seq_length = 128;
     a->gradient_accumulation_steps = 1;
     a->max_steps = 1000;
-    a->opt = (plm_adamw_hparams){
-        .learning_rate = 5e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.01f};
+    a->opt = plm_adamw_defaults(5e-4f);
     a->warmup_steps = 100;
     a->lr_scheduler_type = PLM_SCHED_LINEAR;
     a->max_grad_norm = 1.0f;
