@@ -59,6 +59,15 @@ static void task_ctx_free(task_ctx *c) {
     free(c->model_labels);
 }
 
+/* Writes o as JSON to path, atomically, and deletes it. Returns 0 or -1. */
+static int write_json(cJSON *o, const char *path) {
+    char *s = cJSON_Print(o);
+    cJSON_Delete(o);
+    int rc = plm_write_file_atomic(path, s, strlen(s));
+    free(s);
+    return rc;
+}
+
 static bool is_dir(const char *p) {
     struct stat st;
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
@@ -375,12 +384,9 @@ int cmd_finetune(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "std", sd);
         cJSON *arr = cJSON_AddArrayToObject(o, "values");
         for (int i = 0; i < seeds; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(results[i]));
-        char *s = cJSON_Print(o), path[4200];
-        cJSON_Delete(o);
+        char path[4200];
         snprintf(path, sizeof path, "%s/seeds.json", base_out);
-        int wrc = plm_write_file_atomic(path, s, strlen(s));
-        free(s);
-        if (wrc != 0) {
+        if (write_json(o, path) != 0) {
             rc = PLM_EXIT_FAIL;
             goto fail;
         }
@@ -538,11 +544,7 @@ int cmd_evaluate(int argc, char **argv) {
         for (int k = 0; k < 2; k++)
             if (t->metrics[k]) cJSON_AddNumberToObject(ms, t->metrics[k], e.value[k]);
         cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "results"), r);
-        char *js = cJSON_Print(o);
-        cJSON_Delete(o);
-        int wrc = plm_write_file_atomic(s.output, js, strlen(js));
-        free(js);
-        if (wrc != 0) {
+        if (write_json(o, s.output) != 0) {
             rc = PLM_EXIT_FAIL;
             goto fail;
         }
