@@ -236,6 +236,8 @@ static double mean_std(const double *v, int n, double *std) {
 }
 
 int cmd_finetune(int argc, char **argv) {
+    int routed = cli_token_task_route("finetune", argc, argv); /* NER, POS, SQuAD */
+    if (routed >= 0) return routed;
     data_opts d = {0};
     const char *model_dir = NULL, *resume = NULL;
     int seeds = 1;
@@ -433,6 +435,8 @@ static int load_finetuned(const char *cmd, const char *dir, data_opts *d, plm_mo
 }
 
 int cmd_evaluate(int argc, char **argv) {
+    int routed = cli_token_task_route("evaluate", argc, argv); /* NER, POS, SQuAD */
+    if (routed >= 0) return routed;
     data_opts d = {0};
     const char *model_dir = NULL, *output = NULL, *split = "dev";
     int B = 64, max_len = 128;
@@ -517,6 +521,8 @@ out:
 }
 
 int cmd_predict(int argc, char **argv) {
+    int routed = cli_token_task_route("predict", argc, argv); /* NER, POS, SQuAD */
+    if (routed >= 0) return routed;
     data_opts d = {0};
     const char *model_dir = NULL, *output = NULL;
     int B = 64, max_len = 128;
