@@ -14,6 +14,10 @@ int cmd_demo(int argc, char **argv);
 int cmd_finetune(int argc, char **argv); /* cmd_finetune.c */
 int cmd_evaluate(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
+/* cmd_finetune_tokens.c: runs `plm CMD` (finetune, evaluate, predict) as a token task
+ * (NER, POS, SQuAD) when --task / --task-type or --model's config.json names one and
+ * returns its exit code; -1 when the command is not a token task. */
+int cli_token_task_route(const char *cmd, int argc, char **argv);
 
 /* Loads dir/config.json, dir/model.safetensors and dir/tokenizer.json. Prints the
  * error and returns PLM_EXIT_INPUT on failure, 0 on success. */

@@ -245,6 +245,8 @@ static double mean_std(const double *v, int n, double *std) {
 }
 
 int cmd_finetune(int argc, char **argv) {
+    int routed = cli_token_task_route("finetune", argc, argv); /* NER, POS, SQuAD */
+    if (routed >= 0) return routed;
     data_opts d = {0};
     const char *model_dir = NULL, *resume = NULL;
     int seeds = 1;
@@ -503,6 +505,8 @@ static int scoring_open(const char *cmd, scoring *s, plm_split split, const char
 }
 
 int cmd_evaluate(int argc, char **argv) {
+    int routed = cli_token_task_route("evaluate", argc, argv); /* NER, POS, SQuAD */
+    if (routed >= 0) return routed;
     scoring s;
     scoring_init(&s);
     const char *split = "dev";
@@ -559,6 +563,8 @@ out:
 }
 
 int cmd_predict(int argc, char **argv) {
+    int routed = cli_token_task_route("predict", argc, argv); /* NER, POS, SQuAD */
+    if (routed >= 0) return routed;
     scoring s;
     scoring_init(&s);
     arg_spec own[] = {
