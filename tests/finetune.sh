@@ -206,6 +206,8 @@ expect unknown_dev_label 3 "dv.csv:3: unknown label 'neutral'" -- "$PLM" finetun
     --train "$t/tr.csv" --validation "$t/dv.csv" --text-column review --label-column sentiment --output-dir "$t/o"
 expect missing_column 3 "tr.csv:1: no column named 'text'" -- "$PLM" finetune "${ft[@]}" --task x \
     --train "$t/tr.csv" --text-column text --label-column sentiment --output-dir "$t/o"
+expect fill_mask_on_classifier 3 'BertForSequenceClassification has no language-model head' -- "$PLM" fill-mask \
+    --model "$t/sst2" --text "a [MASK] film"
 expect unknown_task 2 "unknown task 'sst3'" -- "$PLM" finetune "${ft[@]}" --task sst3 --output-dir "$t/o"
 "$PLM" tokenizer train --kind wordpiece --vocab-size 3000 --output "$t/big.json" --quiet "$t/text.txt"
 mkdir -p "$t/mismatch" && cp "$t/bert/config.json" "$t/bert/model.safetensors" "$t/mismatch/" &&

@@ -12,6 +12,23 @@
 #include "infer/generate.h"
 #include "train/trainer.h"
 
+/* eval, generate and fill-mask use a pretraining model: one backbone with an LM head. */
+static int load_lm(const char *dir, plm_model **m, plm_tokenizer **tok) {
+    int rc = cli_load_model(dir, m, tok);
+    if (rc != 0) return rc;
+    if (plm_model_head(*m, PLM_HEAD_LM) < 0 || (*m)->num_backbones != 1) {
+        plm_error("%s/config.json: a %s has no language-model head to use here (fine-tuned models: plm evaluate / "
+                  "plm predict)",
+                  dir, plm_model_architecture(*m));
+        plm_model_free(*m);
+        plm_tokenizer_free(*tok);
+        *m = NULL;
+        *tok = NULL;
+        return PLM_EXIT_INPUT;
+    }
+    return 0;
+}
+
 int cmd_eval(int argc, char **argv) {
     const char *model_dir = NULL, *objective = NULL;
     arg_list files = {0};
@@ -39,7 +56,7 @@ int cmd_eval(int argc, char **argv) {
     }
     plm_model *m;
     plm_tokenizer *tok;
-    if ((rc = cli_load_model(model_dir, &m, &tok)) != 0) {
+    if ((rc = load_lm(model_dir, &m, &tok)) != 0) {
         args_list_free(&files);
         return cli_fail("eval", rc);
     }
@@ -138,7 +155,7 @@ int cmd_generate(int argc, char **argv) {
     s.do_sample = !greedy;
     plm_model *m;
     plm_tokenizer *tok;
-    if ((rc = cli_load_model(model_dir, &m, &tok)) != 0) return cli_fail("generate", rc);
+    if ((rc = load_lm(model_dir, &m, &tok)) != 0) return cli_fail("generate", rc);
     if (!m->config.is_decoder) {
         /* A bidirectional encoder never learned next-token prediction: its "continuation"
          * is noise. The model directory is the wrong input for this command. */
@@ -223,7 +240,7 @@ int cmd_fill_mask(int argc, char **argv) {
     }
     plm_model *m;
     plm_tokenizer *tok;
-    if ((rc = cli_load_model(model_dir, &m, &tok)) != 0) {
+    if ((rc = load_lm(model_dir, &m, &tok)) != 0) {
         args_list_free(&texts);
         return cli_fail("fill-mask", rc);
     }
