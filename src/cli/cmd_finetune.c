@@ -223,16 +223,6 @@ static void model_labels(const cJSON *cfg, task_ctx *c) {
     c->n_model_labels = n;
 }
 
-/* GPT-2 has no pad token: HF's GPT2ForSequenceClassification needs config.pad_token_id,
- * set to eos as the usual recipe does (tokenizer.pad_token = tokenizer.eos_token). */
-static void set_pad_id(plm_model *m, const plm_tokenizer *tok) {
-    if (m->config.pad_token_id >= 0) return;
-    int32_t pad = plm_tokenizer_special(tok, PLM_SPECIAL_PAD);
-    if (pad < 0) pad = plm_tokenizer_special(tok, PLM_SPECIAL_EOS);
-    m->config.pad_token_id = pad;
-    for (int k = 0; k < m->num_backbones; k++) m->bb[k].config.pad_token_id = pad;
-}
-
 /* ---------------------------------------------------------------- plm finetune */
 
 static double mean_std(const double *v, int n, double *std) {
@@ -355,7 +345,7 @@ int cmd_finetune(int argc, char **argv) {
         rc = resume ? cli_load_model(resume_dir, &m, &tok)
                     : cli_load_model_heads(model_dir, &head, 1, as.seed, quiet || si > 0, &m, &tok);
         if (rc != 0) goto fail;
-        set_pad_id(m, tok);
+        plm_ft_set_pad_id(m, tok);
         if (a.max_seq_length > m->config.max_position_embeddings) {
             fprintf(stderr, "plm finetune: warning: --max-seq-length %d is beyond the model's %d positions; using %d\n",
                     a.max_seq_length, m->config.max_position_embeddings, m->config.max_position_embeddings);
@@ -436,7 +426,7 @@ static int load_finetuned(const char *cmd, const char *dir, data_opts *d, plm_mo
         plm_error("%s/config.json: the model has %d outputs, task %s needs %d", dir, K, c->t.name, c->t.num_labels);
         return PLM_EXIT_INPUT;
     }
-    set_pad_id(*m, *tok);
+    plm_ft_set_pad_id(*m, *tok);
     return 0;
 }
 

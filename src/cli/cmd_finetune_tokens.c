@@ -247,14 +247,6 @@ static int remap_tags(tt_ctx *c, plm_tagged_set *s, const char *file) {
 
 /* ---------------------------------------------------------------- plm finetune */
 
-static void set_pad_id(plm_model *m, const plm_tokenizer *tok) { /* as cmd_finetune.c */
-    if (m->config.pad_token_id >= 0) return;
-    int32_t pad = plm_tokenizer_special(tok, PLM_SPECIAL_PAD);
-    if (pad < 0) pad = plm_tokenizer_special(tok, PLM_SPECIAL_EOS);
-    m->config.pad_token_id = pad;
-    for (int k = 0; k < m->num_backbones; k++) m->bb[k].config.pad_token_id = pad;
-}
-
 static void apply_lengths(tt_ctx *c, const tt_opts *d, const plm_model *m) {
     int P = m->config.max_position_embeddings;
     if (c->t.kind == PLM_TT_QA) {
@@ -374,7 +366,7 @@ static int cmd_finetune_tokens(int argc, char **argv) {
                           1.0f};
     if ((rc = cli_load_model_heads(model_dir, &head, 1, a.seed, quiet, &m, &tok)) != 0) goto fail;
     rc = PLM_EXIT_INPUT;
-    set_pad_id(m, tok);
+    plm_ft_set_pad_id(m, tok);
     apply_lengths(&c, &d, m);
     if (plm_tt_data_init(&train, &c.t, tok, ttrain, &c.squad[0], d.max_train_samples) != 0) goto fail;
     have_train = true;
@@ -450,7 +442,7 @@ static int load_for(const char *cmd, const char *dir, tt_opts *d, int split, con
                   kind == PLM_TT_QA ? "question-answering" : "token-classification", plm_model_architecture(*m));
         return PLM_EXIT_INPUT;
     }
-    set_pad_id(*m, *tok);
+    plm_ft_set_pad_id(*m, *tok);
     apply_lengths(c, d, *m);
     if (kind == PLM_TT_QA) {
         char store[3][4200];

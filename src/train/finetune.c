@@ -210,9 +210,15 @@ int plm_ft_evaluate(plm_model *m, const plm_tokenizer *tok, const plm_dataset *d
 
 /* ---------------------------------------------------------------- the model directory */
 
-/* config.json as HF's run_glue leaves it: the label names (plm_model_save writes
- * LABEL_i), the task, the problem type; plm_task lets evaluate/predict find the columns. */
-static int patch_config(const char *dir, const plm_ft_task *t) {
+void plm_ft_set_pad_id(plm_model *m, const plm_tokenizer *tok) {
+    if (m->config.pad_token_id >= 0) return;
+    int32_t pad = plm_tokenizer_special(tok, PLM_SPECIAL_PAD);
+    if (pad < 0) pad = plm_tokenizer_special(tok, PLM_SPECIAL_EOS);
+    m->config.pad_token_id = pad;
+    for (int k = 0; k < m->num_backbones; k++) m->bb[k].config.pad_token_id = pad;
+}
+
+int plm_ft_patch_config(const char *dir, const plm_ft_config_task *c) {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     size_t len;
@@ -224,37 +230,64 @@ static int patch_config(const char *dir, const plm_ft_task *t) {
         plm_error("%s: invalid JSON", path);
         return -1;
     }
-    if (t->type == PLM_TASK_CLASSIFICATION && t->labels) {
+    if (c->labels) {
         cJSON *i2l = cJSON_CreateObject(), *l2i = cJSON_CreateObject();
-        for (int i = 0; i < t->num_labels; i++) {
+        for (int i = 0; i < c->n_labels; i++) {
             char k[16];
             snprintf(k, sizeof k, "%d", i);
-            cJSON_AddStringToObject(i2l, k, t->labels[i]);
-            cJSON_AddNumberToObject(l2i, t->labels[i], i);
+            cJSON_AddStringToObject(i2l, k, c->labels[i]);
+            cJSON_AddNumberToObject(l2i, c->labels[i], i);
         }
         cJSON_ReplaceItemInObjectCaseSensitive(o, "id2label", i2l);
         cJSON_ReplaceItemInObjectCaseSensitive(o, "label2id", l2i);
     }
     cJSON_DeleteItemFromObjectCaseSensitive(o, "finetuning_task");
-    cJSON_DeleteItemFromObjectCaseSensitive(o, "problem_type");
+    if (c->problem_type) cJSON_DeleteItemFromObjectCaseSensitive(o, "problem_type");
     cJSON_DeleteItemFromObjectCaseSensitive(o, "plm_task");
-    cJSON_AddStringToObject(o, "finetuning_task", t->name);
-    cJSON_AddStringToObject(o, "problem_type",
-                            t->type == PLM_TASK_REGRESSION ? "regression" : "single_label_classification");
+    cJSON_AddStringToObject(o, "finetuning_task", c->name);
+    if (c->problem_type) cJSON_AddStringToObject(o, "problem_type", c->problem_type);
     cJSON *pt = cJSON_AddObjectToObject(o, "plm_task");
-    cJSON_AddStringToObject(pt, "name", t->name);
-    cJSON_AddStringToObject(pt, "type", t->type == PLM_TASK_REGRESSION ? "regression" : "classification");
+    cJSON_AddStringToObject(pt, "name", c->name);
+    cJSON_AddStringToObject(pt, "type", c->type);
+    if (c->kind) cJSON_AddStringToObject(pt, "kind", c->kind);
     cJSON *ms = cJSON_AddArrayToObject(pt, "metrics");
-    for (int k = 0; k < 2; k++)
-        if (t->metrics[k]) cJSON_AddItemToArray(ms, cJSON_CreateString(t->metrics[k]));
-    if (t->text_a_column) cJSON_AddStringToObject(pt, "text_column", t->text_a_column);
-    if (t->text_b_column) cJSON_AddStringToObject(pt, "text_pair_column", t->text_b_column);
-    if (t->label_column) cJSON_AddStringToObject(pt, "label_column", t->label_column);
+    for (int k = 0; k < c->n_metrics; k++)
+        if (c->metrics[k]) cJSON_AddItemToArray(ms, cJSON_CreateString(c->metrics[k]));
+    for (int k = 0; k < c->n_extra; k++) {
+        const plm_ft_config_kv *kv = &c->extra[k];
+        if (kv->str)
+            cJSON_AddStringToObject(pt, kv->key, kv->str);
+        else
+            cJSON_AddNumberToObject(pt, kv->key, kv->num);
+    }
     char *s = cJSON_Print(o);
     cJSON_Delete(o);
     int rc = plm_write_file_atomic(path, s, strlen(s));
     free(s);
     return rc;
+}
+
+/* config.json as HF's run_glue leaves it: the label names (plm_model_save writes
+ * LABEL_i), the task, the problem type; plm_task lets evaluate/predict find the columns. */
+static int patch_config(const char *dir, const plm_ft_task *t) {
+    plm_ft_config_kv extra[3];
+    int n_extra = 0;
+    if (t->text_a_column) extra[n_extra++] = (plm_ft_config_kv){"text_column", t->text_a_column, 0};
+    if (t->text_b_column) extra[n_extra++] = (plm_ft_config_kv){"text_pair_column", t->text_b_column, 0};
+    if (t->label_column) extra[n_extra++] = (plm_ft_config_kv){"label_column", t->label_column, 0};
+    bool regression = t->type == PLM_TASK_REGRESSION;
+    plm_ft_config_task c = {
+        .name = t->name,
+        .problem_type = regression ? "regression" : "single_label_classification",
+        .n_labels = t->num_labels,
+        .labels = t->type == PLM_TASK_CLASSIFICATION ? t->labels : NULL,
+        .type = regression ? "regression" : "classification",
+        .n_metrics = 2,
+        .metrics = t->metrics,
+        .n_extra = n_extra,
+        .extra = extra,
+    };
+    return plm_ft_patch_config(dir, &c);
 }
 
 int plm_ft_save_model(const plm_model *m, const plm_tokenizer *tok, const plm_ft_task *t, const char *dir,
@@ -410,24 +443,31 @@ static bool better(double v, const ft_state *s) {
     return s->best_step < 0 || (isfinite(v) && !(v <= s->best.value[0]));
 }
 
-static void log_scores(FILE *log, long step, double epoch, const plm_ft_task *t, const plm_ft_scores *e) {
+void plm_ft_log_scores(FILE *log, long step, double epoch, const plm_ft_named_scores *e) {
     fprintf(log, "{\"step\": %ld, \"epoch\": %.4f, \"eval_loss\": %.17g", step, epoch, e->loss);
-    for (int k = 0; k < 2; k++)
-        if (t->metrics[k]) fprintf(log, ", \"eval_%s\": %.17g", t->metrics[k], e->value[k]);
-    fprintf(log, ", \"eval_samples\": %d}\n", e->n);
+    for (int k = 0; k < e->n_metrics; k++)
+        if (e->names[k]) fprintf(log, ", \"eval_%s\": %.17g", e->names[k], e->values[k]);
+    fprintf(log, ", \"eval_samples\": %d}\n", e->samples);
 }
 
-static int write_results(const char *dir, const plm_ft_task *t, const plm_ft_scores *e, long best_step, long steps,
-                         double epochs) {
+void plm_ft_log_step(FILE *log, long step, double epoch, double loss, float lr, double grad_norm, double elapsed_s) {
+    fprintf(log,
+            "{\"step\": %ld, \"epoch\": %.4f, \"loss\": %.17g, \"learning_rate\": %.9g, \"grad_norm\": %.9g, "
+            "\"elapsed_s\": %.3f}\n",
+            step, epoch, loss, lr, grad_norm, elapsed_s);
+}
+
+int plm_ft_write_results(const char *dir, const char *task, const plm_ft_named_scores *e, long best_step, long steps,
+                         double epochs, bool final_newline) {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "task", t->name);
+    cJSON_AddStringToObject(o, "task", task);
     cJSON_AddNumberToObject(o, "eval_loss", e->loss);
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < e->n_metrics; k++) {
         char key[64];
-        snprintf(key, sizeof key, "eval_%s", t->metrics[k] ? t->metrics[k] : "");
-        if (t->metrics[k]) cJSON_AddNumberToObject(o, key, e->value[k]);
+        snprintf(key, sizeof key, "eval_%s", e->names[k] ? e->names[k] : "");
+        if (e->names[k]) cJSON_AddNumberToObject(o, key, e->values[k]);
     }
-    cJSON_AddNumberToObject(o, "eval_samples", e->n);
+    cJSON_AddNumberToObject(o, "eval_samples", e->samples);
     cJSON_AddNumberToObject(o, "best_step", (double)best_step);
     cJSON_AddNumberToObject(o, "train_steps", (double)steps);
     cJSON_AddNumberToObject(o, "epochs", epochs);
@@ -435,10 +475,15 @@ static int write_results(const char *dir, const plm_ft_task *t, const plm_ft_sco
     cJSON_Delete(o);
     snprintf(path, sizeof path, "%s/eval_results.json", dir);
     size_t n = strlen(s);
-    s[n] = '\n'; /* cJSON's buffer has room for the NUL we overwrite; length keeps it out */
-    int rc = plm_write_file_atomic(path, s, n + 1);
+    if (final_newline) s[n++] = '\n'; /* cJSON's buffer has room for the NUL we overwrite; n keeps it out */
+    int rc = plm_write_file_atomic(path, s, n);
     free(s);
     return rc;
+}
+
+/* t's scores e, named by t's metrics. */
+static plm_ft_named_scores named(const plm_ft_task *t, const plm_ft_scores *e) {
+    return (plm_ft_named_scores){e->loss, 2, t->metrics, e->value, e->n};
 }
 
 int plm_finetune(plm_model *m, const plm_tokenizer *tok, const plm_dataset *train, const plm_dataset *dev,
@@ -535,17 +580,15 @@ int plm_finetune(plm_model *m, const plm_tokenizer *tok, const plm_dataset *trai
         double ep = (double)s.step / (double)spe;
         loss_ema = isnan(loss_ema) ? loss : 0.9 * loss_ema + 0.1 * loss;
         if (s.step % a->logging_steps == 0 || s.step == total || s.step == 1)
-            fprintf(log,
-                    "{\"step\": %ld, \"epoch\": %.4f, \"loss\": %.17g, \"learning_rate\": %.9g, \"grad_norm\": %.9g, "
-                    "\"elapsed_s\": %.3f}\n",
-                    s.step, ep, loss, lr, norm, plm_now() - t_start);
+            plm_ft_log_step(log, s.step, ep, loss, lr, norm, plm_now() - t_start);
         if (dev && (s.step % eval_every == 0 || s.step == total)) {
             plm_ft_scores e;
             if (plm_ft_evaluate(m, tok, dev, t, &co, a->eval_batch_size, &e) != 0) {
                 rc = PLM_EXIT_INPUT;
                 goto out;
             }
-            log_scores(log, s.step, ep, t, &e);
+            plm_ft_named_scores ne = named(t, &e);
+            plm_ft_log_scores(log, s.step, ep, &ne);
             last_eval = e.value[0];
             if (better(e.value[0], &s)) {
                 s.best = e;
@@ -580,7 +623,9 @@ int plm_finetune(plm_model *m, const plm_tokenizer *tok, const plm_dataset *trai
     snprintf(sstep, sizeof sstep, "%ld", s.best_step >= 0 ? s.best_step : s.step);
     const char *meta[] = {"step", sstep};
     if (plm_ft_save_model(m, tok, t, a->output_dir, meta, 1) != 0) goto out;
-    if (s.best_step >= 0 && write_results(a->output_dir, t, &s.best, s.best_step, s.step, (double)s.step / spe) != 0)
+    plm_ft_named_scores nbest = named(t, &s.best);
+    if (s.best_step >= 0 &&
+        plm_ft_write_results(a->output_dir, t->name, &nbest, s.best_step, s.step, (double)s.step / spe, true) != 0)
         goto out;
     if (best_out) *best_out = s.best;
     rc = 0;

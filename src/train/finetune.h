@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "adamw.h"
 #include "data/collate.h"
@@ -83,6 +84,59 @@ int plm_ft_save_model(const plm_model *m, const plm_tokenizer *tok, const plm_ft
 /* The order of epoch `epoch`'s examples: a Fisher-Yates shuffle of 0..n-1 drawn from a
  * generator seeded with (seed, epoch), so an epoch's order needs no saved state. */
 void plm_ft_epoch_order(int *order, int n, uint64_t seed, long epoch);
+
+/* ---------------------------------------------------------------- shared with finetune_tokens.h */
+
+/* GPT-2 has no pad token: HF's GPT2ForSequenceClassification needs config.pad_token_id,
+ * set to eos as the usual recipe does (tokenizer.pad_token = tokenizer.eos_token). Leaves a
+ * model that has a pad_token_id as it is. */
+void plm_ft_set_pad_id(plm_model *m, const plm_tokenizer *tok);
+
+/* A key of config.json's plm_task after its metrics: a string, or a number when str is NULL. */
+typedef struct {
+    const char *key;
+    const char *str;
+    double num;
+} plm_ft_config_kv;
+
+/* The task keys a fine-tuned model's config.json gets, in the order they are written. */
+typedef struct {
+    const char *name;          /* finetuning_task and plm_task.name */
+    const char *problem_type;  /* NULL: the key is left as plm_model_save wrote it */
+    int n_labels;              /* id2label / label2id from labels[0..n_labels) */
+    const char *const *labels; /* NULL: left as plm_model_save wrote them (LABEL_i) */
+    const char *type;          /* plm_task.type */
+    const char *kind;          /* plm_task.kind; NULL: none */
+    int n_metrics;             /* plm_task.metrics: the non-NULL metrics[0..n_metrics) */
+    const char *const *metrics;
+    int n_extra; /* further plm_task keys, in order */
+    const plm_ft_config_kv *extra;
+} plm_ft_config_task;
+
+/* Rewrites dir/config.json (as plm_model_save wrote it) with the task keys of c. Returns 0
+ * or -1 with the error set. */
+int plm_ft_patch_config(const char *dir, const plm_ft_config_task *c);
+
+/* The scores of one evaluation as metrics.jsonl and eval_results.json hold them: eval_loss,
+ * eval_<names[k]> for each non-NULL names[k] (k < n_metrics), eval_samples. */
+typedef struct {
+    double loss;
+    int n_metrics;
+    const char *const *names;
+    const double *values;
+    int samples;
+} plm_ft_named_scores;
+
+/* One metrics.jsonl line of an evaluation at step / epoch. */
+void plm_ft_log_scores(FILE *log, long step, double epoch, const plm_ft_named_scores *e);
+
+/* One metrics.jsonl line of a training step. */
+void plm_ft_log_step(FILE *log, long step, double epoch, double loss, float lr, double grad_norm, double elapsed_s);
+
+/* dir/eval_results.json: the task's name, the best scores e, the best step, the steps and
+ * epochs trained; final_newline ends the file with a newline. Returns 0 or -1. */
+int plm_ft_write_results(const char *dir, const char *task, const plm_ft_named_scores *e, long best_step, long steps,
+                         double epochs, bool final_newline);
 
 /* Fine-tunes m (a model with one sequence-classification head of t->num_labels) on train,
  * evaluating on dev (may be NULL: no evaluation, the last model is kept). Writes the best

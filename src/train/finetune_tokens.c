@@ -1,7 +1,6 @@
 /* finetune_tokens.c - see finetune_tokens.h */
 #include "finetune_tokens.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -250,49 +249,25 @@ static int tt_evaluate(plm_model *m, const plm_tt_task *t, plm_tt_data *d, int B
 
 /* config.json as run_ner / run_qa leave it, plus plm_task for evaluate / predict. */
 static int patch_config(const char *dir, const plm_tt_task *t) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    size_t len;
-    char *text = plm_read_file(path, &len);
-    if (!text) return -1;
-    cJSON *o = cJSON_Parse(text);
-    free(text);
-    if (!o) {
-        plm_error("%s: invalid JSON", path);
-        return -1;
-    }
-    if (is_tagging(t)) {
-        cJSON *i2l = cJSON_CreateObject(), *l2i = cJSON_CreateObject();
-        for (int i = 0; i < t->n_tags; i++) {
-            char k[16];
-            snprintf(k, sizeof k, "%d", i);
-            cJSON_AddStringToObject(i2l, k, t->tags[i]);
-            cJSON_AddNumberToObject(l2i, t->tags[i], i);
-        }
-        cJSON_ReplaceItemInObjectCaseSensitive(o, "id2label", i2l);
-        cJSON_ReplaceItemInObjectCaseSensitive(o, "label2id", l2i);
-    }
-    cJSON_DeleteItemFromObjectCaseSensitive(o, "finetuning_task");
-    cJSON_DeleteItemFromObjectCaseSensitive(o, "plm_task");
-    cJSON_AddStringToObject(o, "finetuning_task", t->name);
-    cJSON *pt = cJSON_AddObjectToObject(o, "plm_task");
-    cJSON_AddStringToObject(pt, "name", t->name);
-    cJSON_AddStringToObject(pt, "type", is_tagging(t) ? "token-classification" : "qa");
-    cJSON_AddStringToObject(pt, "kind", t->kind == PLM_TT_NER ? "ner" : t->kind == PLM_TT_POS ? "pos" : "squad");
-    cJSON *ms = cJSON_AddArrayToObject(pt, "metrics");
-    for (int k = 0; k < 3; k++)
-        if (t->metrics[k]) cJSON_AddItemToArray(ms, cJSON_CreateString(t->metrics[k]));
-    if (is_tagging(t)) {
-        cJSON_AddNumberToObject(pt, "max_seq_length", t->tag_opts.max_seq_length);
-    } else {
-        cJSON_AddNumberToObject(pt, "max_seq_length", t->qa_opts.max_seq_length);
-        cJSON_AddNumberToObject(pt, "doc_stride", t->qa_opts.doc_stride);
-    }
-    char *s = cJSON_Print(o);
-    cJSON_Delete(o);
-    int rc = plm_write_file_atomic(path, s, strlen(s));
-    free(s);
-    return rc;
+    bool tagging = is_tagging(t);
+    plm_ft_config_kv extra[2] = {
+        {"max_seq_length", NULL, tagging ? t->tag_opts.max_seq_length : t->qa_opts.max_seq_length},
+        {"doc_stride", NULL, t->qa_opts.doc_stride},
+    };
+    plm_ft_config_task c = {
+        .name = t->name,
+        .n_labels = t->n_tags,
+        .labels = tagging ? t->tags : NULL,
+        .type = tagging ? "token-classification" : "qa",
+        .kind = t->kind == PLM_TT_NER   ? "ner"
+                : t->kind == PLM_TT_POS ? "pos"
+                                        : "squad",
+        .n_metrics = 3,
+        .metrics = t->metrics,
+        .n_extra = tagging ? 1 : 2,
+        .extra = extra,
+    };
+    return plm_ft_patch_config(dir, &c);
 }
 
 int plm_tt_save_model(const plm_model *m, const plm_tokenizer *tok, const plm_tt_task *t, const char *dir,
@@ -305,33 +280,9 @@ int plm_tt_save_model(const plm_model *m, const plm_tokenizer *tok, const plm_tt
 
 /* ---------------------------------------------------------------- the loop */
 
-static void log_scores(FILE *log, long step, double epoch, const plm_tt_task *t, const plm_tt_scores *e) {
-    fprintf(log, "{\"step\": %ld, \"epoch\": %.4f, \"eval_loss\": %.17g", step, epoch, e->loss);
-    for (int k = 0; k < 3; k++)
-        if (t->metrics[k]) fprintf(log, ", \"eval_%s\": %.17g", t->metrics[k], e->value[k]);
-    fprintf(log, ", \"eval_samples\": %d}\n", e->n);
-}
-
-static int write_results(const char *dir, const plm_tt_task *t, const plm_tt_scores *e, long best_step, long steps,
-                         double epochs) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "task", t->name);
-    cJSON_AddNumberToObject(o, "eval_loss", e->loss);
-    for (int k = 0; k < 3; k++) {
-        char key[64];
-        snprintf(key, sizeof key, "eval_%s", t->metrics[k] ? t->metrics[k] : "");
-        if (t->metrics[k]) cJSON_AddNumberToObject(o, key, e->value[k]);
-    }
-    cJSON_AddNumberToObject(o, "eval_samples", e->n);
-    cJSON_AddNumberToObject(o, "best_step", (double)best_step);
-    cJSON_AddNumberToObject(o, "train_steps", (double)steps);
-    cJSON_AddNumberToObject(o, "epochs", epochs);
-    char *s = cJSON_Print(o), path[4096];
-    cJSON_Delete(o);
-    snprintf(path, sizeof path, "%s/eval_results.json", dir);
-    int rc = plm_write_file_atomic(path, s, strlen(s));
-    free(s);
-    return rc;
+/* t's scores e, named by t's metrics. */
+static plm_ft_named_scores named(const plm_tt_task *t, const plm_tt_scores *e) {
+    return (plm_ft_named_scores){e->loss, 3, t->metrics, e->value, e->n};
 }
 
 int plm_finetune_tokens(plm_model *m, const plm_tokenizer *tok, plm_tt_data *train, plm_tt_data *dev,
@@ -415,17 +366,15 @@ int plm_finetune_tokens(plm_model *m, const plm_tokenizer *tok, plm_tt_data *tra
         double ep = (double)step / (double)spe;
         if (isfinite(loss)) loss_ema = isnan(loss_ema) ? loss : 0.9 * loss_ema + 0.1 * loss;
         if (step % a->logging_steps == 0 || step == total || step == 1)
-            fprintf(log,
-                    "{\"step\": %ld, \"epoch\": %.4f, \"loss\": %.17g, \"learning_rate\": %.9g, \"grad_norm\": %.9g, "
-                    "\"elapsed_s\": %.3f}\n",
-                    step, ep, isfinite(loss) ? loss : 0.0, lr, norm, plm_now() - t_start);
+            plm_ft_log_step(log, step, ep, isfinite(loss) ? loss : 0.0, lr, norm, plm_now() - t_start);
         if (dev && (step % eval_every == 0 || step == total)) {
             plm_tt_scores e;
             if (tt_evaluate(m, t, dev, a->eval_batch_size, &e) != 0) {
                 rc = PLM_EXIT_INPUT;
                 goto out;
             }
-            log_scores(log, step, ep, t, &e);
+            plm_ft_named_scores ne = named(t, &e);
+            plm_ft_log_scores(log, step, ep, &ne);
             if (best_step < 0 || (isfinite(e.value[0]) && !(e.value[0] <= best.value[0]))) {
                 best = e;
                 best_step = step;
@@ -453,7 +402,10 @@ int plm_finetune_tokens(plm_model *m, const plm_tokenizer *tok, plm_tt_data *tra
     snprintf(sstep, sizeof sstep, "%ld", best_step >= 0 ? best_step : step);
     const char *meta[] = {"step", sstep};
     if (plm_tt_save_model(m, tok, t, a->output_dir, meta, 1) != 0) goto out;
-    if (best_step >= 0 && write_results(a->output_dir, t, &best, best_step, step, (double)step / spe) != 0) goto out;
+    plm_ft_named_scores nbest = named(t, &best);
+    if (best_step >= 0 &&
+        plm_ft_write_results(a->output_dir, t->name, &nbest, best_step, step, (double)step / spe, false) != 0)
+        goto out;
     if (best_out) *best_out = best;
     rc = 0;
 out:
