@@ -267,9 +267,18 @@ int plm_ft_patch_config(const char *dir, const plm_ft_config_task *c) {
     return rc;
 }
 
+int plm_ft_save_dir(const plm_model *m, const plm_tokenizer *tok, const plm_ft_config_task *c, const char *dir,
+                    const char *const *meta_kv, int n_meta) {
+    char path[4096];
+    if (plm_model_save(m, dir, meta_kv, n_meta) != 0 || plm_ft_patch_config(dir, c) != 0) return -1;
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    return plm_tokenizer_save(tok, path);
+}
+
 /* config.json as HF's run_glue leaves it: the label names (plm_model_save writes
  * LABEL_i), the task, the problem type; plm_task lets evaluate/predict find the columns. */
-static int patch_config(const char *dir, const plm_ft_task *t) {
+int plm_ft_save_model(const plm_model *m, const plm_tokenizer *tok, const plm_ft_task *t, const char *dir,
+                      const char *const *meta_kv, int n_meta) {
     plm_ft_config_kv extra[3];
     int n_extra = 0;
     if (t->text_a_column) extra[n_extra++] = (plm_ft_config_kv){"text_column", t->text_a_column, 0};
@@ -287,15 +296,7 @@ static int patch_config(const char *dir, const plm_ft_task *t) {
         .n_extra = n_extra,
         .extra = extra,
     };
-    return plm_ft_patch_config(dir, &c);
-}
-
-int plm_ft_save_model(const plm_model *m, const plm_tokenizer *tok, const plm_ft_task *t, const char *dir,
-                      const char *const *meta_kv, int n_meta) {
-    char path[4096];
-    if (plm_model_save(m, dir, meta_kv, n_meta) != 0 || patch_config(dir, t) != 0) return -1;
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    return plm_tokenizer_save(tok, path);
+    return plm_ft_save_dir(m, tok, &c, dir, meta_kv, n_meta);
 }
 
 /* ---------------------------------------------------------------- checkpoints

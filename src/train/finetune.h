@@ -117,6 +117,11 @@ typedef struct {
  * or -1 with the error set. */
 int plm_ft_patch_config(const char *dir, const plm_ft_config_task *c);
 
+/* A fine-tuned model directory: model.safetensors (meta_kv as plm_model_save), config.json
+ * with the task keys of c (plm_ft_patch_config) and tokenizer.json. Returns 0 or -1. */
+int plm_ft_save_dir(const plm_model *m, const plm_tokenizer *tok, const plm_ft_config_task *c, const char *dir,
+                    const char *const *meta_kv, int n_meta);
+
 /* The scores of one evaluation as metrics.jsonl and eval_results.json hold them: eval_loss,
  * eval_<names[k]> for each non-NULL names[k] (k < n_metrics), eval_samples. */
 typedef struct {

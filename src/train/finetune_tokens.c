@@ -248,7 +248,8 @@ static int tt_evaluate(plm_model *m, const plm_tt_task *t, plm_tt_data *d, int B
 /* ---------------------------------------------------------------- the model directory */
 
 /* config.json as run_ner / run_qa leave it, plus plm_task for evaluate / predict. */
-static int patch_config(const char *dir, const plm_tt_task *t) {
+int plm_tt_save_model(const plm_model *m, const plm_tokenizer *tok, const plm_tt_task *t, const char *dir,
+                      const char *const *meta_kv, int n_meta) {
     bool tagging = is_tagging(t);
     plm_ft_config_kv extra[2] = {
         {"max_seq_length", NULL, tagging ? t->tag_opts.max_seq_length : t->qa_opts.max_seq_length},
@@ -267,15 +268,7 @@ static int patch_config(const char *dir, const plm_tt_task *t) {
         .n_extra = tagging ? 1 : 2,
         .extra = extra,
     };
-    return plm_ft_patch_config(dir, &c);
-}
-
-int plm_tt_save_model(const plm_model *m, const plm_tokenizer *tok, const plm_tt_task *t, const char *dir,
-                      const char *const *meta_kv, int n_meta) {
-    char path[4096];
-    if (plm_model_save(m, dir, meta_kv, n_meta) != 0 || patch_config(dir, t) != 0) return -1;
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    return plm_tokenizer_save(tok, path);
+    return plm_ft_save_dir(m, tok, &c, dir, meta_kv, n_meta);
 }
 
 /* ---------------------------------------------------------------- the loop */
