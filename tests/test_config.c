@@ -60,5 +60,10 @@ int main(void) {
     rc = plm_config_parse(&u, "{\"initializer_range\": 1e40}", "config.json");
     TEST_CHECK(rc == -1 && strstr(plm_last_error(), "initializer_range"), "float_out_of_range", "rc %d: %s", rc,
                rc ? plm_last_error() : "accepted");
+
+    /* a huge hidden_size without intermediate_size: 4 * hidden_size overflowed int (fuzz_config) */
+    rc = plm_config_parse(&u, "{\"hidden_size\": 990255550}", "config.json");
+    TEST_CHECK(rc == -1 && strstr(plm_last_error(), "hidden_size"), "huge_hidden_size", "rc %d: %s", rc,
+               rc ? plm_last_error() : "accepted");
     TEST_EXIT();
 }

@@ -157,7 +157,9 @@ int plm_config_parse(plm_config *c, const char *json, const char *path) {
         read_int(root, path, &c->cls_token_id, "cls_token_id", NULL) ||
         read_int(root, path, &c->sep_token_id, "sep_token_id", NULL))
         goto done;
-    if (c->intermediate_size == -1) c->intermediate_size = 4 * c->hidden_size;
+    /* 4 x hidden_size, only for a hidden_size that validation can accept (no int overflow) */
+    if (c->intermediate_size == -1 && c->hidden_size > 0 && c->hidden_size <= 65536)
+        c->intermediate_size = 4 * c->hidden_size;
     if (c->embedding_size == c->hidden_size) c->embedding_size = 0;
     const cJSON *id2label = cJSON_GetObjectItemCaseSensitive(root, "id2label");
     if (id2label) {
