@@ -10,11 +10,12 @@
 
 static plm_tokenizer *gpt2;
 
+/* The GPT-2 vocabulary from $PLM_DATA, else ../shared/data (scripts/fuzz.sh runs from the repo root). */
 static void init(void) {
     const char *d = getenv("PLM_DATA");
     char e[512], v[512];
-    snprintf(e, sizeof e, "%s/tokenizers/gpt2-encoder.json", d ? d : "/work/shared/data");
-    snprintf(v, sizeof v, "%s/tokenizers/gpt2-vocab.bpe", d ? d : "/work/shared/data");
+    snprintf(e, sizeof e, "%s/tokenizers/gpt2-encoder.json", d ? d : "../shared/data");
+    snprintf(v, sizeof v, "%s/tokenizers/gpt2-vocab.bpe", d ? d : "../shared/data");
     gpt2 = plm_tokenizer_load_gpt2(e, v);
     if (!gpt2) {
         fprintf(stderr, "fuzz_bpe: %s\n", plm_last_error());
