@@ -459,13 +459,10 @@ int plm_model_check_batch(const plm_model *m, int k, const plm_batch *b) {
     return 0;
 }
 
-int plm_model_run(plm_model *m, int k, const plm_batch *b, bool backward, float loss_scale) {
-    if (plm_model_check_batch(m, k, b) != 0) return -1;
+/* The heads on backbone k, after its forward pass: their losses are added to m->loss
+ * and, with backward, their input gradients to the backbone's dhidden / dpooled. */
+static void run_heads(plm_model *m, int k, const plm_batch *b, bool backward, float loss_scale) {
     plm_backbone *bb = &m->bb[k];
-    backbone_forward(bb, b->B, b->T, b->input_ids, b->token_type_ids, b->attention_mask, b->causal, b->training,
-                     b->dropout_seed);
-    if (backward) backbone_zero_dhidden(bb);
-    m->loss = 0.0;
     for (int i = 0; i < m->num_heads; i++) {
         plm_head *h = &m->heads[i];
         if (h->spec.backbone != k) continue;
@@ -473,6 +470,16 @@ int plm_model_run(plm_model *m, int k, const plm_batch *b, bool backward, float 
         if (h->result.count) m->loss += h->spec.weight * h->loss;
         if (backward) head_backward(h, bb, b);
     }
+}
+
+int plm_model_run(plm_model *m, int k, const plm_batch *b, bool backward, float loss_scale) {
+    if (plm_model_check_batch(m, k, b) != 0) return -1;
+    plm_backbone *bb = &m->bb[k];
+    backbone_forward(bb, b->B, b->T, b->input_ids, b->token_type_ids, b->attention_mask, b->causal, b->training,
+                     b->dropout_seed);
+    if (backward) backbone_zero_dhidden(bb);
+    m->loss = 0.0;
+    run_heads(m, k, b, backward, loss_scale);
     if (backward) backbone_backward(bb);
     return 0;
 }
@@ -500,14 +507,8 @@ int plm_model_run_seq2seq(plm_model *m, const plm_batch *enc, const plm_batch *d
         backbone_zero_dhidden(db);
     }
     m->loss = 0.0;
-    for (int i = 0; i < m->num_heads; i++) {
-        plm_head *hd = &m->heads[i];
-        plm_backbone *bb = &m->bb[hd->spec.backbone];
-        const plm_batch *b = hd->spec.backbone ? dec : enc;
-        head_forward(hd, bb, b, backward, loss_scale);
-        if (hd->result.count) m->loss += hd->spec.weight * hd->loss;
-        if (backward) head_backward(hd, bb, b);
-    }
+    run_heads(m, 0, enc, backward, loss_scale);
+    run_heads(m, 1, dec, backward, loss_scale);
     if (backward) {
         /* the decoder's cross-attention hands the encoder its states' gradient */
         backbone_backward(db);
