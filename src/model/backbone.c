@@ -205,17 +205,14 @@ const float *backbone_forward(plm_backbone *bb, int B, int T, const int32_t *ids
         attention_forward(a->atty, a->att, a->qkv, mask, B, T, C, NH, causal, pa, backbone_drop_key(bb, l, 0));
         linear_forward(a->res1, a->atty, w->attn_proj_w, w->attn_proj_b, (int)N, C, C);
         residual_dropout_forward(a->res1, x, a->res1, N * C, pd, backbone_drop_key(bb, l, 1));
-        const float *mlp_in;
-        if (c->pre_layernorm) {
-            layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res1, w->ln2_w, w->ln2_b, (int)N, C,
-                              c->layer_norm_eps);
-            mlp_in = a->ln2;
-        } else {
+        /* pre-LN: mid is the stream the MLP adds to (resc after a cross block) and the MLP
+         * reads LN(mid); post-LN: the MLP reads ln1 = LN(res1), or lnc after a cross block */
+        const float *mid = a->res1, *mlp_in = NULL;
+        if (!c->pre_layernorm) {
             layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->res1, w->ln1_w, w->ln1_b, (int)N, C,
                               c->layer_norm_eps);
             mlp_in = a->ln1;
         }
-        const float *mid = a->res1; /* pre-LN: the stream the MLP adds to */
         if (cross) {
             /* pre-LN:  resc = res1 + drop(Wo attn(Wq LN(res1), Wkv enc))
              * post-LN: resc = ln1 + drop(Wo attn(Wq ln1, Wkv enc)); lnc = LN(resc) */
@@ -233,14 +230,16 @@ const float *backbone_forward(plm_backbone *bb, int B, int T, const int32_t *ids
             residual_dropout_forward(a->resc, c->pre_layernorm ? a->res1 : mlp_in, a->resc, N * C, pd,
                                      backbone_drop_key(bb, l, 4));
             if (c->pre_layernorm) {
-                layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->resc, w->ln2_w, w->ln2_b, (int)N, C,
-                                  c->layer_norm_eps);
                 mid = a->resc;
             } else {
                 layernorm_forward(a->lnc, a->lnc_mean, a->lnc_rstd, a->resc, w->lnc_w, w->lnc_b, (int)N, C,
                                   c->layer_norm_eps);
                 mlp_in = a->lnc;
             }
+        }
+        if (c->pre_layernorm) {
+            layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, mid, w->ln2_w, w->ln2_b, (int)N, C, c->layer_norm_eps);
+            mlp_in = a->ln2;
         }
         linear_forward(a->fch, mlp_in, w->fc_w, w->fc_b, (int)N, C, I);
         gelu_forward(a->fch_gelu, a->fch, N * I, c->hidden_act);
