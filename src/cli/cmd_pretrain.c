@@ -55,12 +55,35 @@ static void config_set_special_ids(plm_config *c, const plm_tokenizer *t) {
     c->sep_token_id = plm_tokenizer_special(t, PLM_SPECIAL_SEP);
 }
 
+/* T5's sentinels: <extra_id_0> .. <extra_id_{n-1}> as added special tokens at the top of
+ * the tokenizer, <extra_id_0> last (HF's T5 extra_ids; span corruption counts them down
+ * from len(tokenizer) - 1). Added when missing; a tokenizer that has them elsewhere is
+ * refused. Returns 0 or -1 (error set). */
+static int add_sentinels(plm_tokenizer *t, int n) {
+    char name[32];
+    if (plm_tokenizer_token_to_id(t, "<extra_id_0>") < 0)
+        for (int k = n - 1; k >= 0; k--) {
+            snprintf(name, sizeof name, "<extra_id_%d>", k);
+            if (plm_tokenizer_add_special(t, name) < 0) return -1;
+        }
+    int top = plm_tokenizer_vocab_size(t) - 1;
+    for (int k = 0; k < n; k++) {
+        snprintf(name, sizeof name, "<extra_id_%d>", k);
+        if (plm_tokenizer_token_to_id(t, name) != top - k) {
+            plm_error("tokenizer: %s is not id %d: T5 sentinels must be the top %d tokens, <extra_id_0> last", name,
+                      top - k, n);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int cmd_pretrain(int argc, char **argv) {
     const char *config_path = NULL, *tokenizer_path = NULL, *objective = "clm", *scheduler = "linear";
     const char *resume = NULL, *init_from = NULL;
     arg_list train_files = {0}, valid_files = {0};
     float valid_split = 0.05f;
-    int vocab_size = 8192;
+    int vocab_size = 8192, extra_ids = 100;
     bool quiet = false, static_masking = false, right_to_left = false;
     plm_train_args a;
     plm_train_args_default(&a);
@@ -72,7 +95,8 @@ int cmd_pretrain(int argc, char **argv) {
         {"--tokenizer", ARG_STR, &tokenizer_path, "tokenizer.json; default: train a byte-level BPE on --train"},
         {"--vocab-size", ARG_INT, &vocab_size, "vocabulary size of a newly trained tokenizer (default 8192)"},
         {"--output-dir", ARG_STR, &a.output_dir, "where checkpoints, metrics.jsonl and loss.svg go (default out)"},
-        {"--objective", ARG_STR, &objective, "clm (next token) or mlm (masked LM) (default clm)"},
+        {"--objective", ARG_STR, &objective,
+         "clm (next token), mlm (masked LM) or t5 (span corruption, encoder-decoder) (default clm)"},
         {"--max-steps", ARG_LONG, &a.max_steps, "optimizer steps (default 1000)"},
         {"--batch-size", ARG_INT, &a.per_device_train_batch_size, "sequences per micro-batch (default 16)"},
         {"--seq-len", ARG_INT, &a.max_seq_length, "tokens per sequence (default 128)"},
@@ -98,14 +122,20 @@ int cmd_pretrain(int argc, char **argv) {
         {"--random-replace-prob", ARG_FLOAT, &a.obj.random_replace_prob, "selected -> random token (default 0.1)"},
         {"--static-masking", ARG_FLAG, &static_masking, "one fixed mask per sequence (BERT) instead of dynamic"},
         {"--right-to-left", ARG_FLAG, &right_to_left, "CLM: predict the previous token instead of the next"},
+        {"--noise-density", ARG_FLOAT, &a.obj.noise_density, "T5: share of tokens corrupted (default 0.15)"},
+        {"--mean-noise-span-length", ARG_FLOAT, &a.obj.mean_noise_span_length,
+         "T5: mean length of a corrupted span (default 3)"},
+        {"--extra-ids", ARG_INT, &extra_ids,
+         "T5: sentinel tokens <extra_id_N> added at the top of the tokenizer when missing (default 100)"},
         {"--resume-from-checkpoint", ARG_STR, &resume,
          "continue an interrupted run: a checkpoint directory, or an output directory (its newest complete "
          "checkpoint)"},
         {"--init-from", ARG_STR, &init_from, "continued pretraining: start from a model directory's weights"},
         {"--quiet", ARG_FLAG, &quiet, "no progress bar"},
     };
-    int rc = args_parse("pretrain", "Pretrain a BERT-style (mlm) or GPT-style (clm) model on raw text.", specs,
-                        (int)PLM_ARRAY_LEN(specs), argc, argv);
+    int rc = args_parse("pretrain",
+                        "Pretrain a BERT-style (mlm), GPT-style (clm) or T5 (t5: span corruption) model on raw text.",
+                        specs, (int)PLM_ARRAY_LEN(specs), argc, argv);
     if (rc) {
         args_list_free(&train_files);
         args_list_free(&valid_files);
@@ -118,8 +148,15 @@ int cmd_pretrain(int argc, char **argv) {
         a.objective = PLM_OBJ_CLM;
     else if (strcmp(objective, "mlm") == 0)
         a.objective = PLM_OBJ_MLM;
+    else if (strcmp(objective, "t5") == 0)
+        a.objective = PLM_OBJ_T5;
     else {
-        fprintf(stderr, "plm pretrain: --objective must be clm or mlm, got \"%s\"\n", objective);
+        fprintf(stderr, "plm pretrain: --objective must be clm, mlm or t5, got \"%s\"\n", objective);
+        goto usage_fail;
+    }
+    bool t5 = a.objective == PLM_OBJ_T5;
+    if (t5 && (extra_ids < 1 || extra_ids > 1000)) {
+        fprintf(stderr, "plm pretrain: --extra-ids must be in 1..1000\n");
         goto usage_fail;
     }
     if (strcmp(scheduler, "linear") == 0)
@@ -166,8 +203,9 @@ int cmd_pretrain(int argc, char **argv) {
         /* continued pretraining reads the base weights of any checkpoint into a model
          * with the objective's head (an LM head) */
         plm_head_spec lm = {PLM_HEAD_LM, 0, 0, 1.0f};
-        if ((rc = resume ? cli_load_model(model_dir, &m, &tok)
-                         : cli_load_model_heads(model_dir, &lm, 1, a.seed, quiet, &m, &tok)) != 0)
+        /* T5's LM head sits on its decoder: its own config.json names it */
+        if ((rc = resume || t5 ? cli_load_model(model_dir, &m, &tok)
+                               : cli_load_model_heads(model_dir, &lm, 1, a.seed, quiet, &m, &tok)) != 0)
             goto fail;
         rc = PLM_EXIT_INPUT;
     } else {
@@ -175,7 +213,7 @@ int cmd_pretrain(int argc, char **argv) {
         if (config_path) {
             if (plm_config_load(&cfg, config_path) != 0) goto fail;
         } else {
-            plm_config_default(&cfg, a.objective == PLM_OBJ_MLM ? PLM_ARCH_BERT : PLM_ARCH_GPT2);
+            plm_config_default(&cfg, t5 ? PLM_ARCH_T5 : a.objective == PLM_OBJ_MLM ? PLM_ARCH_BERT : PLM_ARCH_GPT2);
         }
         if (tokenizer_path) {
             tok = plm_tokenizer_load(tokenizer_path);
@@ -184,6 +222,7 @@ int cmd_pretrain(int argc, char **argv) {
             plm_tokenizer_train_opts to;
             plm_tokenizer_train_opts_default(&to);
             to.vocab_size = config_path ? cfg.vocab_size : vocab_size;
+            if (t5) to.vocab_size -= extra_ids; /* the sentinels fill the top */
             to.special_tokens = special_tokens;
             to.n_special = (int)PLM_ARRAY_LEN(special_tokens);
             to.show_progress = !quiet;
@@ -191,16 +230,40 @@ int cmd_pretrain(int argc, char **argv) {
                 fprintf(stderr, "training a byte-level BPE tokenizer (vocab %d) on the corpus\n", to.vocab_size);
             tok = plm_tokenizer_train_bpe((const char *const *)train_files.items, train_files.n, &to);
             if (!tok) goto fail;
+            if (t5 && add_sentinels(tok, extra_ids) != 0) goto fail;
             if (!config_path) cfg.vocab_size = plm_tokenizer_vocab_size(tok);
         }
+        if (t5 && tokenizer_path && add_sentinels(tok, extra_ids) != 0) goto fail;
         if (plm_tokenizer_vocab_size(tok) > cfg.vocab_size) {
             plm_error("%s: vocab_size %d is smaller than the tokenizer's %d tokens",
                       config_path ? config_path : "config", cfg.vocab_size, plm_tokenizer_vocab_size(tok));
             goto fail;
         }
         config_set_special_ids(&cfg, tok);
+        if (cfg.arch == PLM_ARCH_T5) {
+            /* HF's T5: the decoder starts from the pad token */
+            if (cfg.pad_token_id < 0 || cfg.eos_token_id < 0) {
+                plm_error("the tokenizer needs a pad and an EOS token for T5");
+                goto fail;
+            }
+            cfg.decoder_start_token_id = cfg.pad_token_id;
+            cfg.bos_token_id = cfg.mask_token_id = cfg.cls_token_id = cfg.sep_token_id = -1;
+        }
         m = plm_model_create(&cfg, a.seed);
         if (!m) goto fail;
+    }
+    if (t5) {
+        if (m->config.arch != PLM_ARCH_T5) {
+            plm_error("--objective t5 needs a T5 model (a config.json with \"model_type\": \"t5\")");
+            rc = PLM_EXIT_USAGE;
+            goto fail;
+        }
+        if (add_sentinels(tok, extra_ids) != 0) goto fail;
+        a.obj.decoder_start_token_id = m->config.decoder_start_token_id;
+    } else if (m->config.arch == PLM_ARCH_T5) {
+        plm_error("a T5 model trains with --objective t5");
+        rc = PLM_EXIT_USAGE;
+        goto fail;
     }
     if (a.objective == PLM_OBJ_MLM && plm_tokenizer_special(tok, PLM_SPECIAL_MASK) < 0) {
         plm_error("the tokenizer has no [MASK] token, needed for --objective mlm");

@@ -43,16 +43,25 @@ typedef struct {
     int B, T;
     int32_t *ids, *type_ids, *labels;
     uint8_t *mask;
+    int Tt;                        /* T5: target length */
+    int32_t *dec_ids, *dec_labels; /* T5: decoder inputs and labels [B, Tt] */
 } batch_buf;
 
-static void batch_alloc(batch_buf *b, int B, int T) {
+/* Tt > 0: also the decoder side of a T5 batch. */
+static void batch_alloc(batch_buf *b, int B, int T, int Tt) {
     size_t n = (size_t)B * T;
+    memset(b, 0, sizeof *b);
     b->B = B;
     b->T = T;
     b->ids = plm_malloc(n * sizeof(int32_t));
     b->type_ids = plm_malloc(n * sizeof(int32_t));
     b->labels = plm_malloc(n * sizeof(int32_t));
     b->mask = plm_malloc(n);
+    if (Tt > 0) {
+        b->Tt = Tt;
+        b->dec_ids = plm_malloc((size_t)B * Tt * sizeof(int32_t));
+        b->dec_labels = plm_malloc((size_t)B * Tt * sizeof(int32_t));
+    }
 }
 
 static void batch_free(batch_buf *b) {
@@ -60,6 +69,8 @@ static void batch_free(batch_buf *b) {
     free(b->type_ids);
     free(b->labels);
     free(b->mask);
+    free(b->dec_ids);
+    free(b->dec_labels);
 }
 
 static plm_batch as_batch(const batch_buf *b, bool causal, bool training, uint64_t seed) {
@@ -74,19 +85,43 @@ static plm_batch as_batch(const batch_buf *b, bool causal, bool training, uint64
                        .dropout_seed = seed};
 }
 
+/* T5 span corruption: the next B windows through the encoder-decoder (the decoder's
+ * LM head scores the targets). Returns 0 or -1 (error set). */
+static int run_t5_batch(plm_model *m, plm_dataloader *d, batch_buf *bb, bool training, uint64_t seed, bool backward,
+                        float loss_scale) {
+    plm_dataloader_next_t5(d, bb->B, bb->ids, bb->dec_ids, bb->dec_labels);
+    plm_batch enc = {.B = bb->B, .T = bb->T, .input_ids = bb->ids, .training = training, .dropout_seed = seed};
+    plm_batch dec = {.B = bb->B,
+                     .T = bb->Tt,
+                     .input_ids = bb->dec_ids,
+                     .labels = bb->dec_labels,
+                     .causal = true,
+                     .training = training,
+                     .dropout_seed = seed};
+    return plm_model_run_seq2seq(m, &enc, &dec, backward, loss_scale);
+}
+
+/* One micro-batch of the run's objective from d: built, then forward (and backward). */
+static int run_batch(plm_model *m, plm_dataloader *d, batch_buf *bb, bool causal, bool training, uint64_t seed,
+                     bool backward, float loss_scale) {
+    if (d->objective == PLM_OBJ_T5) return run_t5_batch(m, d, bb, training, seed, backward, loss_scale);
+    plm_dataloader_next(d, bb->B, bb->ids, bb->type_ids, bb->mask, bb->labels);
+    plm_batch b = as_batch(bb, causal, training, seed);
+    return plm_model_run(m, 0, &b, backward, loss_scale);
+}
+
 plm_eval_result plm_evaluate(plm_model *m, plm_dataloader *d, int batch_size, int max_batches, bool causal) {
     plm_dataloader_seek(d, 0, 0); /* same batches and masks at every evaluation */
     batch_buf bb;
     int nb = (int)PLM_MIN((size_t)max_batches, (d->num_windows + (size_t)batch_size - 1) / (size_t)batch_size);
-    batch_alloc(&bb, batch_size, d->T);
+    batch_alloc(&bb, batch_size, d->T, d->t5_targets_length);
     double loss = 0.0;
     long count = 0, correct = 0;
     for (int i = 0; i < nb; i++) {
         int B = (int)PLM_MIN((size_t)batch_size, d->num_windows - (size_t)i * batch_size);
         bb.B = B;
-        plm_dataloader_next(d, B, bb.ids, bb.type_ids, bb.mask, bb.labels);
-        plm_batch b = as_batch(&bb, causal, false, 0);
-        plm_ce_result r = plm_model_forward(m, &b, false, 1.0f);
+        if (run_batch(m, d, &bb, causal, false, 0, false, 1.0f) != 0) break;
+        plm_ce_result r = m->heads[0].result;
         loss += r.loss_sum;
         count += r.count;
         correct += r.correct;
@@ -412,6 +447,11 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
                   m->config.max_position_embeddings);
         return PLM_EXIT_USAGE;
     }
+    bool t5 = a->objective == PLM_OBJ_T5;
+    if (t5 != (m->config.arch == PLM_ARCH_T5)) {
+        plm_error("--objective t5 needs a T5 model (model_type t5) and a T5 model needs --objective t5");
+        return PLM_EXIT_USAGE;
+    }
     if (plm_model_reserve(m, B, T) != 0) return PLM_EXIT_USAGE;
     if (plm_mkdirs(a->output_dir) != 0) return PLM_EXIT_FAIL;
     plm_checkpoint_remove_stale(a->output_dir);
@@ -425,12 +465,12 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
     plm_dataloader dl, vdl;
     bool have_valid = false;
     int rc = PLM_EXIT_INPUT;
-    batch_buf bb;
-    batch_alloc(&bb, B, T);
+    batch_buf bb = {0};
     plm_adamw opt;
     plm_adamw_init(&opt, m->num_params);
     FILE *log = NULL;
     if (plm_dataloader_init(&dl, train, a->objective, &a->obj, &vocab, T, a->seed, true) != 0) goto out_nodl;
+    batch_alloc(&bb, B, T, dl.t5_targets_length);
     if (valid && valid->n > 0) {
         if (plm_dataloader_init(&vdl, valid, a->objective, &a->obj, &vocab, T, a->seed ^ 0x7a11dULL, false) != 0)
             goto out;
@@ -469,7 +509,11 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
         plm_model_flops(&m->config, B, T, a->objective == PLM_OBJ_MLM ? (int)(B * T * a->obj.mlm_probability) : B * T) *
         accum;
     plm_progress pb;
-    plm_progress_start(&pb, a->objective == PLM_OBJ_MLM ? "pretrain mlm" : "pretrain clm", a->max_steps, step);
+    plm_progress_start(&pb,
+                       t5                            ? "pretrain t5"
+                       : a->objective == PLM_OBJ_MLM ? "pretrain mlm"
+                                                     : "pretrain clm",
+                       a->max_steps, step);
     double t_start = plm_now(), loss_ema = NAN;
     char status[160] = "";
     for (; step < a->max_steps; step++) {
@@ -478,10 +522,8 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
         double loss = 0.0, head_loss[PLM_MAX_HEADS] = {0};
         long predicted = 0;
         for (int micro = 0; micro < accum; micro++) {
-            plm_dataloader_next(&dl, B, bb.ids, bb.type_ids, bb.mask, bb.labels);
             uint64_t dseed = plm_hash_combine(a->seed, (uint64_t)step * (uint64_t)accum + (uint64_t)micro);
-            plm_batch b = as_batch(&bb, causal, true, dseed);
-            if (plm_model_run(m, 0, &b, true, 1.0f / (float)accum) != 0) {
+            if (run_batch(m, &dl, &bb, causal, true, dseed, true, 1.0f / (float)accum) != 0) {
                 rc = PLM_EXIT_INPUT;
                 goto out;
             }
@@ -526,8 +568,11 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
             plm_eval_result e = plm_evaluate(m, &vdl, B, a->eval_batches, causal);
             fprintf(log,
                     "{\"step\": %ld, \"eval_loss\": %.17g, \"eval_accuracy\": %.6f, \"eval_perplexity\": %.6g, "
-                    "\"eval_tokens\": %ld}\n",
+                    "\"eval_tokens\": %ld",
                     done, e.loss, e.accuracy, exp(e.loss), e.tokens);
+            /* T5: the loss of the targets (sentinels, corrupted spans, EOS) is the span-corruption loss */
+            if (t5) fprintf(log, ", \"eval_span_corruption_loss\": %.17g", e.loss);
+            fprintf(log, "}\n");
             if (!a->quiet && !pb.tty)
                 fprintf(stderr, "step %ld: eval_loss %.4f, eval_accuracy %.4f\n", done, e.loss, e.accuracy);
         }
@@ -548,7 +593,7 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
     char svg[4096];
     snprintf(path, sizeof path, "%s/metrics.jsonl", a->output_dir);
     snprintf(svg, sizeof svg, "%s/loss.svg", a->output_dir);
-    plm_plot_metrics(path, svg, a->objective == PLM_OBJ_MLM ? "MLM loss" : "CLM loss");
+    plm_plot_metrics(path, svg, t5 ? "T5 span-corruption loss" : a->objective == PLM_OBJ_MLM ? "MLM loss" : "CLM loss");
     rc = 0;
 out:
     if (have_valid) plm_dataloader_free(&vdl);
