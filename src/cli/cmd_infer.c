@@ -12,11 +12,13 @@
 #include "infer/generate.h"
 #include "train/trainer.h"
 
-/* eval, generate and fill-mask use a pretraining model: one backbone with an LM head. */
-static int load_lm(const char *dir, plm_model **m, plm_tokenizer **tok) {
+/* eval, generate and fill-mask use a pretraining model: one backbone with an LM head
+ * (generate also takes a T5 encoder-decoder). */
+static int load_lm_ex(const char *dir, plm_model **m, plm_tokenizer **tok, bool allow_t5) {
     int rc = cli_load_model(dir, m, tok);
     if (rc != 0) return rc;
-    if (plm_model_head(*m, PLM_HEAD_LM) < 0 || (*m)->num_backbones != 1) {
+    bool t5 = allow_t5 && (*m)->config.arch == PLM_ARCH_T5;
+    if (plm_model_head(*m, PLM_HEAD_LM) < 0 || ((*m)->num_backbones != 1 && !t5)) {
         plm_error("%s/config.json: a %s has no language-model head to use here (fine-tuned models: plm evaluate / "
                   "plm predict)",
                   dir, plm_model_architecture(*m));
@@ -28,6 +30,8 @@ static int load_lm(const char *dir, plm_model **m, plm_tokenizer **tok) {
     }
     return 0;
 }
+
+static int load_lm(const char *dir, plm_model **m, plm_tokenizer **tok) { return load_lm_ex(dir, m, tok, false); }
 
 int cmd_eval(int argc, char **argv) {
     const char *model_dir = NULL, *objective = NULL;
@@ -126,6 +130,19 @@ static void print_token(int32_t id, void *p) {
     fflush(stdout);
 }
 
+/* T5 output: its sentinels <extra_id_N> are special tokens but part of the answer; only
+ * EOS and padding are dropped. */
+static void print_t5_token(int32_t id, void *p) {
+    stream_ctx *c = p;
+    if (id == plm_tokenizer_special(c->tok, PLM_SPECIAL_EOS) || id == plm_tokenizer_special(c->tok, PLM_SPECIAL_PAD))
+        return;
+    size_t len;
+    char *s = plm_tokenizer_decode(c->tok, &id, 1, false, &len);
+    if (s) fwrite(s, 1, len, stdout);
+    free(s);
+    fflush(stdout);
+}
+
 int cmd_generate(int argc, char **argv) {
     const char *model_dir = NULL, *prompt = NULL;
     bool greedy = false;
@@ -141,7 +158,9 @@ int cmd_generate(int argc, char **argv) {
         {"--greedy", ARG_FLAG, &greedy, "always take the most likely token"},
         {"--seed", ARG_U64, &s.seed, "sampling seed (default 42)"},
     };
-    int rc = args_parse("generate", "Generate text from a causal model (KV cache; greedy, temperature, top-k, top-p).",
+    int rc = args_parse("generate",
+                        "Generate text from a causal model, or text-to-text from a T5 encoder-decoder (KV caches; "
+                        "greedy, temperature, top-k, top-p).",
                         specs, (int)PLM_ARRAY_LEN(specs), argc, argv);
     if (rc) return rc == 1 ? 0 : rc;
     if (!model_dir || !prompt) {
@@ -155,8 +174,9 @@ int cmd_generate(int argc, char **argv) {
     s.do_sample = !greedy;
     plm_model *m;
     plm_tokenizer *tok;
-    if ((rc = load_lm(model_dir, &m, &tok)) != 0) return cli_fail("generate", rc);
-    if (!m->config.is_decoder) {
+    if ((rc = load_lm_ex(model_dir, &m, &tok, true)) != 0) return cli_fail("generate", rc);
+    bool t5 = m->config.arch == PLM_ARCH_T5;
+    if (!m->config.is_decoder && !t5) {
         /* A bidirectional encoder never learned next-token prediction: its "continuation"
          * is noise. The model directory is the wrong input for this command. */
         plm_error("%s/config.json: is_decoder is false (a bidirectional MLM encoder); generate needs a causal "
@@ -175,8 +195,19 @@ int cmd_generate(int argc, char **argv) {
     } else {
         int32_t *out = plm_malloc((size_t)(s.max_new_tokens + 1) * sizeof(int32_t));
         stream_ctx ctx = {tok};
-        fputs(prompt, stdout);
-        int n = plm_generate(m, e.ids, e.n, &s, out, print_token, &ctx);
+        int n;
+        if (t5) {
+            /* the encoder input ends in EOS, as T5's tokenizer writes it */
+            int32_t *in = plm_malloc((size_t)(e.n + 1) * sizeof(int32_t));
+            memcpy(in, e.ids, (size_t)e.n * sizeof(int32_t));
+            int nin = e.n;
+            if (s.eos_token_id >= 0) in[nin++] = s.eos_token_id;
+            n = plm_generate_seq2seq(m, in, nin, &s, out, print_t5_token, &ctx);
+            free(in);
+        } else {
+            fputs(prompt, stdout);
+            n = plm_generate(m, e.ids, e.n, &s, out, print_token, &ctx);
+        }
         putchar('\n');
         if (n < 0) rc = cli_fail("generate", PLM_EXIT_INPUT);
         free(out);
