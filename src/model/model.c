@@ -639,6 +639,14 @@ double plm_model_flops(const plm_config *c, int B, int T, int head_rows) {
     return gemm + attn;
 }
 
+double plm_model_flops_t5(const plm_config *c, int B, int T, int Tt) {
+    double h = c->hidden_size, I = c->intermediate_size * (c->gated_act ? 1.5 : 1.0), V = c->vocab_size;
+    double Le = c->num_hidden_layers, Ld = c->num_decoder_layers;
+    return 6.0 * B * T * Le * (4 * h * h + 2 * h * I) + 6.0 * B * Tt * Ld * (6 * h * h + 2 * h * I) +
+           6.0 * B * T * Ld * 2 * h * h + 6.0 * B * Tt * h * V +
+           12.0 * h * B * (Le * (double)T * T + Ld * ((double)Tt * Tt + (double)Tt * T));
+}
+
 const char *plm_model_architecture(const plm_model *m) {
     static _Thread_local char buf[64];
     const plm_config *c = &m->config;

@@ -505,9 +505,10 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
         plm_error("%s: %s", path, strerror(errno));
         goto out;
     }
-    double flops =
-        plm_model_flops(&m->config, B, T, a->objective == PLM_OBJ_MLM ? (int)(B * T * a->obj.mlm_probability) : B * T) *
-        accum;
+    double flops = (t5 ? plm_model_flops_t5(&m->config, B, T, dl.t5_targets_length)
+                       : plm_model_flops(&m->config, B, T,
+                                         a->objective == PLM_OBJ_MLM ? (int)(B * T * a->obj.mlm_probability) : B * T)) *
+                   accum;
     plm_progress pb;
     plm_progress_start(&pb,
                        t5                            ? "pretrain t5"
