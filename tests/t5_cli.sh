@@ -83,6 +83,6 @@ expect t5_model_needs_t5_objective 2 'trains with --objective t5' -- "$PLM" pret
 expect t5_bad_noise_density 3 'noise_density' -- "$PLM" pretrain "${args[@]}" --max-steps 1 --output-dir "$t/o" \
     --noise-density 0.7
 expect t5_bad_extra_ids 2 'extra-ids' -- "$PLM" pretrain "${args[@]}" --max-steps 1 --output-dir "$t/o" --extra-ids 0
-echo '{"model_type": "t5", "d_model": 32, "num_heads": 4, "d_kv": 6}' >"$t/kv.json"
-expect t5_bad_d_kv 3 'kv.json: d_kv \(6\) x num_heads \(4\) must equal d_model' -- "$PLM" pretrain --objective t5 \
+echo '{"model_type": "t5", "d_model": 32, "num_heads": 4, "d_kv": -6}' >"$t/kv.json"
+expect t5_bad_d_kv 3 'kv.json: d_kv must be in 1..65536' -- "$PLM" pretrain --objective t5 \
     --config "$t/kv.json" --train "$t/a.txt" --output-dir "$t/o" --quiet

@@ -30,6 +30,7 @@ typedef struct {
     const char *name;
     bool gated, tied;
     int C, NH, I, V, Lenc, Ldec, B, Tk, Tq, buckets, max_distance;
+    int d_kv; /* 0: C / NH */
 } t5_case;
 
 static plm_config case_config(const t5_case *k) {
@@ -38,6 +39,7 @@ static plm_config case_config(const t5_case *k) {
     c.vocab_size = k->V;
     c.hidden_size = k->C;
     c.num_attention_heads = k->NH;
+    c.d_kv = k->d_kv;
     c.intermediate_size = k->I;
     c.num_hidden_layers = k->Lenc;
     c.num_decoder_layers = k->Ldec;
@@ -99,9 +101,10 @@ static plm_model *make_model(const t5_case *k) {
 
 static const t5_case CASES[] = {
     /* v1.0: ReLU, tied (d_model^-1/2 rescale), odd width 15 = 3 heads x 5 */
-    {"t5_v1_0", false, true, 15, 3, 37, 53, 2, 3, 3, 19, 11, 32, 128},
-    /* v1.1: gated GELU, untied; lengths past max_exact and past max_distance (20) */
-    {"t5_v1_1", true, false, 14, 2, 23, 41, 2, 2, 2, 70, 40, 16, 20},
+    {"t5_v1_0", false, true, 15, 3, 37, 53, 2, 3, 3, 19, 11, 32, 128, 0},
+    /* v1.1: gated GELU, untied, 3 heads of d_kv 5 on d_model 14 (inner 15 != d_model, as
+     * v1.1-small's 6 x 64 on 512); lengths past max_exact and past max_distance (20) */
+    {"t5_v1_1", true, false, 14, 3, 23, 41, 2, 2, 2, 70, 40, 16, 20, 5},
 };
 
 static int dump_case(const t5_case *k, const char *dir) {
@@ -329,9 +332,12 @@ static void check_generate(const t5_case *k) {
 
 static void check_bad_config(void) {
     plm_config c;
-    bool bad_kv = plm_config_parse(&c, "{\"model_type\": \"t5\", \"d_model\": 64, \"num_heads\": 4, \"d_kv\": 8}",
+    bool bad_kv = plm_config_parse(&c, "{\"model_type\": \"t5\", \"d_model\": 64, \"num_heads\": 4, \"d_kv\": -8}",
                                    "x.json") != 0 &&
                   strstr(plm_last_error(), "d_kv");
+    bool inner_kv = plm_config_parse(&c, "{\"model_type\": \"t5\", \"d_model\": 64, \"num_heads\": 6, \"d_kv\": 8}",
+                                     "x.json") == 0 &&
+                    plm_config_d_kv(&c) == 8;
     bool bad_ff = plm_config_parse(&c, "{\"model_type\": \"t5\", \"feed_forward_proj\": \"swish\"}", "x.json") != 0 &&
                   strstr(plm_last_error(), "feed_forward_proj");
     bool good = plm_config_parse(&c,
@@ -339,8 +345,9 @@ static void check_bad_config(void) {
                                  "\"num_layers\": 3, \"feed_forward_proj\": \"gated-gelu\"}",
                                  "x.json") == 0 &&
                 c.arch == PLM_ARCH_T5 && c.gated_act && c.hidden_act == PLM_GELU_TANH && c.num_decoder_layers == 3;
-    TEST_CHECK(bad_kv && bad_ff && good, "t5.config_parse", "d_kv refused %d, feed_forward_proj refused %d, parse %d",
-               bad_kv, bad_ff, good);
+    TEST_CHECK(bad_kv && inner_kv && bad_ff && good, "t5.config_parse",
+               "d_kv -8 refused %d, 6 x 8 on 64 accepted %d, feed_forward_proj refused %d, parse %d", bad_kv, inner_kv,
+               bad_ff, good);
 }
 
 int main(int argc, char **argv) {

@@ -33,6 +33,8 @@ int backbone_reserve(plm_backbone *bb, int B, int T) {
     size_t N = (size_t)B * T, C = c->hidden_size, I = c->intermediate_size, E = bb->E;
     size_t NH = c->num_attention_heads, L = c->num_hidden_layers;
     bool t5 = c->arch == PLM_ARCH_T5;
+    /* T5's attention width num_heads x d_kv may exceed d_model: every buffer that width */
+    if (t5) C = PLM_MAX(C, NH * (size_t)plm_config_d_kv(c));
     size_t I2 = t5 && c->gated_act ? 2 * I : I; /* the FFN's first GEMM: wi, or wi_0 | wi_1 */
     /* One allocation for every activation, carved into views. */
     size_t per_layer = N * C * 5 + N * 3 * C + NH * N * T + N * I + N * I2 + 4 * N;

@@ -14,6 +14,10 @@ const char *plm_arch_name(plm_arch a) {
     return a == PLM_ARCH_GPT2 ? "gpt2" : a == PLM_ARCH_ELECTRA ? "electra" : a == PLM_ARCH_T5 ? "t5" : "bert";
 }
 
+int plm_config_d_kv(const plm_config *c) {
+    return c->d_kv > 0 ? c->d_kv : c->num_attention_heads > 0 ? c->hidden_size / c->num_attention_heads : 0;
+}
+
 bool plm_config_is_variant(const plm_config *c) {
     if (c->arch == PLM_ARCH_T5) return false;
     if (c->arch == PLM_ARCH_GPT2) return !c->pre_layernorm || !c->is_decoder || c->type_vocab_size > 0;
@@ -116,16 +120,14 @@ static int read_bool(const cJSON *root, const char *path, bool *out, const char 
     return 0;
 }
 
-/* T5Config's keys. d_kv must be d_model / num_heads (plm's attention has inner width
- * d_model); feed_forward_proj is "relu", "gelu", "gated-gelu" (new GELU, as HF) or
- * "gated-relu". */
+/* T5Config's keys (d_kv x num_heads may differ from d_model, as in T5 v1.1); feed_forward_proj is "relu", "gelu",
+ * "gated-gelu" (new GELU, as HF) or "gated-relu". */
 static int parse_t5(plm_config *c, const cJSON *root, const char *path) {
     plm_config_default(c, PLM_ARCH_T5);
     c->num_decoder_layers = -1;
-    int d_kv = -1;
     float dropout = c->hidden_dropout_prob;
     if (read_int(root, path, &c->vocab_size, "vocab_size", NULL) ||
-        read_int(root, path, &c->hidden_size, "d_model", NULL) || read_int(root, path, &d_kv, "d_kv", NULL) ||
+        read_int(root, path, &c->hidden_size, "d_model", NULL) || read_int(root, path, &c->d_kv, "d_kv", NULL) ||
         read_int(root, path, &c->intermediate_size, "d_ff", NULL) ||
         read_int(root, path, &c->num_hidden_layers, "num_layers", NULL) ||
         read_int(root, path, &c->num_decoder_layers, "num_decoder_layers", NULL) ||
@@ -161,11 +163,6 @@ static int parse_t5(plm_config *c, const cJSON *root, const char *path) {
                       path);
             return -1;
         }
-    }
-    if (d_kv != -1 && (c->num_attention_heads <= 0 || d_kv * c->num_attention_heads != c->hidden_size)) {
-        plm_error("%s: d_kv (%d) x num_heads (%d) must equal d_model (%d) in plm", path, d_kv, c->num_attention_heads,
-                  c->hidden_size);
-        return -1;
     }
     return plm_config_validate(c, path);
 }
@@ -296,7 +293,9 @@ int plm_config_validate(const plm_config *c, const char *path) {
     REQUIRE(c->num_labels > 0 && c->num_labels <= 1 << 16, "%s: num_labels must be in 1..65536", path);
     REQUIRE(c->num_hidden_layers > 0 && c->num_hidden_layers <= 1024, "%s: num_hidden_layers must be in 1..1024", path);
     REQUIRE(c->num_attention_heads > 0, "%s: num_attention_heads must be positive", path);
-    REQUIRE(c->hidden_size % c->num_attention_heads == 0,
+    REQUIRE(c->d_kv >= 0 && c->d_kv <= 65536 && (c->d_kv == 0 || c->arch == PLM_ARCH_T5),
+            "%s: d_kv must be in 1..65536 (t5 only)", path);
+    REQUIRE(c->d_kv > 0 || c->hidden_size % c->num_attention_heads == 0,
             "%s: hidden_size (%d) is not divisible by num_attention_heads (%d)", path, c->hidden_size,
             c->num_attention_heads);
     REQUIRE(c->intermediate_size > 0 && c->intermediate_size <= 1 << 20, "%s: intermediate_size must be positive",
@@ -364,7 +363,7 @@ static char *t5_to_json(const plm_config *c, const char *architecture) {
     cJSON_AddStringToObject(o, "model_type", "t5");
     cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size);
     cJSON_AddNumberToObject(o, "d_model", c->hidden_size);
-    cJSON_AddNumberToObject(o, "d_kv", c->hidden_size / c->num_attention_heads);
+    cJSON_AddNumberToObject(o, "d_kv", plm_config_d_kv(c));
     cJSON_AddNumberToObject(o, "d_ff", c->intermediate_size);
     cJSON_AddNumberToObject(o, "num_layers", c->num_hidden_layers);
     cJSON_AddNumberToObject(o, "num_decoder_layers", c->num_decoder_layers);

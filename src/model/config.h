@@ -37,6 +37,7 @@ typedef struct {
      * layer_norm_epsilon, initializer_factor = initializer_range, n_positions =
      * max_position_embeddings: plm's longest sequence, T5 has no position table) */
     int num_decoder_layers;
+    int d_kv; /* channels per head; 0: hidden_size / num_attention_heads (T5 may differ) */
     int relative_attention_num_buckets, relative_attention_max_distance;
     bool gated_act; /* feed_forward_proj "gated-gelu" (v1.1): wi_0, wi_1; else "relu" (v1.0): wi */
     int decoder_start_token_id;
@@ -54,6 +55,8 @@ int plm_config_validate(const plm_config *c, const char *path);
 char *plm_config_to_json(const plm_config *c, const char *architecture);
 int plm_config_save(const plm_config *c, const char *architecture, const char *path);
 const char *plm_arch_name(plm_arch a);
+/* Channels per attention head: d_kv, or hidden_size / num_attention_heads. */
+int plm_config_d_kv(const plm_config *c);
 /* True for plm's own variants that HF would load as something else: pre-LN BERT or
  * ELECTRA, bidirectional or post-LN GPT-2, GPT-2 with segment embeddings. They are
  * written with model_type "plm_bert" / "plm_gpt2" / "plm_electra". */

@@ -110,6 +110,7 @@ typedef struct {
 static void register_t5(plm_params *p, plm_backbone *bb, const emb_tables *shared, emb_tables *out) {
     const plm_config *c = &bb->config;
     int C = c->hidden_size, I = c->intermediate_size, L = c->num_hidden_layers, NH = c->num_attention_heads;
+    int D = NH * plm_config_d_kv(c); /* the attention's inner width */
     const char *P = bb->prefix;
     char n[160];
     bb->w.layers = plm_calloc((size_t)L, sizeof(plm_layer_weights));
@@ -127,17 +128,17 @@ static void register_t5(plm_params *p, plm_backbone *bb, const emb_tables *share
     for (int l = 0; l < L; l++) {
         char lp[96];
         snprintf(lp, sizeof lp, "%s.block.%d.layer", P, l);
-        plm_params_add(p, NAME("%s.0.SelfAttention.%%s.weight", lp), 3 * C, C, PLM_P_QKV | S, LV(qkv_w));
-        plm_params_add(p, NAME("%s.0.SelfAttention.o.weight", lp), C, C, 0, LV(attn_proj_w));
+        plm_params_add(p, NAME("%s.0.SelfAttention.%%s.weight", lp), 3 * D, C, PLM_P_QKV | S, LV(qkv_w));
+        plm_params_add(p, NAME("%s.0.SelfAttention.o.weight", lp), C, D, 0, LV(attn_proj_w));
         if (l == 0)
             plm_params_add(p, NAME("%s.0.SelfAttention.relative_attention_bias.weight", lp),
                            c->relative_attention_num_buckets, NH, 0, TV(rel_bias));
         plm_params_add(p, NAME("%s.0.layer_norm.weight", lp), C, 0, 0, LV(ln1_w));
         int f = 1;
         if (c->add_cross_attention) {
-            plm_params_add(p, NAME("%s.1.EncDecAttention.q.weight", lp), C, C, 0, LV(cq_w));
-            plm_params_add(p, NAME("%s.1.EncDecAttention.%%s.weight", lp), 2 * C, C, PLM_P_KV | S, LV(ckv_w));
-            plm_params_add(p, NAME("%s.1.EncDecAttention.o.weight", lp), C, C, 0, LV(cproj_w));
+            plm_params_add(p, NAME("%s.1.EncDecAttention.q.weight", lp), D, C, 0, LV(cq_w));
+            plm_params_add(p, NAME("%s.1.EncDecAttention.%%s.weight", lp), 2 * D, C, PLM_P_KV | S, LV(ckv_w));
+            plm_params_add(p, NAME("%s.1.EncDecAttention.o.weight", lp), C, D, 0, LV(cproj_w));
             plm_params_add(p, NAME("%s.1.layer_norm.weight", lp), C, 0, 0, LV(lnc_w));
             f = 2;
         }
@@ -160,9 +161,9 @@ static void register_t5(plm_params *p, plm_backbone *bb, const emb_tables *share
  * d_model^-1/2), wo N(0, factor d_ff^-1/2); relative_attention_bias N(0, factor
  * d_model^-1/2). Rows [r0, r1) of a fused tensor: the std of that part. */
 static float t5_init_std(const plm_config *c, const char *name, int row) {
-    float f = c->initializer_range, C = (float)c->hidden_size, dkv = C / (float)c->num_attention_heads;
+    float f = c->initializer_range, C = (float)c->hidden_size, dkv = (float)plm_config_d_kv(c);
     if (strstr(name, "SelfAttention.qkv") || strstr(name, "EncDecAttention.q."))
-        return row < c->hidden_size ? f / sqrtf(C * dkv) : f / sqrtf(C);
+        return row < c->num_attention_heads * plm_config_d_kv(c) ? f / sqrtf(C * dkv) : f / sqrtf(C);
     if (strstr(name, "EncDecAttention.kv") || strstr(name, "relative_attention_bias") || strstr(name, ".wi"))
         return f / sqrtf(C);
     if (strstr(name, "Attention.o.")) return f / sqrtf((float)c->num_attention_heads * dkv);

@@ -16,22 +16,25 @@
 
 static int ffn_in(const plm_config *c) { return c->gated_act ? 2 * c->intermediate_size : c->intermediate_size; }
 
+/* The attention's inner width num_heads x d_kv (T5 lets it differ from d_model). */
+static int inner(const plm_config *c) { return c->num_attention_heads * plm_config_d_kv(c); }
+
 static const float *layer_input(const plm_backbone *bb, int l) { return l == 0 ? bb->x0 : bb->acts[l - 1].res2; }
 
 static attn_shape self_shape(const plm_backbone *bb, const plm_layer_acts *a, int l, float pa) {
     const plm_config *c = &bb->config;
-    int C = c->hidden_size, NH = c->num_attention_heads;
+    int D = inner(c), NH = c->num_attention_heads;
     return (attn_shape){.B = bb->B,
                         .Tq = bb->T,
                         .Tk = bb->T,
                         .NH = NH,
-                        .hs = C / NH,
+                        .hs = D / NH,
                         .q = a->qkv,
-                        .k = a->qkv + C,
-                        .v = a->qkv + 2 * C,
-                        .ldq = 3 * C,
-                        .ldk = 3 * C,
-                        .ldv = 3 * C,
+                        .k = a->qkv + D,
+                        .v = a->qkv + 2 * D,
+                        .ldq = 3 * D,
+                        .ldk = 3 * D,
+                        .ldv = 3 * D,
                         .key_mask = bb->attention_mask,
                         .bias = bb->pos_bias,
                         .causal = bb->causal,
@@ -42,18 +45,18 @@ static attn_shape self_shape(const plm_backbone *bb, const plm_layer_acts *a, in
 
 static attn_shape cross_shape(const plm_backbone *bb, const plm_layer_acts *a, int l, float pa) {
     const plm_config *c = &bb->config;
-    int C = c->hidden_size, NH = c->num_attention_heads;
+    int D = inner(c), NH = c->num_attention_heads;
     return (attn_shape){.B = bb->B,
                         .Tq = bb->T,
                         .Tk = bb->Tk,
                         .NH = NH,
-                        .hs = C / NH,
+                        .hs = D / NH,
                         .q = a->cq,
                         .k = a->ckv,
-                        .v = a->ckv + C,
-                        .ldq = C,
-                        .ldk = 2 * C,
-                        .ldv = 2 * C,
+                        .v = a->ckv + D,
+                        .ldq = D,
+                        .ldk = 2 * D,
+                        .ldv = 2 * D,
                         .key_mask = bb->enc_mask,
                         .scale = 1.0f,
                         .dropout_p = pa,
@@ -63,7 +66,7 @@ static attn_shape cross_shape(const plm_backbone *bb, const plm_layer_acts *a, i
 const float *t5_forward(plm_backbone *bb, int B, int T, const int32_t *ids, const uint8_t *mask, bool causal,
                         bool training, uint64_t dropout_seed) {
     const plm_config *c = &bb->config;
-    int C = c->hidden_size, I = c->intermediate_size, I2 = ffn_in(c), NH = c->num_attention_heads;
+    int C = c->hidden_size, D = inner(c), I = c->intermediate_size, I2 = ffn_in(c), NH = c->num_attention_heads;
     size_t N = (size_t)B * T;
     if (T > bb->cap_T || N > (size_t)bb->cap_B * bb->cap_T) plm_die("batch %dx%d exceeds reserved size", B, T);
     bool cross = c->add_cross_attention;
@@ -93,19 +96,19 @@ const float *t5_forward(plm_backbone *bb, int B, int T, const int32_t *ids, cons
         plm_layer_acts *a = &bb->acts[l];
         const float *x = layer_input(bb, l);
         rmsnorm_forward(a->ln1, a->ln1_rstd, x, w->ln1_w, (int)N, C, eps);
-        linear_forward(a->qkv, a->ln1, w->qkv_w, NULL, (int)N, C, 3 * C);
+        linear_forward(a->qkv, a->ln1, w->qkv_w, NULL, (int)N, C, 3 * D);
         attn_shape ss = self_shape(bb, a, l, pa);
         attention_forward_ex(&ss, a->atty, a->att);
-        linear_forward(a->res1, a->atty, w->attn_proj_w, NULL, (int)N, C, C);
+        linear_forward(a->res1, a->atty, w->attn_proj_w, NULL, (int)N, D, C);
         residual_dropout_forward(a->res1, x, a->res1, N * C, pd, backbone_drop_key(bb, l, 1));
         const float *mid = a->res1;
         if (cross) {
             rmsnorm_forward(a->lnc, a->lnc_rstd, a->res1, w->lnc_w, (int)N, C, eps);
-            linear_forward(a->cq, a->lnc, w->cq_w, NULL, (int)N, C, C);
-            linear_forward(a->ckv, bb->enc, w->ckv_w, NULL, B * bb->Tk, C, 2 * C);
+            linear_forward(a->cq, a->lnc, w->cq_w, NULL, (int)N, C, D);
+            linear_forward(a->ckv, bb->enc, w->ckv_w, NULL, B * bb->Tk, C, 2 * D);
             attn_shape cs = cross_shape(bb, a, l, pa);
             attention_forward_ex(&cs, a->caty, a->catt);
-            linear_forward(a->resc, a->caty, w->cproj_w, NULL, (int)N, C, C);
+            linear_forward(a->resc, a->caty, w->cproj_w, NULL, (int)N, D, C);
             residual_dropout_forward(a->resc, a->res1, a->resc, N * C, pd, backbone_drop_key(bb, l, 4));
             mid = a->resc;
         }
@@ -127,7 +130,7 @@ const float *t5_forward(plm_backbone *bb, int B, int T, const int32_t *ids, cons
 
 void t5_backward(plm_backbone *bb) {
     const plm_config *c = &bb->config;
-    int B = bb->B, T = bb->T, C = c->hidden_size, I = c->intermediate_size, I2 = ffn_in(c);
+    int B = bb->B, T = bb->T, C = c->hidden_size, D = inner(c), I = c->intermediate_size, I2 = ffn_in(c);
     int NH = c->num_attention_heads;
     size_t N = (size_t)B * T, TT = (size_t)T * T;
     float pd = bb->training ? c->hidden_dropout_prob : 0.0f;
@@ -160,18 +163,18 @@ void t5_backward(plm_backbone *bb) {
         if (cross) {
             /* g_resid = d resc. resc = res1 + drop(o'(attn(q' RMS(res1), k' v' enc))) */
             dropout_backward(bb->g_b, bb->g_resid, N * C, pd, backbone_drop_key(bb, l, 4));
-            linear_backward(bb->g_atty, g->cproj_w, NULL, bb->g_b, a->caty, w->cproj_w, (int)N, C, C, false);
+            linear_backward(bb->g_atty, g->cproj_w, NULL, bb->g_b, a->caty, w->cproj_w, (int)N, D, C, false);
             attn_shape cs = cross_shape(bb, a, l, pa);
-            attention_backward_ex(&cs, bb->g_atty, a->catt, bb->g_cq, bb->g_ckv, bb->g_ckv + C, NULL);
-            linear_backward(bb->g_a, g->cq_w, NULL, bb->g_cq, a->lnc, w->cq_w, (int)N, C, C, false);
-            linear_backward(bb->d_enc, g->ckv_w, NULL, bb->g_ckv, bb->enc, w->ckv_w, B * bb->Tk, C, 2 * C, true);
+            attention_backward_ex(&cs, bb->g_atty, a->catt, bb->g_cq, bb->g_ckv, bb->g_ckv + D, NULL);
+            linear_backward(bb->g_a, g->cq_w, NULL, bb->g_cq, a->lnc, w->cq_w, (int)N, C, D, false);
+            linear_backward(bb->d_enc, g->ckv_w, NULL, bb->g_ckv, bb->enc, w->ckv_w, B * bb->Tk, C, 2 * D, true);
             rmsnorm_backward(bb->g_resid, g->lnc_w, bb->g_a, a->res1, w->lnc_w, a->lnc_rstd, (int)N, C, true);
         }
         /* g_resid = d res1. res1 = x + drop(o(attn(qkv(RMS(x)) + pos_bias))) */
         dropout_backward(bb->g_b, bb->g_resid, N * C, pd, backbone_drop_key(bb, l, 1));
-        linear_backward(bb->g_atty, g->attn_proj_w, NULL, bb->g_b, a->atty, w->attn_proj_w, (int)N, C, C, false);
+        linear_backward(bb->g_atty, g->attn_proj_w, NULL, bb->g_b, a->atty, w->attn_proj_w, (int)N, D, C, false);
         attn_shape ss = self_shape(bb, a, l, pa);
-        attention_backward_ex(&ss, bb->g_atty, a->att, bb->g_qkv, bb->g_qkv + C, bb->g_qkv + 2 * C, bb->g_scores);
+        attention_backward_ex(&ss, bb->g_atty, a->att, bb->g_qkv, bb->g_qkv + D, bb->g_qkv + 2 * D, bb->g_scores);
         /* the bias is shared by the batch and by every layer: its gradient is the sum */
 #pragma omp parallel for schedule(static)
         for (int h = 0; h < NH; h++)
@@ -180,7 +183,7 @@ void t5_backward(plm_backbone *bb) {
                 float *dst = bb->dpos_bias + (size_t)h * TT;
                 for (size_t k = 0; k < TT; k++) dst[k] += src[k];
             }
-        linear_backward(bb->g_a, g->qkv_w, NULL, bb->g_qkv, a->ln1, w->qkv_w, (int)N, C, 3 * C, false);
+        linear_backward(bb->g_a, g->qkv_w, NULL, bb->g_qkv, a->ln1, w->qkv_w, (int)N, C, 3 * D, false);
         rmsnorm_backward(bb->g_resid, g->ln1_w, bb->g_a, x, w->ln1_w, a->ln1_rstd, (int)N, C, true);
     }
     relpos_bias_backward(bb->g.rel_bias, bb->dpos_bias, NH, T, T, 0, !c->is_decoder, c->relative_attention_num_buckets,
@@ -208,16 +211,16 @@ void t5_backward(plm_backbone *bb) {
 void t5_cache_begin(t5_cache *kc, const plm_backbone *dec, const float *enc, const uint8_t *enc_mask, int B, int Tk,
                     int cap_T) {
     const plm_config *c = &dec->config;
-    size_t C = c->hidden_size, L = c->num_hidden_layers, NH = c->num_attention_heads;
+    size_t C = c->hidden_size, D = inner(c), L = c->num_hidden_layers, NH = c->num_attention_heads;
     size_t I = c->intermediate_size, I2 = ffn_in(c);
     memset(kc, 0, sizeof *kc);
     kc->B = B, kc->Tk = Tk, kc->cap_T = cap_T, kc->enc_mask = enc_mask;
-    kc->self_kv = plm_malloc(L * B * cap_T * 2 * C * sizeof(float));
-    kc->cross_kv = plm_malloc(L * B * Tk * 2 * C * sizeof(float));
+    kc->self_kv = plm_malloc(L * B * cap_T * 2 * D * sizeof(float));
+    kc->cross_kv = plm_malloc(L * B * Tk * 2 * D * sizeof(float));
     kc->x = plm_malloc(B * C * sizeof(float));
     kc->n = plm_malloc(B * C * sizeof(float));
-    kc->q = plm_malloc(B * 3 * C * sizeof(float));
-    kc->y = plm_malloc(B * C * sizeof(float));
+    kc->q = plm_malloc(B * 3 * D * sizeof(float));
+    kc->y = plm_malloc(B * D * sizeof(float));
     kc->a = plm_malloc(B * C * sizeof(float));
     kc->h = plm_malloc(B * sizeof(float)); /* rstd of the step's rows */
     kc->f = plm_malloc(B * I2 * sizeof(float));
@@ -228,8 +231,8 @@ void t5_cache_begin(t5_cache *kc, const plm_backbone *dec, const float *enc, con
     kc->out = plm_malloc(B * C * sizeof(float));
     /* the encoder's keys and values, once per layer */
     for (size_t l = 0; l < L; l++)
-        linear_forward(kc->cross_kv + l * B * Tk * 2 * C, enc, dec->w.layers[l].ckv_w, NULL, B * Tk, (int)C,
-                       (int)(2 * C));
+        linear_forward(kc->cross_kv + l * B * Tk * 2 * D, enc, dec->w.layers[l].ckv_w, NULL, B * Tk, (int)C,
+                       (int)(2 * D));
 }
 
 void t5_cache_free(t5_cache *kc) {
@@ -242,54 +245,55 @@ void t5_cache_free(t5_cache *kc) {
 /* y[b] = attention of query q[b] (row stride ldq) over Tk cached keys | values of sequence b. */
 static void step_attention(t5_cache *kc, const plm_config *c, const float *q, int ldq, const float *kv, int Tk,
                            size_t kv_stride, const float *bias, const uint8_t *mask) {
-    int C = c->hidden_size, NH = c->num_attention_heads;
+    int D = inner(c), NH = c->num_attention_heads;
     for (int b = 0; b < kc->B; b++) {
         const float *k = kv + (size_t)b * kv_stride;
         attn_shape s = {.B = 1,
                         .Tq = 1,
                         .Tk = Tk,
                         .NH = NH,
-                        .hs = C / NH,
+                        .hs = D / NH,
                         .q = q + (size_t)b * ldq,
                         .k = k,
-                        .v = k + C,
+                        .v = k + D,
                         .ldq = ldq,
-                        .ldk = 2 * C,
-                        .ldv = 2 * C,
+                        .ldk = 2 * D,
+                        .ldv = 2 * D,
                         .key_mask = mask ? mask + (size_t)b * Tk : NULL,
                         .bias = bias,
                         .scale = 1.0f};
-        attention_forward_ex(&s, kc->y + (size_t)b * C, kc->att);
+        attention_forward_ex(&s, kc->y + (size_t)b * D, kc->att);
     }
 }
 
 const float *t5_cache_step(t5_cache *kc, const plm_backbone *dec, const int32_t *ids) {
     const plm_config *c = &dec->config;
-    int B = kc->B, C = c->hidden_size, I = c->intermediate_size, I2 = ffn_in(c), NH = c->num_attention_heads;
+    int B = kc->B, C = c->hidden_size, D = inner(c), I = c->intermediate_size, I2 = ffn_in(c);
+    int NH = c->num_attention_heads;
     int pos = kc->pos, Tk = pos + 1;
     float eps = c->layer_norm_eps;
     if (pos >= kc->cap_T) plm_die("t5_cache_step: more than %d steps", kc->cap_T);
     for (int b = 0; b < B; b++) memcpy(kc->x + (size_t)b * C, dec->w.wte + (size_t)ids[b] * C, C * sizeof(float));
     relpos_bias_forward(kc->bias, dec->w.rel_bias, NH, 1, Tk, pos, false, c->relative_attention_num_buckets,
                         c->relative_attention_max_distance);
-    size_t self_stride = (size_t)kc->cap_T * 2 * C, cross_stride = (size_t)kc->Tk * 2 * C;
+    size_t self_stride = (size_t)kc->cap_T * 2 * D, cross_stride = (size_t)kc->Tk * 2 * D;
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const plm_layer_weights *w = &dec->w.layers[l];
         float *skv = kc->self_kv + (size_t)l * B * self_stride;
         /* self-attention over the cache plus this step's key and value */
         rmsnorm_forward(kc->n, kc->h, kc->x, w->ln1_w, B, C, eps);
-        linear_forward(kc->q, kc->n, w->qkv_w, NULL, B, C, 3 * C);
+        linear_forward(kc->q, kc->n, w->qkv_w, NULL, B, C, 3 * D);
         for (int b = 0; b < B; b++)
-            memcpy(skv + b * self_stride + (size_t)pos * 2 * C, kc->q + (size_t)b * 3 * C + C, 2 * C * sizeof(float));
-        step_attention(kc, c, kc->q, 3 * C, skv, Tk, self_stride, kc->bias, NULL);
-        linear_forward(kc->a, kc->y, w->attn_proj_w, NULL, B, C, C);
+            memcpy(skv + b * self_stride + (size_t)pos * 2 * D, kc->q + (size_t)b * 3 * D + D, 2 * D * sizeof(float));
+        step_attention(kc, c, kc->q, 3 * D, skv, Tk, self_stride, kc->bias, NULL);
+        linear_forward(kc->a, kc->y, w->attn_proj_w, NULL, B, D, C);
         for (size_t i = 0; i < (size_t)B * C; i++) kc->x[i] += kc->a[i];
         /* cross-attention over the cached encoder keys and values */
         rmsnorm_forward(kc->n, kc->h, kc->x, w->lnc_w, B, C, eps);
-        linear_forward(kc->q, kc->n, w->cq_w, NULL, B, C, C);
-        step_attention(kc, c, kc->q, C, kc->cross_kv + (size_t)l * B * cross_stride, kc->Tk, cross_stride, NULL,
+        linear_forward(kc->q, kc->n, w->cq_w, NULL, B, C, D);
+        step_attention(kc, c, kc->q, D, kc->cross_kv + (size_t)l * B * cross_stride, kc->Tk, cross_stride, NULL,
                        kc->enc_mask);
-        linear_forward(kc->a, kc->y, w->cproj_w, NULL, B, C, C);
+        linear_forward(kc->a, kc->y, w->cproj_w, NULL, B, D, C);
         for (size_t i = 0; i < (size_t)B * C; i++) kc->x[i] += kc->a[i];
         /* feed-forward */
         rmsnorm_forward(kc->n, kc->h, kc->x, w->ln2_w, B, C, eps);
