@@ -345,6 +345,24 @@ static void check_bad_config(void) {
                                  "\"num_layers\": 3, \"feed_forward_proj\": \"gated-gelu\"}",
                                  "x.json") == 0 &&
                 c.arch == PLM_ARCH_T5 && c.gated_act && c.hidden_act == PLM_GELU_TANH && c.num_decoder_layers == 3;
+    /* written T5Config text parses back to the identical config (as fuzz_config demands) */
+    const char *texts[] = {"{\"model_type\": \"t5\"}",
+                           "{\"model_type\": \"t5\", \"d_model\": 30, \"num_heads\": 4, \"feed_forward_proj\": "
+                           "\"gated-relu\", \"pad_token_id\": -1}",
+                           "{\"model_type\": \"t5\", \"feed_forward_proj\": \"gelu_new\", \"is_decoder\": true}",
+                           "{\"model_type\": \"t5\", \"feed_forward_proj\": \"gelu\", \"dropout_rate\": 0.3}"};
+    bool rt = true;
+    for (size_t i = 0; i < PLM_ARRAY_LEN(texts); i++) {
+        plm_config r;
+        if (plm_config_parse(&c, texts[i], "x.json") != 0) {
+            rt = false;
+            continue;
+        }
+        char *j = plm_config_to_json(&c, NULL);
+        rt = rt && plm_config_parse(&r, j, "w.json") == 0 && memcmp(&r, &c, sizeof r) == 0;
+        free(j);
+    }
+    TEST_CHECK(rt, "t5.config_json_round_trip", "a T5 config does not read back identically");
     TEST_CHECK(bad_kv && inner_kv && bad_ff && good, "t5.config_parse",
                "d_kv -8 refused %d, 6 x 8 on 64 accepted %d, feed_forward_proj refused %d, parse %d", bad_kv, inner_kv,
                bad_ff, good);

@@ -125,6 +125,7 @@ static int read_bool(const cJSON *root, const char *path, bool *out, const char 
 static int parse_t5(plm_config *c, const cJSON *root, const char *path) {
     plm_config_default(c, PLM_ARCH_T5);
     c->num_decoder_layers = -1;
+    c->d_kv = 64; /* T5Config's default */
     float dropout = c->hidden_dropout_prob;
     if (read_int(root, path, &c->vocab_size, "vocab_size", NULL) ||
         read_int(root, path, &c->hidden_size, "d_model", NULL) || read_int(root, path, &c->d_kv, "d_kv", NULL) ||
@@ -139,7 +140,6 @@ static int parse_t5(plm_config *c, const cJSON *root, const char *path) {
         read_float(root, path, &c->layer_norm_eps, "layer_norm_epsilon", NULL) ||
         read_float(root, path, &c->initializer_range, "initializer_factor", NULL) ||
         read_bool(root, path, &c->tie_word_embeddings, "tie_word_embeddings") ||
-        read_bool(root, path, &c->is_decoder, "is_decoder") ||
         read_int(root, path, &c->pad_token_id, "pad_token_id", NULL) ||
         read_int(root, path, &c->eos_token_id, "eos_token_id", NULL) ||
         read_int(root, path, &c->decoder_start_token_id, "decoder_start_token_id", NULL))
@@ -382,9 +382,10 @@ static char *t5_to_json(const plm_config *c, const char *architecture) {
     cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_word_embeddings);
     cJSON_AddBoolToObject(o, "use_cache", true);
     cJSON_AddNumberToObject(o, "n_positions", c->max_position_embeddings);
-    add_id(o, "pad_token_id", c->pad_token_id);
-    add_id(o, "eos_token_id", c->eos_token_id);
-    add_id(o, "decoder_start_token_id", c->decoder_start_token_id);
+    /* numbers even when -1: null would read back as T5's defaults (0, 1) */
+    cJSON_AddNumberToObject(o, "pad_token_id", c->pad_token_id);
+    cJSON_AddNumberToObject(o, "eos_token_id", c->eos_token_id);
+    cJSON_AddNumberToObject(o, "decoder_start_token_id", c->decoder_start_token_id);
     cJSON_AddStringToObject(o, "torch_dtype", "float32");
     char *s = cJSON_Print(o);
     cJSON_Delete(o);
