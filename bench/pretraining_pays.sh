@@ -8,7 +8,9 @@
 #   4. both fine-tuned the same way (same hyperparameters, SEEDS seeds) on CoLA, SST-2,
 #      STS-B, RTE, CoNLL-2003 NER and SQuAD v1.1, scored on the dev sets;
 #   5. the table (mean +- std over seeds) written to OUT/table.md.
-# Every step is skipped when its output exists, so an interrupted run continues.
+# Every step is skipped when its output exists and pretraining resumes from its newest
+# checkpoint, so an interrupted run continues where it stopped. (The CPU time recorded
+# is then that of the last part only.)
 #
 #   bash bench/pretraining_pays.sh                   the full run (hours on 2 cores)
 #   SMOKE=1 bash bench/pretraining_pays.sh           the same pipeline on tiny slices (a minute)
@@ -61,7 +63,9 @@ if [[ ! -f $OUT/pretrained/model.safetensors ]]; then
     log "pretraining $OBJECTIVE for $PRETRAIN_STEPS steps"
     t0=$(date +%s)
     read -r cu0 cs0 < <(awk '{print $16, $17}' /proc/$$/stat)
-    "$PLM" pretrain --objective "$OBJECTIVE" --config "$OUT/config.json" --tokenizer "$OUT/tokenizer.json" \
+    resume=()
+    compgen -G "$OUT/pretrained/checkpoint-*" >/dev/null && resume=(--resume-from-checkpoint "$OUT/pretrained")
+    "$PLM" pretrain --objective "$OBJECTIVE" --config "$OUT/config.json" --tokenizer "$OUT/tokenizer.json" "${resume[@]}" \
         --train "${corpus[@]}" --output-dir "$OUT/pretrained" --max-steps "$PRETRAIN_STEPS" --batch-size 32 \
         --seq-len 128 --learning-rate "$PRETRAIN_LR" --warmup-steps $((PRETRAIN_STEPS / 20 + 1)) \
         --mlm-probability "$MLM_PROBABILITY" --eval-steps $((PRETRAIN_STEPS / 10 + 1)) --save-steps 1000 \
