@@ -9,8 +9,8 @@
 #      STS-B, RTE, CoNLL-2003 NER and SQuAD v1.1, scored on the dev sets;
 #   5. the table (mean +- std over seeds) written to OUT/table.md.
 # Every step is skipped when its output exists and pretraining resumes from its newest
-# checkpoint, so an interrupted run continues where it stopped. (The CPU time recorded
-# is then that of the last part only.)
+# checkpoint, so an interrupted run continues where it stopped. The CPU time adds up
+# the parts.
 #
 #   bash bench/pretraining_pays.sh                   the full run (hours on 2 cores)
 #   SMOKE=1 bash bench/pretraining_pays.sh           the same pipeline on tiny slices (a minute)
@@ -72,7 +72,10 @@ if [[ ! -f $OUT/pretrained/model.safetensors ]]; then
         --save-total-limit 1 ${QUIET:+--quiet} ${SMOKE:+--quiet}
     read -r cu cs < <(awk '{print $16, $17}' /proc/$$/stat)
     tck=$(getconf CLK_TCK)
-    echo "{\"wall_seconds\": $(($(date +%s) - t0)), \"cpu_seconds\": $(((cu + cs - cu0 - cs0) / tck)), \"steps\": $PRETRAIN_STEPS, \"tokens\": $((PRETRAIN_STEPS * 32 * 128)), \"objective\": \"$OBJECTIVE\", \"mlm_probability\": $MLM_PROBABILITY}" >"$OUT/pretrain_cost.json"
+    # an interrupted and resumed pretraining adds up the CPU and wall time of its parts
+    echo "$(((cu + cs - cu0 - cs0) / tck)) $(($(date +%s) - t0))" >>"$OUT/pretrain_parts"
+    read -r cpu wall < <(awk '{c += $1; w += $2} END {print c, w}' "$OUT/pretrain_parts")
+    echo "{\"wall_seconds\": $wall, \"cpu_seconds\": $cpu, \"steps\": $PRETRAIN_STEPS, \"tokens\": $((PRETRAIN_STEPS * 32 * 128)), \"objective\": \"$OBJECTIVE\", \"mlm_probability\": $MLM_PROBABILITY}" >"$OUT/pretrain_cost.json"
 fi
 if [[ ! -f $OUT/random/model.safetensors ]]; then
     log "random initialisation of the same architecture"
