@@ -219,7 +219,6 @@ int cmd_prompt(int argc, char **argv) {
         const char *f = valid_file;
         if (!f) snprintf(path, sizeof path, "%s/%s", dir, glue->files[PLM_SPLIT_DEV]);
         spec.format = plm_format_from_path(f ? f : path);
-        if (glue && f && glue->train_dev_columns && spec.format != PLM_FORMAT_TSV) spec.no_header = false;
         if (plm_dataset_read(&dev, f ? f : path, &spec, have_train && !glue ? &train : NULL) != 0) goto fail;
         have_dev = true;
         if (max_eval > 0 && dev.n > max_eval) dev.n = max_eval;
