@@ -109,6 +109,7 @@ r = json.load(open(sys.argv[1]))
 assert r["task"] == "sst2" and r["n"] == 24 and r["scoring"] == "sum" and r["sampling"] == "random", r
 assert [x["k"] for x in r["results"]] == [0, 3] and r["verbalizers"] == [" negative", " positive"], r
 assert 0 <= r["majority"]["accuracy"] <= 1 and r["n_positions"] == 96
+assert all(sum(x["predicted"].values()) == 24 and set(x["predicted"]) == {"0", "1"} for x in r["results"]), r
 lines = [json.loads(l) for l in open(sys.argv[2])]
 assert len(lines) == 48 and all(len(l["demos"]) == l["k"] for l in lines)
 assert any(l["truncated"] > 0 for l in lines if l["k"] == 3), "3-shot prompts should overflow 96 positions"

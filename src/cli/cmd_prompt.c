@@ -323,6 +323,12 @@ int cmd_prompt(int argc, char **argv) {
         add_scores(e, metrics, gold, r.pred, dev.n);
         cJSON_AddNumberToObject(e, "n", dev.n);
         cJSON_AddNumberToObject(e, "truncated_prompts", (double)r.n_truncated);
+        cJSON *pc = cJSON_AddObjectToObject(e, "predicted"); /* how often each label was predicted */
+        for (int l = 0; l < L; l++) {
+            int c = 0;
+            for (int i = 0; i < dev.n; i++) c += r.pred[i] == l;
+            cJSON_AddNumberToObject(pc, dev.labels[l], c);
+        }
         cJSON_AddItemToArray(rj, e);
         printf("%-10s %4d %-10s %10.4f %8d %10ld\n", glue ? glue->name : task, k, "accuracy",
                plm_accuracy(gold, r.pred, (size_t)dev.n), dev.n, r.n_truncated);
