@@ -18,11 +18,10 @@
  * lm-evaluation-harness does (context and continuation encoded separately). A
  * verbalizer that tokenizes to no token is an error.
  *
- * Scores. The default is the summed log-likelihood of the verbalizer's tokens (GPT-2;
- * GPT-3's default for classification with one-token answers, where every choice is the
- * same length); PLM_PROMPT_SCORE_MEAN divides by the token count (GPT-3's per-token
- * normalisation, used for multi-token answers). They agree when every verbalizer is one
- * token.
+ * Scores. The default is the summed log-likelihood of the verbalizer's tokens (GPT-2's,
+ * and lm-evaluation-harness's "acc"); PLM_PROMPT_SCORE_MEAN divides it by the token count
+ * (GPT-3's per-token normalisation, which it used for most tasks). They rank the labels
+ * the same when every verbalizer is one token.
  *
  * Demonstrations. For test example i the k demonstrations are drawn from the training
  * set with an RNG seeded by (seed, i): the same seed gives the same prompts whatever the
