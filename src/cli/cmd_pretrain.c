@@ -97,7 +97,7 @@ int cmd_pretrain(int argc, char **argv) {
         {"--output-dir", ARG_STR, &a.output_dir, "where checkpoints, metrics.jsonl and loss.svg go (default out)"},
         {"--objective", ARG_STR, &objective,
          "clm (next token), mlm (masked LM) or t5 (span corruption, encoder-decoder) (default clm)"},
-        {"--max-steps", ARG_LONG, &a.max_steps, "optimizer steps (default 1000)"},
+        {"--max-steps", ARG_LONG, &a.max_steps, "optimizer steps; 0 writes the initialised model (default 1000)"},
         {"--batch-size", ARG_INT, &a.per_device_train_batch_size, "sequences per micro-batch (default 16)"},
         {"--seq-len", ARG_INT, &a.max_seq_length, "tokens per sequence (default 128)"},
         {"--gradient-accumulation-steps", ARG_INT, &a.gradient_accumulation_steps,
