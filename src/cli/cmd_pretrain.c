@@ -113,6 +113,8 @@ int cmd_pretrain(int argc, char **argv) {
          "under mpirun: shard the AdamW state over the ranks (ZeRO-1: reduce-scatter, update a slice, all-gather)"},
         {"--no-overlap", ARG_FLAG, &a.dist.no_overlap,
          "under mpirun: one blocking gradient allreduce after the backward pass instead of buckets overlapping it"},
+        {"--bucket-cap-mb", ARG_FLOAT, &a.dist.bucket_cap_mb,
+         "under mpirun: send gradients in buckets of at least this many MiB during the backward pass (default 4)"},
     };
     int rc = args_parse("pretrain", "Pretrain a BERT-style (mlm) or GPT-style (clm) model on raw text.", specs,
                         (int)PLM_ARRAY_LEN(specs), argc, argv);

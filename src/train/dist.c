@@ -117,7 +117,7 @@ struct plm_grad_sync {
     /* overlap: start offset of every layer of backbone 0 in the buffer; the suffix
      * [pending_hi, n) is in flight */
     size_t *layer_lo;
-    size_t pending_hi;
+    size_t pending_hi, bucket_bytes;
     int num_req;
 #ifdef PLM_MPI
     MPI_Request req[MAX_BUCKETS];
@@ -142,7 +142,7 @@ plm_grad_sync *plm_grad_sync_create(plm_model *m, int accum, const plm_dist_opts
     plm_grad_sync *s = plm_calloc(1, sizeof *s);
     s->m = m;
     s->o = *o;
-    if (!s->o.bucket_bytes) s->o.bucket_bytes = 4u << 20;
+    s->bucket_bytes = o->bucket_cap_mb > 0 ? (size_t)(o->bucket_cap_mb * 1048576.0) : (size_t)4 << 20;
     s->accum = accum;
     s->rank = g_rank;
     s->size = g_size;
@@ -194,7 +194,7 @@ static void launch(plm_grad_sync *s, size_t lo, size_t hi) {
 static void on_layer_done(void *ctx, int l) {
     plm_grad_sync *s = ctx;
     size_t lo = s->layer_lo[l];
-    if (lo < s->pending_hi && (s->pending_hi - lo) * sizeof(float) >= s->o.bucket_bytes) {
+    if (lo < s->pending_hi && (s->pending_hi - lo) * sizeof(float) >= s->bucket_bytes) {
         launch(s, lo, s->pending_hi);
         s->pending_hi = lo;
     }

@@ -48,7 +48,7 @@ typedef struct {
     bool deterministic;  /* fixed-order fold (see above) */
     bool zero1;          /* shard AdamW's moments: reduce-scatter, update a slice, all-gather */
     bool no_overlap;     /* one blocking allreduce after the backward pass */
-    size_t bucket_bytes; /* overlap: smallest bucket (0: 4 MiB) */
+    float bucket_cap_mb; /* overlap: a bucket is sent once it holds this many MiB (0: 4; DDP's bucket_cap_mb) */
 } plm_dist_opts;
 
 typedef struct plm_grad_sync plm_grad_sync;

@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# Data-parallel pretraining over MPI (issue 10), with tiny models on localhost:
+#  - equivalence: N ranks with micro-batch b give the losses of one process with N
+#    accumulation steps of b, within 1e-6 relative at each of 50 steps (2 ranks, GPT-2;
+#    3 ranks, BERT MLM; 2 ranks x 2 OpenMP threads; the bucketed overlap path);
+#  - --deterministic-reduce: the same weights and losses bit for bit for 1, 2 and 3 ranks
+#    (K = ranks x accumulation = 6 micro-batches of 2 sequences), and across repeated runs;
+#  - resume across world sizes: checkpoint-10 of a 2-rank run continued on 1 and on 3 ranks
+#    gives the uninterrupted run's losses and weights bit for bit (deterministic mode);
+#  - faults: a rank with a missing file, a rank whose gradient turns NaN, a rank killed
+#    with SIGKILL: the job ends (no hang: timeout), the message names the rank and the
+#    cause, the last checkpoint loads and resuming from it finishes the run exactly;
+#  - --zero1 (sharded AdamW state): equivalence on 3 ranks, bit-exact with deterministic.
+# mpirun must exist (scripts/setup.sh --test installs Open MPI): its absence is a FAIL.
+# Under the sanitizer suite (PLM_SANITIZE) this runs the build-asan binary as well, with
+# LeakSanitizer off (Open MPI's own allocations at exit are not plm's leaks).
+set -u
+BUILD=${BUILD:-build}
+PLM=$PWD/$BUILD/plm
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} OMP_NUM_THREADS=${PLM_MPI_THREADS:-1}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_mpi_yield_when_idle=1 # waiting ranks yield the core (the machine is shared)
+[[ -n ${PLM_SANITIZE:-} ]] && export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
+t=$(mktemp -d)
+trap '[[ -n ${PLM_KEEP:-} ]] || rm -rf "$t"' EXIT
+pass() { echo "PASS $1"; }
+fail() { echo "FAIL $1: $2"; }
+
+if ! command -v mpirun >/dev/null; then
+    fail mpirun "mpirun not found (scripts/setup.sh --test installs openmpi-bin)"
+    exit 1
+fi
+if ! ldd "$PLM" 2>/dev/null | grep -q libmpi; then
+    fail build "$PLM is built without MPI (mpicc not found at build time? make MPI=1)"
+    exit 1
+fi
+MPIRUN=(timeout 120 mpirun --oversubscribe --bind-to none)
+
+head -c 60000 data/demo/Carroll__Alice_s_Adventures_in_Wonderland.txt >"$t/a.txt"
+cat >"$t/gpt.json" <<'J'
+{"model_type": "gpt2", "vocab_size": 384, "n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": 64,
+ "resid_pdrop": 0.1, "attn_pdrop": 0.1, "embd_pdrop": 0.1}
+J
+cat >"$t/bert.json" <<'J'
+{"model_type": "bert", "vocab_size": 384, "hidden_size": 24, "num_hidden_layers": 2, "num_attention_heads": 2,
+ "intermediate_size": 40, "max_position_embeddings": 64, "hidden_dropout_prob": 0.1,
+ "attention_probs_dropout_prob": 0.1}
+J
+common=(--train "$t/a.txt" --seq-len 32 --logging-steps 1 --eval-steps 0 --learning-rate 3e-3 --warmup-steps 3
+        --seed 7 --quiet)
+"$PLM" pretrain --config "$t/gpt.json" "${common[@]}" --batch-size 2 --max-steps 1 --output-dir "$t/tok" \
+    >/dev/null 2>"$t/err" || { fail setup "$(tail -3 "$t/err")"; exit 1; }
+common+=(--tokenizer "$t/tok/tokenizer.json")
+gpt=(--config "$t/gpt.json" "${common[@]}")
+bert=(--config "$t/bert.json" --objective mlm "${common[@]}")
+
+# run NAME NP ARGS...: plm pretrain on NP ranks (NP = 0: without mpirun) into $t/NAME
+run() {
+    local name=$1 np=$2
+    shift 2
+    if ((np == 0)); then
+        "$PLM" pretrain "$@" --output-dir "$t/$name" >"$t/$name.out" 2>&1
+    else
+        "${MPIRUN[@]}" -np "$np" "$PLM" pretrain "$@" --output-dir "$t/$name" >"$t/$name.out" 2>&1
+    fi
+    local rc=$?
+    ((rc == 0)) || echo "run $name (np $np) exited $rc: $(tail -5 "$t/$name.out")"
+    return $rc
+}
+# "step loss" lines of a run's metrics.jsonl
+losses() { grep -o '"step": [0-9]*, "loss": [^,]*' "$1/metrics.jsonl" | sed 's/"step": //; s/, "loss": / /'; }
+# close A B: every step's loss within 1e-6 relative, at least 50 steps
+close() {
+    python3 - "$1" "$2" <<'PY'
+import sys
+def read(d):
+    out = {}
+    for line in open(d + "/metrics.jsonl"):
+        if '"loss"' in line:
+            import json
+            j = json.loads(line)
+            out[j["step"]] = j["loss"]
+    return out
+a, b = read(sys.argv[1]), read(sys.argv[2])
+if len(a) < 50 or sorted(a) != sorted(b):
+    sys.exit(f"steps differ or fewer than 50: {len(a)} vs {len(b)}")
+worst = max(abs(a[s] - b[s]) / abs(a[s]) for s in a)
+if worst > 1e-6:
+    sys.exit(f"max relative loss difference {worst:.3g} > 1e-6")
+print(f"max relative loss difference {worst:.3g} over {len(a)} steps")
+PY
+}
+same_bits() { # same_bits A B: identical weights and identical logged losses
+    cmp -s "$t/$1/model.safetensors" "$t/$2/model.safetensors" || { echo "model.safetensors differ"; return 1; }
+    diff <(losses "$t/$1") <(losses "$t/$2") >/dev/null || { echo "logged losses differ"; return 1; }
+}
+
+# ---- equivalence: N ranks x micro-batch b == 1 process x N accumulation steps of b
+if run ref_g2 0 "${gpt[@]}" --batch-size 4 --gradient-accumulation-steps 2 --max-steps 50 &&
+    run dp_g2 2 "${gpt[@]}" --batch-size 4 --max-steps 50 && msg=$(close "$t/ref_g2" "$t/dp_g2" 2>&1); then
+    pass "equivalence_2ranks_gpt2 ($msg)"
+else fail equivalence_2ranks_gpt2 "${msg:-run failed}"; fi
+msg=""
+if run dp_g2b 2 "${gpt[@]}" --batch-size 4 --max-steps 50 --bucket-cap-mb 0.001 &&
+    msg=$(close "$t/ref_g2" "$t/dp_g2b" 2>&1); then
+    pass "equivalence_2ranks_bucketed_overlap ($msg)"
+else fail equivalence_2ranks_bucketed_overlap "${msg:-run failed}"; fi
+msg=""
+if run ref_b3 0 "${bert[@]}" --batch-size 3 --gradient-accumulation-steps 3 --max-steps 50 &&
+    run dp_b3 3 "${bert[@]}" --batch-size 3 --max-steps 50 && msg=$(close "$t/ref_b3" "$t/dp_b3" 2>&1); then
+    pass "equivalence_3ranks_bert_mlm ($msg)"
+else fail equivalence_3ranks_bert_mlm "${msg:-run failed}"; fi
+msg=""
+if OMP_NUM_THREADS=2 run ref_h 0 "${gpt[@]}" --batch-size 4 --gradient-accumulation-steps 2 --max-steps 50 &&
+    OMP_NUM_THREADS=2 run dp_h 2 "${gpt[@]}" --batch-size 4 --max-steps 50 &&
+    msg=$(close "$t/ref_h" "$t/dp_h" 2>&1); then
+    pass "equivalence_hybrid_2ranks_x_2threads ($msg)"
+else fail equivalence_hybrid_2ranks_x_2threads "${msg:-run failed}"; fi
+
+# ---- --deterministic-reduce: bit-identical for every world size dividing K = 6
+det=("${gpt[@]}" --batch-size 2 --max-steps 30 --deterministic-reduce)
+run det1 0 "${det[@]}" --gradient-accumulation-steps 6
+run det2 2 "${det[@]}" --gradient-accumulation-steps 3 --save-steps 10
+run det2r 2 "${det[@]}" --gradient-accumulation-steps 3
+run det3 3 "${det[@]}" --gradient-accumulation-steps 2
+for p in "det2 det2r repeated_2rank_runs" "det1 det2 1_vs_2_ranks" "det1 det3 1_vs_3_ranks"; do
+    set -- $p
+    if why=$(same_bits "$1" "$2"); then pass "deterministic_reduce_$3"; else fail "deterministic_reduce_$3" "$why"; fi
+done
+
+# ---- resume across world sizes: checkpoint-10 of the 2-rank run on 1 and on 3 ranks
+if [[ -d $t/det2/checkpoint-10 ]]; then
+    for np in 1 3; do
+        acc=$((6 / np))
+        if run res$np $((np == 1 ? 0 : np)) "${det[@]}" --gradient-accumulation-steps $acc \
+            --resume-from-checkpoint "$t/det2/checkpoint-10"; then
+            if ! cmp -s "$t/det2/model.safetensors" "$t/res$np/model.safetensors"; then
+                fail "resume_2_to_${np}_ranks" "final weights differ from the uninterrupted 2-rank run"
+            elif ! diff <(losses "$t/det2" | awk '$1 > 10') <(losses "$t/res$np") >/dev/null; then
+                fail "resume_2_to_${np}_ranks" "losses of steps 11-30 differ from the uninterrupted run"
+            else
+                pass "resume_2_to_${np}_ranks (steps 11-30 and the weights bit-identical)"
+            fi
+        else
+            fail "resume_2_to_${np}_ranks" "resumed run failed"
+        fi
+    done
+else
+    fail resume_across_world_sizes "the 2-rank run left no checkpoint-10"
+fi
+
+# ---- faults
+# a rank with a missing file (MPMD launch: rank 1 gets another --train)
+t0=$SECONDS
+bad=()
+for x in "${det[@]}"; do [[ $x == "$t/a.txt" ]] && x=$t/missing.txt; bad+=("$x"); done
+"${MPIRUN[@]}" -np 1 "$PLM" pretrain "${det[@]}" --output-dir "$t/bad" : \
+    -np 1 "$PLM" pretrain "${bad[@]}" --output-dir "$t/bad" >"$t/bad.out" 2>&1
+rc=$?
+if ((rc == 0 || rc == 124)); then
+    fail rank_with_bad_file "exit status $rc (124: hung until the timeout)"
+elif ! grep -q "rank 1 of 2.*missing.txt" "$t/bad.out"; then
+    fail rank_with_bad_file "no message naming rank 1 and the file: $(grep -v '^ *$' "$t/bad.out" | head -3)"
+else
+    pass "rank_with_bad_file (job ended in $((SECONDS - t0))s, exit $rc)"
+fi
+# a rank whose gradient turns NaN at step 5: every rank stops before the update
+"${MPIRUN[@]}" -np 1 "$PLM" pretrain "${det[@]}" --gradient-accumulation-steps 3 --save-steps 2 \
+    --output-dir "$t/nan" : -np 1 env PLM_TEST_NAN_GRAD_AT_STEP=5 "$PLM" pretrain "${det[@]}" \
+    --gradient-accumulation-steps 3 --save-steps 2 --output-dir "$t/nan" >"$t/nan.out" 2>&1
+rc=$?
+if ((rc == 0 || rc == 124)); then
+    fail rank_with_nan "exit status $rc"
+elif ! grep -q "rank [01] of 2.*diverged at step 5" "$t/nan.out"; then
+    fail rank_with_nan "no divergence message naming a rank: $(head -3 "$t/nan.out")"
+elif [[ ! -d $t/nan/checkpoint-4 || -d $t/nan/checkpoint-6 ]]; then
+    fail rank_with_nan "expected checkpoint-4 as the last checkpoint: $(ls "$t/nan")"
+elif ! run nan_resumed 2 "${det[@]}" --gradient-accumulation-steps 3 --resume-from-checkpoint "$t/nan/checkpoint-4"; then
+    fail rank_with_nan "resuming from checkpoint-4 failed"
+elif ! cmp -s "$t/det2/model.safetensors" "$t/nan_resumed/model.safetensors"; then
+    fail rank_with_nan "the run resumed from checkpoint-4 does not end in the uninterrupted run's weights"
+else
+    pass "rank_with_nan (stopped at step 5, checkpoint-4 resumed to the same final weights)"
+fi
+# rank 1 killed with SIGKILL once checkpoint-10 exists (slowed saves keep the run going)
+PLM_TEST_SLOW_SAVE=300 "${MPIRUN[@]}" -np 2 "$PLM" pretrain "${det[@]}" \
+    --gradient-accumulation-steps 3 --save-steps 5 --output-dir "$t/kill" >"$t/kill.out" 2>&1 &
+mpid=$!
+victim=""
+for _ in $(seq 600); do
+    if [[ -d $t/kill/checkpoint-10 ]]; then
+        for p in $(pgrep -f "$PLM pretrain"); do
+            if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1; then victim=$p; fi
+        done
+        break
+    fi
+    kill -0 $mpid 2>/dev/null || break
+    sleep 0.05
+done
+t0=$SECONDS
+[[ -n $victim ]] && kill -9 "$victim"
+wait $mpid
+rc=$?
+if [[ -z $victim ]]; then
+    fail rank_killed "did not find rank 1 running after checkpoint-10: $(tail -3 "$t/kill.out")"
+elif ((rc == 0 || rc == 124)); then
+    fail rank_killed "mpirun exit status $rc after rank 1 was killed"
+elif ! grep -qi "rank 1.*signal 9\|signal 9.*rank 1\|rank 1 with PID" "$t/kill.out"; then
+    fail rank_killed "no message naming rank 1: $(grep -v '^ *$' "$t/kill.out" | head -5)"
+elif ! run kill_resumed 2 "${det[@]}" --gradient-accumulation-steps 3 --resume-from-checkpoint "$t/kill"; then
+    fail rank_killed "resuming from the output directory failed"
+elif ! cmp -s "$t/det2/model.safetensors" "$t/kill_resumed/model.safetensors"; then
+    fail rank_killed "the resumed run does not end in the uninterrupted run's weights"
+else
+    pass "rank_killed (job ended $((SECONDS - t0))s after the kill, exit $rc; resumed to the same final weights)"
+fi
+
+# ---- ZeRO-1
+msg=""
+if run ref_z 0 "${gpt[@]}" --batch-size 4 --gradient-accumulation-steps 3 --max-steps 50 &&
+    run dp_z 3 "${gpt[@]}" --batch-size 4 --max-steps 50 --zero1 && msg=$(close "$t/ref_z" "$t/dp_z" 2>&1); then
+    pass "zero1_equivalence_3ranks ($msg)"
+else fail zero1_equivalence_3ranks "${msg:-run failed}"; fi
+if run detz3 3 "${det[@]}" --gradient-accumulation-steps 2 --zero1 && why=$(same_bits det1 detz3); then
+    pass "zero1_deterministic_bit_identical_to_1_rank"
+else fail zero1_deterministic_bit_identical_to_1_rank "${why:-run failed}"; fi
+# a ZeRO-1 checkpoint holds the whole optimizer state: it resumes on 1 rank without --zero1
+if run detz2 2 "${det[@]}" --gradient-accumulation-steps 3 --zero1 --save-steps 10 &&
+    run resz 0 "${det[@]}" --gradient-accumulation-steps 6 --resume-from-checkpoint "$t/detz2/checkpoint-10" &&
+    cmp -s "$t/det2/model.safetensors" "$t/resz/model.safetensors"; then
+    pass "zero1_checkpoint_resumes_on_1_rank"
+else fail zero1_checkpoint_resumes_on_1_rank "weights differ or a run failed"; fi
