@@ -10,7 +10,9 @@
 #  - faults: a rank with a missing file, a rank whose gradient turns NaN, a rank killed
 #    with SIGKILL: the job ends (no hang: timeout), the message names the rank and the
 #    cause, the last checkpoint loads and resuming from it finishes the run exactly;
-#  - --zero1 (sharded AdamW state): equivalence on 3 ranks, bit-exact with deterministic.
+#  - --zero1 (sharded AdamW state): equivalence on 3 ranks, bit-exact with deterministic;
+#  - finetune: 2 ranks x 4 examples == 1 process x 8 (SST-2 sample, dropout 0: fine-tuning
+#    draws dropout per rank), with a last batch that leaves rank 1 without examples.
 # mpirun must exist (scripts/setup.sh --test installs Open MPI): its absence is a FAIL.
 # Under the sanitizer suite (PLM_SANITIZE) this runs the build-asan binary as well, with
 # LeakSanitizer off (Open MPI's own allocations at exit are not plm's leaks).
@@ -69,9 +71,9 @@ run() {
 }
 # "step loss" lines of a run's metrics.jsonl
 losses() { grep -o '"step": [0-9]*, "loss": [^,]*' "$1/metrics.jsonl" | sed 's/"step": //; s/, "loss": / /'; }
-# close A B: every step's loss within 1e-6 relative, at least 50 steps
+# close A B [MIN_STEPS]: every step's loss within 1e-6 relative, at least MIN_STEPS (50) steps
 close() {
-    python3 - "$1" "$2" <<'PY'
+    python3 - "$1" "$2" "${3:-50}" <<'PY'
 import sys
 def read(d):
     out = {}
@@ -82,8 +84,8 @@ def read(d):
             out[j["step"]] = j["loss"]
     return out
 a, b = read(sys.argv[1]), read(sys.argv[2])
-if len(a) < 50 or sorted(a) != sorted(b):
-    sys.exit(f"steps differ or fewer than 50: {len(a)} vs {len(b)}")
+if len(a) < int(sys.argv[3]) or sorted(a) != sorted(b):
+    sys.exit(f"steps differ or fewer than {sys.argv[3]}: {len(a)} vs {len(b)}")
 worst = max(abs(a[s] - b[s]) / abs(a[s]) for s in a)
 if worst > 1e-6:
     sys.exit(f"max relative loss difference {worst:.3g} > 1e-6")
@@ -230,3 +232,27 @@ if run detz2 2 "${det[@]}" --gradient-accumulation-steps 3 --zero1 --save-steps 
     cmp -s "$t/det2/model.safetensors" "$t/resz/model.safetensors"; then
     pass "zero1_checkpoint_resumes_on_1_rank"
 else fail zero1_checkpoint_resumes_on_1_rank "weights differ or a run failed"; fi
+
+# ---- fine-tuning: 2 ranks x 4 examples == 1 process x 8 examples per step
+GLUE=${PLM_DATA:-../shared/data}/glue
+if [[ ! -f $GLUE/SST-2/train.tsv ]]; then
+    fail finetune_equivalence "GLUE data not found under $GLUE (set PLM_DATA)"
+else
+    sed 's/"hidden_dropout_prob": 0.1/"hidden_dropout_prob": 0/; s/"attention_probs_dropout_prob": 0.1/"attention_probs_dropout_prob": 0/' \
+        "$t/bert.json" >"$t/bert0.json"
+    ft=(--model "$t/b0" --data-dir "$GLUE" --task sst2 --max-seq-length 32 --learning-rate 1e-3 --quiet
+        --max-train-samples 90 --max-eval-samples 40 --num-train-epochs 2 --logging-steps 1 --eval-steps 6)
+    msg=""
+    if run b0 0 --config "$t/bert0.json" --objective mlm "${common[@]}" --batch-size 4 --max-steps 5 &&
+        "$PLM" finetune "${ft[@]}" --per-device-train-batch-size 8 --output-dir "$t/ft1" >"$t/ft1.out" 2>&1 &&
+        "${MPIRUN[@]}" -np 2 "$PLM" finetune "${ft[@]}" --per-device-train-batch-size 4 --output-dir "$t/ft2" \
+            >"$t/ft2.out" 2>&1 && msg=$(close "$t/ft1" "$t/ft2" 24 2>&1); then
+        if [[ $(grep -c "best eval_accuracy" "$t/ft2.out") == 1 ]]; then
+            pass "finetune_equivalence_2ranks ($msg)"
+        else
+            fail finetune_equivalence_2ranks "ranks other than 0 printed results: $(cat "$t/ft2.out")"
+        fi
+    else
+        fail finetune_equivalence_2ranks "${msg:-run failed: $(tail -3 "$t/ft2.out" "$t/ft1.out" 2>/dev/null)}"
+    fi
+fi

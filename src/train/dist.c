@@ -118,6 +118,7 @@ struct plm_grad_sync {
      * [pending_hi, n) is in flight */
     size_t *layer_lo;
     size_t pending_hi, bucket_bytes;
+    int next_layer; /* the layer the backward hook signals next (counts down) */
     int num_req;
 #ifdef PLM_MPI
     MPI_Request req[MAX_BUCKETS];
@@ -193,6 +194,7 @@ static void launch(plm_grad_sync *s, size_t lo, size_t hi) {
  * requests drives Open MPI's progress of the ones in flight. */
 static void on_layer_done(void *ctx, int l) {
     plm_grad_sync *s = ctx;
+    s->next_layer = l - 1;
     size_t lo = s->layer_lo[l];
     if (lo < s->pending_hi && (s->pending_hi - lo) * sizeof(float) >= s->bucket_bytes) {
         launch(s, lo, s->pending_hi);
@@ -210,6 +212,7 @@ void plm_grad_sync_micro_begin(plm_grad_sync *s, int micro) {
 #ifdef PLM_MPI
     if (overlapping(s) && micro == s->accum - 1) {
         s->pending_hi = s->n;
+        s->next_layer = s->m->bb[0].config.num_hidden_layers - 1;
         s->num_req = 0;
         s->m->bb[0].layer_grads_done = on_layer_done;
         s->m->bb[0].layer_grads_ctx = s;
@@ -276,6 +279,9 @@ void plm_grad_sync_finish(plm_grad_sync *s) {
         return;
     }
     if (overlapping(s)) {
+        /* every rank starts the same buckets in the same order, also one that ran no
+         * backward pass (no examples left in a short last batch of fine-tuning) */
+        while (s->next_layer >= 0) on_layer_done(s, s->next_layer);
         if (s->pending_hi > 0) launch(s, 0, s->pending_hi);
         MPI_Waitall(s->num_req, s->req, MPI_STATUSES_IGNORE);
         s->num_req = 0;
