@@ -72,6 +72,11 @@ $(BUILD)/bench/plm_step: bench/plm_step.c $(BUILD)/libplm.a $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< $(BUILD)/libplm.a $(LDLIBS) -o $@
 
+# MPI_Allreduce latency / bandwidth (docs/scaling.md); needs MPI=1
+$(BUILD)/bench/allreduce: bench/allreduce.c Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(LDLIBS) -o $@
+
 test: all
 	BUILD=$(BUILD) bash tests/run.sh $(TEST_FILTER)
 

@@ -1,6 +1,10 @@
 /* plm_step.c - times one plm training step (zero grads, forward, backward, clip, AdamW)
  * on the benchmark configurations; bench/run.sh puts it next to PyTorch's.
- *   plm_step --config tiny|small|medium --objective mlm|clm [--steps N]
+ *   plm_step --config tiny|small|medium --objective mlm|clm [--steps N] [--no-overlap]
+ * Under mpirun every rank runs the configuration's batch and the gradients are all-reduced
+ * as `plm pretrain` does (train/dist.h): tokens_per_s counts every rank's tokens, and
+ * comm_ms is the median time spent waiting for the reduction after the backward pass (the
+ * communication the overlap did not hide). Rank 0 prints.
  * Last line: {"tokens_per_s": ..., "step_ms": ..., "gflops": ...} */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +15,7 @@
 #include "data/dataloader.h"
 #include "model/model.h"
 #include "train/adamw.h"
+#include "train/dist.h"
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -18,9 +23,17 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
+    plm_dist_init(&argc, &argv);
     const char *cfg = "tiny", *obj = "clm";
     int steps = 10;
-    for (int i = 1; i + 1 < argc; i += 2) {
+    plm_dist_opts dopt = {0};
+    for (int i = 1; i < argc; i += 2) {
+        if (strcmp(argv[i], "--no-overlap") == 0) {
+            dopt.no_overlap = true;
+            i--;
+            continue;
+        }
+        if (i + 1 >= argc) break;
         if (strcmp(argv[i], "--config") == 0)
             cfg = argv[i + 1];
         else if (strcmp(argv[i], "--objective") == 0)
@@ -51,8 +64,9 @@ int main(int argc, char **argv) {
     c.pad_token_id = 0;
     plm_model *m = plm_model_create(&c, 1);
     plm_model_reserve(m, B, T);
+    plm_grad_sync *gs = plm_grad_sync_create(m, 1, &dopt);
     plm_adamw opt;
-    plm_adamw_init(&opt, m->num_params);
+    plm_grad_sync_adamw_init(gs, &opt);
     plm_adamw_hparams h = {1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f};
 
     /* random tokens; MLM masks them as the dataloader does (15%, 80/10/10) */
@@ -76,7 +90,7 @@ int main(int argc, char **argv) {
     } else {
         for (size_t i = 0; i < N; i++) labels[i] = (i + 1) % T ? ids[i + 1] : ids[i];
     }
-    double *times = plm_malloc((size_t)steps * sizeof(double));
+    double *times = plm_malloc((size_t)steps * 2 * sizeof(double)), *comm = times + steps;
     for (int s = -3; s < steps; s++) {
         double t0 = plm_now();
         plm_model_zero_grad(m);
@@ -87,20 +101,30 @@ int main(int argc, char **argv) {
                        .causal = !mlm,
                        .training = true,
                        .dropout_seed = (uint64_t)(s + 100)};
+        plm_grad_sync_micro_begin(gs, 0);
         plm_model_forward(m, &b, true, 1.0f);
-        plm_clip_grad_norm(m, 1.0);
-        plm_adamw_step(&opt, m, &h, 1e-4f);
+        plm_grad_sync_micro_end(gs, 0);
+        double t1 = plm_now();
+        plm_grad_sync_finish(gs);
+        if (s >= 0) comm[s] = plm_now() - t1;
+        plm_grad_sync_clip(gs, 1.0);
+        plm_grad_sync_adamw_step(gs, &opt, &h, 1e-4f);
         if (s >= 0) times[s] = plm_now() - t0;
     }
     qsort(times, (size_t)steps, sizeof(double), cmp_double);
-    double med = times[steps / 2];
-    double flops = plm_model_flops(&c, B, T, (int)n_pred);
-    printf("{\"tokens_per_s\": %.1f, \"step_ms\": %.2f, \"step_ms_min\": %.2f, \"gflops\": %.2f, \"n_pred\": %ld}\n",
-           (double)N / med, med * 1e3, times[0] * 1e3, flops / med * 1e-9, n_pred);
+    qsort(comm, (size_t)steps, sizeof(double), cmp_double);
+    double med = times[steps / 2], ranks = plm_dist_size();
+    double flops = plm_model_flops(&c, B, T, (int)n_pred) * ranks;
+    if (plm_dist_is_root())
+        printf("{\"tokens_per_s\": %.1f, \"step_ms\": %.2f, \"step_ms_min\": %.2f, \"gflops\": %.2f, \"n_pred\": %ld, "
+               "\"ranks\": %d, \"comm_ms\": %.2f, \"grad_mb\": %.2f}\n",
+               (double)N * ranks / med, med * 1e3, times[0] * 1e3, flops / med * 1e-9, n_pred, (int)ranks,
+               comm[steps / 2] * 1e3, (double)m->num_params * 4 / 1048576.0);
+    plm_grad_sync_free(gs);
     plm_adamw_free(&opt);
     plm_model_free(m);
     free(ids);
     free(labels);
     free(times);
-    return 0;
+    return plm_dist_finish(0);
 }

@@ -171,7 +171,7 @@ int cmd_pretrain(int argc, char **argv) {
     if (resume) {
         long resume_step;
         if (!(resume_dir = plm_find_checkpoint(resume, &resume_step))) goto fail;
-        if (!quiet) fprintf(stderr, "resuming from %s (step %ld)\n", resume_dir, resume_step);
+        if (plm_dist_is_root()) fprintf(stderr, "resuming from %s (step %ld)\n", resume_dir, resume_step);
         a.resume_from_checkpoint = resume_dir;
     }
     const char *model_dir = resume ? resume_dir : init_from;
