@@ -171,6 +171,29 @@ elif ! grep -q "rank 1 of 2.*missing.txt" "$t/bad.out"; then
 else
     pass "rank_with_bad_file (job ended in $((SECONDS - t0))s, exit $rc)"
 fi
+# a rank that runs out of memory (a batch no machine holds; ulimit makes sure malloc fails
+# whatever the overcommit policy, except under ASan, whose shadow memory needs the space)
+lim="ulimit -v 4000000;"
+[[ -n ${PLM_SANITIZE:-} ]] && lim=""
+"${MPIRUN[@]}" -np 1 "$PLM" pretrain "${det[@]}" --output-dir "$t/oom" : -np 1 bash -c \
+    "$lim exec $PLM pretrain ${det[*]} --batch-size 2000000 --output-dir $t/oom" >"$t/oom.out" 2>&1
+rc=$?
+if ((rc == 0 || rc == 124)); then
+    fail rank_out_of_memory "exit status $rc"
+elif ! grep -q "out of memory" "$t/oom.out" || ! grep -q "rank 1 of 2 exited" "$t/oom.out"; then
+    fail rank_out_of_memory "no message naming rank 1 and the cause: $(grep -v '^ *$' "$t/oom.out" | head -3)"
+else
+    pass "rank_out_of_memory (exit $rc)"
+fi
+# ranks started with different arguments: refused before any step
+"${MPIRUN[@]}" -np 1 "$PLM" pretrain "${det[@]}" --output-dir "$t/mism" : \
+    -np 1 "$PLM" pretrain "${det[@]}" --learning-rate 1e-3 --output-dir "$t/mism" >"$t/mism.out" 2>&1
+rc=$?
+if ((rc == 2)) && grep -q "rank 1 was started with other training settings" "$t/mism.out"; then
+    pass ranks_with_different_arguments
+else
+    fail ranks_with_different_arguments "exit $rc: $(grep -v '^ *$' "$t/mism.out" | head -3)"
+fi
 # a rank whose gradient turns NaN at step 5: every rank stops before the update
 "${MPIRUN[@]}" -np 1 "$PLM" pretrain "${det[@]}" --gradient-accumulation-steps 3 --save-steps 2 \
     --output-dir "$t/nan" : -np 1 env PLM_TEST_NAN_GRAD_AT_STEP=5 "$PLM" pretrain "${det[@]}" \

@@ -98,6 +98,28 @@ void plm_dist_barrier(void) {
 #endif
 }
 
+int plm_dist_check_same(uint64_t value, const char *what) {
+#ifdef PLM_MPI
+    if (g_size > 1) {
+        uint64_t *all = plm_malloc((size_t)g_size * sizeof(uint64_t));
+        MPI_Allgather(&value, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, MPI_COMM_WORLD);
+        int bad = -1;
+        for (int r = 1; r < g_size && bad < 0; r++)
+            if (all[r] != all[0]) bad = r;
+        free(all);
+        if (bad >= 0) {
+            plm_error("rank %d was started with other %s than rank 0: every rank must get the same arguments", bad,
+                      what);
+            return -1;
+        }
+    }
+#else
+    (void)value;
+    (void)what;
+#endif
+    return 0;
+}
+
 /* ---------------------------------------------------------------- gradient sync */
 
 #define MAX_BUCKETS 512

@@ -22,6 +22,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "adamw.h"
 #include "model/model.h"
@@ -43,6 +44,9 @@ bool plm_dist_built_with_mpi(void);
 void plm_dist_allreduce_f64(double *x, int n);
 void plm_dist_allgather_f64(const double *mine, int n, double *all);
 void plm_dist_barrier(void);
+/* Every rank must pass the same value (a hash of the run's settings): returns 0, or -1 with
+ * the error set naming the first rank whose value differs from rank 0's. */
+int plm_dist_check_same(uint64_t value, const char *what);
 
 typedef struct {
     bool deterministic;  /* fixed-order fold (see above) */

@@ -508,6 +508,12 @@ int plm_finetune(plm_model *m, const plm_tokenizer *tok, const plm_dataset *trai
      * takes its r-th B of them; rank 0 alone writes files */
     int rank = plm_dist_rank(), GB = B * plm_dist_size();
     bool root = rank == 0, quiet = a->quiet || !root;
+    double same[] = {
+        B, a->max_seq_length, a->num_train_epochs, (double)a->max_steps, (double)m->num_params, a->opt.learning_rate,
+        n};
+    if (plm_dist_check_same(plm_fnv1a(&a->seed, sizeof a->seed, plm_fnv1a(same, sizeof same, 0)),
+                            "fine-tuning settings") != 0)
+        return PLM_EXIT_USAGE;
     if (root && plm_mkdirs(a->output_dir) != 0) return PLM_EXIT_FAIL;
     if (root) plm_checkpoint_remove_stale(a->output_dir);
     long spe = (n + GB - 1) / GB; /* steps per epoch; the last batch may be short (HF keeps it) */

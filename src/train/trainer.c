@@ -445,6 +445,22 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
      * the K = N*accum of each step (dist.h); rank 0 alone writes files */
     int rank = plm_dist_rank(), nranks = plm_dist_size(), K = nranks * accum;
     bool root = rank == 0;
+    /* the ranks' sums only mean something if they all run the same settings */
+    {
+        double same[] = {B,
+                         T,
+                         accum,
+                         (double)a->max_steps,
+                         (double)m->num_params,
+                         a->objective,
+                         a->opt.learning_rate,
+                         a->dist.deterministic,
+                         a->dist.zero1,
+                         a->dist.no_overlap,
+                         a->dist.bucket_cap_mb};
+        uint64_t h = plm_fnv1a(&a->seed, sizeof a->seed, plm_fnv1a(same, sizeof same, 0));
+        if (plm_dist_check_same(h, "training settings") != 0) return PLM_EXIT_USAGE;
+    }
     if (root && plm_mkdirs(a->output_dir) != 0) return PLM_EXIT_FAIL;
     if (root) plm_checkpoint_remove_stale(a->output_dir);
     plm_vocab_info vocab;
