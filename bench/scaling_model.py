@@ -31,11 +31,12 @@ from flops import step_flops  # noqa: E402
 MiB = 1 << 20
 BUCKET = 4 * MiB  # dist.c's default bucket_cap_mb
 
-# GPT-2-style (CLM, tied head) models: layers, hidden, vocab, positions, per-node batch x seq,
+# GPT-2-style (CLM, tied head) models: layers, hidden, vocab, positions (plm_step: 512), per-node
+# batch x seq,
 # and the GFLOP/s bench/README.md measured for the config (1 rank x 2 threads, CLM)
 MODELS = {
-    "small": dict(L=4, h=256, V=8192, P=1024, B=32, T=128, gflops=102.2),
-    "medium": dict(L=6, h=384, V=16384, P=1024, B=16, T=256, gflops=118.4),
+    "small": dict(L=4, h=256, V=8192, P=512, B=32, T=128, gflops=102.2),
+    "medium": dict(L=6, h=384, V=16384, P=512, B=16, T=256, gflops=118.4),
     "gpt2-124M": dict(L=12, h=768, V=50257, P=1024, B=8, T=1024, gflops=118.4),
 }
 # link speed (Gb/s) -> per-message latency alpha (s): TCP over Ethernet at 10/25 Gb/s,
@@ -75,6 +76,7 @@ def main():
     ap.add_argument("--node-gflops", type=float, help="one GFLOP/s for every model (default: measured per config)")
     ap.add_argument("--check-shm", nargs=2, type=float, metavar=("BYTES_PER_S", "LATENCY_S"),
                     help="predict the 2-rank exposed communication on one machine with this bandwidth/latency")
+    ap.add_argument("--compact", action="store_true", help="one table: efficiency per model and link")
     a = ap.parse_args()
     if a.check_shm:
         beta, alpha = a.check_shm
@@ -86,6 +88,19 @@ def main():
             total, _ = params(m)
             print(f"  {name:7s} grads {4 * total / MiB:6.1f} MiB  compute (1 thread) {c * 1e3:7.0f} ms  "
                   f"allreduce {e1 * 1e3:6.1f} ms  exposed with overlap {e2 * 1e3:6.1f} ms")
+        return
+    if a.compact:
+        print("| nodes | " + " | ".join(f"{name} {bw}G" for name in MODELS for bw in LINKS) + " |")
+        print("|---|" + "---|" * (len(MODELS) * len(LINKS)))
+        for n in NODES:
+            cells = []
+            for name, m in MODELS.items():
+                g = a.node_gflops or m["gflops"]
+                for bw, alpha in LINKS.items():
+                    comp, ex = step(m, n, alpha, bw * 1e9 / 8, g)
+                    _, ex0 = step(m, n, alpha, bw * 1e9 / 8, g, overlap=False)
+                    cells.append(f"{comp / (comp + ex):.0%} ({comp / (comp + ex0):.0%})")
+            print(f"| {n} | " + " | ".join(cells) + " |")
         return
     for name, m in MODELS.items():
         g = a.node_gflops or m["gflops"]

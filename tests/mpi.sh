@@ -15,15 +15,21 @@
 #  - finetune: 2 ranks x 4 examples == 1 process x 8 (SST-2 sample, dropout 0: fine-tuning
 #    draws dropout per rank), with a last batch that leaves rank 1 without examples.
 # mpirun must exist (scripts/setup.sh --test installs Open MPI): its absence is a FAIL.
-# Under the sanitizer suite (PLM_SANITIZE) this runs the build-asan binary as well, with
-# LeakSanitizer off (Open MPI's own allocations at exit are not plm's leaks).
+# Under the sanitizer suite (PLM_SANITIZE) this runs the build-asan binary as well (with
+# Open MPI's own allocations at exit suppressed for LeakSanitizer, tests/lsan-mpi.supp).
 set -u
 BUILD=${BUILD:-build}
 PLM=$PWD/$BUILD/plm
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} OMP_NUM_THREADS=${PLM_MPI_THREADS:-1}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_mpi_yield_when_idle=1 # waiting ranks yield the core (the machine is shared)
-[[ -n ${PLM_SANITIZE:-} ]] && export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
+# Under the sanitizer suite: Open MPI's allocations kept until exit are suppressed
+# (tests/lsan-mpi.supp; the slow unwinder is needed to see their library frames), plm's
+# are still checked; a failed malloc returns NULL so the out-of-memory path is plm's.
+if [[ -n ${PLM_SANITIZE:-} ]]; then
+    export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0:allocator_may_return_null=1
+    export LSAN_OPTIONS=${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$PWD/tests/lsan-mpi.supp
+fi
 t=$(mktemp -d)
 trap '[[ -n ${PLM_KEEP:-} ]] || rm -rf "$t"' EXIT
 pass() { echo "PASS $1"; }
