@@ -4,7 +4,9 @@
  * Under mpirun every rank runs the configuration's batch and the gradients are all-reduced
  * as `plm pretrain` does (train/dist.h): tokens_per_s counts every rank's tokens, and
  * comm_ms is the median time spent waiting for the reduction after the backward pass (the
- * communication the overlap did not hide). Rank 0 prints.
+ * communication the overlap did not hide, and waiting for a slower rank). With --no-overlap
+ * a barrier comes first: wait_ms is the time waiting there for the slower rank, comm_ms
+ * the allreduce alone. Rank 0 prints.
  * Last line: {"tokens_per_s": ..., "step_ms": ..., "gflops": ...} */
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,7 +92,7 @@ int main(int argc, char **argv) {
     } else {
         for (size_t i = 0; i < N; i++) labels[i] = (i + 1) % T ? ids[i + 1] : ids[i];
     }
-    double *times = plm_malloc((size_t)steps * 2 * sizeof(double)), *comm = times + steps;
+    double *times = plm_malloc((size_t)steps * 3 * sizeof(double)), *comm = times + steps, *wait = comm + steps;
     for (int s = -3; s < steps; s++) {
         double t0 = plm_now();
         plm_model_zero_grad(m);
@@ -105,6 +107,9 @@ int main(int argc, char **argv) {
         plm_model_forward(m, &b, true, 1.0f);
         plm_grad_sync_micro_end(gs, 0);
         double t1 = plm_now();
+        if (dopt.no_overlap) plm_dist_barrier();
+        if (s >= 0) wait[s] = plm_now() - t1;
+        t1 = plm_now();
         plm_grad_sync_finish(gs);
         if (s >= 0) comm[s] = plm_now() - t1;
         plm_grad_sync_clip(gs, 1.0);
@@ -113,13 +118,14 @@ int main(int argc, char **argv) {
     }
     qsort(times, (size_t)steps, sizeof(double), cmp_double);
     qsort(comm, (size_t)steps, sizeof(double), cmp_double);
+    qsort(wait, (size_t)steps, sizeof(double), cmp_double);
     double med = times[steps / 2], ranks = plm_dist_size();
     double flops = plm_model_flops(&c, B, T, (int)n_pred) * ranks;
     if (plm_dist_is_root())
         printf("{\"tokens_per_s\": %.1f, \"step_ms\": %.2f, \"step_ms_min\": %.2f, \"gflops\": %.2f, \"n_pred\": %ld, "
-               "\"ranks\": %d, \"comm_ms\": %.2f, \"grad_mb\": %.2f}\n",
+               "\"ranks\": %d, \"comm_ms\": %.2f, \"wait_ms\": %.2f, \"grad_mb\": %.2f}\n",
                (double)N * ranks / med, med * 1e3, times[0] * 1e3, flops / med * 1e-9, n_pred, (int)ranks,
-               comm[steps / 2] * 1e3, (double)m->num_params * 4 / 1048576.0);
+               comm[steps / 2] * 1e3, wait[steps / 2] * 1e3, (double)m->num_params * 4 / 1048576.0);
     plm_grad_sync_free(gs);
     plm_adamw_free(&opt);
     plm_model_free(m);
