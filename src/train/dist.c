@@ -82,14 +82,13 @@ void plm_dist_allreduce_f64(double *x, int n) {
 #endif
 }
 
-void plm_dist_allgather_f64(const double *mine, int n, double *all) {
+void plm_dist_allgather_f64(double *all, int n) {
 #ifdef PLM_MPI
-    if (g_size > 1) {
-        MPI_Allgather(mine, n, MPI_DOUBLE, all, n, MPI_DOUBLE, MPI_COMM_WORLD);
-        return;
-    }
+    if (g_size > 1) MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, all, n, MPI_DOUBLE, MPI_COMM_WORLD);
+#else
+    (void)all;
+    (void)n;
 #endif
-    memmove(all, mine, (size_t)n * sizeof(double));
 }
 
 void plm_dist_barrier(void) {

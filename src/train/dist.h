@@ -40,9 +40,10 @@ static inline bool plm_dist_is_root(void) { return plm_dist_rank() == 0; }
 /* true when built with MPI */
 bool plm_dist_built_with_mpi(void);
 
-/* In-place sums over the world; gather of n doubles per rank in rank order into all[size n]. */
+/* In-place sum over the world. */
 void plm_dist_allreduce_f64(double *x, int n);
-void plm_dist_allgather_f64(const double *mine, int n, double *all);
+/* all[size * n]: rank r's n values are at all + r n; afterwards every rank has them all. */
+void plm_dist_allgather_f64(double *all, int n);
 void plm_dist_barrier(void);
 /* Every rank must pass the same value (a hash of the run's settings): returns 0, or -1 with
  * the error set naming the first rank whose value differs from rank 0's. */

@@ -476,6 +476,7 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
     batch_buf bb;
     batch_alloc(&bb, B, T);
     plm_grad_sync *gs = plm_grad_sync_create(m, accum, &a->dist);
+    double *recs = NULL;
     plm_adamw opt;
     plm_grad_sync_adamw_init(gs, &opt);
     FILE *log = NULL;
@@ -518,6 +519,10 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
         plm_model_flops(&m->config, B, T, a->objective == PLM_OBJ_MLM ? (int)(B * T * a->obj.mlm_probability) : B * T) *
         K;
     bool quiet = a->quiet || !root;
+    /* per global micro-batch: loss, the heads' losses, predicted tokens; summed in global
+     * micro-batch order, so every world size adds the same numbers the same way */
+    enum { NREC = 2 + PLM_MAX_HEADS };
+    recs = plm_malloc((size_t)K * NREC * sizeof(double));
     plm_progress pb;
     plm_progress_start(&pb, a->objective == PLM_OBJ_MLM ? "pretrain mlm" : "pretrain clm", a->max_steps, step);
     double t_start = plm_now(), loss_ema = NAN;
@@ -527,11 +532,6 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
         plm_model_zero_grad(m);
         double loss = 0.0, head_loss[PLM_MAX_HEADS] = {0};
         long predicted = 0;
-        /* per micro-batch: loss, the heads' losses, predicted tokens; summed below in global
-         * micro-batch order, so every world size adds the same numbers the same way */
-        enum { NREC = 2 + PLM_MAX_HEADS };
-        double rec[64 * NREC], *recs = rec;
-        if (K > 64) recs = plm_malloc((size_t)K * NREC * sizeof(double));
         skip_windows(&dl, (size_t)rank * accum * B);
         for (int micro = 0; micro < accum; micro++) {
             plm_dataloader_next(&dl, B, bb.ids, bb.type_ids, bb.mask, bb.labels);
@@ -541,7 +541,6 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
             plm_grad_sync_micro_begin(gs, micro);
             if (plm_model_run(m, 0, &b, true, 1.0f / (float)K) != 0) {
                 rc = PLM_EXIT_INPUT;
-                if (recs != rec) free(recs);
                 goto out;
             }
             plm_grad_sync_micro_end(gs, micro);
@@ -554,14 +553,13 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
             r[NREC - 1] = (double)m->heads[0].result.count;
         }
         skip_windows(&dl, (size_t)(nranks - 1 - rank) * accum * B);
-        plm_dist_allgather_f64(recs + (size_t)rank * accum * NREC, accum * NREC, recs);
+        plm_dist_allgather_f64(recs, accum * NREC);
         for (int jj = 0; jj < K; jj++) {
             const double *r = recs + (size_t)jj * NREC;
             loss += r[0] / K;
             for (int h = 0; h < m->num_heads; h++) head_loss[h] += r[1 + h] / K;
             predicted += (long)r[NREC - 1];
         }
-        if (recs != rec) free(recs);
         plm_grad_sync_finish(gs);
         /* Divergence: a non-finite loss or gradient stops the run before the update, and
          * parameters are checked after it, so NaN weights never reach a checkpoint (nor, where
@@ -634,6 +632,7 @@ out_nodl:
     if (log) fclose(log);
     plm_adamw_free(&opt);
     plm_grad_sync_free(gs);
+    free(recs);
     batch_free(&bb);
     plm_vocab_info_free(&vocab);
     return rc;
