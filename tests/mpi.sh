@@ -270,6 +270,15 @@ else
     pass "rank_killed (job ended $((SECONDS - t0))s after the kill, exit $rc; resumed to the same final weights)"
 fi
 
+# ---- commands that are not data-parallel refuse several ranks (they would each write the same files)
+"${MPIRUN[@]}" -np 2 "$PLM" generate --model "$t/det2" --prompt a >"$t/gen.out" 2>&1
+rc=$?
+if ((rc == 2)) && grep -q "plm generate: error: runs on one process only" "$t/gen.out"; then
+    pass other_commands_refuse_several_ranks
+else
+    fail other_commands_refuse_several_ranks "exit $rc: $(head -2 "$t/gen.out")"
+fi
+
 # ---- ZeRO-1
 msg=""
 if run ref_z 0 "${gpt[@]}" --batch-size 4 --gradient-accumulation-steps 3 --max-steps $S &&
