@@ -11,7 +11,10 @@
 #include "train/trainer.h"
 
 int cli_fail(const char *cmd, int code) {
-    fprintf(stderr, "plm %s: error: %s\n", cmd, plm_last_error());
+    if (plm_dist_size() > 1)
+        fprintf(stderr, "plm %s: error (rank %d of %d): %s\n", cmd, plm_dist_rank(), plm_dist_size(), plm_last_error());
+    else
+        fprintf(stderr, "plm %s: error: %s\n", cmd, plm_last_error());
     return code;
 }
 
@@ -132,6 +135,15 @@ int cmd_pretrain(int argc, char **argv) {
          "checkpoint)"},
         {"--init-from", ARG_STR, &init_from, "continued pretraining: start from a model directory's weights"},
         {"--quiet", ARG_FLAG, &quiet, "no progress bar"},
+        {"--deterministic-reduce", ARG_FLAG, &a.dist.deterministic,
+         "under mpirun: add the micro-batch gradients in one fixed order (bit-identical weights for any number of "
+         "ranks dividing ranks x accumulation steps; slower)"},
+        {"--zero1", ARG_FLAG, &a.dist.zero1,
+         "under mpirun: shard the AdamW state over the ranks (ZeRO-1: reduce-scatter, update a slice, all-gather)"},
+        {"--no-overlap", ARG_FLAG, &a.dist.no_overlap,
+         "under mpirun: one blocking gradient allreduce after the backward pass instead of buckets overlapping it"},
+        {"--bucket-cap-mb", ARG_FLOAT, &a.dist.bucket_cap_mb,
+         "under mpirun: send gradients in buckets of at least this many MiB during the backward pass (default 4)"},
     };
     int rc = args_parse("pretrain",
                         "Pretrain a BERT-style (mlm), GPT-style (clm) or T5 (t5: span corruption) model on raw text.",
@@ -141,6 +153,7 @@ int cmd_pretrain(int argc, char **argv) {
         args_list_free(&valid_files);
         return rc == 1 ? 0 : rc;
     }
+    if (!plm_dist_is_root()) quiet = true; /* under mpirun rank 0 reports; the others only fail */
     a.quiet = quiet;
     a.obj.static_masking = static_masking;
     a.obj.right_to_left = right_to_left;
@@ -195,7 +208,7 @@ int cmd_pretrain(int argc, char **argv) {
     if (resume) {
         long resume_step;
         if (!(resume_dir = plm_find_checkpoint(resume, &resume_step))) goto fail;
-        fprintf(stderr, "resuming from %s (step %ld)\n", resume_dir, resume_step);
+        if (plm_dist_is_root()) fprintf(stderr, "resuming from %s (step %ld)\n", resume_dir, resume_step);
         a.resume_from_checkpoint = resume_dir;
     }
     const char *model_dir = resume ? resume_dir : init_from;

@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "core/common.h"
+#include "train/dist.h"
 
 typedef struct {
     const char *name;
@@ -38,7 +39,21 @@ int main(int argc, char **argv) {
         return argc < 2 ? PLM_EXIT_USAGE : 0;
     }
     for (size_t i = 0; i < PLM_ARRAY_LEN(commands); i++)
-        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 1, argv + 1);
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            /* under mpirun every rank runs the command; one that fails ends the job. Only
+             * the data-parallel trainers may run on several ranks: the others would each
+             * do the whole work and write the same files. */
+            plm_dist_init(&argc, &argv);
+            if (plm_dist_size() > 1 && strcmp(argv[1], "pretrain") != 0 && strcmp(argv[1], "finetune") != 0) {
+                if (plm_dist_is_root())
+                    fprintf(stderr,
+                            "plm %s: error: runs on one process only (pretrain and finetune run under "
+                            "mpirun with several ranks)\n",
+                            argv[1]);
+                return plm_dist_finish(PLM_EXIT_USAGE);
+            }
+            return plm_dist_finish(commands[i].fn(argc - 1, argv + 1));
+        }
     fprintf(stderr, "plm: unknown command '%s' (see plm --help)\n", argv[1]);
     return PLM_EXIT_USAGE;
 }

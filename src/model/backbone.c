@@ -399,6 +399,7 @@ void backbone_backward(plm_backbone *bb) {
             attention_backward(bb->g_qkv, bb->g_atty, a->qkv, a->att, B, T, C, NH, pa, backbone_drop_key(bb, l, 0));
             linear_backward(bb->g_resid, g->qkv_w, g->qkv_b, bb->g_qkv, x, w->qkv_w, (int)N, C, 3 * C, true);
         }
+        if (bb->layer_grads_done) bb->layer_grads_done(bb->layer_grads_ctx, l);
     }
 
     /* embeddings: x0 = proj(drop(LN(emb))) (post-LN) or proj(drop(emb)) (pre-LN) */

@@ -85,6 +85,10 @@ typedef struct plm_backbone {
     bool causal, training;
     uint64_t dropout_seed;
     int index; /* which backbone of the model (dropout keys differ) */
+    /* called by backbone_backward once layer l's gradients are final (data parallelism
+     * starts reducing them while the layers below run, train/dist.c); NULL: none */
+    void (*layer_grads_done)(void *ctx, int layer);
+    void *layer_grads_ctx;
 } plm_backbone;
 
 /* Sizes the activations for B x T. Returns 0 or -1 (T too long). */

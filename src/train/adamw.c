@@ -13,8 +13,11 @@ plm_adamw_hparams plm_adamw_defaults(float learning_rate) {
         .learning_rate = learning_rate, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.01f};
 }
 
-void plm_adamw_init(plm_adamw *o, size_t n) {
+void plm_adamw_init(plm_adamw *o, size_t n) { plm_adamw_init_slice(o, 0, n); }
+
+void plm_adamw_init_slice(plm_adamw *o, size_t offset, size_t n) {
     o->n = n;
+    o->offset = offset;
     o->step = 0;
     o->m = plm_aligned_alloc(n * sizeof(float));
     o->v = plm_aligned_alloc(n * sizeof(float));
@@ -36,9 +39,12 @@ void plm_adamw_step(plm_adamw *o, plm_model *model, const plm_adamw_hparams *h, 
     for (int i = 0; i < model->num_tensors; i++) {
         const plm_tensor *t = &model->tensors[i];
         float decay = t->no_decay ? 1.0f : 1.0f - lr * h->weight_decay;
-        float *p = model->params + t->offset, *g = model->grads + t->offset;
-        float *m = o->m + t->offset, *v = o->v + t->offset;
-        size_t n = t->numel;
+        /* the part of the tensor inside [o->offset, o->offset + o->n) */
+        size_t lo = PLM_MAX(t->offset, o->offset), hi = PLM_MIN(t->offset + t->numel, o->offset + o->n);
+        if (lo >= hi) continue;
+        float *p = model->params + lo, *g = model->grads + lo;
+        float *m = o->m + (lo - o->offset), *v = o->v + (lo - o->offset);
+        size_t n = hi - lo;
 #pragma omp parallel for simd schedule(static) if (n > 16384)
         for (size_t k = 0; k < n; k++) {
             float gk = g[k];

@@ -21,12 +21,15 @@ plm_adamw_hparams plm_adamw_defaults(float learning_rate);
 typedef struct {
     float *m, *v; /* first and second moments, one per parameter */
     size_t n;
-    long step; /* updates done */
+    long step;     /* updates done */
+    size_t offset; /* moments of parameters [offset, offset + n): 0 unless sharded (ZeRO-1) */
 } plm_adamw;
 
 void plm_adamw_init(plm_adamw *o, size_t num_params);
+/* Moments of parameters [offset, offset + n) only: a ZeRO-1 slice (dist.h). */
+void plm_adamw_init_slice(plm_adamw *o, size_t offset, size_t n);
 void plm_adamw_free(plm_adamw *o);
-/* One update of every parameter of the model with learning rate lr. */
+/* One update of every parameter of the model (of the slice) with learning rate lr. */
 void plm_adamw_step(plm_adamw *o, plm_model *m, const plm_adamw_hparams *h, float lr);
 
 /* L2 norm of all gradients, summed in double in a fixed order: the same bits for any

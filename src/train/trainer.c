@@ -218,10 +218,10 @@ static int load_training_state(const char *dir, plm_model *m, plm_adamw *o, long
     plm_safetensors st;
     if (plm_st_load(&st, path) != 0) return -1;
     uint64_t s, e, p;
-    int rc = verify_training_state(&st, path, o->n, model_step, &s, &e, &p);
-    if (rc == 0) {
-        memcpy(o->m, plm_st_find(&st, "exp_avg")->data, o->n * sizeof(float));
-        memcpy(o->v, plm_st_find(&st, "exp_avg_sq")->data, o->n * sizeof(float));
+    int rc = verify_training_state(&st, path, m->num_params, model_step, &s, &e, &p);
+    if (rc == 0) { /* the whole state, or this rank's ZeRO-1 slice of it */
+        memcpy(o->m, (const float *)plm_st_find(&st, "exp_avg")->data + o->offset, o->n * sizeof(float));
+        memcpy(o->v, (const float *)plm_st_find(&st, "exp_avg_sq")->data + o->offset, o->n * sizeof(float));
         o->step = (long)s;
         *step = (long)s;
         *epoch = e;
@@ -434,6 +434,32 @@ static void set_divergence_error(const plm_model *m, long step, double loss, dou
 
 /* ---------------------------------------------------------------- loop */
 
+/* Data parallelism (dist.h): passes over n windows of the global data order that other
+ * ranks take, rolling over epochs exactly as plm_dataloader_next does. */
+static void skip_windows(plm_dataloader *d, size_t n) {
+    while (n > 0) {
+        if (d->pos >= d->num_windows) plm_dataloader_seek(d, d->epoch + 1, 0);
+        size_t k = PLM_MIN(n, d->num_windows - d->pos);
+        d->pos += k;
+        n -= k;
+    }
+}
+
+/* Checkpoint on rank 0 (the whole optimizer state is gathered there first under ZeRO-1;
+ * every rank takes part). */
+static int save_checkpoint_dist(plm_grad_sync *gs, const char *output_dir, long step, const plm_model *m,
+                                const plm_tokenizer *tok, const plm_adamw *o, const plm_dataloader *d, uint64_t seed,
+                                bool final) {
+    plm_adamw full = {0};
+    const plm_adamw *so = plm_grad_sync_full_state(gs, o, &full);
+    int rc = 0;
+    if (so)
+        rc = final ? save_final_model(output_dir, m, tok, so, step, d, seed)
+                   : save_checkpoint_dir(output_dir, step, m, tok, so, d, seed);
+    if (full.m) plm_adamw_free(&full);
+    return rc;
+}
+
 int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *train, const plm_token_stream *valid,
               const plm_train_args *a) {
     int B = a->per_device_train_batch_size, T = a->max_seq_length, accum = a->gradient_accumulation_steps;
@@ -455,8 +481,28 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
         return PLM_EXIT_USAGE;
     }
     if (plm_model_reserve(m, B, T) != 0) return PLM_EXIT_USAGE;
-    if (plm_mkdirs(a->output_dir) != 0) return PLM_EXIT_FAIL;
-    plm_checkpoint_remove_stale(a->output_dir);
+    /* data parallelism: rank r of N runs global micro-batches r*accum .. r*accum+accum-1 of
+     * the K = N*accum of each step (dist.h); rank 0 alone writes files */
+    int rank = plm_dist_rank(), nranks = plm_dist_size(), K = nranks * accum;
+    bool root = rank == 0;
+    /* the ranks' sums only mean something if they all run the same settings */
+    {
+        double same[] = {B,
+                         T,
+                         accum,
+                         (double)a->max_steps,
+                         (double)m->num_params,
+                         a->objective,
+                         a->opt.learning_rate,
+                         a->dist.deterministic,
+                         a->dist.zero1,
+                         a->dist.no_overlap,
+                         a->dist.bucket_cap_mb};
+        uint64_t h = plm_fnv1a(&a->seed, sizeof a->seed, plm_fnv1a(same, sizeof same, 0));
+        if (plm_dist_check_same(h, "training settings") != 0) return PLM_EXIT_USAGE;
+    }
+    if (root && plm_mkdirs(a->output_dir) != 0) return PLM_EXIT_FAIL;
+    if (root) plm_checkpoint_remove_stale(a->output_dir);
     plm_vocab_info vocab;
     plm_vocab_info_init(&vocab, tok);
     if (vocab.vocab_size > m->config.vocab_size) {
@@ -468,8 +514,10 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
     bool have_valid = false;
     int rc = PLM_EXIT_INPUT;
     batch_buf bb = {0};
+    plm_grad_sync *gs = plm_grad_sync_create(m, accum, &a->dist);
+    double *recs = NULL;
     plm_adamw opt;
-    plm_adamw_init(&opt, m->num_params);
+    plm_grad_sync_adamw_init(gs, &opt);
     FILE *log = NULL;
     if (plm_dataloader_init(&dl, train, a->objective, &a->obj, &vocab, T, a->seed, true) != 0) goto out_nodl;
     batch_alloc(&bb, B, T, dl.t5_targets_length);
@@ -501,16 +549,21 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/metrics.jsonl", a->output_dir);
-    if (a->resume_from_checkpoint && plm_truncate_metrics(path, step) != 0) goto out;
-    log = fopen(path, a->resume_from_checkpoint ? "a" : "w");
-    if (!log) {
+    if (root && a->resume_from_checkpoint && plm_truncate_metrics(path, step) != 0) goto out;
+    if (root) log = fopen(path, a->resume_from_checkpoint ? "a" : "w");
+    if (root && !log) {
         plm_error("%s: %s", path, strerror(errno));
         goto out;
     }
     double flops = (t5 ? plm_model_flops_t5(&m->config, B, T, dl.t5_targets_length)
                        : plm_model_flops(&m->config, B, T,
                                          a->objective == PLM_OBJ_MLM ? (int)(B * T * a->obj.mlm_probability) : B * T)) *
-                   accum;
+                   K;
+    bool quiet = a->quiet || !root;
+    /* per global micro-batch: loss, the heads' losses, predicted tokens; summed in global
+     * micro-batch order, so every world size adds the same numbers the same way */
+    enum { NREC = 2 + PLM_MAX_HEADS };
+    recs = plm_malloc((size_t)K * NREC * sizeof(double));
     plm_progress pb;
     plm_progress_start(&pb,
                        t5                            ? "pretrain t5"
@@ -524,38 +577,53 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
         plm_model_zero_grad(m);
         double loss = 0.0, head_loss[PLM_MAX_HEADS] = {0};
         long predicted = 0;
+        skip_windows(&dl, (size_t)rank * accum * B);
         for (int micro = 0; micro < accum; micro++) {
-            uint64_t dseed = plm_hash_combine(a->seed, (uint64_t)step * (uint64_t)accum + (uint64_t)micro);
-            if (run_batch(m, &dl, &bb, causal, true, dseed, true, 1.0f / (float)accum) != 0) {
+            uint64_t j = (uint64_t)rank * accum + (uint64_t)micro; /* global micro-batch */
+            uint64_t dseed = plm_hash_combine(a->seed, (uint64_t)step * (uint64_t)K + j);
+            plm_grad_sync_micro_begin(gs, micro);
+            if (run_batch(m, &dl, &bb, causal, true, dseed, true, 1.0f / (float)K) != 0) {
                 rc = PLM_EXIT_INPUT;
                 goto out;
             }
+            plm_grad_sync_micro_end(gs, micro);
             /* the run's loss is the weighted sum of its heads' mean losses */
-            if (m->heads[0].result.count) loss += m->loss / accum;
+            double *r = recs + (size_t)(rank * accum + micro) * NREC;
+            memset(r, 0, NREC * sizeof(double));
+            if (m->heads[0].result.count) r[0] = m->loss;
             for (int h = 0; h < m->num_heads; h++)
-                if (m->heads[h].result.count) head_loss[h] += m->heads[h].loss / accum;
-            predicted += m->heads[0].result.count;
+                if (m->heads[h].result.count) r[1 + h] = m->heads[h].loss;
+            r[NREC - 1] = (double)m->heads[0].result.count;
         }
+        skip_windows(&dl, (size_t)(nranks - 1 - rank) * accum * B);
+        plm_dist_allgather_f64(recs, accum * NREC);
+        for (int jj = 0; jj < K; jj++) {
+            const double *r = recs + (size_t)jj * NREC;
+            loss += r[0] / K;
+            for (int h = 0; h < m->num_heads; h++) head_loss[h] += r[1 + h] / K;
+            predicted += (long)r[NREC - 1];
+        }
+        plm_grad_sync_finish(gs);
         /* Divergence: a non-finite loss or gradient stops the run before the update, and
          * parameters are checked after it, so NaN weights never reach a checkpoint (nor, where
          * avoidable, the next forward pass). Exit code 1; checkpoints so far stay intact. */
         test_inject_nan(m, step + 1);
-        double norm = plm_clip_grad_norm(m, a->max_grad_norm);
+        double norm = plm_grad_sync_clip(gs, a->max_grad_norm);
         if (!isfinite(loss) || !isfinite(norm)) {
             set_divergence_error(m, step + 1, loss, norm, false);
             goto out;
         }
         float lr = plm_lr_at(a->lr_scheduler_type, a->opt.learning_rate, step, a->warmup_steps, a->max_steps);
-        plm_adamw_step(&opt, m, &a->opt, lr);
+        plm_grad_sync_adamw_step(gs, &opt, &a->opt, lr);
         if (first_nonfinite_tensor(m, m->params)) {
             set_divergence_error(m, step + 1, loss, norm, true);
             goto out;
         }
         double dt = plm_now() - t0;
-        double tps = (double)B * T * accum / dt;
+        double tps = (double)B * T * K / dt;
         loss_ema = isnan(loss_ema) ? loss : 0.9 * loss_ema + 0.1 * loss;
         long done = step + 1;
-        if (done % a->logging_steps == 0 || done == a->max_steps || done == 1) {
+        if (root && (done % a->logging_steps == 0 || done == a->max_steps || done == 1)) {
             fprintf(log,
                     "{\"step\": %ld, \"loss\": %.17g, \"learning_rate\": %.9g, \"grad_norm\": %.9g, "
                     "\"predicted_tokens\": %ld, \"tokens_per_s\": %.1f, \"gflops\": %.2f, \"elapsed_s\": %.3f",
@@ -566,7 +634,8 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
             fprintf(log, "}\n");
         }
         snprintf(status, sizeof status, "loss %.4f | lr %.2e | %.1fk tok/s", loss_ema, lr, tps / 1000.0);
-        bool eval_now = have_valid && ((a->eval_steps > 0 && done % a->eval_steps == 0) || done == a->max_steps);
+        bool eval_now =
+            root && have_valid && ((a->eval_steps > 0 && done % a->eval_steps == 0) || done == a->max_steps);
         if (eval_now) {
             plm_eval_result e = plm_evaluate(m, &vdl, B, a->eval_batches, causal);
             fprintf(log,
@@ -576,21 +645,25 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
             /* T5: the loss of the targets (sentinels, corrupted spans, EOS) is the span-corruption loss */
             if (t5) fprintf(log, ", \"eval_span_corruption_loss\": %.17g", e.loss);
             fprintf(log, "}\n");
-            if (!a->quiet && !pb.tty)
+            if (!quiet && !pb.tty)
                 fprintf(stderr, "step %ld: eval_loss %.4f, eval_accuracy %.4f\n", done, e.loss, e.accuracy);
         }
-        fflush(log);
+        if (log) fflush(log);
         if (a->save_steps > 0 && done % a->save_steps == 0 && done < a->max_steps) {
             /* the log is on disk before a checkpoint that a resumed run appends to it from */
-            fsync(fileno(log));
-            if (save_checkpoint_dir(a->output_dir, done, m, tok, &opt, &dl, a->seed) != 0) goto out;
-            plm_checkpoint_rotate(a->output_dir, a->save_total_limit, done);
+            if (log) fsync(fileno(log));
+            if (save_checkpoint_dist(gs, a->output_dir, done, m, tok, &opt, &dl, a->seed, false) != 0) goto out;
+            if (root) plm_checkpoint_rotate(a->output_dir, a->save_total_limit, done);
         }
-        if (!a->quiet) plm_progress_update(&pb, done, status);
+        if (!quiet) plm_progress_update(&pb, done, status);
     }
-    if (!a->quiet) plm_progress_finish(&pb, status);
-    fsync(fileno(log));
-    if (save_final_model(a->output_dir, m, tok, &opt, step, &dl, a->seed) != 0) goto out;
+    if (!quiet) plm_progress_finish(&pb, status);
+    if (log) fsync(fileno(log));
+    if (save_checkpoint_dist(gs, a->output_dir, step, m, tok, &opt, &dl, a->seed, true) != 0) goto out;
+    if (!root) {
+        rc = 0;
+        goto out;
+    }
     fclose(log);
     log = NULL;
     char svg[4096];
@@ -604,6 +677,8 @@ out:
 out_nodl:
     if (log) fclose(log);
     plm_adamw_free(&opt);
+    plm_grad_sync_free(gs);
+    free(recs);
     batch_free(&bb);
     plm_vocab_info_free(&vocab);
     return rc;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "adamw.h"
+#include "dist.h"
 #include "data/dataloader.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -33,6 +34,7 @@ typedef struct {
     uint64_t seed;
     const char *resume_from_checkpoint;
     bool quiet;
+    plm_dist_opts dist; /* under mpirun: how the ranks reduce gradients (dist.h) */
 } plm_train_args;
 
 void plm_train_args_default(plm_train_args *a);
