@@ -59,7 +59,8 @@ int cmd_pretrain(int argc, char **argv) {
     const char *config_path = NULL, *tokenizer_path = NULL, *objective = "clm", *scheduler = "linear";
     const char *resume = NULL, *init_from = NULL;
     arg_list train_files = {0}, valid_files = {0};
-    float valid_split = 0.05f;
+    float valid_split = 0.05f, decay_fraction = 0.2f;
+    const char *decay_type = "1-sqrt";
     int vocab_size = 8192;
     bool quiet = false, static_masking = false, right_to_left = false;
     plm_train_args a;
@@ -84,7 +85,11 @@ int cmd_pretrain(int argc, char **argv) {
         {"--adam-beta2", ARG_FLOAT, &a.opt.beta2, "default 0.999"},
         {"--adam-epsilon", ARG_FLOAT, &a.opt.eps, "default 1e-8"},
         {"--warmup-steps", ARG_LONG, &a.warmup_steps, "linear warmup steps (default 100)"},
-        {"--lr-scheduler", ARG_STR, &scheduler, "linear, cosine or constant (default linear)"},
+        {"--lr-scheduler", ARG_STR, &scheduler, "linear, cosine, constant or wsd (default linear)"},
+        {"--lr-scheduler-type", ARG_STR, &scheduler, "the same as --lr-scheduler (HF's name)"},
+        {"--decay-fraction", ARG_FLOAT, &decay_fraction,
+         "wsd: share of the steps in the final decay, after warmup and a constant phase (default 0.2)"},
+        {"--decay-type", ARG_STR, &decay_type, "wsd: shape of the final decay, 1-sqrt or linear (default 1-sqrt)"},
         {"--max-grad-norm", ARG_FLOAT, &a.max_grad_norm, "clip gradients to this global norm; 0 = off (default 1)"},
         {"--logging-steps", ARG_LONG, &a.logging_steps, "metrics.jsonl line every N steps (default 10)"},
         {"--eval-steps", ARG_LONG, &a.eval_steps, "validation every N steps (default 200)"},
@@ -128,10 +133,25 @@ int cmd_pretrain(int argc, char **argv) {
         a.lr_scheduler_type = PLM_SCHED_COSINE;
     else if (strcmp(scheduler, "constant") == 0)
         a.lr_scheduler_type = PLM_SCHED_CONSTANT;
+    else if (strcmp(scheduler, "wsd") == 0)
+        a.lr_scheduler_type = PLM_SCHED_WSD;
     else {
-        fprintf(stderr, "plm pretrain: --lr-scheduler must be linear, cosine or constant\n");
+        fprintf(stderr, "plm pretrain: --lr-scheduler must be linear, cosine, constant or wsd\n");
         goto usage_fail;
     }
+    if (strcmp(decay_type, "1-sqrt") == 0)
+        a.decay_type = PLM_DECAY_1SQRT;
+    else if (strcmp(decay_type, "linear") == 0)
+        a.decay_type = PLM_DECAY_LINEAR;
+    else {
+        fprintf(stderr, "plm pretrain: --decay-type must be 1-sqrt or linear, got \"%s\"\n", decay_type);
+        goto usage_fail;
+    }
+    if (!(decay_fraction >= 0.0f && decay_fraction <= 1.0f)) {
+        fprintf(stderr, "plm pretrain: --decay-fraction must be in [0, 1]\n");
+        goto usage_fail;
+    }
+    a.decay_fraction = decay_fraction;
     if (train_files.n == 0) {
         fprintf(stderr, "plm pretrain: --train FILE... is required (see plm pretrain --help)\n");
         goto usage_fail;

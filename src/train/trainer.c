@@ -29,6 +29,8 @@ void plm_train_args_default(plm_train_args *a) {
     a->opt = plm_adamw_defaults(5e-4f);
     a->warmup_steps = 100;
     a->lr_scheduler_type = PLM_SCHED_LINEAR;
+    a->decay_fraction = 0.2;
+    a->decay_type = PLM_DECAY_1SQRT;
     a->max_grad_norm = 1.0f;
     a->logging_steps = 10;
     a->eval_steps = 200;
@@ -500,7 +502,10 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
             set_divergence_error(m, step + 1, loss, norm, false);
             goto out;
         }
-        float lr = plm_lr_at(a->lr_scheduler_type, a->opt.learning_rate, step, a->warmup_steps, a->max_steps);
+        float lr = a->lr_scheduler_type == PLM_SCHED_WSD
+                       ? plm_lr_wsd(a->opt.learning_rate, step, a->warmup_steps, a->max_steps, a->decay_fraction,
+                                    a->decay_type)
+                       : plm_lr_at(a->lr_scheduler_type, a->opt.learning_rate, step, a->warmup_steps, a->max_steps);
         plm_adamw_step(&opt, m, &a->opt, lr);
         if (first_nonfinite_tensor(m, m->params)) {
             set_divergence_error(m, step + 1, loss, norm, true);

@@ -24,6 +24,8 @@ typedef struct {
     plm_adamw_hparams opt;
     long warmup_steps;
     plm_scheduler lr_scheduler_type;
+    double decay_fraction;      /* wsd: share of max_steps in the final decay (default 0.2) */
+    plm_decay_shape decay_type; /* wsd: 1-sqrt (default) or linear */
     float max_grad_norm;
     long logging_steps;   /* metrics line every n steps */
     long eval_steps;      /* validation every n steps (0: only at the end) */
