@@ -19,7 +19,9 @@
 #include "core/rng.h"
 #include "corpus.h"
 
-typedef enum { PLM_OBJ_CLM = 0, PLM_OBJ_MLM = 1 } plm_objective;
+/* ELECTRA trains on MLM batches (the trainer corrupts them, train/electra.h); CLM_MLM is
+ * the two-phase schedule (CLM, then MLM on the same weights). A dataloader is CLM or MLM. */
+typedef enum { PLM_OBJ_CLM = 0, PLM_OBJ_MLM = 1, PLM_OBJ_ELECTRA = 2, PLM_OBJ_CLM_MLM = 3 } plm_objective;
 
 typedef struct {
     float mlm_probability;     /* 0.15 */
