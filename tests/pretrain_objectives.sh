@@ -95,6 +95,8 @@ if "$PLM" pretrain "${el[@]}" --output-dir "$t/el" >/dev/null 2>"$t/err"; then
          grep -q 'generator_lm_head.bias' '$t/el/generator/model.safetensors' &&
          grep -q 'electra.embeddings.word_embeddings.weight' '$t/el/generator/model.safetensors'" \
         "not ElectraForPreTraining + generator/ElectraForMaskedLM (width 16) with HF names"
+    check electra.generator_fill_mask "'$PLM' fill-mask --model '$t/el/generator' --text 'the [MASK] of it' >/dev/null 2>'$t/err'" \
+        "$(tail -1 "$t/err")"
     check electra.eval_metrics \
         "grep -q '\"step\": 8, \"eval_loss\".*\"eval_masked_accuracy\".*\"eval_discriminator_accuracy\".*\"eval_discriminator_auc\".*\"eval_always_original_accuracy\"' '$t/el/metrics.jsonl'" \
         "no generator / discriminator / AUC / always-original validation line"
@@ -140,6 +142,17 @@ for pair in "clm mlm gpt" "mlm clm bert"; do
     check "continued.$1_to_$2" "[[ $rc == 0 && -n '$a' && -n '$b' ]] && awk -v a='$a' -v b='$b' 'BEGIN { exit !(a < b) }'" \
         "exit $rc, first loss from the $1 checkpoint $a vs fresh $b: $(tail -1 "$t/err")"
 done
+
+# the continued models are what their last objective made them: fill-mask reads the
+# CLM-then-MLM GPT-2 (bidirectional now), generate the MLM-then-CLM BERT (causal now)
+check continued.clm_to_mlm_is_bidirectional \
+    "grep -q '\"is_decoder\":.*false' '$t/clm-mlm/config.json' &&
+     '$PLM' fill-mask --model '$t/clm-mlm' --text 'the [MASK] of it' >/dev/null 2>'$t/err'" \
+    "$(tail -1 "$t/err")"
+check continued.mlm_to_clm_is_causal \
+    "grep -q '\"is_decoder\":.*true' '$t/mlm-clm/config.json' &&
+     '$PLM' generate --model '$t/mlm-clm' --prompt 'Alice' --max-new-tokens 3 >/dev/null 2>'$t/err'" \
+    "$(tail -1 "$t/err")"
 
 # ---------------------------------------------------------------- right-to-left, wsd
 "$PLM" pretrain --config "$t/gpt.json" "${common[@]}" --objective clm --right-to-left --max-steps 3 \

@@ -123,8 +123,9 @@ int cmd_pretrain(int argc, char **argv) {
         {"--init-from", ARG_STR, &init_from, "continued pretraining: start from a model directory's weights"},
         {"--quiet", ARG_FLAG, &quiet, "no progress bar"},
     };
-    int rc = args_parse("pretrain", "Pretrain a BERT-style (mlm) or GPT-style (clm) model on raw text.", specs,
-                        (int)PLM_ARRAY_LEN(specs), argc, argv);
+    int rc = args_parse("pretrain",
+                        "Pretrain a GPT-style (clm), BERT-style (mlm, clm+mlm) or ELECTRA (electra) model on raw text.",
+                        specs, (int)PLM_ARRAY_LEN(specs), argc, argv);
     if (rc) {
         args_list_free(&train_files);
         args_list_free(&valid_files);
@@ -278,6 +279,18 @@ int cmd_pretrain(int argc, char **argv) {
             m = plm_model_create(&cfg, a.seed);
         }
         if (!m) goto fail;
+    }
+    /* the saved config says how the model was last trained: causal after CLM, bidirectional
+     * after MLM, clm+mlm or ELECTRA (generate and fill-mask read is_decoder); a checkpoint
+     * continued with another objective changes it */
+    bool decoder = a.objective == PLM_OBJ_CLM;
+    if (m->config.is_decoder != decoder) {
+        if (model_dir && !quiet)
+            fprintf(stderr, "note: %s was trained %s; --objective %s makes it %s (is_decoder %s)\n", model_dir,
+                    m->config.is_decoder ? "causally" : "bidirectionally", objective,
+                    decoder ? "causal" : "bidirectional", decoder ? "true" : "false");
+        for (int k = 0; k < m->num_backbones; k++) m->bb[k].config.is_decoder = decoder;
+        m->config.is_decoder = decoder;
     }
     if (needs_mask && plm_tokenizer_special(tok, PLM_SPECIAL_MASK) < 0) {
         plm_error("the tokenizer has no [MASK] token, needed for --objective %s", objective);

@@ -315,6 +315,10 @@ static int save_checkpoint_files(const char *dir, const plm_model *m, const plm_
         test_slow_save();
     }
     if ((plm_electra_is_joint(m) ? plm_electra_save(m, dir, meta, 1) : plm_model_save(m, dir, meta, 1)) != 0) return -1;
+    if (tok && plm_electra_is_joint(m)) { /* generator/ is a model directory of its own (fill-mask, eval) */
+        snprintf(path, sizeof path, "%s/generator/tokenizer.json", dir);
+        if (plm_tokenizer_save(tok, path) != 0) return -1;
+    }
     test_slow_save();
     snprintf(path, sizeof path, "%s/training_state.safetensors", dir);
     if (save_training_state(path, o, step, d, seed) != 0) return -1;
