@@ -87,7 +87,7 @@ int cmd_pretrain(int argc, char **argv) {
          "clm+mlm: share of the steps trained with causal attention on CLM before MLM (default 0.25)"},
         {"--reset-optimizer-at-switch", ARG_FLAG, &reset_at_switch,
          "clm+mlm: zero AdamW's moments at the switch (the learning-rate schedule runs on)"},
-        {"--max-steps", ARG_LONG, &a.max_steps, "optimizer steps (default 1000)"},
+        {"--max-steps", ARG_LONG, &a.max_steps, "optimizer steps; 0 writes the initialised model (default 1000)"},
         {"--batch-size", ARG_INT, &a.per_device_train_batch_size, "sequences per micro-batch (default 16)"},
         {"--seq-len", ARG_INT, &a.max_seq_length, "tokens per sequence (default 128)"},
         {"--gradient-accumulation-steps", ARG_INT, &a.gradient_accumulation_steps,

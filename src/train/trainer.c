@@ -511,8 +511,10 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
     bool electra = a->objective == PLM_OBJ_ELECTRA, two_phase = a->objective == PLM_OBJ_CLM_MLM;
     /* the two-phase schedule switches from CLM to MLM before this step (0-based) */
     long switch_step = two_phase ? lround(a->clm_fraction * (double)a->max_steps) : -1;
-    if (B <= 0 || T <= 0 || accum <= 0 || a->max_steps <= 0) {
-        plm_error("batch size, sequence length, accumulation and max_steps must be positive");
+    /* max_steps 0 writes the initialised model: the from-scratch baseline of a fine-tuning
+     * comparison (HF's from_config) */
+    if (B <= 0 || T <= 0 || accum <= 0 || a->max_steps < 0) {
+        plm_error("batch size, sequence length and accumulation must be positive, max_steps not negative");
         return PLM_EXIT_USAGE;
     }
     if (two_phase && !(a->clm_fraction >= 0.0 && a->clm_fraction <= 1.0)) {
