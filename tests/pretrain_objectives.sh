@@ -53,7 +53,7 @@ for reset in 0 1; do
     check "$name.objective_per_step" \
         "grep -q '\"step\": 6, \"loss\".*\"objective\": \"clm\"' '$m' && grep -q '\"step\": 7, \"loss\".*\"objective\": \"mlm\"' '$m' &&
          grep -q '\"step\": 4, \"eval_loss\".*\"eval_next_token_accuracy\"' '$m' &&
-         grep -q '\"step\": 8, \"eval_loss\".*\"eval_masked_accuracy\"' '$m'" \
+         grep -q '\"step\": 8, \"eval_loss\".*\"eval_masked_accuracy\".*\"eval_mask_token_accuracy\".*\"eval_mask_token_majority_accuracy\"' '$m'" \
         "steps 1-6 are not CLM and 7-12 MLM (train and eval lines)"
     losses "$m" >"$t/ref$reset.losses"
     for k in 5 6 7; do

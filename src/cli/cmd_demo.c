@@ -57,8 +57,9 @@ static int write_config(const char *path, plm_arch arch, int hidden, int layers,
     return plm_config_save(&c, NULL, path);
 }
 
-/* The BERT's last validation line: its masked accuracy next to always answering the
- * corpus' most frequent token (the context-free baseline). */
+/* The BERT's last validation line: its accuracy at the positions showing [MASK] (the
+ * others show their original or a random token) next to always answering the corpus'
+ * most frequent token there (the context-free baseline). */
 static void print_masked_accuracy(const char *dir) {
     char path[4200];
     snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
@@ -66,17 +67,18 @@ static void print_masked_accuracy(const char *dir) {
     char *buf = plm_read_file(path, &n);
     double acc = -1, base = -1;
     for (char *line = buf; buf && line && *line;) {
-        char *nl = strchr(line, '\n'), *k = strstr(line, "\"eval_masked_accuracy\": ");
-        char *b = strstr(line, "\"eval_majority_token_accuracy\": ");
+        char *nl = strchr(line, '\n'), *k = strstr(line, "\"eval_mask_token_accuracy\": ");
+        char *b = strstr(line, "\"eval_mask_token_majority_accuracy\": ");
         if (k && b && (!nl || b < nl)) {
-            acc = strtod(k + 24, NULL);
-            base = strtod(b + 32, NULL);
+            acc = strtod(k + 28, NULL);
+            base = strtod(b + 37, NULL);
         }
         line = nl ? nl + 1 : NULL;
     }
     free(buf);
     if (acc >= 0 && base >= 0)
-        printf("\nBERT masked-token accuracy on held-out text: %.1f%% (always the most frequent token: %.1f%%)\n",
+        printf("\nBERT accuracy at the [MASK] tokens of held-out text: %.1f%% (always the most frequent token: "
+               "%.1f%%)\n",
                100 * acc, 100 * base);
 }
 

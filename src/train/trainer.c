@@ -90,7 +90,9 @@ plm_eval_result plm_evaluate_ex(plm_model *m, plm_dataloader *d, int batch_size,
     int nb = (int)PLM_MIN((size_t)max_batches, (d->num_windows + (size_t)batch_size - 1) / (size_t)batch_size);
     batch_alloc(&bb, batch_size, d->T);
     double loss = 0.0;
-    long count = 0, correct = 0, majority = 0;
+    long count = 0, correct = 0, majority = 0, mcount = 0, mcorrect = 0, mmajority = 0;
+    int32_t mask_id = d->objective == PLM_OBJ_MLM ? d->vocab->mask : -1;
+    const plm_head *lm = m->num_heads && m->heads[0].spec.kind == PLM_HEAD_LM ? &m->heads[0] : NULL;
     for (int i = 0; i < nb; i++) {
         int B = (int)PLM_MIN((size_t)batch_size, d->num_windows - (size_t)i * batch_size);
         bb.B = B;
@@ -101,10 +103,27 @@ plm_eval_result plm_evaluate_ex(plm_model *m, plm_dataloader *d, int batch_size,
         count += r.count;
         correct += r.correct;
         for (size_t k = 0; k < (size_t)B * d->T; k++) majority += bb.labels[k] >= 0 && bb.labels[k] == majority_token;
+        /* the rows whose input is [MASK]: the head's logits (no gradient: still logits) */
+        for (int k = 0; lm && mask_id >= 0 && k < lm->num_rows; k++) {
+            int32_t row = lm->rows[k], y = lm->targets[k];
+            if (bb.ids[row] != mask_id) continue;
+            const float *z = lm->logits + (size_t)k * lm->K;
+            int best = 0;
+            for (int v = 1; v < lm->K; v++)
+                if (z[v] > z[best]) best = v;
+            mcount++;
+            mcorrect += best == y;
+            mmajority += y == majority_token;
+        }
     }
     batch_free(&bb);
-    plm_eval_result res = {count ? loss / (double)count : NAN, count ? (double)correct / (double)count : NAN, count,
-                           count && majority_token >= 0 ? (double)majority / (double)count : NAN};
+    plm_eval_result res = {count ? loss / (double)count : NAN,
+                           count ? (double)correct / (double)count : NAN,
+                           count,
+                           count && majority_token >= 0 ? (double)majority / (double)count : NAN,
+                           mcount ? (double)mcorrect / (double)mcount : NAN,
+                           mcount && majority_token >= 0 ? (double)mmajority / (double)mcount : NAN,
+                           mcount};
     return res;
 }
 
@@ -702,9 +721,15 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
             fprintf(log,
                     "{\"step\": %ld, \"eval_loss\": %.17g, \"eval_accuracy\": %.6f, \"eval_perplexity\": %.6g, "
                     "\"eval_tokens\": %ld, \"eval_objective\": \"%s\", \"eval_%s_accuracy\": %.6f, "
-                    "\"eval_majority_token_accuracy\": %.6f}\n",
+                    "\"eval_majority_token_accuracy\": %.6f",
                     done, e.loss, e.accuracy, exp(e.loss), e.tokens, objective_name(phase),
                     phase == PLM_OBJ_MLM ? "masked" : "next_token", e.accuracy, e.majority_accuracy);
+            if (phase == PLM_OBJ_MLM)
+                fprintf(log,
+                        ", \"eval_mask_token_accuracy\": %.6f, \"eval_mask_token_majority_accuracy\": %.6f, "
+                        "\"eval_mask_tokens\": %ld",
+                        e.mask_accuracy, e.mask_majority_accuracy, e.mask_tokens);
+            fprintf(log, "}\n");
             if (!a->quiet && !pb.tty)
                 fprintf(stderr, "step %ld: eval_loss %.4f, eval_accuracy %.4f (most frequent token: %.4f)\n", done,
                         e.loss, e.accuracy, e.majority_accuracy);

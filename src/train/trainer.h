@@ -47,6 +47,11 @@ typedef struct {
     long tokens;              /* predicted tokens */
     double majority_accuracy; /* of always predicting one token (the corpus' most frequent): the
                                  context-free baseline; NAN when none was given */
+    /* MLM, on the predicted positions whose input shows [MASK] only (the others show the
+     * original or a random token; copying the input scores on the first): accuracy, the
+     * constant prediction's, and their count. NAN / 0 for CLM. */
+    double mask_accuracy, mask_majority_accuracy;
+    long mask_tokens;
 } plm_eval_result;
 
 /* Runs the model over up to max_batches batches of a non-shuffled loader (dropout off). */
