@@ -72,6 +72,10 @@ int plm_dataloader_init(plm_dataloader *d, const plm_token_stream *s, plm_object
     d->T = T;
     d->seed = seed;
     d->shuffle = shuffle;
+    if (obj != PLM_OBJ_CLM && obj != PLM_OBJ_MLM && obj != PLM_OBJ_T5) {
+        plm_error("a dataloader is CLM, MLM or T5");
+        return -1;
+    }
     if (obj == PLM_OBJ_MLM) {
         if (v->mask < 0 || v->cls < 0 || v->sep < 0) {
             plm_error("tokenizer: MLM needs [MASK], [CLS] and [SEP] tokens");

@@ -22,7 +22,10 @@
 #include "core/rng.h"
 #include "corpus.h"
 
-typedef enum { PLM_OBJ_CLM = 0, PLM_OBJ_MLM = 1, PLM_OBJ_T5 = 2 } plm_objective;
+/* ELECTRA trains on MLM batches (the trainer corrupts them, train/electra.h); CLM_MLM is
+ * the two-phase schedule (CLM, then MLM on the same weights); T5 is span corruption on an
+ * encoder-decoder. A dataloader is CLM, MLM or T5. */
+typedef enum { PLM_OBJ_CLM = 0, PLM_OBJ_MLM = 1, PLM_OBJ_ELECTRA = 2, PLM_OBJ_CLM_MLM = 3, PLM_OBJ_T5 = 4 } plm_objective;
 
 typedef struct {
     float mlm_probability;          /* 0.15 */

@@ -106,10 +106,23 @@ double plm_clip_grad_norm(plm_model *m, double max_norm) {
 }
 
 float plm_lr_at(plm_scheduler s, float base_lr, long step, long warmup, long total) {
+    if (s == PLM_SCHED_WSD) return plm_lr_wsd(base_lr, step, warmup, total, 0.2, PLM_DECAY_1SQRT);
     if (step < warmup) return base_lr * (float)step / (float)(warmup > 0 ? warmup : 1);
     if (s == PLM_SCHED_CONSTANT) return base_lr;
     double progress = (double)(step - warmup) / (double)(total - warmup > 0 ? total - warmup : 1);
     if (progress > 1.0) progress = 1.0;
     if (s == PLM_SCHED_COSINE) return base_lr * (float)(0.5 * (1.0 + cos(M_PI * progress)));
     return base_lr * (float)(1.0 - progress);
+}
+
+float plm_lr_wsd(float base_lr, long step, long warmup, long total, double decay_fraction, plm_decay_shape shape) {
+    if (step < warmup) return base_lr * (float)step / (float)(warmup > 0 ? warmup : 1);
+    long decay = lround(decay_fraction * (double)total);
+    if (decay > total - warmup) decay = total - warmup;
+    long start = total - decay; /* first step of the decay */
+    if (decay <= 0 || step < start) return base_lr;
+    double p = (double)(step - start) / (double)decay;
+    if (p > 1.0) p = 1.0;
+    double f = shape == PLM_DECAY_LINEAR ? 1.0 - p : 1.0 - sqrt(p);
+    return base_lr * (float)f;
 }
