@@ -49,7 +49,7 @@ typedef struct {
     const char **texts;
     int *lines; /* line of each text in the file, for messages */
     int n;
-    char *buf;     /* lines mode: the file, split in place */
+    char *buf;      /* lines mode: the file, split in place */
     plm_dataset ds; /* column mode */
     bool have_ds;
 } text_input;

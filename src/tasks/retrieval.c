@@ -84,8 +84,8 @@ void plm_retrieval_from_squad(plm_retrieval_set *out, const plm_squad_set *s, in
     for (int i = 0; i < nc; i++) si[i] = (str_index){s->contexts[i], i};
     qsort(si, (size_t)nc, sizeof *si, cmp_str_index);
     int *first = plm_malloc((size_t)(nc + 1) * sizeof *first); /* paragraph -> its first duplicate */
-    for (int i = 0; i < nc; i++) first[si[i].index] = i > 0 && !strcmp(si[i].s, si[i - 1].s) ? first[si[i - 1].index]
-                                                                                              : si[i].index;
+    for (int i = 0; i < nc; i++)
+        first[si[i].index] = i > 0 && !strcmp(si[i].s, si[i - 1].s) ? first[si[i - 1].index] : si[i].index;
     int *doc_of = plm_malloc((size_t)(nc + 1) * sizeof *doc_of);
     out->docs = plm_malloc((size_t)(nc + 1) * sizeof *out->docs);
     for (int i = 0; i < nc; i++) {
@@ -226,8 +226,8 @@ static int *tokens(plm_tfidf *t, const char *text, bool add, int *n) {
 plm_tfidf *plm_tfidf_fit(const char *const *docs, int n) {
     int err;
     PCRE2_SIZE eoff;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR) "\\b\\w\\w+\\b", PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &err,
-                                   &eoff, NULL);
+    pcre2_code *re =
+        pcre2_compile((PCRE2_SPTR) "\\b\\w\\w+\\b", PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &err, &eoff, NULL);
     if (!re) {
         plm_error("tfidf: cannot compile the token pattern (PCRE2 error %d)", err);
         return NULL;
@@ -257,13 +257,15 @@ plm_tfidf *plm_tfidf_fit(const char *const *docs, int n) {
     for (int d = 0; d < n; d++) {
         double norm = 0;
         for (int i = 0, j; i < dn[d]; i = j) {
-            for (j = i; j < dn[d] && dt[d][j] == dt[d][i]; j++) {}
+            for (j = i; j < dn[d] && dt[d][j] == dt[d][i]; j++) {
+            }
             double w = (double)(j - i) * t->idf[dt[d][i]];
             norm += w * w;
         }
         double inv = norm > 0 ? 1.0 / sqrt(norm) : 0.0;
         for (int i = 0, j; i < dn[d]; i = j) {
-            for (j = i; j < dn[d] && dt[d][j] == dt[d][i]; j++) {}
+            for (j = i; j < dn[d] && dt[d][j] == dt[d][i]; j++) {
+            }
             long p = fill[dt[d][i]]++;
             t->post_doc[p] = d;
             t->post_w[p] = (double)(j - i) * t->idf[dt[d][i]] * inv;
@@ -283,16 +285,19 @@ void plm_tfidf_scores(const plm_tfidf *t, const char *query, double *scores) {
     for (int d = 0; d < t->n_docs; d++) scores[d] = 0.0;
     double norm = 0;
     for (int i = 0, j; i < n; i = j) {
-        for (j = i; j < n && ids[j] == ids[i]; j++) {}
+        for (j = i; j < n && ids[j] == ids[i]; j++) {
+        }
         double w = (double)(j - i) * t->idf[ids[i]];
         norm += w * w;
     }
     if (norm > 0) {
         double inv = 1.0 / sqrt(norm);
         for (int i = 0, j; i < n; i = j) {
-            for (j = i; j < n && ids[j] == ids[i]; j++) {}
+            for (j = i; j < n && ids[j] == ids[i]; j++) {
+            }
             double w = (double)(j - i) * t->idf[ids[i]] * inv;
-            for (long p = t->post_off[ids[i]]; p < t->post_off[ids[i] + 1]; p++) scores[t->post_doc[p]] += w * t->post_w[p];
+            for (long p = t->post_off[ids[i]]; p < t->post_off[ids[i] + 1]; p++)
+                scores[t->post_doc[p]] += w * t->post_w[p];
         }
     }
     free(ids);
