@@ -11,6 +11,9 @@
 #     scikit-learn's TfidfVectorizer (equal ranks);
 #   - an end-to-end SQuAD retrieval run on the first 200 dev questions: the TF-IDF
 #     baseline must beat a random-init encoder and chance by far; both are printed;
+#   - the contrastive objective's loss and gradients (tests/contrastive_tool) against
+#     float64 autograd, and `plm finetune-embed` raising recall@10 on held-out questions
+#     above the untrained encoder's;
 #   - TSV / JSONL columns, and bad input (empty, invalid UTF-8, empty line, output name,
 #     missing column) with one-line errors and exit codes.
 # Uses Debian's /usr/bin/python3 with numpy, python3-sklearn and python3-torch.
@@ -19,6 +22,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 PLM=$PWD/$BUILD/plm
 TOOL=$BUILD/tests/retrieval_tool
+TOOL_C=$BUILD/tests/contrastive_tool
 PY=/usr/bin/python3
 DATA=${PLM_DATA:-../shared/data}
 SQUAD=$DATA/squad-v1.1/dev-v1.1.part1.json
@@ -30,13 +34,28 @@ fail() { echo "FAIL $1: $2"; }
 if ! "$PY" -c 'import numpy, sklearn, torch' >/dev/null 2>&1; then
     if [[ ${PLM_ALLOW_MISSING_REFS:-} == 1 ]]; then
         echo "SKIP retrieval: $PY with numpy, python3-sklearn and python3-torch missing (PLM_ALLOW_MISSING_REFS=1)"
-        exit 0
+        
+# ---- contrastive fine-tuning (plm finetune-embed) of the random-init encoder on the SQuAD
+# train subset raises recall@10 on held-out dev questions above the untrained model's
+"$PLM" finetune-embed "$t/rnd" --data-dir "$(dirname "$SQUAD")" --output-dir "$t/ft" --max-steps 60 \
+    --per-device-train-batch-size 16 --max-seq-length 64 --learning-rate 1e-3 --quiet 2>"$t/err" &&
+    "$PLM" retrieval-eval "$t/ft" --data "$SQUAD" --max-questions $NQ --max-seq-length 64 --output "$t/ft.json" \
+        --quiet >/dev/null && pass finetune_embed_runs || fail finetune_embed_runs "$(tail -2 "$t/err")"
+"$PY" - "$t/rnd.json" "$t/ft.json" "$t/ft/metrics.jsonl" <<'P' && pass finetune_embed_raises_recall || fail finetune_embed_raises_recall "see above"
+import json, sys
+before, after = (json.load(open(p)) for p in sys.argv[1:3])
+log = [json.loads(l) for l in open(sys.argv[3])]
+print(f"# random-init encoder {before['recall@10']:.4f} -> after 60 contrastive steps {after['recall@10']:.4f} recall@10 "
+      f"(held-out dev questions); training loss {log[0]['loss']:.3f} -> {log[-1]['loss']:.3f}")
+sys.exit(0 if after["recall@10"] >= before["recall@10"] + 0.05 and log[-1]["loss"] < log[0]["loss"] else 1)
+P
+exit 0
     fi
     echo "FAIL retrieval: $PY with numpy, python3-sklearn and python3-torch missing (run scripts/setup.sh --test)"
     exit 1
 fi
-if [[ ! -x $TOOL || ! -x $PLM ]]; then
-    echo "FAIL retrieval: $TOOL or $PLM is not built (run make)"
+if [[ ! -x $TOOL || ! -x $TOOL_C || ! -x $PLM ]]; then
+    echo "FAIL retrieval: $TOOL, $TOOL_C or $PLM is not built (run make)"
     exit 1
 fi
 if [[ ! -f $SQUAD ]]; then
@@ -76,6 +95,12 @@ tiny() { # name kind objective config lr
 tiny bert wordpiece mlm bert 1e-3
 tiny gpt bpe clm gpt 1e-3
 tiny rnd wordpiece mlm bert 0 # learning rate 0: the random initialisation, saved
+# for the gradient check: weights N(0, 0.3) so that [CLS] states differ between texts. At
+# N(0, 0.02) every text's [CLS] state is the same to cos 0.99997, and the InfoNCE gradient
+# of cls pooling is then a difference of nearly equal fp32 terms (relative error ~1e-2 in
+# any fp32 implementation): an ill-conditioned input, not a test of the code.
+sed 's/"max_position_embeddings": 64/"max_position_embeddings": 64, "initializer_range": 0.3/' "$t/bert.json" >"$t/bert3.json"
+tiny bert3 wordpiece mlm bert3 0
 
 # ---- plm embed against a float64 PyTorch forward, one text at a time
 "$PY" - "$t/text.txt" "$t/texts.txt" <<'P'
@@ -115,6 +140,18 @@ hl = raw[8] | raw[9] << 8
 ok = a.dtype == numpy.float32 and a.shape == (n, 36) and a.flags.c_contiguous and raw[6:8] == b"\x01\x00" and (10 + hl) % 64 == 0
 ok = ok and abs(numpy.linalg.norm(a, axis=1) - 1).max() < 1e-5
 sys.exit(0 if ok else 1)' "$t/bert.mean.npy" "$t/texts.txt" && pass npy_numpy_load || fail npy_numpy_load "numpy.load: wrong dtype, shape, version, alignment or norms"
+
+# ---- the contrastive objective (InfoNCE, in-batch negatives, a shared passage masked):
+# loss, the gradient of the final states and of every parameter against float64 autograd
+for mp in "bert3 mean" "bert3 cls" "bert3 last" "gpt mean" "gpt last"; do
+    set -- $mp
+    if "$TOOL_C" "$t/$1" "$t/texts.txt" 6 "$2" 0.05 "$t/dump_$1_$2" >/dev/null 2>"$t/err"; then
+        echo "$t/$1 $t/dump_$1_$2" >>"$t/contrastive.list"
+    else
+        fail "contrastive_$1_$2" "$(tail -1 "$t/err")"
+    fi
+done
+"$PY" $REF contrastive-list "$t/contrastive.list" || fail contrastive_vs_torch "see above"
 
 # ---- columns of TSV / JSONL files give the rows the lines gave
 "$PY" - "$t/texts.txt" "$t/texts.tsv" "$t/texts.jsonl" <<'P'
@@ -179,5 +216,20 @@ ok &= tf["recall@1"] <= tf["mrr@10"] <= tf["recall@10"] and tf["recall@1"] <= tf
 # the lexical baseline must be far above chance and above a random-init encoder
 ok &= tf["recall@10"] > 0.6 and tf["recall@10"] > 10 * chance10 and tf["recall@10"] > rnd["recall@10"] + 0.3
 sys.exit(0 if ok else 1)
+P
+
+# ---- contrastive fine-tuning (plm finetune-embed) of the random-init encoder on the SQuAD
+# train subset raises recall@10 on held-out dev questions above the untrained model's
+"$PLM" finetune-embed "$t/rnd" --data-dir "$(dirname "$SQUAD")" --output-dir "$t/ft" --max-steps 60 \
+    --per-device-train-batch-size 16 --max-seq-length 64 --learning-rate 1e-3 --quiet 2>"$t/err" &&
+    "$PLM" retrieval-eval "$t/ft" --data "$SQUAD" --max-questions $NQ --max-seq-length 64 --output "$t/ft.json" \
+        --quiet >/dev/null && pass finetune_embed_runs || fail finetune_embed_runs "$(tail -2 "$t/err")"
+"$PY" - "$t/rnd.json" "$t/ft.json" "$t/ft/metrics.jsonl" <<'P' && pass finetune_embed_raises_recall || fail finetune_embed_raises_recall "see above"
+import json, sys
+before, after = (json.load(open(p)) for p in sys.argv[1:3])
+log = [json.loads(l) for l in open(sys.argv[3])]
+print(f"# random-init encoder {before['recall@10']:.4f} -> after 60 contrastive steps {after['recall@10']:.4f} recall@10 "
+      f"(held-out dev questions); training loss {log[0]['loss']:.3f} -> {log[-1]['loss']:.3f}")
+sys.exit(0 if after["recall@10"] >= before["recall@10"] + 0.05 and log[-1]["loss"] < log[0]["loss"] else 1)
 P
 exit 0

@@ -17,6 +17,7 @@
 #include "tasks/datasets.h"
 #include "tasks/embed.h"
 #include "tasks/retrieval.h"
+#include "train/finetune_embed.h"
 #include "train/safetensors.h"
 
 /* The backbone of any model directory, without its heads (a pretraining checkpoint's LM
@@ -430,5 +431,109 @@ out:
     plm_retrieval_set_free(&r);
     plm_squad_free(&s);
     args_list_free(&files); /* squad_dev_files' array too */
+    return rc;
+}
+
+/* ---------------------------------------------------------------- plm finetune-embed */
+
+/* The SQuAD training files of a folder: train-v1.1.json, else the files named
+ * train-v1.1*.json that plm knows (the du2017 test subset). */
+static int squad_train_files(const char *dir, char store[2][4200], arg_list *out) {
+    snprintf(store[0], 4200, "%s/train-v1.1.json", dir);
+    if (!file_exists(store[0])) snprintf(store[0], 4200, "%s/train-v1.1.du2017-test-subset.json", dir);
+    if (!file_exists(store[0])) {
+        plm_error("%s: no train-v1.1.json or train-v1.1.du2017-test-subset.json", dir);
+        return -1;
+    }
+    out->items = plm_malloc(sizeof *out->items);
+    out->items[0] = store[0];
+    out->n = 1;
+    return 0;
+}
+
+int cmd_finetune_embed(int argc, char **argv) {
+    const char *model_dir = positional_model(&argc, &argv), *data_dir = NULL, *pooling = "mean";
+    arg_list files = {0};
+    int max_train = 0;
+    plm_embed_ft_args a;
+    plm_embed_ft_args_default(&a);
+    arg_spec specs[] = {
+        {"--model", ARG_STR, &model_dir, "model directory (or give it first), encoder or decoder"},
+        {"--data-dir", ARG_STR, &data_dir, "SQuAD folder: train-v1.1.json (or the du2017 train subset)"},
+        {"--train", ARG_LIST, &files, "SQuAD v1.1 JSON files of (question, paragraph) pairs instead"},
+        {"--output-dir", ARG_STR, &a.output_dir, "where the fine-tuned model and metrics.jsonl go"},
+        {"--max-train-samples", ARG_INT, &max_train, "use the first N questions"},
+        {"--pooling", ARG_STR, &pooling, "mean (default), cls or last: use the same with embed / retrieval-eval"},
+        {"--temperature", ARG_FLOAT, &a.temperature, "InfoNCE temperature tau (default 0.05)"},
+        {"--per-device-train-batch-size", ARG_INT, &a.batch_size,
+         "pairs per step (default 32); each query's negatives are the other B - 1 passages"},
+        {"--max-seq-length", ARG_INT, &a.max_seq_length, "truncate questions and paragraphs (default 128)"},
+        {"--learning-rate", ARG_FLOAT, &a.opt.learning_rate, "peak learning rate (default 1e-4)"},
+        {"--num-train-epochs", ARG_FLOAT, &a.num_train_epochs, "epochs over the pairs (default 1)"},
+        {"--max-steps", ARG_LONG, &a.max_steps, "train this many steps instead"},
+        {"--warmup-ratio", ARG_FLOAT, &a.warmup_ratio, "share of the steps for linear warmup (default 0.1)"},
+        {"--weight-decay", ARG_FLOAT, &a.opt.weight_decay, "AdamW decoupled weight decay (default 0.01)"},
+        {"--max-grad-norm", ARG_FLOAT, &a.max_grad_norm, "clip gradients to this global norm; 0 = off (default 1)"},
+        {"--logging-steps", ARG_LONG, &a.logging_steps, "metrics.jsonl line every N steps (default 10)"},
+        {"--seed", ARG_U64, &a.seed, "seed of the data order and dropout (default 42)"},
+        {"--quiet", ARG_FLAG, &a.quiet, "no progress bar"},
+    };
+    int rc = args_parse("finetune-embed",
+                        "Contrastive fine-tuning of a sentence embedder on SQuAD (question, paragraph) pairs: "
+                        "InfoNCE over in-batch negatives, queries -> passages (asymmetric).",
+                        specs, (int)PLM_ARRAY_LEN(specs), argc, argv);
+    if (rc) {
+        args_list_free(&files);
+        return rc == 1 ? 0 : rc;
+    }
+    plm_squad_set s = {0};
+    plm_retrieval_set r = {0};
+    plm_model *m = NULL;
+    plm_tokenizer *tok = NULL;
+    const char **passages = NULL;
+    char store[2][4200];
+    rc = PLM_EXIT_USAGE;
+    if (!model_dir || !data_dir == !files.n) {
+        fprintf(stderr, "plm finetune-embed: a model directory and --data-dir DIR or --train FILE... are required\n");
+        goto out;
+    }
+    if (plm_pooling_parse(pooling, &a.pooling) != 0 || !(a.temperature > 0) || a.batch_size < 2 ||
+        a.max_seq_length <= 0 || a.logging_steps <= 0 || max_train < 0 || a.warmup_ratio < 0 || a.warmup_ratio > 1) {
+        fprintf(stderr, "plm finetune-embed: --pooling is mean, cls or last; --temperature > 0; batch size >= 2; "
+                        "--warmup-ratio in [0, 1]; other sizes positive\n");
+        goto out;
+    }
+    rc = PLM_EXIT_INPUT;
+    if (data_dir && squad_train_files(data_dir, store, &files) != 0) goto fail;
+    for (int i = 0; i < files.n; i++)
+        if (plm_squad_read(&s, files.items[i]) != 0) goto fail;
+    plm_retrieval_from_squad(&r, &s, max_train);
+    if (r.n_queries < 2) {
+        plm_error("%s: %d questions; contrastive training needs at least 2", files.items[0], r.n_queries);
+        goto fail;
+    }
+    passages = plm_malloc((size_t)r.n_queries * sizeof *passages);
+    for (int i = 0; i < r.n_queries; i++) passages[i] = r.docs[r.relevant[i]];
+    if ((rc = load_backbone(model_dir, &m, &tok)) != 0) goto fail;
+    if (!a.quiet)
+        fprintf(stderr,
+                "finetune-embed: %d (question, paragraph) pairs over %d paragraphs; %s, %.2fM parameters; "
+                "batch %d, tau %g, %s pooling\n",
+                r.n_queries, r.n_docs, plm_model_architecture(m), (double)m->num_params / 1e6, a.batch_size,
+                a.temperature, plm_pooling_name(a.pooling));
+    plm_pair_set ps = {r.queries, passages, r.relevant, r.n_queries};
+    if ((rc = plm_finetune_embed(m, tok, &ps, &a)) != 0) goto fail;
+    if (!a.quiet) fprintf(stderr, "wrote %s\n", a.output_dir);
+    rc = 0;
+    goto out;
+fail:
+    cli_fail("finetune-embed", rc);
+out:
+    free(passages);
+    plm_model_free(m);
+    if (tok) plm_tokenizer_free(tok);
+    plm_retrieval_set_free(&r);
+    plm_squad_free(&s);
+    args_list_free(&files);
     return rc;
 }

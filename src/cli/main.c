@@ -21,6 +21,7 @@ static const command commands[] = {
     {"prompt", cmd_prompt, "zero- / few-shot classification with a causal model (verbalizer log-likelihoods)"},
     {"embed", cmd_embed, "sentence embeddings (.npy / safetensors) from any checkpoint"},
     {"retrieval-eval", cmd_retrieval_eval, "SQuAD question -> paragraph retrieval: recall@k, nDCG@10, MRR@10"},
+    {"finetune-embed", cmd_finetune_embed, "contrastive fine-tuning of an embedder on SQuAD question-paragraph pairs"},
     {"eval", cmd_eval, "perplexity / masked-token accuracy of a model on held-out text"},
     {"generate", cmd_generate, "generate text from a causal model"},
     {"fill-mask", cmd_fill_mask, "predict masked tokens with an encoder"},

@@ -11,6 +11,10 @@ python3-sklearn, python3-torch).
                                              a float64 PyTorch forward of the checkpoint
                                              vs `plm embed`'s OUT (.npy or .safetensors)
   retrieval_ref.py embed-list LIST           the same for each line of LIST
+  retrieval_ref.py contrastive MODEL DUMP     the InfoNCE loss and every parameter gradient
+                                             of tests/contrastive_tool's DUMP, recomputed
+                                             with autograd in float64
+  retrieval_ref.py contrastive-list LIST     the same for each "MODEL DUMP" line of LIST
 
 The metric reference is written independently of plm's formulation: each query's
 documents are sorted with numpy.lexsort by descending score, ties putting the relevant
@@ -203,7 +207,99 @@ def embed(model_dir, texts_path, ids_path, out_path, pooling, maxlen):
     return 1
 
 
+def contrastive(model_dir, dump):
+    """Queries are rows [0, n), passages [n, 2n) of one padded batch; S = e_q e_p^T / tau
+    with a passage shared by two pairs masked out of the other's softmax; loss = mean
+    cross-entropy of each query against its own passage (queries -> passages only)."""
+    import torch
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import parity
+
+    cfg = json.load(open(os.path.join(model_dir, "config.json")))
+    _, P0 = parity.load_safetensors(os.path.join(model_dir, "model.safetensors"))
+    meta, b = parity.load_safetensors(os.path.join(dump, "batch.safetensors"))
+    _, G = parity.load_safetensors(os.path.join(dump, "grads.safetensors"))
+    P = {k: parity.leaf(v) for k, v in P0.items()}
+    arch = cfg["model_type"].removeprefix("plm_")
+    ids, mask, group = b["input_ids"], b["attention_mask"], b["group"]
+    tau, pooling = float(meta["tau"]), meta["pooling"]
+    drop = parity.Dropout({}, 0.0, 0.0)
+    if arch == "gpt2":
+        h, _ = parity.gpt2_backbone(P, cfg, "transformer", ids, mask, True, drop)
+    else:
+        h, _ = parity.encoder_backbone(P, cfg, arch, arch, ids, torch.zeros_like(ids), mask,
+                                       bool(cfg.get("is_decoder", False)), drop)
+    h.retain_grad()
+    lengths = mask.sum(1)
+    m = mask.double().unsqueeze(-1)
+    if pooling == "mean":
+        u = (h * m).sum(1) / lengths.double().unsqueeze(-1)
+    elif pooling == "cls":
+        u = h[:, 0]
+    else:
+        u = h[torch.arange(h.shape[0]), lengths - 1]
+    e = u / u.norm(dim=-1, keepdim=True)
+    n = group.shape[0]
+    S = e[:n] @ e[n:].T / tau
+    same = (group[:, None] == group[None, :]) & ~torch.eye(n, dtype=torch.bool)
+    S = S.masked_fill(same, float("-inf"))
+    loss = torch.nn.functional.cross_entropy(S, torch.arange(n))
+    loss.backward()
+    fails = 0
+    name = f"retrieval_ref.contrastive.{arch}.{pooling}"
+    real = mask.bool()
+    for k, got, want in (("hidden", b["hidden"], h.detach()), ("dhidden", b["dhidden"], h.grad)):
+        rel = float((got[real] - want[real]).norm() / want[real].norm())
+        pad = float(got[~real].abs().max()) if k == "dhidden" and (~real).any() else 0.0
+        if rel <= 1e-4 and pad == 0.0:
+            print(f"PASS {name}.{k} relerr={rel:.2e} (real tokens; padding's gradient exactly 0)")
+        else:
+            fails += 1
+            print(f"FAIL {name}.{k}: relerr={rel:.3e}, max |padding gradient| {pad:.3e}")
+    lrel = abs(float(b["loss"][0]) - float(loss)) / abs(float(loss))
+    if lrel <= 1e-5:
+        print(f"PASS {name}.loss relerr={lrel:.2e} (loss {float(loss):.6f}, {n} pairs, {int(same.sum())} masked)")
+    else:
+        fails += 1
+        print(f"FAIL {name}.loss: plm {float(b['loss'][0])} torch {float(loss)}")
+    # the checkpoint's head tensors (cls.predictions.*, lm_head) are not the embedder's
+    backbone = {k for k in P if k.startswith(("transformer.", arch + "."))}
+    if set(G) != backbone:
+        print(f"FAIL {name}.parameter_set: {sorted(set(G) ^ backbone)[:5]}")
+        return 1
+    P = {k: P[k] for k in backbone}
+    ref = {k: (P[k].grad if P[k].grad is not None else torch.zeros_like(P[k])) for k in P}
+    allg = torch.cat([G[k].reshape(-1) for k in sorted(P)])
+    allr = torch.cat([ref[k].reshape(-1) for k in sorted(P)])
+    grel = float((allg - allr).norm() / allr.norm())
+    total = float(allr.norm())
+    ok_t, worst = 0, (0.0, "")
+    for k in sorted(P):
+        rn = float(ref[k].norm())
+        if rn <= 1e-6 * total:  # zero in theory (the key bias, an unused pooler): measured globally
+            continue
+        rel = float((G[k] - ref[k]).norm()) / rn
+        worst = max(worst, (rel, k))
+        if rel <= 1e-4:
+            ok_t += 1
+        else:
+            fails += 1
+            print(f"FAIL {name}.grad.{k}: relerr={rel:.3e} > 1e-4")
+    if grel <= 1e-4:
+        print(f"PASS {name}.grads relerr={grel:.2e} over all {len(P)} tensors; {ok_t} checked one by one, "
+              f"worst {worst[0]:.2e} ({worst[1]})")
+    else:
+        fails += 1
+        print(f"FAIL {name}.grads: global relerr={grel:.3e} > 1e-4")
+    return 1 if fails else 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "contrastive":
+        sys.exit(contrastive(sys.argv[2], sys.argv[3]))
+    if sys.argv[1] == "contrastive-list":  # one "MODEL DUMP" a line
+        sys.exit(max([contrastive(*l.split()) for l in open(sys.argv[2]).read().splitlines()] + [0]))
     cmd = sys.argv[1]
     if cmd == "gen":
         gen(sys.argv[2])
