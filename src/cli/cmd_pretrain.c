@@ -57,7 +57,7 @@ static void config_set_special_ids(plm_config *c, const plm_tokenizer *t) {
 
 int cmd_pretrain(int argc, char **argv) {
     const char *config_path = NULL, *tokenizer_path = NULL, *objective = "clm", *scheduler = "linear";
-    const char *resume = NULL, *init_from = NULL;
+    const char *resume = NULL, *init_from = NULL, *masking = "token";
     arg_list train_files = {0}, valid_files = {0};
     float valid_split = 0.05f;
     int vocab_size = 8192;
@@ -96,7 +96,13 @@ int cmd_pretrain(int argc, char **argv) {
         {"--mlm-probability", ARG_FLOAT, &a.obj.mlm_probability, "share of tokens selected for MLM (default 0.15)"},
         {"--mask-replace-prob", ARG_FLOAT, &a.obj.mask_replace_prob, "selected -> [MASK] (default 0.8)"},
         {"--random-replace-prob", ARG_FLOAT, &a.obj.random_replace_prob, "selected -> random token (default 0.1)"},
-        {"--static-masking", ARG_FLAG, &static_masking, "one fixed mask per sequence (BERT) instead of dynamic"},
+        {"--static-masking", ARG_FLAG, &static_masking,
+         "static masks (BERT): --dupe-factor fixed masks per sequence, reused every dupe-factor epochs, instead of "
+         "a new mask each epoch (RoBERTa)"},
+        {"--dupe-factor", ARG_INT, &a.obj.dupe_factor, "number of static masks per sequence (default 10, as BERT)"},
+        {"--masking", ARG_STR, &masking,
+         "token (each token), whole_word (all pieces of a word together) or span (SpanBERT: geometric spans of "
+         "whole words, p 0.2, at most 10 words) (default token)"},
         {"--right-to-left", ARG_FLAG, &right_to_left, "CLM: predict the previous token instead of the next"},
         {"--resume-from-checkpoint", ARG_STR, &resume,
          "continue an interrupted run: a checkpoint directory, or an output directory (its newest complete "
@@ -136,9 +142,18 @@ int cmd_pretrain(int argc, char **argv) {
         fprintf(stderr, "plm pretrain: --train FILE... is required (see plm pretrain --help)\n");
         goto usage_fail;
     }
-    if (a.obj.mlm_probability <= 0 || a.obj.mlm_probability >= 1 || a.obj.mask_replace_prob < 0 ||
-        a.obj.random_replace_prob < 0 || a.obj.mask_replace_prob + a.obj.random_replace_prob > 1) {
-        fprintf(stderr, "plm pretrain: masking probabilities must be in [0, 1] and mask + random <= 1\n");
+    if (strcmp(masking, "token") == 0)
+        a.obj.masking = PLM_MASK_TOKEN;
+    else if (strcmp(masking, "whole_word") == 0 || strcmp(masking, "whole-word") == 0)
+        a.obj.masking = PLM_MASK_WHOLE_WORD;
+    else if (strcmp(masking, "span") == 0)
+        a.obj.masking = PLM_MASK_SPAN;
+    else {
+        fprintf(stderr, "plm pretrain: --masking must be token, whole_word or span, got \"%s\"\n", masking);
+        goto usage_fail;
+    }
+    if (plm_objective_opts_check(&a.obj) != 0) {
+        fprintf(stderr, "plm pretrain: %s\n", plm_last_error());
         goto usage_fail;
     }
     if (a.save_total_limit < 0) {
@@ -219,6 +234,8 @@ int cmd_pretrain(int argc, char **argv) {
             valid.n = nv;
             valid.ids = plm_malloc(nv * sizeof(int32_t));
             memcpy(valid.ids, train.ids + train.n - nv, nv * sizeof(int32_t));
+            valid.flags = plm_malloc(nv);
+            memcpy(valid.flags, train.flags + train.n - nv, nv);
             train.n -= nv;
         }
     }

@@ -443,12 +443,12 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
         size_t pos;
         rc = PLM_EXIT_INPUT; /* a bad checkpoint is bad input */
         if (load_training_state(a->resume_from_checkpoint, m, &opt, &step, &epoch, &pos) != 0) goto out;
+        plm_dataloader_seek(&dl, epoch, pos); /* an epoch's window count can vary (sentence pairs) */
         if (pos > dl.num_windows) {
             plm_error("%s: data position %zu is beyond this corpus (%zu windows): a different corpus?",
                       a->resume_from_checkpoint, pos, dl.num_windows);
             goto out;
         }
-        plm_dataloader_seek(&dl, epoch, pos);
         /* step == max_steps: a finished run (or one killed while saving its final model); the
          * loop is skipped and the final model written again. */
         if (step > a->max_steps) {
