@@ -72,7 +72,11 @@ int cmd_pretrain(int argc, char **argv) {
         {"--tokenizer", ARG_STR, &tokenizer_path, "tokenizer.json; default: train a byte-level BPE on --train"},
         {"--vocab-size", ARG_INT, &vocab_size, "vocabulary size of a newly trained tokenizer (default 8192)"},
         {"--output-dir", ARG_STR, &a.output_dir, "where checkpoints, metrics.jsonl and loss.svg go (default out)"},
-        {"--objective", ARG_STR, &objective, "clm (next token) or mlm (masked LM) (default clm)"},
+        {"--objective", ARG_STR, &objective,
+         "clm (next token), mlm (masked LM), mlm+nsp (MLM + next sentence prediction, BERT) or mlm+sop (MLM + "
+         "sentence order prediction, ALBERT); the pair objectives train BertForPreTraining (default clm)"},
+        {"--short-seq-prob", ARG_FLOAT, &a.obj.short_seq_prob,
+         "mlm+nsp/sop: share of pairs with a random shorter target length (default 0.1)"},
         {"--max-steps", ARG_LONG, &a.max_steps, "optimizer steps (default 1000)"},
         {"--batch-size", ARG_INT, &a.per_device_train_batch_size, "sequences per micro-batch (default 16)"},
         {"--seq-len", ARG_INT, &a.max_seq_length, "tokens per sequence (default 128)"},
@@ -124,8 +128,12 @@ int cmd_pretrain(int argc, char **argv) {
         a.objective = PLM_OBJ_CLM;
     else if (strcmp(objective, "mlm") == 0)
         a.objective = PLM_OBJ_MLM;
+    else if (strcmp(objective, "mlm+nsp") == 0)
+        a.objective = PLM_OBJ_MLM, a.obj.pair = PLM_PAIR_NSP;
+    else if (strcmp(objective, "mlm+sop") == 0)
+        a.objective = PLM_OBJ_MLM, a.obj.pair = PLM_PAIR_SOP;
     else {
-        fprintf(stderr, "plm pretrain: --objective must be clm or mlm, got \"%s\"\n", objective);
+        fprintf(stderr, "plm pretrain: --objective must be clm, mlm, mlm+nsp or mlm+sop, got \"%s\"\n", objective);
         goto usage_fail;
     }
     if (strcmp(scheduler, "linear") == 0)
@@ -180,9 +188,10 @@ int cmd_pretrain(int argc, char **argv) {
     if (model_dir) {
         /* continued pretraining reads the base weights of any checkpoint into a model
          * with the objective's head (an LM head) */
-        plm_head_spec lm = {PLM_HEAD_LM, 0, 0, 1.0f};
+        plm_head_spec lm[2] = {{PLM_HEAD_LM, 0, 0, 1.0f}, {PLM_HEAD_NSP, 0, 2, 1.0f}};
+        int nheads = a.obj.pair != PLM_PAIR_NONE ? 2 : 1; /* BertForPreTraining for NSP/SOP */
         if ((rc = resume ? cli_load_model(model_dir, &m, &tok)
-                         : cli_load_model_heads(model_dir, &lm, 1, a.seed, quiet, &m, &tok)) != 0)
+                         : cli_load_model_heads(model_dir, lm, nheads, a.seed, quiet, &m, &tok)) != 0)
             goto fail;
         rc = PLM_EXIT_INPUT;
     } else {
@@ -191,6 +200,11 @@ int cmd_pretrain(int argc, char **argv) {
             if (plm_config_load(&cfg, config_path) != 0) goto fail;
         } else {
             plm_config_default(&cfg, a.objective == PLM_OBJ_MLM ? PLM_ARCH_BERT : PLM_ARCH_GPT2);
+        }
+        if (a.obj.pair != PLM_PAIR_NONE && cfg.arch != PLM_ARCH_BERT) {
+            plm_error("%s: --objective %s needs a BERT config (the NSP head reads BERT's pooler)",
+                      config_path ? config_path : "config", objective);
+            goto fail;
         }
         if (tokenizer_path) {
             tok = plm_tokenizer_load(tokenizer_path);
@@ -214,7 +228,10 @@ int cmd_pretrain(int argc, char **argv) {
             goto fail;
         }
         config_set_special_ids(&cfg, tok);
-        m = plm_model_create(&cfg, a.seed);
+        plm_model_spec spec;
+        plm_model_spec_default(&spec, &cfg);
+        if (a.obj.pair != PLM_PAIR_NONE) plm_model_spec_add_head(&spec, PLM_HEAD_NSP, 2); /* BertForPreTraining */
+        m = plm_model_create_spec(&spec, a.seed);
         if (!m) goto fail;
     }
     if (a.objective == PLM_OBJ_MLM && plm_tokenizer_special(tok, PLM_SPECIAL_MASK) < 0) {
@@ -230,6 +247,12 @@ int cmd_pretrain(int argc, char **argv) {
             goto fail;
     } else if (valid_split > 0) { /* hold out the tail of the stream */
         size_t nv = (size_t)((double)train.n * valid_split);
+        if (a.obj.pair != PLM_PAIR_NONE) {
+            /* pairs: whole documents, at least two (a random next segment needs another one) */
+            size_t cut = train.n - PLM_MIN(nv, train.n), docs = 0;
+            while (cut > 0 && !((train.flags[cut] & PLM_TOK_DOC_START) && ++docs >= 2 && train.n - cut >= nv)) cut--;
+            nv = cut > 0 ? train.n - cut : 0;
+        }
         if (nv > (size_t)a.max_seq_length + 1) {
             valid.n = nv;
             valid.ids = plm_malloc(nv * sizeof(int32_t));

@@ -41,8 +41,9 @@ void plm_train_args_default(plm_train_args *a) {
 
 typedef struct {
     int B, T;
-    int32_t *ids, *type_ids, *labels;
+    int32_t *ids, *type_ids, *labels, *seq_labels;
     uint8_t *mask;
+    bool pairs; /* seq_labels carry NSP/SOP labels */
 } batch_buf;
 
 static void batch_alloc(batch_buf *b, int B, int T) {
@@ -52,13 +53,16 @@ static void batch_alloc(batch_buf *b, int B, int T) {
     b->ids = plm_malloc(n * sizeof(int32_t));
     b->type_ids = plm_malloc(n * sizeof(int32_t));
     b->labels = plm_malloc(n * sizeof(int32_t));
+    b->seq_labels = plm_malloc((size_t)B * sizeof(int32_t));
     b->mask = plm_malloc(n);
+    b->pairs = false;
 }
 
 static void batch_free(batch_buf *b) {
     free(b->ids);
     free(b->type_ids);
     free(b->labels);
+    free(b->seq_labels);
     free(b->mask);
 }
 
@@ -69,6 +73,7 @@ static plm_batch as_batch(const batch_buf *b, bool causal, bool training, uint64
                        .token_type_ids = b->type_ids,
                        .attention_mask = b->mask,
                        .labels = b->labels,
+                       .seq_labels = b->pairs ? b->seq_labels : NULL,
                        .causal = causal,
                        .training = training,
                        .dropout_seed = seed};
@@ -79,20 +84,27 @@ plm_eval_result plm_evaluate(plm_model *m, plm_dataloader *d, int batch_size, in
     batch_buf bb;
     int nb = (int)PLM_MIN((size_t)max_batches, (d->num_windows + (size_t)batch_size - 1) / (size_t)batch_size);
     batch_alloc(&bb, batch_size, d->T);
+    bb.pairs = d->objective == PLM_OBJ_MLM && d->opts.pair != PLM_PAIR_NONE;
+    int nsp = bb.pairs ? plm_model_head(m, PLM_HEAD_NSP) : -1;
     double loss = 0.0;
-    long count = 0, correct = 0;
+    long count = 0, correct = 0, seqs = 0, seq_correct = 0;
     for (int i = 0; i < nb; i++) {
         int B = (int)PLM_MIN((size_t)batch_size, d->num_windows - (size_t)i * batch_size);
         bb.B = B;
-        plm_dataloader_next(d, B, bb.ids, bb.type_ids, bb.mask, bb.labels);
+        plm_dataloader_next_seq(d, B, bb.ids, bb.type_ids, bb.mask, bb.labels, bb.seq_labels);
         plm_batch b = as_batch(&bb, causal, false, 0);
         plm_ce_result r = plm_model_forward(m, &b, false, 1.0f);
         loss += r.loss_sum;
         count += r.count;
         correct += r.correct;
+        if (nsp >= 0) {
+            seqs += m->heads[nsp].result.count;
+            seq_correct += m->heads[nsp].result.correct;
+        }
     }
     batch_free(&bb);
-    plm_eval_result res = {count ? loss / (double)count : NAN, count ? (double)correct / (double)count : NAN, count};
+    plm_eval_result res = {count ? loss / (double)count : NAN, count ? (double)correct / (double)count : NAN, count,
+                           seqs ? (double)seq_correct / (double)seqs : NAN, seqs};
     return res;
 }
 
@@ -427,9 +439,14 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
     int rc = PLM_EXIT_INPUT;
     batch_buf bb;
     batch_alloc(&bb, B, T);
+    bb.pairs = a->objective == PLM_OBJ_MLM && a->obj.pair != PLM_PAIR_NONE;
     plm_adamw opt;
     plm_adamw_init(&opt, m->num_params);
     FILE *log = NULL;
+    if (bb.pairs && plm_model_head(m, PLM_HEAD_NSP) < 0) {
+        plm_error("--objective mlm+nsp/mlm+sop needs a model with the NSP head (BertForPreTraining)");
+        goto out_nodl;
+    }
     if (plm_dataloader_init(&dl, train, a->objective, &a->obj, &vocab, T, a->seed, true) != 0) goto out_nodl;
     if (valid && valid->n > 0) {
         if (plm_dataloader_init(&vdl, valid, a->objective, &a->obj, &vocab, T, a->seed ^ 0x7a11dULL, false) != 0)
@@ -478,7 +495,7 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
         double loss = 0.0, head_loss[PLM_MAX_HEADS] = {0};
         long predicted = 0;
         for (int micro = 0; micro < accum; micro++) {
-            plm_dataloader_next(&dl, B, bb.ids, bb.type_ids, bb.mask, bb.labels);
+            plm_dataloader_next_seq(&dl, B, bb.ids, bb.type_ids, bb.mask, bb.labels, bb.seq_labels);
             uint64_t dseed = plm_hash_combine(a->seed, (uint64_t)step * (uint64_t)accum + (uint64_t)micro);
             plm_batch b = as_batch(&bb, causal, true, dseed);
             if (plm_model_run(m, 0, &b, true, 1.0f / (float)accum) != 0) {
@@ -526,8 +543,13 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
             plm_eval_result e = plm_evaluate(m, &vdl, B, a->eval_batches, causal);
             fprintf(log,
                     "{\"step\": %ld, \"eval_loss\": %.17g, \"eval_accuracy\": %.6f, \"eval_perplexity\": %.6g, "
-                    "\"eval_tokens\": %ld}\n",
+                    "\"eval_tokens\": %ld",
                     done, e.loss, e.accuracy, exp(e.loss), e.tokens);
+            if (bb.pairs) /* NSP / SOP accuracy on the validation pairs */
+                fprintf(log, ", \"eval_%s_accuracy\": %.6f, \"eval_%s_sequences\": %ld",
+                        a->obj.pair == PLM_PAIR_SOP ? "sop" : "nsp", e.seq_accuracy,
+                        a->obj.pair == PLM_PAIR_SOP ? "sop" : "nsp", e.sequences);
+            fprintf(log, "}\n");
             if (!a->quiet && !pb.tty)
                 fprintf(stderr, "step %ld: eval_loss %.4f, eval_accuracy %.4f\n", done, e.loss, e.accuracy);
         }

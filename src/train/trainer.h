@@ -38,9 +38,11 @@ typedef struct {
 void plm_train_args_default(plm_train_args *a);
 
 typedef struct {
-    double loss;     /* mean loss per predicted token */
-    double accuracy; /* top-1 accuracy on predicted tokens */
-    long tokens;     /* predicted tokens */
+    double loss;         /* mean loss per predicted token */
+    double accuracy;     /* top-1 accuracy on predicted tokens */
+    long tokens;         /* predicted tokens */
+    double seq_accuracy; /* NSP/SOP accuracy (pair objectives; NAN otherwise) */
+    long sequences;      /* sequences with an NSP/SOP label */
 } plm_eval_result;
 
 /* Runs the model over up to max_batches batches of a non-shuffled loader (dropout off). */
