@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "core/common.h"
 #include "data/corpus.h"
+#include "data/shards.h"
 #include "model/model_io.h"
 #include "train/trainer.h"
 
@@ -57,7 +58,8 @@ static void config_set_special_ids(plm_config *c, const plm_tokenizer *t) {
 
 int cmd_pretrain(int argc, char **argv) {
     const char *config_path = NULL, *tokenizer_path = NULL, *objective = "clm", *scheduler = "linear";
-    const char *resume = NULL, *init_from = NULL, *masking = "token";
+    const char *resume = NULL, *init_from = NULL, *masking = "token", *data_dir = NULL;
+    char data_tok[4200];
     arg_list train_files = {0}, valid_files = {0};
     float valid_split = 0.05f;
     int vocab_size = 8192;
@@ -67,6 +69,9 @@ int cmd_pretrain(int argc, char **argv) {
     arg_spec specs[] = {
         {"--config", ARG_STR, &config_path, "model config.json (HF names); default: a small BERT (mlm) or GPT-2 (clm)"},
         {"--train", ARG_LIST, &train_files, "training text files (UTF-8; each file is a document)"},
+        {"--data", ARG_STR, &data_dir,
+         "a directory written by plm prepare: train on its shards (mmap), validate on its validation split; its "
+         "tokenizer.json is the default tokenizer"},
         {"--validation", ARG_LIST, &valid_files, "validation text files (default: split off the training text)"},
         {"--validation-split", ARG_FLOAT, &valid_split, "fraction of the training tokens held out (default 0.05)"},
         {"--tokenizer", ARG_STR, &tokenizer_path, "tokenizer.json; default: train a byte-level BPE on --train"},
@@ -146,9 +151,17 @@ int cmd_pretrain(int argc, char **argv) {
         fprintf(stderr, "plm pretrain: --lr-scheduler must be linear, cosine or constant\n");
         goto usage_fail;
     }
-    if (train_files.n == 0) {
-        fprintf(stderr, "plm pretrain: --train FILE... is required (see plm pretrain --help)\n");
+    if ((train_files.n == 0) == (data_dir == NULL)) {
+        fprintf(stderr, "plm pretrain: either --train FILE... or --data DIR is required (see plm pretrain --help)\n");
         goto usage_fail;
+    }
+    if (data_dir && valid_files.n > 0) {
+        fprintf(stderr, "plm pretrain: --data brings its validation split; --validation goes with --train\n");
+        goto usage_fail;
+    }
+    if (data_dir && !tokenizer_path && !resume && !init_from) {
+        snprintf(data_tok, sizeof data_tok, "%s/tokenizer.json", data_dir);
+        tokenizer_path = data_tok;
     }
     if (strcmp(masking, "token") == 0)
         a.obj.masking = PLM_MASK_TOKEN;
@@ -240,9 +253,19 @@ int cmd_pretrain(int argc, char **argv) {
     }
     int32_t sep = plm_tokenizer_special(tok, PLM_SPECIAL_EOS);
     if (sep < 0) sep = plm_tokenizer_special(tok, PLM_SPECIAL_SEP);
-    if (plm_corpus_tokenize(tok, (const char *const *)train_files.items, train_files.n, sep, &train, !quiet) != 0)
+    if (data_dir) {
+        /* shards through mmap; the tokenizer must be the one the data was prepared with */
+        if (plm_shards_open(data_dir, "train", tok, true, &train) != 0 ||
+            plm_shards_open(data_dir, "validation", tok, true, &valid) != 0)
+            goto fail;
+        if (train.n == 0) {
+            plm_error("%s: the train split has no tokens", data_dir);
+            goto fail;
+        }
+    } else if (plm_corpus_tokenize(tok, (const char *const *)train_files.items, train_files.n, sep, &train, !quiet) !=
+               0) {
         goto fail;
-    if (valid_files.n > 0) {
+    } else if (valid_files.n > 0) {
         if (plm_corpus_tokenize(tok, (const char *const *)valid_files.items, valid_files.n, sep, &valid, !quiet) != 0)
             goto fail;
     } else if (valid_split > 0) { /* hold out the tail of the stream */
@@ -277,8 +300,14 @@ int cmd_pretrain(int argc, char **argv) {
 fail:
     cli_fail("pretrain", rc);
 done:
-    plm_token_stream_free(&train);
-    plm_token_stream_free(&valid);
+    if (train.shards)
+        plm_shards_close(&train);
+    else
+        plm_token_stream_free(&train);
+    if (valid.shards)
+        plm_shards_close(&valid);
+    else
+        plm_token_stream_free(&valid);
     plm_model_free(m);
     if (tok) plm_tokenizer_free(tok);
     free(resume_dir);

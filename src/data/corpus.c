@@ -44,7 +44,7 @@ long plm_utf8_check(const char *str, size_t n) {
  * whitespace. GPT-2's pattern ends every token at such a point (the newline run is
  * its own token and no letter/number/punctuation token starts with '\n'), and BERT
  * splits at all whitespace. */
-static size_t next_split(const char *t, size_t len, size_t from) {
+size_t plm_corpus_next_split(const char *t, size_t len, size_t from) {
     for (size_t i = from; i + 1 < len; i++)
         if (t[i] == '\n' && t[i + 1] != ' ' && t[i + 1] != '\n' && t[i + 1] != '\r' && t[i + 1] != '\t' &&
             t[i + 1] != '\v' && t[i + 1] != '\f')
@@ -136,7 +136,7 @@ int plm_corpus_tokenize(const plm_tokenizer *tok, const char *const *files, int 
         size_t nchunks = 0, ccap = 16;
         size_t *starts = plm_malloc((ccap + 1) * sizeof(size_t));
         for (size_t pos = 0; pos < len;) {
-            size_t end = pos + CHUNK_BYTES >= len ? len : next_split(text, len, pos + CHUNK_BYTES);
+            size_t end = pos + CHUNK_BYTES >= len ? len : plm_corpus_next_split(text, len, pos + CHUNK_BYTES);
             if (nchunks == ccap) starts = plm_realloc(starts, ((ccap *= 2) + 1) * sizeof(size_t));
             starts[nchunks++] = pos;
             pos = end;

@@ -50,6 +50,11 @@ int plm_corpus_tokenize(const plm_tokenizer *tok, const char *const *files, int 
                         plm_token_stream *out, int verbose);
 void plm_token_stream_free(plm_token_stream *s);
 
+/* The first safe split point of t at or after from (just after a '\n' followed by a
+ * non-whitespace byte: both pre-tokenizers end a token there), or len. Encoding the
+ * pieces between split points gives the ids of encoding the whole text. */
+size_t plm_corpus_next_split(const char *t, size_t len, size_t from);
+
 /* Byte offset of the first invalid UTF-8 sequence, or -1 when valid. */
 long plm_utf8_check(const char *s, size_t n);
 
