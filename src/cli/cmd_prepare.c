@@ -18,7 +18,8 @@ int cmd_prepare(int argc, char **argv) {
         {"--input", ARG_LIST, &inputs,
          "text files (one document each), .jsonl files (one document per line) or folders (their .txt and .jsonl "
          "files, recursively)"},
-        {"--tokenizer", ARG_STR, &tokenizer_path, "tokenizer.json (required; copied into the output)"},
+        {"--tokenizer", ARG_STR, &tokenizer_path,
+         "tokenizer.json, or a BERT vocab.txt (uncased) (required; saved into the output as tokenizer.json)"},
         {"--output-dir", ARG_STR, &o.output_dir, "where manifest.json, tokenizer.json and the shards go (required)"},
         {"--text-field", ARG_STR, &o.text_field, "JSONL: the field holding the text (default text)"},
         {"--validation-split", ARG_FLOAT, &o.validation_split,
@@ -47,7 +48,10 @@ int cmd_prepare(int argc, char **argv) {
     o.num_inputs = inputs.n;
     o.quiet = quiet;
     o.overwrite = overwrite;
-    plm_tokenizer *tok = plm_tokenizer_load(tokenizer_path);
+    size_t tl = strlen(tokenizer_path);
+    plm_tokenizer *tok = tl > 4 && strcmp(tokenizer_path + tl - 4, ".txt") == 0
+                             ? plm_tokenizer_load_wordpiece(tokenizer_path, true)
+                             : plm_tokenizer_load(tokenizer_path);
     if (!tok) {
         args_list_free(&inputs);
         return cli_fail("prepare", PLM_EXIT_INPUT);

@@ -186,10 +186,38 @@ typedef struct {
     const char *file;
     size_t file_off; /* byte offset of the piece in its file (text) */
     long line;       /* JSONL line, 0 for text */
-    plm_encoding enc;
+    int32_t *ids;    /* the piece's tokens */
     uint8_t *flags;
+    size_t n;
     int failed;
 } piece;
+
+#define SUB_BYTES (8u << 10)
+
+/* Encodes a piece in sub-pieces of about 16 KB cut at safe split points (the same ids as
+ * one encode call: corpus.h), with one reused encoding: the tokenizer's arrays stay in
+ * cache (measured 0.4x of the tokenizer alone with 1 MB pieces, 0.6-0.8x with small ones). */
+static int encode_piece(const plm_tokenizer *tok, piece *q, plm_encoding *e) {
+    size_t cap = q->len / 3 + 16;
+    q->ids = plm_malloc(cap * sizeof(int32_t));
+    q->flags = plm_malloc(cap);
+    q->n = 0;
+    for (size_t pos = 0; pos < q->len;) {
+        size_t end = pos + SUB_BYTES >= q->len ? q->len : plm_corpus_next_split(q->text, q->len, pos + SUB_BYTES);
+        plm_encoding_clear(e);
+        if (plm_tokenizer_encode(tok, q->text + pos, end - pos, e) != 0) return -1;
+        if (q->n + (size_t)e->n > cap) {
+            while (q->n + (size_t)e->n > cap) cap *= 2;
+            q->ids = plm_realloc(q->ids, cap * sizeof(int32_t));
+            q->flags = plm_realloc(q->flags, cap);
+        }
+        memcpy(q->ids + q->n, e->ids, (size_t)e->n * sizeof(int32_t));
+        plm_token_flags(q->text + pos, end - pos, e, false, q->flags + q->n);
+        q->n += (size_t)e->n;
+        pos = end;
+    }
+    return 0;
+}
 
 typedef struct {
     const plm_tokenizer *tok;
@@ -208,16 +236,14 @@ typedef struct {
 static int flush_batch(prep *P) {
     int failed = 0;
     double t0 = plm_now();
-#pragma omp parallel for schedule(dynamic, 1) num_threads(P->o->num_threads) reduction(| : failed)
-    for (int i = 0; i < P->np; i++) {
-        piece *q = &P->p[i];
-        plm_encoding_init(&q->enc);
-        if (plm_tokenizer_encode(P->tok, q->text, q->len, &q->enc) != 0) {
-            q->failed = failed = 1;
-            continue;
-        }
-        q->flags = plm_malloc((size_t)q->enc.n + 1);
-        plm_token_flags(q->text, q->len, &q->enc, false, q->flags);
+#pragma omp parallel num_threads(P->o->num_threads) reduction(| : failed)
+    {
+        plm_encoding e;
+        plm_encoding_init(&e);
+#pragma omp for schedule(dynamic, 1)
+        for (int i = 0; i < P->np; i++)
+            if (encode_piece(P->tok, &P->p[i], &e) != 0) P->p[i].failed = failed = 1;
+        plm_encoding_free(&e);
     }
     P->st->encode_seconds += plm_now() - t0;
     int rc = 0;
@@ -232,7 +258,7 @@ static int flush_batch(prep *P) {
         }
         writer *w = &P->w[q->split];
         if (P->doc_tokens_doc != q->doc) P->doc_tokens_doc = q->doc, P->doc_had_tokens = false;
-        for (int k = 0; rc == 0 && k < q->enc.n; k++) {
+        for (size_t k = 0; rc == 0 && !q->failed && k < q->n; k++) {
             uint8_t f = q->flags[k] & (uint8_t)~PLM_TOK_DOC_START;
             if (w->open_doc != q->doc) {
                 /* a new document in this split (or a new part of one) */
@@ -241,7 +267,7 @@ static int flush_batch(prep *P) {
                 w->docs++;
                 f |= PLM_TOK_DOC_START | PLM_TOK_SENT_START;
             }
-            if (rc == 0 && w_push(w, q->enc.ids[k], f) != 0) rc = PLM_EXIT_FAIL;
+            if (rc == 0 && w_push(w, q->ids[k], f) != 0) rc = PLM_EXIT_FAIL;
             P->doc_had_tokens = true;
         }
         if (rc == 0 && q->doc_end) {
@@ -256,7 +282,7 @@ static int flush_batch(prep *P) {
             }
         }
         P->done_bytes += q->len;
-        plm_encoding_free(&q->enc);
+        free(q->ids);
         free(q->flags);
         free(q->text);
     }
