@@ -85,10 +85,10 @@ static void check_words(const char *name, const plm_tokenizer *tok, const plm_to
     long eligible = 0, selected = 0, partial = 0, words = 0, frame_bad = 0, cross_doc = 0, runs = 0, run_words = 0;
     long mark_bad = 0;
     while (eligible < 1000000) {
-        size_t first = d.pos;
-        plm_dataloader_next(&d, B, ids, tt, am, lab);
-        for (int b = 0; b < B; b++) {
-            const plm_window *w = plm_dataloader_window(&d, d.order[first + (size_t)b]);
+        for (int b = 0; b < B; b++) { /* one window at a time: its index, also across an epoch's end */
+            if (d.pos >= d.num_windows) plm_dataloader_seek(&d, d.epoch + 1, 0);
+            const plm_window *w = plm_dataloader_window(&d, d.order[d.pos]);
+            plm_dataloader_next(&d, 1, ids + (size_t)b * T, tt, am + (size_t)b * T, lab + (size_t)b * T);
             const int32_t *x = ids + (size_t)b * T, *y = lab + (size_t)b * T;
             int n = (int)w->a_len;
             plm_stream_read(s, w->a_start, (size_t)n, tt, fl);

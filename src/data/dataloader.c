@@ -26,7 +26,8 @@ int plm_objective_opts_check(const plm_objective_opts *o) {
     }
     if (!(o->mask_replace_prob >= 0 && o->random_replace_prob >= 0 &&
           o->mask_replace_prob + o->random_replace_prob <= 1.0f + 1e-6f)) {
-        plm_error("mask_replace_prob and random_replace_prob must be >= 0 with a sum <= 1 (got %g and %g)",
+        plm_error("masking probabilities: mask_replace_prob and random_replace_prob must be >= 0 with a sum <= 1 "
+                  "(got %g and %g)",
                   o->mask_replace_prob, o->random_replace_prob);
         return -1;
     }
