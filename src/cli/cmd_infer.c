@@ -10,6 +10,7 @@
 #include "data/corpus.h"
 #include "data/dataloader.h"
 #include "infer/generate.h"
+#include "infer/lm_score.h"
 #include "train/trainer.h"
 
 /* eval, generate and fill-mask use a pretraining model: one backbone with an LM head. */
@@ -32,19 +33,27 @@ static int load_lm(const char *dir, plm_model **m, plm_tokenizer **tok) {
 int cmd_eval(int argc, char **argv) {
     const char *model_dir = NULL, *objective = NULL;
     arg_list files = {0};
-    int batch_size = 8, seq_len = 0, max_batches = 1000000;
+    int batch_size = 8, seq_len = 0, max_batches = 1000000, stride = 0;
     uint64_t seed = 42;
+    bool quiet = false;
     arg_spec specs[] = {
         {"--model", ARG_STR, &model_dir, "model directory (config.json, model.safetensors, tokenizer.json)"},
         {"--data", ARG_LIST, &files, "held-out text files"},
         {"--objective", ARG_STR, &objective, "clm (perplexity) or mlm (masked loss/accuracy); default from the model"},
         {"--batch-size", ARG_INT, &batch_size, "sequences per batch (default 8)"},
-        {"--seq-len", ARG_INT, &seq_len, "tokens per sequence (default: min(512, max_position_embeddings))"},
-        {"--max-batches", ARG_INT, &max_batches, "stop after N batches"},
+        {"--seq-len", ARG_INT, &seq_len,
+         "tokens per window (default: CLM max_position_embeddings, MLM min(512, max_position_embeddings))"},
+        {"--stride", ARG_INT, &stride,
+         "CLM: a window every N tokens, scoring the tokens not scored before (default seq-len / 2; seq-len: "
+         "disjoint windows)"},
+        {"--max-batches", ARG_INT, &max_batches, "MLM: stop after N batches"},
         {"--seed", ARG_U64, &seed, "seed of the MLM masks (default 42)"},
+        {"--quiet", ARG_FLAG, &quiet, "CLM: no progress bar"},
     };
-    int rc = args_parse("eval", "Perplexity (CLM) or masked-token loss and accuracy (MLM) on held-out text.", specs,
-                        (int)PLM_ARRAY_LEN(specs), argc, argv);
+    int rc = args_parse("eval",
+                        "Perplexity (CLM: sliding windows with a stride, as Hugging Face's perplexity guide) or "
+                        "masked-token loss and accuracy (MLM) on held-out text.",
+                        specs, (int)PLM_ARRAY_LEN(specs), argc, argv);
     if (rc) {
         args_list_free(&files);
         return rc == 1 ? 0 : rc;
@@ -70,9 +79,13 @@ int cmd_eval(int argc, char **argv) {
         rc = PLM_EXIT_USAGE;
         goto out;
     }
-    if (seq_len <= 0) seq_len = PLM_MIN(512, m->config.max_position_embeddings);
-    if (batch_size <= 0 || seq_len > m->config.max_position_embeddings) {
-        fprintf(stderr, "plm eval: --seq-len must be at most max_position_embeddings (%d)\n",
+    if (seq_len <= 0)
+        seq_len =
+            obj == PLM_OBJ_CLM ? m->config.max_position_embeddings : PLM_MIN(512, m->config.max_position_embeddings);
+    if (stride <= 0) stride = PLM_MAX(seq_len / 2, 1);
+    if (batch_size <= 0 || seq_len > m->config.max_position_embeddings || stride > seq_len ||
+        (obj == PLM_OBJ_CLM && seq_len < 2)) {
+        fprintf(stderr, "plm eval: --seq-len must be in 2..max_position_embeddings (%d), --stride in 1..seq-len\n",
                 m->config.max_position_embeddings);
         rc = PLM_EXIT_USAGE;
         goto out;
@@ -84,6 +97,29 @@ int cmd_eval(int argc, char **argv) {
         rc = cli_fail("eval", PLM_EXIT_INPUT);
         goto out;
     }
+    if (obj == PLM_OBJ_CLM) {
+        /* documents joined by end-of-text, none appended after the last (HF's guide
+         * scores the joined text as it is) */
+        if (s.n > 1 && sep >= 0 && s.ids[s.n - 1] == sep) s.n--;
+        plm_ppl_result pr;
+        plm_progress pb;
+        long nw = s.n > (size_t)seq_len ? (long)((s.n - (size_t)seq_len + (size_t)stride - 1) / (size_t)stride) + 1 : 1;
+        if (!quiet) plm_progress_start(&pb, "perplexity", nw, 0);
+        if (plm_lm_perplexity(m, s.ids, s.n, seq_len, stride, batch_size, quiet ? NULL : &pb, &pr) != 0) {
+            if (!quiet) fputc('\n', stderr);
+            rc = cli_fail("eval", PLM_EXIT_INPUT);
+        } else {
+            if (!quiet) plm_progress_finish(&pb, NULL);
+            double loss = pr.nll / (double)pr.tokens;
+            printf(
+                "{\"objective\": \"clm\", \"loss\": %.6f, \"perplexity\": %.4f, \"accuracy\": %.4f, \"tokens\": %ld, "
+                "\"nll_sum\": %.6f, \"seq_len\": %d, \"stride\": %d, \"windows\": %ld}\n",
+                loss, exp(loss), (double)pr.correct / (double)pr.tokens, pr.tokens, pr.nll, seq_len, stride,
+                pr.windows);
+        }
+        plm_token_stream_free(&s);
+        goto out;
+    }
     plm_vocab_info v;
     plm_vocab_info_init(&v, tok);
     plm_objective_opts oo;
@@ -93,15 +129,10 @@ int cmd_eval(int argc, char **argv) {
         rc = cli_fail("eval", PLM_EXIT_INPUT);
     } else {
         plm_model_reserve(m, batch_size, seq_len);
-        plm_eval_result e = plm_evaluate(m, &d, batch_size, max_batches, obj == PLM_OBJ_CLM);
-        if (obj == PLM_OBJ_CLM)
-            printf(
-                "{\"objective\": \"clm\", \"loss\": %.6f, \"perplexity\": %.4f, \"accuracy\": %.4f, \"tokens\": %ld}\n",
-                e.loss, exp(e.loss), e.accuracy, e.tokens);
-        else
-            printf("{\"objective\": \"mlm\", \"loss\": %.6f, \"masked_accuracy\": %.4f, \"perplexity\": %.4f, "
-                   "\"masked_tokens\": %ld}\n",
-                   e.loss, e.accuracy, exp(e.loss), e.tokens);
+        plm_eval_result e = plm_evaluate(m, &d, batch_size, max_batches, false);
+        printf("{\"objective\": \"mlm\", \"loss\": %.6f, \"masked_accuracy\": %.4f, \"perplexity\": %.4f, "
+               "\"masked_tokens\": %ld}\n",
+               e.loss, e.accuracy, exp(e.loss), e.tokens);
         plm_dataloader_free(&d);
     }
     plm_vocab_info_free(&v);

@@ -82,7 +82,7 @@ int cmd_pretrain(int argc, char **argv) {
          "sentence order prediction, ALBERT); the pair objectives train BertForPreTraining (default clm)"},
         {"--short-seq-prob", ARG_FLOAT, &a.obj.short_seq_prob,
          "mlm+nsp/sop: share of pairs with a random shorter target length (default 0.1)"},
-        {"--max-steps", ARG_LONG, &a.max_steps, "optimizer steps (default 1000)"},
+        {"--max-steps", ARG_LONG, &a.max_steps, "optimizer steps; 0 writes the initialised model (default 1000)"},
         {"--batch-size", ARG_INT, &a.per_device_train_batch_size, "sequences per micro-batch (default 16)"},
         {"--seq-len", ARG_INT, &a.max_seq_length, "tokens per sequence (default 128)"},
         {"--gradient-accumulation-steps", ARG_INT, &a.gradient_accumulation_steps,

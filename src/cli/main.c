@@ -19,6 +19,7 @@ static const command commands[] = {
     {"finetune", cmd_finetune, "fine-tune for sequence classification / regression (GLUE or custom files)"},
     {"evaluate", cmd_evaluate, "score a fine-tuned model on a labelled set (GLUE-style table, JSON)"},
     {"predict", cmd_predict, "predict a test set with a fine-tuned model (GLUE submission TSV)"},
+    {"prompt", cmd_prompt, "zero- / few-shot classification with a causal model (verbalizer log-likelihoods)"},
     {"eval", cmd_eval, "perplexity / masked-token accuracy of a model on held-out text"},
     {"generate", cmd_generate, "generate text from a causal model"},
     {"fill-mask", cmd_fill_mask, "predict masked tokens with an encoder"},

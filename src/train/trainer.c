@@ -415,8 +415,10 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
               const plm_train_args *a) {
     int B = a->per_device_train_batch_size, T = a->max_seq_length, accum = a->gradient_accumulation_steps;
     bool causal = a->objective == PLM_OBJ_CLM;
-    if (B <= 0 || T <= 0 || accum <= 0 || a->max_steps <= 0) {
-        plm_error("batch size, sequence length, accumulation and max_steps must be positive");
+    /* max_steps 0 writes the initialised model: the from-scratch baseline of a fine-tuning
+     * comparison (HF's from_config) */
+    if (B <= 0 || T <= 0 || accum <= 0 || a->max_steps < 0) {
+        plm_error("batch size, sequence length and accumulation must be positive, max_steps not negative");
         return PLM_EXIT_USAGE;
     }
     if (T > m->config.max_position_embeddings) {
