@@ -12,7 +12,7 @@ CFLAGS  += -std=c17 -Wall -Wextra -Werror -fopenmp -fno-trapping-math -fno-math-
 # soname) for the layouts where it measured faster; one OpenMP runtime (libgomp)
 # drives plm and both libraries. bench/README.md has the measurements.
 OPENBLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
-LDLIBS  += -ldnnl -L$(OPENBLAS_DIR) -l:libopenblas.so.0 -Wl,-rpath,$(OPENBLAS_DIR) -lcjson -lpcre2-8 -lutf8proc -lm -fopenmp
+LDLIBS  += -ldnnl -L$(OPENBLAS_DIR) -l:libopenblas.so.0 -Wl,-rpath,$(OPENBLAS_DIR) -lcjson -lnettle -lpcre2-8 -lutf8proc -lm -fopenmp
 
 # Data parallelism over MPI (src/train/dist.c): MPI=1 builds with Open MPI (Debian's
 # libopenmpi-dev), MPI=0 without (a world of one process). Default: with, when mpicc exists.
@@ -100,10 +100,10 @@ clean:
 # Fuzz targets (fuzz/*.c) against the tokenizer, core, safetensors, config and dataset sources,
 # with clang's libFuzzer, ASan and UBSan; scripts/fuzz.sh runs each for a bounded time.
 FUZZ_LIB := $(wildcard src/core/*.c src/tokenizer/*.c) src/train/safetensors.c src/model/config.c \
-            src/tasks/datasets.c src/data/corpus.c
+            src/tasks/datasets.c src/data/corpus.c src/data/shards.c
 FUZZ_BIN := $(patsubst fuzz/%.c,build-fuzz/%,$(wildcard fuzz/*.c))
 fuzz: $(FUZZ_BIN)
 build-fuzz/%: fuzz/%.c $(FUZZ_LIB) $(HEADERS) Makefile
 	@mkdir -p build-fuzz
 	clang -g -O1 -std=c17 -D_GNU_SOURCE -Isrc -fopenmp -fsanitize=fuzzer,address,undefined \
-	    -fno-sanitize-recover=undefined $< $(FUZZ_LIB) -lcjson -lutf8proc -lpcre2-8 -lm -o $@
+	    -fno-sanitize-recover=undefined $< $(FUZZ_LIB) -lcjson -lnettle -lutf8proc -lpcre2-8 -lm -o $@

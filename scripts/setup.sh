@@ -7,7 +7,7 @@
 # Idempotent: installs only what is missing. Uses sudo when not root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(build-essential libdnnl-dev libopenblas-dev libopenblas0-openmp libcjson-dev libpcre2-dev libutf8proc-dev)
+pkgs=(build-essential libdnnl-dev libopenblas-dev libopenblas0-openmp libcjson-dev nettle-dev libpcre2-dev libutf8proc-dev)
 if [[ ${1:-} == --test || ${1:-} == --bench ]]; then
     pkgs+=(python3 python3-numpy python3-torch python3-sklearn python3-scipy clang libclang-rt-14-dev libomp-dev clang-format
            libblis-dev libopenmpi-dev openmpi-bin)

@@ -183,7 +183,8 @@ int main(void) {
         TEST_CHECK(plm_corpus_tokenize(tok, &corpus, 1, eos, &all, 0) == 0,
                    obj ? "learning_mlm_corpus" : "learning_clm_corpus", "%s", plm_last_error());
         size_t nv = all.n / 10;
-        plm_token_stream train = {all.ids, all.n - nv}, valid = {all.ids + all.n - nv, nv};
+        plm_token_stream train = {all.ids, all.n - nv, all.flags, NULL},
+                         valid = {all.ids + all.n - nv, nv, all.flags + all.n - nv, NULL};
         int V = plm_tokenizer_vocab_size(tok);
         int32_t mask_id = plm_tokenizer_special(tok, PLM_SPECIAL_MASK);
         plm_config c;

@@ -1,6 +1,8 @@
 /* test_mlm_stats.c - BERT masking statistics over >= 1M tokens: selection rate 15% +-
- * 0.3%, the 80/10/10 split within +-1%, special tokens never selected; dynamic masks
- * change between epochs, static masks do not; CLM windows are shifted correctly. */
+ * 0.3%, the 80/10/10 split within +-1%, special tokens never selected, MLM chunks framed
+ * as [CLS] ... [SEP] with neither inside; dynamic masks change between epochs, static
+ * masks (dupe_factor 1) do not; CLM windows are shifted correctly. Whole-word, span and
+ * dupe_factor masking: test_masking.c. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +32,7 @@ int main(void) {
 
     /* a stream with 5% special tokens sprinkled in */
     size_t n = 1200000;
-    plm_token_stream s = {plm_malloc(n * sizeof(int32_t)), n};
+    plm_token_stream s = {plm_malloc(n * sizeof(int32_t)), n, NULL, NULL};
     plm_rng r;
     plm_rng_seed(&r, 7, 0);
     for (size_t i = 0; i < n; i++)
@@ -50,8 +52,15 @@ int main(void) {
         for (int b = 0; b < B; b++) {
             const int32_t *x = ids + (size_t)b * T, *y = labels + (size_t)b * T;
             windows++;
-            cls_ok += x[0] == CLS;
-            sep_ok += x[T - 1] == SEP;
+            /* [CLS] chunk [SEP] pad...: a chunk never crosses a document separator (the
+             * random specials of this stream are content; test_masking.c checks real text
+             * for inner [CLS]/[SEP]) */
+            int n = T;
+            while (n > 0 && x[n - 1] == PAD && y[n - 1] == PLM_IGNORE_INDEX) n--;
+            int inner = 0;
+            for (int t = 1; t < n - 1; t++) inner += (y[t] != PLM_IGNORE_INDEX ? y[t] : x[t]) == EOS;
+            cls_ok += x[0] == CLS && !inner;
+            sep_ok += n >= 2 && x[n - 1] == SEP;
             for (int t = 0; t < T; t++) {
                 total++;
                 int32_t orig = y[t] != PLM_IGNORE_INDEX ? y[t] : x[t];
@@ -116,6 +125,7 @@ int main(void) {
     TEST_CHECK(memcmp(first, labels, sizeof first) != 0, "mlm_dynamic_masking", "same mask in two epochs");
     plm_objective_opts os = o;
     os.static_masking = true;
+    os.dupe_factor = 1;
     plm_dataloader ds;
     plm_dataloader_init(&ds, &s, PLM_OBJ_MLM, &os, &v, T, 1234, true);
     plm_dataloader_seek(&ds, 0, 0);

@@ -138,7 +138,7 @@ static void test_electra_labels(void) {
     plm_vocab_info v;
     make_vocab(&v);
     size_t n = 1100000;
-    plm_token_stream st = {plm_malloc(n * sizeof(int32_t)), n};
+    plm_token_stream st = {.ids = plm_malloc(n * sizeof(int32_t)), .n = n};
     plm_rng r;
     plm_rng_seed(&r, 17, 0);
     for (size_t i = 0; i < n; i++)
@@ -236,7 +236,8 @@ static void test_electra_learns(const char *data, int steps) {
         return;
     }
     size_t nv = all.n / 10;
-    plm_token_stream train = {all.ids, all.n - nv}, valid = {all.ids + all.n - nv, nv};
+    plm_token_stream train = {.ids = all.ids, .n = all.n - nv, .flags = all.flags},
+                     valid = {.ids = all.ids + all.n - nv, .n = nv, .flags = all.flags ? all.flags + all.n - nv : NULL};
     int T = 32;
     plm_model *m = tiny_electra(plm_tokenizer_vocab_size(tok), 64, 2, T, 0.25f, 11);
     char dir[] = "/tmp/plm_electra_XXXXXX";

@@ -43,7 +43,7 @@ static void check_stream(int T, size_t ntok) {
     plm_rng r;
     plm_rng_seed(&r, 123, 0);
     for (size_t i = 0; i < ntok; i++) ids[i] = i % 997 == 996 ? EOS : 2 + (int32_t)plm_rng_below(&r, V - 102);
-    plm_token_stream s = {ids, ntok};
+    plm_token_stream s = {.ids = ids, .n = ntok};
     plm_vocab_info v;
     memset(&v, 0, sizeof v);
     v.vocab_size = V;
@@ -144,7 +144,7 @@ static void check_stream(int T, size_t ntok) {
 static void check_refused(void) {
     int32_t ids[4000];
     for (int i = 0; i < 4000; i++) ids[i] = 5 + i % 50;
-    plm_token_stream s = {ids, 4000};
+    plm_token_stream s = {.ids = ids, .n = 4000};
     plm_vocab_info v;
     memset(&v, 0, sizeof v);
     v.vocab_size = 200;

@@ -80,7 +80,7 @@ int main(void) {
         return 1;
     }
     size_t nv = all.n / 10;
-    plm_token_stream train = {all.ids, all.n - nv}, valid = {all.ids + all.n - nv, nv};
+    plm_token_stream train = {.ids = all.ids, .n = all.n - nv}, valid = {.ids = all.ids + all.n - nv, .n = nv};
     plm_config c;
     plm_config_default(&c, PLM_ARCH_T5);
     c.vocab_size = V;

@@ -7,6 +7,7 @@
 #include "tokenizer/tokenizer.h"
 
 int cmd_pretrain(int argc, char **argv);
+int cmd_prepare(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_fill_mask(int argc, char **argv);

@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "core/common.h"
 #include "data/corpus.h"
+#include "data/shards.h"
 #include "model/model_io.h"
 #include "train/electra.h"
 #include "train/trainer.h"
@@ -85,7 +86,8 @@ static int add_sentinels(plm_tokenizer *t, int n) {
 
 int cmd_pretrain(int argc, char **argv) {
     const char *config_path = NULL, *tokenizer_path = NULL, *objective = "clm", *scheduler = "linear";
-    const char *resume = NULL, *init_from = NULL;
+    const char *resume = NULL, *init_from = NULL, *masking = "token", *data_dir = NULL;
+    char data_tok[4200];
     arg_list train_files = {0}, valid_files = {0};
     float valid_split = 0.05f, decay_fraction = 0.2f, generator_size = 0.25f, disc_weight = 50.0f, clm_fraction = 0.25f;
     float mask_replace = NAN, random_replace = NAN; /* per-objective defaults below */
@@ -98,14 +100,19 @@ int cmd_pretrain(int argc, char **argv) {
     arg_spec specs[] = {
         {"--config", ARG_STR, &config_path, "model config.json (HF names); default: a small BERT (mlm) or GPT-2 (clm)"},
         {"--train", ARG_LIST, &train_files, "training text files (UTF-8; each file is a document)"},
+        {"--data", ARG_STR, &data_dir,
+         "a directory written by plm prepare: train on its shards (mmap), validate on its validation split; its "
+         "tokenizer.json is the default tokenizer"},
         {"--validation", ARG_LIST, &valid_files, "validation text files (default: split off the training text)"},
         {"--validation-split", ARG_FLOAT, &valid_split, "fraction of the training tokens held out (default 0.05)"},
         {"--tokenizer", ARG_STR, &tokenizer_path, "tokenizer.json; default: train a byte-level BPE on --train"},
         {"--vocab-size", ARG_INT, &vocab_size, "vocabulary size of a newly trained tokenizer (default 8192)"},
         {"--output-dir", ARG_STR, &a.output_dir, "where checkpoints, metrics.jsonl and loss.svg go (default out)"},
         {"--objective", ARG_STR, &objective,
-         "clm (next token), mlm (masked LM), electra (replaced-token detection), clm+mlm (CLM, then MLM on the "
-         "same weights) or t5 (span corruption, encoder-decoder) (default clm)"},
+         "clm (next token), mlm (masked LM), mlm+nsp (MLM + next sentence prediction, BERT), mlm+sop (MLM + "
+         "sentence order prediction, ALBERT), electra (replaced-token detection), clm+mlm (CLM, then MLM on the "
+         "same weights) or t5 (span corruption, encoder-decoder); the pair objectives train BertForPreTraining "
+         "(default clm)"},
         {"--generator-size", ARG_FLOAT, &generator_size,
          "electra: generator width as a fraction of the discriminator's (hidden, intermediate, heads) (default 0.25)"},
         {"--disc-weight", ARG_FLOAT, &disc_weight, "electra: lambda in L_gen + lambda L_disc (default 50)"},
@@ -113,6 +120,8 @@ int cmd_pretrain(int argc, char **argv) {
          "clm+mlm: share of the steps trained with causal attention on CLM before MLM (default 0.25)"},
         {"--reset-optimizer-at-switch", ARG_FLAG, &reset_at_switch,
          "clm+mlm: zero AdamW's moments at the switch (the learning-rate schedule runs on)"},
+        {"--short-seq-prob", ARG_FLOAT, &a.obj.short_seq_prob,
+         "mlm+nsp/sop: share of pairs with a random shorter target length (default 0.1)"},
         {"--max-steps", ARG_LONG, &a.max_steps, "optimizer steps; 0 writes the initialised model (default 1000)"},
         {"--batch-size", ARG_INT, &a.per_device_train_batch_size, "sequences per micro-batch (default 16)"},
         {"--seq-len", ARG_INT, &a.max_seq_length, "tokens per sequence (default 128)"},
@@ -137,11 +146,18 @@ int cmd_pretrain(int argc, char **argv) {
         {"--save-total-limit", ARG_INT, &a.save_total_limit,
          "keep only the newest N checkpoint-N directories (default: all)"},
         {"--seed", ARG_U64, &a.seed, "random seed: same seed, same run (default 42)"},
-        {"--mlm-probability", ARG_FLOAT, &a.obj.mlm_probability, "share of tokens selected for MLM (default 0.15)"},
+        {"--mlm-probability", ARG_FLOAT, &a.obj.mlm_probability,
+         "share of tokens selected for MLM, 0.05..0.5 (default 0.15)"},
         {"--mask-replace-prob", ARG_FLOAT, &mask_replace, "selected -> [MASK] (default 0.8; electra 0.85)"},
         {"--random-replace-prob", ARG_FLOAT, &random_replace,
          "selected -> random token (default 0.1; electra 0: google-research/electra keeps 15% unchanged)"},
-        {"--static-masking", ARG_FLAG, &static_masking, "one fixed mask per sequence (BERT) instead of dynamic"},
+        {"--static-masking", ARG_FLAG, &static_masking,
+         "static masks (BERT): --dupe-factor fixed masks per sequence, reused every dupe-factor epochs, instead of "
+         "a new mask each epoch (RoBERTa)"},
+        {"--dupe-factor", ARG_INT, &a.obj.dupe_factor, "number of static masks per sequence (default 10, as BERT)"},
+        {"--masking", ARG_STR, &masking,
+         "token (each token), whole_word (all pieces of a word together) or span (SpanBERT: geometric spans of "
+         "whole words, p 0.2, at most 10 words) (default token)"},
         {"--right-to-left", ARG_FLAG, &right_to_left, "CLM: predict the previous token instead of the next"},
         {"--noise-density", ARG_FLOAT, &a.obj.noise_density, "T5: share of tokens corrupted (default 0.15)"},
         {"--mean-noise-span-length", ARG_FLOAT, &a.obj.mean_noise_span_length,
@@ -184,10 +200,14 @@ int cmd_pretrain(int argc, char **argv) {
         a.objective = PLM_OBJ_ELECTRA;
     else if (strcmp(objective, "clm+mlm") == 0)
         a.objective = PLM_OBJ_CLM_MLM;
+    else if (strcmp(objective, "mlm+nsp") == 0)
+        a.objective = PLM_OBJ_MLM, a.obj.pair = PLM_PAIR_NSP;
+    else if (strcmp(objective, "mlm+sop") == 0)
+        a.objective = PLM_OBJ_MLM, a.obj.pair = PLM_PAIR_SOP;
     else if (strcmp(objective, "t5") == 0)
         a.objective = PLM_OBJ_T5;
     else {
-        fprintf(stderr, "plm pretrain: --objective must be clm, mlm, electra, clm+mlm or t5, got \"%s\"\n", objective);
+        fprintf(stderr, "plm pretrain: --objective must be clm, mlm, mlm+nsp, mlm+sop, electra, clm+mlm or t5, got \"%s\"\n", objective);
         goto usage_fail;
     }
     bool t5 = a.objective == PLM_OBJ_T5;
@@ -233,13 +253,30 @@ int cmd_pretrain(int argc, char **argv) {
         goto usage_fail;
     }
     a.decay_fraction = decay_fraction;
-    if (train_files.n == 0) {
-        fprintf(stderr, "plm pretrain: --train FILE... is required (see plm pretrain --help)\n");
+    if ((train_files.n == 0) == (data_dir == NULL)) {
+        fprintf(stderr, "plm pretrain: either --train FILE... or --data DIR is required (see plm pretrain --help)\n");
         goto usage_fail;
     }
-    if (a.obj.mlm_probability <= 0 || a.obj.mlm_probability >= 1 || a.obj.mask_replace_prob < 0 ||
-        a.obj.random_replace_prob < 0 || a.obj.mask_replace_prob + a.obj.random_replace_prob > 1) {
-        fprintf(stderr, "plm pretrain: masking probabilities must be in [0, 1] and mask + random <= 1\n");
+    if (data_dir && valid_files.n > 0) {
+        fprintf(stderr, "plm pretrain: --data brings its validation split; --validation goes with --train\n");
+        goto usage_fail;
+    }
+    if (data_dir && !tokenizer_path && !resume && !init_from) {
+        snprintf(data_tok, sizeof data_tok, "%s/tokenizer.json", data_dir);
+        tokenizer_path = data_tok;
+    }
+    if (strcmp(masking, "token") == 0)
+        a.obj.masking = PLM_MASK_TOKEN;
+    else if (strcmp(masking, "whole_word") == 0 || strcmp(masking, "whole-word") == 0)
+        a.obj.masking = PLM_MASK_WHOLE_WORD;
+    else if (strcmp(masking, "span") == 0)
+        a.obj.masking = PLM_MASK_SPAN;
+    else {
+        fprintf(stderr, "plm pretrain: --masking must be token, whole_word or span, got \"%s\"\n", masking);
+        goto usage_fail;
+    }
+    if (plm_objective_opts_check(&a.obj) != 0) {
+        fprintf(stderr, "plm pretrain: %s\n", plm_last_error());
         goto usage_fail;
     }
     if (a.save_total_limit < 0) {
@@ -276,10 +313,11 @@ int cmd_pretrain(int argc, char **argv) {
     } else if (model_dir) {
         /* continued pretraining reads the base weights of any checkpoint into a model
          * with the objective's head (an LM head) */
-        plm_head_spec lm = {PLM_HEAD_LM, 0, 0, 1.0f};
+        plm_head_spec lm[2] = {{PLM_HEAD_LM, 0, 0, 1.0f}, {PLM_HEAD_NSP, 0, 2, 1.0f}};
+        int nheads = a.obj.pair != PLM_PAIR_NONE ? 2 : 1; /* BertForPreTraining for NSP/SOP */
         /* T5's LM head sits on its decoder: its own config.json names it */
         if ((rc = resume || t5 ? cli_load_model(model_dir, &m, &tok)
-                               : cli_load_model_heads(model_dir, &lm, 1, a.seed, quiet, &m, &tok)) != 0)
+                               : cli_load_model_heads(model_dir, lm, nheads, a.seed, quiet, &m, &tok)) != 0)
             goto fail;
         rc = PLM_EXIT_INPUT;
     } else {
@@ -296,6 +334,11 @@ int cmd_pretrain(int argc, char **argv) {
         if (electra && cfg.arch != PLM_ARCH_ELECTRA) {
             plm_error("%s: --objective electra needs an encoder config (model_type electra or bert)",
                       config_path ? config_path : "config");
+            goto fail;
+        }
+        if (a.obj.pair != PLM_PAIR_NONE && cfg.arch != PLM_ARCH_BERT) {
+            plm_error("%s: --objective %s needs a BERT config (the NSP head reads BERT's pooler)",
+                      config_path ? config_path : "config", objective);
             goto fail;
         }
         if (tokenizer_path) {
@@ -339,7 +382,10 @@ int cmd_pretrain(int argc, char **argv) {
             plm_electra_spec(&spec, &cfg, &gen, disc_weight);
             m = plm_model_create_spec(&spec, a.seed);
         } else {
-            m = plm_model_create(&cfg, a.seed);
+            plm_model_spec spec;
+            plm_model_spec_default(&spec, &cfg);
+            if (a.obj.pair != PLM_PAIR_NONE) plm_model_spec_add_head(&spec, PLM_HEAD_NSP, 2); /* BertForPreTraining */
+            m = plm_model_create_spec(&spec, a.seed);
         }
         if (!m) goto fail;
     }
@@ -374,17 +420,35 @@ int cmd_pretrain(int argc, char **argv) {
     }
     int32_t sep = plm_tokenizer_special(tok, PLM_SPECIAL_EOS);
     if (sep < 0) sep = plm_tokenizer_special(tok, PLM_SPECIAL_SEP);
-    if (plm_corpus_tokenize(tok, (const char *const *)train_files.items, train_files.n, sep, &train, !quiet) != 0)
+    if (data_dir) {
+        /* shards through mmap; the tokenizer must be the one the data was prepared with */
+        if (plm_shards_open(data_dir, "train", tok, true, &train) != 0 ||
+            plm_shards_open(data_dir, "validation", tok, true, &valid) != 0)
+            goto fail;
+        if (train.n == 0) {
+            plm_error("%s: the train split has no tokens", data_dir);
+            goto fail;
+        }
+    } else if (plm_corpus_tokenize(tok, (const char *const *)train_files.items, train_files.n, sep, &train, !quiet) !=
+               0) {
         goto fail;
-    if (valid_files.n > 0) {
+    } else if (valid_files.n > 0) {
         if (plm_corpus_tokenize(tok, (const char *const *)valid_files.items, valid_files.n, sep, &valid, !quiet) != 0)
             goto fail;
     } else if (valid_split > 0) { /* hold out the tail of the stream */
         size_t nv = (size_t)((double)train.n * valid_split);
+        if (a.obj.pair != PLM_PAIR_NONE) {
+            /* pairs: whole documents, at least two (a random next segment needs another one) */
+            size_t cut = train.n - PLM_MIN(nv, train.n), docs = 0;
+            while (cut > 0 && !((train.flags[cut] & PLM_TOK_DOC_START) && ++docs >= 2 && train.n - cut >= nv)) cut--;
+            nv = cut > 0 ? train.n - cut : 0;
+        }
         if (nv > (size_t)a.max_seq_length + 1) {
             valid.n = nv;
             valid.ids = plm_malloc(nv * sizeof(int32_t));
             memcpy(valid.ids, train.ids + train.n - nv, nv * sizeof(int32_t));
+            valid.flags = plm_malloc(nv);
+            memcpy(valid.flags, train.flags + train.n - nv, nv);
             train.n -= nv;
         }
     }
@@ -415,8 +479,14 @@ int cmd_pretrain(int argc, char **argv) {
 fail:
     cli_fail("pretrain", rc);
 done:
-    plm_token_stream_free(&train);
-    plm_token_stream_free(&valid);
+    if (train.shards)
+        plm_shards_close(&train);
+    else
+        plm_token_stream_free(&train);
+    if (valid.shards)
+        plm_shards_close(&valid);
+    else
+        plm_token_stream_free(&valid);
     plm_model_free(m);
     if (tok) plm_tokenizer_free(tok);
     free(resume_dir);

@@ -15,7 +15,8 @@ typedef struct {
 
 static const command commands[] = {
     {"demo", cmd_demo, "pretrain a small GPT and BERT on data/demo and show what they learned"},
-    {"pretrain", cmd_pretrain, "pretrain a model (clm or mlm) on raw text files"},
+    {"prepare", cmd_prepare, "tokenize text files, folders or JSONL into shards for pretrain --data"},
+    {"pretrain", cmd_pretrain, "pretrain a model (clm, mlm, mlm+nsp, mlm+sop) on raw text or prepared shards"},
     {"finetune", cmd_finetune, "fine-tune for sequence classification / regression (GLUE or custom files)"},
     {"evaluate", cmd_evaluate, "score a fine-tuned model on a labelled set (GLUE-style table, JSON)"},
     {"predict", cmd_predict, "predict a test set with a fine-tuned model (GLUE submission TSV)"},

@@ -50,10 +50,11 @@ plm_objective plm_train_phase(const plm_train_args *a, long step) {
 
 typedef struct {
     int B, T;
-    int32_t *ids, *type_ids, *labels;
+    int32_t *ids, *type_ids, *labels, *seq_labels;
     uint8_t *mask;
     int Tt;                        /* T5: target length */
     int32_t *dec_ids, *dec_labels; /* T5: decoder inputs and labels [B, Tt] */
+    bool pairs; /* seq_labels carry NSP/SOP labels */
 } batch_buf;
 
 /* Tt > 0: also the decoder side of a T5 batch. */
@@ -65,6 +66,7 @@ static void batch_alloc(batch_buf *b, int B, int T, int Tt) {
     b->ids = plm_malloc(n * sizeof(int32_t));
     b->type_ids = plm_malloc(n * sizeof(int32_t));
     b->labels = plm_malloc(n * sizeof(int32_t));
+    b->seq_labels = plm_malloc((size_t)B * sizeof(int32_t));
     b->mask = plm_malloc(n);
     if (Tt > 0) {
         b->Tt = Tt;
@@ -77,6 +79,7 @@ static void batch_free(batch_buf *b) {
     free(b->ids);
     free(b->type_ids);
     free(b->labels);
+    free(b->seq_labels);
     free(b->mask);
     free(b->dec_ids);
     free(b->dec_labels);
@@ -89,6 +92,7 @@ static plm_batch as_batch(const batch_buf *b, bool causal, bool training, uint64
                        .token_type_ids = b->type_ids,
                        .attention_mask = b->mask,
                        .labels = b->labels,
+                       .seq_labels = b->pairs ? b->seq_labels : NULL,
                        .causal = causal,
                        .training = training,
                        .dropout_seed = seed};
@@ -114,7 +118,7 @@ static int run_t5_batch(plm_model *m, plm_dataloader *d, batch_buf *bb, bool tra
 static int run_batch(plm_model *m, plm_dataloader *d, batch_buf *bb, bool causal, bool training, uint64_t seed,
                      bool backward, float loss_scale) {
     if (d->objective == PLM_OBJ_T5) return run_t5_batch(m, d, bb, training, seed, backward, loss_scale);
-    plm_dataloader_next(d, bb->B, bb->ids, bb->type_ids, bb->mask, bb->labels);
+    plm_dataloader_next_seq(d, bb->B, bb->ids, bb->type_ids, bb->mask, bb->labels, bb->seq_labels);
     plm_batch b = as_batch(bb, causal, training, seed);
     return plm_model_run(m, 0, &b, backward, loss_scale);
 }
@@ -125,8 +129,10 @@ plm_eval_result plm_evaluate_ex(plm_model *m, plm_dataloader *d, int batch_size,
     batch_buf bb;
     int nb = (int)PLM_MIN((size_t)max_batches, (d->num_windows + (size_t)batch_size - 1) / (size_t)batch_size);
     batch_alloc(&bb, batch_size, d->T, d->t5_targets_length);
+    bb.pairs = d->objective == PLM_OBJ_MLM && d->opts.pair != PLM_PAIR_NONE;
+    int nsp = bb.pairs ? plm_model_head(m, PLM_HEAD_NSP) : -1;
     double loss = 0.0;
-    long count = 0, correct = 0, majority = 0, mcount = 0, mcorrect = 0, mmajority = 0;
+    long count = 0, correct = 0, majority = 0, mcount = 0, mcorrect = 0, mmajority = 0, seqs = 0, seq_correct = 0;
     int32_t mask_id = d->objective == PLM_OBJ_MLM ? d->vocab->mask : -1;
     const plm_head *lm = m->num_heads && m->heads[0].spec.kind == PLM_HEAD_LM ? &m->heads[0] : NULL;
     for (int i = 0; i < nb; i++) {
@@ -137,6 +143,10 @@ plm_eval_result plm_evaluate_ex(plm_model *m, plm_dataloader *d, int batch_size,
         loss += r.loss_sum;
         count += r.count;
         correct += r.correct;
+        if (nsp >= 0) {
+            seqs += m->heads[nsp].result.count;
+            seq_correct += m->heads[nsp].result.correct;
+        }
         for (size_t k = 0; d->objective != PLM_OBJ_T5 && k < (size_t)B * d->T; k++) /* T5's labels: dec_labels */
             majority += bb.labels[k] >= 0 && bb.labels[k] == majority_token;
         /* the rows whose input is [MASK]: the head's logits (no gradient: still logits) */
@@ -159,7 +169,9 @@ plm_eval_result plm_evaluate_ex(plm_model *m, plm_dataloader *d, int batch_size,
                            count && majority_token >= 0 ? (double)majority / (double)count : NAN,
                            mcount ? (double)mcorrect / (double)mcount : NAN,
                            mcount && majority_token >= 0 ? (double)mmajority / (double)mcount : NAN,
-                           mcount};
+                           mcount,
+                           seqs ? (double)seq_correct / (double)seqs : NAN,
+                           seqs};
     return res;
 }
 
@@ -581,8 +593,13 @@ static const char *objective_name(plm_objective o) {
 /* The most frequent non-special token of the stream: the context-free baseline's answer. */
 static int32_t majority_token(const plm_token_stream *s, const plm_vocab_info *v) {
     long *count = plm_calloc((size_t)v->vocab_size, sizeof(long));
-    for (size_t i = 0; i < s->n; i++)
-        if (s->ids[i] >= 0 && s->ids[i] < v->vocab_size) count[s->ids[i]]++;
+    int32_t buf[4096]; /* in blocks: a sharded stream lives in its mmapped files */
+    for (size_t i = 0; i < s->n; i += PLM_ARRAY_LEN(buf)) {
+        size_t n = PLM_MIN(PLM_ARRAY_LEN(buf), s->n - i);
+        plm_stream_read(s, i, n, buf, NULL);
+        for (size_t k = 0; k < n; k++)
+            if (buf[k] >= 0 && buf[k] < v->vocab_size) count[buf[k]]++;
+    }
     int32_t best = -1;
     for (int k = 0; k < v->vocab_size; k++)
         if (!v->is_special[k] && (best < 0 || count[k] > count[best])) best = k;
@@ -667,6 +684,11 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
     int32_t majority = majority_token(train, &vocab);
     if (plm_dataloader_init(&dl, train, first, &a->obj, &vocab, T, a->seed, true) != 0) goto out_nodl;
     batch_alloc(&bb, B, T, dl.t5_targets_length);
+    bb.pairs = a->objective == PLM_OBJ_MLM && a->obj.pair != PLM_PAIR_NONE;
+    if (bb.pairs && plm_model_head(m, PLM_HEAD_NSP) < 0) {
+        plm_error("--objective mlm+nsp/mlm+sop needs a model with the NSP head (BertForPreTraining)");
+        goto out;
+    }
     if (two_phase) {
         if (plm_dataloader_init(&dl2, train, PLM_OBJ_MLM, &a->obj, &vocab, T, a->seed ^ 0x3a5eULL, true) != 0) goto out;
         have_dl2 = true;
@@ -689,12 +711,12 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
         if (load_training_state(a->resume_from_checkpoint, m, &opt, &step, &epoch, &pos) != 0) goto out;
         /* a checkpoint holds the data position of the loader of its next step */
         plm_dataloader *d = two_phase && step >= switch_step ? &dl2 : &dl;
+        plm_dataloader_seek(d, epoch, pos); /* an epoch's window count can vary (sentence pairs) */
         if (pos > d->num_windows) {
             plm_error("%s: data position %zu is beyond this corpus (%zu windows): a different corpus?",
                       a->resume_from_checkpoint, pos, d->num_windows);
             goto out;
         }
-        plm_dataloader_seek(d, epoch, pos);
         /* AdamW's bias correction restarted at the switch when the optimizer was reset */
         if (two_phase && a->reset_optimizer_at_switch && step >= switch_step) opt.step = step - switch_step;
         /* step == max_steps: a finished run (or one killed while saving its final model); the
@@ -848,6 +870,10 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
                         ", \"eval_mask_token_accuracy\": %.6f, \"eval_mask_token_majority_accuracy\": %.6f, "
                         "\"eval_mask_tokens\": %ld",
                         e.mask_accuracy, e.mask_majority_accuracy, e.mask_tokens);
+            if (bb.pairs) /* NSP / SOP accuracy on the validation pairs */
+                fprintf(log, ", \"eval_%s_accuracy\": %.6f, \"eval_%s_sequences\": %ld",
+                        a->obj.pair == PLM_PAIR_SOP ? "sop" : "nsp", e.seq_accuracy,
+                        a->obj.pair == PLM_PAIR_SOP ? "sop" : "nsp", e.sequences);
             /* T5: the loss of the targets (sentinels, corrupted spans, EOS) is the span-corruption loss */
             if (t5) fprintf(log, ", \"eval_span_corruption_loss\": %.17g", e.loss);
             fprintf(log, "}\n");

@@ -54,6 +54,8 @@ typedef struct {
      * constant prediction's, and their count. NAN / 0 for CLM. */
     double mask_accuracy, mask_majority_accuracy;
     long mask_tokens;
+    double seq_accuracy; /* NSP/SOP accuracy (pair objectives; NAN otherwise) */
+    long sequences;      /* sequences with an NSP/SOP label */
 } plm_eval_result;
 
 /* Runs the model over up to max_batches batches of a non-shuffled loader (dropout off). */

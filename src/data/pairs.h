@@ -1,0 +1,42 @@
+/* pairs.h - the documents of a token stream, and the training sequences built from them:
+ * MLM chunks that never cross a document, and NSP/SOP sentence pairs as
+ * google-research/bert's create_instances_from_document (and ALBERT's for SOP).
+ *
+ * Pairs, per document, with max_num_tokens = T - 3 ([CLS] A [SEP] B [SEP]):
+ *  - target length = max_num_tokens, or with short_seq_prob a uniform length in
+ *    [2, max_num_tokens]; drawn again for every instance (google draws it once per
+ *    document, which with whole books as documents makes a tenth of the books short);
+ *  - sentences (SENT_START flags) are gathered until the target length is reached or the
+ *    document ends; A is the first a_end of them, a_end uniform in [1, n-1] (a chunk of a
+ *    single sentence is cut at a uniform token position instead, where google would force
+ *    a random next and so skew the labels);
+ *  - NSP: with probability 0.5 B is the rest of the chunk (label 0, "is next"); otherwise
+ *    (label 1) B is taken from a uniformly chosen OTHER document, from a random sentence
+ *    start, whole sentences up to the remaining target length, and the chunk's unused
+ *    sentences are put back;
+ *  - SOP: B is always the rest of the chunk; with probability 0.5 A and B are swapped
+ *    (label 1, ALBERT's sentence_order_label), else label 0;
+ *  - truncate_seq_pair: while |A| + |B| > max_num_tokens, the longer one (B on ties) loses
+ *    a token at the front or the back with probability 0.5 each.
+ * Labels follow HF: next_sentence_label 0 = B continues A, 1 = B is random. */
+#ifndef PLM_PAIRS_H
+#define PLM_PAIRS_H
+
+#include "dataloader.h"
+
+/* Scans the stream for documents (DOC_START flags; without flags the separator token
+ * eos, else sep, ends a document) and sentence starts. Empty documents are dropped.
+ * Returns 0, or -1 with the error set (no document). */
+int plm_documents_build(plm_documents *docs, const plm_token_stream *s, const plm_vocab_info *v);
+void plm_documents_free(plm_documents *docs);
+
+/* MLM chunks of up to L tokens of each document, in order. Returns the count; *w is
+ * malloc'ed. */
+size_t plm_chunks_build(const plm_documents *docs, uint32_t L, plm_window **w);
+
+/* Pair instances for T (see above), from an rng seeded with key. Grows *w (capacity
+ * *cap). Returns the count. Needs at least two documents for NSP. */
+size_t plm_pairs_build(const plm_documents *docs, plm_pair_objective kind, int T, float short_seq_prob, uint64_t key,
+                       plm_window **w, size_t *cap);
+
+#endif
