@@ -35,3 +35,9 @@ rc=$?
 ok tokenize_batch '[[ $rc == 0 && -s $W/ids/data.txt.ids && -s $W/ids/input.txt.ids ]]' "rc=$rc"
 "$PLM" detokenize --quiet --tokenizer "$W/t.json" --threads 2 "$W/ids/data.txt.ids" >"$W/rt.txt"
 ok detokenize_roundtrip 'cmp -s "$W/rt.txt" "$DATA/moby-dick/data.txt"' "round trip differs"
+# --output FILE with FILE inputs: one file, closed once (it was closed per input and again at the end)
+"$PLM" tokenize --quiet --tokenizer "$W/t.json" --output "$W/both.ids" "$DATA/moby-dick/data.txt" \
+    "$DATA/tinyshakespeare/input.txt" 2>"$W/e"
+rc=$?
+ok tokenize_output_file '[[ $rc == 0 ]] && cat "$W/ids/data.txt.ids" "$W/ids/input.txt.ids" | cmp -s - "$W/both.ids"' \
+    "rc=$rc $(head -c 300 "$W/e")"

@@ -392,7 +392,7 @@ static int run_files(const char *cmd, const job *j, char **files, int nfiles, co
             fprintf(stderr, "plm %s: write error: %s\n", cmd, strerror(errno));
             rc = PLM_EXIT_FAIL;
         }
-        if (o != stdout) fclose(o);
+        if (o != out) fclose(o); /* a per-file output (--output-dir); --output is closed once, below */
         free(buf);
     }
     if (out != stdout) fclose(out);
