@@ -165,7 +165,7 @@ int cmd_pretrain(int argc, char **argv) {
     if (model_dir) {
         /* continued pretraining reads the base weights of any checkpoint into a model
          * with the objective's head (an LM head) */
-        plm_head_spec lm = {PLM_HEAD_LM, 0, 0, 1.0f};
+        plm_head_spec lm = {PLM_HEAD_LM, 0, 0, 1.0f, PLM_POOL_DEFAULT};
         if ((rc = resume ? cli_load_model(model_dir, &m, &tok)
                          : cli_load_model_heads(model_dir, &lm, 1, a.seed, quiet, &m, &tok)) != 0)
             goto fail;
