@@ -15,6 +15,7 @@
 #include "ft_common.h"
 #include "core/common.h"
 #include "model/model_io.h"
+#include "train/dist.h"
 #include "train/finetune.h"
 #include "train/trainer.h"
 
@@ -211,7 +212,7 @@ typedef struct {
     cli_ft_opts *o;
     task_ctx *c;
     plm_dataset *train, *dev; /* dev NULL: no evaluation */
-    plm_pooling pooling;
+    plm_seq_pooling pooling;
 } seq_run;
 
 static int seq_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores *best) {
@@ -265,7 +266,7 @@ int cmd_finetune(int argc, char **argv) {
     task_ctx c;
     plm_dataset train = {0}, dev = {0};
     bool have_train = false, have_dev = false;
-    plm_pooling pool;
+    plm_seq_pooling pool;
     if (head_pooling_of(pooling, &pool) != 0) {
         fprintf(stderr, "plm finetune: --pooling must be pooler, cls or mean, got \"%s\"\n", pooling);
         rc = PLM_EXIT_USAGE;

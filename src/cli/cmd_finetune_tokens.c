@@ -271,7 +271,7 @@ static int tt_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores *be
     plm_model *m = NULL;
     plm_tokenizer *tok = NULL;
     plm_tt_data train = {0}, dev = {0};
-    plm_head_spec head = {qa ? PLM_HEAD_QA : PLM_HEAD_TOKEN_CLS, 0, qa ? 2 : c->t.n_tags, 1.0f, PLM_POOL_DEFAULT};
+    plm_head_spec head = {qa ? PLM_HEAD_QA : PLM_HEAD_TOKEN_CLS, 0, qa ? 2 : c->t.n_tags, 1.0f, PLM_SEQ_POOL_DEFAULT};
     int rc = a->resume_from_checkpoint
                  ? cli_load_model(a->resume_from_checkpoint, &m, &tok)
                  : cli_load_model_heads(r->model_dir, &head, 1, a->seed, r->o->quiet || si > 0, &m, &tok);

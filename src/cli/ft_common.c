@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "train/dist.h"
 #include "train/trainer.h"
 
 void cli_ft_opts_default(cli_ft_opts *o) {
@@ -52,6 +53,7 @@ static void ft_specs(arg_spec *specs, int *n, cli_ft_opts *o, const char *unit) 
 
 static int ft_check(const char *cmd, cli_ft_opts *o) {
     const plm_ft_args *a = &o->a;
+    if (!plm_dist_is_root()) o->quiet = true; /* under mpirun rank 0 reports; the others only fail */
     o->a.quiet = o->quiet;
     if (o->seeds < 1 || (o->seeds > 1 && o->resume)) {
         fprintf(stderr,
@@ -121,7 +123,7 @@ int cli_ft_run_seeds(cli_ft_opts *o, const char *task, int n_metrics, const char
         plm_ft_scores best = {0};
         if ((rc = run(ctx, &as, si, &best)) != 0) break;
         results[si] = best.value[0];
-        if (has_dev) {
+        if (has_dev && plm_dist_is_root()) {
             printf("%s seed %llu: best eval_%s %.4f", task, (unsigned long long)as.seed, metrics[0], best.value[0]);
             for (int k = 1; k < n_metrics; k++)
                 if (metrics[k]) printf(", %s %.4f", metrics[k], best.value[k]);
@@ -129,7 +131,7 @@ int cli_ft_run_seeds(cli_ft_opts *o, const char *task, int n_metrics, const char
         }
         fflush(stdout);
     }
-    if (rc == 0 && S > 1 && has_dev) {
+    if (rc == 0 && S > 1 && has_dev && plm_dist_is_root()) {
         double sd, mu = mean_std(results, S, &sd);
         printf("%s eval_%s over %d seeds: %.4f +- %.4f\n", task, metrics[0], S, mu, sd);
         cJSON *j = cJSON_CreateObject();

@@ -20,17 +20,17 @@ const char *head_kind_name(plm_head_kind k) {
 /* BERT's classification and NSP heads read the pooler; ELECTRA's and GPT-2's do not. */
 bool head_uses_pooler(const plm_head_spec *spec, plm_arch arch) {
     return arch == PLM_ARCH_BERT &&
-           (spec->kind == PLM_HEAD_NSP || (spec->kind == PLM_HEAD_SEQ_CLS && spec->pooling == PLM_POOL_DEFAULT));
+           (spec->kind == PLM_HEAD_NSP || (spec->kind == PLM_HEAD_SEQ_CLS && spec->pooling == PLM_SEQ_POOL_DEFAULT));
 }
 
-const char *head_pooling_name(plm_pooling p) {
-    return p == PLM_POOL_CLS ? "cls" : p == PLM_POOL_MEAN ? "mean" : "pooler";
+const char *head_pooling_name(plm_seq_pooling p) {
+    return p == PLM_SEQ_POOL_CLS ? "cls" : p == PLM_SEQ_POOL_MEAN ? "mean" : "pooler";
 }
 
-int head_pooling_of(const char *name, plm_pooling *out) {
-    for (int p = PLM_POOL_DEFAULT; p <= PLM_POOL_MEAN; p++)
-        if (!strcmp(name, head_pooling_name((plm_pooling)p))) {
-            *out = (plm_pooling)p;
+int head_pooling_of(const char *name, plm_seq_pooling *out) {
+    for (int p = PLM_SEQ_POOL_DEFAULT; p <= PLM_SEQ_POOL_MEAN; p++)
+        if (!strcmp(name, head_pooling_name((plm_seq_pooling)p))) {
+            *out = (plm_seq_pooling)p;
             return 0;
         }
     return -1;
@@ -78,11 +78,13 @@ void head_setup(plm_head *h, const plm_head_spec *spec, const plm_backbone *bb) 
     const plm_config *c = &bb->config;
     h->spec = *spec;
     h->in_dim = h->hidden = c->hidden_size;
+    h->in_scale = 1.0f;
     switch (spec->kind) {
     case PLM_HEAD_LM:
         h->K = c->vocab_size;
         h->in_dim = bb->E;
-        h->transform = c->arch != PLM_ARCH_GPT2;
+        h->transform = c->arch != PLM_ARCH_GPT2 && c->arch != PLM_ARCH_T5;
+        if (c->arch == PLM_ARCH_T5 && c->tie_word_embeddings) h->in_scale = 1.0f / sqrtf((float)c->hidden_size);
         break;
     case PLM_HEAD_NSP:
         h->K = 2;
@@ -263,6 +265,8 @@ static int count_targets(const int32_t *t, int n) {
 static const float *lm_transform(plm_head *h, const plm_backbone *bb) {
     const plm_config *c = &bb->config;
     int M = h->num_rows, C = c->hidden_size, E = h->in_dim;
+    if (h->in_scale != 1.0f)
+        for (size_t i = 0; i < (size_t)M * C; i++) h->x[i] *= h->in_scale;
     if (!h->transform) return h->x;
     linear_forward(h->d1, h->x, h->w.dense_w, h->w.dense_b, M, C, E);
     gelu_forward(h->d1g, h->d1, (size_t)M * E, head_act(h, c));
@@ -307,9 +311,9 @@ void head_forward(plm_head *h, plm_backbone *bb, const plm_batch *b, bool want_g
     case PLM_HEAD_SEQ_CLS: {
         h->num_rows = B;
         bool regression = h->spec.kind == PLM_HEAD_SEQ_CLS && K == 1;
-        if (h->spec.kind == PLM_HEAD_SEQ_CLS && h->spec.pooling != PLM_POOL_DEFAULT) {
+        if (h->spec.kind == PLM_HEAD_SEQ_CLS && h->spec.pooling != PLM_SEQ_POOL_DEFAULT) {
             /* classifier(dropout(v)), v = h[:, 0] or the mean over the real tokens */
-            if (h->spec.pooling == PLM_POOL_CLS) {
+            if (h->spec.pooling == PLM_SEQ_POOL_CLS) {
                 for (int r = 0; r < B; r++) h->rows[r] = r * T;
                 gather(h, hid, C);
             } else {
@@ -436,16 +440,18 @@ void head_backward(plm_head *h, plm_backbone *bb, const plm_batch *b) {
             gelu_backward(h->dd, h->d1, h->dd, (size_t)M * E, head_act(h, c));
             linear_backward(h->dx, h->g.dense_w, h->g.dense_b, h->dd, h->x, h->w.dense_w, M, C, E, false);
         }
+        if (h->in_scale != 1.0f)
+            for (size_t i = 0; i < (size_t)M * C; i++) h->dx[i] *= h->in_scale;
         scatter_add(bb->dhidden, h->dx, h->rows, M, C);
         break;
     }
     case PLM_HEAD_NSP:
     case PLM_HEAD_SEQ_CLS:
-        if (h->spec.kind == PLM_HEAD_SEQ_CLS && h->spec.pooling != PLM_POOL_DEFAULT) {
+        if (h->spec.kind == PLM_HEAD_SEQ_CLS && h->spec.pooling != PLM_SEQ_POOL_DEFAULT) {
             linear_backward(h->dx, h->g.out_w, c->arch == PLM_ARCH_GPT2 ? NULL : h->g.out_b, h->logits, h->x,
                             h->w.out_w, B, C, K, false);
             dropout_backward(h->dx, h->dx, (size_t)B * C, pd, head_key(h, bb, 0));
-            if (h->spec.pooling == PLM_POOL_CLS)
+            if (h->spec.pooling == PLM_SEQ_POOL_CLS)
                 scatter_add(bb->dhidden, h->dx, h->rows, B, C);
             else
                 mean_pool_backward(bb->dhidden, h->dx, b, C);

@@ -5,7 +5,8 @@
  *
  *   LM         logits = dec(t(h)) on rows with a label; t = dense -> GELU -> LN for
  *              BERT/ELECTRA (cls.predictions / generator_predictions), identity for
- *              GPT-2; dec is tied to the token embeddings; cross-entropy.
+ *              GPT-2 and T5; dec is tied to the token embeddings; cross-entropy. T5 with
+ *              tied embeddings scales h by d_model^-1/2 first (HF's rescaling).
  *              Only labelled rows are projected: MLM pays for 15% of the vocabulary GEMM.
  *   NSP        seq_relationship(pooled) -> 2 logits; cross-entropy on seq_labels.
  *   SEQ_CLS    BERT: classifier(dropout(pooled)); ELECTRA: out_proj(dropout(GELU(
@@ -44,14 +45,14 @@ typedef enum {
 
 /* What a SEQ_CLS head reads: the architecture's own choice (BERT's pooler, ELECTRA's
  * [CLS] head, GPT-2's last real token), the first token's state, or the mean state. */
-typedef enum { PLM_POOL_DEFAULT = 0, PLM_POOL_CLS, PLM_POOL_MEAN } plm_pooling;
+typedef enum { PLM_SEQ_POOL_DEFAULT = 0, PLM_SEQ_POOL_CLS, PLM_SEQ_POOL_MEAN } plm_seq_pooling;
 
 typedef struct {
     plm_head_kind kind;
-    int backbone;        /* which backbone's hidden states it reads */
-    int num_labels;      /* classes (SEQ_CLS, TOKEN_CLS); 1 = regression */
-    float weight;        /* of its loss in the sum (ELECTRA weighs the discriminator by 50) */
-    plm_pooling pooling; /* SEQ_CLS only; ELECTRA takes the default only */
+    int backbone;            /* which backbone's hidden states it reads */
+    int num_labels;          /* classes (SEQ_CLS, TOKEN_CLS); 1 = regression */
+    float weight;            /* of its loss in the sum (ELECTRA weighs the discriminator by 50) */
+    plm_seq_pooling pooling; /* SEQ_CLS only; ELECTRA takes the default only */
 } plm_head_spec;
 
 typedef struct plm_head_views {
@@ -67,6 +68,7 @@ typedef struct {
     int in_dim;     /* C, or E for the LM head's transform output */
     int hidden;     /* the backbone's hidden_size C */
     bool transform; /* LM head with dense -> GELU -> LN */
+    float in_scale; /* LM head: h is multiplied by this first (T5 tied: d_model^-1/2; else 1) */
     plm_head_views w, g;
     plm_ce_result result; /* of the last forward */
     double loss;          /* mean loss of the last forward (NAN when nothing was counted) */
@@ -99,7 +101,7 @@ void head_lm_logits_at(plm_head *h, const plm_backbone *bb, const int32_t *rows,
 bool head_uses_pooler(const plm_head_spec *spec, plm_arch arch);
 const char *head_kind_name(plm_head_kind k);
 /* "pooler" (the default), "cls", "mean"; parse returns 0 or -1. */
-const char *head_pooling_name(plm_pooling p);
-int head_pooling_of(const char *name, plm_pooling *out);
+const char *head_pooling_name(plm_seq_pooling p);
+int head_pooling_of(const char *name, plm_seq_pooling *out);
 
 #endif
