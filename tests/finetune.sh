@@ -4,7 +4,8 @@
 # must beat the majority class; STS-B regression must lower its loss and give a finite
 # Pearson; predict writes GLUE's submission TSV; evaluate's JSON parses; a run resumed
 # from a checkpoint ends with the same model file bit for bit; a GPT-2 fine-tunes with
-# eos as padding; custom files, --seeds, and bad input (exit 3, one line naming the file).
+# eos as padding; --pooling cls / mean reload with their head; custom files, --seeds, and
+# bad input (exit 3, one line naming the file).
 # What a tiny model can do: it learns word features, enough to beat the majority on
 # SST-2 (~0.65-0.70 vs 0.51); on STS-B it only finds a weak correlation.
 set -u
@@ -14,18 +15,7 @@ DATA=${PLM_DATA:-../shared/data}
 GLUE=$DATA/glue
 t=$(mktemp -d)
 trap 'rm -rf "$t"' EXIT
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
-expect() {
-    local name=$1 code=$2 pat=$3
-    shift 4
-    "$@" >"$t/out" 2>"$t/err"
-    local rc=$?
-    if [[ $rc -ne $code ]]; then fail "$name" "exit $rc, expected $code; stderr: $(tail -c 300 "$t/err")"; return; fi
-    if ! grep -qE -- "$pat" "$t/err"; then fail "$name" "stderr lacks /$pat/: $(tail -c 300 "$t/err")"; return; fi
-    if [[ $(grep -c . "$t/err") -ne 1 ]]; then fail "$name" "not one line: $(head -c 300 "$t/err")"; return; fi
-    pass "$name"
-}
+source "$(dirname "$0")/ft_lib.bash"
 if [[ ! -f $GLUE/SST-2/dev.tsv || ! -f $GLUE/STS-B/train.tsv ]]; then
     fail data "GLUE data not found under $GLUE (set PLM_DATA)"
     exit 1
@@ -98,29 +88,7 @@ bad=$(tail -n +2 "$t/SST-2.tsv" | grep -cvE $'^[0-9]+\t[01]$')
 # with the uninterrupted run's model file and log, bit for bit
 rs=("${ft[@]}" --task sst2 --max-train-samples 640 --max-eval-samples 200 --max-steps 40 --eval-steps 10
     --save-total-limit 0)
-"$PLM" finetune "${rs[@]}" --output-dir "$t/full" >/dev/null 2>"$t/err" || fail resume_full "$(tail -2 "$t/err")"
-mkdir -p "$t/cut" && cp -r "$t/full/checkpoint-20" "$t/cut/" &&
-    python3 -c 'import json,sys
-for l in open(sys.argv[1]):
-    if json.loads(l)["step"] <= 20: sys.stdout.write(l)' "$t/full/metrics.jsonl" >"$t/cut/metrics.jsonl"
-"$PLM" finetune "${rs[@]}" --output-dir "$t/cut" --resume-from-checkpoint "$t/cut" >/dev/null 2>"$t/err" &&
-    cmp -s "$t/full/model.safetensors" "$t/cut/model.safetensors" &&
-    cmp -s "$t/full/checkpoint-40/training_state.safetensors" "$t/cut/checkpoint-40/training_state.safetensors" &&
-    pass resume_bit_exact || fail resume_bit_exact "$(tail -2 "$t/err") model or state differs"
-strip() { sed -E 's/, "elapsed_s": [0-9.]+//' "$1"; }
-[[ $(strip "$t/full/metrics.jsonl") == "$(strip "$t/cut/metrics.jsonl")" ]] && pass resume_metrics ||
-    fail resume_metrics "logs differ"
-
-# a run killed (SIGKILL) once it has written checkpoint-20 resumes to the same model
-"$PLM" finetune "${rs[@]}" --output-dir "$t/killed" >/dev/null 2>&1 &
-pid=$!
-for _ in $(seq 600); do [[ -d $t/killed/checkpoint-20 ]] && break; sleep 0.05; done
-kill -9 $pid 2>/dev/null
-wait $pid 2>/dev/null
-"$PLM" finetune "${rs[@]}" --output-dir "$t/killed" --resume-from-checkpoint "$t/killed" >/dev/null 2>"$t/err" &&
-    cmp -s "$t/full/model.safetensors" "$t/killed/model.safetensors" &&
-    [[ $(strip "$t/full/metrics.jsonl") == "$(strip "$t/killed/metrics.jsonl")" ]] &&
-    pass resume_after_kill || fail resume_after_kill "$(tail -2 "$t/err") model or log differs"
+resume_check "" 20 40 "${rs[@]}"
 
 # ---- early stopping: after `patience` evaluations without a better score the run stops
 "$PLM" finetune "${rs[@]}" --eval-steps 5 --early-stopping-patience 1 --output-dir "$t/early" >/dev/null 2>"$t/err" &&
@@ -136,6 +104,23 @@ assert evals[-1]["step"] == 40 or len(after) == 1, "stopped without a reason"
 r = json.load(open(sys.argv[1] + "/eval_results.json"))
 assert r["best_step"] == evals[best]["step"] and r["eval_accuracy"] == acc[best], r
 P
+
+# ---- --pooling mean / cls: saved in config.json's plm_heads, read back by evaluate
+for pool in mean cls; do
+    "$PLM" finetune "${ft[@]}" --task sst2 --pooling $pool --max-train-samples 320 --max-eval-samples 100 \
+        --max-steps 10 --output-dir "$t/pool_$pool" >/dev/null 2>"$t/err" &&
+        "$PLM" evaluate --model "$t/pool_$pool" --data-dir "$GLUE" --max-eval-samples 100 --output "$t/pool.json" \
+            >/dev/null 2>>"$t/err" &&
+        python3 - "$t/pool_$pool" "$t/pool.json" $pool <<'P' && pass "pooling_$pool" || fail "pooling_$pool" "$(tail -2 "$t/err")"
+import json, sys
+c = json.load(open(sys.argv[1] + "/config.json"))
+assert c["plm_heads"][0]["pooling"] == sys.argv[3], c["plm_heads"]
+r, b = json.load(open(sys.argv[2]))["results"][0], json.load(open(sys.argv[1] + "/eval_results.json"))
+assert abs(r["metrics"]["accuracy"] - b["eval_accuracy"]) < 1e-12, (r, b)  # the same head reloaded
+P
+done
+expect pooling_unknown 2 'pooling must be pooler, cls or mean' -- "$PLM" finetune "${ft[@]}" --task sst2 \
+    --pooling max --output-dir "$t/o"
 
 # ---- STS-B regression on a slice: the loss falls, Pearson is finite; floats predicted
 head -1001 "$GLUE/STS-B/train.tsv" >"$t/stsb_train.tsv"
@@ -217,4 +202,4 @@ expect tokenizer_mismatch 3 'mismatch: tokenizer.json has [0-9]+ tokens, more th
 expect evaluate_not_finetuned 3 'bert/config.json: not a sequence-classification model' -- \
     "$PLM" evaluate --model "$t/bert" --task sst2 --data-dir "$GLUE"
 expect resume_other_data 3 'training examples' -- "$PLM" finetune "${rs[@]}" --max-train-samples 320 \
-    --output-dir "$t/cut" --resume-from-checkpoint "$t/cut"
+    --output-dir "$t/o" --resume-from-checkpoint "$t/cut"

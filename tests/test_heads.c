@@ -132,7 +132,7 @@ static void test_load_into_heads(const char *dir) {
     snprintf(sub, sizeof sub, "%s/pretrained", dir);
     TEST_CHECK(plm_model_save(pre, sub, NULL, 0) == 0, "heads.save_pretraining", "%s", plm_last_error());
 
-    plm_head_spec cls = {PLM_HEAD_SEQ_CLS, 0, 2, 1.0f};
+    plm_head_spec cls = {PLM_HEAD_SEQ_CLS, 0, 2, 1.0f, PLM_SEQ_POOL_DEFAULT};
     plm_load_report rep = {0};
     plm_model *m = plm_model_load_with_heads(sub, &cls, 1, 11, true, &rep);
     TEST_CHECK(m != NULL, "heads.load_into_classifier", "%s", plm_last_error());
@@ -167,7 +167,7 @@ static void test_load_into_heads(const char *dir) {
     plm_model_free(back);
     plm_model_free(m);
 
-    plm_head_spec qa = {PLM_HEAD_QA, 0, 2, 1.0f};
+    plm_head_spec qa = {PLM_HEAD_QA, 0, 2, 1.0f, PLM_SEQ_POOL_DEFAULT};
     snprintf(sub, sizeof sub, "%s/pretrained", dir);
     m = plm_model_load_with_heads(sub, &qa, 1, 12, true, &rep);
     TEST_CHECK(m && contains(rep.newly_initialized, "qa_outputs.weight") &&

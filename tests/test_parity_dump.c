@@ -873,14 +873,15 @@ typedef struct {
     plm_head_kind kinds[2];
     int num_heads, num_labels;
     float p_hidden, p_attn;
-    bool pairs;       /* padded sentence pairs: token_type_ids 0/1 */
-    int gen_C;        /* > 0: ELECTRA generator (backbone 1, "generator.electra") of this width */
-    float weight;     /* of the first head (ELECTRA's discriminator: 50) */
-    bool gelu_new;    /* hidden_act gelu_new (tanh): HF's ELECTRA heads keep erf GELU regardless */
-    bool joint;       /* ELECTRA's joint step: the discriminator reads the generator's masked batch
-                         corrupted by fixed samples (plm_electra_corrupt); saved as ElectraForPreTraining
-                         + generator/ElectraForMaskedLM too */
-    bool mask_switch; /* one backbone, two runs: causal CLM, then bidirectional MLM (clm+mlm) */
+    bool pairs;              /* padded sentence pairs: token_type_ids 0/1 */
+    int gen_C;               /* > 0: ELECTRA generator (backbone 1, "generator.electra") of this width */
+    float weight;            /* of the first head (ELECTRA's discriminator: 50) */
+    bool gelu_new;           /* hidden_act gelu_new (tanh): HF's ELECTRA heads keep erf GELU regardless */
+    bool joint;              /* ELECTRA's joint step: the discriminator reads the generator's masked batch
+                                corrupted by fixed samples (plm_electra_corrupt); saved as ElectraForPreTraining
+                                + generator/ElectraForMaskedLM too */
+    bool mask_switch;        /* one backbone, two runs: causal CLM, then bidirectional MLM (clm+mlm) */
+    plm_seq_pooling pooling; /* of the sequence-classification heads */
 } heads_variant;
 
 static void poison_backbone(plm_backbone *bb, int B, int T) {
@@ -1074,7 +1075,7 @@ static void check_reload(const plm_model *m, const char *dir, const char *name, 
     for (int i = 0; ok && i < m->num_heads; i++) {
         const plm_head_spec *a = &m->heads[i].spec, *b = &l->heads[i].spec;
         ok &= a->kind == b->kind && a->backbone == b->backbone && m->heads[i].K == l->heads[i].K &&
-              a->weight == b->weight;
+              a->weight == b->weight && a->pooling == b->pooling;
     }
     for (int i = 0; ok && i < m->num_tensors; i++) {
         const plm_tensor *t = &m->tensors[i], *u = plm_model_find(l, t->name);
@@ -1137,7 +1138,9 @@ static void case_heads(const heads_variant *hv) {
     memset(&s, 0, sizeof s);
     heads_config(&s.backbone[0], hv, hv->C, hv->NH, hv->I);
     s.num_backbones = 1;
-    for (int i = 0; i < hv->num_heads; i++) plm_model_spec_add_head(&s, hv->kinds[i], hv->num_labels);
+    for (int i = 0; i < hv->num_heads; i++)
+        s.heads[plm_model_spec_add_head(&s, hv->kinds[i], hv->num_labels)].pooling =
+            hv->kinds[i] == PLM_HEAD_SEQ_CLS ? hv->pooling : PLM_SEQ_POOL_DEFAULT;
     if (hv->weight > 0.0f) s.heads[0].weight = hv->weight;
     if (hv->gen_C) {
         /* ELECTRA: backbone 0 the discriminator, 1 the generator, sharing the embeddings */
@@ -1225,8 +1228,10 @@ static void case_heads(const heads_variant *hv) {
     for (int i = 0; i < m->num_heads; i++) {
         const plm_head_spec *sp = &m->heads[i].spec;
         size_t l = strlen(hs);
-        snprintf(hs + l, sizeof hs - l, "%s{\"kind\":\"%s\",\"backbone\":%d,\"num_labels\":%d,\"weight\":%.9g}",
-                 i ? "," : "", head_kind_name(sp->kind), sp->backbone, m->heads[i].K, sp->weight);
+        snprintf(hs + l, sizeof hs - l,
+                 "%s{\"kind\":\"%s\",\"backbone\":%d,\"num_labels\":%d,\"weight\":%.9g,\"pooling\":\"%s\"}",
+                 i ? "," : "", head_kind_name(sp->kind), sp->backbone, m->heads[i].K, sp->weight,
+                 head_pooling_name(sp->pooling));
     }
     strcat(hs, "]");
     meta("heads", "%s", hs);
@@ -1864,6 +1869,18 @@ int main(int argc, char **argv) {
         {"bert_tokcls_c36", PLM_ARCH_BERT, SMALL, .kinds = {PLM_HEAD_TOKEN_CLS}, .num_heads = 1, .num_labels = 5,
          .pairs = true},
         {"bert_qa_c36", PLM_ARCH_BERT, SMALL, .kinds = {PLM_HEAD_QA}, .num_heads = 1, .pairs = true},
+        /* decoders: GPT2ForTokenClassification / GPT2ForQuestionAnswering on the causal
+         * states (classifier(dropout(h)), qa_outputs(h)), padded batches, dropout on */
+        /* sequence classification from the [CLS] state or the mean over real tokens (padded
+         * rows: the mean must skip padding), instead of BERT's pooler / GPT-2's last token */
+        {"bert_seqcls_cls", PLM_ARCH_BERT, SMALL, .kinds = {PLM_HEAD_SEQ_CLS}, .num_heads = 1, .num_labels = 3,
+         .pairs = true, .pooling = PLM_SEQ_POOL_CLS},
+        {"bert_seqcls_mean", PLM_ARCH_BERT, SMALL, .kinds = {PLM_HEAD_SEQ_CLS}, .num_heads = 1, .num_labels = 3,
+         .pairs = true, .pooling = PLM_SEQ_POOL_MEAN},
+        {"gpt2_seqcls_mean", PLM_ARCH_GPT2, SMALL, .kinds = {PLM_HEAD_SEQ_CLS}, .num_heads = 1, .num_labels = 3,
+         .pooling = PLM_SEQ_POOL_MEAN},
+        {"gpt2_tokcls", PLM_ARCH_GPT2, SMALL, .kinds = {PLM_HEAD_TOKEN_CLS}, .num_heads = 1, .num_labels = 5},
+        {"gpt2_qa", PLM_ARCH_GPT2, SMALL, .kinds = {PLM_HEAD_QA}, .num_heads = 1},
         {"electra_rtd", PLM_ARCH_ELECTRA, SMALL, .E = 24, .kinds = {PLM_HEAD_RTD}, .num_heads = 1, .pairs = true},
         /* discriminator (backbone 0, width 36, RTD weighted 50) + generator (backbone 1,
          * width 12, LM), the embedding tables (width 24) shared */

@@ -12,6 +12,7 @@
 
 #include "args.h"
 #include "cli.h"
+#include "ft_common.h"
 #include "core/common.h"
 #include "model/model_io.h"
 #include "train/dist.h"
@@ -58,15 +59,6 @@ static void task_ctx_free(task_ctx *c) {
     cJSON_Delete(c->cfg);
     for (int i = 0; i < c->n_model_labels; i++) free(c->model_labels[i]);
     free(c->model_labels);
-}
-
-/* Writes o as JSON to path, atomically, and deletes it. Returns 0 or -1. */
-static int write_json(cJSON *o, const char *path) {
-    char *s = cJSON_Print(o);
-    cJSON_Delete(o);
-    int rc = plm_write_file_atomic(path, s, strlen(s));
-    free(s);
-    return rc;
 }
 
 static bool is_dir(const char *p) {
@@ -197,18 +189,6 @@ static int read_split(task_ctx *c, plm_split split, const char *file, bool label
 
 /* ---------------------------------------------------------------- models */
 
-static cJSON *read_config_json(const char *dir) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    size_t len;
-    char *text = plm_read_file(path, &len);
-    if (!text) return NULL;
-    cJSON *o = cJSON_Parse(text);
-    free(text);
-    if (!o) plm_error("%s: invalid JSON", path);
-    return o;
-}
-
 /* The label names of a fine-tuned model's id2label. */
 static void model_labels(const cJSON *cfg, task_ctx *c) {
     const cJSON *i2l = cJSON_GetObjectItemCaseSensitive(cfg, "id2label");
@@ -226,87 +206,76 @@ static void model_labels(const cJSON *cfg, task_ctx *c) {
 
 /* ---------------------------------------------------------------- plm finetune */
 
-static double mean_std(const double *v, int n, double *std) {
-    double s = 0, q = 0;
-    for (int i = 0; i < n; i++) s += v[i];
-    double mu = s / n;
-    for (int i = 0; i < n; i++) q += (v[i] - mu) * (v[i] - mu);
-    *std = n > 1 ? sqrt(q / (n - 1)) : 0.0; /* sample standard deviation */
-    return mu;
+/* One seed's run: the model (from --model with a new head, or the checkpoint resumed). */
+typedef struct {
+    const char *model_dir;
+    cli_ft_opts *o;
+    task_ctx *c;
+    plm_dataset *train, *dev; /* dev NULL: no evaluation */
+    plm_seq_pooling pooling;
+} seq_run;
+
+static int seq_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores *best) {
+    seq_run *r = ctx;
+    plm_model *m = NULL;
+    plm_tokenizer *tok = NULL;
+    plm_head_spec head = {PLM_HEAD_SEQ_CLS, 0, r->c->t.num_labels, 1.0f, r->pooling};
+    bool quiet = r->o->quiet || si > 0;
+    int rc = a->resume_from_checkpoint ? cli_load_model(a->resume_from_checkpoint, &m, &tok)
+                                       : cli_load_model_heads(r->model_dir, &head, 1, a->seed, quiet, &m, &tok);
+    if (rc != 0) return rc;
+    plm_ft_set_pad_id(m, tok);
+    if (si == 0 && a->max_seq_length > m->config.max_position_embeddings)
+        fprintf(stderr, "plm finetune: warning: --max-seq-length %d is beyond the model's %d positions; using %d\n",
+                a->max_seq_length, m->config.max_position_embeddings, m->config.max_position_embeddings);
+    if (!r->o->quiet && si == 0)
+        fprintf(stderr, "task %s: %d training examples, %d dev; %s, %d labels; model %s, %.2fM parameters\n",
+                r->c->t.name, r->train->n, r->dev ? r->dev->n : 0,
+                r->c->t.type == PLM_TASK_REGRESSION ? "regression" : "classification", r->c->t.num_labels,
+                plm_model_architecture(m), (double)m->num_params / 1e6);
+    rc = plm_finetune(m, tok, r->train, r->dev, &r->c->t, a, best);
+    plm_model_free(m);
+    plm_tokenizer_free(tok);
+    return rc;
 }
 
 int cmd_finetune(int argc, char **argv) {
     int routed = cli_token_task_route("finetune", argc, argv); /* NER, POS, SQuAD */
     if (routed >= 0) return routed;
     data_opts d = {0};
-    const char *model_dir = NULL, *resume = NULL;
-    int seeds = 1;
-    bool quiet = false;
-    plm_ft_args a;
-    plm_ft_args_default(&a);
-    arg_spec specs[] = {
-        {"--model", ARG_STR, &model_dir, "checkpoint directory (config.json, model.safetensors, tokenizer.json)"},
+    cli_ft_opts o;
+    cli_ft_opts_default(&o);
+    const char *pooling = "pooler";
+    const arg_spec own[] = {
         DATA_SPECS(d),
         {"--train", ARG_STR, &d.train, "training file (TSV, CSV or JSONL; GLUE: overrides train.tsv)"},
         {"--validation", ARG_STR, &d.validation, "dev file for evaluation (GLUE: overrides dev.tsv)"},
-        {"--output-dir", ARG_STR, &a.output_dir, "where the fine-tuned model, metrics.jsonl and checkpoints go"},
-        {"--max-seq-length", ARG_INT, &a.max_seq_length, "truncate pairs to this many tokens (default 128)"},
-        {"--per-device-train-batch-size", ARG_INT, &a.train_batch_size, "examples per step (default 32)"},
-        {"--per-device-eval-batch-size", ARG_INT, &a.eval_batch_size, "examples per evaluation batch (default 64)"},
-        {"--learning-rate", ARG_FLOAT, &a.opt.learning_rate,
-         "peak learning rate (default 1e-4: small models need more than BERT-base's 2e-5..5e-5)"},
-        {"--num-train-epochs", ARG_FLOAT, &a.num_train_epochs, "epochs over the training set (default 3)"},
-        {"--max-steps", ARG_LONG, &a.max_steps, "train this many steps instead (default: from the epochs)"},
-        {"--warmup-ratio", ARG_FLOAT, &a.warmup_ratio, "share of the steps for linear warmup (default 0.1)"},
-        {"--weight-decay", ARG_FLOAT, &a.opt.weight_decay, "AdamW decoupled weight decay (default 0.01)"},
-        {"--max-grad-norm", ARG_FLOAT, &a.max_grad_norm, "clip gradients to this global norm; 0 = off (default 1)"},
-        {"--logging-steps", ARG_LONG, &a.logging_steps, "metrics.jsonl line every N steps (default 10)"},
-        {"--eval-steps", ARG_LONG, &a.eval_steps, "evaluate and checkpoint every N steps (default: every epoch)"},
-        {"--early-stopping-patience", ARG_INT, &a.early_stopping_patience,
-         "stop after N evaluations without a better dev score (default: never)"},
-        {"--save-total-limit", ARG_INT, &a.save_total_limit, "checkpoint-N directories kept (default 1)"},
-        {"--max-train-samples", ARG_INT, &d.max_train_samples, "use the first N training examples"},
-        {"--max-eval-samples", ARG_INT, &d.max_eval_samples, "use the first N dev examples"},
-        {"--seed", ARG_U64, &a.seed, "seed of the head's initialisation, data order and dropout (default 42)"},
-        {"--seeds", ARG_INT, &seeds, "run N seeds (seed, seed+1, ...) into OUTPUT/seed-S; report mean +- std"},
-        {"--resume-from-checkpoint", ARG_STR, &resume,
-         "continue an interrupted run: a checkpoint-N directory or the output directory (its newest)"},
-        {"--quiet", ARG_FLAG, &quiet, "no progress bar"},
+        {"--max-seq-length", ARG_INT, &o.a.max_seq_length, "truncate pairs to this many tokens (default 128)"},
+        {"--pooling", ARG_STR, &pooling,
+         "what the classifier reads: pooler (default: BERT's pooler, GPT-2's last real token, ELECTRA's [CLS] "
+         "head), cls (the first token's state) or mean (the mean over real tokens)"},
     };
-    int rc = args_parse("finetune",
-                        "Fine-tune a checkpoint for sequence classification or regression (GLUE or custom files).",
-                        specs, (int)PLM_ARRAY_LEN(specs), argc, argv);
-    if (rc) {
+    int rc = cli_ft_parse("Fine-tune a checkpoint for sequence classification or regression (GLUE or custom files).",
+                          own, (int)PLM_ARRAY_LEN(own), &o, "examples", argc, argv);
+    if (rc >= 0) {
         args_list_free(&d.text_columns);
-        return rc == 1 ? 0 : rc;
+        return rc;
     }
-    if (!plm_dist_is_root()) quiet = true; /* under mpirun rank 0 reports; the others only fail */
-    a.quiet = quiet;
+    d.max_train_samples = o.max_train_samples;
+    d.max_eval_samples = o.max_eval_samples;
     task_ctx c;
     plm_dataset train = {0}, dev = {0};
     bool have_train = false, have_dev = false;
-    char *resume_dir = NULL;
-    double *results = NULL;
-    rc = PLM_EXIT_USAGE;
-    if (!model_dir) {
-        fprintf(stderr, "plm finetune: --model DIR is required (see plm finetune --help)\n");
+    plm_seq_pooling pool;
+    if (head_pooling_of(pooling, &pool) != 0) {
+        fprintf(stderr, "plm finetune: --pooling must be pooler, cls or mean, got \"%s\"\n", pooling);
+        rc = PLM_EXIT_USAGE;
         goto out_nofree;
     }
     if ((rc = task_setup("finetune", &d, NULL, &c)) != 0) goto out_nofree;
     rc = PLM_EXIT_USAGE;
     if (!c.glue && !d.train) {
         fprintf(stderr, "plm finetune: a custom task needs --train FILE\n");
-        goto out;
-    }
-    if (seeds < 1 || (seeds > 1 && resume)) {
-        fprintf(stderr, "plm finetune: --seeds must be >= 1, and a multi-seed run cannot be resumed (resume each "
-                        "OUTPUT/seed-S run on its own)\n");
-        goto out;
-    }
-    if (a.logging_steps <= 0 || a.eval_steps < 0 || a.early_stopping_patience < 0 || a.save_total_limit < 0 ||
-        a.warmup_ratio < 0 || a.warmup_ratio > 1) {
-        fprintf(stderr, "plm finetune: --logging-steps must be positive, --warmup-ratio in [0, 1], and "
-                        "--eval-steps, --early-stopping-patience, --save-total-limit >= 0\n");
         goto out;
     }
     rc = PLM_EXIT_INPUT;
@@ -325,66 +294,8 @@ int cmd_finetune(int argc, char **argv) {
             goto fail;
         }
     }
-    if (resume) {
-        long step;
-        if (!(resume_dir = plm_find_checkpoint(resume, &step))) goto fail;
-        if (!quiet) fprintf(stderr, "resuming from %s (step %ld)\n", resume_dir, step);
-        a.resume_from_checkpoint = resume_dir;
-    }
-    results = plm_calloc((size_t)seeds, sizeof *results);
-    const char *base_out = a.output_dir;
-    char seed_dir[4096];
-    for (int si = 0; si < seeds; si++) {
-        plm_ft_args as = a;
-        as.seed = a.seed + (uint64_t)si;
-        if (seeds > 1) {
-            snprintf(seed_dir, sizeof seed_dir, "%s/seed-%llu", base_out, (unsigned long long)as.seed);
-            as.output_dir = seed_dir;
-        }
-        plm_model *m = NULL;
-        plm_tokenizer *tok = NULL;
-        plm_head_spec head = {PLM_HEAD_SEQ_CLS, 0, c.t.num_labels, 1.0f};
-        rc = resume ? cli_load_model(resume_dir, &m, &tok)
-                    : cli_load_model_heads(model_dir, &head, 1, as.seed, quiet || si > 0, &m, &tok);
-        if (rc != 0) goto fail;
-        plm_ft_set_pad_id(m, tok);
-        if (a.max_seq_length > m->config.max_position_embeddings) {
-            fprintf(stderr, "plm finetune: warning: --max-seq-length %d is beyond the model's %d positions; using %d\n",
-                    a.max_seq_length, m->config.max_position_embeddings, m->config.max_position_embeddings);
-        }
-        if (!quiet && si == 0)
-            fprintf(stderr, "task %s: %d training examples, %d dev; %s, %d labels; model %s, %.2fM parameters\n",
-                    c.t.name, train.n, have_dev ? dev.n : 0,
-                    c.t.type == PLM_TASK_REGRESSION ? "regression" : "classification", c.t.num_labels,
-                    plm_model_architecture(m), (double)m->num_params / 1e6);
-        plm_ft_scores best = {0};
-        rc = plm_finetune(m, tok, &train, have_dev ? &dev : NULL, &c.t, &as, &best);
-        plm_model_free(m);
-        plm_tokenizer_free(tok);
-        if (rc != 0) goto fail;
-        results[si] = best.value[0];
-        if (have_dev && plm_dist_is_root())
-            printf("%s seed %llu: best eval_%s %.4f (n=%d) -> %s\n", c.t.name, (unsigned long long)as.seed,
-                   c.t.metrics[0], best.value[0], best.n, as.output_dir);
-        fflush(stdout);
-    }
-    if (seeds > 1 && plm_dist_is_root()) {
-        double sd, mu = mean_std(results, seeds, &sd);
-        printf("%s eval_%s over %d seeds: %.4f +- %.4f\n", c.t.name, c.t.metrics[0], seeds, mu, sd);
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "task", c.t.name);
-        cJSON_AddStringToObject(o, "metric", c.t.metrics[0]);
-        cJSON_AddNumberToObject(o, "mean", mu);
-        cJSON_AddNumberToObject(o, "std", sd);
-        cJSON *arr = cJSON_AddArrayToObject(o, "values");
-        for (int i = 0; i < seeds; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(results[i]));
-        char path[4200];
-        snprintf(path, sizeof path, "%s/seeds.json", base_out);
-        if (write_json(o, path) != 0) {
-            rc = PLM_EXIT_FAIL;
-            goto fail;
-        }
-    }
+    seq_run r = {o.model, &o, &c, &train, have_dev ? &dev : NULL, pool};
+    if ((rc = cli_ft_run_seeds(&o, c.t.name, 2, c.t.metrics, have_dev, seq_run_one, &r)) != 0) goto fail;
     rc = 0;
     goto out;
 fail:
@@ -394,8 +305,6 @@ out:
 out_nofree:
     if (have_train) plm_dataset_free(&train);
     if (have_dev) plm_dataset_free(&dev);
-    free(resume_dir);
-    free(results);
     args_list_free(&d.text_columns);
     return rc;
 }
@@ -407,7 +316,7 @@ static int load_finetuned(const char *cmd, const char *dir, data_opts *d, plm_mo
                           task_ctx *c) {
     *m = NULL;
     *tok = NULL;
-    cJSON *cfg = read_config_json(dir);
+    cJSON *cfg = cli_read_config(dir);
     if (!cfg) return PLM_EXIT_INPUT;
     int rc = task_setup(cmd, d, cfg, c);
     c->cfg = cfg;
@@ -524,27 +433,9 @@ int cmd_evaluate(int argc, char **argv) {
     const plm_ft_task *t = &s.c.t;
     plm_ft_scores e;
     if (plm_ft_evaluate(s.m, s.tok, &s.ds, t, &s.co, s.B, &e) != 0) goto fail;
-    printf("%-10s %-10s %10s %8s\n", "task", "metric", "value", "n");
-    for (int k = 0; k < 2; k++)
-        if (t->metrics[k]) printf("%-10s %-10s %10.4f %8d\n", t->name, t->metrics[k], e.value[k], e.n);
-    printf("%-10s %-10s %10.4f %8d\n", t->name, "loss", e.loss, e.n);
-    if (s.output) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "model", s.model_dir);
-        cJSON *r = cJSON_CreateObject();
-        cJSON_AddStringToObject(r, "task", t->name);
-        cJSON_AddStringToObject(r, "split", s.d.validation ? s.d.validation : split);
-        cJSON_AddNumberToObject(r, "n", e.n);
-        cJSON_AddNumberToObject(r, "eval_loss", e.loss);
-        cJSON *ms = cJSON_AddObjectToObject(r, "metrics");
-        for (int k = 0; k < 2; k++)
-            if (t->metrics[k]) cJSON_AddNumberToObject(ms, t->metrics[k], e.value[k]);
-        cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "results"), r);
-        if (write_json(o, s.output) != 0) {
-            rc = PLM_EXIT_FAIL;
-            goto fail;
-        }
-    }
+    if ((rc = cli_ft_report_eval(s.model_dir, t->name, s.d.validation ? s.d.validation : split, 2, t->metrics, &e,
+                                 s.output)) != 0)
+        goto fail;
     rc = 0;
     goto out;
 fail:

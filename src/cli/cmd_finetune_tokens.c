@@ -14,24 +14,13 @@
 
 #include "args.h"
 #include "cli.h"
+#include "ft_common.h"
 #include "core/common.h"
 #include "train/finetune_tokens.h"
 
 /* ---------------------------------------------------------------- routing */
 
 static bool file_exists(const char *p) { return access(p, F_OK) == 0; }
-
-static cJSON *read_config(const char *dir) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    size_t len;
-    char *text = plm_read_file(path, &len);
-    if (!text) return NULL;
-    cJSON *o = cJSON_Parse(text);
-    free(text);
-    if (!o) plm_error("%s: invalid JSON", path);
-    return o;
-}
 
 static const char *obj_str(const cJSON *o, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -64,7 +53,7 @@ int cli_token_task_route(const char *cmd, int argc, char **argv) {
     }
     const char *mkind = NULL;
     cJSON *cfg = NULL;
-    if (strcmp(cmd, "finetune") != 0 && !task && !type && model && (cfg = read_config(model)))
+    if (strcmp(cmd, "finetune") != 0 && !task && !type && model && (cfg = cli_read_config(model)))
         mkind = obj_str(cJSON_GetObjectItemCaseSensitive(cfg, "plm_task"), "kind");
     int k = kind_of(task, type, mkind);
     cJSON_Delete(cfg);
@@ -81,6 +70,7 @@ typedef struct {
     arg_list train, validation, test;
     int max_train_samples, max_eval_samples;
     int max_seq_length, doc_stride;
+    bool label_all_tokens;
 } tt_opts;
 
 #define TT_DATA_SPECS(d)                                                                                               \
@@ -263,61 +253,79 @@ static void apply_lengths(tt_ctx *c, const tt_opts *d, const plm_model *m) {
     }
 }
 
+/* One seed's run: the model (from --model with a new head, or the checkpoint resumed),
+ * the splits encoded with its tokenizer, and the loop. */
+typedef struct {
+    const char *model_dir;
+    cli_ft_opts *o;
+    tt_opts *d;
+    tt_ctx *c;
+    const plm_tagged_set *train, *dev;
+    bool has_dev;
+} tt_run;
+
+static int tt_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores *best) {
+    tt_run *r = ctx;
+    tt_ctx *c = r->c;
+    bool qa = c->t.kind == PLM_TT_QA;
+    plm_model *m = NULL;
+    plm_tokenizer *tok = NULL;
+    plm_tt_data train = {0}, dev = {0};
+    plm_head_spec head = {qa ? PLM_HEAD_QA : PLM_HEAD_TOKEN_CLS, 0, qa ? 2 : c->t.n_tags, 1.0f, PLM_SEQ_POOL_DEFAULT};
+    int rc = a->resume_from_checkpoint
+                 ? cli_load_model(a->resume_from_checkpoint, &m, &tok)
+                 : cli_load_model_heads(r->model_dir, &head, 1, a->seed, r->o->quiet || si > 0, &m, &tok);
+    if (rc != 0) return rc;
+    rc = PLM_EXIT_INPUT;
+    plm_ft_set_pad_id(m, tok);
+    apply_lengths(c, r->d, m);
+    if (plm_tt_data_init(&train, &c->t, tok, r->train, &c->squad[0], r->o->max_train_samples) != 0) goto out;
+    if (r->has_dev && plm_tt_data_init(&dev, &c->t, tok, r->dev, &c->squad[1], r->o->max_eval_samples) != 0) goto out;
+    if (!r->o->quiet && si == 0) {
+        if (qa)
+            fprintf(stderr,
+                    "task %s: %d training questions (%d features), %d dev (%d features); max_seq_length %d, "
+                    "doc_stride %d; model %s, %.2fM parameters\n",
+                    c->t.name, train.n, train.qf.n_features, dev.n, dev.qf.n_features, c->t.qa_opts.max_seq_length,
+                    c->t.qa_opts.doc_stride, plm_model_architecture(m), (double)m->num_params / 1e6);
+        else
+            fprintf(stderr, "task %s: %d training sentences, %d dev; %d tags; model %s, %.2fM parameters\n", c->t.name,
+                    train.n, dev.n, c->t.n_tags, plm_model_architecture(m), (double)m->num_params / 1e6);
+    }
+    rc = plm_finetune_tokens(m, tok, &train, r->has_dev ? &dev : NULL, &c->t, a, best);
+out:
+    plm_tt_data_free(&train);
+    plm_tt_data_free(&dev);
+    plm_model_free(m);
+    plm_tokenizer_free(tok);
+    return rc;
+}
+
 static int cmd_finetune_tokens(int argc, char **argv) {
     tt_opts d = {0};
-    const char *model_dir = NULL;
-    bool quiet = false;
-    plm_ft_args a;
-    plm_ft_args_default(&a);
-    arg_spec specs[] = {
-        {"--model", ARG_STR, &model_dir, "checkpoint directory (config.json, model.safetensors, tokenizer.json)"},
+    cli_ft_opts o;
+    cli_ft_opts_default(&o);
+    const arg_spec own[] = {
         TT_DATA_SPECS(d),
         {"--train", ARG_LIST, &d.train, "training file (CoNLL columns; Brown files; SQuAD JSON)"},
         {"--validation", ARG_LIST, &d.validation, "dev file(s) (SQuAD: several are appended)"},
-        {"--output-dir", ARG_STR, &a.output_dir, "where the fine-tuned model and metrics.jsonl go"},
-        {"--per-device-train-batch-size", ARG_INT, &a.train_batch_size, "features per step (default 32)"},
-        {"--per-device-eval-batch-size", ARG_INT, &a.eval_batch_size, "features per evaluation batch (default 64)"},
-        {"--learning-rate", ARG_FLOAT, &a.opt.learning_rate, "peak learning rate (default 1e-4)"},
-        {"--num-train-epochs", ARG_FLOAT, &a.num_train_epochs, "epochs over the training features (default 3)"},
-        {"--max-steps", ARG_LONG, &a.max_steps, "train this many steps instead (default: from the epochs)"},
-        {"--warmup-ratio", ARG_FLOAT, &a.warmup_ratio, "share of the steps for linear warmup (default 0.1)"},
-        {"--weight-decay", ARG_FLOAT, &a.opt.weight_decay, "AdamW decoupled weight decay (default 0.01)"},
-        {"--max-grad-norm", ARG_FLOAT, &a.max_grad_norm, "clip gradients to this global norm; 0 = off (default 1)"},
-        {"--logging-steps", ARG_LONG, &a.logging_steps, "metrics.jsonl line every N steps (default 10)"},
-        {"--eval-steps", ARG_LONG, &a.eval_steps, "evaluate every N steps (default: every epoch)"},
-        {"--early-stopping-patience", ARG_INT, &a.early_stopping_patience,
-         "stop after N evaluations without a better dev score (default: never)"},
-        {"--max-train-samples", ARG_INT, &d.max_train_samples, "use the first N sentences / questions"},
-        {"--max-eval-samples", ARG_INT, &d.max_eval_samples, "use the first N dev sentences / questions"},
-        {"--seed", ARG_U64, &a.seed, "seed of the head's initialisation, data order and dropout (default 42)"},
-        {"--quiet", ARG_FLAG, &quiet, "no progress bar"},
+        {"--label-all-tokens", ARG_FLAG, &d.label_all_tokens,
+         "tagging: train on every sub-token with its word's tag (B-X continuations as I-X), not only the first "
+         "(HF's label_all_tokens); predictions still read the first"},
     };
-    int rc = args_parse("finetune",
-                        "Fine-tune a checkpoint for token classification (NER, POS) or extractive QA (SQuAD v1.1).",
-                        specs, (int)PLM_ARRAY_LEN(specs), argc, argv);
     tt_ctx c;
     memset(&c, 0, sizeof c);
-    plm_tt_data train = {0}, dev = {0};
-    bool have_train = false, have_dev = false;
-    plm_model *m = NULL;
-    plm_tokenizer *tok = NULL;
-    if (rc) {
-        rc = rc == 1 ? 0 : rc;
-        goto out;
-    }
-    a.quiet = quiet;
+    int rc = cli_ft_parse("Fine-tune a checkpoint for token classification (NER, POS) or extractive QA (SQuAD v1.1).",
+                          own, (int)PLM_ARRAY_LEN(own), &o, "sentences / questions", argc, argv);
+    if (rc >= 0) goto out;
     rc = PLM_EXIT_USAGE;
-    if (!model_dir) {
-        fprintf(stderr, "plm finetune: --model DIR is required (see plm finetune --task squad --help)\n");
-        goto out;
-    }
-    if (a.logging_steps <= 0 || a.eval_steps < 0 || a.early_stopping_patience < 0 || a.warmup_ratio < 0 ||
-        a.warmup_ratio > 1 || d.max_seq_length < 0 || d.doc_stride < 0) {
-        fprintf(stderr, "plm finetune: --logging-steps must be positive, --warmup-ratio in [0, 1], the others >= 0\n");
+    if (d.max_seq_length < 0 || d.doc_stride < 0) {
+        fprintf(stderr, "plm finetune: --max-seq-length and --doc-stride must be >= 0\n");
         goto out;
     }
     int kind = kind_of(d.task, d.task_type, NULL);
     task_defaults(&c, kind, d.task);
+    c.t.tag_opts.label_all_tokens = c.t.tag_opts.b_to_i_label = d.label_all_tokens;
     rc = PLM_EXIT_INPUT;
     bool has_dev = true;
     if (kind == PLM_TT_QA) {
@@ -362,45 +370,13 @@ static int cmd_finetune_tokens(int argc, char **argv) {
             goto fail;
         }
     }
-    plm_head_spec head = {kind == PLM_TT_QA ? PLM_HEAD_QA : PLM_HEAD_TOKEN_CLS, 0, kind == PLM_TT_QA ? 2 : c.t.n_tags,
-                          1.0f};
-    if ((rc = cli_load_model_heads(model_dir, &head, 1, a.seed, quiet, &m, &tok)) != 0) goto fail;
-    rc = PLM_EXIT_INPUT;
-    plm_ft_set_pad_id(m, tok);
-    apply_lengths(&c, &d, m);
-    if (plm_tt_data_init(&train, &c.t, tok, ttrain, &c.squad[0], d.max_train_samples) != 0) goto fail;
-    have_train = true;
-    if (has_dev && plm_tt_data_init(&dev, &c.t, tok, tdev, &c.squad[1], d.max_eval_samples) != 0) goto fail;
-    have_dev = has_dev;
-    if (!quiet) {
-        if (kind == PLM_TT_QA)
-            fprintf(stderr,
-                    "task %s: %d training questions (%d features), %d dev (%d features); max_seq_length %d, "
-                    "doc_stride %d; model %s, %.2fM parameters\n",
-                    c.t.name, train.n, train.qf.n_features, have_dev ? dev.n : 0, have_dev ? dev.qf.n_features : 0,
-                    c.t.qa_opts.max_seq_length, c.t.qa_opts.doc_stride, plm_model_architecture(m),
-                    (double)m->num_params / 1e6);
-        else
-            fprintf(stderr, "task %s: %d training sentences, %d dev; %d tags; model %s, %.2fM parameters\n", c.t.name,
-                    train.n, have_dev ? dev.n : 0, c.t.n_tags, plm_model_architecture(m), (double)m->num_params / 1e6);
-    }
-    plm_tt_scores best = {0};
-    if ((rc = plm_finetune_tokens(m, tok, &train, have_dev ? &dev : NULL, &c.t, &a, &best)) != 0) goto fail;
-    if (have_dev) {
-        printf("%s: best eval_%s %.4f", c.t.name, c.t.metrics[0], best.value[0]);
-        for (int k = 1; k < 3; k++)
-            if (c.t.metrics[k]) printf(", %s %.4f", c.t.metrics[k], best.value[k]);
-        printf(" (n=%d) -> %s\n", best.n, a.output_dir);
-    }
+    tt_run r = {o.model, &o, &d, &c, ttrain, tdev, has_dev};
+    if ((rc = cli_ft_run_seeds(&o, c.t.name, 3, c.t.metrics, has_dev, tt_run_one, &r)) != 0) goto fail;
     rc = 0;
     goto out;
 fail:
     cli_fail("finetune", rc);
 out:
-    if (have_train) plm_tt_data_free(&train);
-    if (have_dev) plm_tt_data_free(&dev);
-    plm_model_free(m);
-    if (tok) plm_tokenizer_free(tok);
     tt_ctx_free(&c);
     args_list_free(&d.train);
     args_list_free(&d.validation);
@@ -413,7 +389,7 @@ out:
 /* Loads a fine-tuned token-task model, its task from config.json, and one split. */
 static int load_for(const char *cmd, const char *dir, tt_opts *d, int split, const arg_list *files, tt_ctx *c,
                     plm_model **m, plm_tokenizer **tok, plm_tt_data *data, bool *have_data) {
-    cJSON *cfg = read_config(dir);
+    cJSON *cfg = cli_read_config(dir);
     if (!cfg) return PLM_EXIT_INPUT;
     const cJSON *pt = cJSON_GetObjectItemCaseSensitive(cfg, "plm_task");
     int kind = kind_of(d->task, d->task_type, obj_str(pt, "kind"));
@@ -490,79 +466,81 @@ static int load_for(const char *cmd, const char *dir, tt_opts *d, int split, con
     return 0;
 }
 
-static int cmd_evaluate_tokens(int argc, char **argv) {
-    tt_opts d = {0};
-    const char *model_dir = NULL, *output = NULL;
-    int B = 64;
-    arg_spec specs[] = {
-        {"--model", ARG_STR, &model_dir, "fine-tuned model directory"},
-        TT_DATA_SPECS(d),
-        {"--validation", ARG_LIST, &d.validation, "labelled file(s) to score (default: the folder's dev split)"},
-        {"--per-device-eval-batch-size", ARG_INT, &B, "default 64"},
-        {"--max-eval-samples", ARG_INT, &d.max_eval_samples, "score the first N sentences / questions"},
-        {"--output", ARG_STR, &output, "also write the results as JSON to this file"},
-    };
-    int rc = args_parse("evaluate", "Score a fine-tuned NER / POS / SQuAD model: entity P/R/F1, accuracy or EM/F1.",
-                        specs, (int)PLM_ARRAY_LEN(specs), argc, argv);
+/* What evaluate and predict share: the options, the model, its task and the set scored. */
+typedef struct {
+    tt_opts d;
+    const char *model_dir, *output;
+    int B;
     tt_ctx c;
-    memset(&c, 0, sizeof c);
-    plm_model *m = NULL;
-    plm_tokenizer *tok = NULL;
-    plm_tt_data data = {0};
-    bool have_data = false;
-    if (rc) {
-        rc = rc == 1 ? 0 : rc;
-        goto out;
+    plm_model *m;
+    plm_tokenizer *tok;
+    plm_tt_data data;
+    bool have_data;
+} tt_scoring;
+
+/* Parses the command's options (--model, the data options, own[0..n_own), the batch
+ * size) and loads the model and the split `split` (files: the option's list). Returns -1
+ * to go on, else the exit code (0 after --help). */
+static int tt_scoring_open(const char *cmd, const char *summary, tt_scoring *s, const arg_spec *own, int n_own,
+                           int split, const arg_list *files, bool need_output, int argc, char **argv) {
+    s->B = 64; /* s is zeroed by the caller: own[] points into it */
+    arg_spec specs[32];
+    int n = 0;
+    specs[n++] = (arg_spec){"--model", ARG_STR, &s->model_dir, "fine-tuned model directory"};
+    const arg_spec data[] = {TT_DATA_SPECS(s->d)};
+    for (size_t i = 0; i < PLM_ARRAY_LEN(data); i++) specs[n++] = data[i];
+    for (int i = 0; i < n_own; i++) specs[n++] = own[i];
+    specs[n++] = (arg_spec){"--per-device-eval-batch-size", ARG_INT, &s->B, "default 64"};
+    int rc = args_parse(cmd, summary, specs, n, argc, argv);
+    if (rc) return rc == 1 ? 0 : rc;
+    if (!s->model_dir || s->B <= 0 || (need_output && !s->output)) {
+        fprintf(stderr,
+                "plm %s: --model DIR%s is required and the batch size positive (see plm %s --task squad --help)\n", cmd,
+                need_output ? " and --output FILE" : "", cmd);
+        return PLM_EXIT_USAGE;
     }
-    rc = PLM_EXIT_USAGE;
-    if (!model_dir || B <= 0) {
-        fprintf(stderr, "plm evaluate: --model DIR is required; batch size positive\n");
-        goto out;
-    }
-    if ((rc = load_for("evaluate", model_dir, &d, 1, &d.validation, &c, &m, &tok, &data, &have_data)) != 0) goto fail;
+    rc = load_for(cmd, s->model_dir, &s->d, split, files, &s->c, &s->m, &s->tok, &s->data, &s->have_data);
+    return rc ? cli_fail(cmd, rc) : -1;
+}
+
+static void tt_scoring_free(tt_scoring *s) {
+    if (s->have_data) plm_tt_data_free(&s->data);
+    plm_model_free(s->m);
+    if (s->tok) plm_tokenizer_free(s->tok);
+    if (s->c.model_tags) free((char *)s->c.t.name);
+    tt_ctx_free(&s->c);
+    args_list_free(&s->d.train);
+    args_list_free(&s->d.validation);
+    args_list_free(&s->d.test);
+}
+
+static int cmd_evaluate_tokens(int argc, char **argv) {
+    tt_scoring s = {0};
+    const arg_spec own[] = {
+        {"--validation", ARG_LIST, &s.d.validation, "labelled file(s) to score (default: the folder's dev split)"},
+        {"--max-eval-samples", ARG_INT, &s.d.max_eval_samples, "score the first N sentences / questions"},
+        {"--output", ARG_STR, &s.output, "also write the results as JSON to this file"},
+    };
+    int rc =
+        tt_scoring_open("evaluate", "Score a fine-tuned NER / POS / SQuAD model: entity P/R/F1, accuracy or EM/F1.", &s,
+                        own, (int)PLM_ARRAY_LEN(own), 1, &s.d.validation, false, argc, argv);
+    if (rc >= 0) goto out;
     rc = PLM_EXIT_INPUT;
     plm_tt_pred p;
     plm_tt_scores e = {0};
-    if (plm_tt_predict(m, &c.t, &data, B, &p, &e.loss) != 0) goto fail;
-    int src = plm_tt_score(&c.t, &data, &p, &e);
+    if (plm_tt_predict(s.m, &s.c.t, &s.data, s.B, &p, &e.loss) != 0) goto fail;
+    int src = plm_tt_score(&s.c.t, &s.data, &p, &e);
     plm_tt_pred_free(&p);
     if (src != 0) goto fail;
-    printf("%-10s %-12s %10s %8s\n", "task", "metric", "value", "n");
-    for (int k = 0; k < 3; k++)
-        if (c.t.metrics[k]) printf("%-10s %-12s %10.4f %8d\n", c.t.name, c.t.metrics[k], e.value[k], e.n);
-    printf("%-10s %-12s %10.4f %8d\n", c.t.name, "loss", e.loss, e.n);
-    if (output) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "model", model_dir);
-        cJSON *r = cJSON_CreateObject();
-        cJSON_AddStringToObject(r, "task", c.t.name);
-        cJSON_AddStringToObject(r, "split", d.validation.n ? d.validation.items[0] : "dev");
-        cJSON_AddNumberToObject(r, "n", e.n);
-        cJSON_AddNumberToObject(r, "eval_loss", e.loss);
-        cJSON *ms = cJSON_AddObjectToObject(r, "metrics");
-        for (int k = 0; k < 3; k++)
-            if (c.t.metrics[k]) cJSON_AddNumberToObject(ms, c.t.metrics[k], e.value[k]);
-        cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "results"), r);
-        char *s = cJSON_Print(o);
-        cJSON_Delete(o);
-        int wrc = plm_write_file_atomic(output, s, strlen(s));
-        free(s);
-        if (wrc != 0) {
-            rc = PLM_EXIT_FAIL;
-            goto fail;
-        }
-    }
+    if ((rc = cli_ft_report_eval(s.model_dir, s.c.t.name, s.d.validation.n ? s.d.validation.items[0] : "dev", 3,
+                                 s.c.t.metrics, &e, s.output)) != 0)
+        goto fail;
     rc = 0;
     goto out;
 fail:
     cli_fail("evaluate", rc);
 out:
-    if (have_data) plm_tt_data_free(&data);
-    plm_model_free(m);
-    if (tok) plm_tokenizer_free(tok);
-    if (c.model_tags) free((char *)c.t.name);
-    tt_ctx_free(&c);
-    args_list_free(&d.validation);
+    tt_scoring_free(&s);
     return rc;
 }
 
@@ -602,62 +580,33 @@ static int write_squad_predictions(const char *path, const plm_tt_data *d, const
         cJSON_AddStringToObject(o, d->squad->qs[q].id, buf);
     }
     free(buf);
-    char *s = cJSON_Print(o);
-    cJSON_Delete(o);
-    int rc = plm_write_file_atomic(path, s, strlen(s));
-    free(s);
-    return rc;
+    return cli_write_json(o, path);
 }
 
 static int cmd_predict_tokens(int argc, char **argv) {
-    tt_opts d = {0};
-    const char *model_dir = NULL, *output = NULL;
-    int B = 64;
-    arg_spec specs[] = {
-        {"--model", ARG_STR, &model_dir, "fine-tuned model directory"},
-        TT_DATA_SPECS(d),
-        {"--test", ARG_LIST, &d.test, "file(s) to predict (default: the folder's test split; SQuAD: dev)"},
-        {"--output", ARG_STR, &output, "CoNLL columns (word gold predicted) or SQuAD predictions.json (required)"},
-        {"--per-device-eval-batch-size", ARG_INT, &B, "default 64"},
+    tt_scoring s = {0};
+    const arg_spec own[] = {
+        {"--test", ARG_LIST, &s.d.test, "file(s) to predict (default: the folder's test split; SQuAD: dev)"},
+        {"--output", ARG_STR, &s.output, "CoNLL columns (word gold predicted) or SQuAD predictions.json (required)"},
     };
-    int rc =
-        args_parse("predict", "Predict with a fine-tuned NER / POS / SQuAD model: CoNLL columns or predictions.json.",
-                   specs, (int)PLM_ARRAY_LEN(specs), argc, argv);
-    tt_ctx c;
-    memset(&c, 0, sizeof c);
-    plm_model *m = NULL;
-    plm_tokenizer *tok = NULL;
-    plm_tt_data data = {0};
-    bool have_data = false;
     plm_tt_pred p = {0};
-    if (rc) {
-        rc = rc == 1 ? 0 : rc;
-        goto out;
-    }
-    rc = PLM_EXIT_USAGE;
-    if (!model_dir || !output || B <= 0) {
-        fprintf(stderr,
-                "plm predict: --model DIR and --output FILE are required (see plm predict --task squad --help)\n");
-        goto out;
-    }
-    if ((rc = load_for("predict", model_dir, &d, 2, &d.test, &c, &m, &tok, &data, &have_data)) != 0) goto fail;
+    int rc = tt_scoring_open("predict",
+                             "Predict with a fine-tuned NER / POS / SQuAD model: CoNLL columns or predictions.json.",
+                             &s, own, (int)PLM_ARRAY_LEN(own), 2, &s.d.test, true, argc, argv);
+    if (rc >= 0) goto out;
     rc = PLM_EXIT_INPUT;
-    if (plm_tt_predict(m, &c.t, &data, B, &p, NULL) != 0) goto fail;
+    if (plm_tt_predict(s.m, &s.c.t, &s.data, s.B, &p, NULL) != 0) goto fail;
     rc = PLM_EXIT_FAIL;
-    if ((c.t.kind == PLM_TT_QA ? write_squad_predictions(output, &data, &p) : write_conll(output, &c, &data, &p)) != 0)
+    bool qa = s.c.t.kind == PLM_TT_QA;
+    if ((qa ? write_squad_predictions(s.output, &s.data, &p) : write_conll(s.output, &s.c, &s.data, &p)) != 0)
         goto fail;
-    fprintf(stderr, "wrote %d %s to %s\n", data.n, c.t.kind == PLM_TT_QA ? "answers" : "sentences", output);
+    fprintf(stderr, "wrote %d %s to %s\n", s.data.n, qa ? "answers" : "sentences", s.output);
     rc = 0;
     goto out;
 fail:
     cli_fail("predict", rc);
 out:
     plm_tt_pred_free(&p);
-    if (have_data) plm_tt_data_free(&data);
-    plm_model_free(m);
-    if (tok) plm_tokenizer_free(tok);
-    if (c.model_tags) free((char *)c.t.name);
-    tt_ctx_free(&c);
-    args_list_free(&d.test);
+    tt_scoring_free(&s);
     return rc;
 }

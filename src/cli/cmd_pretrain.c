@@ -313,7 +313,8 @@ int cmd_pretrain(int argc, char **argv) {
     } else if (model_dir) {
         /* continued pretraining reads the base weights of any checkpoint into a model
          * with the objective's head (an LM head) */
-        plm_head_spec lm[2] = {{PLM_HEAD_LM, 0, 0, 1.0f}, {PLM_HEAD_NSP, 0, 2, 1.0f}};
+        plm_head_spec lm[2] = {{PLM_HEAD_LM, 0, 0, 1.0f, PLM_SEQ_POOL_DEFAULT},
+                                {PLM_HEAD_NSP, 0, 2, 1.0f, PLM_SEQ_POOL_DEFAULT}};
         int nheads = a.obj.pair != PLM_PAIR_NONE ? 2 : 1; /* BertForPreTraining for NSP/SOP */
         /* T5's LM head sits on its decoder: its own config.json names it */
         if ((rc = resume || t5 ? cli_load_model(model_dir, &m, &tok)
@@ -325,8 +326,8 @@ int cmd_pretrain(int argc, char **argv) {
         if (config_path) {
             if (plm_config_load(&cfg, config_path) != 0) goto fail;
         } else {
-            plm_config_default(&cfg, t5                                ? PLM_ARCH_T5
-                                     : a.objective == PLM_OBJ_CLM       ? PLM_ARCH_GPT2
+            plm_config_default(&cfg, t5                               ? PLM_ARCH_T5
+                                     : a.objective == PLM_OBJ_CLM     ? PLM_ARCH_GPT2
                                      : a.objective == PLM_OBJ_ELECTRA ? PLM_ARCH_ELECTRA
                                                                       : PLM_ARCH_BERT);
         }

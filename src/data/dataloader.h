@@ -44,7 +44,13 @@
 /* ELECTRA trains on MLM batches (the trainer corrupts them, train/electra.h); CLM_MLM is
  * the two-phase schedule (CLM, then MLM on the same weights); T5 is span corruption on an
  * encoder-decoder. A dataloader is CLM, MLM or T5. */
-typedef enum { PLM_OBJ_CLM = 0, PLM_OBJ_MLM = 1, PLM_OBJ_ELECTRA = 2, PLM_OBJ_CLM_MLM = 3, PLM_OBJ_T5 = 4 } plm_objective;
+typedef enum {
+    PLM_OBJ_CLM = 0,
+    PLM_OBJ_MLM = 1,
+    PLM_OBJ_ELECTRA = 2,
+    PLM_OBJ_CLM_MLM = 3,
+    PLM_OBJ_T5 = 4
+} plm_objective;
 
 typedef enum { PLM_MASK_TOKEN = 0, PLM_MASK_WHOLE_WORD, PLM_MASK_SPAN } plm_mask_unit;
 

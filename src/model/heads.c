@@ -19,7 +19,59 @@ const char *head_kind_name(plm_head_kind k) {
 
 /* BERT's classification and NSP heads read the pooler; ELECTRA's and GPT-2's do not. */
 bool head_uses_pooler(const plm_head_spec *spec, plm_arch arch) {
-    return arch == PLM_ARCH_BERT && (spec->kind == PLM_HEAD_NSP || spec->kind == PLM_HEAD_SEQ_CLS);
+    return arch == PLM_ARCH_BERT &&
+           (spec->kind == PLM_HEAD_NSP || (spec->kind == PLM_HEAD_SEQ_CLS && spec->pooling == PLM_SEQ_POOL_DEFAULT));
+}
+
+const char *head_pooling_name(plm_seq_pooling p) {
+    return p == PLM_SEQ_POOL_CLS ? "cls" : p == PLM_SEQ_POOL_MEAN ? "mean" : "pooler";
+}
+
+int head_pooling_of(const char *name, plm_seq_pooling *out) {
+    for (int p = PLM_SEQ_POOL_DEFAULT; p <= PLM_SEQ_POOL_MEAN; p++)
+        if (!strcmp(name, head_pooling_name((plm_seq_pooling)p))) {
+            *out = (plm_seq_pooling)p;
+            return 0;
+        }
+    return -1;
+}
+
+/* The real tokens of row r: the attention mask's ones, or all T without a mask. */
+static bool is_real(const plm_batch *b, int r, int t) {
+    return !b->attention_mask || b->attention_mask[(size_t)r * b->T + t];
+}
+
+/* v[r] = mean of hid[r, t] over the real tokens t (pooling mean). */
+static void mean_pool(float *v, const float *hid, const plm_batch *b, int C) {
+    for (int r = 0; r < b->B; r++) {
+        float *o = v + (size_t)r * C;
+        memset(o, 0, (size_t)C * sizeof(float));
+        int n = 0;
+        for (int t = 0; t < b->T; t++)
+            if (is_real(b, r, t)) {
+                const float *x = hid + ((size_t)r * b->T + t) * C;
+                for (int i = 0; i < C; i++) o[i] += x[i];
+                n++;
+            }
+        float inv = n ? 1.0f / (float)n : 0.0f;
+        for (int i = 0; i < C; i++) o[i] *= inv;
+    }
+}
+
+/* dhidden[r, t] += dv[r] / n_r over the real tokens t: the mean's gradient. */
+static void mean_pool_backward(float *dhid, const float *dv, const plm_batch *b, int C) {
+    for (int r = 0; r < b->B; r++) {
+        int n = 0;
+        for (int t = 0; t < b->T; t++) n += is_real(b, r, t);
+        if (!n) continue;
+        float inv = 1.0f / (float)n;
+        const float *g = dv + (size_t)r * C;
+        for (int t = 0; t < b->T; t++)
+            if (is_real(b, r, t)) {
+                float *d = dhid + ((size_t)r * b->T + t) * C;
+                for (int i = 0; i < C; i++) d[i] += inv * g[i];
+            }
+    }
 }
 
 void head_setup(plm_head *h, const plm_head_spec *spec, const plm_backbone *bb) {
@@ -259,7 +311,17 @@ void head_forward(plm_head *h, plm_backbone *bb, const plm_batch *b, bool want_g
     case PLM_HEAD_SEQ_CLS: {
         h->num_rows = B;
         bool regression = h->spec.kind == PLM_HEAD_SEQ_CLS && K == 1;
-        if (head_uses_pooler(&h->spec, c->arch)) {
+        if (h->spec.kind == PLM_HEAD_SEQ_CLS && h->spec.pooling != PLM_SEQ_POOL_DEFAULT) {
+            /* classifier(dropout(v)), v = h[:, 0] or the mean over the real tokens */
+            if (h->spec.pooling == PLM_SEQ_POOL_CLS) {
+                for (int r = 0; r < B; r++) h->rows[r] = r * T;
+                gather(h, hid, C);
+            } else {
+                mean_pool(h->x, hid, b, C);
+            }
+            dropout_forward(h->x, h->x, (size_t)B * C, pd, head_key(h, bb, 0));
+            linear_forward(h->logits, h->x, h->w.out_w, c->arch == PLM_ARCH_GPT2 ? NULL : h->w.out_b, B, C, K);
+        } else if (head_uses_pooler(&h->spec, c->arch)) {
             /* BERT: classifier(dropout(pooled)); NSP has no dropout */
             for (int r = 0; r < B; r++) h->rows[r] = r;
             gather(h, bb->pooled, C);
@@ -385,7 +447,15 @@ void head_backward(plm_head *h, plm_backbone *bb, const plm_batch *b) {
     }
     case PLM_HEAD_NSP:
     case PLM_HEAD_SEQ_CLS:
-        if (head_uses_pooler(&h->spec, c->arch)) {
+        if (h->spec.kind == PLM_HEAD_SEQ_CLS && h->spec.pooling != PLM_SEQ_POOL_DEFAULT) {
+            linear_backward(h->dx, h->g.out_w, c->arch == PLM_ARCH_GPT2 ? NULL : h->g.out_b, h->logits, h->x,
+                            h->w.out_w, B, C, K, false);
+            dropout_backward(h->dx, h->dx, (size_t)B * C, pd, head_key(h, bb, 0));
+            if (h->spec.pooling == PLM_SEQ_POOL_CLS)
+                scatter_add(bb->dhidden, h->dx, h->rows, B, C);
+            else
+                mean_pool_backward(bb->dhidden, h->dx, b, C);
+        } else if (head_uses_pooler(&h->spec, c->arch)) {
             linear_backward(h->dx, h->g.out_w, h->g.out_b, h->logits, h->x, h->w.out_w, B, C, K, false);
             if (h->spec.kind == PLM_HEAD_SEQ_CLS) dropout_backward(h->dx, h->dx, (size_t)B * C, pd, head_key(h, bb, 0));
             for (size_t i = 0; i < (size_t)B * C; i++) bb->dpooled[i] += h->dx[i];

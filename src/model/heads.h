@@ -11,6 +11,9 @@
  *   NSP        seq_relationship(pooled) -> 2 logits; cross-entropy on seq_labels.
  *   SEQ_CLS    BERT: classifier(dropout(pooled)); ELECTRA: out_proj(dropout(GELU(
  *              dense(dropout(h[:, 0]))))); GPT-2: score(h at the last real token).
+ *              With pooling cls / mean (BERT, GPT-2): classifier(dropout(v)) (GPT-2:
+ *              score, no bias) with v = h[:, 0], or the mean of h over the real tokens
+ *              (attention mask; all T without one), as sentence-transformers pools.
  *              num_labels == 1: regression, mean squared error on seq_targets.
  *   TOKEN_CLS  classifier(dropout(h)) per token; cross-entropy on labels (-100 skipped).
  *   QA         qa_outputs(h) -> start and end logits over T; the mean of the two
@@ -40,11 +43,16 @@ typedef enum {
     PLM_HEAD_RTD,
 } plm_head_kind;
 
+/* What a SEQ_CLS head reads: the architecture's own choice (BERT's pooler, ELECTRA's
+ * [CLS] head, GPT-2's last real token), the first token's state, or the mean state. */
+typedef enum { PLM_SEQ_POOL_DEFAULT = 0, PLM_SEQ_POOL_CLS, PLM_SEQ_POOL_MEAN } plm_seq_pooling;
+
 typedef struct {
     plm_head_kind kind;
-    int backbone;   /* which backbone's hidden states it reads */
-    int num_labels; /* classes (SEQ_CLS, TOKEN_CLS); 1 = regression */
-    float weight;   /* of its loss in the sum (ELECTRA weighs the discriminator by 50) */
+    int backbone;            /* which backbone's hidden states it reads */
+    int num_labels;          /* classes (SEQ_CLS, TOKEN_CLS); 1 = regression */
+    float weight;            /* of its loss in the sum (ELECTRA weighs the discriminator by 50) */
+    plm_seq_pooling pooling; /* SEQ_CLS only; ELECTRA takes the default only */
 } plm_head_spec;
 
 typedef struct plm_head_views {
@@ -92,5 +100,8 @@ void head_lm_logits_at(plm_head *h, const plm_backbone *bb, const int32_t *rows,
 /* Does this head read the pooler's output? */
 bool head_uses_pooler(const plm_head_spec *spec, plm_arch arch);
 const char *head_kind_name(plm_head_kind k);
+/* "pooler" (the default), "cls", "mean"; parse returns 0 or -1. */
+const char *head_pooling_name(plm_seq_pooling p);
+int head_pooling_of(const char *name, plm_seq_pooling *out);
 
 #endif

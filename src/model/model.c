@@ -344,7 +344,7 @@ void plm_model_spec_default(plm_model_spec *s, const plm_config *c) {
 
 int plm_model_spec_add_head(plm_model_spec *s, plm_head_kind kind, int num_labels) {
     if (s->num_heads == PLM_MAX_HEADS) plm_die("too many heads");
-    s->heads[s->num_heads] = (plm_head_spec){kind, 0, num_labels, 1.0f};
+    s->heads[s->num_heads] = (plm_head_spec){kind, 0, num_labels, 1.0f, PLM_SEQ_POOL_DEFAULT};
     return s->num_heads++;
 }
 
@@ -390,6 +390,11 @@ plm_model *plm_model_create_spec(const plm_model_spec *s, uint64_t seed) {
         }
         if (hs->kind == PLM_HEAD_TOKEN_CLS && hs->num_labels < 2) {
             plm_error("token classification needs num_labels >= 2");
+            return NULL;
+        }
+        if (hs->pooling != PLM_SEQ_POOL_DEFAULT && (hs->kind != PLM_HEAD_SEQ_CLS || c->arch == PLM_ARCH_ELECTRA)) {
+            plm_error("pooling %s is for a BERT or GPT-2 sequence-classification head (ELECTRA's reads [CLS])",
+                      head_pooling_name(hs->pooling));
             return NULL;
         }
         if (hs->kind == PLM_HEAD_NSP && c->arch != PLM_ARCH_BERT) {

@@ -115,6 +115,8 @@ int plm_model_save(const plm_model *m, const char *dir, const char *const *meta_
         cJSON_AddNumberToObject(j, "backbone", h->spec.backbone);
         cJSON_AddNumberToObject(j, "num_labels", h->spec.num_labels);
         cJSON_AddNumberToObject(j, "weight", h->spec.weight);
+        if (h->spec.pooling != PLM_SEQ_POOL_DEFAULT)
+            cJSON_AddStringToObject(j, "pooling", head_pooling_name(h->spec.pooling));
         cJSON_AddItemToArray(heads, j);
     }
     if (m->num_backbones > 1 && !plm_model_is_seq2seq(m) && m->config.arch != PLM_ARCH_T5) {
@@ -438,7 +440,13 @@ int plm_model_spec_load(plm_model_spec *s, const char *dir) {
             const cJSON *bb = cJSON_GetObjectItemCaseSensitive(it, "backbone");
             const cJSON *nl = cJSON_GetObjectItemCaseSensitive(it, "num_labels");
             const cJSON *w = cJSON_GetObjectItemCaseSensitive(it, "weight");
+            const cJSON *pool = cJSON_GetObjectItemCaseSensitive(it, "pooling");
             plm_head_kind k;
+            plm_seq_pooling pl = PLM_SEQ_POOL_DEFAULT;
+            if (pool && (!cJSON_IsString(pool) || head_pooling_of(pool->valuestring, &pl) != 0)) {
+                plm_error("%s: a head's \"pooling\" must be \"pooler\", \"cls\" or \"mean\"", path);
+                goto done;
+            }
             if (!cJSON_IsString(kind) || head_kind_of(kind->valuestring, &k) != 0) {
                 plm_error("%s: unknown head kind in \"plm_heads\"", path);
                 goto done;
@@ -451,6 +459,7 @@ int plm_model_spec_load(plm_model_spec *s, const char *dir) {
             int i = plm_model_spec_add_head(s, k, cJSON_IsNumber(nl) ? nl->valueint : c.num_labels);
             s->heads[i].backbone = b;
             if (cJSON_IsNumber(w)) s->heads[i].weight = (float)w->valuedouble;
+            s->heads[i].pooling = pl;
         }
     } else if (!encdec && c.arch != PLM_ARCH_T5 && cJSON_IsArray(archs) &&
                cJSON_IsString(cJSON_GetArrayItem(archs, 0))) {

@@ -215,7 +215,7 @@ static int copy_part(plm_model *j, plm_model *part, const char *prefix, bool to_
 static int make_parts(const plm_model *j, plm_model **disc, plm_model **gen) {
     plm_model_spec s;
     plm_model_spec_default(&s, &j->bb[0].config);
-    s.heads[0] = (plm_head_spec){PLM_HEAD_RTD, 0, 1, j->heads[0].spec.weight};
+    s.heads[0] = (plm_head_spec){PLM_HEAD_RTD, 0, 1, j->heads[0].spec.weight, PLM_SEQ_POOL_DEFAULT};
     *disc = plm_model_create_spec(&s, 0);
     plm_model_spec_default(&s, &j->bb[1].config);
     *gen = plm_model_create_spec(&s, 0);

@@ -203,6 +203,7 @@ int plm_ft_evaluate(plm_model *m, const plm_tokenizer *tok, const plm_dataset *d
     if (rc == 0) {
         out->n = ds->n;
         for (int k = 0; k < 2; k++) out->value[k] = t->metrics[k] ? metric_value(t->metrics[k], ds, pl, pv) : NAN;
+        out->value[2] = NAN;
     }
     free(pl);
     free(pv);
@@ -330,7 +331,7 @@ static int save_state(const char *path, const plm_adamw *o, const float *best_pa
     plm_st_add(&w, "best_params", PLM_DT_F32, 1, shape, best_params);
     uint64_t sum = plm_fnv1a(o->m, o->n * sizeof(float), 0);
     sum = plm_fnv1a(o->v, o->n * sizeof(float), sum);
-    char b[12][40];
+    char b[13][40];
     snprintf(b[0], 40, "%ld", s->step);
     snprintf(b[1], 40, "%ld", s->step / spe);
     snprintf(b[2], 40, "%" PRIu64, seed);
@@ -351,6 +352,7 @@ static int save_state(const char *path, const plm_adamw *o, const float *best_pa
     meta_double(&w, b[8], "best_loss", s->best.loss);
     meta_double(&w, b[9], "best_metric0", s->best.value[0]);
     meta_double(&w, b[10], "best_metric1", s->best.value[1]);
+    meta_double(&w, b[12], "best_metric2", s->best.value[2]);
     snprintf(b[11], 40, "%d", s->best.n);
     plm_st_add_meta(&w, "best_n", b[11]);
     int rc = plm_st_write(&w, path);
@@ -416,7 +418,10 @@ static int load_state(const char *dir, plm_model *m, plm_adamw *o, float *best_p
     s->step = (long)step;
     s->best_step = (long)best_step;
     s->bad_evals = (int)bad;
-    s->best = (plm_ft_scores){l, {v0, v1}, (int)bn};
+    /* best_metric2 came with the token tasks; a sequence task's older checkpoint lacks it */
+    double v2 = NAN;
+    if (plm_st_meta(&st, "best_metric2") && meta_num(&st, path, "best_metric2", &v2) != 0) goto done;
+    s->best = (plm_ft_scores){l, {v0, v1, v2}, (int)bn};
     rc = 0;
 done:
     plm_st_free(&st);
@@ -424,15 +429,14 @@ done:
 }
 
 /* output_dir/checkpoint-N, written under a temporary name and renamed into place. */
-static int save_checkpoint(const char *output_dir, const plm_model *m, const plm_tokenizer *tok, const plm_ft_task *t,
-                           const plm_adamw *o, const float *best_params, const ft_state *s, long spe, int n_train,
-                           uint64_t seed) {
+static int save_checkpoint(const char *output_dir, const plm_model *m, const plm_ft_loop_task *lt, const plm_adamw *o,
+                           const float *best_params, const ft_state *s, long spe, uint64_t seed) {
     char tmp[4200], path[4400], sstep[32];
     snprintf(sstep, sizeof sstep, "%ld", s->step);
     const char *meta[] = {"step", sstep};
     if (plm_checkpoint_begin(output_dir, s->step, tmp, sizeof tmp) != 0) return -1;
     snprintf(path, sizeof path, "%s/training_state.safetensors", tmp);
-    if (plm_ft_save_model(m, tok, t, tmp, meta, 1) != 0 || save_state(path, o, best_params, s, spe, n_train, seed)) {
+    if (lt->save_model(lt->ctx, m, tmp, meta, 1) != 0 || save_state(path, o, best_params, s, spe, lt->n_train, seed)) {
         plm_checkpoint_abort(tmp);
         return -1;
     }
@@ -483,34 +487,28 @@ int plm_ft_write_results(const char *dir, const char *task, const plm_ft_named_s
     return rc;
 }
 
-/* t's scores e, named by t's metrics. */
-static plm_ft_named_scores named(const plm_ft_task *t, const plm_ft_scores *e) {
-    return (plm_ft_named_scores){e->loss, 2, t->metrics, e->value, e->n};
-}
-
-int plm_finetune(plm_model *m, const plm_tokenizer *tok, const plm_dataset *train, const plm_dataset *dev,
-                 const plm_ft_task *t, const plm_ft_args *a, plm_ft_scores *best_out) {
-    int B = a->train_batch_size, n = train->n;
-    if (B <= 0 || a->eval_batch_size <= 0 || a->max_seq_length <= 0 ||
-        (a->max_steps <= 0 && a->num_train_epochs <= 0)) {
-        plm_error("batch sizes, --max-seq-length and --num-train-epochs (or --max-steps) must be positive");
+int plm_ft_train(plm_model *m, const plm_ft_loop_task *lt, const plm_ft_args *a, plm_ft_scores *best_out) {
+    int B = a->train_batch_size, n = lt->n_train;
+    if (B <= 0 || a->eval_batch_size <= 0 || (a->max_steps <= 0 && a->num_train_epochs <= 0)) {
+        plm_error("batch sizes and --num-train-epochs (or --max-steps) must be positive");
         return PLM_EXIT_USAGE;
     }
-    int h = seq_head(m);
-    if (h < 0) return PLM_EXIT_INPUT;
-    if (m->heads[h].K != t->num_labels) {
-        plm_error("the model's head has %d outputs, the task %d labels", m->heads[h].K, t->num_labels);
+    if (n <= 0) {
+        plm_error("no training examples");
         return PLM_EXIT_INPUT;
     }
-    int T = PLM_MIN(a->max_seq_length, m->config.max_position_embeddings);
-    if (plm_model_reserve(m, PLM_MAX(B, a->eval_batch_size), T) != 0) return PLM_EXIT_USAGE;
-    /* data parallelism (dist.h): a step is a global batch of GB = ranks x B examples, rank r
+    if (lt->max_len > m->config.max_position_embeddings) {
+        plm_error("features of %d tokens exceed the model's %d positions: lower --max-seq-length", lt->max_len,
+                  m->config.max_position_embeddings);
+        return PLM_EXIT_USAGE;
+    }
+    if (plm_model_reserve(m, PLM_MAX(B, a->eval_batch_size), PLM_MAX(lt->max_len, 1)) != 0) return PLM_EXIT_USAGE;
+    /* data parallelism (dist.h): a step is a global batch of GB = ranks x B rows, rank r
      * takes its r-th B of them; rank 0 alone writes files */
     int rank = plm_dist_rank(), GB = B * plm_dist_size();
     bool root = rank == 0, quiet = a->quiet || !root;
     double same[] = {
-        B, a->max_seq_length, a->num_train_epochs, (double)a->max_steps, (double)m->num_params, a->opt.learning_rate,
-        n};
+        B, lt->max_len, a->num_train_epochs, (double)a->max_steps, (double)m->num_params, a->opt.learning_rate, n};
     if (plm_dist_check_same(plm_fnv1a(&a->seed, sizeof a->seed, plm_fnv1a(same, sizeof same, 0)),
                             "fine-tuning settings") != 0)
         return PLM_EXIT_USAGE;
@@ -520,8 +518,7 @@ int plm_finetune(plm_model *m, const plm_tokenizer *tok, const plm_dataset *trai
     long total = a->max_steps > 0 ? a->max_steps : (long)ceil((double)a->num_train_epochs * (double)spe);
     long warmup = (long)ceil((double)a->warmup_ratio * (double)total);
     long eval_every = a->eval_steps > 0 ? a->eval_steps : spe;
-    plm_collate_opts co;
-    plm_ft_collate_opts(&co, tok, T);
+    const char *metric0 = lt->metrics[0];
 
     int rc = PLM_EXIT_FAIL;
     plm_adamw opt;
@@ -530,10 +527,8 @@ int plm_finetune(plm_model *m, const plm_tokenizer *tok, const plm_dataset *trai
     float *best_params = plm_malloc(m->num_params * sizeof(float));
     memcpy(best_params, m->params, m->num_params * sizeof(float));
     int *order = plm_malloc((size_t)n * sizeof *order);
-    ft_batch fb;
-    ft_batch_init(&fb, B);
     FILE *log = NULL;
-    ft_state s = {.step = 0, .best_step = -1, .best = {NAN, {NAN, NAN}, 0}, .bad_evals = 0};
+    ft_state s = {.step = 0, .best_step = -1, .best = {NAN, {NAN, NAN, NAN}, 0}, .bad_evals = 0};
     if (a->resume_from_checkpoint) {
         if (load_state(a->resume_from_checkpoint, m, &opt, best_params, &s, n, a->seed) != 0) {
             rc = PLM_EXIT_INPUT;
@@ -553,7 +548,7 @@ int plm_finetune(plm_model *m, const plm_tokenizer *tok, const plm_dataset *trai
         goto out;
     }
     char label[64], status[200] = "";
-    snprintf(label, sizeof label, "finetune %s", t->name);
+    snprintf(label, sizeof label, "finetune %s", lt->name);
     plm_progress pb;
     plm_progress_start(&pb, label, total, s.step);
     double loss_ema = NAN, t_start = plm_now();
@@ -574,22 +569,24 @@ int plm_finetune(plm_model *m, const plm_tokenizer *tok, const plm_dataset *trai
         plm_model_zero_grad(m);
         plm_grad_sync_micro_begin(gs, 0);
         /* each rank's mean loss weighted by its share of the global batch: the gradient of the
-         * global batch's mean (a rank left without examples by a short last batch adds zeros) */
-        if (nb > 0 && (ft_batch_fill(&fb, m, tok, train, order + k * GB + lo, nb, &co, true, dseed, &b) != 0 ||
+         * global batch's mean (a rank left without rows by a short last batch adds zeros) */
+        if (nb > 0 && (lt->train_batch(lt->ctx, m, order + k * GB + lo, nb, dseed, &b) != 0 ||
                        plm_model_run(m, 0, &b, true, (float)nb / (float)nbg) != 0)) {
             rc = PLM_EXIT_INPUT;
             goto out;
         }
         plm_grad_sync_micro_end(gs, 0);
         plm_grad_sync_finish(gs);
+        /* a NaN loss with finite gradients is a batch without a counted label (a QA or NER
+         * batch whose rows are all -100): nothing to learn from, not a divergence */
         double loss = m->loss;
         if (GB > B) {
-            double part = nb > 0 ? m->loss * nb : 0.0;
+            double part = nb > 0 && isfinite(m->loss) ? m->loss * nb : 0.0;
             plm_dist_allreduce_f64(&part, 1);
             loss = part / nbg;
         }
         double norm = plm_grad_sync_clip(gs, a->max_grad_norm);
-        if (!isfinite(loss) || !isfinite(norm)) {
+        if (!isfinite(norm) || isinf(loss)) {
             plm_error("training diverged at step %ld (loss %g, grad norm %g); try a lower learning rate", s.step + 1,
                       loss, norm);
             goto out;
@@ -603,16 +600,16 @@ int plm_finetune(plm_model *m, const plm_tokenizer *tok, const plm_dataset *trai
         }
         s.step++;
         double ep = (double)s.step / (double)spe;
-        loss_ema = isnan(loss_ema) ? loss : 0.9 * loss_ema + 0.1 * loss;
+        if (isfinite(loss)) loss_ema = isnan(loss_ema) ? loss : 0.9 * loss_ema + 0.1 * loss;
         if (root && (s.step % a->logging_steps == 0 || s.step == total || s.step == 1))
-            plm_ft_log_step(log, s.step, ep, loss, lr, norm, plm_now() - t_start);
-        if (dev && (s.step % eval_every == 0 || s.step == total)) {
+            plm_ft_log_step(log, s.step, ep, isfinite(loss) ? loss : 0.0, lr, norm, plm_now() - t_start);
+        if (lt->has_dev && (s.step % eval_every == 0 || s.step == total)) {
             plm_ft_scores e;
-            if (plm_ft_evaluate(m, tok, dev, t, &co, a->eval_batch_size, &e) != 0) {
+            if (lt->evaluate(lt->ctx, m, a->eval_batch_size, &e) != 0) {
                 rc = PLM_EXIT_INPUT;
                 goto out;
             }
-            plm_ft_named_scores ne = named(t, &e);
+            plm_ft_named_scores ne = {e.loss, lt->n_metrics, lt->metrics, e.value, e.n};
             if (root) plm_ft_log_scores(log, s.step, ep, &ne);
             last_eval = e.value[0];
             if (better(e.value[0], &s)) {
@@ -626,19 +623,19 @@ int plm_finetune(plm_model *m, const plm_tokenizer *tok, const plm_dataset *trai
             stopped = a->early_stopping_patience > 0 && s.bad_evals >= a->early_stopping_patience;
             if (!quiet && !pb.tty)
                 fprintf(stderr, "step %ld (epoch %.2f): eval_%s %.4f, eval_loss %.4f (best %.4f at step %ld)%s\n",
-                        s.step, ep, t->metrics[0], e.value[0], e.loss, s.best.value[0], s.best_step,
+                        s.step, ep, metric0, e.value[0], e.loss, s.best.value[0], s.best_step,
                         stopped ? "; early stopping" : "");
             /* every rank evaluated the same weights, so all agree on best and stopping */
             if (root) {
                 fflush(log);
                 fsync(fileno(log)); /* the log is on disk before the checkpoint a resume appends from */
-                if (save_checkpoint(a->output_dir, m, tok, t, &opt, best_params, &s, spe, n, a->seed) != 0) goto out;
+                if (save_checkpoint(a->output_dir, m, lt, &opt, best_params, &s, spe, a->seed) != 0) goto out;
                 plm_checkpoint_rotate(a->output_dir, a->save_total_limit, s.step);
             }
         }
         if (log) fflush(log);
         if (s.best_step >= 0)
-            snprintf(status, sizeof status, "loss %.4f | %s %.4f (best %.4f) | epoch %.2f", loss_ema, t->metrics[0],
+            snprintf(status, sizeof status, "loss %.4f | %s %.4f (best %.4f) | epoch %.2f", loss_ema, metric0,
                      last_eval, s.best.value[0], ep);
         else
             snprintf(status, sizeof status, "loss %.4f | lr %.2e | epoch %.2f", loss_ema, lr, ep);
@@ -650,19 +647,74 @@ int plm_finetune(plm_model *m, const plm_tokenizer *tok, const plm_dataset *trai
     char sstep[32];
     snprintf(sstep, sizeof sstep, "%ld", s.best_step >= 0 ? s.best_step : s.step);
     const char *meta[] = {"step", sstep};
-    if (root && plm_ft_save_model(m, tok, t, a->output_dir, meta, 1) != 0) goto out;
-    plm_ft_named_scores nbest = named(t, &s.best);
+    if (root && lt->save_model(lt->ctx, m, a->output_dir, meta, 1) != 0) goto out;
+    plm_ft_named_scores nbest = {s.best.loss, lt->n_metrics, lt->metrics, s.best.value, s.best.n};
     if (root && s.best_step >= 0 &&
-        plm_ft_write_results(a->output_dir, t->name, &nbest, s.best_step, s.step, (double)s.step / spe, true) != 0)
+        plm_ft_write_results(a->output_dir, lt->name, &nbest, s.best_step, s.step, (double)s.step / spe, true) != 0)
         goto out;
     if (best_out) *best_out = s.best;
     rc = 0;
 out:
     if (log) fclose(log);
-    ft_batch_free(&fb);
     free(order);
     free(best_params);
     plm_adamw_free(&opt);
     plm_grad_sync_free(gs);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- sequence tasks on the loop */
+
+typedef struct {
+    const plm_tokenizer *tok;
+    const plm_dataset *train, *dev;
+    const plm_ft_task *t;
+    plm_collate_opts co;
+    ft_batch fb;
+} seq_loop;
+
+static int seq_train_batch(void *ctx, const plm_model *m, const int *rows, int n, uint64_t dseed, plm_batch *out) {
+    seq_loop *c = ctx;
+    return ft_batch_fill(&c->fb, m, c->tok, c->train, rows, n, &c->co, true, dseed, out);
+}
+
+static int seq_evaluate(void *ctx, plm_model *m, int B, plm_ft_scores *out) {
+    seq_loop *c = ctx;
+    return plm_ft_evaluate(m, c->tok, c->dev, c->t, &c->co, B, out);
+}
+
+static int seq_save(void *ctx, const plm_model *m, const char *dir, const char *const *meta_kv, int n_meta) {
+    seq_loop *c = ctx;
+    return plm_ft_save_model(m, c->tok, c->t, dir, meta_kv, n_meta);
+}
+
+int plm_finetune(plm_model *m, const plm_tokenizer *tok, const plm_dataset *train, const plm_dataset *dev,
+                 const plm_ft_task *t, const plm_ft_args *a, plm_ft_scores *best_out) {
+    if (a->max_seq_length <= 0) {
+        plm_error("--max-seq-length must be positive");
+        return PLM_EXIT_USAGE;
+    }
+    int h = seq_head(m);
+    if (h < 0) return PLM_EXIT_INPUT;
+    if (m->heads[h].K != t->num_labels) {
+        plm_error("the model's head has %d outputs, the task %d labels", m->heads[h].K, t->num_labels);
+        return PLM_EXIT_INPUT;
+    }
+    seq_loop c = {.tok = tok, .train = train, .dev = dev, .t = t};
+    int T = PLM_MIN(a->max_seq_length, m->config.max_position_embeddings);
+    plm_ft_collate_opts(&c.co, tok, T);
+    ft_batch_init(&c.fb, PLM_MAX(a->train_batch_size, 1));
+    plm_ft_loop_task lt = {.name = t->name,
+                           .n_metrics = 2,
+                           .metrics = t->metrics,
+                           .n_train = train->n,
+                           .max_len = T,
+                           .has_dev = dev != NULL,
+                           .ctx = &c,
+                           .train_batch = seq_train_batch,
+                           .evaluate = seq_evaluate,
+                           .save_model = seq_save};
+    int rc = plm_ft_train(m, &lt, a, best_out);
+    ft_batch_free(&c.fb);
     return rc;
 }

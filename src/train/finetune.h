@@ -1,10 +1,12 @@
-/* finetune.h - fine-tuning a sequence classifier or regressor (GLUE-style tasks): epochs
- * over a labelled dataset in a seeded per-epoch order, dynamically padded pair batches
- * (collate.h), AdamW with linear warmup and decay, evaluation on the dev set with the
- * task's metrics, the best model kept, early stopping, JSONL metrics, and checkpoints
- * that resume bit for bit. Owns the fine-tuning loop, the prediction pass shared by
- * `plm evaluate` / `plm predict`, and the fine-tuned model directory (config.json with
- * the label names, as HF's run_glue writes it). Names follow HF's TrainingArguments. */
+/* finetune.h - fine-tuning: the one training loop of every task (plm_ft_train: epochs
+ * over a task's rows in a seeded per-epoch order, AdamW with linear warmup and decay,
+ * evaluation on the dev set with the task's metrics, the best model kept, early stopping,
+ * JSONL metrics, checkpoints that resume bit for bit), and the sequence classifier /
+ * regressor on it (GLUE-style tasks: dynamically padded pair batches, collate.h).
+ * finetune_tokens.h puts NER, POS and SQuAD on the same loop. Owns the loop, the
+ * sequence tasks' prediction pass shared by `plm evaluate` / `plm predict`, and the
+ * fine-tuned model directory (config.json with the label names, as HF's run_glue writes
+ * it). Names follow HF's TrainingArguments. */
 #ifndef PLM_FINETUNE_H
 #define PLM_FINETUNE_H
 
@@ -31,11 +33,13 @@ typedef struct {
     const char *text_a_column, *text_b_column, *label_column;
 } plm_ft_task;
 
-/* Scores of one pass over a labelled set. */
+#define PLM_FT_MAX_METRICS 3
+
+/* Scores of one pass over a labelled set (sequence and token tasks). */
 typedef struct {
-    double loss; /* mean loss per example (cross-entropy or squared error) */
-    double value[2];
-    int n; /* examples */
+    double loss;                      /* mean loss per example (cross-entropy or squared error) */
+    double value[PLM_FT_MAX_METRICS]; /* in the order of the task's metrics; NaN past them */
+    int n;                            /* examples (sentences, questions) */
 } plm_ft_scores;
 
 typedef struct {
@@ -142,6 +146,34 @@ void plm_ft_log_step(FILE *log, long step, double epoch, double loss, float lr, 
  * epochs trained; final_newline ends the file with a newline. Returns 0 or -1. */
 int plm_ft_write_results(const char *dir, const char *task, const plm_ft_named_scores *e, long best_step, long steps,
                          double epochs, bool final_newline);
+
+/* ---------------------------------------------------------------- the training loop
+ * One loop serves every task: a task hands it training batches (rows of its own data,
+ * encoded by the task) and an evaluation of its dev set, and the loop does the rest:
+ * the seeded per-epoch order of the rows, AdamW with linear warmup and decay, gradient
+ * clipping, metrics.jsonl, evaluation every epoch or eval_steps, the best model kept
+ * (by metrics[0], higher is better), early stopping, checkpoint-N directories that
+ * resume bit for bit, and the final model directory with eval_results.json. */
+typedef struct {
+    const char *name;           /* progress label, eval_results.json's task */
+    int n_metrics;              /* <= PLM_FT_MAX_METRICS; metrics[k] may be NULL (not reported) */
+    const char *const *metrics; /* [0] picks the best model */
+    int n_train;                /* training rows (examples, sentences or QA windows) */
+    int max_len;                /* longest row in tokens: the model is reserved for [B, max_len] */
+    bool has_dev;               /* false: no evaluation, the last model is kept */
+    void *ctx;                  /* the task's own state, passed to the callbacks */
+    /* Encodes training rows rows[0..n) into *out (its memory is the task's) with dropout
+     * seeded by dropout_seed. Returns 0, or -1 with the error set. */
+    int (*train_batch)(void *ctx, const plm_model *m, const int *rows, int n, uint64_t dropout_seed, plm_batch *out);
+    /* Scores the dev set with batches of B rows. Returns 0, or -1 with the error set. */
+    int (*evaluate)(void *ctx, plm_model *m, int B, plm_ft_scores *out);
+    /* Writes the model directory (checkpoints and the final model) to dir. Returns 0 or -1. */
+    int (*save_model)(void *ctx, const plm_model *m, const char *dir, const char *const *meta_kv, int n_meta);
+} plm_ft_loop_task;
+
+/* Runs the loop on m; best (may be NULL) gets the best dev scores. Returns 0 or an exit
+ * code (core/common.h) with the error set. */
+int plm_ft_train(plm_model *m, const plm_ft_loop_task *lt, const plm_ft_args *a, plm_ft_scores *best);
 
 /* Fine-tunes m (a model with one sequence-classification head of t->num_labels) on train,
  * evaluating on dev (may be NULL: no evaluation, the last model is kept). Writes the best

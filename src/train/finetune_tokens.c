@@ -271,141 +271,51 @@ int plm_tt_save_model(const plm_model *m, const plm_tokenizer *tok, const plm_tt
     return plm_ft_save_dir(m, tok, &c, dir, meta_kv, n_meta);
 }
 
-/* ---------------------------------------------------------------- the loop */
+/* ---------------------------------------------------------------- token tasks on the loop */
 
-/* t's scores e, named by t's metrics. */
-static plm_ft_named_scores named(const plm_tt_task *t, const plm_tt_scores *e) {
-    return (plm_ft_named_scores){e->loss, 3, t->metrics, e->value, e->n};
+typedef struct {
+    const plm_tt_task *t;
+    const plm_tokenizer *tok;
+    plm_tt_data *train, *dev;
+    plm_task_batch tb;
+} tt_loop;
+
+static int tt_train_batch(void *ctx, const plm_model *m, const int *rows, int n, uint64_t dseed, plm_batch *out) {
+    tt_loop *c = ctx;
+    return fill_batch(m, c->t, c->train, rows, n, true, dseed, &c->tb, out);
+}
+
+static int tt_eval_dev(void *ctx, plm_model *m, int B, plm_ft_scores *out) {
+    tt_loop *c = ctx;
+    return tt_evaluate(m, c->t, c->dev, B, out);
+}
+
+static int tt_save(void *ctx, const plm_model *m, const char *dir, const char *const *meta_kv, int n_meta) {
+    tt_loop *c = ctx;
+    return plm_tt_save_model(m, c->tok, c->t, dir, meta_kv, n_meta);
 }
 
 int plm_finetune_tokens(plm_model *m, const plm_tokenizer *tok, plm_tt_data *train, plm_tt_data *dev,
                         const plm_tt_task *t, const plm_ft_args *a, plm_tt_scores *best_out) {
-    int B = a->train_batch_size, n = n_features(t, train);
-    if (B <= 0 || a->eval_batch_size <= 0 || (a->max_steps <= 0 && a->num_train_epochs <= 0)) {
-        plm_error("batch sizes and --num-train-epochs (or --max-steps) must be positive");
-        return PLM_EXIT_USAGE;
-    }
-    if (n == 0) {
-        plm_error("no training features");
-        return PLM_EXIT_INPUT;
-    }
     int h = task_head(m, t);
     if (h < 0) return PLM_EXIT_INPUT;
     if (is_tagging(t) && m->heads[h].K != t->n_tags) {
         plm_error("the model's head has %d outputs, the task %d tags", m->heads[h].K, t->n_tags);
         return PLM_EXIT_INPUT;
     }
-    int T = PLM_MAX(max_feature_len(t, train), dev ? max_feature_len(t, dev) : 0);
-    if (T > m->config.max_position_embeddings) {
-        plm_error("features of %d tokens exceed the model's %d positions: lower --max-seq-length", T,
-                  m->config.max_position_embeddings);
-        return PLM_EXIT_USAGE;
-    }
-    if (plm_model_reserve(m, PLM_MAX(B, a->eval_batch_size), T) != 0) return PLM_EXIT_USAGE;
-    if (plm_mkdirs(a->output_dir) != 0) return PLM_EXIT_FAIL;
-    long spe = (n + B - 1) / B;
-    long total = a->max_steps > 0 ? a->max_steps : (long)ceil((double)a->num_train_epochs * (double)spe);
-    long warmup = (long)ceil((double)a->warmup_ratio * (double)total);
-    long eval_every = a->eval_steps > 0 ? a->eval_steps : spe;
-
-    int rc = PLM_EXIT_FAIL;
-    plm_adamw opt;
-    plm_adamw_init(&opt, m->num_params);
-    float *best_params = plm_malloc(m->num_params * sizeof(float));
-    memcpy(best_params, m->params, m->num_params * sizeof(float));
-    int *order = plm_malloc((size_t)n * sizeof *order);
-    plm_task_batch tb;
-    plm_task_batch_init(&tb);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", a->output_dir);
-    FILE *log = fopen(path, "w");
-    if (!log) {
-        plm_error("%s: %s", path, strerror(errno));
-        goto out;
-    }
-    char label[64], status[200] = "";
-    snprintf(label, sizeof label, "finetune %s", t->name);
-    plm_progress pb;
-    plm_progress_start(&pb, label, total, 0);
-    plm_tt_scores best = {NAN, {NAN, NAN, NAN}, 0};
-    long step = 0, best_step = -1, cur_epoch = -1;
-    int bad_evals = 0;
-    double loss_ema = NAN, t_start = plm_now();
-    bool stopped = false;
-    while (step < total && !stopped) {
-        long epoch = step / spe, k = step % spe;
-        if (epoch != cur_epoch) {
-            plm_ft_epoch_order(order, n, a->seed, epoch);
-            cur_epoch = epoch;
-        }
-        int nb = (int)PLM_MIN((long)B, (long)n - k * B);
-        plm_batch b;
-        plm_model_zero_grad(m);
-        if (fill_batch(m, t, train, order + k * B, nb, true, plm_hash_combine(a->seed, (uint64_t)step), &tb, &b) != 0 ||
-            plm_model_run(m, 0, &b, true, 1.0f) != 0) {
-            rc = PLM_EXIT_INPUT;
-            goto out;
-        }
-        double loss = m->loss;
-        double norm = a->max_grad_norm > 0 ? plm_clip_grad_norm(m, a->max_grad_norm) : plm_grad_norm(m);
-        if (!isfinite(norm) || (!isfinite(loss) && !isnan(loss))) {
-            plm_error("training diverged at step %ld (loss %g, grad norm %g); try a lower learning rate", step + 1,
-                      loss, norm);
-            goto out;
-        }
-        float lr = plm_lr_at(PLM_SCHED_LINEAR, a->opt.learning_rate, step, warmup, total);
-        plm_adamw_step(&opt, m, &a->opt, lr);
-        step++;
-        double ep = (double)step / (double)spe;
-        if (isfinite(loss)) loss_ema = isnan(loss_ema) ? loss : 0.9 * loss_ema + 0.1 * loss;
-        if (step % a->logging_steps == 0 || step == total || step == 1)
-            plm_ft_log_step(log, step, ep, isfinite(loss) ? loss : 0.0, lr, norm, plm_now() - t_start);
-        if (dev && (step % eval_every == 0 || step == total)) {
-            plm_tt_scores e;
-            if (tt_evaluate(m, t, dev, a->eval_batch_size, &e) != 0) {
-                rc = PLM_EXIT_INPUT;
-                goto out;
-            }
-            plm_ft_named_scores ne = named(t, &e);
-            plm_ft_log_scores(log, step, ep, &ne);
-            if (best_step < 0 || (isfinite(e.value[0]) && !(e.value[0] <= best.value[0]))) {
-                best = e;
-                best_step = step;
-                bad_evals = 0;
-                memcpy(best_params, m->params, m->num_params * sizeof(float));
-            } else {
-                bad_evals++;
-            }
-            stopped = a->early_stopping_patience > 0 && bad_evals >= a->early_stopping_patience;
-            if (!a->quiet && !pb.tty)
-                fprintf(stderr, "step %ld (epoch %.2f): eval_%s %.4f, eval_loss %.4f (best %.4f at step %ld)%s\n", step,
-                        ep, t->metrics[0], e.value[0], e.loss, best.value[0], best_step,
-                        stopped ? "; early stopping" : "");
-            snprintf(status, sizeof status, "loss %.4f | %s %.4f (best %.4f) | epoch %.2f", loss_ema, t->metrics[0],
-                     e.value[0], best.value[0], ep);
-        } else if (best_step < 0) {
-            snprintf(status, sizeof status, "loss %.4f | lr %.2e | epoch %.2f", loss_ema, lr, ep);
-        }
-        fflush(log);
-        if (!a->quiet) plm_progress_update(&pb, step, status);
-    }
-    if (!a->quiet) plm_progress_finish(&pb, status);
-    if (best_step >= 0) memcpy(m->params, best_params, m->num_params * sizeof(float));
-    char sstep[32];
-    snprintf(sstep, sizeof sstep, "%ld", best_step >= 0 ? best_step : step);
-    const char *meta[] = {"step", sstep};
-    if (plm_tt_save_model(m, tok, t, a->output_dir, meta, 1) != 0) goto out;
-    plm_ft_named_scores nbest = named(t, &best);
-    if (best_step >= 0 &&
-        plm_ft_write_results(a->output_dir, t->name, &nbest, best_step, step, (double)step / spe, false) != 0)
-        goto out;
-    if (best_out) *best_out = best;
-    rc = 0;
-out:
-    if (log) fclose(log);
-    plm_task_batch_free(&tb);
-    free(order);
-    free(best_params);
-    plm_adamw_free(&opt);
+    tt_loop c = {.t = t, .tok = tok, .train = train, .dev = dev};
+    plm_task_batch_init(&c.tb);
+    plm_ft_loop_task lt = {.name = t->name,
+                           .n_metrics = 3,
+                           .metrics = t->metrics,
+                           .n_train = n_features(t, train),
+                           .max_len = PLM_MAX(max_feature_len(t, train), dev ? max_feature_len(t, dev) : 0),
+                           .has_dev = dev != NULL,
+                           .ctx = &c,
+                           .train_batch = tt_train_batch,
+                           .evaluate = tt_eval_dev,
+                           .save_model = tt_save};
+    int rc = plm_ft_train(m, &lt, a, best_out);
+    plm_task_batch_free(&c.tb);
     return rc;
 }

@@ -2,10 +2,11 @@
  * question answering (SQuAD v1.1), as HF's run_ner.py and run_qa.py: the encoded
  * features of tasks/token_tasks.h in a seeded per-epoch order, AdamW with linear warmup
  * and decay (finetune.h's plm_ft_args), evaluation on the dev set with the task's metric
- * (conlleval entity F1, word accuracy, SQuAD EM/F1), the best model kept, metrics.jsonl
- * and eval_results.json. Owns the token-task loop, the prediction pass that turns the
- * TOKEN_CLS / QA logits into word tags or answer spans, their scores, and the task keys
- * of the fine-tuned model's config.json. No checkpoint-N / resume (see finetune.h). */
+ * (conlleval entity F1, word accuracy, SQuAD EM/F1), the best model kept, early stopping,
+ * checkpoints that resume bit for bit: finetune.h's loop (plm_ft_train) with the token
+ * tasks' batches and evaluation. Owns the encoded splits, the prediction pass that turns
+ * the TOKEN_CLS / QA logits into word tags or answer spans, their scores, and the task
+ * keys of the fine-tuned model's config.json. */
 #ifndef PLM_FINETUNE_TOKENS_H
 #define PLM_FINETUNE_TOKENS_H
 
@@ -53,11 +54,9 @@ typedef struct {
 
 void plm_tt_pred_free(plm_tt_pred *p);
 
-typedef struct {
-    double loss;
-    double value[3]; /* in the order of plm_tt_task.metrics; QA in percent, as evaluate-v1.1.py */
-    int n;           /* sentences or questions */
-} plm_tt_scores;
+/* value[] in the order of plm_tt_task.metrics; QA in percent, as evaluate-v1.1.py; n:
+ * sentences or questions. */
+typedef plm_ft_scores plm_tt_scores;
 
 /* The forward pass over d in order, dropout off. out gets the predictions (freed with
  * plm_tt_pred_free), *loss (may be NULL) the mean loss. Returns 0 or -1. */
@@ -74,7 +73,8 @@ int plm_tt_save_model(const plm_model *m, const plm_tokenizer *tok, const plm_tt
 
 /* Fine-tunes m (a TOKEN_CLS head of t->n_tags, or a QA head) on train, evaluating dev
  * (may be NULL) every epoch or a->eval_steps; writes the best model by metrics[0] to
- * a->output_dir with metrics.jsonl and eval_results.json. Returns 0 or an exit code. */
+ * a->output_dir with metrics.jsonl, eval_results.json and checkpoint-N directories
+ * (a->resume_from_checkpoint continues one). Returns 0 or an exit code. */
 int plm_finetune_tokens(plm_model *m, const plm_tokenizer *tok, plm_tt_data *train, plm_tt_data *dev,
                         const plm_tt_task *t, const plm_ft_args *a, plm_tt_scores *best);
 

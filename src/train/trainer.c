@@ -760,14 +760,14 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
             }
             if (log)
                 fprintf(log,
-                    "{\"step\": %ld, \"event\": \"phase_switch\", \"from\": \"clm\", \"to\": \"mlm\", "
-                    "\"reset_optimizer\": %s}\n",
-                    step + 1, a->reset_optimizer_at_switch ? "true" : "false");
+                        "{\"step\": %ld, \"event\": \"phase_switch\", \"from\": \"clm\", \"to\": \"mlm\", "
+                        "\"reset_optimizer\": %s}\n",
+                        step + 1, a->reset_optimizer_at_switch ? "true" : "false");
             /* one line even with --quiet: it changes what the losses mean */
             if (!quiet && pb.tty) fprintf(stderr, "\n");
             if (root)
                 fprintf(stderr, "step %ld: phase switch: CLM (causal attention) -> MLM (bidirectional)%s\n", step,
-                    a->reset_optimizer_at_switch ? ", optimizer state reset" : "");
+                        a->reset_optimizer_at_switch ? ", optimizer state reset" : "");
         }
         double flops = (t5 ? plm_model_flops_t5(&m->config, B, T, dl.t5_targets_length)
                            : plm_model_flops(&m->config, B, T,
@@ -852,7 +852,8 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
         }
         snprintf(status, sizeof status, "%s%sloss %.4f | lr %.2e | %.1fk tok/s", two_phase ? objective_name(phase) : "",
                  two_phase ? " | " : "", loss_ema, lr, tps / 1000.0);
-        bool eval_now = root && have_valid && ((a->eval_steps > 0 && done % a->eval_steps == 0) || done == a->max_steps);
+        bool eval_now =
+            root && have_valid && ((a->eval_steps > 0 && done % a->eval_steps == 0) || done == a->max_steps);
         if (eval_now && electra) {
             evaluate_electra(m, &vdl, B, a->eval_batches, log, done, !quiet && !pb.tty);
         } else if (eval_now) {

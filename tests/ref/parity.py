@@ -503,7 +503,16 @@ def head_reference(P, cfg, arch, pre, i, spec, x, pooled, wte, run, drop):
         logits = nn_linear(pooled, P, f"{pre}cls.seq_relationship")
         return F.cross_entropy(logits, run["seq_labels"]), logits
     if kind == "sequence-classification":
-        if arch == "bert":  # BertForSequenceClassification: classifier(dropout(pooled))
+        pooling = spec.get("pooling", "pooler")
+        if pooling in ("cls", "mean"):  # classifier(dropout(v)), v = h[:, 0] or the masked mean
+            if pooling == "cls":
+                v = x[:, 0]
+            else:
+                m = run["attention_mask"].to(x.dtype).unsqueeze(-1)
+                v = (x * m).sum(1) / m.sum(1)
+            v = drop.head(i, 0, v)
+            logits = v @ P[f"{pre}score.weight"].T if arch == "gpt2" else nn_linear(v, P, f"{pre}classifier")
+        elif arch == "bert":  # BertForSequenceClassification: classifier(dropout(pooled))
             logits = nn_linear(drop.head(i, 0, pooled), P, f"{pre}classifier")
         elif arch == "electra":  # ElectraClassificationHead on token 0: get_activation("gelu"), not hidden_act
             h = drop.head(i, 0, x[:, 0])
