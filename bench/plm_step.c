@@ -1,16 +1,30 @@
 /* plm_step.c - times one plm training step (zero grads, forward, backward, clip, AdamW)
- * on the benchmark configurations; bench/run.sh puts it next to PyTorch's.
- *   plm_step --config tiny|small|medium --objective mlm|clm [--steps N]
- * Last line: {"tokens_per_s": ..., "step_ms": ..., "gflops": ...} */
+ * on the benchmark configurations (bench/flops.py's CONFIGS); bench/run.sh puts it next
+ * to PyTorch's.
+ *   plm_step --config NAME --objective mlm|clm [--steps N] [--profile]
+ * --profile prints the per-op time table (src/core/profile.h) of the timed steps first.
+ * Last line: {"tokens_per_s": ..., "step_ms": ..., "gflops": ..., "peak_rss_mb": ...} */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/common.h"
+#include "core/profile.h"
 #include "core/rng.h"
 #include "data/dataloader.h"
 #include "model/model.h"
 #include "train/adamw.h"
+
+/* Peak resident set size of this process (VmHWM), MB. */
+static double peak_rss_mb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kb = 0.0;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0) kb = atof(line + 6);
+    if (f) fclose(f);
+    return kb / 1024.0;
+}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -20,7 +34,17 @@ static int cmp_double(const void *a, const void *b) {
 int main(int argc, char **argv) {
     const char *cfg = "tiny", *obj = "clm";
     int steps = 10;
-    for (int i = 1; i + 1 < argc; i += 2) {
+    bool profile = false;
+    for (int i = 1; i < argc; i += 2) {
+        if (strcmp(argv[i], "--profile") == 0) {
+            profile = true;
+            i--;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "plm_step: %s needs a value\n", argv[i]);
+            return 2;
+        }
         if (strcmp(argv[i], "--config") == 0)
             cfg = argv[i + 1];
         else if (strcmp(argv[i], "--objective") == 0)
@@ -42,6 +66,14 @@ int main(int argc, char **argv) {
         c.num_hidden_layers = 4, c.hidden_size = 256, c.num_attention_heads = 4, c.vocab_size = 8192, T = 128, B = 32;
     } else if (strcmp(cfg, "medium") == 0) {
         c.num_hidden_layers = 6, c.hidden_size = 384, c.num_attention_heads = 6, c.vocab_size = 16384, T = 256, B = 16;
+    } else if (strcmp(cfg, "small-512") == 0) {
+        c.num_hidden_layers = 4, c.hidden_size = 256, c.num_attention_heads = 4, c.vocab_size = 8192, T = 512, B = 8;
+    } else if (strcmp(cfg, "small-1024") == 0) {
+        c.num_hidden_layers = 4, c.hidden_size = 256, c.num_attention_heads = 4, c.vocab_size = 8192, T = 1024, B = 4;
+    } else if (strcmp(cfg, "gpt2-mini") == 0) {
+        c.num_hidden_layers = 6, c.hidden_size = 512, c.num_attention_heads = 8, c.vocab_size = 50257, T = 256, B = 8;
+    } else if (strcmp(cfg, "gpt2-124m") == 0) {
+        c.num_hidden_layers = 12, c.hidden_size = 768, c.num_attention_heads = 12, c.vocab_size = 50257, T = 256, B = 4;
     } else {
         fprintf(stderr, "plm_step: unknown config %s\n", cfg);
         return 2;
@@ -49,6 +81,7 @@ int main(int argc, char **argv) {
     c.intermediate_size = 4 * c.hidden_size;
     c.hidden_dropout_prob = c.attention_probs_dropout_prob = 0.1f;
     c.pad_token_id = 0;
+    if (c.max_position_embeddings < T) c.max_position_embeddings = T;
     plm_model *m = plm_model_create(&c, 1);
     plm_model_reserve(m, B, T);
     plm_adamw opt;
@@ -78,6 +111,10 @@ int main(int argc, char **argv) {
     }
     double *times = plm_malloc((size_t)steps * sizeof(double));
     for (int s = -3; s < steps; s++) {
+        if (s == 0 && profile) {
+            plm_prof_enable(true);
+            plm_prof_reset();
+        }
         double t0 = plm_now();
         plm_model_zero_grad(m);
         plm_batch b = {.B = B,
@@ -92,11 +129,19 @@ int main(int argc, char **argv) {
         plm_adamw_step(&opt, m, &h, 1e-4f);
         if (s >= 0) times[s] = plm_now() - t0;
     }
+    double mean = 0.0;
+    for (int s = 0; s < steps; s++) mean += times[s] / steps;
+    if (profile) {
+        printf("per-op time of one %s %s step (mean of %d; exclusive: nested ops are not counted twice)\n", cfg, obj,
+               steps);
+        plm_prof_report(stdout, steps, mean * 1e3);
+    }
     qsort(times, (size_t)steps, sizeof(double), cmp_double);
     double med = times[steps / 2];
     double flops = plm_model_flops(&c, B, T, (int)n_pred);
-    printf("{\"tokens_per_s\": %.1f, \"step_ms\": %.2f, \"step_ms_min\": %.2f, \"gflops\": %.2f, \"n_pred\": %ld}\n",
-           (double)N / med, med * 1e3, times[0] * 1e3, flops / med * 1e-9, n_pred);
+    printf("{\"tokens_per_s\": %.1f, \"step_ms\": %.2f, \"step_ms_min\": %.2f, \"gflops\": %.2f, \"n_pred\": %ld, "
+           "\"peak_rss_mb\": %.1f}\n",
+           (double)N / med, med * 1e3, times[0] * 1e3, flops / med * 1e-9, n_pred, peak_rss_mb());
     plm_adamw_free(&opt);
     plm_model_free(m);
     free(ids);

@@ -2,7 +2,10 @@
 # plm benchmark: one training step (forward + backward + AdamW) of plm vs. tuned PyTorch.
 #
 #   bash bench/run.sh [--configs "tiny small medium"] [--objectives "mlm clm"] [--steps N]
-#                     [--gemm-table] [--no-wait]
+#                     [--gemm-table] [--no-wait] [--profile]
+#
+# --profile: only prints plm's per-op time table of one step per config x objective
+#    (plm_step --profile; forward / backward / optimizer columns), no PyTorch, no peak.
 #
 # 1. builds bench/gemm.c once per BLAS and measures the machine's fp32 GEMM peak (max over
 #    OpenBLAS, BLIS, oneDNN of large square GEMMs, 2 threads);
@@ -24,6 +27,7 @@ CONFIGS="tiny small medium"
 OBJECTIVES="mlm clm"
 STEPS=10
 GEMM_TABLE=0
+PROFILE=0
 WAIT=${PLM_BENCH_WAIT:-60}
 while (($#)); do
     case $1 in
@@ -32,7 +36,8 @@ while (($#)); do
     --steps) STEPS=$2 && shift ;;
     --gemm-table) GEMM_TABLE=1 ;;
     --no-wait) WAIT=0 ;;
-    -h | --help) sed -n '2,20p' "$0" && exit 0 ;;
+    --profile) PROFILE=1 ;;
+    -h | --help) sed -n '2,24p' "$0" && exit 0 ;;
     *) echo "bench/run.sh: unknown option '$1' (see --help)" >&2 && exit 2 ;;
     esac
     shift
@@ -67,6 +72,17 @@ wait_quiet() {
 }
 
 mkdir -p "$BUILD/bench"
+if ((PROFILE)); then
+    [[ -x $BUILD/bench/plm_step ]] || { echo "bench/run.sh: $BUILD/bench/plm_step is not built (make $BUILD/bench/plm_step)" >&2 && exit 1; }
+    echo "load: $(uptime)"
+    for cfg in $CONFIGS; do
+        for obj in $OBJECTIVES; do
+            wait_quiet
+            "$BUILD/bench/plm_step" --config "$cfg" --objective "$obj" --steps "$STEPS" --profile
+        done
+    done
+    exit 0
+fi
 bash bench/build_gemm.sh
 results=$BUILD/bench/results.jsonl
 : >"$results"

@@ -9,6 +9,7 @@
 #include "core/rng.h"
 #include "fastmath.h"
 #include "gemm.h"
+#include "core/profile.h"
 
 /* Each thread takes its T x T tiles from its own grow-only scratch inside the parallel
  * region, so they always match the team that runs (omp_set_num_threads may have been
@@ -22,6 +23,7 @@ static void dropout_tile(float *dst, const float *src, size_t n, float p, uint64
 }
 
 void attention_forward_ex(const attn_shape *a, float *out, float *att) {
+    double prof_t0 = plm_prof_begin();
     int B = a->B, Tq = a->Tq, Tk = a->Tk, NH = a->NH, hs = a->hs, ldo = NH * hs;
     size_t tile_n = (size_t)Tq * Tk;
 #pragma omp parallel
@@ -74,6 +76,7 @@ void attention_forward_ex(const attn_shape *a, float *out, float *att) {
                       ldo);
         }
     }
+    plm_prof_end("attention", prof_t0);
 }
 
 /* With Pd = dropout(P), O = Pd V:
@@ -82,6 +85,7 @@ void attention_forward_ex(const attn_shape *a, float *out, float *att) {
  * and the additive bias gets dS itself (summed over the batch by the caller). */
 void attention_backward_ex(const attn_shape *a, const float *dout, const float *att, float *dq, float *dk, float *dv,
                            float *dscores) {
+    double prof_t0 = plm_prof_begin();
     int B = a->B, Tq = a->Tq, Tk = a->Tk, NH = a->NH, hs = a->hs, ldo = NH * hs;
     size_t tile_n = (size_t)Tq * Tk;
 #pragma omp parallel
@@ -119,6 +123,7 @@ void attention_backward_ex(const attn_shape *a, const float *dout, const float *
             plm_sgemm(true, false, Tk, hs, Tq, a->scale, ds, Tk, q, a->ldq, 0.0f, dkh, a->ldk);
         }
     }
+    plm_prof_end("attention", prof_t0);
 }
 
 static attn_shape fused_shape(const float *qkv, const uint8_t *attn_mask, int B, int T, int C, int NH, bool causal,

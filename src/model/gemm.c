@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "core/profile.h"
 
 /* Measured on this 2-core machine (bench/README.md, "Linear-layer GEMMs"): oneDNN's
  * sgemm is the fastest for Y = X W^T (NT), dX = dY W (NN) and for the per-head
@@ -28,12 +29,19 @@ static bool use_openblas(bool trans_a, bool trans_b, int M, int N) {
 void plm_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
-    if (use_openblas(trans_a, trans_b, M, N)) {
+    /* profile slots per route: [library][trans_a][trans_b] */
+    static const char *const route[2][2][2] = {
+        {{"gemm NN (oneDNN)", "gemm NT (oneDNN)"}, {"gemm TN (oneDNN)", "gemm TT (oneDNN)"}},
+        {{"gemm NN (OpenBLAS)", "gemm NT (OpenBLAS)"}, {"gemm TN (OpenBLAS)", "gemm TT (OpenBLAS)"}}};
+    double prof_t0 = plm_prof_begin();
+    bool blas = use_openblas(trans_a, trans_b, M, N);
+    if (blas) {
         cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
                     alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
+    } else {
+        dnnl_status_t st =
+            dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        if (st != dnnl_success) plm_die("dnnl_sgemm failed (status %d) for M=%d N=%d K=%d", (int)st, M, N, K);
     }
-    dnnl_status_t st =
-        dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    if (st != dnnl_success) plm_die("dnnl_sgemm failed (status %d) for M=%d N=%d K=%d", (int)st, M, N, K);
+    plm_prof_end(route[blas][trans_a][trans_b], prof_t0);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "core/profile.h"
 
 plm_adamw_hparams plm_adamw_defaults(float learning_rate) {
     return (plm_adamw_hparams){
@@ -29,6 +30,8 @@ void plm_adamw_free(plm_adamw *o) {
 }
 
 void plm_adamw_step(plm_adamw *o, plm_model *model, const plm_adamw_hparams *h, float lr) {
+    plm_prof_set_phase(PLM_PHASE_OPT);
+    double prof_t0 = plm_prof_begin();
     o->step++;
     float b1 = h->beta1, b2 = h->beta2, eps = h->eps;
     float bc1 = 1.0f - powf(b1, (float)o->step), bc2 = 1.0f - powf(b2, (float)o->step);
@@ -49,6 +52,7 @@ void plm_adamw_step(plm_adamw *o, plm_model *model, const plm_adamw_hparams *h, 
             p[k] = p[k] * decay - step_size * mk / (sqrtf(vk) * inv_sqrt_bc2 + eps);
         }
     }
+    plm_prof_end("adamw", prof_t0);
 }
 
 /* The squares are summed in GN_CHUNKS fixed blocks of the gradient, in double, and the
@@ -57,6 +61,7 @@ void plm_adamw_step(plm_adamw *o, plm_model *model, const plm_adamw_hparams *h, 
 #define GN_CHUNKS 256
 
 double plm_grad_norm(const plm_model *m) {
+    double prof_t0 = plm_prof_begin();
     double part[GN_CHUNKS];
     size_t n = m->num_params;
     const float *g = m->grads;
@@ -69,6 +74,7 @@ double plm_grad_norm(const plm_model *m) {
     }
     double s = 0.0;
     for (int ch = 0; ch < GN_CHUNKS; ch++) s += part[ch];
+    plm_prof_end("grad norm", prof_t0);
     return sqrt(s);
 }
 
@@ -86,14 +92,17 @@ int plm_first_nonfinite(const plm_model *m, const float *buf) {
 }
 
 double plm_clip_grad_norm(plm_model *m, double max_norm) {
+    plm_prof_set_phase(PLM_PHASE_OPT);
     double norm = plm_grad_norm(m);
     if (max_norm > 0.0) {
         double coef = max_norm / (norm + 1e-6);
         if (coef < 1.0) {
+            double prof_t0 = plm_prof_begin();
             float c = (float)coef;
             float *g = m->grads;
 #pragma omp parallel for simd schedule(static)
             for (size_t i = 0; i < m->num_params; i++) g[i] *= c;
+            plm_prof_end("grad clip (scale)", prof_t0);
         }
     }
     return norm;
