@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import statistics
 import sys
 import time
@@ -288,6 +289,7 @@ def main():
         "foreach": args.foreach,
         "loss": round(float(loss), 4),
         "bg_cores": round(bg, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
         "torch": torch.__version__,
     }), flush=True)
 

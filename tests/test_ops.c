@@ -276,7 +276,7 @@ static void test_attention_threads(void) {
     float *qkv = frand((size_t)B * T * 3 * C, 1.0f), *dout = frand((size_t)B * T * C, 1.0f);
     uint8_t *mask = plm_malloc((size_t)B * T);
     for (int i = 0; i < B * T; i++) mask[i] = i % T < T - (i / T) % 3;
-    size_t natt = (size_t)B * NH * T * T;
+    size_t natt = attention_saved_floats(B, NH, T, T, C / NH);
     int threads[3] = {1, 2, MANY};
     float *outs[3], *dqkvs[3];
     for (int k = 0; k < 3; k++) {

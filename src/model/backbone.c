@@ -31,10 +31,12 @@ int backbone_reserve(plm_backbone *bb, int B, int T) {
     bb->cap_T = T;
     size_t N = (size_t)B * T, C = c->hidden_size, I = c->intermediate_size, E = bb->E;
     size_t NH = c->num_attention_heads, L = c->num_hidden_layers;
+    /* attention's saved state: linear in T (attention.h) */
+    size_t natt = attention_saved_floats(B, (int)NH, T, T, (int)(C / NH));
     /* One allocation for every activation, carved into views. */
-    size_t per_layer = N * C * 5 + N * 3 * C + NH * N * T + N * I * 2 + 4 * N;
+    size_t per_layer = N * C * 5 + N * 3 * C + natt + N * I * 2 + 4 * N;
     bool cross = c->add_cross_attention;
-    if (cross) per_layer += N * C * 4 + N * 2 * C + NH * N * T + 2 * N; /* lnc, cq, caty, resc; ckv; catt */
+    if (cross) per_layer += N * C * 4 + N * 2 * C + natt + 2 * N; /* lnc, cq, caty, resc; ckv; catt */
     size_t emb = N * E * 3 + 2 * N + N * C;
     size_t total = emb + per_layer * L + N * C + 2 * N + (size_t)B * C * 3 + N * C * 6 + N * 3 * C + N * I + 2 * N * E;
     if (cross) total += N * C * 2 + N * 2 * C; /* g_cq, d_enc; g_ckv */
@@ -58,7 +60,7 @@ int backbone_reserve(plm_backbone *bb, int B, int T) {
         a->ln1_mean = TAKE(N);
         a->ln1_rstd = TAKE(N);
         a->qkv = TAKE(N * 3 * C);
-        a->att = TAKE(NH * N * T);
+        a->att = TAKE(natt);
         a->atty = TAKE(N * C);
         a->res1 = TAKE(N * C);
         a->ln2 = TAKE(N * C);
@@ -73,7 +75,7 @@ int backbone_reserve(plm_backbone *bb, int B, int T) {
             a->lnc_rstd = TAKE(N);
             a->cq = TAKE(N * C);
             a->ckv = TAKE(N * 2 * C); /* Tk <= cap_T rows per sequence */
-            a->catt = TAKE(NH * N * T);
+            a->catt = TAKE(natt);
             a->caty = TAKE(N * C);
             a->resc = TAKE(N * C);
         }

@@ -128,7 +128,7 @@ def attention(qkv, mask, NH, causal, dropmask=None, p=0.0):
     probs = torch.where(allowed.any(-1, keepdim=True), probs, torch.zeros_like(probs))  # rows with no key: zeros
     pd = probs * dropmask / (1.0 - p) if dropmask is not None else probs
     out = (pd @ v).transpose(1, 2).reshape(B, T, C)
-    return out, probs
+    return out, probs, torch.logsumexp(s, dim=-1)
 
 
 def leaf(t):
@@ -216,14 +216,40 @@ def check_dropout(ck, meta, d):
 def check_attention(ck, meta, d):
     p = float(meta["p"])
     qkv = leaf(d["qkv"])
-    out, probs = attention(qkv, d["attention_mask"], int(meta["NH"]), meta["causal"] == "1", d.get("dropmask"), p)
+    out, probs, lse = attention(qkv, d["attention_mask"], int(meta["NH"]), meta["causal"] == "1", d.get("dropmask"), p)
     (out * d["dout"]).sum().backward()
     C = int(meta["C"])
     ck.compare("out", d["out"], out)
-    ck.compare("att", d["att"], probs)
+    # plm keeps only the per-row log-sum-exp of the scores (flash attention), not P
+    ck.compare("lse", d["lse"], lse.detach())
     ck.compare("grad.qkv", d["grad.qkv"], qkv.grad)
     for i, part in enumerate("qkv"):
         ck.compare(f"grad.{part}", d["grad.qkv"][..., i * C : (i + 1) * C], qkv.grad[..., i * C : (i + 1) * C])
+
+
+def check_attention_ex(ck, meta, d):
+    """The general form: q [B, Tq, ldq] and k | v [B, Tk, ldkv] (heads in the first C
+    columns), additive bias [NH, Tq, Tk] (its gradient per sequence = grad.scores)."""
+    B, Tq, Tk, NH, hs = (int(meta[k]) for k in ("B", "Tq", "Tk", "NH", "hs"))
+    C, p = NH * hs, float(meta["p"])
+    q, kv = leaf(d["q"]), leaf(d["kv"])
+    bias = leaf(d["bias"].expand(B, NH, Tq, Tk).clone())
+    heads = lambda x, T: x.reshape(B, T, NH, hs).transpose(1, 2)  # noqa: E731
+    Q, K, V = heads(q[..., :C], Tq), heads(kv[..., :C], Tk), heads(kv[..., C : 2 * C], Tk)
+    s = Q @ K.transpose(-1, -2) / math.sqrt(hs) + bias
+    allowed = d["key_mask"].bool()[:, None, None, :].expand(B, 1, Tq, Tk)
+    if meta["causal"] == "1":
+        allowed = allowed & torch.ones(Tq, Tk, dtype=torch.bool).tril()
+    s = s.masked_fill(~allowed, float("-inf"))
+    probs = torch.softmax(s, dim=-1)
+    probs = torch.where(allowed.any(-1, keepdim=True), probs, torch.zeros_like(probs))
+    pd = probs * d["dropmask"] / (1.0 - p) if "dropmask" in d else probs
+    out = (pd @ V).transpose(1, 2).reshape(B, Tq, C)
+    (out * d["dout"]).sum().backward()
+    ck.compare("out", d["out"], out)
+    ck.compare("grad.q", d["grad.q"], q.grad)
+    ck.compare("grad.kv", d["grad.kv"], kv.grad)
+    ck.compare("grad.scores", d["grad.scores"], bias.grad)
 
 
 def check_crossentropy(ck, meta, d):
@@ -874,6 +900,7 @@ CHECKS = {
     "residual": check_residual,
     "dropout": check_dropout,
     "attention": check_attention,
+    "attention_ex": check_attention_ex,
     "crossentropy": check_crossentropy,
     "model": check_model,
     "heads": check_heads,
