@@ -36,6 +36,7 @@
 #include "model/dropout.h"
 #include "model/embedding.h"
 #include "model/gelu.h"
+#include "model/gemm.h"
 #include "model/layernorm.h"
 #include "model/linear.h"
 #include "model/model.h"
@@ -1771,6 +1772,12 @@ int main(int argc, char **argv) {
     out_dir = argc == 2 ? argv[1] : NULL;
     verbose = out_dir == NULL;
     plm_rng_seed(&R, 20240601, 3);
+    /* PLM_BF16=1 (tests/parity.sh's bf16 route): every product outside attention in bf16;
+     * parity.py compares with its bf16 tolerance. Without bf16 on this CPU the route runs
+     * fp32 (the fallback) and says so. */
+    const char *bf = getenv("PLM_BF16");
+    if (bf && strcmp(bf, "1") == 0 && !plm_gemm_set_bf16(true))
+        printf("# PLM_BF16=1 but oneDNN has no bf16 matmul on this CPU: the bf16 route ran fp32\n");
 
     case_embedding("embedding", true, true, 3, 1);
     case_embedding("embedding_notype", false, false, 0, -1);

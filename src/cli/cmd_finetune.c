@@ -16,6 +16,7 @@
 #include "model/model_io.h"
 #include "train/finetune.h"
 #include "train/trainer.h"
+#include "model/gemm.h"
 
 /* ---------------------------------------------------------------- the task and its data */
 
@@ -240,6 +241,7 @@ int cmd_finetune(int argc, char **argv) {
     data_opts d = {0};
     const char *model_dir = NULL, *resume = NULL;
     int seeds = 1;
+    bool bf16 = false;
     bool quiet = false;
     plm_ft_args a;
     plm_ft_args_default(&a);
@@ -270,6 +272,9 @@ int cmd_finetune(int argc, char **argv) {
         {"--seeds", ARG_INT, &seeds, "run N seeds (seed, seed+1, ...) into OUTPUT/seed-S; report mean +- std"},
         {"--resume-from-checkpoint", ARG_STR, &resume,
          "continue an interrupted run: a checkpoint-N directory or the output directory (its newest)"},
+        {"--bf16", ARG_FLAG, &bf16,
+         "bf16 mixed precision: GEMM inputs in bf16 (oneDNN, fp32 accumulation), weights, gradients and AdamW in "
+         "fp32; on a CPU without AVX512_BF16 / AMX-BF16 it says so and runs fp32"},
         {"--quiet", ARG_FLAG, &quiet, "no progress bar"},
     };
     int rc = args_parse("finetune",
@@ -280,6 +285,7 @@ int cmd_finetune(int argc, char **argv) {
         return rc == 1 ? 0 : rc;
     }
     a.quiet = quiet;
+    if (bf16) plm_gemm_set_bf16(true);
     task_ctx c;
     plm_dataset train = {0}, dev = {0};
     bool have_train = false, have_dev = false;

@@ -16,6 +16,7 @@
 #include "cli.h"
 #include "core/common.h"
 #include "train/finetune_tokens.h"
+#include "model/gemm.h"
 
 /* ---------------------------------------------------------------- routing */
 
@@ -266,6 +267,7 @@ static void apply_lengths(tt_ctx *c, const tt_opts *d, const plm_model *m) {
 static int cmd_finetune_tokens(int argc, char **argv) {
     tt_opts d = {0};
     const char *model_dir = NULL;
+    bool bf16 = false;
     bool quiet = false;
     plm_ft_args a;
     plm_ft_args_default(&a);
@@ -290,6 +292,9 @@ static int cmd_finetune_tokens(int argc, char **argv) {
         {"--max-train-samples", ARG_INT, &d.max_train_samples, "use the first N sentences / questions"},
         {"--max-eval-samples", ARG_INT, &d.max_eval_samples, "use the first N dev sentences / questions"},
         {"--seed", ARG_U64, &a.seed, "seed of the head's initialisation, data order and dropout (default 42)"},
+        {"--bf16", ARG_FLAG, &bf16,
+         "bf16 mixed precision: GEMM inputs in bf16 (oneDNN, fp32 accumulation), weights, gradients and AdamW in "
+         "fp32; on a CPU without AVX512_BF16 / AMX-BF16 it says so and runs fp32"},
         {"--quiet", ARG_FLAG, &quiet, "no progress bar"},
     };
     int rc = args_parse("finetune",
@@ -306,6 +311,7 @@ static int cmd_finetune_tokens(int argc, char **argv) {
         goto out;
     }
     a.quiet = quiet;
+    if (bf16) plm_gemm_set_bf16(true);
     rc = PLM_EXIT_USAGE;
     if (!model_dir) {
         fprintf(stderr, "plm finetune: --model DIR is required (see plm finetune --task squad --help)\n");

@@ -9,6 +9,7 @@
 #include "data/corpus.h"
 #include "model/model_io.h"
 #include "train/trainer.h"
+#include "model/gemm.h"
 
 int cli_fail(const char *cmd, int code) {
     fprintf(stderr, "plm %s: error: %s\n", cmd, plm_last_error());
@@ -61,6 +62,7 @@ int cmd_pretrain(int argc, char **argv) {
     arg_list train_files = {0}, valid_files = {0};
     float valid_split = 0.05f;
     int vocab_size = 8192;
+    bool bf16 = false;
     bool quiet = false, static_masking = false, right_to_left = false;
     plm_train_args a;
     plm_train_args_default(&a);
@@ -102,6 +104,9 @@ int cmd_pretrain(int argc, char **argv) {
          "continue an interrupted run: a checkpoint directory, or an output directory (its newest complete "
          "checkpoint)"},
         {"--init-from", ARG_STR, &init_from, "continued pretraining: start from a model directory's weights"},
+        {"--bf16", ARG_FLAG, &bf16,
+         "bf16 mixed precision: GEMM inputs in bf16 (oneDNN, fp32 accumulation), weights, gradients and AdamW in "
+         "fp32; on a CPU without AVX512_BF16 / AMX-BF16 it says so and runs fp32"},
         {"--quiet", ARG_FLAG, &quiet, "no progress bar"},
     };
     int rc = args_parse("pretrain", "Pretrain a BERT-style (mlm) or GPT-style (clm) model on raw text.", specs,
@@ -112,6 +117,7 @@ int cmd_pretrain(int argc, char **argv) {
         return rc == 1 ? 0 : rc;
     }
     a.quiet = quiet;
+    if (bf16) plm_gemm_set_bf16(true);
     a.obj.static_masking = static_masking;
     a.obj.right_to_left = right_to_left;
     if (strcmp(objective, "clm") == 0)
