@@ -1,7 +1,8 @@
 /* plm_step.c - times one plm training step (zero grads, forward, backward, clip, AdamW)
  * on the benchmark configurations (bench/flops.py's CONFIGS); bench/run.sh puts it next
  * to PyTorch's.
- *   plm_step --config NAME --objective mlm|clm [--steps N] [--profile]
+ *   plm_step --config NAME --objective mlm|clm [--steps N] [--profile] [--bf16]
+ * --bf16: bf16 GEMMs (gemm.h); the JSON says which ISA ran ("isa").
  * --profile prints the per-op time table (src/core/profile.h) of the timed steps first.
  * Last line: {"tokens_per_s": ..., "step_ms": ..., "gflops": ..., "peak_rss_mb": ...} */
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include "core/profile.h"
 #include "core/rng.h"
 #include "data/dataloader.h"
+#include "model/gemm.h"
 #include "model/model.h"
 #include "train/adamw.h"
 
@@ -34,10 +36,13 @@ static int cmp_double(const void *a, const void *b) {
 int main(int argc, char **argv) {
     const char *cfg = "tiny", *obj = "clm";
     int steps = 10;
-    bool profile = false;
+    bool profile = false, bf16 = false;
     for (int i = 1; i < argc; i += 2) {
-        if (strcmp(argv[i], "--profile") == 0) {
-            profile = true;
+        if (strcmp(argv[i], "--profile") == 0 || strcmp(argv[i], "--bf16") == 0) {
+            if (argv[i][2] == 'p')
+                profile = true;
+            else
+                bf16 = plm_gemm_set_bf16(true);
             i--;
             continue;
         }
@@ -140,8 +145,9 @@ int main(int argc, char **argv) {
     double med = times[steps / 2];
     double flops = plm_model_flops(&c, B, T, (int)n_pred);
     printf("{\"tokens_per_s\": %.1f, \"step_ms\": %.2f, \"step_ms_min\": %.2f, \"gflops\": %.2f, \"n_pred\": %ld, "
-           "\"peak_rss_mb\": %.1f}\n",
-           (double)N / med, med * 1e3, times[0] * 1e3, flops / med * 1e-9, n_pred, peak_rss_mb());
+           "\"peak_rss_mb\": %.1f, \"precision\": \"%s\", \"isa\": \"%s\"}\n",
+           (double)N / med, med * 1e3, times[0] * 1e3, flops / med * 1e-9, n_pred, peak_rss_mb(),
+           bf16 ? "bf16" : "fp32", bf16 ? plm_bf16_isa() : "fp32");
     plm_adamw_free(&opt);
     plm_model_free(m);
     free(ids);

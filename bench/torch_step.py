@@ -237,6 +237,8 @@ def main():
     ap.add_argument("--foreach", choices=("auto", "on", "off"), default="on",
                     help="AdamW multi-tensor (foreach) implementation")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bf16", action="store_true",
+                    help='forward and loss under torch.autocast("cpu", dtype=torch.bfloat16)')
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -254,7 +256,8 @@ def main():
 
     def step():
         opt.zero_grad(set_to_none=False)  # keep the gradient buffers: no realloc per step
-        loss = model(*batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            loss = model(*batch)
         loss.backward()
         opt.step()
         return loss
@@ -273,6 +276,7 @@ def main():
     flops = step_flops(c["layers"], c["hidden"], c["vocab"], c["seq"], c["batch"], n_pred, mlm)
     print(json.dumps({
         "impl": "torch",
+        "precision": "bf16" if args.bf16 else "fp32",
         "config": args.config,
         "objective": args.objective,
         "tokens_per_s": round(tokens / med, 1),
