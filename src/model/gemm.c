@@ -105,6 +105,10 @@ static bool bf16_create(bf16_prim *p, char *impl, size_t impl_len) {
              dnnl_memory_create(&p->c, &c_md, eng, DNNL_MEMORY_NONE) == dnnl_success;
     }
     dnnl_primitive_desc_destroy(pd);
+    if (!ok && p->prim) {
+        dnnl_primitive_destroy(p->prim);
+        p->prim = NULL;
+    }
     return ok;
 }
 
@@ -177,11 +181,11 @@ static bool sgemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const
     }
     if (!p) {
         if (cache_n == BF16_CACHE) return false; /* more shapes than expected: fp32 */
-        p = &cache[cache_n];
+        p = &cache[cache_n++];
         *p = (bf16_prim){.M = M, .N = N, .K = K, .ldc = ldc, .ta = ta, .tb = tb, .alpha = alpha, .beta = beta};
-        if (!bf16_create(p, NULL, 0)) return false;
-        cache_n++;
+        if (!bf16_create(p, NULL, 0)) p->prim = NULL; /* remembered: this shape runs fp32 */
     }
+    if (!p->prim) return false;
     p->uses++;
     double prof_t0 = plm_prof_begin();
     uint16_t *a16 = convert(0, A, ta ? K : M, ta ? M : K, lda);
