@@ -180,8 +180,17 @@ static bool sgemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const
             p = e;
     }
     if (!p) {
-        if (cache_n == BF16_CACHE) return false; /* more shapes than expected: fp32 */
-        p = &cache[cache_n++];
+        if (cache_n < BF16_CACHE) {
+            p = &cache[cache_n++];
+        } else { /* full (a training run has ~20 shapes; test suites more): replace round robin */
+            static int victim;
+            p = &cache[victim];
+            victim = (victim + 1) % BF16_CACHE;
+            if (p->prim) {
+                dnnl_primitive_destroy(p->prim);
+                dnnl_memory_destroy(p->a), dnnl_memory_destroy(p->b), dnnl_memory_destroy(p->c);
+            }
+        }
         *p = (bf16_prim){.M = M, .N = N, .K = K, .ldc = ldc, .ta = ta, .tb = tb, .alpha = alpha, .beta = beta};
         if (!bf16_create(p, NULL, 0)) p->prim = NULL; /* remembered: this shape runs fp32 */
     }

@@ -31,9 +31,11 @@ import torch.nn.functional as F
 
 TOL = 1e-4
 # The bf16 route (PLM_BF16=1: every product outside attention rounds its inputs to bf16,
-# 8 significant bits, and accumulates in fp32): whole models with these random weights
-# land at 0.5-1.5e-2 relative error per tensor; a wrong gradient is O(1).
-BF16_TOL = 3e-2
+# 8 significant bits, and accumulates in fp32): single ops land at ~2e-3 relative error,
+# whole models with these random weights at 0.5-2e-2 per tensor and the deepest chains
+# (a seq2seq encoder's attention biases reached through the decoder) at up to 4.7e-2;
+# a wrong gradient is O(1).
+BF16_TOL = 8e-2
 torch.set_default_dtype(torch.float64)
 
 DTYPES = {"F32": torch.float32, "F64": torch.float64, "I32": torch.int32, "I64": torch.int64, "U8": torch.uint8}
