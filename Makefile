@@ -14,6 +14,14 @@ CFLAGS  += -std=c17 -Wall -Wextra -Werror -fopenmp -fno-trapping-math -fno-math-
 OPENBLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
 LDLIBS  += -ldnnl -L$(OPENBLAS_DIR) -l:libopenblas.so.0 -Wl,-rpath,$(OPENBLAS_DIR) -lcjson -lpcre2-8 -lutf8proc -lm -fopenmp
 
+# Data parallelism over MPI (src/train/dist.c): MPI=1 builds with Open MPI (Debian's
+# libopenmpi-dev), MPI=0 without (a world of one process). Default: with, when mpicc exists.
+MPI ?= $(if $(shell command -v mpicc 2>/dev/null),1,0)
+ifeq ($(MPI),1)
+CFLAGS  += -DPLM_MPI $(shell mpicc --showme:compile)
+LDLIBS  += $(shell mpicc --showme:link)
+endif
+
 LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c))
 CLI_SRC  := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/*.c)
@@ -42,6 +50,13 @@ $(BUILD)/%.o: %.c $(HEADERS) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# dist.o is rebuilt when MPI changes
+$(BUILD)/src/train/dist.o: $(BUILD)/mpi-$(MPI).stamp
+$(BUILD)/mpi-$(MPI).stamp:
+	@mkdir -p $(BUILD)
+	@rm -f $(BUILD)/mpi-*.stamp
+	@touch $@
+
 $(BUILD)/libplm.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
@@ -56,6 +71,11 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libplm.a $(HEADERS)
 $(BUILD)/bench/plm_step: bench/plm_step.c $(BUILD)/libplm.a $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< $(BUILD)/libplm.a $(LDLIBS) -o $@
+
+# MPI_Allreduce latency / bandwidth (docs/scaling.md); needs MPI=1
+$(BUILD)/bench/allreduce: bench/allreduce.c Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(LDLIBS) -o $@
 
 test: all
 	BUILD=$(BUILD) bash tests/run.sh $(TEST_FILTER)

@@ -18,6 +18,17 @@ work); LayerNorm, GELU, softmax, dropout, embeddings, the loss and AdamW are not
 The factor 6 is 2 (multiply-add) * 3 (forward Y = X.W^T, backward dX = dY.W and
 dW = dY^T.X).  Attention is counted over the full T x T square even when causal, as
 both implementations compute it.  Biases are not counted.
+
+T5 span corruption (t5_step_flops): an encoder over T input tokens and a decoder over Tt
+target tokens (compute_input_and_target_lengths: T = 128 -> Tt = 29), both L layers, ReLU
+FFN of I = 4h, tied LM head on every target:
+
+    enc     = 6 * B*T  * L * (4*h*h + 2*h*I)
+    dec     = 6 * B*Tt * L * (4*h*h + 2*h*h + 2*h*I)     self q, k, v, o; cross q, o; FFN
+    crosskv = 6 * B*T  * L * 2*h*h                        cross k, v of the encoder states
+    head    = 6 * B*Tt * h * V
+    attn    = 12 * L * B * h * (T*T + Tt*Tt + Tt*T)
+    tokens  = B * (T + Tt)                                every position of both stacks
 """
 
 CONFIGS = {
@@ -53,3 +64,28 @@ if __name__ == "__main__":
             f = step_flops(c["layers"], c["hidden"], c["vocab"], c["seq"], c["batch"], n_pred,
                            obj == "mlm")
             print(f"{name:7s} {obj}  n_pred={n_pred:5d}  {f / 1e9:8.2f} GFLOP/step")
+
+
+def t5_lengths(inputs_length, noise_density=0.15, mean_span=3.0):
+    """HF's compute_input_and_target_lengths: (expanded window length, target length)."""
+    def f(t):
+        noise = int(round(t * noise_density))
+        spans = int(round(noise / mean_span))
+        return t - noise + spans + 1, noise + spans + 1
+
+    t = inputs_length
+    while f(t + 1)[0] <= inputs_length:
+        t += 1
+    return t, f(t)[1]
+
+
+def t5_step_flops(layers, hidden, vocab, seq, tseq, batch, intermediate=None):
+    """FLOPs of one T5 span-corruption step (see module docstring)."""
+    L, h, V, T, Tt, B = layers, hidden, vocab, seq, tseq, batch
+    inter = 4 * h if intermediate is None else intermediate
+    enc = 6.0 * B * T * L * (4 * h * h + 2 * h * inter)
+    dec = 6.0 * B * Tt * L * (6 * h * h + 2 * h * inter)
+    crosskv = 6.0 * B * T * L * 2 * h * h
+    head = 6.0 * B * Tt * h * V
+    attn = 12.0 * L * B * h * (T * T + Tt * Tt + Tt * T)
+    return enc + dec + crosskv + head + attn

@@ -1,9 +1,18 @@
 /* plm_step.c - times one plm training step (zero grads, forward, backward, clip, AdamW)
- * on the benchmark configurations (bench/flops.py's CONFIGS); bench/run.sh puts it next
- * to PyTorch's.
- *   plm_step --config NAME --objective mlm|clm [--steps N] [--profile] [--bf16]
- * --bf16: bf16 GEMMs (gemm.h); the JSON says which ISA ran ("isa").
- * --profile prints the per-op time table (src/core/profile.h) of the timed steps first.
+ * on the benchmark configurations; bench/run.sh puts it next to PyTorch's.
+ *   plm_step --config NAME --objective mlm|clm|t5 [--steps N] [--no-overlap] [--profile] [--bf16]
+ * NAME: bench/flops.py's CONFIGS. --profile prints the per-op time table
+ * (src/core/profile.h) of the timed steps first; --bf16: bf16 GEMMs (gemm.h), the JSON
+ * says which ISA ran ("isa"); every run reports its peak RSS ("peak_rss_mb").
+ * t5: a T5 v1.0 encoder-decoder (ReLU, tied, L layers each) on span-corrupted random
+ * windows (T inputs, Tt targets); tokens count B * (T + Tt); FLOPs as bench/flops.py's
+ * t5_step_flops.
+ * Under mpirun every rank runs the configuration's batch and the gradients are all-reduced
+ * as `plm pretrain` does (train/dist.h): tokens_per_s counts every rank's tokens, and
+ * comm_ms is the median time spent waiting for the reduction after the backward pass (the
+ * communication the overlap did not hide, and waiting for a slower rank). With --no-overlap
+ * a barrier comes first: wait_ms is the time waiting there for the slower rank, comm_ms
+ * the allreduce alone. Rank 0 prints.
  * Last line: {"tokens_per_s": ..., "step_ms": ..., "gflops": ..., "peak_rss_mb": ...} */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,9 +22,11 @@
 #include "core/profile.h"
 #include "core/rng.h"
 #include "data/dataloader.h"
+#include "data/span_corruption.h"
 #include "model/gemm.h"
 #include "model/model.h"
 #include "train/adamw.h"
+#include "train/dist.h"
 
 /* Peak resident set size of this process (VmHWM), MB. */
 static double peak_rss_mb(void) {
@@ -34,22 +45,24 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
+    plm_dist_init(&argc, &argv);
     const char *cfg = "tiny", *obj = "clm";
     int steps = 10;
+    plm_dist_opts dopt = {0};
     bool profile = false, bf16 = false;
     for (int i = 1; i < argc; i += 2) {
-        if (strcmp(argv[i], "--profile") == 0 || strcmp(argv[i], "--bf16") == 0) {
-            if (argv[i][2] == 'p')
+        if (strcmp(argv[i], "--no-overlap") == 0 || strcmp(argv[i], "--profile") == 0 ||
+            strcmp(argv[i], "--bf16") == 0) {
+            if (argv[i][2] == 'n')
+                dopt.no_overlap = true;
+            else if (argv[i][2] == 'p')
                 profile = true;
             else
                 bf16 = plm_gemm_set_bf16(true);
             i--;
             continue;
         }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "plm_step: %s needs a value\n", argv[i]);
-            return 2;
-        }
+        if (i + 1 >= argc) break;
         if (strcmp(argv[i], "--config") == 0)
             cfg = argv[i + 1];
         else if (strcmp(argv[i], "--objective") == 0)
@@ -61,9 +74,9 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    bool mlm = strcmp(obj, "mlm") == 0;
+    bool mlm = strcmp(obj, "mlm") == 0, t5 = strcmp(obj, "t5") == 0;
     plm_config c;
-    plm_config_default(&c, mlm ? PLM_ARCH_BERT : PLM_ARCH_GPT2);
+    plm_config_default(&c, t5 ? PLM_ARCH_T5 : mlm ? PLM_ARCH_BERT : PLM_ARCH_GPT2);
     int B, T;
     if (strcmp(cfg, "tiny") == 0) {
         c.num_hidden_layers = 2, c.hidden_size = 128, c.num_attention_heads = 2, c.vocab_size = 8192, T = 128, B = 32;
@@ -87,10 +100,14 @@ int main(int argc, char **argv) {
     c.hidden_dropout_prob = c.attention_probs_dropout_prob = 0.1f;
     c.pad_token_id = 0;
     if (c.max_position_embeddings < T) c.max_position_embeddings = T;
+    c.num_decoder_layers = c.num_hidden_layers;
+    int L5 = 0, Tt = 0; /* T5: window and target lengths */
+    if (t5) plm_t5_lengths(T, 0.15, 3.0, &L5, &Tt);
     plm_model *m = plm_model_create(&c, 1);
     plm_model_reserve(m, B, T);
+    plm_grad_sync *gs = plm_grad_sync_create(m, 1, &dopt);
     plm_adamw opt;
-    plm_adamw_init(&opt, m->num_params);
+    plm_grad_sync_adamw_init(gs, &opt);
     plm_adamw_hparams h = {1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f};
 
     /* random tokens; MLM masks them as the dataloader does (15%, 80/10/10) */
@@ -111,10 +128,28 @@ int main(int argc, char **argv) {
         n_pred = 0;
         for (int b = 0; b < B; b++) n_pred += plm_mlm_mask(ids + (size_t)b * T, labels + (size_t)b * T, T, &v, &o, &r);
         plm_vocab_info_free(&v);
-    } else {
+    } else if (!t5) {
         for (size_t i = 0; i < N; i++) labels[i] = (i + 1) % T ? ids[i + 1] : ids[i];
     }
-    double *times = plm_malloc((size_t)steps * sizeof(double));
+    int32_t *enc = NULL, *dec = NULL, *tgt = NULL;
+    if (t5) { /* span corruption of random windows: sentinels from the top, EOS 1, start 0 */
+        enc = plm_malloc((size_t)B * T * sizeof(int32_t));
+        dec = plm_malloc((size_t)B * Tt * sizeof(int32_t));
+        tgt = plm_malloc((size_t)B * Tt * sizeof(int32_t));
+        int32_t *win = plm_malloc((size_t)L5 * sizeof(int32_t));
+        uint8_t *noise = plm_malloc((size_t)L5);
+        for (int b = 0; b < B; b++) {
+            for (int i = 0; i < L5; i++) win[i] = 5 + (int32_t)plm_rng_below(&r, (uint32_t)c.vocab_size - 105);
+            plm_t5_noise_mask(noise, L5, 0.15, 3.0, &r);
+            int ni, nt;
+            plm_t5_corrupt(win, noise, L5, c.vocab_size - 1, 1, enc + (size_t)b * T, &ni, tgt + (size_t)b * Tt, &nt);
+            plm_t5_shift_right(tgt + (size_t)b * Tt, Tt, 0, dec + (size_t)b * Tt);
+        }
+        free(win);
+        free(noise);
+        n_pred = (long)B * Tt;
+    }
+    double *times = plm_malloc((size_t)steps * 3 * sizeof(double)), *comm = times + steps, *wait = comm + steps;
     for (int s = -3; s < steps; s++) {
         if (s == 0 && profile) {
             plm_prof_enable(true);
@@ -129,9 +164,29 @@ int main(int argc, char **argv) {
                        .causal = !mlm,
                        .training = true,
                        .dropout_seed = (uint64_t)(s + 100)};
-        plm_model_forward(m, &b, true, 1.0f);
-        plm_clip_grad_norm(m, 1.0);
-        plm_adamw_step(&opt, m, &h, 1e-4f);
+        plm_grad_sync_micro_begin(gs, 0);
+        if (t5) {
+            plm_batch eb = {.B = B, .T = T, .input_ids = enc, .training = true, .dropout_seed = (uint64_t)(s + 100)};
+            plm_batch db = {.B = B,
+                            .T = Tt,
+                            .input_ids = dec,
+                            .labels = tgt,
+                            .causal = true,
+                            .training = true,
+                            .dropout_seed = (uint64_t)(s + 100)};
+            plm_model_run_seq2seq(m, &eb, &db, true, 1.0f);
+        } else {
+            plm_model_forward(m, &b, true, 1.0f);
+        }
+        plm_grad_sync_micro_end(gs, 0);
+        double t1 = plm_now();
+        if (dopt.no_overlap) plm_dist_barrier();
+        if (s >= 0) wait[s] = plm_now() - t1;
+        t1 = plm_now();
+        plm_grad_sync_finish(gs);
+        if (s >= 0) comm[s] = plm_now() - t1;
+        plm_grad_sync_clip(gs, 1.0);
+        plm_grad_sync_adamw_step(gs, &opt, &h, 1e-4f);
         if (s >= 0) times[s] = plm_now() - t0;
     }
     double mean = 0.0;
@@ -142,16 +197,34 @@ int main(int argc, char **argv) {
         plm_prof_report(stdout, steps, mean * 1e3);
     }
     qsort(times, (size_t)steps, sizeof(double), cmp_double);
-    double med = times[steps / 2];
+    qsort(comm, (size_t)steps, sizeof(double), cmp_double);
+    qsort(wait, (size_t)steps, sizeof(double), cmp_double);
+    double med = times[steps / 2], ranks = plm_dist_size();
     double flops = plm_model_flops(&c, B, T, (int)n_pred);
-    printf("{\"tokens_per_s\": %.1f, \"step_ms\": %.2f, \"step_ms_min\": %.2f, \"gflops\": %.2f, \"n_pred\": %ld, "
-           "\"peak_rss_mb\": %.1f, \"precision\": \"%s\", \"isa\": \"%s\"}\n",
-           (double)N / med, med * 1e3, times[0] * 1e3, flops / med * 1e-9, n_pred, peak_rss_mb(),
-           bf16 ? "bf16" : "fp32", bf16 ? plm_bf16_isa() : "fp32");
+    double tokens = (double)N;
+    if (t5) { /* bench/flops.py t5_step_flops */
+        double h = c.hidden_size, I = c.intermediate_size, V = c.vocab_size, L = c.num_hidden_layers;
+        flops = 6.0 * B * T * L * (4 * h * h + 2 * h * I) + 6.0 * B * Tt * L * (6 * h * h + 2 * h * I) +
+                6.0 * B * T * L * 2 * h * h + 6.0 * B * Tt * h * V +
+                12.0 * L * B * h * ((double)T * T + (double)Tt * Tt + (double)Tt * T);
+        tokens = (double)B * (T + Tt);
+    }
+    flops *= ranks;
+    if (plm_dist_is_root())
+        printf("{\"tokens_per_s\": %.1f, \"step_ms\": %.2f, \"step_ms_min\": %.2f, \"gflops\": %.2f, \"n_pred\": %ld, "
+               "\"ranks\": %d, \"comm_ms\": %.2f, \"wait_ms\": %.2f, \"grad_mb\": %.2f, \"peak_rss_mb\": %.1f, "
+               "\"precision\": \"%s\", \"isa\": \"%s\"}\n",
+               tokens * ranks / med, med * 1e3, times[0] * 1e3, flops / med * 1e-9, n_pred, (int)ranks,
+               comm[steps / 2] * 1e3, wait[steps / 2] * 1e3, (double)m->num_params * 4 / 1048576.0, peak_rss_mb(),
+               bf16 ? "bf16" : "fp32", bf16 ? plm_bf16_isa() : "fp32");
+    plm_grad_sync_free(gs);
     plm_adamw_free(&opt);
     plm_model_free(m);
     free(ids);
     free(labels);
     free(times);
-    return 0;
+    free(enc);
+    free(dec);
+    free(tgt);
+    return plm_dist_finish(0);
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # plm benchmark: one training step (forward + backward + AdamW) of plm vs. tuned PyTorch.
 #
-#   bash bench/run.sh [--configs "tiny small medium"] [--objectives "mlm clm"] [--steps N]
+#   bash bench/run.sh [--configs "tiny small medium"] [--objectives "mlm clm t5"] [--steps N]
 #                     [--gemm-table] [--no-wait] [--profile]
 #
 # --bf16: also times every config in bf16: plm --bf16 (oneDNN bf16 matmul) next to
@@ -14,7 +14,7 @@
 #    OpenBLAS, BLIS, oneDNN of large square GEMMs, 2 threads);
 #    --gemm-table also prints the per-shape table of bench/README.md (adds ~3 minutes);
 # 2. for each config x objective runs bench/torch_step.py and, if it has been built,
-#    $BUILD/bench/plm_step --config NAME --objective mlm|clm; each prints one JSON line with
+#    $BUILD/bench/plm_step --config NAME --objective mlm|clm|t5; each prints one JSON line with
 #    tokens_per_s, step_ms and gflops (FLOPs from the formula in bench/README.md);
 # 3. prints the table: tokens/s of both, plm/torch ratio, GFLOP/s and % of the fp32 peak.
 # The JSON lines are also saved to $BUILD/bench/results.jsonl.
@@ -27,7 +27,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 PY=/usr/bin/python3 # Debian's python3 with python3-torch (pyenv's python3 shadows it on PATH)
 CONFIGS="tiny small medium"
-OBJECTIVES="mlm clm"
+OBJECTIVES="mlm clm t5"
 STEPS=10
 GEMM_TABLE=0
 PROFILE=0

@@ -15,6 +15,10 @@ busy during the timed steps (this VM is shared; > 0.2 means the numbers are dist
   mlm: BERT encoder (post-LN, GELU erf, token+position+segment embeddings, padding mask),
        MLM head dense->GELU->LayerNorm->tied decoder+bias on the selected positions only.
   clm: GPT-2 decoder (pre-LN, causal, GELU tanh, final LayerNorm, tied LM head everywhere).
+  t5:  T5 v1.0 encoder-decoder (RMS norm, no biases, unscaled attention, bucketed relative
+       position bias of block 0 in every self-attention, ReLU FFN, tied lm_head on
+       d_model^-1/2-scaled states) on a span-corrupted batch: T inputs, Tt targets;
+       tokens_per_s counts B * (T + Tt).
 """
 import argparse
 import json
@@ -30,7 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from flops import CONFIGS, step_flops  # noqa: E402
+from flops import CONFIGS, step_flops, t5_lengths, t5_step_flops  # noqa: E402
 
 
 class Attention(nn.Module):
@@ -166,6 +170,129 @@ class Gpt(nn.Module):
         return F.cross_entropy(logits.view(B * T, -1), targets.reshape(-1), ignore_index=-100)
 
 
+class RMSNorm(nn.Module):
+    def __init__(self, h, eps=1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(h))
+        self.eps = eps
+
+    def forward(self, x):
+        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+
+
+def t5_buckets(Tq, Tk, bidirectional, num_buckets=32, max_distance=128):
+    rel = torch.arange(Tk)[None, :] - torch.arange(Tq)[:, None]
+    out = torch.zeros_like(rel)
+    if bidirectional:
+        num_buckets //= 2
+        out += (rel > 0).long() * num_buckets
+        rel = rel.abs()
+    else:
+        rel = -torch.min(rel, torch.zeros_like(rel))
+    exact = num_buckets // 2
+    large = exact + (torch.log(rel.float().clamp(min=1) / exact) / math.log(max_distance / exact)
+                     * (num_buckets - exact)).long()
+    large = torch.min(large, torch.full_like(large, num_buckets - 1))
+    return out + torch.where(rel < exact, rel, large)
+
+
+class T5Attention(nn.Module):
+    def __init__(self, h, heads, pdrop):
+        super().__init__()
+        self.heads, self.d = heads, h // heads
+        self.q, self.k, self.v, self.o = (nn.Linear(h, h, bias=False) for _ in range(4))
+        self.drop = nn.Dropout(pdrop)
+
+    def forward(self, x, kv, bias):
+        B, Tq, h = x.shape
+        Tk = kv.shape[1]
+        sh = lambda t, T: t.view(B, T, self.heads, self.d).transpose(1, 2).reshape(B * self.heads, T, self.d)
+        q, k, v = sh(self.q(x), Tq), sh(self.k(kv), Tk), sh(self.v(kv), Tk)
+        s = torch.baddbmm(bias, q, k.transpose(1, 2))  # no 1/sqrt(d): T5
+        p = self.drop(torch.softmax(s, dim=-1))
+        ctx = torch.bmm(p, v).view(B, self.heads, Tq, self.d).transpose(1, 2).reshape(B, Tq, h)
+        return self.o(ctx)
+
+
+class T5Block(nn.Module):
+    def __init__(self, h, heads, inter, pdrop, cross):
+        super().__init__()
+        self.ln1, self.attn = RMSNorm(h), T5Attention(h, heads, pdrop)
+        self.cross = cross
+        if cross:
+            self.lnc, self.xattn = RMSNorm(h), T5Attention(h, heads, pdrop)
+        self.ln2 = RMSNorm(h)
+        self.wi, self.wo = nn.Linear(h, inter, bias=False), nn.Linear(inter, h, bias=False)
+        self.drop = nn.Dropout(pdrop)
+
+    def forward(self, x, bias, enc=None, enc_bias=None):
+        n = self.ln1(x)
+        x = x + self.drop(self.attn(n, n, bias))
+        if self.cross:
+            x = x + self.drop(self.xattn(self.lnc(x), enc, enc_bias))
+        return x + self.drop(self.wo(self.drop(F.relu(self.wi(self.ln2(x))))))
+
+
+class T5(nn.Module):
+    def __init__(self, c, pdrop, T, Tt):
+        super().__init__()
+        h, V, L = c["hidden"], c["vocab"], c["layers"]
+        self.h, self.H = h, c["heads"]
+        self.shared = nn.Embedding(V, h)
+        self.enc = nn.ModuleList(T5Block(h, self.H, 4 * h, pdrop, False) for _ in range(L))
+        self.dec = nn.ModuleList(T5Block(h, self.H, 4 * h, pdrop, True) for _ in range(L))
+        self.enc_rel, self.dec_rel = nn.Embedding(32, self.H), nn.Embedding(32, self.H)
+        self.enc_ln, self.dec_ln = RMSNorm(h), RMSNorm(h)
+        self.drop = nn.Dropout(pdrop)
+        self.register_buffer("eb", t5_buckets(T, T, True), persistent=False)
+        self.register_buffer("db", t5_buckets(Tt, Tt, False), persistent=False)
+        causal = torch.full((Tt, Tt), float("-inf")).triu_(1)
+        self.register_buffer("causal", causal, persistent=False)
+
+    def forward(self, ids, dec_ids, labels):
+        B, T = ids.shape
+        Tt = dec_ids.shape[1]
+        eb = self.enc_rel(self.eb).permute(2, 0, 1)[None].expand(B, -1, -1, -1).reshape(B * self.H, T, T)
+        db = (self.dec_rel(self.db).permute(2, 0, 1) + self.causal)[None].expand(B, -1, -1, -1)
+        db = db.reshape(B * self.H, Tt, Tt)
+        zero = torch.zeros(B * self.H, Tt, T)
+        x = self.drop(self.shared(ids))
+        for blk in self.enc:
+            x = blk(x, eb)
+        enc = self.drop(self.enc_ln(x))
+        y = self.drop(self.shared(dec_ids))
+        for blk in self.dec:
+            y = blk(y, db, enc, zero)
+        y = self.drop(self.dec_ln(y)) * self.h ** -0.5
+        logits = F.linear(y, self.shared.weight)
+        return F.cross_entropy(logits.view(B * Tt, -1), labels.reshape(-1))
+
+
+def t5_batch(c, gen):
+    """Span corruption of random windows as run_t5_mlm_flax (sentinels from the top)."""
+    B, T, V = c["batch"], c["seq"], c["vocab"]
+    L, Tt = t5_lengths(T)
+    noise = int(round(L * 0.15))
+    spans = int(round(noise / 3.0))
+    enc, dec, lab = [], [], []
+    for _ in range(B):
+        toks = torch.randint(5, V - 100, (L,), generator=gen).tolist()
+        def lengths(n):
+            pts = [0] + sorted(torch.randperm(n - 1, generator=gen)[:spans - 1].add(1).tolist()) + [n]
+            return [b - a for a, b in zip(pts, pts[1:])]
+        nl, sl = lengths(L - noise), lengths(noise)
+        i, inp, tgt = 0, [], []
+        for k in range(spans):
+            inp += toks[i:i + nl[k]] + [V - 1 - k]
+            i += nl[k]
+            tgt += [V - 1 - k] + toks[i:i + sl[k]]
+            i += sl[k]
+        enc.append(inp + [1])
+        lab.append(tgt + [1])
+        dec.append([0] + lab[-1][:-1])
+    return (torch.tensor(enc), torch.tensor(dec), torch.tensor(lab)), B * Tt
+
+
 def other_cpu_seconds():
     """CPU seconds used by all other processes since boot (/proc/stat minus this process).
     Their difference over the timed loop / wall time = cores other processes kept busy."""
@@ -224,7 +351,7 @@ def clm_batch(c, gen):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", choices=sorted(CONFIGS), default="tiny")
-    ap.add_argument("--objective", choices=("mlm", "clm"), default="mlm")
+    ap.add_argument("--objective", choices=("mlm", "clm", "t5"), default="mlm")
     ap.add_argument("--steps", type=int, default=10, help="timed steps (median reported)")
     ap.add_argument("--min-time", type=float, default=4.0,
                     help="keep timing steps until at least this many seconds have passed")
@@ -246,13 +373,18 @@ def main():
     c = CONFIGS[args.config]
     attn_cls = Attention if args.attn == "bmm" else MHAAttention
     mlm = args.objective == "mlm"
-    model = (Bert if mlm else Gpt)(c, args.dropout, attn_cls)
+    t5 = args.objective == "t5"
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    if t5:
+        _, Tt = t5_lengths(c["seq"])
+        model = T5(c, args.dropout, c["seq"], Tt)
+    else:
+        model = (Bert if mlm else Gpt)(c, args.dropout, attn_cls)
     init_weights(model)
     model.train()
     foreach = {"auto": None, "on": True, "off": False}[args.foreach]
     opt = make_optimizer(model, 1e-4, 0.01, foreach)
-    gen = torch.Generator().manual_seed(args.seed + 1)
-    batch, n_pred = (mlm_batch if mlm else clm_batch)(c, gen)
+    batch, n_pred = (t5_batch if t5 else mlm_batch if mlm else clm_batch)(c, gen)
 
     def step():
         opt.zero_grad(set_to_none=False)  # keep the gradient buffers: no realloc per step
@@ -274,6 +406,9 @@ def main():
     med = statistics.median(times)
     tokens = c["batch"] * c["seq"]
     flops = step_flops(c["layers"], c["hidden"], c["vocab"], c["seq"], c["batch"], n_pred, mlm)
+    if t5:
+        tokens = c["batch"] * (c["seq"] + Tt)
+        flops = t5_step_flops(c["layers"], c["hidden"], c["vocab"], c["seq"], Tt, c["batch"])
     print(json.dumps({
         "impl": "torch",
         "precision": "bf16" if args.bf16 else "fp32",

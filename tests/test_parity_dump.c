@@ -43,6 +43,7 @@
 #include "model/model_io.h"
 #include "test.h"
 #include "train/adamw.h"
+#include "train/electra.h"
 #include "train/safetensors.h"
 
 /* ---------------------------------------------------------------- helpers */
@@ -918,10 +919,14 @@ typedef struct {
     plm_head_kind kinds[2];
     int num_heads, num_labels;
     float p_hidden, p_attn;
-    bool pairs;    /* padded sentence pairs: token_type_ids 0/1 */
-    int gen_C;     /* > 0: ELECTRA generator (backbone 1, "generator.electra") of this width */
-    float weight;  /* of the first head (ELECTRA's discriminator: 50) */
-    bool gelu_new; /* hidden_act gelu_new (tanh): HF's ELECTRA heads keep erf GELU regardless */
+    bool pairs;       /* padded sentence pairs: token_type_ids 0/1 */
+    int gen_C;        /* > 0: ELECTRA generator (backbone 1, "generator.electra") of this width */
+    float weight;     /* of the first head (ELECTRA's discriminator: 50) */
+    bool gelu_new;    /* hidden_act gelu_new (tanh): HF's ELECTRA heads keep erf GELU regardless */
+    bool joint;       /* ELECTRA's joint step: the discriminator reads the generator's masked batch
+                         corrupted by fixed samples (plm_electra_corrupt); saved as ElectraForPreTraining
+                         + generator/ElectraForMaskedLM too */
+    bool mask_switch; /* one backbone, two runs: causal CLM, then bidirectional MLM (clm+mlm) */
 } heads_variant;
 
 static void poison_backbone(plm_backbone *bb, int B, int T) {
@@ -1125,6 +1130,52 @@ static void check_reload(const plm_model *m, const char *dir, const char *name, 
     plm_model_free(l);
 }
 
+/* ELECTRA's joint step with fixed samples: the generator's run becomes an MLM batch of its
+ * own sequences (30% of the real tokens selected, 85% of those shown as [MASK]); each
+ * selected position gets a fixed "sample", equal to the original a third of the time; the
+ * discriminator's run is plm_electra_corrupt of it, with the generator's padding. */
+static void link_electra_runs(heads_run *g, heads_run *d, const plm_model *m, const heads_variant *hv,
+                              int32_t **sampled) {
+    int N = hv->B * hv->T, V = m->bb[0].config.vocab_size, pad = m->bb[0].config.pad_token_id;
+    int32_t *smp = ialloc(N);
+    int selected = 0;
+    while (selected < 4) {
+        selected = 0;
+        for (int j = 0; j < N; j++) {
+            int32_t orig = g->labels[j] != PLM_IGNORE_INDEX ? g->labels[j] : g->ids[j];
+            g->ids[j] = orig;
+            g->labels[j] = PLM_IGNORE_INDEX;
+            smp[j] = (int32_t)plm_rng_below(&R, (uint32_t)V); /* not read where unselected */
+            if (!g->mask[j] || orig == pad || plm_rng_uniform(&R) >= 0.3f) continue;
+            selected++;
+            g->labels[j] = orig;
+            if (plm_rng_uniform(&R) < 0.85f) g->ids[j] = 4; /* [MASK] */
+            smp[j] = plm_rng_uniform(&R) < 0.33f ? orig : 5 + (int32_t)plm_rng_below(&R, (uint32_t)(V - 5));
+        }
+    }
+    memcpy(d->mask, g->mask, (size_t)N);
+    memcpy(d->mask32, g->mask32, (size_t)N * sizeof(int32_t));
+    memcpy(d->tt, g->tt, (size_t)N * sizeof(int32_t));
+    plm_electra_corrupt(g->ids, g->labels, smp, g->mask, (size_t)N, d->ids, d->labels);
+    *sampled = smp;
+}
+
+/* The clm+mlm switch on one backbone: run 0 causal with next-token labels (CLM), run 1
+ * bidirectional with MLM labels on the same weights; the gradients add up. */
+static void switch_runs(heads_run *clm, heads_run *mlm, const plm_model *m, const heads_variant *hv) {
+    int B = hv->B, T = hv->T, V = m->bb[0].config.vocab_size;
+    (void)mlm;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            int i = b * T + t;
+            bool next_real = t + 1 < T && clm->mask[i + 1];
+            clm->labels[i] = clm->mask[i] && next_real ? clm->ids[i + 1] : PLM_IGNORE_INDEX;
+        }
+    clm->labels[1] = (int32_t)plm_rng_below(&R, (uint32_t)V); /* a target that is not the next input */
+    clm->b.causal = true;
+    mlm->b.causal = false;
+}
+
 static void case_heads(const heads_variant *hv) {
     const char *name = hv->name;
     int B = hv->B, T = hv->T, N = B * T;
@@ -1137,7 +1188,8 @@ static void case_heads(const heads_variant *hv) {
     if (hv->gen_C) {
         /* ELECTRA: backbone 0 the discriminator, 1 the generator, sharing the embeddings */
         heads_config(&s.backbone[1], hv, hv->gen_C, 2, 2 * hv->gen_C);
-        s.backbone[1].embedding_size = hv->E && hv->E != hv->gen_C ? hv->E : 0;
+        int E0 = hv->E ? hv->E : hv->C; /* the shared tables' width */
+        s.backbone[1].embedding_size = E0 != hv->gen_C ? E0 : 0;
         s.prefix[1] = "generator.electra";
         s.num_backbones = 2;
         s.share_embeddings = true;
@@ -1157,10 +1209,15 @@ static void case_heads(const heads_variant *hv) {
     randomize_params(m);
     /* one run per backbone, the generator's first as ELECTRA trains */
     heads_run runs[PLM_MAX_BACKBONES];
-    int nr = m->num_backbones;
-    for (int r = 0; r < nr; r++) make_run(&runs[r], m, nr - 1 - r, hv, 99 + (uint64_t)r);
+    int nr = hv->mask_switch ? 2 : m->num_backbones;
+    for (int r = 0; r < nr; r++) make_run(&runs[r], m, hv->mask_switch ? 0 : nr - 1 - r, hv, 99 + (uint64_t)r);
+    int32_t *sampled = NULL;
+    if (hv->joint) link_electra_runs(&runs[0], &runs[1], m, hv, &sampled);
+    if (hv->mask_switch) switch_runs(&runs[0], &runs[1], m, hv);
     /* forward only: logits (QA's become gradients in a training pass), hidden, losses */
-    float *logits[PLM_MAX_HEADS] = {0}, *hid0[PLM_MAX_BACKBONES];
+    /* per run and head: a head's logits and loss (two runs on one backbone in the switch case) */
+    float *logits[PLM_MAX_BACKBONES][PLM_MAX_HEADS] = {{0}}, *hid0[PLM_MAX_BACKBONES];
+    int rows[PLM_MAX_BACKBONES][PLM_MAX_HEADS] = {{0}};
     double loss0[PLM_MAX_BACKBONES];
     for (int r = 0; r < nr; r++) {
         plm_backbone *bb = &m->bb[runs[r].k];
@@ -1179,13 +1236,14 @@ static void case_heads(const heads_variant *hv) {
             plm_head *h = &m->heads[i];
             if (h->spec.backbone != runs[r].k) continue;
             size_t n = (size_t)head_rows(h, B, T) * h->K;
-            logits[i] = fcopy(h->logits, n);
-            check_written(name, cname("logits%d", i), logits[i], n);
+            logits[r][i] = fcopy(h->logits, n);
+            rows[r][i] = head_rows(h, B, T);
+            check_written(name, cname("logits%d", i), logits[r][i], n);
         }
     }
     /* forward + backward of every run: the gradients of the sum of the runs' losses */
     plm_model_zero_grad(m);
-    double loss[PLM_MAX_BACKBONES], hloss[PLM_MAX_HEADS];
+    double loss[PLM_MAX_BACKBONES], hloss[PLM_MAX_BACKBONES][PLM_MAX_HEADS];
     for (int r = 0; r < nr; r++) {
         plm_backbone *bb = &m->bb[runs[r].k];
         poison_backbone(bb, B, T);
@@ -1194,7 +1252,7 @@ static void case_heads(const heads_variant *hv) {
         plm_model_run(m, runs[r].k, &runs[r].b, true, 1.0f);
         loss[r] = m->loss;
         for (int i = 0; i < m->num_heads; i++)
-            if (m->heads[i].spec.backbone == runs[r].k) hloss[i] = m->heads[i].loss;
+            if (m->heads[i].spec.backbone == runs[r].k) hloss[r][i] = m->heads[i].loss;
         const float *hid = backbone_hidden(bb);
         size_t nh = (size_t)N * bb->config.hidden_size;
         check_written(name, cname("hidden%d", r), hid, nh);
@@ -1263,9 +1321,11 @@ static void case_heads(const heads_variant *hv) {
         for (int i = 0; i < m->num_heads; i++) {
             plm_head *h = &m->heads[i];
             if (h->spec.backbone != u->k) continue;
-            put_f64(cname("head%d.loss", i), hloss[i]);
-            put_f32(cname("head%d.logits", i), logits[i], 2, head_rows(h, B, T), h->K);
-            if (u->b.training) /* head dropout sites 0 and 1, over [N, C] at most */
+            /* the switch case's two runs share the head: keys carry the run */
+            const char *pre = hv->mask_switch ? cname("run%d.", r) : "";
+            put_f64(cname("%shead%d.loss", pre, i), hloss[r][i]);
+            put_f32(cname("%shead%d.logits", pre, i), logits[r][i], 2, rows[r][i], h->K);
+            if (u->b.training && (r == 0 || !hv->mask_switch)) /* head dropout sites 0 and 1, over [N, C] at most */
                 for (int site = 0; site < 2; site++)
                     put_f32(cname("head%d.dropmask.%d", i, site),
                             drop_mask((size_t)N * C, c->hidden_dropout_prob, backbone_drop_key(bb, L + i, site), 0), 2,
@@ -1274,6 +1334,7 @@ static void case_heads(const heads_variant *hv) {
     }
     put_model_tensors(m, m->params, "");
     put_model_tensors(m, m->grads, "grad.");
+    if (sampled) put_i32("electra.sampled", sampled, 2, B, T);
     if (out_dir) {
         char dir[1024];
         snprintf(dir, sizeof dir, "%s/%s.ckpt", out_dir, name);
@@ -1282,6 +1343,25 @@ static void case_heads(const heads_variant *hv) {
             test_failures++;
         } else {
             check_reload(m, dir, name, runs, nr, loss);
+        }
+    }
+    if (hv->joint) {
+        /* ElectraForPreTraining + generator/ElectraForMaskedLM, read back by plm here and by
+         * parity.py's independent HF forward */
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s/%s.electra", out_dir ? out_dir : "/tmp", name);
+        if (!out_dir) snprintf(dir, sizeof dir, "/tmp/plm_parity_electra_%d", (int)getpid());
+        plm_model *l = NULL;
+        bool ok = plm_electra_save(m, dir, NULL, 0) == 0 && plm_electra_dir(dir) && (l = plm_electra_load(dir)) &&
+                  l->num_params == m->num_params && !memcmp(l->params, m->params, m->num_params * sizeof(float)) &&
+                  l->heads[0].spec.weight == m->heads[0].spec.weight;
+        TEST_CHECK(ok, cname("parity_dump.%s.electra_checkpoint_roundtrip", name), "%s",
+                   l ? "weights differ after ElectraForPreTraining + generator/ round trip" : plm_last_error());
+        plm_model_free(l);
+        if (!out_dir) {
+            char cmd[1200];
+            snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+            if (system(cmd) != 0) printf("  (could not remove %s)\n", dir);
         }
     }
     plm_model_free(m);
@@ -1849,6 +1929,16 @@ int main(int argc, char **argv) {
          * width 12, LM), the embedding tables (width 24) shared */
         {"electra_gen_disc", PLM_ARCH_ELECTRA, SMALL, .E = 24, .kinds = {PLM_HEAD_RTD}, .num_heads = 1, .pairs = true,
          .gen_C = 12, .weight = 50.0f, .gelu_new = true},
+        /* the joint ELECTRA step: the discriminator reads the generator's batch with fixed
+         * samples in (plm_electra_corrupt), loss L_gen + 50 L_disc, generator width 12 with
+         * its own embeddings_project from the shared width-36 tables (no E); no dropout, so
+         * that parity.py's eval-mode HF forward of the saved checkpoint sees the same logits */
+        {"electra_joint", PLM_ARCH_ELECTRA, .C = 36, .L = 2, .NH = 3, .I = 60, .V = 53, .B = 3, .T = 11,
+         .kinds = {PLM_HEAD_RTD}, .num_heads = 1, .pairs = true, .gen_C = 12, .weight = 50.0f, .joint = true},
+        /* the clm+mlm switch: one post-LN BERT, a causal CLM run then a bidirectional MLM run
+         * (no dropout: the dumped masks are keyed by the backbone's last batch) */
+        {"bert_clm_mlm_switch", PLM_ARCH_BERT, .C = 36, .L = 2, .NH = 3, .I = 60, .V = 53, .B = 3, .T = 11,
+         .kinds = {PLM_HEAD_LM}, .num_heads = 1, .mask_switch = true},
     };
 #undef SMALL
     for (size_t i = 0; i < PLM_ARRAY_LEN(heads); i++) case_heads(&heads[i]);

@@ -1,7 +1,8 @@
 /* cmd_demo.c - `plm demo`: the whole life of two small models in a few minutes. Trains
  * a byte-level BPE on the public-domain corpus in data/demo, pretrains a GPT-style
- * decoder (CLM) and a BERT-style encoder (MLM) on it, then shows what they learned:
- * generated text and fill-mask predictions. Every step is an ordinary subcommand. */
+ * decoder (CLM) and a BERT-style encoder (CLM then MLM) on it, then shows what they
+ * learned: generated text, fill-mask predictions and the encoder's masked accuracy next
+ * to the context-free baseline. Every step is an ordinary subcommand. */
 #include <dirent.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -56,16 +57,43 @@ static int write_config(const char *path, plm_arch arch, int hidden, int layers,
     return plm_config_save(&c, NULL, path);
 }
 
+/* The BERT's last validation line: its accuracy at the positions showing [MASK] (the
+ * others show their original or a random token) next to always answering the corpus'
+ * most frequent token there (the context-free baseline). */
+static void print_masked_accuracy(const char *dir) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    size_t n;
+    char *buf = plm_read_file(path, &n);
+    double acc = -1, base = -1;
+    for (char *line = buf; buf && line && *line;) {
+        char *nl = strchr(line, '\n'), *k = strstr(line, "\"eval_mask_token_accuracy\": ");
+        char *b = strstr(line, "\"eval_mask_token_majority_accuracy\": ");
+        if (k && b && (!nl || b < nl)) {
+            acc = strtod(k + 28, NULL);
+            base = strtod(b + 37, NULL);
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    free(buf);
+    if (acc >= 0 && base >= 0)
+        printf("\nBERT accuracy at the [MASK] tokens of held-out text: %.1f%% (always the most frequent token: "
+               "%.1f%%)\n",
+               100 * acc, 100 * base);
+}
+
 int cmd_demo(int argc, char **argv) {
     const char *out = "runs/demo", *corpus = "data/demo";
+    const char *bert_objective = "mlm";
     long gpt_steps = 250, bert_steps = 800;
     int hidden = 192;
     arg_spec specs[] = {
         {"--output-dir", ARG_STR, &out, "where the two models go (default runs/demo)"},
         {"--corpus", ARG_STR, &corpus, "folder of .txt files to pretrain on (default data/demo)"},
         {"--gpt-steps", ARG_LONG, &gpt_steps, "optimizer steps of the GPT (default 250)"},
-        {"--bert-steps", ARG_LONG, &bert_steps,
-         "optimizer steps of the BERT (default 800: MLM learns from 15% of the tokens)"},
+        {"--bert-steps", ARG_LONG, &bert_steps, "optimizer steps of the BERT (default 800)"},
+        {"--bert-objective", ARG_STR, &bert_objective,
+         "the BERT's objective: mlm or clm+mlm (the first quarter causal) (default mlm)"},
         {"--hidden-size", ARG_INT, &hidden, "model width (default 192; 4 layers, heads of 64)"},
     };
     int rc = args_parse("demo", "Pretrain a small GPT (CLM) and a small BERT (MLM) on data/demo and show them.", specs,
@@ -122,12 +150,28 @@ int cmd_demo(int argc, char **argv) {
     for (int i = 0; i < nf; i++) push_all(&a, files[i], NULL);
     if ((rc = run(cmd_pretrain, "pretrain", a.v)) != 0) goto done;
 
-    /* 2. BERT-style encoder, masked LM, same tokenizer */
+    /* 2. BERT-style encoder, same tokenizer. With BERT's recipe (15% masked, 128-token
+     * windows, lr 1e-3) 800 steps only reach the unigram: ',', ' the', '.' for every [MASK]
+     * (masked accuracy 10.9%, the same in PyTorch). The recipe that learned in
+     * tests/test_learning.c: 40% of the tokens masked (Wettig et al. 2023), 32-token
+     * windows at the same tokens per step (attention finds the neighbours from the absolute
+     * positions much sooner), lr 2e-3 with 100 warmup steps. Measured on this corpus (one
+     * run each, a loaded machine): at 300 steps MLM 11.1% accuracy over the selected
+     * tokens, CLM for the first quarter then MLM 9.9% (always the most frequent token: 4.4%),
+     * so MLM by default. But that accuracy counts the 10% of selected tokens left unchanged,
+     * which the model copies: at the [MASK] positions alone, after 800 steps (300 + 500
+     * continued), 5.3% against 4.6% for the most frequent token, and fill-mask still answers
+     * ',' ' the' '.' whatever the sentence. The demo prints the [MASK]-only number. */
+    if (strcmp(bert_objective, "mlm") != 0 && strcmp(bert_objective, "clm+mlm") != 0) {
+        fprintf(stderr, "plm demo: --bert-objective must be mlm or clm+mlm\n");
+        rc = PLM_EXIT_USAGE;
+        goto done;
+    }
     a.n = 0;
-    push_all(&a, "pretrain", "--config", bcfg, "--objective", "mlm", "--output-dir", bert, "--max-steps", bsteps,
-             "--learning-rate", "1e-3", "--eval-steps", beval, "--tokenizer", tokp, NULL);
-    push_all(&a, "--batch-size", "16", "--seq-len", "128", "--warmup-steps", "30", "--eval-batches", "10", "--train",
-             NULL);
+    push_all(&a, "pretrain", "--config", bcfg, "--objective", bert_objective, "--output-dir", bert, "--max-steps",
+             bsteps, "--learning-rate", "2e-3", "--eval-steps", beval, "--tokenizer", tokp, NULL);
+    push_all(&a, "--batch-size", "64", "--seq-len", "32", "--warmup-steps", "100", "--mlm-probability", "0.4",
+             "--eval-batches", "20", "--train", NULL);
     for (int i = 0; i < nf; i++) push_all(&a, files[i], NULL);
     if ((rc = run(cmd_pretrain, "pretrain", a.v)) != 0) goto done;
 
@@ -153,6 +197,7 @@ int cmd_demo(int argc, char **argv) {
                        "It was the [MASK] of the morning.",
                        NULL};
     if ((rc = run(cmd_fill_mask, "fill-mask", f)) != 0) goto done;
+    print_masked_accuracy(bert);
     printf("\nloss curves: %s/loss.svg and %s/loss.svg; metrics: */metrics.jsonl\n", gpt, bert);
 done:
     for (int i = 0; i < nf; i++) free(files[i]);

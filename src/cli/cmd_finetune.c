@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "core/common.h"
 #include "model/model_io.h"
+#include "train/dist.h"
 #include "train/finetune.h"
 #include "train/trainer.h"
 #include "model/gemm.h"
@@ -284,6 +285,7 @@ int cmd_finetune(int argc, char **argv) {
         args_list_free(&d.text_columns);
         return rc == 1 ? 0 : rc;
     }
+    if (!plm_dist_is_root()) quiet = true; /* under mpirun rank 0 reports; the others only fail */
     a.quiet = quiet;
     if (bf16) plm_gemm_set_bf16(true);
     task_ctx c;
@@ -367,12 +369,12 @@ int cmd_finetune(int argc, char **argv) {
         plm_tokenizer_free(tok);
         if (rc != 0) goto fail;
         results[si] = best.value[0];
-        if (have_dev)
+        if (have_dev && plm_dist_is_root())
             printf("%s seed %llu: best eval_%s %.4f (n=%d) -> %s\n", c.t.name, (unsigned long long)as.seed,
                    c.t.metrics[0], best.value[0], best.n, as.output_dir);
         fflush(stdout);
     }
-    if (seeds > 1) {
+    if (seeds > 1 && plm_dist_is_root()) {
         double sd, mu = mean_std(results, seeds, &sd);
         printf("%s eval_%s over %d seeds: %.4f +- %.4f\n", c.t.name, c.t.metrics[0], seeds, mu, sd);
         cJSON *o = cJSON_CreateObject();

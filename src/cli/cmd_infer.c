@@ -10,13 +10,16 @@
 #include "data/corpus.h"
 #include "data/dataloader.h"
 #include "infer/generate.h"
+#include "infer/lm_score.h"
 #include "train/trainer.h"
 
-/* eval, generate and fill-mask use a pretraining model: one backbone with an LM head. */
-static int load_lm(const char *dir, plm_model **m, plm_tokenizer **tok) {
+/* eval, generate and fill-mask use a pretraining model: one backbone with an LM head
+ * (generate also takes a T5 encoder-decoder). */
+static int load_lm_ex(const char *dir, plm_model **m, plm_tokenizer **tok, bool allow_t5) {
     int rc = cli_load_model(dir, m, tok);
     if (rc != 0) return rc;
-    if (plm_model_head(*m, PLM_HEAD_LM) < 0 || (*m)->num_backbones != 1) {
+    bool t5 = allow_t5 && (*m)->config.arch == PLM_ARCH_T5;
+    if (plm_model_head(*m, PLM_HEAD_LM) < 0 || ((*m)->num_backbones != 1 && !t5)) {
         plm_error("%s/config.json: a %s has no language-model head to use here (fine-tuned models: plm evaluate / "
                   "plm predict)",
                   dir, plm_model_architecture(*m));
@@ -29,22 +32,32 @@ static int load_lm(const char *dir, plm_model **m, plm_tokenizer **tok) {
     return 0;
 }
 
+static int load_lm(const char *dir, plm_model **m, plm_tokenizer **tok) { return load_lm_ex(dir, m, tok, false); }
+
 int cmd_eval(int argc, char **argv) {
     const char *model_dir = NULL, *objective = NULL;
     arg_list files = {0};
-    int batch_size = 8, seq_len = 0, max_batches = 1000000;
+    int batch_size = 8, seq_len = 0, max_batches = 1000000, stride = 0;
     uint64_t seed = 42;
+    bool quiet = false;
     arg_spec specs[] = {
         {"--model", ARG_STR, &model_dir, "model directory (config.json, model.safetensors, tokenizer.json)"},
         {"--data", ARG_LIST, &files, "held-out text files"},
         {"--objective", ARG_STR, &objective, "clm (perplexity) or mlm (masked loss/accuracy); default from the model"},
         {"--batch-size", ARG_INT, &batch_size, "sequences per batch (default 8)"},
-        {"--seq-len", ARG_INT, &seq_len, "tokens per sequence (default: min(512, max_position_embeddings))"},
-        {"--max-batches", ARG_INT, &max_batches, "stop after N batches"},
+        {"--seq-len", ARG_INT, &seq_len,
+         "tokens per window (default: CLM max_position_embeddings, MLM min(512, max_position_embeddings))"},
+        {"--stride", ARG_INT, &stride,
+         "CLM: a window every N tokens, scoring the tokens not scored before (default seq-len / 2; seq-len: "
+         "disjoint windows)"},
+        {"--max-batches", ARG_INT, &max_batches, "MLM: stop after N batches"},
         {"--seed", ARG_U64, &seed, "seed of the MLM masks (default 42)"},
+        {"--quiet", ARG_FLAG, &quiet, "CLM: no progress bar"},
     };
-    int rc = args_parse("eval", "Perplexity (CLM) or masked-token loss and accuracy (MLM) on held-out text.", specs,
-                        (int)PLM_ARRAY_LEN(specs), argc, argv);
+    int rc = args_parse("eval",
+                        "Perplexity (CLM: sliding windows with a stride, as Hugging Face's perplexity guide) or "
+                        "masked-token loss and accuracy (MLM) on held-out text.",
+                        specs, (int)PLM_ARRAY_LEN(specs), argc, argv);
     if (rc) {
         args_list_free(&files);
         return rc == 1 ? 0 : rc;
@@ -70,9 +83,13 @@ int cmd_eval(int argc, char **argv) {
         rc = PLM_EXIT_USAGE;
         goto out;
     }
-    if (seq_len <= 0) seq_len = PLM_MIN(512, m->config.max_position_embeddings);
-    if (batch_size <= 0 || seq_len > m->config.max_position_embeddings) {
-        fprintf(stderr, "plm eval: --seq-len must be at most max_position_embeddings (%d)\n",
+    if (seq_len <= 0)
+        seq_len =
+            obj == PLM_OBJ_CLM ? m->config.max_position_embeddings : PLM_MIN(512, m->config.max_position_embeddings);
+    if (stride <= 0) stride = PLM_MAX(seq_len / 2, 1);
+    if (batch_size <= 0 || seq_len > m->config.max_position_embeddings || stride > seq_len ||
+        (obj == PLM_OBJ_CLM && seq_len < 2)) {
+        fprintf(stderr, "plm eval: --seq-len must be in 2..max_position_embeddings (%d), --stride in 1..seq-len\n",
                 m->config.max_position_embeddings);
         rc = PLM_EXIT_USAGE;
         goto out;
@@ -84,6 +101,29 @@ int cmd_eval(int argc, char **argv) {
         rc = cli_fail("eval", PLM_EXIT_INPUT);
         goto out;
     }
+    if (obj == PLM_OBJ_CLM) {
+        /* documents joined by end-of-text, none appended after the last (HF's guide
+         * scores the joined text as it is) */
+        if (s.n > 1 && sep >= 0 && s.ids[s.n - 1] == sep) s.n--;
+        plm_ppl_result pr;
+        plm_progress pb;
+        long nw = s.n > (size_t)seq_len ? (long)((s.n - (size_t)seq_len + (size_t)stride - 1) / (size_t)stride) + 1 : 1;
+        if (!quiet) plm_progress_start(&pb, "perplexity", nw, 0);
+        if (plm_lm_perplexity(m, s.ids, s.n, seq_len, stride, batch_size, quiet ? NULL : &pb, &pr) != 0) {
+            if (!quiet) fputc('\n', stderr);
+            rc = cli_fail("eval", PLM_EXIT_INPUT);
+        } else {
+            if (!quiet) plm_progress_finish(&pb, NULL);
+            double loss = pr.nll / (double)pr.tokens;
+            printf(
+                "{\"objective\": \"clm\", \"loss\": %.6f, \"perplexity\": %.4f, \"accuracy\": %.4f, \"tokens\": %ld, "
+                "\"nll_sum\": %.6f, \"seq_len\": %d, \"stride\": %d, \"windows\": %ld}\n",
+                loss, exp(loss), (double)pr.correct / (double)pr.tokens, pr.tokens, pr.nll, seq_len, stride,
+                pr.windows);
+        }
+        plm_token_stream_free(&s);
+        goto out;
+    }
     plm_vocab_info v;
     plm_vocab_info_init(&v, tok);
     plm_objective_opts oo;
@@ -93,15 +133,10 @@ int cmd_eval(int argc, char **argv) {
         rc = cli_fail("eval", PLM_EXIT_INPUT);
     } else {
         plm_model_reserve(m, batch_size, seq_len);
-        plm_eval_result e = plm_evaluate(m, &d, batch_size, max_batches, obj == PLM_OBJ_CLM);
-        if (obj == PLM_OBJ_CLM)
-            printf(
-                "{\"objective\": \"clm\", \"loss\": %.6f, \"perplexity\": %.4f, \"accuracy\": %.4f, \"tokens\": %ld}\n",
-                e.loss, exp(e.loss), e.accuracy, e.tokens);
-        else
-            printf("{\"objective\": \"mlm\", \"loss\": %.6f, \"masked_accuracy\": %.4f, \"perplexity\": %.4f, "
-                   "\"masked_tokens\": %ld}\n",
-                   e.loss, e.accuracy, exp(e.loss), e.tokens);
+        plm_eval_result e = plm_evaluate(m, &d, batch_size, max_batches, false);
+        printf("{\"objective\": \"mlm\", \"loss\": %.6f, \"masked_accuracy\": %.4f, \"perplexity\": %.4f, "
+               "\"masked_tokens\": %ld}\n",
+               e.loss, e.accuracy, exp(e.loss), e.tokens);
         plm_dataloader_free(&d);
     }
     plm_vocab_info_free(&v);
@@ -126,6 +161,19 @@ static void print_token(int32_t id, void *p) {
     fflush(stdout);
 }
 
+/* T5 output: its sentinels <extra_id_N> are special tokens but part of the answer; only
+ * EOS and padding are dropped. */
+static void print_t5_token(int32_t id, void *p) {
+    stream_ctx *c = p;
+    if (id == plm_tokenizer_special(c->tok, PLM_SPECIAL_EOS) || id == plm_tokenizer_special(c->tok, PLM_SPECIAL_PAD))
+        return;
+    size_t len;
+    char *s = plm_tokenizer_decode(c->tok, &id, 1, false, &len);
+    if (s) fwrite(s, 1, len, stdout);
+    free(s);
+    fflush(stdout);
+}
+
 int cmd_generate(int argc, char **argv) {
     const char *model_dir = NULL, *prompt = NULL;
     bool greedy = false;
@@ -141,7 +189,9 @@ int cmd_generate(int argc, char **argv) {
         {"--greedy", ARG_FLAG, &greedy, "always take the most likely token"},
         {"--seed", ARG_U64, &s.seed, "sampling seed (default 42)"},
     };
-    int rc = args_parse("generate", "Generate text from a causal model (KV cache; greedy, temperature, top-k, top-p).",
+    int rc = args_parse("generate",
+                        "Generate text from a causal model, or text-to-text from a T5 encoder-decoder (KV caches; "
+                        "greedy, temperature, top-k, top-p).",
                         specs, (int)PLM_ARRAY_LEN(specs), argc, argv);
     if (rc) return rc == 1 ? 0 : rc;
     if (!model_dir || !prompt) {
@@ -155,8 +205,9 @@ int cmd_generate(int argc, char **argv) {
     s.do_sample = !greedy;
     plm_model *m;
     plm_tokenizer *tok;
-    if ((rc = load_lm(model_dir, &m, &tok)) != 0) return cli_fail("generate", rc);
-    if (!m->config.is_decoder) {
+    if ((rc = load_lm_ex(model_dir, &m, &tok, true)) != 0) return cli_fail("generate", rc);
+    bool t5 = m->config.arch == PLM_ARCH_T5;
+    if (!m->config.is_decoder && !t5) {
         /* A bidirectional encoder never learned next-token prediction: its "continuation"
          * is noise. The model directory is the wrong input for this command. */
         plm_error("%s/config.json: is_decoder is false (a bidirectional MLM encoder); generate needs a causal "
@@ -175,8 +226,19 @@ int cmd_generate(int argc, char **argv) {
     } else {
         int32_t *out = plm_malloc((size_t)(s.max_new_tokens + 1) * sizeof(int32_t));
         stream_ctx ctx = {tok};
-        fputs(prompt, stdout);
-        int n = plm_generate(m, e.ids, e.n, &s, out, print_token, &ctx);
+        int n;
+        if (t5) {
+            /* the encoder input ends in EOS, as T5's tokenizer writes it */
+            int32_t *in = plm_malloc((size_t)(e.n + 1) * sizeof(int32_t));
+            memcpy(in, e.ids, (size_t)e.n * sizeof(int32_t));
+            int nin = e.n;
+            if (s.eos_token_id >= 0) in[nin++] = s.eos_token_id;
+            n = plm_generate_seq2seq(m, in, nin, &s, out, print_t5_token, &ctx);
+            free(in);
+        } else {
+            fputs(prompt, stdout);
+            n = plm_generate(m, e.ids, e.n, &s, out, print_token, &ctx);
+        }
         putchar('\n');
         if (n < 0) rc = cli_fail("generate", PLM_EXIT_INPUT);
         free(out);

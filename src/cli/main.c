@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "core/common.h"
+#include "train/dist.h"
 
 typedef struct {
     const char *name;
@@ -18,6 +19,10 @@ static const command commands[] = {
     {"finetune", cmd_finetune, "fine-tune for sequence classification / regression (GLUE or custom files)"},
     {"evaluate", cmd_evaluate, "score a fine-tuned model on a labelled set (GLUE-style table, JSON)"},
     {"predict", cmd_predict, "predict a test set with a fine-tuned model (GLUE submission TSV)"},
+    {"prompt", cmd_prompt, "zero- / few-shot classification with a causal model (verbalizer log-likelihoods)"},
+    {"embed", cmd_embed, "sentence embeddings (.npy / safetensors) from any checkpoint"},
+    {"retrieval-eval", cmd_retrieval_eval, "SQuAD question -> paragraph retrieval: recall@k, nDCG@10, MRR@10"},
+    {"finetune-embed", cmd_finetune_embed, "contrastive fine-tuning of an embedder on SQuAD question-paragraph pairs"},
     {"eval", cmd_eval, "perplexity / masked-token accuracy of a model on held-out text"},
     {"generate", cmd_generate, "generate text from a causal model"},
     {"fill-mask", cmd_fill_mask, "predict masked tokens with an encoder"},
@@ -37,7 +42,21 @@ int main(int argc, char **argv) {
         return argc < 2 ? PLM_EXIT_USAGE : 0;
     }
     for (size_t i = 0; i < PLM_ARRAY_LEN(commands); i++)
-        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 1, argv + 1);
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            /* under mpirun every rank runs the command; one that fails ends the job. Only
+             * the data-parallel trainers may run on several ranks: the others would each
+             * do the whole work and write the same files. */
+            plm_dist_init(&argc, &argv);
+            if (plm_dist_size() > 1 && strcmp(argv[1], "pretrain") != 0 && strcmp(argv[1], "finetune") != 0) {
+                if (plm_dist_is_root())
+                    fprintf(stderr,
+                            "plm %s: error: runs on one process only (pretrain and finetune run under "
+                            "mpirun with several ranks)\n",
+                            argv[1]);
+                return plm_dist_finish(PLM_EXIT_USAGE);
+            }
+            return plm_dist_finish(commands[i].fn(argc - 1, argv + 1));
+        }
     fprintf(stderr, "plm: unknown command '%s' (see plm --help)\n", argv[1]);
     return PLM_EXIT_USAGE;
 }

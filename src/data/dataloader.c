@@ -6,12 +6,15 @@
 
 #include "core/common.h"
 #include "model/crossentropy.h"
+#include "span_corruption.h"
 
 void plm_objective_opts_default(plm_objective_opts *o) {
     memset(o, 0, sizeof *o);
     o->mlm_probability = 0.15f;
     o->mask_replace_prob = 0.8f;
     o->random_replace_prob = 0.1f;
+    o->noise_density = 0.15f;
+    o->mean_noise_span_length = 3.0f;
 }
 
 int plm_vocab_info_init(plm_vocab_info *v, const plm_tokenizer *tok) {
@@ -69,6 +72,10 @@ int plm_dataloader_init(plm_dataloader *d, const plm_token_stream *s, plm_object
     d->T = T;
     d->seed = seed;
     d->shuffle = shuffle;
+    if (obj != PLM_OBJ_CLM && obj != PLM_OBJ_MLM && obj != PLM_OBJ_T5) {
+        plm_error("a dataloader is CLM, MLM or T5");
+        return -1;
+    }
     if (obj == PLM_OBJ_MLM) {
         if (v->mask < 0 || v->cls < 0 || v->sep < 0) {
             plm_error("tokenizer: MLM needs [MASK], [CLS] and [SEP] tokens");
@@ -79,6 +86,38 @@ int plm_dataloader_init(plm_dataloader *d, const plm_token_stream *s, plm_object
             return -1;
         }
         d->num_windows = s->n / (size_t)(T - 2);
+    } else if (obj == PLM_OBJ_T5) {
+        if (v->eos < 0) {
+            plm_error("tokenizer: T5 span corruption needs an EOS token");
+            return -1;
+        }
+        if (!(o->noise_density > 0.0f && o->noise_density < 0.5f) || !(o->mean_noise_span_length >= 1.0f)) {
+            plm_error("noise_density must be in (0, 0.5) and mean_noise_span_length >= 1");
+            return -1;
+        }
+        plm_t5_lengths(T, o->noise_density, o->mean_noise_span_length, &d->t5_tokens_length, &d->t5_targets_length);
+        /* the counts of noise tokens and spans depend on the length alone: one trial
+         * corruption shows whether every window gives exactly T inputs (short T or long
+         * spans round to no span at all) */
+        int L = d->t5_tokens_length, ni = 0, nt = 0;
+        d->t5_noise = plm_malloc((size_t)L + 1);
+        if (L >= 2) {
+            int32_t *tmp = plm_calloc(3 * (size_t)L + 4, sizeof(int32_t));
+            plm_rng r;
+            plm_rng_seed(&r, 1, 1);
+            plm_t5_noise_mask(d->t5_noise, L, o->noise_density, o->mean_noise_span_length, &r);
+            plm_t5_corrupt(tmp, d->t5_noise, L, 1, 0, tmp + L, &ni, tmp + 2 * L + 2, &nt);
+            free(tmp);
+        }
+        if (ni != T || nt != d->t5_targets_length) {
+            plm_error("T5 span corruption: max_seq_length %d with noise_density %g and mean_noise_span_length %g "
+                      "gives no window of exactly %d inputs (too short)",
+                      T, o->noise_density, o->mean_noise_span_length, T);
+            free(d->t5_noise);
+            d->t5_noise = NULL;
+            return -1;
+        }
+        d->num_windows = s->n / (size_t)L;
     } else {
         d->num_windows = s->n > 1 ? (s->n - 1) / (size_t)T : 0;
     }
@@ -97,7 +136,9 @@ int plm_dataloader_init(plm_dataloader *d, const plm_token_stream *s, plm_object
 
 void plm_dataloader_free(plm_dataloader *d) {
     free(d->order);
+    free(d->t5_noise);
     d->order = NULL;
+    d->t5_noise = NULL;
 }
 
 static void make_order(plm_dataloader *d) {
@@ -155,4 +196,22 @@ void plm_dataloader_next(plm_dataloader *d, int B, int32_t *ids, int32_t *type_i
     }
     if (type_ids) memset(type_ids, 0, (size_t)B * T * sizeof(int32_t));
     if (attn_mask) memset(attn_mask, 1, (size_t)B * T);
+}
+
+void plm_dataloader_next_t5(plm_dataloader *d, int B, int32_t *enc_ids, int32_t *dec_ids, int32_t *labels) {
+    int T = d->T, L = d->t5_tokens_length, Tt = d->t5_targets_length, ni, nt;
+    const plm_vocab_info *v = d->vocab;
+    for (int b = 0; b < B; b++) {
+        if (d->pos >= d->num_windows) plm_dataloader_seek(d, d->epoch + 1, 0);
+        size_t w = d->order[d->pos++];
+        /* a new noise mask per epoch (as the HF collator draws one per batch) */
+        plm_rng r;
+        plm_rng_seed(&r, plm_hash_combine(d->seed, d->epoch + 1), 0x75c00000ULL + w);
+        plm_t5_noise_mask(d->t5_noise, L, d->opts.noise_density, d->opts.mean_noise_span_length, &r);
+        int32_t *lab = labels + (size_t)b * Tt;
+        plm_t5_corrupt(d->stream->ids + w * (size_t)L, d->t5_noise, L, v->vocab_size - 1, v->eos,
+                       enc_ids + (size_t)b * T, &ni, lab, &nt);
+        if (ni != T || nt != Tt) plm_die("t5 span corruption: lengths %d/%d, expected %d/%d", ni, nt, T, Tt);
+        plm_t5_shift_right(lab, Tt, d->opts.decoder_start_token_id, dec_ids + (size_t)b * Tt);
+    }
 }

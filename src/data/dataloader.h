@@ -6,6 +6,9 @@
  *        [SEP]); each non-special token is selected with mlm_probability, and selected
  *        tokens become [MASK] (mask_replace_prob), a random token (random_replace_prob)
  *        or stay; labels hold the original id at selected positions, -100 elsewhere.
+ *   T5:  windows of expanded_inputs_length tokens, span-corrupted (span_corruption.h):
+ *        encoder inputs of exactly T tokens, targets (labels) and the decoder inputs
+ *        (targets shifted right) of t5_targets_length tokens; plm_dataloader_next_t5.
  * Windows are visited in a seeded random order per epoch. The data position (epoch,
  * index) and the seed determine every batch, masks included, so a resumed run sees
  * exactly the batches it would have seen. Dynamic masking (RoBERTa) draws a new mask
@@ -19,14 +22,26 @@
 #include "core/rng.h"
 #include "corpus.h"
 
-typedef enum { PLM_OBJ_CLM = 0, PLM_OBJ_MLM = 1 } plm_objective;
+/* ELECTRA trains on MLM batches (the trainer corrupts them, train/electra.h); CLM_MLM is
+ * the two-phase schedule (CLM, then MLM on the same weights); T5 is span corruption on an
+ * encoder-decoder. A dataloader is CLM, MLM or T5. */
+typedef enum {
+    PLM_OBJ_CLM = 0,
+    PLM_OBJ_MLM = 1,
+    PLM_OBJ_ELECTRA = 2,
+    PLM_OBJ_CLM_MLM = 3,
+    PLM_OBJ_T5 = 4
+} plm_objective;
 
 typedef struct {
-    float mlm_probability;     /* 0.15 */
-    float mask_replace_prob;   /* 0.8: selected -> [MASK] */
-    float random_replace_prob; /* 0.1: selected -> random token; the rest stay */
-    bool static_masking;       /* one fixed mask per window instead of per epoch */
-    bool right_to_left;        /* CLM: predict the previous token */
+    float mlm_probability;          /* 0.15 */
+    float mask_replace_prob;        /* 0.8: selected -> [MASK] */
+    float random_replace_prob;      /* 0.1: selected -> random token; the rest stay */
+    bool static_masking;            /* one fixed mask per window instead of per epoch */
+    bool right_to_left;             /* CLM: predict the previous token */
+    float noise_density;            /* T5: share of corrupted tokens (0.15) */
+    float mean_noise_span_length;   /* T5: mean corrupted span (3) */
+    int32_t decoder_start_token_id; /* T5: first decoder input (pad, 0 in HF's T5) */
 } plm_objective_opts;
 
 void plm_objective_opts_default(plm_objective_opts *o);
@@ -58,7 +73,9 @@ typedef struct {
     size_t num_windows;
     uint32_t *order; /* window order of the current epoch */
     uint64_t epoch;
-    size_t pos; /* next window within the epoch */
+    size_t pos;                              /* next window within the epoch */
+    int t5_tokens_length, t5_targets_length; /* T5: window (expanded) and target lengths */
+    uint8_t *t5_noise;                       /* T5: one window's noise mask */
 } plm_dataloader;
 
 int plm_dataloader_init(plm_dataloader *d, const plm_token_stream *s, plm_objective obj, const plm_objective_opts *o,
@@ -69,5 +86,8 @@ void plm_dataloader_seek(plm_dataloader *d, uint64_t epoch, size_t pos);
 /* Fills one [B, T] batch; token_type_ids are 0 and attention_mask 1 (windows are full). */
 void plm_dataloader_next(plm_dataloader *d, int B, int32_t *ids, int32_t *type_ids, uint8_t *attn_mask,
                          int32_t *labels);
+
+/* T5: fills enc_ids [B, T], dec_ids and labels [B, t5_targets_length]. */
+void plm_dataloader_next_t5(plm_dataloader *d, int B, int32_t *enc_ids, int32_t *dec_ids, int32_t *labels);
 
 #endif

@@ -9,6 +9,7 @@
 #include "model/gelu.h"
 #include "model/layernorm.h"
 #include "model/linear.h"
+#include "model/t5.h"
 
 void plm_sampling_default(plm_sampling *s) {
     s->max_new_tokens = 64;
@@ -234,5 +235,49 @@ int plm_generate(const plm_model *m, const int32_t *prompt, int n_prompt, const 
     }
     free(work);
     plm_kv_cache_free(&kv);
+    return n;
+}
+
+int plm_generate_seq2seq(plm_model *m, const int32_t *input, int n_input, const plm_sampling *s, int32_t *out,
+                         void (*on_token)(int32_t id, void *ctx), void *ctx) {
+    int hi = plm_model_head(m, PLM_HEAD_LM);
+    if (m->config.arch != PLM_ARCH_T5 || hi < 0 || m->heads[hi].spec.backbone != 1) {
+        plm_error("generate: text-to-text generation needs a T5 model with its LM head");
+        return -1;
+    }
+    if (n_input <= 0 || n_input > m->config.max_position_embeddings) {
+        plm_error("generate: the input has %d tokens (1..%d)", n_input, m->config.max_position_embeddings);
+        return -1;
+    }
+    for (int i = 0; i < n_input; i++)
+        if (input[i] < 0 || input[i] >= m->config.vocab_size) {
+            plm_error("generate: input id %d is outside the vocabulary (%d)", input[i], m->config.vocab_size);
+            return -1;
+        }
+    if (plm_model_reserve(m, 1, n_input) != 0) return -1;
+    plm_backbone *enc = &m->bb[0], *dec = &m->bb[1];
+    const plm_head *h = &m->heads[hi];
+    const float *states = backbone_forward(enc, 1, n_input, input, NULL, NULL, false, false, 0);
+    t5_cache kc;
+    t5_cache_begin(&kc, dec, states, NULL, 1, n_input, PLM_MAX(s->max_new_tokens, 1));
+    int C = dec->config.hidden_size, V = h->K;
+    float *x = plm_malloc((size_t)C * sizeof(float)), *logits = plm_malloc((size_t)V * sizeof(float));
+    plm_rng r;
+    plm_rng_seed(&r, s->seed, 0x6e6);
+    int32_t id = dec->config.decoder_start_token_id;
+    int n = 0;
+    while (n < s->max_new_tokens) {
+        const float *y = t5_cache_step(&kc, dec, &id);
+        /* the LM head: lm_head(y * d_model^-1/2) when tied (heads.h) */
+        for (int i = 0; i < C; i++) x[i] = y[i] * h->in_scale;
+        linear_forward(logits, x, h->w.out_w, h->w.out_b, 1, C, V);
+        id = plm_sample(logits, V, s, &r);
+        out[n++] = id;
+        if (on_token) on_token(id, ctx);
+        if (id == s->eos_token_id) break;
+    }
+    free(x);
+    free(logits);
+    t5_cache_free(&kc);
     return n;
 }

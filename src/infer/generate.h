@@ -44,4 +44,12 @@ int32_t plm_sample(float *logits, int V, const plm_sampling *s, plm_rng *r);
 int plm_generate(const plm_model *m, const int32_t *prompt, int n_prompt, const plm_sampling *s, int32_t *out,
                  void (*on_token)(int32_t id, void *ctx), void *ctx);
 
+/* Text-to-text generation with a T5 encoder-decoder: the encoder runs once over input
+ * (n_input tokens, which should end in EOS as T5's tokenizer adds it); the decoder starts
+ * from decoder_start_token_id and decodes token by token with its self-attention keys
+ * and values and the cross-attention keys and values of the encoder states cached
+ * (t5.h). Same sampling, output and return value as plm_generate. */
+int plm_generate_seq2seq(plm_model *m, const int32_t *input, int n_input, const plm_sampling *s, int32_t *out,
+                         void (*on_token)(int32_t id, void *ctx), void *ctx);
+
 #endif

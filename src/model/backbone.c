@@ -14,6 +14,7 @@
 #include "gelu.h"
 #include "layernorm.h"
 #include "linear.h"
+#include "t5.h"
 
 /* ---------------------------------------------------------------- activations */
 
@@ -31,16 +32,21 @@ int backbone_reserve(plm_backbone *bb, int B, int T) {
     bb->cap_T = T;
     size_t N = (size_t)B * T, C = c->hidden_size, I = c->intermediate_size, E = bb->E;
     size_t NH = c->num_attention_heads, L = c->num_hidden_layers;
-    /* attention's saved state: linear in T (attention.h) */
+    bool t5 = c->arch == PLM_ARCH_T5;
+    /* T5's attention width num_heads x d_kv may exceed d_model: every buffer that width */
+    if (t5) C = PLM_MAX(C, NH * (size_t)plm_config_d_kv(c));
+    size_t I2 = t5 && c->gated_act ? 2 * I : I; /* the FFN's first GEMM: wi, or wi_0 | wi_1 */
+    /* attention's saved state: linear in T (attention.h); heads of C / NH channels */
     size_t natt = attention_saved_floats(B, (int)NH, T, T, (int)(C / NH));
     /* One allocation for every activation, carved into views. */
-    size_t per_layer = N * C * 5 + N * 3 * C + natt + N * I * 2 + 4 * N;
+    size_t per_layer = N * C * 5 + N * 3 * C + natt + N * I + N * I2 + 4 * N;
     bool cross = c->add_cross_attention;
     if (cross) per_layer += N * C * 4 + N * 2 * C + natt + 2 * N; /* lnc, cq, caty, resc; ckv; catt */
     size_t emb = N * E * 3 + 2 * N + N * C;
-    size_t total = emb + per_layer * L + N * C + 2 * N + (size_t)B * C * 3 + N * C * 6 + N * 3 * C + N * I + 2 * N * E;
-    if (cross) total += N * C * 2 + N * 2 * C; /* g_cq, d_enc; g_ckv */
-    size_t views = 16 + 21 * L + 24;
+    size_t total = emb + per_layer * L + N * C + 2 * N + (size_t)B * C * 3 + N * C * 6 + N * 3 * C + N * I2 + 2 * N * E;
+    if (cross) total += N * C * 2 + N * 2 * C;                    /* g_cq, d_enc; g_ckv */
+    if (t5) total += 2 * NH * T * T + NH * N * T + N * C + N * I; /* pos_bias, dpos_bias, g_scores, t5_out, g_act */
+    size_t views = 16 + 21 * L + 24 + 5;
     total += 16 * views; /* each view is rounded up to 16 floats */
     float *p = plm_aligned_alloc(total * sizeof(float));
     memset(p, 0, total * sizeof(float));
@@ -66,7 +72,7 @@ int backbone_reserve(plm_backbone *bb, int B, int T) {
         a->ln2 = TAKE(N * C);
         a->ln2_mean = TAKE(N);
         a->ln2_rstd = TAKE(N);
-        a->fch = TAKE(N * I);
+        a->fch = TAKE(N * I2);
         a->fch_gelu = TAKE(N * I);
         a->res2 = TAKE(N * C);
         if (cross) {
@@ -92,13 +98,20 @@ int backbone_reserve(plm_backbone *bb, int B, int T) {
     bb->g_b = TAKE(N * C);
     bb->g_atty = TAKE(N * C);
     bb->g_qkv = TAKE(N * 3 * C);
-    bb->g_fch = TAKE(N * I);
+    bb->g_fch = TAKE(N * I2);
     bb->g_emb = TAKE(N * E);
     bb->g_emb2 = TAKE(N * E);
     if (cross) {
         bb->g_cq = TAKE(N * C);
         bb->g_ckv = TAKE(N * 2 * C);
         bb->d_enc = TAKE(N * C);
+    }
+    if (t5) {
+        bb->pos_bias = TAKE(NH * T * T);
+        bb->dpos_bias = TAKE(NH * T * T);
+        bb->g_scores = TAKE(NH * N * T);
+        bb->t5_out = TAKE(N * C);
+        bb->g_act = TAKE(N * I);
     }
 #undef TAKE
     if ((size_t)(p - bb->act_block) > total) plm_die("activation layout overflow");
@@ -130,6 +143,7 @@ static const float *layer_input(const plm_backbone *bb, int l) {
 }
 
 const float *backbone_hidden(const plm_backbone *bb) {
+    if (bb->config.arch == PLM_ARCH_T5) return bb->t5_out;
     int L = bb->config.num_hidden_layers;
     return bb->config.pre_layernorm ? bb->lnf : bb->acts[L - 1].ln2;
 }
@@ -163,6 +177,7 @@ static attn_shape cross_shape(const plm_backbone *bb, const plm_layer_acts *a, i
 
 const float *backbone_forward(plm_backbone *bb, int B, int T, const int32_t *ids, const int32_t *type_ids,
                               const uint8_t *mask, bool causal, bool training, uint64_t dropout_seed) {
+    if (bb->config.arch == PLM_ARCH_T5) return t5_forward(bb, B, T, ids, mask, causal, training, dropout_seed);
     const plm_config *c = &bb->config;
     int C = c->hidden_size, I = c->intermediate_size, NH = c->num_attention_heads, E = bb->E;
     size_t N = (size_t)B * T;
@@ -302,6 +317,10 @@ static void cross_backward(plm_backbone *bb, int l, float pd, float pa) {
 }
 
 void backbone_backward(plm_backbone *bb) {
+    if (bb->config.arch == PLM_ARCH_T5) {
+        t5_backward(bb);
+        return;
+    }
     const plm_config *c = &bb->config;
     int B = bb->B, T = bb->T, C = c->hidden_size, I = c->intermediate_size, NH = c->num_attention_heads, E = bb->E;
     size_t N = (size_t)B * T;
@@ -382,6 +401,7 @@ void backbone_backward(plm_backbone *bb) {
             attention_backward(bb->g_qkv, bb->g_atty, a->qkv, a->att, B, T, C, NH, pa, backbone_drop_key(bb, l, 0));
             linear_backward(bb->g_resid, g->qkv_w, g->qkv_b, bb->g_qkv, x, w->qkv_w, (int)N, C, 3 * C, true);
         }
+        if (bb->layer_grads_done) bb->layer_grads_done(bb->layer_grads_ctx, l);
     }
 
     /* embeddings: x0 = proj(drop(LN(emb))) (post-LN) or proj(drop(emb)) (pre-LN) */

@@ -7,7 +7,8 @@
  *               post-LN: e = LN(e); then dropout; E != C: x0 = e @ Wp^T + bp
  *   post-LN (BERT):  h = LN(x + Attn(x));     out = LN(h + MLP(h))
  *   pre-LN (GPT-2):  h = x + Attn(LN(x));     out = h + MLP(LN(h)),  ln_f after the last
- * and an optional pooler on the first token (BERT's): pooled = tanh(W h[:, 0] + b). */
+ * and an optional pooler on the first token (BERT's): pooled = tanh(W h[:, 0] + b).
+ * T5 stacks (arch T5) run the same layer structure with T5's modules: t5.h. */
 #ifndef PLM_BACKBONE_H
 #define PLM_BACKBONE_H
 
@@ -38,6 +39,7 @@ typedef struct {
     float *emb_proj_w, *emb_proj_b; /* [C, E] when embedding_size != hidden_size */
     plm_layer_weights *layers;
     float *ln_f_w, *ln_f_b; /* pre-LN only */
+    float *rel_bias;        /* T5: relative_attention_bias [num_buckets, NH] of block 0 */
     float *pool_w, *pool_b; /* pooler, when a head needs it */
 } plm_backbone_weights;
 
@@ -71,6 +73,10 @@ typedef struct plm_backbone {
     const float *enc;
     const uint8_t *enc_mask;
     int Tk;
+    /* T5 (t5.h): the relative position bias [NH, T, T] and its gradient, the attention
+     * scores' gradient [B, NH, T, T] of one layer, the stack's output after the final
+     * norm's dropout, the FFN activation's gradient */
+    float *pos_bias, *dpos_bias, *g_scores, *t5_out, *g_act;
     float *act_block; /* the one allocation behind every activation */
     /* the batch of the last forward pass */
     int B, T;
@@ -79,6 +85,10 @@ typedef struct plm_backbone {
     bool causal, training;
     uint64_t dropout_seed;
     int index; /* which backbone of the model (dropout keys differ) */
+    /* called by backbone_backward once layer l's gradients are final (data parallelism
+     * starts reducing them while the layers below run, train/dist.c); NULL: none */
+    void (*layer_grads_done)(void *ctx, int layer);
+    void *layer_grads_ctx;
 } plm_backbone;
 
 /* Sizes the activations for B x T. Returns 0 or -1 (T too long). */

@@ -11,10 +11,15 @@
 #include "core/common.h"
 
 const char *plm_arch_name(plm_arch a) {
-    return a == PLM_ARCH_GPT2 ? "gpt2" : a == PLM_ARCH_ELECTRA ? "electra" : "bert";
+    return a == PLM_ARCH_GPT2 ? "gpt2" : a == PLM_ARCH_ELECTRA ? "electra" : a == PLM_ARCH_T5 ? "t5" : "bert";
+}
+
+int plm_config_d_kv(const plm_config *c) {
+    return c->d_kv > 0 ? c->d_kv : c->num_attention_heads > 0 ? c->hidden_size / c->num_attention_heads : 0;
 }
 
 bool plm_config_is_variant(const plm_config *c) {
+    if (c->arch == PLM_ARCH_T5) return false;
     if (c->arch == PLM_ARCH_GPT2) return !c->pre_layernorm || !c->is_decoder || c->type_vocab_size > 0;
     return c->pre_layernorm || (c->arch == PLM_ARCH_BERT && c->embedding_size > 0);
 }
@@ -33,6 +38,26 @@ void plm_config_default(plm_config *c, plm_arch arch) {
     c->tie_word_embeddings = true;
     c->pad_token_id = c->bos_token_id = c->eos_token_id = -1;
     c->mask_token_id = c->cls_token_id = c->sep_token_id = -1;
+    c->decoder_start_token_id = -1;
+    if (arch == PLM_ARCH_T5) {
+        /* T5Config: no biases, RMS norm, relative position buckets, dropout_rate 0.1,
+         * pad = decoder start = 0, eos = 1, initializer_factor 1.0, ReLU (v1.0) */
+        c->hidden_size = 256;
+        c->intermediate_size = 1024;
+        c->num_hidden_layers = c->num_decoder_layers = 4;
+        c->num_attention_heads = 4;
+        c->type_vocab_size = 0;
+        c->hidden_act = PLM_ACT_RELU;
+        c->layer_norm_eps = 1e-6f;
+        c->hidden_dropout_prob = c->attention_probs_dropout_prob = 0.1f;
+        c->initializer_range = 1.0f;
+        c->pre_layernorm = true;
+        c->relative_attention_num_buckets = 32;
+        c->relative_attention_max_distance = 128;
+        c->pad_token_id = c->decoder_start_token_id = 0;
+        c->eos_token_id = 1;
+        return;
+    }
     if (arch != PLM_ARCH_GPT2) {
         c->type_vocab_size = 2;
         c->hidden_act = PLM_GELU_ERF;
@@ -95,6 +120,53 @@ static int read_bool(const cJSON *root, const char *path, bool *out, const char 
     return 0;
 }
 
+/* T5Config's keys (d_kv x num_heads may differ from d_model, as in T5 v1.1); feed_forward_proj is "relu", "gelu",
+ * "gated-gelu" (new GELU, as HF) or "gated-relu". */
+static int parse_t5(plm_config *c, const cJSON *root, const char *path) {
+    plm_config_default(c, PLM_ARCH_T5);
+    c->num_decoder_layers = -1;
+    c->d_kv = 64; /* T5Config's default */
+    float dropout = c->hidden_dropout_prob;
+    if (read_int(root, path, &c->vocab_size, "vocab_size", NULL) ||
+        read_int(root, path, &c->hidden_size, "d_model", NULL) || read_int(root, path, &c->d_kv, "d_kv", NULL) ||
+        read_int(root, path, &c->intermediate_size, "d_ff", NULL) ||
+        read_int(root, path, &c->num_hidden_layers, "num_layers", NULL) ||
+        read_int(root, path, &c->num_decoder_layers, "num_decoder_layers", NULL) ||
+        read_int(root, path, &c->num_attention_heads, "num_heads", NULL) ||
+        read_int(root, path, &c->relative_attention_num_buckets, "relative_attention_num_buckets", NULL) ||
+        read_int(root, path, &c->relative_attention_max_distance, "relative_attention_max_distance", NULL) ||
+        read_int(root, path, &c->max_position_embeddings, "n_positions", NULL) ||
+        read_float(root, path, &dropout, "dropout_rate", NULL) ||
+        read_float(root, path, &c->layer_norm_eps, "layer_norm_epsilon", NULL) ||
+        read_float(root, path, &c->initializer_range, "initializer_factor", NULL) ||
+        read_bool(root, path, &c->tie_word_embeddings, "tie_word_embeddings") ||
+        read_int(root, path, &c->pad_token_id, "pad_token_id", NULL) ||
+        read_int(root, path, &c->eos_token_id, "eos_token_id", NULL) ||
+        read_int(root, path, &c->decoder_start_token_id, "decoder_start_token_id", NULL))
+        return -1;
+    if (c->num_decoder_layers == -1) c->num_decoder_layers = c->num_hidden_layers;
+    c->hidden_dropout_prob = c->attention_probs_dropout_prob = dropout;
+    const cJSON *ff = cJSON_GetObjectItemCaseSensitive(root, "feed_forward_proj");
+    if (ff) {
+        const char *v = cJSON_IsString(ff) ? ff->valuestring : "";
+        c->gated_act = strncmp(v, "gated-", 6) == 0;
+        const char *act = c->gated_act ? v + 6 : v;
+        if (strcmp(act, "relu") == 0)
+            c->hidden_act = PLM_ACT_RELU;
+        else if (strcmp(act, "gelu") == 0) /* HF maps "gated-gelu" to gelu_new */
+            c->hidden_act = c->gated_act ? PLM_GELU_TANH : PLM_GELU_ERF;
+        else if (strcmp(act, "gelu_new") == 0)
+            c->hidden_act = PLM_GELU_TANH;
+        else {
+            plm_error("%s: unsupported feed_forward_proj (expected \"relu\", \"gelu\", \"gated-gelu\" or "
+                      "\"gated-relu\")",
+                      path);
+            return -1;
+        }
+    }
+    return plm_config_validate(c, path);
+}
+
 int plm_config_parse(plm_config *c, const char *json, const char *path) {
     cJSON *root = cJSON_Parse(json);
     if (!root) {
@@ -120,12 +192,16 @@ int plm_config_parse(plm_config *c, const char *json, const char *path) {
         /* plm_* are plm's variants of the same architectures (plm_config_is_variant) */
         const char *t = mt->valuestring;
         if (strncmp(t, "plm_", 4) == 0) t += 4;
+        if (strcmp(t, "t5") == 0) {
+            rc = parse_t5(c, root, path);
+            goto done;
+        }
         if (strcmp(t, "gpt2") == 0)
             arch = PLM_ARCH_GPT2;
         else if (strcmp(t, "electra") == 0)
             arch = PLM_ARCH_ELECTRA;
         else if (strcmp(t, "bert") != 0) {
-            plm_error("%s: unsupported model_type \"%s\" (expected \"bert\", \"electra\" or \"gpt2\")", path,
+            plm_error("%s: unsupported model_type \"%s\" (expected \"bert\", \"electra\", \"gpt2\" or \"t5\")", path,
                       mt->valuestring);
             goto done;
         }
@@ -217,7 +293,9 @@ int plm_config_validate(const plm_config *c, const char *path) {
     REQUIRE(c->num_labels > 0 && c->num_labels <= 1 << 16, "%s: num_labels must be in 1..65536", path);
     REQUIRE(c->num_hidden_layers > 0 && c->num_hidden_layers <= 1024, "%s: num_hidden_layers must be in 1..1024", path);
     REQUIRE(c->num_attention_heads > 0, "%s: num_attention_heads must be positive", path);
-    REQUIRE(c->hidden_size % c->num_attention_heads == 0,
+    REQUIRE(c->d_kv >= 0 && c->d_kv <= 65536 && (c->d_kv == 0 || c->arch == PLM_ARCH_T5),
+            "%s: d_kv must be in 1..65536 (t5 only)", path);
+    REQUIRE(c->d_kv > 0 || c->hidden_size % c->num_attention_heads == 0,
             "%s: hidden_size (%d) is not divisible by num_attention_heads (%d)", path, c->hidden_size,
             c->num_attention_heads);
     REQUIRE(c->intermediate_size > 0 && c->intermediate_size <= 1 << 20, "%s: intermediate_size must be positive",
@@ -232,6 +310,19 @@ int plm_config_validate(const plm_config *c, const char *path) {
             "%s: attention_probs_dropout_prob must be in [0, 1)", path);
     REQUIRE(c->initializer_range > 0.0f, "%s: initializer_range must be positive", path);
     REQUIRE(!c->add_cross_attention || c->is_decoder, "%s: add_cross_attention needs is_decoder (as HF's)", path);
+    if (c->arch == PLM_ARCH_T5) {
+        REQUIRE(c->num_decoder_layers > 0 && c->num_decoder_layers <= 1024, "%s: num_decoder_layers must be in 1..1024",
+                path);
+        REQUIRE(c->relative_attention_num_buckets >= 2 && c->relative_attention_num_buckets <= 1024,
+                "%s: relative_attention_num_buckets must be in 2..1024", path);
+        REQUIRE(c->relative_attention_max_distance > c->relative_attention_num_buckets / 2 &&
+                    c->relative_attention_max_distance <= 1 << 20,
+                "%s: relative_attention_max_distance must exceed relative_attention_num_buckets / 2", path);
+        REQUIRE(c->decoder_start_token_id >= 0 && c->decoder_start_token_id < c->vocab_size,
+                "%s: decoder_start_token_id is outside the vocabulary (%d)", path, c->vocab_size);
+        REQUIRE(c->type_vocab_size == 0 && c->embedding_size == 0, "%s: t5 has no segment or projected embeddings",
+                path);
+    }
     const int *ids[] = {&c->pad_token_id,  &c->bos_token_id, &c->eos_token_id,
                         &c->mask_token_id, &c->cls_token_id, &c->sep_token_id};
     for (size_t i = 0; i < PLM_ARRAY_LEN(ids); i++)
@@ -264,7 +355,45 @@ static void add_float(cJSON *o, const char *key, float v) {
     cJSON_AddRawToObject(o, key, buf);
 }
 
+/* T5Config as HF writes it. */
+static char *t5_to_json(const plm_config *c, const char *architecture) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "architectures"),
+                         cJSON_CreateString(architecture ? architecture : "T5ForConditionalGeneration"));
+    cJSON_AddStringToObject(o, "model_type", "t5");
+    cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size);
+    cJSON_AddNumberToObject(o, "d_model", c->hidden_size);
+    cJSON_AddNumberToObject(o, "d_kv", plm_config_d_kv(c));
+    cJSON_AddNumberToObject(o, "d_ff", c->intermediate_size);
+    cJSON_AddNumberToObject(o, "num_layers", c->num_hidden_layers);
+    cJSON_AddNumberToObject(o, "num_decoder_layers", c->num_decoder_layers);
+    cJSON_AddNumberToObject(o, "num_heads", c->num_attention_heads);
+    cJSON_AddNumberToObject(o, "relative_attention_num_buckets", c->relative_attention_num_buckets);
+    cJSON_AddNumberToObject(o, "relative_attention_max_distance", c->relative_attention_max_distance);
+    add_float(o, "dropout_rate", c->hidden_dropout_prob);
+    add_float(o, "layer_norm_epsilon", c->layer_norm_eps);
+    add_float(o, "initializer_factor", c->initializer_range);
+    const char *act = c->hidden_act == PLM_ACT_RELU ? "relu" : "gelu";
+    char ff[32];
+    snprintf(ff, sizeof ff, "%s%s", c->gated_act ? "gated-" : "", act);
+    if (!c->gated_act && c->hidden_act == PLM_GELU_TANH) snprintf(ff, sizeof ff, "gelu_new");
+    cJSON_AddStringToObject(o, "feed_forward_proj", ff);
+    cJSON_AddBoolToObject(o, "is_encoder_decoder", true);
+    cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_word_embeddings);
+    cJSON_AddBoolToObject(o, "use_cache", true);
+    cJSON_AddNumberToObject(o, "n_positions", c->max_position_embeddings);
+    /* numbers even when -1: null would read back as T5's defaults (0, 1) */
+    cJSON_AddNumberToObject(o, "pad_token_id", c->pad_token_id);
+    cJSON_AddNumberToObject(o, "eos_token_id", c->eos_token_id);
+    cJSON_AddNumberToObject(o, "decoder_start_token_id", c->decoder_start_token_id);
+    cJSON_AddStringToObject(o, "torch_dtype", "float32");
+    char *s = cJSON_Print(o);
+    cJSON_Delete(o);
+    return s;
+}
+
 char *plm_config_to_json(const plm_config *c, const char *architecture) {
+    if (c->arch == PLM_ARCH_T5) return t5_to_json(c, architecture);
     cJSON *o = cJSON_CreateObject();
     cJSON *archs = cJSON_AddArrayToObject(o, "architectures");
     char model_type[32];

@@ -12,7 +12,10 @@
 
 void gelu_forward(float *out, const float *inp, size_t n, plm_gelu_kind kind) {
     double prof_t0 = plm_prof_begin();
-    if (kind == PLM_GELU_ERF) {
+    if (kind == PLM_ACT_RELU) {
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+    } else if (kind == PLM_GELU_ERF) {
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < n; i++) out[i] = 0.5f * inp[i] * (1.0f + plm_erff(inp[i] * INV_SQRT_2));
     } else {
@@ -27,7 +30,10 @@ void gelu_forward(float *out, const float *inp, size_t n, plm_gelu_kind kind) {
 
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, plm_gelu_kind kind) {
     double prof_t0 = plm_prof_begin();
-    if (kind == PLM_GELU_ERF) {
+    if (kind == PLM_ACT_RELU) {
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) dinp[i] = inp[i] > 0.0f ? dout[i] : 0.0f;
+    } else if (kind == PLM_GELU_ERF) {
         /* d/dx x Phi(x) = Phi(x) + x phi(x) */
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < n; i++) {
@@ -48,4 +54,43 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, p
         }
     }
     plm_prof_end("gelu", prof_t0);
+}
+
+/* One element: act(x) and act'(x). */
+static inline float act_grad(float x, plm_gelu_kind kind, float *d) {
+    if (kind == PLM_ACT_RELU) {
+        *d = x > 0.0f ? 1.0f : 0.0f;
+        return x > 0.0f ? x : 0.0f;
+    }
+    if (kind == PLM_GELU_ERF) {
+        float cdf = 0.5f * (1.0f + plm_erff(x * INV_SQRT_2));
+        *d = cdf + x * INV_SQRT_2PI * plm_expf(-0.5f * x * x);
+        return x * cdf;
+    }
+    float th = plm_tanhf(SQRT_2_OVER_PI * (x + 0.044715f * x * x * x));
+    float du = SQRT_2_OVER_PI * (1.0f + 3.0f * 0.044715f * x * x);
+    *d = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
+    return 0.5f * x * (1.0f + th);
+}
+
+void gated_act_forward(float *out, const float *inp, int N, int I, plm_gelu_kind kind) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x0 = inp + (size_t)n * 2 * I, *x1 = x0 + I;
+        float *o = out + (size_t)n * I, d;
+        for (int i = 0; i < I; i++) o[i] = act_grad(x0[i], kind, &d) * x1[i];
+    }
+}
+
+void gated_act_backward(float *dinp, const float *inp, const float *dout, int N, int I, plm_gelu_kind kind) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x0 = inp + (size_t)n * 2 * I, *x1 = x0 + I, *dy = dout + (size_t)n * I;
+        float *d0 = dinp + (size_t)n * 2 * I, *d1 = d0 + I, d;
+        for (int i = 0; i < I; i++) {
+            float a = act_grad(x0[i], kind, &d);
+            d0[i] = dy[i] * x1[i] * d;
+            d1[i] = dy[i] * a;
+        }
+    }
 }

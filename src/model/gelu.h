@@ -1,15 +1,23 @@
-/* gelu.h - the GELU activation in its two forms:
+/* gelu.h - the feed-forward activations: GELU in its two forms, ReLU, and their gated
+ * forms (T5 v1.1's DenseGatedActDense):
  *   "gelu"     (BERT):  x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2))
- *   "gelu_new" (GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+ *   "gelu_new" (GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+ *   "relu"     (T5 v1.0): max(x, 0)
+ *   gated: out = act(x0) * x1 for x = [x0 | x1] (wi_0 and wi_1 of one fused GEMM) */
 #ifndef PLM_GELU_H
 #define PLM_GELU_H
 
 #include <stddef.h>
 
-typedef enum { PLM_GELU_ERF = 0, PLM_GELU_TANH = 1 } plm_gelu_kind;
+typedef enum { PLM_GELU_ERF = 0, PLM_GELU_TANH = 1, PLM_ACT_RELU = 2 } plm_gelu_kind;
 
 void gelu_forward(float *out, const float *inp, size_t n, plm_gelu_kind kind);
 /* dinp = dout * gelu'(inp); dinp may alias dout. */
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, plm_gelu_kind kind);
+
+/* inp [N, 2I] rows [x0 | x1] -> out [N, I] = act(x0) * x1. */
+void gated_act_forward(float *out, const float *inp, int N, int I, plm_gelu_kind kind);
+/* dinp [N, 2I] = [dout * x1 * act'(x0) | dout * act(x0)] (overwritten). */
+void gated_act_backward(float *dinp, const float *inp, const float *dout, int N, int I, plm_gelu_kind kind);
 
 #endif

@@ -26,11 +26,13 @@ void head_setup(plm_head *h, const plm_head_spec *spec, const plm_backbone *bb) 
     const plm_config *c = &bb->config;
     h->spec = *spec;
     h->in_dim = h->hidden = c->hidden_size;
+    h->in_scale = 1.0f;
     switch (spec->kind) {
     case PLM_HEAD_LM:
         h->K = c->vocab_size;
         h->in_dim = bb->E;
-        h->transform = c->arch != PLM_ARCH_GPT2;
+        h->transform = c->arch != PLM_ARCH_GPT2 && c->arch != PLM_ARCH_T5;
+        if (c->arch == PLM_ARCH_T5 && c->tie_word_embeddings) h->in_scale = 1.0f / sqrtf((float)c->hidden_size);
         break;
     case PLM_HEAD_NSP:
         h->K = 2;
@@ -211,6 +213,8 @@ static int count_targets(const int32_t *t, int n) {
 static const float *lm_transform(plm_head *h, const plm_backbone *bb) {
     const plm_config *c = &bb->config;
     int M = h->num_rows, C = c->hidden_size, E = h->in_dim;
+    if (h->in_scale != 1.0f)
+        for (size_t i = 0; i < (size_t)M * C; i++) h->x[i] *= h->in_scale;
     if (!h->transform) return h->x;
     linear_forward(h->d1, h->x, h->w.dense_w, h->w.dense_b, M, C, E);
     gelu_forward(h->d1g, h->d1, (size_t)M * E, head_act(h, c));
@@ -374,6 +378,8 @@ void head_backward(plm_head *h, plm_backbone *bb, const plm_batch *b) {
             gelu_backward(h->dd, h->d1, h->dd, (size_t)M * E, head_act(h, c));
             linear_backward(h->dx, h->g.dense_w, h->g.dense_b, h->dd, h->x, h->w.dense_w, M, C, E, false);
         }
+        if (h->in_scale != 1.0f)
+            for (size_t i = 0; i < (size_t)M * C; i++) h->dx[i] *= h->in_scale;
         scatter_add(bb->dhidden, h->dx, h->rows, M, C);
         break;
     }

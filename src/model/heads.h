@@ -5,7 +5,8 @@
  *
  *   LM         logits = dec(t(h)) on rows with a label; t = dense -> GELU -> LN for
  *              BERT/ELECTRA (cls.predictions / generator_predictions), identity for
- *              GPT-2; dec is tied to the token embeddings; cross-entropy.
+ *              GPT-2 and T5; dec is tied to the token embeddings; cross-entropy. T5 with
+ *              tied embeddings scales h by d_model^-1/2 first (HF's rescaling).
  *              Only labelled rows are projected: MLM pays for 15% of the vocabulary GEMM.
  *   NSP        seq_relationship(pooled) -> 2 logits; cross-entropy on seq_labels.
  *   SEQ_CLS    BERT: classifier(dropout(pooled)); ELECTRA: out_proj(dropout(GELU(
@@ -59,6 +60,7 @@ typedef struct {
     int in_dim;     /* C, or E for the LM head's transform output */
     int hidden;     /* the backbone's hidden_size C */
     bool transform; /* LM head with dense -> GELU -> LN */
+    float in_scale; /* LM head: h is multiplied by this first (T5 tied: d_model^-1/2; else 1) */
     plm_head_views w, g;
     plm_ce_result result; /* of the last forward */
     double loss;          /* mean loss of the last forward (NAN when nothing was counted) */

@@ -30,13 +30,14 @@ int plm_params_add(plm_params *p, const char *name, int rows, int cols, int flag
     t->transpose = flags & PLM_P_TRANSPOSE;
     t->no_decay = cols == 0;
     t->head = p->head;
-    if (flags & (PLM_P_QKV | PLM_P_KV)) {
+    if (flags & (PLM_P_QKV | PLM_P_KV | PLM_P_PAIR)) {
         /* one [3C, C] (or [2C, C]) block in memory, three (two) HF tensors in files */
-        static const char *part[] = {"query", "key", "value"};
-        int first = flags & PLM_P_QKV ? 0 : 1;
-        t->nparts = 3 - first;
-        for (int k = 0; k < t->nparts; k++) snprintf(t->parts[k], sizeof t->parts[k], name, part[first + k]);
-        snprintf(t->name, sizeof t->name, name, first ? "kv" : "qkv");
+        static const char *part[] = {"query", "key", "value"}, *shrt[] = {"q", "k", "v"}, *pair[] = {"0", "1"};
+        const char **names = flags & PLM_P_PAIR ? pair : flags & PLM_P_SHORT ? shrt : part;
+        int first = flags & PLM_P_KV ? 1 : 0;
+        t->nparts = flags & PLM_P_QKV ? 3 : 2;
+        for (int k = 0; k < t->nparts; k++) snprintf(t->parts[k], sizeof t->parts[k], name, names[first + k]);
+        snprintf(t->name, sizeof t->name, name, flags & PLM_P_PAIR ? "01" : first ? "kv" : "qkv");
     } else {
         snprintf(t->name, sizeof t->name, "%s", name);
     }
@@ -104,7 +105,78 @@ typedef struct {
     int wte, wpe, wtt;
 } emb_tables;
 
+/* T5ForConditionalGeneration's names: "shared" (the encoder's embed_tokens and the
+ * decoder's are aliases of it), "<stack>.block.{l}.layer.{k}.*", no biases; q | k | v
+ * one fused tensor, k | v of EncDecAttention one, wi_0 | wi_1 one. */
+static void register_t5(plm_params *p, plm_backbone *bb, const emb_tables *shared, emb_tables *out) {
+    const plm_config *c = &bb->config;
+    int C = c->hidden_size, I = c->intermediate_size, L = c->num_hidden_layers, NH = c->num_attention_heads;
+    int D = NH * plm_config_d_kv(c); /* the attention's inner width */
+    const char *P = bb->prefix;
+    char n[160];
+    bb->w.layers = plm_calloc((size_t)L, sizeof(plm_layer_weights));
+    bb->g.layers = plm_calloc((size_t)L, sizeof(plm_layer_weights));
+#define NAME(...) (snprintf(n, sizeof n, __VA_ARGS__), n)
+#define TV(field) &bb->w.field, &bb->g.field
+#define LV(field) &bb->w.layers[l].field, &bb->g.layers[l].field
+    if (shared) {
+        plm_params_alias(p, NAME("%s.embed_tokens.weight", P), shared->wte, TV(wte));
+    } else {
+        out->wte = plm_params_add(p, "shared.weight", c->vocab_size, C, 0, TV(wte));
+        plm_params_alias(p, NAME("%s.embed_tokens.weight", P), out->wte, NULL, NULL);
+    }
+    int S = PLM_P_SHORT;
+    for (int l = 0; l < L; l++) {
+        char lp[96];
+        snprintf(lp, sizeof lp, "%s.block.%d.layer", P, l);
+        plm_params_add(p, NAME("%s.0.SelfAttention.%%s.weight", lp), 3 * D, C, PLM_P_QKV | S, LV(qkv_w));
+        plm_params_add(p, NAME("%s.0.SelfAttention.o.weight", lp), C, D, 0, LV(attn_proj_w));
+        if (l == 0)
+            plm_params_add(p, NAME("%s.0.SelfAttention.relative_attention_bias.weight", lp),
+                           c->relative_attention_num_buckets, NH, 0, TV(rel_bias));
+        plm_params_add(p, NAME("%s.0.layer_norm.weight", lp), C, 0, 0, LV(ln1_w));
+        int f = 1;
+        if (c->add_cross_attention) {
+            plm_params_add(p, NAME("%s.1.EncDecAttention.q.weight", lp), D, C, 0, LV(cq_w));
+            plm_params_add(p, NAME("%s.1.EncDecAttention.%%s.weight", lp), 2 * D, C, PLM_P_KV | S, LV(ckv_w));
+            plm_params_add(p, NAME("%s.1.EncDecAttention.o.weight", lp), C, D, 0, LV(cproj_w));
+            plm_params_add(p, NAME("%s.1.layer_norm.weight", lp), C, 0, 0, LV(lnc_w));
+            f = 2;
+        }
+        if (c->gated_act)
+            plm_params_add(p, NAME("%s.%d.DenseReluDense.wi_%%s.weight", lp, f), 2 * I, C, PLM_P_PAIR, LV(fc_w));
+        else
+            plm_params_add(p, NAME("%s.%d.DenseReluDense.wi.weight", lp, f), I, C, 0, LV(fc_w));
+        plm_params_add(p, NAME("%s.%d.DenseReluDense.wo.weight", lp, f), C, I, 0, LV(proj_w));
+        plm_params_add(p, NAME("%s.%d.layer_norm.weight", lp, f), C, 0, 0, LV(ln2_w));
+    }
+    plm_params_add(p, NAME("%s.final_layer_norm.weight", P), C, 0, 0, TV(ln_f_w));
+#undef LV
+#undef TV
+#undef NAME
+}
+
+/* HF's T5PreTrainedModel._init_weights (factor = initializer_factor): shared and an
+ * untied lm_head N(0, factor); q N(0, factor (d_model d_kv)^-1/2), k and v N(0, factor
+ * d_model^-1/2), o N(0, factor (NH d_kv)^-1/2); wi (wi_0, wi_1) N(0, factor
+ * d_model^-1/2), wo N(0, factor d_ff^-1/2); relative_attention_bias N(0, factor
+ * d_model^-1/2). Rows [r0, r1) of a fused tensor: the std of that part. */
+static float t5_init_std(const plm_config *c, const char *name, int row) {
+    float f = c->initializer_range, C = (float)c->hidden_size, dkv = (float)plm_config_d_kv(c);
+    if (strstr(name, "SelfAttention.qkv") || strstr(name, "EncDecAttention.q."))
+        return row < c->num_attention_heads * plm_config_d_kv(c) ? f / sqrtf(C * dkv) : f / sqrtf(C);
+    if (strstr(name, "EncDecAttention.kv") || strstr(name, "relative_attention_bias") || strstr(name, ".wi"))
+        return f / sqrtf(C);
+    if (strstr(name, "Attention.o.")) return f / sqrtf((float)c->num_attention_heads * dkv);
+    if (strstr(name, ".wo.")) return f / sqrtf((float)c->intermediate_size);
+    return f; /* shared, lm_head */
+}
+
 static void register_backbone(plm_params *p, plm_backbone *bb, const emb_tables *shared, emb_tables *out) {
+    if (bb->config.arch == PLM_ARCH_T5) {
+        register_t5(p, bb, shared, out);
+        return;
+    }
     const plm_config *c = &bb->config;
     int C = c->hidden_size, I = c->intermediate_size, E = bb->E, L = c->num_hidden_layers;
     const char *P = bb->prefix;
@@ -201,9 +273,9 @@ static void register_head(plm_params *p, plm_head *h, const plm_backbone *bb, in
             add_linear(p, NAME("%s%s.dense", pre, t), E, C, 0, HV(dense_w), HV(dense_b));
             add_norm(p, NAME("%s%s.LayerNorm", pre, t), E, HV(ln_w), HV(ln_b));
         }
-        const char *dec = arch == PLM_ARCH_GPT2      ? "lm_head"
-                          : arch == PLM_ARCH_ELECTRA ? "generator_lm_head"
-                                                     : "cls.predictions.decoder";
+        const char *dec = arch == PLM_ARCH_GPT2 || arch == PLM_ARCH_T5 ? "lm_head"
+                          : arch == PLM_ARCH_ELECTRA                   ? "generator_lm_head"
+                                                                       : "cls.predictions.decoder";
         if (c->tie_word_embeddings)
             plm_params_alias(p, NAME("%s%s.weight", pre, dec), wte, HV(out_w));
         else
@@ -254,6 +326,20 @@ void plm_model_spec_default(plm_model_spec *s, const plm_config *c) {
     memset(s, 0, sizeof *s);
     s->backbone[0] = *c;
     s->num_backbones = 1;
+    if (c->arch == PLM_ARCH_T5) {
+        /* T5ForConditionalGeneration: the encoder stack, the decoder stack (causal, with
+         * cross-attention, num_decoder_layers) on the same "shared" table, lm_head on it */
+        s->backbone[0].is_decoder = s->backbone[0].add_cross_attention = false;
+        s->backbone[1] = s->backbone[0];
+        s->backbone[1].is_decoder = s->backbone[1].add_cross_attention = true;
+        s->backbone[1].num_hidden_layers = c->num_decoder_layers;
+        s->prefix[0] = "encoder";
+        s->prefix[1] = "decoder";
+        s->num_backbones = 2;
+        s->share_embeddings = true;
+        s->heads[plm_model_spec_add_head(s, PLM_HEAD_LM, 0)].backbone = 1;
+        return;
+    }
     plm_model_spec_add_head(s, PLM_HEAD_LM, 0);
 }
 
@@ -369,6 +455,16 @@ plm_model *plm_model_create_spec(const plm_model_spec *s, uint64_t seed) {
         /* a head's tensors ("decoder.cls.*", "generator.generator_predictions.*") do not
          * carry the backbone's full prefix: the config of the backbone it reads */
         if (t->head >= 0) c = &m->bb[m->heads[t->head].spec.backbone].config;
+        if (c->arch == PLM_ARCH_T5) {
+            if (t->ndim == 1) { /* T5LayerNorm weights: factor * 1.0 */
+                for (size_t k = 0; k < t->numel; k++) w[k] = c->initializer_range;
+            } else {
+                size_t cols = (size_t)t->shape[1];
+                for (int row = 0; row < t->shape[0]; row++)
+                    init_normal(w + row * cols, cols, t5_init_std(c, nm, row), &r);
+            }
+            continue;
+        }
         if (t->ndim == 1) {
             bool is_ln_w = (strstr(nm, "LayerNorm.weight") || strstr(nm, "ln_")) && strstr(nm, ".weight");
             float val = is_ln_w ? 1.0f : 0.0f;
@@ -383,7 +479,7 @@ plm_model *plm_model_create_spec(const plm_model_spec *s, uint64_t seed) {
     }
     for (int k = 0; k < m->num_backbones; k++) {
         const plm_config *c = &m->bb[k].config;
-        if (c->arch != PLM_ARCH_GPT2 && c->pad_token_id >= 0)
+        if (c->arch != PLM_ARCH_GPT2 && c->arch != PLM_ARCH_T5 && c->pad_token_id >= 0)
             memset(m->bb[k].w.wte + (size_t)c->pad_token_id * m->bb[k].E, 0, (size_t)m->bb[k].E * sizeof(float));
     }
     return m;
@@ -556,6 +652,14 @@ double plm_model_flops(const plm_config *c, int B, int T, int head_rows) {
     return gemm + attn;
 }
 
+double plm_model_flops_t5(const plm_config *c, int B, int T, int Tt) {
+    double h = c->hidden_size, I = c->intermediate_size * (c->gated_act ? 1.5 : 1.0), V = c->vocab_size;
+    double Le = c->num_hidden_layers, Ld = c->num_decoder_layers;
+    return 6.0 * B * T * Le * (4 * h * h + 2 * h * I) + 6.0 * B * Tt * Ld * (6 * h * h + 2 * h * I) +
+           6.0 * B * T * Ld * 2 * h * h + 6.0 * B * Tt * h * V +
+           12.0 * h * B * (Le * (double)T * T + Ld * ((double)Tt * Tt + (double)Tt * T));
+}
+
 const char *plm_model_architecture(const plm_model *m) {
     static _Thread_local char buf[64];
     const plm_config *c = &m->config;
@@ -582,6 +686,7 @@ const char *plm_model_architecture(const plm_model *m) {
             task = "ForQuestionAnswering";
             break;
         }
+    if (c->arch == PLM_ARCH_T5) return "T5ForConditionalGeneration";
     if (plm_model_is_seq2seq(m)) return "EncoderDecoderModel";
     if (!task) {
         if (m->num_backbones > 1)

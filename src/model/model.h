@@ -126,6 +126,11 @@ void plm_model_logits_at(plm_model *m, const int32_t *positions, int n, float *o
  * applied to head_rows rows: 6 * (GEMM parameters) per token + attention. */
 double plm_model_flops(const plm_config *c, int B, int T, int head_rows);
 
+/* The same for a T5 span-corruption step: the encoder over T inputs, the decoder (self-
+ * and cross-attention) over Tt targets, the LM head on every target (bench/flops.py
+ * t5_step_flops). */
+double plm_model_flops_t5(const plm_config *c, int B, int T, int Tt);
+
 /* The model's class name as HF knows it ("BertForMaskedLM", "GPT2ForSequenceClassification")
  * or plm's own for variants HF cannot load as-is ("PlmBertForMaskedLM"). */
 const char *plm_model_architecture(const plm_model *m);

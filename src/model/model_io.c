@@ -80,7 +80,9 @@ int plm_model_save(const plm_model *m, const char *dir, const char *const *meta_
     if (plm_mkdirs(dir) != 0) return -1;
     char path[4096];
     cJSON *o;
-    if (plm_model_is_seq2seq(m)) {
+    if (m->config.arch == PLM_ARCH_T5) {
+        o = config_json(&m->config, plm_model_architecture(m)); /* one T5Config */
+    } else if (plm_model_is_seq2seq(m)) {
         /* HF's EncoderDecoderModel: the two configs nested, tensors "encoder.*" and
          * "decoder.*" (a BertModel / GPT2Model and a *LMHeadModel with cross-attention) */
         o = cJSON_CreateObject();
@@ -115,7 +117,7 @@ int plm_model_save(const plm_model *m, const char *dir, const char *const *meta_
         cJSON_AddNumberToObject(j, "weight", h->spec.weight);
         cJSON_AddItemToArray(heads, j);
     }
-    if (m->num_backbones > 1 && !plm_model_is_seq2seq(m)) {
+    if (m->num_backbones > 1 && !plm_model_is_seq2seq(m) && m->config.arch != PLM_ARCH_T5) {
         cJSON *bbs = cJSON_AddArrayToObject(o, "plm_backbones");
         for (int k = 1; k < m->num_backbones; k++) {
             cJSON *j = cJSON_CreateObject();
@@ -450,7 +452,8 @@ int plm_model_spec_load(plm_model_spec *s, const char *dir) {
             s->heads[i].backbone = b;
             if (cJSON_IsNumber(w)) s->heads[i].weight = (float)w->valuedouble;
         }
-    } else if (!encdec && cJSON_IsArray(archs) && cJSON_IsString(cJSON_GetArrayItem(archs, 0))) {
+    } else if (!encdec && c.arch != PLM_ARCH_T5 && cJSON_IsArray(archs) &&
+               cJSON_IsString(cJSON_GetArrayItem(archs, 0))) {
         heads_from_architecture(s, cJSON_GetArrayItem(archs, 0)->valuestring, c.num_labels);
     }
     rc = 0;

@@ -14,8 +14,11 @@ plm_adamw_hparams plm_adamw_defaults(float learning_rate) {
         .learning_rate = learning_rate, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.01f};
 }
 
-void plm_adamw_init(plm_adamw *o, size_t n) {
+void plm_adamw_init(plm_adamw *o, size_t n) { plm_adamw_init_slice(o, 0, n); }
+
+void plm_adamw_init_slice(plm_adamw *o, size_t offset, size_t n) {
     o->n = n;
+    o->offset = offset;
     o->step = 0;
     o->m = plm_aligned_alloc(n * sizeof(float));
     o->v = plm_aligned_alloc(n * sizeof(float));
@@ -44,9 +47,12 @@ void plm_adamw_step(plm_adamw *o, plm_model *model, const plm_adamw_hparams *h, 
     for (int i = 0; i < model->num_tensors; i++) {
         const plm_tensor *t = &model->tensors[i];
         float decay = t->no_decay ? 1.0f : 1.0f - lr * h->weight_decay;
-        float *p = model->params + t->offset, *g = model->grads + t->offset;
-        float *m = o->m + t->offset, *v = o->v + t->offset;
-        size_t n = t->numel;
+        /* the part of the tensor inside [o->offset, o->offset + o->n) */
+        size_t lo = PLM_MAX(t->offset, o->offset), hi = PLM_MIN(t->offset + t->numel, o->offset + o->n);
+        if (lo >= hi) continue;
+        float *p = model->params + lo, *g = model->grads + lo;
+        float *m = o->m + (lo - o->offset), *v = o->v + (lo - o->offset);
+        size_t n = hi - lo;
 #pragma omp for simd schedule(static) nowait
         for (size_t k = 0; k < n; k++) {
             float gk = g[k];
@@ -114,10 +120,23 @@ double plm_clip_grad_norm(plm_model *m, double max_norm) {
 }
 
 float plm_lr_at(plm_scheduler s, float base_lr, long step, long warmup, long total) {
+    if (s == PLM_SCHED_WSD) return plm_lr_wsd(base_lr, step, warmup, total, 0.2, PLM_DECAY_1SQRT);
     if (step < warmup) return base_lr * (float)step / (float)(warmup > 0 ? warmup : 1);
     if (s == PLM_SCHED_CONSTANT) return base_lr;
     double progress = (double)(step - warmup) / (double)(total - warmup > 0 ? total - warmup : 1);
     if (progress > 1.0) progress = 1.0;
     if (s == PLM_SCHED_COSINE) return base_lr * (float)(0.5 * (1.0 + cos(M_PI * progress)));
     return base_lr * (float)(1.0 - progress);
+}
+
+float plm_lr_wsd(float base_lr, long step, long warmup, long total, double decay_fraction, plm_decay_shape shape) {
+    if (step < warmup) return base_lr * (float)step / (float)(warmup > 0 ? warmup : 1);
+    long decay = lround(decay_fraction * (double)total);
+    if (decay > total - warmup) decay = total - warmup;
+    long start = total - decay; /* first step of the decay */
+    if (decay <= 0 || step < start) return base_lr;
+    double p = (double)(step - start) / (double)decay;
+    if (p > 1.0) p = 1.0;
+    double f = shape == PLM_DECAY_LINEAR ? 1.0 - p : 1.0 - sqrt(p);
+    return base_lr * (float)f;
 }

@@ -21,12 +21,15 @@ plm_adamw_hparams plm_adamw_defaults(float learning_rate);
 typedef struct {
     float *m, *v; /* first and second moments, one per parameter */
     size_t n;
-    long step; /* updates done */
+    long step;     /* updates done */
+    size_t offset; /* moments of parameters [offset, offset + n): 0 unless sharded (ZeRO-1) */
 } plm_adamw;
 
 void plm_adamw_init(plm_adamw *o, size_t num_params);
+/* Moments of parameters [offset, offset + n) only: a ZeRO-1 slice (dist.h). */
+void plm_adamw_init_slice(plm_adamw *o, size_t offset, size_t n);
 void plm_adamw_free(plm_adamw *o);
-/* One update of every parameter of the model with learning rate lr. */
+/* One update of every parameter of the model (of the slice) with learning rate lr. */
 void plm_adamw_step(plm_adamw *o, plm_model *m, const plm_adamw_hparams *h, float lr);
 
 /* L2 norm of all gradients, summed in double in a fixed order: the same bits for any
@@ -41,9 +44,25 @@ double plm_clip_grad_norm(plm_model *m, double max_norm);
  * where training diverged. */
 int plm_first_nonfinite(const plm_model *m, const float *buf);
 
-typedef enum { PLM_SCHED_LINEAR = 0, PLM_SCHED_COSINE = 1, PLM_SCHED_CONSTANT = 2 } plm_scheduler;
+typedef enum { PLM_SCHED_LINEAR = 0, PLM_SCHED_COSINE = 1, PLM_SCHED_CONSTANT = 2, PLM_SCHED_WSD = 3 } plm_scheduler;
 /* Learning rate before update number `step` (0-based), as HF's schedules with warmup:
- * linear warmup from 0, then linear decay to 0 at total_steps, cosine decay, or constant. */
+ * linear warmup from 0, then linear decay to 0 at total_steps, cosine decay, or constant.
+ * PLM_SCHED_WSD here is plm_lr_wsd with decay_fraction 0.2 and the 1-sqrt shape. */
 float plm_lr_at(plm_scheduler s, float base_lr, long step, long warmup_steps, long total_steps);
+
+/* The shape of warmup-stable-decay's final decay. */
+typedef enum { PLM_DECAY_1SQRT = 0, PLM_DECAY_LINEAR = 1 } plm_decay_shape;
+
+/* Warmup-stable-decay (MiniCPM, Hu et al. 2024; Hägele et al. 2024; the 2025 MLM-vs-CLM
+ * encoder study), as HF's get_wsd_schedule with min_lr_ratio 0:
+ *   step < warmup:                      lr = base * step / warmup
+ *   warmup <= step < total - decay:     lr = base                       (stable)
+ *   total - decay <= step:              p = (step - (total - decay)) / decay,
+ *                                       lr = base * (1 - sqrt(p))  or  base * (1 - p)
+ * with decay = round(decay_fraction * total) steps (at most total - warmup). 1-sqrt keeps
+ * the rate high longer and drops it fast at the end; Hägele et al. found it better than
+ * linear at equal decay length. */
+float plm_lr_wsd(float base_lr, long step, long warmup_steps, long total_steps, double decay_fraction,
+                 plm_decay_shape shape);
 
 #endif

@@ -14,6 +14,7 @@
 #include "core/common.h"
 #include "core/progress.h"
 #include "core/rng.h"
+#include "dist.h"
 #include "model/model_io.h"
 #include "safetensors.h"
 #include "tasks/metrics.h"
@@ -503,9 +504,19 @@ int plm_finetune(plm_model *m, const plm_tokenizer *tok, const plm_dataset *trai
     }
     int T = PLM_MIN(a->max_seq_length, m->config.max_position_embeddings);
     if (plm_model_reserve(m, PLM_MAX(B, a->eval_batch_size), T) != 0) return PLM_EXIT_USAGE;
-    if (plm_mkdirs(a->output_dir) != 0) return PLM_EXIT_FAIL;
-    plm_checkpoint_remove_stale(a->output_dir);
-    long spe = (n + B - 1) / B; /* steps per epoch; the last batch may be short (HF keeps it) */
+    /* data parallelism (dist.h): a step is a global batch of GB = ranks x B examples, rank r
+     * takes its r-th B of them; rank 0 alone writes files */
+    int rank = plm_dist_rank(), GB = B * plm_dist_size();
+    bool root = rank == 0, quiet = a->quiet || !root;
+    double same[] = {
+        B, a->max_seq_length, a->num_train_epochs, (double)a->max_steps, (double)m->num_params, a->opt.learning_rate,
+        n};
+    if (plm_dist_check_same(plm_fnv1a(&a->seed, sizeof a->seed, plm_fnv1a(same, sizeof same, 0)),
+                            "fine-tuning settings") != 0)
+        return PLM_EXIT_USAGE;
+    if (root && plm_mkdirs(a->output_dir) != 0) return PLM_EXIT_FAIL;
+    if (root) plm_checkpoint_remove_stale(a->output_dir);
+    long spe = (n + GB - 1) / GB; /* steps per epoch; the last batch may be short (HF keeps it) */
     long total = a->max_steps > 0 ? a->max_steps : (long)ceil((double)a->num_train_epochs * (double)spe);
     long warmup = (long)ceil((double)a->warmup_ratio * (double)total);
     long eval_every = a->eval_steps > 0 ? a->eval_steps : spe;
@@ -515,6 +526,7 @@ int plm_finetune(plm_model *m, const plm_tokenizer *tok, const plm_dataset *trai
     int rc = PLM_EXIT_FAIL;
     plm_adamw opt;
     plm_adamw_init(&opt, m->num_params);
+    plm_grad_sync *gs = plm_grad_sync_create(m, 1, &(plm_dist_opts){0});
     float *best_params = plm_malloc(m->num_params * sizeof(float));
     memcpy(best_params, m->params, m->num_params * sizeof(float));
     int *order = plm_malloc((size_t)n * sizeof *order);
@@ -535,8 +547,8 @@ int plm_finetune(plm_model *m, const plm_tokenizer *tok, const plm_dataset *trai
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/metrics.jsonl", a->output_dir);
-    if (a->resume_from_checkpoint && plm_truncate_metrics(path, s.step) != 0) goto out;
-    if (!(log = fopen(path, a->resume_from_checkpoint ? "a" : "w"))) {
+    if (root && a->resume_from_checkpoint && plm_truncate_metrics(path, s.step) != 0) goto out;
+    if (root && !(log = fopen(path, a->resume_from_checkpoint ? "a" : "w"))) {
         plm_error("%s: %s", path, strerror(errno));
         goto out;
     }
@@ -554,24 +566,36 @@ int plm_finetune(plm_model *m, const plm_tokenizer *tok, const plm_dataset *trai
             plm_ft_epoch_order(order, n, a->seed, epoch);
             cur_epoch = epoch;
         }
-        int nb = (int)PLM_MIN((long)B, (long)n - k * B);
+        int nbg = (int)PLM_MIN((long)GB, (long)n - k * GB); /* the global batch */
+        int lo = PLM_MIN(rank * B, nbg), nb = PLM_MIN(B, nbg - lo);
+        uint64_t dseed = plm_hash_combine(a->seed, (uint64_t)s.step);
+        if (rank > 0) dseed = plm_hash_combine(dseed, (uint64_t)rank); /* ranks draw their own dropout */
         plm_batch b;
         plm_model_zero_grad(m);
-        if (ft_batch_fill(&fb, m, tok, train, order + k * B, nb, &co, true, plm_hash_combine(a->seed, (uint64_t)s.step),
-                          &b) != 0 ||
-            plm_model_run(m, 0, &b, true, 1.0f) != 0) {
+        plm_grad_sync_micro_begin(gs, 0);
+        /* each rank's mean loss weighted by its share of the global batch: the gradient of the
+         * global batch's mean (a rank left without examples by a short last batch adds zeros) */
+        if (nb > 0 && (ft_batch_fill(&fb, m, tok, train, order + k * GB + lo, nb, &co, true, dseed, &b) != 0 ||
+                       plm_model_run(m, 0, &b, true, (float)nb / (float)nbg) != 0)) {
             rc = PLM_EXIT_INPUT;
             goto out;
         }
+        plm_grad_sync_micro_end(gs, 0);
+        plm_grad_sync_finish(gs);
         double loss = m->loss;
-        double norm = a->max_grad_norm > 0 ? plm_clip_grad_norm(m, a->max_grad_norm) : plm_grad_norm(m);
+        if (GB > B) {
+            double part = nb > 0 ? m->loss * nb : 0.0;
+            plm_dist_allreduce_f64(&part, 1);
+            loss = part / nbg;
+        }
+        double norm = plm_grad_sync_clip(gs, a->max_grad_norm);
         if (!isfinite(loss) || !isfinite(norm)) {
             plm_error("training diverged at step %ld (loss %g, grad norm %g); try a lower learning rate", s.step + 1,
                       loss, norm);
             goto out;
         }
         float lr = plm_lr_at(PLM_SCHED_LINEAR, a->opt.learning_rate, s.step, warmup, total);
-        plm_adamw_step(&opt, m, &a->opt, lr);
+        plm_grad_sync_adamw_step(gs, &opt, &a->opt, lr);
         if (plm_first_nonfinite(m, m->params) >= 0) {
             plm_error("training diverged at step %ld: parameter %s is not finite; try a lower learning rate",
                       s.step + 1, m->tensors[plm_first_nonfinite(m, m->params)].name);
@@ -580,7 +604,7 @@ int plm_finetune(plm_model *m, const plm_tokenizer *tok, const plm_dataset *trai
         s.step++;
         double ep = (double)s.step / (double)spe;
         loss_ema = isnan(loss_ema) ? loss : 0.9 * loss_ema + 0.1 * loss;
-        if (s.step % a->logging_steps == 0 || s.step == total || s.step == 1)
+        if (root && (s.step % a->logging_steps == 0 || s.step == total || s.step == 1))
             plm_ft_log_step(log, s.step, ep, loss, lr, norm, plm_now() - t_start);
         if (dev && (s.step % eval_every == 0 || s.step == total)) {
             plm_ft_scores e;
@@ -589,7 +613,7 @@ int plm_finetune(plm_model *m, const plm_tokenizer *tok, const plm_dataset *trai
                 goto out;
             }
             plm_ft_named_scores ne = named(t, &e);
-            plm_ft_log_scores(log, s.step, ep, &ne);
+            if (root) plm_ft_log_scores(log, s.step, ep, &ne);
             last_eval = e.value[0];
             if (better(e.value[0], &s)) {
                 s.best = e;
@@ -600,32 +624,35 @@ int plm_finetune(plm_model *m, const plm_tokenizer *tok, const plm_dataset *trai
                 s.bad_evals++;
             }
             stopped = a->early_stopping_patience > 0 && s.bad_evals >= a->early_stopping_patience;
-            if (!a->quiet && !pb.tty)
+            if (!quiet && !pb.tty)
                 fprintf(stderr, "step %ld (epoch %.2f): eval_%s %.4f, eval_loss %.4f (best %.4f at step %ld)%s\n",
                         s.step, ep, t->metrics[0], e.value[0], e.loss, s.best.value[0], s.best_step,
                         stopped ? "; early stopping" : "");
-            fflush(log);
-            fsync(fileno(log)); /* the log is on disk before the checkpoint a resume appends from */
-            if (save_checkpoint(a->output_dir, m, tok, t, &opt, best_params, &s, spe, n, a->seed) != 0) goto out;
-            plm_checkpoint_rotate(a->output_dir, a->save_total_limit, s.step);
+            /* every rank evaluated the same weights, so all agree on best and stopping */
+            if (root) {
+                fflush(log);
+                fsync(fileno(log)); /* the log is on disk before the checkpoint a resume appends from */
+                if (save_checkpoint(a->output_dir, m, tok, t, &opt, best_params, &s, spe, n, a->seed) != 0) goto out;
+                plm_checkpoint_rotate(a->output_dir, a->save_total_limit, s.step);
+            }
         }
-        fflush(log);
+        if (log) fflush(log);
         if (s.best_step >= 0)
             snprintf(status, sizeof status, "loss %.4f | %s %.4f (best %.4f) | epoch %.2f", loss_ema, t->metrics[0],
                      last_eval, s.best.value[0], ep);
         else
             snprintf(status, sizeof status, "loss %.4f | lr %.2e | epoch %.2f", loss_ema, lr, ep);
-        if (!a->quiet) plm_progress_update(&pb, s.step, status);
+        if (!quiet) plm_progress_update(&pb, s.step, status);
     }
-    if (!a->quiet) plm_progress_finish(&pb, status);
+    if (!quiet) plm_progress_finish(&pb, status);
     /* the final model is the best one seen (HF's load_best_model_at_end) */
     if (s.best_step >= 0) memcpy(m->params, best_params, m->num_params * sizeof(float));
     char sstep[32];
     snprintf(sstep, sizeof sstep, "%ld", s.best_step >= 0 ? s.best_step : s.step);
     const char *meta[] = {"step", sstep};
-    if (plm_ft_save_model(m, tok, t, a->output_dir, meta, 1) != 0) goto out;
+    if (root && plm_ft_save_model(m, tok, t, a->output_dir, meta, 1) != 0) goto out;
     plm_ft_named_scores nbest = named(t, &s.best);
-    if (s.best_step >= 0 &&
+    if (root && s.best_step >= 0 &&
         plm_ft_write_results(a->output_dir, t->name, &nbest, s.best_step, s.step, (double)s.step / spe, true) != 0)
         goto out;
     if (best_out) *best_out = s.best;
@@ -636,5 +663,6 @@ out:
     free(order);
     free(best_params);
     plm_adamw_free(&opt);
+    plm_grad_sync_free(gs);
     return rc;
 }

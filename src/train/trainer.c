@@ -14,6 +14,7 @@
 #include "core/common.h"
 #include "core/progress.h"
 #include "core/rng.h"
+#include "electra.h"
 #include "model/model_io.h"
 #include "safetensors.h"
 
@@ -29,12 +30,20 @@ void plm_train_args_default(plm_train_args *a) {
     a->opt = plm_adamw_defaults(5e-4f);
     a->warmup_steps = 100;
     a->lr_scheduler_type = PLM_SCHED_LINEAR;
+    a->decay_fraction = 0.2;
+    a->decay_type = PLM_DECAY_1SQRT;
     a->max_grad_norm = 1.0f;
     a->logging_steps = 10;
     a->eval_steps = 200;
     a->eval_batches = 20;
     a->save_steps = 0;
+    a->clm_fraction = 0.25;
     a->seed = 42;
+}
+
+plm_objective plm_train_phase(const plm_train_args *a, long step) {
+    if (a->objective != PLM_OBJ_CLM_MLM) return a->objective;
+    return step < lround(a->clm_fraction * (double)a->max_steps) ? PLM_OBJ_CLM : PLM_OBJ_MLM;
 }
 
 /* ---------------------------------------------------------------- batches */
@@ -43,16 +52,25 @@ typedef struct {
     int B, T;
     int32_t *ids, *type_ids, *labels;
     uint8_t *mask;
+    int Tt;                        /* T5: target length */
+    int32_t *dec_ids, *dec_labels; /* T5: decoder inputs and labels [B, Tt] */
 } batch_buf;
 
-static void batch_alloc(batch_buf *b, int B, int T) {
+/* Tt > 0: also the decoder side of a T5 batch. */
+static void batch_alloc(batch_buf *b, int B, int T, int Tt) {
     size_t n = (size_t)B * T;
+    memset(b, 0, sizeof *b);
     b->B = B;
     b->T = T;
     b->ids = plm_malloc(n * sizeof(int32_t));
     b->type_ids = plm_malloc(n * sizeof(int32_t));
     b->labels = plm_malloc(n * sizeof(int32_t));
     b->mask = plm_malloc(n);
+    if (Tt > 0) {
+        b->Tt = Tt;
+        b->dec_ids = plm_malloc((size_t)B * Tt * sizeof(int32_t));
+        b->dec_labels = plm_malloc((size_t)B * Tt * sizeof(int32_t));
+    }
 }
 
 static void batch_free(batch_buf *b) {
@@ -60,6 +78,8 @@ static void batch_free(batch_buf *b) {
     free(b->type_ids);
     free(b->labels);
     free(b->mask);
+    free(b->dec_ids);
+    free(b->dec_labels);
 }
 
 static plm_batch as_batch(const batch_buf *b, bool causal, bool training, uint64_t seed) {
@@ -74,26 +94,130 @@ static plm_batch as_batch(const batch_buf *b, bool causal, bool training, uint64
                        .dropout_seed = seed};
 }
 
-plm_eval_result plm_evaluate(plm_model *m, plm_dataloader *d, int batch_size, int max_batches, bool causal) {
+/* T5 span corruption: the next B windows through the encoder-decoder (the decoder's
+ * LM head scores the targets). Returns 0 or -1 (error set). */
+static int run_t5_batch(plm_model *m, plm_dataloader *d, batch_buf *bb, bool training, uint64_t seed, bool backward,
+                        float loss_scale) {
+    plm_dataloader_next_t5(d, bb->B, bb->ids, bb->dec_ids, bb->dec_labels);
+    plm_batch enc = {.B = bb->B, .T = bb->T, .input_ids = bb->ids, .training = training, .dropout_seed = seed};
+    plm_batch dec = {.B = bb->B,
+                     .T = bb->Tt,
+                     .input_ids = bb->dec_ids,
+                     .labels = bb->dec_labels,
+                     .causal = true,
+                     .training = training,
+                     .dropout_seed = seed};
+    return plm_model_run_seq2seq(m, &enc, &dec, backward, loss_scale);
+}
+
+/* One micro-batch of the run's objective from d: built, then forward (and backward). */
+static int run_batch(plm_model *m, plm_dataloader *d, batch_buf *bb, bool causal, bool training, uint64_t seed,
+                     bool backward, float loss_scale) {
+    if (d->objective == PLM_OBJ_T5) return run_t5_batch(m, d, bb, training, seed, backward, loss_scale);
+    plm_dataloader_next(d, bb->B, bb->ids, bb->type_ids, bb->mask, bb->labels);
+    plm_batch b = as_batch(bb, causal, training, seed);
+    return plm_model_run(m, 0, &b, backward, loss_scale);
+}
+
+plm_eval_result plm_evaluate_ex(plm_model *m, plm_dataloader *d, int batch_size, int max_batches, bool causal,
+                                int32_t majority_token) {
     plm_dataloader_seek(d, 0, 0); /* same batches and masks at every evaluation */
     batch_buf bb;
     int nb = (int)PLM_MIN((size_t)max_batches, (d->num_windows + (size_t)batch_size - 1) / (size_t)batch_size);
-    batch_alloc(&bb, batch_size, d->T);
+    batch_alloc(&bb, batch_size, d->T, d->t5_targets_length);
     double loss = 0.0;
-    long count = 0, correct = 0;
+    long count = 0, correct = 0, majority = 0, mcount = 0, mcorrect = 0, mmajority = 0;
+    int32_t mask_id = d->objective == PLM_OBJ_MLM ? d->vocab->mask : -1;
+    const plm_head *lm = m->num_heads && m->heads[0].spec.kind == PLM_HEAD_LM ? &m->heads[0] : NULL;
+    for (int i = 0; i < nb; i++) {
+        int B = (int)PLM_MIN((size_t)batch_size, d->num_windows - (size_t)i * batch_size);
+        bb.B = B;
+        if (run_batch(m, d, &bb, causal, false, 0, false, 1.0f) != 0) break;
+        plm_ce_result r = m->heads[0].result;
+        loss += r.loss_sum;
+        count += r.count;
+        correct += r.correct;
+        for (size_t k = 0; d->objective != PLM_OBJ_T5 && k < (size_t)B * d->T; k++) /* T5's labels: dec_labels */
+            majority += bb.labels[k] >= 0 && bb.labels[k] == majority_token;
+        /* the rows whose input is [MASK]: the head's logits (no gradient: still logits) */
+        for (int k = 0; lm && mask_id >= 0 && k < lm->num_rows; k++) {
+            int32_t row = lm->rows[k], y = lm->targets[k];
+            if (bb.ids[row] != mask_id) continue;
+            const float *z = lm->logits + (size_t)k * lm->K;
+            int best = 0;
+            for (int v = 1; v < lm->K; v++)
+                if (z[v] > z[best]) best = v;
+            mcount++;
+            mcorrect += best == y;
+            mmajority += y == majority_token;
+        }
+    }
+    batch_free(&bb);
+    plm_eval_result res = {count ? loss / (double)count : NAN,
+                           count ? (double)correct / (double)count : NAN,
+                           count,
+                           count && majority_token >= 0 ? (double)majority / (double)count : NAN,
+                           mcount ? (double)mcorrect / (double)mcount : NAN,
+                           mcount && majority_token >= 0 ? (double)mmajority / (double)mcount : NAN,
+                           mcount};
+    return res;
+}
+
+plm_eval_result plm_evaluate(plm_model *m, plm_dataloader *d, int batch_size, int max_batches, bool causal) {
+    return plm_evaluate_ex(m, d, batch_size, max_batches, causal, -1);
+}
+
+/* ELECTRA's validation: the joint step without backward on fixed batches and fixed
+ * samples; generator loss and masked accuracy, discriminator loss, accuracy and AUC over
+ * every real token, and the accuracy of always answering "original". One metrics line. */
+static void evaluate_electra(plm_model *m, plm_dataloader *d, int batch_size, int max_batches, FILE *log, long step,
+                             bool print) {
+    plm_dataloader_seek(d, 0, 0);
+    batch_buf bb;
+    int nb = (int)PLM_MIN((size_t)max_batches, (d->num_windows + (size_t)batch_size - 1) / (size_t)batch_size);
+    batch_alloc(&bb, batch_size, d->T, 0);
+    plm_electra_state st;
+    plm_electra_state_init(&st, batch_size, d->T);
+    size_t cap = (size_t)nb * batch_size * d->T, n = 0;
+    float *score = plm_malloc(cap * sizeof(float));
+    int32_t *label = plm_malloc(cap * sizeof(int32_t));
+    double gl = 0.0, dl = 0.0, joint = 0.0;
+    long gc = 0, gk = 0, dc = 0, dk = 0, orig = 0;
     for (int i = 0; i < nb; i++) {
         int B = (int)PLM_MIN((size_t)batch_size, d->num_windows - (size_t)i * batch_size);
         bb.B = B;
         plm_dataloader_next(d, B, bb.ids, bb.type_ids, bb.mask, bb.labels);
-        plm_batch b = as_batch(&bb, causal, false, 0);
-        plm_ce_result r = plm_model_forward(m, &b, false, 1.0f);
-        loss += r.loss_sum;
-        count += r.count;
-        correct += r.correct;
+        plm_batch b = as_batch(&bb, false, false, 0);
+        if (plm_electra_step(m, &st, &b, plm_hash_combine(0xe7a1, (uint64_t)i), false, 1.0f) != 0) break;
+        gl += st.gen.loss_sum, gc += st.gen.count, gk += st.gen.correct;
+        dl += st.disc.loss_sum, dc += st.disc.count, dk += st.disc.correct;
+        joint += m->loss;
+        const float *z = m->heads[0].logits; /* raw logits: a forward pass without gradient */
+        for (size_t k = 0; k < (size_t)B * d->T; k++)
+            if (st.disc_labels[k] != PLM_IGNORE_INDEX) {
+                score[n] = z[k];
+                label[n++] = st.disc_labels[k];
+                orig += st.disc_labels[k] == 0;
+            }
     }
+    double auc = plm_roc_auc(score, label, n);
+    double g_loss = gc ? gl / (double)gc : NAN, d_loss = dc ? dl / (double)dc : NAN;
+    double g_acc = gc ? (double)gk / (double)gc : NAN, d_acc = dc ? (double)dk / (double)dc : NAN;
+    double base = dc ? (double)orig / (double)dc : NAN;
+    fprintf(log,
+            "{\"step\": %ld, \"eval_loss\": %.17g, \"eval_generator_loss\": %.17g, \"eval_masked_accuracy\": %.6f, "
+            "\"eval_discriminator_loss\": %.17g, \"eval_discriminator_accuracy\": %.6f, \"eval_discriminator_auc\": "
+            "%.6f, \"eval_always_original_accuracy\": %.6f, \"eval_masked_tokens\": %ld, \"eval_tokens\": %ld}\n",
+            step, nb ? joint / nb : NAN, g_loss, g_acc, d_loss, d_acc, auc, base, gc, dc);
+    if (print)
+        fprintf(stderr,
+                "step %ld: generator loss %.4f, masked accuracy %.4f; discriminator accuracy %.4f (always "
+                "original %.4f), AUC %.4f\n",
+                step, g_loss, g_acc, d_acc, base, auc);
+    free(score);
+    free(label);
+    plm_electra_state_free(&st);
     batch_free(&bb);
-    plm_eval_result res = {count ? loss / (double)count : NAN, count ? (double)correct / (double)count : NAN, count};
-    return res;
 }
 
 /* ---------------------------------------------------------------- checkpoints */
@@ -173,20 +297,37 @@ static int verify_training_state(const plm_safetensors *st, const char *path, si
     return 0;
 }
 
+/* The model a checkpoint directory holds: an ELECTRA pair (electra.h) or one model. */
+static plm_model *load_checkpoint_model(const char *dir) {
+    return plm_electra_dir(dir) ? plm_electra_load(dir) : plm_model_load(dir);
+}
+
 static int load_training_state(const char *dir, plm_model *m, plm_adamw *o, long *step, uint64_t *epoch, size_t *pos) {
     char path[4096];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if (plm_model_load_weights(m, path) != 0) return -1;
+    if (plm_electra_is_joint(m)) {
+        plm_model *j = plm_electra_load(dir);
+        if (!j) return -1;
+        bool same = j->num_params == m->num_params && j->num_tensors == m->num_tensors;
+        for (int i = 0; same && i < m->num_tensors; i++) same = strcmp(j->tensors[i].name, m->tensors[i].name) == 0;
+        if (same) memcpy(m->params, j->params, m->num_params * sizeof(float));
+        plm_model_free(j);
+        if (!same) {
+            plm_error("%s: the checkpoint's generator and discriminator differ from this model's", dir);
+            return -1;
+        }
+    } else if (plm_model_load_weights(m, path) != 0)
+        return -1;
     uint64_t model_step = 0;
     if (model_step_of(path, &model_step) != 0) return -1;
     snprintf(path, sizeof path, "%s/training_state.safetensors", dir);
     plm_safetensors st;
     if (plm_st_load(&st, path) != 0) return -1;
     uint64_t s, e, p;
-    int rc = verify_training_state(&st, path, o->n, model_step, &s, &e, &p);
-    if (rc == 0) {
-        memcpy(o->m, plm_st_find(&st, "exp_avg")->data, o->n * sizeof(float));
-        memcpy(o->v, plm_st_find(&st, "exp_avg_sq")->data, o->n * sizeof(float));
+    int rc = verify_training_state(&st, path, m->num_params, model_step, &s, &e, &p);
+    if (rc == 0) { /* the whole state, or this rank's ZeRO-1 slice of it */
+        memcpy(o->m, (const float *)plm_st_find(&st, "exp_avg")->data + o->offset, o->n * sizeof(float));
+        memcpy(o->v, (const float *)plm_st_find(&st, "exp_avg_sq")->data + o->offset, o->n * sizeof(float));
         o->step = (long)s;
         *step = (long)s;
         *epoch = e;
@@ -228,7 +369,11 @@ static int save_checkpoint_files(const char *dir, const plm_model *m, const plm_
         if (plm_tokenizer_save(tok, path) != 0) return -1;
         test_slow_save();
     }
-    if (plm_model_save(m, dir, meta, 1) != 0) return -1;
+    if ((plm_electra_is_joint(m) ? plm_electra_save(m, dir, meta, 1) : plm_model_save(m, dir, meta, 1)) != 0) return -1;
+    if (tok && plm_electra_is_joint(m)) { /* generator/ is a model directory of its own (fill-mask, eval) */
+        snprintf(path, sizeof path, "%s/generator/tokenizer.json", dir);
+        if (plm_tokenizer_save(tok, path) != 0) return -1;
+    }
     test_slow_save();
     snprintf(path, sizeof path, "%s/training_state.safetensors", dir);
     if (save_training_state(path, o, step, d, seed) != 0) return -1;
@@ -271,7 +416,7 @@ static int check_checkpoint(const char *dir, long *step) {
     plm_tokenizer *tok = plm_tokenizer_load(path);
     if (!tok) return -1;
     plm_tokenizer_free(tok);
-    plm_model *m = plm_model_load(dir); /* config.json + checksummed model.safetensors */
+    plm_model *m = load_checkpoint_model(dir); /* config.json + checksummed model.safetensors */
     if (!m) return -1;
     size_t n = m->num_params;
     plm_model_free(m);
@@ -399,12 +544,71 @@ static void set_divergence_error(const plm_model *m, long step, double loss, dou
 
 /* ---------------------------------------------------------------- loop */
 
+/* Data parallelism (dist.h): passes over n windows of the global data order that other
+ * ranks take, rolling over epochs exactly as plm_dataloader_next does. */
+static void skip_windows(plm_dataloader *d, size_t n) {
+    while (n > 0) {
+        if (d->pos >= d->num_windows) plm_dataloader_seek(d, d->epoch + 1, 0);
+        size_t k = PLM_MIN(n, d->num_windows - d->pos);
+        d->pos += k;
+        n -= k;
+    }
+}
+
+/* Checkpoint on rank 0 (the whole optimizer state is gathered there first under ZeRO-1;
+ * every rank takes part). */
+static int save_checkpoint_dist(plm_grad_sync *gs, const char *output_dir, long step, const plm_model *m,
+                                const plm_tokenizer *tok, const plm_adamw *o, const plm_dataloader *d, uint64_t seed,
+                                bool final) {
+    plm_adamw full = {0};
+    const plm_adamw *so = plm_grad_sync_full_state(gs, o, &full);
+    int rc = 0;
+    if (so)
+        rc = final ? save_final_model(output_dir, m, tok, so, step, d, seed)
+                   : save_checkpoint_dir(output_dir, step, m, tok, so, d, seed);
+    if (full.m) plm_adamw_free(&full);
+    return rc;
+}
+
+static const char *objective_name(plm_objective o) {
+    return o == PLM_OBJ_CLM       ? "clm"
+           : o == PLM_OBJ_MLM     ? "mlm"
+           : o == PLM_OBJ_ELECTRA ? "electra"
+           : o == PLM_OBJ_T5      ? "t5"
+                                  : "clm+mlm";
+}
+
+/* The most frequent non-special token of the stream: the context-free baseline's answer. */
+static int32_t majority_token(const plm_token_stream *s, const plm_vocab_info *v) {
+    long *count = plm_calloc((size_t)v->vocab_size, sizeof(long));
+    for (size_t i = 0; i < s->n; i++)
+        if (s->ids[i] >= 0 && s->ids[i] < v->vocab_size) count[s->ids[i]]++;
+    int32_t best = -1;
+    for (int k = 0; k < v->vocab_size; k++)
+        if (!v->is_special[k] && (best < 0 || count[k] > count[best])) best = k;
+    free(count);
+    return best;
+}
+
 int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *train, const plm_token_stream *valid,
               const plm_train_args *a) {
     int B = a->per_device_train_batch_size, T = a->max_seq_length, accum = a->gradient_accumulation_steps;
-    bool causal = a->objective == PLM_OBJ_CLM;
-    if (B <= 0 || T <= 0 || accum <= 0 || a->max_steps <= 0) {
-        plm_error("batch size, sequence length, accumulation and max_steps must be positive");
+    bool electra = a->objective == PLM_OBJ_ELECTRA, two_phase = a->objective == PLM_OBJ_CLM_MLM;
+    /* the two-phase schedule switches from CLM to MLM before this step (0-based) */
+    long switch_step = two_phase ? lround(a->clm_fraction * (double)a->max_steps) : -1;
+    /* max_steps 0 writes the initialised model: the from-scratch baseline of a fine-tuning
+     * comparison (HF's from_config) */
+    if (B <= 0 || T <= 0 || accum <= 0 || a->max_steps < 0) {
+        plm_error("batch size, sequence length and accumulation must be positive, max_steps not negative");
+        return PLM_EXIT_USAGE;
+    }
+    if (two_phase && !(a->clm_fraction >= 0.0 && a->clm_fraction <= 1.0)) {
+        plm_error("clm_fraction must be in [0, 1]");
+        return PLM_EXIT_USAGE;
+    }
+    if (electra != plm_electra_is_joint(m)) {
+        plm_error(electra ? "--objective electra needs a generator + discriminator model"
+                          : "an ELECTRA generator + discriminator trains only with --objective electra");
         return PLM_EXIT_USAGE;
     }
     if (T > m->config.max_position_embeddings) {
@@ -412,9 +616,34 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
                   m->config.max_position_embeddings);
         return PLM_EXIT_USAGE;
     }
+    bool t5 = a->objective == PLM_OBJ_T5;
+    if (t5 != (m->config.arch == PLM_ARCH_T5)) {
+        plm_error("--objective t5 needs a T5 model (model_type t5) and a T5 model needs --objective t5");
+        return PLM_EXIT_USAGE;
+    }
     if (plm_model_reserve(m, B, T) != 0) return PLM_EXIT_USAGE;
-    if (plm_mkdirs(a->output_dir) != 0) return PLM_EXIT_FAIL;
-    plm_checkpoint_remove_stale(a->output_dir);
+    /* data parallelism: rank r of N runs global micro-batches r*accum .. r*accum+accum-1 of
+     * the K = N*accum of each step (dist.h); rank 0 alone writes files */
+    int rank = plm_dist_rank(), nranks = plm_dist_size(), K = nranks * accum;
+    bool root = rank == 0;
+    /* the ranks' sums only mean something if they all run the same settings */
+    {
+        double same[] = {B,
+                         T,
+                         accum,
+                         (double)a->max_steps,
+                         (double)m->num_params,
+                         a->objective,
+                         a->opt.learning_rate,
+                         a->dist.deterministic,
+                         a->dist.zero1,
+                         a->dist.no_overlap,
+                         a->dist.bucket_cap_mb};
+        uint64_t h = plm_fnv1a(&a->seed, sizeof a->seed, plm_fnv1a(same, sizeof same, 0));
+        if (plm_dist_check_same(h, "training settings") != 0) return PLM_EXIT_USAGE;
+    }
+    if (root && plm_mkdirs(a->output_dir) != 0) return PLM_EXIT_FAIL;
+    if (root) plm_checkpoint_remove_stale(a->output_dir);
     plm_vocab_info vocab;
     plm_vocab_info_init(&vocab, tok);
     if (vocab.vocab_size > m->config.vocab_size) {
@@ -422,19 +651,34 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
         plm_vocab_info_free(&vocab);
         return PLM_EXIT_INPUT;
     }
-    plm_dataloader dl, vdl;
-    bool have_valid = false;
+    /* loaders: dl for the (first) phase, dl2 for the MLM phase of clm+mlm; validation alike */
+    plm_dataloader dl, dl2, vdl, vdl2;
+    bool have_dl2 = false, have_valid = false, have_vdl2 = false;
+    plm_objective first = two_phase ? PLM_OBJ_CLM : electra ? PLM_OBJ_MLM : a->objective;
     int rc = PLM_EXIT_INPUT;
-    batch_buf bb;
-    batch_alloc(&bb, B, T);
+    batch_buf bb = {0};
+    plm_grad_sync *gs = plm_grad_sync_create(m, accum, &a->dist);
+    double *recs = NULL;
     plm_adamw opt;
-    plm_adamw_init(&opt, m->num_params);
+    plm_grad_sync_adamw_init(gs, &opt);
+    plm_electra_state est;
+    plm_electra_state_init(&est, electra ? B : 1, electra ? T : 1);
     FILE *log = NULL;
-    if (plm_dataloader_init(&dl, train, a->objective, &a->obj, &vocab, T, a->seed, true) != 0) goto out_nodl;
+    int32_t majority = majority_token(train, &vocab);
+    if (plm_dataloader_init(&dl, train, first, &a->obj, &vocab, T, a->seed, true) != 0) goto out_nodl;
+    batch_alloc(&bb, B, T, dl.t5_targets_length);
+    if (two_phase) {
+        if (plm_dataloader_init(&dl2, train, PLM_OBJ_MLM, &a->obj, &vocab, T, a->seed ^ 0x3a5eULL, true) != 0) goto out;
+        have_dl2 = true;
+    }
     if (valid && valid->n > 0) {
-        if (plm_dataloader_init(&vdl, valid, a->objective, &a->obj, &vocab, T, a->seed ^ 0x7a11dULL, false) != 0)
-            goto out;
+        if (plm_dataloader_init(&vdl, valid, first, &a->obj, &vocab, T, a->seed ^ 0x7a11dULL, false) != 0) goto out;
         have_valid = true;
+        if (two_phase) {
+            if (plm_dataloader_init(&vdl2, valid, PLM_OBJ_MLM, &a->obj, &vocab, T, a->seed ^ 0x7a11dULL, false) != 0)
+                goto out;
+            have_vdl2 = true;
+        }
     }
     rc = PLM_EXIT_FAIL;
     long step = 0;
@@ -443,12 +687,16 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
         size_t pos;
         rc = PLM_EXIT_INPUT; /* a bad checkpoint is bad input */
         if (load_training_state(a->resume_from_checkpoint, m, &opt, &step, &epoch, &pos) != 0) goto out;
-        if (pos > dl.num_windows) {
+        /* a checkpoint holds the data position of the loader of its next step */
+        plm_dataloader *d = two_phase && step >= switch_step ? &dl2 : &dl;
+        if (pos > d->num_windows) {
             plm_error("%s: data position %zu is beyond this corpus (%zu windows): a different corpus?",
-                      a->resume_from_checkpoint, pos, dl.num_windows);
+                      a->resume_from_checkpoint, pos, d->num_windows);
             goto out;
         }
-        plm_dataloader_seek(&dl, epoch, pos);
+        plm_dataloader_seek(d, epoch, pos);
+        /* AdamW's bias correction restarted at the switch when the optimizer was reset */
+        if (two_phase && a->reset_optimizer_at_switch && step >= switch_step) opt.step = step - switch_step;
         /* step == max_steps: a finished run (or one killed while saving its final model); the
          * loop is skipped and the final model written again. */
         if (step > a->max_steps) {
@@ -459,103 +707,193 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/metrics.jsonl", a->output_dir);
-    if (a->resume_from_checkpoint && plm_truncate_metrics(path, step) != 0) goto out;
-    log = fopen(path, a->resume_from_checkpoint ? "a" : "w");
-    if (!log) {
+    if (root && a->resume_from_checkpoint && plm_truncate_metrics(path, step) != 0) goto out;
+    if (root) log = fopen(path, a->resume_from_checkpoint ? "a" : "w");
+    if (root && !log) {
         plm_error("%s: %s", path, strerror(errno));
         goto out;
     }
-    double flops =
-        plm_model_flops(&m->config, B, T, a->objective == PLM_OBJ_MLM ? (int)(B * T * a->obj.mlm_probability) : B * T) *
-        accum;
+    bool quiet = a->quiet || !root;
+    /* per global micro-batch: loss, the heads' losses, predicted tokens; summed in global
+     * micro-batch order, so every world size adds the same numbers the same way */
+    enum { NREC = 2 + PLM_MAX_HEADS };
+    recs = plm_malloc((size_t)K * NREC * sizeof(double));
+    char title[64];
+    snprintf(title, sizeof title, "pretrain %s", objective_name(a->objective));
     plm_progress pb;
-    plm_progress_start(&pb, a->objective == PLM_OBJ_MLM ? "pretrain mlm" : "pretrain clm", a->max_steps, step);
+    plm_progress_start(&pb, title, a->max_steps, step);
     double t_start = plm_now(), loss_ema = NAN;
     char status[160] = "";
     for (; step < a->max_steps; step++) {
+        plm_objective phase = plm_train_phase(a, step);
+        bool causal = phase == PLM_OBJ_CLM;
+        plm_dataloader *d = two_phase && step >= switch_step ? &dl2 : &dl;
+        if (two_phase && step == switch_step && step > 0) {
+            /* the switch: same weights, bidirectional attention, MLM batches; the learning-rate
+             * schedule runs on; AdamW's state too unless reset. Logged with the first MLM step. */
+            if (a->reset_optimizer_at_switch) {
+                memset(opt.m, 0, opt.n * sizeof(float));
+                memset(opt.v, 0, opt.n * sizeof(float));
+                opt.step = 0;
+            }
+            if (log)
+                fprintf(log,
+                        "{\"step\": %ld, \"event\": \"phase_switch\", \"from\": \"clm\", \"to\": \"mlm\", "
+                        "\"reset_optimizer\": %s}\n",
+                        step + 1, a->reset_optimizer_at_switch ? "true" : "false");
+            /* one line even with --quiet: it changes what the losses mean */
+            if (!quiet && pb.tty) fprintf(stderr, "\n");
+            if (root)
+                fprintf(stderr, "step %ld: phase switch: CLM (causal attention) -> MLM (bidirectional)%s\n", step,
+                        a->reset_optimizer_at_switch ? ", optimizer state reset" : "");
+        }
+        double flops = (t5 ? plm_model_flops_t5(&m->config, B, T, dl.t5_targets_length)
+                           : plm_model_flops(&m->config, B, T,
+                                             phase == PLM_OBJ_CLM ? B * T : (int)(B * T * a->obj.mlm_probability))) *
+                       K;
         double t0 = plm_now();
         plm_model_zero_grad(m);
         double loss = 0.0, head_loss[PLM_MAX_HEADS] = {0};
         long predicted = 0;
+        skip_windows(d, (size_t)rank * accum * B);
         for (int micro = 0; micro < accum; micro++) {
-            plm_dataloader_next(&dl, B, bb.ids, bb.type_ids, bb.mask, bb.labels);
-            uint64_t dseed = plm_hash_combine(a->seed, (uint64_t)step * (uint64_t)accum + (uint64_t)micro);
-            plm_batch b = as_batch(&bb, causal, true, dseed);
-            if (plm_model_run(m, 0, &b, true, 1.0f / (float)accum) != 0) {
+            uint64_t j = (uint64_t)rank * accum + (uint64_t)micro; /* global micro-batch */
+            uint64_t dseed = plm_hash_combine(a->seed, (uint64_t)step * (uint64_t)K + j);
+            plm_grad_sync_micro_begin(gs, micro);
+            int run_rc;
+            if (electra) {
+                plm_dataloader_next(d, B, bb.ids, bb.type_ids, bb.mask, bb.labels);
+                plm_batch b = as_batch(&bb, causal, true, dseed);
+                run_rc = plm_electra_step(m, &est, &b, plm_hash_combine(dseed, 0x5a3b1e), true, 1.0f / (float)K);
+            } else {
+                run_rc = run_batch(m, d, &bb, causal, true, dseed, true, 1.0f / (float)K);
+            }
+            if (run_rc != 0) {
                 rc = PLM_EXIT_INPUT;
                 goto out;
             }
+            plm_grad_sync_micro_end(gs, micro);
             /* the run's loss is the weighted sum of its heads' mean losses */
-            if (m->heads[0].result.count) loss += m->loss / accum;
+            int lm = electra ? 1 : 0; /* ELECTRA: the generator's LM head counts the predicted tokens */
+            double *r = recs + (size_t)(rank * accum + micro) * NREC;
+            memset(r, 0, NREC * sizeof(double));
+            if (m->heads[lm].result.count) r[0] = m->loss;
             for (int h = 0; h < m->num_heads; h++)
-                if (m->heads[h].result.count) head_loss[h] += m->heads[h].loss / accum;
-            predicted += m->heads[0].result.count;
+                if (m->heads[h].result.count) r[1 + h] = m->heads[h].loss;
+            r[NREC - 1] = (double)m->heads[lm].result.count;
         }
+        skip_windows(d, (size_t)(nranks - 1 - rank) * accum * B);
+        plm_dist_allgather_f64(recs, accum * NREC);
+        for (int jj = 0; jj < K; jj++) {
+            const double *r = recs + (size_t)jj * NREC;
+            loss += r[0] / K;
+            for (int h = 0; h < m->num_heads; h++) head_loss[h] += r[1 + h] / K;
+            predicted += (long)r[NREC - 1];
+        }
+        plm_grad_sync_finish(gs);
         /* Divergence: a non-finite loss or gradient stops the run before the update, and
          * parameters are checked after it, so NaN weights never reach a checkpoint (nor, where
          * avoidable, the next forward pass). Exit code 1; checkpoints so far stay intact. */
         test_inject_nan(m, step + 1);
-        double norm = plm_clip_grad_norm(m, a->max_grad_norm);
+        double norm = plm_grad_sync_clip(gs, a->max_grad_norm);
         if (!isfinite(loss) || !isfinite(norm)) {
             set_divergence_error(m, step + 1, loss, norm, false);
             goto out;
         }
-        float lr = plm_lr_at(a->lr_scheduler_type, a->opt.learning_rate, step, a->warmup_steps, a->max_steps);
-        plm_adamw_step(&opt, m, &a->opt, lr);
+        float lr = a->lr_scheduler_type == PLM_SCHED_WSD
+                       ? plm_lr_wsd(a->opt.learning_rate, step, a->warmup_steps, a->max_steps, a->decay_fraction,
+                                    a->decay_type)
+                       : plm_lr_at(a->lr_scheduler_type, a->opt.learning_rate, step, a->warmup_steps, a->max_steps);
+        plm_grad_sync_adamw_step(gs, &opt, &a->opt, lr);
         if (first_nonfinite_tensor(m, m->params)) {
             set_divergence_error(m, step + 1, loss, norm, true);
             goto out;
         }
         double dt = plm_now() - t0;
-        double tps = (double)B * T * accum / dt;
+        double tps = (double)B * T * K / dt;
         loss_ema = isnan(loss_ema) ? loss : 0.9 * loss_ema + 0.1 * loss;
         long done = step + 1;
-        if (done % a->logging_steps == 0 || done == a->max_steps || done == 1) {
+        if (root && (done % a->logging_steps == 0 || done == a->max_steps || done == 1)) {
             fprintf(log,
                     "{\"step\": %ld, \"loss\": %.17g, \"learning_rate\": %.9g, \"grad_norm\": %.9g, "
                     "\"predicted_tokens\": %ld, \"tokens_per_s\": %.1f, \"gflops\": %.2f, \"elapsed_s\": %.3f",
                     done, loss, lr, norm, predicted, tps, flops / dt * 1e-9, plm_now() - t_start);
+            if (two_phase) fprintf(log, ", \"objective\": \"%s\"", objective_name(phase));
             /* a run of several heads (MLM + NSP, ELECTRA) logs each one's loss too */
             for (int h = 0; m->num_heads > 1 && h < m->num_heads; h++)
                 fprintf(log, ", \"loss_%s\": %.17g", head_kind_name(m->heads[h].spec.kind), head_loss[h]);
+            if (electra)
+                fprintf(log, ", \"generator_accuracy\": %.6f, \"discriminator_accuracy\": %.6f, \"replaced\": %ld",
+                        est.gen.count ? (double)est.gen.correct / est.gen.count : NAN,
+                        est.disc.count ? (double)est.disc.correct / est.disc.count : NAN, est.replaced);
             fprintf(log, "}\n");
         }
-        snprintf(status, sizeof status, "loss %.4f | lr %.2e | %.1fk tok/s", loss_ema, lr, tps / 1000.0);
-        bool eval_now = have_valid && ((a->eval_steps > 0 && done % a->eval_steps == 0) || done == a->max_steps);
-        if (eval_now) {
-            plm_eval_result e = plm_evaluate(m, &vdl, B, a->eval_batches, causal);
+        snprintf(status, sizeof status, "%s%sloss %.4f | lr %.2e | %.1fk tok/s", two_phase ? objective_name(phase) : "",
+                 two_phase ? " | " : "", loss_ema, lr, tps / 1000.0);
+        bool eval_now =
+            root && have_valid && ((a->eval_steps > 0 && done % a->eval_steps == 0) || done == a->max_steps);
+        if (eval_now && electra) {
+            evaluate_electra(m, &vdl, B, a->eval_batches, log, done, !quiet && !pb.tty);
+        } else if (eval_now) {
+            /* the objective of the step just done */
+            plm_dataloader *v = two_phase && phase == PLM_OBJ_MLM ? &vdl2 : &vdl;
+            plm_eval_result e = plm_evaluate_ex(m, v, B, a->eval_batches, causal, majority);
             fprintf(log,
                     "{\"step\": %ld, \"eval_loss\": %.17g, \"eval_accuracy\": %.6f, \"eval_perplexity\": %.6g, "
-                    "\"eval_tokens\": %ld}\n",
-                    done, e.loss, e.accuracy, exp(e.loss), e.tokens);
-            if (!a->quiet && !pb.tty)
-                fprintf(stderr, "step %ld: eval_loss %.4f, eval_accuracy %.4f\n", done, e.loss, e.accuracy);
+                    "\"eval_tokens\": %ld, \"eval_objective\": \"%s\", \"eval_%s_accuracy\": %.6f, "
+                    "\"eval_majority_token_accuracy\": %.6f",
+                    done, e.loss, e.accuracy, exp(e.loss), e.tokens, objective_name(phase),
+                    phase == PLM_OBJ_MLM ? "masked" : "next_token", e.accuracy, e.majority_accuracy);
+            if (phase == PLM_OBJ_MLM)
+                fprintf(log,
+                        ", \"eval_mask_token_accuracy\": %.6f, \"eval_mask_token_majority_accuracy\": %.6f, "
+                        "\"eval_mask_tokens\": %ld",
+                        e.mask_accuracy, e.mask_majority_accuracy, e.mask_tokens);
+            /* T5: the loss of the targets (sentinels, corrupted spans, EOS) is the span-corruption loss */
+            if (t5) fprintf(log, ", \"eval_span_corruption_loss\": %.17g", e.loss);
+            fprintf(log, "}\n");
+            if (!quiet && !pb.tty)
+                fprintf(stderr, "step %ld: eval_loss %.4f, eval_accuracy %.4f (most frequent token: %.4f)\n", done,
+                        e.loss, e.accuracy, e.majority_accuracy);
         }
-        fflush(log);
+        if (log) fflush(log);
         if (a->save_steps > 0 && done % a->save_steps == 0 && done < a->max_steps) {
             /* the log is on disk before a checkpoint that a resumed run appends to it from */
-            fsync(fileno(log));
-            if (save_checkpoint_dir(a->output_dir, done, m, tok, &opt, &dl, a->seed) != 0) goto out;
-            plm_checkpoint_rotate(a->output_dir, a->save_total_limit, done);
+            if (log) fsync(fileno(log));
+            plm_dataloader *next = two_phase && done >= switch_step ? &dl2 : &dl;
+            if (save_checkpoint_dist(gs, a->output_dir, done, m, tok, &opt, next, a->seed, false) != 0) goto out;
+            if (root) plm_checkpoint_rotate(a->output_dir, a->save_total_limit, done);
         }
-        if (!a->quiet) plm_progress_update(&pb, done, status);
+        if (!quiet) plm_progress_update(&pb, done, status);
     }
-    if (!a->quiet) plm_progress_finish(&pb, status);
-    fsync(fileno(log));
-    if (save_final_model(a->output_dir, m, tok, &opt, step, &dl, a->seed) != 0) goto out;
+    if (!quiet) plm_progress_finish(&pb, status);
+    if (log) fsync(fileno(log));
+    if (save_checkpoint_dist(gs, a->output_dir, step, m, tok, &opt, two_phase && step >= switch_step ? &dl2 : &dl,
+                             a->seed, true) != 0)
+        goto out;
+    if (!root) {
+        rc = 0;
+        goto out;
+    }
     fclose(log);
     log = NULL;
     char svg[4096];
     snprintf(path, sizeof path, "%s/metrics.jsonl", a->output_dir);
     snprintf(svg, sizeof svg, "%s/loss.svg", a->output_dir);
-    plm_plot_metrics(path, svg, a->objective == PLM_OBJ_MLM ? "MLM loss" : "CLM loss");
+    snprintf(title, sizeof title, "%s loss", objective_name(a->objective));
+    plm_plot_metrics(path, svg, title);
     rc = 0;
 out:
+    if (have_vdl2) plm_dataloader_free(&vdl2);
     if (have_valid) plm_dataloader_free(&vdl);
+    if (have_dl2) plm_dataloader_free(&dl2);
     plm_dataloader_free(&dl);
 out_nodl:
     if (log) fclose(log);
+    plm_electra_state_free(&est);
     plm_adamw_free(&opt);
+    plm_grad_sync_free(gs);
+    free(recs);
     batch_free(&bb);
     plm_vocab_info_free(&vocab);
     return rc;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "adamw.h"
+#include "dist.h"
 #include "data/dataloader.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -24,27 +25,46 @@ typedef struct {
     plm_adamw_hparams opt;
     long warmup_steps;
     plm_scheduler lr_scheduler_type;
+    double decay_fraction;      /* wsd: share of max_steps in the final decay (default 0.2) */
+    plm_decay_shape decay_type; /* wsd: 1-sqrt (default) or linear */
     float max_grad_norm;
-    long logging_steps;   /* metrics line every n steps */
-    long eval_steps;      /* validation every n steps (0: only at the end) */
-    int eval_batches;     /* at most this many validation batches */
-    long save_steps;      /* checkpoint-N every n steps (0: only the final model) */
-    int save_total_limit; /* keep only the newest n checkpoint-N directories (0: all) */
+    long logging_steps;             /* metrics line every n steps */
+    long eval_steps;                /* validation every n steps (0: only at the end) */
+    int eval_batches;               /* at most this many validation batches */
+    long save_steps;                /* checkpoint-N every n steps (0: only the final model) */
+    int save_total_limit;           /* keep only the newest n checkpoint-N directories (0: all) */
+    double clm_fraction;            /* clm+mlm: share of max_steps trained causally on CLM first (0.25) */
+    bool reset_optimizer_at_switch; /* clm+mlm: zero AdamW's moments (and its step) at the switch */
     uint64_t seed;
     const char *resume_from_checkpoint;
     bool quiet;
+    plm_dist_opts dist; /* under mpirun: how the ranks reduce gradients (dist.h) */
 } plm_train_args;
 
 void plm_train_args_default(plm_train_args *a);
 
 typedef struct {
-    double loss;     /* mean loss per predicted token */
-    double accuracy; /* top-1 accuracy on predicted tokens */
-    long tokens;     /* predicted tokens */
+    double loss;              /* mean loss per predicted token */
+    double accuracy;          /* top-1 accuracy on predicted tokens */
+    long tokens;              /* predicted tokens */
+    double majority_accuracy; /* of always predicting one token (the corpus' most frequent): the
+                                 context-free baseline; NAN when none was given */
+    /* MLM, on the predicted positions whose input shows [MASK] only (the others show the
+     * original or a random token; copying the input scores on the first): accuracy, the
+     * constant prediction's, and their count. NAN / 0 for CLM. */
+    double mask_accuracy, mask_majority_accuracy;
+    long mask_tokens;
 } plm_eval_result;
 
 /* Runs the model over up to max_batches batches of a non-shuffled loader (dropout off). */
 plm_eval_result plm_evaluate(plm_model *m, plm_dataloader *d, int batch_size, int max_batches, bool causal);
+/* The same, also scoring the constant prediction majority_token (-1: none). */
+plm_eval_result plm_evaluate_ex(plm_model *m, plm_dataloader *d, int batch_size, int max_batches, bool causal,
+                                int32_t majority_token);
+
+/* The phase of step (0-based) in a run of these arguments: CLM or MLM for the two-phase
+ * schedule (CLM while step < round(clm_fraction * max_steps)), else the objective. */
+plm_objective plm_train_phase(const plm_train_args *a, long step);
 
 /* Trains m in place. tok is saved next to every checkpoint. valid may be NULL.
  * Returns 0, or an exit code (core/common.h) with the error set. */

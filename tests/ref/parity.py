@@ -580,6 +580,122 @@ def check_checkpoint(ck, meta, d, names, cfgs):
             "config.json's plm_backbones differ from the dumped backbone configs")
 
 
+def hf_electra_names(cfg, lm):
+    """The state-dict names of HF's ElectraForPreTraining (lm False) or ElectraForMaskedLM
+    (lm True) for a config, the tied generator_lm_head.weight left out as save_pretrained does."""
+    C, E = cfg["hidden_size"], cfg.get("embedding_size") or cfg["hidden_size"]
+    names = {f"electra.embeddings.{n}_embeddings.weight" for n in ("word", "position", "token_type")}
+    names |= {"electra.embeddings.LayerNorm.weight", "electra.embeddings.LayerNorm.bias"}
+    if E != C:
+        names |= {"electra.embeddings_project.weight", "electra.embeddings_project.bias"}
+    for l in range(cfg["num_hidden_layers"]):
+        for n in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+                  "attention.output.LayerNorm", "intermediate.dense", "output.dense", "output.LayerNorm"):
+            names |= {f"electra.encoder.layer.{l}.{n}.weight", f"electra.encoder.layer.{l}.{n}.bias"}
+    heads = ("generator_predictions.dense", "generator_predictions.LayerNorm") if lm else \
+        ("discriminator_predictions.dense", "discriminator_predictions.dense_prediction")
+    for n in heads:
+        names |= {f"{n}.weight", f"{n}.bias"}
+    if lm:
+        names.add("generator_lm_head.bias")
+    return names
+
+
+def hf_electra_forward(W, cfg, ids, tt, mask):
+    """ElectraModel in eval mode, written from HF's modeling_electra independently of the
+    references above: ElectraEmbeddings (word + position + token type, LayerNorm), then
+    embeddings_project when embedding_size != hidden_size, then post-LN ElectraLayers with
+    the additive extended attention mask (1 - mask) * finfo.min."""
+    eps, act, NH = cfg["layer_norm_eps"], cfg["hidden_act"], cfg["num_attention_heads"]
+    B, T = ids.shape
+    g = lambda n: W[n]
+    lin = lambda x, n: x @ g(n + ".weight").T + g(n + ".bias")
+    ln = lambda x, n: F.layer_norm(x, x.shape[-1:], g(n + ".weight"), g(n + ".bias"), eps)
+    actf = {"gelu": lambda x: F.gelu(x), "gelu_new": lambda x: F.gelu(x, approximate="tanh")}[act]
+    x = g("electra.embeddings.word_embeddings.weight")[ids] + g("electra.embeddings.position_embeddings.weight")[:T]
+    x = x + g("electra.embeddings.token_type_embeddings.weight")[tt]
+    x = ln(x, "electra.embeddings.LayerNorm")
+    if "electra.embeddings_project.weight" in W:
+        x = lin(x, "electra.embeddings_project")
+    C = x.shape[-1]
+    hs = C // NH
+    ext = (1.0 - mask[:, None, None, :].double()) * torch.finfo(torch.float64).min
+    heads = lambda t: t.view(B, T, NH, hs).permute(0, 2, 1, 3)
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"electra.encoder.layer.{l}."
+        q, k, v = (heads(lin(x, p + f"attention.self.{n}")) for n in ("query", "key", "value"))
+        probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hs) + ext, dim=-1)
+        ctx = (probs @ v).permute(0, 2, 1, 3).reshape(B, T, C)
+        x = ln(lin(ctx, p + "attention.output.dense") + x, p + "attention.output.LayerNorm")
+        x = ln(lin(actf(lin(x, p + "intermediate.dense")), p + "output.dense") + x, p + "output.LayerNorm")
+    return x, actf
+
+
+def check_electra_checkpoint(ck, meta, d):
+    """The ELECTRA pretraining checkpoint plm wrote (<case>.electra: ElectraForPreTraining and
+    generator/ElectraForMaskedLM) read by hf_electra_forward from its own files alone, on the
+    discriminator's and the generator's runs: logits and losses as plm computed them."""
+    root = os.path.join(os.path.dirname(meta["_path"]), meta["_case"] + ".electra")
+    ck.flag("electra_checkpoint.present", os.path.isdir(os.path.join(root, "generator")),
+            f"{root}/generator missing")
+    if not os.path.isdir(os.path.join(root, "generator")):
+        return
+    heads = json.loads(meta["heads"])
+    lm = [i for i, h in enumerate(heads) if h["kind"] == "lm"][0]
+    rtd = [i for i, h in enumerate(heads) if h["kind"] == "rtd"][0]
+    for sub, is_lm, r, i in (("", False, 1, rtd), ("generator", True, 0, lm)):
+        path = os.path.join(root, sub)
+        _, W = load_safetensors(os.path.join(path, "model.safetensors"))
+        with open(os.path.join(path, "config.json")) as f:
+            cfg = json.load(f)
+        tag = "generator" if is_lm else "discriminator"
+        want_arch = "ElectraForMaskedLM" if is_lm else "ElectraForPreTraining"
+        ck.flag(f"electra_checkpoint.{tag}.architecture", cfg.get("architectures") == [want_arch]
+                and cfg.get("model_type") == "electra", f"config.json says {cfg.get('architectures')}")
+        want = hf_electra_names(cfg, is_lm)
+        ck.flag(f"electra_checkpoint.{tag}.hf_names", set(W) == want,
+                f"names not HF's: extra {sorted(set(W) - want)[:4]}, missing {sorted(want - set(W))[:4]}")
+        run = {n[len(f"run{r}."):]: t for n, t in d.items() if n.startswith(f"run{r}.")}
+        mask = run["attention_mask"]
+        x, actf = hf_electra_forward(W, cfg, run["input_ids"], run.get("token_type_ids", torch.zeros_like(mask)), mask)
+        labels = run["labels"].reshape(-1)
+        C = x.shape[-1]
+        if is_lm:  # ElectraGeneratorPredictions: dense -> get_activation("gelu") -> LayerNorm; generator_lm_head
+            sel = labels != -100
+            h = F.gelu(x.reshape(-1, C)[sel] @ W["generator_predictions.dense.weight"].T
+                       + W["generator_predictions.dense.bias"])
+            h = F.layer_norm(h, h.shape[-1:], W["generator_predictions.LayerNorm.weight"],
+                             W["generator_predictions.LayerNorm.bias"], cfg["layer_norm_eps"])
+            dec = W.get("generator_lm_head.weight", W["electra.embeddings.word_embeddings.weight"])
+            logits = h @ dec.T + W["generator_lm_head.bias"]
+            loss = F.cross_entropy(logits, labels[sel])
+        else:  # ElectraDiscriminatorPredictions: dense -> hidden_act -> dense_prediction; BCE on mask == 1
+            h = actf(x @ W["discriminator_predictions.dense.weight"].T + W["discriminator_predictions.dense.bias"])
+            logits = (h @ W["discriminator_predictions.dense_prediction.weight"].T
+                      + W["discriminator_predictions.dense_prediction.bias"]).reshape(-1)
+            active = mask.reshape(-1) == 1
+            loss = F.binary_cross_entropy_with_logits(logits[active], labels[active].double())
+            logits = logits.reshape(-1, 1)
+        ck.compare(f"electra_checkpoint.{tag}.logits", d[f"head{i}.logits"], logits)
+        ck.compare(f"electra_checkpoint.{tag}.loss", d[f"head{i}.loss"], loss.reshape(1))
+
+
+def check_electra_inputs(ck, d):
+    """The joint step's discriminator batch is the generator's with the fixed samples in:
+    label 1 exactly where the sample differs from the original."""
+    g_ids, g_lab, smp = d["run0.input_ids"], d["run0.labels"], d["electra.sampled"]
+    sel = g_lab != -100
+    orig = torch.where(sel, g_lab, g_ids)
+    want_ids = torch.where(sel, smp, g_ids)
+    want_lab = torch.where(d["run0.attention_mask"] == 1, (want_ids != orig).long(), torch.full_like(orig, -100))
+    ck.flag("electra.discriminator_inputs", torch.equal(d["run1.input_ids"], want_ids),
+            "discriminator input is not the generator's batch with the samples in")
+    ck.flag("electra.discriminator_labels", torch.equal(d["run1.labels"], want_lab),
+            "discriminator labels are not 1 exactly where the sample differs from the original")
+    ck.flag("electra.some_samples_equal_original", bool(((smp == orig) & sel).any()) and bool((want_lab == 1).any()),
+            "the case does not exercise a sample equal to the original")
+
+
 def check_heads(ck, meta, d):
     nb = int(meta["num_backbones"])
     cfgs = [json.loads(meta["config"])] + [json.loads(meta[f"config{k}"]) for k in range(1, nb)]
@@ -611,8 +727,9 @@ def check_heads(ck, meta, d):
             if spec["backbone"] != k:
                 continue
             loss, logits = head_reference(P, cfg, arch, pre, i, spec, x, pooled, wte, run, drop)
-            outputs.append((f"head{i}.loss", d[f"head{i}.loss"], loss.reshape(1)))
-            outputs.append((f"head{i}.logits", d[f"head{i}.logits"], logits))
+            hk = f"run{r}.head{i}" if f"run{r}.head{i}.loss" in d else f"head{i}"  # the mask-switch case
+            outputs.append((f"{hk}.loss", d[f"{hk}.loss"], loss.reshape(1)))
+            outputs.append((f"{hk}.logits", d[f"{hk}.logits"], logits))
             run_loss = run_loss + spec["weight"] * loss
         outputs.append((f"run{r}.loss", run["loss"], run_loss.reshape(1)))
         outputs.append((f"run{r}.hidden.final", run["hidden.final"], x))
@@ -621,6 +738,9 @@ def check_heads(ck, meta, d):
     for name, got, ref in outputs:
         ck.compare(name, got, ref)
     check_checkpoint(ck, meta, d, names, cfgs)
+    if "electra.sampled" in d:
+        check_electra_inputs(ck, d)
+        check_electra_checkpoint(ck, meta, d)
     grads = [k for k in d if k.startswith("grad.")]
     diff = sorted(set(names) ^ set(g[5:] for g in grads))
     ck.flag("parameter_set", not diff, f"parameters without a gradient or vice versa: {diff}")
