@@ -122,7 +122,7 @@ class Bert(nn.Module):
         for layer in self.layers:
             x = layer(x, mask)
         hs = x.reshape(B * T, -1).index_select(0, sel)  # MLM head on selected positions only
-        hs = self.head_ln(F.gelu(self.head_dense(hs)))
+        hs = self.head_ln(F.gelu(self.head_dense(hs)).float())  # bf16 autocast: LayerNorm in fp32
         logits = F.linear(hs, self.wte.weight, self.head_bias)
         return F.cross_entropy(logits, labels)
 
