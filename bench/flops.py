@@ -36,6 +36,12 @@ CONFIGS = {
     "tiny": dict(layers=2, hidden=128, heads=2, vocab=8192, seq=128, batch=32),
     "small": dict(layers=4, hidden=256, heads=4, vocab=8192, seq=128, batch=32),
     "medium": dict(layers=6, hidden=384, heads=6, vocab=16384, seq=256, batch=16),
+    # attention memory growth: the small model at longer sequences, 4096 tokens per step
+    "small-512": dict(layers=4, hidden=256, heads=4, vocab=8192, seq=512, batch=8),
+    "small-1024": dict(layers=4, hidden=256, heads=4, vocab=8192, seq=1024, batch=4),
+    # bigger models (issue 9)
+    "gpt2-mini": dict(layers=6, hidden=512, heads=8, vocab=50257, seq=256, batch=8),
+    "gpt2-124m": dict(layers=12, hidden=768, heads=12, vocab=50257, seq=256, batch=4),
 }
 
 

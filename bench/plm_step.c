@@ -1,6 +1,9 @@
 /* plm_step.c - times one plm training step (zero grads, forward, backward, clip, AdamW)
  * on the benchmark configurations; bench/run.sh puts it next to PyTorch's.
- *   plm_step --config tiny|small|medium --objective mlm|clm|t5 [--steps N] [--no-overlap]
+ *   plm_step --config NAME --objective mlm|clm|t5 [--steps N] [--no-overlap] [--profile] [--bf16]
+ * NAME: bench/flops.py's CONFIGS. --profile prints the per-op time table
+ * (src/core/profile.h) of the timed steps first; --bf16: bf16 GEMMs (gemm.h), the JSON
+ * says which ISA ran ("isa"); every run reports its peak RSS ("peak_rss_mb").
  * t5: a T5 v1.0 encoder-decoder (ReLU, tied, L layers each) on span-corrupted random
  * windows (T inputs, Tt targets); tokens count B * (T + Tt); FLOPs as bench/flops.py's
  * t5_step_flops.
@@ -10,18 +13,31 @@
  * communication the overlap did not hide, and waiting for a slower rank). With --no-overlap
  * a barrier comes first: wait_ms is the time waiting there for the slower rank, comm_ms
  * the allreduce alone. Rank 0 prints.
- * Last line: {"tokens_per_s": ..., "step_ms": ..., "gflops": ...} */
+ * Last line: {"tokens_per_s": ..., "step_ms": ..., "gflops": ..., "peak_rss_mb": ...} */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/common.h"
+#include "core/profile.h"
 #include "core/rng.h"
 #include "data/dataloader.h"
 #include "data/span_corruption.h"
+#include "model/gemm.h"
 #include "model/model.h"
 #include "train/adamw.h"
 #include "train/dist.h"
+
+/* Peak resident set size of this process (VmHWM), MB. */
+static double peak_rss_mb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kb = 0.0;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0) kb = atof(line + 6);
+    if (f) fclose(f);
+    return kb / 1024.0;
+}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -33,9 +49,16 @@ int main(int argc, char **argv) {
     const char *cfg = "tiny", *obj = "clm";
     int steps = 10;
     plm_dist_opts dopt = {0};
+    bool profile = false, bf16 = false;
     for (int i = 1; i < argc; i += 2) {
-        if (strcmp(argv[i], "--no-overlap") == 0) {
-            dopt.no_overlap = true;
+        if (strcmp(argv[i], "--no-overlap") == 0 || strcmp(argv[i], "--profile") == 0 ||
+            strcmp(argv[i], "--bf16") == 0) {
+            if (argv[i][2] == 'n')
+                dopt.no_overlap = true;
+            else if (argv[i][2] == 'p')
+                profile = true;
+            else
+                bf16 = plm_gemm_set_bf16(true);
             i--;
             continue;
         }
@@ -61,6 +84,14 @@ int main(int argc, char **argv) {
         c.num_hidden_layers = 4, c.hidden_size = 256, c.num_attention_heads = 4, c.vocab_size = 8192, T = 128, B = 32;
     } else if (strcmp(cfg, "medium") == 0) {
         c.num_hidden_layers = 6, c.hidden_size = 384, c.num_attention_heads = 6, c.vocab_size = 16384, T = 256, B = 16;
+    } else if (strcmp(cfg, "small-512") == 0) {
+        c.num_hidden_layers = 4, c.hidden_size = 256, c.num_attention_heads = 4, c.vocab_size = 8192, T = 512, B = 8;
+    } else if (strcmp(cfg, "small-1024") == 0) {
+        c.num_hidden_layers = 4, c.hidden_size = 256, c.num_attention_heads = 4, c.vocab_size = 8192, T = 1024, B = 4;
+    } else if (strcmp(cfg, "gpt2-mini") == 0) {
+        c.num_hidden_layers = 6, c.hidden_size = 512, c.num_attention_heads = 8, c.vocab_size = 50257, T = 256, B = 8;
+    } else if (strcmp(cfg, "gpt2-124m") == 0) {
+        c.num_hidden_layers = 12, c.hidden_size = 768, c.num_attention_heads = 12, c.vocab_size = 50257, T = 256, B = 4;
     } else {
         fprintf(stderr, "plm_step: unknown config %s\n", cfg);
         return 2;
@@ -68,6 +99,7 @@ int main(int argc, char **argv) {
     c.intermediate_size = 4 * c.hidden_size;
     c.hidden_dropout_prob = c.attention_probs_dropout_prob = 0.1f;
     c.pad_token_id = 0;
+    if (c.max_position_embeddings < T) c.max_position_embeddings = T;
     c.num_decoder_layers = c.num_hidden_layers;
     int L5 = 0, Tt = 0; /* T5: window and target lengths */
     if (t5) plm_t5_lengths(T, 0.15, 3.0, &L5, &Tt);
@@ -119,6 +151,10 @@ int main(int argc, char **argv) {
     }
     double *times = plm_malloc((size_t)steps * 3 * sizeof(double)), *comm = times + steps, *wait = comm + steps;
     for (int s = -3; s < steps; s++) {
+        if (s == 0 && profile) {
+            plm_prof_enable(true);
+            plm_prof_reset();
+        }
         double t0 = plm_now();
         plm_model_zero_grad(m);
         plm_batch b = {.B = B,
@@ -153,6 +189,13 @@ int main(int argc, char **argv) {
         plm_grad_sync_adamw_step(gs, &opt, &h, 1e-4f);
         if (s >= 0) times[s] = plm_now() - t0;
     }
+    double mean = 0.0;
+    for (int s = 0; s < steps; s++) mean += times[s] / steps;
+    if (profile) {
+        printf("per-op time of one %s %s step (mean of %d; exclusive: nested ops are not counted twice)\n", cfg, obj,
+               steps);
+        plm_prof_report(stdout, steps, mean * 1e3);
+    }
     qsort(times, (size_t)steps, sizeof(double), cmp_double);
     qsort(comm, (size_t)steps, sizeof(double), cmp_double);
     qsort(wait, (size_t)steps, sizeof(double), cmp_double);
@@ -169,9 +212,11 @@ int main(int argc, char **argv) {
     flops *= ranks;
     if (plm_dist_is_root())
         printf("{\"tokens_per_s\": %.1f, \"step_ms\": %.2f, \"step_ms_min\": %.2f, \"gflops\": %.2f, \"n_pred\": %ld, "
-               "\"ranks\": %d, \"comm_ms\": %.2f, \"wait_ms\": %.2f, \"grad_mb\": %.2f}\n",
+               "\"ranks\": %d, \"comm_ms\": %.2f, \"wait_ms\": %.2f, \"grad_mb\": %.2f, \"peak_rss_mb\": %.1f, "
+               "\"precision\": \"%s\", \"isa\": \"%s\"}\n",
                tokens * ranks / med, med * 1e3, times[0] * 1e3, flops / med * 1e-9, n_pred, (int)ranks,
-               comm[steps / 2] * 1e3, wait[steps / 2] * 1e3, (double)m->num_params * 4 / 1048576.0);
+               comm[steps / 2] * 1e3, wait[steps / 2] * 1e3, (double)m->num_params * 4 / 1048576.0, peak_rss_mb(),
+               bf16 ? "bf16" : "fp32", bf16 ? plm_bf16_isa() : "fp32");
     plm_grad_sync_free(gs);
     plm_adamw_free(&opt);
     plm_model_free(m);

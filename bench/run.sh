@@ -2,7 +2,13 @@
 # plm benchmark: one training step (forward + backward + AdamW) of plm vs. tuned PyTorch.
 #
 #   bash bench/run.sh [--configs "tiny small medium"] [--objectives "mlm clm t5"] [--steps N]
-#                     [--gemm-table] [--no-wait]
+#                     [--gemm-table] [--no-wait] [--profile]
+#
+# --bf16: also times every config in bf16: plm --bf16 (oneDNN bf16 matmul) next to
+#    PyTorch's torch.autocast("cpu", dtype=torch.bfloat16); the table says which ISA ran.
+# Every row records peak RSS (plm: VmHWM, PyTorch: ru_maxrss); the memory table compares them.
+# --profile: only prints plm's per-op time table of one step per config x objective
+#    (plm_step --profile; forward / backward / optimizer columns), no PyTorch, no peak.
 #
 # 1. builds bench/gemm.c once per BLAS and measures the machine's fp32 GEMM peak (max over
 #    OpenBLAS, BLIS, oneDNN of large square GEMMs, 2 threads);
@@ -24,6 +30,8 @@ CONFIGS="tiny small medium"
 OBJECTIVES="mlm clm t5"
 STEPS=10
 GEMM_TABLE=0
+PROFILE=0
+PRECISIONS="fp32"
 WAIT=${PLM_BENCH_WAIT:-60}
 while (($#)); do
     case $1 in
@@ -32,7 +40,9 @@ while (($#)); do
     --steps) STEPS=$2 && shift ;;
     --gemm-table) GEMM_TABLE=1 ;;
     --no-wait) WAIT=0 ;;
-    -h | --help) sed -n '2,20p' "$0" && exit 0 ;;
+    --profile) PROFILE=1 ;;
+    --bf16) PRECISIONS="fp32 bf16" ;;
+    -h | --help) sed -n '2,24p' "$0" && exit 0 ;;
     *) echo "bench/run.sh: unknown option '$1' (see --help)" >&2 && exit 2 ;;
     esac
     shift
@@ -67,6 +77,17 @@ wait_quiet() {
 }
 
 mkdir -p "$BUILD/bench"
+if ((PROFILE)); then
+    [[ -x $BUILD/bench/plm_step ]] || { echo "bench/run.sh: $BUILD/bench/plm_step is not built (make $BUILD/bench/plm_step)" >&2 && exit 1; }
+    echo "load: $(uptime)"
+    for cfg in $CONFIGS; do
+        for obj in $OBJECTIVES; do
+            wait_quiet
+            "$BUILD/bench/plm_step" --config "$cfg" --objective "$obj" --steps "$STEPS" --profile
+        done
+    done
+    exit 0
+fi
 bash bench/build_gemm.sh
 results=$BUILD/bench/results.jsonl
 : >"$results"
@@ -79,9 +100,11 @@ for lib in openblas blis dnnl; do
     p=$(awk '$1=="PEAK"{print $3}' <<<"$out")
     grep -E '^(PEAK|MATMUL|# background)' <<<"$out" | sed 's/^/  /'
     peak=$(awk -v a="$peak" -v b="$p" 'BEGIN{print (b > a) ? b : a}')
+    # oneDNN's bf16 matmul at 2048^3 (<= 0: no bf16 kernel on this CPU)
+    [[ $lib == dnnl ]] && bf16_peak=$(awk '$1=="MATMUL" && $3=="bf16"{print ($5 > 0) ? $5 : 0}' <<<"$out")
 done
-echo "  measured fp32 peak: $peak GFLOP/s"
-echo "{\"impl\":\"gemm\",\"peak_gflops\":$peak}" >>"$results"
+echo "  measured fp32 peak: $peak GFLOP/s; oneDNN bf16 matmul: ${bf16_peak:-0} GFLOP/s"
+echo "{\"impl\":\"gemm\",\"peak_gflops\":$peak,\"bf16_peak_gflops\":${bf16_peak:-0}}" >>"$results"
 
 if ((GEMM_TABLE)); then
     for lib in openblas blis dnnl; do
@@ -95,50 +118,74 @@ plm_bin=$BUILD/bench/plm_step
 echo "== training steps ($STEPS timed steps after warm-up, median) =="
 for cfg in $CONFIGS; do
     for obj in $OBJECTIVES; do
-        wait_quiet
-        LD_LIBRARY_PATH=$OPENBLAS_OMP${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
-            "$PY" bench/torch_step.py --config "$cfg" --objective "$obj" --steps "$STEPS" |
-            tee -a "$results"
-        if [[ -x $plm_bin ]]; then
+        for prec in $PRECISIONS; do
+            pflag=()
+            [[ $prec == bf16 ]] && pflag=(--bf16)
             wait_quiet
-            # the last line must be the JSON object; tag it so the table can find it
-            if ! line=$("$plm_bin" --config "$cfg" --objective "$obj" | tail -n 1) ||
-                ! "$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(impl="plm",
+            LD_LIBRARY_PATH=$OPENBLAS_OMP${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
+                "$PY" bench/torch_step.py --config "$cfg" --objective "$obj" --steps "$STEPS" "${pflag[@]}" |
+                tee -a "$results"
+            if [[ -x $plm_bin ]]; then
+                wait_quiet
+                # the last line must be the JSON object; tag it so the table can find it
+                if ! line=$("$plm_bin" --config "$cfg" --objective "$obj" --steps "$STEPS" "${pflag[@]}" | tail -n 1) ||
+                    ! "$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(impl="plm",
 config=sys.argv[2], objective=sys.argv[3]); print(json.dumps(d))' "$line" "$cfg" "$obj" \
-                    >>"$results"; then
-                echo "  (warning: $plm_bin --config $cfg --objective $obj failed or printed no JSON)" >&2
-            else
-                tail -n 1 "$results"
+                        >>"$results"; then
+                    echo "  (warning: $plm_bin --config $cfg --objective $obj $prec failed or printed no JSON)" >&2
+                else
+                    tail -n 1 "$results"
+                fi
             fi
-        fi
+        done
     done
 done
+echo "load after the runs: $(uptime)"
 
 "$PY" - "$results" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 peak = next(r["peak_gflops"] for r in rows if r.get("impl") == "gemm")
-get = {(r["impl"], r["config"], r["objective"]): r for r in rows if "config" in r}
+bf16_peak = next((r["bf16_peak_gflops"] for r in rows if r.get("impl") == "gemm" and "bf16_peak_gflops" in r), 0)
+prec = lambda r: r.get("precision", "fp32")  # noqa: E731
+get = {(r["impl"], r["config"], r["objective"], prec(r)): r for r in rows if "config" in r}
+order = ["tiny", "small", "medium", "small-512", "small-1024", "gpt2-mini", "gpt2-124m"]
 keys = sorted({(r["config"], r["objective"]) for r in rows if "config" in r},
-              key=lambda k: (["tiny", "small", "medium"].index(k[0]), k[1] != "mlm"))
-print(f"\n== plm vs PyTorch, one training step; fp32 GEMM peak {peak:.1f} GFLOP/s ==")
-hdr = ("config", "obj", "plm tok/s", "torch tok/s", "plm/torch", "plm GF/s", "torch GF/s",
-       "plm %peak", "torch %peak", "best-step ratio")
-print("{:<7} {:<4} {:>10} {:>11} {:>9} {:>8} {:>10} {:>9} {:>11} {:>15}".format(*hdr))
+              key=lambda k: (order.index(k[0]) if k[0] in order else 99, k[1] != "mlm"))
 noisy = False
+for pr in ("fp32", "bf16"):
+    if not any(k[3] == pr for k in get):
+        continue
+    pk = peak if pr == "fp32" else bf16_peak
+    isa = next((r.get("isa") for r in rows if r.get("impl") == "plm" and prec(r) == pr), "")
+    print(f"\n== {pr}: plm vs PyTorch{' autocast' if pr == 'bf16' else ''}, one training step; "
+          f"{pr} GEMM peak {pk:.1f} GFLOP/s{'; plm ISA: ' + str(isa) if pr == 'bf16' else ''} ==")
+    hdr = ("config", "obj", "plm tok/s", "torch tok/s", "plm/torch", "plm GF/s", "torch GF/s",
+           "plm %peak", "torch %peak", "best-step ratio")
+    print("{:<10} {:<4} {:>10} {:>11} {:>9} {:>8} {:>10} {:>9} {:>11} {:>15}".format(*hdr))
+    for cfg, obj in keys:
+        t, p = get.get(("torch", cfg, obj, pr)), get.get(("plm", cfg, obj, pr))
+        f = lambda r, k, fmt: format(r[k], fmt) if r and k in r else "-"  # noqa: E731
+        ratio = f"{p['tokens_per_s'] / t['tokens_per_s']:.2f}x" if p and t else "-"
+        pp = f"{100 * p['gflops'] / pk:.0f}%" if p and pk else "-"
+        tp = f"{100 * t['gflops'] / pk:.0f}%" if t and pk else "-"
+        best = (f"{t['step_ms_min'] / p['step_ms_min']:.2f}x"
+                if p and t and "step_ms_min" in p and "step_ms_min" in t else "-")
+        flag = "!" if any(r and r.get("bg_cores", 0) > 0.2 for r in (t, p)) else ""
+        noisy |= bool(flag)
+        print(f"{cfg:<10} {obj:<4} {f(p, 'tokens_per_s', '10.0f'):>10} {f(t, 'tokens_per_s', '11.0f'):>11}"
+              f" {ratio:>9} {f(p, 'gflops', '8.1f'):>8} {f(t, 'gflops', '10.1f'):>10} {pp:>9} {tp:>11}"
+              f" {best:>15} {flag}")
+print("\n== peak RSS (MB) of the whole process, plm vs PyTorch ==")
+print("{:<10} {:<4} {:<5} {:>8} {:>9} {:>10}".format("config", "obj", "prec", "plm MB", "torch MB", "plm/torch"))
 for cfg, obj in keys:
-    t, p = get.get(("torch", cfg, obj)), get.get(("plm", cfg, obj))
-    f = lambda r, k, fmt: format(r[k], fmt) if r and k in r else "-"
-    ratio = f"{p['tokens_per_s'] / t['tokens_per_s']:.2f}x" if p and t else "-"
-    pp = f"{100 * p['gflops'] / peak:.0f}%" if p else "-"
-    tp = f"{100 * t['gflops'] / peak:.0f}%" if t else "-"
-    best = (f"{t['step_ms_min'] / p['step_ms_min']:.2f}x"
-            if p and t and "step_ms_min" in p and "step_ms_min" in t else "-")
-    flag = "!" if any(r and r.get("bg_cores", 0) > 0.2 for r in (t, p)) else ""
-    noisy |= bool(flag)
-    print(f"{cfg:<7} {obj:<4} {f(p, 'tokens_per_s', '10.0f'):>10} {f(t, 'tokens_per_s', '11.0f'):>11}"
-          f" {ratio:>9} {f(p, 'gflops', '8.1f'):>8} {f(t, 'gflops', '10.1f'):>10} {pp:>9} {tp:>11}"
-          f" {best:>15} {flag}")
+    for pr in ("fp32", "bf16"):
+        t, p = get.get(("torch", cfg, obj, pr)), get.get(("plm", cfg, obj, pr))
+        if not (t or p):
+            continue
+        pm, tm = (r.get("peak_rss_mb") if r else None for r in (p, t))
+        ratio = f"{pm / tm:.2f}x" if pm and tm else "-"
+        print(f"{cfg:<10} {obj:<4} {pr:<5} {pm or '-':>8} {tm or '-':>9} {ratio:>10}")
 print("tok/s and GF/s from the median step; best-step ratio = torch / plm fastest step (if"
       " both report step_ms_min), the better estimate when the machine is shared")
 if noisy:

@@ -24,6 +24,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import statistics
 import sys
 import time
@@ -121,7 +122,7 @@ class Bert(nn.Module):
         for layer in self.layers:
             x = layer(x, mask)
         hs = x.reshape(B * T, -1).index_select(0, sel)  # MLM head on selected positions only
-        hs = self.head_ln(F.gelu(self.head_dense(hs)))
+        hs = self.head_ln(F.gelu(self.head_dense(hs)).float())  # bf16 autocast: LayerNorm in fp32
         logits = F.linear(hs, self.wte.weight, self.head_bias)
         return F.cross_entropy(logits, labels)
 
@@ -363,6 +364,8 @@ def main():
     ap.add_argument("--foreach", choices=("auto", "on", "off"), default="on",
                     help="AdamW multi-tensor (foreach) implementation")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bf16", action="store_true",
+                    help='forward and loss under torch.autocast("cpu", dtype=torch.bfloat16)')
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -385,7 +388,8 @@ def main():
 
     def step():
         opt.zero_grad(set_to_none=False)  # keep the gradient buffers: no realloc per step
-        loss = model(*batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            loss = model(*batch)
         loss.backward()
         opt.step()
         return loss
@@ -407,6 +411,7 @@ def main():
         flops = t5_step_flops(c["layers"], c["hidden"], c["vocab"], c["seq"], Tt, c["batch"])
     print(json.dumps({
         "impl": "torch",
+        "precision": "bf16" if args.bf16 else "fp32",
         "config": args.config,
         "objective": args.objective,
         "tokens_per_s": round(tokens / med, 1),
@@ -423,6 +428,7 @@ def main():
         "foreach": args.foreach,
         "loss": round(float(loss), 4),
         "bg_cores": round(bg, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
         "torch": torch.__version__,
     }), flush=True)
 

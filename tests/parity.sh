@@ -29,12 +29,16 @@ rc=0
 # slower); sleeping waits change no result.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 # The default routing (src/model/gemm.c: oneDNN, OpenBLAS for wide weight gradients),
-# then every product forced through each library (PLM_GEMM), each against torch.
-for route in auto openblas dnnl; do
+# then every product forced through each library (PLM_GEMM), each against torch; then
+# bf16 (PLM_BF16=1: oneDNN's bf16 matmul, parity.py's bf16 tolerance; on a CPU without
+# bf16 this route runs the fp32 fallback, and the dump says so).
+for route in auto openblas dnnl bf16; do
     sub=$dir/$route
     mkdir -p "$sub"
     if [[ $route == auto ]]; then
         env -u PLM_GEMM "$bin" "$sub" || rc=1
+    elif [[ $route == bf16 ]]; then
+        env -u PLM_GEMM PLM_BF16=1 "$bin" "$sub" || rc=1
     else
         PLM_GEMM=$route "$bin" "$sub" || rc=1
     fi

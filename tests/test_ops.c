@@ -4,7 +4,11 @@
  *     and reductions give the same bits for 1, 2 and 300 threads;
  *   - divergence: NaN / inf logits give a non-finite loss without reading out of
  *     bounds; the fast exp is defined for NaN, +-inf and huge inputs;
- *     plm_first_nonfinite names the first tensor with a NaN or inf.
+ *     plm_first_nonfinite names the first tensor with a NaN or inf;
+ *   - bf16 GEMMs (gemm.h): every layout with alpha / beta and odd sizes against a
+ *     double reference on the bf16-rounded inputs (fp32 accumulation: 1e-5 relative) and
+ *     on the exact inputs (bf16 tolerance 1e-2); on a CPU without bf16 the fallback:
+ *     asking for bf16 returns false and the product is the fp32 one bit for bit.
  * OpenMP starts 300 threads when asked, even on 2 cores: that is the point. */
 #include <math.h>
 #include <omp.h>
@@ -17,6 +21,7 @@
 #include "model/attention.h"
 #include "model/crossentropy.h"
 #include "model/fastmath.h"
+#include "model/gemm.h"
 #include "model/layernorm.h"
 #include "model/linear.h"
 #include "model/model.h"
@@ -276,7 +281,7 @@ static void test_attention_threads(void) {
     float *qkv = frand((size_t)B * T * 3 * C, 1.0f), *dout = frand((size_t)B * T * C, 1.0f);
     uint8_t *mask = plm_malloc((size_t)B * T);
     for (int i = 0; i < B * T; i++) mask[i] = i % T < T - (i / T) % 3;
-    size_t natt = (size_t)B * NH * T * T;
+    size_t natt = attention_saved_floats(B, NH, T, T, C / NH);
     int threads[3] = {1, 2, MANY};
     float *outs[3], *dqkvs[3];
     for (int k = 0; k < 3; k++) {
@@ -428,6 +433,67 @@ static void test_crossentropy_nonfinite(void) {
     omp_set_num_threads(2);
 }
 
+/* ---- bf16 GEMMs ---- */
+
+static double rel_err(const float *got, const double *ref, size_t n) {
+    double d = 0.0, r = 0.0;
+    for (size_t i = 0; i < n; i++) d += (got[i] - ref[i]) * (got[i] - ref[i]), r += ref[i] * ref[i];
+    return sqrt(d / r);
+}
+
+static void test_gemm_bf16(void) {
+    int M = 67, N = 45, K = 131;
+    float *A = frand((size_t)M * K + 8 * K, 1.0f), *B = frand((size_t)K * N + 8 * K, 1.0f);
+    const char *isa = plm_bf16_isa();
+    printf("# bf16 ISA: %s\n", isa ? isa : "none (testing the fp32 fallback)");
+    for (int v = 0; v < 8; v++) {
+        bool ta = v & 1, tb = v & 2;
+        float alpha = v & 4 ? 0.37f : 1.0f, beta = v & 4 ? 1.0f : 0.0f;
+        int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 5, ldc = N + 2; /* strided rows */
+        float *C0 = frand((size_t)M * ldc, 1.0f), *C = fcopy(C0, (size_t)M * ldc), *C32 = fcopy(C0, (size_t)M * ldc);
+        double *ref16 = plm_malloc((size_t)M * N * sizeof(double)), *ref = plm_malloc((size_t)M * N * sizeof(double));
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                double s16 = 0.0, s = 0.0;
+                for (int k = 0; k < K; k++) {
+                    float a = ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+                    float b = tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+                    s16 += (double)plm_round_bf16(a) * plm_round_bf16(b);
+                    s += (double)a * b;
+                }
+                double c = beta * C0[(size_t)i * ldc + j];
+                ref16[(size_t)i * N + j] = alpha * s16 + c, ref[(size_t)i * N + j] = alpha * s + c;
+            }
+        plm_gemm_set_bf16(false);
+        plm_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C32, ldc);
+        bool on = plm_gemm_set_bf16(true);
+        plm_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        plm_gemm_set_bf16(false);
+        float *Cd = plm_malloc((size_t)M * N * sizeof(float));
+        bool pad_ok = true;
+        for (int i = 0; i < M; i++) {
+            memcpy(Cd + (size_t)i * N, C + (size_t)i * ldc, (size_t)N * sizeof(float));
+            for (int j = N; j < ldc; j++) pad_ok &= C[(size_t)i * ldc + j] == C0[(size_t)i * ldc + j];
+        }
+        char name[64];
+        snprintf(name, sizeof name, "gemm_bf16_%c%c%s", ta ? 'T' : 'N', tb ? 'T' : 'N', v & 4 ? "_alpha_beta" : "");
+        char en[80];
+        snprintf(en, sizeof en, "%s.enabled_iff_isa", name);
+        TEST_CHECK(on == (isa != NULL), en, "plm_gemm_set_bf16 returned %d with ISA %s", on, isa ? isa : "none");
+        if (isa) {
+            double e16 = rel_err(Cd, ref16, (size_t)M * N), e = rel_err(Cd, ref, (size_t)M * N);
+            TEST_CHECK(e16 < 1e-5 && e < 1e-2 && e > 1e-6 && pad_ok, name,
+                       "rel err %.3g vs rounded inputs (want < 1e-5), %.3g vs exact (want 1e-6 .. 1e-2), "
+                       "padding kept %d",
+                       e16, e, pad_ok);
+        } else {
+            TEST_CHECK(!memcmp(C, C32, (size_t)M * ldc * sizeof(float)), name, "the fallback is not the fp32 product");
+        }
+        free(C0), free(C), free(C32), free(ref16), free(ref), free(Cd);
+    }
+    free(A), free(B);
+}
+
 /* Groups run in this order; an argument runs only the groups whose name contains it. */
 static const struct {
     const char *name;
@@ -440,6 +506,7 @@ static const struct {
     {"attention_threads", test_attention_threads},
     {"model_threads_raised", test_model_threads_raised},
     {"first_nonfinite", test_first_nonfinite},
+    {"gemm_bf16", test_gemm_bf16},
     {"fast_exp_nonfinite", test_fast_exp_nonfinite},
     {"crossentropy_nonfinite", test_crossentropy_nonfinite}, /* last: before the fix it read out of bounds */
 };

@@ -12,6 +12,7 @@
 #include "model/model_io.h"
 #include "train/electra.h"
 #include "train/trainer.h"
+#include "model/gemm.h"
 
 int cli_fail(const char *cmd, int code) {
     if (plm_dist_size() > 1)
@@ -94,6 +95,7 @@ int cmd_pretrain(int argc, char **argv) {
     bool reset_at_switch = false;
     const char *decay_type = "1-sqrt";
     int vocab_size = 8192, extra_ids = 100;
+    bool bf16 = false;
     bool quiet = false, static_masking = false, right_to_left = false;
     plm_train_args a;
     plm_train_args_default(&a);
@@ -168,6 +170,9 @@ int cmd_pretrain(int argc, char **argv) {
          "continue an interrupted run: a checkpoint directory, or an output directory (its newest complete "
          "checkpoint)"},
         {"--init-from", ARG_STR, &init_from, "continued pretraining: start from a model directory's weights"},
+        {"--bf16", ARG_FLAG, &bf16,
+         "bf16 mixed precision: GEMM inputs in bf16 (oneDNN, fp32 accumulation), weights, gradients and AdamW in "
+         "fp32; on a CPU without AVX512_BF16 / AMX-BF16 it says so and runs fp32"},
         {"--quiet", ARG_FLAG, &quiet, "no progress bar"},
         {"--deterministic-reduce", ARG_FLAG, &a.dist.deterministic,
          "under mpirun: add the micro-batch gradients in one fixed order (bit-identical weights for any number of "
@@ -190,6 +195,7 @@ int cmd_pretrain(int argc, char **argv) {
     }
     if (!plm_dist_is_root()) quiet = true; /* under mpirun rank 0 reports; the others only fail */
     a.quiet = quiet;
+    if (bf16) plm_gemm_set_bf16(true);
     a.obj.static_masking = static_masking;
     a.obj.right_to_left = right_to_left;
     if (strcmp(objective, "clm") == 0)
@@ -207,7 +213,9 @@ int cmd_pretrain(int argc, char **argv) {
     else if (strcmp(objective, "t5") == 0)
         a.objective = PLM_OBJ_T5;
     else {
-        fprintf(stderr, "plm pretrain: --objective must be clm, mlm, mlm+nsp, mlm+sop, electra, clm+mlm or t5, got \"%s\"\n", objective);
+        fprintf(stderr,
+                "plm pretrain: --objective must be clm, mlm, mlm+nsp, mlm+sop, electra, clm+mlm or t5, got \"%s\"\n",
+                objective);
         goto usage_fail;
     }
     bool t5 = a.objective == PLM_OBJ_T5;
@@ -314,7 +322,7 @@ int cmd_pretrain(int argc, char **argv) {
         /* continued pretraining reads the base weights of any checkpoint into a model
          * with the objective's head (an LM head) */
         plm_head_spec lm[2] = {{PLM_HEAD_LM, 0, 0, 1.0f, PLM_SEQ_POOL_DEFAULT},
-                                {PLM_HEAD_NSP, 0, 2, 1.0f, PLM_SEQ_POOL_DEFAULT}};
+                               {PLM_HEAD_NSP, 0, 2, 1.0f, PLM_SEQ_POOL_DEFAULT}};
         int nheads = a.obj.pair != PLM_PAIR_NONE ? 2 : 1; /* BertForPreTraining for NSP/SOP */
         /* T5's LM head sits on its decoder: its own config.json names it */
         if ((rc = resume || t5 ? cli_load_model(model_dir, &m, &tok)

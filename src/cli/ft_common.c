@@ -1,12 +1,15 @@
 /* ft_common.c - see ft_common.h */
 #include "ft_common.h"
 
+#include "model/gemm.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/common.h"
+#include "model/gemm.h"
 #include "train/dist.h"
 #include "train/trainer.h"
 
@@ -46,6 +49,9 @@ static void ft_specs(arg_spec *specs, int *n, cli_ft_opts *o, const char *unit) 
         {"--seeds", ARG_INT, &o->seeds, "run N seeds (seed, seed+1, ...) into OUTPUT/seed-S; report mean +- std"},
         {"--resume-from-checkpoint", ARG_STR, &o->resume,
          "continue an interrupted run: a checkpoint-N directory or the output directory (its newest)"},
+        {"--bf16", ARG_FLAG, &o->bf16,
+         "bf16 mixed precision: GEMM inputs in bf16 (oneDNN, fp32 accumulation), weights, gradients and AdamW in "
+         "fp32; on a CPU without AVX512_BF16 / AMX-BF16 it says so and runs fp32"},
         {"--quiet", ARG_FLAG, &o->quiet, "no progress bar"},
     };
     for (size_t i = 0; i < PLM_ARRAY_LEN(common); i++) specs[(*n)++] = common[i];
@@ -55,6 +61,7 @@ static int ft_check(const char *cmd, cli_ft_opts *o) {
     const plm_ft_args *a = &o->a;
     if (!plm_dist_is_root()) o->quiet = true; /* under mpirun rank 0 reports; the others only fail */
     o->a.quiet = o->quiet;
+    if (o->bf16) plm_gemm_set_bf16(true);
     if (o->seeds < 1 || (o->seeds > 1 && o->resume)) {
         fprintf(stderr,
                 "plm %s: --seeds must be >= 1, and a multi-seed run cannot be resumed (resume each OUTPUT/seed-S "

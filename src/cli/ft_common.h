@@ -18,6 +18,7 @@ typedef struct {
     int seeds;          /* --seeds N: seeds a.seed, a.seed + 1, ... */
     const char *resume; /* --resume-from-checkpoint: a checkpoint-N directory or the output directory */
     bool quiet;
+    bool bf16; /* --bf16: GEMM inputs in bf16 where the CPU has it */
     int max_train_samples, max_eval_samples;
 } cli_ft_opts;
 

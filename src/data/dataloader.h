@@ -58,17 +58,17 @@ typedef enum { PLM_MASK_TOKEN = 0, PLM_MASK_WHOLE_WORD, PLM_MASK_SPAN } plm_mask
 typedef enum { PLM_PAIR_NONE = 0, PLM_PAIR_NSP, PLM_PAIR_SOP } plm_pair_objective;
 
 typedef struct {
-    float mlm_probability;     /* 0.15; 0.05 .. 0.5 */
-    float mask_replace_prob;   /* 0.8: selected -> [MASK] */
-    float random_replace_prob; /* 0.1: selected -> random token; the rest stay */
-    bool static_masking;       /* dupe_factor fixed masks instead of a new one per epoch */
-    int dupe_factor;           /* 10, as create_pretraining_data.py */
-    plm_mask_unit masking;     /* token, whole word or span */
-    float span_p;              /* 0.2: geometric span length parameter (SpanBERT) */
-    int max_span_length;       /* 10 words */
-    plm_pair_objective pair;   /* NSP or SOP next to MLM */
-    float short_seq_prob;      /* 0.1: a pair instance's target length is random in [2, T-3] */
-    bool right_to_left;        /* CLM: predict the previous token */
+    float mlm_probability;          /* 0.15; 0.05 .. 0.5 */
+    float mask_replace_prob;        /* 0.8: selected -> [MASK] */
+    float random_replace_prob;      /* 0.1: selected -> random token; the rest stay */
+    bool static_masking;            /* dupe_factor fixed masks instead of a new one per epoch */
+    int dupe_factor;                /* 10, as create_pretraining_data.py */
+    plm_mask_unit masking;          /* token, whole word or span */
+    float span_p;                   /* 0.2: geometric span length parameter (SpanBERT) */
+    int max_span_length;            /* 10 words */
+    plm_pair_objective pair;        /* NSP or SOP next to MLM */
+    float short_seq_prob;           /* 0.1: a pair instance's target length is random in [2, T-3] */
+    bool right_to_left;             /* CLM: predict the previous token */
     float noise_density;            /* T5: share of corrupted tokens (0.15) */
     float mean_noise_span_length;   /* T5: mean corrupted span (3) */
     int32_t decoder_start_token_id; /* T5: first decoder input (pad, 0 in HF's T5) */

@@ -1,4 +1,28 @@
-/* attention.c - see attention.h */
+/* attention.c - see attention.h
+ *
+ * Flash-attention style (Dao et al. 2022), on the CPU: the T x T score matrix is never
+ * stored. Per (batch, head) the queries are cut into blocks of ATT_BQ rows and the keys
+ * into blocks of ATT_BK; one BQ x BK tile of scores is computed with a GEMM, masked,
+ * turned into probabilities with an online softmax and multiplied into the output
+ * while it is in cache. The forward pass saves per query row only
+ *     lse_i = m_i + log l_i   (m_i = max_j s_ij, l_i = sum_j exp(s_ij - m_i)),
+ * so that the backward pass recomputes every probability exactly as p_ij = exp(s_ij - lse_i),
+ * and a copy of the output for D_i = dO_i . O_i (see attention_backward_ex).
+ *
+ * Online softmax over the key blocks of one query row: with m the running maximum,
+ * l the running sum and o the running (unnormalised) output,
+ *     m' = max(m, max_j s_j);  a = exp(m - m');  p_j = exp(s_j - m')
+ *     l' = a l + sum_j p_j;    o' = a o + sum_j drop(p_j) v_j
+ * and at the end out = o / l. Dropout acts on the normalised probabilities, which
+ * commutes with the final division, so the kept sum l is of the undropped p.
+ *
+ * Dropout: the keep decision of probability (b, h, i, j) is the counter-based hash of
+ * its global index ((b NH + h) Tq + i) Tk + j, so the backward pass regenerates the
+ * same mask without storing it, and the mask does not depend on the blocking or on the
+ * number of threads.
+ *
+ * Causal: a query block [i0, i1) only visits keys j < i1; the tiles above the diagonal
+ * are skipped, about half the work of a causal square. */
 #include "attention.h"
 
 #include <math.h>
@@ -6,119 +30,223 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "core/profile.h"
 #include "core/rng.h"
 #include "fastmath.h"
 #include "gemm.h"
 
-/* Each thread takes its T x T tiles from its own grow-only scratch inside the parallel
- * region, so they always match the team that runs (omp_set_num_threads may have been
- * raised since the caller sized its buffers), and a warm step allocates nothing.
- *
- * Dropout on one T x T probability tile: dst = src * mask / (1 - p). The element index
- * is global over [B, NH, Tq, Tk] so the mask is the same in forward and backward. */
-static void dropout_tile(float *dst, const float *src, size_t n, float p, uint64_t key, size_t base) {
-    float scale = 1.0f / (1.0f - p);
-    for (size_t i = 0; i < n; i++) dst[i] = plm_hash_uniform(key, base + i) >= p ? src[i] * scale : 0.0f;
+#define ATT_BQ 64  /* query rows per block */
+#define ATT_BK 128 /* keys per block */
+
+/* The saved state (att): lse [B, NH, Tq] | out [B, NH, Tq, hs] | key mask [B, Tk] as
+ * 1/0 floats | flags (causal), so that the fused backward, which has no mask argument,
+ * recomputes the same probabilities. */
+size_t attention_saved_floats(int B, int NH, int Tq, int Tk, int hs) {
+    return (size_t)B * NH * Tq * (size_t)(hs + 1) + (size_t)B * Tk + 1;
 }
 
-void attention_forward_ex(const attn_shape *a, float *out, float *att) {
-    int B = a->B, Tq = a->Tq, Tk = a->Tk, NH = a->NH, hs = a->hs, ldo = NH * hs;
-    size_t tile_n = (size_t)Tq * Tk;
-#pragma omp parallel
-    {
-        float *tile = NULL; /* this thread's dropout tile, Tq x Tk */
-#pragma omp for schedule(static)
-        for (int bh = 0; bh < B * NH; bh++) {
-            int b = bh / NH, h = bh % NH;
-            const float *q = a->q + (size_t)b * Tq * a->ldq + h * hs;
-            const float *k = a->k + (size_t)b * Tk * a->ldk + h * hs, *v = a->v + (size_t)b * Tk * a->ldv + h * hs;
-            float *p = att + (size_t)bh * tile_n;
-            const uint8_t *m = a->key_mask ? a->key_mask + (size_t)b * Tk : NULL;
-            plm_sgemm(false, true, Tq, Tk, hs, a->scale, q, a->ldq, k, a->ldk, 0.0f, p, Tk);
-            for (int i = 0; i < Tq; i++) {
-                float *row = p + (size_t)i * Tk;
-                int jmax = a->causal ? PLM_MIN(i + 1, Tk) : Tk; /* keys j < jmax are visible, minus padding */
-                if (a->bias) {
-                    const float *br = a->bias + ((size_t)h * Tq + i) * Tk;
-                    for (int j = 0; j < jmax; j++) row[j] += br[j];
-                }
-                float mx = -INFINITY;
-                for (int j = 0; j < jmax; j++)
-                    if ((!m || m[j]) && row[j] > mx) mx = row[j];
-                if (mx == -INFINITY) { /* no visible key: the row attends to nothing */
-                    memset(row, 0, (size_t)Tk * sizeof(float));
-                    continue;
-                }
-                float sum = 0.0f;
-                if (m) {
-                    for (int j = 0; j < jmax; j++) {
-                        float e = m[j] ? plm_expf(row[j] - mx) : 0.0f;
-                        row[j] = e;
-                        sum += e;
-                    }
-                } else {
-#pragma omp simd reduction(+ : sum)
-                    for (int j = 0; j < jmax; j++) sum += row[j] = plm_expf(row[j] - mx);
-                }
-                float inv = 1.0f / sum;
-                for (int j = 0; j < jmax; j++) row[j] *= inv;
-                for (int j = jmax; j < Tk; j++) row[j] = 0.0f;
-            }
-            const float *pd = p;
-            if (a->dropout_p > 0.0f) {
-                if (!tile) tile = plm_thread_scratch(2, tile_n);
-                dropout_tile(tile, p, tile_n, a->dropout_p, a->dropout_key, (size_t)bh * tile_n);
-                pd = tile;
-            }
-            plm_sgemm(false, false, Tq, hs, Tk, 1.0f, pd, Tk, v, a->ldv, 0.0f, out + (size_t)b * Tq * ldo + h * hs,
-                      ldo);
+static float *saved_mask(const attn_shape *a, const float *att) {
+    return (float *)att + (size_t)a->B * a->NH * a->Tq * (size_t)(a->hs + 1);
+}
+
+/* One tile of scores -> probabilities in place. s: [bq, bk] (row stride ATT_BK) holds
+ * scale Q K^T for rows i0.. and keys j0..; adds the bias, masks, and writes
+ * p = exp(s - ref_i) where ref_i is lse (backward) or the updated running max
+ * (forward); masked entries become exactly 0. Forward (m != NULL): updates m, l and
+ * writes alpha_i = exp(m_old - m_new) for rescaling the running output. */
+static void tile_probs(const attn_shape *a, int h, const float *km, float *s, int i0, int bq, int j0, int bk,
+                       const float *lse, float *m, float *l, float *alpha) {
+    for (int r = 0; r < bq; r++) {
+        int i = i0 + r;
+        float *row = s + (size_t)r * ATT_BK;
+        int jend = a->causal ? PLM_MIN(bk, i + 1 - j0) : bk; /* keys j0 + c, c < jend, are visible */
+        if (jend < 0) jend = 0;
+        if (a->bias) {
+            const float *br = a->bias + ((size_t)h * a->Tq + i) * a->Tk + j0;
+            for (int c = 0; c < jend; c++) row[c] += br[c];
         }
+        for (int c = 0; c < jend; c++)
+            if (km[j0 + c] == 0.0f) row[c] = -INFINITY;
+        for (int c = jend; c < bk; c++) row[c] = -INFINITY;
+        float ref;
+        if (m) {
+            float mx = m[r];
+            for (int c = 0; c < jend; c++) mx = row[c] > mx ? row[c] : mx;
+            if (mx == -INFINITY) { /* nothing visible yet: the row stays empty */
+                memset(row, 0, (size_t)bk * sizeof(float));
+                alpha[r] = 1.0f;
+                continue;
+            }
+            alpha[r] = m[r] == -INFINITY ? 0.0f : plm_expf(m[r] - mx);
+            m[r] = mx;
+            ref = mx;
+        } else {
+            ref = lse[r];
+            if (ref == INFINITY) { /* a row with no visible key: all probabilities 0 */
+                memset(row, 0, (size_t)bk * sizeof(float));
+                continue;
+            }
+        }
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int c = 0; c < bk; c++) {
+            float e = row[c] == -INFINITY ? 0.0f : plm_expf(row[c] - ref);
+            row[c] = e;
+            sum += e;
+        }
+        if (m) l[r] = l[r] * alpha[r] + sum;
     }
 }
 
-/* With Pd = dropout(P), O = Pd V:
- *   dV = Pd^T dO,  dPd = dO V^T,  dP = dropout(dPd),
- *   dS = P * (dP - rowsum(dP * P)),  dQ = scale dS K,  dK = scale dS^T Q,
- * and the additive bias gets dS itself (summed over the batch by the caller). */
-void attention_backward_ex(const attn_shape *a, const float *dout, const float *att, float *dq, float *dk, float *dv,
-                           float *dscores) {
-    int B = a->B, Tq = a->Tq, Tk = a->Tk, NH = a->NH, hs = a->hs, ldo = NH * hs;
-    size_t tile_n = (size_t)Tq * Tk;
+/* dst = src * keep / (1 - p) over a tile, keep drawn from the element's global index. */
+static void tile_dropout(float *dst, const float *src, const attn_shape *a, int bh, int i0, int bq, int j0, int bk) {
+    float p = a->dropout_p, sc = 1.0f / (1.0f - p);
+    for (int r = 0; r < bq; r++) {
+        size_t base = ((size_t)bh * a->Tq + i0 + r) * a->Tk + j0;
+        const float *x = src + (size_t)r * ATT_BK;
+        float *y = dst + (size_t)r * ATT_BK;
+        for (int c = 0; c < bk; c++) y[c] = plm_hash_uniform(a->dropout_key, base + c) >= p ? x[c] * sc : 0.0f;
+    }
+}
+
+/* Keys visible to some query of the block [i0, i1). */
+static int keys_for(const attn_shape *a, int i1) { return a->causal ? PLM_MIN(i1, a->Tk) : a->Tk; }
+
+void attention_forward_ex(const attn_shape *a, float *out, float *att) {
+    double prof_t0 = plm_prof_begin();
+    int B = a->B, Tq = a->Tq, NH = a->NH, hs = a->hs, ldo = NH * hs;
+    int nqb = (Tq + ATT_BQ - 1) / ATT_BQ;
+    float *lse_all = att, *osave = att + (size_t)B * NH * Tq, *kmask = saved_mask(a, att);
+    for (size_t n = 0; n < (size_t)B * a->Tk; n++) kmask[n] = a->key_mask && !a->key_mask[n] ? 0.0f : 1.0f;
+    kmask[(size_t)B * a->Tk] = a->causal ? 1.0f : 0.0f;
 #pragma omp parallel
     {
-        float *dp = NULL, *tile = NULL; /* this thread's dP / dS tile and dropout tile */
-#pragma omp for schedule(static)
+        /* this thread's tiles: scores/probabilities, dropped probabilities, running
+         * output, m, l, alpha */
+        float *s = plm_thread_scratch(2, (size_t)2 * ATT_BQ * ATT_BK + (size_t)ATT_BQ * hs + 3 * ATT_BQ);
+        float *pdrop = s + ATT_BQ * ATT_BK, *o = pdrop + ATT_BQ * ATT_BK, *m = o + (size_t)ATT_BQ * hs;
+        float *l = m + ATT_BQ, *alpha = l + ATT_BQ;
+        /* causal blocks further down have more keys: dynamic keeps the threads even; the
+         * result of a block does not depend on which thread runs it */
+#pragma omp for schedule(dynamic, 1)
+        for (int task = 0; task < B * NH * nqb; task++) {
+            int bh = task / nqb, qb = task % nqb, b = bh / NH, h = bh % NH;
+            int i0 = qb * ATT_BQ, bq = PLM_MIN(ATT_BQ, Tq - i0);
+            const float *q = a->q + ((size_t)b * Tq + i0) * a->ldq + h * hs;
+            const float *k = a->k + (size_t)b * a->Tk * a->ldk + h * hs;
+            const float *v = a->v + (size_t)b * a->Tk * a->ldv + h * hs;
+            const float *km = kmask + (size_t)b * a->Tk;
+            for (int r = 0; r < bq; r++) m[r] = -INFINITY, l[r] = 0.0f;
+            memset(o, 0, (size_t)bq * hs * sizeof(float));
+            int kend = keys_for(a, i0 + bq);
+            for (int j0 = 0; j0 < kend; j0 += ATT_BK) {
+                int bk = PLM_MIN(ATT_BK, kend - j0);
+                plm_sgemm(false, true, bq, bk, hs, a->scale, q, a->ldq, k + (size_t)j0 * a->ldk, a->ldk, 0.0f, s,
+                          ATT_BK);
+                tile_probs(a, h, km, s, i0, bq, j0, bk, NULL, m, l, alpha);
+                for (int r = 0; r < bq; r++)
+                    if (alpha[r] != 1.0f)
+                        for (int c = 0; c < hs; c++) o[(size_t)r * hs + c] *= alpha[r];
+                const float *pv = s;
+                if (a->dropout_p > 0.0f) {
+                    tile_dropout(pdrop, s, a, bh, i0, bq, j0, bk);
+                    pv = pdrop;
+                }
+                plm_sgemm(false, false, bq, hs, bk, 1.0f, pv, ATT_BK, v + (size_t)j0 * a->ldv, a->ldv, 1.0f, o, hs);
+            }
+            float *lse = lse_all + (size_t)bh * Tq + i0;
+            float *os = osave + ((size_t)bh * Tq + i0) * hs;
+            for (int r = 0; r < bq; r++) {
+                float *dst = out + ((size_t)b * Tq + i0 + r) * ldo + h * hs;
+                if (l[r] > 0.0f) {
+                    float inv = 1.0f / l[r];
+                    for (int c = 0; c < hs; c++) dst[c] = o[(size_t)r * hs + c] * inv;
+                    lse[r] = m[r] + logf(l[r]);
+                } else { /* no visible key: the row attends to nothing */
+                    memset(dst, 0, (size_t)hs * sizeof(float));
+                    lse[r] = INFINITY;
+                }
+                memcpy(os + (size_t)r * hs, dst, (size_t)hs * sizeof(float));
+            }
+        }
+    }
+    plm_prof_end("attention", prof_t0);
+}
+
+/* With P = softmax(S), Pd = dropout(P), O = Pd V and D_i = rowsum(dP * P)_i:
+ *   dV = Pd^T dO,  dPd = dO V^T,  dP = dropout(dPd),
+ *   dS = P * (dP - D),  dQ = scale dS K,  dK = scale dS^T Q,
+ * and the additive bias gets dS itself (summed over the batch by the caller).
+ * D_i = sum_j dP_ij P_ij = sum_j dPd_ij Pd_ij = dO_i . O_i, from the saved output, so
+ * one sweep over the tiles suffices. Each (batch, head) is one thread's: it owns the
+ * rows of dK, dV (accumulated over query blocks) and dQ of that head. */
+void attention_backward_ex(const attn_shape *a, const float *dout, const float *att, float *dq, float *dk, float *dv,
+                           float *dscores) {
+    double prof_t0 = plm_prof_begin();
+    int B = a->B, Tq = a->Tq, Tk = a->Tk, NH = a->NH, hs = a->hs, ldo = NH * hs;
+    const float *lse_all = att, *osave = att + (size_t)B * NH * Tq, *kmask = saved_mask(a, att);
+#pragma omp parallel
+    {
+        float *p = plm_thread_scratch(3, (size_t)3 * ATT_BQ * ATT_BK + ATT_BQ);
+        float *pd = p + ATT_BQ * ATT_BK, *dp = pd + ATT_BQ * ATT_BK, *D = dp + ATT_BQ * ATT_BK;
+#pragma omp for schedule(dynamic, 1)
         for (int bh = 0; bh < B * NH; bh++) {
             int b = bh / NH, h = bh % NH;
             const float *q = a->q + (size_t)b * Tq * a->ldq + h * hs;
             const float *k = a->k + (size_t)b * Tk * a->ldk + h * hs, *v = a->v + (size_t)b * Tk * a->ldv + h * hs;
             float *dqh = dq + (size_t)b * Tq * a->ldq + h * hs;
             float *dkh = dk + (size_t)b * Tk * a->ldk + h * hs, *dvh = dv + (size_t)b * Tk * a->ldv + h * hs;
-            const float *p = att + (size_t)bh * tile_n, *dO = dout + (size_t)b * Tq * ldo + h * hs;
-            if (!dp) {
-                dp = plm_thread_scratch(3, 2 * tile_n);
-                tile = dp + tile_n;
+            const float *dO = dout + (size_t)b * Tq * ldo + h * hs;
+            const float *km = kmask + (size_t)b * Tk;
+            for (int i = 0; i < Tq; i++) memset(dqh + (size_t)i * a->ldq, 0, (size_t)hs * sizeof(float));
+            for (int j = 0; j < Tk; j++) {
+                memset(dkh + (size_t)j * a->ldk, 0, (size_t)hs * sizeof(float));
+                memset(dvh + (size_t)j * a->ldv, 0, (size_t)hs * sizeof(float));
             }
-            float *ds = dscores ? dscores + (size_t)bh * tile_n : dp;
-            const float *pd = p;
-            if (a->dropout_p > 0.0f) {
-                dropout_tile(tile, p, tile_n, a->dropout_p, a->dropout_key, (size_t)bh * tile_n);
-                pd = tile;
+            if (dscores) memset(dscores + (size_t)bh * Tq * Tk, 0, (size_t)Tq * Tk * sizeof(float));
+            for (int i0 = 0; i0 < Tq; i0 += ATT_BQ) {
+                int bq = PLM_MIN(ATT_BQ, Tq - i0);
+                const float *qi = q + (size_t)i0 * a->ldq, *dOi = dO + (size_t)i0 * ldo;
+                const float *lse = lse_all + (size_t)bh * Tq + i0, *os = osave + ((size_t)bh * Tq + i0) * hs;
+                float *dqi = dqh + (size_t)i0 * a->ldq;
+                for (int r = 0; r < bq; r++) {
+                    const float *x = dOi + (size_t)r * ldo, *y = os + (size_t)r * hs;
+                    float d = 0.0f;
+                    for (int c = 0; c < hs; c++) d += x[c] * y[c];
+                    D[r] = d;
+                }
+                int kend = keys_for(a, i0 + bq);
+                for (int j0 = 0; j0 < kend; j0 += ATT_BK) {
+                    int bk = PLM_MIN(ATT_BK, kend - j0);
+                    const float *kj = k + (size_t)j0 * a->ldk, *vj = v + (size_t)j0 * a->ldv;
+                    plm_sgemm(false, true, bq, bk, hs, a->scale, qi, a->ldq, kj, a->ldk, 0.0f, p, ATT_BK);
+                    tile_probs(a, h, km, p, i0, bq, j0, bk, lse, NULL, NULL, NULL);
+                    const float *pv = p;
+                    if (a->dropout_p > 0.0f) {
+                        tile_dropout(pd, p, a, bh, i0, bq, j0, bk);
+                        pv = pd;
+                    }
+                    plm_sgemm(true, false, bk, hs, bq, 1.0f, pv, ATT_BK, dOi, ldo, 1.0f, dvh + (size_t)j0 * a->ldv,
+                              a->ldv);
+                    plm_sgemm(false, true, bq, bk, hs, 1.0f, dOi, ldo, vj, a->ldv, 0.0f, dp, ATT_BK);
+                    if (a->dropout_p > 0.0f) tile_dropout(dp, dp, a, bh, i0, bq, j0, bk);
+                    for (int r = 0; r < bq; r++) {
+                        float *dr = dp + (size_t)r * ATT_BK;
+                        const float *pr = p + (size_t)r * ATT_BK;
+                        float d = D[r];
+#pragma omp simd
+                        for (int c = 0; c < bk; c++) dr[c] = pr[c] * (dr[c] - d);
+                        if (dscores)
+                            memcpy(dscores + ((size_t)bh * Tq + i0 + r) * Tk + j0, dr, (size_t)bk * sizeof(float));
+                    }
+                    plm_sgemm(false, false, bq, hs, bk, a->scale, dp, ATT_BK, kj, a->ldk, 1.0f, dqi, a->ldq);
+                    plm_sgemm(true, false, bk, hs, bq, a->scale, dp, ATT_BK, qi, a->ldq, 1.0f,
+                              dkh + (size_t)j0 * a->ldk, a->ldk);
+                }
             }
-            plm_sgemm(true, false, Tk, hs, Tq, 1.0f, pd, Tk, dO, ldo, 0.0f, dvh, a->ldv);
-            plm_sgemm(false, true, Tq, Tk, hs, 1.0f, dO, ldo, v, a->ldv, 0.0f, ds, Tk);
-            if (a->dropout_p > 0.0f) dropout_tile(ds, ds, tile_n, a->dropout_p, a->dropout_key, (size_t)bh * tile_n);
-            for (int i = 0; i < Tq; i++) {
-                float *dr = ds + (size_t)i * Tk;
-                const float *pr = p + (size_t)i * Tk;
-                float dot = 0.0f;
-                for (int j = 0; j < Tk; j++) dot += dr[j] * pr[j];
-                for (int j = 0; j < Tk; j++) dr[j] = pr[j] * (dr[j] - dot);
-            }
-            plm_sgemm(false, false, Tq, hs, Tk, a->scale, ds, Tk, k, a->ldk, 0.0f, dqh, a->ldq);
-            plm_sgemm(true, false, Tk, hs, Tq, a->scale, ds, Tk, q, a->ldq, 0.0f, dkh, a->ldk);
         }
     }
+    plm_prof_end("attention", prof_t0);
 }
 
 static attn_shape fused_shape(const float *qkv, const uint8_t *attn_mask, int B, int T, int C, int NH, bool causal,
@@ -151,5 +279,6 @@ void attention_forward(float *out, float *att, const float *qkv, const uint8_t *
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, int B, int T, int C, int NH,
                         float dropout_p, uint64_t dropout_key) {
     attn_shape a = fused_shape(qkv, NULL, B, T, C, NH, false, dropout_p, dropout_key);
+    a.causal = saved_mask(&a, att)[(size_t)B * T] != 0.0f; /* the mask itself is read from att too */
     attention_backward_ex(&a, dout, att, dqkv, dqkv + C, dqkv + 2 * C, NULL);
 }

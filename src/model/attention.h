@@ -3,8 +3,13 @@
  * qkv is [B, T, 3C] holding Q | K | V (each C = NH heads x hs channels). Per head:
  *     S = Q K^T / sqrt(hs), masked;  P = softmax(S);  out = dropout(P) V
  * Masks: causal (key j > query i) and padding (attn_mask[b, j] == 0) both remove keys.
- * P is saved ([B, NH, T, T]) for the backward pass; the dropout mask is recomputed.
- * Each (batch, head) pair runs on one thread with single-threaded GEMMs. */
+ * Memory is linear in T: scores and probabilities live only in per-thread tiles
+ * (flash-attention style, attention.c); the forward pass saves per query row the
+ * log-sum-exp of its scores, a copy of the output and the key mask (the "att" buffer,
+ * attention_saved_floats), and the backward pass recomputes the probabilities. The
+ * dropout mask is recomputed from a counter-based hash of (b, h, i, j). Work is split
+ * over threads by (batch, head, query block) forward and (batch, head) backward, with
+ * single-threaded GEMMs. */
 #ifndef PLM_ATTENTION_H
 #define PLM_ATTENTION_H
 
@@ -28,10 +33,17 @@ typedef struct {
     uint64_t dropout_key;
 } attn_shape;
 
-/* out [B, Tq, NH*hs] and the probabilities att [B, NH, Tq, Tk] (saved for backward). */
+/* Floats of the state the forward pass saves for the backward pass (att):
+ * lse [B, NH, Tq] | out [B, NH, Tq, hs] | key mask [B, Tk] | 1 flag. A row with no
+ * visible key has lse = +inf and output 0. */
+size_t attention_saved_floats(int B, int NH, int Tq, int Tk, int hs);
+
+/* out [B, Tq, NH*hs] and the saved state att (attention_saved_floats(B, NH, Tq, Tk, hs)). */
 void attention_forward_ex(const attn_shape *a, float *out, float *att);
-/* dq, dk, dv (overwritten; same layouts and strides as q, k, v) from dout. dscores, when
- * not NULL, receives dS [B, NH, Tq, Tk], the gradient of the scores (and of the bias). */
+/* dq, dk, dv (overwritten; same layouts and strides as q, k, v) from dout; a must be the
+ * forward's shape. dscores, when not NULL, receives dS [B, NH, Tq, Tk], the gradient of
+ * the scores (and of the bias), written tile by tile: the only T x T buffer, and only
+ * when asked for. */
 void attention_backward_ex(const attn_shape *a, const float *dout, const float *att, float *dq, float *dk, float *dv,
                            float *dscores);
 

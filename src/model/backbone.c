@@ -36,10 +36,12 @@ int backbone_reserve(plm_backbone *bb, int B, int T) {
     /* T5's attention width num_heads x d_kv may exceed d_model: every buffer that width */
     if (t5) C = PLM_MAX(C, NH * (size_t)plm_config_d_kv(c));
     size_t I2 = t5 && c->gated_act ? 2 * I : I; /* the FFN's first GEMM: wi, or wi_0 | wi_1 */
+    /* attention's saved state: linear in T (attention.h); heads of C / NH channels */
+    size_t natt = attention_saved_floats(B, (int)NH, T, T, (int)(C / NH));
     /* One allocation for every activation, carved into views. */
-    size_t per_layer = N * C * 5 + N * 3 * C + NH * N * T + N * I + N * I2 + 4 * N;
+    size_t per_layer = N * C * 5 + N * 3 * C + natt + N * I + N * I2 + 4 * N;
     bool cross = c->add_cross_attention;
-    if (cross) per_layer += N * C * 4 + N * 2 * C + NH * N * T + 2 * N; /* lnc, cq, caty, resc; ckv; catt */
+    if (cross) per_layer += N * C * 4 + N * 2 * C + natt + 2 * N; /* lnc, cq, caty, resc; ckv; catt */
     size_t emb = N * E * 3 + 2 * N + N * C;
     size_t total = emb + per_layer * L + N * C + 2 * N + (size_t)B * C * 3 + N * C * 6 + N * 3 * C + N * I2 + 2 * N * E;
     if (cross) total += N * C * 2 + N * 2 * C;                    /* g_cq, d_enc; g_ckv */
@@ -64,7 +66,7 @@ int backbone_reserve(plm_backbone *bb, int B, int T) {
         a->ln1_mean = TAKE(N);
         a->ln1_rstd = TAKE(N);
         a->qkv = TAKE(N * 3 * C);
-        a->att = TAKE(NH * N * T);
+        a->att = TAKE(natt);
         a->atty = TAKE(N * C);
         a->res1 = TAKE(N * C);
         a->ln2 = TAKE(N * C);
@@ -79,7 +81,7 @@ int backbone_reserve(plm_backbone *bb, int B, int T) {
             a->lnc_rstd = TAKE(N);
             a->cq = TAKE(N * C);
             a->ckv = TAKE(N * 2 * C); /* Tk <= cap_T rows per sequence */
-            a->catt = TAKE(NH * N * T);
+            a->catt = TAKE(natt);
             a->caty = TAKE(N * C);
             a->resc = TAKE(N * C);
         }

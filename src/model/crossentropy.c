@@ -6,6 +6,7 @@
 #include <math.h>
 #include <omp.h>
 #include <string.h>
+#include "core/profile.h"
 
 /* Rows are summed in CE_CHUNKS fixed blocks, whatever the number of threads: each
  * block's partial sums land in its own slot and the slots are added in block order,
@@ -15,6 +16,7 @@
 
 plm_ce_result crossentropy_forward_backward(float *logits, const int32_t *targets, int M, int V, bool backward,
                                             float grad_scale) {
+    double prof_t0 = plm_prof_begin();
     double part_loss[CE_CHUNKS] = {0};
     int part_count[CE_CHUNKS] = {0}, part_correct[CE_CHUNKS] = {0};
 #pragma omp parallel for schedule(static)
@@ -66,5 +68,6 @@ plm_ce_result crossentropy_forward_backward(float *logits, const int32_t *target
         r.count += part_count[ch];
         r.correct += part_correct[ch];
     }
+    plm_prof_end("loss (cross-entropy)", prof_t0);
     return r;
 }

@@ -2,9 +2,11 @@
 #include "embedding.h"
 
 #include <omp.h>
+#include "core/profile.h"
 
 void embedding_forward(float *out, const int32_t *ids, const int32_t *type_ids, const float *wte, const float *wpe,
                        const float *wtt, int B, int T, int C, int pos_offset) {
+    double prof_t0 = plm_prof_begin();
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < B * T; i++) {
         int t = i % T;
@@ -17,10 +19,12 @@ void embedding_forward(float *out, const int32_t *ids, const int32_t *type_ids, 
             for (int c = 0; c < C; c++) o[c] = e[c] + p[c];
         }
     }
+    plm_prof_end("embedding", prof_t0);
 }
 
 void embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *dout, const int32_t *ids,
                         const int32_t *type_ids, int B, int T, int C, int pos_offset, int padding_idx) {
+    double prof_t0 = plm_prof_begin();
 #pragma omp parallel
     {
         int th = omp_get_thread_num(), n = omp_get_num_threads();
@@ -38,4 +42,5 @@ void embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *dout
             }
         }
     }
+    plm_prof_end("embedding", prof_t0);
 }

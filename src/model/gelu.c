@@ -4,12 +4,14 @@
 #include <math.h>
 
 #include "fastmath.h"
+#include "core/profile.h"
 
 #define SQRT_2_OVER_PI 0.7978845608028654f
 #define INV_SQRT_2     0.7071067811865476f
 #define INV_SQRT_2PI   0.3989422804014327f
 
 void gelu_forward(float *out, const float *inp, size_t n, plm_gelu_kind kind) {
+    double prof_t0 = plm_prof_begin();
     if (kind == PLM_ACT_RELU) {
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
@@ -23,9 +25,11 @@ void gelu_forward(float *out, const float *inp, size_t n, plm_gelu_kind kind) {
             out[i] = 0.5f * x * (1.0f + plm_tanhf(SQRT_2_OVER_PI * (x + 0.044715f * x * x * x)));
         }
     }
+    plm_prof_end("gelu", prof_t0);
 }
 
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, plm_gelu_kind kind) {
+    double prof_t0 = plm_prof_begin();
     if (kind == PLM_ACT_RELU) {
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < n; i++) dinp[i] = inp[i] > 0.0f ? dout[i] : 0.0f;
@@ -49,6 +53,7 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, p
             dinp[i] = dout[i] * (0.5f * (1.0f + th) + 0.5f * x * sech2 * du);
         }
     }
+    plm_prof_end("gelu", prof_t0);
 }
 
 /* One element: act(x) and act'(x). */

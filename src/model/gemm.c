@@ -4,10 +4,13 @@
 #include <cblas.h>
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/common.h"
+#include "core/profile.h"
 
 /* Measured on this 2-core machine (bench/README.md, "Linear-layer GEMMs"): oneDNN's
  * sgemm is the fastest for Y = X W^T (NT), dX = dY W (NN) and for the per-head
@@ -25,15 +28,213 @@ static bool use_openblas(bool trans_a, bool trans_b, int M, int N) {
     return trans_a && !trans_b && N <= 256 && M >= 512 && !omp_in_parallel();
 }
 
+/* ---------------------------------------------------------------- bf16 */
+
+static bool bf16_on;
+static dnnl_engine_t eng;
+static dnnl_stream_t stream;
+
+static inline uint16_t to_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest, ties to even */
+    return (uint16_t)(u >> 16);
+}
+
+float plm_round_bf16(float x) {
+    uint32_t u = (uint32_t)to_bf16(x) << 16;
+    float y;
+    memcpy(&y, &u, sizeof y);
+    return y;
+}
+
+/* One cached primitive: C (f32, ldc) = alpha op(A) op(B) + beta C with A, B dense bf16
+ * copies in their stored layout (op = transpose through the strides). */
+typedef struct {
+    int M, N, K, ldc;
+    bool ta, tb;
+    float alpha, beta;
+    dnnl_primitive_t prim;
+    dnnl_memory_t a, b, c;
+    long uses;
+} bf16_prim;
+
+#define BF16_CACHE 96
+static bf16_prim cache[BF16_CACHE];
+static int cache_n;
+
+static bool dnnl_ready(void) {
+    if (!eng && dnnl_engine_create(&eng, dnnl_cpu, 0) != dnnl_success) return false;
+    if (!stream && dnnl_stream_create(&stream, eng, dnnl_stream_default_flags) != dnnl_success) return false;
+    return true;
+}
+
+/* Creates the primitive; false when oneDNN has no (non-reference) bf16 matmul for it. */
+static bool bf16_create(bf16_prim *p, char *impl, size_t impl_len) {
+    dnnl_memory_desc_t a_md, b_md, c_md;
+    dnnl_dims_t ad = {p->M, p->K}, bd = {p->K, p->N}, cd = {p->M, p->N};
+    dnnl_dims_t as = {p->ta ? 1 : p->K, p->ta ? p->M : 1}, bs = {p->tb ? 1 : p->N, p->tb ? p->K : 1};
+    dnnl_dims_t cs = {p->ldc, 1};
+    if (dnnl_memory_desc_init_by_strides(&a_md, 2, ad, dnnl_bf16, as) != dnnl_success ||
+        dnnl_memory_desc_init_by_strides(&b_md, 2, bd, dnnl_bf16, bs) != dnnl_success ||
+        dnnl_memory_desc_init_by_strides(&c_md, 2, cd, dnnl_f32, cs) != dnnl_success)
+        return false;
+    dnnl_matmul_desc_t md;
+    if (dnnl_matmul_desc_init(&md, &a_md, &b_md, NULL, &c_md) != dnnl_success) return false;
+    dnnl_primitive_attr_t attr;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_attr_create(&attr);
+    if (p->alpha != 1.0f) dnnl_primitive_attr_set_output_scales(attr, 1, 0, &p->alpha);
+    if (p->beta != 0.0f) {
+        dnnl_post_ops_create(&po);
+        dnnl_post_ops_append_sum(po, p->beta);
+        dnnl_primitive_attr_set_post_ops(attr, po);
+    }
+    dnnl_primitive_desc_t pd;
+    dnnl_status_t st = dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL);
+    dnnl_primitive_attr_destroy(attr);
+    if (po) dnnl_post_ops_destroy(po);
+    if (st != dnnl_success) return false;
+    const char *name = "?";
+    dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name);
+    if (impl) snprintf(impl, impl_len, "%s", name);
+    bool ok = !strstr(name, "ref") && dnnl_primitive_create(&p->prim, pd) == dnnl_success;
+    if (ok) {
+        ok = dnnl_memory_create(&p->a, &a_md, eng, DNNL_MEMORY_NONE) == dnnl_success &&
+             dnnl_memory_create(&p->b, &b_md, eng, DNNL_MEMORY_NONE) == dnnl_success &&
+             dnnl_memory_create(&p->c, &c_md, eng, DNNL_MEMORY_NONE) == dnnl_success;
+    }
+    dnnl_primitive_desc_destroy(pd);
+    if (!ok && p->prim) {
+        dnnl_primitive_destroy(p->prim);
+        p->prim = NULL;
+    }
+    return ok;
+}
+
+const char *plm_bf16_isa(void) {
+    static int known = -1;
+    static const char *isa;
+    if (known >= 0) return isa;
+    known = 0;
+    if (!dnnl_ready()) return NULL;
+    dnnl_cpu_isa_t e = dnnl_get_effective_cpu_isa();
+    bf16_prim probe = {.M = 32, .N = 32, .K = 32, .ldc = 32, .alpha = 1.0f};
+    if ((e & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16 && bf16_create(&probe, NULL, 0)) {
+        isa = (e & dnnl_cpu_isa_avx512_core_amx) == dnnl_cpu_isa_avx512_core_amx ? "avx512_core_amx (AMX-BF16)"
+                                                                                 : "avx512_core_bf16 (AVX512_BF16)";
+        dnnl_primitive_destroy(probe.prim);
+        dnnl_memory_destroy(probe.a), dnnl_memory_destroy(probe.b), dnnl_memory_destroy(probe.c);
+    }
+    known = 1;
+    return isa;
+}
+
+bool plm_gemm_set_bf16(bool on) {
+    if (on && !plm_bf16_isa()) {
+        static bool said;
+        if (!said)
+            fprintf(stderr,
+                    "plm: this CPU has no bf16 matmul in oneDNN (needs AVX512_BF16 or AMX-BF16): running fp32\n");
+        said = true;
+        on = false;
+    }
+    bf16_on = on;
+    return on;
+}
+
+bool plm_gemm_bf16(void) { return bf16_on; }
+
+/* A grow-only bf16 buffer (one per operand; the master thread only). */
+static uint16_t *bf16_buf(int which, size_t n) {
+    static uint16_t *buf[2];
+    static size_t cap[2];
+    if (n > cap[which]) {
+        free(buf[which]);
+        buf[which] = plm_aligned_alloc(n * sizeof(uint16_t));
+        cap[which] = n;
+    }
+    return buf[which];
+}
+
+/* Dense bf16 copy of a rows x cols matrix with row stride ld. */
+static uint16_t *convert(int which, const float *x, int rows, int cols, int ld) {
+    uint16_t *y = bf16_buf(which, (size_t)rows * cols);
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols > 16384)
+    for (int r = 0; r < rows; r++) {
+        const float *s = x + (size_t)r * ld;
+        uint16_t *d = y + (size_t)r * cols;
+#pragma omp simd
+        for (int c = 0; c < cols; c++) d[c] = to_bf16(s[c]);
+    }
+    return y;
+}
+
+static bool sgemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                       int ldb, float beta, float *C, int ldc) {
+    bf16_prim *p = NULL;
+    for (int i = 0; i < cache_n && !p; i++) {
+        bf16_prim *e = &cache[i];
+        if (e->M == M && e->N == N && e->K == K && e->ldc == ldc && e->ta == ta && e->tb == tb && e->alpha == alpha &&
+            e->beta == beta)
+            p = e;
+    }
+    if (!p) {
+        if (cache_n < BF16_CACHE) {
+            p = &cache[cache_n++];
+        } else { /* full (a training run has ~20 shapes; test suites more): replace round robin */
+            static int victim;
+            p = &cache[victim];
+            victim = (victim + 1) % BF16_CACHE;
+            if (p->prim) {
+                dnnl_primitive_destroy(p->prim);
+                dnnl_memory_destroy(p->a), dnnl_memory_destroy(p->b), dnnl_memory_destroy(p->c);
+            }
+        }
+        *p = (bf16_prim){.M = M, .N = N, .K = K, .ldc = ldc, .ta = ta, .tb = tb, .alpha = alpha, .beta = beta};
+        if (!bf16_create(p, NULL, 0)) p->prim = NULL; /* remembered: this shape runs fp32 */
+    }
+    if (!p->prim) return false;
+    p->uses++;
+    double prof_t0 = plm_prof_begin();
+    uint16_t *a16 = convert(0, A, ta ? K : M, ta ? M : K, lda);
+    uint16_t *b16 = convert(1, B, tb ? N : K, tb ? K : N, ldb);
+    plm_prof_end("bf16 conversion", prof_t0);
+    dnnl_memory_set_data_handle(p->a, a16);
+    dnnl_memory_set_data_handle(p->b, b16);
+    dnnl_memory_set_data_handle(p->c, C);
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, p->a}, {DNNL_ARG_WEIGHTS, p->b}, {DNNL_ARG_DST, p->c}};
+    if (dnnl_primitive_execute(p->prim, stream, 3, args) != dnnl_success) plm_die("oneDNN bf16 matmul failed");
+    dnnl_stream_wait(stream);
+    return true;
+}
+
+/* ---------------------------------------------------------------- fp32 */
+
 void plm_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
-    if (use_openblas(trans_a, trans_b, M, N)) {
+    if (bf16_on && K > 0 && !omp_in_parallel()) {
+        static const char *const route16[2][2] = {{"gemm NN (bf16)", "gemm NT (bf16)"},
+                                                  {"gemm TN (bf16)", "gemm TT (bf16)"}};
+        double prof_t0 = plm_prof_begin();
+        bool done = sgemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        plm_prof_end(route16[trans_a][trans_b], prof_t0);
+        if (done) return;
+    }
+    /* profile slots per route: [library][trans_a][trans_b] */
+    static const char *const route[2][2][2] = {
+        {{"gemm NN (oneDNN)", "gemm NT (oneDNN)"}, {"gemm TN (oneDNN)", "gemm TT (oneDNN)"}},
+        {{"gemm NN (OpenBLAS)", "gemm NT (OpenBLAS)"}, {"gemm TN (OpenBLAS)", "gemm TT (OpenBLAS)"}}};
+    double prof_t0 = plm_prof_begin();
+    bool blas = use_openblas(trans_a, trans_b, M, N);
+    if (blas) {
         cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
                     alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
+    } else {
+        dnnl_status_t st =
+            dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        if (st != dnnl_success) plm_die("dnnl_sgemm failed (status %d) for M=%d N=%d K=%d", (int)st, M, N, K);
     }
-    dnnl_status_t st =
-        dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    if (st != dnnl_success) plm_die("dnnl_sgemm failed (status %d) for M=%d N=%d K=%d", (int)st, M, N, K);
+    plm_prof_end(route[blas][trans_a][trans_b], prof_t0);
 }

@@ -6,9 +6,11 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "core/profile.h"
 
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight, const float *bias,
                        int N, int C, float eps) {
+    double prof_t0 = plm_prof_begin();
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < N; i++) {
         const float *x = inp + (size_t)i * C;
@@ -24,6 +26,7 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
         mean[i] = m;
         rstd[i] = s;
     }
+    plm_prof_end("layernorm", prof_t0);
 }
 
 /* With xhat = (x - mean) * rstd and g = dout * weight:
@@ -40,6 +43,7 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
 
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                         const float *weight, const float *mean, const float *rstd, int N, int C, bool accumulate) {
+    double prof_t0 = plm_prof_begin();
     if (N <= 0) return;
     int K = (N + RED_MIN_ROWS - 1) / RED_MIN_ROWS;
     K = K < RED_CHUNKS ? K : RED_CHUNKS;
@@ -92,4 +96,5 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
             }
         }
     }
+    plm_prof_end("layernorm", prof_t0);
 }

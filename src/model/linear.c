@@ -6,13 +6,16 @@
 
 #include "core/common.h"
 #include "gemm.h"
+#include "core/profile.h"
 
 void linear_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC) {
     float beta = 0.0f;
     if (bias) {
+        double prof_t0 = plm_prof_begin();
 #pragma omp parallel for schedule(static)
         for (int i = 0; i < N; i++) memcpy(out + (size_t)i * OC, bias, (size_t)OC * sizeof(float));
         beta = 1.0f;
+        plm_prof_end("bias copy", prof_t0);
     }
     plm_sgemm(false, true, N, OC, C, 1.0f, inp, C, weight, C, beta, out, OC);
 }
@@ -27,6 +30,7 @@ void linear_forward(float *out, const float *inp, const float *weight, const flo
 #define RED_COL_BLOCK 256
 
 void colsum_accumulate(float *dbias, const float *dout, int N, int OC) {
+    double prof_t0 = plm_prof_begin();
     if (N <= 0) return;
     int K = (N + RED_MIN_ROWS - 1) / RED_MIN_ROWS;
     K = K < RED_CHUNKS ? K : RED_CHUNKS;
@@ -56,6 +60,7 @@ void colsum_accumulate(float *dbias, const float *dout, int N, int OC) {
             for (int c = 0; c < w; c++) dbias[c0 + c] += acc[c];
         }
     }
+    plm_prof_end("bias grad (column sums)", prof_t0);
 }
 
 void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "core/profile.h"
 #include "core/rng.h"
 #include "params.h"
 
@@ -515,7 +516,9 @@ int plm_model_reserve(plm_model *m, int B, int T) {
 }
 
 void plm_model_zero_grad(plm_model *m) {
+    double prof_t0 = plm_prof_begin();
     if (m->grads) memset(m->grads, 0, m->num_params * sizeof(float));
+    plm_prof_end("zero grads", prof_t0);
 }
 
 void plm_model_free(plm_model *m) {
@@ -567,21 +570,30 @@ static void run_heads(plm_model *m, int k, const plm_batch *b, bool backward, fl
     for (int i = 0; i < m->num_heads; i++) {
         plm_head *h = &m->heads[i];
         if (h->spec.backbone != k) continue;
+        plm_prof_set_phase(PLM_PHASE_FWD);
+        double prof_t0 = plm_prof_begin();
         head_forward(h, bb, b, backward, loss_scale);
+        plm_prof_end("heads (less GEMMs and loss)", prof_t0);
         if (h->result.count) m->loss += h->spec.weight * h->loss;
-        if (backward) head_backward(h, bb, b);
+        if (backward) {
+            plm_prof_set_phase(PLM_PHASE_BWD);
+            head_backward(h, bb, b);
+        }
     }
 }
 
 int plm_model_run(plm_model *m, int k, const plm_batch *b, bool backward, float loss_scale) {
     if (plm_model_check_batch(m, k, b) != 0) return -1;
     plm_backbone *bb = &m->bb[k];
+    plm_prof_set_phase(PLM_PHASE_FWD);
     backbone_forward(bb, b->B, b->T, b->input_ids, b->token_type_ids, b->attention_mask, b->causal, b->training,
                      b->dropout_seed);
     if (backward) backbone_zero_dhidden(bb);
     m->loss = 0.0;
     run_heads(m, k, b, backward, loss_scale);
+    plm_prof_set_phase(PLM_PHASE_BWD);
     if (backward) backbone_backward(bb);
+    plm_prof_set_phase(PLM_PHASE_FWD);
     return 0;
 }
 

@@ -227,7 +227,8 @@ void t5_cache_begin(t5_cache *kc, const plm_backbone *dec, const float *enc, con
     kc->g = plm_malloc(B * I * sizeof(float));
     size_t tk = (size_t)PLM_MAX(cap_T, Tk);
     kc->bias = plm_malloc(NH * tk * sizeof(float));
-    kc->att = plm_malloc(NH * tk * sizeof(float));
+    kc->att =
+        plm_malloc(attention_saved_floats(1, (int)NH, 1, (int)tk, (int)(D / NH)) * sizeof(float)); /* attention.h */
     kc->out = plm_malloc(B * C * sizeof(float));
     /* the encoder's keys and values, once per layer */
     for (size_t l = 0; l < L; l++)

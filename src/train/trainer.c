@@ -54,7 +54,7 @@ typedef struct {
     uint8_t *mask;
     int Tt;                        /* T5: target length */
     int32_t *dec_ids, *dec_labels; /* T5: decoder inputs and labels [B, Tt] */
-    bool pairs; /* seq_labels carry NSP/SOP labels */
+    bool pairs;                    /* seq_labels carry NSP/SOP labels */
 } batch_buf;
 
 /* Tt > 0: also the decoder side of a T5 batch. */
