@@ -163,6 +163,10 @@ static void test_electra_labels(void) {
         }
         replaced_reported += es.replaced;
         for (int i = 0; i < B * T; i++, total++) {
+            if (!mask[i]) { /* padding (a document's last MLM chunk): no label, never replaced */
+                wrong += es.disc_labels[i] != PLM_IGNORE_INDEX || labels[i] != PLM_IGNORE_INDEX;
+                continue;
+            }
             bool sel = labels[i] != PLM_IGNORE_INDEX;
             int32_t orig = sel ? labels[i] : ids[i], in = es.disc_ids[i], y = es.disc_labels[i];
             eligible += !v.is_special[orig];
