@@ -175,17 +175,11 @@ static attn_shape cross_shape(const plm_backbone *bb, const plm_layer_acts *a, i
                         .dropout_key = backbone_drop_key(bb, l, 3)};
 }
 
-const float *backbone_forward(plm_backbone *bb, int B, int T, const int32_t *ids, const int32_t *type_ids,
-                              const uint8_t *mask, bool causal, bool training, uint64_t dropout_seed) {
-    if (bb->config.arch == PLM_ARCH_T5) return t5_forward(bb, B, T, ids, mask, causal, training, dropout_seed);
-    const plm_config *c = &bb->config;
-    int C = c->hidden_size, I = c->intermediate_size, NH = c->num_attention_heads, E = bb->E;
-    size_t N = (size_t)B * T;
-    if (B > bb->cap_B && (size_t)B * T > (size_t)bb->cap_B * bb->cap_T)
+void backbone_bind(plm_backbone *bb, int B, int T, const int32_t *ids, const int32_t *type_ids, const uint8_t *mask,
+                   bool causal, bool training, uint64_t dropout_seed) {
+    if (T > bb->cap_T || (size_t)B * T > (size_t)bb->cap_B * bb->cap_T)
         plm_die("batch %dx%d exceeds reserved size", B, T);
-    if (T > bb->cap_T) plm_die("batch %dx%d exceeds reserved size", B, T);
-    bool cross = c->add_cross_attention;
-    if (cross && (!bb->enc || bb->Tk <= 0 || bb->Tk > bb->cap_T))
+    if (bb->config.add_cross_attention && (!bb->enc || bb->Tk <= 0 || bb->Tk > bb->cap_T))
         plm_die("cross-attention without encoder states (backbone_set_encoder)");
     bb->B = B;
     bb->T = T;
@@ -195,6 +189,16 @@ const float *backbone_forward(plm_backbone *bb, int B, int T, const int32_t *ids
     bb->causal = causal;
     bb->training = training;
     bb->dropout_seed = dropout_seed;
+}
+
+const float *backbone_forward(plm_backbone *bb, int B, int T, const int32_t *ids, const int32_t *type_ids,
+                              const uint8_t *mask, bool causal, bool training, uint64_t dropout_seed) {
+    if (bb->config.arch == PLM_ARCH_T5) return t5_forward(bb, B, T, ids, mask, causal, training, dropout_seed);
+    const plm_config *c = &bb->config;
+    int C = c->hidden_size, I = c->intermediate_size, NH = c->num_attention_heads, E = bb->E;
+    size_t N = (size_t)B * T;
+    backbone_bind(bb, B, T, ids, type_ids, mask, causal, training, dropout_seed);
+    bool cross = c->add_cross_attention;
     float pd = training ? c->hidden_dropout_prob : 0.0f;
     float pa = training ? c->attention_probs_dropout_prob : 0.0f;
 

@@ -98,6 +98,10 @@ void backbone_free(plm_backbone *bb);
 /* The encoder hidden states [B, Tk, C] (and their padding mask, may be NULL) that the
  * next forward pass of a cross-attention stack reads. */
 void backbone_set_encoder(plm_backbone *bb, const float *enc, int Tk, const uint8_t *enc_mask);
+/* Checks a batch against the reserved size (and cross-attention's encoder states) and
+ * records it in bb for the backward pass; the first step of every forward pass. */
+void backbone_bind(plm_backbone *bb, int B, int T, const int32_t *ids, const int32_t *type_ids, const uint8_t *mask,
+                   bool causal, bool training, uint64_t dropout_seed);
 /* Forward pass; returns the final hidden states [B, T, C]. Also runs the pooler. */
 const float *backbone_forward(plm_backbone *bb, int B, int T, const int32_t *ids, const int32_t *type_ids,
                               const uint8_t *mask, bool causal, bool training, uint64_t dropout_seed);

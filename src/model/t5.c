@@ -68,18 +68,8 @@ const float *t5_forward(plm_backbone *bb, int B, int T, const int32_t *ids, cons
     const plm_config *c = &bb->config;
     int C = c->hidden_size, D = inner(c), I = c->intermediate_size, I2 = ffn_in(c), NH = c->num_attention_heads;
     size_t N = (size_t)B * T;
-    if (T > bb->cap_T || N > (size_t)bb->cap_B * bb->cap_T) plm_die("batch %dx%d exceeds reserved size", B, T);
+    backbone_bind(bb, B, T, ids, NULL, mask, causal, training, dropout_seed);
     bool cross = c->add_cross_attention;
-    if (cross && (!bb->enc || bb->Tk <= 0 || bb->Tk > bb->cap_T))
-        plm_die("cross-attention without encoder states (backbone_set_encoder)");
-    bb->B = B;
-    bb->T = T;
-    bb->input_ids = ids;
-    bb->token_type_ids = NULL;
-    bb->attention_mask = mask;
-    bb->causal = causal;
-    bb->training = training;
-    bb->dropout_seed = dropout_seed;
     float pd = training ? c->hidden_dropout_prob : 0.0f;
     float pa = training ? c->attention_probs_dropout_prob : 0.0f;
     float eps = c->layer_norm_eps;
