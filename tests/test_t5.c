@@ -335,6 +335,9 @@ static void check_bad_config(void) {
     bool bad_kv = plm_config_parse(&c, "{\"model_type\": \"t5\", \"d_model\": 64, \"num_heads\": 4, \"d_kv\": -8}",
                                    "x.json") != 0 &&
                   strstr(plm_last_error(), "d_kv");
+    /* d_kv 0 would be read as "derive it" and written back as d_model / num_heads (fuzz_config) */
+    bad_kv = bad_kv && plm_config_parse(&c, "{\"model_type\": \"t5\", \"d_model\": 256, \"d_kv\": 0}", "x.json") != 0 &&
+             strstr(plm_last_error(), "x.json: d_kv must be in 1..65536");
     bool inner_kv = plm_config_parse(&c, "{\"model_type\": \"t5\", \"d_model\": 64, \"num_heads\": 6, \"d_kv\": 8}",
                                      "x.json") == 0 &&
                     plm_config_d_kv(&c) == 8;

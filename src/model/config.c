@@ -145,6 +145,11 @@ static int parse_t5(plm_config *c, const cJSON *root, const char *path) {
         read_int(root, path, &c->decoder_start_token_id, "decoder_start_token_id", NULL))
         return -1;
     if (c->num_decoder_layers == -1) c->num_decoder_layers = c->num_hidden_layers;
+    /* a T5Config always has its own d_kv (0, "derive it", exists only inside plm) */
+    if (c->d_kv < 1) {
+        plm_error("%s: d_kv must be in 1..65536, got %d", path, c->d_kv);
+        return -1;
+    }
     c->hidden_dropout_prob = c->attention_probs_dropout_prob = dropout;
     const cJSON *ff = cJSON_GetObjectItemCaseSensitive(root, "feed_forward_proj");
     if (ff) {
