@@ -96,6 +96,15 @@ cmp -s "$t/g2" "$t/g3" && pass generate_greedy_deterministic || fail generate_gr
     --max-steps 6 --quiet --train "$t/a.txt" --output-dir "$t/bert" >/dev/null 2>"$t/err" && pass pretrain_mlm || fail pretrain_mlm "$(tail -3 "$t/err")"
 "$PLM" fill-mask --model "$t/bert" --text "Alice was [MASK] tired." --top-k 3 >"$t/f" 2>"$t/err" \
     && [[ $(grep -c '%' "$t/f") -eq 3 ]] && pass fill_mask || fail fill_mask "$(cat "$t/err" "$t/f")"
+# the predictions read the encoder's states at the mask: another context, another distribution
+# (a forward pass that silently did not run once gave the same answer for every sentence)
+"$PLM" fill-mask --model "$t/bert" --json --top-k 5 --text "Alice was [MASK] tired." "The rabbit [MASK] the hole." \
+    "Alice was [MASK] tired." >"$t/fj" 2>"$t/err" && [[ $(wc -l <"$t/fj") -eq 3 ]] \
+    && [[ $(sed -n 1p "$t/fj" | sed 's/"text": "[^"]*"//') != "$(sed -n 2p "$t/fj" | sed 's/"text": "[^"]*"//')" ]] \
+    && [[ $(sed -n 1p "$t/fj") == "$(sed -n 3p "$t/fj")" ]] \
+    && python3 -c 'import json, sys; [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]' "$t/fj" \
+    && pass fill_mask_reads_context \
+    || fail fill_mask_reads_context "$(cat "$t/err" "$t/fj")"
 expect fill_mask_no_mask 3 'no \[MASK\] token' -- "$PLM" fill-mask --model "$t/bert" --text "no mask here"
 # each command on the wrong kind of model: one clear line, exit 3 (bad input), no output
 expect generate_on_encoder 3 'is_decoder is false.*generate needs a causal model' -- "$PLM" generate --model "$t/bert" --prompt "Alice was"

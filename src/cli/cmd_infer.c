@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 
 #include "args.h"
 #include "cli.h"
@@ -256,17 +257,27 @@ typedef struct {
 
 /* A token as text a person can read: quoted, with newlines and tabs escaped. */
 static void visible(char *dst, size_t n, const char *s) {
-    size_t k = 0;
+    /* Quoted and escaped so that it is also a JSON string body: control characters as
+     * \uXXXX, and a byte that is not valid UTF-8 (a byte-level BPE token can be half a
+     * character) as U+FFFD, as Hugging Face's decode shows it. */
+    size_t k = 0, len = s ? strlen(s) : 0;
     dst[k++] = '\'';
-    for (; s && *s && k + 4 < n; s++) {
-        if (*s == '\n' || *s == '\r' || *s == '\t') {
+    for (size_t i = 0; i < len && k + 8 < n;) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t m = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(len - i), &cp);
+        if (m <= 0) {
+            memcpy(dst + k, "\xef\xbf\xbd", 3);
+            k += 3, i++;
+        } else if (cp == '\n' || cp == '\r' || cp == '\t' || cp == '"' || cp == '\\') {
             dst[k++] = '\\';
-            dst[k++] = *s == '\n' ? 'n' : *s == '\r' ? 'r' : 't';
-        } else if (*s == '"' || *s == '\\') {
-            dst[k++] = '\\';
-            dst[k++] = *s;
+            dst[k++] = cp == '\n' ? 'n' : cp == '\r' ? 'r' : cp == '\t' ? 't' : (char)cp;
+            i++;
+        } else if (cp < 0x20 || cp == 0x7f) {
+            k += (size_t)snprintf(dst + k, n - k, "\\u%04x", (unsigned)cp);
+            i++;
         } else {
-            dst[k++] = *s;
+            memcpy(dst + k, s + i, (size_t)m);
+            k += (size_t)m, i += (size_t)m;
         }
     }
     dst[k++] = '\'';
@@ -336,7 +347,9 @@ int cmd_fill_mask(int argc, char **argv) {
             rc = cli_fail("fill-mask", PLM_EXIT_INPUT);
             break;
         }
-        int32_t *ids = plm_malloc((size_t)T * sizeof(int32_t)), *pos = plm_malloc((size_t)T * sizeof(int32_t));
+        int32_t *ids = plm_malloc((size_t)T * sizeof(int32_t)), *pos = plm_malloc((size_t)T * sizeof(int32_t)),
+                *none = plm_malloc((size_t)T * sizeof(int32_t));
+        for (int i = 0; i < T; i++) none[i] = PLM_IGNORE_INDEX; /* no loss: the LM head skips every row */
         int np = 0, k = 0;
         if (cls >= 0) ids[k++] = cls;
         for (int i = 0; i < e.n; i++) {
@@ -344,13 +357,13 @@ int cmd_fill_mask(int argc, char **argv) {
             ids[k++] = e.ids[i];
         }
         if (sep >= 0) ids[k++] = sep;
+        plm_batch batch = {.B = 1, .T = k, .input_ids = ids, .labels = none, .causal = false};
         if (np == 0) {
             plm_error("--text \"%s\": no %s token in it", text, mask_str);
             rc = cli_fail("fill-mask", PLM_EXIT_INPUT);
+        } else if (plm_model_reserve(m, 1, k), plm_model_run(m, 0, &batch, false, 1.0f) != 0) {
+            rc = cli_fail("fill-mask", PLM_EXIT_FAIL);
         } else {
-            plm_model_reserve(m, 1, k);
-            plm_batch b = {.B = 1, .T = k, .input_ids = ids, .causal = false};
-            plm_model_forward(m, &b, false, 1.0f);
             logits = plm_realloc(logits, (size_t)np * V * sizeof(float));
             plm_model_logits_at(m, pos, np, logits);
             if (!json) printf("%s\n", text);
@@ -385,6 +398,7 @@ int cmd_fill_mask(int argc, char **argv) {
         }
         free(ids);
         free(pos);
+        free(none);
     }
     free(sc);
     free(logits);
