@@ -215,7 +215,8 @@ for pr in ("fp32", "bf16"):
     pk = peak if pr == "fp32" else bf16_peak
     isa = next((r.get("isa") for r in rows if r.get("impl") == "plm" and prec(r) == pr), "")
     print(f"\n== {pr}: plm vs PyTorch{' autocast' if pr == 'bf16' else ''}, one training step; "
-          f"{pr} GEMM peak {pk:.1f} GFLOP/s{'; plm ISA: ' + str(isa) if pr == 'bf16' else ''} ==")
+          f"{pr} GEMM peak {f'{pk:.1f} GFLOP/s' if pk else 'not measured'}"
+          f"{'; plm ISA: ' + str(isa) if pr == 'bf16' else ''} ==")
     hdr = ("config", "obj", "plm tok/s", "torch tok/s", "plm/torch", "plm GF/s", "torch GF/s",
            "plm %peak", "torch %peak", "best-step ratio", "loss check")
     print("{:<10} {:<7} {:>10} {:>11} {:>9} {:>8} {:>10} {:>9} {:>11} {:>15} {:>10}".format(*hdr))
