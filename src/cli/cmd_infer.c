@@ -217,7 +217,7 @@ static int read_prompts(const char *path, arg_list *list, char **owned, int **li
 int cmd_generate(int argc, char **argv) {
     const char *model_dir = NULL, *prompts_file = NULL;
     arg_list prompts = {0};
-    bool greedy = false, json = false, quiet = false;
+    bool greedy = false, json = false, quiet = false, ignore_eos = false;
     int batch_size = 32;
     plm_sampling s;
     plm_sampling_default(&s);
@@ -236,7 +236,10 @@ int cmd_generate(int argc, char **argv) {
          "sampling seed (default 42); every prompt samples from its own stream of this seed, so its output does "
          "not depend on the rest of the batch"},
         {"--json", ARG_FLAG, &json,
-         "one JSON object per prompt: {\"index\", \"prompt\", \"ids\" (generated token ids), \"text\"}"},
+         "one JSON object per prompt: {\"index\", \"prompt\", \"prompt_ids\", \"ids\" (the generated token ids), "
+         "\"text\"}"},
+        {"--ignore-eos", ARG_FLAG, &ignore_eos,
+         "do not stop at the end-of-text token (benchmarks: always max-new-tokens)"},
         {"--quiet", ARG_FLAG, &quiet, "no tokens/s line on stderr"},
     };
     int rc = args_parse("generate",
@@ -300,6 +303,8 @@ int cmd_generate(int argc, char **argv) {
         return cli_fail("generate", PLM_EXIT_INPUT);
     }
     s.eos_token_id = plm_tokenizer_special(tok, PLM_SPECIAL_EOS);
+    int32_t eos = s.eos_token_id; /* T5 inputs end in it even with --ignore-eos */
+    if (ignore_eos) s.eos_token_id = -1;
     /* tokenize every prompt first: a bad one stops the run before any work */
     int P = prompts.n;
     int32_t **ids = calloc((size_t)P, sizeof(int32_t *));
@@ -321,7 +326,7 @@ int cmd_generate(int argc, char **argv) {
             ids[i] = plm_malloc((size_t)(e.n + 1) * sizeof(int32_t));
             memcpy(ids[i], e.ids, (size_t)e.n * sizeof(int32_t));
             lens[i] = e.n;
-            if (t5 && s.eos_token_id >= 0) ids[i][lens[i]++] = s.eos_token_id;
+            if (t5 && eos >= 0) ids[i][lens[i]++] = eos;
         }
     }
     plm_encoding_free(&e);
@@ -359,6 +364,8 @@ int cmd_generate(int argc, char **argv) {
                 cJSON *j = cJSON_CreateObject();
                 cJSON_AddNumberToObject(j, "index", b0 + i);
                 cJSON_AddStringToObject(j, "prompt", prompt);
+                cJSON *pa = cJSON_AddArrayToObject(j, "prompt_ids");
+                for (int t = 0; t < lens[b0 + i]; t++) cJSON_AddItemToArray(pa, cJSON_CreateNumber(ids[b0 + i][t]));
                 cJSON *a = cJSON_AddArrayToObject(j, "ids");
                 for (int t = 0; t < n_out[i]; t++)
                     cJSON_AddItemToArray(a, cJSON_CreateNumber(out[(size_t)i * cap + t]));
