@@ -29,6 +29,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 PLM=$BUILD/plm
+PY=${PY:-/usr/bin/python3} # Debian's python3 with python3-torch (pyenv's python3 shadows it on PATH)
 QUICK=${QUICK:-0}
 DATA=${PLM_DATA:-../shared/data}
 TEXT=$DATA/tinyshakespeare/input.txt
@@ -75,7 +76,7 @@ timed() {
     awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.6f", b - a}'
 }
 row() { echo "$1" >>"$ROWS"; }
-jget() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+jget() { "$PY" -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
 echo "== tokenizer (byte-level BPE, 4096, tinyshakespeare) =="
 [[ -f $W/tok.json ]] || "$PLM" tokenizer train --vocab-size 4096 --output "$W/tok.json" --quiet "$TEXT"
@@ -83,7 +84,7 @@ head -c 100000 "$TEXT" >"$W/train.txt"
 
 # Texts made of words that are one token each (" word" is in the vocabulary), so that
 # every prompt / sentence has a known number of tokens on both sides.
-python3 - "$W" "$PROMPT" "$FM_N" "$EMB_N" <<'EOF'
+"$PY" - "$W" "$PROMPT" "$FM_N" "$EMB_N" <<'EOF'
 import json, random, sys
 w, prompt, fm_n, emb_n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 vocab = json.load(open(f"{w}/tok.json"))["model"]["vocab"]
@@ -112,7 +113,7 @@ grep -q amx_bf16 /proc/cpuinfo && ISA="$ISA+amx_bf16"
 CPU=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
 
 for cfg in $CONFIGS; do
-    read -r L H NH V SEQ < <(python3 -c "
+    read -r L H NH V SEQ < <("$PY" -c "
 import sys; sys.path.insert(0, 'bench'); from flops import CONFIGS as C
 c = C['$cfg']; print(c['layers'], c['hidden'], c['heads'], c['vocab'], c['seq'])")
     NPOS=$((SEQ > PROMPT + NEW ? SEQ : PROMPT + NEW))
@@ -146,7 +147,7 @@ EOF
             best_p=$(awk -v a="$best_p" -v b="$p" 'BEGIN{print (b > a ? b : a)}')
             best_g=$(awk -v a="$best_g" -v b="$g" 'BEGIN{print (b > a ? b : a)}')
         done
-        t=$("${TORCH_ENV[@]}" python3 bench/torch_infer.py generate --model "$G" --plm-json "$W/gen$bs.jsonl" \
+        t=$("${TORCH_ENV[@]}" "$PY" bench/torch_infer.py generate --model "$G" --plm-json "$W/gen$bs.jsonl" \
             --new "$NEW" --check "$CHECK" --repeats "$REPEATS")
         row "{\"config\": \"$cfg\", \"task\": \"generate prefill\", \"batch\": $bs, \"unit\": \"prompt tok/s\", \"plm\": $best_p, \"torch\": $(jget "$t" prompt_tok_s)}"
         row "{\"config\": \"$cfg\", \"task\": \"generate\", \"batch\": $bs, \"unit\": \"new tok/s\", \"plm\": $best_g, \"torch\": $(jget "$t" gen_tok_s)}"
@@ -166,7 +167,7 @@ EOF
             nn=$(jget "$(cat "$W/last.out")" tokens)
             best=$(awk -v a="$best" -v n="$nn" -v m="$n1" -v x="$tn" -v y="$t1" 'BEGIN{r = (n - m) / (x - y); print (r > a ? r : a)}')
         done
-        t=$("${TORCH_ENV[@]}" python3 bench/torch_infer.py forward --model "$G" --task eval --batch 8 --seq "$SEQ")
+        t=$("${TORCH_ENV[@]}" "$PY" bench/torch_infer.py forward --model "$G" --task eval --batch 8 --seq "$SEQ")
         row "{\"config\": \"$cfg\", \"task\": \"eval (CLM perplexity)\", \"batch\": 8, \"unit\": \"tok/s\", \"plm\": $best, \"torch\": $(jget "$t" tok_s)}"
     fi
 
@@ -179,7 +180,7 @@ EOF
             tn=$(timed "$PLM" fill-mask --model "$B" --json --text "${sents[@]}")
             best=$(awk -v a="$best" -v n="${#sents[@]}" -v x="$tn" -v y="$t1" 'BEGIN{r = (n - 1) / (x - y); print (r > a ? r : a)}')
         done
-        t=$("${TORCH_ENV[@]}" python3 bench/torch_infer.py forward --model "$B" --task fill-mask --batch 1 --seq 32)
+        t=$("${TORCH_ENV[@]}" "$PY" bench/torch_infer.py forward --model "$B" --task fill-mask --batch 1 --seq 32)
         row "{\"config\": \"$cfg\", \"task\": \"fill-mask\", \"batch\": 1, \"unit\": \"seq/s\", \"plm\": $best, \"torch\": $(jget "$t" seq_s)}"
     fi
 
@@ -192,7 +193,7 @@ EOF
             tn=$(timed "$PLM" embed --model "$B" --input "$W/embed.txt" --output "$W/e.npy" --batch-size 32 --quiet)
             best=$(awk -v a="$best" -v n="$EMB_N" -v x="$tn" -v y="$t1" 'BEGIN{r = (n - 1) / (x - y); print (r > a ? r : a)}')
         done
-        t=$("${TORCH_ENV[@]}" python3 bench/torch_infer.py forward --model "$B" --task embed --batch 32 --seq 64)
+        t=$("${TORCH_ENV[@]}" "$PY" bench/torch_infer.py forward --model "$B" --task embed --batch 32 --seq 64)
         row "{\"config\": \"$cfg\", \"task\": \"embed (mean pooling)\", \"batch\": 32, \"unit\": \"seq/s\", \"plm\": $best, \"torch\": $(jget "$t" seq_s)}"
     fi
 done
@@ -202,7 +203,7 @@ echo "== inference: plm vs PyTorch (fp32, $OMP_NUM_THREADS threads, CPU: $CPU, I
 echo "generate: $PROMPT-token prompts, $NEW new tokens, greedy, KV cache; eval: windows of the config's seq, batch 8;"
 echo "fill-mask: 32-token sentences, one per forward; embed: 64-token texts, batch 32"
 echo
-python3 - "$ROWS" <<'EOF'
+"$PY" - "$ROWS" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 print("| config | task | batch | unit | plm | torch | plm/torch |")

@@ -42,7 +42,7 @@ PLM=$BUILD/plm
 printf ' the king\n\n and the\n' >"$t/p.txt"
 "$PLM" generate --model "$G" --prompts-file "$t/p.txt" --prompt " you" --greedy --max-new-tokens 4 --json \
     >"$t/j" 2>"$t/e"
-order=$(python3 -c '
+order=$(/usr/bin/python3 -c '
 import json, sys
 print("|".join(str(j["index"]) + ":" + j["prompt"] for j in map(json.loads, open(sys.argv[1]))))' "$t/j" 2>&1)
 if [[ $order == "0: you|1: the king|2: and the" ]] && grep -q 'tokens/s' "$t/e"; then
