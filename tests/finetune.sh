@@ -64,10 +64,23 @@ for f in ("model.safetensors", "tokenizer.json", "eval_results.json", "checkpoin
 assert not os.path.exists(d + "/checkpoint-250"), "save_total_limit 1 keeps one checkpoint"
 P
 
-# ---- evaluate: the table and the JSON; the same accuracy as the best checkpoint's (at the
-# training run's --max-seq-length: as in HF's run_glue, evaluation truncates at its own argument)
-"$PLM" evaluate --model "$t/sst2" --data-dir "$GLUE" --max-seq-length 64 --output "$t/eval.json" >"$t/table" 2>"$t/err" &&
+# ---- evaluate: the table and the JSON; the same accuracy as the best checkpoint's (without
+# --max-seq-length, evaluate truncates where the model was fine-tuned: 64, recorded in
+# config.json's plm_task; an explicit --max-seq-length still wins: 128, the old fixed default,
+# keeps the dev sentences longer than 64 tokens whole and scores differently)
+"$PLM" evaluate --model "$t/sst2" --data-dir "$GLUE" --output "$t/eval.json" >"$t/table" 2>"$t/err" &&
     pass evaluate_runs || fail evaluate_runs "$(tail -3 "$t/err")"
+"$PLM" evaluate --model "$t/sst2" --data-dir "$GLUE" --max-seq-length 128 --output "$t/eval128.json" >/dev/null 2>"$t/err" &&
+    python3 - "$t/sst2" "$t/eval.json" "$t/eval128.json" <<'P' && pass evaluate_max_seq_length_from_model ||
+import json, sys
+c = json.load(open(sys.argv[1] + "/config.json"))
+assert c["plm_task"]["max_seq_length"] == 64, c["plm_task"]
+best = json.load(open(sys.argv[1] + "/eval_results.json"))
+r, r128 = (json.load(open(p))["results"][0] for p in sys.argv[2:4])
+assert abs(r["eval_loss"] - best["eval_loss"]) < 1e-9, (r, best)  # the training run's truncation
+assert abs(r128["eval_loss"] - best["eval_loss"]) > 1e-6, (r128, best)  # --max-seq-length 128 wins
+P
+    fail evaluate_max_seq_length_from_model "$(tail -3 "$t/err")"
 grep -qE '^sst2 +accuracy +0\.[0-9]{4} +872$' "$t/table" && pass evaluate_table || fail evaluate_table "$(cat "$t/table")"
 python3 - "$t/eval.json" "${acc:-0}" <<'P' && pass evaluate_json || fail evaluate_json "bad JSON or value"
 import json, sys
@@ -76,9 +89,13 @@ assert r["task"] == "sst2" and r["n"] == 872, r
 assert abs(r["metrics"]["accuracy"] - float(sys.argv[2])) < 1e-9, (r, sys.argv[2])
 P
 
-# ---- predict: GLUE's submission TSV for a file of the task's columns
+# ---- predict: GLUE's submission TSV for a file of the task's columns (truncated, by
+# default, where the model was fine-tuned: the same file as with --max-seq-length 64)
 "$PLM" predict --model "$t/sst2" --test "$GLUE/SST-2/dev.tsv" --output "$t/SST-2.tsv" 2>"$t/err" &&
     pass predict_runs || fail predict_runs "$(tail -3 "$t/err")"
+"$PLM" predict --model "$t/sst2" --test "$GLUE/SST-2/dev.tsv" --max-seq-length 64 --output "$t/SST-2.64.tsv" 2>"$t/err" &&
+    cmp -s "$t/SST-2.tsv" "$t/SST-2.64.tsv" && pass predict_max_seq_length_from_model ||
+    fail predict_max_seq_length_from_model "$(tail -3 "$t/err") predictions differ from --max-seq-length 64's"
 rows=$(wc -l <"$t/SST-2.tsv")
 [[ $rows -eq 873 && $(head -1 "$t/SST-2.tsv") == $'index\tprediction' ]] && pass predict_rows ||
     fail predict_rows "$rows lines, header $(head -1 "$t/SST-2.tsv")"
