@@ -199,6 +199,37 @@ J
     python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); assert c["architectures"]==["GPT2ForSequenceClassification"] and c["pad_token_id"]==0, c' \
         "$t/gft/config.json" && pass gpt2_sequence_head || fail gpt2_sequence_head "$(tail -3 "$t/err")"
 
+# ---- ELECTRA: `plm pretrain --objective electra` leaves ElectraForPreTraining (+ generator/);
+# fine-tuning drops the RTD head and the generator and adds HF's ElectraClassificationHead
+# (classifier.dense -> GELU -> classifier.out_proj on [CLS], no pooler), saved as
+# ElectraForSequenceClassification under HF's names; evaluate reloads the same head
+cat >"$t/electra.json" <<'J'
+{"model_type": "electra", "vocab_size": 2000, "embedding_size": 32, "hidden_size": 64, "num_hidden_layers": 2,
+ "num_attention_heads": 2, "intermediate_size": 128, "max_position_embeddings": 128}
+J
+"$PLM" pretrain --objective electra --config "$t/electra.json" --tokenizer "$t/tok.json" --train "$t/text.txt" \
+    --output-dir "$t/electra" --max-steps 10 --batch-size 8 --seq-len 32 --quiet >/dev/null 2>"$t/err" &&
+    "$PLM" finetune "${ft[@]/$t\/bert/$t/electra}" --task sst2 --max-train-samples 320 --max-eval-samples 100 \
+        --max-steps 20 --output-dir "$t/eft" >/dev/null 2>"$t/err" &&
+    "$PLM" evaluate --model "$t/eft" --data-dir "$GLUE" --max-eval-samples 100 --output "$t/eft.json" \
+        >/dev/null 2>>"$t/err" &&
+    python3 - "$t/eft" "$t/eft.json" <<'P' && pass electra_sequence_head || fail electra_sequence_head "$(tail -3 "$t/err")"
+import json, struct, sys
+d = sys.argv[1]
+c = json.load(open(d + "/config.json"))
+assert c["architectures"] == ["ElectraForSequenceClassification"] and c["model_type"] == "electra", c["architectures"]
+with open(d + "/model.safetensors", "rb") as f:
+    names = set(json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))) - {"__metadata__"}
+head = {n for n in names if not n.startswith("electra.")}
+want = {"classifier.dense.weight", "classifier.dense.bias", "classifier.out_proj.weight", "classifier.out_proj.bias"}
+assert head == want, sorted(head)
+assert not any("pooler" in n or "generator" in n for n in names), sorted(names)
+r, b = json.load(open(sys.argv[2]))["results"][0], json.load(open(d + "/eval_results.json"))
+assert abs(r["eval_loss"] - b["eval_loss"]) < 1e-9 and r["metrics"]["accuracy"] == b["eval_accuracy"], (r, b)
+P
+expect electra_pooling_refused 3 'pooling mean is for a BERT or GPT-2 sequence-classification head' -- \
+    "$PLM" finetune "${ft[@]/$t\/bert/$t/electra}" --task sst2 --pooling mean --max-steps 1 --output-dir "$t/o"
+
 # ---- bad input: one line naming the file (and line), exit 3
 printf 'sentence\tlabel\ngood movie\t1\nbad movie\t0\textra\n' >"$t/malformed.tsv"
 expect malformed_row 3 'malformed.tsv:3: 3 columns, expected 2' -- "$PLM" finetune "${ft[@]}" --task sst2 \
