@@ -3,23 +3,11 @@
 # meaningful exit code; a resumed run reproduces the uninterrupted run's losses bit
 # for bit; generate / fill-mask / eval work on trained checkpoints.
 set -u
+source "$(dirname "$0")/lib.bash"
 BUILD=${BUILD:-build}
 PLM=$PWD/$BUILD/plm
 t=$(mktemp -d)
 trap 'rm -rf "$t"' EXIT
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
-# expect NAME EXIT_CODE PATTERN -- command...: exit code and a stderr line matching PATTERN
-expect() {
-    local name=$1 code=$2 pat=$3
-    shift 4
-    "$@" >"$t/out" 2>"$t/err"
-    local rc=$?
-    if [[ $rc -ne $code ]]; then fail "$name" "exit $rc, expected $code; stderr: $(head -c 300 "$t/err")"; return; fi
-    if ! grep -qE -- "$pat" "$t/err"; then fail "$name" "stderr lacks /$pat/: $(head -c 300 "$t/err")"; return; fi
-    if grep -qiE 'sanitizer|segmentation|core dumped' "$t/err"; then fail "$name" "crashed"; return; fi
-    pass "$name"
-}
 
 head -c 60000 data/demo/Carroll__Alice_s_Adventures_in_Wonderland.txt >"$t/a.txt"
 head -c 30000 data/demo/Wells__The_Time_Machine.txt >"$t/b.txt"
@@ -36,7 +24,7 @@ cat >"$t/tinybert.json" <<'J'
  "intermediate_size": 64, "max_position_embeddings": 64}
 J
 
-expect usage_no_command 2 'usage' -- "$PLM"
+expect_lines usage_no_command 2 'usage' -- "$PLM"
 expect unknown_command 2 "unknown command 'frobnicate'" -- "$PLM" frobnicate
 expect unknown_flag 2 'unknown option --frobnicate' -- "$PLM" pretrain --frobnicate
 expect bad_number 2 'expects an integer' -- "$PLM" pretrain --max-steps ten --train "$t/a.txt"
