@@ -199,15 +199,17 @@ int main(int argc, char **argv) {
         free(noise);
         n_pred = (long)B * Tt;
     }
+    /* the step's batch; training steps add dropout on top of it */
+    const plm_batch batch = {.B = B,
+                             .T = T,
+                             .input_ids = ids,
+                             .token_type_ids = types,
+                             .labels = labels,
+                             .seq_labels = nsp ? seq_labels : NULL,
+                             .causal = !mlm};
     if (dump && plm_dist_is_root()) {
         /* the loss of a forward pass without dropout, the weights and the batch */
-        plm_batch b = {.B = B,
-                       .T = T,
-                       .input_ids = ids,
-                       .token_type_ids = types,
-                       .labels = labels,
-                       .seq_labels = nsp ? seq_labels : NULL,
-                       .causal = !mlm};
+        plm_batch b = batch;
         double loss;
         if (t5) {
             plm_batch eb = {.B = B, .T = T, .input_ids = enc},
@@ -261,15 +263,9 @@ int main(int argc, char **argv) {
         }
         double t0 = plm_now();
         plm_model_zero_grad(m);
-        plm_batch b = {.B = B,
-                       .T = T,
-                       .input_ids = ids,
-                       .token_type_ids = types,
-                       .labels = labels,
-                       .seq_labels = nsp ? seq_labels : NULL,
-                       .causal = !mlm,
-                       .training = true,
-                       .dropout_seed = (uint64_t)(s + 100)};
+        plm_batch b = batch;
+        b.training = true;
+        b.dropout_seed = (uint64_t)(s + 100);
         plm_grad_sync_micro_begin(gs, 0);
         if (t5) {
             plm_batch eb = {.B = B, .T = T, .input_ids = enc, .training = true, .dropout_seed = (uint64_t)(s + 100)};
