@@ -29,6 +29,16 @@ FFN of I = 4h, tied LM head on every target:
     head    = 6 * B*Tt * h * V
     attn    = 12 * L * B * h * (T*T + Tt*Tt + Tt*T)
     tokens  = B * (T + Tt)                                every position of both stacks
+
+ELECTRA (electra_step_flops): the discriminator (L layers, width h) over every token with
+its RTD head dense h->h, plus a generator of width g = h/4 (intermediate 4g, L layers)
+over every token, the projection E -> g of the shared embeddings (E = h) and its MLM head
+(g -> E dense, tied E -> V decoder) on the n_pred selected positions:
+
+    disc    = 6 * tokens * L * (4*h*h + 2*h*I) + 12 * L * B*T*T * h + 6 * tokens * h*h
+    gen     = 6 * tokens * (L * (4*g*g + 2*g*4g) + E*g) + 12 * L * B*T*T * g
+            + 6 * n_pred * (g*E + E*V)
+MLM + NSP counts as MLM (the pooler and NSP head work on B rows only).
 """
 
 CONFIGS = {
@@ -64,6 +74,16 @@ if __name__ == "__main__":
             f = step_flops(c["layers"], c["hidden"], c["vocab"], c["seq"], c["batch"], n_pred,
                            obj == "mlm")
             print(f"{name:7s} {obj}  n_pred={n_pred:5d}  {f / 1e9:8.2f} GFLOP/step")
+
+
+def electra_step_flops(layers, hidden, vocab, seq, batch, n_pred, size=0.25):
+    """FLOPs of one ELECTRA step: discriminator + generator of `size` its width (see above)."""
+    L, h, V, T, B = layers, hidden, vocab, seq, batch
+    g, E, tokens = round(size * h), h, B * T
+    disc = 6.0 * tokens * L * (4 * h * h + 2 * h * 4 * h) + 12.0 * L * B * T * T * h + 6.0 * tokens * h * h
+    gen = (6.0 * tokens * (L * (4 * g * g + 2 * g * 4 * g) + E * g) + 12.0 * L * B * T * T * g
+           + 6.0 * n_pred * (g * E + E * V))
+    return disc + gen
 
 
 def t5_lengths(inputs_length, noise_density=0.15, mean_span=3.0):

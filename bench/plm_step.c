@@ -1,12 +1,25 @@
 /* plm_step.c - times one plm training step (zero grads, forward, backward, clip, AdamW)
  * on the benchmark configurations; bench/run.sh puts it next to PyTorch's.
- *   plm_step --config NAME --objective mlm|clm|t5 [--steps N] [--no-overlap] [--profile] [--bf16]
+ *   plm_step --config NAME --objective mlm|clm|t5|mlm+nsp|electra [--steps N] [--no-overlap] [--profile]
+ *            [--bf16] [--dump DIR]
  * NAME: bench/flops.py's CONFIGS. --profile prints the per-op time table
  * (src/core/profile.h) of the timed steps first; --bf16: bf16 GEMMs (gemm.h), the JSON
  * says which ISA ran ("isa"); every run reports its peak RSS ("peak_rss_mb").
  * t5: a T5 v1.0 encoder-decoder (ReLU, tied, L layers each) on span-corrupted random
  * windows (T inputs, Tt targets); tokens count B * (T + Tt); FLOPs as bench/flops.py's
  * t5_step_flops.
+ * mlm+nsp: BertForPreTraining (MLM head + pooler + NSP head) on the MLM batch with
+ * token_type_ids 0 / 1 (first / second half) and random NSP labels; loss = MLM + NSP.
+ * electra: an ELECTRA discriminator of the config plus a generator of 1/4 its width
+ * (electra.h, google-research/electra's get_generator_config), sharing the embedding
+ * tables; the generator reads the MLM batch (85% [MASK], 15% kept), the discriminator
+ * the batch with samples from the generator's softmax; loss = L_gen + 50 L_disc.
+ * tokens_per_s counts B * T (the discriminator's tokens); FLOPs as bench/flops.py's
+ * electra_step_flops.
+ * --dump DIR: before timing, writes the initial model (HF names: DIR, and DIR/generator
+ * for electra), the batch (DIR/batch.safetensors: input_ids, token_type_ids, labels,
+ * seq_labels, electra's disc_input_ids) and the loss of a forward pass without dropout
+ * (DIR/loss.json), for bench/torch_step.py --check DIR: the same loss in PyTorch; no timing.
  * Under mpirun every rank runs the configuration's batch and the gradients are all-reduced
  * as `plm pretrain` does (train/dist.h): tokens_per_s counts every rank's tokens, and
  * comm_ms is the median time spent waiting for the reduction after the backward pass (the
@@ -25,8 +38,11 @@
 #include "data/span_corruption.h"
 #include "model/gemm.h"
 #include "model/model.h"
+#include "model/model_io.h"
 #include "train/adamw.h"
 #include "train/dist.h"
+#include "train/electra.h"
+#include "train/safetensors.h"
 
 /* Peak resident set size of this process (VmHWM), MB. */
 static double peak_rss_mb(void) {
@@ -46,7 +62,7 @@ static int cmp_double(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     plm_dist_init(&argc, &argv);
-    const char *cfg = "tiny", *obj = "clm";
+    const char *cfg = "tiny", *obj = "clm", *dump = NULL;
     int steps = 10;
     plm_dist_opts dopt = {0};
     bool profile = false, bf16 = false;
@@ -69,14 +85,21 @@ int main(int argc, char **argv) {
             obj = argv[i + 1];
         else if (strcmp(argv[i], "--steps") == 0)
             steps = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--dump") == 0)
+            dump = argv[i + 1];
         else {
             fprintf(stderr, "plm_step: unknown option %s\n", argv[i]);
             return 2;
         }
     }
-    bool mlm = strcmp(obj, "mlm") == 0, t5 = strcmp(obj, "t5") == 0;
+    bool nsp = strcmp(obj, "mlm+nsp") == 0, electra = strcmp(obj, "electra") == 0;
+    bool mlm = strcmp(obj, "mlm") == 0 || nsp || electra, t5 = strcmp(obj, "t5") == 0;
+    if (!mlm && !t5 && strcmp(obj, "clm") != 0) {
+        fprintf(stderr, "plm_step: unknown objective %s (mlm, clm, t5, mlm+nsp, electra)\n", obj);
+        return 2;
+    }
     plm_config c;
-    plm_config_default(&c, t5 ? PLM_ARCH_T5 : mlm ? PLM_ARCH_BERT : PLM_ARCH_GPT2);
+    plm_config_default(&c, t5 ? PLM_ARCH_T5 : electra ? PLM_ARCH_ELECTRA : mlm ? PLM_ARCH_BERT : PLM_ARCH_GPT2);
     int B, T;
     if (strcmp(cfg, "tiny") == 0) {
         c.num_hidden_layers = 2, c.hidden_size = 128, c.num_attention_heads = 2, c.vocab_size = 8192, T = 128, B = 32;
@@ -103,8 +126,28 @@ int main(int argc, char **argv) {
     c.num_decoder_layers = c.num_hidden_layers;
     int L5 = 0, Tt = 0; /* T5: window and target lengths */
     if (t5) plm_t5_lengths(T, 0.15, 3.0, &L5, &Tt);
-    plm_model *m = plm_model_create(&c, 1);
+    plm_config gc = c; /* electra: the generator */
+    plm_model *m;
+    if (nsp || electra) {
+        plm_model_spec sp;
+        if (electra) {
+            plm_electra_generator_config(&gc, &c, 0.25f);
+            plm_electra_spec(&sp, &c, &gc, 50.0f);
+        } else {
+            plm_model_spec_default(&sp, &c);
+            plm_model_spec_add_head(&sp, PLM_HEAD_NSP, 2);
+        }
+        m = plm_model_create_spec(&sp, 1);
+    } else {
+        m = plm_model_create(&c, 1);
+    }
+    if (!m) {
+        fprintf(stderr, "plm_step: %s\n", plm_last_error());
+        return 1;
+    }
     plm_model_reserve(m, B, T);
+    plm_electra_state est;
+    plm_electra_state_init(&est, electra ? B : 1, electra ? T : 1);
     plm_grad_sync *gs = plm_grad_sync_create(m, 1, &dopt);
     plm_adamw opt;
     plm_grad_sync_adamw_init(gs, &opt);
@@ -125,11 +168,18 @@ int main(int argc, char **argv) {
         for (int i = 5; i < c.vocab_size; i++) v.random_pool[v.num_random++] = i;
         plm_objective_opts o;
         plm_objective_opts_default(&o);
+        if (electra) o.mask_replace_prob = 0.85f, o.random_replace_prob = 0.0f; /* google-research/electra */
         n_pred = 0;
         for (int b = 0; b < B; b++) n_pred += plm_mlm_mask(ids + (size_t)b * T, labels + (size_t)b * T, T, &v, &o, &r);
         plm_vocab_info_free(&v);
     } else if (!t5) {
         for (size_t i = 0; i < N; i++) labels[i] = (i + 1) % T ? ids[i + 1] : ids[i];
+    }
+    int32_t *types = NULL, seq_labels[64] = {0}; /* mlm+nsp: segments and NSP labels (B <= 64) */
+    if (nsp) {
+        types = plm_malloc(N * sizeof(int32_t));
+        for (size_t i = 0; i < N; i++) types[i] = (int)(i % (size_t)T) >= T / 2;
+        for (int b = 0; b < B && b < 64; b++) seq_labels[b] = (int32_t)plm_rng_below(&r, 2);
     }
     int32_t *enc = NULL, *dec = NULL, *tgt = NULL;
     if (t5) { /* span corruption of random windows: sentinels from the top, EOS 1, start 0 */
@@ -149,6 +199,62 @@ int main(int argc, char **argv) {
         free(noise);
         n_pred = (long)B * Tt;
     }
+    /* the step's batch; training steps add dropout on top of it */
+    const plm_batch batch = {.B = B,
+                             .T = T,
+                             .input_ids = ids,
+                             .token_type_ids = types,
+                             .labels = labels,
+                             .seq_labels = nsp ? seq_labels : NULL,
+                             .causal = !mlm};
+    if (dump && plm_dist_is_root()) {
+        /* the loss of a forward pass without dropout, the weights and the batch */
+        plm_batch b = batch;
+        double loss;
+        if (t5) {
+            plm_batch eb = {.B = B, .T = T, .input_ids = enc},
+                      db = {.B = B, .T = Tt, .input_ids = dec, .labels = tgt, .causal = true};
+            plm_model_run_seq2seq(m, &eb, &db, false, 1.0f);
+            loss = m->loss;
+        } else if (electra) {
+            plm_electra_step(m, &est, &b, 7, false, 1.0f);
+            loss = m->loss;
+        } else {
+            plm_model_forward(m, &b, false, 1.0f);
+            loss = m->loss;
+        }
+        char path[4200];
+        snprintf(path, sizeof path, "%s/batch.safetensors", dump);
+        int rc = plm_mkdirs(dump);
+        if (rc == 0) rc = electra ? plm_electra_save(m, dump, NULL, 0) : plm_model_save(m, dump, NULL, 0);
+        plm_st_writer w;
+        plm_st_writer_init(&w);
+        int64_t shp[2] = {B, T}, shp_t[2] = {B, Tt}, shp_b[1] = {B};
+        plm_st_add(&w, "input_ids", PLM_DT_I32, 2, shp, t5 ? enc : ids);
+        if (types) plm_st_add(&w, "token_type_ids", PLM_DT_I32, 2, shp, types);
+        if (t5) {
+            plm_st_add(&w, "decoder_input_ids", PLM_DT_I32, 2, shp_t, dec);
+            plm_st_add(&w, "labels", PLM_DT_I32, 2, shp_t, tgt);
+        } else {
+            plm_st_add(&w, "labels", PLM_DT_I32, 2, shp, labels);
+        }
+        if (nsp) plm_st_add(&w, "seq_labels", PLM_DT_I32, 1, shp_b, seq_labels);
+        if (electra) plm_st_add(&w, "disc_input_ids", PLM_DT_I32, 2, shp, est.disc_ids);
+        if (rc == 0) rc = plm_st_write(&w, path);
+        plm_st_writer_free(&w);
+        snprintf(path, sizeof path, "%s/loss.json", dump);
+        FILE *f = rc == 0 ? fopen(path, "w") : NULL;
+        if (f) {
+            fprintf(f, "{\"objective\": \"%s\", \"config\": \"%s\", \"loss\": %.9g}\n", obj, cfg, loss);
+            fclose(f);
+        }
+        if (!f) {
+            fprintf(stderr, "plm_step: --dump %s: %s\n", dump, plm_last_error());
+            return 1;
+        }
+        printf("{\"dump\": \"%s\", \"loss\": %.9g}\n", dump, loss);
+        return plm_dist_finish(0); /* no timing */
+    }
     double *times = plm_malloc((size_t)steps * 3 * sizeof(double)), *comm = times + steps, *wait = comm + steps;
     for (int s = -3; s < steps; s++) {
         if (s == 0 && profile) {
@@ -157,13 +263,9 @@ int main(int argc, char **argv) {
         }
         double t0 = plm_now();
         plm_model_zero_grad(m);
-        plm_batch b = {.B = B,
-                       .T = T,
-                       .input_ids = ids,
-                       .labels = labels,
-                       .causal = !mlm,
-                       .training = true,
-                       .dropout_seed = (uint64_t)(s + 100)};
+        plm_batch b = batch;
+        b.training = true;
+        b.dropout_seed = (uint64_t)(s + 100);
         plm_grad_sync_micro_begin(gs, 0);
         if (t5) {
             plm_batch eb = {.B = B, .T = T, .input_ids = enc, .training = true, .dropout_seed = (uint64_t)(s + 100)};
@@ -175,6 +277,8 @@ int main(int argc, char **argv) {
                             .training = true,
                             .dropout_seed = (uint64_t)(s + 100)};
             plm_model_run_seq2seq(m, &eb, &db, true, 1.0f);
+        } else if (electra) {
+            plm_electra_step(m, &est, &b, (uint64_t)(s + 1000), true, 1.0f);
         } else {
             plm_model_forward(m, &b, true, 1.0f);
         }
@@ -208,6 +312,9 @@ int main(int argc, char **argv) {
                 6.0 * B * T * L * 2 * h * h + 6.0 * B * Tt * h * V +
                 12.0 * L * B * h * ((double)T * T + (double)Tt * Tt + (double)Tt * T);
         tokens = (double)B * (T + Tt);
+    } else if (electra) { /* bench/flops.py electra_step_flops */
+        flops = plm_model_flops(&c, B, T, 0) + 6.0 * B * T * (double)c.hidden_size * c.hidden_size /* RTD dense */ +
+                plm_model_flops(&gc, B, T, (int)n_pred);
     }
     flops *= ranks;
     if (plm_dist_is_root())
@@ -226,5 +333,7 @@ int main(int argc, char **argv) {
     free(enc);
     free(dec);
     free(tgt);
+    free(types);
+    plm_electra_state_free(&est);
     return plm_dist_finish(0);
 }

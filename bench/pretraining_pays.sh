@@ -14,14 +14,20 @@
 #
 #   bash bench/pretraining_pays.sh                   the full run (hours on 2 cores)
 #   SMOKE=1 bash bench/pretraining_pays.sh           the same pipeline on tiny slices (a minute)
-# Knobs (environment): OUT, PLM_DATA, OBJECTIVE (mlm), PRETRAIN_STEPS, MLM_PROBABILITY,
-# PRETRAIN_LR, SEEDS, TASKS, FT_LR, FT_EPOCHS, SST2_TRAIN (cap on SST-2's 67k examples).
+# Knobs (environment): OUT, PLM_DATA, OBJECTIVE (clm+mlm), CLM_FRACTION, PRETRAIN_STEPS,
+# MLM_PROBABILITY, PRETRAIN_LR, PRE_LAYERNORM (true), BF16 (1: --bf16 for pretraining), SEEDS,
+# TASKS, FT_LR, FT_EPOCHS (3), SQUAD_EPOCHS (1), SST2_TRAIN (cap on SST-2's 67k
+# examples, default 20000), FT_BF16 (1: fine-tune with --bf16), FT_JOBS (parallel
+# single-threaded fine-tunes, default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PLM=${PLM:-$PWD/build/plm}
 DATA=${PLM_DATA:-../shared/data}
 OUT=${OUT:-out/pretraining-pays}
-OBJECTIVE=${OBJECTIVE:-mlm}
+OBJECTIVE=${OBJECTIVE:-clm+mlm}
+CLM_FRACTION=${CLM_FRACTION:-0.25}
+PRE_LAYERNORM=${PRE_LAYERNORM:-true}
+BF16=${BF16:-1}
 SEEDS=${SEEDS:-3}
 TASKS=${TASKS:-"cola sst2 stsb rte conll2003 squad"}
 if [[ -n ${SMOKE:-} ]]; then
@@ -29,14 +35,16 @@ if [[ -n ${SMOKE:-} ]]; then
     CORPUS_BYTES=400000 FT_TRAIN=200 FT_EVAL=100 FT_EPOCHS=1 SQUAD_LEN=128 SQUAD_STRIDE=48
 else
     VOCAB=16384 HIDDEN=256 LAYERS=4 HEADS=4 FF=1024 CORPUS_BYTES=0 FT_TRAIN=0 FT_EVAL=0
-    SQUAD_LEN=384 SQUAD_STRIDE=128
+    SQUAD_LEN=256 SQUAD_STRIDE=128
 fi
-PRETRAIN_STEPS=${PRETRAIN_STEPS:-8000}
+PRETRAIN_STEPS=${PRETRAIN_STEPS:-9000}
 MLM_PROBABILITY=${MLM_PROBABILITY:-0.3}
-PRETRAIN_LR=${PRETRAIN_LR:-5e-4}
+PRETRAIN_LR=${PRETRAIN_LR:-1e-3}
 FT_LR=${FT_LR:-1e-4}
 FT_EPOCHS=${FT_EPOCHS:-3}
-SST2_TRAIN=${SST2_TRAIN:-0}
+SQUAD_EPOCHS=${SQUAD_EPOCHS:-1}
+SST2_TRAIN=${SST2_TRAIN:-20000}
+FT_BF16=${FT_BF16:-1}
 mkdir -p "$OUT"
 log() { echo "[pretraining-pays $(date +%H:%M:%S)] $*" >&2; }
 
@@ -54,7 +62,8 @@ if [[ ! -f $OUT/tokenizer.json ]]; then
 fi
 cat >"$OUT/config.json" <<J
 {"model_type": "bert", "vocab_size": $VOCAB, "hidden_size": $HIDDEN, "num_hidden_layers": $LAYERS,
- "num_attention_heads": $HEADS, "intermediate_size": $FF, "max_position_embeddings": 512}
+ "num_attention_heads": $HEADS, "intermediate_size": $FF, "max_position_embeddings": 512,
+ "pre_layernorm": $PRE_LAYERNORM}
 J
 
 # ---- 2. pretraining; its CPU time is the growth of this shell's cutime+cstime (/proc/PID/stat),
@@ -63,19 +72,21 @@ if [[ ! -f $OUT/pretrained/model.safetensors ]]; then
     log "pretraining $OBJECTIVE for $PRETRAIN_STEPS steps"
     t0=$(date +%s)
     read -r cu0 cs0 < <(awk '{print $16, $17}' /proc/$$/stat)
-    resume=()
+    resume=() objective_args=()
+    [[ $OBJECTIVE == clm+mlm ]] && objective_args+=(--clm-fraction "$CLM_FRACTION")
+    [[ $BF16 == 1 ]] && objective_args+=(--bf16)
     compgen -G "$OUT/pretrained/checkpoint-*" >/dev/null && resume=(--resume-from-checkpoint "$OUT/pretrained")
     "$PLM" pretrain --objective "$OBJECTIVE" --config "$OUT/config.json" --tokenizer "$OUT/tokenizer.json" "${resume[@]}" \
         --train "${corpus[@]}" --output-dir "$OUT/pretrained" --max-steps "$PRETRAIN_STEPS" --batch-size 32 \
         --seq-len 128 --learning-rate "$PRETRAIN_LR" --warmup-steps $((PRETRAIN_STEPS / 20 + 1)) \
         --mlm-probability "$MLM_PROBABILITY" --eval-steps $((PRETRAIN_STEPS / 10 + 1)) --save-steps 1000 \
-        --save-total-limit 1 ${QUIET:+--quiet} ${SMOKE:+--quiet}
+        --save-total-limit 1 ${QUIET:+--quiet} ${SMOKE:+--quiet} "${objective_args[@]}"
     read -r cu cs < <(awk '{print $16, $17}' /proc/$$/stat)
     tck=$(getconf CLK_TCK)
     # an interrupted and resumed pretraining adds up the CPU and wall time of its parts
     echo "$(((cu + cs - cu0 - cs0) / tck)) $(($(date +%s) - t0))" >>"$OUT/pretrain_parts"
     read -r cpu wall < <(awk '{c += $1; w += $2} END {print c, w}' "$OUT/pretrain_parts")
-    echo "{\"wall_seconds\": $wall, \"cpu_seconds\": $cpu, \"steps\": $PRETRAIN_STEPS, \"tokens\": $((PRETRAIN_STEPS * 32 * 128)), \"objective\": \"$OBJECTIVE\", \"mlm_probability\": $MLM_PROBABILITY}" >"$OUT/pretrain_cost.json"
+    echo "{\"wall_seconds\": $wall, \"cpu_seconds\": $cpu, \"steps\": $PRETRAIN_STEPS, \"tokens\": $((PRETRAIN_STEPS * 32 * 128)), \"objective\": \"$OBJECTIVE\", \"mlm_probability\": $MLM_PROBABILITY, \"learning_rate\": $PRETRAIN_LR, \"pre_layernorm\": $PRE_LAYERNORM, \"bf16\": $([[ $BF16 == 1 ]] && echo true || echo false), \"args\": \"${objective_args[*]}\"}" >"$OUT/pretrain_cost.json"
 fi
 if [[ ! -f $OUT/random/model.safetensors ]]; then
     log "random initialisation of the same architecture"
@@ -87,8 +98,11 @@ fi
 finetune() { # init task seed
     local init=$1 task=$2 seed=$3 dir=$OUT/ft/$1/$2/seed-$3
     [[ -f $dir/eval_results.json ]] && return 0
+    local epochs=$FT_EPOCHS
+    [[ $task == squad && -z ${SMOKE:-} ]] && epochs=$SQUAD_EPOCHS
     local args=(--model "$OUT/$init" --task "$task" --output-dir "$dir" --seed "$seed" --learning-rate "$FT_LR"
-        --num-train-epochs "$FT_EPOCHS" --quiet)
+        --num-train-epochs "$epochs" --quiet)
+    [[ $FT_BF16 == 1 ]] && args+=(--bf16)
     case $task in
         conll2003) args+=(--data-dir "$DATA/conll2003") ;;
         squad) args+=(--data-dir "$DATA/squad-v1.1" --max-seq-length "$SQUAD_LEN" --doc-stride "$SQUAD_STRIDE"
@@ -102,11 +116,30 @@ finetune() { # init task seed
     "$PLM" finetune "${args[@]}" >"$OUT/ft-$init-$task-$seed.log" 2>&1 ||
         { echo "pretraining_pays: fine-tuning failed, see $OUT/ft-$init-$task-$seed.log" >&2; tail -3 "$OUT/ft-$init-$task-$seed.log" >&2; exit 1; }
 }
+# FT_JOBS fine-tunes at a time, each on its own thread when there are several: on 2 cores
+# two single-threaded runs finish sooner than one after the other on both cores.
+FT_JOBS=${FT_JOBS:-2}
+running=0 failed=0
 for task in $TASKS; do
     for init in pretrained random; do
-        for ((s = 1; s <= SEEDS; s++)); do finetune "$init" "$task" "$s"; done
+        for ((s = 1; s <= SEEDS; s++)); do
+            (
+                ((FT_JOBS > 1)) && export OMP_NUM_THREADS=1
+                finetune "$init" "$task" "$s"
+            ) &
+            running=$((running + 1))
+            if ((running >= FT_JOBS)); then
+                wait -n || failed=1
+                running=$((running - 1))
+            fi
+        done
     done
 done
+while ((running > 0)); do
+    wait -n || failed=1
+    running=$((running - 1))
+done
+((failed == 0)) || exit 1
 
 # ---- 4. the table
 python3 - "$OUT" "$SEEDS" $TASKS <<'PY'

@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # plm benchmark: one training step (forward + backward + AdamW) of plm vs. tuned PyTorch.
 #
-#   bash bench/run.sh [--configs "tiny small medium"] [--objectives "mlm clm t5"] [--steps N]
-#                     [--gemm-table] [--no-wait] [--profile]
+#   bash bench/run.sh [--configs "tiny small medium"] [--objectives "mlm clm t5 mlm+nsp electra"]
+#                     [--steps N] [--gemm-table] [--no-wait] [--profile] [--quick] [--check-only]
 #
+# Objectives: mlm (BertForMaskedLM), clm (GPT-2), t5 (span corruption, encoder-decoder),
+#    mlm+nsp (BertForPreTraining: MLM + NSP), electra (discriminator of the config + a
+#    generator of 1/4 its width sharing the embeddings; loss L_gen + 50 L_disc).
+# Before timing, every mlm/mlm+nsp/electra/t5 row is checked: plm_step --dump writes plm's
+#    initial weights, batch and loss; torch_step.py --check recomputes the loss with the
+#    PyTorch model on them (dropout off) and the row is marked "loss MISMATCH" unless they
+#    agree within 1e-4 (relative). --check-only: only these checks (seconds).
+# --quick: about a minute on a quiet machine: the tiny config only, every objective, 3 timed
+#    steps each, no GEMM peak (no %peak columns), 10 s of waiting for quiet at most.
 # --bf16: also times every config in bf16: plm --bf16 (oneDNN bf16 matmul) next to
 #    PyTorch's torch.autocast("cpu", dtype=torch.bfloat16); the table says which ISA ran.
 # Every row records peak RSS (plm: VmHWM, PyTorch: ru_maxrss); the memory table compares them.
@@ -27,12 +36,15 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 PY=/usr/bin/python3 # Debian's python3 with python3-torch (pyenv's python3 shadows it on PATH)
 CONFIGS="tiny small medium"
-OBJECTIVES="mlm clm t5"
+OBJECTIVES="mlm clm t5 mlm+nsp electra"
 STEPS=10
 GEMM_TABLE=0
 PROFILE=0
 PRECISIONS="fp32"
 WAIT=${PLM_BENCH_WAIT:-60}
+QUICK=0
+CHECK_ONLY=0
+TORCH_TIME=()
 while (($#)); do
     case $1 in
     --configs) CONFIGS=$2 && shift ;;
@@ -42,7 +54,9 @@ while (($#)); do
     --no-wait) WAIT=0 ;;
     --profile) PROFILE=1 ;;
     --bf16) PRECISIONS="fp32 bf16" ;;
-    -h | --help) sed -n '2,24p' "$0" && exit 0 ;;
+    --quick) QUICK=1 ;;
+    --check-only) CHECK_ONLY=1 ;;
+    -h | --help) sed -n '2,36p' "$0" && exit 0 ;;
     *) echo "bench/run.sh: unknown option '$1' (see --help)" >&2 && exit 2 ;;
     esac
     shift
@@ -76,7 +90,39 @@ wait_quiet() {
     done
 }
 
+if ((QUICK)); then
+    CONFIGS=tiny
+    STEPS=3
+    WAIT=${PLM_BENCH_WAIT:-10}
+    TORCH_TIME=(--min-time 0.5 --warmup 1)
+fi
+
 mkdir -p "$BUILD/bench"
+plm_bin=$BUILD/bench/plm_step
+
+# The loss check: plm's weights, batch and loss -> the PyTorch model's loss on them.
+declare -A LOSS_CHECK=()
+check_losses() {
+    [[ -x $plm_bin ]] || return 0
+    local cfg obj dir out
+    echo "== loss check: the PyTorch reference on plm's initial weights and batch (dropout off) =="
+    for cfg in $CONFIGS; do
+        for obj in $OBJECTIVES; do
+            [[ $obj == clm ]] && continue # the CLM row has no check (GPT-2's names are not mapped)
+            dir=$(mktemp -d)
+            if "$plm_bin" --config "$cfg" --objective "$obj" --dump "$dir" >/dev/null &&
+                out=$(LD_LIBRARY_PATH=$OPENBLAS_OMP${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
+                    "$PY" bench/torch_step.py --config "$cfg" --objective "$obj" --check "$dir"); then
+                LOSS_CHECK[$cfg/$obj]=ok
+            else
+                LOSS_CHECK[$cfg/$obj]=MISMATCH
+            fi
+            echo "  $cfg $obj: ${out:-failed} -> ${LOSS_CHECK[$cfg/$obj]}"
+            rm -rf "$dir"
+            out=
+        done
+    done
+}
 if ((PROFILE)); then
     [[ -x $BUILD/bench/plm_step ]] || { echo "bench/run.sh: $BUILD/bench/plm_step is not built (make $BUILD/bench/plm_step)" >&2 && exit 1; }
     echo "load: $(uptime)"
@@ -88,12 +134,21 @@ if ((PROFILE)); then
     done
     exit 0
 fi
-bash bench/build_gemm.sh
 results=$BUILD/bench/results.jsonl
 : >"$results"
+check_losses
+((CHECK_ONLY)) && exit 0
+for k in "${!LOSS_CHECK[@]}"; do
+    echo "{\"impl\":\"check\",\"config\":\"${k%%/*}\",\"objective\":\"${k#*/}\",\"result\":\"${LOSS_CHECK[$k]}\"}" >>"$results"
+done
+peak=0
+if ((QUICK)); then
+    echo "(--quick: no GEMM peak)"
+    echo "{\"impl\":\"gemm\",\"peak_gflops\":0,\"bf16_peak_gflops\":0}" >>"$results"
+else
+bash bench/build_gemm.sh
 
 echo "== fp32 GEMM peak (2 threads, large square NN/NT/TN; best of 9 batches) =="
-peak=0
 for lib in openblas blis dnnl; do
     wait_quiet
     out=$("$BUILD/bench/gemm_$lib" --peak)
@@ -112,8 +167,7 @@ if ((GEMM_TABLE)); then
         "$BUILD/bench/gemm_$lib" --table --attn
     done
 fi
-
-plm_bin=$BUILD/bench/plm_step
+fi
 [[ -x $plm_bin ]] || echo "(no $plm_bin yet: PyTorch only)"
 echo "== training steps ($STEPS timed steps after warm-up, median) =="
 for cfg in $CONFIGS; do
@@ -123,7 +177,7 @@ for cfg in $CONFIGS; do
             [[ $prec == bf16 ]] && pflag=(--bf16)
             wait_quiet
             LD_LIBRARY_PATH=$OPENBLAS_OMP${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
-                "$PY" bench/torch_step.py --config "$cfg" --objective "$obj" --steps "$STEPS" "${pflag[@]}" |
+                "$PY" bench/torch_step.py --config "$cfg" --objective "$obj" --steps "$STEPS" "${TORCH_TIME[@]}" "${pflag[@]}" |
                 tee -a "$results"
             if [[ -x $plm_bin ]]; then
                 wait_quiet
@@ -148,10 +202,12 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 peak = next(r["peak_gflops"] for r in rows if r.get("impl") == "gemm")
 bf16_peak = next((r["bf16_peak_gflops"] for r in rows if r.get("impl") == "gemm" and "bf16_peak_gflops" in r), 0)
 prec = lambda r: r.get("precision", "fp32")  # noqa: E731
-get = {(r["impl"], r["config"], r["objective"], prec(r)): r for r in rows if "config" in r}
+get = {(r["impl"], r["config"], r["objective"], prec(r)): r for r in rows if "config" in r and r["impl"] != "check"}
+checks = {(r["config"], r["objective"]): r["result"] for r in rows if r.get("impl") == "check"}
 order = ["tiny", "small", "medium", "small-512", "small-1024", "gpt2-mini", "gpt2-124m"]
-keys = sorted({(r["config"], r["objective"]) for r in rows if "config" in r},
-              key=lambda k: (order.index(k[0]) if k[0] in order else 99, k[1] != "mlm"))
+objs = ["mlm", "clm", "t5", "mlm+nsp", "electra"]
+keys = sorted({(r["config"], r["objective"]) for r in rows if "config" in r and r["impl"] != "check"},
+              key=lambda k: (order.index(k[0]) if k[0] in order else 99, objs.index(k[1]) if k[1] in objs else 99))
 noisy = False
 for pr in ("fp32", "bf16"):
     if not any(k[3] == pr for k in get):
@@ -159,10 +215,11 @@ for pr in ("fp32", "bf16"):
     pk = peak if pr == "fp32" else bf16_peak
     isa = next((r.get("isa") for r in rows if r.get("impl") == "plm" and prec(r) == pr), "")
     print(f"\n== {pr}: plm vs PyTorch{' autocast' if pr == 'bf16' else ''}, one training step; "
-          f"{pr} GEMM peak {pk:.1f} GFLOP/s{'; plm ISA: ' + str(isa) if pr == 'bf16' else ''} ==")
+          f"{pr} GEMM peak {f'{pk:.1f} GFLOP/s' if pk else 'not measured'}"
+          f"{'; plm ISA: ' + str(isa) if pr == 'bf16' else ''} ==")
     hdr = ("config", "obj", "plm tok/s", "torch tok/s", "plm/torch", "plm GF/s", "torch GF/s",
-           "plm %peak", "torch %peak", "best-step ratio")
-    print("{:<10} {:<4} {:>10} {:>11} {:>9} {:>8} {:>10} {:>9} {:>11} {:>15}".format(*hdr))
+           "plm %peak", "torch %peak", "best-step ratio", "loss check")
+    print("{:<10} {:<7} {:>10} {:>11} {:>9} {:>8} {:>10} {:>9} {:>11} {:>15} {:>10}".format(*hdr))
     for cfg, obj in keys:
         t, p = get.get(("torch", cfg, obj, pr)), get.get(("plm", cfg, obj, pr))
         f = lambda r, k, fmt: format(r[k], fmt) if r and k in r else "-"  # noqa: E731
@@ -173,11 +230,11 @@ for pr in ("fp32", "bf16"):
                 if p and t and "step_ms_min" in p and "step_ms_min" in t else "-")
         flag = "!" if any(r and r.get("bg_cores", 0) > 0.2 for r in (t, p)) else ""
         noisy |= bool(flag)
-        print(f"{cfg:<10} {obj:<4} {f(p, 'tokens_per_s', '10.0f'):>10} {f(t, 'tokens_per_s', '11.0f'):>11}"
+        print(f"{cfg:<10} {obj:<7} {f(p, 'tokens_per_s', '10.0f'):>10} {f(t, 'tokens_per_s', '11.0f'):>11}"
               f" {ratio:>9} {f(p, 'gflops', '8.1f'):>8} {f(t, 'gflops', '10.1f'):>10} {pp:>9} {tp:>11}"
-              f" {best:>15} {flag}")
+              f" {best:>15} {checks.get((cfg, obj), '-'):>10} {flag}")
 print("\n== peak RSS (MB) of the whole process, plm vs PyTorch ==")
-print("{:<10} {:<4} {:<5} {:>8} {:>9} {:>10}".format("config", "obj", "prec", "plm MB", "torch MB", "plm/torch"))
+print("{:<10} {:<7} {:<5} {:>8} {:>9} {:>10}".format("config", "obj", "prec", "plm MB", "torch MB", "plm/torch"))
 for cfg, obj in keys:
     for pr in ("fp32", "bf16"):
         t, p = get.get(("torch", cfg, obj, pr)), get.get(("plm", cfg, obj, pr))
@@ -185,7 +242,7 @@ for cfg, obj in keys:
             continue
         pm, tm = (r.get("peak_rss_mb") if r else None for r in (p, t))
         ratio = f"{pm / tm:.2f}x" if pm and tm else "-"
-        print(f"{cfg:<10} {obj:<4} {pr:<5} {pm or '-':>8} {tm or '-':>9} {ratio:>10}")
+        print(f"{cfg:<10} {obj:<7} {pr:<5} {pm or '-':>8} {tm or '-':>9} {ratio:>10}")
 print("tok/s and GF/s from the median step; best-step ratio = torch / plm fastest step (if"
       " both report step_ms_min), the better estimate when the machine is shared")
 if noisy:

@@ -34,7 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from flops import CONFIGS, step_flops, t5_lengths, t5_step_flops  # noqa: E402
+from flops import CONFIGS, electra_step_flops, step_flops, t5_lengths, t5_step_flops  # noqa: E402
 
 
 class Attention(nn.Module):
@@ -94,37 +94,117 @@ class BertLayer(nn.Module):
 
 
 class Bert(nn.Module):
-    def __init__(self, c, pdrop, attn_cls, eps=1e-12):
+    """BERT encoder + MLM head (BertForMaskedLM).  `embed` (optional) is another model's
+    embedding tables to share (ELECTRA's generator); E = their width, and a projection
+    E -> h follows when E != h (ElectraModel's embeddings_project); `inter` defaults to 4h."""
+
+    def __init__(self, c, pdrop, attn_cls, eps=1e-12, h=None, heads=None, inter=None, embed=None, mlm_head=True):
         super().__init__()
-        h, V = c["hidden"], c["vocab"]
-        self.wte = nn.Embedding(V, h)
-        self.wpe = nn.Embedding(c["seq"], h)
-        self.tte = nn.Embedding(2, h)
-        self.heads = c["heads"]
-        self.ln_emb = nn.LayerNorm(h, eps=eps)
+        h = h or c["hidden"]
+        V, heads = c["vocab"], heads or c["heads"]
+        E = embed.wte.embedding_dim if embed is not None else h
+        if embed is None:
+            self.wte = nn.Embedding(V, h)
+            self.wpe = nn.Embedding(c["seq"], h)
+            self.tte = nn.Embedding(2, h)
+        self.shared = [embed] if embed is not None else None  # a list: not a submodule
+        self.heads = heads
+        self.ln_emb = nn.LayerNorm(E, eps=eps)
+        self.proj = nn.Linear(E, h) if E != h else None
         self.drop = nn.Dropout(pdrop)
         self.layers = nn.ModuleList(
-            BertLayer(h, c["heads"], 4 * h, pdrop, eps, attn_cls) for _ in range(c["layers"]))
-        self.head_dense = nn.Linear(h, h)
-        self.head_ln = nn.LayerNorm(h, eps=eps)
-        self.head_bias = nn.Parameter(torch.zeros(V))
+            BertLayer(h, heads, inter or 4 * h, pdrop, eps, attn_cls) for _ in range(c["layers"]))
+        if mlm_head:  # dense h -> E, GELU, LayerNorm, tied decoder E -> V + bias
+            self.head_dense = nn.Linear(h, E)
+            self.head_ln = nn.LayerNorm(E, eps=eps)
+            self.head_bias = nn.Parameter(torch.zeros(V))
         self.register_buffer("pos", torch.arange(c["seq"]), persistent=False)
 
-    def forward(self, ids, segs, pad_mask, sel, labels):
-        """ids, segs: [B, T]; pad_mask: [B, T] bool (True = real token); sel: flat indices
-        of the selected (masked) positions; labels: their target ids."""
+    def tables(self):
+        return self.shared[0] if self.shared else self
+
+    def encode(self, ids, segs, pad_mask):
         B, T = ids.shape
-        x = self.wte(ids) + self.wpe(self.pos[:T]) + self.tte(segs)
+        t = self.tables()
+        x = t.wte(ids) + t.wpe(self.pos[:T]) + t.tte(segs)
         x = self.drop(self.ln_emb(x))
+        if self.proj is not None:
+            x = self.proj(x)
         mask = torch.zeros(B, 1, 1, T, dtype=x.dtype).masked_fill_(
             ~pad_mask[:, None, None, :], torch.finfo(x.dtype).min)
         mask = mask.expand(B, self.heads, T, T).reshape(B * self.heads, T, T)
         for layer in self.layers:
             x = layer(x, mask)
-        hs = x.reshape(B * T, -1).index_select(0, sel)  # MLM head on selected positions only
+        return x
+
+    def mlm_logits(self, x, sel):
+        hs = x.reshape(-1, x.shape[-1]).index_select(0, sel)  # MLM head on selected positions only
         hs = self.head_ln(F.gelu(self.head_dense(hs)).float())  # bf16 autocast: LayerNorm in fp32
-        logits = F.linear(hs, self.wte.weight, self.head_bias)
-        return F.cross_entropy(logits, labels)
+        return F.linear(hs, self.tables().wte.weight, self.head_bias)
+
+    def forward(self, ids, segs, pad_mask, sel, labels):
+        """ids, segs: [B, T]; pad_mask: [B, T] bool (True = real token); sel: flat indices
+        of the selected (masked) positions; labels: their target ids."""
+        return F.cross_entropy(self.mlm_logits(self.encode(ids, segs, pad_mask), sel), labels)
+
+
+class BertPreTraining(Bert):
+    """BertForPreTraining: MLM + NSP (pooler dense + tanh on [CLS], seq_relationship)."""
+
+    def __init__(self, c, pdrop, attn_cls, eps=1e-12):
+        super().__init__(c, pdrop, attn_cls, eps)
+        self.pooler = nn.Linear(c["hidden"], c["hidden"])
+        self.nsp = nn.Linear(c["hidden"], 2)
+
+    def forward(self, ids, segs, pad_mask, sel, labels, seq_labels):
+        x = self.encode(ids, segs, pad_mask)
+        mlm = F.cross_entropy(self.mlm_logits(x, sel), labels)
+        nsp = F.cross_entropy(self.nsp(torch.tanh(self.pooler(x[:, 0]))), seq_labels)
+        return mlm + nsp
+
+
+class Electra(nn.Module):
+    """ELECTRA pretraining (google-research/electra): a discriminator (BERT body of the
+    config + RTD head dense -> GELU -> dense_prediction) and a generator of 1/4 its width
+    (hidden, intermediate; heads = max(1, hidden / 64)) sharing the embedding tables, with
+    its own embedding LayerNorm and projection.  The generator reads the masked batch; its
+    softmax is sampled (temperature 1, no gradient) at the selected positions; the
+    discriminator reads the sampled sequence, label 1 where the sample differs from the
+    original, BCE over the real tokens.  loss = L_gen + 50 L_disc."""
+
+    def __init__(self, c, pdrop, attn_cls, eps=1e-12, size=0.25, disc_weight=50.0):
+        super().__init__()
+        self.disc = Bert(c, pdrop, attn_cls, eps, mlm_head=False)
+        g = max(1, round(size * c["hidden"]))
+        heads = max(1, g // 64)
+        while g % heads:
+            heads -= 1
+        self.gen = Bert(c, pdrop, attn_cls, eps, h=g, heads=heads, inter=max(1, round(size * 4 * c["hidden"])),
+                        embed=self.disc)
+        self.rtd_dense = nn.Linear(c["hidden"], c["hidden"])
+        self.rtd_out = nn.Linear(c["hidden"], 1)
+        self.disc_weight = disc_weight
+        self.sampler = None  # a torch.Generator
+
+    def forward(self, ids, segs, pad_mask, sel, labels, disc_ids=None):
+        """ids: the masked batch; disc_ids (optional, for --check): the discriminator's
+        input to use instead of sampling."""
+        logits = self.gen.mlm_logits(self.gen.encode(ids, segs, pad_mask), sel)
+        l_gen = F.cross_entropy(logits, labels)
+        orig = ids.reshape(-1).clone()
+        orig[sel] = labels
+        orig = orig.view_as(ids)
+        if disc_ids is None:
+            with torch.no_grad():
+                sample = torch.multinomial(F.softmax(logits.float(), -1), 1, generator=self.sampler).squeeze(1)
+            disc_ids = ids.reshape(-1).clone()
+            disc_ids[sel] = sample
+            disc_ids = disc_ids.view_as(ids)
+        y = (disc_ids != orig).to(torch.float32)
+        x = self.disc.encode(disc_ids, segs, pad_mask)
+        z = self.rtd_out(F.gelu(self.rtd_dense(x))).squeeze(-1).float()
+        l_disc = F.binary_cross_entropy_with_logits(z[pad_mask], y[pad_mask])
+        return l_gen + self.disc_weight * l_disc
 
 
 class GptBlock(nn.Module):
@@ -320,8 +400,9 @@ def make_optimizer(model, lr, wd, foreach):
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, foreach=foreach)
 
 
-def mlm_batch(c, gen, prob=0.15, n_special=5, mask_id=4):
-    """Random batch with full-length sequences (no padding), BERT-style 80/10/10 masking."""
+def mlm_batch(c, gen, prob=0.15, n_special=5, mask_id=4, mask_share=0.8, random_share=0.1):
+    """Random batch with full-length sequences (no padding), BERT-style 80/10/10 masking
+    (ELECTRA: 85/0/15)."""
     B, T, V = c["batch"], c["seq"], c["vocab"]
     ids = torch.randint(n_special, V, (B, T), generator=gen)
     ids[:, 0] = 2  # [CLS]
@@ -335,10 +416,20 @@ def mlm_batch(c, gen, prob=0.15, n_special=5, mask_id=4):
     labels = ids.reshape(-1)[sel].clone()
     r = torch.rand(sel.numel(), generator=gen)
     flat = ids.view(-1)
-    flat[sel[r < 0.8]] = mask_id
-    rnd = sel[(r >= 0.8) & (r < 0.9)]
+    flat[sel[r < mask_share]] = mask_id
+    rnd = sel[(r >= mask_share) & (r < mask_share + random_share)]
     flat[rnd] = torch.randint(n_special, V, (rnd.numel(),), generator=gen)
     return (ids, segs, pad_mask, sel, labels), sel.numel()
+
+
+def nsp_batch(c, gen):
+    """The MLM batch plus random NSP labels."""
+    b, n_pred = mlm_batch(c, gen)
+    return b + (torch.randint(0, 2, (c["batch"],), generator=gen),), n_pred
+
+
+def electra_batch(c, gen):
+    return mlm_batch(c, gen, mask_share=0.85, random_share=0.0)
 
 
 def clm_batch(c, gen):
@@ -348,10 +439,144 @@ def clm_batch(c, gen):
             torch.ones(B, T, dtype=torch.bool)), B * T
 
 
+def read_safetensors(path):
+    """{name: tensor} of a safetensors file (F32 / I32 / I64), without the safetensors package."""
+    with open(path, "rb") as f:
+        buf = f.read()
+    n = int.from_bytes(buf[:8], "little")
+    header = json.loads(buf[8:8 + n])
+    dt = {"F32": torch.float32, "I32": torch.int32, "I64": torch.int64}
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = t["data_offsets"]
+        raw = bytearray(buf[8 + n + a:8 + n + b])
+        out[name] = torch.frombuffer(raw, dtype=dt[t["dtype"]]).reshape(t["shape"]) if b > a else \
+            torch.zeros(t["shape"], dtype=dt[t["dtype"]])
+    return out
+
+
+def hf_bert_body(w, P, E=None):
+    """HF names (BERT / ELECTRA body under prefix P) -> names of Bert's parameters."""
+    m = {"ln_emb.weight": w[f"{P}.embeddings.LayerNorm.weight"], "ln_emb.bias": w[f"{P}.embeddings.LayerNorm.bias"]}
+    for t in ("weight", "bias"):
+        if f"{P}.embeddings_project.{t}" in w:
+            m[f"proj.{t}"] = w[f"{P}.embeddings_project.{t}"]
+    i = 0
+    while f"{P}.encoder.layer.{i}.attention.self.query.weight" in w:
+        L = f"{P}.encoder.layer.{i}"
+        for t in ("weight", "bias"):
+            m[f"layers.{i}.attn.qkv.{t}"] = torch.cat([w[f"{L}.attention.self.{k}.{t}"] for k in ("query", "key", "value")])
+            m[f"layers.{i}.attn.out.{t}"] = w[f"{L}.attention.output.dense.{t}"]
+            m[f"layers.{i}.ln1.{t}"] = w[f"{L}.attention.output.LayerNorm.{t}"]
+            m[f"layers.{i}.fc1.{t}"] = w[f"{L}.intermediate.dense.{t}"]
+            m[f"layers.{i}.fc2.{t}"] = w[f"{L}.output.dense.{t}"]
+            m[f"layers.{i}.ln2.{t}"] = w[f"{L}.output.LayerNorm.{t}"]
+        i += 1
+    return m
+
+
+def hf_tables(w, P, T):
+    return {"wte.weight": w[f"{P}.embeddings.word_embeddings.weight"],
+            "wpe.weight": w[f"{P}.embeddings.position_embeddings.weight"][:T],
+            "tte.weight": w[f"{P}.embeddings.token_type_embeddings.weight"]}
+
+
+def hf_t5(w):
+    m = {"shared.weight": w["shared.weight"], "enc_ln.weight": w["encoder.final_layer_norm.weight"],
+         "dec_ln.weight": w["decoder.final_layer_norm.weight"],
+         "enc_rel.weight": w["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"],
+         "dec_rel.weight": w["decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"]}
+    for stack, mine in (("encoder", "enc"), ("decoder", "dec")):
+        i = 0
+        while f"{stack}.block.{i}.layer.0.layer_norm.weight" in w:
+            B, M = f"{stack}.block.{i}.layer", f"{mine}.{i}"
+            ff = 2 if stack == "decoder" else 1
+            for k in "qkvo":
+                m[f"{M}.attn.{k}.weight"] = w[f"{B}.0.SelfAttention.{k}.weight"]
+                if stack == "decoder":
+                    m[f"{M}.xattn.{k}.weight"] = w[f"{B}.1.EncDecAttention.{k}.weight"]
+            m[f"{M}.ln1.weight"] = w[f"{B}.0.layer_norm.weight"]
+            if stack == "decoder":
+                m[f"{M}.lnc.weight"] = w[f"{B}.1.layer_norm.weight"]
+            m[f"{M}.ln2.weight"] = w[f"{B}.{ff}.layer_norm.weight"]
+            m[f"{M}.wi.weight"] = w[f"{B}.{ff}.DenseReluDense.wi.weight"]
+            m[f"{M}.wo.weight"] = w[f"{B}.{ff}.DenseReluDense.wo.weight"]
+            i += 1
+    return m
+
+
+def check(args, c, attn_cls):
+    """The loss of this script's model with plm's initial weights on plm's batch (both
+    written by plm_step --dump DIR), without dropout, against plm's loss."""
+    d = args.check
+    want = json.load(open(os.path.join(d, "loss.json")))
+    bt = {k: v.long() for k, v in read_safetensors(os.path.join(d, "batch.safetensors")).items()}
+    w = read_safetensors(os.path.join(d, "model.safetensors"))
+    obj, T = args.objective, c["seq"]
+    if obj == "t5":
+        _, Tt = t5_lengths(T)
+        model = T5(c, 0.0, T, Tt)
+        m = hf_t5(w)
+        inputs = (bt["input_ids"], bt["decoder_input_ids"], bt["labels"])
+    else:
+        ids = bt["input_ids"]
+        segs = bt.get("token_type_ids", torch.zeros_like(ids))
+        flat = bt["labels"].reshape(-1)
+        sel = (flat != -100).nonzero().squeeze(1)
+        inputs = (ids, segs, torch.ones_like(ids, dtype=torch.bool), sel, flat[sel])
+        if obj == "electra":
+            model = Electra(c, 0.0, attn_cls)
+            g = read_safetensors(os.path.join(d, "generator", "model.safetensors"))
+            for k, v in hf_tables(g, "electra", T).items():  # the generator's copy of the shared tables
+                assert torch.equal(v, hf_tables(w, "electra", T)[k]), f"generator table {k} is not shared"
+            m = {f"disc.{k}": v for k, v in {**hf_tables(w, "electra", T), **hf_bert_body(w, "electra")}.items()}
+            m.update({f"gen.{k}": v for k, v in hf_bert_body(g, "electra").items()})
+            m.update({"gen.head_dense.weight": g["generator_predictions.dense.weight"],
+                      "gen.head_dense.bias": g["generator_predictions.dense.bias"],
+                      "gen.head_ln.weight": g["generator_predictions.LayerNorm.weight"],
+                      "gen.head_ln.bias": g["generator_predictions.LayerNorm.bias"],
+                      "gen.head_bias": g["generator_lm_head.bias"],
+                      "rtd_dense.weight": w["discriminator_predictions.dense.weight"],
+                      "rtd_dense.bias": w["discriminator_predictions.dense.bias"],
+                      "rtd_out.weight": w["discriminator_predictions.dense_prediction.weight"],
+                      "rtd_out.bias": w["discriminator_predictions.dense_prediction.bias"]})
+            inputs = inputs + (bt["disc_input_ids"],)
+        else:
+            model = (BertPreTraining if obj == "mlm+nsp" else Bert)(c, 0.0, attn_cls)
+            m = {**hf_tables(w, "bert", T), **hf_bert_body(w, "bert"),
+                 "head_dense.weight": w["cls.predictions.transform.dense.weight"],
+                 "head_dense.bias": w["cls.predictions.transform.dense.bias"],
+                 "head_ln.weight": w["cls.predictions.transform.LayerNorm.weight"],
+                 "head_ln.bias": w["cls.predictions.transform.LayerNorm.bias"],
+                 "head_bias": w["cls.predictions.bias"]}
+            if obj == "mlm+nsp":
+                m.update({"pooler.weight": w["bert.pooler.dense.weight"], "pooler.bias": w["bert.pooler.dense.bias"],
+                          "nsp.weight": w["cls.seq_relationship.weight"], "nsp.bias": w["cls.seq_relationship.bias"]})
+                inputs = inputs + (bt["seq_labels"],)
+    params = dict(model.named_parameters())
+    missing = sorted(set(params) - set(m))
+    unknown = sorted(set(m) - set(params))
+    if missing or unknown:
+        raise SystemExit(f"torch_step --check: parameters without a plm tensor {missing}, unknown {unknown}")
+    with torch.no_grad():
+        for k, v in m.items():
+            params[k].copy_(v.reshape(params[k].shape))
+    model.eval()
+    with torch.no_grad():
+        loss = float(model(*inputs))
+    rel = abs(loss - want["loss"]) / max(1e-12, abs(want["loss"]))
+    ok = rel <= 1e-4
+    print(json.dumps({"check": args.objective, "config": args.config, "plm_loss": want["loss"],
+                      "torch_loss": round(loss, 7), "rel_err": rel, "ok": ok}), flush=True)
+    return 0 if ok else 1
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", choices=sorted(CONFIGS), default="tiny")
-    ap.add_argument("--objective", choices=("mlm", "clm", "t5"), default="mlm")
+    ap.add_argument("--objective", choices=("mlm", "clm", "t5", "mlm+nsp", "electra"), default="mlm")
     ap.add_argument("--steps", type=int, default=10, help="timed steps (median reported)")
     ap.add_argument("--min-time", type=float, default=4.0,
                     help="keep timing steps until at least this many seconds have passed")
@@ -366,25 +591,35 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bf16", action="store_true",
                     help='forward and loss under torch.autocast("cpu", dtype=torch.bfloat16)')
+    ap.add_argument("--check", metavar="DIR",
+                    help="no timing: compare this model's loss with plm's on the weights and batch that "
+                         "plm_step --dump DIR wrote (exit 1 if the relative difference exceeds 1e-4)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     c = CONFIGS[args.config]
     attn_cls = Attention if args.attn == "bmm" else MHAAttention
-    mlm = args.objective == "mlm"
+    if args.check:
+        return check(args, c, attn_cls)
+    mlm = args.objective in ("mlm", "mlm+nsp", "electra")
     t5 = args.objective == "t5"
     gen = torch.Generator().manual_seed(args.seed + 1)
     if t5:
         _, Tt = t5_lengths(c["seq"])
         model = T5(c, args.dropout, c["seq"], Tt)
+    elif args.objective == "electra":
+        model = Electra(c, args.dropout, attn_cls)
+        model.sampler = torch.Generator().manual_seed(args.seed + 2)
     else:
-        model = (Bert if mlm else Gpt)(c, args.dropout, attn_cls)
+        model = {"mlm": Bert, "mlm+nsp": BertPreTraining, "clm": Gpt}[args.objective](c, args.dropout, attn_cls)
     init_weights(model)
     model.train()
     foreach = {"auto": None, "on": True, "off": False}[args.foreach]
     opt = make_optimizer(model, 1e-4, 0.01, foreach)
-    batch, n_pred = (t5_batch if t5 else mlm_batch if mlm else clm_batch)(c, gen)
+    make_batch = {"t5": t5_batch, "mlm": mlm_batch, "clm": clm_batch, "mlm+nsp": nsp_batch,
+                  "electra": electra_batch}[args.objective]
+    batch, n_pred = make_batch(c, gen)
 
     def step():
         opt.zero_grad(set_to_none=False)  # keep the gradient buffers: no realloc per step
@@ -406,6 +641,8 @@ def main():
     med = statistics.median(times)
     tokens = c["batch"] * c["seq"]
     flops = step_flops(c["layers"], c["hidden"], c["vocab"], c["seq"], c["batch"], n_pred, mlm)
+    if args.objective == "electra":
+        flops = electra_step_flops(c["layers"], c["hidden"], c["vocab"], c["seq"], c["batch"], n_pred)
     if t5:
         tokens = c["batch"] * (c["seq"] + Tt)
         flops = t5_step_flops(c["layers"], c["hidden"], c["vocab"], c["seq"], Tt, c["batch"])
@@ -434,4 +671,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

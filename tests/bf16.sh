@@ -8,14 +8,13 @@
 #    runs on any machine) --bf16 prints one line and the run is the fp32 run bit for bit,
 #    and test_ops' bf16 GEMM group tests the fallback product.
 set -u
+source "$(dirname "$0")/lib.bash"
 BUILD=${BUILD:-build}
 PLM=$PWD/$BUILD/plm
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 t=$(mktemp -d)
 trap 'rm -rf "$t"' EXIT
 [[ -n ${PLM_KEEP:-} ]] && trap - EXIT && echo "# kept $t"
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
 losses() { grep -o '"step": [0-9]*, "\(loss\|eval_loss\)": [^,]*' "$1"; }
 
 head -c 40000 data/demo/Carroll__Alice_s_Adventures_in_Wonderland.txt >"$t/a.txt"

@@ -7,13 +7,12 @@
 # --save-total-limit, stale temp dirs, and a diverging run that stops with exit 1.
 # PLM_TEST_SEED=n replays the kill times of a failed run (printed on failure).
 set -u
+source "$(dirname "$0")/lib.bash"
 BUILD=${BUILD:-build}
 PLM=$PWD/$BUILD/plm
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} # as tests/run.sh: no spinning on a shared machine
 t=$(mktemp -d)
 trap 'rm -rf "$t"' EXIT
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 # "step": n, "loss"/"eval_loss": x lines: what must match bit for bit (timings differ)
 losses() { grep -o '"step": [0-9]*, "\(loss\|eval_loss\)": [^,]*' "$1"; }

@@ -3,23 +3,11 @@
 # meaningful exit code; a resumed run reproduces the uninterrupted run's losses bit
 # for bit; generate / fill-mask / eval work on trained checkpoints.
 set -u
+source "$(dirname "$0")/lib.bash"
 BUILD=${BUILD:-build}
 PLM=$PWD/$BUILD/plm
 t=$(mktemp -d)
 trap 'rm -rf "$t"' EXIT
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
-# expect NAME EXIT_CODE PATTERN -- command...: exit code and a stderr line matching PATTERN
-expect() {
-    local name=$1 code=$2 pat=$3
-    shift 4
-    "$@" >"$t/out" 2>"$t/err"
-    local rc=$?
-    if [[ $rc -ne $code ]]; then fail "$name" "exit $rc, expected $code; stderr: $(head -c 300 "$t/err")"; return; fi
-    if ! grep -qE -- "$pat" "$t/err"; then fail "$name" "stderr lacks /$pat/: $(head -c 300 "$t/err")"; return; fi
-    if grep -qiE 'sanitizer|segmentation|core dumped' "$t/err"; then fail "$name" "crashed"; return; fi
-    pass "$name"
-}
 
 head -c 60000 data/demo/Carroll__Alice_s_Adventures_in_Wonderland.txt >"$t/a.txt"
 head -c 30000 data/demo/Wells__The_Time_Machine.txt >"$t/b.txt"
@@ -36,7 +24,7 @@ cat >"$t/tinybert.json" <<'J'
  "intermediate_size": 64, "max_position_embeddings": 64}
 J
 
-expect usage_no_command 2 'usage' -- "$PLM"
+expect_lines usage_no_command 2 'usage' -- "$PLM"
 expect unknown_command 2 "unknown command 'frobnicate'" -- "$PLM" frobnicate
 expect unknown_flag 2 'unknown option --frobnicate' -- "$PLM" pretrain --frobnicate
 expect bad_number 2 'expects an integer' -- "$PLM" pretrain --max-steps ten --train "$t/a.txt"
@@ -96,6 +84,15 @@ cmp -s "$t/g2" "$t/g3" && pass generate_greedy_deterministic || fail generate_gr
     --max-steps 6 --quiet --train "$t/a.txt" --output-dir "$t/bert" >/dev/null 2>"$t/err" && pass pretrain_mlm || fail pretrain_mlm "$(tail -3 "$t/err")"
 "$PLM" fill-mask --model "$t/bert" --text "Alice was [MASK] tired." --top-k 3 >"$t/f" 2>"$t/err" \
     && [[ $(grep -c '%' "$t/f") -eq 3 ]] && pass fill_mask || fail fill_mask "$(cat "$t/err" "$t/f")"
+# the predictions read the encoder's states at the mask: another context, another distribution
+# (a forward pass that silently did not run once gave the same answer for every sentence)
+"$PLM" fill-mask --model "$t/bert" --json --top-k 5 --text "Alice was [MASK] tired." "The rabbit [MASK] the hole." \
+    "Alice was [MASK] tired." >"$t/fj" 2>"$t/err" && [[ $(wc -l <"$t/fj") -eq 3 ]] \
+    && [[ $(sed -n 1p "$t/fj" | sed 's/"text": "[^"]*"//') != "$(sed -n 2p "$t/fj" | sed 's/"text": "[^"]*"//')" ]] \
+    && [[ $(sed -n 1p "$t/fj") == "$(sed -n 3p "$t/fj")" ]] \
+    && python3 -c 'import json, sys; [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]' "$t/fj" \
+    && pass fill_mask_reads_context \
+    || fail fill_mask_reads_context "$(cat "$t/err" "$t/fj")"
 expect fill_mask_no_mask 3 'no \[MASK\] token' -- "$PLM" fill-mask --model "$t/bert" --text "no mask here"
 # each command on the wrong kind of model: one clear line, exit 3 (bad input), no output
 expect generate_on_encoder 3 'is_decoder is false.*generate needs a causal model' -- "$PLM" generate --model "$t/bert" --prompt "Alice was"

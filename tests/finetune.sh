@@ -64,10 +64,23 @@ for f in ("model.safetensors", "tokenizer.json", "eval_results.json", "checkpoin
 assert not os.path.exists(d + "/checkpoint-250"), "save_total_limit 1 keeps one checkpoint"
 P
 
-# ---- evaluate: the table and the JSON; the same accuracy as the best checkpoint's (at the
-# training run's --max-seq-length: as in HF's run_glue, evaluation truncates at its own argument)
-"$PLM" evaluate --model "$t/sst2" --data-dir "$GLUE" --max-seq-length 64 --output "$t/eval.json" >"$t/table" 2>"$t/err" &&
+# ---- evaluate: the table and the JSON; the same accuracy as the best checkpoint's (without
+# --max-seq-length, evaluate truncates where the model was fine-tuned: 64, recorded in
+# config.json's plm_task; an explicit --max-seq-length still wins: 128, the old fixed default,
+# keeps the dev sentences longer than 64 tokens whole and scores differently)
+"$PLM" evaluate --model "$t/sst2" --data-dir "$GLUE" --output "$t/eval.json" >"$t/table" 2>"$t/err" &&
     pass evaluate_runs || fail evaluate_runs "$(tail -3 "$t/err")"
+"$PLM" evaluate --model "$t/sst2" --data-dir "$GLUE" --max-seq-length 128 --output "$t/eval128.json" >/dev/null 2>"$t/err" &&
+    python3 - "$t/sst2" "$t/eval.json" "$t/eval128.json" <<'P' && pass evaluate_max_seq_length_from_model ||
+import json, sys
+c = json.load(open(sys.argv[1] + "/config.json"))
+assert c["plm_task"]["max_seq_length"] == 64, c["plm_task"]
+best = json.load(open(sys.argv[1] + "/eval_results.json"))
+r, r128 = (json.load(open(p))["results"][0] for p in sys.argv[2:4])
+assert abs(r["eval_loss"] - best["eval_loss"]) < 1e-9, (r, best)  # the training run's truncation
+assert abs(r128["eval_loss"] - best["eval_loss"]) > 1e-6, (r128, best)  # --max-seq-length 128 wins
+P
+    fail evaluate_max_seq_length_from_model "$(tail -3 "$t/err")"
 grep -qE '^sst2 +accuracy +0\.[0-9]{4} +872$' "$t/table" && pass evaluate_table || fail evaluate_table "$(cat "$t/table")"
 python3 - "$t/eval.json" "${acc:-0}" <<'P' && pass evaluate_json || fail evaluate_json "bad JSON or value"
 import json, sys
@@ -76,9 +89,13 @@ assert r["task"] == "sst2" and r["n"] == 872, r
 assert abs(r["metrics"]["accuracy"] - float(sys.argv[2])) < 1e-9, (r, sys.argv[2])
 P
 
-# ---- predict: GLUE's submission TSV for a file of the task's columns
+# ---- predict: GLUE's submission TSV for a file of the task's columns (truncated, by
+# default, where the model was fine-tuned: the same file as with --max-seq-length 64)
 "$PLM" predict --model "$t/sst2" --test "$GLUE/SST-2/dev.tsv" --output "$t/SST-2.tsv" 2>"$t/err" &&
     pass predict_runs || fail predict_runs "$(tail -3 "$t/err")"
+"$PLM" predict --model "$t/sst2" --test "$GLUE/SST-2/dev.tsv" --max-seq-length 64 --output "$t/SST-2.64.tsv" 2>"$t/err" &&
+    cmp -s "$t/SST-2.tsv" "$t/SST-2.64.tsv" && pass predict_max_seq_length_from_model ||
+    fail predict_max_seq_length_from_model "$(tail -3 "$t/err") predictions differ from --max-seq-length 64's"
 rows=$(wc -l <"$t/SST-2.tsv")
 [[ $rows -eq 873 && $(head -1 "$t/SST-2.tsv") == $'index\tprediction' ]] && pass predict_rows ||
     fail predict_rows "$rows lines, header $(head -1 "$t/SST-2.tsv")"
@@ -181,6 +198,37 @@ J
         >/dev/null 2>"$t/err" &&
     python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); assert c["architectures"]==["GPT2ForSequenceClassification"] and c["pad_token_id"]==0, c' \
         "$t/gft/config.json" && pass gpt2_sequence_head || fail gpt2_sequence_head "$(tail -3 "$t/err")"
+
+# ---- ELECTRA: `plm pretrain --objective electra` leaves ElectraForPreTraining (+ generator/);
+# fine-tuning drops the RTD head and the generator and adds HF's ElectraClassificationHead
+# (classifier.dense -> GELU -> classifier.out_proj on [CLS], no pooler), saved as
+# ElectraForSequenceClassification under HF's names; evaluate reloads the same head
+cat >"$t/electra.json" <<'J'
+{"model_type": "electra", "vocab_size": 2000, "embedding_size": 32, "hidden_size": 64, "num_hidden_layers": 2,
+ "num_attention_heads": 2, "intermediate_size": 128, "max_position_embeddings": 128}
+J
+"$PLM" pretrain --objective electra --config "$t/electra.json" --tokenizer "$t/tok.json" --train "$t/text.txt" \
+    --output-dir "$t/electra" --max-steps 10 --batch-size 8 --seq-len 32 --quiet >/dev/null 2>"$t/err" &&
+    "$PLM" finetune "${ft[@]/$t\/bert/$t/electra}" --task sst2 --max-train-samples 320 --max-eval-samples 100 \
+        --max-steps 20 --output-dir "$t/eft" >/dev/null 2>"$t/err" &&
+    "$PLM" evaluate --model "$t/eft" --data-dir "$GLUE" --max-eval-samples 100 --output "$t/eft.json" \
+        >/dev/null 2>>"$t/err" &&
+    python3 - "$t/eft" "$t/eft.json" <<'P' && pass electra_sequence_head || fail electra_sequence_head "$(tail -3 "$t/err")"
+import json, struct, sys
+d = sys.argv[1]
+c = json.load(open(d + "/config.json"))
+assert c["architectures"] == ["ElectraForSequenceClassification"] and c["model_type"] == "electra", c["architectures"]
+with open(d + "/model.safetensors", "rb") as f:
+    names = set(json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))) - {"__metadata__"}
+head = {n for n in names if not n.startswith("electra.")}
+want = {"classifier.dense.weight", "classifier.dense.bias", "classifier.out_proj.weight", "classifier.out_proj.bias"}
+assert head == want, sorted(head)
+assert not any("pooler" in n or "generator" in n for n in names), sorted(names)
+r, b = json.load(open(sys.argv[2]))["results"][0], json.load(open(d + "/eval_results.json"))
+assert abs(r["eval_loss"] - b["eval_loss"]) < 1e-9 and r["metrics"]["accuracy"] == b["eval_accuracy"], (r, b)
+P
+expect electra_pooling_refused 3 'pooling mean is for a BERT or GPT-2 sequence-classification head' -- \
+    "$PLM" finetune "${ft[@]/$t\/bert/$t/electra}" --task sst2 --pooling mean --max-steps 1 --output-dir "$t/o"
 
 # ---- bad input: one line naming the file (and line), exit 3
 printf 'sentence\tlabel\ngood movie\t1\nbad movie\t0\textra\n' >"$t/malformed.tsv"

@@ -1,20 +1,6 @@
 # ft_lib.bash - helpers that tests/finetune.sh and tests/finetune_tokens.sh source (not a
 # test itself: run.sh runs tests/*.sh). Needs $t (a scratch directory) and $PLM.
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
-
-# expect NAME CODE PATTERN -- CMD...: CMD exits with CODE and prints one stderr line
-# matching PATTERN.
-expect() {
-    local name=$1 code=$2 pat=$3
-    shift 4
-    "$@" >"$t/out" 2>"$t/err"
-    local rc=$?
-    if [[ $rc -ne $code ]]; then fail "$name" "exit $rc, expected $code; stderr: $(tail -c 300 "$t/err")"; return; fi
-    if ! grep -qE -- "$pat" "$t/err"; then fail "$name" "stderr lacks /$pat/: $(tail -c 300 "$t/err")"; return; fi
-    if [[ $(grep -c . "$t/err") -ne 1 ]]; then fail "$name" "not one line: $(head -c 300 "$t/err")"; return; fi
-    pass "$name"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.bash" # pass, fail, check, expect
 
 # metrics.jsonl without the wall-clock field
 strip_elapsed() { sed -E 's/, "elapsed_s": [0-9.]+//' "$1"; }

@@ -19,6 +19,7 @@
 # LeakSanitizer in the MPI ranks and without the cases that add time but no code path
 # (they say so; see normal_only below).
 set -u
+source "$(dirname "$0")/lib.bash"
 BUILD=${BUILD:-build}
 PLM=$PWD/$BUILD/plm
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} OMP_NUM_THREADS=${PLM_MPI_THREADS:-1}
@@ -42,8 +43,6 @@ normal_only() {
 }
 t=$(mktemp -d)
 trap '[[ -n ${PLM_KEEP:-} ]] || rm -rf "$t"' EXIT
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
 
 if ! command -v mpirun >/dev/null; then
     fail mpirun "mpirun not found (scripts/setup.sh --test installs openmpi-bin)"

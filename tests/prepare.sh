@@ -5,13 +5,12 @@
 # losses; hostile input (empty corpus, a shard cut short, another tokenizer, invalid
 # UTF-8) fails with exit 3 and one line naming the file.
 set -u
+source "$(dirname "$0")/lib.bash"
 BUILD=${BUILD:-build}
 PLM=$PWD/$BUILD/plm
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 t=$(mktemp -d)
 trap 'rm -rf "$t"' EXIT
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
 losses() { grep -o '"step": [0-9]*, "\(loss\|eval_loss\)": [^,]*' "$1"; }
 
 mkdir -p "$t/docs"

@@ -11,14 +11,12 @@
 #    run and an MLM checkpoint a CLM run, from the checkpoint's weights;
 #  - --right-to-left CLM and --lr-scheduler wsd from the command line.
 set -u
+source "$(dirname "$0")/lib.bash"
 BUILD=${BUILD:-build}
 PLM=$PWD/$BUILD/plm
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 t=$(mktemp -d)
 trap 'rm -rf "$t"' EXIT
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
-check() { if eval "$2"; then pass "$1"; else fail "$1" "$3"; fi; }
 # "step": n, "loss"/"eval_loss": x lines: what must match bit for bit (timings differ)
 losses() { grep -o '"step": [0-9]*, "\(loss\|eval_loss\)": [^,]*' "$1"; }
 after() { awk -v k="$2" '{ split($0, a, /[:,]/); if (a[2] + 0 > k) print }' "$1"; }

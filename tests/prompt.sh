@@ -10,6 +10,7 @@
 # with the seed, are balanced when asked; bad templates, verbalizers, tasks and models
 # each get one line on stderr and the right exit code.
 set -u
+source "$(dirname "$0")/lib.bash"
 BUILD=${BUILD:-build}
 PLM=$PWD/$BUILD/plm
 PY=/usr/bin/python3 # Debian's python3-torch
@@ -17,18 +18,6 @@ DATA=${PLM_DATA:-../shared/data}
 GLUE=$DATA/glue
 t=$(mktemp -d)
 trap 'rm -rf "$t"' EXIT
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
-expect() {
-    local name=$1 code=$2 pat=$3
-    shift 4
-    "$@" >"$t/out" 2>"$t/err"
-    local rc=$?
-    if [[ $rc -ne $code ]]; then fail "$name" "exit $rc, expected $code; stderr: $(tail -c 300 "$t/err")"; return; fi
-    if ! grep -qE -- "$pat" "$t/err"; then fail "$name" "stderr lacks /$pat/: $(tail -c 300 "$t/err")"; return; fi
-    if [[ $(grep -c . "$t/err") -ne 1 ]]; then fail "$name" "not one line: $(head -c 300 "$t/err")"; return; fi
-    pass "$name"
-}
 if [[ ! -f $GLUE/SST-2/dev.tsv || ! -f $GLUE/RTE/train.tsv || ! -f $DATA/wikitext-2/wiki.valid.tokens ]]; then
     fail data "GLUE / WikiText-2 data not found under $DATA (set PLM_DATA)"
     exit 1

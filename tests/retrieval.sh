@@ -18,6 +18,7 @@
 #     missing column) with one-line errors and exit codes.
 # Uses Debian's /usr/bin/python3 with numpy, python3-sklearn and python3-torch.
 set -u
+source "$(dirname "$0")/lib.bash"
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 PLM=$PWD/$BUILD/plm
@@ -29,8 +30,6 @@ SQUAD=$DATA/squad-v1.1/dev-v1.1.part1.json
 REF=tests/ref/retrieval_ref.py
 t=$(mktemp -d)
 trap 'rm -rf "$t"' EXIT
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
 if ! "$PY" -c 'import numpy, sklearn, torch' >/dev/null 2>&1; then
     if [[ ${PLM_ALLOW_MISSING_REFS:-} == 1 ]]; then
         echo "SKIP retrieval: $PY with numpy, python3-sklearn and python3-torch missing (PLM_ALLOW_MISSING_REFS=1)"
@@ -47,16 +46,6 @@ if [[ ! -f $SQUAD ]]; then
     echo "FAIL retrieval: $SQUAD not found (set PLM_DATA)"
     exit 1
 fi
-expect() { # name exit-code stderr-regex -- command...
-    local name=$1 code=$2 pat=$3
-    shift 4
-    "$@" >"$t/out" 2>"$t/err"
-    local rc=$?
-    if [[ $rc -ne $code ]]; then fail "$name" "exit $rc, expected $code; stderr: $(tail -c 300 "$t/err")"; return; fi
-    if ! grep -qE -- "$pat" "$t/err"; then fail "$name" "stderr lacks /$pat/: $(tail -c 300 "$t/err")"; return; fi
-    if [[ $(grep -c . "$t/err") -ne 1 ]]; then fail "$name" "not one line: $(head -c 300 "$t/err")"; return; fi
-    pass "$name"
-}
 
 # ---- the metrics against numpy
 "$PY" $REF gen "$t/cases" && "$TOOL" <"$t/cases" >"$t/plm_metrics" && "$PY" $REF check "$t/cases" "$t/plm_metrics" ||

@@ -6,24 +6,13 @@
 # run; generate runs it text-to-text; mismatched objective / model and bad T5 settings
 # are refused with one line and exit code 2 or 3.
 set -u
+source "$(dirname "$0")/lib.bash"
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 PLM=$PWD/$BUILD/plm
 t=$(mktemp -d)
 trap 'rm -rf "$t"' EXIT
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
-expect() {
-    local name=$1 code=$2 pat=$3
-    shift 4
-    "$@" >"$t/out" 2>"$t/err"
-    local rc=$?
-    if [[ $rc -ne $code ]]; then fail "$name" "exit $rc, expected $code; stderr: $(head -c 300 "$t/err")"; return; fi
-    if ! grep -qE -- "$pat" "$t/err"; then fail "$name" "stderr lacks /$pat/: $(head -c 300 "$t/err")"; return; fi
-    if grep -qiE 'sanitizer|segmentation|core dumped' "$t/err"; then fail "$name" "crashed"; return; fi
-    pass "$name"
-}
 head -c 60000 data/demo/Carroll__Alice_s_Adventures_in_Wonderland.txt >"$t/a.txt"
 cat >"$t/t5.json" <<'J'
 {"model_type": "t5", "vocab_size": 512, "d_model": 32, "d_kv": 8, "d_ff": 48, "num_layers": 2, "num_decoder_layers": 1,

@@ -273,17 +273,33 @@ static void test_electra_learns(const char *data, int steps) {
     printf("  ELECTRA after %d steps: discriminator accuracy %.4f (always original %.4f), AUC %.4f; generator masked "
            "accuracy %.4f\n",
            steps, acc, base, auc, gacc);
-    /* The chance levels: "original" everywhere, and AUC 0.5 (its standard error here, ~4k
-     * replaced and ~26k original tokens, is about 0.005). The margin is small at this size:
-     * the generator reaches unigram-quality samples within ~100 steps, after which a
-     * replaced token can only be told by its context, and a 2-layer discriminator learns to
-     * read its neighbours slowly (a discriminator alone, on replacements drawn from the
-     * unigram distribution, is still at AUC 0.54 after 2000 steps; on uniform random
-     * replacements it reaches 0.84 in 100). */
+    /* The chance levels: "original" everywhere, and AUC 0.5. The AUC's standard error
+     * (Hanley & McNeil 1982) from the counts: ~4k replaced and ~26k original tokens give
+     * about 0.005, and the margin asked for is 6 of them (about 0.53).
+     * Why the AUC is small at this size (issue 8, measured): no bug was found. The
+     * discriminator reads the generator's samples at the selected positions and the
+     * original elsewhere, labels are 1 exactly where they differ and -100 on padding
+     * (electra_labels_exact above), the AUC is over the labelled tokens, no gradient
+     * crosses the sample, and the generator replaces ~87% of the selected tokens. An
+     * independent PyTorch ELECTRA (same sizes, data, recipe) measured AUC 0.575 / 0.551
+     * after 100 / 200 steps where plm measured 0.547 / 0.569, and plm's joint loss
+     * equals PyTorch's on the same weights and samples (bench/run.sh --check-only). The
+     * generator reaches unigram-quality samples within ~100 steps, after which a
+     * replaced token can only be told by its context: a bigram count model tells unigram
+     * replacements at AUC 0.91 on this corpus, but a 2-layer width-64 network learns its
+     * neighbours' statistics slowly (AUC 0.55-0.58 at 200-600 steps, vocabulary 512 or
+     * 2048; a discriminator alone on unigram replacements is still at AUC 0.54 after
+     * 2000 steps, on uniform random replacements it reaches 0.84 in 100). */
     if (steps >= 400) {
+        double dc = last_metric(path, "eval_tokens");
+        double P = round((1.0 - base) * dc), Nn = dc - P, q1 = auc / (2.0 - auc), q2 = 2.0 * auc * auc / (1.0 + auc);
+        double se = sqrt((auc * (1 - auc) + (P - 1) * (q1 - auc * auc) + (Nn - 1) * (q2 - auc * auc)) / (P * Nn));
+        printf("  AUC standard error %.4f (%.0f replaced, %.0f original tokens): AUC - 0.5 = %.1f standard errors\n",
+               se, P, Nn, (auc - 0.5) / se);
         TEST_CHECK(acc > base + 0.0005, "electra_disc_beats_always_original", "accuracy %.4f vs always-original %.4f",
                    acc, base);
-        TEST_CHECK(auc > 0.53, "electra_disc_auc", "AUC %.4f", auc);
+        TEST_CHECK(P > 1000 && auc > 0.5 + 6.0 * se, "electra_disc_auc", "AUC %.4f, 0.5 + 6 standard errors = %.4f",
+                   auc, 0.5 + 6.0 * se);
         TEST_CHECK(gacc > 0.1, "electra_generator_learns", "generator masked accuracy %.4f", gacc);
     }
     /* the saved layout: ElectraForPreTraining + generator/, loadable as the joint model */

@@ -1926,6 +1926,10 @@ int main(int argc, char **argv) {
         /* embedding projection E 24 -> C 36; gelu_new in the body, erf GELU in the head */
         {"electra_seqcls_proj", PLM_ARCH_ELECTRA, SMALL, .E = 24, .kinds = {PLM_HEAD_SEQ_CLS}, .num_heads = 1,
          .num_labels = 3, .pairs = true, .gelu_new = true},
+        /* ElectraForSequenceClassification as regression (num_labels 1, MSE): the head
+         * plm finetune puts on an ELECTRA discriminator for STS-B, no projection */
+        {"electra_regression", PLM_ARCH_ELECTRA, SMALL, .kinds = {PLM_HEAD_SEQ_CLS}, .num_heads = 1, .num_labels = 1,
+         .pairs = true},
         {"bert_tokcls_c36", PLM_ARCH_BERT, SMALL, .kinds = {PLM_HEAD_TOKEN_CLS}, .num_heads = 1, .num_labels = 5,
          .pairs = true},
         {"bert_qa_c36", PLM_ARCH_BERT, SMALL, .kinds = {PLM_HEAD_QA}, .num_heads = 1, .pairs = true},

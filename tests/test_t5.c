@@ -327,6 +327,22 @@ static void check_generate(const t5_case *k) {
         nb = plm_generate_seq2seq(m, in, Tk, &s, b, NULL, NULL);
     snprintf(name, sizeof name, "t5.%s.sampling_reproducible", k->name);
     TEST_CHECK(na == nb && memcmp(a, b, (size_t)na * sizeof(int32_t)) == 0, name, "two runs of one seed differ");
+    /* a batch of inputs of different lengths (the encoder pads and masks them) gives each
+     * input the tokens it gets alone, greedy and sampled */
+    const int32_t *ins[3] = {in, in + 2, in + 1};
+    int lens[3] = {Tk, 4, 7};
+    for (int mode = 0; mode < 2; mode++) {
+        s.do_sample = mode == 1;
+        int32_t outb[3 * N], alone[N];
+        int nout[3];
+        bool same = plm_generate_seq2seq_batch(m, ins, lens, 3, &s, outb, nout, NULL, NULL, NULL) == 0;
+        for (int i = 0; i < 3 && same; i++) {
+            int na1 = plm_generate_seq2seq(m, ins[i], lens[i], &s, alone, NULL, NULL);
+            same = na1 == nout[i] && na1 > 0 && !memcmp(alone, outb + i * N, (size_t)na1 * sizeof(int32_t));
+        }
+        snprintf(name, sizeof name, "t5.%s.batch_equals_alone.%s", k->name, mode ? "sampled" : "greedy");
+        TEST_CHECK(same, name, "a batch member differs from the input generated alone");
+    }
     plm_model_free(m);
 }
 

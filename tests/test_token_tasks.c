@@ -7,7 +7,9 @@
  *   SQuAD v1.1 dev, BERT WordPiece: the first window of every question is the tokenizer's
  *   own only_second pair encoding; windows overlap by doc_stride and cover the context;
  *   every answer that lies in a window is recovered byte-exactly from the original
- *   context through the offsets (EM = F1 = 100). */
+ *   context through the offsets (EM = F1 = 100).
+ *   QA on a decoder (GPT-2 BPE): question first, then the window; labels inside the
+ *   window's context with start <= end; an end before the start is never chosen. */
 #include "core/common.h"
 #include "tasks/metrics.h"
 #include "tasks/token_tasks.h"
@@ -383,6 +385,85 @@ static void test_qa_unit(const plm_tokenizer *bert) {
     plm_qa_free(&f);
 }
 
+/* The decoder's QA features (byte-level BPE, GPT-2): no [CLS]/[SEP]; the question comes
+ * first, then the context window, so that every context position's causal state has read
+ * the whole question (with the context first, a start logit could not see it). A window
+ * holding the answer labels its first and last token (start <= end) inside the window's
+ * context; the others label position 0 (run_qa's cls_index 0), which is never a candidate;
+ * an end logit peaking before the start is never chosen. */
+static void test_qa_unit_decoder(const plm_tokenizer *gpt2) {
+    char ctx[4096];
+    size_t n = 0;
+    for (int i = 0; i < 60; i++) n += (size_t)snprintf(ctx + n, sizeof ctx - n, "word%d is here. ", i);
+    ctx[--n] = 0;
+    plm_qa_opts o;
+    plm_qa_opts_default(&o);
+    o.max_seq_length = 64;
+    o.doc_stride = 16;
+    plm_qa_features f;
+    plm_qa_init(&f, gpt2, &o);
+    int c = plm_qa_add_context(&f, ctx, n);
+    const char *ans = strstr(ctx, "word41 is");
+    int ex = plm_qa_add_question(&f, c, "where is word41?", (int)(ans - ctx), 9);
+    int nf = f.ex_first_feature[1] - f.ex_first_feature[0];
+    int nq = (int)(f.ex_q_start[1] - f.ex_q_start[0]);
+    bool ok = ex == 0 && !f.bert && nq > 0 && nf > 2 && nf <= 16;
+    TEST_CHECK(ok, "qa_unit_decoder_windows", "example %d, %d question tokens, %d windows", ex, nq, nf);
+    if (!ok) {
+        plm_qa_free(&f);
+        return;
+    }
+    int rows[16], inside = 0, outside = 0;
+    for (int i = 0; i < nf; i++) rows[i] = i;
+    plm_task_batch b;
+    plm_task_batch_init(&b);
+    int rc = plm_qa_batch(&f, rows, nf, 0, &b);
+    bool layout = rc == 0, labels = rc == 0;
+    const int32_t *off = f.ctx_offsets, *cids = f.ctx_ids;
+    for (int i = 0; i < nf && rc == 0; i++) {
+        const plm_qa_feature *ft = &f.features[i];
+        const int32_t *ids = b.input_ids + (size_t)i * b.T;
+        /* question tokens first, then the window's context tokens, nothing else */
+        layout = layout && ft->ctx_pos == nq && ft->len == nq + ft->win_len && b.lengths[i] == ft->len &&
+                 !memcmp(ids, f.q_ids, (size_t)nq * sizeof *ids) &&
+                 !memcmp(ids + nq, cids + ft->win_start, (size_t)ft->win_len * sizeof *ids);
+        int sp = b.start_positions[i], ep = b.end_positions[i];
+        bool has =
+            off[2 * ft->win_start] <= ans - ctx && off[2 * (ft->win_start + ft->win_len - 1) + 1] >= ans - ctx + 9;
+        if (has) {
+            inside++;
+            int s = ft->win_start + sp - ft->ctx_pos, e = ft->win_start + ep - ft->ctx_pos;
+            labels = labels && sp >= ft->ctx_pos && sp <= ep && ep < ft->ctx_pos + ft->win_len &&
+                     off[2 * s] == ans - ctx && off[2 * e + 1] == ans - ctx + 9;
+        } else {
+            outside++;
+            labels = labels && sp == 0 && ep == 0;
+        }
+    }
+    TEST_CHECK(layout, "qa_unit_decoder_question_first", "rc %d: a feature is not question + window", rc);
+    TEST_CHECK(labels && inside >= 1 && outside >= 1, "qa_unit_decoder_labels",
+               "answer labels wrong (%d windows with the answer, %d without)", inside, outside);
+
+    /* the best pair (start nq + 10, end nq + 3) = 10 ends before it starts: the answer is
+     * the best valid one, (nq + 2, nq + 3) = 6 */
+    float lg[16][64 * 2];
+    const float *lp[16];
+    for (int j = 0; j < 16; j++) {
+        lp[j] = lg[j];
+        for (int i = 0; i < 128; i++) lg[j][i] = -10.0f;
+    }
+    lg[0][2 * 0] = lg[0][2 * 0 + 1] = 9.0f; /* position 0, the "no answer" label: not a candidate */
+    lg[0][2 * (nq + 10)] = 5.0f;
+    lg[0][2 * (nq + 3) + 1] = 5.0f;
+    lg[0][2 * (nq + 2)] = 1.0f;
+    plm_qa_answer a = plm_qa_best_answer(&f, 0, lp);
+    TEST_CHECK(a.found && a.feature == 0 && a.start_tok == nq + 2 && a.end_tok == nq + 3 && a.score == 6.0f,
+               "qa_unit_decoder_end_after_start", "found %d feature %d tokens %d..%d score %g", a.found, a.feature,
+               a.start_tok, a.end_tok, a.score);
+    plm_task_batch_free(&b);
+    plm_qa_free(&f);
+}
+
 /* "name_tok" in a static buffer (one per call site use) */
 static const char *tname(const char *tok, const char *name) {
     static char buf[4][96];
@@ -543,6 +624,7 @@ int main(void) {
     test_conll(gpt2, "gpt2");
     test_brown(bert);
     test_qa_unit(bert);
+    test_qa_unit_decoder(gpt2);
     test_squad(bert, "bert");
     test_squad(gpt2, "gpt2");
     plm_tokenizer_free(bert);

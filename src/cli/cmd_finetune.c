@@ -345,7 +345,7 @@ static int load_finetuned(const char *cmd, const char *dir, data_opts *d, plm_mo
 typedef struct {
     data_opts d;
     const char *model_dir, *output;
-    int B, max_len;
+    int B, max_len; /* max_len 0: the model's plm_task.max_seq_length, else 128 */
     plm_model *m;
     plm_tokenizer *tok;
     task_ctx c;
@@ -357,7 +357,6 @@ typedef struct {
 static void scoring_init(scoring *s) {
     memset(s, 0, sizeof *s);
     s->B = 64;
-    s->max_len = 128;
 }
 
 static void scoring_free(scoring *s) {
@@ -374,7 +373,8 @@ static void scoring_free(scoring *s) {
 static int scoring_args(const char *cmd, const char *summary, scoring *s, const arg_spec *own, int n_own, int n_first,
                         int argc, char **argv) {
     arg_spec head[] = {{"--model", ARG_STR, &s->model_dir, "fine-tuned model directory"}, DATA_SPECS(s->d)};
-    arg_spec tail[] = {{"--max-seq-length", ARG_INT, &s->max_len, "default 128"},
+    arg_spec tail[] = {{"--max-seq-length", ARG_INT, &s->max_len,
+                        "truncate to this many tokens (default: the length the model was fine-tuned with, else 128)"},
                        {"--per-device-eval-batch-size", ARG_INT, &s->B, "default 64"}};
     arg_spec specs[32];
     int n = 0;
@@ -401,6 +401,12 @@ static int scoring_open(const char *cmd, scoring *s, plm_split split, const char
     }
     if (read_split(&s->c, split, file, labelled, NULL, max_samples, &s->ds) != 0) return PLM_EXIT_INPUT;
     s->have_ds = true;
+    if (s->max_len == 0) {
+        /* the length the model was fine-tuned with, as plm_ft_save_model records it */
+        const cJSON *len =
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(s->c.cfg, "plm_task"), "max_seq_length");
+        s->max_len = cJSON_IsNumber(len) && len->valueint > 0 ? len->valueint : 128;
+    }
     plm_ft_collate_opts(&s->co, s->tok, PLM_MIN(s->max_len, s->m->config.max_position_embeddings));
     return 0;
 }
@@ -422,7 +428,7 @@ int cmd_evaluate(int argc, char **argv) {
     if (rc >= 0) return rc;
     rc = PLM_EXIT_USAGE;
     plm_split sp = !strcmp(split, "train") ? PLM_SPLIT_TRAIN : PLM_SPLIT_DEV;
-    if (!s.model_dir || s.B <= 0 || s.max_len <= 0 || (strcmp(split, "dev") && strcmp(split, "train"))) {
+    if (!s.model_dir || s.B <= 0 || s.max_len < 0 || (strcmp(split, "dev") && strcmp(split, "train"))) {
         fprintf(stderr, "plm evaluate: --model DIR is required; --split is dev or train; sizes positive\n");
         goto out;
     }
@@ -460,7 +466,7 @@ int cmd_predict(int argc, char **argv) {
     int *pl = NULL;
     float *pv = NULL;
     rc = PLM_EXIT_USAGE;
-    if (!s.model_dir || !s.output || s.B <= 0 || s.max_len <= 0) {
+    if (!s.model_dir || !s.output || s.B <= 0 || s.max_len < 0) {
         fprintf(stderr, "plm predict: --model DIR and --output FILE are required (see plm predict --help)\n");
         goto out;
     }

@@ -3,6 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
+
+#include <cjson/cJSON.h>
 
 #include "args.h"
 #include "cli.h"
@@ -148,64 +151,144 @@ out:
     return rc;
 }
 
+/* The text of one generated token: special tokens dropped for a causal model; for T5 its
+ * sentinels <extra_id_N> are special tokens but part of the answer, so only EOS and
+ * padding are dropped. Ids the tokenizer does not have (a model vocabulary padded past
+ * it) give nothing. Token by token, so that streamed and batched output are the same. */
+static void token_text(const plm_tokenizer *tok, bool t5, int32_t id, char **buf, size_t *len, size_t *cap) {
+    if (t5 && (id == plm_tokenizer_special(tok, PLM_SPECIAL_EOS) || id == plm_tokenizer_special(tok, PLM_SPECIAL_PAD)))
+        return;
+    size_t n;
+    char *s = plm_tokenizer_decode(tok, &id, 1, !t5, &n);
+    if (!s) return;
+    if (*len + n + 1 > *cap) {
+        *cap = (*len + n + 1) * 2;
+        *buf = plm_realloc(*buf, *cap);
+    }
+    memcpy(*buf + *len, s, n);
+    *len += n;
+    (*buf)[*len] = 0;
+    free(s);
+}
+
 typedef struct {
     const plm_tokenizer *tok;
+    bool t5;
 } stream_ctx;
 
-static void print_token(int32_t id, void *p) {
+static void print_token(int seq, int32_t id, void *p) {
+    (void)seq;
     stream_ctx *c = p;
-    size_t len;
-    char *s = plm_tokenizer_decode(c->tok, &id, 1, true, &len);
-    if (s) fwrite(s, 1, len, stdout);
-    free(s);
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    token_text(c->tok, c->t5, id, &buf, &len, &cap);
+    if (len) fwrite(buf, 1, len, stdout);
+    free(buf);
     fflush(stdout);
 }
 
-/* T5 output: its sentinels <extra_id_N> are special tokens but part of the answer; only
- * EOS and padding are dropped. */
-static void print_t5_token(int32_t id, void *p) {
-    stream_ctx *c = p;
-    if (id == plm_tokenizer_special(c->tok, PLM_SPECIAL_EOS) || id == plm_tokenizer_special(c->tok, PLM_SPECIAL_PAD))
-        return;
-    size_t len;
-    char *s = plm_tokenizer_decode(c->tok, &id, 1, false, &len);
-    if (s) fwrite(s, 1, len, stdout);
-    free(s);
-    fflush(stdout);
+/* Reads one prompt per line (a trailing \r dropped, blank lines skipped) into list, and
+ * each one's line number into *lines (indexed from the first prompt of the file). */
+static int read_prompts(const char *path, arg_list *list, char **owned, int **lines) {
+    size_t n;
+    char *text = plm_read_file(path, &n);
+    if (!text) return -1;
+    *owned = text;
+    int line = 0;
+    for (char *p = text, *next; p < text + n; p = next) {
+        line++;
+        char *nl = memchr(p, '\n', (size_t)(text + n - p));
+        next = nl ? nl + 1 : text + n;
+        if (nl) *nl = 0;
+        size_t l = strlen(p);
+        if (l != (size_t)((nl ? nl : text + n) - p)) {
+            plm_error("%s:%d: a NUL byte in the line", path, line);
+            return -1;
+        }
+        if (l && p[l - 1] == '\r') p[--l] = 0;
+        if (l == 0) continue;
+        list->items = plm_realloc(list->items, (size_t)(list->n + 1) * sizeof(char *));
+        *lines = plm_realloc(*lines, (size_t)(list->n + 1) * sizeof(int));
+        (*lines)[list->n] = line;
+        list->items[list->n++] = p;
+    }
+    return 0;
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *model_dir = NULL, *prompt = NULL;
-    bool greedy = false;
+    const char *model_dir = NULL, *prompts_file = NULL;
+    arg_list prompts = {0};
+    bool greedy = false, json = false, quiet = false, ignore_eos = false;
+    int batch_size = 32;
     plm_sampling s;
     plm_sampling_default(&s);
     arg_spec specs[] = {
         {"--model", ARG_STR, &model_dir, "model directory"},
-        {"--prompt", ARG_STR, &prompt, "text to continue"},
-        {"--max-new-tokens", ARG_INT, &s.max_new_tokens, "tokens to generate (default 64)"},
+        {"--prompt", ARG_LIST, &prompts, "text to continue; repeat it (or give several) for a batch of prompts"},
+        {"--prompts-file", ARG_STR, &prompts_file,
+         "one prompt per line (blank lines skipped), after the --prompt ones"},
+        {"--batch-size", ARG_INT, &batch_size, "prompts generated together, in one batch (default 32)"},
+        {"--max-new-tokens", ARG_INT, &s.max_new_tokens, "tokens to generate per prompt (default 64)"},
         {"--temperature", ARG_FLOAT, &s.temperature, "softmax temperature (default 1.0)"},
         {"--top-k", ARG_INT, &s.top_k, "sample among the k most likely tokens (default 0 = all)"},
         {"--top-p", ARG_FLOAT, &s.top_p, "nucleus sampling: smallest set with this probability (default 1.0)"},
         {"--greedy", ARG_FLAG, &greedy, "always take the most likely token"},
-        {"--seed", ARG_U64, &s.seed, "sampling seed (default 42)"},
+        {"--seed", ARG_U64, &s.seed,
+         "sampling seed (default 42); every prompt samples from its own stream of this seed, so its output does "
+         "not depend on the rest of the batch"},
+        {"--json", ARG_FLAG, &json,
+         "one JSON object per prompt: {\"index\", \"prompt\", \"prompt_ids\", \"ids\" (the generated token ids), "
+         "\"text\"}"},
+        {"--ignore-eos", ARG_FLAG, &ignore_eos,
+         "do not stop at the end-of-text token (benchmarks: always max-new-tokens)"},
+        {"--quiet", ARG_FLAG, &quiet, "no tokens/s line on stderr"},
     };
     int rc = args_parse("generate",
                         "Generate text from a causal model, or text-to-text from a T5 encoder-decoder (KV caches; "
-                        "greedy, temperature, top-k, top-p).",
+                        "greedy, temperature, top-k, top-p). Several prompts run as one batch; the continuations "
+                        "are printed in order, and prompt and generated tokens/s go to stderr at the end.",
                         specs, (int)PLM_ARRAY_LEN(specs), argc, argv);
-    if (rc) return rc == 1 ? 0 : rc;
-    if (!model_dir || !prompt) {
-        fprintf(stderr, "plm generate: --model DIR and --prompt TEXT are required\n");
+    if (rc) {
+        args_list_free(&prompts);
+        return rc == 1 ? 0 : rc;
+    }
+    if (!model_dir || (prompts.n == 0 && !prompts_file)) {
+        fprintf(stderr, "plm generate: --model DIR and --prompt TEXT (or --prompts-file FILE) are required\n");
+        args_list_free(&prompts);
         return PLM_EXIT_USAGE;
     }
-    if (s.temperature <= 0 || s.top_p <= 0 || s.top_p > 1 || s.top_k < 0 || s.max_new_tokens < 0) {
-        fprintf(stderr, "plm generate: need --temperature > 0, 0 < --top-p <= 1, --top-k >= 0\n");
+    if (s.temperature <= 0 || s.top_p <= 0 || s.top_p > 1 || s.top_k < 0 || s.max_new_tokens < 0 || batch_size < 1) {
+        fprintf(stderr, "plm generate: need --temperature > 0, 0 < --top-p <= 1, --top-k >= 0, --max-new-tokens >= 0, "
+                        "--batch-size >= 1\n");
+        args_list_free(&prompts);
         return PLM_EXIT_USAGE;
     }
     s.do_sample = !greedy;
+    char *file_text = NULL;
+    int n_cli = prompts.n, *lines = NULL; /* lines[i]: file line of prompt i >= n_cli */
+    if (prompts_file) {
+        if (read_prompts(prompts_file, &prompts, &file_text, &lines) != 0) {
+            free(lines);
+            free(file_text);
+            args_list_free(&prompts);
+            return cli_fail("generate", PLM_EXIT_INPUT);
+        }
+        if (prompts.n == 0) {
+            plm_error("%s: no prompt in it (one per line)", prompts_file);
+            free(lines);
+            free(file_text);
+            args_list_free(&prompts);
+            return cli_fail("generate", PLM_EXIT_INPUT);
+        }
+    }
     plm_model *m;
     plm_tokenizer *tok;
-    if ((rc = load_lm_ex(model_dir, &m, &tok, true)) != 0) return cli_fail("generate", rc);
+    if ((rc = load_lm_ex(model_dir, &m, &tok, true)) != 0) {
+        free(lines);
+        free(file_text);
+        args_list_free(&prompts);
+        return cli_fail("generate", rc);
+    }
     bool t5 = m->config.arch == PLM_ARCH_T5;
     if (!m->config.is_decoder && !t5) {
         /* A bidirectional encoder never learned next-token prediction: its "continuation"
@@ -215,35 +298,109 @@ int cmd_generate(int argc, char **argv) {
                   model_dir);
         plm_model_free(m);
         plm_tokenizer_free(tok);
+        free(lines);
+        free(file_text);
+        args_list_free(&prompts);
         return cli_fail("generate", PLM_EXIT_INPUT);
     }
     s.eos_token_id = plm_tokenizer_special(tok, PLM_SPECIAL_EOS);
+    int32_t eos = s.eos_token_id; /* T5 inputs end in it even with --ignore-eos */
+    if (ignore_eos) s.eos_token_id = -1;
+    /* tokenize every prompt first: a bad one stops the run before any work */
+    int P = prompts.n;
+    int32_t **ids = calloc((size_t)P, sizeof(int32_t *));
+    int *lens = calloc((size_t)P, sizeof(int));
     plm_encoding e;
     plm_encoding_init(&e);
-    if (plm_tokenizer_encode(tok, prompt, strlen(prompt), &e) != 0 || e.n == 0) {
-        if (e.n == 0) plm_error("--prompt: empty after tokenization");
-        rc = cli_fail("generate", PLM_EXIT_INPUT);
-    } else {
-        int32_t *out = plm_malloc((size_t)(s.max_new_tokens + 1) * sizeof(int32_t));
-        stream_ctx ctx = {tok};
-        int n;
-        if (t5) {
-            /* the encoder input ends in EOS, as T5's tokenizer writes it */
-            int32_t *in = plm_malloc((size_t)(e.n + 1) * sizeof(int32_t));
-            memcpy(in, e.ids, (size_t)e.n * sizeof(int32_t));
-            int nin = e.n;
-            if (s.eos_token_id >= 0) in[nin++] = s.eos_token_id;
-            n = plm_generate_seq2seq(m, in, nin, &s, out, print_t5_token, &ctx);
-            free(in);
+    for (int i = 0; i < P && rc == 0; i++) {
+        plm_encoding_clear(&e);
+        if (plm_tokenizer_encode(tok, prompts.items[i], strlen(prompts.items[i]), &e) != 0) {
+            rc = cli_fail("generate", PLM_EXIT_INPUT);
+        } else if (e.n == 0) {
+            if (i >= n_cli)
+                plm_error("%s:%d: the prompt is empty after tokenization", prompts_file, lines[i]);
+            else
+                plm_error("--prompt %d: empty after tokenization", i + 1);
+            rc = cli_fail("generate", PLM_EXIT_INPUT);
         } else {
-            fputs(prompt, stdout);
-            n = plm_generate(m, e.ids, e.n, &s, out, print_token, &ctx);
+            /* a T5 encoder input ends in EOS, as T5's tokenizer writes it */
+            ids[i] = plm_malloc((size_t)(e.n + 1) * sizeof(int32_t));
+            memcpy(ids[i], e.ids, (size_t)e.n * sizeof(int32_t));
+            lens[i] = e.n;
+            if (t5 && eos >= 0) ids[i][lens[i]++] = eos;
         }
-        putchar('\n');
-        if (n < 0) rc = cli_fail("generate", PLM_EXIT_INPUT);
-        free(out);
     }
     plm_encoding_free(&e);
+    size_t cap = (size_t)PLM_MAX(s.max_new_tokens, 1);
+    int32_t *out = plm_malloc((size_t)PLM_MIN(batch_size, P) * cap * sizeof(int32_t));
+    int *n_out = plm_malloc((size_t)PLM_MIN(batch_size, P) * sizeof(int));
+    stream_ctx ctx = {tok, t5};
+    plm_gen_stats total = {0};
+    /* one prompt in plain-text mode streams its tokens as they come; batches print each
+     * prompt's continuation when the batch is done, in order */
+    bool stream = P == 1 && !json;
+    for (int b0 = 0; b0 < P && rc == 0; b0 += batch_size) {
+        int nb = PLM_MIN(batch_size, P - b0);
+        plm_gen_stats st;
+        if (stream && !t5) fputs(prompts.items[0], stdout);
+        int r = t5 ? plm_generate_seq2seq_batch(m, (const int32_t *const *)ids + b0, lens + b0, nb, &s, out, n_out,
+                                                stream ? print_token : NULL, &ctx, &st)
+                   : plm_generate_batch(m, (const int32_t *const *)ids + b0, lens + b0, nb, &s, out, n_out,
+                                        stream ? print_token : NULL, &ctx, &st);
+        if (r != 0) {
+            if (stream) putchar('\n');
+            rc = cli_fail("generate", PLM_EXIT_INPUT);
+            break;
+        }
+        total.prompt_tokens += st.prompt_tokens;
+        total.new_tokens += st.new_tokens;
+        total.prefill_s += st.prefill_s;
+        total.decode_s += st.decode_s;
+        for (int i = 0; i < nb; i++) {
+            const char *prompt = prompts.items[b0 + i];
+            char *text = NULL;
+            size_t len = 0, tcap = 0;
+            for (int t = 0; t < n_out[i]; t++) token_text(tok, t5, out[(size_t)i * cap + t], &text, &len, &tcap);
+            if (json) {
+                cJSON *j = cJSON_CreateObject();
+                cJSON_AddNumberToObject(j, "index", b0 + i);
+                cJSON_AddStringToObject(j, "prompt", prompt);
+                cJSON *pa = cJSON_AddArrayToObject(j, "prompt_ids");
+                for (int t = 0; t < lens[b0 + i]; t++) cJSON_AddItemToArray(pa, cJSON_CreateNumber(ids[b0 + i][t]));
+                cJSON *a = cJSON_AddArrayToObject(j, "ids");
+                for (int t = 0; t < n_out[i]; t++)
+                    cJSON_AddItemToArray(a, cJSON_CreateNumber(out[(size_t)i * cap + t]));
+                cJSON_AddStringToObject(j, "text", text ? text : "");
+                char *str = cJSON_PrintUnformatted(j);
+                if (str) puts(str);
+                free(str);
+                cJSON_Delete(j);
+            } else if (stream) {
+                putchar('\n');
+            } else {
+                if (!t5) fputs(prompt, stdout);
+                if (len) fwrite(text, 1, len, stdout);
+                putchar('\n');
+            }
+            free(text);
+        }
+        fflush(stdout);
+    }
+    if (rc == 0 && !quiet)
+        fprintf(stderr,
+                "generate: %d prompt(s), batch size %d: %ld prompt tokens in %.3f s (%.1f tokens/s), %ld generated "
+                "tokens in %.3f s (%.1f tokens/s)\n",
+                P, PLM_MIN(batch_size, P), total.prompt_tokens, total.prefill_s,
+                total.prefill_s > 0 ? (double)total.prompt_tokens / total.prefill_s : 0.0, total.new_tokens,
+                total.decode_s, total.decode_s > 0 ? (double)total.new_tokens / total.decode_s : 0.0);
+    free(out);
+    free(n_out);
+    for (int i = 0; i < P; i++) free(ids[i]);
+    free(ids);
+    free(lens);
+    free(lines);
+    free(file_text);
+    args_list_free(&prompts);
     plm_model_free(m);
     plm_tokenizer_free(tok);
     return rc;
@@ -256,17 +413,27 @@ typedef struct {
 
 /* A token as text a person can read: quoted, with newlines and tabs escaped. */
 static void visible(char *dst, size_t n, const char *s) {
-    size_t k = 0;
+    /* Quoted and escaped so that it is also a JSON string body: control characters as
+     * \uXXXX, and a byte that is not valid UTF-8 (a byte-level BPE token can be half a
+     * character) as U+FFFD, as Hugging Face's decode shows it. */
+    size_t k = 0, len = s ? strlen(s) : 0;
     dst[k++] = '\'';
-    for (; s && *s && k + 4 < n; s++) {
-        if (*s == '\n' || *s == '\r' || *s == '\t') {
+    for (size_t i = 0; i < len && k + 8 < n;) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t m = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(len - i), &cp);
+        if (m <= 0) {
+            memcpy(dst + k, "\xef\xbf\xbd", 3);
+            k += 3, i++;
+        } else if (cp == '\n' || cp == '\r' || cp == '\t' || cp == '"' || cp == '\\') {
             dst[k++] = '\\';
-            dst[k++] = *s == '\n' ? 'n' : *s == '\r' ? 'r' : 't';
-        } else if (*s == '"' || *s == '\\') {
-            dst[k++] = '\\';
-            dst[k++] = *s;
+            dst[k++] = cp == '\n' ? 'n' : cp == '\r' ? 'r' : cp == '\t' ? 't' : (char)cp;
+            i++;
+        } else if (cp < 0x20 || cp == 0x7f) {
+            k += (size_t)snprintf(dst + k, n - k, "\\u%04x", (unsigned)cp);
+            i++;
         } else {
-            dst[k++] = *s;
+            memcpy(dst + k, s + i, (size_t)m);
+            k += (size_t)m, i += (size_t)m;
         }
     }
     dst[k++] = '\'';
@@ -336,7 +503,9 @@ int cmd_fill_mask(int argc, char **argv) {
             rc = cli_fail("fill-mask", PLM_EXIT_INPUT);
             break;
         }
-        int32_t *ids = plm_malloc((size_t)T * sizeof(int32_t)), *pos = plm_malloc((size_t)T * sizeof(int32_t));
+        int32_t *ids = plm_malloc((size_t)T * sizeof(int32_t)), *pos = plm_malloc((size_t)T * sizeof(int32_t)),
+                *none = plm_malloc((size_t)T * sizeof(int32_t));
+        for (int i = 0; i < T; i++) none[i] = PLM_IGNORE_INDEX; /* no loss: the LM head skips every row */
         int np = 0, k = 0;
         if (cls >= 0) ids[k++] = cls;
         for (int i = 0; i < e.n; i++) {
@@ -344,13 +513,13 @@ int cmd_fill_mask(int argc, char **argv) {
             ids[k++] = e.ids[i];
         }
         if (sep >= 0) ids[k++] = sep;
+        plm_batch batch = {.B = 1, .T = k, .input_ids = ids, .labels = none, .causal = false};
         if (np == 0) {
             plm_error("--text \"%s\": no %s token in it", text, mask_str);
             rc = cli_fail("fill-mask", PLM_EXIT_INPUT);
+        } else if (plm_model_reserve(m, 1, k), plm_model_run(m, 0, &batch, false, 1.0f) != 0) {
+            rc = cli_fail("fill-mask", PLM_EXIT_FAIL);
         } else {
-            plm_model_reserve(m, 1, k);
-            plm_batch b = {.B = 1, .T = k, .input_ids = ids, .causal = false};
-            plm_model_forward(m, &b, false, 1.0f);
             logits = plm_realloc(logits, (size_t)np * V * sizeof(float));
             plm_model_logits_at(m, pos, np, logits);
             if (!json) printf("%s\n", text);
@@ -385,6 +554,7 @@ int cmd_fill_mask(int argc, char **argv) {
         }
         free(ids);
         free(pos);
+        free(none);
     }
     free(sc);
     free(logits);

@@ -278,14 +278,16 @@ int plm_ft_save_dir(const plm_model *m, const plm_tokenizer *tok, const plm_ft_c
 }
 
 /* config.json as HF's run_glue leaves it: the label names (plm_model_save writes
- * LABEL_i), the task, the problem type; plm_task lets evaluate/predict find the columns. */
-int plm_ft_save_model(const plm_model *m, const plm_tokenizer *tok, const plm_ft_task *t, const char *dir,
-                      const char *const *meta_kv, int n_meta) {
-    plm_ft_config_kv extra[3];
+ * LABEL_i), the task, the problem type; plm_task lets evaluate/predict find the columns
+ * and the truncation length the model was trained with. */
+int plm_ft_save_model(const plm_model *m, const plm_tokenizer *tok, const plm_ft_task *t, int max_seq_length,
+                      const char *dir, const char *const *meta_kv, int n_meta) {
+    plm_ft_config_kv extra[4];
     int n_extra = 0;
     if (t->text_a_column) extra[n_extra++] = (plm_ft_config_kv){"text_column", t->text_a_column, 0};
     if (t->text_b_column) extra[n_extra++] = (plm_ft_config_kv){"text_pair_column", t->text_b_column, 0};
     if (t->label_column) extra[n_extra++] = (plm_ft_config_kv){"label_column", t->label_column, 0};
+    if (max_seq_length > 0) extra[n_extra++] = (plm_ft_config_kv){"max_seq_length", NULL, max_seq_length};
     bool regression = t->type == PLM_TASK_REGRESSION;
     plm_ft_config_task c = {
         .name = t->name,
@@ -685,7 +687,7 @@ static int seq_evaluate(void *ctx, plm_model *m, int B, plm_ft_scores *out) {
 
 static int seq_save(void *ctx, const plm_model *m, const char *dir, const char *const *meta_kv, int n_meta) {
     seq_loop *c = ctx;
-    return plm_ft_save_model(m, c->tok, c->t, dir, meta_kv, n_meta);
+    return plm_ft_save_model(m, c->tok, c->t, c->co.max_length, dir, meta_kv, n_meta);
 }
 
 int plm_finetune(plm_model *m, const plm_tokenizer *tok, const plm_dataset *train, const plm_dataset *dev,

@@ -80,10 +80,11 @@ int plm_ft_evaluate(plm_model *m, const plm_tokenizer *tok, const plm_dataset *d
                     const plm_collate_opts *co, int B, plm_ft_scores *out);
 
 /* Writes a fine-tuned model directory: config.json (the model's, plus id2label / label2id
- * with the label names, finetuning_task, problem_type and plm_task), model.safetensors,
- * tokenizer.json. meta_kv as plm_model_save. */
-int plm_ft_save_model(const plm_model *m, const plm_tokenizer *tok, const plm_ft_task *t, const char *dir,
-                      const char *const *meta_kv, int n_meta);
+ * with the label names, finetuning_task, problem_type and plm_task, which records
+ * max_seq_length when it is > 0: evaluate / predict truncate there by default),
+ * model.safetensors, tokenizer.json. meta_kv as plm_model_save. */
+int plm_ft_save_model(const plm_model *m, const plm_tokenizer *tok, const plm_ft_task *t, int max_seq_length,
+                      const char *dir, const char *const *meta_kv, int n_meta);
 
 /* The order of epoch `epoch`'s examples: a Fisher-Yates shuffle of 0..n-1 drawn from a
  * generator seeded with (seed, epoch), so an epoch's order needs no saved state. */
