@@ -35,6 +35,26 @@ expect missing_model 3 'tokenizer.json' -- "$PLM" generate --model "$t/none" --p
 for c in pretrain eval generate fill-mask demo; do
     if "$PLM" $c --help >"$t/out" 2>&1 && grep -q "usage: plm $c" "$t/out"; then pass "help_$c"; else fail "help_$c" "no usage"; fi
 done
+expect demo_bad_init 2 'bert-init must be scratch or gpt' -- "$PLM" demo --bert-init bogus --output-dir "$t/dm"
+# the demo's path with the encoder continued from the GPT, on a tiny corpus and a 64-wide GPT: it
+# runs end to end, and the encoder is the GPT's architecture made bidirectional
+mkdir -p "$t/corpus" && cp "$t/a.txt" "$t/corpus/"
+if "$PLM" demo --corpus "$t/corpus" --output-dir "$t/dm" --hidden-size 64 --gpt-steps 2 --bert-init gpt --bert-steps 2 \
+    >"$t/out" 2>"$t/err" && grep -q 'accuracy at the \[MASK\] tokens' "$t/out" &&
+    grep -Eq '"model_type":\s*"plm_gpt2"' "$t/dm/bert/config.json" && grep -Eq '"is_decoder":\s*false' "$t/dm/bert/config.json"; then
+    pass demo_encoder_from_gpt
+else
+    fail demo_encoder_from_gpt "$(tail -3 "$t/err" | tr '\n' ' ')"
+fi
+# the default encoder path (its own BPE, clm+mlm): the phase switch lands where --bert-clm-fraction says
+if "$PLM" demo --corpus "$t/corpus" --output-dir "$t/dm2" --hidden-size 64 --gpt-steps 1 --bert-vocab-size 300 \
+    --bert-hidden-size 32 --bert-steps 4 --bert-clm-fraction 0.5 >"$t/out" 2>"$t/err" &&
+    grep -q '"step": 3, "event": "phase_switch"' "$t/dm2/bert/metrics.jsonl" &&
+    grep -q 'BERT accuracy at the \[MASK\] tokens' "$t/out"; then
+    pass demo_encoder_clm_then_mlm
+else
+    fail demo_encoder_clm_then_mlm "$(tail -3 "$t/err" | tr '\n' ' ')"
+fi
 
 # train a tokenizer + tiny GPT once; then the bad-UTF-8 corpus with that tokenizer
 args=(--config "$t/tiny.json" --objective clm --batch-size 4 --seq-len 32 --logging-steps 1 --eval-steps 4
