@@ -229,9 +229,12 @@ int cmd_demo(int argc, char **argv) {
      * held-out 5% next to always answering their most frequent token; TFLOP by plm's count,
      * plm_model_flops, without the GPT's 250 steps = 8.5 TFLOP):
      *   encoder                                 steps  TFLOP  [MASK] accuracy (baseline)
-     *   old: 192 x 4 post-LN, GPT's BPE, mlm      800   21.1   5.3% (4.6%)
-     *   narrow, mlm                              2000   12.8   @C@
-     *   narrow, clm+mlm, 25% causal (default)    2000   13.8   14.5% at step 800, 17.2% at
+     *   old: 192 x 4 post-LN, GPT's BPE, mlm      800   21.1   5.3% (4.6%), an earlier run
+     *   narrow, mlm                              2000   12.8   4.5% at steps 400 and 800,
+     *                                                           4.7% (4.1%) at 2000: ',' ' the'
+     *                                                           '.' whatever the sentence
+     *   narrow, clm+mlm, 25% causal (default)    2000   13.8   14.5% at step 800 (300 after
+     *                                                           the switch), 17.2% at
      *                                                           1200, 19.3% (4.1%) at 2000
      *   narrow, clm+mlm, 50% causal              2000   14.9   11.9% at step 1200, 16.7% at
      *                                                           1600, 18.3% (4.1%) at 2000
