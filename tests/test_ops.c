@@ -8,7 +8,9 @@
  *   - bf16 GEMMs (gemm.h): every layout with alpha / beta and odd sizes against a
  *     double reference on the bf16-rounded inputs (fp32 accumulation: 1e-5 relative) and
  *     on the exact inputs (bf16 tolerance 1e-2); on a CPU without bf16 the fallback:
- *     asking for bf16 returns false and the product is the fp32 one bit for bit.
+ *     asking for bf16 returns false and the product is the fp32 one bit for bit; operands
+ *     read in place from bf16 mirrors (gemm.h), strided, give the same bits as rounded
+ *     copies.
  * OpenMP starts 300 threads when asked, even on 2 cores: that is the point. */
 #include <math.h>
 #include <omp.h>
@@ -486,6 +488,28 @@ static void test_gemm_bf16(void) {
                        "rel err %.3g vs rounded inputs (want < 1e-5), %.3g vs exact (want 1e-6 .. 1e-2), "
                        "padding kept %d",
                        e16, e, pad_ok);
+            /* the same product with both operands read from bf16 mirrors of A's and B's
+             * buffers, in place with their strides: the same bits */
+            size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb;
+            plm_bf16_mirror ma = {.base = A, .n = na, .w = plm_malloc(na * 2)};
+            plm_bf16_mirror mb = {.base = B, .n = nb, .w = plm_malloc(nb * 2)};
+            for (size_t i = 0; i < na; i++) ma.w[i] = plm_to_bf16(A[i]);
+            for (size_t i = 0; i < nb; i++) mb.w[i] = plm_to_bf16(B[i]);
+            plm_gemm_mirror_add(&ma), plm_gemm_mirror_add(&mb);
+            float *Cm = fcopy(C0, (size_t)M * ldc);
+            long r0, c0, r1, c1;
+            plm_gemm_bf16_counts(&r0, &c0);
+            plm_gemm_set_bf16(true);
+            plm_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, Cm, ldc);
+            plm_gemm_set_bf16(false);
+            plm_gemm_bf16_counts(&r1, &c1);
+            plm_gemm_mirror_remove(&ma), plm_gemm_mirror_remove(&mb);
+            char mn[100];
+            snprintf(mn, sizeof mn, "%s.mirrored_same_bits", name);
+            TEST_CHECK(r1 - r0 == 2 && c1 == c0 && !memcmp(Cm, C, (size_t)M * ldc * sizeof(float)), mn,
+                       "%ld operands read from mirrors (want 2), %ld rounded (want 0), same bits %d", r1 - r0, c1 - c0,
+                       !memcmp(Cm, C, (size_t)M * ldc * sizeof(float)));
+            free(ma.w), free(mb.w), free(Cm);
         } else {
             TEST_CHECK(!memcmp(C, C32, (size_t)M * ldc * sizeof(float)), name, "the fallback is not the fp32 product");
         }

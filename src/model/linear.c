@@ -65,7 +65,18 @@ void colsum_accumulate(float *dbias, const float *dout, int N, int OC) {
 
 void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, int N, int C, int OC, bool accumulate) {
+    /* Under bf16 both products read dout: round it once for both (gemm.h hold). The
+     * weight's copy comes from AdamW (model.h params16). inp is rounded again by the dW
+     * product: keeping forward's bf16 copy of every linear input until backward would
+     * hold 7 N C bf16 per layer (ln1, attention output, ln2: N C each; GELU output 4 N C),
+     * 59 MB on bench's small config (4 layers, C 256, N 4096; its step peaks at ~640 MB)
+     * to save 7 C of the ~23 C elements per token and layer converted now (~29% on small
+     * mlm), and a copy of an activation kept across the step could go stale behind the
+     * GEMM's back. Not done yet; dout, converted twice before, was the larger saving (the
+     * LM head's [rows, vocab] above all). */
+    bool held = dinp && plm_gemm_bf16_hold(dout, (size_t)N * OC);
     if (dinp) plm_sgemm(false, false, N, C, OC, 1.0f, dout, OC, weight, C, accumulate ? 1.0f : 0.0f, dinp, C);
     plm_sgemm(true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
+    if (held) plm_gemm_bf16_release();
     if (dbias) colsum_accumulate(dbias, dout, N, OC);
 }

@@ -69,6 +69,9 @@ void plm_params_finish(plm_params *p) {
     m->grads = plm_aligned_alloc(m->num_params * sizeof(float));
     memset(m->params, 0, m->num_params * sizeof(float));
     memset(m->grads, 0, m->num_params * sizeof(float));
+    /* stale until AdamW first fills it */
+    m->params16 = (plm_bf16_mirror){.base = m->params, .n = m->num_params, .gen = 1};
+    plm_gemm_mirror_add(&m->params16);
     for (int i = 0; i < p->num_views; i++) {
         size_t off = m->tensors[p->views[i].tensor].offset;
         if (p->views[i].w) *p->views[i].w = m->params + off;
@@ -487,6 +490,7 @@ plm_model *plm_model_create_spec(const plm_model_spec *s, uint64_t seed) {
         if (c->arch != PLM_ARCH_GPT2 && c->arch != PLM_ARCH_T5 && c->pad_token_id >= 0)
             memset(m->bb[k].w.wte + (size_t)c->pad_token_id * m->bb[k].E, 0, (size_t)m->bb[k].E * sizeof(float));
     }
+    plm_model_params_written(m);
     return m;
 }
 
@@ -527,10 +531,14 @@ void plm_model_free(plm_model *m) {
     for (int i = 0; i < m->num_heads; i++) head_free(&m->heads[i]);
     free(m->tensors);
     free(m->aliases);
+    plm_gemm_mirror_remove(&m->params16);
+    free(m->params16.w);
     free(m->params);
     free(m->grads);
     free(m);
 }
+
+void plm_model_params_written(plm_model *m) { plm_bf16_mirror_stale(&m->params16); }
 
 /* ---------------------------------------------------------------- running */
 

@@ -323,6 +323,7 @@ static int load_training_state(const char *dir, plm_model *m, plm_adamw *o, long
         bool same = j->num_params == m->num_params && j->num_tensors == m->num_tensors;
         for (int i = 0; same && i < m->num_tensors; i++) same = strcmp(j->tensors[i].name, m->tensors[i].name) == 0;
         if (same) memcpy(m->params, j->params, m->num_params * sizeof(float));
+        plm_model_params_written(m);
         plm_model_free(j);
         if (!same) {
             plm_error("%s: the checkpoint's generator and discriminator differ from this model's", dir);
