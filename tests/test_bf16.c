@@ -1,11 +1,12 @@
 /* test_bf16.c - the bf16 copies the bf16 GEMMs reuse instead of rounding (gemm.h mirrors):
  *   - training with them (AdamW's bf16 copy of the weights; each layer's output gradient
- *     rounded once for dX and dW) gives the same losses and weights bit for bit as
- *     rounding both operands in every GEMM (reuse off, i.e. PLM_BF16_REUSE=0), for a
- *     GPT-2 (CLM, odd widths), a BERT whose MLM decoder is tied to the word embeddings
- *     and a BERT encoder with a GPT-2 decoder (cross-attention), with dropout; the
- *     copies were really read, and AdamW's copy equals the rounded fp32 weights element
- *     for element;
+ *     rounded once for dX and dW; each linear input's copy kept from forward for dW)
+ *     gives the same losses and weights bit for bit as rounding both operands in every
+ *     GEMM (reuse off, i.e. PLM_BF16_REUSE=0), for a GPT-2 (CLM, odd widths), a BERT
+ *     whose MLM decoder is tied to the word embeddings and a BERT encoder with a GPT-2
+ *     decoder (cross-attention), with dropout; the copies were really read (a step after
+ *     the first rounds no operand in its GEMMs), and AdamW's copy equals the rounded fp32
+ *     weights element for element;
  *   - loading weights into a model trained under bf16 (its copy fresh) makes the copy
  *     stale: training on gives the same losses and weights, bit for bit, as a fresh model
  *     loaded from the same file;
@@ -139,6 +140,17 @@ static void test_same_bits(plm_arch arch, const char *name) {
         params[reuse] = plm_malloc(m->num_params * sizeof(float));
         memcpy(params[reuse], m->params, m->num_params * sizeof(float));
         size_t n = m->num_params;
+        if (reuse) { /* one more step: every operand of every product comes from a copy */
+            long r1, c1, r2, c2;
+            double extra;
+            plm_gemm_bf16_counts(&r1, &c1);
+            train(m, 1, 12, &extra);
+            plm_gemm_bf16_counts(&r2, &c2);
+            char nm[96];
+            snprintf(nm, sizeof nm, "bf16_reuse.%s.no_rounding_in_gemms", name);
+            TEST_CHECK(c2 == c1 && r2 > r1, nm, "a step rounded %ld operands in its GEMMs, read %ld from copies",
+                       c2 - c1, r2 - r1);
+        }
         plm_model_free(m);
         if (!reuse) {
             char nm[96];

@@ -230,22 +230,72 @@ bool plm_gemm_bf16_hold(const float *x, size_t n) {
 
 void plm_gemm_bf16_release(void) { held = (plm_bf16_mirror){0}; }
 
-/* The bf16 operand already made for x (rows x cols, row stride ld): the held copy or a
- * registered fresh mirror containing every element read, at x's offset; else NULL. */
+/* Keeps: one slot per linear input pointer, fresh from plm_gemm_bf16_keep until
+ * plm_gemm_bf16_keep_inputs(false). */
+#define KEEPS 256
+static struct keep_slot {
+    plm_bf16_mirror m;
+    size_t cap;
+} keeps[KEEPS];
+static int num_keeps;
+static bool keeping;
+
+void plm_gemm_bf16_keep_inputs(bool on) {
+    keeping = on;
+    if (!on)
+        for (int i = 0; i < num_keeps; i++) plm_bf16_mirror_stale(&keeps[i].m);
+}
+
+bool plm_gemm_bf16_keep(const float *x, size_t n) {
+    if (!keeping || !bf16_on || !plm_gemm_bf16_reuse() || n == 0 || omp_in_parallel()) return false;
+    struct keep_slot *k = NULL;
+    for (int i = 0; i < num_keeps && !k; i++)
+        if (keeps[i].m.base == x) k = &keeps[i];
+    if (!k) {
+        if (num_keeps == KEEPS) return false; /* the GEMMs round x themselves */
+        k = &keeps[num_keeps++];
+    }
+    if (k->cap < n) { /* grow-only: once per input after the first step */
+        free(k->m.w);
+        k->m.w = plm_aligned_alloc(n * sizeof(uint16_t));
+        k->cap = n;
+    }
+    double prof_t0 = plm_prof_begin();
+    uint16_t *w = k->m.w;
+#pragma omp parallel for simd schedule(static) if (n > 16384)
+    for (size_t i = 0; i < n; i++) w[i] = to_bf16(x[i]);
+    plm_prof_end("bf16 conversion", prof_t0);
+    k->m.base = x;
+    k->m.n = n;
+    k->m.w_gen = k->m.gen;
+    return true;
+}
+
+/* Candidate i of mirrored's search: the hold, the keeps, the registered mirrors. */
+static const plm_bf16_mirror *candidate(int i) {
+    if (i == 0) return &held;
+    if (i <= num_keeps) return &keeps[i - 1].m;
+    return mirrors[i - 1 - num_keeps];
+}
+
+/* The bf16 operand already made for x (rows x cols, row stride ld): from a fresh copy
+ * (held, kept or a registered mirror) containing every element read, at x's offset;
+ * else NULL. */
 static const uint16_t *mirrored(const float *x, int rows, int cols, int ld) {
     if (!plm_gemm_bf16_reuse()) return NULL;
     uintptr_t lo = (uintptr_t)x, hi = (uintptr_t)(x + (size_t)(rows - 1) * ld + cols);
-    for (int i = -1; i < num_mirrors; i++) {
-        const plm_bf16_mirror *s = i < 0 ? &held : mirrors[i];
+    for (int i = 0; i < 1 + num_keeps + num_mirrors; i++) {
+        const plm_bf16_mirror *s = candidate(i);
         if (!s->base || !s->w || lo < (uintptr_t)s->base || hi > (uintptr_t)(s->base + s->n)) continue;
-        if (s->w_gen != s->gen) return NULL; /* stale: written since; round x itself */
+        if (s->w_gen != s->gen) continue; /* stale: written since */
         const uint16_t *w = s->w + (x - s->base);
         for (int r = 0; r < rows; r++) {
             const float *xr = x + (size_t)r * ld;
             const uint16_t *wr = w + (size_t)r * ld;
             if (wr[0] != to_bf16(xr[0]) || wr[cols - 1] != to_bf16(xr[cols - 1]))
                 plm_die("internal error: the bf16 copy of a GEMM operand is stale (row %d of a %d x %d operand): "
-                        "something wrote the weights without plm_model_params_written()",
+                        "something wrote it behind the copy's back (the weights: without "
+                        "plm_model_params_written(); a linear input: between forward and backward)",
                         r, rows, cols);
         }
         return w;

@@ -11,9 +11,10 @@
  * an f32 destination (fp32 accumulation); master weights, gradients and everything
  * else stay fp32. Attention's per-head products stay fp32. Owns the primitive cache
  * (keyed by shape, transposes, strides, alpha and beta), the bf16 copies, and the table
- * of bf16 mirrors: bf16 copies that other modules keep of fp32 buffers (the weights,
- * written by AdamW; a layer's output gradient, held for its two backward products), so
- * that a product whose operand lies in a fresh mirror reads it instead of rounding. */
+ * of bf16 mirrors: bf16 copies of fp32 buffers (the weights, written by AdamW; a
+ * layer's output gradient, held for its two backward products; the linear inputs, kept
+ * from forward for dW), so that a product whose operand lies in a fresh mirror reads it
+ * instead of rounding. */
 #ifndef PLM_GEMM_H
 #define PLM_GEMM_H
 
@@ -83,6 +84,16 @@ void plm_gemm_set_bf16_reuse(bool on);
  * hold at a time; x must not change while held. */
 bool plm_gemm_bf16_hold(const float *x, size_t n);
 void plm_gemm_bf16_release(void);
+
+/* Keeps of a forward's linear inputs for the same pass's dW = dY^T x. Between
+ * plm_gemm_bf16_keep_inputs(true) and (false) (plm_model_run around a forward pass that a
+ * backward pass follows), plm_gemm_bf16_keep(x, n) rounds x[0, n) into a bf16 buffer of
+ * its own, kept until (false), which makes every keep stale: the forward product reads
+ * it, and so does the weight gradient in backward, where x must still hold what it held
+ * (it is the saved activation dW reads anyway). No-op (false) unless bf16 and reuse are
+ * on. The buffers (one per input pointer, grow-only) live as long as the process. */
+void plm_gemm_bf16_keep_inputs(bool on);
+bool plm_gemm_bf16_keep(const float *x, size_t n);
 
 /* Counters since the start: bf16 GEMM operands read from a mirror or a hold, and operands
  * rounded by the GEMM itself (tests check that the mirrors are really used). */

@@ -593,6 +593,8 @@ static void run_heads(plm_model *m, int k, const plm_batch *b, bool backward, fl
 int plm_model_run(plm_model *m, int k, const plm_batch *b, bool backward, float loss_scale) {
     if (plm_model_check_batch(m, k, b) != 0) return -1;
     plm_backbone *bb = &m->bb[k];
+    /* under bf16, forward keeps its linear inputs' bf16 copies for dW (gemm.h) */
+    plm_gemm_bf16_keep_inputs(backward);
     plm_prof_set_phase(PLM_PHASE_FWD);
     backbone_forward(bb, b->B, b->T, b->input_ids, b->token_type_ids, b->attention_mask, b->causal, b->training,
                      b->dropout_seed);
@@ -601,6 +603,7 @@ int plm_model_run(plm_model *m, int k, const plm_batch *b, bool backward, float 
     run_heads(m, k, b, backward, loss_scale);
     plm_prof_set_phase(PLM_PHASE_BWD);
     if (backward) backbone_backward(bb);
+    plm_gemm_bf16_keep_inputs(false);
     plm_prof_set_phase(PLM_PHASE_FWD);
     return 0;
 }
@@ -618,6 +621,7 @@ int plm_model_run_seq2seq(plm_model *m, const plm_batch *enc, const plm_batch *d
     }
     if (plm_model_check_batch(m, 0, enc) != 0 || plm_model_check_batch(m, 1, dec) != 0) return -1;
     plm_backbone *eb = &m->bb[0], *db = &m->bb[1];
+    plm_gemm_bf16_keep_inputs(backward);
     const float *h = backbone_forward(eb, enc->B, enc->T, enc->input_ids, enc->token_type_ids, enc->attention_mask,
                                       false, enc->training, enc->dropout_seed);
     backbone_set_encoder(db, h, enc->T, enc->attention_mask);
@@ -637,6 +641,7 @@ int plm_model_run_seq2seq(plm_model *m, const plm_batch *enc, const plm_batch *d
         for (size_t i = 0; i < n; i++) eb->dhidden[i] += db->d_enc[i];
         backbone_backward(eb);
     }
+    plm_gemm_bf16_keep_inputs(false);
     return 0;
 }
 
