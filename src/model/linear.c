@@ -74,9 +74,8 @@ void linear_backward(float *dinp, float *dweight, float *dbias, const float *dou
      * ln2: N C each; GELU output 4 N C), 59 MB on bench's small config (4 layers, C 256,
      * N 4096); its peak RSS went from 663 to 708 MB (mlm) and 713 to 759 MB (clm), +7%,
      * tiny +8 MB (328 to 336). Saved: one rounding pass over every linear input, 7 of
-     * the 23 N C elements per layer still rounded with the weights' copy and the hold;
-     * the bf16 conversion row of the profile fell from 93-135 to 57-63 ms on small mlm
-     * (under load, indicative). Worth the memory. */
+     * the 23 N C elements per layer still rounded with the weights' copy and the hold
+     * (a pass reading 4 and writing 2 bytes each). Worth the memory. */
     bool held = dinp && plm_gemm_bf16_hold(dout, (size_t)N * OC);
     if (dinp) plm_sgemm(false, false, N, C, OC, 1.0f, dout, OC, weight, C, accumulate ? 1.0f : 0.0f, dinp, C);
     plm_sgemm(true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
