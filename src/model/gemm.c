@@ -172,9 +172,11 @@ static uint16_t *convert(int which, const float *x, int rows, int cols, int ld) 
 /* Why: converting costs a read of 4 and a write of 2 bytes per element, comparable to
  * the bf16 product itself at these widths (30% of a tiny bf16 step in the profile), and
  * the same matrices were converted again and again: each weight in forward and in
- * backward, each output gradient for dX and again for dW. AdamW now writes the weights'
- * bf16 copy in its pass (model.h params16), a layer's backward holds its output
- * gradient's copy for both products (linear.c), and here every operand looks for them. */
+ * backward, each output gradient for dX and again for dW, each linear input in forward
+ * and again for dW. AdamW now writes the weights' bf16 copy in its pass (model.h
+ * params16), a layer's backward holds its output gradient's copy for both products and
+ * its forward keeps its input's for dW (linear.c), and here every operand looks for
+ * them. */
 
 #define MIRRORS 64
 static plm_bf16_mirror *mirrors[MIRRORS];
