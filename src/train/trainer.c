@@ -695,10 +695,14 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
         have_dl2 = true;
     }
     if (valid && valid->n > 0) {
-        if (plm_dataloader_init(&vdl, valid, first, &a->obj, &vocab, T, a->seed ^ 0x7a11dULL, false) != 0) goto out;
+        /* Shuffled with a fixed seed: the eval_batches x B windows of an evaluation are
+         * spread over the whole validation set (in order they would all come from its
+         * first documents: NSP's random B segments then all came from one other
+         * document), and they are the same windows at every evaluation. */
+        if (plm_dataloader_init(&vdl, valid, first, &a->obj, &vocab, T, a->seed ^ 0x7a11dULL, true) != 0) goto out;
         have_valid = true;
         if (two_phase) {
-            if (plm_dataloader_init(&vdl2, valid, PLM_OBJ_MLM, &a->obj, &vocab, T, a->seed ^ 0x7a11dULL, false) != 0)
+            if (plm_dataloader_init(&vdl2, valid, PLM_OBJ_MLM, &a->obj, &vocab, T, a->seed ^ 0x7a11dULL, true) != 0)
                 goto out;
             have_vdl2 = true;
         }
