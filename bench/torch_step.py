@@ -129,7 +129,7 @@ class Bert(nn.Module):
         x = t.wte(ids) + t.wpe(self.pos[:T]) + t.tte(segs)
         x = self.drop(self.ln_emb(x))
         if self.proj is not None:
-            x = self.proj(x)
+            x = self.proj(x).float()  # bf16 autocast: the LayerNorms that follow take fp32
         mask = torch.zeros(B, 1, 1, T, dtype=x.dtype).masked_fill_(
             ~pad_mask[:, None, None, :], torch.finfo(x.dtype).min)
         mask = mask.expand(B, self.heads, T, T).reshape(B * self.heads, T, T)

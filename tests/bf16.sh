@@ -3,7 +3,9 @@
 #  - where oneDNN runs bf16 (AVX512_BF16 / AMX-BF16): two runs with one seed give the same
 #    losses and weights bit for bit; a run resumed from its checkpoint-6 ends with the
 #    same weights and step losses as the uninterrupted one; bf16 is really on (the losses
-#    differ from fp32's) yet close to them (within 2%);
+#    differ from fp32's) yet close to them (within 2%); the run that reuses bf16 copies
+#    (AdamW's copy of the weights, dY rounded once) equals the run that rounds every
+#    operand in every GEMM (PLM_BF16_REUSE=0) bit for bit;
 #  - everywhere: the fallback. With oneDNN capped at AVX2 (ONEDNN_MAX_CPU_ISA, so this
 #    runs on any machine) --bf16 prints one line and the run is the fp32 run bit for bit,
 #    and test_ops' bf16 GEMM group tests the fallback product.
@@ -54,7 +56,9 @@ if ! "$BUILD/tests/test_ops" gemm_bf16 | grep -q '^# bf16 ISA: avx512'; then
     pass bf16.no_isa_fallback_only
     exit 0
 fi
-run fp32 && run a --bf16 && run b --bf16 && {
+run fp32 && run a --bf16 && run b --bf16 && PLM_BF16_REUSE=0 run noreuse --bf16 && {
+    cmp -s "$t/a/model.safetensors" "$t/noreuse/model.safetensors" && cmp -s "$t/a.losses" "$t/noreuse.losses" \
+        && pass bf16.reuse_same_bits || fail bf16.reuse_same_bits "PLM_BF16_REUSE=0 changes the weights or losses"
     cmp -s "$t/a/model.safetensors" "$t/b/model.safetensors" && cmp -s "$t/a.losses" "$t/b.losses" \
         && pass bf16.reproducible || fail bf16.reproducible "two runs with one seed differ"
     grep -q 'no bf16' "$t/a.err" && fail bf16.engaged "it fell back to fp32: $(cat "$t/a.err")"

@@ -23,11 +23,12 @@ else
 fi
 rows=$(grep -c '^| tiny |' "$t/out")
 bad=$(grep '^| tiny |' "$t/out" | grep -vc '\*\*[0-9][0-9.]*x\*\*')
-if ((rows == 4 && bad == 0)) && grep -q '^| config | task | batch | unit | plm | torch | plm/torch |' "$t/out" &&
+warm=$(grep -c '^| tiny | generate prefill (warm) | [18] | prompt tok/s | [1-9]' "$t/out")
+if ((rows == 6 && bad == 0 && warm == 2)) && grep -q '^| config | task | batch | unit | plm | torch | plm/torch |' "$t/out" &&
     grep -q 'threads, CPU: .*ISA: ' "$t/out"; then
     pass infer_bench.table
 else
-    fail infer_bench.table "$rows rows ($bad without a ratio): $(grep '^|' "$t/out" | head -12)"
+    fail infer_bench.table "$rows rows ($bad without a ratio, $warm warm prefill rates): $(grep '^|' "$t/out" | head -12)"
 fi
 for bs in 1 8; do
     if grep -q "greedy tokens agree (tiny, batch $bs): $bs/$bs prompts, first 8 tokens" "$t/out"; then

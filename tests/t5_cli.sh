@@ -3,7 +3,7 @@
 # T5ForConditionalGeneration trains with span corruption (the tokenizer gets its
 # <extra_id_N> sentinels at the top), logs eval_span_corruption_loss, saves a T5Config
 # checkpoint; a run resumed from checkpoint-4 logs the same losses as the uninterrupted
-# run; generate runs it text-to-text; mismatched objective / model and bad T5 settings
+# run; the same from shards of plm prepare; generate runs it text-to-text; mismatched objective / model and bad T5 settings
 # are refused with one line and exit code 2 or 3.
 set -u
 source "$(dirname "$0")/lib.bash"
@@ -58,6 +58,28 @@ if "$PLM" pretrain "${args[@]}" --max-steps 8 --output-dir "$t/resume" --resume-
     fi
 else
     fail t5_resume_same_losses "$(tail -3 "$t/err")"
+fi
+# from shards (plm prepare, read through mmap) with the sentinel-carrying tokenizer
+n=$(wc -l <"$t/a.txt")
+head -n $((n / 2)) "$t/a.txt" >"$t/p1.txt"
+sed -n "$((n / 2 + 1)),$((n - 1))p" "$t/a.txt" >"$t/p2.txt" # whole lines: a.txt may end inside a character
+sargs=("${args[@]}")
+for i in "${!sargs[@]}"; do [[ ${sargs[i]} == --train ]] && sargs[i]=--data && sargs[i + 1]=$t/shards; done
+if "$PLM" prepare --input "$t/p1.txt" "$t/p2.txt" --tokenizer "$t/full/tokenizer.json" --output-dir "$t/shards" \
+    --validation-split 0.5 --quiet >"$t/out" 2>"$t/err" &&
+    "$PLM" pretrain "${sargs[@]}" --max-steps 8 --output-dir "$t/from_shards" >"$t/out" 2>"$t/err"; then
+    /usr/bin/python3 - "$t/from_shards/metrics.jsonl" <<'P' && pass t5_from_shards || fail t5_from_shards "see above"
+import json, math, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+loss = [r["loss"] for r in rows if "loss" in r]
+ev = [r["eval_span_corruption_loss"] for r in rows if "eval_span_corruption_loss" in r]
+ok = len(loss) == 8 and all(math.isfinite(x) for x in loss + ev) and ev and loss[-1] < loss[0]
+if not ok:
+    print("FAIL t5_from_shards: losses", loss, "eval", ev)
+sys.exit(0 if ok else 1)
+P
+else
+    fail t5_from_shards "$(tail -3 "$t/err")"
 fi
 if "$PLM" generate --model "$t/full" --prompt "Alice was <extra_id_0> by her sister" --greedy --max-new-tokens 8 \
     >"$t/gen" 2>"$t/err" && [[ -s $t/gen ]]; then

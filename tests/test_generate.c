@@ -43,6 +43,7 @@ static plm_model *make_model(plm_arch arch) {
             *p = m->tensors[i].ndim == 1 ? 0.5f * plm_rng_uniform(&r) + 0.75f * (*p != 0.0f)
                                          : (2.0f * plm_rng_uniform(&r) - 1.0f) * 0.35f;
         }
+    plm_model_params_written(m);
     return m;
 }
 

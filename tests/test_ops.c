@@ -8,7 +8,10 @@
  *   - bf16 GEMMs (gemm.h): every layout with alpha / beta and odd sizes against a
  *     double reference on the bf16-rounded inputs (fp32 accumulation: 1e-5 relative) and
  *     on the exact inputs (bf16 tolerance 1e-2); on a CPU without bf16 the fallback:
- *     asking for bf16 returns false and the product is the fp32 one bit for bit.
+ *     asking for bf16 returns false and the product is the fp32 one bit for bit; operands
+ *     read in place from bf16 mirrors (gemm.h), strided, give the same bits as rounded
+ *     copies;
+ *   - the skinny fp32 route (few rows, a large weight: decoding) against a double reference.
  * OpenMP starts 300 threads when asked, even on 2 cores: that is the point. */
 #include <math.h>
 #include <omp.h>
@@ -486,11 +489,68 @@ static void test_gemm_bf16(void) {
                        "rel err %.3g vs rounded inputs (want < 1e-5), %.3g vs exact (want 1e-6 .. 1e-2), "
                        "padding kept %d",
                        e16, e, pad_ok);
+            /* the same product with both operands read from bf16 mirrors of A's and B's
+             * buffers, in place with their strides: the same bits */
+            size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb;
+            plm_bf16_mirror ma = {.base = A, .n = na, .w = plm_malloc(na * 2)};
+            plm_bf16_mirror mb = {.base = B, .n = nb, .w = plm_malloc(nb * 2)};
+            for (size_t i = 0; i < na; i++) ma.w[i] = plm_to_bf16(A[i]);
+            for (size_t i = 0; i < nb; i++) mb.w[i] = plm_to_bf16(B[i]);
+            plm_gemm_mirror_add(&ma), plm_gemm_mirror_add(&mb);
+            float *Cm = fcopy(C0, (size_t)M * ldc);
+            long r0, c0, r1, c1;
+            plm_gemm_bf16_counts(&r0, &c0);
+            plm_gemm_set_bf16(true);
+            plm_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, Cm, ldc);
+            plm_gemm_set_bf16(false);
+            plm_gemm_bf16_counts(&r1, &c1);
+            plm_gemm_mirror_remove(&ma), plm_gemm_mirror_remove(&mb);
+            char mn[100];
+            snprintf(mn, sizeof mn, "%s.mirrored_same_bits", name);
+            TEST_CHECK(r1 - r0 == 2 && c1 == c0 && !memcmp(Cm, C, (size_t)M * ldc * sizeof(float)), mn,
+                       "%ld operands read from mirrors (want 2), %ld rounded (want 0), same bits %d", r1 - r0, c1 - c0,
+                       !memcmp(Cm, C, (size_t)M * ldc * sizeof(float)));
+            free(ma.w), free(mb.w), free(Cm);
         } else {
             TEST_CHECK(!memcmp(C, C32, (size_t)M * ldc * sizeof(float)), name, "the fallback is not the fp32 product");
         }
         free(C0), free(C), free(C32), free(ref16), free(ref), free(Cd);
     }
+    free(A), free(B);
+}
+
+/* The skinny route (decoding: M = a few sequences, a large weight, Y = X W^T through
+ * oneDNN's matmul primitive) against a double reference: odd M, N, K, strided rows,
+ * beta 0 and 1, and the padding of C left alone. */
+static void test_gemm_skinny(void) {
+    int N = 2053, K = 1031, Ms[] = {3, 8, 33, 64};
+    int lda = K + 3, ldb = K + 5, ldc = N + 2;
+    float *A = frand((size_t)64 * lda, 1.0f), *B = frand((size_t)N * ldb, 1.0f);
+    for (int mi = 0; mi < 4; mi++)
+        for (int beta_i = 0; beta_i < 2; beta_i++) {
+            int M = Ms[mi];
+            float beta = (float)beta_i;
+            float *C0 = frand((size_t)M * ldc, 1.0f), *C = fcopy(C0, (size_t)M * ldc);
+            double *ref = plm_malloc((size_t)M * N * sizeof(double));
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) {
+                    double acc = beta * C0[(size_t)i * ldc + j];
+                    for (int k = 0; k < K; k++) acc += (double)A[(size_t)i * lda + k] * B[(size_t)j * ldb + k];
+                    ref[(size_t)i * N + j] = acc;
+                }
+            plm_sgemm(false, true, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+            float *Cd = plm_malloc((size_t)M * N * sizeof(float));
+            bool pad_ok = true;
+            for (int i = 0; i < M; i++) {
+                memcpy(Cd + (size_t)i * N, C + (size_t)i * ldc, (size_t)N * sizeof(float));
+                for (int j = N; j < ldc; j++) pad_ok &= C[(size_t)i * ldc + j] == C0[(size_t)i * ldc + j];
+            }
+            double e = rel_err(Cd, ref, (size_t)M * N);
+            char name[64];
+            snprintf(name, sizeof name, "gemm_skinny_M%d_beta%d", M, beta_i);
+            TEST_CHECK(e < 1e-5 && pad_ok, name, "rel err %.3g (want < 1e-5), padding kept %d", e, pad_ok);
+            free(C0), free(C), free(ref), free(Cd);
+        }
     free(A), free(B);
 }
 
@@ -507,6 +567,7 @@ static const struct {
     {"model_threads_raised", test_model_threads_raised},
     {"first_nonfinite", test_first_nonfinite},
     {"gemm_bf16", test_gemm_bf16},
+    {"gemm_skinny", test_gemm_skinny},
     {"fast_exp_nonfinite", test_fast_exp_nonfinite},
     {"crossentropy_nonfinite", test_crossentropy_nonfinite}, /* last: before the fix it read out of bounds */
 };

@@ -611,6 +611,7 @@ static void randomize_params(plm_model *m) {
         float a = t->ndim == 2 ? 1.7f / sqrtf((float)t->shape[1]) : (ln_w ? 0.3f : 0.2f);
         for (size_t k = 0; k < t->numel; k++) p[k] = (ln_w ? 1.0f : 0.0f) + rnd1(a);
     }
+    plm_model_params_written(m);
 }
 
 static void poison_model_acts(plm_model *m, int B, int T) {

@@ -96,6 +96,7 @@ static plm_model *make_model(const t5_case *k) {
         if (m->tensors[i].ndim == 1)
             for (size_t j = 0; j < m->tensors[i].numel; j++)
                 m->params[m->tensors[i].offset + j] = 0.5f + plm_rng_uniform(&r);
+    plm_model_params_written(m);
     return m;
 }
 

@@ -339,6 +339,7 @@ int cmd_generate(int argc, char **argv) {
     /* one prompt in plain-text mode streams its tokens as they come; batches print each
      * prompt's continuation when the batch is done, in order */
     bool stream = P == 1 && !json;
+    plm_gen_stats warm = {0}; /* the batches after the first */
     for (int b0 = 0; b0 < P && rc == 0; b0 += batch_size) {
         int nb = PLM_MIN(batch_size, P - b0);
         plm_gen_stats st;
@@ -356,6 +357,10 @@ int cmd_generate(int argc, char **argv) {
         total.new_tokens += st.new_tokens;
         total.prefill_s += st.prefill_s;
         total.decode_s += st.decode_s;
+        if (b0 > 0) { /* warm: each GEMM shape has run once */
+            warm.prompt_tokens += st.prompt_tokens;
+            warm.prefill_s += st.prefill_s;
+        }
         for (int i = 0; i < nb; i++) {
             const char *prompt = prompts.items[b0 + i];
             char *text = NULL;
@@ -388,11 +393,14 @@ int cmd_generate(int argc, char **argv) {
     }
     if (rc == 0 && !quiet)
         fprintf(stderr,
-                "generate: %d prompt(s), batch size %d: %ld prompt tokens in %.3f s (%.1f tokens/s), %ld generated "
+                "generate: %d prompt(s), batch size %d: %ld prompt tokens in %.4f s (%.1f tokens/s), %ld generated "
                 "tokens in %.3f s (%.1f tokens/s)\n",
                 P, PLM_MIN(batch_size, P), total.prompt_tokens, total.prefill_s,
                 total.prefill_s > 0 ? (double)total.prompt_tokens / total.prefill_s : 0.0, total.new_tokens,
                 total.decode_s, total.decode_s > 0 ? (double)total.new_tokens / total.decode_s : 0.0);
+    if (rc == 0 && !quiet && warm.prefill_s > 0)
+        fprintf(stderr, "generate: after the first batch: %ld prompt tokens in %.4f s (%.1f tokens/s)\n",
+                warm.prompt_tokens, warm.prefill_s, (double)warm.prompt_tokens / warm.prefill_s);
     free(out);
     free(n_out);
     for (int i = 0; i < P; i++) free(ids[i]);

@@ -217,10 +217,6 @@ int plm_dataloader_init(plm_dataloader *d, const plm_token_stream *s, plm_object
             d->num_windows = 1; /* built by seek */
         }
     } else if (obj == PLM_OBJ_T5) {
-        if (!s->ids) {
-            plm_error("T5 span corruption reads text files; --data shards are not supported for it yet");
-            return -1;
-        }
         if (v->eos < 0) {
             plm_error("tokenizer: T5 span corruption needs an EOS token");
             return -1;
@@ -265,8 +261,9 @@ int plm_dataloader_init(plm_dataloader *d, const plm_token_stream *s, plm_object
         plm_dataloader_free(d);
         return -1;
     }
-    d->tmp_ids = plm_malloc((size_t)(T + 1) * sizeof(int32_t));
-    d->tmp_flags = plm_malloc((size_t)(T + 1));
+    size_t tmp_n = (size_t)PLM_MAX(T + 1, d->t5_tokens_length); /* T5 reads a window of L > T tokens */
+    d->tmp_ids = plm_malloc(tmp_n * sizeof(int32_t));
+    d->tmp_flags = plm_malloc(tmp_n);
     plm_dataloader_seek(d, 0, 0);
     if (d->num_windows == 0) {
         plm_error("corpus too small: no sentence pair of at least 2 tokens");
@@ -407,8 +404,8 @@ void plm_dataloader_next_t5(plm_dataloader *d, int B, int32_t *enc_ids, int32_t 
         plm_rng_seed(&r, plm_hash_combine(d->seed, d->epoch + 1), 0x75c00000ULL + w);
         plm_t5_noise_mask(d->t5_noise, L, d->opts.noise_density, d->opts.mean_noise_span_length, &r);
         int32_t *lab = labels + (size_t)b * Tt;
-        plm_t5_corrupt(d->stream->ids + w * (size_t)L, d->t5_noise, L, v->vocab_size - 1, v->eos,
-                       enc_ids + (size_t)b * T, &ni, lab, &nt);
+        plm_stream_read(d->stream, w * (size_t)L, (size_t)L, d->tmp_ids, NULL); /* text in memory or mmapped shards */
+        plm_t5_corrupt(d->tmp_ids, d->t5_noise, L, v->vocab_size - 1, v->eos, enc_ids + (size_t)b * T, &ni, lab, &nt);
         if (ni != T || nt != Tt) plm_die("t5 span corruption: lengths %d/%d, expected %d/%d", ni, nt, T, Tt);
         plm_t5_shift_right(lab, Tt, d->opts.decoder_start_token_id, dec_ids + (size_t)b * Tt);
     }

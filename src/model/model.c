@@ -69,6 +69,9 @@ void plm_params_finish(plm_params *p) {
     m->grads = plm_aligned_alloc(m->num_params * sizeof(float));
     memset(m->params, 0, m->num_params * sizeof(float));
     memset(m->grads, 0, m->num_params * sizeof(float));
+    /* stale until AdamW first fills it */
+    m->params16 = (plm_bf16_mirror){.base = m->params, .n = m->num_params, .gen = 1};
+    plm_gemm_mirror_add(&m->params16);
     for (int i = 0; i < p->num_views; i++) {
         size_t off = m->tensors[p->views[i].tensor].offset;
         if (p->views[i].w) *p->views[i].w = m->params + off;
@@ -487,6 +490,7 @@ plm_model *plm_model_create_spec(const plm_model_spec *s, uint64_t seed) {
         if (c->arch != PLM_ARCH_GPT2 && c->arch != PLM_ARCH_T5 && c->pad_token_id >= 0)
             memset(m->bb[k].w.wte + (size_t)c->pad_token_id * m->bb[k].E, 0, (size_t)m->bb[k].E * sizeof(float));
     }
+    plm_model_params_written(m);
     return m;
 }
 
@@ -527,10 +531,14 @@ void plm_model_free(plm_model *m) {
     for (int i = 0; i < m->num_heads; i++) head_free(&m->heads[i]);
     free(m->tensors);
     free(m->aliases);
+    plm_gemm_mirror_remove(&m->params16);
+    free(m->params16.w);
     free(m->params);
     free(m->grads);
     free(m);
 }
+
+void plm_model_params_written(plm_model *m) { plm_bf16_mirror_stale(&m->params16); }
 
 /* ---------------------------------------------------------------- running */
 
@@ -585,6 +593,8 @@ static void run_heads(plm_model *m, int k, const plm_batch *b, bool backward, fl
 int plm_model_run(plm_model *m, int k, const plm_batch *b, bool backward, float loss_scale) {
     if (plm_model_check_batch(m, k, b) != 0) return -1;
     plm_backbone *bb = &m->bb[k];
+    /* under bf16, forward keeps its linear inputs' bf16 copies for dW (gemm.h) */
+    plm_gemm_bf16_keep_inputs(backward);
     plm_prof_set_phase(PLM_PHASE_FWD);
     backbone_forward(bb, b->B, b->T, b->input_ids, b->token_type_ids, b->attention_mask, b->causal, b->training,
                      b->dropout_seed);
@@ -593,6 +603,7 @@ int plm_model_run(plm_model *m, int k, const plm_batch *b, bool backward, float 
     run_heads(m, k, b, backward, loss_scale);
     plm_prof_set_phase(PLM_PHASE_BWD);
     if (backward) backbone_backward(bb);
+    plm_gemm_bf16_keep_inputs(false);
     plm_prof_set_phase(PLM_PHASE_FWD);
     return 0;
 }
@@ -610,6 +621,7 @@ int plm_model_run_seq2seq(plm_model *m, const plm_batch *enc, const plm_batch *d
     }
     if (plm_model_check_batch(m, 0, enc) != 0 || plm_model_check_batch(m, 1, dec) != 0) return -1;
     plm_backbone *eb = &m->bb[0], *db = &m->bb[1];
+    plm_gemm_bf16_keep_inputs(backward);
     const float *h = backbone_forward(eb, enc->B, enc->T, enc->input_ids, enc->token_type_ids, enc->attention_mask,
                                       false, enc->training, enc->dropout_seed);
     backbone_set_encoder(db, h, enc->T, enc->attention_mask);
@@ -629,6 +641,7 @@ int plm_model_run_seq2seq(plm_model *m, const plm_batch *enc, const plm_batch *d
         for (size_t i = 0; i < n; i++) eb->dhidden[i] += db->d_enc[i];
         backbone_backward(eb);
     }
+    plm_gemm_bf16_keep_inputs(false);
     return 0;
 }
 

@@ -22,6 +22,7 @@
 #include "batch.h"
 #include "config.h"
 #include "crossentropy.h"
+#include "gemm.h"
 #include "heads.h"
 
 /* One named tensor inside the parameter buffer. */
@@ -59,6 +60,9 @@ typedef struct plm_model {
     int num_aliases;
     size_t num_params;
     float *params, *grads; /* one buffer each; grads allocated by plm_model_reserve */
+    /* bf16 copy of params for the bf16 GEMMs (gemm.h): filled by AdamW's pass under
+     * --bf16, stale after any other write of params (plm_model_params_written). */
+    plm_bf16_mirror params16;
 
     plm_backbone bb[PLM_MAX_BACKBONES];
     int num_backbones;
@@ -89,6 +93,10 @@ plm_model *plm_model_create_spec(const plm_model_spec *s, uint64_t seed);
 /* plm_model_create_spec of plm_model_spec_default(config). */
 plm_model *plm_model_create(const plm_config *config, uint64_t seed);
 void plm_model_free(plm_model *m);
+/* Must follow every write of m->params other than plm_adamw_step's (loading, copying
+ * weights in, a test setting them): the bf16 copy of the weights becomes stale, and the
+ * bf16 GEMMs round the fp32 weights themselves until the next AdamW step refreshes it. */
+void plm_model_params_written(plm_model *m);
 /* Allocates activations and gradients for batches up to B x T (T <= max_position_embeddings). */
 int plm_model_reserve(plm_model *m, int B, int T);
 void plm_model_zero_grad(plm_model *m);

@@ -303,6 +303,7 @@ int plm_model_load_weights_ex(plm_model *m, const char *path, bool strict, plm_l
     }
     rc = 0;
 done:
+    plm_model_params_written(m); /* even on failure: some tensors may have been written */
     if (report && rc == 0) {
         report->newly_initialized = fresh ? fresh : plm_strdup("");
         report->unused = unused ? unused : plm_strdup("");

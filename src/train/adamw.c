@@ -8,6 +8,7 @@
 
 #include "core/common.h"
 #include "core/profile.h"
+#include "model/gemm.h"
 
 plm_adamw_hparams plm_adamw_defaults(float learning_rate) {
     return (plm_adamw_hparams){
@@ -39,6 +40,20 @@ void plm_adamw_step(plm_adamw *o, plm_model *model, const plm_adamw_hparams *h, 
     float b1 = h->beta1, b2 = h->beta2, eps = h->eps;
     float bc1 = 1.0f - powf(b1, (float)o->step), bc2 = 1.0f - powf(b2, (float)o->step);
     float step_size = lr / bc1, inv_sqrt_bc2 = 1.0f / sqrtf(bc2);
+    /* Under bf16 the same pass writes the weights' bf16 mirror (model.h params16), so the
+     * GEMMs read it instead of rounding every weight again in forward and in backward.
+     * Only a whole-model update refreshes it: a ZeRO-1 slice leaves the rest to the
+     * all-gather, after which the mirror is stale and the GEMMs round for themselves. */
+    plm_bf16_mirror *mir = &model->params16;
+    uint16_t *w16 = NULL;
+    if (plm_gemm_bf16() && plm_gemm_bf16_reuse() && o->offset == 0 && o->n == model->num_params &&
+        plm_gemm_mirror_registered(mir) && mir->base == model->params && mir->n == model->num_params) {
+        if (!mir->w) { /* once per model; zeroed so the gaps between tensors are defined */
+            mir->w = plm_aligned_alloc(model->num_params * sizeof(uint16_t));
+            memset(mir->w, 0, model->num_params * sizeof(uint16_t));
+        }
+        w16 = mir->w;
+    }
     /* One parallel region for the whole update: every tensor's loop is split over the
      * team without a barrier between tensors (nowait), so ~16 tensors per layer cost one
      * fork/join instead of one each (the small ones used to run serially). The update is
@@ -53,16 +68,35 @@ void plm_adamw_step(plm_adamw *o, plm_model *model, const plm_adamw_hparams *h, 
         float *p = model->params + lo, *g = model->grads + lo;
         float *m = o->m + (lo - o->offset), *v = o->v + (lo - o->offset);
         size_t n = hi - lo;
+        if (w16) { /* the same update, plus the rounded new value */
+            uint16_t *w = w16 + lo;
 #pragma omp for simd schedule(static) nowait
-        for (size_t k = 0; k < n; k++) {
-            float gk = g[k];
-            float mk = b1 * m[k] + (1.0f - b1) * gk;
-            float vk = b2 * v[k] + (1.0f - b2) * gk * gk;
-            m[k] = mk;
-            v[k] = vk;
-            p[k] = p[k] * decay - step_size * mk / (sqrtf(vk) * inv_sqrt_bc2 + eps);
+            for (size_t k = 0; k < n; k++) {
+                float gk = g[k];
+                float mk = b1 * m[k] + (1.0f - b1) * gk;
+                float vk = b2 * v[k] + (1.0f - b2) * gk * gk;
+                m[k] = mk;
+                v[k] = vk;
+                float pk = p[k] * decay - step_size * mk / (sqrtf(vk) * inv_sqrt_bc2 + eps);
+                p[k] = pk;
+                w[k] = plm_to_bf16(pk);
+            }
+        } else {
+#pragma omp for simd schedule(static) nowait
+            for (size_t k = 0; k < n; k++) {
+                float gk = g[k];
+                float mk = b1 * m[k] + (1.0f - b1) * gk;
+                float vk = b2 * v[k] + (1.0f - b2) * gk * gk;
+                m[k] = mk;
+                v[k] = vk;
+                p[k] = p[k] * decay - step_size * mk / (sqrtf(vk) * inv_sqrt_bc2 + eps);
+            }
         }
     }
+    if (w16)
+        mir->w_gen = mir->gen; /* every tensor was rewritten together with its copy */
+    else
+        plm_bf16_mirror_stale(mir); /* rewritten without it (fp32, a slice, reuse off) */
     plm_prof_end("adamw", prof_t0);
 }
 

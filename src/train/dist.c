@@ -357,6 +357,7 @@ void plm_grad_sync_adamw_step(plm_grad_sync *s, plm_adamw *o, const plm_adamw_hp
             displs[r] = (int)s->lo[r];
         }
         MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, s->m->params, counts, displs, MPI_FLOAT, MPI_COMM_WORLD);
+        plm_model_params_written(s->m);
         free(counts);
     }
 #endif

@@ -208,6 +208,7 @@ static int copy_part(plm_model *j, plm_model *part, const char *prefix, bool to_
         else
             memcpy(jp, pp, t->numel * sizeof(float));
     }
+    plm_model_params_written(to_part ? part : j);
     return 0;
 }
 

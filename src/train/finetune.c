@@ -646,6 +646,7 @@ int plm_ft_train(plm_model *m, const plm_ft_loop_task *lt, const plm_ft_args *a,
     if (!quiet) plm_progress_finish(&pb, status);
     /* the final model is the best one seen (HF's load_best_model_at_end) */
     if (s.best_step >= 0) memcpy(m->params, best_params, m->num_params * sizeof(float));
+    plm_model_params_written(m);
     char sstep[32];
     snprintf(sstep, sizeof sstep, "%ld", s.best_step >= 0 ? s.best_step : s.step);
     const char *meta[] = {"step", sstep};

@@ -323,6 +323,7 @@ static int load_training_state(const char *dir, plm_model *m, plm_adamw *o, long
         bool same = j->num_params == m->num_params && j->num_tensors == m->num_tensors;
         for (int i = 0; same && i < m->num_tensors; i++) same = strcmp(j->tensors[i].name, m->tensors[i].name) == 0;
         if (same) memcpy(m->params, j->params, m->num_params * sizeof(float));
+        plm_model_params_written(m);
         plm_model_free(j);
         if (!same) {
             plm_error("%s: the checkpoint's generator and discriminator differ from this model's", dir);
@@ -694,10 +695,14 @@ int plm_train(plm_model *m, const plm_tokenizer *tok, const plm_token_stream *tr
         have_dl2 = true;
     }
     if (valid && valid->n > 0) {
-        if (plm_dataloader_init(&vdl, valid, first, &a->obj, &vocab, T, a->seed ^ 0x7a11dULL, false) != 0) goto out;
+        /* Shuffled with a fixed seed: the eval_batches x B windows of an evaluation are
+         * spread over the whole validation set (in order they would all come from its
+         * first documents: NSP's random B segments then all came from one other
+         * document), and they are the same windows at every evaluation. */
+        if (plm_dataloader_init(&vdl, valid, first, &a->obj, &vocab, T, a->seed ^ 0x7a11dULL, true) != 0) goto out;
         have_valid = true;
         if (two_phase) {
-            if (plm_dataloader_init(&vdl2, valid, PLM_OBJ_MLM, &a->obj, &vocab, T, a->seed ^ 0x7a11dULL, false) != 0)
+            if (plm_dataloader_init(&vdl2, valid, PLM_OBJ_MLM, &a->obj, &vocab, T, a->seed ^ 0x7a11dULL, true) != 0)
                 goto out;
             have_vdl2 = true;
         }
