@@ -1,7 +1,8 @@
 /* test_ops.c - numerical robustness of the ops (issue 6):
  *   - any thread count: per-thread partial sums are not dropped (more than 256
  *     threads), a team raised after plm_model_reserve is safe (omp_set_num_threads),
- *     and reductions give the same bits for 1, 2 and 300 threads;
+ *     and reductions give the same bits for 1, 2 and 300 threads (the bias gradients
+ *     fused into GELU's and dropout's backward passes too);
  *   - divergence: NaN / inf logits give a non-finite loss without reading out of
  *     bounds; the fast exp is defined for NaN, +-inf and huge inputs;
  *     plm_first_nonfinite names the first tensor with a NaN or inf;
@@ -23,7 +24,9 @@
 #include "core/rng.h"
 #include "model/attention.h"
 #include "model/crossentropy.h"
+#include "model/dropout.h"
 #include "model/fastmath.h"
+#include "model/gelu.h"
 #include "model/gemm.h"
 #include "model/layernorm.h"
 #include "model/linear.h"
@@ -232,6 +235,43 @@ static void test_linear_bias_threads(void) {
     free(w);
 }
 
+/* The bias gradients fused into GELU's and dropout's backward passes: the same bits for
+ * 1, 2 and 300 threads, and the bits of colsum_accumulate on the same dout. */
+static void test_fused_bias_threads(void) {
+    int N = 613, I = 70;
+    size_t n = (size_t)N * I;
+    float *pre = frand(n, 3.0f), *dout = frand(n, 1.0f);
+    int threads[3] = {1, 2, MANY};
+    float *dx[2][3], *db[2][3];
+    for (int k = 0; k < 3; k++) {
+        omp_set_num_threads(threads[k]);
+        for (int f = 0; f < 2; f++) {
+            dx[f][k] = plm_aligned_alloc(n * sizeof(float));
+            db[f][k] = plm_aligned_alloc((size_t)I * sizeof(float));
+            for (int o = 0; o < I; o++) db[f][k][o] = 0.25f;
+        }
+        gelu_backward_colsum(dx[0][k], pre, dout, N, I, PLM_GELU_TANH, db[0][k]);
+        dropout_backward_colsum(dx[1][k], dout, N, I, 0.1f, 77, db[1][k]);
+    }
+    omp_set_num_threads(2);
+    const char *names[2] = {"gelu", "dropout"};
+    for (int f = 0; f < 2; f++) {
+        float ref[70];
+        for (int o = 0; o < I; o++) ref[o] = 0.25f;
+        colsum_accumulate(ref, dx[f][0], N, I);
+        bool same = !memcmp(ref, db[f][0], (size_t)I * sizeof(float));
+        for (int k = 1; k < 3; k++)
+            same &= !memcmp(dx[f][0], dx[f][k], n * sizeof(float)) &&
+                    !memcmp(db[f][0], db[f][k], (size_t)I * sizeof(float));
+        char name[64];
+        snprintf(name, sizeof name, "fused_bias_grad_same_bits_%s", names[f]);
+        TEST_CHECK(same, name, "bias gradient differs between thread counts or from colsum_accumulate");
+        for (int k = 0; k < 3; k++) free(dx[f][k]), free(db[f][k]);
+    }
+    free(pre);
+    free(dout);
+}
+
 static void test_layernorm_threads(void) {
     int N = 517, C = 40;
     float *inp = frand((size_t)N * C, 2.0f), *dout = frand((size_t)N * C, 1.0f), *w = frand(C, 1.0f),
@@ -286,15 +326,17 @@ static void test_attention_threads(void) {
     for (int i = 0; i < B * T; i++) mask[i] = i % T < T - (i / T) % 3;
     size_t natt = attention_saved_floats(B, NH, T, T, C / NH);
     int threads[3] = {1, 2, MANY};
-    float *outs[3], *dqkvs[3];
+    float *outs[3], *dqkvs[3], *dbs[3];
     for (int k = 0; k < 3; k++) {
         omp_set_num_threads(2);
         float *att = plm_aligned_alloc(natt * 4);
         outs[k] = plm_aligned_alloc((size_t)B * T * C * 4);
         dqkvs[k] = plm_aligned_alloc((size_t)B * T * 3 * C * 4);
+        dbs[k] = plm_aligned_alloc(3 * (size_t)C * 4);
+        for (int c = 0; c < 3 * C; c++) dbs[k][c] = 0.5f;
         omp_set_num_threads(threads[k]);
         attention_forward(outs[k], att, qkv, mask, B, T, C, NH, false, 0.25f, 77);
-        attention_backward(dqkvs[k], dout, qkv, att, B, T, C, NH, 0.25f, 77);
+        attention_backward_qkv_bias(dqkvs[k], dout, qkv, att, B, T, C, NH, 0.25f, 77, dbs[k]);
         free(att);
     }
     omp_set_num_threads(2);
@@ -304,9 +346,21 @@ static void test_attention_threads(void) {
         e = fmax(e, max_abs_diff(dqkvs[0], dqkvs[k], (size_t)B * T * 3 * C));
     }
     TEST_CHECK(e < 1e-5, "attention_threads_match", "max difference to 1 thread %.3g", e);
+    /* the qkv bias gradient summed in the backward pass: the column sums of dqkv, with
+     * the same bits for any number of threads */
+    double eb = 0.0;
+    for (int c = 0; c < 3 * C; c++) {
+        double ref = 0.5;
+        for (int i = 0; i < B * T; i++) ref += dqkvs[0][(size_t)i * 3 * C + c];
+        eb = fmax(eb, fabs(ref - dbs[0][c]));
+    }
+    TEST_CHECK(eb < 1e-4, "attention_qkv_bias_grad", "max error %.3g", eb);
+    TEST_CHECK(!memcmp(dbs[0], dbs[1], 3 * (size_t)C * 4) && !memcmp(dbs[0], dbs[2], 3 * (size_t)C * 4),
+               "attention_qkv_bias_same_bits", "the qkv bias gradient differs between thread counts");
     for (int k = 0; k < 3; k++) {
         free(outs[k]);
         free(dqkvs[k]);
+        free(dbs[k]);
     }
     free(qkv);
     free(dout);
@@ -562,6 +616,7 @@ static const struct {
     {"crossentropy_threads", test_crossentropy_threads},
     {"optimizer_threads", test_optimizer_threads},
     {"linear_bias_threads", test_linear_bias_threads},
+    {"fused_bias_threads", test_fused_bias_threads},
     {"layernorm_threads", test_layernorm_threads},
     {"attention_threads", test_attention_threads},
     {"model_threads_raised", test_model_threads_raised},

@@ -421,6 +421,71 @@ static void case_dropout(const char *name, float p) {
     dump_end();
 }
 
+/* The bias gradients fused into the backward pass that makes dout (linear.h), with the
+ * forward as the backbone runs it (the GEMM adds the bias):
+ *   pre = x + bias, out = act(pre);  dx = dout * act'(pre), dbias += sum_rows dx
+ * (gelu_backward_colsum). N = 70 rows is three chunks of the column sums; I odd.
+ * Self-check: the bits of gelu_backward then colsum_accumulate. */
+static void case_bias_gelu(const char *name, plm_gelu_kind kind) {
+    int N = 70, I = 45;
+    size_t n = (size_t)N * I;
+    dump_begin(name, "bias_gelu");
+    float *x = frand(n, 4.0f), *b = frand(I, 1.0f), *dout = frand(n, 1.0f);
+    float *pre = fnan(n), *out = fnan(n), *dx = fnan(n), *db = frand(I, 1.0f), *db0 = fcopy(db, I);
+    for (int r = 0; r < N; r++)
+        for (int i = 0; i < I; i++) pre[(size_t)r * I + i] = x[(size_t)r * I + i] + b[i];
+    gelu_forward(out, pre, n, kind);
+    gelu_backward_colsum(dx, pre, dout, N, I, kind, db);
+    check_written(name, "out", out, n), check_written(name, "grad_inp", dx, n);
+    float *dx2 = fnan(n), *db2 = fcopy(db0, I);
+    gelu_backward(dx2, pre, dout, n, kind);
+    colsum_accumulate(db2, dx2, N, I);
+    CHECK(!memcmp(dx, dx2, n * 4) && !memcmp(db, db2, I * 4), cname("parity_self.%s.backward_equals_unfused", name),
+          "differs from gelu_backward then colsum_accumulate");
+    /* dinp may alias dout */
+    float *inplace = fcopy(dout, n), *db3 = fcopy(db0, I);
+    gelu_backward_colsum(inplace, pre, inplace, N, I, kind, db3);
+    CHECK(!memcmp(inplace, dx, n * 4) && !memcmp(db3, db, I * 4), cname("parity_self.%s.backward_in_place", name),
+          "in-place backward differs");
+    meta("kind", "%s", kind == PLM_GELU_ERF ? "erf" : "tanh");
+    put_f32("inp", x, 2, N, I), put_f32("bias", b, 1, I), put_f32("pre", pre, 2, N, I), put_f32("out", out, 2, N, I);
+    put_f32("dout", dout, 2, N, I), put_f32("init.grad.bias", db0, 1, I);
+    put_f32("grad.inp", dx, 2, N, I), put_f32("grad.bias", db, 1, I);
+    dump_end();
+}
+
+/* out = res + dropout(x + bias) (the GEMM adds the bias, then residual_dropout_forward)
+ * and its backward as the backbone runs it: g = dout stays as grad.res, dx =
+ * dropout_backward(g) (g itself when p == 0) with the bias gradient summed on the way
+ * (dropout_backward_colsum). Self-check: the bits of dropout_backward then
+ * colsum_accumulate. */
+static void case_bias_residual(const char *name, float p) {
+    int N = 70, C = 29;
+    size_t n = (size_t)N * C;
+    uint64_t key = 0x5eed77;
+    dump_begin(name, "bias_residual");
+    float *res = frand(n, 1.0f), *x = frand(n, 1.0f), *b = frand(C, 1.0f), *dout = frand(n, 1.0f), *out = fnan(n);
+    float *db = frand(C, 1.0f), *db0 = fcopy(db, C), *xb = fnan(n);
+    for (int r = 0; r < N; r++)
+        for (int c = 0; c < C; c++) xb[(size_t)r * C + c] = x[(size_t)r * C + c] + b[c];
+    residual_dropout_forward(out, res, xb, n, p, key);
+    float *g = fcopy(dout, n), *dx = p > 0.0f ? fnan(n) : g;
+    dropout_backward_colsum(dx, g, N, C, p, key, db);
+    check_written(name, "out", out, n), check_written(name, "grad_x", dx, n);
+    float *dx2 = fnan(n), *db2 = fcopy(db0, C);
+    dropout_backward(dx2, dout, n, p, key);
+    colsum_accumulate(db2, dx2, N, C);
+    CHECK(!memcmp(dx2, dx, n * 4) && !memcmp(db2, db, C * 4) && !memcmp(g, dout, n * 4),
+          cname("parity_self.%s.backward_equals_unfused", name),
+          "differs from dropout_backward then colsum_accumulate (or the residual gradient changed)");
+    meta("p", "%.9g", p);
+    put_f32("res", res, 2, N, C), put_f32("x", x, 2, N, C), put_f32("bias", b, 1, C), put_f32("out", out, 2, N, C);
+    put_f32("mask", drop_mask(n, p, key, 0), 2, N, C), put_f32("dout", dout, 2, N, C);
+    put_f32("init.grad.bias", db0, 1, C);
+    put_f32("grad.res", g, 2, N, C), put_f32("grad.x", dx, 2, N, C), put_f32("grad.bias", db, 1, C);
+    dump_end();
+}
+
 /* Dropout statistics over many elements: the kept fraction is 1 - p within 5 sigma, the
  * mean is preserved (inverted dropout), masks differ between keys and are reproducible. */
 static void dropout_statistics(void) {
@@ -485,6 +550,11 @@ static void case_attention(const char *name, bool causal, bool padded, float p, 
     attention_backward(dqkv, dout, qkv, att, B, T, C, NH, p, key);
     check_written(name, "out", out, no), check_written(name, "att", att, na);
     check_written(name, "grad_qkv", dqkv, nq);
+    /* the qkv bias gradient summed in the same pass (from a random start): dqkv unchanged */
+    float *dqkv2 = fnan(nq), *db = frand(3 * (size_t)C, 1.0f), *db0 = fcopy(db, 3 * (size_t)C);
+    attention_backward_qkv_bias(dqkv2, dout, qkv, att, B, T, C, NH, p, key, db);
+    CHECK(!memcmp(dqkv2, dqkv, nq * 4), cname("parity_self.%s.bias_variant_same_grad", name),
+          "attention_backward_qkv_bias changes dqkv");
     /* every row here sees at least key 0: a finite log-sum-exp */
     CHECK(all_finite(att, nlse), cname("parity_self.%s.lse_finite", name), "a row's log-sum-exp is not finite");
     meta("B", "%d", B), meta("T", "%d", T), meta("C", "%d", C), meta("NH", "%d", NH);
@@ -493,6 +563,7 @@ static void case_attention(const char *name, bool causal, bool padded, float p, 
     if (p > 0.0f) put_f32("dropmask", drop_mask((size_t)B * NH * T * T, p, key, 0), 4, B, NH, T, T);
     put_f32("out", out, 3, B, T, C), put_f32("lse", att, 3, B, NH, T), put_f32("dout", dout, 3, B, T, C);
     put_f32("grad.qkv", dqkv, 3, B, T, 3 * C);
+    put_f32("init.grad.qkv_bias", db0, 1, 3 * C), put_f32("grad.qkv_bias", db, 1, 3 * C);
     if (verbose && p == 0.0f && T < 64) {
         float *g = fcopy(dqkv, nq);
         attn_ctx ctx = {fnan(no), fnan(na), qkv, dout, mask, B, T, C, NH, causal};
@@ -536,6 +607,13 @@ static void case_attention_ex(const char *name, int Tq, int Tk, bool causal, flo
                     .dropout_key = key};
     attention_forward_ex(&a, out, att);
     attention_backward_ex(&a, dout, att, dq, dkv, dkv + C, ds);
+    /* the bias gradients of the q and k | v projections summed in the same pass */
+    float *dq2 = fnan(nq), *dkv2 = fnan(nkv), *ds2 = fnan(nds), *dbq = frand(C, 1.0f),
+          *dbkv = frand(2 * (size_t)C, 1.0f);
+    float *dbq0 = fcopy(dbq, C), *dbkv0 = fcopy(dbkv, 2 * (size_t)C);
+    attention_backward_bias(&a, dout, att, dq2, dkv2, dkv2 + C, ds2, dbq, dbkv, dbkv + C);
+    CHECK(!memcmp(dq2, dq, nq * 4) && !memcmp(dkv2, dkv, nkv * 4) && !memcmp(ds2, ds, nds * 4),
+          cname("parity_self.%s.bias_variant_same_grad", name), "attention_backward_bias changes the gradients");
     check_written(name, "out", out, no), check_written(name, "dscores", ds, nds);
     /* the gradient goes to the head's columns only; the padding columns stay poisoned */
     bool cols_ok = true;
@@ -554,6 +632,8 @@ static void case_attention_ex(const char *name, int Tq, int Tk, bool causal, flo
     put_f32("out", out, 3, B, Tq, C), put_f32("dout", dout, 3, B, Tq, C);
     put_f32("grad.q", dq, 3, B, Tq, ldq), put_f32("grad.kv", dkv, 3, B, Tk, ldkv);
     put_f32("grad.scores", ds, 4, B, NH, Tq, Tk);
+    put_f32("init.grad.q_bias", dbq0, 1, C), put_f32("grad.q_bias", dbq, 1, C);
+    put_f32("init.grad.kv_bias", dbkv0, 1, 2 * C), put_f32("grad.kv_bias", dbkv, 1, 2 * C);
     dump_end();
 }
 
@@ -1879,6 +1959,10 @@ int main(int argc, char **argv) {
     case_residual("residual_dropout", 0.3f);
     case_dropout("dropout_p0", 0.0f);
     case_dropout("dropout", 0.25f);
+    case_bias_gelu("bias_gelu_erf", PLM_GELU_ERF);
+    case_bias_gelu("bias_gelu_tanh", PLM_GELU_TANH);
+    case_bias_residual("bias_residual", 0.0f);
+    case_bias_residual("bias_residual_dropout", 0.2f);
     case_attention("attention_causal", true, true, 0.0f, 13);
     case_attention("attention_bidir", false, true, 0.0f, 13);
     case_attention("attention_nomask", false, false, 0.0f, 13);

@@ -173,6 +173,17 @@ void attention_forward_ex(const attn_shape *a, float *out, float *att) {
     plm_prof_end("attention", prof_t0);
 }
 
+/* Column sums of one head's gradient rows (n rows of hs, stride ld) into acc[hs]
+ * (overwritten), rows in order. */
+static void head_colsum(float *acc, const float *g, int n, int hs, int ld) {
+    memset(acc, 0, (size_t)hs * sizeof(float));
+    for (int i = 0; i < n; i++) {
+        const float *r = g + (size_t)i * ld;
+#pragma omp simd
+        for (int c = 0; c < hs; c++) acc[c] += r[c];
+    }
+}
+
 /* With P = softmax(S), Pd = dropout(P), O = Pd V and D_i = rowsum(dP * P)_i:
  *   dV = Pd^T dO,  dPd = dO V^T,  dP = dropout(dPd),
  *   dS = P * (dP - D),  dQ = scale dS K,  dK = scale dS^T Q,
@@ -180,11 +191,15 @@ void attention_forward_ex(const attn_shape *a, float *out, float *att) {
  * D_i = sum_j dP_ij P_ij = sum_j dPd_ij Pd_ij = dO_i . O_i, from the saved output, so
  * one sweep over the tiles suffices. Each (batch, head) is one thread's: it owns the
  * rows of dK, dV (accumulated over query blocks) and dQ of that head. */
-void attention_backward_ex(const attn_shape *a, const float *dout, const float *att, float *dq, float *dk, float *dv,
-                           float *dscores) {
+void attention_backward_bias(const attn_shape *a, const float *dout, const float *att, float *dq, float *dk, float *dv,
+                             float *dscores, float *dbq, float *dbk, float *dbv) {
     double prof_t0 = plm_prof_begin();
     int B = a->B, Tq = a->Tq, Tk = a->Tk, NH = a->NH, hs = a->hs, ldo = NH * hs;
     const float *lse_all = att, *osave = att + (size_t)B * NH * Tq, *kmask = saved_mask(a, att);
+    /* the bias gradients: per batch row b, partial column sums [q | k | v] of width ldo,
+     * each (b, head) slice written by its task; then summed over b in order */
+    bool dbias = dbq || dbk || dbv;
+    float *bpart = dbias ? plm_thread_scratch(5, (size_t)B * 3 * ldo) : NULL;
 #pragma omp parallel
     {
         float *p = plm_thread_scratch(3, (size_t)3 * ATT_BQ * ATT_BK + ATT_BQ);
@@ -244,9 +259,30 @@ void attention_backward_ex(const attn_shape *a, const float *dout, const float *
                               dkh + (size_t)j0 * a->ldk, a->ldk);
                 }
             }
+            if (dbias) { /* this head's gradients are final and still in cache */
+                float *bp = bpart + (size_t)b * 3 * ldo + h * hs;
+                head_colsum(bp, dqh, Tq, hs, a->ldq);
+                head_colsum(bp + ldo, dkh, Tk, hs, a->ldk);
+                head_colsum(bp + 2 * ldo, dvh, Tk, hs, a->ldv);
+            }
+        }
+        if (dbias) {
+#pragma omp for schedule(static)
+            for (int j = 0; j < 3 * ldo; j++) {
+                float *dst = j < ldo ? dbq : j < 2 * ldo ? dbk : dbv;
+                if (!dst) continue;
+                float acc = bpart[j];
+                for (int b = 1; b < B; b++) acc += bpart[(size_t)b * 3 * ldo + j];
+                dst[j % ldo] += acc;
+            }
         }
     }
     plm_prof_end("attention", prof_t0);
+}
+
+void attention_backward_ex(const attn_shape *a, const float *dout, const float *att, float *dq, float *dk, float *dv,
+                           float *dscores) {
+    attention_backward_bias(a, dout, att, dq, dk, dv, dscores, NULL, NULL, NULL);
 }
 
 static attn_shape fused_shape(const float *qkv, const uint8_t *attn_mask, int B, int T, int C, int NH, bool causal,
@@ -278,7 +314,13 @@ void attention_forward(float *out, float *att, const float *qkv, const uint8_t *
 
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, int B, int T, int C, int NH,
                         float dropout_p, uint64_t dropout_key) {
+    attention_backward_qkv_bias(dqkv, dout, qkv, att, B, T, C, NH, dropout_p, dropout_key, NULL);
+}
+
+void attention_backward_qkv_bias(float *dqkv, const float *dout, const float *qkv, const float *att, int B, int T,
+                                 int C, int NH, float dropout_p, uint64_t dropout_key, float *dqkv_bias) {
     attn_shape a = fused_shape(qkv, NULL, B, T, C, NH, false, dropout_p, dropout_key);
     a.causal = saved_mask(&a, att)[(size_t)B * T] != 0.0f; /* the mask itself is read from att too */
-    attention_backward_ex(&a, dout, att, dqkv, dqkv + C, dqkv + 2 * C, NULL);
+    attention_backward_bias(&a, dout, att, dqkv, dqkv + C, dqkv + 2 * C, NULL, dqkv_bias,
+                            dqkv_bias ? dqkv_bias + C : NULL, dqkv_bias ? dqkv_bias + 2 * C : NULL);
 }

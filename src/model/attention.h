@@ -47,6 +47,14 @@ void attention_forward_ex(const attn_shape *a, float *out, float *att);
 void attention_backward_ex(const attn_shape *a, const float *dout, const float *att, float *dq, float *dk, float *dv,
                            float *dscores);
 
+/* attention_backward_ex, and the bias gradients of the linear layers that produced q,
+ * k and v: dbq, dbk, dbv [NH*hs] += the column sums of dq, dk, dv (each may be NULL).
+ * Summed per (batch, head) by the task that owns those rows while they are in cache,
+ * then over the batch in order: deterministic, the same bits for any number of threads
+ * (not those of colsum_accumulate, which sums in other chunks). */
+void attention_backward_bias(const attn_shape *a, const float *dout, const float *att, float *dq, float *dk, float *dv,
+                             float *dscores, float *dbq, float *dbk, float *dbv);
+
 /* The fused self-attention: attn_mask: [B, T] with 1 = real token, 0 = padding; NULL
  * means no padding. */
 void attention_forward(float *out, float *att, const float *qkv, const uint8_t *attn_mask, int B, int T, int C, int NH,
@@ -55,5 +63,8 @@ void attention_forward(float *out, float *att, const float *qkv, const uint8_t *
 /* dqkv = gradient w.r.t. qkv (overwritten) from dout = gradient w.r.t. out. */
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, int B, int T, int C, int NH,
                         float dropout_p, uint64_t dropout_key);
+/* The same, and dqkv_bias [3C] += the column sums of dqkv (attention_backward_bias). */
+void attention_backward_qkv_bias(float *dqkv, const float *dout, const float *qkv, const float *att, int B, int T,
+                                 int C, int NH, float dropout_p, uint64_t dropout_key, float *dqkv_bias);
 
 #endif

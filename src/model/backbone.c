@@ -305,19 +305,22 @@ static void cross_backward(plm_backbone *bb, int l, float pd, float pa) {
     const plm_layer_weights *w = &bb->w.layers[l];
     plm_layer_weights *g = &bb->g.layers[l];
     plm_layer_acts *a = &bb->acts[l];
-    float *dcross = bb->g_resid;
-    if (pd > 0.0f) dropout_backward(dcross = bb->g_b, bb->g_resid, N * C, pd, backbone_drop_key(bb, l, 4));
-    linear_backward(bb->g_atty, g->cproj_w, g->cproj_b, dcross, a->caty, w->cproj_w, (int)N, C, C, false);
+    /* the output projection's bias gradient is summed in the dropout's backward pass */
+    float *dcross = pd > 0.0f ? bb->g_b : bb->g_resid;
+    dropout_backward_colsum(dcross, bb->g_resid, (int)N, C, pd, backbone_drop_key(bb, l, 4), g->cproj_b);
+    linear_backward(bb->g_atty, g->cproj_w, NULL, dcross, a->caty, w->cproj_w, (int)N, C, C, false);
     attn_shape cs = cross_shape(bb, a, l, pa);
-    attention_backward_ex(&cs, bb->g_atty, a->catt, bb->g_cq, bb->g_ckv, bb->g_ckv + C, NULL);
+    /* the query, key and value biases' gradients are summed in attention's backward pass */
+    attention_backward_bias(&cs, bb->g_atty, a->catt, bb->g_cq, bb->g_ckv, bb->g_ckv + C, NULL, g->cq_b, g->ckv_b,
+                            g->ckv_b + C);
     const float *cin = c->pre_layernorm ? a->lnc : a->ln1;
     if (c->pre_layernorm) {
         /* g_a becomes d LN(res1); the caller runs that LayerNorm backward */
-        linear_backward(bb->g_a, g->cq_w, g->cq_b, bb->g_cq, cin, w->cq_w, (int)N, C, C, false);
+        linear_backward(bb->g_a, g->cq_w, NULL, bb->g_cq, cin, w->cq_w, (int)N, C, C, false);
     } else {
-        linear_backward(bb->g_a, g->cq_w, g->cq_b, bb->g_cq, cin, w->cq_w, (int)N, C, C, true);
+        linear_backward(bb->g_a, g->cq_w, NULL, bb->g_cq, cin, w->cq_w, (int)N, C, C, true);
     }
-    linear_backward(bb->d_enc, g->ckv_w, g->ckv_b, bb->g_ckv, bb->enc, w->ckv_w, bb->B * bb->Tk, C, 2 * C, true);
+    linear_backward(bb->d_enc, g->ckv_w, NULL, bb->g_ckv, bb->enc, w->ckv_w, bb->B * bb->Tk, C, 2 * C, true);
 }
 
 void backbone_backward(plm_backbone *bb) {
@@ -356,11 +359,12 @@ void backbone_backward(plm_backbone *bb) {
         const float *x = layer_input(bb, l);
         if (c->pre_layernorm) {
             /* g_resid = d res2. MLP branch: res2 = res1 + drop(proj(gelu(fc(ln2)))) */
-            float *dmlp = bb->g_resid;
-            if (pd > 0.0f) dropout_backward(dmlp = bb->g_b, bb->g_resid, N * C, pd, backbone_drop_key(bb, l, 2));
-            linear_backward(bb->g_fch, g->proj_w, g->proj_b, dmlp, a->fch_gelu, w->proj_w, (int)N, I, C, false);
-            gelu_backward(bb->g_fch, a->fch, bb->g_fch, N * I, c->hidden_act);
-            linear_backward(bb->g_a, g->fc_w, g->fc_b, bb->g_fch, a->ln2, w->fc_w, (int)N, C, I, false);
+            /* the MLP's bias gradients are summed in the dropout's and GELU's backward passes */
+            float *dmlp = pd > 0.0f ? bb->g_b : bb->g_resid;
+            dropout_backward_colsum(dmlp, bb->g_resid, (int)N, C, pd, backbone_drop_key(bb, l, 2), g->proj_b);
+            linear_backward(bb->g_fch, g->proj_w, NULL, dmlp, a->fch_gelu, w->proj_w, (int)N, I, C, false);
+            gelu_backward_colsum(bb->g_fch, a->fch, bb->g_fch, (int)N, I, c->hidden_act, g->fc_b);
+            linear_backward(bb->g_a, g->fc_w, NULL, bb->g_fch, a->ln2, w->fc_w, (int)N, C, I, false);
             layernorm_backward(bb->g_resid, g->ln2_w, g->ln2_b, bb->g_a, cross ? a->resc : a->res1, w->ln2_w,
                                a->ln2_mean, a->ln2_rstd, (int)N, C, true);
             if (cross) {
@@ -370,24 +374,25 @@ void backbone_backward(plm_backbone *bb) {
                                    a->lnc_rstd, (int)N, C, true);
             }
             /* g_resid = d res1. Attention branch: res1 = x + drop(proj(attn(qkv(ln1)))) */
-            float *dattn = bb->g_resid;
-            if (pd > 0.0f) dropout_backward(dattn = bb->g_b, bb->g_resid, N * C, pd, backbone_drop_key(bb, l, 1));
-            linear_backward(bb->g_atty, g->attn_proj_w, g->attn_proj_b, dattn, a->atty, w->attn_proj_w, (int)N, C, C,
-                            false);
-            attention_backward(bb->g_qkv, bb->g_atty, a->qkv, a->att, B, T, C, NH, pa, backbone_drop_key(bb, l, 0));
-            linear_backward(bb->g_a, g->qkv_w, g->qkv_b, bb->g_qkv, a->ln1, w->qkv_w, (int)N, C, 3 * C, false);
+            float *dattn = pd > 0.0f ? bb->g_b : bb->g_resid;
+            dropout_backward_colsum(dattn, bb->g_resid, (int)N, C, pd, backbone_drop_key(bb, l, 1), g->attn_proj_b);
+            linear_backward(bb->g_atty, g->attn_proj_w, NULL, dattn, a->atty, w->attn_proj_w, (int)N, C, C, false);
+            /* the qkv bias gradient is summed in attention's backward pass */
+            attention_backward_qkv_bias(bb->g_qkv, bb->g_atty, a->qkv, a->att, B, T, C, NH, pa,
+                                        backbone_drop_key(bb, l, 0), g->qkv_b);
+            linear_backward(bb->g_a, g->qkv_w, NULL, bb->g_qkv, a->ln1, w->qkv_w, (int)N, C, 3 * C, false);
             layernorm_backward(bb->g_resid, g->ln1_w, g->ln1_b, bb->g_a, x, w->ln1_w, a->ln1_mean, a->ln1_rstd, (int)N,
                                C, true);
         } else {
             /* g_resid = d ln2 = d out. res2 = ln1 + drop(mlp(ln1)); ln2 = LN(res2) */
             layernorm_backward(bb->g_a, g->ln2_w, g->ln2_b, bb->g_resid, a->res2, w->ln2_w, a->ln2_mean, a->ln2_rstd,
                                (int)N, C, false);
-            float *dmlp = bb->g_a;
-            if (pd > 0.0f) dropout_backward(dmlp = bb->g_b, bb->g_a, N * C, pd, backbone_drop_key(bb, l, 2));
-            linear_backward(bb->g_fch, g->proj_w, g->proj_b, dmlp, a->fch_gelu, w->proj_w, (int)N, I, C, false);
-            gelu_backward(bb->g_fch, a->fch, bb->g_fch, N * I, c->hidden_act);
+            float *dmlp = pd > 0.0f ? bb->g_b : bb->g_a;
+            dropout_backward_colsum(dmlp, bb->g_a, (int)N, C, pd, backbone_drop_key(bb, l, 2), g->proj_b);
+            linear_backward(bb->g_fch, g->proj_w, NULL, dmlp, a->fch_gelu, w->proj_w, (int)N, I, C, false);
+            gelu_backward_colsum(bb->g_fch, a->fch, bb->g_fch, (int)N, I, c->hidden_act, g->fc_b);
             /* g_a = d res2 (identity path) + the MLP path = d ln1 (d lnc with cross-attention) */
-            linear_backward(bb->g_a, g->fc_w, g->fc_b, bb->g_fch, cross ? a->lnc : a->ln1, w->fc_w, (int)N, C, I, true);
+            linear_backward(bb->g_a, g->fc_w, NULL, bb->g_fch, cross ? a->lnc : a->ln1, w->fc_w, (int)N, C, I, true);
             if (cross) {
                 /* lnc = LN(resc), resc = ln1 + drop(Wo attn(Wq ln1, Wkv enc)) */
                 layernorm_backward(bb->g_resid, g->lnc_w, g->lnc_b, bb->g_a, a->resc, w->lnc_w, a->lnc_mean,
@@ -398,12 +403,12 @@ void backbone_backward(plm_backbone *bb) {
             /* res1 = x + drop(attn(x)); ln1 = LN(res1) */
             layernorm_backward(bb->g_resid, g->ln1_w, g->ln1_b, bb->g_a, a->res1, w->ln1_w, a->ln1_mean, a->ln1_rstd,
                                (int)N, C, false);
-            float *dattn = bb->g_resid;
-            if (pd > 0.0f) dropout_backward(dattn = bb->g_b, bb->g_resid, N * C, pd, backbone_drop_key(bb, l, 1));
-            linear_backward(bb->g_atty, g->attn_proj_w, g->attn_proj_b, dattn, a->atty, w->attn_proj_w, (int)N, C, C,
-                            false);
-            attention_backward(bb->g_qkv, bb->g_atty, a->qkv, a->att, B, T, C, NH, pa, backbone_drop_key(bb, l, 0));
-            linear_backward(bb->g_resid, g->qkv_w, g->qkv_b, bb->g_qkv, x, w->qkv_w, (int)N, C, 3 * C, true);
+            float *dattn = pd > 0.0f ? bb->g_b : bb->g_resid;
+            dropout_backward_colsum(dattn, bb->g_resid, (int)N, C, pd, backbone_drop_key(bb, l, 1), g->attn_proj_b);
+            linear_backward(bb->g_atty, g->attn_proj_w, NULL, dattn, a->atty, w->attn_proj_w, (int)N, C, C, false);
+            attention_backward_qkv_bias(bb->g_qkv, bb->g_atty, a->qkv, a->att, B, T, C, NH, pa,
+                                        backbone_drop_key(bb, l, 0), g->qkv_b);
+            linear_backward(bb->g_resid, g->qkv_w, NULL, bb->g_qkv, x, w->qkv_w, (int)N, C, 3 * C, true);
         }
         if (bb->layer_grads_done) bb->layer_grads_done(bb->layer_grads_ctx, l);
     }

@@ -14,6 +14,38 @@
  * be lost, as it was with one slot per thread and more threads than slots). */
 #define CE_CHUNKS 256
 
+/* max(z[0..V-1]) with the semantics of the scalar loop m = z[0]; m = z[v] > m ? z[v] : m
+ * (a NaN in z[0] gives NaN, later NaNs are skipped; the maximum of numbers does not
+ * depend on the order), in CE_LANES vector lanes that each start at z[0]. */
+#define CE_LANES 16
+static float row_max(const float *z, int V) {
+    float lane[CE_LANES];
+    for (int l = 0; l < CE_LANES; l++) lane[l] = z[0];
+    int v = 0;
+    for (; v + CE_LANES <= V; v += CE_LANES) {
+#pragma omp simd
+        for (int l = 0; l < CE_LANES; l++) lane[l] = z[v + l] > lane[l] ? z[v + l] : lane[l];
+    }
+    float m = z[0];
+    for (int l = 0; l < CE_LANES; l++) m = lane[l] > m ? lane[l] : m;
+    for (; v < V; v++) m = z[v] > m ? z[v] : m;
+    return m;
+}
+
+/* The first v with z[v] == x, or V: blocks of 64 tested in vector lanes, then the block
+ * with a hit scanned in order. */
+static int first_equal(const float *z, int V, float x) {
+    for (int v0 = 0; v0 < V; v0 += 64) {
+        int hi = v0 + 64 < V ? v0 + 64 : V, hit = 0;
+#pragma omp simd reduction(| : hit)
+        for (int v = v0; v < hi; v++) hit |= z[v] == x;
+        if (hit)
+            for (int v = v0; v < hi; v++)
+                if (z[v] == x) return v;
+    }
+    return V;
+}
+
 plm_ce_result crossentropy_forward_backward(float *logits, const int32_t *targets, int M, int V, bool backward,
                                             float grad_scale) {
     double prof_t0 = plm_prof_begin();
@@ -31,12 +63,10 @@ plm_ce_result crossentropy_forward_backward(float *logits, const int32_t *target
                 if (backward) memset(z, 0, (size_t)V * sizeof(float));
                 continue;
             }
-            float mx = z[0];
-            for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+            float mx = row_max(z, V);
             /* first index of the maximum; bounded, because with NaN logits mx may be NaN
              * (equal to nothing): the row then has no argmax and counts as wrong */
-            int arg = 0;
-            while (arg < V && z[arg] != mx) arg++;
+            int arg = first_equal(z, V, mx);
             /* NaN or inf logits need no special path: e^(NaN) is NaN and inf - inf is NaN,
              * so the sum, the loss and the gradients come out NaN (the caller sees a
              * non-finite loss); a target logit of -inf gives a loss of +inf. */

@@ -15,4 +15,9 @@ void dropout_backward(float *dx, const float *dout, size_t n, float p, uint64_t 
  * is the identity for res and dropout_backward for x. */
 void residual_dropout_forward(float *out, const float *res, const float *x, size_t n, float p, uint64_t key);
 
+/* Fused with the bias gradient of the linear layer whose output the dropout read (linear.h),
+ * over [N, C]: dx = dropout_backward(dout) and dbias += column sums of dx, with the bits of
+ * colsum_accumulate(dbias, dx); dx may alias dout; p == 0 copies (or, aliased, only sums). */
+void dropout_backward_colsum(float *dx, const float *dout, int N, int C, float p, uint64_t key, float *dbias);
+
 #endif

@@ -49,13 +49,20 @@ static inline float plm_tanhf(float x) {
     return __builtin_copysignf(t, x);
 }
 
-/* erf(x) = 1 - (a1 k + a2 k^2 + ... + a5 k^5) e^{-x^2},  k = 1 / (1 + p |x|). */
-static inline float plm_erff(float x) {
+/* erf(x) = 1 - (a1 k + a2 k^2 + ... + a5 k^5) e^{-x^2},  k = 1 / (1 + p |x|); also
+ * returns its e^{-x^2} in *e (GELU's backward needs it: the normal density). */
+static inline float plm_erff_exp(float x, float *e) {
     float a = __builtin_fabsf(x);
     float k = 1.0f / (1.0f + 0.3275911f * a);
     float poly = k * (0.254829592f + k * (-0.284496736f + k * (1.421413741f + k * (-1.453152027f + k * 1.061405429f))));
-    float y = 1.0f - poly * plm_expf(-a * a);
+    *e = plm_expf(-a * a);
+    float y = 1.0f - poly * *e;
     return __builtin_copysignf(y, x);
+}
+
+static inline float plm_erff(float x) {
+    float e;
+    return plm_erff_exp(x, &e);
 }
 
 #endif

@@ -2,9 +2,11 @@
 #include "gelu.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "fastmath.h"
 #include "core/profile.h"
+#include "linear.h"
 
 #define SQRT_2_OVER_PI 0.7978845608028654f
 #define INV_SQRT_2     0.7071067811865476f
@@ -34,12 +36,13 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, p
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < n; i++) dinp[i] = inp[i] > 0.0f ? dout[i] : 0.0f;
     } else if (kind == PLM_GELU_ERF) {
-        /* d/dx x Phi(x) = Phi(x) + x phi(x) */
+        /* d/dx x Phi(x) = Phi(x) + x phi(x); phi(x) = e^{-z^2} / sqrt(2 pi) with
+         * z = x / sqrt 2 is the exponential inside erf(z): one exp per element */
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < n; i++) {
-            float x = inp[i];
-            float cdf = 0.5f * (1.0f + plm_erff(x * INV_SQRT_2));
-            float pdf = INV_SQRT_2PI * plm_expf(-0.5f * x * x);
+            float x = inp[i], e;
+            float cdf = 0.5f * (1.0f + plm_erff_exp(x * INV_SQRT_2, &e));
+            float pdf = INV_SQRT_2PI * e;
             dinp[i] = dout[i] * (cdf + x * pdf);
         }
     } else {
@@ -54,6 +57,66 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, p
         }
     }
     plm_prof_end("gelu", prof_t0);
+}
+
+/* dinp = dout * act'(inp) over one row, and psum += dinp: gelu_backward's expressions,
+ * so the fused pass has its bits. */
+static inline void act_grad_row(float *dinp, const float *inp, const float *dout, float *psum, int n,
+                                plm_gelu_kind kind) {
+    if (kind == PLM_ACT_RELU) {
+#pragma omp simd
+        for (int i = 0; i < n; i++) {
+            float d = inp[i] > 0.0f ? dout[i] : 0.0f;
+            dinp[i] = d;
+            psum[i] += d;
+        }
+    } else if (kind == PLM_GELU_ERF) {
+#pragma omp simd
+        for (int i = 0; i < n; i++) {
+            float x = inp[i], e;
+            float cdf = 0.5f * (1.0f + plm_erff_exp(x * INV_SQRT_2, &e));
+            float pdf = INV_SQRT_2PI * e;
+            float d = dout[i] * (cdf + x * pdf);
+            dinp[i] = d;
+            psum[i] += d;
+        }
+    } else {
+#pragma omp simd
+        for (int i = 0; i < n; i++) {
+            float x = inp[i];
+            float u = SQRT_2_OVER_PI * (x + 0.044715f * x * x * x);
+            float th = plm_tanhf(u);
+            float sech2 = 1.0f - th * th;
+            float du = SQRT_2_OVER_PI * (1.0f + 3.0f * 0.044715f * x * x);
+            float d = dout[i] * (0.5f * (1.0f + th) + 0.5f * x * sech2 * du);
+            dinp[i] = d;
+            psum[i] += d;
+        }
+    }
+}
+
+void gelu_backward_colsum(float *dinp, const float *inp, const float *dout, int N, int I, plm_gelu_kind kind,
+                          float *dbias) {
+    double prof_t0 = plm_prof_begin();
+    if (N <= 0) return;
+    int K = colsum_nchunks(N);
+    float *part = colsum_scratch(K, I);
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+        for (int k = 0; k < K; k++) {
+            float *ps = colsum_partials(part, k, I);
+            memset(ps, 0, (size_t)I * sizeof(float));
+            int lo, hi;
+            colsum_chunk_rows(N, K, k, &lo, &hi);
+            for (int r = lo; r < hi; r++) {
+                size_t o = (size_t)r * I;
+                act_grad_row(dinp + o, inp + o, dout + o, ps, I, kind);
+            }
+        }
+        colsum_finish(dbias, part, K, I);
+    }
+    plm_prof_end("gelu + bias grad", prof_t0);
 }
 
 /* One element: act(x) and act'(x). */

@@ -15,6 +15,12 @@ void gelu_forward(float *out, const float *inp, size_t n, plm_gelu_kind kind);
 /* dinp = dout * gelu'(inp); dinp may alias dout. */
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, plm_gelu_kind kind);
 
+/* Fused with the bias gradient of the linear layer that made inp (linear.h): gelu_backward
+ * over [N, I] rows, and dbias += column sums of dinp with the bits of
+ * colsum_accumulate(dbias, dinp). dinp may alias dout. */
+void gelu_backward_colsum(float *dinp, const float *inp, const float *dout, int N, int I, plm_gelu_kind kind,
+                          float *dbias);
+
 /* inp [N, 2I] rows [x0 | x1] -> out [N, I] = act(x0) * x1. */
 void gated_act_forward(float *out, const float *inp, int N, int I, plm_gelu_kind kind);
 /* dinp [N, 2I] = [dout * x1 * act'(x0) | dout * act(x0)] (overwritten). */

@@ -379,21 +379,25 @@ static bool use_skinny(bool ta, bool tb, int M, int N, int K) {
 typedef struct {
     int M, N, K, lda, ldb, ldc;
     float beta;
+    bool bias; /* with a bias [N] added to every row (plm_sgemm_bias) */
     dnnl_primitive_t prim;
-    dnnl_memory_t a, b, c;
+    dnnl_memory_t a, b, c, bias_m;
 } f32_prim;
 
-#define F32_CACHE 32
+#define F32_CACHE 64
 static f32_prim f32_cache[F32_CACHE];
 static int f32_n, f32_victim;
 
-/* C = A B^T + beta C through a cached f32 matmul primitive; false if oneDNN has none. */
-static bool sgemm_skinny(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                         int ldc) {
+/* C = A B^T (+ bias[N] on every row) + beta C through a cached f32 matmul primitive;
+ * false if oneDNN has none. */
+static bool sgemm_f32_matmul(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta,
+                             const float *bias, float *C, int ldc) {
     f32_prim *p = NULL;
+    bool with_bias = bias != NULL;
     for (int i = 0; i < f32_n && !p; i++) {
         f32_prim *e = &f32_cache[i];
-        if (e->M == M && e->N == N && e->K == K && e->lda == lda && e->ldb == ldb && e->ldc == ldc && e->beta == beta)
+        if (e->M == M && e->N == N && e->K == K && e->lda == lda && e->ldb == ldb && e->ldc == ldc && e->beta == beta &&
+            e->bias == with_bias)
             p = e;
     }
     if (!p) {
@@ -402,10 +406,12 @@ static bool sgemm_skinny(int M, int N, int K, const float *A, int lda, const flo
         if (p->prim) {
             dnnl_primitive_destroy(p->prim);
             dnnl_memory_destroy(p->a), dnnl_memory_destroy(p->b), dnnl_memory_destroy(p->c);
+            if (p->bias_m) dnnl_memory_destroy(p->bias_m);
         }
-        *p = (f32_prim){.M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc, .beta = beta};
-        dnnl_memory_desc_t a_md, b_md, c_md;
+        *p = (f32_prim){.M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc, .beta = beta, .bias = with_bias};
+        dnnl_memory_desc_t a_md, b_md, c_md, bias_md;
         dnnl_dims_t ad = {M, K}, bd = {K, N}, cd = {M, N}, as = {lda, 1}, bs = {1, ldb}, cs = {ldc, 1};
+        dnnl_dims_t biasd = {1, N}, biass = {N, 1};
         dnnl_matmul_desc_t md;
         dnnl_primitive_attr_t attr = NULL;
         dnnl_post_ops_t po = NULL;
@@ -413,7 +419,8 @@ static bool sgemm_skinny(int M, int N, int K, const float *A, int lda, const flo
         bool ok = dnnl_memory_desc_init_by_strides(&a_md, 2, ad, dnnl_f32, as) == dnnl_success &&
                   dnnl_memory_desc_init_by_strides(&b_md, 2, bd, dnnl_f32, bs) == dnnl_success &&
                   dnnl_memory_desc_init_by_strides(&c_md, 2, cd, dnnl_f32, cs) == dnnl_success &&
-                  dnnl_matmul_desc_init(&md, &a_md, &b_md, NULL, &c_md) == dnnl_success &&
+                  dnnl_memory_desc_init_by_strides(&bias_md, 2, biasd, dnnl_f32, biass) == dnnl_success &&
+                  dnnl_matmul_desc_init(&md, &a_md, &b_md, with_bias ? &bias_md : NULL, &c_md) == dnnl_success &&
                   dnnl_primitive_attr_create(&attr) == dnnl_success;
         if (ok && beta != 0.0f) {
             ok = dnnl_post_ops_create(&po) == dnnl_success && dnnl_post_ops_append_sum(po, beta) == dnnl_success &&
@@ -425,7 +432,8 @@ static bool sgemm_skinny(int M, int N, int K, const float *A, int lda, const flo
         ok = ok && !strstr(name, "ref") && dnnl_primitive_create(&p->prim, pd) == dnnl_success &&
              dnnl_memory_create(&p->a, &a_md, eng, DNNL_MEMORY_NONE) == dnnl_success &&
              dnnl_memory_create(&p->b, &b_md, eng, DNNL_MEMORY_NONE) == dnnl_success &&
-             dnnl_memory_create(&p->c, &c_md, eng, DNNL_MEMORY_NONE) == dnnl_success;
+             dnnl_memory_create(&p->c, &c_md, eng, DNNL_MEMORY_NONE) == dnnl_success &&
+             (!with_bias || dnnl_memory_create(&p->bias_m, &bias_md, eng, DNNL_MEMORY_NONE) == dnnl_success);
         if (pd) dnnl_primitive_desc_destroy(pd);
         if (attr) dnnl_primitive_attr_destroy(attr);
         if (po) dnnl_post_ops_destroy(po);
@@ -434,15 +442,21 @@ static bool sgemm_skinny(int M, int N, int K, const float *A, int lda, const flo
             if (p->a) dnnl_memory_destroy(p->a);
             if (p->b) dnnl_memory_destroy(p->b);
             if (p->c) dnnl_memory_destroy(p->c);
-            p->prim = NULL, p->a = p->b = p->c = NULL; /* remembered: this shape stays on sgemm */
+            if (p->bias_m) dnnl_memory_destroy(p->bias_m);
+            p->prim = NULL, p->a = p->b = p->c = p->bias_m = NULL; /* remembered: this shape stays on sgemm */
         }
     }
     if (!p->prim) return false;
     dnnl_memory_set_data_handle(p->a, (void *)A);
     dnnl_memory_set_data_handle(p->b, (void *)B);
     dnnl_memory_set_data_handle(p->c, C);
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, p->a}, {DNNL_ARG_WEIGHTS, p->b}, {DNNL_ARG_DST, p->c}};
-    if (dnnl_primitive_execute(p->prim, stream, 3, args) != dnnl_success) plm_die("oneDNN f32 matmul failed");
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, p->a}, {DNNL_ARG_WEIGHTS, p->b}, {DNNL_ARG_DST, p->c}};
+    int nargs = 3;
+    if (with_bias) {
+        dnnl_memory_set_data_handle(p->bias_m, (void *)bias);
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, p->bias_m};
+    }
+    if (dnnl_primitive_execute(p->prim, stream, nargs, args) != dnnl_success) plm_die("oneDNN f32 matmul failed");
     dnnl_stream_wait(stream);
     return true;
 }
@@ -464,7 +478,7 @@ void plm_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
         {{"gemm NN (OpenBLAS)", "gemm NT (OpenBLAS)"}, {"gemm TN (OpenBLAS)", "gemm TT (OpenBLAS)"}}};
     if (alpha == 1.0f && K > 0 && use_skinny(trans_a, trans_b, M, N, K)) {
         double prof_t0 = plm_prof_begin();
-        bool done = sgemm_skinny(M, N, K, A, lda, B, ldb, beta, C, ldc);
+        bool done = sgemm_f32_matmul(M, N, K, A, lda, B, ldb, beta, NULL, C, ldc);
         plm_prof_end("gemm NT skinny (oneDNN matmul)", prof_t0);
         if (done) return;
     }
@@ -479,4 +493,33 @@ void plm_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
         if (st != dnnl_success) plm_die("dnnl_sgemm failed (status %d) for M=%d N=%d K=%d", (int)st, M, N, K);
     }
     plm_prof_end(route[blas][trans_a][trans_b], prof_t0);
+}
+
+/* PLM_GEMM_BIAS=copy|matmul: how plm_sgemm_bias runs in fp32 (default matmul), for
+ * benchmarking. */
+static int bias_choice = -1;
+
+void plm_sgemm_bias(int M, int N, int K, const float *A, int lda, const float *B, int ldb, const float *bias, float *C,
+                    int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (bias_choice < 0) {
+        const char *e = getenv("PLM_GEMM_BIAS");
+        bias_choice = e && strcmp(e, "copy") == 0 ? 0 : 1;
+    }
+    /* fp32 outside parallel regions: the matmul primitive adds the bias as it writes C.
+     * M 1-2 stay on sgemm's GEMV, and M 3-64 on the route plm_sgemm picks (use_skinny);
+     * bf16 keeps its route (mirrors and keeps of the operands) */
+    bool skinny_rows = M <= 64 && !use_skinny(false, true, M, N, K);
+    if (bias_choice == 1 && !bf16_on && K > 0 && M >= 3 && !skinny_rows && !gemm_forced() && !omp_in_parallel()) {
+        double prof_t0 = plm_prof_begin();
+        bool done = sgemm_f32_matmul(M, N, K, A, lda, B, ldb, 0.0f, bias, C, ldc);
+        plm_prof_end("gemm NT + bias (oneDNN matmul)", prof_t0);
+        if (done) return;
+    }
+    /* the bias copied into every row of C, then C += A B^T */
+    double prof_t0 = plm_prof_begin();
+#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+    for (int i = 0; i < M; i++) memcpy(C + (size_t)i * ldc, bias, (size_t)N * sizeof(float));
+    plm_prof_end("bias copy", prof_t0);
+    plm_sgemm(false, true, M, N, K, 1.0f, A, lda, B, ldb, 1.0f, C, ldc);
 }

@@ -26,6 +26,14 @@
 void plm_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                int ldb, float beta, float *C, int ldc);
 
+/* C[M,N] = A[M,K] B[N,K]^T + bias[N] (every row): a linear layer's forward product.
+ * fp32: oneDNN's matmul primitive with its bias argument (cached per shape; the bias is
+ * added as each block of C is written, not copied in first); under bf16, for M <= 2, for
+ * M <= 64 where plm_sgemm keeps sgemm, or with PLM_GEMM_BIAS=copy: the bias copied into
+ * C and plm_sgemm with beta = 1. */
+void plm_sgemm_bias(int M, int N, int K, const float *A, int lda, const float *B, int ldb, const float *bias, float *C,
+                    int ldc);
+
 /* The CPU's bf16 capability as oneDNN sees it at run time: "avx512_core_amx" (AMX-BF16),
  * "avx512_core_bf16" (AVX512_BF16), or NULL when oneDNN has no bf16 matmul here
  * (checked by creating one). */

@@ -9,17 +9,12 @@
 #include "core/profile.h"
 
 void linear_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC) {
-    float beta = 0.0f;
-    if (bias) {
-        double prof_t0 = plm_prof_begin();
-#pragma omp parallel for schedule(static)
-        for (int i = 0; i < N; i++) memcpy(out + (size_t)i * OC, bias, (size_t)OC * sizeof(float));
-        beta = 1.0f;
-        plm_prof_end("bias copy", prof_t0);
-    }
     /* under bf16 in a pass with backward: inp's bf16 copy, read here and by dW (gemm.h) */
     plm_gemm_bf16_keep(inp, (size_t)N * C);
-    plm_sgemm(false, true, N, OC, C, 1.0f, inp, C, weight, C, beta, out, OC);
+    if (bias)
+        plm_sgemm_bias(N, OC, C, inp, C, weight, C, bias, out, OC);
+    else
+        plm_sgemm(false, true, N, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
 }
 
 /* dbias[o] += sum_i dout[i, o]. The rows are cut into a number of chunks that depends
@@ -31,36 +26,47 @@ void linear_forward(float *out, const float *inp, const float *weight, const flo
 #define RED_MIN_ROWS  32
 #define RED_COL_BLOCK 256
 
+int colsum_nchunks(int N) {
+    int K = (N + RED_MIN_ROWS - 1) / RED_MIN_ROWS;
+    return K < RED_CHUNKS ? K : RED_CHUNKS;
+}
+
+float *colsum_scratch(int K, int OC) { return plm_thread_scratch(0, (size_t)K * OC); }
+
+void colsum_finish(float *dbias, const float *part, int K, int OC) {
+    int nblk = (OC + RED_COL_BLOCK - 1) / RED_COL_BLOCK;
+#pragma omp for schedule(static)
+    for (int b = 0; b < nblk; b++) {
+        int c0 = b * RED_COL_BLOCK, w = OC - c0 < RED_COL_BLOCK ? OC - c0 : RED_COL_BLOCK;
+        float acc[RED_COL_BLOCK];
+        memcpy(acc, part + c0, (size_t)w * sizeof(float));
+        for (int k = 1; k < K; k++) {
+            const float *p = part + (size_t)k * OC + c0;
+            for (int c = 0; c < w; c++) acc[c] += p[c];
+        }
+        for (int c = 0; c < w; c++) dbias[c0 + c] += acc[c];
+    }
+}
+
 void colsum_accumulate(float *dbias, const float *dout, int N, int OC) {
     double prof_t0 = plm_prof_begin();
     if (N <= 0) return;
-    int K = (N + RED_MIN_ROWS - 1) / RED_MIN_ROWS;
-    K = K < RED_CHUNKS ? K : RED_CHUNKS;
-    int nblk = (OC + RED_COL_BLOCK - 1) / RED_COL_BLOCK;
-    float *part = plm_thread_scratch(0, (size_t)K * OC);
+    int K = colsum_nchunks(N);
+    float *part = colsum_scratch(K, OC);
 #pragma omp parallel
     {
 #pragma omp for schedule(static)
         for (int k = 0; k < K; k++) {
-            float *p = part + (size_t)k * OC;
+            float *p = colsum_partials(part, k, OC);
             memset(p, 0, (size_t)OC * sizeof(float));
-            int lo = (int)((long)N * k / K), hi = (int)((long)N * (k + 1) / K);
+            int lo, hi;
+            colsum_chunk_rows(N, K, k, &lo, &hi);
             for (int i = lo; i < hi; i++) {
                 const float *d = dout + (size_t)i * OC;
                 for (int o = 0; o < OC; o++) p[o] += d[o];
             }
         }
-#pragma omp for schedule(static)
-        for (int b = 0; b < nblk; b++) {
-            int c0 = b * RED_COL_BLOCK, w = OC - c0 < RED_COL_BLOCK ? OC - c0 : RED_COL_BLOCK;
-            float acc[RED_COL_BLOCK];
-            memcpy(acc, part + c0, (size_t)w * sizeof(float));
-            for (int k = 1; k < K; k++) {
-                const float *p = part + (size_t)k * OC + c0;
-                for (int c = 0; c < w; c++) acc[c] += p[c];
-            }
-            for (int c = 0; c < w; c++) dbias[c0 + c] += acc[c];
-        }
+        colsum_finish(dbias, part, K, OC);
     }
     plm_prof_end("bias grad (column sums)", prof_t0);
 }

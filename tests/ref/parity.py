@@ -209,6 +209,29 @@ def check_residual(ck, meta, d):
     ck.compare("grad.x", d["grad.x"], x.grad)
 
 
+def check_bias_gelu(ck, meta, d):
+    x, b = leaf(d["inp"]), leaf(d["bias"])
+    pre = x + b
+    out = gelu(pre, meta["kind"])
+    (out * d["dout"]).sum().backward()
+    ck.compare("pre", d["pre"], pre)
+    ck.compare("out", d["out"], out)
+    ck.compare("grad.inp", d["grad.inp"], x.grad)
+    ck.compare("grad.bias", d["grad.bias"], init_of(d, "grad.bias") + b.grad)
+
+
+def check_bias_residual(ck, meta, d):
+    p = float(meta["p"])
+    res, x, b = leaf(d["res"]), leaf(d["x"]), leaf(d["bias"])
+    xb = x + b
+    out = res + (xb * d["mask"] / (1.0 - p) if p > 0 else xb)
+    (out * d["dout"]).sum().backward()
+    ck.compare("out", d["out"], out)
+    ck.compare("grad.res", d["grad.res"], res.grad)
+    ck.compare("grad.x", d["grad.x"], x.grad)
+    ck.compare("grad.bias", d["grad.bias"], init_of(d, "grad.bias") + b.grad)
+
+
 def check_dropout(ck, meta, d):
     p = float(meta["p"])
     x = leaf(d["x"])
@@ -231,6 +254,8 @@ def check_attention(ck, meta, d):
     ck.compare("grad.qkv", d["grad.qkv"], qkv.grad)
     for i, part in enumerate("qkv"):
         ck.compare(f"grad.{part}", d["grad.qkv"][..., i * C : (i + 1) * C], qkv.grad[..., i * C : (i + 1) * C])
+    # the bias gradient of the projection that made qkv, summed in attention's backward pass
+    ck.compare("grad.qkv_bias", d["grad.qkv_bias"], d["init.grad.qkv_bias"] + qkv.grad.sum((0, 1)))
 
 
 def check_attention_ex(ck, meta, d):
@@ -256,6 +281,9 @@ def check_attention_ex(ck, meta, d):
     ck.compare("grad.q", d["grad.q"], q.grad)
     ck.compare("grad.kv", d["grad.kv"], kv.grad)
     ck.compare("grad.scores", d["grad.scores"], bias.grad)
+    # the bias gradients of the q and k | v projections, summed in the same pass
+    ck.compare("grad.q_bias", d["grad.q_bias"], d["init.grad.q_bias"] + q.grad[..., :C].sum((0, 1)))
+    ck.compare("grad.kv_bias", d["grad.kv_bias"], d["init.grad.kv_bias"] + kv.grad[..., : 2 * C].sum((0, 1)))
 
 
 def check_crossentropy(ck, meta, d):
@@ -1033,6 +1061,8 @@ CHECKS = {
     "linear": check_linear,
     "gelu": check_gelu,
     "residual": check_residual,
+    "bias_gelu": check_bias_gelu,
+    "bias_residual": check_bias_residual,
     "dropout": check_dropout,
     "attention": check_attention,
     "attention_ex": check_attention_ex,
