@@ -33,6 +33,17 @@ void plm_adamw_free(plm_adamw *o) {
     memset(o, 0, sizeof *o);
 }
 
+/* One element: m, v and the parameter updated in place; returns the new parameter.
+ * p <- p (1 - lr wd) - lr / bc1 * m / (sqrt(v / bc2) + eps). */
+static inline float adamw_elem(float *p, float *m, float *v, float g, float b1, float b2, float decay, float step_size,
+                               float inv_sqrt_bc2, float eps) {
+    float mk = b1 * *m + (1.0f - b1) * g;
+    float vk = b2 * *v + (1.0f - b2) * g * g;
+    *m = mk;
+    *v = vk;
+    return *p = *p * decay - step_size * mk / (sqrtf(vk) * inv_sqrt_bc2 + eps);
+}
+
 void plm_adamw_step(plm_adamw *o, plm_model *model, const plm_adamw_hparams *h, float lr) {
     plm_prof_set_phase(PLM_PHASE_OPT);
     double prof_t0 = plm_prof_begin();
@@ -71,26 +82,12 @@ void plm_adamw_step(plm_adamw *o, plm_model *model, const plm_adamw_hparams *h, 
         if (w16) { /* the same update, plus the rounded new value */
             uint16_t *w = w16 + lo;
 #pragma omp for simd schedule(static) nowait
-            for (size_t k = 0; k < n; k++) {
-                float gk = g[k];
-                float mk = b1 * m[k] + (1.0f - b1) * gk;
-                float vk = b2 * v[k] + (1.0f - b2) * gk * gk;
-                m[k] = mk;
-                v[k] = vk;
-                float pk = p[k] * decay - step_size * mk / (sqrtf(vk) * inv_sqrt_bc2 + eps);
-                p[k] = pk;
-                w[k] = plm_to_bf16(pk);
-            }
+            for (size_t k = 0; k < n; k++)
+                w[k] = plm_to_bf16(adamw_elem(p + k, m + k, v + k, g[k], b1, b2, decay, step_size, inv_sqrt_bc2, eps));
         } else {
 #pragma omp for simd schedule(static) nowait
-            for (size_t k = 0; k < n; k++) {
-                float gk = g[k];
-                float mk = b1 * m[k] + (1.0f - b1) * gk;
-                float vk = b2 * v[k] + (1.0f - b2) * gk * gk;
-                m[k] = mk;
-                v[k] = vk;
-                p[k] = p[k] * decay - step_size * mk / (sqrtf(vk) * inv_sqrt_bc2 + eps);
-            }
+            for (size_t k = 0; k < n; k++)
+                adamw_elem(p + k, m + k, v + k, g[k], b1, b2, decay, step_size, inv_sqrt_bc2, eps);
         }
     }
     if (w16)
