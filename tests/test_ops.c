@@ -608,6 +608,40 @@ static void test_gemm_skinny(void) {
     free(A), free(B);
 }
 
+/* Y = X W^T + bias (linear_forward's product) against a double reference: fp32 (the
+ * matmul primitive with its bias), and bf16, where the bf16 matmul adds the bias (vs the
+ * rounded inputs: fp32 accumulation). Odd sizes, M over the few-row and the many-row routes. */
+static void test_gemm_bias(void) {
+    const char *isa = plm_bf16_isa();
+    int N = 45, K = 131, Ms[] = {2, 5, 67};
+    float *A = frand((size_t)67 * K, 1.0f), *B = frand((size_t)N * K, 1.0f), *bias = frand(N, 1.0f);
+    for (int bf = 0; bf < 2; bf++)
+        for (int mi = 0; mi < 3; mi++) {
+            int M = Ms[mi];
+            if (bf && !isa) continue;
+            plm_gemm_set_bf16(bf);
+            float *C = frand((size_t)M * N, 1.0f); /* poisoned: the product must overwrite it */
+            double *ref = plm_malloc((size_t)M * N * sizeof(double));
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) {
+                    double acc = bias[j];
+                    for (int k = 0; k < K; k++) {
+                        float a = A[(size_t)i * K + k], b = B[(size_t)j * K + k];
+                        acc += bf ? (double)plm_round_bf16(a) * plm_round_bf16(b) : (double)a * b;
+                    }
+                    ref[(size_t)i * N + j] = acc;
+                }
+            plm_sgemm_bias(M, N, K, A, K, B, K, bias, C, N);
+            plm_gemm_set_bf16(false);
+            double e = rel_err(C, ref, (size_t)M * N);
+            char name[64];
+            snprintf(name, sizeof name, "gemm_bias_%s_M%d", bf ? "bf16" : "fp32", M);
+            TEST_CHECK(e < 1e-5, name, "rel err %.3g (want < 1e-5)", e);
+            free(C), free(ref);
+        }
+    free(A), free(B), free(bias);
+}
+
 /* Groups run in this order; an argument runs only the groups whose name contains it. */
 static const struct {
     const char *name;
@@ -623,6 +657,7 @@ static const struct {
     {"first_nonfinite", test_first_nonfinite},
     {"gemm_bf16", test_gemm_bf16},
     {"gemm_skinny", test_gemm_skinny},
+    {"gemm_bias", test_gemm_bias},
     {"fast_exp_nonfinite", test_fast_exp_nonfinite},
     {"crossentropy_nonfinite", test_crossentropy_nonfinite}, /* last: before the fix it read out of bounds */
 };

@@ -47,16 +47,16 @@ float plm_round_bf16(float x) {
     return y;
 }
 
-/* One cached primitive: C (f32, ldc) = alpha op(A) op(B) + beta C with A, B bf16 in
- * their stored layout with row strides lda, ldb (op = transpose through the strides):
- * dense copies made here (lda = the stored row length), or mirrors read in place with
- * the fp32 operand's strides. */
+/* One cached primitive: C (f32, ldc) = alpha op(A) op(B) (+ an f32 bias [N] on every
+ * row) + beta C with A, B bf16 in their stored layout with row strides lda, ldb (op =
+ * transpose through the strides): dense copies made here (lda = the stored row length),
+ * or mirrors read in place with the fp32 operand's strides. */
 typedef struct {
     int M, N, K, ldc, lda, ldb;
-    bool ta, tb;
+    bool ta, tb, bias;
     float alpha, beta;
     dnnl_primitive_t prim;
-    dnnl_memory_t a, b, c;
+    dnnl_memory_t a, b, c, bias_m;
     long uses;
 } bf16_prim;
 
@@ -72,16 +72,17 @@ static bool dnnl_ready(void) {
 
 /* Creates the primitive; false when oneDNN has no (non-reference) bf16 matmul for it. */
 static bool bf16_create(bf16_prim *p, char *impl, size_t impl_len) {
-    dnnl_memory_desc_t a_md, b_md, c_md;
-    dnnl_dims_t ad = {p->M, p->K}, bd = {p->K, p->N}, cd = {p->M, p->N};
+    dnnl_memory_desc_t a_md, b_md, c_md, bias_md;
+    dnnl_dims_t ad = {p->M, p->K}, bd = {p->K, p->N}, cd = {p->M, p->N}, biasd = {1, p->N}, biass = {p->N, 1};
     dnnl_dims_t as = {p->ta ? 1 : p->lda, p->ta ? p->lda : 1}, bs = {p->tb ? 1 : p->ldb, p->tb ? p->ldb : 1};
     dnnl_dims_t cs = {p->ldc, 1};
     if (dnnl_memory_desc_init_by_strides(&a_md, 2, ad, dnnl_bf16, as) != dnnl_success ||
         dnnl_memory_desc_init_by_strides(&b_md, 2, bd, dnnl_bf16, bs) != dnnl_success ||
-        dnnl_memory_desc_init_by_strides(&c_md, 2, cd, dnnl_f32, cs) != dnnl_success)
+        dnnl_memory_desc_init_by_strides(&c_md, 2, cd, dnnl_f32, cs) != dnnl_success ||
+        dnnl_memory_desc_init_by_strides(&bias_md, 2, biasd, dnnl_f32, biass) != dnnl_success)
         return false;
     dnnl_matmul_desc_t md;
-    if (dnnl_matmul_desc_init(&md, &a_md, &b_md, NULL, &c_md) != dnnl_success) return false;
+    if (dnnl_matmul_desc_init(&md, &a_md, &b_md, p->bias ? &bias_md : NULL, &c_md) != dnnl_success) return false;
     dnnl_primitive_attr_t attr;
     dnnl_post_ops_t po = NULL;
     dnnl_primitive_attr_create(&attr);
@@ -103,7 +104,8 @@ static bool bf16_create(bf16_prim *p, char *impl, size_t impl_len) {
     if (ok) {
         ok = dnnl_memory_create(&p->a, &a_md, eng, DNNL_MEMORY_NONE) == dnnl_success &&
              dnnl_memory_create(&p->b, &b_md, eng, DNNL_MEMORY_NONE) == dnnl_success &&
-             dnnl_memory_create(&p->c, &c_md, eng, DNNL_MEMORY_NONE) == dnnl_success;
+             dnnl_memory_create(&p->c, &c_md, eng, DNNL_MEMORY_NONE) == dnnl_success &&
+             (!p->bias || dnnl_memory_create(&p->bias_m, &bias_md, eng, DNNL_MEMORY_NONE) == dnnl_success);
     }
     dnnl_primitive_desc_destroy(pd);
     if (!ok && p->prim) {
@@ -310,7 +312,7 @@ static const uint16_t *mirrored(const float *x, int rows, int cols, int ld) {
 }
 
 static bool sgemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-                       int ldb, float beta, float *C, int ldc) {
+                       int ldb, float beta, const float *bias, float *C, int ldc) {
     /* the operands as stored: A is [ar, ac] with row stride lda, B [br, bc] with ldb */
     int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
     const uint16_t *am = mirrored(A, ar, ac, lda), *bm = mirrored(B, br, bc, ldb);
@@ -319,7 +321,7 @@ static bool sgemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const
     for (int i = 0; i < cache_n && !p; i++) {
         bf16_prim *e = &cache[i];
         if (e->M == M && e->N == N && e->K == K && e->ldc == ldc && e->lda == lda16 && e->ldb == ldb16 && e->ta == ta &&
-            e->tb == tb && e->alpha == alpha && e->beta == beta)
+            e->tb == tb && e->alpha == alpha && e->beta == beta && e->bias == (bias != NULL))
             p = e;
     }
     if (!p) {
@@ -332,6 +334,7 @@ static bool sgemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const
             if (p->prim) {
                 dnnl_primitive_destroy(p->prim);
                 dnnl_memory_destroy(p->a), dnnl_memory_destroy(p->b), dnnl_memory_destroy(p->c);
+                if (p->bias_m) dnnl_memory_destroy(p->bias_m);
             }
         }
         *p = (bf16_prim){.M = M,
@@ -342,6 +345,7 @@ static bool sgemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const
                          .ldb = ldb16,
                          .ta = ta,
                          .tb = tb,
+                         .bias = bias != NULL,
                          .alpha = alpha,
                          .beta = beta};
         if (!bf16_create(p, NULL, 0)) p->prim = NULL; /* remembered: this shape runs fp32 */
@@ -358,8 +362,11 @@ static bool sgemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const
     dnnl_memory_set_data_handle(p->a, (void *)(uintptr_t)a16);
     dnnl_memory_set_data_handle(p->b, (void *)(uintptr_t)b16);
     dnnl_memory_set_data_handle(p->c, C);
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, p->a}, {DNNL_ARG_WEIGHTS, p->b}, {DNNL_ARG_DST, p->c}};
-    if (dnnl_primitive_execute(p->prim, stream, 3, args) != dnnl_success) plm_die("oneDNN bf16 matmul failed");
+    if (bias) dnnl_memory_set_data_handle(p->bias_m, (void *)(uintptr_t)bias);
+    dnnl_exec_arg_t args[4] = {
+        {DNNL_ARG_SRC, p->a}, {DNNL_ARG_WEIGHTS, p->b}, {DNNL_ARG_DST, p->c}, {DNNL_ARG_BIAS, p->bias_m}};
+    if (dnnl_primitive_execute(p->prim, stream, bias ? 4 : 3, args) != dnnl_success)
+        plm_die("oneDNN bf16 matmul failed");
     dnnl_stream_wait(stream);
     return true;
 }
@@ -468,7 +475,7 @@ void plm_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
         static const char *const route16[2][2] = {{"gemm NN (bf16)", "gemm NT (bf16)"},
                                                   {"gemm TN (bf16)", "gemm TT (bf16)"}};
         double prof_t0 = plm_prof_begin();
-        bool done = sgemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        bool done = sgemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, NULL, C, ldc);
         plm_prof_end(route16[trans_a][trans_b], prof_t0);
         if (done) return;
     }
@@ -506,9 +513,15 @@ void plm_sgemm_bias(int M, int N, int K, const float *A, int lda, const float *B
         const char *e = getenv("PLM_GEMM_BIAS");
         bias_choice = e && strcmp(e, "copy") == 0 ? 0 : 1;
     }
+    /* bf16 outside parallel regions: the bf16 matmul adds the bias as it writes C */
+    if (bias_choice == 1 && bf16_on && K > 0 && !omp_in_parallel()) {
+        double prof_t0 = plm_prof_begin();
+        bool done = sgemm_bf16(false, true, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, bias, C, ldc);
+        plm_prof_end("gemm NT + bias (bf16)", prof_t0);
+        if (done) return;
+    }
     /* fp32 outside parallel regions: the matmul primitive adds the bias as it writes C.
-     * M 1-2 stay on sgemm's GEMV, and M 3-64 on the route plm_sgemm picks (use_skinny);
-     * bf16 keeps its route (mirrors and keeps of the operands) */
+     * M 1-2 stay on sgemm's GEMV, and M 3-64 on the route plm_sgemm picks (use_skinny) */
     bool skinny_rows = M <= 64 && !use_skinny(false, true, M, N, K);
     if (bias_choice == 1 && !bf16_on && K > 0 && M >= 3 && !skinny_rows && !gemm_forced() && !omp_in_parallel()) {
         double prof_t0 = plm_prof_begin();
