@@ -30,31 +30,36 @@ void gelu_forward(float *out, const float *inp, size_t n, plm_gelu_kind kind) {
     plm_prof_end("gelu", prof_t0);
 }
 
+/* GELU's derivatives, shared by gelu_backward and the fused pass (the same bits).
+ * erf: d/dx x Phi(x) = Phi(x) + x phi(x); phi's e^{-x^2/2} is the exponential inside
+ * erf(x / sqrt 2): one exp per element. */
+static inline float gelu_erf_grad(float x) {
+    float e;
+    float cdf = 0.5f * (1.0f + plm_erff_exp(x * INV_SQRT_2, &e));
+    float pdf = INV_SQRT_2PI * e;
+    return cdf + x * pdf;
+}
+
+/* tanh: u = sqrt(2/pi) (x + 0.044715 x^3), d/dx 0.5 x (1 + tanh u) */
+static inline float gelu_tanh_grad(float x) {
+    float u = SQRT_2_OVER_PI * (x + 0.044715f * x * x * x);
+    float th = plm_tanhf(u);
+    float sech2 = 1.0f - th * th;
+    float du = SQRT_2_OVER_PI * (1.0f + 3.0f * 0.044715f * x * x);
+    return 0.5f * (1.0f + th) + 0.5f * x * sech2 * du;
+}
+
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, plm_gelu_kind kind) {
     double prof_t0 = plm_prof_begin();
     if (kind == PLM_ACT_RELU) {
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < n; i++) dinp[i] = inp[i] > 0.0f ? dout[i] : 0.0f;
     } else if (kind == PLM_GELU_ERF) {
-        /* d/dx x Phi(x) = Phi(x) + x phi(x); phi(x) = e^{-z^2} / sqrt(2 pi) with
-         * z = x / sqrt 2 is the exponential inside erf(z): one exp per element */
 #pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < n; i++) {
-            float x = inp[i], e;
-            float cdf = 0.5f * (1.0f + plm_erff_exp(x * INV_SQRT_2, &e));
-            float pdf = INV_SQRT_2PI * e;
-            dinp[i] = dout[i] * (cdf + x * pdf);
-        }
+        for (size_t i = 0; i < n; i++) dinp[i] = dout[i] * gelu_erf_grad(inp[i]);
     } else {
 #pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < n; i++) {
-            float x = inp[i];
-            float u = SQRT_2_OVER_PI * (x + 0.044715f * x * x * x);
-            float th = plm_tanhf(u);
-            float sech2 = 1.0f - th * th;
-            float du = SQRT_2_OVER_PI * (1.0f + 3.0f * 0.044715f * x * x);
-            dinp[i] = dout[i] * (0.5f * (1.0f + th) + 0.5f * x * sech2 * du);
-        }
+        for (size_t i = 0; i < n; i++) dinp[i] = dout[i] * gelu_tanh_grad(inp[i]);
     }
     plm_prof_end("gelu", prof_t0);
 }
@@ -73,22 +78,14 @@ static inline void act_grad_row(float *dinp, const float *inp, const float *dout
     } else if (kind == PLM_GELU_ERF) {
 #pragma omp simd
         for (int i = 0; i < n; i++) {
-            float x = inp[i], e;
-            float cdf = 0.5f * (1.0f + plm_erff_exp(x * INV_SQRT_2, &e));
-            float pdf = INV_SQRT_2PI * e;
-            float d = dout[i] * (cdf + x * pdf);
+            float d = dout[i] * gelu_erf_grad(inp[i]);
             dinp[i] = d;
             psum[i] += d;
         }
     } else {
 #pragma omp simd
         for (int i = 0; i < n; i++) {
-            float x = inp[i];
-            float u = SQRT_2_OVER_PI * (x + 0.044715f * x * x * x);
-            float th = plm_tanhf(u);
-            float sech2 = 1.0f - th * th;
-            float du = SQRT_2_OVER_PI * (1.0f + 3.0f * 0.044715f * x * x);
-            float d = dout[i] * (0.5f * (1.0f + th) + 0.5f * x * sech2 * du);
+            float d = dout[i] * gelu_tanh_grad(inp[i]);
             dinp[i] = d;
             psum[i] += d;
         }
