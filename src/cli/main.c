@@ -16,7 +16,7 @@ typedef struct {
 static const command commands[] = {
     {"demo", cmd_demo, "pretrain a small GPT and BERT on data/demo and show what they learned"},
     {"prepare", cmd_prepare, "tokenize text files, folders or JSONL into shards for pretrain --data"},
-    {"pretrain", cmd_pretrain, "pretrain a model (clm, mlm, mlm+nsp, mlm+sop) on raw text or prepared shards"},
+    {"pretrain", cmd_pretrain, "pretrain (clm, mlm, mlm+nsp, mlm+sop, clm+mlm, electra, t5) on raw text or shards"},
     {"finetune", cmd_finetune, "fine-tune for sequence classification / regression (GLUE or custom files)"},
     {"evaluate", cmd_evaluate, "score a fine-tuned model on a labelled set (GLUE-style table, JSON)"},
     {"predict", cmd_predict, "predict a test set with a fine-tuned model (GLUE submission TSV)"},
