@@ -280,7 +280,27 @@ static void check_topk(void) {
                outside, s.top_k, used);
 }
 
+/* greedy: the first index of the maximum (ties by id), at odd lengths around the SIMD width */
+static void check_greedy(void) {
+    plm_sampling s;
+    plm_sampling_default(&s);
+    s.do_sample = false;
+    plm_rng r;
+    plm_rng_seed(&r, 5, 5);
+    int bad = 0;
+    float z[97];
+    for (int n = 1; n <= 97; n += 3) {
+        for (int i = 0; i < n; i++) z[i] = -2.0f + (float)(i % 7) * 0.25f - 1e-3f * (float)i;
+        int want = (int)(plm_rng_uniform(&r) * (float)n) % n;
+        z[want] = 5.0f;
+        if (want + 2 < n) z[want + 2] = 5.0f; /* a later tie loses */
+        bad += plm_sample(z, n, &s, &r, NULL) != want;
+    }
+    TEST_CHECK(bad == 0, "generate.greedy_first_argmax", "%d lengths picked another index", bad);
+}
+
 int main(void) {
+    check_greedy();
     check_cache("gpt2", PLM_ARCH_GPT2);
     check_cache("bert_causal", PLM_ARCH_BERT);
     check_batch("gpt2", PLM_ARCH_GPT2);

@@ -10,6 +10,7 @@
 #include "args.h"
 #include "cli.h"
 #include "core/common.h"
+#include "core/profile.h"
 #include "data/corpus.h"
 #include "data/dataloader.h"
 #include "infer/generate.h"
@@ -401,6 +402,10 @@ int cmd_generate(int argc, char **argv) {
     if (rc == 0 && !quiet && warm.prefill_s > 0)
         fprintf(stderr, "generate: after the first batch: %ld prompt tokens in %.4f s (%.1f tokens/s)\n",
                 warm.prompt_tokens, warm.prefill_s, (double)warm.prompt_tokens / warm.prefill_s);
+    if (rc == 0 && plm_prof_on()) { /* PLM_PROFILE=1: where prefill and decoding spent their time */
+        fprintf(stderr, "per-op time of the whole generate call (prefill + decoding; untimed includes sampling)\n");
+        plm_prof_report(stderr, 1, (total.prefill_s + total.decode_s) * 1e3);
+    }
     free(out);
     free(n_out);
     for (int i = 0; i < P; i++) free(ids[i]);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "core/profile.h"
 #include "model/attention.h"
 #include "model/fastmath.h"
 #include "model/gelu.h"
@@ -81,6 +82,7 @@ static void attend_rows(plm_kv_cache *kv, const float *kc, const float *vc, cons
     const plm_config *c = &kv->m->config;
     int C = c->hidden_size, NH = c->num_attention_heads, hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
+    double prof_t0 = plm_prof_begin();
 #pragma omp parallel
     {
         float *sc = plm_thread_scratch(4, (size_t)kv->max_len);
@@ -114,6 +116,7 @@ static void attend_rows(plm_kv_cache *kv, const float *kc, const float *vc, cons
             }
         }
     }
+    plm_prof_end("attention (KV cache)", prof_t0);
 }
 
 /* The math is the batched forward pass of model.c (backbone.c), restricted to the new
@@ -281,11 +284,13 @@ size_t plm_sample_work_bytes(int V) { return (size_t)V * sizeof(cand); }
  * temperature sampling draws in id order (no sort); top-k keeps the k best in a heap
  * (V log k) and sorts only those; top-p alone sorts the vocabulary. */
 int32_t plm_sample(float *logits, int V, const plm_sampling *s, plm_rng *r, void *work) {
-    if (!s->do_sample) {
-        int best = 0;
-        for (int i = 1; i < V; i++)
-            if (logits[i] > logits[best]) best = i;
-        return best;
+    if (!s->do_sample) { /* the first index of the maximum, in two vectorisable passes */
+        float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+        for (int i = 0; i < V; i++) mx = logits[i] > mx ? logits[i] : mx;
+        for (int i = 0; i < V; i++)
+            if (logits[i] == mx) return i;
+        return 0; /* every logit NaN */
     }
     float mx = -INFINITY, inv_t = 1.0f / s->temperature;
     for (int i = 0; i < V; i++) mx = fmaxf(mx, logits[i] * inv_t);
@@ -432,6 +437,7 @@ int plm_generate_batch(const plm_model *m, const int32_t *const *prompts, const 
         for (int j = 0; j < active; j++) ids[j] = out[(size_t)seq[j] * s->max_new_tokens + n_out[seq[j]] - 1];
         const float *logits = plm_kv_cache_append(&kv, active, seq, len, ids);
         int still = 0;
+        double prof_t0 = plm_prof_begin();
         for (int j = 0; j < active; j++) {
             int i = seq[j];
             int32_t id = plm_sample((float *)logits + (size_t)j * V, V, s, &rng[i], work);
@@ -439,6 +445,7 @@ int plm_generate_batch(const plm_model *m, const int32_t *const *prompts, const 
             if (on_token) on_token(i, id, ctx);
             if (id != s->eos_token_id && n_out[i] < quota[i]) seq[still++] = i;
         }
+        plm_prof_end("sampling", prof_t0);
         active = still;
     }
     double t2 = plm_now();
