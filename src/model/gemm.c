@@ -47,22 +47,20 @@ float plm_round_bf16(float x) {
     return y;
 }
 
-/* One cached primitive: C (f32, ldc) = alpha op(A) op(B) (+ an f32 bias [N] on every
- * row) + beta C with A, B bf16 in their stored layout with row strides lda, ldb (op =
- * transpose through the strides): dense copies made here (lda = the stored row length),
- * or mirrors read in place with the fp32 operand's strides. */
+/* One oneDNN matmul primitive: C (f32, ldc) = alpha op(A) op(B) (+ an f32 bias [N] on
+ * every row) + beta C, with A and B of type dt (bf16 or f32) in their stored layout with
+ * row strides lda, ldb (op = transpose through the strides). The bf16 GEMMs read dense
+ * copies made here (lda = the stored row length) or mirrors in place with the fp32
+ * operand's strides; the f32 ones (skinny products, the bias inside the product) read
+ * the fp32 operands themselves. */
 typedef struct {
-    int M, N, K, ldc, lda, ldb;
+    dnnl_data_type_t dt;
+    int M, N, K, lda, ldb, ldc;
     bool ta, tb, bias;
     float alpha, beta;
-    dnnl_primitive_t prim;
+    dnnl_primitive_t prim; /* NULL: oneDNN has no non-reference kernel; remembered */
     dnnl_memory_t a, b, c, bias_m;
-    long uses;
-} bf16_prim;
-
-#define BF16_CACHE 96
-static bf16_prim cache[BF16_CACHE];
-static int cache_n;
+} mm_prim;
 
 static bool dnnl_ready(void) {
     if (!eng && dnnl_engine_create(&eng, dnnl_cpu, 0) != dnnl_success) return false;
@@ -70,49 +68,90 @@ static bool dnnl_ready(void) {
     return true;
 }
 
-/* Creates the primitive; false when oneDNN has no (non-reference) bf16 matmul for it. */
-static bool bf16_create(bf16_prim *p, char *impl, size_t impl_len) {
+static void mm_destroy(mm_prim *p) {
+    if (p->prim) dnnl_primitive_destroy(p->prim);
+    if (p->a) dnnl_memory_destroy(p->a);
+    if (p->b) dnnl_memory_destroy(p->b);
+    if (p->c) dnnl_memory_destroy(p->c);
+    if (p->bias_m) dnnl_memory_destroy(p->bias_m);
+    p->prim = NULL, p->a = p->b = p->c = p->bias_m = NULL;
+}
+
+/* Creates p's primitive from its shape fields; false (and nothing held) when oneDNN
+ * offers only its reference kernel, which is slower than the fp32 sgemm it replaces. */
+static bool mm_create(mm_prim *p) {
+    p->prim = NULL, p->a = p->b = p->c = p->bias_m = NULL;
+    if (!dnnl_ready()) return false;
     dnnl_memory_desc_t a_md, b_md, c_md, bias_md;
     dnnl_dims_t ad = {p->M, p->K}, bd = {p->K, p->N}, cd = {p->M, p->N}, biasd = {1, p->N}, biass = {p->N, 1};
     dnnl_dims_t as = {p->ta ? 1 : p->lda, p->ta ? p->lda : 1}, bs = {p->tb ? 1 : p->ldb, p->tb ? p->ldb : 1};
     dnnl_dims_t cs = {p->ldc, 1};
-    if (dnnl_memory_desc_init_by_strides(&a_md, 2, ad, dnnl_bf16, as) != dnnl_success ||
-        dnnl_memory_desc_init_by_strides(&b_md, 2, bd, dnnl_bf16, bs) != dnnl_success ||
-        dnnl_memory_desc_init_by_strides(&c_md, 2, cd, dnnl_f32, cs) != dnnl_success ||
-        dnnl_memory_desc_init_by_strides(&bias_md, 2, biasd, dnnl_f32, biass) != dnnl_success)
-        return false;
     dnnl_matmul_desc_t md;
-    if (dnnl_matmul_desc_init(&md, &a_md, &b_md, p->bias ? &bias_md : NULL, &c_md) != dnnl_success) return false;
-    dnnl_primitive_attr_t attr;
+    dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
-    dnnl_primitive_attr_create(&attr);
-    if (p->alpha != 1.0f) dnnl_primitive_attr_set_output_scales(attr, 1, 0, &p->alpha);
-    if (p->beta != 0.0f) {
-        dnnl_post_ops_create(&po);
-        dnnl_post_ops_append_sum(po, p->beta);
-        dnnl_primitive_attr_set_post_ops(attr, po);
-    }
-    dnnl_primitive_desc_t pd;
-    dnnl_status_t st = dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL);
-    dnnl_primitive_attr_destroy(attr);
+    dnnl_primitive_desc_t pd = NULL;
+    bool ok = dnnl_memory_desc_init_by_strides(&a_md, 2, ad, p->dt, as) == dnnl_success &&
+              dnnl_memory_desc_init_by_strides(&b_md, 2, bd, p->dt, bs) == dnnl_success &&
+              dnnl_memory_desc_init_by_strides(&c_md, 2, cd, dnnl_f32, cs) == dnnl_success &&
+              dnnl_memory_desc_init_by_strides(&bias_md, 2, biasd, dnnl_f32, biass) == dnnl_success &&
+              dnnl_matmul_desc_init(&md, &a_md, &b_md, p->bias ? &bias_md : NULL, &c_md) == dnnl_success &&
+              dnnl_primitive_attr_create(&attr) == dnnl_success;
+    if (ok && p->alpha != 1.0f) ok = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &p->alpha) == dnnl_success;
+    if (ok && p->beta != 0.0f)
+        ok = dnnl_post_ops_create(&po) == dnnl_success && dnnl_post_ops_append_sum(po, p->beta) == dnnl_success &&
+             dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
+    ok = ok && dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL) == dnnl_success;
+    const char *name = "ref";
+    if (ok) dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name);
+    ok = ok && !strstr(name, "ref") && dnnl_primitive_create(&p->prim, pd) == dnnl_success &&
+         dnnl_memory_create(&p->a, &a_md, eng, DNNL_MEMORY_NONE) == dnnl_success &&
+         dnnl_memory_create(&p->b, &b_md, eng, DNNL_MEMORY_NONE) == dnnl_success &&
+         dnnl_memory_create(&p->c, &c_md, eng, DNNL_MEMORY_NONE) == dnnl_success &&
+         (!p->bias || dnnl_memory_create(&p->bias_m, &bias_md, eng, DNNL_MEMORY_NONE) == dnnl_success);
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (attr) dnnl_primitive_attr_destroy(attr);
     if (po) dnnl_post_ops_destroy(po);
-    if (st != dnnl_success) return false;
-    const char *name = "?";
-    dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name);
-    if (impl) snprintf(impl, impl_len, "%s", name);
-    bool ok = !strstr(name, "ref") && dnnl_primitive_create(&p->prim, pd) == dnnl_success;
-    if (ok) {
-        ok = dnnl_memory_create(&p->a, &a_md, eng, DNNL_MEMORY_NONE) == dnnl_success &&
-             dnnl_memory_create(&p->b, &b_md, eng, DNNL_MEMORY_NONE) == dnnl_success &&
-             dnnl_memory_create(&p->c, &c_md, eng, DNNL_MEMORY_NONE) == dnnl_success &&
-             (!p->bias || dnnl_memory_create(&p->bias_m, &bias_md, eng, DNNL_MEMORY_NONE) == dnnl_success);
-    }
-    dnnl_primitive_desc_destroy(pd);
-    if (!ok && p->prim) {
-        dnnl_primitive_destroy(p->prim);
-        p->prim = NULL;
-    }
+    if (!ok) mm_destroy(p);
     return ok;
+}
+
+/* The cache of every shape met (a training run has ~20 bf16 shapes, decoding a few f32
+ * ones; test suites more): when full, entries are replaced round robin. */
+#define MM_CACHE 160
+static mm_prim mm_cache[MM_CACHE];
+static int mm_n, mm_victim;
+
+/* key's primitive, created on first use; NULL when that shape has none (the caller
+ * keeps its fp32 route). */
+static mm_prim *mm_get(const mm_prim *key) {
+    for (int i = 0; i < mm_n; i++) {
+        mm_prim *e = &mm_cache[i];
+        if (e->dt == key->dt && e->M == key->M && e->N == key->N && e->K == key->K && e->lda == key->lda &&
+            e->ldb == key->ldb && e->ldc == key->ldc && e->ta == key->ta && e->tb == key->tb && e->bias == key->bias &&
+            e->alpha == key->alpha && e->beta == key->beta)
+            return e->prim ? e : NULL;
+    }
+    mm_prim *p = mm_n < MM_CACHE ? &mm_cache[mm_n++] : &mm_cache[mm_victim++ % MM_CACHE];
+    mm_destroy(p);
+    *p = *key;
+    return mm_create(p) ? p : NULL;
+}
+
+/* C = the product of p's shape, on these operands. */
+static void mm_exec(mm_prim *p, const void *A, const void *B, const float *bias, float *C) {
+    /* oneDNN takes a non-const handle; the primitive only reads src, weights and bias */
+    dnnl_memory_set_data_handle(p->a, (void *)(uintptr_t)A);
+    dnnl_memory_set_data_handle(p->b, (void *)(uintptr_t)B);
+    dnnl_memory_set_data_handle(p->c, C);
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, p->a}, {DNNL_ARG_WEIGHTS, p->b}, {DNNL_ARG_DST, p->c}};
+    int nargs = 3;
+    if (p->bias) {
+        dnnl_memory_set_data_handle(p->bias_m, (void *)(uintptr_t)bias);
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, p->bias_m};
+    }
+    if (dnnl_primitive_execute(p->prim, stream, nargs, args) != dnnl_success)
+        plm_die("oneDNN matmul failed (M=%d N=%d K=%d)", p->M, p->N, p->K);
+    dnnl_stream_wait(stream);
 }
 
 const char *plm_bf16_isa(void) {
@@ -122,12 +161,11 @@ const char *plm_bf16_isa(void) {
     known = 0;
     if (!dnnl_ready()) return NULL;
     dnnl_cpu_isa_t e = dnnl_get_effective_cpu_isa();
-    bf16_prim probe = {.M = 32, .N = 32, .K = 32, .ldc = 32, .lda = 32, .ldb = 32, .alpha = 1.0f};
-    if ((e & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16 && bf16_create(&probe, NULL, 0)) {
+    mm_prim probe = {.dt = dnnl_bf16, .M = 32, .N = 32, .K = 32, .ldc = 32, .lda = 32, .ldb = 32, .alpha = 1.0f};
+    if ((e & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16 && mm_create(&probe)) {
         isa = (e & dnnl_cpu_isa_avx512_core_amx) == dnnl_cpu_isa_avx512_core_amx ? "avx512_core_amx (AMX-BF16)"
                                                                                  : "avx512_core_bf16 (AVX512_BF16)";
-        dnnl_primitive_destroy(probe.prim);
-        dnnl_memory_destroy(probe.a), dnnl_memory_destroy(probe.b), dnnl_memory_destroy(probe.c);
+        mm_destroy(&probe);
     }
     known = 1;
     return isa;
@@ -317,57 +355,27 @@ static bool sgemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const
     int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
     const uint16_t *am = mirrored(A, ar, ac, lda), *bm = mirrored(B, br, bc, ldb);
     int lda16 = am ? lda : ac, ldb16 = bm ? ldb : bc; /* copies made here are dense */
-    bf16_prim *p = NULL;
-    for (int i = 0; i < cache_n && !p; i++) {
-        bf16_prim *e = &cache[i];
-        if (e->M == M && e->N == N && e->K == K && e->ldc == ldc && e->lda == lda16 && e->ldb == ldb16 && e->ta == ta &&
-            e->tb == tb && e->alpha == alpha && e->beta == beta && e->bias == (bias != NULL))
-            p = e;
-    }
-    if (!p) {
-        if (cache_n < BF16_CACHE) {
-            p = &cache[cache_n++];
-        } else { /* full (a training run has ~20 shapes; test suites more): replace round robin */
-            static int victim;
-            p = &cache[victim];
-            victim = (victim + 1) % BF16_CACHE;
-            if (p->prim) {
-                dnnl_primitive_destroy(p->prim);
-                dnnl_memory_destroy(p->a), dnnl_memory_destroy(p->b), dnnl_memory_destroy(p->c);
-                if (p->bias_m) dnnl_memory_destroy(p->bias_m);
-            }
-        }
-        *p = (bf16_prim){.M = M,
-                         .N = N,
-                         .K = K,
-                         .ldc = ldc,
-                         .lda = lda16,
-                         .ldb = ldb16,
-                         .ta = ta,
-                         .tb = tb,
-                         .bias = bias != NULL,
-                         .alpha = alpha,
-                         .beta = beta};
-        if (!bf16_create(p, NULL, 0)) p->prim = NULL; /* remembered: this shape runs fp32 */
-    }
-    if (!p->prim) return false;
-    p->uses++;
+    mm_prim key = {.dt = dnnl_bf16,
+                   .M = M,
+                   .N = N,
+                   .K = K,
+                   .lda = lda16,
+                   .ldb = ldb16,
+                   .ldc = ldc,
+                   .ta = ta,
+                   .tb = tb,
+                   .bias = bias != NULL,
+                   .alpha = alpha,
+                   .beta = beta};
+    mm_prim *p = mm_get(&key);
+    if (!p) return false; /* this shape runs fp32 */
     count_reused += (am != NULL) + (bm != NULL);
     count_converted += (am == NULL) + (bm == NULL);
     double prof_t0 = plm_prof_begin();
     const uint16_t *a16 = am ? am : convert(0, A, ar, ac, lda);
     const uint16_t *b16 = bm ? bm : convert(1, B, br, bc, ldb);
     plm_prof_end("bf16 conversion", prof_t0);
-    /* oneDNN takes a non-const handle; the primitive only reads src and weights */
-    dnnl_memory_set_data_handle(p->a, (void *)(uintptr_t)a16);
-    dnnl_memory_set_data_handle(p->b, (void *)(uintptr_t)b16);
-    dnnl_memory_set_data_handle(p->c, C);
-    if (bias) dnnl_memory_set_data_handle(p->bias_m, (void *)(uintptr_t)bias);
-    dnnl_exec_arg_t args[4] = {
-        {DNNL_ARG_SRC, p->a}, {DNNL_ARG_WEIGHTS, p->b}, {DNNL_ARG_DST, p->c}, {DNNL_ARG_BIAS, p->bias_m}};
-    if (dnnl_primitive_execute(p->prim, stream, bias ? 4 : 3, args) != dnnl_success)
-        plm_die("oneDNN bf16 matmul failed");
-    dnnl_stream_wait(stream);
+    mm_exec(p, a16, b16, bias, C);
     return true;
 }
 
@@ -383,88 +391,24 @@ static bool use_skinny(bool ta, bool tb, int M, int N, int K) {
            !omp_in_parallel();
 }
 
-typedef struct {
-    int M, N, K, lda, ldb, ldc;
-    float beta;
-    bool bias; /* with a bias [N] added to every row (plm_sgemm_bias) */
-    dnnl_primitive_t prim;
-    dnnl_memory_t a, b, c, bias_m;
-} f32_prim;
-
-#define F32_CACHE 64
-static f32_prim f32_cache[F32_CACHE];
-static int f32_n, f32_victim;
-
 /* C = A B^T (+ bias[N] on every row) + beta C through a cached f32 matmul primitive;
  * false if oneDNN has none. */
 static bool sgemm_f32_matmul(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta,
                              const float *bias, float *C, int ldc) {
-    f32_prim *p = NULL;
-    bool with_bias = bias != NULL;
-    for (int i = 0; i < f32_n && !p; i++) {
-        f32_prim *e = &f32_cache[i];
-        if (e->M == M && e->N == N && e->K == K && e->lda == lda && e->ldb == ldb && e->ldc == ldc && e->beta == beta &&
-            e->bias == with_bias)
-            p = e;
-    }
-    if (!p) {
-        if (!dnnl_ready()) return false;
-        p = f32_n < F32_CACHE ? &f32_cache[f32_n++] : &f32_cache[f32_victim++ % F32_CACHE];
-        if (p->prim) {
-            dnnl_primitive_destroy(p->prim);
-            dnnl_memory_destroy(p->a), dnnl_memory_destroy(p->b), dnnl_memory_destroy(p->c);
-            if (p->bias_m) dnnl_memory_destroy(p->bias_m);
-        }
-        *p = (f32_prim){.M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc, .beta = beta, .bias = with_bias};
-        dnnl_memory_desc_t a_md, b_md, c_md, bias_md;
-        dnnl_dims_t ad = {M, K}, bd = {K, N}, cd = {M, N}, as = {lda, 1}, bs = {1, ldb}, cs = {ldc, 1};
-        dnnl_dims_t biasd = {1, N}, biass = {N, 1};
-        dnnl_matmul_desc_t md;
-        dnnl_primitive_attr_t attr = NULL;
-        dnnl_post_ops_t po = NULL;
-        dnnl_primitive_desc_t pd = NULL;
-        bool ok = dnnl_memory_desc_init_by_strides(&a_md, 2, ad, dnnl_f32, as) == dnnl_success &&
-                  dnnl_memory_desc_init_by_strides(&b_md, 2, bd, dnnl_f32, bs) == dnnl_success &&
-                  dnnl_memory_desc_init_by_strides(&c_md, 2, cd, dnnl_f32, cs) == dnnl_success &&
-                  dnnl_memory_desc_init_by_strides(&bias_md, 2, biasd, dnnl_f32, biass) == dnnl_success &&
-                  dnnl_matmul_desc_init(&md, &a_md, &b_md, with_bias ? &bias_md : NULL, &c_md) == dnnl_success &&
-                  dnnl_primitive_attr_create(&attr) == dnnl_success;
-        if (ok && beta != 0.0f) {
-            ok = dnnl_post_ops_create(&po) == dnnl_success && dnnl_post_ops_append_sum(po, beta) == dnnl_success &&
-                 dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
-        }
-        ok = ok && dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL) == dnnl_success;
-        const char *name = "ref";
-        if (ok) dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name);
-        ok = ok && !strstr(name, "ref") && dnnl_primitive_create(&p->prim, pd) == dnnl_success &&
-             dnnl_memory_create(&p->a, &a_md, eng, DNNL_MEMORY_NONE) == dnnl_success &&
-             dnnl_memory_create(&p->b, &b_md, eng, DNNL_MEMORY_NONE) == dnnl_success &&
-             dnnl_memory_create(&p->c, &c_md, eng, DNNL_MEMORY_NONE) == dnnl_success &&
-             (!with_bias || dnnl_memory_create(&p->bias_m, &bias_md, eng, DNNL_MEMORY_NONE) == dnnl_success);
-        if (pd) dnnl_primitive_desc_destroy(pd);
-        if (attr) dnnl_primitive_attr_destroy(attr);
-        if (po) dnnl_post_ops_destroy(po);
-        if (!ok) {
-            if (p->prim) dnnl_primitive_destroy(p->prim);
-            if (p->a) dnnl_memory_destroy(p->a);
-            if (p->b) dnnl_memory_destroy(p->b);
-            if (p->c) dnnl_memory_destroy(p->c);
-            if (p->bias_m) dnnl_memory_destroy(p->bias_m);
-            p->prim = NULL, p->a = p->b = p->c = p->bias_m = NULL; /* remembered: this shape stays on sgemm */
-        }
-    }
-    if (!p->prim) return false;
-    dnnl_memory_set_data_handle(p->a, (void *)A);
-    dnnl_memory_set_data_handle(p->b, (void *)B);
-    dnnl_memory_set_data_handle(p->c, C);
-    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, p->a}, {DNNL_ARG_WEIGHTS, p->b}, {DNNL_ARG_DST, p->c}};
-    int nargs = 3;
-    if (with_bias) {
-        dnnl_memory_set_data_handle(p->bias_m, (void *)bias);
-        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, p->bias_m};
-    }
-    if (dnnl_primitive_execute(p->prim, stream, nargs, args) != dnnl_success) plm_die("oneDNN f32 matmul failed");
-    dnnl_stream_wait(stream);
+    mm_prim key = {.dt = dnnl_f32,
+                   .M = M,
+                   .N = N,
+                   .K = K,
+                   .lda = lda,
+                   .ldb = ldb,
+                   .ldc = ldc,
+                   .tb = true,
+                   .bias = bias != NULL,
+                   .alpha = 1.0f,
+                   .beta = beta};
+    mm_prim *p = mm_get(&key);
+    if (!p) return false; /* this shape stays on sgemm */
+    mm_exec(p, A, B, bias, C);
     return true;
 }
 
