@@ -29,6 +29,12 @@ int cli_load_model(const char *dir, plm_model **m, plm_tokenizer **tok);
  * directory's own model. A tokenizer larger than the model's vocabulary is refused. */
 int cli_load_model_heads(const char *dir, const plm_head_spec *heads, int num_heads, uint64_t seed, bool quiet,
                          plm_model **m, plm_tokenizer **tok);
+/* --bf16 of the inference commands: bf16 GEMMs (plm_gemm_set_bf16; one line on stderr
+ * and fp32 where the CPU has none) reading a bf16 copy of m's weights rounded once. */
+void cli_use_bf16(plm_model *m);
+#define CLI_BF16_HELP                                                                                                  \
+    "bf16 GEMMs (oneDNN, fp32 accumulation) on the weights rounded to bf16 once: half the bytes per token, "           \
+    "logits within bf16 rounding of fp32's; fp32 where the CPU has no bf16"
 /* Prints "plm CMD: error: <last error>" on stderr and returns code. */
 int cli_fail(const char *cmd, int code);
 

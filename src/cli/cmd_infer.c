@@ -43,7 +43,7 @@ int cmd_eval(int argc, char **argv) {
     arg_list files = {0};
     int batch_size = 8, seq_len = 0, max_batches = 1000000, stride = 0;
     uint64_t seed = 42;
-    bool quiet = false;
+    bool quiet = false, bf16 = false;
     arg_spec specs[] = {
         {"--model", ARG_STR, &model_dir, "model directory (config.json, model.safetensors, tokenizer.json)"},
         {"--data", ARG_LIST, &files, "held-out text files"},
@@ -57,6 +57,7 @@ int cmd_eval(int argc, char **argv) {
         {"--max-batches", ARG_INT, &max_batches, "MLM: stop after N batches"},
         {"--seed", ARG_U64, &seed, "seed of the MLM masks (default 42)"},
         {"--quiet", ARG_FLAG, &quiet, "CLM: no progress bar"},
+        {"--bf16", ARG_FLAG, &bf16, CLI_BF16_HELP},
     };
     int rc = args_parse("eval",
                         "Perplexity (CLM: sliding windows with a stride, as Hugging Face's perplexity guide) or "
@@ -77,6 +78,7 @@ int cmd_eval(int argc, char **argv) {
         args_list_free(&files);
         return cli_fail("eval", rc);
     }
+    if (bf16) cli_use_bf16(m);
     plm_objective obj = m->config.is_decoder ? PLM_OBJ_CLM : PLM_OBJ_MLM;
     if (objective && strcmp(objective, "mlm") == 0)
         obj = PLM_OBJ_MLM;
@@ -219,7 +221,7 @@ static int read_prompts(const char *path, arg_list *list, char **owned, int **li
 int cmd_generate(int argc, char **argv) {
     const char *model_dir = NULL, *prompts_file = NULL;
     arg_list prompts = {0};
-    bool greedy = false, json = false, quiet = false, ignore_eos = false;
+    bool greedy = false, json = false, quiet = false, ignore_eos = false, bf16 = false;
     int batch_size = 32;
     plm_sampling s;
     plm_sampling_default(&s);
@@ -243,6 +245,7 @@ int cmd_generate(int argc, char **argv) {
         {"--ignore-eos", ARG_FLAG, &ignore_eos,
          "do not stop at the end-of-text token (benchmarks: always max-new-tokens)"},
         {"--quiet", ARG_FLAG, &quiet, "no tokens/s line on stderr"},
+        {"--bf16", ARG_FLAG, &bf16, CLI_BF16_HELP},
     };
     int rc = args_parse("generate",
                         "Generate text from a causal model, or text-to-text from a T5 encoder-decoder (KV caches; "
@@ -290,6 +293,7 @@ int cmd_generate(int argc, char **argv) {
         args_list_free(&prompts);
         return cli_fail("generate", rc);
     }
+    if (bf16) cli_use_bf16(m);
     bool t5 = m->config.arch == PLM_ARCH_T5;
     if (!m->config.is_decoder && !t5) {
         /* A bidirectional encoder never learned next-token prediction: its "continuation"

@@ -46,6 +46,10 @@ int cli_load_model_heads(const char *dir, const plm_head_spec *heads, int num_he
     return 0;
 }
 
+void cli_use_bf16(plm_model *m) {
+    if (plm_gemm_set_bf16(true)) plm_model_round_bf16(m);
+}
+
 int cli_load_model(const char *dir, plm_model **m, plm_tokenizer **tok) {
     return cli_load_model_heads(dir, NULL, 0, 0, true, m, tok);
 }

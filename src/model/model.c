@@ -540,6 +540,18 @@ void plm_model_free(plm_model *m) {
 
 void plm_model_params_written(plm_model *m) { plm_bf16_mirror_stale(&m->params16); }
 
+bool plm_model_round_bf16(plm_model *m) {
+    plm_bf16_mirror *s = &m->params16;
+    if (!plm_gemm_bf16() || !plm_gemm_bf16_reuse() || !plm_gemm_mirror_registered(s)) return false;
+    if (!s->w) s->w = plm_aligned_alloc(s->n * sizeof(uint16_t));
+    const float *x = s->base;
+    uint16_t *w = s->w;
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < s->n; i++) w[i] = plm_to_bf16(x[i]);
+    s->w_gen = s->gen;
+    return true;
+}
+
 /* ---------------------------------------------------------------- running */
 
 int plm_model_check_batch(const plm_model *m, int k, const plm_batch *b) {

@@ -97,6 +97,12 @@ void plm_model_free(plm_model *m);
  * weights in, a test setting them): the bf16 copy of the weights becomes stale, and the
  * bf16 GEMMs round the fp32 weights themselves until the next AdamW step refreshes it. */
 void plm_model_params_written(plm_model *m);
+/* Inference under bf16 (plm_gemm_bf16()): rounds every weight into m->params16 once, so
+ * each bf16 GEMM reads the weights' bf16 copy (half the bytes of fp32: decoding streams
+ * every weight per token) instead of rounding them per call. Returns false, doing
+ * nothing, when bf16 GEMMs or their copies (PLM_BF16_REUSE=0) are off. Training needs
+ * no call: AdamW writes the copy. */
+bool plm_model_round_bf16(plm_model *m);
 /* Allocates activations and gradients for batches up to B x T (T <= max_position_embeddings). */
 int plm_model_reserve(plm_model *m, int B, int T);
 void plm_model_zero_grad(plm_model *m);
