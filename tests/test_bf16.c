@@ -12,7 +12,10 @@
  *     loaded from the same file;
  *   - a write of the weights that forgets plm_model_params_written stops the program with
  *     a message (a child process: this binary with --stale-child);
- *   - fp32 training never allocates nor reads a copy.
+ *   - fp32 training never allocates nor reads a copy;
+ *   - inference (generate/eval --bf16): plm_model_round_bf16 fills the copy once, decoding
+ *     reads the weights from it, and its logits have the bits of GEMMs that round both
+ *     operands themselves, within bf16 rounding of fp32's.
  * On a CPU without bf16 in oneDNN only the last runs, and a line says so. */
 #include <math.h>
 #include <stdio.h>
@@ -22,6 +25,7 @@
 
 #include "core/common.h"
 #include "core/rng.h"
+#include "infer/generate.h"
 #include "model/gemm.h"
 #include "model/model.h"
 #include "model/model_io.h"
@@ -253,6 +257,53 @@ static void test_fp32_no_copy(void) {
     plm_model_free(m);
 }
 
+/* Logits of the KV-cache forward (decoding's path) for 3 prompts of T/2 tokens, then one
+ * more token each: [3, V] after the second call, into out. */
+static void decode_logits(plm_model *m, float *out) {
+    plm_kv_cache kv;
+    if (plm_kv_cache_init_batch(&kv, m, 3, T, 3 * T) != 0) plm_die("kv cache: %s", plm_last_error());
+    int seq[3] = {0, 1, 2}, n[3] = {T / 2, T / 2, T / 2}, one[3] = {1, 1, 1};
+    int32_t ids[3 * T];
+    for (int i = 0; i < 3 * T; i++) ids[i] = (int32_t)((i * 37 + 11) % V);
+    plm_kv_cache_append(&kv, 3, seq, n, ids);
+    const float *l = plm_kv_cache_append(&kv, 3, seq, one, ids + 3 * (T / 2));
+    memcpy(out, l, 3 * V * sizeof(float));
+    plm_kv_cache_free(&kv);
+}
+
+/* Inference under bf16 (plm generate --bf16): plm_model_round_bf16 fills the weights'
+ * copy once; decoding then reads it (no weight rounded in a GEMM) and gives the same
+ * logits, bit for bit, as GEMMs rounding both operands themselves, and logits within
+ * bf16 rounding of fp32's. */
+static void test_inference_copy(void) {
+    plm_model *m = make_model(PLM_ARCH_GPT2, 9);
+    static float f32[3 * V], own[3 * V], copy[3 * V];
+    plm_gemm_set_bf16(false);
+    decode_logits(m, f32);
+    plm_gemm_set_bf16(true);
+    plm_gemm_set_bf16_reuse(false);
+    TEST_CHECK(!plm_model_round_bf16(m), "bf16_infer.no_copy_when_reuse_off", "filled a copy with reuse off");
+    decode_logits(m, own);
+    plm_gemm_set_bf16_reuse(true);
+    bool filled = plm_model_round_bf16(m);
+    long r0, c0, r1, c1;
+    plm_gemm_bf16_counts(&r0, &c0);
+    decode_logits(m, copy);
+    plm_gemm_bf16_counts(&r1, &c1);
+    double num = 0, den = 0;
+    for (int i = 0; i < 3 * V; i++)
+        num += (copy[i] - f32[i]) * (double)(copy[i] - f32[i]), den += f32[i] * (double)f32[i];
+    double rel = sqrt(num / den);
+    TEST_CHECK(filled && r1 - r0 > 0 && r1 - r0 == c1 - c0, "bf16_infer.weights_read_from_copy",
+               "filled %d, %ld operands read from copies, %ld rounded (want one of each per GEMM)", filled, r1 - r0,
+               c1 - c0);
+    TEST_CHECK(memcmp(own, copy, sizeof copy) == 0, "bf16_infer.same_bits_as_rounding_in_gemm",
+               "logits differ from the GEMMs' own rounding");
+    TEST_CHECK(rel > 0 && rel < 1e-2, "bf16_infer.close_to_fp32", "relative L2 distance to fp32 %.3g (want (0, 1e-2))",
+               rel);
+    plm_model_free(m);
+}
+
 int main(int argc, char **argv) {
     if (argc == 2 && strcmp(argv[1], "--stale-child") == 0) return stale_child();
     test_fp32_no_copy();
@@ -267,5 +318,6 @@ int main(int argc, char **argv) {
     test_same_bits(SEQ2SEQ, "bert2gpt2_seq2seq");
     test_load_makes_stale();
     test_forgotten_write_stops();
+    test_inference_copy();
     TEST_EXIT();
 }

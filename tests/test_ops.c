@@ -12,7 +12,8 @@
  *     asking for bf16 returns false and the product is the fp32 one bit for bit; operands
  *     read in place from bf16 mirrors (gemm.h), strided, give the same bits as rounded
  *     copies;
- *   - the skinny fp32 route (few rows, a large weight: decoding) against a double reference.
+ *   - the few-row fp32 routes (decoding: M 1-64, a large weight; the AVX-512 kernel for M
+ *     2-16) with beta 0, beta 1 and a bias, against a double reference.
  * OpenMP starts 300 threads when asked, even on 2 cores: that is the point. */
 #include <math.h>
 #include <omp.h>
