@@ -352,48 +352,6 @@ static const uint16_t *mirrored(const float *x, int rows, int cols, int ld) {
     return NULL;
 }
 
-static bool sgemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-                       int ldb, float beta, const float *bias, float *C, int ldc) {
-    /* the operands as stored: A is [ar, ac] with row stride lda, B [br, bc] with ldb */
-    int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
-    const uint16_t *am = mirrored(A, ar, ac, lda), *bm = mirrored(B, br, bc, ldb);
-    int lda16 = am ? lda : ac, ldb16 = bm ? ldb : bc; /* copies made here are dense */
-    mm_prim key = {.dt = dnnl_bf16,
-                   .M = M,
-                   .N = N,
-                   .K = K,
-                   .lda = lda16,
-                   .ldb = ldb16,
-                   .ldc = ldc,
-                   .ta = ta,
-                   .tb = tb,
-                   .bias = bias != NULL,
-                   .alpha = alpha,
-                   .beta = beta};
-    mm_prim *p = mm_get(&key);
-    if (!p) return false; /* this shape runs fp32 */
-    count_reused += (am != NULL) + (bm != NULL);
-    count_converted += (am == NULL) + (bm == NULL);
-    double prof_t0 = plm_prof_begin();
-    const uint16_t *a16 = am ? am : convert(0, A, ar, ac, lda);
-    const uint16_t *b16 = bm ? bm : convert(1, B, br, bc, ldb);
-    plm_prof_end("bf16 conversion", prof_t0);
-    mm_exec(p, a16, b16, bias, C);
-    return true;
-}
-
-/* ---------------------------------------------------------------- fp32 */
-
-/* Skinny products. Decoding runs each linear layer with M = the number of running
- * sequences. From M = 3 on, dnnl_sgemm packs the whole weight on every call, which for
- * a large weight costs more than the product; oneDNN's matmul primitive (brgemm) streams
- * it instead: measured 1.5-2x faster for an LM head of 50257 x 512 at M 4-32 and for
- * 3072 x 768 at M 8, slower on weights that fit in cache. M 1-2 stay on sgemm's GEMV. */
-static bool use_skinny(bool ta, bool tb, int M, int N, int K) {
-    return !ta && tb && M >= 3 && M <= 64 && N >= 2048 && (long)N * K >= (1L << 21) && !gemm_forced() &&
-           !omp_in_parallel();
-}
-
 /* Few-row products Y = X W^T (decoding M = 2-16 sequences): each W row is read once from
  * memory and multiplied with all M rows of X while it is in registers. Every library
  * route reads W at a fraction of the memory's rate at these shapes (quiet, 8 x 512 times
@@ -476,6 +434,54 @@ static void sgemm_rows(int M, int N, int K, const float *A, int lda, const float
                        C + (size_t)m0 * ldc, ldc);
     }
 }
+
+#ifdef __AVX512BF16__
+/* The same under bf16 when W has a fresh bf16 copy (the weights' mirror): 32 products
+ * per instruction (vdpbf16ps: exact bf16 products, fp32 sums; bf16 denormals count as
+ * 0), half the bytes of W to stream. A is rounded here (ties to even, as everywhere). */
+static void rows16_block(int M, int n0, int n1, int K, const uint16_t *A, int lda, const uint16_t *W, int ldw,
+                         const float *bias, float beta, float *C, int ldc) {
+    int K32 = K & ~31;
+    __mmask32 tail = (__mmask32)((1ull << (K & 31)) - 1ull);
+    for (int n = n0; n < n1; n++) {
+        const uint16_t *w = W + (size_t)n * ldw;
+        __m512 acc[8];
+        for (int m = 0; m < 8; m++) acc[m] = _mm512_setzero_ps();
+        for (int k = 0; k < K32; k += 32) {
+            __m512bh x = (__m512bh)_mm512_loadu_si512(w + k);
+            for (int m = 0; m < M; m++)
+                acc[m] = _mm512_dpbf16_ps(acc[m], (__m512bh)_mm512_loadu_si512(A + (size_t)m * lda + k), x);
+        }
+        if (tail) {
+            __m512bh x = (__m512bh)_mm512_maskz_loadu_epi16(tail, w + K32);
+            for (int m = 0; m < M; m++)
+                acc[m] =
+                    _mm512_dpbf16_ps(acc[m], (__m512bh)_mm512_maskz_loadu_epi16(tail, A + (size_t)m * lda + K32), x);
+        }
+        for (int m = 0; m < M; m++) {
+            float *c = C + (size_t)m * ldc + n;
+            *c = rows_finish(acc[m], bias, n, beta, c);
+        }
+    }
+}
+
+/* C = A B^T (+ bias) + beta C with B's bf16 copy W16 (row stride ldb), M <= ROWS_MAX. */
+static void sgemm_rows16(int M, int N, int K, const float *A, int lda, const uint16_t *W16, int ldb, float beta,
+                         const float *bias, float *C, int ldc) {
+    uint16_t *a16 = bf16_buf(0, (size_t)M * K);
+    for (int m = 0; m < M; m++)
+        for (int k = 0; k < K; k++) a16[(size_t)m * K + k] = to_bf16(A[(size_t)m * lda + k]);
+    int nblk = (N + ROWS_BLOCK - 1) / ROWS_BLOCK;
+#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+    for (int b = 0; b < nblk; b++) {
+        int n0 = b * ROWS_BLOCK, n1 = n0 + ROWS_BLOCK < N ? n0 + ROWS_BLOCK : N;
+        for (int m0 = 0; m0 < M; m0 += 8)
+            rows16_block(M - m0 < 8 ? M - m0 : 8, n0, n1, K, a16 + (size_t)m0 * K, K, W16, ldb, bias, beta,
+                         C + (size_t)m0 * ldc, ldc);
+    }
+}
+#define HAVE_ROWS16 1
+#endif
 #else
 static bool use_rows(bool ta, bool tb, int M, int N, int K) {
     (void)ta, (void)tb, (void)M, (void)N, (void)K;
@@ -486,6 +492,55 @@ static void sgemm_rows(int M, int N, int K, const float *A, int lda, const float
     (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)beta, (void)bias, (void)C, (void)ldc;
 }
 #endif
+
+static bool sgemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                       int ldb, float beta, const float *bias, float *C, int ldc) {
+    /* the operands as stored: A is [ar, ac] with row stride lda, B [br, bc] with ldb */
+    int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+    const uint16_t *am = mirrored(A, ar, ac, lda), *bm = mirrored(B, br, bc, ldb);
+#ifdef HAVE_ROWS16
+    if (bm && alpha == 1.0f && use_rows(ta, tb, M, N, K)) { /* decoding on the weights' copy */
+        count_reused++, count_converted++;
+        sgemm_rows16(M, N, K, A, lda, bm, ldb, beta, bias, C, ldc);
+        return true;
+    }
+#endif
+    int lda16 = am ? lda : ac, ldb16 = bm ? ldb : bc; /* copies made here are dense */
+    mm_prim key = {.dt = dnnl_bf16,
+                   .M = M,
+                   .N = N,
+                   .K = K,
+                   .lda = lda16,
+                   .ldb = ldb16,
+                   .ldc = ldc,
+                   .ta = ta,
+                   .tb = tb,
+                   .bias = bias != NULL,
+                   .alpha = alpha,
+                   .beta = beta};
+    mm_prim *p = mm_get(&key);
+    if (!p) return false; /* this shape runs fp32 */
+    count_reused += (am != NULL) + (bm != NULL);
+    count_converted += (am == NULL) + (bm == NULL);
+    double prof_t0 = plm_prof_begin();
+    const uint16_t *a16 = am ? am : convert(0, A, ar, ac, lda);
+    const uint16_t *b16 = bm ? bm : convert(1, B, br, bc, ldb);
+    plm_prof_end("bf16 conversion", prof_t0);
+    mm_exec(p, a16, b16, bias, C);
+    return true;
+}
+
+/* ---------------------------------------------------------------- fp32 */
+
+/* Skinny products. Decoding runs each linear layer with M = the number of running
+ * sequences. From M = 3 on, dnnl_sgemm packs the whole weight on every call, which for
+ * a large weight costs more than the product; oneDNN's matmul primitive (brgemm) streams
+ * it instead: measured 1.5-2x faster for an LM head of 50257 x 512 at M 4-32 and for
+ * 3072 x 768 at M 8, slower on weights that fit in cache. M 1-2 stay on sgemm's GEMV. */
+static bool use_skinny(bool ta, bool tb, int M, int N, int K) {
+    return !ta && tb && M >= 3 && M <= 64 && N >= 2048 && (long)N * K >= (1L << 21) && !gemm_forced() &&
+           !omp_in_parallel();
+}
 
 /* C = A B^T (+ bias[N] on every row) + beta C through a cached f32 matmul primitive;
  * false if oneDNN has none. */
