@@ -2,9 +2,6 @@
 #include "gemm.h"
 
 #include <cblas.h>
-#ifdef __AVX512F__
-#include <immintrin.h>
-#endif
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <stdint.h>
@@ -352,159 +349,11 @@ static const uint16_t *mirrored(const float *x, int rows, int cols, int ld) {
     return NULL;
 }
 
-/* Few-row products Y = X W^T (decoding M = 2-16 sequences): each W row is read once from
- * memory and multiplied with all M rows of X while it is in registers. Every library
- * route reads W at a fraction of the memory's rate at these shapes (quiet, 8 x 512 times
- * a 50257 x 512 LM head: dnnl_sgemm 14.5 GB/s, its matmul primitive about the same,
- * while its M = 1 GEMV streams 40 GB/s). Two W rows at a time against up to 8 rows of
- * X keep 16 accumulators; W is walked in blocks of 32 rows so that a second group of 8
- * X rows reads the block from cache. Each output is one thread's dot product in a fixed
- * order: the same bits for any number of threads. AVX-512 builds only (-march=native). */
-#ifdef __AVX512F__
-#define ROWS_MAX   16
-#define ROWS_BLOCK 32
-
-static inline float rows_finish(__m512 acc, const float *bias, int n, float beta, const float *c) {
-    float s = _mm512_reduce_add_ps(acc);
-    if (bias) s += bias[n];
-    if (beta != 0.0f) s += beta * *c;
-    return s;
-}
-
-/* C[0..M) x [n0, n1) for M <= 8 */
-static void rows_block(int M, int n0, int n1, int K, const float *A, int lda, const float *W, int ldw,
-                       const float *bias, float beta, float *C, int ldc) {
-    int K16 = K & ~15;
-    __mmask16 tail = (__mmask16)((1u << (K & 15)) - 1u);
-    int n = n0;
-    for (; n + 1 < n1; n += 2) {
-        const float *w0 = W + (size_t)n * ldw, *w1 = w0 + ldw;
-        __m512 acc0[8], acc1[8];
-        for (int m = 0; m < 8; m++) acc0[m] = acc1[m] = _mm512_setzero_ps();
-        for (int k = 0; k < K16; k += 16) {
-            __m512 x0 = _mm512_loadu_ps(w0 + k), x1 = _mm512_loadu_ps(w1 + k);
-            for (int m = 0; m < M; m++) {
-                __m512 a = _mm512_loadu_ps(A + (size_t)m * lda + k);
-                acc0[m] = _mm512_fmadd_ps(a, x0, acc0[m]);
-                acc1[m] = _mm512_fmadd_ps(a, x1, acc1[m]);
-            }
-        }
-        if (tail) {
-            __m512 x0 = _mm512_maskz_loadu_ps(tail, w0 + K16), x1 = _mm512_maskz_loadu_ps(tail, w1 + K16);
-            for (int m = 0; m < M; m++) {
-                __m512 a = _mm512_maskz_loadu_ps(tail, A + (size_t)m * lda + K16);
-                acc0[m] = _mm512_fmadd_ps(a, x0, acc0[m]);
-                acc1[m] = _mm512_fmadd_ps(a, x1, acc1[m]);
-            }
-        }
-        for (int m = 0; m < M; m++) {
-            float *c = C + (size_t)m * ldc + n;
-            float s0 = rows_finish(acc0[m], bias, n, beta, c), s1 = rows_finish(acc1[m], bias, n + 1, beta, c + 1);
-            c[0] = s0, c[1] = s1;
-        }
-    }
-    for (; n < n1; n++) { /* an odd last row */
-        const float *w0 = W + (size_t)n * ldw;
-        for (int m = 0; m < M; m++) {
-            const float *a = A + (size_t)m * lda;
-            __m512 acc = _mm512_setzero_ps();
-            for (int k = 0; k < K16; k += 16)
-                acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(w0 + k), acc);
-            if (tail)
-                acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, a + K16), _mm512_maskz_loadu_ps(tail, w0 + K16), acc);
-            float *c = C + (size_t)m * ldc + n;
-            *c = rows_finish(acc, bias, n, beta, c);
-        }
-    }
-}
-
-static bool use_rows(bool ta, bool tb, int M, int N, int K) {
-    return !ta && tb && M >= 2 && M <= ROWS_MAX && K >= 16 && (long)N * K >= (1L << 18) && !gemm_forced();
-}
-
-/* C = A B^T (+ bias on every row) + beta C, M <= ROWS_MAX; threads split W's rows. */
-static void sgemm_rows(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta,
-                       const float *bias, float *C, int ldc) {
-    int nblk = (N + ROWS_BLOCK - 1) / ROWS_BLOCK;
-#pragma omp parallel for schedule(static) if (!omp_in_parallel())
-    for (int b = 0; b < nblk; b++) {
-        int n0 = b * ROWS_BLOCK, n1 = n0 + ROWS_BLOCK < N ? n0 + ROWS_BLOCK : N;
-        for (int m0 = 0; m0 < M; m0 += 8)
-            rows_block(M - m0 < 8 ? M - m0 : 8, n0, n1, K, A + (size_t)m0 * lda, lda, B, ldb, bias, beta,
-                       C + (size_t)m0 * ldc, ldc);
-    }
-}
-
-#ifdef __AVX512BF16__
-/* The same under bf16 when W has a fresh bf16 copy (the weights' mirror): 32 products
- * per instruction (vdpbf16ps: exact bf16 products, fp32 sums; bf16 denormals count as
- * 0), half the bytes of W to stream. A is rounded here (ties to even, as everywhere). */
-static void rows16_block(int M, int n0, int n1, int K, const uint16_t *A, int lda, const uint16_t *W, int ldw,
-                         const float *bias, float beta, float *C, int ldc) {
-    int K32 = K & ~31;
-    __mmask32 tail = (__mmask32)((1ull << (K & 31)) - 1ull);
-    for (int n = n0; n < n1; n++) {
-        const uint16_t *w = W + (size_t)n * ldw;
-        __m512 acc[8];
-        for (int m = 0; m < 8; m++) acc[m] = _mm512_setzero_ps();
-        for (int k = 0; k < K32; k += 32) {
-            __m512bh x = (__m512bh)_mm512_loadu_si512(w + k);
-            for (int m = 0; m < M; m++)
-                acc[m] = _mm512_dpbf16_ps(acc[m], (__m512bh)_mm512_loadu_si512(A + (size_t)m * lda + k), x);
-        }
-        if (tail) {
-            __m512bh x = (__m512bh)_mm512_maskz_loadu_epi16(tail, w + K32);
-            for (int m = 0; m < M; m++)
-                acc[m] =
-                    _mm512_dpbf16_ps(acc[m], (__m512bh)_mm512_maskz_loadu_epi16(tail, A + (size_t)m * lda + K32), x);
-        }
-        for (int m = 0; m < M; m++) {
-            float *c = C + (size_t)m * ldc + n;
-            *c = rows_finish(acc[m], bias, n, beta, c);
-        }
-    }
-}
-
-/* C = A B^T (+ bias) + beta C with B's bf16 copy W16 (row stride ldb), M <= ROWS_MAX. */
-static void sgemm_rows16(int M, int N, int K, const float *A, int lda, const uint16_t *W16, int ldb, float beta,
-                         const float *bias, float *C, int ldc) {
-    uint16_t *a16 = bf16_buf(0, (size_t)M * K);
-    for (int m = 0; m < M; m++)
-        for (int k = 0; k < K; k++) a16[(size_t)m * K + k] = to_bf16(A[(size_t)m * lda + k]);
-    int nblk = (N + ROWS_BLOCK - 1) / ROWS_BLOCK;
-#pragma omp parallel for schedule(static) if (!omp_in_parallel())
-    for (int b = 0; b < nblk; b++) {
-        int n0 = b * ROWS_BLOCK, n1 = n0 + ROWS_BLOCK < N ? n0 + ROWS_BLOCK : N;
-        for (int m0 = 0; m0 < M; m0 += 8)
-            rows16_block(M - m0 < 8 ? M - m0 : 8, n0, n1, K, a16 + (size_t)m0 * K, K, W16, ldb, bias, beta,
-                         C + (size_t)m0 * ldc, ldc);
-    }
-}
-#define HAVE_ROWS16 1
-#endif
-#else
-static bool use_rows(bool ta, bool tb, int M, int N, int K) {
-    (void)ta, (void)tb, (void)M, (void)N, (void)K;
-    return false;
-}
-static void sgemm_rows(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta,
-                       const float *bias, float *C, int ldc) {
-    (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)beta, (void)bias, (void)C, (void)ldc;
-}
-#endif
-
 static bool sgemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                        int ldb, float beta, const float *bias, float *C, int ldc) {
     /* the operands as stored: A is [ar, ac] with row stride lda, B [br, bc] with ldb */
     int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
     const uint16_t *am = mirrored(A, ar, ac, lda), *bm = mirrored(B, br, bc, ldb);
-#ifdef HAVE_ROWS16
-    if (bm && alpha == 1.0f && use_rows(ta, tb, M, N, K)) { /* decoding on the weights' copy */
-        count_reused++, count_converted++;
-        sgemm_rows16(M, N, K, A, lda, bm, ldb, beta, bias, C, ldc);
-        return true;
-    }
-#endif
     int lda16 = am ? lda : ac, ldb16 = bm ? ldb : bc; /* copies made here are dense */
     mm_prim key = {.dt = dnnl_bf16,
                    .M = M,
@@ -566,7 +415,10 @@ static bool sgemm_f32_matmul(int M, int N, int K, const float *A, int lda, const
 void plm_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
-    if (bf16_on && K > 0 && !omp_in_parallel()) {
+    /* bf16 except a GEMV on a large weight (decoding one or two sequences): sgemm's fp32
+     * GEMV streams the weight at ~40 GB/s here, oneDNN's bf16 matmul at M 1 at ~13 */
+    bool gemv = !trans_a && trans_b && M <= 2 && (long)N * K >= (1L << 18);
+    if (bf16_on && K > 0 && !gemv && !omp_in_parallel()) {
         static const char *const route16[2][2] = {{"gemm NN (bf16)", "gemm NT (bf16)"},
                                                   {"gemm TN (bf16)", "gemm TT (bf16)"}};
         double prof_t0 = plm_prof_begin();
@@ -578,12 +430,6 @@ void plm_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
     static const char *const route[2][2][2] = {
         {{"gemm NN (oneDNN)", "gemm NT (oneDNN)"}, {"gemm TN (oneDNN)", "gemm TT (oneDNN)"}},
         {{"gemm NN (OpenBLAS)", "gemm NT (OpenBLAS)"}, {"gemm TN (OpenBLAS)", "gemm TT (OpenBLAS)"}}};
-    if (alpha == 1.0f && use_rows(trans_a, trans_b, M, N, K)) {
-        double prof_t0 = plm_prof_begin();
-        sgemm_rows(M, N, K, A, lda, B, ldb, beta, NULL, C, ldc);
-        plm_prof_end("gemm NT few rows (AVX-512)", prof_t0);
-        return;
-    }
     if (alpha == 1.0f && K > 0 && use_skinny(trans_a, trans_b, M, N, K)) {
         double prof_t0 = plm_prof_begin();
         bool done = sgemm_f32_matmul(M, N, K, A, lda, B, ldb, beta, NULL, C, ldc);
@@ -615,7 +461,7 @@ void plm_sgemm_bias(int M, int N, int K, const float *A, int lda, const float *B
         bias_choice = e && strcmp(e, "copy") == 0 ? 0 : 1;
     }
     /* bf16 outside parallel regions: the bf16 matmul adds the bias as it writes C */
-    if (bias_choice == 1 && bf16_on && K > 0 && !omp_in_parallel()) {
+    if (bias_choice == 1 && bf16_on && K > 0 && !(M <= 2 && (long)N * K >= (1L << 18)) && !omp_in_parallel()) {
         double prof_t0 = plm_prof_begin();
         bool done = sgemm_bf16(false, true, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, bias, C, ldc);
         plm_prof_end("gemm NT + bias (bf16)", prof_t0);
@@ -629,12 +475,6 @@ void plm_sgemm_bias(int M, int N, int K, const float *A, int lda, const float *B
         bool done = sgemm_f32_matmul(M, N, K, A, lda, B, ldb, 0.0f, bias, C, ldc);
         plm_prof_end("gemm NT + bias (oneDNN matmul)", prof_t0);
         if (done) return;
-    }
-    if (use_rows(false, true, M, N, K)) { /* few rows: the bias added as C is written */
-        double prof_t0 = plm_prof_begin();
-        sgemm_rows(M, N, K, A, lda, B, ldb, 0.0f, bias, C, ldc);
-        plm_prof_end("gemm NT few rows + bias (AVX-512)", prof_t0);
-        return;
     }
     /* the bias copied into every row of C, then C += A B^T */
     double prof_t0 = plm_prof_begin();
