@@ -573,26 +573,30 @@ static void test_gemm_bf16(void) {
     free(A), free(B);
 }
 
-/* The skinny route (decoding: M = a few sequences, a large weight, Y = X W^T through
- * oneDNN's matmul primitive) against a double reference: odd M, N, K, strided rows,
- * beta 0 and 1, and the padding of C left alone. */
+/* The few-row routes (decoding: M = a few sequences, a large weight, Y = X W^T): sgemm's
+ * GEMV for M 1-2, oneDNN's matmul primitive for M 3-64; against a double reference: odd M, N, K (a K tail under 16),
+ * strided rows, beta 0 and 1, the bias of plm_sgemm_bias, and the padding of C left
+ * alone. */
 static void test_gemm_skinny(void) {
-    int N = 2053, K = 1031, Ms[] = {3, 8, 33, 64};
+    int N = 2053, K = 1031, Ms[] = {1, 2, 3, 5, 8, 9, 16, 33, 64};
     int lda = K + 3, ldb = K + 5, ldc = N + 2;
-    float *A = frand((size_t)64 * lda, 1.0f), *B = frand((size_t)N * ldb, 1.0f);
-    for (int mi = 0; mi < 4; mi++)
-        for (int beta_i = 0; beta_i < 2; beta_i++) {
+    float *A = frand((size_t)64 * lda, 1.0f), *B = frand((size_t)N * ldb, 1.0f), *bias = frand(N, 1.0f);
+    for (int mi = 0; mi < (int)PLM_ARRAY_LEN(Ms); mi++)
+        for (int v = 0; v < 3; v++) { /* beta 0, beta 1, bias */
             int M = Ms[mi];
-            float beta = (float)beta_i;
+            float beta = v == 1 ? 1.0f : 0.0f;
             float *C0 = frand((size_t)M * ldc, 1.0f), *C = fcopy(C0, (size_t)M * ldc);
             double *ref = plm_malloc((size_t)M * N * sizeof(double));
             for (int i = 0; i < M; i++)
                 for (int j = 0; j < N; j++) {
-                    double acc = beta * C0[(size_t)i * ldc + j];
+                    double acc = v == 2 ? bias[j] : beta * C0[(size_t)i * ldc + j];
                     for (int k = 0; k < K; k++) acc += (double)A[(size_t)i * lda + k] * B[(size_t)j * ldb + k];
                     ref[(size_t)i * N + j] = acc;
                 }
-            plm_sgemm(false, true, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+            if (v == 2)
+                plm_sgemm_bias(M, N, K, A, lda, B, ldb, bias, C, ldc);
+            else
+                plm_sgemm(false, true, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
             float *Cd = plm_malloc((size_t)M * N * sizeof(float));
             bool pad_ok = true;
             for (int i = 0; i < M; i++) {
@@ -601,11 +605,11 @@ static void test_gemm_skinny(void) {
             }
             double e = rel_err(Cd, ref, (size_t)M * N);
             char name[64];
-            snprintf(name, sizeof name, "gemm_skinny_M%d_beta%d", M, beta_i);
+            snprintf(name, sizeof name, "gemm_skinny_M%d_%s", M, v == 0 ? "beta0" : v == 1 ? "beta1" : "bias");
             TEST_CHECK(e < 1e-5 && pad_ok, name, "rel err %.3g (want < 1e-5), padding kept %d", e, pad_ok);
             free(C0), free(C), free(ref), free(Cd);
         }
-    free(A), free(B);
+    free(A), free(B), free(bias);
 }
 
 /* Y = X W^T + bias (linear_forward's product) against a double reference: fp32 (the
