@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bf16 mixed precision (issue 9): `plm pretrain --bf16` on a tiny GPT.
+# bf16 mixed precision (issue 9): `plm pretrain --bf16` on a tiny GPT, and `generate` / `eval --bf16`.
 #  - where oneDNN runs bf16 (AVX512_BF16 / AMX-BF16): two runs with one seed give the same
 #    losses and weights bit for bit; a run resumed from its checkpoint-6 ends with the
 #    same weights and step losses as the uninterrupted one; bf16 is really on (the losses
@@ -8,7 +8,9 @@
 #    operand in every GEMM (PLM_BF16_REUSE=0) bit for bit;
 #  - everywhere: the fallback. With oneDNN capped at AVX2 (ONEDNN_MAX_CPU_ISA, so this
 #    runs on any machine) --bf16 prints one line and the run is the fp32 run bit for bit,
-#    and test_ops' bf16 GEMM group tests the fallback product.
+#    and test_ops' bf16 GEMM group tests the fallback product;
+#  - inference: `generate --bf16` runs bf16 where it can (else its fallback gives fp32's
+#    tokens), and `eval --bf16`'s perplexity is within 2% of fp32's, yet not equal.
 set -u
 source "$(dirname "$0")/lib.bash"
 BUILD=${BUILD:-build}
@@ -50,12 +52,32 @@ ONEDNN_MAX_CPU_ISA=AVX2 run fp32avx2 && ONEDNN_MAX_CPU_ISA=AVX2 run fallback --b
         && pass bf16.fallback_is_fp32 || fail bf16.fallback_is_fp32 "weights or losses differ from the fp32 run"
 }
 
+# --- inference: generate / eval --bf16 (the fallback runs fp32: the same tokens)
+gen() { # out-name, env..., then args
+    "$PLM" generate --model "$t/tok" --prompt "Alice was" --prompt "The Queen" --greedy --max-new-tokens 12 \
+        --ignore-eos --json "$@" 2>>"$t/gen.err"
+}
+gen >"$t/g32.jsonl" && ONEDNN_MAX_CPU_ISA=AVX2 gen --bf16 >"$t/g16fb.jsonl" && {
+    cmp -s "$t/g32.jsonl" "$t/g16fb.jsonl" && pass bf16.generate_fallback_same_tokens \
+        || fail bf16.generate_fallback_same_tokens "the fp32 fallback of generate --bf16 gave other tokens"
+}
+
 # --- bf16 proper, where the CPU has it
 if ! "$BUILD/tests/test_ops" gemm_bf16 | grep -q '^# bf16 ISA: avx512'; then
     echo "# this CPU has no bf16 in oneDNN: bf16 runs are the fallback above"
     pass bf16.no_isa_fallback_only
     exit 0
 fi
+: >"$t/gen.err"
+gen --bf16 >"$t/g16.jsonl" && "$PLM" eval --model "$t/tok" --data "$t/a.txt" --bf16 --quiet >"$t/e16.txt" 2>>"$t/gen.err" \
+    && "$PLM" eval --model "$t/tok" --data "$t/a.txt" --quiet >"$t/e32.txt" 2>>"$t/gen.err" && {
+    n=$(wc -l <"$t/g16.jsonl")
+    grep -q 'no bf16' "$t/gen.err" && fail bf16.generate_runs "it fell back to fp32: $(tail -2 "$t/gen.err")"
+    [[ $n == 2 ]] && pass bf16.generate_runs || fail bf16.generate_runs "$n JSON lines for 2 prompts"
+    p16=$(grep -o 'perplexity[^0-9]*[0-9.]*' "$t/e16.txt" | grep -o '[0-9.]*$') p32=$(grep -o 'perplexity[^0-9]*[0-9.]*' "$t/e32.txt" | grep -o '[0-9.]*$')
+    awk -v a="$p16" -v b="$p32" 'BEGIN{d = (a - b) / b; d = d < 0 ? -d : d; exit !(a > 0 && a != b && d < 0.02)}' \
+        && pass "bf16.eval_close_to_fp32 ($p16 vs $p32)" || fail bf16.eval_close_to_fp32 "perplexity $p16 (bf16) vs $p32 (fp32)"
+}
 run fp32 && run a --bf16 && run b --bf16 && PLM_BF16_REUSE=0 run noreuse --bf16 && {
     cmp -s "$t/a/model.safetensors" "$t/noreuse/model.safetensors" && cmp -s "$t/a.losses" "$t/noreuse.losses" \
         && pass bf16.reuse_same_bits || fail bf16.reuse_same_bits "PLM_BF16_REUSE=0 changes the weights or losses"
