@@ -9,6 +9,7 @@
  *     is reproducible from its seed; --max-new-tokens past the context stops at it;
  *   - plm_sample's top-k (a heap) draws exactly the k most likely tokens (ties by id). */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,14 +21,15 @@
 #include "test.h"
 
 enum { V = 97, MAXPOS = 48 };
+static int num_heads = 3;
 
 static plm_model *make_model(plm_arch arch) {
     plm_config c;
     plm_config_default(&c, arch);
     c.vocab_size = V;
-    c.hidden_size = 36; /* 3 heads of 12 */
+    c.hidden_size = 12 * num_heads; /* heads of 12 */
     c.num_hidden_layers = 2;
-    c.num_attention_heads = 3;
+    c.num_attention_heads = num_heads;
     c.intermediate_size = 50;
     c.max_position_embeddings = MAXPOS;
     c.is_decoder = true;
@@ -302,6 +304,13 @@ static void check_greedy(void) {
 int main(void) {
     check_greedy();
     check_cache("gpt2", PLM_ARCH_GPT2);
+    /* 8 heads on one thread: attend_rows gives each task of a lone row a group of heads */
+    num_heads = 8;
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    check_cache("gpt2_head_groups", PLM_ARCH_GPT2);
+    omp_set_num_threads(threads);
+    num_heads = 3;
     check_cache("bert_causal", PLM_ARCH_BERT);
     check_batch("gpt2", PLM_ARCH_GPT2);
     check_batch("bert_causal", PLM_ARCH_BERT);

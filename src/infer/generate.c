@@ -2,6 +2,7 @@
 #include "generate.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,36 +84,53 @@ static void attend_rows(plm_kv_cache *kv, const float *kc, const float *vc, cons
     int C = c->hidden_size, NH = c->num_attention_heads, hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     double prof_t0 = plm_prof_begin();
+    /* A task is a row and a group of G consecutive heads: it reads the group's part of
+     * each cached key and value row as one contiguous run (all heads at once when there
+     * are rows enough to keep the threads busy), which streams the cache. The sums run
+     * in the same order as one head at a time: the bits do not depend on G. */
+    int groups = (2 * omp_get_max_threads() + nr - 1) / nr;
+    groups = groups < 1 ? 1 : groups > NH ? NH : groups;
+    while (NH % groups) groups++;
+    int G = NH / groups;
 #pragma omp parallel
     {
-        float *sc = plm_thread_scratch(4, (size_t)kv->max_len);
+        float *sc = plm_thread_scratch(4, (size_t)G * kv->max_len + (size_t)G), *inv = sc + (size_t)G * kv->max_len;
 #pragma omp for schedule(dynamic, 1)
-        for (int task = 0; task < nr * NH; task++) {
-            int r = rows[task / NH], h = task % NH, T = kv->row_pos[r] + 1;
-            size_t base = (size_t)kv->row_seq[r] * kv->max_len * C + (size_t)h * hs;
-            const float *q = kv->qkv + (size_t)r * 3 * C + (size_t)h * hs;
-            float mx = -INFINITY;
+        for (int task = 0; task < nr * groups; task++) {
+            int r = rows[task / groups], h0 = (task % groups) * G, T = kv->row_pos[r] + 1;
+            size_t base = (size_t)kv->row_seq[r] * kv->max_len * C + (size_t)h0 * hs;
+            const float *q = kv->qkv + (size_t)r * 3 * C + (size_t)h0 * hs;
             for (int j = 0; j < T; j++) {
                 const float *k = kc + base + (size_t)j * C;
-                float d = 0.0f;
+                for (int g = 0; g < G; g++) {
+                    const float *qg = q + g * hs, *kg = k + g * hs;
+                    float d = 0.0f;
 #pragma omp simd reduction(+ : d)
-                for (int e = 0; e < hs; e++) d += q[e] * k[e];
-                sc[j] = d * scale;
-                mx = fmaxf(mx, sc[j]);
+                    for (int e = 0; e < hs; e++) d += qg[e] * kg[e];
+                    sc[(size_t)g * T + j] = d * scale;
+                }
             }
-            float sum = 0.0f;
+            for (int g = 0; g < G; g++) {
+                float *s = sc + (size_t)g * T, mx = -INFINITY, sum = 0.0f;
+                for (int j = 0; j < T; j++) mx = fmaxf(mx, s[j]);
 #pragma omp simd reduction(+ : sum)
-            for (int j = 0; j < T; j++) {
-                sc[j] = plm_expf(sc[j] - mx);
-                sum += sc[j];
+                for (int j = 0; j < T; j++) {
+                    s[j] = plm_expf(s[j] - mx);
+                    sum += s[j];
+                }
+                inv[g] = 1.0f / sum;
             }
-            float *o = kv->atty + (size_t)r * C + (size_t)h * hs, inv = 1.0f / sum;
-            memset(o, 0, (size_t)hs * sizeof(float));
+            float *o = kv->atty + (size_t)r * C + (size_t)h0 * hs;
+            memset(o, 0, (size_t)G * hs * sizeof(float));
             for (int j = 0; j < T; j++) {
                 const float *v = vc + base + (size_t)j * C;
-                float p = sc[j] * inv;
+                for (int g = 0; g < G; g++) {
+                    float p = sc[(size_t)g * T + j] * inv[g];
+                    float *og = o + g * hs;
+                    const float *vg = v + g * hs;
 #pragma omp simd
-                for (int e = 0; e < hs; e++) o[e] += p * v[e];
+                    for (int e = 0; e < hs; e++) og[e] += p * vg[e];
+                }
             }
         }
     }
