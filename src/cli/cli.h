@@ -3,6 +3,7 @@
 #ifndef PLM_CLI_H
 #define PLM_CLI_H
 
+#include "args.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -11,6 +12,7 @@ int cmd_prepare(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_fill_mask(int argc, char **argv);
+int cmd_unmask(int argc, char **argv); /* cmd_unmask.c */
 int cmd_demo(int argc, char **argv);
 int cmd_finetune(int argc, char **argv); /* cmd_finetune.c */
 int cmd_evaluate(int argc, char **argv);
@@ -35,6 +37,15 @@ void cli_use_bf16(plm_model *m);
 #define CLI_BF16_HELP                                                                                                  \
     "bf16 GEMMs (oneDNN, fp32 accumulation) on the weights rounded to bf16 once: half the bytes per token, "           \
     "logits within bf16 rounding of fp32's; fp32 where the CPU has no bf16"
+/* cmd_infer.c: loads a masked-language model for CMD (fill-mask, unmask): a directory
+ * whose model has an LM head on its one backbone and is not causal; else the error is
+ * set (naming dir/config.json) and PLM_EXIT_INPUT returned. */
+int cli_load_mlm(const char *dir, const char *cmd, plm_model **m, plm_tokenizer **tok);
+/* cmd_infer.c: appends one text per line of path to list (a trailing \r dropped, blank
+ * lines skipped; a NUL byte is an error naming the line), each one's line number to
+ * (*lines)[its index in list] (the entries before the file's are not set); *owned keeps the text. Returns 0,
+ * or -1 with the error set. */
+int cli_read_lines(const char *path, arg_list *list, char **owned, int **lines);
 /* Prints "plm CMD: error: <last error>" on stderr and returns code. */
 int cli_fail(const char *cmd, int code);
 

@@ -38,6 +38,24 @@ static int load_lm_ex(const char *dir, plm_model **m, plm_tokenizer **tok, bool 
 
 static int load_lm(const char *dir, plm_model **m, plm_tokenizer **tok) { return load_lm_ex(dir, m, tok, false); }
 
+/* fill-mask and unmask (cli.h) */
+int cli_load_mlm(const char *dir, const char *cmd, plm_model **m, plm_tokenizer **tok) {
+    int rc = load_lm(dir, m, tok);
+    if (rc != 0) return rc;
+    if ((*m)->config.is_decoder) {
+        /* A causal model never sees the tokens after a mask, so it cannot fill one. */
+        plm_error("%s/config.json: is_decoder is true (a causal model); %s needs a bidirectional MLM encoder, use plm "
+                  "generate with this one",
+                  dir, cmd);
+        plm_model_free(*m);
+        plm_tokenizer_free(*tok);
+        *m = NULL;
+        *tok = NULL;
+        return PLM_EXIT_INPUT;
+    }
+    return 0;
+}
+
 int cmd_eval(int argc, char **argv) {
     const char *model_dir = NULL, *objective = NULL;
     arg_list files = {0};
@@ -190,9 +208,8 @@ static void print_token(int seq, int32_t id, void *p) {
     fflush(stdout);
 }
 
-/* Reads one prompt per line (a trailing \r dropped, blank lines skipped) into list, and
- * each one's line number into *lines (indexed from the first prompt of the file). */
-static int read_prompts(const char *path, arg_list *list, char **owned, int **lines) {
+/* One prompt or text per line (cli.h). */
+int cli_read_lines(const char *path, arg_list *list, char **owned, int **lines) {
     size_t n;
     char *text = plm_read_file(path, &n);
     if (!text) return -1;
@@ -271,7 +288,7 @@ int cmd_generate(int argc, char **argv) {
     char *file_text = NULL;
     int n_cli = prompts.n, *lines = NULL; /* lines[i]: file line of prompt i >= n_cli */
     if (prompts_file) {
-        if (read_prompts(prompts_file, &prompts, &file_text, &lines) != 0) {
+        if (cli_read_lines(prompts_file, &prompts, &file_text, &lines) != 0) {
             free(lines);
             free(file_text);
             args_list_free(&prompts);
@@ -486,19 +503,9 @@ int cmd_fill_mask(int argc, char **argv) {
     }
     plm_model *m;
     plm_tokenizer *tok;
-    if ((rc = load_lm(model_dir, &m, &tok)) != 0) {
+    if ((rc = cli_load_mlm(model_dir, "fill-mask", &m, &tok)) != 0) {
         args_list_free(&texts);
         return cli_fail("fill-mask", rc);
-    }
-    if (m->config.is_decoder) {
-        /* A causal model never sees the tokens after a mask, so it cannot fill one. */
-        plm_error("%s/config.json: is_decoder is true (a causal model); fill-mask needs a bidirectional MLM "
-                  "encoder, use plm generate with this one",
-                  model_dir);
-        plm_model_free(m);
-        plm_tokenizer_free(tok);
-        args_list_free(&texts);
-        return cli_fail("fill-mask", PLM_EXIT_INPUT);
     }
     int mask = plm_tokenizer_special(tok, PLM_SPECIAL_MASK), cls = plm_tokenizer_special(tok, PLM_SPECIAL_CLS),
         sep = plm_tokenizer_special(tok, PLM_SPECIAL_SEP), V = m->config.vocab_size;

@@ -27,6 +27,7 @@ static const command commands[] = {
     {"eval", cmd_eval, "perplexity / masked-token accuracy of a model on held-out text"},
     {"generate", cmd_generate, "generate text from a causal model"},
     {"fill-mask", cmd_fill_mask, "predict masked tokens with an encoder"},
+    {"unmask", cmd_unmask, "fill masked spans by iterative unmasking (Mask-Predict) with an encoder"},
     {"tokenizer", cmd_tokenizer, "train a tokenizer (plm tokenizer train --help)"},
     {"tokenize", cmd_tokenize, "text to ids, tokens or offsets"},
     {"detokenize", cmd_detokenize, "ids back to text"},
