@@ -80,11 +80,9 @@ static void render(const plm_tokenizer *tok, const int32_t *ids, const uint8_t *
     }
 }
 
-/* One input: its text, where it came from (for messages), its ids and what unmask
- * reports back. */
+/* One input: its text, its ids and what unmask reports back. */
 typedef struct {
     const char *text;
-    char where[512]; /* "--text 2", "prompts.txt:7" */
     int32_t *ids;
     int n;
     float *prob;  /* [n]: final probability of each generated position */
@@ -240,21 +238,24 @@ int cmd_unmask(int argc, char **argv) {
     for (int i = 0; i < P && rc == 0; i++) {
         item *it = &items[i];
         it->text = all.items[i];
+        char where[600]; /* for messages: "--text 2", "prompts.txt:7" */
         if (i < n_text)
-            snprintf(it->where, sizeof it->where, "--text %d", i + 1);
+            snprintf(where, sizeof where, "--text %d", i + 1);
         else if (i < n_cli)
-            snprintf(it->where, sizeof it->where, "--prompt %d", i - n_text + 1);
+            snprintf(where, sizeof where, "--prompt %d", i - n_text + 1);
         else
-            snprintf(it->where, sizeof it->where, "%s:%d", input, lines[i]);
+            snprintf(where, sizeof where, "%.500s:%d", input, lines[i]);
         plm_encoding_clear(&e);
         if (plm_tokenizer_encode(tok, it->text, strlen(it->text), &e) != 0) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", plm_last_error());
+            plm_error("%s: %s", where, why);
             rc = cli_fail("unmask", PLM_EXIT_INPUT);
             break;
         }
         int T = e.n + length + (cls >= 0) + (sep >= 0);
         if (T > m->config.max_position_embeddings) {
-            plm_error("%s: %d tokens exceed max_position_embeddings (%d)", it->where, T,
-                      m->config.max_position_embeddings);
+            plm_error("%s: %d tokens exceed max_position_embeddings (%d)", where, T, m->config.max_position_embeddings);
             rc = cli_fail("unmask", PLM_EXIT_INPUT);
             break;
         }
@@ -269,7 +270,7 @@ int cmd_unmask(int argc, char **argv) {
         it->n = k;
         for (int t = 0; t < k; t++) masks += it->gen[t] = it->ids[t] == o.mask_token_id;
         if (masks == 0) {
-            plm_error("%s: no %s token in it (or give --length N)", it->where, mask_str);
+            plm_error("%s: no %s token in it (or give --length N)", where, mask_str);
             rc = cli_fail("unmask", PLM_EXIT_INPUT);
         }
         if (json && show_steps) it->jsteps = cJSON_CreateArray();
