@@ -99,6 +99,10 @@ printf 'Alice was [MASK] tired.\n\n[MASK] rabbit [MASK].\r\n' >"$t/in.txt"
 "$PLM" unmask --model "$t/bert" --input "$t/in.txt" --json >"$t/j" 2>"$t/err" && [[ $(wc -l <"$t/j") -eq 2 ]] &&
     "$PY" -c 'import json, sys; l = [json.loads(x) for x in open(sys.argv[1])]; sys.exit(0 if [len(x["positions"]) for x in l] == [1, 2] else 1)' "$t/j" &&
     pass input_file || fail input_file "$(cat "$t/err" "$t/j")"
+printf 'ok \xff\xfe [MASK] bytes\n' >"$t/bytes.txt" # a byte-level BPE takes them; the JSON must stay UTF-8
+"$PLM" unmask --model "$t/bert" --input "$t/bytes.txt" --json >"$t/j" 2>"$t/err" &&
+    "$PY" -c 'import json, sys; o = json.loads(open(sys.argv[1], encoding="utf-8").read()); sys.exit(0 if "\ufffd" in o["text"] else 1)' "$t/j" &&
+    pass json_invalid_utf8 || fail json_invalid_utf8 "$(cat "$t/err")"
 "$PLM" unmask --model "$t/bert" --prompt "Alice was" --length 4 --json >"$t/j" 2>"$t/err" &&
     "$PY" -c 'import json, sys; o = json.loads(open(sys.argv[1]).read()); n = len(o["ids"]); sys.exit(0 if o["positions"] == list(range(n - 5, n - 1)) else 1)' "$t/j" &&
     pass prompt_length || fail prompt_length "$(cat "$t/err" "$t/j")"

@@ -311,7 +311,10 @@ int cmd_unmask(int argc, char **argv) {
              * score of a candidate */
             cJSON *j = cJSON_CreateObject();
             cJSON_AddNumberToObject(j, "index", b0 + i);
-            cJSON_AddStringToObject(j, "text", it->text);
+            strbuf in = {0}; /* a byte-level BPE takes any bytes; JSON needs UTF-8 */
+            sb_add_utf8(&in, it->text, strlen(it->text));
+            cJSON_AddStringToObject(j, "text", in.s ? in.s : "");
+            free(in.s);
             cJSON *ia = cJSON_AddArrayToObject(j, "input_ids"), *oa = cJSON_AddArrayToObject(j, "ids");
             cJSON *pa = cJSON_AddArrayToObject(j, "positions"), *pr = cJSON_AddArrayToObject(j, "probs");
             double lp = 0.0;
