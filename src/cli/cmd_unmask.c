@@ -50,13 +50,27 @@ static void sb_add_utf8(strbuf *b, const char *s, size_t n) {
 }
 
 /* The text of ids [n] with the positions flagged in masked (NULL: none) shown as the
- * mask token. Runs of unmasked tokens are decoded together (WordPiece joins its words
- * with spaces, BPE tokens carry theirs); a mask gets a space on either side unless the
- * neighbouring text already has one. Special tokens are kept, as HF's decode does. */
-static void render(const plm_tokenizer *tok, const int32_t *ids, const uint8_t *masked, int n, const char *mask_str,
+ * mask token, special tokens kept (HF's decode without skip_special_tokens). WordPiece:
+ * one decode with the masks in place (its decoder spaces words and attaches "##" pieces
+ * and punctuation as HF's). Byte-level BPE: the mask token took the space before it
+ * when the text was encoded (lstrip), so decoding it in place would glue it to the
+ * words ("The[MASK][MASK] sat"); there the runs between masks are decoded apart and a
+ * mask gets a space on either side unless the neighbouring text has one. */
+static void render(const plm_tokenizer *tok, const int32_t *ids, const uint8_t *masked, int n, int32_t mask_id,
                    strbuf *out) {
     out->n = 0;
     sb_add(out, "", 0);
+    if (plm_tokenizer_kind(tok) == PLM_TOK_WORDPIECE) {
+        int32_t *shown = plm_malloc((size_t)PLM_MAX(n, 1) * sizeof(int32_t));
+        for (int i = 0; i < n; i++) shown[i] = masked && masked[i] ? mask_id : ids[i];
+        size_t len = 0;
+        char *s = plm_tokenizer_decode(tok, shown, n, false, &len);
+        if (s) sb_add_utf8(out, s, len);
+        free(s);
+        free(shown);
+        return;
+    }
+    const char *mask_str = plm_tokenizer_id_to_token(tok, mask_id);
     bool after_mask = false;
     for (int i = 0; i < n;) {
         if (masked && masked[i]) {
@@ -94,7 +108,7 @@ typedef struct {
 typedef struct {
     item *items; /* the batch */
     const plm_tokenizer *tok;
-    const char *mask_str;
+    int32_t mask_id;
     int first; /* content is ids[first .. n - last) */
     int last;
     bool json;
@@ -118,7 +132,7 @@ static void on_step(int seq, int t, const int32_t *ids, const uint8_t *masked, c
     } else {
         char head[32];
         snprintf(head, sizeof head, "t=%d: ", t);
-        render(c->tok, ids + c->first, masked + c->first, n - c->first - c->last, c->mask_str, &c->tmp);
+        render(c->tok, ids + c->first, masked + c->first, n - c->first - c->last, c->mask_id, &c->tmp);
         sb_str(&it->steps, head);
         sb_add(&it->steps, c->tmp.s, c->tmp.n);
         sb_str(&it->steps, "\n");
@@ -277,7 +291,7 @@ int cmd_unmask(int argc, char **argv) {
     }
     plm_encoding_free(&e);
     int first = cls >= 0, last = sep >= 0;
-    step_ctx sc = {.tok = tok, .mask_str = mask_str, .first = first, .last = last, .json = json};
+    step_ctx sc = {.tok = tok, .mask_id = o.mask_token_id, .first = first, .last = last, .json = json};
     int32_t **bids = plm_malloc((size_t)PLM_MIN(batch_size, P) * sizeof(int32_t *));
     float **bprob = plm_malloc((size_t)PLM_MIN(batch_size, P) * sizeof(float *));
     int *blen = plm_malloc((size_t)PLM_MIN(batch_size, P) * sizeof(int));
@@ -301,7 +315,7 @@ int cmd_unmask(int argc, char **argv) {
         if (bar) plm_progress_update(&pb, b0 + nb, NULL);
         for (int i = 0; i < nb; i++) {
             item *it = &items[b0 + i];
-            render(tok, it->ids + first, NULL, it->n - first - last, mask_str, &text);
+            render(tok, it->ids + first, NULL, it->n - first - last, o.mask_token_id, &text);
             if (!json) {
                 if (show_steps) fputs(it->steps.s ? it->steps.s : "", stdout);
                 printf("%s%s\n", show_steps ? "=> " : "", text.s);
