@@ -125,6 +125,9 @@ done
 [[ -s $t/r3 ]] && ! { cmp -s "$t/r3" "$t/r4" && cmp -s "$t/r4" "$t/r5"; } &&
     pass sampling_seed_matters || fail sampling_seed_matters "seeds 7..10 all gave $(cat "$t/r3")"
 
+"$PLM" unmask --model "$t/bert" --text "Alice [MASK] [MASK] tired." --bf16 --json >"$t/o" 2>"$t/err" &&
+    [[ $(wc -l <"$t/o") -eq 1 ]] && pass bf16_runs || fail bf16_runs "$(cat "$t/err")"
+
 # ---- hostile input: one line on stderr, exit 2 (usage) or 3 (bad input)
 m=(--model "$t/bert")
 expect no_args 2 'required' -- "$PLM" unmask

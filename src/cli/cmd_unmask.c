@@ -149,7 +149,7 @@ int cmd_unmask(int argc, char **argv) {
     arg_list texts = {0}, prompts = {0};
     int length = 0, batch_size = 32, top_k = -1;
     float temperature = NAN, top_p = NAN;
-    bool sample = false, show_steps = false, json = false, quiet = false;
+    bool sample = false, show_steps = false, json = false, quiet = false, bf16 = false;
     plm_unmask_opts o;
     plm_unmask_opts_default(&o);
     arg_spec specs[] = {
@@ -179,6 +179,7 @@ int cmd_unmask(int argc, char **argv) {
          "one JSON object per input: index, text, input_ids, ids, output, positions (the generated ones), probs, "
          "score (their mean log-probability); with --show-steps, steps [{iteration, masked, ids, probs}]"},
         {"--quiet", ARG_FLAG, &quiet, "no progress bar"},
+        {"--bf16", ARG_FLAG, &bf16, CLI_BF16_HELP},
     };
     int rc = args_parse("unmask",
                         "Non-autoregressive generation with a masked-language encoder: every mask token is predicted "
@@ -235,6 +236,7 @@ int cmd_unmask(int argc, char **argv) {
         rc = cli_fail("unmask", rc);
         goto out;
     }
+    if (bf16) cli_use_bf16(m);
     o.mask_token_id = plm_tokenizer_special(tok, PLM_SPECIAL_MASK);
     o.pad_token_id = plm_tokenizer_special(tok, PLM_SPECIAL_PAD);
     if (o.mask_token_id < 0 || o.mask_token_id >= m->config.vocab_size) {
