@@ -89,6 +89,8 @@ P
 # BertForPreTraining (MLM + NSP heads): the NSP head runs on a batch without labels
 "$PLM" unmask --model "$t/nsp" --text "Alice [MASK] [MASK] tired." >"$t/o" 2>"$t/err" && [[ $(wc -l <"$t/o") -eq 1 ]] &&
     pass mlm_nsp_model || fail mlm_nsp_model "$(cat "$t/err")"
+"$PLM" fill-mask --model "$t/nsp" --text "Alice [MASK] tired." --top-k 2 >"$t/o" 2>"$t/err" && [[ $(grep -c '%' "$t/o") -eq 2 ]] &&
+    pass fill_mask_mlm_nsp_model || fail fill_mask_mlm_nsp_model "$(cat "$t/err")"
 "$PLM" unmask --model "$t/bert" --text "The [MASK] [MASK] sat on the mat." --iterations 3 --show-steps >"$t/s" 2>"$t/err"
 [[ $? -eq 0 && $(grep -c '^t=' "$t/s") -ge 2 && $(grep -c '^=> ' "$t/s") -eq 1 ]] && grep -q '^t=0: .*\[MASK\].*\[MASK\]' "$t/s" &&
     [[ $(sed -n 1p "$t/s") == "t=0: The [MASK] [MASK] sat on the mat." ]] && ! grep -q '^=> .*\[MASK\]' "$t/s" &&

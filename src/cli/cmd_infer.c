@@ -537,7 +537,10 @@ int cmd_fill_mask(int argc, char **argv) {
             ids[k++] = e.ids[i];
         }
         if (sep >= 0) ids[k++] = sep;
-        plm_batch batch = {.B = 1, .T = k, .input_ids = ids, .labels = none, .causal = false};
+        /* no NSP label either: a BertForPreTraining checkpoint's NSP head runs on nothing */
+        int32_t no_seq_label = PLM_IGNORE_INDEX;
+        plm_batch batch = {
+            .B = 1, .T = k, .input_ids = ids, .labels = none, .seq_labels = &no_seq_label, .causal = false};
         if (np == 0) {
             plm_error("--text \"%s\": no %s token in it", text, mask_str);
             rc = cli_fail("fill-mask", PLM_EXIT_INPUT);
