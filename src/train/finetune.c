@@ -447,8 +447,8 @@ static int save_checkpoint(const char *output_dir, const plm_model *m, const plm
 
 /* ---------------------------------------------------------------- the loop */
 
-static bool better(double v, const ft_state *s) {
-    return s->best_step < 0 || (isfinite(v) && !(v <= s->best.value[0]));
+static bool better(double v, const ft_state *s, bool lower) {
+    return s->best_step < 0 || (isfinite(v) && (lower ? !(v >= s->best.value[0]) : !(v <= s->best.value[0])));
 }
 
 void plm_ft_log_scores(FILE *log, long step, double epoch, const plm_ft_named_scores *e) {
@@ -614,7 +614,7 @@ int plm_ft_train(plm_model *m, const plm_ft_loop_task *lt, const plm_ft_args *a,
             plm_ft_named_scores ne = {e.loss, lt->n_metrics, lt->metrics, e.value, e.n};
             if (root) plm_ft_log_scores(log, s.step, ep, &ne);
             last_eval = e.value[0];
-            if (better(e.value[0], &s)) {
+            if (better(e.value[0], &s, lt->lower_is_better)) {
                 s.best = e;
                 s.best_step = s.step;
                 s.bad_evals = 0;

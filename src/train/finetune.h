@@ -153,12 +153,13 @@ int plm_ft_write_results(const char *dir, const char *task, const plm_ft_named_s
  * encoded by the task) and an evaluation of its dev set, and the loop does the rest:
  * the seeded per-epoch order of the rows, AdamW with linear warmup and decay, gradient
  * clipping, metrics.jsonl, evaluation every epoch or eval_steps, the best model kept
- * (by metrics[0], higher is better), early stopping, checkpoint-N directories that
+ * (by metrics[0], higher is better unless the task says lower), early stopping, checkpoint-N directories that
  * resume bit for bit, and the final model directory with eval_results.json. */
 typedef struct {
     const char *name;           /* progress label, eval_results.json's task */
     int n_metrics;              /* <= PLM_FT_MAX_METRICS; metrics[k] may be NULL (not reported) */
     const char *const *metrics; /* [0] picks the best model */
+    bool lower_is_better;       /* metrics[0] is better when lower (perplexity); default higher */
     int n_train;                /* training rows (examples, sentences or QA windows) */
     int max_len;                /* longest row in tokens: the model is reserved for [B, max_len] */
     bool has_dev;               /* false: no evaluation, the last model is kept */
