@@ -45,6 +45,7 @@
 #include "train/adamw.h"
 #include "train/electra.h"
 #include "train/safetensors.h"
+#include "train/sft.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -760,6 +761,7 @@ typedef struct {
     int type_vocab;
     plm_gelu_kind act;
     float p_hidden, p_attn; /* > 0: training with dropout, masks dumped as dropmask.* */
+    bool sft;               /* the batch is plm sft's: labels on the response tokens only */
 } model_variant;
 
 /* model.c's dropout key of each site: (seed, layer, site), layer -1 = the embeddings,
@@ -837,6 +839,50 @@ static void case_model(const model_variant *mv) {
         for (int b = 0; b < B; b++)
             for (int t = 0; t + 1 < lens[b]; t++, nlab++) labels[b * T + t] = ids[b * T + t + 1];
     }
+    int32_t *response = NULL;
+    if (mv->sft) {
+        /* plm sft's batch (train/sft.h): examples of prompt (0) and response (1) tokens, a
+         * response ending in EOS; the first one cut at T = 13 tokens, the third with two
+         * turns; right-padded with EOS by plm_sft_collate. parity.py derives the labels
+         * from the ids and the response mask alone and checks the collator's. */
+        static const char *segs[3] = {"0000011111111111", "0000000111", "001001"};
+        plm_sft_data sd;
+        plm_sft_data_init(&sd);
+        for (int b = 0; b < B; b++) {
+            int n = (int)strlen(segs[b]);
+            int32_t tk[16];
+            uint8_t tr[16];
+            for (int k = 0; k < n; k++) {
+                tr[k] = segs[b][k] == '1';
+                tk[k] = tr[k] && (k + 1 == n || segs[b][k + 1] == '0')
+                            ? c.eos_token_id
+                            : 1 + (int32_t)plm_rng_below(&R, c.vocab_size - 2);
+            }
+            plm_sft_data_add(&sd, tk, tr, n, T, 0);
+        }
+        CHECK(sd.truncated == 1 && sd.max_len == T, cname("parity_self.%s.sft_truncated", name),
+              "truncated %d, longest %d", sd.truncated, sd.max_len);
+        int rows[3] = {0, 1, 2};
+        plm_sft_batch sb = {0};
+        plm_batch sbatch;
+        plm_sft_collate(&sd, rows, B, c.eos_token_id, &sb, &sbatch);
+        CHECK(sbatch.B == B && sbatch.T == T, cname("parity_self.%s.sft_shape", name), "batch %dx%d", sbatch.B,
+              sbatch.T);
+        response = ialloc(N);
+        nlab = 0;
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) {
+                int i = b * T + t;
+                ids[i] = sbatch.input_ids[i];
+                mask[i] = sbatch.attention_mask[i];
+                mask32[i] = mask[i];
+                labels[i] = sbatch.labels[i];
+                nlab += labels[i] != PLM_IGNORE_INDEX;
+                response[i] = t < lens[b] && sd.train[sd.off[b] + (size_t)t];
+            }
+        plm_sft_batch_free(&sb);
+        plm_sft_data_free(&sd);
+    }
     plm_batch batch = {.B = B,
                        .T = T,
                        .input_ids = ids,
@@ -908,6 +954,7 @@ static void case_model(const model_variant *mv) {
     meta("B", "%d", B), meta("T", "%d", T);
     meta("causal", "%d", batch.causal);
     put_i32("input_ids", ids, 2, B, T), put_i32("attention_mask", mask32, 2, B, T), put_i32("labels", labels, 2, B, T);
+    if (response) put_i32("response_mask", response, 2, B, T);
     if (batch.token_type_ids) put_i32("token_type_ids", tt, 2, B, T);
     put_f64("loss", loss);
     put_f64("loss_count", r.count);
@@ -1979,16 +2026,19 @@ int main(int argc, char **argv) {
     case_crossentropy("crossentropy", 3.0f);
     case_crossentropy("crossentropy_large", 40.0f);
     static const model_variant models[] = {
-        {"bert", PLM_ARCH_BERT, false, true, false, 2, PLM_GELU_ERF, 0.0f, 0.0f},
-        {"gpt2", PLM_ARCH_GPT2, true, true, true, 0, PLM_GELU_TANH, 0.0f, 0.0f},
+        {"bert", PLM_ARCH_BERT, false, true, false, 2, PLM_GELU_ERF, 0.0f, 0.0f, false},
+        {"gpt2", PLM_ARCH_GPT2, true, true, true, 0, PLM_GELU_TANH, 0.0f, 0.0f, false},
         /* the same engine the other way round: a pre-LN encoder trained causally with an
          * untied decoder, a post-LN decoder with segments trained bidirectionally (MLM) */
-        {"bert_preln_causal_untied", PLM_ARCH_BERT, true, false, true, 3, PLM_GELU_TANH, 0.0f, 0.0f},
-        {"gpt2_postln_bidir_untied", PLM_ARCH_GPT2, false, false, false, 2, PLM_GELU_ERF, 0.0f, 0.0f},
+        {"bert_preln_causal_untied", PLM_ARCH_BERT, true, false, true, 3, PLM_GELU_TANH, 0.0f, 0.0f, false},
+        {"gpt2_postln_bidir_untied", PLM_ARCH_GPT2, false, false, false, 2, PLM_GELU_ERF, 0.0f, 0.0f, false},
         /* dropout on, every mask reproduced from its key: checks where and how the
          * model applies dropout in both passes (the comparison proper runs without) */
-        {"bert_dropout", PLM_ARCH_BERT, false, true, false, 2, PLM_GELU_ERF, 0.1f, 0.15f},
-        {"gpt2_dropout", PLM_ARCH_GPT2, true, true, true, 0, PLM_GELU_TANH, 0.1f, 0.15f},
+        {"bert_dropout", PLM_ARCH_BERT, false, true, false, 2, PLM_GELU_ERF, 0.1f, 0.15f, false},
+        {"gpt2_dropout", PLM_ARCH_GPT2, true, true, true, 0, PLM_GELU_TANH, 0.1f, 0.15f, false},
+        /* plm sft: prompt tokens unlabelled, a truncated example, padding on the right */
+        {"gpt2_sft", PLM_ARCH_GPT2, true, true, true, 0, PLM_GELU_TANH, 0.0f, 0.0f, true},
+        {"gpt2_sft_dropout", PLM_ARCH_GPT2, true, true, true, 0, PLM_GELU_TANH, 0.1f, 0.15f, true},
     };
     for (size_t i = 0; i < PLM_ARRAY_LEN(models); i++) case_model(&models[i]);
         /* small models: odd width 36 (3 heads of 12), padded pair batches, dropout on */

@@ -430,6 +430,15 @@ def check_model(ck, meta, d):
     names = [k for k in d if k.endswith((".weight", ".bias")) and not k.startswith("grad.")]
     P = {k: leaf(d[k]) for k in names}
     ids, mask, labels = d["input_ids"], d["attention_mask"], d["labels"]
+    if "response_mask" in d:
+        # plm sft's batch: TRL's completion-only labels, from the ids and which tokens are
+        # the response's: position t is scored on token t + 1 when that one is a response
+        # token, -100 elsewhere (prompt, padding, the last position)
+        resp = d["response_mask"]
+        want = torch.full_like(ids, -100)
+        want[:, :-1] = torch.where(resp[:, 1:] == 1, ids[:, 1:], torch.full_like(ids[:, 1:], -100))
+        ck.flag("sft_labels", torch.equal(want, labels), "plm_sft_collate's labels differ from the response tokens'")
+        labels = want
     if cfg["model_type"].removeprefix("plm_") == "bert":
         ref, drop = bert_reference, Dropout(d, cfg["hidden_dropout_prob"], cfg["attention_probs_dropout_prob"])
     else:

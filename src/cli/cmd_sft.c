@@ -1,0 +1,159 @@
+/* cmd_sft.c - `plm sft`: supervised fine-tuning of a causal LM on prompt/response or chat
+ * JSONL (TRL's SFTTrainer with completion-only loss). Reads and encodes the data
+ * (tasks/chat.h), holds out a validation split when asked, and runs train/sft.c on the
+ * fine-tuning loop once per seed; writes the model, metrics.jsonl, eval_results.json,
+ * checkpoints and loss.svg. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "cli.h"
+#include "ft_common.h"
+#include "core/common.h"
+#include "tasks/chat.h"
+#include "train/dist.h"
+#include "train/sft.h"
+#include "train/trainer.h"
+
+typedef struct {
+    cli_ft_opts *o;
+    const plm_sft_data *train, *valid; /* valid NULL: no evaluation */
+    plm_chat_template t;
+} sft_run;
+
+static int sft_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores *best) {
+    sft_run *r = ctx;
+    (void)si;
+    plm_model *m = NULL;
+    plm_tokenizer *tok = NULL;
+    int rc = cli_load_model(a->resume_from_checkpoint ? a->resume_from_checkpoint : r->o->model, &m, &tok);
+    if (rc != 0) return rc;
+    rc = plm_sft_train(m, tok, r->train, r->valid, r->t, a, best);
+    if (rc == 0 && plm_dist_is_root()) {
+        char path[4200], svg[4200];
+        snprintf(path, sizeof path, "%s/metrics.jsonl", a->output_dir);
+        snprintf(svg, sizeof svg, "%s/loss.svg", a->output_dir);
+        plm_plot_metrics(path, svg, "sft loss (response tokens)");
+    }
+    plm_model_free(m);
+    plm_tokenizer_free(tok);
+    return rc;
+}
+
+/* Reads and encodes a file, keeping its first max_n conversations (0: all). */
+static int read_encode(const char *path, int max_n, const plm_tokenizer *tok, plm_chat_template t, int max_len,
+                       plm_sft_data *out) {
+    plm_chat_set set;
+    if (plm_chat_read(&set, path) != 0) return -1;
+    if (max_n > 0 && set.n > max_n) {
+        for (int i = max_n; i < set.n; i++) {
+            for (int k = 0; k < set.items[i].n; k++) free(set.items[i].msgs[k].content);
+            free(set.items[i].msgs);
+        }
+        set.n = max_n;
+    }
+    int rc = plm_sft_encode(out, &set, path, tok, t, max_len);
+    plm_chat_set_free(&set);
+    return rc;
+}
+
+int cmd_sft(int argc, char **argv) {
+    cli_ft_opts o;
+    cli_ft_opts_default(&o);
+    /* TRL's SFTConfig: batch 8, 3 epochs, linear decay without warmup, no weight decay,
+     * max_length 1024. Its learning rate, 2e-5, is for billion-parameter models; the small
+     * models plm trains move too little at it (as in plm finetune), so 1e-4. */
+    o.a.train_batch_size = 8;
+    o.a.eval_batch_size = 8;
+    o.a.warmup_ratio = 0.0f;
+    o.a.opt.weight_decay = 0.0f;
+    o.a.max_seq_length = 0;
+    o.lr_help = "peak learning rate (default 1e-4; TRL's 2e-5 is for billion-parameter models, small ones need more)";
+    const char *train_file = NULL, *valid_file = NULL, *template = "plain";
+    float split = 0.0f;
+    const arg_spec own[] = {
+        {"--train", ARG_STR, &train_file,
+         "JSONL: {\"prompt\", \"response\"} or {\"messages\": [{\"role\", \"content\"}, ...]} per line"},
+        {"--validation", ARG_STR, &valid_file, "held-out JSONL of the same form: eval loss / perplexity / accuracy"},
+        {"--validation-split", ARG_FLOAT, &split,
+         "hold out this share of --train instead (a seeded draw, as HF's train_test_split; default 0)"},
+        {"--template", ARG_STR, &template,
+         "chat template: plain (\"User: ...\\nAssistant: ...<eos>\", default) or chatml (<|im_start|>role ...)"},
+        {"--max-seq-length", ARG_INT, &o.a.max_seq_length,
+         "cut longer examples at their end (default: 1024 or the model's positions, whichever is smaller)"},
+    };
+    int rc = cli_ft_parse_cmd("sft",
+                              "Supervised fine-tuning of a causal LM on instructions: the loss only on the response "
+                              "(assistant) tokens, as TRL's SFTTrainer with completion-only loss.",
+                              own, (int)PLM_ARRAY_LEN(own), &o, "examples", argc, argv);
+    if (rc >= 0) return rc;
+    plm_chat_template t;
+    if (!train_file || (valid_file && split > 0) || !(split >= 0 && split < 1) || o.a.max_seq_length < 0 ||
+        plm_chat_template_of(template, &t) != 0) {
+        fprintf(stderr, "plm sft: --train FILE is required; --validation or --validation-split (in [0, 1)), not "
+                        "both; --template plain or chatml; --max-seq-length >= 0\n");
+        return PLM_EXIT_USAGE;
+    }
+    plm_model *m = NULL;
+    plm_tokenizer *tok = NULL;
+    plm_sft_data train, valid;
+    plm_sft_data_init(&train);
+    plm_sft_data_init(&valid);
+    if ((rc = cli_load_model(o.model, &m, &tok)) != 0) goto fail;
+    rc = PLM_EXIT_INPUT;
+    if (plm_model_head(m, PLM_HEAD_LM) != 0 || m->num_backbones != 1 || !m->config.is_decoder) {
+        plm_error("%s/config.json: a %s%s: sft needs a causal language model with an LM head", o.model,
+                  plm_model_architecture(m), m->config.is_decoder ? "" : " (is_decoder false)");
+        goto fail;
+    }
+    int positions = m->config.max_position_embeddings;
+    if (o.a.max_seq_length > positions)
+        fprintf(stderr, "plm sft: warning: --max-seq-length %d is beyond the model's %d positions; using %d\n",
+                o.a.max_seq_length, positions, positions);
+    int max_len = o.a.max_seq_length > 0 ? PLM_MIN(o.a.max_seq_length, positions) : PLM_MIN(1024, positions);
+    o.a.max_seq_length = max_len;
+    plm_sft_data_free(&train);
+    plm_sft_data_free(&valid);
+    if (read_encode(train_file, o.max_train_samples, tok, t, max_len, &train) != 0) goto fail;
+    if (valid_file) {
+        if (read_encode(valid_file, o.max_eval_samples, tok, t, max_len, &valid) != 0) goto fail;
+    } else {
+        plm_sft_split(&train, split, o.a.seed, &valid);
+        if (split > 0 && (valid.n == 0 || train.n == 0)) {
+            plm_error("%s: --validation-split %g of %d examples leaves an empty side", train_file, split,
+                      train.n + valid.n);
+            goto fail;
+        }
+        if (o.max_eval_samples > 0 && valid.n > o.max_eval_samples) valid.n = o.max_eval_samples;
+    }
+    if (!o.quiet) {
+        fprintf(stderr,
+                "sft: %d training examples (%ld response tokens), %d validation; template %s; model %s, %.2fM "
+                "parameters\n",
+                train.n, train.targets, valid.n, plm_chat_template_name(t), plm_model_architecture(m),
+                (double)m->num_params / 1e6);
+        fprintf(stderr, "sft: %d training and %d validation examples truncated to %d tokens", train.truncated,
+                valid_file ? valid.truncated : 0, max_len);
+        if (train.no_target + valid.no_target > 0)
+            fprintf(stderr, " (%d lost their whole response and teach nothing)", train.no_target + valid.no_target);
+        fprintf(stderr, "\n");
+    }
+    plm_model_free(m);
+    m = NULL;
+    plm_tokenizer_free(tok);
+    tok = NULL;
+    sft_run r = {&o, &train, valid.n > 0 ? &valid : NULL, t};
+    if ((rc = cli_ft_run_seeds(&o, "sft", 3, plm_sft_metrics, r.valid != NULL, sft_run_one, &r)) != 0) goto fail;
+    rc = 0;
+    goto out;
+fail:
+    cli_fail("sft", rc);
+out:
+    plm_model_free(m);
+    if (tok) plm_tokenizer_free(tok);
+    plm_sft_data_free(&train);
+    plm_sft_data_free(&valid);
+    return rc;
+}
