@@ -209,7 +209,7 @@ typedef struct {
     plm_sft_batch bb;
 } sft_loop;
 
-static int sft_train_batch(void *ctx, const plm_model *m, const int *rows, int n, uint64_t dseed, plm_batch *out) {
+static int sft_train_batch(void *ctx, plm_model *m, const int *rows, int n, uint64_t dseed, plm_batch *out) {
     (void)m;
     sft_loop *c = ctx;
     plm_sft_collate(c->train, rows, n, c->pad, &c->bb, out);
