@@ -24,6 +24,8 @@ int plm_chat_template_of(const char *name, plm_chat_template *out) {
 /* ---------------------------------------------------------------- reading */
 
 static const char *role_names[] = {"system", "user", "assistant"};
+#define SFT_FORMAT "{\"prompt\", \"response\"} or {\"messages\": [...]}"
+#define DPO_FORMAT "{\"prompt\", \"chosen\", \"rejected\"}"
 
 void plm_chat_set_free(plm_chat_set *s) {
     for (int i = 0; i < s->n; i++) {
@@ -49,14 +51,14 @@ static int line_of(const char *buf, size_t pos) {
 }
 
 /* The string field key of o, or NULL with the error set. */
-static const char *str_field(const cJSON *o, const char *key, const char *name, int line, const char *where) {
+static const char *str_field(const cJSON *o, const char *key, const char *name, int line, const char *where,
+                             const char *want) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!v) {
         if (where)
             plm_error("%s:%d: %shas no \"%s\"", name, line, where, key);
         else
-            plm_error("%s:%d: no field \"%s\" (want {\"prompt\", \"response\"} or {\"messages\": [...]})", name, line,
-                      key);
+            plm_error("%s:%d: no field \"%s\" (want %s)", name, line, key, want);
         return NULL;
     }
     if (!cJSON_IsString(v)) {
@@ -87,8 +89,8 @@ static int parse_object(const cJSON *o, const char *name, int line, plm_chat *c)
                 plm_error("%s:%d: %sis not an object", name, line, where);
                 return -1;
             }
-            const char *role = str_field(m, "role", name, line, where), *content = NULL;
-            if (!role || !(content = str_field(m, "content", name, line, where))) return -1;
+            const char *role = str_field(m, "role", name, line, where, NULL), *content = NULL;
+            if (!role || !(content = str_field(m, "content", name, line, where, NULL))) return -1;
             int r = -1;
             for (int i = 0; i < 3; i++)
                 if (!strcmp(role, role_names[i])) r = i;
@@ -110,8 +112,8 @@ static int parse_object(const cJSON *o, const char *name, int line, plm_chat *c)
         }
         return 0;
     }
-    const char *prompt = str_field(o, "prompt", name, line, NULL), *response = NULL;
-    if (!prompt || !(response = str_field(o, "response", name, line, NULL))) return -1;
+    const char *prompt = str_field(o, "prompt", name, line, NULL, SFT_FORMAT), *response = NULL;
+    if (!prompt || !(response = str_field(o, "response", name, line, NULL, SFT_FORMAT))) return -1;
     if (!*response) {
         plm_error("%s:%d: \"response\" is empty: nothing to learn", name, line);
         return -1;
@@ -123,8 +125,10 @@ static int parse_object(const cJSON *o, const char *name, int line, plm_chat *c)
     return 0;
 }
 
-int plm_chat_parse(plm_chat_set *out, const char *name, const char *buf, size_t len) {
-    memset(out, 0, sizeof *out);
+/* Calls each(o, line, ctx) for every non-blank line's JSON object, after checking the
+ * bytes. Returns 0, or -1 with the error set (by each() too). */
+static int parse_lines(const char *name, const char *buf, size_t len,
+                       int (*each)(const cJSON *o, const char *name, int line, void *ctx), void *ctx) {
     const char *nul = memchr(buf, 0, len);
     if (nul) {
         plm_error("%s:%d: NUL byte", name, line_of(buf, (size_t)(nul - buf)));
@@ -136,7 +140,7 @@ int plm_chat_parse(plm_chat_set *out, const char *name, const char *buf, size_t 
         return -1;
     }
     size_t i = len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0 ? 3 : 0; /* a UTF-8 BOM */
-    int line = 0;
+    int line = 0, seen = 0;
     while (i < len) {
         size_t start = i, end = i;
         while (end < len && buf[end] != '\n') end++;
@@ -149,23 +153,79 @@ int plm_chat_parse(plm_chat_set *out, const char *name, const char *buf, size_t 
         if (!cJSON_IsObject(o)) {
             plm_error("%s:%d: %s", name, line, o ? "not a JSON object" : "bad JSON");
             cJSON_Delete(o);
-            plm_chat_set_free(out);
             return -1;
         }
-        plm_chat c;
-        int rc = parse_object(o, name, line, &c);
+        int rc = each(o, name, line, ctx);
         cJSON_Delete(o);
-        add_chat(out, &c); /* freed with the set, also when it failed half-way */
-        if (rc != 0) {
-            plm_chat_set_free(out);
-            return -1;
-        }
+        if (rc != 0) return -1;
+        seen++;
     }
-    if (out->n == 0) {
+    if (seen == 0) {
         plm_error("%s: no examples (an empty file?)", name);
         return -1;
     }
     return 0;
+}
+
+static int add_conversation(const cJSON *o, const char *name, int line, void *ctx) {
+    plm_chat c;
+    int rc = parse_object(o, name, line, &c);
+    add_chat(ctx, &c); /* freed with the set, also when it failed half-way */
+    return rc;
+}
+
+int plm_chat_parse(plm_chat_set *out, const char *name, const char *buf, size_t len) {
+    memset(out, 0, sizeof *out);
+    if (parse_lines(name, buf, len, add_conversation, out) != 0) {
+        plm_chat_set_free(out);
+        return -1;
+    }
+    return 0;
+}
+
+/* A preference line: the prompt as a user turn, then each response as the assistant's. */
+static int add_preference(const cJSON *o, const char *name, int line, void *ctx) {
+    plm_chat_set *sets = ctx;
+    const char *prompt = str_field(o, "prompt", name, line, NULL, DPO_FORMAT), *chosen = NULL, *rejected = NULL;
+    if (!prompt || !(chosen = str_field(o, "chosen", name, line, NULL, DPO_FORMAT)) ||
+        !(rejected = str_field(o, "rejected", name, line, NULL, DPO_FORMAT)))
+        return -1;
+    if (!*chosen || !*rejected) {
+        plm_error("%s:%d: \"%s\" is empty", name, line, *chosen ? "rejected" : "chosen");
+        return -1;
+    }
+    const char *resp[2] = {chosen, rejected};
+    for (int k = 0; k < 2; k++) {
+        plm_chat c = {.msgs = plm_calloc(2, sizeof(plm_chat_msg)), .n = 2, .line = line};
+        c.msgs[0] = (plm_chat_msg){PLM_ROLE_USER, plm_strdup(prompt)};
+        c.msgs[1] = (plm_chat_msg){PLM_ROLE_ASSISTANT, plm_strdup(resp[k])};
+        add_chat(&sets[k], &c);
+    }
+    return 0;
+}
+
+int plm_chat_parse_preferences(plm_chat_set *chosen, plm_chat_set *rejected, const char *name, const char *buf,
+                               size_t len) {
+    plm_chat_set sets[2] = {{0}, {0}};
+    int rc = parse_lines(name, buf, len, add_preference, sets);
+    if (rc != 0) {
+        plm_chat_set_free(&sets[0]);
+        plm_chat_set_free(&sets[1]);
+    }
+    *chosen = sets[0];
+    *rejected = sets[1];
+    return rc;
+}
+
+int plm_chat_read_preferences(plm_chat_set *chosen, plm_chat_set *rejected, const char *path) {
+    memset(chosen, 0, sizeof *chosen);
+    memset(rejected, 0, sizeof *rejected);
+    size_t len;
+    char *buf = plm_read_file(path, &len);
+    if (!buf) return -1;
+    int rc = plm_chat_parse_preferences(chosen, rejected, path, buf, len);
+    free(buf);
+    return rc;
 }
 
 int plm_chat_read(plm_chat_set *out, const char *path) {

@@ -63,6 +63,13 @@ int plm_chat_template_of(const char *name, plm_chat_template *out);
 int plm_chat_read(plm_chat_set *out, const char *path);
 int plm_chat_parse(plm_chat_set *out, const char *name, const char *buf, size_t len);
 void plm_chat_set_free(plm_chat_set *s);
+/* Preference data for DPO: {"prompt": ..., "chosen": ..., "rejected": ...} per line (TRL's
+ * standard preference format). Conversation i of chosen and of rejected is the prompt as
+ * a user turn and that response as the assistant's. Errors as plm_chat_parse (an empty
+ * response, a missing or non-string field). */
+int plm_chat_read_preferences(plm_chat_set *chosen, plm_chat_set *rejected, const char *path);
+int plm_chat_parse_preferences(plm_chat_set *chosen, plm_chat_set *rejected, const char *name, const char *buf,
+                               size_t len);
 
 /* The token the templates end an assistant turn with: EOS, else SEP; -1 if neither. */
 int32_t plm_chat_eos(const plm_tokenizer *tok);
