@@ -126,3 +126,55 @@ expect generate_template_without_chat 2 'go with --chat' -- "$PLM" generate --mo
 tiny_model bert wordpiece 300 64
 expect sft_bidirectional_model 3 'bert/config.json: .*sft needs a causal language model' -- "$PLM" sft "${base[@]}" \
     --model "$t/bert" --train "$t/sft.jsonl"
+
+# ---- plm dpo: chosen the reversed letters, rejected them unreversed
+"$PLM" dpo --help >"$t/out" 2>&1 && grep -q "usage: plm dpo" "$t/out" && grep -q -- "--beta" "$t/out" &&
+    pass help_dpo || fail help_dpo "no usage"
+python3 - "$t" <<'P'
+import json, random, sys
+r = random.Random(6)
+with open(sys.argv[1] + "/pref.jsonl", "w") as f:
+    n = 0
+    while n < 200:
+        w = [r.choice("abcdefgh") for _ in range(r.randint(3, 4))]
+        if w == w[::-1]:
+            continue
+        f.write(json.dumps({"prompt": "reverse: " + " ".join(w), "chosen": " ".join(reversed(w)),
+                            "rejected": " ".join(w)}) + "\n")
+        n += 1
+P
+dpo=(--model "$t/gpt" --train "$t/pref.jsonl" --validation-split 0.2 --per-device-train-batch-size 8
+    --learning-rate 1e-3)
+"$PLM" dpo "${dpo[@]}" --output-dir "$t/dpo" --num-train-epochs 1 >"$t/out" 2>"$t/err" && pass dpo_runs ||
+    fail dpo_runs "$(tail -3 "$t/err")"
+grep -qE '^dpo: 160 training pairs, 40 validation; template plain, beta 0.1; .*reference log-probs of 400 sequences' \
+    "$t/err" && pass dpo_reports_data || fail dpo_reports_data "$(head -3 "$t/err")"
+python3 - "$t/dpo" <<'P' && pass dpo_outputs || fail dpo_outputs "see above"
+import json, math, sys
+d = sys.argv[1]
+c = json.load(open(d + "/config.json"))
+assert c["architectures"] == ["GPT2LMHeadModel"] and c["plm_task"]["type"] == "dpo", c
+assert abs(c["plm_task"]["beta"] - 0.1) < 1e-7 and c["plm_task"]["chat_template"] == "plain", c["plm_task"]
+lines = [json.loads(l) for l in open(d + "/metrics.jsonl")]
+steps = [l for l in lines if "loss" in l and "eval_loss" not in l]
+evals = [l for l in lines if "eval_loss" in l]
+# the first step's policy is the reference: every reward 0, the loss log 2
+s0 = steps[0]
+assert s0["step"] == 1 and abs(s0["loss"] - math.log(2)) < 1e-4 and abs(s0["rewards/margins"]) < 1e-4, s0
+for k in ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "logps/chosen", "logps/rejected"):
+    assert k in s0 and math.isfinite(s0[k]), k
+assert [e["step"] for e in evals] == [20], [e["step"] for e in evals]  # 160 pairs / 8
+e = evals[-1]
+assert e["eval_samples"] == 40 and 0 <= e["eval_rewards/accuracies"] <= 1 and "eval_rewards/margins" in e, e
+r = json.load(open(d + "/eval_results.json"))
+assert r["task"] == "dpo" and "eval_rewards/accuracies" in r, r
+P
+FT_CMD=dpo resume_check dpo_ 5 15 "${dpo[@]}" --eval-steps 5 --max-steps 15 --save-total-limit 0 --quiet
+printf '{"prompt": "a", "chosen": "b"}\n' >"$t/nochosen.jsonl"
+expect dpo_missing_field 3 'nochosen.jsonl:1: no field "rejected"' -- "$PLM" dpo "${base[@]}" --model "$t/gpt" \
+    --train "$t/nochosen.jsonl"
+printf '{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": \n' >"$t/pbad.jsonl"
+expect dpo_bad_json 3 'pbad.jsonl:2: bad JSON' -- "$PLM" dpo "${base[@]}" --model "$t/gpt" --train "$t/pbad.jsonl"
+expect dpo_beta 2 'beta > 0' -- "$PLM" dpo "${base[@]}" --model "$t/gpt" --train "$t/pref.jsonl" --beta 0
+expect dpo_bidirectional_model 3 'bert/config.json: .*dpo needs a causal language model' -- "$PLM" dpo "${base[@]}" \
+    --model "$t/bert" --train "$t/pref.jsonl"

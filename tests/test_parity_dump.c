@@ -45,6 +45,7 @@
 #include "train/adamw.h"
 #include "train/electra.h"
 #include "train/safetensors.h"
+#include "train/dpo.h"
 #include "train/sft.h"
 
 /* ---------------------------------------------------------------- helpers */
@@ -1968,6 +1969,106 @@ static void case_adamw(void) {
 
 /* ---------------------------------------------------------------- main */
 
+/* ---------------------------------------------------------------- DPO */
+
+/* plm dpo's step (train/dpo.h) on a small GPT-2: two preference pairs (four sequences of
+ * prompt and response tokens, padded right), reference log-probs given; the forward pass
+ * for the policy's log-probs, the loss, then the LM loss with the per-sequence
+ * label_weights through the usual backward pass. parity.py recomputes the summed response
+ * log-probs, the DPO loss and its gradient with autograd in float64. */
+static void case_dpo(const char *name, float beta, bool untied) {
+    plm_config c;
+    plm_config_default(&c, PLM_ARCH_GPT2);
+    c.vocab_size = 61;
+    c.hidden_size = 36;
+    c.num_attention_heads = 3;
+    c.num_hidden_layers = 2;
+    c.intermediate_size = 60;
+    c.max_position_embeddings = 16;
+    c.tie_word_embeddings = !untied;
+    c.hidden_dropout_prob = c.attention_probs_dropout_prob = 0.0f;
+    c.eos_token_id = c.vocab_size - 1;
+    dump_begin(name, "dpo");
+    /* pair 0: a shared prompt, responses of 4 and 2 tokens; pair 1: longer prompt, 3 and 5 */
+    static const char *segs[4] = {"00001111", "000011", "000000111", "00000011111"};
+    int B = 4, T = 11, N = B * T;
+    plm_model *m = plm_model_create(&c, 99);
+    if (!m || plm_model_reserve(m, B, T) != 0) {
+        printf("FAIL parity_self.%s.create: %s\n", name, plm_last_error());
+        test_failures++;
+        plm_model_free(m);
+        plm_st_writer_free(&W);
+        release_all();
+        return;
+    }
+    randomize_params(m);
+    plm_dpo_data d = {0};
+    plm_sft_data_init(&d.seqs);
+    int32_t prompt[2][8];
+    for (int p = 0; p < 2; p++)
+        for (int k = 0; k < 8; k++) prompt[p][k] = 1 + (int32_t)plm_rng_below(&R, c.vocab_size - 2);
+    for (int s = 0; s < B; s++) {
+        int n = (int)strlen(segs[s]);
+        int32_t tk[16];
+        uint8_t tr[16];
+        for (int k = 0; k < n; k++) {
+            tr[k] = segs[s][k] == '1';
+            tk[k] = !tr[k]       ? prompt[s / 2][k]
+                    : k + 1 == n ? c.eos_token_id
+                                 : 1 + (int32_t)plm_rng_below(&R, c.vocab_size - 2);
+        }
+        plm_sft_data_add(&d.seqs, tk, tr, n, T, 0);
+    }
+    d.n = 2;
+    d.ref_logp = plm_malloc((size_t)B * sizeof(double));
+    for (int s = 0; s < B; s++)
+        d.ref_logp[s] = -4.0 * (strchr(segs[s], '1') ? (double)strlen(strchr(segs[s], '1')) : 1) + rnd1(2.0f);
+    int pairs[2] = {0, 1};
+    plm_dpo_buf buf = {0};
+    plm_batch b;
+    plm_dpo_stats st;
+    poison_model_acts(m, B, T);
+    plm_model_zero_grad(m);
+    int rc = plm_dpo_batch(m, &d, pairs, 2, beta, c.eos_token_id, false, 0, &buf, &b, &st);
+    double logp[4];
+    memcpy(logp, buf.logp, sizeof logp);
+    poison_model_acts(m, B, T);
+    if (rc == 0) rc = plm_model_run(m, 0, &b, true, 1.0f);
+    CHECK(rc == 0 && b.B == B && b.T == T, cname("parity_self.%s.runs", name), "%s", rc ? plm_last_error() : "shape");
+    CHECK(isfinite(st.loss) && st.loss > 0, cname("parity_self.%s.loss_finite", name), "loss %g", st.loss);
+    check_written(name, "grads", m->grads, m->num_params);
+    /* the weighted LM loss is the surrogate whose gradient is DPO's: sum_t w_t CE_t */
+    double surrogate = 0.0;
+    for (int s = 0; s < B; s++) surrogate -= buf.seq_w[s] * logp[s];
+    CHECK(fabs(m->loss - surrogate) <= 1e-5 * fabs(surrogate) + 1e-9, cname("parity_self.%s.surrogate", name),
+          "model loss %.9g, sum w * CE %.9g", m->loss, surrogate);
+    int32_t *resp = ialloc(N), *mask32 = ialloc(N);
+    for (int s = 0; s < B; s++)
+        for (int t = 0; t < T; t++) {
+            size_t len = d.seqs.off[s + 1] - d.seqs.off[s];
+            resp[s * T + t] = (size_t)t < len && d.seqs.train[d.seqs.off[s] + (size_t)t];
+            mask32[s * T + t] = b.attention_mask[s * T + t];
+        }
+    char *cfg = plm_config_to_json(&c, NULL);
+    meta("config", "%s", cfg);
+    free(cfg);
+    meta("beta", "%.9g", beta);
+    put_i32("input_ids", b.input_ids, 2, B, T), put_i32("attention_mask", mask32, 2, B, T);
+    put_i32("labels", b.labels, 2, B, T), put_i32("response_mask", resp, 2, B, T);
+    for (int s = 0; s < B; s++) {
+        put_f64(cname("ref_logp.%d", s), d.ref_logp[s]);
+        put_f64(cname("logp.%d", s), logp[s]);
+    }
+    put_f64("loss", st.loss);
+    put_f64("rewards_chosen", st.chosen), put_f64("rewards_rejected", st.rejected);
+    put_f64("rewards_accuracy", st.accuracy), put_f64("rewards_margin", st.margin);
+    put_model_tensors(m, m->params, "");
+    put_model_tensors(m, m->grads, "grad.");
+    plm_dpo_buf_free(&buf);
+    plm_dpo_data_free(&d);
+    plm_model_free(m);
+    dump_end();
+}
 int main(int argc, char **argv) {
     if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
         fprintf(stderr, "usage: test_parity_dump [DIR]\n"
@@ -2041,7 +2142,9 @@ int main(int argc, char **argv) {
         {"gpt2_sft_dropout", PLM_ARCH_GPT2, true, true, true, 0, PLM_GELU_TANH, 0.1f, 0.15f, true},
     };
     for (size_t i = 0; i < PLM_ARRAY_LEN(models); i++) case_model(&models[i]);
-        /* small models: odd width 36 (3 heads of 12), padded pair batches, dropout on */
+    case_dpo("gpt2_dpo", 0.5f, false);
+    case_dpo("gpt2_dpo_untied", 0.1f, true);
+    /* small models: odd width 36 (3 heads of 12), padded pair batches, dropout on */
 #define SMALL .C = 36, .L = 2, .NH = 3, .I = 60, .V = 53, .B = 3, .T = 11, .p_hidden = 0.1f, .p_attn = 0.1f
     static const heads_variant heads[] = {
         {"bert_nsp_c36", PLM_ARCH_BERT, SMALL, .kinds = {PLM_HEAD_NSP}, .num_heads = 1, .num_labels = 2, .pairs = true},

@@ -1,4 +1,5 @@
-/* test_sft.c - plm sft's data, template, labels and learning (tasks/chat.h, train/sft.h):
+/* test_sft.c - plm sft's and plm dpo's data, template, labels and learning (tasks/chat.h,
+ * train/sft.h, train/dpo.h):
  *   hostile JSONL: each malformed line is one error naming file:line and the problem;
  *   templates: plain and chatml, token for token with GPT-2's tokenizer (the expected
  *     tokens are Hugging Face tokenizers' of each run of text, written out here), and the
@@ -8,7 +9,10 @@
  *   the mask on a model: a prompt-only token after the last response (its own target
  *     and the tokens after it) changes nothing in the loss, a response token does;
  *   learning: a tiny GPT trained by plm_sft_train on "reverse: a b c" -> "c b a" scores
- *     far above the best context-free answer on held-out instructions.
+ *     far above the best context-free answer on held-out instructions;
+ *   DPO: preference JSONL errors, the loss, rewards and weights on hand-computed numbers,
+ *     and a tiny GPT trained by plm_dpo_train to prefer the reversed answer over the
+ *     unreversed one ranks held-out pairs far better than the reference it started from.
  * A missing dataset (GPT-2's vocabulary under $PLM_DATA, default ../shared/data) fails. */
 #include <math.h>
 #include <stdio.h>
@@ -22,6 +26,7 @@
 #include "tasks/chat.h"
 #include "test.h"
 #include "tokenizer/tokenizer.h"
+#include "train/dpo.h"
 #include "train/sft.h"
 
 static const char *datadir(void) {
@@ -492,6 +497,186 @@ static void test_learning(void) {
     plm_remove_tree(dir);
 }
 
+/* ---------------------------------------------------------------- DPO */
+
+static void expect_pref_error(const char *name, const char *text, size_t len, const char *want) {
+    plm_chat_set c, r;
+    int rc = plm_chat_parse_preferences(&c, &r, "p.jsonl", text, len);
+    const char *err = plm_last_error();
+    char tn[96];
+    snprintf(tn, sizeof tn, "dpo_input_%s", name);
+    TEST_CHECK(rc == -1 && strstr(err, want) && !strchr(err, '\n') && c.n == 0 && r.n == 0, tn,
+               "rc %d, error \"%s\", want \"%s\"", rc, err, want);
+    if (rc == 0) {
+        plm_chat_set_free(&c);
+        plm_chat_set_free(&r);
+    }
+}
+
+#define EXPECT_PREF_ERROR(name, text, want) expect_pref_error(name, text, sizeof(text) - 1, want)
+
+static void test_dpo_input_and_loss(void) {
+    EXPECT_PREF_ERROR("empty", "", "p.jsonl: no examples");
+    EXPECT_PREF_ERROR("bad_json", "{\"prompt\": \"a\", \"chosen\": \"b\", \"rejected\": \"c\"}\n{",
+                      "p.jsonl:2: bad JSON");
+    EXPECT_PREF_ERROR("no_rejected", "{\"prompt\": \"a\", \"chosen\": \"b\"}",
+                      "p.jsonl:1: no field \"rejected\" (want {\"prompt\", \"chosen\", \"rejected\"})");
+    EXPECT_PREF_ERROR("empty_chosen", "{\"prompt\": \"a\", \"chosen\": \"\", \"rejected\": \"c\"}",
+                      "p.jsonl:1: \"chosen\" is empty");
+    EXPECT_PREF_ERROR("rejected_not_string", "{\"prompt\": \"a\", \"chosen\": \"b\", \"rejected\": 1}",
+                      "p.jsonl:1: \"rejected\" is not a string");
+    static const char good[] = "{\"prompt\": \"p\", \"chosen\": \"c\", \"rejected\": \"r\"}\n\n"
+                               "{\"prompt\": \"q\", \"chosen\": \"d\", \"rejected\": \"s\"}\n";
+    plm_chat_set c, r;
+    int rc = plm_chat_parse_preferences(&c, &r, "p.jsonl", good, sizeof good - 1);
+    TEST_CHECK(rc == 0 && c.n == 2 && r.n == 2 && c.items[1].line == 3 && !strcmp(c.items[1].msgs[0].content, "q") &&
+                   c.items[1].msgs[0].role == PLM_ROLE_USER && !strcmp(c.items[1].msgs[1].content, "d") &&
+                   c.items[1].msgs[1].role == PLM_ROLE_ASSISTANT && !strcmp(r.items[1].msgs[1].content, "s"),
+               "dpo_input_good", "rc %d", rc);
+    if (rc == 0) {
+        plm_chat_set_free(&c);
+        plm_chat_set_free(&r);
+    }
+    /* logp (-1, -3), ref (-2, -2), beta 0.5: rewards 0.5 and -0.5, z = 1,
+     * loss log(1 + e^-1) = 0.31326168751822286, weights +-0.5 sigmoid(-1) */
+    double logp[4] = {-1, -3, -2, -2}, ref[4] = {-2, -2, -2, -2};
+    plm_dpo_stats st;
+    float w[4];
+    plm_dpo_loss(logp, ref, 1, 0.5f, &st, w);
+    TEST_CHECK(fabs(st.loss - 0.31326168751822286) < 1e-12 && st.chosen == 0.5 && st.rejected == -0.5 &&
+                   st.accuracy == 1.0 && st.margin == 1.0 && st.logp_chosen == -1 && st.logp_rejected == -3 &&
+                   fabsf(w[0] - 0.13447071068499755f) < 1e-7f && w[1] == -w[0],
+               "dpo_loss_hand_computed", "loss %.17g weights %g %g", st.loss, w[0], w[1]);
+    /* two pairs: means; the second pair (policy = reference) has z = 0, loss log 2 */
+    plm_dpo_loss(logp, ref, 2, 0.5f, &st, w);
+    TEST_CHECK(fabs(st.loss - 0.5 * (0.31326168751822286 + log(2.0))) < 1e-12 && st.accuracy == 0.5 &&
+                   fabsf(w[2] - 0.125f) < 1e-7f && fabsf(w[0] - 0.5f * 0.13447071068499755f) < 1e-7f,
+               "dpo_loss_mean_over_pairs", "loss %.17g, accuracy %g, w %g %g", st.loss, st.accuracy, w[0], w[2]);
+}
+
+/* reversal preferences: chosen the reversed letters, rejected them unreversed */
+static void write_preferences(const char *path, int n, uint64_t seed) {
+    FILE *f = fopen(path, "w");
+    plm_rng r;
+    plm_rng_seed(&r, seed, 1);
+    for (int i = 0; i < n;) {
+        int k = 3 + (int)plm_rng_below(&r, 2);
+        char w[8];
+        for (int j = 0; j < k; j++) w[j] = (char)('a' + plm_rng_below(&r, 8));
+        bool pal = true;
+        for (int j = 0; j < k; j++) pal &= w[j] == w[k - 1 - j];
+        if (pal) continue;
+        char p[64] = "reverse:", a[64] = "", b[64] = "";
+        for (int j = 0; j < k; j++) {
+            size_t lp = strlen(p), la = strlen(a), lb = strlen(b);
+            snprintf(p + lp, sizeof p - lp, " %c", w[j]);
+            snprintf(a + la, sizeof a - la, "%s%c", j ? " " : "", w[k - 1 - j]);
+            snprintf(b + lb, sizeof b - lb, "%s%c", j ? " " : "", w[j]);
+        }
+        fprintf(f, "{\"prompt\": \"%s\", \"chosen\": \"%s\", \"rejected\": \"%s\"}\n", p, a, b);
+        i++;
+    }
+    fclose(f);
+}
+
+/* The share of pairs whose chosen response is more likely under m than the rejected one. */
+static double preference_accuracy(plm_model *m, const plm_dpo_data *d, int32_t pad) {
+    double *lp = plm_malloc((size_t)d->seqs.n * sizeof(double));
+    plm_dpo_logps(m, &d->seqs, 64, pad, lp);
+    int ok = 0;
+    for (int i = 0; i < d->n; i++) ok += lp[2 * i] > lp[2 * i + 1];
+    free(lp);
+    return (double)ok / d->n;
+}
+
+static void test_dpo_learning(void) {
+    char dir[] = "/tmp/plm-dpo-XXXXXX";
+    if (!mkdtemp(dir)) {
+        TEST_CHECK(false, "dpo_learns", "mkdtemp failed");
+        return;
+    }
+    char trp[256], vap[256], txp[256], out[256];
+    snprintf(trp, sizeof trp, "%s/train.jsonl", dir);
+    snprintf(vap, sizeof vap, "%s/valid.jsonl", dir);
+    snprintf(txp, sizeof txp, "%s/text.txt", dir);
+    snprintf(out, sizeof out, "%s/out", dir);
+    FILE *text = fopen(txp, "w");
+    fprintf(text, "User: reverse: a b c d e f g h\nAssistant: h g f e d c b a\n");
+    fclose(text);
+    write_preferences(trp, 1000, 3);
+    write_preferences(vap, 200, 4);
+    plm_tokenizer_train_opts to;
+    plm_tokenizer_train_opts_default(&to);
+    const char *special[] = {"<|endoftext|>"};
+    to.vocab_size = 300;
+    to.special_tokens = special;
+    to.n_special = 1;
+    to.num_threads = 1;
+    const char *files[] = {txp};
+    plm_tokenizer *tok = plm_tokenizer_train_bpe(files, 1, &to);
+    plm_chat_set tc, tr, vc, vr;
+    plm_dpo_data train, valid;
+    int rc = plm_chat_read_preferences(&tc, &tr, trp) | plm_chat_read_preferences(&vc, &vr, vap);
+    rc |= plm_dpo_encode(&train, &tc, &tr, trp, tok, PLM_TEMPLATE_PLAIN, 32);
+    rc |= plm_dpo_encode(&valid, &vc, &vr, vap, tok, PLM_TEMPLATE_PLAIN, 32);
+    TEST_CHECK(rc == 0 && train.n == 1000 && valid.n == 200 && train.seqs.n == 2000, "dpo_learning_data", "rc %d: %s",
+               rc, plm_last_error());
+    plm_config c;
+    plm_config_default(&c, PLM_ARCH_GPT2);
+    c.vocab_size = plm_tokenizer_vocab_size(tok);
+    c.hidden_size = 64;
+    c.num_attention_heads = 4;
+    c.num_hidden_layers = 2;
+    c.intermediate_size = 128;
+    c.max_position_embeddings = 32;
+    c.hidden_dropout_prob = c.attention_probs_dropout_prob = 0.0f;
+    c.eos_token_id = plm_tokenizer_special(tok, PLM_SPECIAL_EOS);
+    plm_model *m = plm_model_create(&c, 5);
+    plm_model_reserve(m, 64, 32);
+    int32_t pad = plm_sft_pad_id(m, tok);
+    /* the reference: the starting model itself */
+    train.ref_logp = plm_malloc((size_t)train.seqs.n * sizeof(double));
+    valid.ref_logp = plm_malloc((size_t)valid.seqs.n * sizeof(double));
+    plm_dpo_logps(m, &train.seqs, 64, pad, train.ref_logp);
+    plm_dpo_logps(m, &valid.seqs, 64, pad, valid.ref_logp);
+    double before = preference_accuracy(m, &valid, pad);
+    plm_ft_args a;
+    plm_ft_args_default(&a);
+    a.output_dir = out;
+    a.train_batch_size = 16;
+    a.eval_batch_size = 32;
+    a.max_steps = test_sanitized() ? 10 : 150;
+    a.opt = plm_adamw_defaults(1e-3f);
+    a.opt.weight_decay = 0.0f;
+    a.warmup_ratio = 0.0f;
+    a.eval_steps = a.max_steps;
+    a.max_seq_length = 32;
+    a.quiet = true;
+    plm_ft_scores best = {0};
+    double t0 = plm_now();
+    int trc = plm_dpo_train(m, tok, &train, &valid, 0.1f, PLM_TEMPLATE_PLAIN, &a, &best);
+    double dt = plm_now() - t0, after = preference_accuracy(m, &valid, pad);
+    printf("# dpo reversal: %ld steps in %.1f s: held-out pairs ranked right %.3f (reference %.3f); eval reward "
+           "accuracy %.3f, margin %.3f\n",
+           a.max_steps, dt, after, before, best.value[0], best.value[1]);
+    TEST_CHECK(trc == 0, "dpo_learning_runs", "%s", plm_last_error());
+    if (!test_sanitized()) {
+        TEST_CHECK(after > before + 0.3 && after > 0.9, "dpo_learns_preference",
+                   "held-out pairs ranked right %.3f, by the reference %.3f", after, before);
+        TEST_CHECK(best.value[0] > 0.9 && best.value[1] > 0, "dpo_eval_rewards", "reward accuracy %.3f margin %.3f",
+                   best.value[0], best.value[1]);
+    }
+    plm_model_free(m);
+    plm_dpo_data_free(&train);
+    plm_dpo_data_free(&valid);
+    plm_chat_set_free(&tc);
+    plm_chat_set_free(&tr);
+    plm_chat_set_free(&vc);
+    plm_chat_set_free(&vr);
+    plm_tokenizer_free(tok);
+    plm_remove_tree(dir);
+}
+
 int main(void) {
     test_hostile();
     test_labels();
@@ -503,5 +688,7 @@ int main(void) {
         plm_tokenizer_free(t);
     }
     test_learning();
+    test_dpo_input_and_loss();
+    test_dpo_learning();
     TEST_EXIT();
 }

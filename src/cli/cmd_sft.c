@@ -1,4 +1,4 @@
-/* cmd_sft.c - `plm sft`: supervised fine-tuning of a causal LM on prompt/response or chat
+/* cmd_sft.c - `plm sft` and `plm dpo`. sft: supervised fine-tuning of a causal LM on prompt/response or chat
  * JSONL (TRL's SFTTrainer with completion-only loss). Reads and encodes the data
  * (tasks/chat.h), holds out a validation split when asked, and runs train/sft.c on the
  * fine-tuning loop once per seed; writes the model, metrics.jsonl, eval_results.json,
@@ -14,6 +14,7 @@
 #include "core/common.h"
 #include "tasks/chat.h"
 #include "train/dist.h"
+#include "train/dpo.h"
 #include "train/sft.h"
 #include "train/trainer.h"
 
@@ -155,5 +156,152 @@ out:
     if (tok) plm_tokenizer_free(tok);
     plm_sft_data_free(&train);
     plm_sft_data_free(&valid);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- plm dpo */
+
+typedef struct {
+    cli_ft_opts *o;
+    const plm_dpo_data *train, *valid; /* valid NULL: no evaluation */
+    plm_chat_template t;
+    float beta;
+} dpo_run;
+
+static int dpo_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores *best) {
+    dpo_run *r = ctx;
+    (void)si;
+    plm_model *m = NULL;
+    plm_tokenizer *tok = NULL;
+    int rc = cli_load_model(a->resume_from_checkpoint ? a->resume_from_checkpoint : r->o->model, &m, &tok);
+    if (rc != 0) return rc;
+    rc = plm_dpo_train(m, tok, r->train, r->valid, r->beta, r->t, a, best);
+    if (rc == 0 && plm_dist_is_root()) {
+        char path[4200], svg[4200];
+        snprintf(path, sizeof path, "%s/metrics.jsonl", a->output_dir);
+        snprintf(svg, sizeof svg, "%s/loss.svg", a->output_dir);
+        plm_plot_metrics(path, svg, "dpo loss");
+    }
+    plm_model_free(m);
+    plm_tokenizer_free(tok);
+    return rc;
+}
+
+/* Reads and encodes a preference file, keeping its first max_n pairs (0: all). */
+static int read_pairs(const char *path, int max_n, const plm_tokenizer *tok, plm_chat_template t, int max_len,
+                      plm_dpo_data *out) {
+    plm_chat_set ch, rj;
+    if (plm_chat_read_preferences(&ch, &rj, path) != 0) return -1;
+    for (int s = 0; s < 2 && max_n > 0; s++) {
+        plm_chat_set *set = s ? &rj : &ch;
+        for (int i = max_n; i < set->n; i++) {
+            for (int k = 0; k < set->items[i].n; k++) free(set->items[i].msgs[k].content);
+            free(set->items[i].msgs);
+        }
+        set->n = PLM_MIN(set->n, max_n);
+    }
+    int rc = plm_dpo_encode(out, &ch, &rj, path, tok, t, max_len);
+    plm_chat_set_free(&ch);
+    plm_chat_set_free(&rj);
+    return rc;
+}
+
+/* The reference model's log-probs of every sequence of d (dropout off). */
+static int reference_logps(plm_model *ref, plm_dpo_data *d, int B, int32_t pad) {
+    d->ref_logp = plm_malloc((size_t)PLM_MAX(d->seqs.n, 1) * sizeof(double));
+    return d->seqs.n ? plm_dpo_logps(ref, &d->seqs, B, pad, d->ref_logp) : 0;
+}
+
+int cmd_dpo(int argc, char **argv) {
+    cli_ft_opts o;
+    cli_ft_opts_default(&o);
+    /* TRL's DPOConfig: beta 0.1, batch 8 pairs, linear decay without warmup, no weight decay,
+     * max_length 1024; its learning rate, 1e-6, is for billion-parameter models. */
+    o.a.train_batch_size = 8;
+    o.a.eval_batch_size = 8;
+    o.a.warmup_ratio = 0.0f;
+    o.a.opt.weight_decay = 0.0f;
+    o.a.opt.learning_rate = 5e-5f;
+    o.a.max_seq_length = 0;
+    o.lr_help = "peak learning rate (default 5e-5; TRL's 1e-6 is for billion-parameter models)";
+    const char *train_file = NULL, *valid_file = NULL, *template = "plain";
+    float split = 0.0f, beta = 0.1f;
+    const arg_spec own[] = {
+        {"--train", ARG_STR, &train_file, "JSONL: {\"prompt\", \"chosen\", \"rejected\"} per line"},
+        {"--validation", ARG_STR, &valid_file, "held-out pairs: eval loss, reward accuracy and margins"},
+        {"--validation-split", ARG_FLOAT, &split, "hold out this share of --train's pairs instead (seeded; default 0)"},
+        {"--beta", ARG_FLOAT, &beta, "DPO's beta: how far from the reference the model may move (default 0.1)"},
+        {"--template", ARG_STR, &template, "chat template: plain (default) or chatml, as plm sft"},
+        {"--max-seq-length", ARG_INT, &o.a.max_seq_length,
+         "cut longer sequences at their end (default: 1024 or the model's positions, whichever is smaller)"},
+    };
+    int rc = cli_ft_parse_cmd("dpo",
+                              "Direct Preference Optimization of a causal LM (TRL's DPOTrainer, sigmoid loss): the "
+                              "starting checkpoint is the frozen reference.",
+                              own, (int)PLM_ARRAY_LEN(own), &o, "pairs", argc, argv);
+    if (rc >= 0) return rc;
+    plm_chat_template t;
+    if (!train_file || (valid_file && split > 0) || !(split >= 0 && split < 1) || o.a.max_seq_length < 0 ||
+        !(beta > 0) || plm_chat_template_of(template, &t) != 0) {
+        fprintf(stderr, "plm dpo: --train FILE is required; --validation or --validation-split (in [0, 1)), not "
+                        "both; --beta > 0; --template plain or chatml; --max-seq-length >= 0\n");
+        return PLM_EXIT_USAGE;
+    }
+    plm_model *m = NULL;
+    plm_tokenizer *tok = NULL;
+    plm_dpo_data train = {0}, valid = {0};
+    if ((rc = cli_load_model(o.model, &m, &tok)) != 0) goto fail;
+    rc = PLM_EXIT_INPUT;
+    if (plm_model_head(m, PLM_HEAD_LM) != 0 || m->num_backbones != 1 || !m->config.is_decoder) {
+        plm_error("%s/config.json: a %s%s: dpo needs a causal language model with an LM head", o.model,
+                  plm_model_architecture(m), m->config.is_decoder ? "" : " (is_decoder false)");
+        goto fail;
+    }
+    int positions = m->config.max_position_embeddings;
+    int max_len = o.a.max_seq_length > 0 ? PLM_MIN(o.a.max_seq_length, positions) : PLM_MIN(1024, positions);
+    o.a.max_seq_length = max_len;
+    if (read_pairs(train_file, o.max_train_samples, tok, t, max_len, &train) != 0) goto fail;
+    if (valid_file) {
+        if (read_pairs(valid_file, o.max_eval_samples, tok, t, max_len, &valid) != 0) goto fail;
+    } else {
+        plm_dpo_split(&train, split, o.a.seed, &valid);
+        if (split > 0 && (valid.n == 0 || train.n == 0)) {
+            plm_error("%s: --validation-split %g of %d pairs leaves an empty side", train_file, split,
+                      train.n + valid.n);
+            goto fail;
+        }
+    }
+    /* the frozen reference: the starting checkpoint's log-probs, once per sequence (a run
+     * resumed from a checkpoint computes them from --model again: the same numbers) */
+    double t0 = plm_now();
+    int B = 2 * PLM_MAX(o.a.eval_batch_size, 1);
+    int32_t pad = plm_sft_pad_id(m, tok);
+    if (plm_model_reserve(m, B, PLM_MAX(PLM_MAX(train.seqs.max_len, valid.seqs.max_len), 1)) != 0 ||
+        reference_logps(m, &train, B, pad) != 0 || reference_logps(m, &valid, B, pad) != 0)
+        goto fail;
+    if (!o.quiet) {
+        fprintf(stderr,
+                "dpo: %d training pairs, %d validation; template %s, beta %g; model %s, %.2fM parameters; reference "
+                "log-probs of %d sequences in %.1f s\n",
+                train.n, valid.n, plm_chat_template_name(t), beta, plm_model_architecture(m),
+                (double)m->num_params / 1e6, train.seqs.n + valid.seqs.n, plm_now() - t0);
+        fprintf(stderr, "dpo: %d training and %d validation sequences truncated to %d tokens\n", train.seqs.truncated,
+                valid_file ? valid.seqs.truncated : 0, max_len);
+    }
+    plm_model_free(m);
+    m = NULL;
+    plm_tokenizer_free(tok);
+    tok = NULL;
+    dpo_run r = {&o, &train, valid.n > 0 ? &valid : NULL, t, beta};
+    if ((rc = cli_ft_run_seeds(&o, "dpo", 3, plm_dpo_metrics, r.valid != NULL, dpo_run_one, &r)) != 0) goto fail;
+    rc = 0;
+    goto out;
+fail:
+    cli_fail("dpo", rc);
+out:
+    plm_model_free(m);
+    if (tok) plm_tokenizer_free(tok);
+    plm_dpo_data_free(&train);
+    plm_dpo_data_free(&valid);
     return rc;
 }
