@@ -1,8 +1,10 @@
-/* cmd_sft.c - `plm sft` and `plm dpo`. sft: supervised fine-tuning of a causal LM on prompt/response or chat
- * JSONL (TRL's SFTTrainer with completion-only loss). Reads and encodes the data
- * (tasks/chat.h), holds out a validation split when asked, and runs train/sft.c on the
- * fine-tuning loop once per seed; writes the model, metrics.jsonl, eval_results.json,
- * checkpoints and loss.svg. */
+/* cmd_sft.c - `plm sft` and `plm dpo`, instruction tuning of a causal LM. sft: supervised
+ * fine-tuning on prompt/response or chat JSONL (TRL's SFTTrainer with completion-only
+ * loss, train/sft.c); dpo: Direct Preference Optimization on {prompt, chosen, rejected}
+ * JSONL (TRL's DPOTrainer, train/dpo.c), the starting checkpoint's log-probs computed once
+ * as the frozen reference. Both read and encode the data (tasks/chat.h), hold out a
+ * validation split when asked and run the fine-tuning loop once per seed; they write the
+ * model, metrics.jsonl, eval_results.json, checkpoints and loss.svg. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -168,7 +168,8 @@ typedef struct {
     bool has_dev;               /* false: no evaluation, the last model is kept */
     void *ctx;                  /* the task's own state, passed to the callbacks */
     /* Encodes training rows rows[0..n) into *out (its memory is the task's) with dropout
-     * seeded by dropout_seed. Returns 0, or -1 with the error set. */
+     * seeded by dropout_seed; it may run m first (DPO's log-probs). Returns 0, or -1 with
+     * the error set. */
     int (*train_batch)(void *ctx, plm_model *m, const int *rows, int n, uint64_t dropout_seed, plm_batch *out);
     /* Scores the dev set with batches of B rows. Returns 0, or -1 with the error set. */
     int (*evaluate)(void *ctx, plm_model *m, int B, plm_ft_scores *out);
