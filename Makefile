@@ -100,7 +100,7 @@ clean:
 # Fuzz targets (fuzz/*.c) against the tokenizer, core, safetensors, config and dataset sources,
 # with clang's libFuzzer, ASan and UBSan; scripts/fuzz.sh runs each for a bounded time.
 FUZZ_LIB := $(wildcard src/core/*.c src/tokenizer/*.c) src/train/safetensors.c src/model/config.c \
-            src/tasks/datasets.c src/data/corpus.c src/data/shards.c
+            src/tasks/datasets.c src/tasks/chat.c src/data/corpus.c src/data/shards.c
 FUZZ_BIN := $(patsubst fuzz/%.c,build-fuzz/%,$(wildcard fuzz/*.c))
 fuzz: $(FUZZ_BIN)
 build-fuzz/%: fuzz/%.c $(FUZZ_LIB) $(HEADERS) Makefile

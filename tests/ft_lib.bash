@@ -5,7 +5,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.bash" # pass, fail, check, expect
 # metrics.jsonl without the wall-clock field
 strip_elapsed() { sed -E 's/, "elapsed_s": [0-9.]+//' "$1"; }
 
-# resume_check PREFIX CUT FINAL ARGS...: `plm finetune ARGS` (which must checkpoint at
+# resume_check PREFIX CUT FINAL ARGS...: `plm finetune ARGS` (plm $FT_CMD when set; it must checkpoint at
 # step CUT and end at step FINAL with --save-total-limit 0) run uninterrupted into
 # $t/PREFIXfull; (1) its checkpoint-CUT copied into a fresh directory with the log up to
 # CUT and resumed, (2) a run killed (SIGKILL) once checkpoint-CUT exists and resumed:
@@ -16,24 +16,24 @@ resume_check() {
     local p=$1 cut=$2 final=$3
     shift 3
     local full=$t/${p}full part=$t/${p}cut killed=$t/${p}killed
-    "$PLM" finetune "$@" --output-dir "$full" >/dev/null 2>"$t/err" || fail "${p}resume_full" "$(tail -2 "$t/err")"
+    "$PLM" "${FT_CMD:-finetune}" "$@" --output-dir "$full" >/dev/null 2>"$t/err" || fail "${p}resume_full" "$(tail -2 "$t/err")"
     mkdir -p "$part" && cp -r "$full/checkpoint-$cut" "$part/" &&
         python3 -c 'import json,sys
 for l in open(sys.argv[1]):
     if json.loads(l)["step"] <= int(sys.argv[2]): sys.stdout.write(l)' "$full/metrics.jsonl" "$cut" >"$part/metrics.jsonl"
-    "$PLM" finetune "$@" --output-dir "$part" --resume-from-checkpoint "$part" >/dev/null 2>"$t/err" &&
+    "$PLM" "${FT_CMD:-finetune}" "$@" --output-dir "$part" --resume-from-checkpoint "$part" >/dev/null 2>"$t/err" &&
         cmp -s "$full/model.safetensors" "$part/model.safetensors" &&
         cmp -s "$full/checkpoint-$final/training_state.safetensors" "$part/checkpoint-$final/training_state.safetensors" &&
         pass "${p}resume_bit_exact" || fail "${p}resume_bit_exact" "$(tail -2 "$t/err") model or state differs"
     [[ $(strip_elapsed "$full/metrics.jsonl") == "$(strip_elapsed "$part/metrics.jsonl")" ]] &&
         [[ $(grep -c '"loss"' "$full/metrics.jsonl") -gt 2 ]] && pass "${p}resume_metrics" ||
         fail "${p}resume_metrics" "logs differ"
-    "$PLM" finetune "$@" --output-dir "$killed" >/dev/null 2>&1 &
+    "$PLM" "${FT_CMD:-finetune}" "$@" --output-dir "$killed" >/dev/null 2>&1 &
     local pid=$!
     for _ in $(seq 1200); do [[ -d $killed/checkpoint-$cut ]] && break; sleep 0.05; done
     kill -9 $pid 2>/dev/null
     wait $pid 2>/dev/null
-    "$PLM" finetune "$@" --output-dir "$killed" --resume-from-checkpoint "$killed" >/dev/null 2>"$t/err" &&
+    "$PLM" "${FT_CMD:-finetune}" "$@" --output-dir "$killed" --resume-from-checkpoint "$killed" >/dev/null 2>"$t/err" &&
         cmp -s "$full/model.safetensors" "$killed/model.safetensors" &&
         [[ $(strip_elapsed "$full/metrics.jsonl") == "$(strip_elapsed "$killed/metrics.jsonl")" ]] &&
         pass "${p}resume_after_kill" || fail "${p}resume_after_kill" "$(tail -2 "$t/err") model or log differs"

@@ -45,6 +45,8 @@
 #include "train/adamw.h"
 #include "train/electra.h"
 #include "train/safetensors.h"
+#include "train/dpo.h"
+#include "train/sft.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -760,6 +762,7 @@ typedef struct {
     int type_vocab;
     plm_gelu_kind act;
     float p_hidden, p_attn; /* > 0: training with dropout, masks dumped as dropmask.* */
+    bool sft;               /* the batch is plm sft's: labels on the response tokens only */
 } model_variant;
 
 /* model.c's dropout key of each site: (seed, layer, site), layer -1 = the embeddings,
@@ -837,6 +840,50 @@ static void case_model(const model_variant *mv) {
         for (int b = 0; b < B; b++)
             for (int t = 0; t + 1 < lens[b]; t++, nlab++) labels[b * T + t] = ids[b * T + t + 1];
     }
+    int32_t *response = NULL;
+    if (mv->sft) {
+        /* plm sft's batch (train/sft.h): examples of prompt (0) and response (1) tokens, a
+         * response ending in EOS; the first one cut at T = 13 tokens, the third with two
+         * turns; right-padded with EOS by plm_sft_collate. parity.py derives the labels
+         * from the ids and the response mask alone and checks the collator's. */
+        static const char *segs[3] = {"0000011111111111", "0000000111", "001001"};
+        plm_sft_data sd;
+        plm_sft_data_init(&sd);
+        for (int b = 0; b < B; b++) {
+            int n = (int)strlen(segs[b]);
+            int32_t tk[16];
+            uint8_t tr[16];
+            for (int k = 0; k < n; k++) {
+                tr[k] = segs[b][k] == '1';
+                tk[k] = tr[k] && (k + 1 == n || segs[b][k + 1] == '0')
+                            ? c.eos_token_id
+                            : 1 + (int32_t)plm_rng_below(&R, c.vocab_size - 2);
+            }
+            plm_sft_data_add(&sd, tk, tr, n, T, 0);
+        }
+        CHECK(sd.truncated == 1 && sd.max_len == T, cname("parity_self.%s.sft_truncated", name),
+              "truncated %d, longest %d", sd.truncated, sd.max_len);
+        int rows[3] = {0, 1, 2};
+        plm_sft_batch sb = {0};
+        plm_batch sbatch;
+        plm_sft_collate(&sd, rows, B, c.eos_token_id, &sb, &sbatch);
+        CHECK(sbatch.B == B && sbatch.T == T, cname("parity_self.%s.sft_shape", name), "batch %dx%d", sbatch.B,
+              sbatch.T);
+        response = ialloc(N);
+        nlab = 0;
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) {
+                int i = b * T + t;
+                ids[i] = sbatch.input_ids[i];
+                mask[i] = sbatch.attention_mask[i];
+                mask32[i] = mask[i];
+                labels[i] = sbatch.labels[i];
+                nlab += labels[i] != PLM_IGNORE_INDEX;
+                response[i] = t < lens[b] && sd.train[sd.off[b] + (size_t)t];
+            }
+        plm_sft_batch_free(&sb);
+        plm_sft_data_free(&sd);
+    }
     plm_batch batch = {.B = B,
                        .T = T,
                        .input_ids = ids,
@@ -908,6 +955,7 @@ static void case_model(const model_variant *mv) {
     meta("B", "%d", B), meta("T", "%d", T);
     meta("causal", "%d", batch.causal);
     put_i32("input_ids", ids, 2, B, T), put_i32("attention_mask", mask32, 2, B, T), put_i32("labels", labels, 2, B, T);
+    if (response) put_i32("response_mask", response, 2, B, T);
     if (batch.token_type_ids) put_i32("token_type_ids", tt, 2, B, T);
     put_f64("loss", loss);
     put_f64("loss_count", r.count);
@@ -1921,6 +1969,106 @@ static void case_adamw(void) {
 
 /* ---------------------------------------------------------------- main */
 
+/* ---------------------------------------------------------------- DPO */
+
+/* plm dpo's step (train/dpo.h) on a small GPT-2: two preference pairs (four sequences of
+ * prompt and response tokens, padded right), reference log-probs given; the forward pass
+ * for the policy's log-probs, the loss, then the LM loss with the per-sequence
+ * label_weights through the usual backward pass. parity.py recomputes the summed response
+ * log-probs, the DPO loss and its gradient with autograd in float64. */
+static void case_dpo(const char *name, float beta, bool untied) {
+    plm_config c;
+    plm_config_default(&c, PLM_ARCH_GPT2);
+    c.vocab_size = 61;
+    c.hidden_size = 36;
+    c.num_attention_heads = 3;
+    c.num_hidden_layers = 2;
+    c.intermediate_size = 60;
+    c.max_position_embeddings = 16;
+    c.tie_word_embeddings = !untied;
+    c.hidden_dropout_prob = c.attention_probs_dropout_prob = 0.0f;
+    c.eos_token_id = c.vocab_size - 1;
+    dump_begin(name, "dpo");
+    /* pair 0: a shared prompt, responses of 4 and 2 tokens; pair 1: longer prompt, 3 and 5 */
+    static const char *segs[4] = {"00001111", "000011", "000000111", "00000011111"};
+    int B = 4, T = 11, N = B * T;
+    plm_model *m = plm_model_create(&c, 99);
+    if (!m || plm_model_reserve(m, B, T) != 0) {
+        printf("FAIL parity_self.%s.create: %s\n", name, plm_last_error());
+        test_failures++;
+        plm_model_free(m);
+        plm_st_writer_free(&W);
+        release_all();
+        return;
+    }
+    randomize_params(m);
+    plm_dpo_data d = {0};
+    plm_sft_data_init(&d.seqs);
+    int32_t prompt[2][8];
+    for (int p = 0; p < 2; p++)
+        for (int k = 0; k < 8; k++) prompt[p][k] = 1 + (int32_t)plm_rng_below(&R, c.vocab_size - 2);
+    for (int s = 0; s < B; s++) {
+        int n = (int)strlen(segs[s]);
+        int32_t tk[16];
+        uint8_t tr[16];
+        for (int k = 0; k < n; k++) {
+            tr[k] = segs[s][k] == '1';
+            tk[k] = !tr[k]       ? prompt[s / 2][k]
+                    : k + 1 == n ? c.eos_token_id
+                                 : 1 + (int32_t)plm_rng_below(&R, c.vocab_size - 2);
+        }
+        plm_sft_data_add(&d.seqs, tk, tr, n, T, 0);
+    }
+    d.n = 2;
+    d.ref_logp = plm_malloc((size_t)B * sizeof(double));
+    for (int s = 0; s < B; s++)
+        d.ref_logp[s] = -4.0 * (strchr(segs[s], '1') ? (double)strlen(strchr(segs[s], '1')) : 1) + rnd1(2.0f);
+    int pairs[2] = {0, 1};
+    plm_dpo_buf buf = {0};
+    plm_batch b;
+    plm_dpo_stats st;
+    poison_model_acts(m, B, T);
+    plm_model_zero_grad(m);
+    int rc = plm_dpo_batch(m, &d, pairs, 2, beta, c.eos_token_id, false, 0, &buf, &b, &st);
+    double logp[4];
+    memcpy(logp, buf.logp, sizeof logp);
+    poison_model_acts(m, B, T);
+    if (rc == 0) rc = plm_model_run(m, 0, &b, true, 1.0f);
+    CHECK(rc == 0 && b.B == B && b.T == T, cname("parity_self.%s.runs", name), "%s", rc ? plm_last_error() : "shape");
+    CHECK(isfinite(st.loss) && st.loss > 0, cname("parity_self.%s.loss_finite", name), "loss %g", st.loss);
+    check_written(name, "grads", m->grads, m->num_params);
+    /* the weighted LM loss is the surrogate whose gradient is DPO's: sum_t w_t CE_t */
+    double surrogate = 0.0;
+    for (int s = 0; s < B; s++) surrogate -= buf.seq_w[s] * logp[s];
+    CHECK(fabs(m->loss - surrogate) <= 1e-5 * fabs(surrogate) + 1e-9, cname("parity_self.%s.surrogate", name),
+          "model loss %.9g, sum w * CE %.9g", m->loss, surrogate);
+    int32_t *resp = ialloc(N), *mask32 = ialloc(N);
+    for (int s = 0; s < B; s++)
+        for (int t = 0; t < T; t++) {
+            size_t len = d.seqs.off[s + 1] - d.seqs.off[s];
+            resp[s * T + t] = (size_t)t < len && d.seqs.train[d.seqs.off[s] + (size_t)t];
+            mask32[s * T + t] = b.attention_mask[s * T + t];
+        }
+    char *cfg = plm_config_to_json(&c, NULL);
+    meta("config", "%s", cfg);
+    free(cfg);
+    meta("beta", "%.9g", beta);
+    put_i32("input_ids", b.input_ids, 2, B, T), put_i32("attention_mask", mask32, 2, B, T);
+    put_i32("labels", b.labels, 2, B, T), put_i32("response_mask", resp, 2, B, T);
+    for (int s = 0; s < B; s++) {
+        put_f64(cname("ref_logp.%d", s), d.ref_logp[s]);
+        put_f64(cname("logp.%d", s), logp[s]);
+    }
+    put_f64("loss", st.loss);
+    put_f64("rewards_chosen", st.chosen), put_f64("rewards_rejected", st.rejected);
+    put_f64("rewards_accuracy", st.accuracy), put_f64("rewards_margin", st.margin);
+    put_model_tensors(m, m->params, "");
+    put_model_tensors(m, m->grads, "grad.");
+    plm_dpo_buf_free(&buf);
+    plm_dpo_data_free(&d);
+    plm_model_free(m);
+    dump_end();
+}
 int main(int argc, char **argv) {
     if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
         fprintf(stderr, "usage: test_parity_dump [DIR]\n"
@@ -1979,19 +2127,24 @@ int main(int argc, char **argv) {
     case_crossentropy("crossentropy", 3.0f);
     case_crossentropy("crossentropy_large", 40.0f);
     static const model_variant models[] = {
-        {"bert", PLM_ARCH_BERT, false, true, false, 2, PLM_GELU_ERF, 0.0f, 0.0f},
-        {"gpt2", PLM_ARCH_GPT2, true, true, true, 0, PLM_GELU_TANH, 0.0f, 0.0f},
+        {"bert", PLM_ARCH_BERT, false, true, false, 2, PLM_GELU_ERF, 0.0f, 0.0f, false},
+        {"gpt2", PLM_ARCH_GPT2, true, true, true, 0, PLM_GELU_TANH, 0.0f, 0.0f, false},
         /* the same engine the other way round: a pre-LN encoder trained causally with an
          * untied decoder, a post-LN decoder with segments trained bidirectionally (MLM) */
-        {"bert_preln_causal_untied", PLM_ARCH_BERT, true, false, true, 3, PLM_GELU_TANH, 0.0f, 0.0f},
-        {"gpt2_postln_bidir_untied", PLM_ARCH_GPT2, false, false, false, 2, PLM_GELU_ERF, 0.0f, 0.0f},
+        {"bert_preln_causal_untied", PLM_ARCH_BERT, true, false, true, 3, PLM_GELU_TANH, 0.0f, 0.0f, false},
+        {"gpt2_postln_bidir_untied", PLM_ARCH_GPT2, false, false, false, 2, PLM_GELU_ERF, 0.0f, 0.0f, false},
         /* dropout on, every mask reproduced from its key: checks where and how the
          * model applies dropout in both passes (the comparison proper runs without) */
-        {"bert_dropout", PLM_ARCH_BERT, false, true, false, 2, PLM_GELU_ERF, 0.1f, 0.15f},
-        {"gpt2_dropout", PLM_ARCH_GPT2, true, true, true, 0, PLM_GELU_TANH, 0.1f, 0.15f},
+        {"bert_dropout", PLM_ARCH_BERT, false, true, false, 2, PLM_GELU_ERF, 0.1f, 0.15f, false},
+        {"gpt2_dropout", PLM_ARCH_GPT2, true, true, true, 0, PLM_GELU_TANH, 0.1f, 0.15f, false},
+        /* plm sft: prompt tokens unlabelled, a truncated example, padding on the right */
+        {"gpt2_sft", PLM_ARCH_GPT2, true, true, true, 0, PLM_GELU_TANH, 0.0f, 0.0f, true},
+        {"gpt2_sft_dropout", PLM_ARCH_GPT2, true, true, true, 0, PLM_GELU_TANH, 0.1f, 0.15f, true},
     };
     for (size_t i = 0; i < PLM_ARRAY_LEN(models); i++) case_model(&models[i]);
-        /* small models: odd width 36 (3 heads of 12), padded pair batches, dropout on */
+    case_dpo("gpt2_dpo", 0.5f, false);
+    case_dpo("gpt2_dpo_untied", 0.1f, true);
+    /* small models: odd width 36 (3 heads of 12), padded pair batches, dropout on */
 #define SMALL .C = 36, .L = 2, .NH = 3, .I = 60, .V = 53, .B = 3, .T = 11, .p_hidden = 0.1f, .p_attn = 0.1f
     static const heads_variant heads[] = {
         {"bert_nsp_c36", PLM_ARCH_BERT, SMALL, .kinds = {PLM_HEAD_NSP}, .num_heads = 1, .num_labels = 2, .pairs = true},

@@ -14,7 +14,9 @@
 #include "data/corpus.h"
 #include "data/dataloader.h"
 #include "infer/generate.h"
+#include "ft_common.h"
 #include "infer/lm_score.h"
+#include "tasks/chat.h"
 #include "train/trainer.h"
 
 /* eval, generate and fill-mask use a pretraining model: one backbone with an LM head
@@ -235,10 +237,29 @@ int cli_read_lines(const char *path, arg_list *list, char **owned, int **lines) 
     return 0;
 }
 
+/* generate --chat's template: --template, else the one plm sft recorded in config.json
+ * (plm_task.chat_template), else plain. Returns 0 or -1 with the error set. */
+static int chat_template_of_model(const char *dir, const char *given, plm_chat_template *out) {
+    *out = PLM_TEMPLATE_PLAIN;
+    if (given) return plm_chat_template_of(given, out); /* checked with the options */
+    cJSON *cfg = cli_read_config(dir);
+    if (!cfg) return -1;
+    const cJSON *v =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cfg, "plm_task"), "chat_template");
+    int rc = 0;
+    if (cJSON_IsString(v) && plm_chat_template_of(v->valuestring, out) != 0) {
+        plm_error("%s/config.json: unknown plm_task.chat_template \"%.40s\" (plain or chatml)", dir, v->valuestring);
+        rc = -1;
+    }
+    cJSON_Delete(cfg);
+    return rc;
+}
+
 int cmd_generate(int argc, char **argv) {
     const char *model_dir = NULL, *prompts_file = NULL;
     arg_list prompts = {0};
-    bool greedy = false, json = false, quiet = false, ignore_eos = false, bf16 = false;
+    bool greedy = false, json = false, quiet = false, ignore_eos = false, bf16 = false, chat = false;
+    const char *template = NULL, *system = NULL;
     int batch_size = 32;
     plm_sampling s;
     plm_sampling_default(&s);
@@ -261,6 +282,11 @@ int cmd_generate(int argc, char **argv) {
          "\"text\"}"},
         {"--ignore-eos", ARG_FLAG, &ignore_eos,
          "do not stop at the end-of-text token (benchmarks: always max-new-tokens)"},
+        {"--chat", ARG_FLAG, &chat,
+         "answer each prompt as a user message in the chat template plm sft trained with (the model's "
+         "plm_task.chat_template, else plain); prints the answer only"},
+        {"--template", ARG_STR, &template, "--chat: the template, plain or chatml (default: the model's)"},
+        {"--system", ARG_STR, &system, "--chat: a system message before each prompt"},
         {"--quiet", ARG_FLAG, &quiet, "no tokens/s line on stderr"},
         {"--bf16", ARG_FLAG, &bf16, CLI_BF16_HELP},
     };
@@ -281,6 +307,17 @@ int cmd_generate(int argc, char **argv) {
     if (s.temperature <= 0 || s.top_p <= 0 || s.top_p > 1 || s.top_k < 0 || s.max_new_tokens < 0 || batch_size < 1) {
         fprintf(stderr, "plm generate: need --temperature > 0, 0 < --top-p <= 1, --top-k >= 0, --max-new-tokens >= 0, "
                         "--batch-size >= 1\n");
+        args_list_free(&prompts);
+        return PLM_EXIT_USAGE;
+    }
+    plm_chat_template tmpl = PLM_TEMPLATE_PLAIN;
+    if ((template || system) && !chat) {
+        fprintf(stderr, "plm generate: --template and --system go with --chat\n");
+        args_list_free(&prompts);
+        return PLM_EXIT_USAGE;
+    }
+    if (template && plm_chat_template_of(template, &tmpl) != 0) {
+        fprintf(stderr, "plm generate: --template must be plain or chatml, got \"%s\"\n", template);
         args_list_free(&prompts);
         return PLM_EXIT_USAGE;
     }
@@ -325,7 +362,17 @@ int cmd_generate(int argc, char **argv) {
         args_list_free(&prompts);
         return cli_fail("generate", PLM_EXIT_INPUT);
     }
-    s.eos_token_id = plm_tokenizer_special(tok, PLM_SPECIAL_EOS);
+    if (chat && (t5 || chat_template_of_model(model_dir, template, &tmpl) != 0)) {
+        if (t5) plm_error("%s: --chat needs a causal model (plm sft's), not T5", model_dir);
+        plm_model_free(m);
+        plm_tokenizer_free(tok);
+        free(lines);
+        free(file_text);
+        args_list_free(&prompts);
+        return cli_fail("generate", PLM_EXIT_INPUT);
+    }
+    /* --chat: the turn ends with the template's end token (EOS, else SEP) */
+    s.eos_token_id = chat ? plm_chat_eos(tok) : plm_tokenizer_special(tok, PLM_SPECIAL_EOS);
     int32_t eos = s.eos_token_id; /* T5 inputs end in it even with --ignore-eos */
     if (ignore_eos) s.eos_token_id = -1;
     /* tokenize every prompt first: a bad one stops the run before any work */
@@ -334,9 +381,22 @@ int cmd_generate(int argc, char **argv) {
     int *lens = calloc((size_t)P, sizeof(int));
     plm_encoding e;
     plm_encoding_init(&e);
+    plm_chat_tokens ct;
+    plm_chat_tokens_init(&ct);
     for (int i = 0; i < P && rc == 0; i++) {
         plm_encoding_clear(&e);
-        if (plm_tokenizer_encode(tok, prompts.items[i], strlen(prompts.items[i]), &e) != 0) {
+        if (chat) {
+            /* the prompt as training rendered it: [system,] user, then the assistant's header */
+            plm_chat_msg msgs[2] = {{PLM_ROLE_SYSTEM, (char *)system}, {PLM_ROLE_USER, (char *)prompts.items[i]}};
+            ct.n = 0;
+            if (plm_chat_encode(tok, tmpl, system ? msgs : msgs + 1, system ? 2 : 1, true, &ct) != 0) {
+                rc = cli_fail("generate", PLM_EXIT_INPUT);
+                break;
+            }
+            ids[i] = plm_malloc((size_t)ct.n * sizeof(int32_t));
+            memcpy(ids[i], ct.ids, (size_t)ct.n * sizeof(int32_t));
+            lens[i] = ct.n;
+        } else if (plm_tokenizer_encode(tok, prompts.items[i], strlen(prompts.items[i]), &e) != 0) {
             rc = cli_fail("generate", PLM_EXIT_INPUT);
         } else if (e.n == 0) {
             if (i >= n_cli)
@@ -353,6 +413,7 @@ int cmd_generate(int argc, char **argv) {
         }
     }
     plm_encoding_free(&e);
+    plm_chat_tokens_free(&ct);
     size_t cap = (size_t)PLM_MAX(s.max_new_tokens, 1);
     int32_t *out = plm_malloc((size_t)PLM_MIN(batch_size, P) * cap * sizeof(int32_t));
     int *n_out = plm_malloc((size_t)PLM_MIN(batch_size, P) * sizeof(int));
@@ -365,7 +426,7 @@ int cmd_generate(int argc, char **argv) {
     for (int b0 = 0; b0 < P && rc == 0; b0 += batch_size) {
         int nb = PLM_MIN(batch_size, P - b0);
         plm_gen_stats st;
-        if (stream && !t5) fputs(prompts.items[0], stdout);
+        if (stream && !t5 && !chat) fputs(prompts.items[0], stdout);
         int r = t5 ? plm_generate_seq2seq_batch(m, (const int32_t *const *)ids + b0, lens + b0, nb, &s, out, n_out,
                                                 stream ? print_token : NULL, &ctx, &st)
                    : plm_generate_batch(m, (const int32_t *const *)ids + b0, lens + b0, nb, &s, out, n_out,
@@ -405,7 +466,7 @@ int cmd_generate(int argc, char **argv) {
             } else if (stream) {
                 putchar('\n');
             } else {
-                if (!t5) fputs(prompt, stdout);
+                if (!t5 && !chat) fputs(prompt, stdout);
                 if (len) fwrite(text, 1, len, stdout);
                 putchar('\n');
             }

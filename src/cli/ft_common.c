@@ -17,26 +17,29 @@ void cli_ft_opts_default(cli_ft_opts *o) {
     memset(o, 0, sizeof *o);
     plm_ft_args_default(&o->a);
     o->seeds = 1;
+    o->lr_help = "peak learning rate (default 1e-4: small models need more than BERT-base's 2e-5..5e-5)";
 }
 
 /* Appends the shared option specs to specs[*n]. */
 static void ft_specs(arg_spec *specs, int *n, cli_ft_opts *o, const char *unit) {
-    static char h_train[96], h_eval[96], h_max_train[96], h_max_eval[96];
-    snprintf(h_train, sizeof h_train, "%s per step (default 32)", unit);
-    snprintf(h_eval, sizeof h_eval, "%s per evaluation batch (default 64)", unit);
+    static char h_train[96], h_eval[96], h_max_train[96], h_max_eval[96], h_epochs[64], h_warmup[96], h_wd[96];
+    plm_ft_args *a = &o->a; /* the defaults shown are the command's (sft has its own) */
+    snprintf(h_train, sizeof h_train, "%s per step (default %d)", unit, a->train_batch_size);
+    snprintf(h_eval, sizeof h_eval, "%s per evaluation batch (default %d)", unit, a->eval_batch_size);
     snprintf(h_max_train, sizeof h_max_train, "use the first N training %s", unit);
     snprintf(h_max_eval, sizeof h_max_eval, "use the first N dev %s", unit);
-    plm_ft_args *a = &o->a;
+    snprintf(h_epochs, sizeof h_epochs, "epochs over the training set (default %g)", a->num_train_epochs);
+    snprintf(h_warmup, sizeof h_warmup, "share of the steps for linear warmup (default %g)", a->warmup_ratio);
+    snprintf(h_wd, sizeof h_wd, "AdamW decoupled weight decay (default %g)", a->opt.weight_decay);
     const arg_spec common[] = {
         {"--output-dir", ARG_STR, &a->output_dir, "where the fine-tuned model, metrics.jsonl and checkpoints go"},
         {"--per-device-train-batch-size", ARG_INT, &a->train_batch_size, h_train},
         {"--per-device-eval-batch-size", ARG_INT, &a->eval_batch_size, h_eval},
-        {"--learning-rate", ARG_FLOAT, &a->opt.learning_rate,
-         "peak learning rate (default 1e-4: small models need more than BERT-base's 2e-5..5e-5)"},
-        {"--num-train-epochs", ARG_FLOAT, &a->num_train_epochs, "epochs over the training set (default 3)"},
+        {"--learning-rate", ARG_FLOAT, &a->opt.learning_rate, o->lr_help},
+        {"--num-train-epochs", ARG_FLOAT, &a->num_train_epochs, h_epochs},
         {"--max-steps", ARG_LONG, &a->max_steps, "train this many steps instead (default: from the epochs)"},
-        {"--warmup-ratio", ARG_FLOAT, &a->warmup_ratio, "share of the steps for linear warmup (default 0.1)"},
-        {"--weight-decay", ARG_FLOAT, &a->opt.weight_decay, "AdamW decoupled weight decay (default 0.01)"},
+        {"--warmup-ratio", ARG_FLOAT, &a->warmup_ratio, h_warmup},
+        {"--weight-decay", ARG_FLOAT, &a->opt.weight_decay, h_wd},
         {"--max-grad-norm", ARG_FLOAT, &a->max_grad_norm, "clip gradients to this global norm; 0 = off (default 1)"},
         {"--logging-steps", ARG_LONG, &a->logging_steps, "metrics.jsonl line every N steps (default 10)"},
         {"--eval-steps", ARG_LONG, &a->eval_steps, "evaluate and checkpoint every N steps (default: every epoch)"},
@@ -82,19 +85,24 @@ static int ft_check(const char *cmd, cli_ft_opts *o) {
 
 int cli_ft_parse(const char *summary, const arg_spec *own, int n_own, cli_ft_opts *o, const char *unit, int argc,
                  char **argv) {
+    return cli_ft_parse_cmd("finetune", summary, own, n_own, o, unit, argc, argv);
+}
+
+int cli_ft_parse_cmd(const char *cmd, const char *summary, const arg_spec *own, int n_own, cli_ft_opts *o,
+                     const char *unit, int argc, char **argv) {
     arg_spec specs[64];
     int n = 0;
     specs[n++] = (arg_spec){"--model", ARG_STR, &o->model,
                             "checkpoint directory (config.json, model.safetensors, tokenizer.json)"};
     for (int i = 0; i < n_own && n < 40; i++) specs[n++] = own[i];
     ft_specs(specs, &n, o, unit);
-    int rc = args_parse("finetune", summary, specs, n, argc, argv);
+    int rc = args_parse(cmd, summary, specs, n, argc, argv);
     if (rc) return rc == 1 ? 0 : rc;
     if (!o->model) {
-        fprintf(stderr, "plm finetune: --model DIR is required (see plm finetune --help)\n");
+        fprintf(stderr, "plm %s: --model DIR is required (see plm %s --help)\n", cmd, cmd);
         return PLM_EXIT_USAGE;
     }
-    return ft_check("finetune", o) ? PLM_EXIT_USAGE : -1;
+    return ft_check(cmd, o) ? PLM_EXIT_USAGE : -1;
 }
 
 /* The sample mean and (n - 1) standard deviation. */

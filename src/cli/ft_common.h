@@ -20,6 +20,7 @@ typedef struct {
     bool quiet;
     bool bf16; /* --bf16: GEMM inputs in bf16 where the CPU has it */
     int max_train_samples, max_eval_samples;
+    const char *lr_help; /* --learning-rate's help, naming the command's default */
 } cli_ft_opts;
 
 void cli_ft_opts_default(cli_ft_opts *o);
@@ -29,6 +30,10 @@ void cli_ft_opts_default(cli_ft_opts *o);
  * (0 after --help; PLM_EXIT_USAGE after printing why). */
 int cli_ft_parse(const char *summary, const arg_spec *own, int n_own, cli_ft_opts *o, const char *unit, int argc,
                  char **argv);
+/* The same for another command (cmd: "sft"): its name in the usage and the errors; the
+ * defaults shown in the help are o's values when called. */
+int cli_ft_parse_cmd(const char *cmd, const char *summary, const arg_spec *own, int n_own, cli_ft_opts *o,
+                     const char *unit, int argc, char **argv);
 
 /* One run of a --seeds loop: fine-tune with a (seed, output_dir and resume set) into
  * best. Returns 0 or an exit code with the error set. */

@@ -13,6 +13,9 @@ typedef struct {
     const uint8_t *attention_mask;                  /* NULL: no padding */
     const int32_t *labels;                          /* [B, T] per-token target or -100: LM (pre-shifted for CLM),
                                                        token classification, replaced-token detection (0/1) */
+    const float *label_weights;                     /* [B, T] LM head only, or NULL: the loss is sum_t w_t * CE_t
+                                                       over the labelled tokens instead of their mean (DPO's
+                                                       per-sequence weights on the response tokens) */
     const int32_t *seq_labels;                      /* [B] class of each sequence (classification, NSP), or -100 */
     const float *seq_targets;                       /* [B] regression targets (num_labels == 1) */
     const int32_t *start_positions, *end_positions; /* [B] extractive QA spans */

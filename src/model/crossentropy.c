@@ -48,6 +48,11 @@ static int first_equal(const float *z, int V, float x) {
 
 plm_ce_result crossentropy_forward_backward(float *logits, const int32_t *targets, int M, int V, bool backward,
                                             float grad_scale) {
+    return crossentropy_forward_backward_ex(logits, targets, M, V, backward, grad_scale, NULL, NULL);
+}
+
+plm_ce_result crossentropy_forward_backward_ex(float *logits, const int32_t *targets, int M, int V, bool backward,
+                                               float grad_scale, const float *row_weight, double *row_loss) {
     double prof_t0 = plm_prof_begin();
     double part_loss[CE_CHUNKS] = {0};
     int part_count[CE_CHUNKS] = {0}, part_correct[CE_CHUNKS] = {0};
@@ -61,6 +66,7 @@ plm_ce_result crossentropy_forward_backward(float *logits, const int32_t *target
             int y = targets[i];
             if (y == PLM_IGNORE_INDEX || y < 0 || y >= V) {
                 if (backward) memset(z, 0, (size_t)V * sizeof(float));
+                if (row_loss) row_loss[i] = 0.0;
                 continue;
             }
             float mx = row_max(z, V);
@@ -78,14 +84,17 @@ plm_ce_result crossentropy_forward_backward(float *logits, const int32_t *target
 #pragma omp simd reduction(+ : sum)
                 for (int v = 0; v < V; v++) sum += plm_expf(z[v] - mx);
             }
-            ls += (double)(mx + logf(sum) - zy);
+            double li = (double)(mx + logf(sum) - zy);
+            ls += li;
+            if (row_loss) row_loss[i] = li;
             cnt++;
             cor += arg == y;
             if (backward) {
-                float inv = grad_scale / sum;
+                float gs = row_weight ? grad_scale * row_weight[i] : grad_scale;
+                float inv = gs / sum;
 #pragma omp simd
                 for (int v = 0; v < V; v++) z[v] *= inv;
-                z[y] -= grad_scale;
+                z[y] -= gs;
             }
         }
         part_loss[ch] = ls;

@@ -19,5 +19,10 @@ typedef struct {
  * on counted rows and 0 on ignored rows. */
 plm_ce_result crossentropy_forward_backward(float *logits, const int32_t *targets, int M, int V, bool backward,
                                             float grad_scale);
+/* The same with a weight per row: row i's gradient is scaled by grad_scale * row_weight[i]
+ * (row_weight NULL: 1), the gradient of sum_i row_weight[i] * loss_i (DPO's per-sequence
+ * weights); and row_loss (may be NULL) gets each row's -log p(target) (0 on ignored rows). */
+plm_ce_result crossentropy_forward_backward_ex(float *logits, const int32_t *targets, int M, int V, bool backward,
+                                               float grad_scale, const float *row_weight, double *row_loss);
 
 #endif

@@ -107,6 +107,8 @@ void head_reserve(plm_head *h, int B, int T) {
     free(h->block);
     free(h->rows);
     free(h->targets);
+    free(h->row_loss);
+    free(h->row_weight);
     h->cap = (int)N;
     /* x, d1, d1g, t, dx, dt, dd: [N, max(C, E)] each; logits [N, K]; LN stats */
     size_t width = (size_t)PLM_MAX(h->in_dim, h->hidden);
@@ -128,14 +130,20 @@ void head_reserve(plm_head *h, int B, int T) {
 #undef TAKE
     h->rows = plm_malloc(N * sizeof(int32_t));
     h->targets = plm_malloc(N * sizeof(int32_t));
+    h->row_loss = plm_malloc(N * sizeof(double));
+    h->row_weight = plm_malloc(N * sizeof(float));
 }
 
 void head_free(plm_head *h) {
     free(h->block);
     free(h->rows);
     free(h->targets);
+    free(h->row_loss);
+    free(h->row_weight);
     h->block = NULL;
     h->rows = h->targets = NULL;
+    h->row_loss = NULL;
+    h->row_weight = NULL;
     h->cap = 0;
 }
 
@@ -152,7 +160,15 @@ int head_check_labels(const plm_head *h, const plm_batch *b, const char *what) {
             return -1;
         }
         int K = h->spec.kind == PLM_HEAD_RTD ? 2 : h->K;
+        if (b->label_weights && h->spec.kind != PLM_HEAD_LM) {
+            plm_error("%s: label_weights are for the LM head only", what);
+            return -1;
+        }
         for (size_t i = 0; i < N; i++) {
+            if (b->label_weights && !isfinite(b->label_weights[i])) {
+                plm_error("%s: label weight %g at position %zu is not finite", what, b->label_weights[i], i);
+                return -1;
+            }
             int y = b->labels[i];
             if (y != PLM_IGNORE_INDEX && (y < 0 || y >= K)) {
                 plm_error("%s: label %d at position %zu is outside 0..%d (or -100) for the %s head", what, y, i, K - 1,
@@ -289,6 +305,7 @@ void head_forward(plm_head *h, plm_backbone *bb, const plm_batch *b, bool want_g
     const float *hid = backbone_hidden(bb);
     h->result = (plm_ce_result){0.0, 0, 0};
     h->loss = NAN;
+    double weighted = NAN; /* the LM loss under label_weights */
     float s = grad_scale * h->spec.weight;
     switch (h->spec.kind) {
     case PLM_HEAD_LM: {
@@ -304,7 +321,16 @@ void head_forward(plm_head *h, plm_backbone *bb, const plm_batch *b, bool want_g
         gather(h, hid, C);
         const float *in = lm_transform(h, bb);
         linear_forward(h->logits, in, h->w.out_w, h->w.out_b, M, h->in_dim, K);
-        h->result = crossentropy_forward_backward(h->logits, h->targets, M, K, want_grad, s / (float)M);
+        if (b->label_weights) { /* the gradient of sum_k w_k CE_k: each row scaled by its weight */
+            for (int k = 0; k < M; k++) h->row_weight[k] = b->label_weights[h->rows[k]];
+            h->result =
+                crossentropy_forward_backward_ex(h->logits, h->targets, M, K, want_grad, s, h->row_weight, h->row_loss);
+            weighted = 0.0;
+            for (int k = 0; k < M; k++) weighted += (double)h->row_weight[k] * h->row_loss[k];
+        } else {
+            h->result = crossentropy_forward_backward_ex(h->logits, h->targets, M, K, want_grad, s / (float)M, NULL,
+                                                         h->row_loss);
+        }
         break;
     }
     case PLM_HEAD_NSP:
@@ -417,7 +443,7 @@ void head_forward(plm_head *h, plm_backbone *bb, const plm_batch *b, bool want_g
         break;
     }
     }
-    h->loss = h->result.count ? h->result.loss_sum / h->result.count : NAN;
+    h->loss = !isnan(weighted) ? weighted : h->result.count ? h->result.loss_sum / h->result.count : NAN;
 }
 
 /* ---------------------------------------------------------------- backward */

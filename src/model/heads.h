@@ -8,6 +8,8 @@
  *              GPT-2 and T5; dec is tied to the token embeddings; cross-entropy. T5 with
  *              tied embeddings scales h by d_model^-1/2 first (HF's rescaling).
  *              Only labelled rows are projected: MLM pays for 15% of the vocabulary GEMM.
+ *              With the batch's label_weights the loss is sum_t w_t CE_t (DPO), not the mean;
+ *              each row's CE is kept (row_loss) for per-sequence log-probabilities.
  *   NSP        seq_relationship(pooled) -> 2 logits; cross-entropy on seq_labels.
  *   SEQ_CLS    BERT: classifier(dropout(pooled)); ELECTRA: out_proj(dropout(GELU(
  *              dense(dropout(h[:, 0]))))); GPT-2: score(h at the last real token).
@@ -77,6 +79,8 @@ typedef struct {
     int cap;
     int num_rows;
     int32_t *rows, *targets;                 /* selected rows (flat b*T+t) and their targets */
+    double *row_loss;                        /* LM: -log p(target) of each selected row (last forward) */
+    float *row_weight;                       /* LM: the batch's label_weights of the selected rows */
     float *x, *d1, *d1g, *t, *tmean, *trstd; /* gathered input, dense out, GELU out, LN out */
     float *logits;                           /* [rows, K], then dlogits */
     float *dx, *dt, *dd;                     /* gradient buffers */

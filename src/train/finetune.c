@@ -447,8 +447,8 @@ static int save_checkpoint(const char *output_dir, const plm_model *m, const plm
 
 /* ---------------------------------------------------------------- the loop */
 
-static bool better(double v, const ft_state *s) {
-    return s->best_step < 0 || (isfinite(v) && !(v <= s->best.value[0]));
+static bool better(double v, const ft_state *s, bool lower) {
+    return s->best_step < 0 || (isfinite(v) && (lower ? !(v >= s->best.value[0]) : !(v <= s->best.value[0])));
 }
 
 void plm_ft_log_scores(FILE *log, long step, double epoch, const plm_ft_named_scores *e) {
@@ -458,11 +458,12 @@ void plm_ft_log_scores(FILE *log, long step, double epoch, const plm_ft_named_sc
     fprintf(log, ", \"eval_samples\": %d}\n", e->samples);
 }
 
-void plm_ft_log_step(FILE *log, long step, double epoch, double loss, float lr, double grad_norm, double elapsed_s) {
+void plm_ft_log_step(FILE *log, long step, double epoch, double loss, float lr, double grad_norm, double elapsed_s,
+                     const char *extra) {
     fprintf(log,
             "{\"step\": %ld, \"epoch\": %.4f, \"loss\": %.17g, \"learning_rate\": %.9g, \"grad_norm\": %.9g, "
-            "\"elapsed_s\": %.3f}\n",
-            step, epoch, loss, lr, grad_norm, elapsed_s);
+            "\"elapsed_s\": %.3f%s}\n",
+            step, epoch, loss, lr, grad_norm, elapsed_s, extra ? extra : "");
 }
 
 int plm_ft_write_results(const char *dir, const char *task, const plm_ft_named_scores *e, long best_step, long steps,
@@ -504,7 +505,8 @@ int plm_ft_train(plm_model *m, const plm_ft_loop_task *lt, const plm_ft_args *a,
                   m->config.max_position_embeddings);
         return PLM_EXIT_USAGE;
     }
-    if (plm_model_reserve(m, PLM_MAX(B, a->eval_batch_size), PLM_MAX(lt->max_len, 1)) != 0) return PLM_EXIT_USAGE;
+    int rows = PLM_MAX(lt->rows_per_item, 1) * PLM_MAX(B, a->eval_batch_size);
+    if (plm_model_reserve(m, rows, PLM_MAX(lt->max_len, 1)) != 0) return PLM_EXIT_USAGE;
     /* data parallelism (dist.h): a step is a global batch of GB = ranks x B rows, rank r
      * takes its r-th B of them; rank 0 alone writes files */
     int rank = plm_dist_rank(), GB = B * plm_dist_size();
@@ -581,9 +583,9 @@ int plm_ft_train(plm_model *m, const plm_ft_loop_task *lt, const plm_ft_args *a,
         plm_grad_sync_finish(gs);
         /* a NaN loss with finite gradients is a batch without a counted label (a QA or NER
          * batch whose rows are all -100): nothing to learn from, not a divergence */
-        double loss = m->loss;
+        double mine = nb > 0 && lt->batch_loss ? lt->batch_loss(lt->ctx) : m->loss, loss = mine;
         if (GB > B) {
-            double part = nb > 0 && isfinite(m->loss) ? m->loss * nb : 0.0;
+            double part = nb > 0 && isfinite(mine) ? mine * nb : 0.0;
             plm_dist_allreduce_f64(&part, 1);
             loss = part / nbg;
         }
@@ -603,8 +605,11 @@ int plm_ft_train(plm_model *m, const plm_ft_loop_task *lt, const plm_ft_args *a,
         s.step++;
         double ep = (double)s.step / (double)spe;
         if (isfinite(loss)) loss_ema = isnan(loss_ema) ? loss : 0.9 * loss_ema + 0.1 * loss;
-        if (root && (s.step % a->logging_steps == 0 || s.step == total || s.step == 1))
-            plm_ft_log_step(log, s.step, ep, isfinite(loss) ? loss : 0.0, lr, norm, plm_now() - t_start);
+        if (root && (s.step % a->logging_steps == 0 || s.step == total || s.step == 1)) {
+            char extra[512] = "";
+            if (lt->step_fields) lt->step_fields(lt->ctx, extra, sizeof extra);
+            plm_ft_log_step(log, s.step, ep, isfinite(loss) ? loss : 0.0, lr, norm, plm_now() - t_start, extra);
+        }
         if (lt->has_dev && (s.step % eval_every == 0 || s.step == total)) {
             plm_ft_scores e;
             if (lt->evaluate(lt->ctx, m, a->eval_batch_size, &e) != 0) {
@@ -614,7 +619,7 @@ int plm_ft_train(plm_model *m, const plm_ft_loop_task *lt, const plm_ft_args *a,
             plm_ft_named_scores ne = {e.loss, lt->n_metrics, lt->metrics, e.value, e.n};
             if (root) plm_ft_log_scores(log, s.step, ep, &ne);
             last_eval = e.value[0];
-            if (better(e.value[0], &s)) {
+            if (better(e.value[0], &s, lt->lower_is_better)) {
                 s.best = e;
                 s.best_step = s.step;
                 s.bad_evals = 0;
@@ -676,7 +681,7 @@ typedef struct {
     ft_batch fb;
 } seq_loop;
 
-static int seq_train_batch(void *ctx, const plm_model *m, const int *rows, int n, uint64_t dseed, plm_batch *out) {
+static int seq_train_batch(void *ctx, plm_model *m, const int *rows, int n, uint64_t dseed, plm_batch *out) {
     seq_loop *c = ctx;
     return ft_batch_fill(&c->fb, m, c->tok, c->train, rows, n, &c->co, true, dseed, out);
 }

@@ -140,8 +140,10 @@ typedef struct {
 /* One metrics.jsonl line of an evaluation at step / epoch. */
 void plm_ft_log_scores(FILE *log, long step, double epoch, const plm_ft_named_scores *e);
 
-/* One metrics.jsonl line of a training step. */
-void plm_ft_log_step(FILE *log, long step, double epoch, double loss, float lr, double grad_norm, double elapsed_s);
+/* One metrics.jsonl line of a training step; extra (may be NULL) is appended before the
+ * closing brace (", \"key\": value" pairs). */
+void plm_ft_log_step(FILE *log, long step, double epoch, double loss, float lr, double grad_norm, double elapsed_s,
+                     const char *extra);
 
 /* dir/eval_results.json: the task's name, the best scores e, the best step, the steps and
  * epochs trained; final_newline ends the file with a newline. Returns 0 or -1. */
@@ -153,23 +155,31 @@ int plm_ft_write_results(const char *dir, const char *task, const plm_ft_named_s
  * encoded by the task) and an evaluation of its dev set, and the loop does the rest:
  * the seeded per-epoch order of the rows, AdamW with linear warmup and decay, gradient
  * clipping, metrics.jsonl, evaluation every epoch or eval_steps, the best model kept
- * (by metrics[0], higher is better), early stopping, checkpoint-N directories that
+ * (by metrics[0], higher is better unless the task says lower), early stopping, checkpoint-N directories that
  * resume bit for bit, and the final model directory with eval_results.json. */
 typedef struct {
     const char *name;           /* progress label, eval_results.json's task */
     int n_metrics;              /* <= PLM_FT_MAX_METRICS; metrics[k] may be NULL (not reported) */
     const char *const *metrics; /* [0] picks the best model */
+    bool lower_is_better;       /* metrics[0] is better when lower (perplexity); default higher */
     int n_train;                /* training rows (examples, sentences or QA windows) */
     int max_len;                /* longest row in tokens: the model is reserved for [B, max_len] */
+    int rows_per_item;          /* model rows per training row (DPO: 2, chosen and rejected); 0: 1 */
     bool has_dev;               /* false: no evaluation, the last model is kept */
     void *ctx;                  /* the task's own state, passed to the callbacks */
     /* Encodes training rows rows[0..n) into *out (its memory is the task's) with dropout
-     * seeded by dropout_seed. Returns 0, or -1 with the error set. */
-    int (*train_batch)(void *ctx, const plm_model *m, const int *rows, int n, uint64_t dropout_seed, plm_batch *out);
+     * seeded by dropout_seed; it may run m first (DPO's log-probs). Returns 0, or -1 with
+     * the error set. */
+    int (*train_batch)(void *ctx, plm_model *m, const int *rows, int n, uint64_t dropout_seed, plm_batch *out);
     /* Scores the dev set with batches of B rows. Returns 0, or -1 with the error set. */
     int (*evaluate)(void *ctx, plm_model *m, int B, plm_ft_scores *out);
     /* Writes the model directory (checkpoints and the final model) to dir. Returns 0 or -1. */
     int (*save_model)(void *ctx, const plm_model *m, const char *dir, const char *const *meta_kv, int n_meta);
+    /* Optional, for an objective whose loss is not the model's (DPO weights the LM loss): the
+     * loss of the last training batch (NULL: m->loss), and more fields for its metrics.jsonl
+     * line, written into buf as ", \"key\": value" pairs (NULL: none). */
+    double (*batch_loss)(void *ctx);
+    void (*step_fields)(void *ctx, char *buf, size_t size);
 } plm_ft_loop_task;
 
 /* Runs the loop on m; best (may be NULL) gets the best dev scores. Returns 0 or an exit

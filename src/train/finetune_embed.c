@@ -112,7 +112,7 @@ int plm_finetune_embed(plm_model *m, const plm_tokenizer *tok, const plm_pair_se
         seen += B;
         if ((step + 1) % a->logging_steps == 0 || step + 1 == total) {
             plm_ft_log_step(log, step + 1, (double)(step + 1) / (double)per_epoch, loss_acc / acc_n, lr, norm,
-                            plm_now() - t0);
+                            plm_now() - t0, NULL);
             fflush(log);
             if (!a->quiet) {
                 char status[96];

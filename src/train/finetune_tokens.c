@@ -280,7 +280,7 @@ typedef struct {
     plm_task_batch tb;
 } tt_loop;
 
-static int tt_train_batch(void *ctx, const plm_model *m, const int *rows, int n, uint64_t dseed, plm_batch *out) {
+static int tt_train_batch(void *ctx, plm_model *m, const int *rows, int n, uint64_t dseed, plm_batch *out) {
     tt_loop *c = ctx;
     return fill_batch(m, c->t, c->train, rows, n, true, dseed, &c->tb, out);
 }

@@ -430,6 +430,15 @@ def check_model(ck, meta, d):
     names = [k for k in d if k.endswith((".weight", ".bias")) and not k.startswith("grad.")]
     P = {k: leaf(d[k]) for k in names}
     ids, mask, labels = d["input_ids"], d["attention_mask"], d["labels"]
+    if "response_mask" in d:
+        # plm sft's batch: TRL's completion-only labels, from the ids and which tokens are
+        # the response's: position t is scored on token t + 1 when that one is a response
+        # token, -100 elsewhere (prompt, padding, the last position)
+        resp = d["response_mask"]
+        want = torch.full_like(ids, -100)
+        want[:, :-1] = torch.where(resp[:, 1:] == 1, ids[:, 1:], torch.full_like(ids[:, 1:], -100))
+        ck.flag("sft_labels", torch.equal(want, labels), "plm_sft_collate's labels differ from the response tokens'")
+        labels = want
     if cfg["model_type"].removeprefix("plm_") == "bert":
         ref, drop = bert_reference, Dropout(d, cfg["hidden_dropout_prob"], cfg["attention_probs_dropout_prob"])
     else:
@@ -468,6 +477,45 @@ def check_model(ck, meta, d):
                        "relative to ||grad of q|k|v bias||")
         else:
             ck.compare(g, d[g], ref)
+
+
+def check_dpo(ck, meta, d):
+    """plm dpo's step: a GPT-2's summed response log-probs (labels from the ids and the
+    response mask alone), the DPO loss -log sigmoid(beta ((lp_c - ref_c) - (lp_r - ref_r)))
+    averaged over the pairs (rows 2i, 2i + 1), its reward statistics, and every parameter
+    gradient of the loss, by autograd, against plm's forward + weighted-LM backward."""
+    cfg = json.loads(meta["config"])
+    beta = float(meta["beta"])
+    names = [k for k in d if k.endswith((".weight", ".bias")) and not k.startswith("grad.")]
+    P = {k: leaf(d[k]) for k in names}
+    ids, mask, resp = d["input_ids"], d["attention_mask"], d["response_mask"]
+    B, T = ids.shape
+    labels = torch.full_like(ids, -100)
+    labels[:, :-1] = torch.where(resp[:, 1:] == 1, ids[:, 1:], torch.full_like(ids[:, 1:], -100))
+    ck.flag("labels", torch.equal(labels, d["labels"]), "the batch's labels differ from the response tokens'")
+    drop = Dropout(d, 0.0, 0.0)
+    _, logits, _, _ = gpt2_reference(P, cfg, ids, None, mask, labels, True, drop)
+    sel = (labels.reshape(-1) != -100).nonzero().reshape(-1)
+    lp_rows = torch.log_softmax(logits, -1).gather(1, labels.reshape(-1)[sel].reshape(-1, 1)).reshape(-1)
+    logp = torch.zeros(B).index_add(0, sel // T, lp_rows)
+    ref = torch.tensor([d[f"ref_logp.{s}"].item() for s in range(B)])
+    rc, rr = beta * (logp[0::2] - ref[0::2]), beta * (logp[1::2] - ref[1::2])
+    loss = -F.logsigmoid(rc - rr).mean()
+    loss.backward()
+    ck.compare("loss", d["loss"], loss.reshape(1))
+    ck.compare("logp", torch.cat([d[f"logp.{s}"] for s in range(B)]), logp)
+    ck.compare("rewards_chosen", d["rewards_chosen"], rc.mean().reshape(1))
+    ck.compare("rewards_rejected", d["rewards_rejected"], rr.mean().reshape(1))
+    ck.compare("rewards_margin", d["rewards_margin"], (rc - rr).mean().reshape(1))
+    acc = (rc > rr).double().mean()
+    ck.flag("rewards_accuracy", abs(d["rewards_accuracy"].item() - acc.item()) < 1e-12,
+            f"{d['rewards_accuracy'].item()} vs {acc.item()}")
+    grads = [k for k in d if k.startswith("grad.")]
+    diff = sorted(set(names) ^ set(g[5:] for g in grads))
+    ck.flag("parameter_set", not diff, f"parameters without a gradient or vice versa: {diff}")
+    for g in grads:
+        ref_g = P[g[5:]].grad if P[g[5:]].grad is not None else torch.zeros_like(P[g[5:]])
+        ck.compare(g, d[g], ref_g)
 
 
 # ---------------------------------------------------------------- models with task heads
@@ -1068,6 +1116,7 @@ CHECKS = {
     "attention_ex": check_attention_ex,
     "crossentropy": check_crossentropy,
     "model": check_model,
+    "dpo": check_dpo,
     "heads": check_heads,
     "seq2seq": check_seq2seq,
 }

@@ -1,0 +1,272 @@
+/* sft.c - see sft.h */
+#include "sft.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/common.h"
+#include "core/rng.h"
+
+const char *const plm_sft_metrics[3] = {"perplexity", "token_accuracy", "majority_token_accuracy"};
+
+/* ---------------------------------------------------------------- examples */
+
+void plm_sft_data_init(plm_sft_data *d) {
+    memset(d, 0, sizeof *d);
+    d->off = plm_calloc(1, sizeof *d->off);
+}
+
+void plm_sft_data_free(plm_sft_data *d) {
+    free(d->off);
+    free(d->ids);
+    free(d->train);
+    free(d->line);
+    memset(d, 0, sizeof *d);
+}
+
+void plm_sft_data_add(plm_sft_data *d, const int32_t *ids, const uint8_t *train, int n, int max_len, int line) {
+    int had = 0;
+    for (int k = 1; k < n; k++) had |= train[k];
+    if (n > max_len) {
+        d->truncated++;
+        n = max_len;
+    }
+    int targets = 0;
+    for (int k = 1; k < n; k++) targets += train[k] != 0;
+    if (had && !targets) d->no_target++;
+    if (d->n == d->cap) {
+        d->cap = d->cap ? 2 * d->cap : 64;
+        d->off = plm_realloc(d->off, (size_t)(d->cap + 1) * sizeof *d->off);
+        d->line = plm_realloc(d->line, (size_t)d->cap * sizeof *d->line);
+    }
+    size_t at = d->off[d->n];
+    if (at + (size_t)n > d->cap_tok) {
+        d->cap_tok = 2 * (at + (size_t)n) + 256;
+        d->ids = plm_realloc(d->ids, d->cap_tok * sizeof *d->ids);
+        d->train = plm_realloc(d->train, d->cap_tok);
+    }
+    memcpy(d->ids + at, ids, (size_t)n * sizeof *ids);
+    memcpy(d->train + at, train, (size_t)n);
+    d->line[d->n] = line;
+    d->off[++d->n] = at + (size_t)n;
+    d->max_len = PLM_MAX(d->max_len, n);
+    d->targets += targets;
+}
+
+int plm_sft_encode(plm_sft_data *out, const plm_chat_set *set, const char *name, const plm_tokenizer *tok,
+                   plm_chat_template t, int max_len) {
+    plm_sft_data_init(out);
+    plm_chat_tokens ct;
+    plm_chat_tokens_init(&ct);
+    int rc = 0;
+    for (int i = 0; i < set->n && rc == 0; i++) {
+        const plm_chat *c = &set->items[i];
+        ct.n = 0;
+        if (plm_chat_encode(tok, t, c->msgs, c->n, false, &ct) != 0) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", plm_last_error());
+            plm_error("%s:%d: %s", name, c->line, msg);
+            rc = -1;
+            break;
+        }
+        plm_sft_data_add(out, ct.ids, ct.train, ct.n, max_len, c->line);
+    }
+    plm_chat_tokens_free(&ct);
+    if (rc != 0) plm_sft_data_free(out);
+    return rc;
+}
+
+/* Copies example i of src to the end of dst (no further truncation). */
+static void copy_example(plm_sft_data *dst, const plm_sft_data *src, int i) {
+    size_t a = src->off[i], n = src->off[i + 1] - a;
+    int trunc = dst->truncated, nt = dst->no_target;
+    plm_sft_data_add(dst, src->ids + a, src->train + a, (int)n, (int)n, src->line[i]);
+    dst->truncated = trunc;
+    dst->no_target = nt;
+}
+
+int plm_sft_split(plm_sft_data *d, double fraction, uint64_t seed, plm_sft_data *valid) {
+    plm_sft_data_init(valid);
+    int k = (int)lround(fraction * d->n);
+    if (k <= 0) return 0;
+    if (k > d->n) k = d->n;
+    int *order = plm_malloc((size_t)d->n * sizeof *order);
+    uint8_t *held = plm_calloc((size_t)d->n, 1);
+    plm_ft_epoch_order(order, d->n, seed, -1); /* epoch -1: a stream no training epoch uses */
+    for (int i = 0; i < k; i++) held[order[i]] = 1;
+    plm_sft_data keep;
+    plm_sft_data_init(&keep);
+    for (int i = 0; i < d->n; i++) copy_example(held[i] ? valid : &keep, d, i);
+    keep.truncated = d->truncated; /* the counts of the file as read */
+    keep.no_target = d->no_target;
+    plm_sft_data_free(d);
+    *d = keep;
+    free(order);
+    free(held);
+    return k;
+}
+
+int32_t plm_sft_majority_token(const plm_sft_data *d, int vocab_size) {
+    long *count = plm_calloc((size_t)vocab_size, sizeof *count);
+    for (int i = 0; i < d->n; i++)
+        for (size_t k = d->off[i] + 1; k < d->off[i + 1]; k++)
+            if (d->train[k] && d->ids[k] >= 0 && d->ids[k] < vocab_size) count[d->ids[k]]++;
+    int32_t best = -1;
+    for (int v = 0; v < vocab_size; v++)
+        if (count[v] > 0 && (best < 0 || count[v] > count[best])) best = v;
+    free(count);
+    return best;
+}
+
+/* ---------------------------------------------------------------- batches */
+
+void plm_sft_batch_free(plm_sft_batch *b) {
+    free(b->ids);
+    free(b->labels);
+    free(b->mask);
+    memset(b, 0, sizeof *b);
+}
+
+void plm_sft_collate(const plm_sft_data *d, const int *rows, int n, int32_t pad_id, plm_sft_batch *bb, plm_batch *out) {
+    int T = 1;
+    for (int r = 0; r < n; r++) T = PLM_MAX(T, (int)(d->off[rows[r] + 1] - d->off[rows[r]]));
+    size_t N = (size_t)n * T;
+    if (N > bb->cap) {
+        bb->cap = N;
+        bb->ids = plm_realloc(bb->ids, N * sizeof *bb->ids);
+        bb->labels = plm_realloc(bb->labels, N * sizeof *bb->labels);
+        bb->mask = plm_realloc(bb->mask, N);
+    }
+    for (int r = 0; r < n; r++) {
+        size_t a = d->off[rows[r]];
+        int len = (int)(d->off[rows[r] + 1] - a);
+        int32_t *ids = bb->ids + (size_t)r * T, *lab = bb->labels + (size_t)r * T;
+        uint8_t *mask = bb->mask + (size_t)r * T;
+        for (int t = 0; t < T; t++) {
+            bool real = t < len;
+            ids[t] = real ? d->ids[a + t] : pad_id;
+            mask[t] = real;
+            /* pre-shifted: position t is scored on token t + 1 when that token is learned */
+            lab[t] = t + 1 < len && d->train[a + t + 1] ? d->ids[a + t + 1] : PLM_IGNORE_INDEX;
+        }
+    }
+    *out = (plm_batch){.B = n,
+                       .T = T,
+                       .input_ids = bb->ids,
+                       .attention_mask = bb->mask,
+                       .labels = bb->labels,
+                       .causal = true,
+                       .training = false};
+}
+
+/* ---------------------------------------------------------------- evaluation */
+
+int plm_sft_evaluate(plm_model *m, const plm_sft_data *d, int B, int32_t pad_id, int32_t majority,
+                     plm_sft_scores *out) {
+    plm_sft_batch bb = {0};
+    int *rows = plm_malloc((size_t)PLM_MAX(B, 1) * sizeof *rows);
+    double loss = 0.0;
+    long count = 0, correct = 0, maj = 0;
+    int rc = 0;
+    for (int i = 0; i < d->n && rc == 0; i += B) {
+        int n = PLM_MIN(B, d->n - i);
+        for (int r = 0; r < n; r++) rows[r] = i + r;
+        plm_batch b;
+        plm_sft_collate(d, rows, n, pad_id, &bb, &b);
+        if (plm_model_run(m, 0, &b, false, 1.0f) != 0) {
+            rc = -1;
+            break;
+        }
+        const plm_ce_result *res = &m->heads[0].result;
+        loss += res->loss_sum;
+        count += res->count;
+        correct += res->correct;
+        for (size_t k = 0; k < (size_t)b.B * b.T; k++) maj += b.labels[k] >= 0 && b.labels[k] == majority;
+    }
+    free(rows);
+    plm_sft_batch_free(&bb);
+    *out = (plm_sft_scores){count ? loss / (double)count : NAN, count ? (double)correct / (double)count : NAN,
+                            count && majority >= 0 ? (double)maj / (double)count : NAN, count};
+    return rc;
+}
+
+int32_t plm_sft_pad_id(const plm_model *m, const plm_tokenizer *tok) {
+    if (m->config.pad_token_id >= 0) return m->config.pad_token_id;
+    int32_t p = plm_tokenizer_special(tok, PLM_SPECIAL_PAD);
+    return p >= 0 ? p : plm_chat_eos(tok) >= 0 ? plm_chat_eos(tok) : 0;
+}
+
+/* ---------------------------------------------------------------- training */
+
+typedef struct {
+    const plm_tokenizer *tok;
+    const plm_sft_data *train, *valid;
+    plm_chat_template t;
+    int max_seq_length;
+    int32_t pad, majority;
+    plm_sft_batch bb;
+} sft_loop;
+
+static int sft_train_batch(void *ctx, plm_model *m, const int *rows, int n, uint64_t dseed, plm_batch *out) {
+    (void)m;
+    sft_loop *c = ctx;
+    plm_sft_collate(c->train, rows, n, c->pad, &c->bb, out);
+    out->training = true;
+    out->dropout_seed = dseed;
+    return 0;
+}
+
+static int sft_eval(void *ctx, plm_model *m, int B, plm_ft_scores *out) {
+    sft_loop *c = ctx;
+    plm_sft_scores s;
+    if (plm_sft_evaluate(m, c->valid, B, c->pad, c->majority, &s) != 0) return -1;
+    *out = (plm_ft_scores){s.loss, {exp(s.loss), s.accuracy, s.majority_accuracy}, c->valid->n};
+    return 0;
+}
+
+static int sft_save(void *ctx, const plm_model *m, const char *dir, const char *const *meta_kv, int n_meta) {
+    sft_loop *c = ctx;
+    plm_ft_config_kv extra[] = {{"chat_template", plm_chat_template_name(c->t), 0},
+                                {"max_seq_length", NULL, c->max_seq_length}};
+    plm_ft_config_task ct = {
+        .name = "sft", .type = "sft", .n_metrics = 3, .metrics = plm_sft_metrics, .n_extra = 2, .extra = extra};
+    return plm_ft_save_dir(m, c->tok, &ct, dir, meta_kv, n_meta);
+}
+
+int plm_sft_train(plm_model *m, const plm_tokenizer *tok, const plm_sft_data *train, const plm_sft_data *valid,
+                  plm_chat_template t, const plm_ft_args *a, plm_ft_scores *best) {
+    if (plm_model_head(m, PLM_HEAD_LM) != 0 || m->num_backbones != 1 || !m->config.is_decoder) {
+        plm_error("sft needs a causal language model (is_decoder true, an LM head); this is a %s%s",
+                  plm_model_architecture(m), m->config.is_decoder ? "" : " with bidirectional attention");
+        return PLM_EXIT_INPUT;
+    }
+    if (train->n == 0) {
+        plm_error("no training examples");
+        return PLM_EXIT_INPUT;
+    }
+    sft_loop c = {.tok = tok,
+                  .train = train,
+                  .valid = valid && valid->n > 0 ? valid : NULL,
+                  .t = t,
+                  .max_seq_length = a->max_seq_length,
+                  .pad = plm_sft_pad_id(m, tok),
+                  .majority = plm_sft_majority_token(train, m->config.vocab_size)};
+    int max_len = train->max_len;
+    if (c.valid) max_len = PLM_MAX(max_len, c.valid->max_len);
+    plm_ft_loop_task lt = {.name = "sft",
+                           .n_metrics = 3,
+                           .metrics = plm_sft_metrics,
+                           .lower_is_better = true,
+                           .n_train = train->n,
+                           .max_len = max_len,
+                           .has_dev = c.valid != NULL,
+                           .ctx = &c,
+                           .train_batch = sft_train_batch,
+                           .evaluate = sft_eval,
+                           .save_model = sft_save};
+    int rc = plm_ft_train(m, &lt, a, best);
+    plm_sft_batch_free(&c.bb);
+    return rc;
+}
