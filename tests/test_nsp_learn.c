@@ -26,8 +26,7 @@
  * This test: 0.764 on 1,742 held-out pairs (majority 0.514, length rule 0.505, standard
  * error 0.012, bar 0.594) after 1000 steps, about 13 CPU-seconds; seeds 1-7 (PLM_NSP_SEED,
  * model and loaders): 0.718-0.782 on 1,726-1,757 pairs, length rule 0.499-0.527, bars
- * 0.590-0.610 (PLM_NSP_STEPS and
- * PLM_NSP_SEED set the steps and the seed).
+ * 0.590-0.610 (PLM_NSP_STEPS and PLM_NSP_SEED set the steps and the seed).
  *
  * What issue 8 measured on the way (held-out NSP accuracy, batch 32; the 3 books, 60 KB
  * each for training and the next 20 KB held out: 428 pairs, standard error 0.024; where
