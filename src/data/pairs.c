@@ -168,13 +168,28 @@ size_t plm_pairs_build(const plm_documents *docs, plm_pair_objective kind, int T
                     if (rd >= d) rd++; /* never the same document */
                     size_t r0 = docs->first_sent[rd], r1 = docs->first_sent[rd + 1];
                     size_t j = r0 + plm_rng_below(&r, (uint32_t)(r1 - r0));
-                    bs = docs->sent[j];
-                    uint64_t be = sent_end(docs, rd, j);
-                    while (be - bs < target_b && j + 1 < r1) be = sent_end(docs, rd, ++j);
-                    bl = be - bs;
+                    if (nsent >= 2) {
+                        bs = docs->sent[j];
+                        uint64_t be = sent_end(docs, rd, j);
+                        while (be - bs < target_b && j + 1 < r1) be = sent_end(docs, rd, ++j);
+                        bl = be - bs;
+                        i = a_end - 1; /* the unused sentences go back */
+                    } else {
+                        /* one sentence cut at split: the real next B is its rest, cend - split
+                         * tokens inside one sentence up to its end. The random B is the same
+                         * number of tokens up to the end of a sentence at least that long (a
+                         * few draws; else it reaches back into the sentences before), so that
+                         * neither the lengths (a long A leaves a short next B) nor B's edges
+                         * tell the label. */
+                        uint64_t want = cend - split;
+                        for (int k = 0; k < 8 && sent_end(docs, rd, j) - docs->sent[j] < want; k++)
+                            j = r0 + plm_rng_below(&r, (uint32_t)(r1 - r0));
+                        uint64_t be = sent_end(docs, rd, j);
+                        bs = be - PLM_MIN(want, be - docs->start[rd]);
+                        bl = be - bs;
+                    }
                     bdoc = (uint32_t)rd;
                     label = 1;
-                    if (nsent >= 2) i = a_end - 1; /* the unused sentences go back */
                 } else {
                     bs = split;
                     bl = cend - split;

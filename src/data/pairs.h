@@ -13,7 +13,13 @@
  *  - NSP: with probability 0.5 B is the rest of the chunk (label 0, "is next"); otherwise
  *    (label 1) B is taken from a uniformly chosen OTHER document, from a random sentence
  *    start, whole sentences up to the remaining target length, and the chunk's unused
- *    sentences are put back;
+ *    sentences are put back. For a chunk of a single sentence the random B is as many
+ *    tokens as the real next B would have (the rest of the sentence), ending where a
+ *    sentence of the other document at least that long ends (up to 8 draws, else reaching
+ *    back into the sentences before): with whole sentences there, a long A left a short
+ *    "next" B against a random B of any length, and a threshold on |A| alone told the
+ *    label 57% of the time on the early State of the Union addresses at T 64 (a small
+ *    model learned that first); now 51% (test_pairs.c, tests/test_nsp_learn.c);
  *  - SOP: B is always the rest of the chunk; with probability 0.5 A and B are swapped
  *    (label 1, ALBERT's sentence_order_label), else label 0;
  *  - truncate_seq_pair: while |A| + |B| > max_num_tokens, the longer one (B on ties) loses
