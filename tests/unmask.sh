@@ -146,6 +146,8 @@ printf 'a [MASK] b\nno mask\n' >"$t/bad.txt"
 expect no_mask_in_line 3 'bad.txt:2: no \[MASK\] token' -- "$PLM" unmask "${m[@]}" --input "$t/bad.txt"
 expect missing_input 3 'nope.txt' -- "$PLM" unmask "${m[@]}" --input "$t/nope.txt"
 expect too_long 3 'exceed max_position_embeddings' -- "$PLM" unmask "${m[@]}" --prompt "Alice" --length 70
+# the largest int: prompt + length + [CLS] + [SEP] overflowed int into a negative length
+expect too_long_int_max 3 'exceed max_position_embeddings' -- "$PLM" unmask "${m[@]}" --prompt "Alice" --length 2147483647
 expect causal_model 3 'is_decoder is true.*unmask needs a bidirectional' -- "$PLM" unmask --model "$t/gpt" --text "a [MASK]"
 expect no_mlm_head 3 'BertForSequenceClassification has no language-model head' -- "$PLM" unmask --model "$t/cls" --text "a [MASK]"
 expect missing_model 3 'nope' -- "$PLM" unmask --model "$t/nope" --text "a [MASK]"
