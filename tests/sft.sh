@@ -122,6 +122,13 @@ expect sft_split_and_file 2 'not both' -- "$PLM" sft "${base[@]}" --model "$t/gp
     --validation-split 0.1
 expect sft_no_train 2 '--train FILE is required' -- "$PLM" sft "${base[@]}" --model "$t/gpt"
 expect sft_no_model 2 '--model DIR is required' -- "$PLM" sft --train "$t/sft.jsonl"
+# every response cut away by --max-seq-length: no labelled token, which trained on NaN losses and
+# wrote "eval_loss": nan (not JSON) with exit 0
+expect sft_all_responses_cut 3 'sft.jsonl: no training example keeps a response token within its first 4 tokens' -- \
+    "$PLM" sft "${base[@]}" --model "$t/gpt" --train "$t/sft.jsonl" --max-seq-length 4
+printf '{"prompt": "reverse: a b c d e f g h a b c d e f g h a b c d", "response": "a"}\n' >"$t/longprompt.jsonl"
+expect sft_validation_responses_cut 3 'longprompt.jsonl: no validation example keeps a response token' -- \
+    "$PLM" sft "${base[@]}" --model "$t/gpt" --train "$t/sft.jsonl" --validation "$t/longprompt.jsonl" --max-seq-length 14
 expect generate_template_without_chat 2 'go with --chat' -- "$PLM" generate --model "$t/run" --prompt a --template plain
 tiny_model bert wordpiece 300 64
 expect sft_bidirectional_model 3 'bert/config.json: .*sft needs a causal language model' -- "$PLM" sft "${base[@]}" \
@@ -175,6 +182,8 @@ expect dpo_missing_field 3 'nochosen.jsonl:1: no field "rejected"' -- "$PLM" dpo
     --train "$t/nochosen.jsonl"
 printf '{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": \n' >"$t/pbad.jsonl"
 expect dpo_bad_json 3 'pbad.jsonl:2: bad JSON' -- "$PLM" dpo "${base[@]}" --model "$t/gpt" --train "$t/pbad.jsonl"
+expect dpo_all_responses_cut 3 'pref.jsonl: no training pair keeps a response token within its first 4 tokens' -- \
+    "$PLM" dpo "${base[@]}" --model "$t/gpt" --train "$t/pref.jsonl" --max-seq-length 4
 expect dpo_beta 2 'beta > 0' -- "$PLM" dpo "${base[@]}" --model "$t/gpt" --train "$t/pref.jsonl" --beta 0
 expect dpo_bidirectional_model 3 'bert/config.json: .*dpo needs a causal language model' -- "$PLM" dpo "${base[@]}" \
     --model "$t/bert" --train "$t/pref.jsonl"
