@@ -20,6 +20,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "core/common.h"
 #include "core/rng.h"
 #include "model/model.h"
@@ -677,7 +679,29 @@ static void test_dpo_learning(void) {
     plm_remove_tree(dir);
 }
 
+/* An evaluation without a counted token has NaN scores: metrics.jsonl must stay JSON
+ * (null, not printf's "nan"). */
+static void test_log_nan(void) {
+    FILE *f = tmpfile();
+    const char *names[3] = {"perplexity", "token_accuracy", "majority_token_accuracy"};
+    double v[3] = {NAN, 0.5, INFINITY};
+    plm_ft_log_scores(f, 7, 0.5, &(plm_ft_named_scores){NAN, 3, names, v, 4});
+    char line[512] = "";
+    rewind(f);
+    if (!fgets(line, sizeof line, f)) line[0] = 0;
+    fclose(f);
+    cJSON *o = cJSON_Parse(line);
+    TEST_CHECK(o && cJSON_IsNull(cJSON_GetObjectItem(o, "eval_loss")) &&
+                   cJSON_IsNull(cJSON_GetObjectItem(o, "eval_perplexity")) &&
+                   cJSON_GetObjectItem(o, "eval_token_accuracy")->valuedouble == 0.5 &&
+                   cJSON_IsNull(cJSON_GetObjectItem(o, "eval_majority_token_accuracy")) &&
+                   cJSON_GetObjectItem(o, "eval_samples")->valueint == 4,
+               "sft_metrics_nan_is_json_null", "line %s", line);
+    cJSON_Delete(o);
+}
+
 int main(void) {
+    test_log_nan();
     test_hostile();
     test_labels();
     plm_tokenizer *t = gpt2();
