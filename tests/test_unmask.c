@@ -323,7 +323,9 @@ static void test_learning(void) {
     int32_t *ral = alone;
     int rc = plm_unmask_batch(m, ra, n, TOPICS, &o, NULL, NULL, NULL);
     rc |= plm_unmask_batch(m, rb, n, TOPICS, &o, NULL, NULL, NULL);
+    o.first_index = 5; /* sequence 5 of the inputs, run in a batch of its own */
     rc |= plm_unmask_batch(m, &ral, n, 1, &o, NULL, NULL, NULL);
+    o.first_index = 0;
     TEST_CHECK(rc == 0 && memcmp(a, b, sizeof a) == 0, "unmask_sampling_reproducible", "two runs of seed 123 differ");
     TEST_CHECK(rc == 0 && memcmp(alone, a[5], sizeof alone) == 0, "unmask_sampling_batch_independent",
                "sequence 5 alone differs from its output in the batch");
@@ -340,6 +342,15 @@ static void test_learning(void) {
         differs = memcmp(a, b, sizeof a) != 0;
     }
     TEST_CHECK(differs, "unmask_sampling_seed_matters", "seeds 124..127 all give seed 123's outputs");
+    /* copies of one input are different samples (each input has its own stream): they all
+     * drew the same tokens when every sequence used one stream */
+    for (int k = 0; k < TOPICS; k++) memcpy(b[k], in0[0], sizeof b[k]);
+    o.sampling.seed = 123;
+    rc = plm_unmask_batch(m, rb, n, TOPICS, &o, NULL, NULL, NULL);
+    int distinct = 0;
+    for (int k = 1; k < TOPICS; k++) distinct += memcmp(b[k], b[0], sizeof b[k]) != 0;
+    TEST_CHECK(rc == 0 && distinct > 0, "unmask_sampling_copies_differ", "%d copies of one input all got one sample",
+               TOPICS);
     plm_model_free(m);
 }
 

@@ -126,6 +126,13 @@ done
 [[ -s $t/r1 ]] && cmp -s "$t/r1" "$t/r2" && pass sampling_reproducible || fail sampling_reproducible "$(cat "$t/r1" "$t/r2")"
 [[ -s $t/r3 ]] && ! { cmp -s "$t/r3" "$t/r4" && cmp -s "$t/r4" "$t/r5"; } &&
     pass sampling_seed_matters || fail sampling_seed_matters "seeds 7..10 all gave $(cat "$t/r3")"
+# four copies of one input are four samples (one stream per input), the same ones with --batch-size 1
+same=(--text "[MASK] [MASK] [MASK] rabbit [MASK] [MASK]")
+same+=("${same[@]}" "${same[@]}" "${same[@]}")
+"$PLM" unmask --model "$t/bert" "${same[@]}" --temperature 1.5 --seed 7 >"$t/c1" 2>"$t/err"
+"$PLM" unmask --model "$t/bert" "${same[@]}" --temperature 1.5 --seed 7 --batch-size 1 >"$t/c2" 2>"$t/err"
+[[ $(wc -l <"$t/c1") -eq 4 && $(sort -u "$t/c1" | wc -l) -gt 1 ]] && cmp -s "$t/c1" "$t/c2" &&
+    pass sampling_copies_differ || fail sampling_copies_differ "$(cat "$t/c1" "$t/c2")"
 
 "$PLM" unmask --model "$t/bert" --text "Alice [MASK] [MASK] tired." --bf16 --json >"$t/o" 2>"$t/err" &&
     [[ $(wc -l <"$t/o") -eq 1 ]] && pass bf16_runs || fail bf16_runs "$(cat "$t/err")"

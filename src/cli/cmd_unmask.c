@@ -312,6 +312,7 @@ int cmd_unmask(int argc, char **argv) {
             bprob[i] = items[b0 + i].prob;
         }
         sc.items = items + b0;
+        o.first_index = b0; /* input i samples from stream i, whatever --batch-size */
         if (plm_unmask_batch(m, bids, blen, nb, &o, bprob, show_steps ? on_step : NULL, &sc) != 0) {
             if (bar) fputc('\n', stderr);
             rc = cli_fail("unmask", PLM_EXIT_FAIL);

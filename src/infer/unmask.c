@@ -19,6 +19,7 @@ void plm_unmask_opts_default(plm_unmask_opts *o) {
     o->sampling.do_sample = false;
     o->mask_token_id = -1;
     o->pad_token_id = -1;
+    o->first_index = 0;
 }
 
 int plm_unmask_strategy_parse(const char *name) {
@@ -143,7 +144,8 @@ int plm_unmask_batch(plm_model *m, int32_t *const *ids, const int *n, int count,
     uint8_t *fm = plm_malloc((size_t)Tmax);
     float *fp = plm_malloc((size_t)Tmax * sizeof(float));
     plm_rng *rng = plm_malloc((size_t)count * sizeof(plm_rng));
-    for (int i = 0; i < count; i++) plm_rng_seed(&rng[i], o->sampling.seed, 0x756d); /* one stream per sequence */
+    /* one stream per input, numbered by its place among all inputs (not in this batch) */
+    for (int i = 0; i < count; i++) plm_rng_seed(&rng[i], o->sampling.seed, 0x756d + (uint64_t)(o->first_index + i));
     for (size_t i = 0; i < BT; i++) labels[i] = PLM_IGNORE_INDEX; /* no loss: the LM head skips every row */
     for (int i = 0; i < count; i++) seq_labels[i] = PLM_IGNORE_INDEX;
     int pad = o->pad_token_id >= 0 && o->pad_token_id < c->vocab_size ? o->pad_token_id : 0;
