@@ -176,6 +176,11 @@ assert e["eval_samples"] == 40 and 0 <= e["eval_rewards/accuracies"] <= 1 and "e
 r = json.load(open(d + "/eval_results.json"))
 assert r["task"] == "dpo" and "eval_rewards/accuracies" in r, r
 P
+# --max-eval-samples caps the held-out pairs of --validation-split too (it was ignored), as in plm sft
+"$PLM" dpo "${dpo[@]}" --output-dir "$t/dpo5" --max-steps 1 --max-eval-samples 5 --max-seq-length 80 --quiet \
+    >"$t/out" 2>"$t/err" && grep -q '"eval_samples": 5}' "$t/dpo5/metrics.jsonl" &&
+    grep -q "max-seq-length 80 is beyond the model's 64 positions; using 64" "$t/err" && pass dpo_max_eval_samples ||
+    fail dpo_max_eval_samples "$(cat "$t/err"; grep eval "$t/dpo5/metrics.jsonl")"
 FT_CMD=dpo resume_check dpo_ 5 15 "${dpo[@]}" --eval-steps 5 --max-steps 15 --save-total-limit 0 --quiet
 printf '{"prompt": "a", "chosen": "b"}\n' >"$t/nochosen.jsonl"
 expect dpo_missing_field 3 'nochosen.jsonl:1: no field "rejected"' -- "$PLM" dpo "${base[@]}" --model "$t/gpt" \

@@ -282,6 +282,9 @@ int cmd_dpo(int argc, char **argv) {
         goto fail;
     }
     int positions = m->config.max_position_embeddings;
+    if (o.a.max_seq_length > positions)
+        fprintf(stderr, "plm dpo: warning: --max-seq-length %d is beyond the model's %d positions; using %d\n",
+                o.a.max_seq_length, positions, positions);
     int max_len = o.a.max_seq_length > 0 ? PLM_MIN(o.a.max_seq_length, positions) : PLM_MIN(1024, positions);
     o.a.max_seq_length = max_len;
     if (read_pairs(train_file, o.max_train_samples, tok, t, max_len, &train) != 0) goto fail;
@@ -293,6 +296,10 @@ int cmd_dpo(int argc, char **argv) {
             plm_error("%s: --validation-split %g of %d pairs leaves an empty side", train_file, split,
                       train.n + valid.n);
             goto fail;
+        }
+        if (o.max_eval_samples > 0 && valid.n > o.max_eval_samples) { /* as plm sft: the first pairs held out */
+            valid.n = o.max_eval_samples;
+            valid.seqs.n = 2 * valid.n;
         }
     }
     if (check_responses(&train.seqs, train.seqs.n, train_file, "training pair", max_len) != 0 ||
