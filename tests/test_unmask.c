@@ -391,6 +391,23 @@ static void test_refusals(void) {
     rc = plm_unmask_batch(m, &rl, &n, 1, &o, NULL, NULL, NULL);
     TEST_CHECK(rc != 0 && strstr(plm_last_error(), "max_position_embeddings"), "unmask_refuses_too_long",
                "rc %d, error '%s'", rc, plm_last_error());
+    /* the pseudo-log-likelihood reads ids[pos] (which the model never sees: it is masked)
+     * and writes the mask at pos: both out of range were heap overflows */
+    int32_t seq[4] = {1, 5, 6, 2};
+    int bad_pos[1] = {4}, pos1[1] = {1};
+    double pll = plm_pseudo_log_likelihood(m, seq, 4, bad_pos, 1, 3);
+    TEST_CHECK(isnan(pll) && strstr(plm_last_error(), "position 4"), "pll_refuses_bad_position", "pll %g, error '%s'",
+               pll, plm_last_error());
+    seq[1] = 16;
+    pll = plm_pseudo_log_likelihood(m, seq, 4, pos1, 1, 3);
+    TEST_CHECK(isnan(pll) && strstr(plm_last_error(), "outside the vocabulary"), "pll_refuses_bad_id",
+               "pll %g, error '%s'", pll, plm_last_error());
+    seq[1] = 5;
+    pll = plm_pseudo_log_likelihood(m, longer, 9, pos1, 1, 3);
+    TEST_CHECK(isnan(pll) && strstr(plm_last_error(), "max_position_embeddings"), "pll_refuses_too_long",
+               "pll %g, error '%s'", pll, plm_last_error());
+    pll = plm_pseudo_log_likelihood(m, seq, 4, pos1, 1, 3);
+    TEST_CHECK(isfinite(pll) && pll < 0, "pll_valid_input", "pll %g", pll);
     plm_model_free(m);
 }
 

@@ -89,7 +89,8 @@ int plm_unmask_batch(plm_model *m, int32_t *const *ids, const int *n, int count,
 
 /* Pseudo-log-likelihood (Salazar et al. 2020) of positions pos[0..np) of one sequence:
  * sum_j log p(ids[pos_j] | ids with pos_j masked), the np copies run as one batch.
- * Returns NAN with the error set on failure. */
+ * Returns NAN with the error set on failure (no LM head, n outside 1..max_position_embeddings,
+ * a position outside the sequence, a scored id or the mask id outside the vocabulary). */
 double plm_pseudo_log_likelihood(plm_model *m, const int32_t *ids, int n, const int *pos, int np, int32_t mask_id);
 
 #endif
