@@ -190,5 +190,7 @@ expect dpo_bad_json 3 'pbad.jsonl:2: bad JSON' -- "$PLM" dpo "${base[@]}" --mode
 expect dpo_all_responses_cut 3 'pref.jsonl: no training pair keeps a response token within its first 4 tokens' -- \
     "$PLM" dpo "${base[@]}" --model "$t/gpt" --train "$t/pref.jsonl" --max-seq-length 4
 expect dpo_beta 2 'beta > 0' -- "$PLM" dpo "${base[@]}" --model "$t/gpt" --train "$t/pref.jsonl" --beta 0
+# 1e39 is inf as a float: refused with the options, not after the reference log-probs were computed
+expect dpo_beta_overflow 2 'beta > 0' -- "$PLM" dpo "${base[@]}" --model "$t/gpt" --train "$t/pref.jsonl" --beta 1e39
 expect dpo_bidirectional_model 3 'bert/config.json: .*dpo needs a causal language model' -- "$PLM" dpo "${base[@]}" \
     --model "$t/bert" --train "$t/pref.jsonl"

@@ -266,9 +266,9 @@ int cmd_dpo(int argc, char **argv) {
     if (rc >= 0) return rc;
     plm_chat_template t;
     if (!train_file || (valid_file && split > 0) || !(split >= 0 && split < 1) || o.a.max_seq_length < 0 ||
-        !(beta > 0) || plm_chat_template_of(template, &t) != 0) {
+        !(beta > 0 && isfinite(beta)) || plm_chat_template_of(template, &t) != 0) {
         fprintf(stderr, "plm dpo: --train FILE is required; --validation or --validation-split (in [0, 1)), not "
-                        "both; --beta > 0; --template plain or chatml; --max-seq-length >= 0\n");
+                        "both; finite --beta > 0; --template plain or chatml; --max-seq-length >= 0\n");
         return PLM_EXIT_USAGE;
     }
     plm_model *m = NULL;
