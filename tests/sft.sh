@@ -122,6 +122,13 @@ expect sft_split_and_file 2 'not both' -- "$PLM" sft "${base[@]}" --model "$t/gp
     --validation-split 0.1
 expect sft_no_train 2 '--train FILE is required' -- "$PLM" sft "${base[@]}" --model "$t/gpt"
 expect sft_no_model 2 '--model DIR is required' -- "$PLM" sft --train "$t/sft.jsonl"
+# every response cut away by --max-seq-length: no labelled token, which trained on NaN losses and
+# wrote "eval_loss": nan (not JSON) with exit 0
+expect sft_all_responses_cut 3 'sft.jsonl: no training example keeps a response token within its first 4 tokens' -- \
+    "$PLM" sft "${base[@]}" --model "$t/gpt" --train "$t/sft.jsonl" --max-seq-length 4
+printf '{"prompt": "reverse: a b c d e f g h a b c d e f g h a b c d", "response": "a"}\n' >"$t/longprompt.jsonl"
+expect sft_validation_responses_cut 3 'longprompt.jsonl: no validation example keeps a response token' -- \
+    "$PLM" sft "${base[@]}" --model "$t/gpt" --train "$t/sft.jsonl" --validation "$t/longprompt.jsonl" --max-seq-length 14
 expect generate_template_without_chat 2 'go with --chat' -- "$PLM" generate --model "$t/run" --prompt a --template plain
 tiny_model bert wordpiece 300 64
 expect sft_bidirectional_model 3 'bert/config.json: .*sft needs a causal language model' -- "$PLM" sft "${base[@]}" \
@@ -169,12 +176,21 @@ assert e["eval_samples"] == 40 and 0 <= e["eval_rewards/accuracies"] <= 1 and "e
 r = json.load(open(d + "/eval_results.json"))
 assert r["task"] == "dpo" and "eval_rewards/accuracies" in r, r
 P
+# --max-eval-samples caps the held-out pairs of --validation-split too (it was ignored), as in plm sft
+"$PLM" dpo "${dpo[@]}" --output-dir "$t/dpo5" --max-steps 1 --max-eval-samples 5 --max-seq-length 80 --quiet \
+    >"$t/out" 2>"$t/err" && grep -q '"eval_samples": 5}' "$t/dpo5/metrics.jsonl" &&
+    grep -q "max-seq-length 80 is beyond the model's 64 positions; using 64" "$t/err" && pass dpo_max_eval_samples ||
+    fail dpo_max_eval_samples "$(cat "$t/err"; grep eval "$t/dpo5/metrics.jsonl")"
 FT_CMD=dpo resume_check dpo_ 5 15 "${dpo[@]}" --eval-steps 5 --max-steps 15 --save-total-limit 0 --quiet
 printf '{"prompt": "a", "chosen": "b"}\n' >"$t/nochosen.jsonl"
 expect dpo_missing_field 3 'nochosen.jsonl:1: no field "rejected"' -- "$PLM" dpo "${base[@]}" --model "$t/gpt" \
     --train "$t/nochosen.jsonl"
 printf '{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": \n' >"$t/pbad.jsonl"
 expect dpo_bad_json 3 'pbad.jsonl:2: bad JSON' -- "$PLM" dpo "${base[@]}" --model "$t/gpt" --train "$t/pbad.jsonl"
+expect dpo_all_responses_cut 3 'pref.jsonl: no training pair keeps a response token within its first 4 tokens' -- \
+    "$PLM" dpo "${base[@]}" --model "$t/gpt" --train "$t/pref.jsonl" --max-seq-length 4
 expect dpo_beta 2 'beta > 0' -- "$PLM" dpo "${base[@]}" --model "$t/gpt" --train "$t/pref.jsonl" --beta 0
+# 1e39 is inf as a float: refused with the options, not after the reference log-probs were computed
+expect dpo_beta_overflow 2 'beta > 0' -- "$PLM" dpo "${base[@]}" --model "$t/gpt" --train "$t/pref.jsonl" --beta 1e39
 expect dpo_bidirectional_model 3 'bert/config.json: .*dpo needs a causal language model' -- "$PLM" dpo "${base[@]}" \
     --model "$t/bert" --train "$t/pref.jsonl"

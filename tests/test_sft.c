@@ -20,6 +20,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "core/common.h"
 #include "core/rng.h"
 #include "model/model.h"
@@ -308,6 +310,18 @@ static void test_labels(void) {
     for (int i = 0; ok && i < N; i++)
         ok = out.input_ids[i] == want_ids[i] && out.labels[i] == want_lab[i] && out.attention_mask[i] == want_mask[i];
     TEST_CHECK(ok, "sft_collate_labels_padding", "batch %dx%d differs from the hand-written one", out.B, out.T);
+    /* reserved for [3, max_len] up front (as plm_sft_train does), a short batch then the
+     * longest one reuse the same memory: no training step allocates */
+    plm_sft_batch rb = {0};
+    plm_sft_batch_reserve(&rb, (size_t)3 * d.max_len);
+    const int32_t *ids0 = rb.ids;
+    size_t cap0 = rb.cap;
+    int one = 1;
+    plm_sft_collate(&d, &one, 1, 99, &rb, &out);
+    plm_sft_collate(&d, rows, 3, 99, &rb, &out);
+    TEST_CHECK(rb.ids == ids0 && rb.cap == cap0 && out.input_ids == ids0 && out.T == T, "sft_batch_reserved",
+               "the batch buffer moved (cap %zu -> %zu)", cap0, rb.cap);
+    plm_sft_batch_free(&rb);
     /* the split: 25% of 4 is one example, drawn by the seed, file order kept */
     plm_sft_data v;
     int moved = plm_sft_split(&d, 0.25, 7, &v);
@@ -677,7 +691,29 @@ static void test_dpo_learning(void) {
     plm_remove_tree(dir);
 }
 
+/* An evaluation without a counted token has NaN scores: metrics.jsonl must stay JSON
+ * (null, not printf's "nan"). */
+static void test_log_nan(void) {
+    FILE *f = tmpfile();
+    const char *names[3] = {"perplexity", "token_accuracy", "majority_token_accuracy"};
+    double v[3] = {NAN, 0.5, INFINITY};
+    plm_ft_log_scores(f, 7, 0.5, &(plm_ft_named_scores){NAN, 3, names, v, 4});
+    char line[512] = "";
+    rewind(f);
+    if (!fgets(line, sizeof line, f)) line[0] = 0;
+    fclose(f);
+    cJSON *o = cJSON_Parse(line);
+    TEST_CHECK(o && cJSON_IsNull(cJSON_GetObjectItem(o, "eval_loss")) &&
+                   cJSON_IsNull(cJSON_GetObjectItem(o, "eval_perplexity")) &&
+                   cJSON_GetObjectItem(o, "eval_token_accuracy")->valuedouble == 0.5 &&
+                   cJSON_IsNull(cJSON_GetObjectItem(o, "eval_majority_token_accuracy")) &&
+                   cJSON_GetObjectItem(o, "eval_samples")->valueint == 4,
+               "sft_metrics_nan_is_json_null", "line %s", line);
+    cJSON_Delete(o);
+}
+
 int main(void) {
+    test_log_nan();
     test_hostile();
     test_labels();
     plm_tokenizer *t = gpt2();

@@ -323,7 +323,9 @@ static void test_learning(void) {
     int32_t *ral = alone;
     int rc = plm_unmask_batch(m, ra, n, TOPICS, &o, NULL, NULL, NULL);
     rc |= plm_unmask_batch(m, rb, n, TOPICS, &o, NULL, NULL, NULL);
+    o.first_index = 5; /* sequence 5 of the inputs, run in a batch of its own */
     rc |= plm_unmask_batch(m, &ral, n, 1, &o, NULL, NULL, NULL);
+    o.first_index = 0;
     TEST_CHECK(rc == 0 && memcmp(a, b, sizeof a) == 0, "unmask_sampling_reproducible", "two runs of seed 123 differ");
     TEST_CHECK(rc == 0 && memcmp(alone, a[5], sizeof alone) == 0, "unmask_sampling_batch_independent",
                "sequence 5 alone differs from its output in the batch");
@@ -340,6 +342,15 @@ static void test_learning(void) {
         differs = memcmp(a, b, sizeof a) != 0;
     }
     TEST_CHECK(differs, "unmask_sampling_seed_matters", "seeds 124..127 all give seed 123's outputs");
+    /* copies of one input are different samples (each input has its own stream): they all
+     * drew the same tokens when every sequence used one stream */
+    for (int k = 0; k < TOPICS; k++) memcpy(b[k], in0[0], sizeof b[k]);
+    o.sampling.seed = 123;
+    rc = plm_unmask_batch(m, rb, n, TOPICS, &o, NULL, NULL, NULL);
+    int distinct = 0;
+    for (int k = 1; k < TOPICS; k++) distinct += memcmp(b[k], b[0], sizeof b[k]) != 0;
+    TEST_CHECK(rc == 0 && distinct > 0, "unmask_sampling_copies_differ", "%d copies of one input all got one sample",
+               TOPICS);
     plm_model_free(m);
 }
 
@@ -380,6 +391,23 @@ static void test_refusals(void) {
     rc = plm_unmask_batch(m, &rl, &n, 1, &o, NULL, NULL, NULL);
     TEST_CHECK(rc != 0 && strstr(plm_last_error(), "max_position_embeddings"), "unmask_refuses_too_long",
                "rc %d, error '%s'", rc, plm_last_error());
+    /* the pseudo-log-likelihood reads ids[pos] (which the model never sees: it is masked)
+     * and writes the mask at pos: both out of range were heap overflows */
+    int32_t seq[4] = {1, 5, 6, 2};
+    int bad_pos[1] = {4}, pos1[1] = {1};
+    double pll = plm_pseudo_log_likelihood(m, seq, 4, bad_pos, 1, 3);
+    TEST_CHECK(isnan(pll) && strstr(plm_last_error(), "position 4"), "pll_refuses_bad_position", "pll %g, error '%s'",
+               pll, plm_last_error());
+    seq[1] = 16;
+    pll = plm_pseudo_log_likelihood(m, seq, 4, pos1, 1, 3);
+    TEST_CHECK(isnan(pll) && strstr(plm_last_error(), "outside the vocabulary"), "pll_refuses_bad_id",
+               "pll %g, error '%s'", pll, plm_last_error());
+    seq[1] = 5;
+    pll = plm_pseudo_log_likelihood(m, longer, 9, pos1, 1, 3);
+    TEST_CHECK(isnan(pll) && strstr(plm_last_error(), "max_position_embeddings"), "pll_refuses_too_long",
+               "pll %g, error '%s'", pll, plm_last_error());
+    pll = plm_pseudo_log_likelihood(m, seq, 4, pos1, 1, 3);
+    TEST_CHECK(isfinite(pll) && pll < 0, "pll_valid_input", "pll %g", pll);
     plm_model_free(m);
 }
 

@@ -126,6 +126,13 @@ done
 [[ -s $t/r1 ]] && cmp -s "$t/r1" "$t/r2" && pass sampling_reproducible || fail sampling_reproducible "$(cat "$t/r1" "$t/r2")"
 [[ -s $t/r3 ]] && ! { cmp -s "$t/r3" "$t/r4" && cmp -s "$t/r4" "$t/r5"; } &&
     pass sampling_seed_matters || fail sampling_seed_matters "seeds 7..10 all gave $(cat "$t/r3")"
+# four copies of one input are four samples (one stream per input), the same ones with --batch-size 1
+same=(--text "[MASK] [MASK] [MASK] rabbit [MASK] [MASK]")
+same+=("${same[@]}" "${same[@]}" "${same[@]}")
+"$PLM" unmask --model "$t/bert" "${same[@]}" --temperature 1.5 --seed 7 >"$t/c1" 2>"$t/err"
+"$PLM" unmask --model "$t/bert" "${same[@]}" --temperature 1.5 --seed 7 --batch-size 1 >"$t/c2" 2>"$t/err"
+[[ $(wc -l <"$t/c1") -eq 4 && $(sort -u "$t/c1" | wc -l) -gt 1 ]] && cmp -s "$t/c1" "$t/c2" &&
+    pass sampling_copies_differ || fail sampling_copies_differ "$(cat "$t/c1" "$t/c2")"
 
 "$PLM" unmask --model "$t/bert" --text "Alice [MASK] [MASK] tired." --bf16 --json >"$t/o" 2>"$t/err" &&
     [[ $(wc -l <"$t/o") -eq 1 ]] && pass bf16_runs || fail bf16_runs "$(cat "$t/err")"
@@ -146,6 +153,8 @@ printf 'a [MASK] b\nno mask\n' >"$t/bad.txt"
 expect no_mask_in_line 3 'bad.txt:2: no \[MASK\] token' -- "$PLM" unmask "${m[@]}" --input "$t/bad.txt"
 expect missing_input 3 'nope.txt' -- "$PLM" unmask "${m[@]}" --input "$t/nope.txt"
 expect too_long 3 'exceed max_position_embeddings' -- "$PLM" unmask "${m[@]}" --prompt "Alice" --length 70
+# the largest int: prompt + length + [CLS] + [SEP] overflowed int into a negative length
+expect too_long_int_max 3 'exceed max_position_embeddings' -- "$PLM" unmask "${m[@]}" --prompt "Alice" --length 2147483647
 expect causal_model 3 'is_decoder is true.*unmask needs a bidirectional' -- "$PLM" unmask --model "$t/gpt" --text "a [MASK]"
 expect no_mlm_head 3 'BertForSequenceClassification has no language-model head' -- "$PLM" unmask --model "$t/cls" --text "a [MASK]"
 expect missing_model 3 'nope' -- "$PLM" unmask --model "$t/nope" --text "a [MASK]"

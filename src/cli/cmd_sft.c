@@ -45,6 +45,25 @@ static int sft_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores *b
     return rc;
 }
 
+/* The labelled positions of d's first n examples: trained tokens after the first one. */
+static long response_tokens(const plm_sft_data *d, int n) {
+    long k = 0;
+    for (int i = 0; i < n; i++)
+        for (size_t j = d->off[i] + 1; j < d->off[i + 1]; j++) k += d->train[j] != 0;
+    return k;
+}
+
+/* A data set whose every response was cut away by --max-seq-length has no labelled token:
+ * training would run on NaN losses (all labels -100) and write NaN scores, so it is an
+ * error naming the file. Returns 0, or -1 with the error set. */
+static int check_responses(const plm_sft_data *d, int n, const char *path, const char *what, int max_len) {
+    if (n == 0 || response_tokens(d, n) > 0) return 0;
+    plm_error("%s: no %s keeps a response token within its first %d tokens (--max-seq-length): every response is "
+              "cut away",
+              path, what, max_len);
+    return -1;
+}
+
 /* Reads and encodes a file, keeping its first max_n conversations (0: all). */
 static int read_encode(const char *path, int max_n, const plm_tokenizer *tok, plm_chat_template t, int max_len,
                        plm_sft_data *out) {
@@ -131,6 +150,9 @@ int cmd_sft(int argc, char **argv) {
         }
         if (o.max_eval_samples > 0 && valid.n > o.max_eval_samples) valid.n = o.max_eval_samples;
     }
+    if (check_responses(&train, train.n, train_file, "training example", max_len) != 0 ||
+        check_responses(&valid, valid.n, valid_file ? valid_file : train_file, "validation example", max_len) != 0)
+        goto fail;
     if (!o.quiet) {
         fprintf(stderr,
                 "sft: %d training examples (%ld response tokens), %d validation; template %s; model %s, %.2fM "
@@ -244,9 +266,9 @@ int cmd_dpo(int argc, char **argv) {
     if (rc >= 0) return rc;
     plm_chat_template t;
     if (!train_file || (valid_file && split > 0) || !(split >= 0 && split < 1) || o.a.max_seq_length < 0 ||
-        !(beta > 0) || plm_chat_template_of(template, &t) != 0) {
+        !(beta > 0 && isfinite(beta)) || plm_chat_template_of(template, &t) != 0) {
         fprintf(stderr, "plm dpo: --train FILE is required; --validation or --validation-split (in [0, 1)), not "
-                        "both; --beta > 0; --template plain or chatml; --max-seq-length >= 0\n");
+                        "both; finite --beta > 0; --template plain or chatml; --max-seq-length >= 0\n");
         return PLM_EXIT_USAGE;
     }
     plm_model *m = NULL;
@@ -260,6 +282,9 @@ int cmd_dpo(int argc, char **argv) {
         goto fail;
     }
     int positions = m->config.max_position_embeddings;
+    if (o.a.max_seq_length > positions)
+        fprintf(stderr, "plm dpo: warning: --max-seq-length %d is beyond the model's %d positions; using %d\n",
+                o.a.max_seq_length, positions, positions);
     int max_len = o.a.max_seq_length > 0 ? PLM_MIN(o.a.max_seq_length, positions) : PLM_MIN(1024, positions);
     o.a.max_seq_length = max_len;
     if (read_pairs(train_file, o.max_train_samples, tok, t, max_len, &train) != 0) goto fail;
@@ -272,7 +297,15 @@ int cmd_dpo(int argc, char **argv) {
                       train.n + valid.n);
             goto fail;
         }
+        if (o.max_eval_samples > 0 && valid.n > o.max_eval_samples) { /* as plm sft: the first pairs held out */
+            valid.n = o.max_eval_samples;
+            valid.seqs.n = 2 * valid.n;
+        }
     }
+    if (check_responses(&train.seqs, train.seqs.n, train_file, "training pair", max_len) != 0 ||
+        check_responses(&valid.seqs, valid.seqs.n, valid_file ? valid_file : train_file, "validation pair", max_len) !=
+            0)
+        goto fail;
     /* the frozen reference: the starting checkpoint's log-probs, once per sequence (a run
      * resumed from a checkpoint computes them from --model again: the same numbers) */
     double t0 = plm_now();

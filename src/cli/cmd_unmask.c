@@ -269,12 +269,15 @@ int cmd_unmask(int argc, char **argv) {
             rc = cli_fail("unmask", PLM_EXIT_INPUT);
             break;
         }
-        int T = e.n + length + (cls >= 0) + (sep >= 0);
-        if (T > m->config.max_position_embeddings) {
-            plm_error("%s: %d tokens exceed max_position_embeddings (%d)", where, T, m->config.max_position_embeddings);
+        /* long long: --length is any int, and prompt + length + 2 must not wrap to a negative size */
+        long long TL = (long long)e.n + length + (cls >= 0) + (sep >= 0);
+        if (TL > m->config.max_position_embeddings) {
+            plm_error("%s: %lld tokens exceed max_position_embeddings (%d)", where, TL,
+                      m->config.max_position_embeddings);
             rc = cli_fail("unmask", PLM_EXIT_INPUT);
             break;
         }
+        int T = (int)TL;
         it->ids = plm_malloc((size_t)T * sizeof(int32_t));
         it->prob = plm_malloc((size_t)T * sizeof(float));
         it->gen = plm_malloc((size_t)T);
@@ -309,6 +312,7 @@ int cmd_unmask(int argc, char **argv) {
             bprob[i] = items[b0 + i].prob;
         }
         sc.items = items + b0;
+        o.first_index = b0; /* input i samples from stream i, whatever --batch-size */
         if (plm_unmask_batch(m, bids, blen, nb, &o, bprob, show_steps ? on_step : NULL, &sc) != 0) {
             if (bar) fputc('\n', stderr);
             rc = cli_fail("unmask", PLM_EXIT_FAIL);

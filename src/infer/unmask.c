@@ -19,6 +19,7 @@ void plm_unmask_opts_default(plm_unmask_opts *o) {
     o->sampling.do_sample = false;
     o->mask_token_id = -1;
     o->pad_token_id = -1;
+    o->first_index = 0;
 }
 
 int plm_unmask_strategy_parse(const char *name) {
@@ -143,7 +144,8 @@ int plm_unmask_batch(plm_model *m, int32_t *const *ids, const int *n, int count,
     uint8_t *fm = plm_malloc((size_t)Tmax);
     float *fp = plm_malloc((size_t)Tmax * sizeof(float));
     plm_rng *rng = plm_malloc((size_t)count * sizeof(plm_rng));
-    for (int i = 0; i < count; i++) plm_rng_seed(&rng[i], o->sampling.seed, 0x756d); /* one stream per sequence */
+    /* one stream per input, numbered by its place among all inputs (not in this batch) */
+    for (int i = 0; i < count; i++) plm_rng_seed(&rng[i], o->sampling.seed, 0x756d + (uint64_t)(o->first_index + i));
     for (size_t i = 0; i < BT; i++) labels[i] = PLM_IGNORE_INDEX; /* no loss: the LM head skips every row */
     for (int i = 0; i < count; i++) seq_labels[i] = PLM_IGNORE_INDEX;
     int pad = o->pad_token_id >= 0 && o->pad_token_id < c->vocab_size ? o->pad_token_id : 0;
@@ -229,8 +231,29 @@ double plm_pseudo_log_likelihood(plm_model *m, const int32_t *ids, int n, const 
         plm_error("pseudo-log-likelihood: the model has no masked-language-model head");
         return NAN;
     }
-    if (np < 1) return 0.0;
     int k = m->heads[hi].spec.backbone, V = m->heads[hi].K;
+    if (n < 1 || n > m->bb[k].config.max_position_embeddings) {
+        plm_error("pseudo-log-likelihood: %d tokens (1..max_position_embeddings = %d)", n,
+                  m->bb[k].config.max_position_embeddings);
+        return NAN;
+    }
+    if (mask_id < 0 || mask_id >= V) {
+        plm_error("pseudo-log-likelihood: mask token id %d is outside the vocabulary (%d)", mask_id, V);
+        return NAN;
+    }
+    /* the scored token is masked in the input, so the model's own id check never sees it */
+    for (int r = 0; r < np; r++) {
+        if (pos[r] < 0 || pos[r] >= n) {
+            plm_error("pseudo-log-likelihood: position %d is outside the sequence of %d tokens", pos[r], n);
+            return NAN;
+        }
+        if (ids[pos[r]] < 0 || ids[pos[r]] >= V) {
+            plm_error("pseudo-log-likelihood: token %d at position %d is outside the vocabulary (%d)", ids[pos[r]],
+                      pos[r], V);
+            return NAN;
+        }
+    }
+    if (np < 1) return 0.0;
     int32_t *in = plm_malloc((size_t)np * n * sizeof(int32_t)), *labels = plm_malloc((size_t)np * n * sizeof(int32_t));
     int32_t *seq_labels = plm_malloc((size_t)np * sizeof(int32_t)), *rows = plm_malloc((size_t)np * sizeof(int32_t));
     float *z = plm_malloc((size_t)V * sizeof(float));

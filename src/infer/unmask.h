@@ -21,8 +21,10 @@
  * linearly to n_N = 0; an iteration with n_t = 0 runs nothing.
  *
  * Decoding per position is greedy (argmax) or sampled (plm_sample of generate.h:
- * temperature, top-k, top-p), each sequence drawing from its own stream of the seed, so
- * its output does not depend on the rest of the batch. The confidence p_j is always the
+ * temperature, top-k, top-p), each sequence drawing from its own stream of the seed, the
+ * stream of its index among all the caller's inputs (first_index + its place in the
+ * batch): its output does not depend on the rest of the batch, and two copies of one
+ * input are two different samples. The confidence p_j is always the
  * model's own probability softmax(z)_j of the chosen token (temperature 1, unfiltered).
  * The mask token itself is never predicted (its logit is dropped from the softmax): the
  * output has no masks left. */
@@ -43,6 +45,7 @@ typedef struct {
     plm_sampling sampling; /* do_sample false: greedy; else temperature, top_k, top_p, seed */
     int32_t mask_token_id; /* the positions to generate */
     int32_t pad_token_id;  /* fills the padding of shorter sequences in a batch (masked out); < 0: 0 */
+    long first_index;      /* sampling: the index of the batch's first sequence among all inputs (default 0) */
 } plm_unmask_opts;
 
 /* N = 10, mask-predict, greedy; the token ids must be set by the caller (-1 here). */
@@ -86,7 +89,8 @@ int plm_unmask_batch(plm_model *m, int32_t *const *ids, const int *n, int count,
 
 /* Pseudo-log-likelihood (Salazar et al. 2020) of positions pos[0..np) of one sequence:
  * sum_j log p(ids[pos_j] | ids with pos_j masked), the np copies run as one batch.
- * Returns NAN with the error set on failure. */
+ * Returns NAN with the error set on failure (no LM head, n outside 1..max_position_embeddings,
+ * a position outside the sequence, a scored id or the mask id outside the vocabulary). */
 double plm_pseudo_log_likelihood(plm_model *m, const int32_t *ids, int n, const int *pos, int np, int32_t mask_id);
 
 #endif

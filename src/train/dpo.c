@@ -141,6 +141,19 @@ static void buf_reserve(plm_dpo_buf *b, int rows) {
     b->seq_w = plm_realloc(b->seq_w, b->cap_rows * sizeof *b->seq_w);
 }
 
+static void tok_reserve(plm_dpo_buf *b, size_t N) {
+    if (N <= b->cap_tok) return;
+    b->cap_tok = N;
+    b->tok_w = plm_realloc(b->tok_w, N * sizeof *b->tok_w);
+}
+
+void plm_dpo_buf_reserve(plm_dpo_buf *b, int pairs, int max_len) {
+    size_t rows = 2 * (size_t)PLM_MAX(pairs, 1), N = rows * (size_t)PLM_MAX(max_len, 1);
+    buf_reserve(b, (int)rows);
+    plm_sft_batch_reserve(&b->bb, N);
+    tok_reserve(b, N);
+}
+
 int plm_dpo_batch(plm_model *m, const plm_dpo_data *d, const int *pairs, int n, float beta, int32_t pad, bool training,
                   uint64_t seed, plm_dpo_buf *buf, plm_batch *out, plm_dpo_stats *st) {
     if (!d->ref_logp) {
@@ -163,10 +176,7 @@ int plm_dpo_batch(plm_model *m, const plm_dpo_data *d, const int *pairs, int n, 
     head_logps(m, out->T, buf->logp);
     plm_dpo_loss(buf->logp, buf->ref, n, beta, st, buf->seq_w);
     size_t N = (size_t)out->B * out->T;
-    if (N > buf->cap_tok) {
-        buf->cap_tok = N;
-        buf->tok_w = plm_realloc(buf->tok_w, N * sizeof *buf->tok_w);
-    }
+    tok_reserve(buf, N);
     for (size_t k = 0; k < N; k++) buf->tok_w[k] = buf->seq_w[k / (size_t)out->T];
     out->label_weights = buf->tok_w;
     return 0;
@@ -253,6 +263,8 @@ int plm_dpo_train(plm_model *m, const plm_tokenizer *tok, const plm_dpo_data *tr
                   .pad = plm_sft_pad_id(m, tok)};
     int max_len = train->seqs.max_len;
     if (has_valid) max_len = PLM_MAX(max_len, valid->seqs.max_len);
+    /* the batch buffers at their largest now: a later, longer batch must not allocate in a step */
+    plm_dpo_buf_reserve(&c.buf, a->train_batch_size, train->seqs.max_len);
     plm_ft_loop_task lt = {.name = "dpo",
                            .n_metrics = 3,
                            .metrics = plm_dpo_metrics,

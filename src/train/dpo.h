@@ -72,6 +72,9 @@ typedef struct {
 } plm_dpo_buf;
 
 void plm_dpo_buf_free(plm_dpo_buf *b);
+/* Makes room for batches of up to pairs pairs of sequences of up to max_len tokens:
+ * plm_dpo_train reserves before the loop, so no training step allocates. */
+void plm_dpo_buf_reserve(plm_dpo_buf *b, int pairs, int max_len);
 
 /* One training batch of pairs[0..n) of d (which has ref_logp): 2n rows (each pair's chosen
  * then rejected), a forward pass for their log-probs (dropout as the batch will run it:

@@ -451,10 +451,20 @@ static bool better(double v, const ft_state *s, bool lower) {
     return s->best_step < 0 || (isfinite(v) && (lower ? !(v >= s->best.value[0]) : !(v <= s->best.value[0])));
 }
 
+/* ", \"key\": v", with null for a NaN or infinite v: printf's "nan" is not JSON, and a score
+ * can be undefined (an evaluation without a counted label) */
+static void log_number(FILE *log, const char *prefix, const char *key, double v) {
+    if (isfinite(v))
+        fprintf(log, ", \"%s%s\": %.17g", prefix, key, v);
+    else
+        fprintf(log, ", \"%s%s\": null", prefix, key);
+}
+
 void plm_ft_log_scores(FILE *log, long step, double epoch, const plm_ft_named_scores *e) {
-    fprintf(log, "{\"step\": %ld, \"epoch\": %.4f, \"eval_loss\": %.17g", step, epoch, e->loss);
+    fprintf(log, "{\"step\": %ld, \"epoch\": %.4f", step, epoch);
+    log_number(log, "", "eval_loss", e->loss);
     for (int k = 0; k < e->n_metrics; k++)
-        if (e->names[k]) fprintf(log, ", \"eval_%s\": %.17g", e->names[k], e->values[k]);
+        if (e->names[k]) log_number(log, "eval_", e->names[k], e->values[k]);
     fprintf(log, ", \"eval_samples\": %d}\n", e->samples);
 }
 

@@ -129,16 +129,19 @@ void plm_sft_batch_free(plm_sft_batch *b) {
     memset(b, 0, sizeof *b);
 }
 
+void plm_sft_batch_reserve(plm_sft_batch *bb, size_t N) {
+    if (N <= bb->cap) return;
+    bb->cap = N;
+    bb->ids = plm_realloc(bb->ids, N * sizeof *bb->ids);
+    bb->labels = plm_realloc(bb->labels, N * sizeof *bb->labels);
+    bb->mask = plm_realloc(bb->mask, N);
+}
+
 void plm_sft_collate(const plm_sft_data *d, const int *rows, int n, int32_t pad_id, plm_sft_batch *bb, plm_batch *out) {
     int T = 1;
     for (int r = 0; r < n; r++) T = PLM_MAX(T, (int)(d->off[rows[r] + 1] - d->off[rows[r]]));
     size_t N = (size_t)n * T;
-    if (N > bb->cap) {
-        bb->cap = N;
-        bb->ids = plm_realloc(bb->ids, N * sizeof *bb->ids);
-        bb->labels = plm_realloc(bb->labels, N * sizeof *bb->labels);
-        bb->mask = plm_realloc(bb->mask, N);
-    }
+    plm_sft_batch_reserve(bb, N); /* nothing to do once reserved for [B, max_len] */
     for (int r = 0; r < n; r++) {
         size_t a = d->off[rows[r]];
         int len = (int)(d->off[rows[r] + 1] - a);
@@ -255,6 +258,8 @@ int plm_sft_train(plm_model *m, const plm_tokenizer *tok, const plm_sft_data *tr
                   .majority = plm_sft_majority_token(train, m->config.vocab_size)};
     int max_len = train->max_len;
     if (c.valid) max_len = PLM_MAX(max_len, c.valid->max_len);
+    /* the batch buffers at their largest now: a later, longer batch must not allocate in a step */
+    plm_sft_batch_reserve(&c.bb, (size_t)PLM_MAX(a->train_batch_size, 1) * (size_t)PLM_MAX(train->max_len, 1));
     plm_ft_loop_task lt = {.name = "sft",
                            .n_metrics = 3,
                            .metrics = plm_sft_metrics,

@@ -57,6 +57,9 @@ typedef struct {
 } plm_sft_batch;
 
 void plm_sft_batch_free(plm_sft_batch *b);
+/* Makes room for batches of up to n_tokens (rows x longest row): plm_sft_train reserves
+ * train_batch_size x max_len before the loop, so no training step allocates. */
+void plm_sft_batch_reserve(plm_sft_batch *b, size_t n_tokens);
 /* Examples rows[0..n) of d as one causal batch, right-padded with pad_id to the longest. */
 void plm_sft_collate(const plm_sft_data *d, const int *rows, int n, int32_t pad_id, plm_sft_batch *bb, plm_batch *out);
 
