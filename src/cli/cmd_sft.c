@@ -81,6 +81,25 @@ static int read_encode(const char *path, int max_n, const plm_tokenizer *tok, pl
     return rc;
 }
 
+/* The model plm sft and plm dpo train: a causal LM with an LM head. Resolves
+ * *max_seq_length (0: 1024) against its positions, with a warning when it cuts. Returns
+ * 0 or the exit code (the error set). */
+static int load_causal_lm(const char *cmd, const char *dir, int *max_seq_length, plm_model **m, plm_tokenizer **tok) {
+    int rc = cli_load_model(dir, m, tok);
+    if (rc != 0) return rc;
+    if (plm_model_head(*m, PLM_HEAD_LM) != 0 || (*m)->num_backbones != 1 || !(*m)->config.is_decoder) {
+        plm_error("%s/config.json: a %s%s: %s needs a causal language model with an LM head", dir,
+                  plm_model_architecture(*m), (*m)->config.is_decoder ? "" : " (is_decoder false)", cmd);
+        return PLM_EXIT_INPUT;
+    }
+    int positions = (*m)->config.max_position_embeddings;
+    if (*max_seq_length > positions)
+        fprintf(stderr, "plm %s: warning: --max-seq-length %d is beyond the model's %d positions; using %d\n", cmd,
+                *max_seq_length, positions, positions);
+    *max_seq_length = *max_seq_length > 0 ? PLM_MIN(*max_seq_length, positions) : PLM_MIN(1024, positions);
+    return 0;
+}
+
 int cmd_sft(int argc, char **argv) {
     cli_ft_opts o;
     cli_ft_opts_default(&o);
@@ -123,19 +142,9 @@ int cmd_sft(int argc, char **argv) {
     plm_sft_data train, valid;
     plm_sft_data_init(&train);
     plm_sft_data_init(&valid);
-    if ((rc = cli_load_model(o.model, &m, &tok)) != 0) goto fail;
+    if ((rc = load_causal_lm("sft", o.model, &o.a.max_seq_length, &m, &tok)) != 0) goto fail;
     rc = PLM_EXIT_INPUT;
-    if (plm_model_head(m, PLM_HEAD_LM) != 0 || m->num_backbones != 1 || !m->config.is_decoder) {
-        plm_error("%s/config.json: a %s%s: sft needs a causal language model with an LM head", o.model,
-                  plm_model_architecture(m), m->config.is_decoder ? "" : " (is_decoder false)");
-        goto fail;
-    }
-    int positions = m->config.max_position_embeddings;
-    if (o.a.max_seq_length > positions)
-        fprintf(stderr, "plm sft: warning: --max-seq-length %d is beyond the model's %d positions; using %d\n",
-                o.a.max_seq_length, positions, positions);
-    int max_len = o.a.max_seq_length > 0 ? PLM_MIN(o.a.max_seq_length, positions) : PLM_MIN(1024, positions);
-    o.a.max_seq_length = max_len;
+    int max_len = o.a.max_seq_length;
     plm_sft_data_free(&train);
     plm_sft_data_free(&valid);
     if (read_encode(train_file, o.max_train_samples, tok, t, max_len, &train) != 0) goto fail;
@@ -274,19 +283,9 @@ int cmd_dpo(int argc, char **argv) {
     plm_model *m = NULL;
     plm_tokenizer *tok = NULL;
     plm_dpo_data train = {0}, valid = {0};
-    if ((rc = cli_load_model(o.model, &m, &tok)) != 0) goto fail;
+    if ((rc = load_causal_lm("dpo", o.model, &o.a.max_seq_length, &m, &tok)) != 0) goto fail;
     rc = PLM_EXIT_INPUT;
-    if (plm_model_head(m, PLM_HEAD_LM) != 0 || m->num_backbones != 1 || !m->config.is_decoder) {
-        plm_error("%s/config.json: a %s%s: dpo needs a causal language model with an LM head", o.model,
-                  plm_model_architecture(m), m->config.is_decoder ? "" : " (is_decoder false)");
-        goto fail;
-    }
-    int positions = m->config.max_position_embeddings;
-    if (o.a.max_seq_length > positions)
-        fprintf(stderr, "plm dpo: warning: --max-seq-length %d is beyond the model's %d positions; using %d\n",
-                o.a.max_seq_length, positions, positions);
-    int max_len = o.a.max_seq_length > 0 ? PLM_MIN(o.a.max_seq_length, positions) : PLM_MIN(1024, positions);
-    o.a.max_seq_length = max_len;
+    int max_len = o.a.max_seq_length;
     if (read_pairs(train_file, o.max_train_samples, tok, t, max_len, &train) != 0) goto fail;
     if (valid_file) {
         if (read_pairs(valid_file, o.max_eval_samples, tok, t, max_len, &valid) != 0) goto fail;
