@@ -10,7 +10,8 @@
 #    runs on any machine) --bf16 prints one line and the run is the fp32 run bit for bit,
 #    and test_ops' bf16 GEMM group tests the fallback product;
 #  - inference: `generate --bf16` runs bf16 where it can (else its fallback gives fp32's
-#    tokens), and `eval --bf16`'s perplexity is within 2% of fp32's, yet not equal.
+#    tokens), `eval --bf16`'s perplexity is within 2% of fp32's and `embed --bf16`'s
+#    vectors within a cosine of 0.999, yet neither equal.
 set -u
 source "$(dirname "$0")/lib.bash"
 BUILD=${BUILD:-build}
@@ -77,6 +78,18 @@ gen --bf16 >"$t/g16.jsonl" && "$PLM" eval --model "$t/tok" --data "$t/a.txt" --b
     p16=$(grep -o 'perplexity[^0-9]*[0-9.]*' "$t/e16.txt" | grep -o '[0-9.]*$') p32=$(grep -o 'perplexity[^0-9]*[0-9.]*' "$t/e32.txt" | grep -o '[0-9.]*$')
     awk -v a="$p16" -v b="$p32" 'BEGIN{d = (a - b) / b; d = d < 0 ? -d : d; exit !(a > 0 && a != b && d < 0.02)}' \
         && pass "bf16.eval_close_to_fp32 ($p16 vs $p32)" || fail bf16.eval_close_to_fp32 "perplexity $p16 (bf16) vs $p32 (fp32)"
+}
+# embed --bf16: the same vectors within bf16 rounding (cosine > 0.999 each), yet not equal
+printf 'Alice was beginning to get very tired\nThe Queen said nothing\nDown the rabbit hole\n' >"$t/texts.txt"
+"$PLM" embed --model "$t/tok" --input "$t/texts.txt" --output "$t/e32.npy" --quiet 2>>"$t/gen.err" &&
+    "$PLM" embed --model "$t/tok" --input "$t/texts.txt" --output "$t/e16.npy" --bf16 --quiet 2>>"$t/gen.err" && {
+    cos=$(/usr/bin/python3 -c 'import sys, numpy as np
+a, b = np.load(sys.argv[1]), np.load(sys.argv[2])
+c = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+print("%.6f %d" % (c.min(), int((a == b).all())))' "$t/e32.npy" "$t/e16.npy")
+    read -r cmin same <<<"$cos"
+    awk -v c="$cmin" -v s="$same" 'BEGIN{exit !(c > 0.999 && s == 0)}' && pass "bf16.embed_close_to_fp32 (min cosine $cmin)" \
+        || fail bf16.embed_close_to_fp32 "min cosine $cmin, identical $same"
 }
 run fp32 && run a --bf16 && run b --bf16 && PLM_BF16_REUSE=0 run noreuse --bf16 && {
     cmp -s "$t/a/model.safetensors" "$t/noreuse/model.safetensors" && cmp -s "$t/a.losses" "$t/noreuse.losses" \

@@ -136,6 +136,8 @@ same+=("${same[@]}" "${same[@]}" "${same[@]}")
 
 "$PLM" unmask --model "$t/bert" --text "Alice [MASK] [MASK] tired." --bf16 --json >"$t/o" 2>"$t/err" &&
     [[ $(wc -l <"$t/o") -eq 1 ]] && pass bf16_runs || fail bf16_runs "$(cat "$t/err")"
+"$PLM" fill-mask --model "$t/bert" --text "Alice [MASK] tired." --top-k 3 --bf16 >"$t/o" 2>"$t/err" &&
+    [[ $(grep -c '%' "$t/o") -eq 3 ]] && pass fill_mask_bf16_runs || fail fill_mask_bf16_runs "$(cat "$t/err" "$t/o")"
 
 # ---- hostile input: one line on stderr, exit 2 (usage) or 3 (bad input)
 m=(--model "$t/bert")

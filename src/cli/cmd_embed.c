@@ -145,7 +145,7 @@ static int write_vectors(const char *path, const float *v, int n, int dim, const
 int cmd_embed(int argc, char **argv) {
     const char *model_dir = positional_model(&argc, &argv), *input = NULL, *column = NULL, *output = NULL;
     const char *pooling = "mean";
-    bool quiet = false, no_normalize = false;
+    bool quiet = false, no_normalize = false, bf16 = false;
     plm_embed_opts o;
     plm_embed_opts_default(&o);
     arg_spec specs[] = {
@@ -158,6 +158,7 @@ int cmd_embed(int argc, char **argv) {
         {"--batch-size", ARG_INT, &o.batch_size, "texts per forward pass, padded to the longest (default 32)"},
         {"--no-normalize", ARG_FLAG, &no_normalize, "keep the pooled vectors as they are (default: unit L2 norm)"},
         {"--quiet", ARG_FLAG, &quiet, "no progress bar"},
+        {"--bf16", ARG_FLAG, &bf16, CLI_BF16_HELP},
     };
     int rc = args_parse("embed",
                         "Sentence embeddings from any checkpoint (encoder or decoder): pooled final hidden states, "
@@ -193,6 +194,7 @@ int cmd_embed(int argc, char **argv) {
     rc = PLM_EXIT_INPUT;
     if ((column ? read_column(input, column, &in) : read_lines(input, &in)) != 0) goto fail;
     if ((rc = load_backbone(model_dir, &m, &tok)) != 0) goto fail;
+    if (bf16) cli_use_bf16(m);
     int C = m->config.hidden_size;
     vec = plm_malloc((size_t)in.n * C * sizeof *vec);
     plm_progress p;

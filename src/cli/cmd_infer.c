@@ -544,12 +544,13 @@ int cmd_fill_mask(int argc, char **argv) {
     const char *model_dir = NULL;
     arg_list texts = {0};
     int top_k = 5;
-    bool json = false;
+    bool json = false, bf16 = false;
     arg_spec specs[] = {
         {"--model", ARG_STR, &model_dir, "model directory (an MLM-trained encoder)"},
         {"--text", ARG_LIST, &texts, "sentences containing the mask token, e.g. \"The [MASK] sat on the mat.\""},
         {"--top-k", ARG_INT, &top_k, "predictions per mask (default 5)"},
         {"--json", ARG_FLAG, &json, "one JSON object per mask instead of a table"},
+        {"--bf16", ARG_FLAG, &bf16, CLI_BF16_HELP},
     };
     int rc = args_parse("fill-mask", "Predict the tokens behind each [MASK] with their probabilities.", specs,
                         (int)PLM_ARRAY_LEN(specs), argc, argv);
@@ -568,6 +569,7 @@ int cmd_fill_mask(int argc, char **argv) {
         args_list_free(&texts);
         return cli_fail("fill-mask", rc);
     }
+    if (bf16) cli_use_bf16(m);
     int mask = plm_tokenizer_special(tok, PLM_SPECIAL_MASK), cls = plm_tokenizer_special(tok, PLM_SPECIAL_CLS),
         sep = plm_tokenizer_special(tok, PLM_SPECIAL_SEP), V = m->config.vocab_size;
     const char *mask_str = mask >= 0 ? plm_tokenizer_id_to_token(tok, mask) : "[MASK]";
