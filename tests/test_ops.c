@@ -573,6 +573,38 @@ static void test_gemm_bf16(void) {
     free(A), free(B);
 }
 
+/* bf16 products whose M is not a multiple of 16 run as two primitives (rows up to the
+ * last multiple of 16, then the rest); many shapes overflow the primitive cache (160
+ * entries) so that evictions land next to the pair in use: every product must still
+ * write every row, equal to the double reference on the rounded inputs. */
+static void test_gemm_bf16_split(void) {
+    if (!plm_bf16_isa()) {
+        TEST_CHECK(true, "gemm_bf16_split", "no bf16 ISA: the fallback is tested by gemm_bf16");
+        return;
+    }
+    int K = 40, worst_rows = 0;
+    double worst = 0.0;
+    float *A = frand((size_t)200 * K, 1.0f), *B = frand((size_t)40 * K, 1.0f), *C = plm_malloc((size_t)200 * 40 * 4);
+    plm_gemm_set_bf16(true);
+    for (int it = 0; it < 3000; it++) {
+        /* 16 rows + a tail of 1..15: the 21 head shapes stay cached, the 315 tails churn */
+        int M = 17 + (int)plm_rng_below(&R, 15), N = 24 + (int)plm_rng_below(&R, 21);
+        for (size_t i = 0; i < (size_t)M * N; i++) C[i] = NAN;
+        plm_sgemm(false, true, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                double r = 0.0;
+                for (int k = 0; k < K; k++)
+                    r += (double)plm_round_bf16(A[(size_t)i * K + k]) * plm_round_bf16(B[(size_t)j * K + k]);
+                double e = fabs(C[(size_t)i * N + j] - r) / (fabs(r) + 1.0);
+                if (!(e <= worst)) worst = isnan(e) ? INFINITY : e, worst_rows = M;
+            }
+    }
+    plm_gemm_set_bf16(false);
+    TEST_CHECK(worst <= 1e-5, "gemm_bf16_split", "worst error %.3g (M %d)", worst, worst_rows);
+    free(A), free(B), free(C);
+}
+
 /* The few-row routes (decoding: M = a few sequences, a large weight, Y = X W^T): sgemm's
  * GEMV for M 1-2, oneDNN's matmul primitive for M 3-64; against a double reference: odd M, N, K (a K tail under 16),
  * strided rows, beta 0 and 1, the bias of plm_sgemm_bias, and the padding of C left
@@ -660,6 +692,7 @@ static const struct {
     {"model_threads_raised", test_model_threads_raised},
     {"first_nonfinite", test_first_nonfinite},
     {"gemm_bf16", test_gemm_bf16},
+    {"gemm_bf16_split", test_gemm_bf16_split},
     {"gemm_skinny", test_gemm_skinny},
     {"gemm_bias", test_gemm_bias},
     {"fast_exp_nonfinite", test_fast_exp_nonfinite},

@@ -122,8 +122,9 @@ static mm_prim mm_cache[MM_CACHE];
 static int mm_n, mm_victim;
 
 /* key's primitive, created on first use; NULL when that shape has none (the caller
- * keeps its fp32 route). */
-static mm_prim *mm_get(const mm_prim *key) {
+ * keeps its fp32 route). A full cache never evicts keep (the other half of a split
+ * product, still to run). */
+static mm_prim *mm_get_keep(const mm_prim *key, const mm_prim *keep) {
     for (int i = 0; i < mm_n; i++) {
         mm_prim *e = &mm_cache[i];
         if (e->dt == key->dt && e->M == key->M && e->N == key->N && e->K == key->K && e->lda == key->lda &&
@@ -132,10 +133,13 @@ static mm_prim *mm_get(const mm_prim *key) {
             return e->prim ? e : NULL;
     }
     mm_prim *p = mm_n < MM_CACHE ? &mm_cache[mm_n++] : &mm_cache[mm_victim++ % MM_CACHE];
+    if (p == keep) p = &mm_cache[mm_victim++ % MM_CACHE];
     mm_destroy(p);
     *p = *key;
     return mm_create(p) ? p : NULL;
 }
+
+static mm_prim *mm_get(const mm_prim *key) { return mm_get_keep(key, NULL); }
 
 /* C = the product of p's shape, on these operands. */
 static void mm_exec(mm_prim *p, const void *A, const void *B, const float *bias, float *C) {
@@ -367,7 +371,17 @@ static bool sgemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const
                    .bias = bias != NULL,
                    .alpha = alpha,
                    .beta = beta};
-    mm_prim *p = mm_get(&key);
+    /* oneDNN 2.6's AMX kernels lose up to 5x at some M that are not a multiple of 16
+     * (an MLM head's 610 or 620 selected rows: ~300 GFLOP/s, against ~1600 at 608 or
+     * 624), so the rows past the last multiple of 16 run as a second, small product */
+    int M16 = M > 16 ? M & ~15 : M;
+    key.M = M16;
+    mm_prim *p = mm_get(&key), *tail = NULL;
+    if (p && M16 < M) {
+        key.M = M - M16;
+        tail = mm_get_keep(&key, p);
+        if (!tail) p = NULL;
+    }
     if (!p) return false; /* this shape runs fp32 */
     count_reused += (am != NULL) + (bm != NULL);
     count_converted += (am == NULL) + (bm == NULL);
@@ -376,6 +390,8 @@ static bool sgemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const
     const uint16_t *b16 = bm ? bm : convert(1, B, br, bc, ldb);
     plm_prof_end("bf16 conversion", prof_t0);
     mm_exec(p, a16, b16, bias, C);
+    if (tail) /* row M16 of op(A): row M16 of A, or its column M16 when A is transposed */
+        mm_exec(tail, a16 + (ta ? (size_t)M16 : (size_t)M16 * lda16), b16, bias, C + (size_t)M16 * ldc);
     return true;
 }
 
