@@ -272,6 +272,33 @@ static void test_fused_bias_threads(void) {
     free(dout);
 }
 
+/* GELU's passes that also round their result to bf16 (the next product's operand): the
+ * fp32 result has the bits of the plain pass, and the copy is plm_to_bf16 of it, for
+ * every activation, odd sizes and a block tail. */
+static void test_gelu_bf16_copy(void) {
+    int N = 37, I = 333;
+    size_t n = (size_t)N * I;
+    float *pre = frand(n, 3.0f), *dout = frand(n, 1.0f);
+    float *a = plm_malloc(n * 4), *b = plm_malloc(n * 4), *da = plm_malloc(n * 4), *db = plm_malloc(n * 4);
+    uint16_t *b16 = plm_malloc(n * 2), *db16 = plm_malloc(n * 2);
+    float ga[333], gb[333];
+    plm_gelu_kind kinds[3] = {PLM_GELU_ERF, PLM_GELU_TANH, PLM_ACT_RELU};
+    for (int k = 0; k < 3; k++) {
+        for (int o = 0; o < I; o++) ga[o] = gb[o] = 0.5f;
+        gelu_forward(a, pre, n, kinds[k]);
+        gelu_forward_bf16(b, b16, pre, n, kinds[k]);
+        gelu_backward_colsum(da, pre, dout, N, I, kinds[k], ga);
+        gelu_backward_colsum_bf16(db, db16, pre, dout, N, I, kinds[k], gb);
+        bool copies = true;
+        for (size_t i = 0; i < n; i++) copies &= b16[i] == plm_to_bf16(b[i]) && db16[i] == plm_to_bf16(db[i]);
+        char name[64];
+        snprintf(name, sizeof name, "gelu_bf16_copy_%d", k);
+        TEST_CHECK(!memcmp(a, b, n * 4) && !memcmp(da, db, n * 4) && !memcmp(ga, gb, sizeof ga) && copies, name,
+                   "fp32 bits differ from the plain pass, or a bf16 copy is not the rounded result");
+    }
+    free(pre), free(dout), free(a), free(b), free(da), free(db), free(b16), free(db16);
+}
+
 static void test_layernorm_threads(void) {
     int N = 517, C = 40;
     float *inp = frand((size_t)N * C, 2.0f), *dout = frand((size_t)N * C, 1.0f), *w = frand(C, 1.0f),
@@ -689,6 +716,7 @@ static const struct {
     {"fused_bias_threads", test_fused_bias_threads},
     {"layernorm_threads", test_layernorm_threads},
     {"attention_threads", test_attention_threads},
+    {"gelu_bf16_copy", test_gelu_bf16_copy},
     {"model_threads_raised", test_model_threads_raised},
     {"first_nonfinite", test_first_nonfinite},
     {"gemm_bf16", test_gemm_bf16},

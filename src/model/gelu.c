@@ -4,7 +4,9 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/common.h"
 #include "fastmath.h"
+#include "gemm.h"
 #include "core/profile.h"
 #include "linear.h"
 
@@ -12,22 +14,42 @@
 #define INV_SQRT_2     0.7071067811865476f
 #define INV_SQRT_2PI   0.3989422804014327f
 
-void gelu_forward(float *out, const float *inp, size_t n, plm_gelu_kind kind) {
-    double prof_t0 = plm_prof_begin();
+/* The activation over n elements (one thread's block). */
+static void act_block(float *out, const float *inp, size_t n, plm_gelu_kind kind) {
     if (kind == PLM_ACT_RELU) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp simd
         for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
     } else if (kind == PLM_GELU_ERF) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp simd
         for (size_t i = 0; i < n; i++) out[i] = 0.5f * inp[i] * (1.0f + plm_erff(inp[i] * INV_SQRT_2));
     } else {
-#pragma omp parallel for simd schedule(static)
+#pragma omp simd
         for (size_t i = 0; i < n; i++) {
             float x = inp[i];
             out[i] = 0.5f * x * (1.0f + plm_tanhf(SQRT_2_OVER_PI * (x + 0.044715f * x * x * x)));
         }
     }
+}
+
+#define ACT_BLOCK 4096 /* elements per block: the fp32 result is rounded while in L1 */
+
+void gelu_forward_bf16(float *out, uint16_t *out16, const float *inp, size_t n, plm_gelu_kind kind) {
+    double prof_t0 = plm_prof_begin();
+    size_t nb = (n + ACT_BLOCK - 1) / ACT_BLOCK;
+#pragma omp parallel for schedule(static)
+    for (size_t b = 0; b < nb; b++) {
+        size_t lo = b * ACT_BLOCK, len = PLM_MIN((size_t)ACT_BLOCK, n - lo);
+        act_block(out + lo, inp + lo, len, kind);
+        if (out16) {
+#pragma omp simd
+            for (size_t i = lo; i < lo + len; i++) out16[i] = plm_to_bf16(out[i]);
+        }
+    }
     plm_prof_end("gelu", prof_t0);
+}
+
+void gelu_forward(float *out, const float *inp, size_t n, plm_gelu_kind kind) {
+    gelu_forward_bf16(out, NULL, inp, n, kind);
 }
 
 /* GELU's derivatives, shared by gelu_backward and the fused pass (the same bits).
@@ -94,6 +116,11 @@ static inline void act_grad_row(float *dinp, const float *inp, const float *dout
 
 void gelu_backward_colsum(float *dinp, const float *inp, const float *dout, int N, int I, plm_gelu_kind kind,
                           float *dbias) {
+    gelu_backward_colsum_bf16(dinp, NULL, inp, dout, N, I, kind, dbias);
+}
+
+void gelu_backward_colsum_bf16(float *dinp, uint16_t *dinp16, const float *inp, const float *dout, int N, int I,
+                               plm_gelu_kind kind, float *dbias) {
     double prof_t0 = plm_prof_begin();
     if (N <= 0) return;
     int K = colsum_nchunks(N);
@@ -109,6 +136,10 @@ void gelu_backward_colsum(float *dinp, const float *inp, const float *dout, int 
             for (int r = lo; r < hi; r++) {
                 size_t o = (size_t)r * I;
                 act_grad_row(dinp + o, inp + o, dout + o, ps, I, kind);
+                if (dinp16) {
+#pragma omp simd
+                    for (int i = 0; i < I; i++) dinp16[o + i] = plm_to_bf16(dinp[o + i]);
+                }
             }
         }
         colsum_finish(dbias, part, K, I);

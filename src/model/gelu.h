@@ -8,10 +8,15 @@
 #define PLM_GELU_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum { PLM_GELU_ERF = 0, PLM_GELU_TANH = 1, PLM_ACT_RELU = 2 } plm_gelu_kind;
 
 void gelu_forward(float *out, const float *inp, size_t n, plm_gelu_kind kind);
+/* The same, and out16[i] = plm_to_bf16(out[i]) (gemm.h) when out16 is not NULL: the bf16
+ * copy of the next linear layer's input (plm_gemm_bf16_keep_begin), made while out is in
+ * cache instead of by a pass of its own. */
+void gelu_forward_bf16(float *out, uint16_t *out16, const float *inp, size_t n, plm_gelu_kind kind);
 /* dinp = dout * gelu'(inp); dinp may alias dout. */
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, plm_gelu_kind kind);
 
@@ -20,6 +25,9 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, p
  * colsum_accumulate(dbias, dinp). dinp may alias dout. */
 void gelu_backward_colsum(float *dinp, const float *inp, const float *dout, int N, int I, plm_gelu_kind kind,
                           float *dbias);
+/* The same, and dinp16 = dinp rounded to bf16 when not NULL (plm_gemm_bf16_hold_begin). */
+void gelu_backward_colsum_bf16(float *dinp, uint16_t *dinp16, const float *inp, const float *dout, int N, int I,
+                               plm_gelu_kind kind, float *dbias);
 
 /* inp [N, 2I] rows [x0 | x1] -> out [N, I] = act(x0) * x1. */
 void gated_act_forward(float *out, const float *inp, int N, int I, plm_gelu_kind kind);

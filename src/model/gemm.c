@@ -230,6 +230,7 @@ static uint16_t *convert(int which, const float *x, int rows, int cols, int ld) 
 static plm_bf16_mirror *mirrors[MIRRORS];
 static int num_mirrors;
 static plm_bf16_mirror held; /* plm_gemm_bf16_hold's: fresh while base != NULL */
+static bool held_prefilled;  /* held was filled by plm_gemm_bf16_hold_begin's caller */
 static int reuse_on = -1;    /* -1: PLM_BF16_REUSE not read yet */
 static long count_reused, count_converted;
 
@@ -267,7 +268,18 @@ void plm_gemm_bf16_counts(long *reused, long *converted) {
     *converted = count_converted;
 }
 
+uint16_t *plm_gemm_bf16_hold_begin(const float *x, size_t n) {
+    if (!bf16_on || !plm_gemm_bf16_reuse() || n == 0 || held.base || omp_in_parallel()) return NULL;
+    held = (plm_bf16_mirror){.base = x, .n = n, .w = bf16_buf(2, n)};
+    held_prefilled = true;
+    return held.w;
+}
+
 bool plm_gemm_bf16_hold(const float *x, size_t n) {
+    if (held_prefilled && held.base == x && held.n == n) { /* rounded by hold_begin's caller */
+        held_prefilled = false;
+        return true;
+    }
     if (!bf16_on || !plm_gemm_bf16_reuse() || n == 0 || held.base || omp_in_parallel()) return false;
     double prof_t0 = plm_prof_begin();
     uint16_t *w = bf16_buf(2, n);
@@ -278,7 +290,10 @@ bool plm_gemm_bf16_hold(const float *x, size_t n) {
     return true;
 }
 
-void plm_gemm_bf16_release(void) { held = (plm_bf16_mirror){0}; }
+void plm_gemm_bf16_release(void) {
+    held = (plm_bf16_mirror){0};
+    held_prefilled = false;
+}
 
 /* Keeps: one slot per linear input pointer, fresh from plm_gemm_bf16_keep until
  * plm_gemm_bf16_keep_inputs(false). */
@@ -286,6 +301,7 @@ void plm_gemm_bf16_release(void) { held = (plm_bf16_mirror){0}; }
 static struct keep_slot {
     plm_bf16_mirror m;
     size_t cap;
+    bool prefilled; /* filled by plm_gemm_bf16_keep_begin's caller, not yet kept */
 } keeps[KEEPS];
 static int num_keeps;
 static bool keeping;
@@ -293,16 +309,18 @@ static bool keeping;
 void plm_gemm_bf16_keep_inputs(bool on) {
     keeping = on;
     if (!on)
-        for (int i = 0; i < num_keeps; i++) plm_bf16_mirror_stale(&keeps[i].m);
+        for (int i = 0; i < num_keeps; i++) plm_bf16_mirror_stale(&keeps[i].m), keeps[i].prefilled = false;
 }
 
-bool plm_gemm_bf16_keep(const float *x, size_t n) {
-    if (!keeping || !bf16_on || !plm_gemm_bf16_reuse() || n == 0 || omp_in_parallel()) return false;
+/* x's slot, made fresh for n elements (its buffer not yet written), or NULL when x is
+ * not kept. */
+static struct keep_slot *keep_slot(const float *x, size_t n) {
+    if (!keeping || !bf16_on || !plm_gemm_bf16_reuse() || n == 0 || omp_in_parallel()) return NULL;
     struct keep_slot *k = NULL;
     for (int i = 0; i < num_keeps && !k; i++)
         if (keeps[i].m.base == x) k = &keeps[i];
     if (!k) {
-        if (num_keeps == KEEPS) return false; /* the GEMMs round x themselves */
+        if (num_keeps == KEEPS) return NULL; /* the GEMMs round x themselves */
         k = &keeps[num_keeps++];
     }
     if (k->cap < n) { /* grow-only: once per input after the first step */
@@ -310,14 +328,33 @@ bool plm_gemm_bf16_keep(const float *x, size_t n) {
         k->m.w = plm_aligned_alloc(n * sizeof(uint16_t));
         k->cap = n;
     }
+    k->m.base = x;
+    k->m.n = n;
+    k->m.w_gen = k->m.gen;
+    k->prefilled = false;
+    return k;
+}
+
+uint16_t *plm_gemm_bf16_keep_begin(const float *x, size_t n) {
+    struct keep_slot *k = keep_slot(x, n);
+    if (!k) return NULL;
+    k->prefilled = true;
+    return k->m.w;
+}
+
+bool plm_gemm_bf16_keep(const float *x, size_t n) {
+    for (int i = 0; i < num_keeps; i++) /* rounded by keep_begin's caller */
+        if (keeps[i].prefilled && keeps[i].m.base == x && keeps[i].m.n == n && keeps[i].m.w_gen == keeps[i].m.gen) {
+            keeps[i].prefilled = false;
+            return true;
+        }
+    struct keep_slot *k = keep_slot(x, n);
+    if (!k) return false;
     double prof_t0 = plm_prof_begin();
     uint16_t *w = k->m.w;
 #pragma omp parallel for simd schedule(static) if (n > 16384)
     for (size_t i = 0; i < n; i++) w[i] = to_bf16(x[i]);
     plm_prof_end("bf16 conversion", prof_t0);
-    k->m.base = x;
-    k->m.n = n;
-    k->m.w_gen = k->m.gen;
     return true;
 }
 

@@ -92,6 +92,11 @@ void plm_gemm_set_bf16_reuse(bool on);
  * hold at a time; x must not change while held. */
 bool plm_gemm_bf16_hold(const float *x, size_t n);
 void plm_gemm_bf16_release(void);
+/* The hold's buffer for a pass that is about to compute x[0, n) and can round it on the
+ * way (GELU's backward writing the gradient the next linear layer holds): the caller
+ * writes w[i] = plm_to_bf16(x[i]) for every i, and the next plm_gemm_bf16_hold(x, n)
+ * takes it without a pass of its own. NULL when hold would not hold. */
+uint16_t *plm_gemm_bf16_hold_begin(const float *x, size_t n);
 
 /* Keeps of a forward's linear inputs for the same pass's dW = dY^T x. Between
  * plm_gemm_bf16_keep_inputs(true) and (false) (plm_model_run around a forward pass that a
@@ -102,6 +107,10 @@ void plm_gemm_bf16_release(void);
  * on. The buffers (one per input pointer, grow-only) live as long as the process. */
 void plm_gemm_bf16_keep_inputs(bool on);
 bool plm_gemm_bf16_keep(const float *x, size_t n);
+/* The keep's buffer for a pass that computes x[0, n) (GELU's forward writing the next
+ * linear layer's input), filled by the caller as for plm_gemm_bf16_hold_begin; the next
+ * plm_gemm_bf16_keep(x, n) then has nothing to round. NULL when keep would not keep. */
+uint16_t *plm_gemm_bf16_keep_begin(const float *x, size_t n);
 
 /* Counters since the start: bf16 GEMM operands read from a mirror or a hold, and operands
  * rounded by the GEMM itself (tests check that the mirrors are really used). */

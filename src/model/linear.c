@@ -82,7 +82,7 @@ void linear_backward(float *dinp, float *dweight, float *dbias, const float *dou
      * tiny +8 MB (328 to 336). Saved: one rounding pass over every linear input, 7 of
      * the 23 N C elements per layer still rounded with the weights' copy and the hold
      * (a pass reading 4 and writing 2 bytes each). Worth the memory. */
-    bool held = dinp && plm_gemm_bf16_hold(dout, (size_t)N * OC);
+    bool held = plm_gemm_bf16_hold(dout, (size_t)N * OC);
     if (dinp) plm_sgemm(false, false, N, C, OC, 1.0f, dout, OC, weight, C, accumulate ? 1.0f : 0.0f, dinp, C);
     plm_sgemm(true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
     if (held) plm_gemm_bf16_release();
