@@ -611,7 +611,8 @@ static void test_gemm_bf16_split(void) {
     }
     int K = 40, worst_rows = 0;
     double worst = 0.0;
-    float *A = frand((size_t)200 * K, 1.0f), *B = frand((size_t)40 * K, 1.0f), *C = plm_malloc((size_t)200 * 40 * 4);
+    float *A = frand((size_t)200 * K, 1.0f), *B = frand((size_t)48 * K, 1.0f),
+          *C = plm_malloc((size_t)200 * 48 * 4); /* N <= 44 */
     plm_gemm_set_bf16(true);
     for (int it = 0; it < 3000; it++) {
         /* 16 rows + a tail of 1..15: the 21 head shapes stay cached, the 315 tails churn */
