@@ -195,7 +195,9 @@ static size_t sop_pairs_build(const plm_documents *docs, int max_num, float shor
                 al = bl, bl = t;
                 label = 1;
             }
-            truncate_pair(&as, &al, &bs, &bl, (uint64_t)max_num, r);
+            /* to the target, not max_num_tokens as google: a segment of whole sentences is
+             * often longer than a short target, and short_seq_prob would give no short pair */
+            truncate_pair(&as, &al, &bs, &bl, target, r);
             push_window(w, cap, &n,
                         (plm_window){.a_start = as,
                                      .b_start = bs,

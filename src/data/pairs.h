@@ -22,24 +22,24 @@
  *    (test_pairs.c, tests/test_nsp_learn.c); then truncate_seq_pair;
  *  - SOP (ALBERT's sentence_order_label): A and B are consecutive text of one document,
  *    swapped with probability 0.5 (label 1), else label 0; truncate_seq_pair after the
- *    swap (as ALBERT). Unlike ALBERT, A and B are built alike so that a pair and its swap
- *    have the same lengths and edges: the target is split at a uniform token into two
- *    shares, A and B each gather whole sentences until they hold their share (both end at
- *    a sentence end, both with the sentence that overshoots), the document is walked
- *    forward or backward with probability 0.5, and a document's last sentence without a
- *    partner is left out. Why: in google-research/albert's chunks B always holds the
- *    sentence that overshoots the target, a chunk of one sentence (plm cut it at a token)
- *    has its full stop in B, and plm truncated before the swap, the longer losing a token
- *    and B on ties, which left A one token longer exactly in order. On the State of the
- *    Union addresses a threshold on |A| told the SOP label 70% of the time at T 32 and 62%
- *    at T 64 (90% of the pairs at T 32 are truncated where A meets B); now the best rule
- *    on lengths and edges 50.5% at both (majority 50%; test_pairs.c). Whole-sentence
- *    segments cost tokens: an epoch holds a third fewer pairs at T 32 and a quarter fewer
- *    at T 64 there, and short targets give fewer short pairs (0.4% of them under half the
- *    length with short_seq_prob 0.1 at T 64, 1.8% before): both segments are whole
- *    sentences;
- *  - truncate_seq_pair: while |A| + |B| > max_num_tokens, the longer one (B on ties) loses
- *    a token at the front or the back with probability 0.5 each.
+ *    swap (as ALBERT), to the target length (google: max_num_tokens; whole-sentence
+ *    segments would leave short_seq_prob without short pairs where sentences are long).
+ *    Unlike ALBERT, A and B are built alike so that a pair and its swap have the same
+ *    lengths and edges: the target is split at a uniform token into two shares, A and B
+ *    each gather whole sentences until they hold their share (both end at a sentence end,
+ *    both with the sentence that overshoots), the document is walked forward or backward
+ *    with probability 0.5, and a document's last sentence without a partner is left out.
+ *    Why: in google-research/albert's chunks B always holds the sentence that overshoots
+ *    the target, a chunk of one sentence (plm cut it at a token) has its full stop in B,
+ *    and plm truncated before the swap, the longer losing a token and B on ties, which
+ *    left A one token longer exactly in order. On the State of the Union addresses a
+ *    threshold on |A| told the SOP label 70% of the time at T 32 and 62% at T 64 (90% of
+ *    the pairs at T 32 are truncated where A meets B); now the best rule on lengths and
+ *    edges 50.2% and 50.7% (majority 50.1%, 50.5%; test_pairs.c). Whole-sentence segments
+ *    cost tokens: an epoch holds a third fewer pairs at T 32 and a quarter fewer at T 64
+ *    there;
+ *  - truncate_seq_pair: while |A| + |B| > max_num_tokens (SOP: the target), the longer one
+ *    (B on ties) loses a token at the front or the back with probability 0.5 each.
  * Labels follow HF: next_sentence_label 0 = B continues A, 1 = B is random. */
 #ifndef PLM_PAIRS_H
 #define PLM_PAIRS_H
