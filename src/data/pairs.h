@@ -35,9 +35,11 @@
  *    left A one token longer exactly in order. On the State of the Union addresses a
  *    threshold on |A| told the SOP label 70% of the time at T 32 and 62% at T 64 (90% of
  *    the pairs at T 32 are truncated where A meets B); now the best rule on lengths and
- *    edges 50.2% and 50.7% (majority 50.1%, 50.5%; test_pairs.c). Whole-sentence segments
- *    cost tokens: an epoch holds a third fewer pairs at T 32 and a quarter fewer at T 64
- *    there;
+ *    edges 50.2% and 50.7% (majority 50.1%, 50.5%; test_pairs.c). A model learned the old
+ *    shapes (test_nsp_learn.c's model and books with SOP, 6000 steps: 66.0% held-out, the
+ *    best length rule 60.3%) and nothing at that scale now (50.0%, majority 50.2%).
+ *    Whole-sentence segments cost tokens: an epoch holds a third fewer pairs at T 32 and a
+ *    quarter fewer at T 64 there;
  *  - truncate_seq_pair: while |A| + |B| > max_num_tokens (SOP: the target), the longer one
  *    (B on ties) loses a token at the front or the back with probability 0.5 each.
  * Labels follow HF: next_sentence_label 0 = B continues A, 1 = B is random. */
