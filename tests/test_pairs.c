@@ -9,9 +9,10 @@
  *  - short_seq_prob: shorter targets appear (about short_seq_prob of the pairs end
  *    well below max_seq_length) and without it only at document ends;
  *  - instances are rebuilt per epoch (dynamic) and repeat with static masking's dupe;
- *  - the lengths alone do not tell the NSP label: no threshold on |A|, |B|, |A| + |B| or
- *    B's share beats the majority label by max(0.02, 2 / sqrt(pairs)), at T 32 and 64
- *    (SOP's are printed).
+ *  - the lengths and edges alone do not tell the NSP or the SOP label: no threshold on
+ *    |A|, |B|, |A| + |B|, B's share, |A| - |B|, or whether A or B starts or ends at a
+ *    sentence boundary beats the majority label by max(0.02, 2 / sqrt(pairs)), at T 32
+ *    and 64.
  *  - NSP learns: a tiny BERT trained on MLM + NSP through these batches reaches a held-out
  *    NSP accuracy well above the majority label, on synthetic documents whose token ranges
  *    differ (so a random B is recognisable from A: what BERT exploits in topic shifts).
@@ -77,30 +78,67 @@ static size_t doc_of(const plm_documents *d, uint64_t pos) {
     return lo;
 }
 
-/* The best accuracy of a rule that reads lengths only (a threshold on |A|, |B|, |A| + |B|
- * or B's share of the pair in 64ths, either direction) on n pair windows; *majority gets
- * the majority label's share. */
-static double length_rule(const plm_window *w, size_t n, double *majority) {
-    enum { NF = 4, NV = 129 };
+/* What a rule can read off a pair without its words: |A|, |B|, |A| + |B|, B's share of the
+ * pair in 64ths, |A| - |B| (offset by 64), and whether A and B start at a sentence start
+ * and end at a sentence end (a model sees that: a capital, a full stop). */
+enum { NF = 9, NV = 129 };
+static const char *const feature_names[NF] = {"|A|",
+                                              "|B|",
+                                              "|A|+|B|",
+                                              "B's share",
+                                              "|A|-|B|",
+                                              "A starts a sentence",
+                                              "A ends a sentence",
+                                              "B starts a sentence",
+                                              "B ends a sentence"};
+
+static bool sent_start(const plm_documents *D, uint64_t p) {
+    size_t lo = 0, hi = D->num_sent;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (D->sent[mid] < p)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < D->num_sent && D->sent[lo] == p;
+}
+
+static bool sent_end(const plm_documents *D, uint32_t doc, uint64_t p) { return p == D->end[doc] || sent_start(D, p); }
+
+/* The best accuracy of a threshold rule on one of these features (either direction) on n
+ * pair windows; best[k] gets feature k's, *majority the majority label's share. */
+static double length_rule(const plm_window *w, size_t n, const plm_documents *D, double *best, double *majority) {
     static long cnt[NF][NV][2];
     memset(cnt, 0, sizeof cnt);
     long ones = 0;
     for (size_t i = 0; i < n; i++) {
         const plm_window *x = &w[i];
         int a = (int)PLM_MIN(x->a_len, NV - 1u), b = (int)PLM_MIN(x->b_len, NV - 1u);
-        int f[NF] = {a, b, PLM_MIN(a + b, NV - 1), a + b ? 64 * b / (a + b) : 0};
+        int f[NF] = {a,
+                     b,
+                     PLM_MIN(a + b, NV - 1),
+                     a + b ? 64 * b / (a + b) : 0,
+                     PLM_MAX(0, PLM_MIN(64 + a - b, NV - 1)),
+                     sent_start(D, x->a_start),
+                     sent_end(D, x->a_doc, x->a_start + x->a_len),
+                     sent_start(D, x->b_start),
+                     sent_end(D, x->b_doc, x->b_start + x->b_len)};
         for (int k = 0; k < NF; k++) cnt[k][f[k]][x->label == 1]++;
         ones += x->label == 1;
     }
     *majority = (double)PLM_MAX(ones, (long)n - ones) / (double)n;
-    double best = 0.0;
-    for (int k = 0; k < NF; k++)
+    double all = 0.0;
+    for (int k = 0; k < NF; k++) {
+        best[k] = 0.0;
         for (int t = 0; t <= NV; t++) {
             long right = 0; /* label 1 iff f >= t; the other direction scores n - right */
             for (int v = 0; v < NV; v++) right += cnt[k][v][v >= t];
-            best = fmax(best, (double)PLM_MAX(right, (long)n - right) / (double)n);
+            best[k] = fmax(best[k], (double)PLM_MAX(right, (long)n - right) / (double)n);
         }
-    return best;
+        all = fmax(all, best[k]);
+    }
+    return all;
 }
 
 static void check_kind(const char *name, plm_pair_objective kind, const plm_token_stream *s, const plm_vocab_info *v) {
@@ -150,27 +188,31 @@ static void check_kind(const char *name, plm_pair_objective kind, const plm_toke
     } else {
         TEST_CHECK(bad_next == 0, "sop_order", "%ld pairs whose order does not match the label", bad_next);
     }
-    /* The lengths alone must not tell the NSP label. A chunk of one sentence longer than
-     * the target is cut at a random token: its "next" B is the sentence's rest, so a long A
-     * left a short next B while a random B (whole sentences) had any length. At T 32 many
-     * of these addresses' sentences are longer than the target: a rule on lengths scored
-     * 0.573 (majority 0.505) there before pairs.c gave such a random B the next one's
-     * length, 0.505 (0.500) after. SOP (not asserted): the second part of a chunk holds the
-     * sentence that overshoots the target, so lengths tell the order (0.70 at T 32, 0.62 at
-     * T 64; google's create_instances builds ALBERT's pairs the same way). */
+    /* The lengths and edges alone must not tell the label. NSP: a chunk of one sentence
+     * longer than the target is cut at a random token: its "next" B is the sentence's rest,
+     * so a long A left a short next B while a random B (whole sentences) had any length. At
+     * T 32 many of these addresses' sentences are longer than the target: a rule on lengths
+     * scored 0.573 (majority 0.505) there before pairs.c gave such a random B the next one's
+     * length, 0.505 (0.500) after; with the edges and |A| - |B| 0.507 (T 32) and 0.509
+     * (T 64). SOP, built as google's create_instances (ALBERT's too), with plm's
+     * truncate_seq_pair before the swap: 0.702 at T 32 (majority 0.501) and 0.622 at T 64
+     * (0.504), on |A|, |B|, B's share or |A| - |B| alike, 0.67 and 0.61 on "A starts a
+     * sentence". 90% of the pairs at T 32 are truncated where A meets B; truncation trims
+     * the longer, B on ties, so it left A as long as B or one token longer (56% of those
+     * within one token), and B held the sentence that overshoots the target. Built alike
+     * and swapped before truncating (pairs.c): 0.502 and 0.507 (0.501, 0.505). */
     for (int t = 32; t <= 64; t += 32) {
         plm_window *lw = NULL;
         size_t lcap = 0, ln = plm_pairs_build(&d.docs, kind, t, 0.1f, 77, &lw, &lcap);
-        double maj, lr = length_rule(lw, ln, &maj);
+        double best[NF], maj, lr = length_rule(lw, ln, &d.docs, best, &maj);
         free(lw);
-        printf("# %s, T %d: best length-only rule %.4f, majority label %.4f, on %zu pairs\n", name, t, lr, maj, ln);
-        if (kind == PLM_PAIR_NSP) {
-            snprintf(tn, sizeof tn, "nsp_lengths_hide_label_t%d", t);
-            /* the best of the 520 rules is up to about 0.5 sqrt(2 ln 520) / sqrt(n) above
-             * chance by selection alone (the sanitizer's 40 addresses give few pairs) */
-            TEST_CHECK(lr < maj + fmax(0.02, 2.0 / sqrt((double)ln)), tn,
-                       "a rule on segment lengths alone scores %.4f (majority %.4f) on %zu pairs", lr, maj, ln);
-        }
+        printf("# %s, T %d: best rule %.4f, majority label %.4f, on %zu pairs; per feature:", name, t, lr, maj, ln);
+        for (int k = 0; k < NF; k++) printf(" %s %.4f%s", feature_names[k], best[k], k + 1 < NF ? "," : "\n");
+        snprintf(tn, sizeof tn, "%s_lengths_hide_label_t%d", name, t);
+        /* the best of the 2,340 rules is up to about 0.5 sqrt(2 ln 2340) / sqrt(n) above
+         * chance by selection alone (the sanitizer's 40 addresses give few pairs) */
+        TEST_CHECK(lr < maj + fmax(0.02, 2.0 / sqrt((double)ln)), tn,
+                   "a rule on segment lengths or edges alone scores %.4f (majority %.4f) on %zu pairs", lr, maj, ln);
     }
     /* short_seq_prob: pairs shorter than half the length come from short targets, else
      * only from document ends */

@@ -135,12 +135,90 @@ static uint64_t draw_target(int max_num, float short_seq_prob, plm_rng *r) {
     return (uint64_t)max_num;
 }
 
+static void push_window(plm_window **w, size_t *cap, size_t *n, plm_window x) {
+    if (*n == *cap) {
+        *cap = *cap ? 2 * *cap : 4096;
+        *w = plm_realloc(*w, *cap * sizeof(plm_window));
+    }
+    (*w)[(*n)++] = x;
+}
+
+/* Whole sentences of document d from sentence i on (dir +1) or before it (dir -1) until
+ * they hold `want` tokens or the document ends. Returns where the gathering stopped: the
+ * end (exclusive) forward, the first sentence taken backward. */
+static size_t gather(const plm_documents *docs, size_t d, size_t i, int dir, uint64_t want) {
+    size_t s0 = docs->first_sent[d], s1 = docs->first_sent[d + 1];
+    for (uint64_t got = 0; got < want && (dir > 0 ? i < s1 : i > s0);) {
+        size_t k = dir > 0 ? i++ : --i;
+        got += sent_end(docs, d, k) - docs->sent[k];
+    }
+    return i;
+}
+
+/* SOP pairs (pairs.h). A pair and its swap must look alike in everything but the order of
+ * their text, else the label is read off their shape. Google's chunk (sentences up to the
+ * target, A the first a_end of them) always puts the sentence that overshoots the target
+ * in B; a chunk of one sentence cut at a token always has the full stop in B; and
+ * truncate_seq_pair (the longer loses a token, B on ties) before the swap left the first
+ * segment one token longer exactly when the pair was in order. Here A and B are built
+ * alike: the target is split at a uniform token (google's a_end is uniform over
+ * sentences), each segment gathers whole sentences until it holds its share (both end
+ * with an overshooting sentence, at a sentence end), the document is walked forward or
+ * backward with p 0.5 (the segment cut short by the document's edge is B or A alike), a
+ * document's last unpaired sentence is left out (a cut inside it would show the order),
+ * and the swap comes before truncate_pair, as in ALBERT's create_instances, so that the
+ * trimming depends on positions only. */
+static size_t sop_pairs_build(const plm_documents *docs, int max_num, float short_seq_prob, plm_rng *r, plm_window **w,
+                              size_t *cap) {
+    size_t n = 0;
+    for (size_t d = 0; d < docs->num_docs; d++) {
+        size_t s0 = docs->first_sent[d], s1 = docs->first_sent[d + 1];
+        int dir = plm_rng_uniform(r) < 0.5f ? -1 : 1;
+        size_t p = dir > 0 ? s0 : s1; /* the first unused sentence (forward), the end of the unused ones (backward) */
+        while (dir > 0 ? p < s1 : p > s0) {
+            uint64_t target = draw_target(max_num, short_seq_prob, r);
+            uint64_t first = 1 + plm_rng_below(r, (uint32_t)(target - 1)), second = target - first;
+            /* forward: A = sentences [p, m), B = [m, e); backward: B = [m, p), A = [e, m) */
+            size_t m = gather(docs, d, p, dir, first), e = gather(docs, d, m, dir, second);
+            if (e == m) {                                 /* the document ended in the first segment */
+                if ((dir > 0 ? m - p : p - m) < 2) break; /* one sentence: no pair */
+                m = dir > 0 ? m - 1 : m + 1;              /* its sentence at the edge is the second */
+            }
+            size_t a0 = dir > 0 ? p : e, b1 = dir > 0 ? e : p;
+            uint64_t as = docs->sent[a0], al = docs->sent[m] - as, bs = docs->sent[m],
+                     bl = sent_end(docs, d, b1 - 1) - bs;
+            int32_t label = 0;
+            if (plm_rng_uniform(r) < 0.5f) {
+                uint64_t t = as;
+                as = bs, bs = t;
+                t = al;
+                al = bl, bl = t;
+                label = 1;
+            }
+            /* to the target, not max_num_tokens as google: a segment of whole sentences is
+             * often longer than a short target, and short_seq_prob would give no short pair */
+            truncate_pair(&as, &al, &bs, &bl, target, r);
+            push_window(w, cap, &n,
+                        (plm_window){.a_start = as,
+                                     .b_start = bs,
+                                     .a_len = (uint32_t)al,
+                                     .b_len = (uint32_t)bl,
+                                     .a_doc = (uint32_t)d,
+                                     .b_doc = (uint32_t)d,
+                                     .label = label});
+            p = e;
+        }
+    }
+    return n;
+}
+
 size_t plm_pairs_build(const plm_documents *docs, plm_pair_objective kind, int T, float short_seq_prob, uint64_t key,
                        plm_window **w, size_t *cap) {
     plm_rng r;
     plm_rng_seed(&r, key, 0x9a125ULL);
     int max_num = T - 3;
-    size_t n = 0;
+    if (kind == PLM_PAIR_SOP) return sop_pairs_build(docs, max_num, short_seq_prob, &r, w, cap);
+    size_t n = 0; /* NSP */
     for (size_t d = 0; d < docs->num_docs; d++) {
         size_t s0 = docs->first_sent[d], s1 = docs->first_sent[d + 1];
         uint64_t target = draw_target(max_num, short_seq_prob, &r), clen = 0;
@@ -162,7 +240,7 @@ size_t plm_pairs_build(const plm_documents *docs, plm_pair_objective kind, int T
                 uint64_t as = cstart, al = split - cstart, bs, bl;
                 uint32_t bdoc = (uint32_t)d;
                 int32_t label = 0;
-                if (kind == PLM_PAIR_NSP && plm_rng_uniform(&r) < 0.5f) {
+                if (plm_rng_uniform(&r) < 0.5f) {
                     uint64_t target_b = target > al ? target - al : 1;
                     size_t rd = plm_rng_below(&r, (uint32_t)(docs->num_docs - 1));
                     if (rd >= d) rd++; /* never the same document */
@@ -195,24 +273,14 @@ size_t plm_pairs_build(const plm_documents *docs, plm_pair_objective kind, int T
                     bl = cend - split;
                 }
                 truncate_pair(&as, &al, &bs, &bl, (uint64_t)max_num, &r);
-                if (kind == PLM_PAIR_SOP && plm_rng_uniform(&r) < 0.5f) {
-                    uint64_t t = as;
-                    as = bs, bs = t;
-                    t = al;
-                    al = bl, bl = t;
-                    label = 1;
-                }
-                if (n == *cap) {
-                    *cap = *cap ? 2 * *cap : 4096;
-                    *w = plm_realloc(*w, *cap * sizeof(plm_window));
-                }
-                (*w)[n++] = (plm_window){.a_start = as,
+                push_window(w, cap, &n,
+                            (plm_window){.a_start = as,
                                          .b_start = bs,
                                          .a_len = (uint32_t)al,
                                          .b_len = (uint32_t)bl,
                                          .a_doc = (uint32_t)d,
                                          .b_doc = bdoc,
-                                         .label = label};
+                                         .label = label});
             }
             cs = i + 1;
             clen = 0;
