@@ -449,8 +449,7 @@ static int reward_score(int argc, char **argv) {
     plm_model *m = NULL;
     plm_tokenizer *tok = NULL;
     plm_chat_set set = {0};
-    plm_sft_data seqs;
-    plm_sft_data_init(&seqs);
+    plm_sft_data seqs = {0}; /* plm_sft_encode initialises it */
     float *r = NULL;
     char *text = NULL;
     cJSON *cfg = cli_read_config(model);
