@@ -1975,9 +1975,10 @@ static void case_adamw(void) {
 /* plm dpo's step (train/dpo.h) on a small GPT-2: two preference pairs (four sequences of
  * prompt and response tokens, padded right), reference log-probs given; the forward pass
  * for the policy's log-probs, the loss, then the LM loss with the per-sequence
- * label_weights through the usual backward pass. parity.py recomputes the summed response
+ * label_weights through the usual backward pass, for each of TRL's loss types (sigmoid,
+ * hinge, ipo on per-token mean log-probs). parity.py recomputes the summed response
  * log-probs, the DPO loss and its gradient with autograd in float64. */
-static void case_dpo(const char *name, float beta, bool untied) {
+static void case_dpo(const char *name, float beta, bool untied, plm_dpo_loss_type type) {
     plm_config c;
     plm_config_default(&c, PLM_ARCH_GPT2);
     c.vocab_size = 61;
@@ -2024,13 +2025,21 @@ static void case_dpo(const char *name, float beta, bool untied) {
     d.ref_logp = plm_malloc((size_t)B * sizeof(double));
     for (int s = 0; s < B; s++)
         d.ref_logp[s] = -4.0 * (strchr(segs[s], '1') ? (double)strlen(strchr(segs[s], '1')) : 1) + rnd1(2.0f);
+    if (type == PLM_DPO_HINGE) {
+        /* references that put pair 0 before the hinge (beta z = 0.5: a gradient) and pair 1
+         * past it (beta z = 3: none), whatever the random policy's log-probs are */
+        double lp[4];
+        plm_dpo_logps(m, &d.seqs, B, c.eos_token_id, lp);
+        double off[4] = {0.5 / beta + 0.3, 0.3, 3.0 / beta - 0.2, -0.2};
+        for (int s = 0; s < B; s++) d.ref_logp[s] = lp[s] - off[s];
+    }
     int pairs[2] = {0, 1};
     plm_dpo_buf buf = {0};
     plm_batch b;
     plm_dpo_stats st;
     poison_model_acts(m, B, T);
     plm_model_zero_grad(m);
-    int rc = plm_dpo_batch(m, &d, pairs, 2, beta, c.eos_token_id, false, 0, &buf, &b, &st);
+    int rc = plm_dpo_batch(m, &d, pairs, 2, beta, type, c.eos_token_id, false, 0, &buf, &b, &st);
     double logp[4];
     memcpy(logp, buf.logp, sizeof logp);
     poison_model_acts(m, B, T);
@@ -2043,6 +2052,9 @@ static void case_dpo(const char *name, float beta, bool untied) {
     for (int s = 0; s < B; s++) surrogate -= buf.seq_w[s] * logp[s];
     CHECK(fabs(m->loss - surrogate) <= 1e-5 * fabs(surrogate) + 1e-9, cname("parity_self.%s.surrogate", name),
           "model loss %.9g, sum w * CE %.9g", m->loss, surrogate);
+    if (type == PLM_DPO_HINGE) /* both sides of the hinge: a pair with a gradient, one without */
+        CHECK((buf.seq_w[0] == 0.0f) != (buf.seq_w[2] == 0.0f) && buf.seq_w[1] == -buf.seq_w[0],
+              cname("parity_self.%s.both_sides_of_the_hinge", name), "weights %g %g", buf.seq_w[0], buf.seq_w[2]);
     int32_t *resp = ialloc(N), *mask32 = ialloc(N);
     for (int s = 0; s < B; s++)
         for (int t = 0; t < T; t++) {
@@ -2053,7 +2065,7 @@ static void case_dpo(const char *name, float beta, bool untied) {
     char *cfg = plm_config_to_json(&c, NULL);
     meta("config", "%s", cfg);
     free(cfg);
-    meta("beta", "%.9g", beta);
+    meta("beta", "%.9g", beta), meta("loss_type", "%s", plm_dpo_loss_name(type));
     put_i32("input_ids", b.input_ids, 2, B, T), put_i32("attention_mask", mask32, 2, B, T);
     put_i32("labels", b.labels, 2, B, T), put_i32("response_mask", resp, 2, B, T);
     for (int s = 0; s < B; s++) {
@@ -2289,8 +2301,10 @@ int main(int argc, char **argv) {
         {"gpt2_sft_dropout", PLM_ARCH_GPT2, true, true, true, 0, PLM_GELU_TANH, 0.1f, 0.15f, true},
     };
     for (size_t i = 0; i < PLM_ARRAY_LEN(models); i++) case_model(&models[i]);
-    case_dpo("gpt2_dpo", 0.5f, false);
-    case_dpo("gpt2_dpo_untied", 0.1f, true);
+    case_dpo("gpt2_dpo", 0.5f, false, PLM_DPO_SIGMOID);
+    case_dpo("gpt2_dpo_untied", 0.1f, true, PLM_DPO_SIGMOID);
+    case_dpo("gpt2_dpo_hinge", 0.2f, false, PLM_DPO_HINGE); /* one pair past the hinge, one before */
+    case_dpo("gpt2_dpo_ipo_untied", 0.5f, true, PLM_DPO_IPO);
     case_pairwise("pairwise", 0.0f);
     case_pairwise("pairwise_center", 0.05f);
     case_reward("gpt2_reward", 0.0f);

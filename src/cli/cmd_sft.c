@@ -207,6 +207,7 @@ typedef struct {
     const plm_dpo_data *train, *valid; /* valid NULL: no evaluation */
     plm_chat_template t;
     float beta;
+    plm_dpo_loss_type type;
 } dpo_run;
 
 static int dpo_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores *best) {
@@ -216,7 +217,7 @@ static int dpo_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores *b
     plm_tokenizer *tok = NULL;
     int rc = cli_load_model(a->resume_from_checkpoint ? a->resume_from_checkpoint : r->o->model, &m, &tok);
     if (rc != 0) return rc;
-    rc = plm_dpo_train(m, tok, r->train, r->valid, r->beta, r->t, a, best);
+    rc = plm_dpo_train(m, tok, r->train, r->valid, r->beta, r->type, r->t, a, best);
     if (rc == 0 && plm_dist_is_root()) {
         char path[4200], svg[4200];
         snprintf(path, sizeof path, "%s/metrics.jsonl", a->output_dir);
@@ -294,27 +295,33 @@ int cmd_dpo(int argc, char **argv) {
     o.a.opt.learning_rate = 5e-5f;
     o.a.max_seq_length = 0;
     o.lr_help = "peak learning rate (default 5e-5; TRL's 1e-6 is for billion-parameter models)";
-    const char *train_file = NULL, *valid_file = NULL, *template = "plain";
+    const char *train_file = NULL, *valid_file = NULL, *template = "plain", *loss_type = "sigmoid";
     float split = 0.0f, beta = 0.1f;
     const arg_spec own[] = {
         {"--train", ARG_STR, &train_file, "JSONL: {\"prompt\", \"chosen\", \"rejected\"} per line"},
         {"--validation", ARG_STR, &valid_file, "held-out pairs: eval loss, reward accuracy and margins"},
         {"--validation-split", ARG_FLOAT, &split, "hold out this share of --train's pairs instead (seeded; default 0)"},
         {"--beta", ARG_FLOAT, &beta, "DPO's beta: how far from the reference the model may move (default 0.1)"},
+        {"--loss-type", ARG_STR, &loss_type,
+         "TRL's loss_type: sigmoid (DPO, default), hinge (max(0, 1 - beta z)) or ipo ((z - 1/(2 beta))^2 on the "
+         "responses' mean log-probs per token)"},
         {"--template", ARG_STR, &template, "chat template: plain (default) or chatml, as plm sft"},
         {"--max-seq-length", ARG_INT, &o.a.max_seq_length,
          "cut longer sequences at their end (default: 1024 or the model's positions, whichever is smaller)"},
     };
     int rc = cli_ft_parse_cmd("dpo",
-                              "Direct Preference Optimization of a causal LM (TRL's DPOTrainer, sigmoid loss): the "
-                              "starting checkpoint is the frozen reference.",
+                              "Direct Preference Optimization of a causal LM (TRL's DPOTrainer; sigmoid, hinge or ipo "
+                              "loss): the starting checkpoint is the frozen reference.",
                               own, (int)PLM_ARRAY_LEN(own), &o, "pairs", argc, argv);
     if (rc >= 0) return rc;
     plm_chat_template t;
+    plm_dpo_loss_type lt;
     if (!train_file || (valid_file && split > 0) || !(split >= 0 && split < 1) || o.a.max_seq_length < 0 ||
-        !(beta > 0 && isfinite(beta)) || plm_chat_template_of(template, &t) != 0) {
+        !(beta > 0 && isfinite(beta)) || plm_chat_template_of(template, &t) != 0 ||
+        plm_dpo_loss_of(loss_type, &lt) != 0) {
         fprintf(stderr, "plm dpo: --train FILE is required; --validation or --validation-split (in [0, 1)), not "
-                        "both; finite --beta > 0; --template plain or chatml; --max-seq-length >= 0\n");
+                        "both; finite --beta > 0; --loss-type sigmoid, hinge or ipo; --template plain or chatml; "
+                        "--max-seq-length >= 0\n");
         return PLM_EXIT_USAGE;
     }
     plm_model *m = NULL;
@@ -334,9 +341,9 @@ int cmd_dpo(int argc, char **argv) {
         goto fail;
     if (!o.quiet) {
         fprintf(stderr,
-                "dpo: %d training pairs, %d validation; template %s, beta %g; model %s, %.2fM parameters; reference "
-                "log-probs of %d sequences in %.1f s\n",
-                train.n, valid.n, plm_chat_template_name(t), beta, plm_model_architecture(m),
+                "dpo: %d training pairs, %d validation; template %s, beta %g; loss %s; model %s, %.2fM parameters; "
+                "reference log-probs of %d sequences in %.1f s\n",
+                train.n, valid.n, plm_chat_template_name(t), beta, plm_dpo_loss_name(lt), plm_model_architecture(m),
                 (double)m->num_params / 1e6, train.seqs.n + valid.seqs.n, plm_now() - t0);
         fprintf(stderr, "dpo: %d training and %d validation sequences truncated to %d tokens\n", train.seqs.truncated,
                 valid_file ? valid.seqs.truncated : 0, max_len);
@@ -345,7 +352,7 @@ int cmd_dpo(int argc, char **argv) {
     m = NULL;
     plm_tokenizer_free(tok);
     tok = NULL;
-    dpo_run r = {&o, &train, valid.n > 0 ? &valid : NULL, t, beta};
+    dpo_run r = {&o, &train, valid.n > 0 ? &valid : NULL, t, beta, lt};
     if ((rc = cli_ft_run_seeds(&o, "dpo", 3, plm_dpo_metrics, r.valid != NULL, dpo_run_one, &r)) != 0) goto fail;
     rc = 0;
     goto out;

@@ -483,11 +483,14 @@ def check_model(ck, meta, d):
 
 def check_dpo(ck, meta, d):
     """plm dpo's step: a GPT-2's summed response log-probs (labels from the ids and the
-    response mask alone), the DPO loss -log sigmoid(beta ((lp_c - ref_c) - (lp_r - ref_r)))
-    averaged over the pairs (rows 2i, 2i + 1), its reward statistics, and every parameter
-    gradient of the loss, by autograd, against plm's forward + weighted-LM backward."""
+    response mask alone), the loss of TRL's loss_type on z = (lp_c - ref_c) - (lp_r - ref_r)
+    (sigmoid: -log sigmoid(beta z); hinge: relu(1 - beta z); ipo: (z - 1 / (2 beta))^2 with
+    the log-probs averaged over each response's tokens, as TRL's concatenated_forward does
+    for ipo) averaged over the pairs (rows 2i, 2i + 1), its reward statistics, and every
+    parameter gradient of the loss, by autograd, against plm's forward + weighted-LM backward."""
     cfg = json.loads(meta["config"])
     beta = float(meta["beta"])
+    loss_type = meta.get("loss_type", "sigmoid")
     names = [k for k in d if k.endswith((".weight", ".bias")) and not k.startswith("grad.")]
     P = {k: leaf(d[k]) for k in names}
     ids, mask, resp = d["input_ids"], d["attention_mask"], d["response_mask"]
@@ -501,8 +504,18 @@ def check_dpo(ck, meta, d):
     lp_rows = torch.log_softmax(logits, -1).gather(1, labels.reshape(-1)[sel].reshape(-1, 1)).reshape(-1)
     logp = torch.zeros(B).index_add(0, sel // T, lp_rows)
     ref = torch.tensor([d[f"ref_logp.{s}"].item() for s in range(B)])
-    rc, rr = beta * (logp[0::2] - ref[0::2]), beta * (logp[1::2] - ref[1::2])
-    loss = -F.logsigmoid(rc - rr).mean()
+    lp, rf = logp, ref
+    if loss_type == "ipo":  # TRL: all_logps / size_completion
+        k = (labels != -100).sum(1).double().clamp(min=1)
+        lp, rf = logp / k, ref / k
+    rc, rr = beta * (lp[0::2] - rf[0::2]), beta * (lp[1::2] - rf[1::2])
+    z = (lp[0::2] - rf[0::2]) - (lp[1::2] - rf[1::2])
+    if loss_type == "hinge":
+        loss = torch.relu(1 - beta * z).mean()
+    elif loss_type == "ipo":
+        loss = ((z - 1 / (2 * beta)) ** 2).mean()
+    else:
+        loss = -F.logsigmoid(beta * z).mean()
     loss.backward()
     ck.compare("loss", d["loss"], loss.reshape(1))
     ck.compare("logp", torch.cat([d[f"logp.{s}"] for s in range(B)]), logp)
