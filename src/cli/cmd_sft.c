@@ -24,6 +24,15 @@
 #include "train/sft.h"
 #include "train/trainer.h"
 
+/* A finished run's loss.svg, from its metrics.jsonl (rank 0 writes files). */
+static void plot_loss(const plm_ft_args *a, const char *title) {
+    if (!plm_dist_is_root()) return;
+    char path[4200], svg[4200];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", a->output_dir);
+    snprintf(svg, sizeof svg, "%s/loss.svg", a->output_dir);
+    plm_plot_metrics(path, svg, title);
+}
+
 typedef struct {
     cli_ft_opts *o;
     const plm_sft_data *train, *valid; /* valid NULL: no evaluation */
@@ -38,12 +47,7 @@ static int sft_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores *b
     int rc = cli_load_model(a->resume_from_checkpoint ? a->resume_from_checkpoint : r->o->model, &m, &tok);
     if (rc != 0) return rc;
     rc = plm_sft_train(m, tok, r->train, r->valid, r->t, a, best);
-    if (rc == 0 && plm_dist_is_root()) {
-        char path[4200], svg[4200];
-        snprintf(path, sizeof path, "%s/metrics.jsonl", a->output_dir);
-        snprintf(svg, sizeof svg, "%s/loss.svg", a->output_dir);
-        plm_plot_metrics(path, svg, "sft loss (response tokens)");
-    }
+    if (rc == 0) plot_loss(a, "sft loss (response tokens)");
     plm_model_free(m);
     plm_tokenizer_free(tok);
     return rc;
@@ -218,12 +222,7 @@ static int dpo_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores *b
     int rc = cli_load_model(a->resume_from_checkpoint ? a->resume_from_checkpoint : r->o->model, &m, &tok);
     if (rc != 0) return rc;
     rc = plm_dpo_train(m, tok, r->train, r->valid, r->beta, r->type, r->t, a, best);
-    if (rc == 0 && plm_dist_is_root()) {
-        char path[4200], svg[4200];
-        snprintf(path, sizeof path, "%s/metrics.jsonl", a->output_dir);
-        snprintf(svg, sizeof svg, "%s/loss.svg", a->output_dir);
-        plm_plot_metrics(path, svg, "dpo loss");
-    }
+    if (rc == 0) plot_loss(a, "dpo loss");
     plm_model_free(m);
     plm_tokenizer_free(tok);
     return rc;
@@ -413,12 +412,7 @@ static int reward_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores
                  : load_reward_model(r->o->model, false, a->seed, r->o->quiet || si > 0, &m, &tok);
     if (rc != 0) return rc;
     rc = plm_reward_train(m, tok, r->train, r->valid, r->center, r->t, a, best);
-    if (rc == 0 && plm_dist_is_root()) {
-        char path[4200], svg[4200];
-        snprintf(path, sizeof path, "%s/metrics.jsonl", a->output_dir);
-        snprintf(svg, sizeof svg, "%s/loss.svg", a->output_dir);
-        plm_plot_metrics(path, svg, "reward loss (Bradley-Terry)");
-    }
+    if (rc == 0) plot_loss(a, "reward loss (Bradley-Terry)");
     plm_model_free(m);
     plm_tokenizer_free(tok);
     return rc;
