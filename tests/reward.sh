@@ -150,3 +150,7 @@ expect reward_score_pairs_file 3 'pref.jsonl:1: no field "response"' -- "$PLM" r
 printf '{"prompt": "a", "response": "b"}\n{"prompt": "a",\n' >"$t/bad.jsonl"
 expect reward_score_bad_json 3 'bad.jsonl:2: bad JSON' -- "$PLM" reward --score "$t/bad.jsonl" --model "$t/rmv"
 expect reward_score_no_model 2 '--score FILE needs --model DIR' -- "$PLM" reward --score "$t/bad.jsonl"
+# plm predict / evaluate on a reward model point at plm reward --score
+printf 'sentence\treverse: a b\n' >"$t/x.tsv"
+expect reward_predict_points_to_score 3 'plm_task.type "reward".*plm reward --score FILE' -- "$PLM" predict \
+    --model "$t/rmv" --test "$t/x.tsv" --output "$t/o.tsv"
