@@ -6,7 +6,8 @@
 # template; truncated examples are counted; a run resumed from a checkpoint (copied, or
 # after SIGKILL) ends bit for bit as the uninterrupted one; plm generate --chat answers in
 # the template the model was trained with; hostile files get one line naming file:line
-# and exit 3, bad options exit 2. (Learning itself: tests/test_sft.c.)
+# and exit 3, bad options exit 2. plm dpo likewise, with each --loss-type's first-step loss
+# (policy = reference). (Learning itself: tests/test_sft.c.)
 set -u
 BUILD=${BUILD:-build}
 PLM=$PWD/$BUILD/plm
@@ -135,7 +136,7 @@ expect sft_bidirectional_model 3 'bert/config.json: .*sft needs a causal languag
     --model "$t/bert" --train "$t/sft.jsonl"
 
 # ---- plm dpo: chosen the reversed letters, rejected them unreversed
-"$PLM" dpo --help >"$t/out" 2>&1 && grep -q "usage: plm dpo" "$t/out" && grep -q -- "--beta" "$t/out" &&
+"$PLM" dpo --help >"$t/out" 2>&1 && grep -q "usage: plm dpo" "$t/out" && grep -q -- "--beta" "$t/out" && grep -q -- "--loss-type" "$t/out" &&
     pass help_dpo || fail help_dpo "no usage"
 python3 - "$t" <<'P'
 import json, random, sys
@@ -162,6 +163,7 @@ d = sys.argv[1]
 c = json.load(open(d + "/config.json"))
 assert c["architectures"] == ["GPT2LMHeadModel"] and c["plm_task"]["type"] == "dpo", c
 assert abs(c["plm_task"]["beta"] - 0.1) < 1e-7 and c["plm_task"]["chat_template"] == "plain", c["plm_task"]
+assert c["plm_task"]["loss_type"] == "sigmoid", c["plm_task"]
 lines = [json.loads(l) for l in open(d + "/metrics.jsonl")]
 steps = [l for l in lines if "loss" in l and "eval_loss" not in l]
 evals = [l for l in lines if "eval_loss" in l]
@@ -194,3 +196,18 @@ expect dpo_beta 2 'beta > 0' -- "$PLM" dpo "${base[@]}" --model "$t/gpt" --train
 expect dpo_beta_overflow 2 'beta > 0' -- "$PLM" dpo "${base[@]}" --model "$t/gpt" --train "$t/pref.jsonl" --beta 1e39
 expect dpo_bidirectional_model 3 'bert/config.json: .*dpo needs a causal language model' -- "$PLM" dpo "${base[@]}" \
     --model "$t/bert" --train "$t/pref.jsonl"
+# --loss-type (TRL's): at the first step the policy is the reference, z = 0: hinge 1, ipo (1 / (2 beta))^2 = 25
+for lt in hinge ipo; do
+    "$PLM" dpo "${dpo[@]}" --output-dir "$t/dpo_$lt" --max-steps 2 --loss-type $lt --quiet >"$t/out" 2>"$t/err" &&
+        python3 - "$t/dpo_$lt" $lt <<'P' && pass dpo_loss_type_$lt || fail dpo_loss_type_$lt "$(tail -2 "$t/err")"
+import json, sys
+d, lt = sys.argv[1], sys.argv[2]
+c = json.load(open(d + "/config.json"))
+assert c["plm_task"]["loss_type"] == lt, c["plm_task"]
+s0 = json.loads(open(d + "/metrics.jsonl").readline())
+want = {"hinge": 1.0, "ipo": 25.0}[lt]
+assert s0["step"] == 1 and abs(s0["loss"] - want) < 1e-3 * want and abs(s0["rewards/margins"]) < 1e-4, s0
+P
+done
+expect dpo_bad_loss_type 2 'loss-type sigmoid, hinge or ipo' -- "$PLM" dpo "${base[@]}" --model "$t/gpt" \
+    --train "$t/pref.jsonl" --loss-type kto

@@ -46,6 +46,7 @@
 #include "train/electra.h"
 #include "train/safetensors.h"
 #include "train/dpo.h"
+#include "train/reward.h"
 #include "train/sft.h"
 
 /* ---------------------------------------------------------------- helpers */
@@ -1974,9 +1975,10 @@ static void case_adamw(void) {
 /* plm dpo's step (train/dpo.h) on a small GPT-2: two preference pairs (four sequences of
  * prompt and response tokens, padded right), reference log-probs given; the forward pass
  * for the policy's log-probs, the loss, then the LM loss with the per-sequence
- * label_weights through the usual backward pass. parity.py recomputes the summed response
+ * label_weights through the usual backward pass, for each of TRL's loss types (sigmoid,
+ * hinge, ipo on per-token mean log-probs). parity.py recomputes the summed response
  * log-probs, the DPO loss and its gradient with autograd in float64. */
-static void case_dpo(const char *name, float beta, bool untied) {
+static void case_dpo(const char *name, float beta, bool untied, plm_dpo_loss_type type) {
     plm_config c;
     plm_config_default(&c, PLM_ARCH_GPT2);
     c.vocab_size = 61;
@@ -2023,13 +2025,21 @@ static void case_dpo(const char *name, float beta, bool untied) {
     d.ref_logp = plm_malloc((size_t)B * sizeof(double));
     for (int s = 0; s < B; s++)
         d.ref_logp[s] = -4.0 * (strchr(segs[s], '1') ? (double)strlen(strchr(segs[s], '1')) : 1) + rnd1(2.0f);
+    if (type == PLM_DPO_HINGE) {
+        /* references that put pair 0 before the hinge (beta z = 0.5: a gradient) and pair 1
+         * past it (beta z = 3: none), whatever the random policy's log-probs are */
+        double lp[4];
+        plm_dpo_logps(m, &d.seqs, B, c.eos_token_id, lp);
+        double off[4] = {0.5 / beta + 0.3, 0.3, 3.0 / beta - 0.2, -0.2};
+        for (int s = 0; s < B; s++) d.ref_logp[s] = lp[s] - off[s];
+    }
     int pairs[2] = {0, 1};
     plm_dpo_buf buf = {0};
     plm_batch b;
     plm_dpo_stats st;
     poison_model_acts(m, B, T);
     plm_model_zero_grad(m);
-    int rc = plm_dpo_batch(m, &d, pairs, 2, beta, c.eos_token_id, false, 0, &buf, &b, &st);
+    int rc = plm_dpo_batch(m, &d, pairs, 2, beta, type, c.eos_token_id, false, 0, &buf, &b, &st);
     double logp[4];
     memcpy(logp, buf.logp, sizeof logp);
     poison_model_acts(m, B, T);
@@ -2042,6 +2052,9 @@ static void case_dpo(const char *name, float beta, bool untied) {
     for (int s = 0; s < B; s++) surrogate -= buf.seq_w[s] * logp[s];
     CHECK(fabs(m->loss - surrogate) <= 1e-5 * fabs(surrogate) + 1e-9, cname("parity_self.%s.surrogate", name),
           "model loss %.9g, sum w * CE %.9g", m->loss, surrogate);
+    if (type == PLM_DPO_HINGE) /* both sides of the hinge: a pair with a gradient, one without */
+        CHECK((buf.seq_w[0] == 0.0f) != (buf.seq_w[2] == 0.0f) && buf.seq_w[1] == -buf.seq_w[0],
+              cname("parity_self.%s.both_sides_of_the_hinge", name), "weights %g %g", buf.seq_w[0], buf.seq_w[2]);
     int32_t *resp = ialloc(N), *mask32 = ialloc(N);
     for (int s = 0; s < B; s++)
         for (int t = 0; t < T; t++) {
@@ -2052,7 +2065,7 @@ static void case_dpo(const char *name, float beta, bool untied) {
     char *cfg = plm_config_to_json(&c, NULL);
     meta("config", "%s", cfg);
     free(cfg);
-    meta("beta", "%.9g", beta);
+    meta("beta", "%.9g", beta), meta("loss_type", "%s", plm_dpo_loss_name(type));
     put_i32("input_ids", b.input_ids, 2, B, T), put_i32("attention_mask", mask32, 2, B, T);
     put_i32("labels", b.labels, 2, B, T), put_i32("response_mask", resp, 2, B, T);
     for (int s = 0; s < B; s++) {
@@ -2065,6 +2078,152 @@ static void case_dpo(const char *name, float beta, bool untied) {
     put_model_tensors(m, m->params, "");
     put_model_tensors(m, m->grads, "grad.");
     plm_dpo_buf_free(&buf);
+    plm_dpo_data_free(&d);
+    plm_model_free(m);
+    dump_end();
+}
+
+/* ---------------------------------------------------------------- reward model */
+
+typedef struct {
+    float *r;
+    int n;
+    float center;
+} pairwise_ctx;
+
+static double pairwise_objective(void *p) {
+    pairwise_ctx *c = p;
+    plm_pairwise_stats st;
+    pairwise_forward(c->r, c->n, c->center, &st);
+    return st.loss_sum / c->n;
+}
+
+/* The Bradley-Terry loss of model/pairwise.h on its own: 7 pairs of rewards, one pair
+ * far apart (|r_c - r_r| = 60: no overflow either way), one tied (not counted correct). */
+static void case_pairwise(const char *name, float center) {
+    int n = 7;
+    dump_begin(name, "pairwise");
+    float *r = frand((size_t)2 * n, 3.0f);
+    r[2] = 30.0f, r[3] = -30.0f; /* pair 1: d = 60 */
+    r[6] = -25.0f, r[7] = 35.0f; /* pair 3: d = -60 */
+    r[10] = r[11] = 0.7f;        /* pair 5: a tie */
+    plm_pairwise_stats st;
+    pairwise_forward(r, n, center, &st);
+    float gs = 0.61f / (float)n, *g = fnan((size_t)2 * n), *g2 = fcopy(r, (size_t)2 * n);
+    pairwise_backward(g, r, n, center, gs);
+    pairwise_backward(g2, g2, n, center, gs); /* in place, as the head runs it */
+    check_written(name, "grad", g, (size_t)2 * n);
+    CHECK(!memcmp(g, g2, (size_t)2 * n * sizeof(float)), cname("parity_self.%s.in_place", name),
+          "the in-place gradient differs");
+    CHECK(isfinite(st.loss_sum) && st.pairs == n, cname("parity_self.%s.finite", name), "loss %g", st.loss_sum);
+    meta("center", "%.9g", center), meta("grad_scale", "%.9g", gs);
+    put_f32("rewards", r, 1, 2 * n);
+    put_f64("loss_sum", st.loss_sum), put_f64("correct", st.correct), put_f64("margin_sum", st.margin_sum);
+    put_f64("min_reward", st.min_reward), put_f64("max_reward", st.max_reward);
+    put_f32("grad.rewards", g, 1, 2 * n);
+    if (verbose) {
+        /* central differences of the mean loss */
+        float *gm = fcopy(r, (size_t)2 * n);
+        pairwise_backward(gm, r, n, center, 1.0f / (float)n);
+        pairwise_ctx ctx = {r, n, center};
+        fd_check(name, pairwise_objective, &ctx, r, gm, (size_t)2 * n, 14, 1e-2f, 2e-2);
+    }
+    dump_end();
+}
+
+/* plm reward's step (train/reward.h) on a small GPT-2 with HF's score head (num_labels 1):
+ * three preference pairs, six sequences of different lengths that end in EOS as plm's
+ * template ends a response (one has an EOS inside too, as a multi-turn conversation does),
+ * right-padded with EOS, the pad token; plm_reward_batch's pairwise batch through the
+ * usual forward and backward pass, dropout configured but off (TRL's disable_dropout).
+ * parity.py reads each reward at HF's token (the rightmost one that is not
+ * pad_token_id, from the ids alone), recomputes the Bradley-Terry loss with the
+ * centring term and every parameter gradient in float64. */
+static void case_reward(const char *name, float center) {
+    static const int lens[6] = {7, 4, 11, 9, 5, 13};
+    int B = 6, T = 13, N = B * T;
+    plm_model_spec s;
+    memset(&s, 0, sizeof s);
+    plm_config *c = &s.backbone[0];
+    plm_config_default(c, PLM_ARCH_GPT2);
+    c->vocab_size = 61;
+    c->hidden_size = 36;
+    c->num_attention_heads = 3;
+    c->num_hidden_layers = 2;
+    c->intermediate_size = 60;
+    c->max_position_embeddings = 16;
+    c->hidden_dropout_prob = c->attention_probs_dropout_prob = 0.1f;
+    c->eos_token_id = c->pad_token_id = c->vocab_size - 1;
+    c->num_labels = 1;
+    s.num_backbones = 1;
+    plm_model_spec_add_head(&s, PLM_HEAD_SEQ_CLS, 1);
+    int32_t eos = c->eos_token_id;
+    dump_begin(name, "reward");
+    plm_model *m = plm_model_create_spec(&s, 77);
+    if (!m || plm_model_reserve(m, B, T) != 0) {
+        printf("FAIL parity_self.%s.create: %s\n", name, m ? plm_last_error() : "no model");
+        test_failures++;
+        plm_model_free(m);
+        plm_st_writer_free(&W);
+        release_all();
+        return;
+    }
+    randomize_params(m);
+    plm_dpo_data d = {0};
+    plm_sft_data_init(&d.seqs);
+    for (int q = 0; q < B; q++) {
+        int32_t tk[16];
+        uint8_t tr[16];
+        for (int k = 0; k < lens[q]; k++) {
+            tk[k] = 1 + (int32_t)plm_rng_below(&R, (uint32_t)c->vocab_size - 2);
+            tr[k] = k >= lens[q] / 2;
+        }
+        tk[lens[q] - 1] = eos;
+        if (q == 3) tk[4] = eos; /* HF reads the rightmost token that is not padding, not the one before the first */
+        plm_sft_data_add(&d.seqs, tk, tr, lens[q], T, 0);
+    }
+    d.n = 3;
+    int pairs[3] = {0, 1, 2};
+    plm_reward_buf buf = {0};
+    plm_batch b;
+    plm_reward_batch(&d, pairs, 3, eos, center, &buf, &b);
+    poison_model_acts(m, B, T);
+    poison_head(&m->heads[0], B, T);
+    int rc = plm_model_run(m, 0, &b, false, 1.0f);
+    float *rewards = fcopy(m->heads[0].logits, (size_t)B);
+    double loss0 = m->loss;
+    plm_pairwise_stats st = m->heads[0].pairs;
+    poison_model_acts(m, B, T);
+    poison_head(&m->heads[0], B, T);
+    plm_model_zero_grad(m);
+    if (rc == 0) rc = plm_model_run(m, 0, &b, true, 1.0f);
+    CHECK(rc == 0 && b.B == B && b.T == T && b.pairwise, cname("parity_self.%s.runs", name), "%s",
+          rc ? plm_last_error() : "shape");
+    check_written(name, "rewards", rewards, (size_t)B);
+    check_written(name, "grads", m->grads, m->num_params);
+    CHECK(m->loss == loss0 && isfinite(loss0) && loss0 > 0, cname("parity_self.%s.deterministic", name),
+          "loss %.9g, forward-only %.9g", m->loss, loss0);
+    /* plm_reward_score (plain batches of 4 and 2, other widths) reads the same rewards */
+    float sc[6];
+    rc = plm_reward_score(m, &d.seqs, 4, eos, NULL, sc);
+    double e2 = 0.0, n2 = 0.0;
+    for (int q = 0; q < B; q++) e2 += (sc[q] - rewards[q]) * (sc[q] - rewards[q]), n2 += rewards[q] * rewards[q];
+    CHECK(rc == 0 && sqrt(e2 / n2) < 1e-5, cname("parity_self.%s.score_same_rewards", name), "rc %d relerr %.3g", rc,
+          sqrt(e2 / n2));
+    int32_t *mask32 = ialloc(N);
+    for (int q = 0; q < B; q++)
+        for (int t = 0; t < T; t++) mask32[q * T + t] = t < lens[q]; /* HF's attention mask: every real token */
+    char *cfg = plm_config_to_json(&m->config, NULL);
+    meta("config", "%s", cfg);
+    free(cfg);
+    meta("center", "%.9g", center), meta("pad_token_id", "%d", eos);
+    put_i32("input_ids", b.input_ids, 2, B, T), put_i32("attention_mask", mask32, 2, B, T);
+    put_f32("rewards", rewards, 1, B);
+    put_f64("loss", loss0);
+    put_f64("accuracy", (double)st.correct / st.pairs), put_f64("margin", st.margin_sum / st.pairs);
+    put_model_tensors(m, m->params, "");
+    put_model_tensors(m, m->grads, "grad.");
+    plm_reward_buf_free(&buf);
     plm_dpo_data_free(&d);
     plm_model_free(m);
     dump_end();
@@ -2142,8 +2301,14 @@ int main(int argc, char **argv) {
         {"gpt2_sft_dropout", PLM_ARCH_GPT2, true, true, true, 0, PLM_GELU_TANH, 0.1f, 0.15f, true},
     };
     for (size_t i = 0; i < PLM_ARRAY_LEN(models); i++) case_model(&models[i]);
-    case_dpo("gpt2_dpo", 0.5f, false);
-    case_dpo("gpt2_dpo_untied", 0.1f, true);
+    case_dpo("gpt2_dpo", 0.5f, false, PLM_DPO_SIGMOID);
+    case_dpo("gpt2_dpo_untied", 0.1f, true, PLM_DPO_SIGMOID);
+    case_dpo("gpt2_dpo_hinge", 0.2f, false, PLM_DPO_HINGE); /* one pair past the hinge, one before */
+    case_dpo("gpt2_dpo_ipo_untied", 0.5f, true, PLM_DPO_IPO);
+    case_pairwise("pairwise", 0.0f);
+    case_pairwise("pairwise_center", 0.05f);
+    case_reward("gpt2_reward", 0.0f);
+    case_reward("gpt2_reward_center", 0.05f);
     /* small models: odd width 36 (3 heads of 12), padded pair batches, dropout on */
 #define SMALL .C = 36, .L = 2, .NH = 3, .I = 60, .V = 53, .B = 3, .T = 11, .p_hidden = 0.1f, .p_attn = 0.1f
     static const heads_variant heads[] = {

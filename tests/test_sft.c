@@ -10,9 +10,11 @@
  *     and the tokens after it) changes nothing in the loss, a response token does;
  *   learning: a tiny GPT trained by plm_sft_train on "reverse: a b c" -> "c b a" scores
  *     far above the best context-free answer on held-out instructions;
- *   DPO: preference JSONL errors, the loss, rewards and weights on hand-computed numbers,
- *     and a tiny GPT trained by plm_dpo_train to prefer the reversed answer over the
- *     unreversed one ranks held-out pairs far better than the reference it started from.
+ *   DPO: preference JSONL errors, the loss, rewards and weights on hand-computed numbers
+ *     (each loss_type: sigmoid, hinge on both sides of its hinge, ipo on mean log-probs),
+ *     and a tiny GPT trained by plm_dpo_train with each loss type to prefer the reversed
+ *     answer over the unreversed one ranks held-out pairs far better than the reference it
+ *     started from.
  * A missing dataset (GPT-2's vocabulary under $PLM_DATA, default ../shared/data) fails. */
 #include <math.h>
 #include <stdio.h>
@@ -556,16 +558,36 @@ static void test_dpo_input_and_loss(void) {
     double logp[4] = {-1, -3, -2, -2}, ref[4] = {-2, -2, -2, -2};
     plm_dpo_stats st;
     float w[4];
-    plm_dpo_loss(logp, ref, 1, 0.5f, &st, w);
+    plm_dpo_loss(logp, ref, NULL, 1, 0.5f, PLM_DPO_SIGMOID, &st, w);
     TEST_CHECK(fabs(st.loss - 0.31326168751822286) < 1e-12 && st.chosen == 0.5 && st.rejected == -0.5 &&
                    st.accuracy == 1.0 && st.margin == 1.0 && st.logp_chosen == -1 && st.logp_rejected == -3 &&
                    fabsf(w[0] - 0.13447071068499755f) < 1e-7f && w[1] == -w[0],
                "dpo_loss_hand_computed", "loss %.17g weights %g %g", st.loss, w[0], w[1]);
     /* two pairs: means; the second pair (policy = reference) has z = 0, loss log 2 */
-    plm_dpo_loss(logp, ref, 2, 0.5f, &st, w);
+    plm_dpo_loss(logp, ref, NULL, 2, 0.5f, PLM_DPO_SIGMOID, &st, w);
     TEST_CHECK(fabs(st.loss - 0.5 * (0.31326168751822286 + log(2.0))) < 1e-12 && st.accuracy == 0.5 &&
                    fabsf(w[2] - 0.125f) < 1e-7f && fabsf(w[0] - 0.5f * 0.13447071068499755f) < 1e-7f,
                "dpo_loss_mean_over_pairs", "loss %.17g, accuracy %g, w %g %g", st.loss, st.accuracy, w[0], w[2]);
+    /* hinge, z = 2: beta 0.25 -> loss 1 - 0.5, weights +-beta; beta 0.5 -> exactly at the
+     * hinge, loss 0 and no gradient (torch.relu's gradient at 0) */
+    plm_dpo_loss(logp, ref, NULL, 1, 0.25f, PLM_DPO_HINGE, &st, w);
+    TEST_CHECK(st.loss == 0.5 && w[0] == 0.25f && w[1] == -0.25f && st.margin == 0.5, "dpo_hinge_hand_computed",
+               "loss %.17g weights %g %g", st.loss, w[0], w[1]);
+    plm_dpo_loss(logp, ref, NULL, 1, 0.5f, PLM_DPO_HINGE, &st, w);
+    TEST_CHECK(st.loss == 0.0 && w[0] == 0.0f && w[1] == 0.0f, "dpo_hinge_at_the_hinge", "loss %.17g weights %g %g",
+               st.loss, w[0], w[1]);
+    /* ipo on the mean log-probs (responses of 2 and 4 tokens): (-1 + 2) / 2 - (-3 + 2) / 4,
+     * z = 0.75; beta 0.5: loss (0.75 - 1)^2, d/dz = -0.5, weights 0.5 / 2 and -0.5 / 4 */
+    int ntok[2] = {2, 4};
+    plm_dpo_loss(logp, ref, ntok, 1, 0.5f, PLM_DPO_IPO, &st, w);
+    TEST_CHECK(st.loss == 0.0625 && w[0] == 0.25f && w[1] == -0.125f && st.chosen == 0.25 && st.rejected == -0.125 &&
+                   st.logp_chosen == -0.5 && st.logp_rejected == -0.75,
+               "dpo_ipo_hand_computed", "loss %.17g weights %g %g rewards %g %g", st.loss, w[0], w[1], st.chosen,
+               st.rejected);
+    plm_dpo_loss_type lt;
+    TEST_CHECK(plm_dpo_loss_of("ipo", &lt) == 0 && lt == PLM_DPO_IPO && plm_dpo_loss_of("kto", &lt) == -1 &&
+                   !strcmp(plm_dpo_loss_name(PLM_DPO_HINGE), "hinge"),
+               "dpo_loss_type_names", "parse failed");
 }
 
 /* reversal preferences: chosen the reversed letters, rejected them unreversed */
@@ -603,7 +625,12 @@ static double preference_accuracy(plm_model *m, const plm_dpo_data *d, int32_t p
     return (double)ok / d->n;
 }
 
-static void test_dpo_learning(void) {
+static void test_dpo_learning(plm_dpo_loss_type type, float beta) {
+    const char *sfx = type == PLM_DPO_SIGMOID ? "" : type == PLM_DPO_HINGE ? "_hinge" : "_ipo";
+    char tn[3][64];
+    snprintf(tn[0], sizeof tn[0], "dpo_learning_runs%s", sfx);
+    snprintf(tn[1], sizeof tn[1], "dpo_learns_preference%s", sfx);
+    snprintf(tn[2], sizeof tn[2], "dpo_eval_rewards%s", sfx);
     char dir[] = "/tmp/plm-dpo-XXXXXX";
     if (!mkdtemp(dir)) {
         TEST_CHECK(false, "dpo_learns", "mkdtemp failed");
@@ -668,17 +695,17 @@ static void test_dpo_learning(void) {
     a.quiet = true;
     plm_ft_scores best = {0};
     double t0 = plm_now();
-    int trc = plm_dpo_train(m, tok, &train, &valid, 0.1f, PLM_TEMPLATE_PLAIN, &a, &best);
+    int trc = plm_dpo_train(m, tok, &train, &valid, beta, type, PLM_TEMPLATE_PLAIN, &a, &best);
     double dt = plm_now() - t0, after = preference_accuracy(m, &valid, pad);
-    printf("# dpo reversal: %ld steps in %.1f s: held-out pairs ranked right %.3f (reference %.3f); eval reward "
-           "accuracy %.3f, margin %.3f\n",
-           a.max_steps, dt, after, before, best.value[0], best.value[1]);
-    TEST_CHECK(trc == 0, "dpo_learning_runs", "%s", plm_last_error());
+    printf("# dpo reversal, %s loss, beta %g: %ld steps in %.1f s: held-out pairs ranked right %.3f (reference "
+           "%.3f); eval reward accuracy %.3f, margin %.3f\n",
+           plm_dpo_loss_name(type), beta, a.max_steps, dt, after, before, best.value[0], best.value[1]);
+    TEST_CHECK(trc == 0, tn[0], "%s", plm_last_error());
     if (!test_sanitized()) {
-        TEST_CHECK(after > before + 0.3 && after > 0.9, "dpo_learns_preference",
+        TEST_CHECK(after > before + 0.3 && after > 0.9, tn[1],
                    "held-out pairs ranked right %.3f, by the reference %.3f", after, before);
-        TEST_CHECK(best.value[0] > 0.9 && best.value[1] > 0, "dpo_eval_rewards", "reward accuracy %.3f margin %.3f",
-                   best.value[0], best.value[1]);
+        TEST_CHECK(best.value[0] > 0.9 && best.value[1] > 0, tn[2], "reward accuracy %.3f margin %.3f", best.value[0],
+                   best.value[1]);
     }
     plm_model_free(m);
     plm_dpo_data_free(&train);
@@ -725,6 +752,8 @@ int main(void) {
     }
     test_learning();
     test_dpo_input_and_loss();
-    test_dpo_learning();
+    test_dpo_learning(PLM_DPO_SIGMOID, 0.1f);
+    test_dpo_learning(PLM_DPO_HINGE, 0.1f);
+    test_dpo_learning(PLM_DPO_IPO, 0.1f);
     TEST_EXIT();
 }

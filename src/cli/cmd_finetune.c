@@ -107,7 +107,12 @@ static int task_setup(const char *cmd, data_opts *d, const cJSON *model_cfg, tas
     plm_task_type tt = PLM_TASK_CLASSIFICATION;
     if (type && !strcmp(type, "regression"))
         tt = PLM_TASK_REGRESSION;
-    else if (type && strcmp(type, "classification") != 0) {
+    else if (type && strcmp(type, "classification") != 0 && !d->task_type) {
+        /* the model's own task: plm sft, dpo or reward trained it */
+        plm_error("the model's config.json has plm_task.type \"%s\": not a classifier or regressor%s", type,
+                  !strcmp(type, "reward") ? " (score a reward model with plm reward --score FILE --model DIR)" : "");
+        return PLM_EXIT_INPUT;
+    } else if (type && strcmp(type, "classification") != 0) {
         fprintf(stderr, "plm %s: --task-type must be classification or regression, got \"%s\"\n", cmd, type);
         return PLM_EXIT_USAGE;
     }

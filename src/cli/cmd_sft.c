@@ -2,9 +2,11 @@
  * fine-tuning on prompt/response or chat JSONL (TRL's SFTTrainer with completion-only
  * loss, train/sft.c); dpo: Direct Preference Optimization on {prompt, chosen, rejected}
  * JSONL (TRL's DPOTrainer, train/dpo.c), the starting checkpoint's log-probs computed once
- * as the frozen reference. Both read and encode the data (tasks/chat.h), hold out a
- * validation split when asked and run the fine-tuning loop once per seed; they write the
- * model, metrics.jsonl, eval_results.json, checkpoints and loss.svg. */
+ * as the frozen reference; reward: a reward model on the same pairs (TRL's RewardTrainer,
+ * train/reward.c), and with --score the rewards of conversations. They read and encode
+ * the data (tasks/chat.h), hold out a validation split when asked and run the fine-tuning
+ * loop once per seed; they write the model, metrics.jsonl, eval_results.json, checkpoints
+ * and loss.svg. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,9 +18,20 @@
 #include "core/common.h"
 #include "tasks/chat.h"
 #include "train/dist.h"
+#include "model/model_io.h"
 #include "train/dpo.h"
+#include "train/reward.h"
 #include "train/sft.h"
 #include "train/trainer.h"
+
+/* A finished run's loss.svg, from its metrics.jsonl (rank 0 writes files). */
+static void plot_loss(const plm_ft_args *a, const char *title) {
+    if (!plm_dist_is_root()) return;
+    char path[4200], svg[4200];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", a->output_dir);
+    snprintf(svg, sizeof svg, "%s/loss.svg", a->output_dir);
+    plm_plot_metrics(path, svg, title);
+}
 
 typedef struct {
     cli_ft_opts *o;
@@ -34,12 +47,7 @@ static int sft_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores *b
     int rc = cli_load_model(a->resume_from_checkpoint ? a->resume_from_checkpoint : r->o->model, &m, &tok);
     if (rc != 0) return rc;
     rc = plm_sft_train(m, tok, r->train, r->valid, r->t, a, best);
-    if (rc == 0 && plm_dist_is_root()) {
-        char path[4200], svg[4200];
-        snprintf(path, sizeof path, "%s/metrics.jsonl", a->output_dir);
-        snprintf(svg, sizeof svg, "%s/loss.svg", a->output_dir);
-        plm_plot_metrics(path, svg, "sft loss (response tokens)");
-    }
+    if (rc == 0) plot_loss(a, "sft loss (response tokens)");
     plm_model_free(m);
     plm_tokenizer_free(tok);
     return rc;
@@ -81,9 +89,17 @@ static int read_encode(const char *path, int max_n, const plm_tokenizer *tok, pl
     return rc;
 }
 
+/* Resolves *max_seq_length (0: 1024) against m's positions, with a warning when it cuts. */
+static void resolve_max_len(const char *cmd, const plm_model *m, int *max_seq_length) {
+    int positions = m->config.max_position_embeddings;
+    if (*max_seq_length > positions)
+        fprintf(stderr, "plm %s: warning: --max-seq-length %d is beyond the model's %d positions; using %d\n", cmd,
+                *max_seq_length, positions, positions);
+    *max_seq_length = *max_seq_length > 0 ? PLM_MIN(*max_seq_length, positions) : PLM_MIN(1024, positions);
+}
+
 /* The model plm sft and plm dpo train: a causal LM with an LM head. Resolves
- * *max_seq_length (0: 1024) against its positions, with a warning when it cuts. Returns
- * 0 or the exit code (the error set). */
+ * *max_seq_length (resolve_max_len). Returns 0 or the exit code (the error set). */
 static int load_causal_lm(const char *cmd, const char *dir, int *max_seq_length, plm_model **m, plm_tokenizer **tok) {
     int rc = cli_load_model(dir, m, tok);
     if (rc != 0) return rc;
@@ -92,11 +108,7 @@ static int load_causal_lm(const char *cmd, const char *dir, int *max_seq_length,
                   plm_model_architecture(*m), (*m)->config.is_decoder ? "" : " (is_decoder false)", cmd);
         return PLM_EXIT_INPUT;
     }
-    int positions = (*m)->config.max_position_embeddings;
-    if (*max_seq_length > positions)
-        fprintf(stderr, "plm %s: warning: --max-seq-length %d is beyond the model's %d positions; using %d\n", cmd,
-                *max_seq_length, positions, positions);
-    *max_seq_length = *max_seq_length > 0 ? PLM_MIN(*max_seq_length, positions) : PLM_MIN(1024, positions);
+    resolve_max_len(cmd, *m, max_seq_length);
     return 0;
 }
 
@@ -199,6 +211,7 @@ typedef struct {
     const plm_dpo_data *train, *valid; /* valid NULL: no evaluation */
     plm_chat_template t;
     float beta;
+    plm_dpo_loss_type type;
 } dpo_run;
 
 static int dpo_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores *best) {
@@ -208,13 +221,8 @@ static int dpo_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores *b
     plm_tokenizer *tok = NULL;
     int rc = cli_load_model(a->resume_from_checkpoint ? a->resume_from_checkpoint : r->o->model, &m, &tok);
     if (rc != 0) return rc;
-    rc = plm_dpo_train(m, tok, r->train, r->valid, r->beta, r->t, a, best);
-    if (rc == 0 && plm_dist_is_root()) {
-        char path[4200], svg[4200];
-        snprintf(path, sizeof path, "%s/metrics.jsonl", a->output_dir);
-        snprintf(svg, sizeof svg, "%s/loss.svg", a->output_dir);
-        plm_plot_metrics(path, svg, "dpo loss");
-    }
+    rc = plm_dpo_train(m, tok, r->train, r->valid, r->beta, r->type, r->t, a, best);
+    if (rc == 0) plot_loss(a, "dpo loss");
     plm_model_free(m);
     plm_tokenizer_free(tok);
     return rc;
@@ -239,6 +247,35 @@ static int read_pairs(const char *path, int max_n, const plm_tokenizer *tok, plm
     return rc;
 }
 
+/* The training and validation pairs of plm dpo and plm reward: train_file's (its first
+ * --max-train-samples), and valid_file's or a seeded --validation-split of train_file (its
+ * first --max-eval-samples), cut at o->a.max_seq_length tokens; a set whose every response
+ * is cut away is an error. Returns 0, or -1 with the error set. */
+static int read_pair_sets(const cli_ft_opts *o, const char *train_file, const char *valid_file, float split,
+                          const plm_tokenizer *tok, plm_chat_template t, plm_dpo_data *train, plm_dpo_data *valid) {
+    int max_len = o->a.max_seq_length;
+    if (read_pairs(train_file, o->max_train_samples, tok, t, max_len, train) != 0) return -1;
+    if (valid_file) {
+        if (read_pairs(valid_file, o->max_eval_samples, tok, t, max_len, valid) != 0) return -1;
+    } else {
+        plm_dpo_split(train, split, o->a.seed, valid);
+        if (split > 0 && (valid->n == 0 || train->n == 0)) {
+            plm_error("%s: --validation-split %g of %d pairs leaves an empty side", train_file, split,
+                      train->n + valid->n);
+            return -1;
+        }
+        if (o->max_eval_samples > 0 && valid->n > o->max_eval_samples) { /* as plm sft: the first pairs held out */
+            valid->n = o->max_eval_samples;
+            valid->seqs.n = 2 * valid->n;
+        }
+    }
+    if (check_responses(&train->seqs, train->seqs.n, train_file, "training pair", max_len) != 0 ||
+        check_responses(&valid->seqs, valid->seqs.n, valid_file ? valid_file : train_file, "validation pair",
+                        max_len) != 0)
+        return -1;
+    return 0;
+}
+
 /* The reference model's log-probs of every sequence of d (dropout off). */
 static int reference_logps(plm_model *ref, plm_dpo_data *d, int B, int32_t pad) {
     d->ref_logp = plm_malloc((size_t)PLM_MAX(d->seqs.n, 1) * sizeof(double));
@@ -257,27 +294,33 @@ int cmd_dpo(int argc, char **argv) {
     o.a.opt.learning_rate = 5e-5f;
     o.a.max_seq_length = 0;
     o.lr_help = "peak learning rate (default 5e-5; TRL's 1e-6 is for billion-parameter models)";
-    const char *train_file = NULL, *valid_file = NULL, *template = "plain";
+    const char *train_file = NULL, *valid_file = NULL, *template = "plain", *loss_type = "sigmoid";
     float split = 0.0f, beta = 0.1f;
     const arg_spec own[] = {
         {"--train", ARG_STR, &train_file, "JSONL: {\"prompt\", \"chosen\", \"rejected\"} per line"},
         {"--validation", ARG_STR, &valid_file, "held-out pairs: eval loss, reward accuracy and margins"},
         {"--validation-split", ARG_FLOAT, &split, "hold out this share of --train's pairs instead (seeded; default 0)"},
         {"--beta", ARG_FLOAT, &beta, "DPO's beta: how far from the reference the model may move (default 0.1)"},
+        {"--loss-type", ARG_STR, &loss_type,
+         "TRL's loss_type: sigmoid (DPO, default), hinge (max(0, 1 - beta z)) or ipo ((z - 1/(2 beta))^2 on the "
+         "responses' mean log-probs per token)"},
         {"--template", ARG_STR, &template, "chat template: plain (default) or chatml, as plm sft"},
         {"--max-seq-length", ARG_INT, &o.a.max_seq_length,
          "cut longer sequences at their end (default: 1024 or the model's positions, whichever is smaller)"},
     };
     int rc = cli_ft_parse_cmd("dpo",
-                              "Direct Preference Optimization of a causal LM (TRL's DPOTrainer, sigmoid loss): the "
-                              "starting checkpoint is the frozen reference.",
+                              "Direct Preference Optimization of a causal LM (TRL's DPOTrainer; sigmoid, hinge or ipo "
+                              "loss): the starting checkpoint is the frozen reference.",
                               own, (int)PLM_ARRAY_LEN(own), &o, "pairs", argc, argv);
     if (rc >= 0) return rc;
     plm_chat_template t;
+    plm_dpo_loss_type lt;
     if (!train_file || (valid_file && split > 0) || !(split >= 0 && split < 1) || o.a.max_seq_length < 0 ||
-        !(beta > 0 && isfinite(beta)) || plm_chat_template_of(template, &t) != 0) {
+        !(beta > 0 && isfinite(beta)) || plm_chat_template_of(template, &t) != 0 ||
+        plm_dpo_loss_of(loss_type, &lt) != 0) {
         fprintf(stderr, "plm dpo: --train FILE is required; --validation or --validation-split (in [0, 1)), not "
-                        "both; finite --beta > 0; --template plain or chatml; --max-seq-length >= 0\n");
+                        "both; finite --beta > 0; --loss-type sigmoid, hinge or ipo; --template plain or chatml; "
+                        "--max-seq-length >= 0\n");
         return PLM_EXIT_USAGE;
     }
     plm_model *m = NULL;
@@ -286,25 +329,7 @@ int cmd_dpo(int argc, char **argv) {
     if ((rc = load_causal_lm("dpo", o.model, &o.a.max_seq_length, &m, &tok)) != 0) goto fail;
     rc = PLM_EXIT_INPUT;
     int max_len = o.a.max_seq_length;
-    if (read_pairs(train_file, o.max_train_samples, tok, t, max_len, &train) != 0) goto fail;
-    if (valid_file) {
-        if (read_pairs(valid_file, o.max_eval_samples, tok, t, max_len, &valid) != 0) goto fail;
-    } else {
-        plm_dpo_split(&train, split, o.a.seed, &valid);
-        if (split > 0 && (valid.n == 0 || train.n == 0)) {
-            plm_error("%s: --validation-split %g of %d pairs leaves an empty side", train_file, split,
-                      train.n + valid.n);
-            goto fail;
-        }
-        if (o.max_eval_samples > 0 && valid.n > o.max_eval_samples) { /* as plm sft: the first pairs held out */
-            valid.n = o.max_eval_samples;
-            valid.seqs.n = 2 * valid.n;
-        }
-    }
-    if (check_responses(&train.seqs, train.seqs.n, train_file, "training pair", max_len) != 0 ||
-        check_responses(&valid.seqs, valid.seqs.n, valid_file ? valid_file : train_file, "validation pair", max_len) !=
-            0)
-        goto fail;
+    if (read_pair_sets(&o, train_file, valid_file, split, tok, t, &train, &valid) != 0) goto fail;
     /* the frozen reference: the starting checkpoint's log-probs, once per sequence (a run
      * resumed from a checkpoint computes them from --model again: the same numbers) */
     double t0 = plm_now();
@@ -315,9 +340,9 @@ int cmd_dpo(int argc, char **argv) {
         goto fail;
     if (!o.quiet) {
         fprintf(stderr,
-                "dpo: %d training pairs, %d validation; template %s, beta %g; model %s, %.2fM parameters; reference "
-                "log-probs of %d sequences in %.1f s\n",
-                train.n, valid.n, plm_chat_template_name(t), beta, plm_model_architecture(m),
+                "dpo: %d training pairs, %d validation; template %s, beta %g; loss %s; model %s, %.2fM parameters; "
+                "reference log-probs of %d sequences in %.1f s\n",
+                train.n, valid.n, plm_chat_template_name(t), beta, plm_dpo_loss_name(lt), plm_model_architecture(m),
                 (double)m->num_params / 1e6, train.seqs.n + valid.seqs.n, plm_now() - t0);
         fprintf(stderr, "dpo: %d training and %d validation sequences truncated to %d tokens\n", train.seqs.truncated,
                 valid_file ? valid.seqs.truncated : 0, max_len);
@@ -326,12 +351,223 @@ int cmd_dpo(int argc, char **argv) {
     m = NULL;
     plm_tokenizer_free(tok);
     tok = NULL;
-    dpo_run r = {&o, &train, valid.n > 0 ? &valid : NULL, t, beta};
+    dpo_run r = {&o, &train, valid.n > 0 ? &valid : NULL, t, beta, lt};
     if ((rc = cli_ft_run_seeds(&o, "dpo", 3, plm_dpo_metrics, r.valid != NULL, dpo_run_one, &r)) != 0) goto fail;
     rc = 0;
     goto out;
 fail:
     cli_fail("dpo", rc);
+out:
+    plm_model_free(m);
+    if (tok) plm_tokenizer_free(tok);
+    plm_dpo_data_free(&train);
+    plm_dpo_data_free(&valid);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- plm reward */
+
+/* TRL's reward model: AutoModelForSequenceClassification with num_labels 1 */
+static const plm_head_spec reward_head = {PLM_HEAD_SEQ_CLS, 0, 1, 1.0f, PLM_SEQ_POOL_DEFAULT};
+
+/* A reward model from dir: a causal LM's body with a new score head (initialised from seed,
+ * HF's report on stderr unless quiet), or a sequence model's own head (a reward model
+ * trained further; one with another number of outputs is refused); with trained, only the
+ * latter. Returns 0 or the exit code (the error set, naming dir/config.json). */
+static int load_reward_model(const char *dir, bool trained, uint64_t seed, bool quiet, plm_model **m,
+                             plm_tokenizer **tok) {
+    plm_model_spec s;
+    if (plm_model_spec_load(&s, dir) != 0) return PLM_EXIT_INPUT;
+    bool own = s.num_heads == 1 && s.heads[0].kind == PLM_HEAD_SEQ_CLS;
+    if (trained && !own) {
+        plm_error("%s/config.json: a %s, not a reward model (one sequence head with one output): train one with "
+                  "plm reward",
+                  dir, s.num_heads && s.heads[0].kind == PLM_HEAD_LM ? "language model" : "model without a score head");
+        return PLM_EXIT_INPUT;
+    }
+    int rc = own ? cli_load_model(dir, m, tok) : cli_load_model_heads(dir, &reward_head, 1, seed, quiet, m, tok);
+    if (rc != 0) return rc;
+    if (plm_reward_check_model(*m) != 0) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", plm_last_error());
+        plm_error("%s/config.json: %s", dir, msg);
+        return PLM_EXIT_INPUT;
+    }
+    return 0;
+}
+
+typedef struct {
+    cli_ft_opts *o;
+    const plm_dpo_data *train, *valid; /* valid NULL: no evaluation */
+    plm_chat_template t;
+    float center;
+} reward_run;
+
+static int reward_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores *best) {
+    reward_run *r = ctx;
+    plm_model *m = NULL;
+    plm_tokenizer *tok = NULL;
+    int rc = a->resume_from_checkpoint
+                 ? cli_load_model(a->resume_from_checkpoint, &m, &tok)
+                 : load_reward_model(r->o->model, false, a->seed, r->o->quiet || si > 0, &m, &tok);
+    if (rc != 0) return rc;
+    rc = plm_reward_train(m, tok, r->train, r->valid, r->center, r->t, a, best);
+    if (rc == 0) plot_loss(a, "reward loss (Bradley-Terry)");
+    plm_model_free(m);
+    plm_tokenizer_free(tok);
+    return rc;
+}
+
+/* A string and a number of config.json's plm_task (NULL / 0 when absent). */
+static void task_field(const cJSON *cfg, const char *key, const char **str, int *num) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cfg, "plm_task"), key);
+    if (str) *str = cJSON_IsString(v) ? v->valuestring : NULL;
+    if (num) *num = cJSON_IsNumber(v) && v->valueint > 0 ? v->valueint : 0;
+}
+
+/* plm reward --score FILE: one reward per conversation of FILE, in file order. */
+static int reward_score(int argc, char **argv) {
+    const char *model = NULL, *file = NULL, *template = NULL, *output = NULL;
+    int max_len = 0, B = 16;
+    bool quiet = false;
+    const arg_spec specs[] = {
+        {"--model", ARG_STR, &model, "reward model directory (plm reward's output)"},
+        {"--score", ARG_STR, &file,
+         "JSONL of conversations, as plm sft reads: {\"prompt\", \"response\"} or {\"messages\": [...]} per line"},
+        {"--template", ARG_STR, &template, "chat template (default: the one the model was trained with)"},
+        {"--max-seq-length", ARG_INT, &max_len, "cut longer conversations at their end (default: the training length)"},
+        {"--per-device-eval-batch-size", ARG_INT, &B, "conversations per batch (default 16)"},
+        {"--output", ARG_STR, &output, "write the rewards here instead of stdout"},
+        {"--quiet", ARG_FLAG, &quiet, "no progress bar"},
+    };
+    int rc = args_parse("reward", "Score conversations with a reward model: one reward per line, in file order.", specs,
+                        (int)PLM_ARRAY_LEN(specs), argc, argv);
+    if (rc) return rc == 1 ? 0 : rc;
+    if (!model || !file || B <= 0 || max_len < 0) {
+        fprintf(stderr, "plm reward: --score FILE needs --model DIR; batch size positive, --max-seq-length >= 0\n");
+        return PLM_EXIT_USAGE;
+    }
+    plm_model *m = NULL;
+    plm_tokenizer *tok = NULL;
+    plm_chat_set set = {0};
+    plm_sft_data seqs = {0}; /* plm_sft_encode initialises it */
+    float *r = NULL;
+    char *text = NULL;
+    cJSON *cfg = cli_read_config(model);
+    rc = PLM_EXIT_INPUT;
+    if (!cfg) goto fail;
+    const char *tname;
+    int trained_len;
+    task_field(cfg, "chat_template", &tname, NULL);
+    task_field(cfg, "max_seq_length", NULL, &trained_len);
+    plm_chat_template t;
+    if (plm_chat_template_of(template ? template : tname ? tname : "plain", &t) != 0) {
+        fprintf(stderr, "plm reward: --template plain or chatml\n");
+        rc = PLM_EXIT_USAGE;
+        goto out;
+    }
+    if ((rc = load_reward_model(model, true, 0, true, &m, &tok)) != 0) goto fail;
+    rc = PLM_EXIT_INPUT;
+    if (max_len == 0) max_len = trained_len;
+    resolve_max_len("reward", m, &max_len);
+    if (plm_chat_read(&set, file) != 0 || plm_sft_encode(&seqs, &set, file, tok, t, max_len) != 0) goto fail;
+    plm_ft_set_pad_id(m, tok);
+    r = plm_malloc((size_t)PLM_MAX(seqs.n, 1) * sizeof *r);
+    if (plm_reward_score(m, &seqs, B, plm_sft_pad_id(m, tok), quiet ? NULL : "reward score", r) != 0) goto fail;
+    size_t cap = 32 * (size_t)PLM_MAX(seqs.n, 1), len = 0;
+    text = plm_malloc(cap);
+    for (int i = 0; i < seqs.n; i++) len += (size_t)snprintf(text + len, cap - len, "%.9g\n", r[i]);
+    if (output) {
+        if (plm_write_file_atomic(output, text, len) != 0) {
+            rc = PLM_EXIT_FAIL;
+            goto fail;
+        }
+    } else {
+        fwrite(text, 1, len, stdout);
+    }
+    if (!quiet)
+        fprintf(stderr, "reward: %d conversations scored (%d truncated to %d tokens)%s%s\n", seqs.n, seqs.truncated,
+                max_len, output ? " -> " : "", output ? output : "");
+    rc = 0;
+    goto out;
+fail:
+    cli_fail("reward", rc);
+out:
+    cJSON_Delete(cfg);
+    free(text);
+    free(r);
+    plm_sft_data_free(&seqs);
+    plm_chat_set_free(&set);
+    plm_model_free(m);
+    if (tok) plm_tokenizer_free(tok);
+    return rc;
+}
+
+int cmd_reward(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--score")) return reward_score(argc, argv);
+    cli_ft_opts o;
+    cli_ft_opts_default(&o);
+    /* TRL's RewardConfig: batch 8 pairs, learning rate 1e-4, linear decay without warmup, no
+     * weight decay, max_length 1024 */
+    o.a.train_batch_size = 8;
+    o.a.eval_batch_size = 8;
+    o.a.warmup_ratio = 0.0f;
+    o.a.opt.weight_decay = 0.0f;
+    o.a.max_seq_length = 0;
+    o.lr_help = "peak learning rate (default 1e-4, TRL's)";
+    const char *train_file = NULL, *valid_file = NULL, *template = "plain", *score_file = NULL;
+    float split = 0.0f, center = 0.0f;
+    const arg_spec own[] = {
+        {"--train", ARG_STR, &train_file, "JSONL: {\"prompt\", \"chosen\", \"rejected\"} per line, as plm dpo reads"},
+        {"--validation", ARG_STR, &valid_file, "held-out pairs: eval loss, accuracy, margin, mean reward"},
+        {"--validation-split", ARG_FLOAT, &split, "hold out this share of --train's pairs instead (seeded; default 0)"},
+        {"--center-rewards-coefficient", ARG_FLOAT, &center,
+         "TRL's: adds c (r_chosen + r_rejected)^2 to the loss, keeping rewards near 0 (default 0: off; TRL "
+         "suggests 0.01)"},
+        {"--template", ARG_STR, &template, "chat template: plain (default) or chatml, as plm sft"},
+        {"--max-seq-length", ARG_INT, &o.a.max_seq_length,
+         "cut longer sequences at their end (default: 1024 or the model's positions, whichever is smaller)"},
+        {"--score", ARG_STR, &score_file,
+         "score FILE's conversations with a trained reward model instead (plm reward --score FILE --help)"},
+    };
+    int rc = cli_ft_parse_cmd("reward",
+                              "Train a reward model (TRL's RewardTrainer): a causal LM's body with a one-output score "
+                              "head on the last token, Bradley-Terry loss on preference pairs.",
+                              own, (int)PLM_ARRAY_LEN(own), &o, "pairs", argc, argv);
+    if (rc >= 0) return rc;
+    plm_chat_template t;
+    if (!train_file || (valid_file && split > 0) || !(split >= 0 && split < 1) || o.a.max_seq_length < 0 ||
+        !(center >= 0 && isfinite(center)) || plm_chat_template_of(template, &t) != 0) {
+        fprintf(stderr, "plm reward: --train FILE is required; --validation or --validation-split (in [0, 1)), not "
+                        "both; finite --center-rewards-coefficient >= 0; --template plain or chatml; "
+                        "--max-seq-length >= 0\n");
+        return PLM_EXIT_USAGE;
+    }
+    plm_model *m = NULL;
+    plm_tokenizer *tok = NULL;
+    plm_dpo_data train = {0}, valid = {0};
+    if ((rc = load_reward_model(o.model, false, o.a.seed, true, &m, &tok)) != 0) goto fail;
+    resolve_max_len("reward", m, &o.a.max_seq_length);
+    rc = PLM_EXIT_INPUT;
+    if (read_pair_sets(&o, train_file, valid_file, split, tok, t, &train, &valid) != 0) goto fail;
+    if (!o.quiet) {
+        fprintf(stderr, "reward: %d training pairs, %d validation; template %s; model %s, %.2fM parameters\n", train.n,
+                valid.n, plm_chat_template_name(t), plm_model_architecture(m), (double)m->num_params / 1e6);
+        fprintf(stderr, "reward: %d training and %d validation sequences truncated to %d tokens\n",
+                train.seqs.truncated, valid_file ? valid.seqs.truncated : 0, o.a.max_seq_length);
+    }
+    plm_model_free(m);
+    m = NULL;
+    plm_tokenizer_free(tok);
+    tok = NULL;
+    reward_run r = {&o, &train, valid.n > 0 ? &valid : NULL, t, center};
+    if ((rc = cli_ft_run_seeds(&o, "reward", 3, plm_reward_metrics, r.valid != NULL, reward_run_one, &r)) != 0)
+        goto fail;
+    rc = 0;
+    goto out;
+fail:
+    cli_fail("reward", rc);
 out:
     plm_model_free(m);
     if (tok) plm_tokenizer_free(tok);

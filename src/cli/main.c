@@ -22,6 +22,7 @@ static const command commands[] = {
     {"predict", cmd_predict, "predict a test set with a fine-tuned model (GLUE submission TSV)"},
     {"sft", cmd_sft, "supervised fine-tuning of a causal LM on prompt/response or chat JSONL (response-only loss)"},
     {"dpo", cmd_dpo, "Direct Preference Optimization of a causal LM on {prompt, chosen, rejected} JSONL"},
+    {"reward", cmd_reward, "train a reward model (score head, Bradley-Terry loss) on preference pairs; --score FILE"},
     {"prompt", cmd_prompt, "zero- / few-shot classification with a causal model (verbalizer log-likelihoods)"},
     {"embed", cmd_embed, "sentence embeddings (.npy / safetensors) from any checkpoint"},
     {"retrieval-eval", cmd_retrieval_eval, "SQuAD question -> paragraph retrieval: recall@k, nDCG@10, MRR@10"},

@@ -22,6 +22,12 @@ typedef struct {
     bool causal;                                    /* causal self-attention */
     bool training;                                  /* dropout on */
     uint64_t dropout_seed;                          /* dropout masks are a function of this seed */
+
+    /* a reward model (pairwise.h): for the regression sequence head (num_labels 1) only, rows
+     * 2i and 2i + 1 are a preference pair (chosen, rejected) and the loss is Bradley-Terry's,
+     * not the squared error on seq_targets; center_rewards is TRL's center_rewards_coefficient */
+    bool pairwise;
+    float center_rewards; /* with pairwise; 0: off */
 } plm_batch;
 
 #endif

@@ -151,6 +151,19 @@ void head_free(plm_head *h) {
 
 int head_check_labels(const plm_head *h, const plm_batch *b, const char *what) {
     size_t N = (size_t)b->B * b->T;
+    if (b->pairwise) {
+        if (h->spec.kind != PLM_HEAD_SEQ_CLS || h->K != 1) {
+            plm_error("%s: a pairwise (reward) batch needs a sequence head with one output, not a %s head with %d",
+                      what, head_kind_name(h->spec.kind), h->K);
+            return -1;
+        }
+        if (b->B % 2 != 0 || !isfinite(b->center_rewards) || b->center_rewards < 0) {
+            plm_error("%s: a pairwise batch needs an even number of rows (%d) and a finite center_rewards >= 0 (%g)",
+                      what, b->B, b->center_rewards);
+            return -1;
+        }
+        return 0;
+    }
     switch (h->spec.kind) {
     case PLM_HEAD_LM:
     case PLM_HEAD_TOKEN_CLS:
@@ -376,7 +389,13 @@ void head_forward(plm_head *h, plm_backbone *bb, const plm_batch *b, bool want_g
             gather(h, hid, C);
             linear_forward(h->logits, h->x, h->w.out_w, NULL, B, C, K);
         }
-        if (regression) {
+        if (regression && b->pairwise) {
+            /* a reward model: Bradley-Terry over the (chosen, rejected) row pairs, mean over pairs */
+            int n = B / 2;
+            pairwise_forward(h->logits, n, b->center_rewards, &h->pairs);
+            if (want_grad) pairwise_backward(h->logits, h->logits, n, b->center_rewards, n ? s / (float)n : 0.0f);
+            h->result = (plm_ce_result){h->pairs.loss_sum, n, h->pairs.correct};
+        } else if (regression) {
             /* mean squared error */
             for (int r = 0; r < B; r++) {
                 float d = h->logits[r] - b->seq_targets[r];

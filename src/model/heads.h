@@ -16,7 +16,10 @@
  *              With pooling cls / mean (BERT, GPT-2): classifier(dropout(v)) (GPT-2:
  *              score, no bias) with v = h[:, 0], or the mean of h over the real tokens
  *              (attention mask; all T without one), as sentence-transformers pools.
- *              num_labels == 1: regression, mean squared error on seq_targets.
+ *              num_labels == 1: regression, mean squared error on seq_targets; or, for a
+ *              pairwise batch (batch.h), a reward model: the output is each sequence's
+ *              reward and the loss Bradley-Terry's over its (chosen, rejected) row pairs
+ *              (pairwise.h), with the pair statistics in `pairs`.
  *   TOKEN_CLS  classifier(dropout(h)) per token; cross-entropy on labels (-100 skipped).
  *   QA         qa_outputs(h) -> start and end logits over T; the mean of the two
  *              cross-entropies. A position T (an answer truncated away) is ignored, as
@@ -35,6 +38,7 @@
 #include "backbone.h"
 #include "batch.h"
 #include "crossentropy.h"
+#include "pairwise.h"
 
 typedef enum {
     PLM_HEAD_LM = 0,
@@ -72,8 +76,9 @@ typedef struct {
     bool transform; /* LM head with dense -> GELU -> LN */
     float in_scale; /* LM head: h is multiplied by this first (T5 tied: d_model^-1/2; else 1) */
     plm_head_views w, g;
-    plm_ce_result result; /* of the last forward */
-    double loss;          /* mean loss of the last forward (NAN when nothing was counted) */
+    plm_ce_result result;     /* of the last forward */
+    double loss;              /* mean loss of the last forward (NAN when nothing was counted) */
+    plm_pairwise_stats pairs; /* SEQ_CLS on a pairwise batch: of the last forward */
 
     /* activations for up to cap rows */
     int cap;

@@ -97,23 +97,57 @@ int plm_dpo_logps(plm_model *m, const plm_sft_data *seqs, int B, int32_t pad, do
 static double log_sigmoid(double x) { return x >= 0 ? -log1p(exp(-x)) : x - log1p(exp(x)); }
 static double sigmoid(double x) { return x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x)); }
 
-void plm_dpo_loss(const double *logp, const double *ref, int n, float beta, plm_dpo_stats *st, float *w) {
+const char *plm_dpo_loss_name(plm_dpo_loss_type t) {
+    return t == PLM_DPO_HINGE ? "hinge" : t == PLM_DPO_IPO ? "ipo" : "sigmoid";
+}
+
+int plm_dpo_loss_of(const char *name, plm_dpo_loss_type *out) {
+    for (int t = PLM_DPO_SIGMOID; t <= PLM_DPO_IPO; t++)
+        if (!strcmp(name, plm_dpo_loss_name((plm_dpo_loss_type)t))) {
+            *out = (plm_dpo_loss_type)t;
+            return 0;
+        }
+    return -1;
+}
+
+int plm_dpo_response_tokens(const plm_sft_data *s, int i) {
+    int k = 0;
+    for (size_t j = s->off[i] + 1; j < s->off[i + 1]; j++) k += s->train[j] != 0;
+    return k;
+}
+
+void plm_dpo_loss(const double *logp, const double *ref, const int *ntok, int n, float beta, plm_dpo_loss_type type,
+                  plm_dpo_stats *st, float *w) {
     memset(st, 0, sizeof *st);
     st->pairs = n;
     for (int i = 0; i < n; i++) {
-        double rc = beta * (logp[2 * i] - ref[2 * i]), rr = beta * (logp[2 * i + 1] - ref[2 * i + 1]);
-        double z = rc - rr;
-        st->loss -= log_sigmoid(z);
+        /* k: what a sequence's log-probs are divided by (ipo: its response tokens, TRL's mean) */
+        bool mean = type == PLM_DPO_IPO && ntok;
+        double kc = mean ? PLM_MAX(ntok[2 * i], 1) : 1.0, kr = mean ? PLM_MAX(ntok[2 * i + 1], 1) : 1.0;
+        double lc = logp[2 * i] / kc, lr = logp[2 * i + 1] / kr;
+        double rc = beta * (lc - ref[2 * i] / kc), rr = beta * (lr - ref[2 * i + 1] / kr);
+        double bz = rc - rr, loss, dz; /* beta z; the loss and d loss / dz at z */
+        if (type == PLM_DPO_HINGE) {
+            loss = fmax(0.0, 1.0 - bz);
+            dz = 1.0 - bz > 0.0 ? -(double)beta : 0.0; /* torch.relu's gradient at 0 is 0 */
+        } else if (type == PLM_DPO_IPO) {
+            double u = (lc - ref[2 * i] / kc) - (lr - ref[2 * i + 1] / kr) - 1.0 / (2.0 * beta);
+            loss = u * u;
+            dz = 2.0 * u;
+        } else {
+            loss = -log_sigmoid(bz);
+            dz = -beta * sigmoid(-bz);
+        }
+        st->loss += loss;
         st->chosen += rc;
         st->rejected += rr;
         st->accuracy += rc > rr;
-        st->margin += z;
-        st->logp_chosen += logp[2 * i];
-        st->logp_rejected += logp[2 * i + 1];
-        if (w) { /* d loss / d CE_t: d(-log sigmoid z)/dz = -sigmoid(-z); dz/dlogp = +-beta; dlogp/dCE = -1 */
-            double g = beta * sigmoid(-z) / n;
-            w[2 * i] = (float)g;
-            w[2 * i + 1] = (float)-g;
+        st->margin += bz;
+        st->logp_chosen += lc;
+        st->logp_rejected += lr;
+        if (w) { /* loss'(z) (dz / dlogp: 1 / kc, -1 / kr) (dlogp / dCE_t: -1) */
+            w[2 * i] = (float)(-dz / (n * kc));
+            w[2 * i + 1] = (float)(dz / (n * kr));
         }
     }
     if (n > 0) {
@@ -127,6 +161,7 @@ void plm_dpo_buf_free(plm_dpo_buf *b) {
     free(b->rows);
     free(b->logp);
     free(b->ref);
+    free(b->ntok);
     free(b->seq_w);
     free(b->tok_w);
     memset(b, 0, sizeof *b);
@@ -138,6 +173,7 @@ static void buf_reserve(plm_dpo_buf *b, int rows) {
     b->rows = plm_realloc(b->rows, b->cap_rows * sizeof *b->rows);
     b->logp = plm_realloc(b->logp, b->cap_rows * sizeof *b->logp);
     b->ref = plm_realloc(b->ref, b->cap_rows * sizeof *b->ref);
+    b->ntok = plm_realloc(b->ntok, b->cap_rows * sizeof *b->ntok);
     b->seq_w = plm_realloc(b->seq_w, b->cap_rows * sizeof *b->seq_w);
 }
 
@@ -154,8 +190,8 @@ void plm_dpo_buf_reserve(plm_dpo_buf *b, int pairs, int max_len) {
     tok_reserve(b, N);
 }
 
-int plm_dpo_batch(plm_model *m, const plm_dpo_data *d, const int *pairs, int n, float beta, int32_t pad, bool training,
-                  uint64_t seed, plm_dpo_buf *buf, plm_batch *out, plm_dpo_stats *st) {
+int plm_dpo_batch(plm_model *m, const plm_dpo_data *d, const int *pairs, int n, float beta, plm_dpo_loss_type type,
+                  int32_t pad, bool training, uint64_t seed, plm_dpo_buf *buf, plm_batch *out, plm_dpo_stats *st) {
     if (!d->ref_logp) {
         plm_error("DPO needs the reference model's log-probs (plm_dpo_logps) first");
         return -1;
@@ -165,6 +201,7 @@ int plm_dpo_batch(plm_model *m, const plm_dpo_data *d, const int *pairs, int n, 
         for (int k = 0; k < 2; k++) {
             buf->rows[2 * i + k] = 2 * pairs[i] + k;
             buf->ref[2 * i + k] = d->ref_logp[2 * pairs[i] + k];
+            buf->ntok[2 * i + k] = plm_dpo_response_tokens(&d->seqs, 2 * pairs[i] + k);
         }
     }
     plm_sft_collate(&d->seqs, buf->rows, 2 * n, pad, &buf->bb, out);
@@ -174,7 +211,7 @@ int plm_dpo_batch(plm_model *m, const plm_dpo_data *d, const int *pairs, int n, 
     if (plm_model_run(m, 0, out, false, 1.0f) != 0) return -1;
     memset(buf->logp, 0, (size_t)2 * n * sizeof *buf->logp);
     head_logps(m, out->T, buf->logp);
-    plm_dpo_loss(buf->logp, buf->ref, n, beta, st, buf->seq_w);
+    plm_dpo_loss(buf->logp, buf->ref, buf->ntok, n, beta, type, st, buf->seq_w);
     size_t N = (size_t)out->B * out->T;
     tok_reserve(buf, N);
     for (size_t k = 0; k < N; k++) buf->tok_w[k] = buf->seq_w[k / (size_t)out->T];
@@ -182,10 +219,14 @@ int plm_dpo_batch(plm_model *m, const plm_dpo_data *d, const int *pairs, int n, 
     return 0;
 }
 
-int plm_dpo_evaluate(plm_model *m, const plm_dpo_data *d, int B, float beta, int32_t pad, plm_dpo_stats *out) {
+int plm_dpo_evaluate(plm_model *m, const plm_dpo_data *d, int B, float beta, plm_dpo_loss_type type, int32_t pad,
+                     plm_dpo_stats *out) {
     double *logp = plm_malloc((size_t)PLM_MAX(2 * d->n, 1) * sizeof *logp);
+    int *ntok = plm_malloc((size_t)PLM_MAX(2 * d->n, 1) * sizeof *ntok);
+    for (int s = 0; s < 2 * d->n; s++) ntok[s] = plm_dpo_response_tokens(&d->seqs, s);
     int rc = plm_dpo_logps(m, &d->seqs, 2 * PLM_MAX(B, 1), pad, logp);
-    if (rc == 0) plm_dpo_loss(logp, d->ref_logp, d->n, beta, out, NULL);
+    if (rc == 0) plm_dpo_loss(logp, d->ref_logp, ntok, d->n, beta, type, out, NULL);
+    free(ntok);
     free(logp);
     return rc;
 }
@@ -197,6 +238,7 @@ typedef struct {
     const plm_dpo_data *train, *valid;
     plm_chat_template t;
     float beta;
+    plm_dpo_loss_type type;
     int max_seq_length;
     int32_t pad;
     plm_dpo_buf buf;
@@ -207,7 +249,7 @@ static int dpo_train_batch(void *ctx, plm_model *m, const int *rows, int n, uint
     dpo_loop *c = ctx;
     /* dropout off, as TRL's disable_dropout (its default): the policy's log-probs are then the
      * reference's at the start, and the loss log 2 */
-    return plm_dpo_batch(m, c->train, rows, n, c->beta, c->pad, false, dseed, &c->buf, out, &c->last);
+    return plm_dpo_batch(m, c->train, rows, n, c->beta, c->type, c->pad, false, dseed, &c->buf, out, &c->last);
 }
 
 static double dpo_batch_loss(void *ctx) { return ((dpo_loop *)ctx)->last.loss; }
@@ -223,7 +265,7 @@ static void dpo_step_fields(void *ctx, char *buf, size_t size) {
 static int dpo_eval(void *ctx, plm_model *m, int B, plm_ft_scores *out) {
     dpo_loop *c = ctx;
     plm_dpo_stats s;
-    if (plm_dpo_evaluate(m, c->valid, B, c->beta, c->pad, &s) != 0) return -1;
+    if (plm_dpo_evaluate(m, c->valid, B, c->beta, c->type, c->pad, &s) != 0) return -1;
     *out = (plm_ft_scores){s.loss, {s.accuracy, s.margin, s.chosen}, c->valid->n};
     return 0;
 }
@@ -232,14 +274,15 @@ static int dpo_save(void *ctx, const plm_model *m, const char *dir, const char *
     dpo_loop *c = ctx;
     plm_ft_config_kv extra[] = {{"chat_template", plm_chat_template_name(c->t), 0},
                                 {"max_seq_length", NULL, c->max_seq_length},
-                                {"beta", NULL, c->beta}};
+                                {"beta", NULL, c->beta},
+                                {"loss_type", plm_dpo_loss_name(c->type), 0}};
     plm_ft_config_task ct = {
-        .name = "dpo", .type = "dpo", .n_metrics = 3, .metrics = plm_dpo_metrics, .n_extra = 3, .extra = extra};
+        .name = "dpo", .type = "dpo", .n_metrics = 3, .metrics = plm_dpo_metrics, .n_extra = 4, .extra = extra};
     return plm_ft_save_dir(m, c->tok, &ct, dir, meta_kv, n_meta);
 }
 
 int plm_dpo_train(plm_model *m, const plm_tokenizer *tok, const plm_dpo_data *train, const plm_dpo_data *valid,
-                  float beta, plm_chat_template t, const plm_ft_args *a, plm_ft_scores *best) {
+                  float beta, plm_dpo_loss_type type, plm_chat_template t, const plm_ft_args *a, plm_ft_scores *best) {
     if (plm_model_head(m, PLM_HEAD_LM) != 0 || m->num_backbones != 1 || !m->config.is_decoder) {
         plm_error("dpo needs a causal language model (is_decoder true, an LM head); this is a %s",
                   plm_model_architecture(m));
@@ -259,6 +302,7 @@ int plm_dpo_train(plm_model *m, const plm_tokenizer *tok, const plm_dpo_data *tr
                   .valid = has_valid ? valid : NULL,
                   .t = t,
                   .beta = beta,
+                  .type = type,
                   .max_seq_length = a->max_seq_length,
                   .pad = plm_sft_pad_id(m, tok)};
     int max_len = train->seqs.max_len;
