@@ -112,17 +112,23 @@ static int load_causal_lm(const char *cmd, const char *dir, int *max_seq_length,
     return 0;
 }
 
+/* The defaults TRL's SFT, DPO and reward trainers share: batches of 8, linear decay
+ * without warmup, no weight decay, and the sequence length from the model (TRL's
+ * max_length 1024, cut at the model's positions: resolve_max_len). */
+static void trl_defaults(cli_ft_opts *o) {
+    cli_ft_opts_default(o);
+    o->a.train_batch_size = 8;
+    o->a.eval_batch_size = 8;
+    o->a.warmup_ratio = 0.0f;
+    o->a.opt.weight_decay = 0.0f;
+    o->a.max_seq_length = 0;
+}
+
 int cmd_sft(int argc, char **argv) {
     cli_ft_opts o;
-    cli_ft_opts_default(&o);
-    /* TRL's SFTConfig: batch 8, 3 epochs, linear decay without warmup, no weight decay,
-     * max_length 1024. Its learning rate, 2e-5, is for billion-parameter models; the small
-     * models plm trains move too little at it (as in plm finetune), so 1e-4. */
-    o.a.train_batch_size = 8;
-    o.a.eval_batch_size = 8;
-    o.a.warmup_ratio = 0.0f;
-    o.a.opt.weight_decay = 0.0f;
-    o.a.max_seq_length = 0;
+    trl_defaults(&o);
+    /* TRL's SFTConfig: 3 epochs. Its learning rate, 2e-5, is for billion-parameter models;
+     * the small models plm trains move too little at it (as in plm finetune), so 1e-4. */
     o.lr_help = "peak learning rate (default 1e-4; TRL's 2e-5 is for billion-parameter models, small ones need more)";
     const char *train_file = NULL, *valid_file = NULL, *template = "plain";
     float split = 0.0f;
@@ -284,15 +290,10 @@ static int reference_logps(plm_model *ref, plm_dpo_data *d, int B, int32_t pad) 
 
 int cmd_dpo(int argc, char **argv) {
     cli_ft_opts o;
-    cli_ft_opts_default(&o);
-    /* TRL's DPOConfig: beta 0.1, batch 8 pairs, linear decay without warmup, no weight decay,
-     * max_length 1024; its learning rate, 1e-6, is for billion-parameter models. */
-    o.a.train_batch_size = 8;
-    o.a.eval_batch_size = 8;
-    o.a.warmup_ratio = 0.0f;
-    o.a.opt.weight_decay = 0.0f;
+    trl_defaults(&o);
+    /* TRL's DPOConfig: beta 0.1, batches of 8 pairs; its learning rate, 1e-6, is for
+     * billion-parameter models. */
     o.a.opt.learning_rate = 5e-5f;
-    o.a.max_seq_length = 0;
     o.lr_help = "peak learning rate (default 5e-5; TRL's 1e-6 is for billion-parameter models)";
     const char *train_file = NULL, *valid_file = NULL, *template = "plain", *loss_type = "sigmoid";
     float split = 0.0f, beta = 0.1f;
@@ -507,14 +508,7 @@ int cmd_reward(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--score")) return reward_score(argc, argv);
     cli_ft_opts o;
-    cli_ft_opts_default(&o);
-    /* TRL's RewardConfig: batch 8 pairs, learning rate 1e-4, linear decay without warmup, no
-     * weight decay, max_length 1024 */
-    o.a.train_batch_size = 8;
-    o.a.eval_batch_size = 8;
-    o.a.warmup_ratio = 0.0f;
-    o.a.opt.weight_decay = 0.0f;
-    o.a.max_seq_length = 0;
+    trl_defaults(&o); /* TRL's RewardConfig: batches of 8 pairs, learning rate 1e-4 */
     o.lr_help = "peak learning rate (default 1e-4, TRL's)";
     const char *train_file = NULL, *valid_file = NULL, *template = "plain", *score_file = NULL;
     float split = 0.0f, center = 0.0f;
