@@ -71,6 +71,7 @@ static void tile_probs(const attn_shape *a, int h, const float *km, float *s, in
         float ref;
         if (m) {
             float mx = m[r];
+#pragma omp simd reduction(max : mx)
             for (int c = 0; c < jend; c++) mx = row[c] > mx ? row[c] : mx;
             if (mx == -INFINITY) { /* nothing visible yet: the row stays empty */
                 memset(row, 0, (size_t)bk * sizeof(float));
