@@ -228,6 +228,7 @@ void attention_backward_bias(const attn_shape *a, const float *dout, const float
                 for (int r = 0; r < bq; r++) {
                     const float *x = dOi + (size_t)r * ldo, *y = os + (size_t)r * hs;
                     float d = 0.0f;
+#pragma omp simd reduction(+ : d)
                     for (int c = 0; c < hs; c++) d += x[c] * y[c];
                     D[r] = d;
                 }
