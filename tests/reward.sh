@@ -97,6 +97,9 @@ P
 "$PLM" reward --score "$t/val_conv.jsonl" --model "$t/rmv" --output "$t/scores2" --per-device-eval-batch-size 16 \
     >"$t/out" 2>"$t/err" && cmp -s "$t/scores" "$t/scores2" && [[ ! -s $t/out ]] &&
     grep -q "reward: 80 conversations scored" "$t/err" && pass reward_score_output || fail reward_score_output "$(cat "$t/err")"
+# --score=FILE (args.c takes --opt=value everywhere) scores too, rather than asking for --train
+"$PLM" reward --score="$t/val_conv.jsonl" --model="$t/rmv" --quiet >"$t/scores3" 2>"$t/err" &&
+    cmp -s "$t/scores" "$t/scores3" && pass reward_score_inline_value || fail reward_score_inline_value "$(cat "$t/err")"
 
 # ---- a reward model trains further (its own head, not a new one)
 "$PLM" reward --model "$t/rmv" --train "$t/pref.jsonl" --output-dir "$t/rm2" --max-steps 2 --quiet >"$t/out" 2>"$t/err" &&

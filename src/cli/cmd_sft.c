@@ -504,8 +504,8 @@ out:
 }
 
 int cmd_reward(int argc, char **argv) {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--score")) return reward_score(argc, argv);
+    for (int i = 1; i < argc; i++) /* --score FILE or --score=FILE (args.c takes both) */
+        if (!strcmp(argv[i], "--score") || !strncmp(argv[i], "--score=", 8)) return reward_score(argc, argv);
     cli_ft_opts o;
     cli_ft_opts_default(&o);
     /* TRL's RewardConfig: batch 8 pairs, learning rate 1e-4, linear decay without warmup, no
