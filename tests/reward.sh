@@ -152,6 +152,18 @@ expect reward_score_pairs_file 3 'pref.jsonl:1: no field "response"' -- "$PLM" r
     --model "$t/rmv"
 printf '{"prompt": "a", "response": "b"}\n{"prompt": "a",\n' >"$t/bad.jsonl"
 expect reward_score_bad_json 3 'bad.jsonl:2: bad JSON' -- "$PLM" reward --score "$t/bad.jsonl" --model "$t/rmv"
+# a reward model whose config.json names a template plm does not have: the file's fault (exit 3), not --template's
+cp -r "$t/rmv" "$t/rmt"
+python3 - "$t/rmt/config.json" <<'P'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["plm_task"]["chat_template"] = "llama"
+json.dump(c, open(sys.argv[1], "w"))
+P
+expect reward_score_config_template 3 'rmt/config.json: unknown plm_task.chat_template "llama"' -- "$PLM" reward \
+    --score "$t/val_conv.jsonl" --model "$t/rmt"
+expect reward_score_bad_template 2 'template plain or chatml' -- "$PLM" reward --score "$t/val_conv.jsonl" \
+    --model "$t/rmv" --template llama
 expect reward_score_no_model 2 '--score FILE needs --model DIR' -- "$PLM" reward --score "$t/bad.jsonl"
 # plm predict / evaluate on a reward model point at plm reward --score
 printf 'sentence\treverse: a b\n' >"$t/x.tsv"

@@ -461,10 +461,14 @@ static int reward_score(int argc, char **argv) {
     task_field(cfg, "chat_template", &tname, NULL);
     task_field(cfg, "max_seq_length", NULL, &trained_len);
     plm_chat_template t;
-    if (plm_chat_template_of(template ? template : tname ? tname : "plain", &t) != 0) {
+    if (template && plm_chat_template_of(template, &t) != 0) {
         fprintf(stderr, "plm reward: --template plain or chatml\n");
         rc = PLM_EXIT_USAGE;
         goto out;
+    }
+    if (!template && plm_chat_template_of(tname ? tname : "plain", &t) != 0) { /* the file's fault, not an option's */
+        plm_error("%s/config.json: unknown plm_task.chat_template \"%.40s\" (plain or chatml)", model, tname);
+        goto fail;
     }
     if ((rc = load_reward_model(model, true, 0, true, &m, &tok)) != 0) goto fail;
     rc = PLM_EXIT_INPUT;
