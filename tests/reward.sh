@@ -97,6 +97,12 @@ P
 "$PLM" reward --score "$t/val_conv.jsonl" --model "$t/rmv" --output "$t/scores2" --per-device-eval-batch-size 16 \
     >"$t/out" 2>"$t/err" && cmp -s "$t/scores" "$t/scores2" && [[ ! -s $t/out ]] &&
     grep -q "reward: 80 conversations scored" "$t/err" && pass reward_score_output || fail reward_score_output "$(cat "$t/err")"
+# a batch size beyond the file's 80 conversations: one batch of 80 (the same scores), no activations reserved
+# for 10^8 rows
+"$PLM" reward --score "$t/val_conv.jsonl" --model "$t/rmv" --quiet --per-device-eval-batch-size 80 >"$t/scores80" &&
+    "$PLM" reward --score "$t/val_conv.jsonl" --model "$t/rmv" --quiet --per-device-eval-batch-size 100000000 \
+        >"$t/scores4" 2>"$t/err" && cmp -s "$t/scores80" "$t/scores4" && pass reward_score_batch_beyond_file ||
+    fail reward_score_batch_beyond_file "$(cat "$t/err")"
 # --score=FILE (args.c takes --opt=value everywhere) scores too, rather than asking for --train
 "$PLM" reward --score="$t/val_conv.jsonl" --model="$t/rmv" --quiet >"$t/scores3" 2>"$t/err" &&
     cmp -s "$t/scores" "$t/scores3" && pass reward_score_inline_value || fail reward_score_inline_value "$(cat "$t/err")"
