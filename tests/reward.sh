@@ -151,6 +151,9 @@ json.dump(c, open(sys.argv[1], "w"))
 P
 expect reward_mismatched_checkpoint 3 'rm3.*score.weight' -- "$PLM" reward "${base[@]}" --model "$t/rm3" \
     --train "$t/pref.jsonl"
+# resuming from a checkpoint that is no reward model (a language model's): one line naming its config.json
+expect reward_resume_not_reward 3 'gpt/config.json: a language model, not a reward model' -- "$PLM" reward "${base[@]}" \
+    --model "$t/gpt" --train "$t/pref.jsonl" --resume-from-checkpoint "$t/gpt"
 # --score: a reward model only, conversations only
 expect reward_score_lm 3 'gpt/config.json: a language model, not a reward model' -- "$PLM" reward --score \
     "$t/val_conv.jsonl" --model "$t/gpt"

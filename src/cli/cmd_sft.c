@@ -407,8 +407,9 @@ static int reward_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores
     reward_run *r = ctx;
     plm_model *m = NULL;
     plm_tokenizer *tok = NULL;
+    /* a checkpoint of this run holds its score head: anything else is named by its file */
     int rc = a->resume_from_checkpoint
-                 ? cli_load_model(a->resume_from_checkpoint, &m, &tok)
+                 ? load_reward_model(a->resume_from_checkpoint, true, a->seed, true, &m, &tok)
                  : load_reward_model(r->o->model, false, a->seed, r->o->quiet || si > 0, &m, &tok);
     if (rc != 0) return rc;
     rc = plm_reward_train(m, tok, r->train, r->valid, r->center, r->t, a, best);
