@@ -408,8 +408,9 @@ static int reward_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores
     reward_run *r = ctx;
     plm_model *m = NULL;
     plm_tokenizer *tok = NULL;
+    /* a checkpoint of this run holds its score head: anything else is named by its file */
     int rc = a->resume_from_checkpoint
-                 ? cli_load_model(a->resume_from_checkpoint, &m, &tok)
+                 ? load_reward_model(a->resume_from_checkpoint, true, a->seed, true, &m, &tok)
                  : load_reward_model(r->o->model, false, a->seed, r->o->quiet || si > 0, &m, &tok);
     if (rc != 0) return rc;
     rc = plm_reward_train(m, tok, r->train, r->valid, r->center, r->t, a, best);
@@ -462,10 +463,14 @@ static int reward_score(int argc, char **argv) {
     task_field(cfg, "chat_template", &tname, NULL);
     task_field(cfg, "max_seq_length", NULL, &trained_len);
     plm_chat_template t;
-    if (plm_chat_template_of(template ? template : tname ? tname : "plain", &t) != 0) {
+    if (template && plm_chat_template_of(template, &t) != 0) {
         fprintf(stderr, "plm reward: --template plain or chatml\n");
         rc = PLM_EXIT_USAGE;
         goto out;
+    }
+    if (!template && plm_chat_template_of(tname ? tname : "plain", &t) != 0) { /* the file's fault, not an option's */
+        plm_error("%s/config.json: unknown plm_task.chat_template \"%.40s\" (plain or chatml)", model, tname);
+        goto fail;
     }
     if ((rc = load_reward_model(model, true, 0, true, &m, &tok)) != 0) goto fail;
     rc = PLM_EXIT_INPUT;
@@ -505,8 +510,8 @@ out:
 }
 
 int cmd_reward(int argc, char **argv) {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--score")) return reward_score(argc, argv);
+    for (int i = 1; i < argc; i++) /* --score FILE or --score=FILE (args.c takes both) */
+        if (!strcmp(argv[i], "--score") || !strncmp(argv[i], "--score=", 8)) return reward_score(argc, argv);
     cli_ft_opts o;
     trl_defaults(&o); /* TRL's RewardConfig: batches of 8 pairs, learning rate 1e-4 */
     o.lr_help = "peak learning rate (default 1e-4, TRL's)";
