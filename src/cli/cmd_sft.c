@@ -647,6 +647,7 @@ int cmd_rloo(int argc, char **argv) {
     o.a.opt.weight_decay = 0.0f;
     o.a.opt.learning_rate = 1e-5f;
     o.a.max_seq_length = 0;
+    o.a.logging_steps = 1; /* a metrics.jsonl line per step: the rewards are what one watches */
     o.lr_help = "peak learning rate (default 1e-5; TRL's 3e-6 is for billion-parameter models)";
     const char *train_file = NULL, *rm_dir = NULL, *template = "plain";
     plm_rloo_args r = {.k = 2, .beta = 0.05f};
