@@ -1,12 +1,13 @@
-/* cmd_sft.c - `plm sft` and `plm dpo`, instruction tuning of a causal LM. sft: supervised
+/* cmd_sft.c - `plm sft`, `dpo`, `reward` and `rloo`, instruction tuning of a causal LM. sft: supervised
  * fine-tuning on prompt/response or chat JSONL (TRL's SFTTrainer with completion-only
  * loss, train/sft.c); dpo: Direct Preference Optimization on {prompt, chosen, rejected}
  * JSONL (TRL's DPOTrainer, train/dpo.c), the starting checkpoint's log-probs computed once
  * as the frozen reference; reward: a reward model on the same pairs (TRL's RewardTrainer,
- * train/reward.c), and with --score the rewards of conversations. They read and encode
- * the data (tasks/chat.h), hold out a validation split when asked and run the fine-tuning
- * loop once per seed; they write the model, metrics.jsonl, eval_results.json, checkpoints
- * and loss.svg. */
+ * train/reward.c), and with --score the rewards of conversations; rloo: online RL of the
+ * policy from such a reward model on {prompt} JSONL (TRL's RLOOTrainer, train/rloo.c). They
+ * read and encode the data (tasks/chat.h), hold out a validation split when asked and run
+ * the fine-tuning loop once per seed; they write the model, metrics.jsonl,
+ * eval_results.json, checkpoints and loss.svg. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
