@@ -1,5 +1,5 @@
-/* cmd_sft.c - `plm sft`, `dpo`, `reward` and `rloo`, instruction tuning of a causal LM. sft: supervised
- * fine-tuning on prompt/response or chat JSONL (TRL's SFTTrainer with completion-only
+/* cmd_sft.c - `plm sft`, `dpo`, `reward` and `rloo`, instruction tuning of a causal LM.
+ * sft: supervised fine-tuning on prompt/response or chat JSONL (TRL's SFTTrainer with completion-only
  * loss, train/sft.c); dpo: Direct Preference Optimization on {prompt, chosen, rejected}
  * JSONL (TRL's DPOTrainer, train/dpo.c), the starting checkpoint's log-probs computed once
  * as the frozen reference; reward: a reward model on the same pairs (TRL's RewardTrainer,
