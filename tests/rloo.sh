@@ -46,7 +46,7 @@ tiny_model gpt bpe 300 64
 rl=(--model "$t/gpt" --reward-model "$t/rm" --train "$t/prompts.jsonl" --per-device-train-batch-size 4 --rloo-k 3
     --max-new-tokens 8 --max-steps 6 --learning-rate 1e-3)
 "$PLM" rloo "${rl[@]}" --output-dir "$t/p1" >"$t/out" 2>"$t/err" && pass rloo_runs || fail rloo_runs "$(tail -3 "$t/err")"
-grep -qE '^rloo: 120 prompts \(longest [0-9]+ tokens\); k 3, beta 0.05, up to 8 new tokens; template plain; policy GPT2LMHeadModel' \
+grep -qE '^rloo: 120 prompts \(longest [0-9]+ tokens\), 0 validation; k 3, beta 0.05, up to 8 new tokens; template plain; policy GPT2LMHeadModel' \
     "$t/err" && pass rloo_reports || fail rloo_reports "$(head -3 "$t/err")"
 python3 - "$t/p1" <<'P' && pass rloo_outputs || fail rloo_outputs "see above"
 import json, math, os, sys
@@ -76,8 +76,31 @@ P
 "$PLM" generate --model "$t/p1" --prompt "reverse: a b c" --max-new-tokens 4 >"$t/out" 2>"$t/err" &&
     pass rloo_model_generates || fail rloo_model_generates "$(tail -2 "$t/err")"
 
+# ---- held-out prompts: evaluations with eval_reward / eval_score / eval_kl, checkpoints, the
+# best model kept; a run resumed from a checkpoint (copied, or after SIGKILL) ends bit for bit
+"$PLM" rloo "${rl[@]}" --validation-split 0.1 --eval-steps 3 --output-dir "$t/pv" --quiet >/dev/null 2>"$t/err" &&
+    python3 - "$t/pv" <<'P' && pass rloo_validation || fail rloo_validation "$(tail -2 "$t/err")"
+import json, math, os, sys
+d = sys.argv[1]
+lines = [json.loads(l) for l in open(d + "/metrics.jsonl")]
+evals = [l for l in lines if "eval_loss" in l]
+assert [e["step"] for e in evals] == [3, 6], evals
+for e in evals:
+    assert e["eval_samples"] == 12 and all(math.isfinite(e[k]) for k in ("eval_reward", "eval_score", "eval_kl")), e
+r = json.load(open(d + "/eval_results.json"))
+assert r["task"] == "rloo" and abs(r["eval_reward"] - max(e["eval_reward"] for e in evals)) < 1e-12, (r, evals)
+assert os.path.isdir(d + "/checkpoint-6")
+P
+"$PLM" rloo "${rl[@]}" --validation-split 0.1 --max-steps 1 --output-dir "$t/pv2" >/dev/null 2>"$t/err"
+grep -qE '^rloo: 108 prompts .*, 12 validation;' "$t/err" && pass rloo_validation_reported ||
+    fail rloo_validation_reported "$(head -2 "$t/err")"
+FT_CMD=rloo resume_check rloo_ 2 4 --model "$t/gpt" --reward-model "$t/rm" --train "$t/prompts.jsonl" \
+    --per-device-train-batch-size 4 --rloo-k 2 --max-new-tokens 6 --learning-rate 1e-3 --validation-split 0.05 \
+    --eval-steps 2 --max-steps 4 --save-total-limit 0 --quiet
+
 # ---- hostile input: one line naming the file (and line), exit 3; bad options exit 2
 base=(--model "$t/gpt" --output-dir "$t/x" --max-steps 1 --quiet)
+printf '{"prompt": "a"}\n{"prompt": \n' >"$t/pbad.jsonl"
 expect rloo_no_reward_model 2 'reward-model DIR are required' -- "$PLM" rloo "${base[@]}" --train "$t/prompts.jsonl"
 expect rloo_no_train 2 '--train FILE and --reward-model DIR are required' -- "$PLM" rloo "${base[@]}" \
     --reward-model "$t/rm"
@@ -85,8 +108,12 @@ expect rloo_k_one 2 'rloo-k >= 2' -- "$PLM" rloo "${base[@]}" --reward-model "$t
     --rloo-k 1
 expect rloo_negative_beta 2 'beta >= 0' -- "$PLM" rloo "${base[@]}" --reward-model "$t/rm" --train \
     "$t/prompts.jsonl" --beta -1
-expect rloo_resume 2 'resume-from-checkpoint is not supported' -- "$PLM" rloo "${base[@]}" --reward-model "$t/rm" \
+expect rloo_resume_without_validation 2 'resume-from-checkpoint needs checkpoints' -- "$PLM" rloo "${base[@]}" --reward-model "$t/rm" \
     --train "$t/prompts.jsonl" --resume-from-checkpoint "$t/p1"
+expect rloo_validation_both 2 'validation or --validation-split' -- "$PLM" rloo "${base[@]}" --reward-model \
+    "$t/rm" --train "$t/prompts.jsonl" --validation "$t/prompts.jsonl" --validation-split 0.1
+expect rloo_bad_validation 3 'pbad.jsonl:2: bad JSON' -- "$PLM" rloo "${base[@]}" --reward-model "$t/rm" --train \
+    "$t/prompts.jsonl" --validation "$t/pbad.jsonl"
 expect rloo_reward_model_missing 3 'nope' -- "$PLM" rloo "${base[@]}" --reward-model "$t/nope" --train \
     "$t/prompts.jsonl"
 expect rloo_reward_model_is_lm 3 'gpt/config.json: a language model, not a reward model' -- "$PLM" rloo "${base[@]}" \
@@ -111,7 +138,6 @@ json.dump(j, open(sys.argv[1], "w"))
 P
 expect rloo_reward_model_other_ids 3 'rmo: the reward model.s tokenizer is not the policy.s \(.*prompts.jsonl:1 encodes' \
     -- "$PLM" rloo "${base[@]}" --reward-model "$t/rmo" --train "$t/prompts.jsonl"
-printf '{"prompt": "a"}\n{"prompt": \n' >"$t/pbad.jsonl"
 printf '{"prompt": "a"}\n{"response": "b"}\n' >"$t/noprompt.jsonl"
 expect rloo_bad_json 3 'pbad.jsonl:2: bad JSON' -- "$PLM" rloo "${base[@]}" --reward-model "$t/rm" --train "$t/pbad.jsonl"
 expect rloo_no_prompt 3 'noprompt.jsonl:2: no field "prompt"' -- "$PLM" rloo "${base[@]}" --reward-model "$t/rm" \

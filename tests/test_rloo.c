@@ -9,7 +9,7 @@
  *     leave room for a completion;
  *   learning: a reward model built by hand (its layers' outputs zeroed, so the score head
  *     reads LN(wte[x]) of the last token x before EOS: +1 when x is a multiple of 4, -1
- *     otherwise) and a tiny random GPT-2 policy; plm_rloo_train for 40 steps raises the
+ *     otherwise) and a tiny random GPT-2 policy; plm_rloo_train for 100 steps raises the
  *     mean reward of sampled completions on the training prompts above the starting
  *     policy's by max(0.25, 6 standard errors) (the standard error of the difference of
  *     the two means, measured on 256 samples each).
@@ -356,7 +356,7 @@ static void test_learning(const char *dir, const plm_tokenizer *tok) {
     fa.logging_steps = 1;
     fa.quiet = true;
     double t0 = plm_now();
-    int trc = plm_rloo_train(m, tok, &prompts, &r, PLM_TEMPLATE_PLAIN, &fa);
+    int trc = plm_rloo_train(m, tok, &prompts, NULL, &r, PLM_TEMPLATE_PLAIN, &fa, NULL);
     double dt = plm_now() - t0;
     TEST_CHECK(trc == 0, "rloo_learning_runs", "rc %d: %s", trc, plm_last_error());
     sampled_rewards(m, rm, &prompts, samples, max_new, eos, pad, &m1, &v1, &n1);
@@ -387,7 +387,7 @@ static void test_learning(const char *dir, const plm_tokenizer *tok) {
         char out2[520];
         snprintf(out2, sizeof out2, "%s/out2", dir);
         fa.output_dir = out2;
-        int rc2 = plm_rloo_train(m2, tok, &prompts, &r, PLM_TEMPLATE_PLAIN, &fa);
+        int rc2 = plm_rloo_train(m2, tok, &prompts, NULL, &r, PLM_TEMPLATE_PLAIN, &fa, NULL);
         snprintf(mp, sizeof mp, "%s/metrics.jsonl", out2);
         char *log2 = plm_read_file(mp, &len);
         bool same = rc2 == 0 && log && log2;

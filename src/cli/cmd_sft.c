@@ -582,7 +582,7 @@ out:
 
 typedef struct {
     cli_ft_opts *o;
-    const plm_sft_data *prompts;
+    const plm_sft_data *prompts, *valid; /* valid NULL: no evaluation */
     plm_chat_template t;
     const plm_rloo_args *r;
 } rloo_run;
@@ -590,12 +590,12 @@ typedef struct {
 static int rloo_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores *best) {
     rloo_run *r = ctx;
     (void)si;
-    (void)best;
     plm_model *m = NULL;
     plm_tokenizer *tok = NULL;
-    int rc = cli_load_model(r->o->model, &m, &tok);
+    /* a resumed run's policy is the checkpoint's; the reference stays --model */
+    int rc = cli_load_model(a->resume_from_checkpoint ? a->resume_from_checkpoint : r->o->model, &m, &tok);
     if (rc != 0) return rc;
-    rc = plm_rloo_train(m, tok, r->prompts, r->r, r->t, a);
+    rc = plm_rloo_train(m, tok, r->prompts, r->valid, r->r, r->t, a, best);
     if (rc == 0) plot_loss(a, "rloo loss");
     plm_model_free(m);
     plm_tokenizer_free(tok);
@@ -650,13 +650,18 @@ int cmd_rloo(int argc, char **argv) {
     o.a.max_seq_length = 0;
     o.a.logging_steps = 1; /* a metrics.jsonl line per step: the rewards are what one watches */
     o.lr_help = "peak learning rate (default 1e-5; TRL's 3e-6 is for billion-parameter models)";
-    const char *train_file = NULL, *rm_dir = NULL, *template = "plain";
+    const char *train_file = NULL, *valid_file = NULL, *rm_dir = NULL, *template = "plain";
+    float split = 0.0f;
     plm_rloo_args r = {.k = 2, .beta = 0.05f};
     plm_sampling_default(&r.s);
     r.s.max_new_tokens = 53;
     const arg_spec own[] = {
         {"--train", ARG_STR, &train_file,
          "JSONL of prompts: {\"prompt\": ...} per line (a DPO file's chosen / rejected are ignored)"},
+        {"--validation", ARG_STR, &valid_file,
+         "held-out prompts: eval_reward, eval_score, eval_kl of k samples each (the best model kept; checkpoints)"},
+        {"--validation-split", ARG_FLOAT, &split,
+         "hold out this share of --train's prompts instead (seeded; default 0)"},
         {"--reward-model", ARG_STR, &rm_dir,
          "reward model directory (plm reward's output); it must share the policy's tokenizer"},
         {"--rloo-k", ARG_INT, &r.k, "completions sampled per prompt, >= 2 (default 2, TRL's)"},
@@ -676,22 +681,25 @@ int cmd_rloo(int argc, char **argv) {
                               own, (int)PLM_ARRAY_LEN(own), &o, "prompts", argc, argv);
     if (rc >= 0) return rc;
     plm_chat_template t;
-    if (!train_file || !rm_dir || r.k < 2 || !(r.beta >= 0 && isfinite(r.beta)) || r.s.max_new_tokens < 1 ||
+    if (!train_file || !rm_dir || (valid_file && split > 0) || !(split >= 0 && split < 1) || r.k < 2 ||
+        !(r.beta >= 0 && isfinite(r.beta)) || r.s.max_new_tokens < 1 ||
         !(r.s.temperature > 0 && isfinite(r.s.temperature)) || r.s.top_k < 0 || !(r.s.top_p > 0 && r.s.top_p <= 1) ||
         o.a.max_seq_length < 0 || plm_chat_template_of(template, &t) != 0) {
-        fprintf(stderr, "plm rloo: --train FILE and --reward-model DIR are required; --rloo-k >= 2; finite --beta >= "
-                        "0; --max-new-tokens >= 1; --temperature > 0; --top-k >= 0; --top-p in (0, 1]; --template "
-                        "plain or chatml; --max-seq-length >= 0\n");
+        fprintf(stderr, "plm rloo: --train FILE and --reward-model DIR are required; --validation or "
+                        "--validation-split (in [0, 1)), not both; --rloo-k >= 2; finite --beta >= 0; --max-new-tokens "
+                        ">= 1; --temperature > 0; --top-k >= 0; --top-p in (0, 1]; --template plain or chatml; "
+                        "--max-seq-length >= 0\n");
         return PLM_EXIT_USAGE;
     }
-    if (o.resume) {
-        fprintf(stderr, "plm rloo: --resume-from-checkpoint is not supported (rloo writes no checkpoints yet)\n");
+    if (o.resume && !valid_file && !(split > 0)) {
+        fprintf(stderr, "plm rloo: --resume-from-checkpoint needs checkpoints, which rloo writes at evaluations "
+                        "(--validation or --validation-split)\n");
         return PLM_EXIT_USAGE;
     }
     plm_model *m = NULL, *rm = NULL;
     plm_tokenizer *tok = NULL, *rtok = NULL;
-    plm_chat_set set = {0};
-    plm_sft_data prompts = {0};
+    plm_chat_set set = {0}, vset = {0};
+    plm_sft_data prompts = {0}, valid = {0};
     if ((rc = load_causal_lm("rloo", o.model, &o.a.max_seq_length, &m, &tok)) != 0) goto fail;
     if ((rc = load_reward_model(rm_dir, true, 0, true, &rm, &rtok)) != 0) goto fail;
     rc = PLM_EXIT_INPUT;
@@ -699,9 +707,22 @@ int cmd_rloo(int argc, char **argv) {
     if (plm_chat_read_prompts(&set, train_file) != 0 ||
         plm_rloo_encode_prompts(&prompts, &set, train_file, tok, t, max_len) != 0)
         goto fail;
-    if (o.max_train_samples > 0 && prompts.n > o.max_train_samples) prompts.n = o.max_train_samples;
     if (check_same_tokens(rm_dir, m, tok, rm, rtok, &set, train_file, t, &prompts, max_len) != 0) goto fail;
-    int longest = PLM_MIN(prompts.max_len + r.s.max_new_tokens, max_len);
+    if (valid_file) {
+        if (plm_chat_read_prompts(&vset, valid_file) != 0 ||
+            plm_rloo_encode_prompts(&valid, &vset, valid_file, tok, t, max_len) != 0)
+            goto fail;
+    } else {
+        plm_sft_split(&prompts, split, o.a.seed, &valid);
+        if (split > 0 && (valid.n == 0 || prompts.n == 0)) {
+            plm_error("%s: --validation-split %g of %d prompts leaves an empty side", train_file, split,
+                      prompts.n + valid.n);
+            goto fail;
+        }
+    }
+    if (o.max_train_samples > 0 && prompts.n > o.max_train_samples) prompts.n = o.max_train_samples;
+    if (o.max_eval_samples > 0 && valid.n > o.max_eval_samples) valid.n = o.max_eval_samples;
+    int longest = PLM_MIN(PLM_MAX(prompts.max_len, valid.max_len) + r.s.max_new_tokens, max_len);
     if (rm->config.max_position_embeddings < longest) {
         plm_error("%s: the reward model reads %d positions; prompt + completion may take %d (lower --max-new-tokens "
                   "or --max-seq-length)",
@@ -715,14 +736,14 @@ int cmd_rloo(int argc, char **argv) {
     r.ref = m; /* the starting checkpoint, frozen: each run loads its own policy */
     if (!o.quiet)
         fprintf(stderr,
-                "rloo: %d prompts (longest %d tokens); k %d, beta %g, up to %d new tokens; template %s; policy %s, "
-                "%.2fM parameters; reward model %s\n",
-                prompts.n, prompts.max_len, r.k, r.beta, r.s.max_new_tokens, plm_chat_template_name(t),
+                "rloo: %d prompts (longest %d tokens), %d validation; k %d, beta %g, up to %d new tokens; template "
+                "%s; policy %s, %.2fM parameters; reward model %s\n",
+                prompts.n, prompts.max_len, valid.n, r.k, r.beta, r.s.max_new_tokens, plm_chat_template_name(t),
                 plm_model_architecture(m), (double)m->num_params / 1e6, rm_dir);
     plm_tokenizer_free(tok);
     tok = NULL;
-    rloo_run run = {&o, &prompts, t, &r};
-    if ((rc = cli_ft_run_seeds(&o, "rloo", 3, plm_rloo_metrics, false, rloo_run_one, &run)) != 0) goto fail;
+    rloo_run run = {&o, &prompts, valid.n > 0 ? &valid : NULL, t, &r};
+    if ((rc = cli_ft_run_seeds(&o, "rloo", 3, plm_rloo_metrics, run.valid != NULL, rloo_run_one, &run)) != 0) goto fail;
     rc = 0;
     goto out;
 fail:
@@ -733,6 +754,8 @@ out:
     if (tok) plm_tokenizer_free(tok);
     if (rtok) plm_tokenizer_free(rtok);
     plm_sft_data_free(&prompts);
+    plm_sft_data_free(&valid);
     plm_chat_set_free(&set);
+    plm_chat_set_free(&vset);
     return rc;
 }

@@ -76,10 +76,12 @@ void plm_rloo_loss(const float *score, const double *logp, const double *ref, co
 
 typedef struct {
     const plm_tokenizer *tok;
-    const plm_sft_data *prompts;
+    const plm_sft_data *prompts, *valid; /* valid NULL: no evaluation */
     const plm_rloo_args *r;
     plm_chat_template t;
-    int max_seq_length, max_len, k;
+    int max_seq_length, max_len, k, B;
+    uint64_t eval_seed;
+    int *erows; /* [B] */
     int32_t pad, eos;
     /* one step's buffers, sized for train_batch_size prompts before the loop */
     plm_sft_data seqs;        /* completion j of prompt i at i k + j: prompt ids, then the completion's */
@@ -98,25 +100,26 @@ typedef struct {
     plm_rloo_stats last;
 } rloo_loop;
 
-static int rloo_train_batch(void *ctx, plm_model *m, const int *rows, int n, uint64_t dseed, plm_batch *out) {
-    rloo_loop *c = ctx;
+/* Samples k completions of prompts rows[0..n) of set with the policy m (sequence q = i k + j
+ * seeded hash(seed, q + 1)), and fills c->seqs (prompt + completion, the completion's
+ * tokens trained), c->len, the reward model's c->score and the reference's c->ref. Returns
+ * 0 or -1 (error set). */
+static int rollout(rloo_loop *c, const plm_model *m, const plm_sft_data *set, const int *rows, int n, uint64_t seed) {
     const plm_rloo_args *r = c->r;
     int k = c->k, N = n * k, mnt = r->s.max_new_tokens;
-    /* k samples per prompt: one batch of N sequences (completion j of prompt i at i k + j),
-     * each with its own seed, hash(step seed, i k + j) (with one seed for all, the k copies
-     * of a prompt would draw one sample k times) */
+    /* one batch of N sequences, each with its own seed (with one seed for all, the k
+     * copies of a prompt would draw one sample k times) */
     for (int i = 0; i < n; i++)
         for (int j = 0; j < k; j++) {
             int q = i * k + j;
-            c->pids[q] = c->prompts->ids + c->prompts->off[rows[i]];
-            c->plen[q] = (int)(c->prompts->off[rows[i] + 1] - c->prompts->off[rows[i]]);
-            c->seeds[q] = plm_hash_combine(dseed, (uint64_t)q + 1);
+            c->pids[q] = set->ids + set->off[rows[i]];
+            c->plen[q] = (int)(set->off[rows[i] + 1] - set->off[rows[i]]);
+            c->seeds[q] = plm_hash_combine(seed, (uint64_t)q + 1);
         }
     plm_sampling s = r->s;
     s.seeds = c->seeds;
     s.eos_token_id = c->eos;
     if (plm_generate_batch(m, c->pids, c->plen, N, &s, c->gen, c->nout, NULL, NULL, NULL) != 0) return -1;
-    /* prompt + completion, the completion's tokens trained (labelled) */
     c->seqs.n = 0;
     c->seqs.max_len = 0;
     c->seqs.targets = 0;
@@ -126,7 +129,7 @@ static int rloo_train_batch(void *ctx, plm_model *m, const int *rows, int n, uin
         memcpy(c->ids + np, c->gen + (size_t)q * mnt, (size_t)(T - np) * sizeof *c->ids);
         memset(c->train, 0, (size_t)np);
         memset(c->train + np, 1, (size_t)(T - np));
-        plm_sft_data_add(&c->seqs, c->ids, c->train, T, c->max_len, c->prompts->line[rows[q / k]]);
+        plm_sft_data_add(&c->seqs, c->ids, c->train, T, c->max_len, set->line[rows[q / k]]);
         c->len[q] = T - np;
         c->rows[q] = q;
     }
@@ -134,6 +137,13 @@ static int rloo_train_batch(void *ctx, plm_model *m, const int *rows, int n, uin
     if (plm_reward_score(r->rm, &c->seqs, N, r->rm_pad, NULL, c->score) != 0 ||
         plm_dpo_logps(r->ref, &c->seqs, N, c->pad, c->ref) != 0)
         return -1;
+    return 0;
+}
+
+static int rloo_train_batch(void *ctx, plm_model *m, const int *rows, int n, uint64_t dseed, plm_batch *out) {
+    rloo_loop *c = ctx;
+    int N = n * c->k;
+    if (rollout(c, m, c->prompts, rows, n, dseed) != 0) return -1;
     /* the policy's log-probs: the pass the backward runs again (dropout off, TRL's
      * disable_dropout), then the weights on the LM loss */
     plm_sft_collate(&c->seqs, c->rows, N, c->pad, &c->bb, out);
@@ -143,10 +153,33 @@ static int rloo_train_batch(void *ctx, plm_model *m, const int *rows, int n, uin
     memset(c->logp, 0, (size_t)N * sizeof *c->logp);
     const plm_head *h = &m->heads[0];
     for (int q = 0; q < h->num_rows; q++) c->logp[h->rows[q] / out->T] -= h->row_loss[q];
-    plm_rloo_loss(c->score, c->logp, c->ref, c->len, n, k, r->beta, &c->last, c->adv, c->seq_w);
+    plm_rloo_loss(c->score, c->logp, c->ref, c->len, n, c->k, c->r->beta, &c->last, c->adv, c->seq_w);
     size_t NT = (size_t)out->B * out->T;
     for (size_t q = 0; q < NT; q++) c->tok_w[q] = c->seq_w[q / (size_t)out->T];
     out->label_weights = c->tok_w;
+    return 0;
+}
+
+/* The held-out prompts: k completions of each, sampled with the run's seed (the same draws
+ * at every evaluation, so evaluations compare policies, not samples), in batches of the
+ * training batch's size; eval_loss is the RLOO loss, the metrics the mean reward, score
+ * and KL. */
+static int rloo_eval(void *ctx, plm_model *m, int B, plm_ft_scores *out) {
+    rloo_loop *c = ctx;
+    (void)B; /* the step's buffers hold train_batch_size prompts */
+    double sum[4] = {0, 0, 0, 0};
+    for (int i0 = 0; i0 < c->valid->n; i0 += c->B) {
+        int n = PLM_MIN(c->B, c->valid->n - i0), N = n * c->k;
+        for (int i = 0; i < n; i++) c->erows[i] = i0 + i;
+        if (rollout(c, m, c->valid, c->erows, n, plm_hash_combine(c->eval_seed, (uint64_t)i0)) != 0 ||
+            plm_dpo_logps(m, &c->seqs, N, c->pad, c->logp) != 0)
+            return -1;
+        plm_rloo_stats st;
+        plm_rloo_loss(c->score, c->logp, c->ref, c->len, n, c->k, c->r->beta, &st, NULL, NULL);
+        sum[0] += st.loss * N, sum[1] += st.reward * N, sum[2] += st.score * N, sum[3] += st.kl * N;
+    }
+    double N = (double)c->valid->n * c->k;
+    *out = (plm_ft_scores){sum[0] / N, {sum[1] / N, sum[2] / N, sum[3] / N}, c->valid->n};
     return 0;
 }
 
@@ -182,6 +215,7 @@ static void loop_free(rloo_loop *c) {
     free(c->pids);
     free(c->plen);
     free(c->seeds);
+    free(c->erows);
     free(c->gen);
     free(c->nout);
     free(c->len);
@@ -196,8 +230,8 @@ static void loop_free(rloo_loop *c) {
     free(c->train);
 }
 
-int plm_rloo_train(plm_model *m, const plm_tokenizer *tok, const plm_sft_data *prompts, const plm_rloo_args *r,
-                   plm_chat_template t, const plm_ft_args *a) {
+int plm_rloo_train(plm_model *m, const plm_tokenizer *tok, const plm_sft_data *prompts, const plm_sft_data *valid,
+                   const plm_rloo_args *r, plm_chat_template t, const plm_ft_args *a, plm_ft_scores *best) {
     if (plm_model_head(m, PLM_HEAD_LM) != 0 || m->num_backbones != 1 || !m->config.is_decoder) {
         plm_error("rloo needs a causal language model (is_decoder true, an LM head); this is a %s",
                   plm_model_architecture(m));
@@ -214,15 +248,20 @@ int plm_rloo_train(plm_model *m, const plm_tokenizer *tok, const plm_sft_data *p
         return PLM_EXIT_INPUT;
     }
     int B = PLM_MAX(a->train_batch_size, 1), k = r->k, N = B * k, mnt = r->s.max_new_tokens;
-    int max_len = PLM_MIN(prompts->max_len + mnt, a->max_seq_length);
+    bool has_valid = valid && valid->n > 0;
+    int longest = PLM_MAX(prompts->max_len, has_valid ? valid->max_len : 0);
+    int max_len = PLM_MIN(longest + mnt, a->max_seq_length);
     max_len = PLM_MIN(max_len, m->config.max_position_embeddings);
     rloo_loop c = {.tok = tok,
                    .prompts = prompts,
+                   .valid = has_valid ? valid : NULL,
                    .r = r,
                    .t = t,
                    .max_seq_length = a->max_seq_length,
                    .max_len = max_len,
                    .k = k,
+                   .B = B,
+                   .eval_seed = plm_hash_combine(a->seed, 0x65766c), /* "evl" */
                    .pad = plm_sft_pad_id(m, tok),
                    .eos = eos};
     /* the step's buffers at their largest now */
@@ -230,6 +269,7 @@ int plm_rloo_train(plm_model *m, const plm_tokenizer *tok, const plm_sft_data *p
     c.pids = plm_malloc((size_t)N * sizeof *c.pids);
     c.plen = plm_malloc((size_t)N * sizeof *c.plen);
     c.seeds = plm_malloc((size_t)N * sizeof *c.seeds);
+    c.erows = plm_malloc((size_t)B * sizeof *c.erows);
     c.gen = plm_malloc((size_t)N * mnt * sizeof *c.gen);
     c.nout = plm_malloc((size_t)N * sizeof *c.nout);
     c.len = plm_malloc((size_t)N * sizeof *c.len);
@@ -251,13 +291,14 @@ int plm_rloo_train(plm_model *m, const plm_tokenizer *tok, const plm_sft_data *p
                            .n_train = prompts->n,
                            .max_len = max_len,
                            .rows_per_item = k,
-                           .has_dev = false,
+                           .has_dev = has_valid,
                            .ctx = &c,
                            .train_batch = rloo_train_batch,
+                           .evaluate = rloo_eval,
                            .save_model = rloo_save,
                            .batch_loss = rloo_batch_loss,
                            .step_fields = rloo_step_fields};
-    rc = plm_ft_train(m, &lt, a, NULL);
+    rc = plm_ft_train(m, &lt, a, best);
 out:
     loop_free(&c);
     return rc;

@@ -2,9 +2,10 @@
  * the leave-one-out baseline (Ahmadian et al. 2024, "Back to Basics: Revisiting REINFORCE
  * Style Optimization for Learning from Human Feedback in LLMs"), no value head and no PPO
  * clipping (one update per batch of samples, so the ratio is 1). Owns the prompts, the k
- * sampled completions of each, the RLOO rewards, advantages and per-sequence weights, and
- * the training step on the fine-tuning loop of finetune.h (seeded prompt order, AdamW with
- * linear decay, clipping, metrics.jsonl, the final model directory).
+ * sampled completions of each, the RLOO rewards, advantages and per-sequence weights, the
+ * training step and the held-out evaluation on the fine-tuning loop of finetune.h (seeded
+ * prompt order, AdamW with linear decay, clipping, metrics.jsonl, checkpoints, the final
+ * model directory).
  *
  * A step, for a batch of n prompts (rendered with the chat template and its generation
  * prompt, tasks/chat.h):
@@ -71,13 +72,19 @@ typedef struct {
 int plm_rloo_encode_prompts(plm_sft_data *out, const plm_chat_set *set, const char *name, const plm_tokenizer *tok,
                             plm_chat_template t, int max_len);
 
-/* Trains the policy m (a causal LM, its tokenizer tok) on prompts with RLOO; writes
- * output_dir as the fine-tuning loop does (the final model; config.json records the
- * template, k, beta and the reward model). Returns 0 or an exit code with the error set. */
-int plm_rloo_train(plm_model *m, const plm_tokenizer *tok, const plm_sft_data *prompts, const plm_rloo_args *r,
-                   plm_chat_template t, const plm_ft_args *a);
+/* Trains the policy m (a causal LM, its tokenizer tok) on prompts with RLOO, evaluating on
+ * valid (may be NULL) every epoch or a->eval_steps: eval_reward, eval_score, eval_kl and
+ * eval_loss over k completions of each held-out prompt, sampled with the run's seed (the
+ * same draws each time); the model with the highest eval_reward is kept, and checkpoints
+ * are written at evaluations (resumed bit for bit). Without valid the last model is kept
+ * and no checkpoint is written. Writes output_dir as the fine-tuning loop does
+ * (config.json records the template, k, beta and the reward model). Returns 0 or an exit
+ * code with the error set. */
+int plm_rloo_train(plm_model *m, const plm_tokenizer *tok, const plm_sft_data *prompts, const plm_sft_data *valid,
+                   const plm_rloo_args *r, plm_chat_template t, const plm_ft_args *a, plm_ft_scores *best);
 
-/* The metrics plm_rloo_train reports per step (none at evaluation: it keeps the last model). */
+/* The metrics plm_rloo_train reports at evaluation (eval_reward, ...), in plm_ft_scores.value
+ * order; the best model is the one with the highest mean reward. */
 extern const char *const plm_rloo_metrics[3];
 
 #endif
