@@ -84,18 +84,18 @@ typedef struct {
     int *erows; /* [B] */
     int32_t pad, eos;
     /* one step's buffers, sized for train_batch_size prompts before the loop */
-    plm_sft_data seqs;        /* completion j of prompt i at i k + j: prompt ids, then the completion's */
-    const int32_t **pids;     /* [N] each sequence's prompt */
-    int *plen;                /* [N] */
-    uint64_t *seeds;          /* [N] sampling seeds */
-    int32_t *gen;             /* [N][max_new_tokens] */
-    int *nout;                /* [N] */
-    int *len, *rows;          /* [N] completion lengths; rows 0..N-1 */
-    float *score, *seq_w;     /* [N] */
-    double *logp, *ref, *adv; /* [N] */
-    float *tok_w;             /* [N max_len] */
-    int32_t *ids;             /* [max_len]: one sequence being assembled */
-    uint8_t *train;           /* [max_len] */
+    plm_sft_data seqs;    /* completion j of prompt i at i k + j: prompt ids, then the completion's */
+    const int32_t **pids; /* [N] each sequence's prompt */
+    int *plen;            /* [N] */
+    uint64_t *seeds;      /* [N] sampling seeds */
+    int32_t *gen;         /* [N][max_new_tokens] */
+    int *nout;            /* [N] */
+    int *len, *rows;      /* [N] completion lengths; rows 0..N-1 */
+    float *score, *seq_w; /* [N] */
+    double *logp, *ref;   /* [N] */
+    float *tok_w;         /* [N max_len] */
+    int32_t *ids;         /* [max_len]: one sequence being assembled */
+    uint8_t *train;       /* [max_len] */
     plm_sft_batch bb;
     plm_rloo_stats last;
 } rloo_loop;
@@ -140,24 +140,30 @@ static int rollout(rloo_loop *c, const plm_model *m, const plm_sft_data *set, co
     return 0;
 }
 
+int plm_rloo_policy_batch(plm_model *m, const plm_sft_data *seqs, int n, int k, const float *score, const double *ref,
+                          const int *len, float beta, int32_t pad, const int *rows, plm_sft_batch *bb, double *logp,
+                          float *seq_w, float *tok_w, plm_batch *out, plm_rloo_stats *st) {
+    int N = n * k;
+    plm_sft_collate(seqs, rows, N, pad, bb, out);
+    out->training = false; /* TRL's disable_dropout */
+    out->dropout_seed = 0;
+    /* the policy's log-probs: the pass the backward runs again */
+    if (plm_model_run(m, 0, out, false, 1.0f) != 0) return -1;
+    memset(logp, 0, (size_t)N * sizeof *logp);
+    const plm_head *h = &m->heads[0];
+    for (int q = 0; q < h->num_rows; q++) logp[h->rows[q] / out->T] -= h->row_loss[q];
+    plm_rloo_loss(score, logp, ref, len, n, k, beta, st, NULL, seq_w);
+    size_t NT = (size_t)out->B * out->T;
+    for (size_t q = 0; q < NT; q++) tok_w[q] = seq_w[q / (size_t)out->T];
+    out->label_weights = tok_w;
+    return 0;
+}
+
 static int rloo_train_batch(void *ctx, plm_model *m, const int *rows, int n, uint64_t dseed, plm_batch *out) {
     rloo_loop *c = ctx;
-    int N = n * c->k;
     if (rollout(c, m, c->prompts, rows, n, dseed) != 0) return -1;
-    /* the policy's log-probs: the pass the backward runs again (dropout off, TRL's
-     * disable_dropout), then the weights on the LM loss */
-    plm_sft_collate(&c->seqs, c->rows, N, c->pad, &c->bb, out);
-    out->training = false;
-    out->dropout_seed = dseed;
-    if (plm_model_run(m, 0, out, false, 1.0f) != 0) return -1;
-    memset(c->logp, 0, (size_t)N * sizeof *c->logp);
-    const plm_head *h = &m->heads[0];
-    for (int q = 0; q < h->num_rows; q++) c->logp[h->rows[q] / out->T] -= h->row_loss[q];
-    plm_rloo_loss(c->score, c->logp, c->ref, c->len, n, c->k, c->r->beta, &c->last, c->adv, c->seq_w);
-    size_t NT = (size_t)out->B * out->T;
-    for (size_t q = 0; q < NT; q++) c->tok_w[q] = c->seq_w[q / (size_t)out->T];
-    out->label_weights = c->tok_w;
-    return 0;
+    return plm_rloo_policy_batch(m, &c->seqs, n, c->k, c->score, c->ref, c->len, c->r->beta, c->pad, c->rows, &c->bb,
+                                 c->logp, c->seq_w, c->tok_w, out, &c->last);
 }
 
 /* The held-out prompts: k completions of each, sampled with the run's seed (the same draws
@@ -224,7 +230,6 @@ static void loop_free(rloo_loop *c) {
     free(c->seq_w);
     free(c->logp);
     free(c->ref);
-    free(c->adv);
     free(c->tok_w);
     free(c->ids);
     free(c->train);
@@ -278,7 +283,6 @@ int plm_rloo_train(plm_model *m, const plm_tokenizer *tok, const plm_sft_data *p
     c.seq_w = plm_malloc((size_t)N * sizeof *c.seq_w);
     c.logp = plm_malloc((size_t)N * sizeof *c.logp);
     c.ref = plm_malloc((size_t)N * sizeof *c.ref);
-    c.adv = plm_malloc((size_t)N * sizeof *c.adv);
     c.tok_w = plm_malloc((size_t)N * max_len * sizeof *c.tok_w);
     c.ids = plm_malloc((size_t)max_len * sizeof *c.ids);
     c.train = plm_malloc((size_t)max_len);

@@ -55,6 +55,17 @@ typedef struct {
 void plm_rloo_loss(const float *score, const double *logp, const double *ref, const int *len, int n, int k, float beta,
                    plm_rloo_stats *st, double *adv, float *w);
 
+/* The policy's half of a training batch on completions already sampled and scored: the
+ * n k sequences rows[0..n k) of seqs (completion j of prompt i at row i k + j; completion
+ * tokens trained) as one causal batch (bb), a forward pass (dropout off) for their summed
+ * completion log-probs logp[n k], the loss and statistics from score, ref and len
+ * (plm_rloo_loss) in *st, each sequence's weight in seq_w[n k] and, per token, in tok_w
+ * (room for n k x the longest row): *out is the batch with those label_weights, so that
+ * plm_model_run(backward) adds d loss / d params. Returns 0 or -1 (error set). */
+int plm_rloo_policy_batch(plm_model *m, const plm_sft_data *seqs, int n, int k, const float *score, const double *ref,
+                          const int *len, float beta, int32_t pad, const int *rows, plm_sft_batch *bb, double *logp,
+                          float *seq_w, float *tok_w, plm_batch *out, plm_rloo_stats *st);
+
 /* What plm rloo samples and optimises besides the fine-tuning arguments. */
 typedef struct {
     int k;              /* rloo_k: completions per prompt, >= 2 (TRL's default 2) */
