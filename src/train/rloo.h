@@ -24,6 +24,10 @@
  * token of y_i: the LM loss with one weight per sequence (batch.h label_weights), as DPO's;
  * no backward code of its own.
  *
+ * Memory: the step's own buffers are sized before the loop, but a step still allocates in
+ * the generator (its KV cache, per call) and in the scoring passes (plm_reward_score's and
+ * plm_dpo_logps's batch buffers), unlike the other fine-tuning steps.
+ *
  * Dropout is off (TRL's disable_dropout); log-probs are at temperature 1, the policy's own
  * distribution, so sample with --temperature 1 (the default) for the unbiased REINFORCE
  * gradient. Reported per step: score (mean RM output), kl, reward (mean r), advantage (mean
