@@ -97,6 +97,15 @@ P
 "$PLM" reward --score "$t/val_conv.jsonl" --model "$t/rmv" --output "$t/scores2" --per-device-eval-batch-size 16 \
     >"$t/out" 2>"$t/err" && cmp -s "$t/scores" "$t/scores2" && [[ ! -s $t/out ]] &&
     grep -q "reward: 80 conversations scored" "$t/err" && pass reward_score_output || fail reward_score_output "$(cat "$t/err")"
+# a batch size beyond the file's 80 conversations: one batch of 80 (the same scores), no activations reserved
+# for 10^8 rows
+"$PLM" reward --score "$t/val_conv.jsonl" --model "$t/rmv" --quiet --per-device-eval-batch-size 80 >"$t/scores80" &&
+    "$PLM" reward --score "$t/val_conv.jsonl" --model "$t/rmv" --quiet --per-device-eval-batch-size 100000000 \
+        >"$t/scores4" 2>"$t/err" && cmp -s "$t/scores80" "$t/scores4" && pass reward_score_batch_beyond_file ||
+    fail reward_score_batch_beyond_file "$(cat "$t/err")"
+# --score=FILE (args.c takes --opt=value everywhere) scores too, rather than asking for --train
+"$PLM" reward --score="$t/val_conv.jsonl" --model="$t/rmv" --quiet >"$t/scores3" 2>"$t/err" &&
+    cmp -s "$t/scores" "$t/scores3" && pass reward_score_inline_value || fail reward_score_inline_value "$(cat "$t/err")"
 
 # ---- a reward model trains further (its own head, not a new one)
 "$PLM" reward --model "$t/rmv" --train "$t/pref.jsonl" --output-dir "$t/rm2" --max-steps 2 --quiet >"$t/out" 2>"$t/err" &&
@@ -142,6 +151,9 @@ json.dump(c, open(sys.argv[1], "w"))
 P
 expect reward_mismatched_checkpoint 3 'rm3.*score.weight' -- "$PLM" reward "${base[@]}" --model "$t/rm3" \
     --train "$t/pref.jsonl"
+# resuming from a checkpoint that is no reward model (a language model's): one line naming its config.json
+expect reward_resume_not_reward 3 'gpt/config.json: a language model, not a reward model' -- "$PLM" reward "${base[@]}" \
+    --model "$t/gpt" --train "$t/pref.jsonl" --resume-from-checkpoint "$t/gpt"
 # --score: a reward model only, conversations only
 expect reward_score_lm 3 'gpt/config.json: a language model, not a reward model' -- "$PLM" reward --score \
     "$t/val_conv.jsonl" --model "$t/gpt"
@@ -149,6 +161,18 @@ expect reward_score_pairs_file 3 'pref.jsonl:1: no field "response"' -- "$PLM" r
     --model "$t/rmv"
 printf '{"prompt": "a", "response": "b"}\n{"prompt": "a",\n' >"$t/bad.jsonl"
 expect reward_score_bad_json 3 'bad.jsonl:2: bad JSON' -- "$PLM" reward --score "$t/bad.jsonl" --model "$t/rmv"
+# a reward model whose config.json names a template plm does not have: the file's fault (exit 3), not --template's
+cp -r "$t/rmv" "$t/rmt"
+python3 - "$t/rmt/config.json" <<'P'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["plm_task"]["chat_template"] = "llama"
+json.dump(c, open(sys.argv[1], "w"))
+P
+expect reward_score_config_template 3 'rmt/config.json: unknown plm_task.chat_template "llama"' -- "$PLM" reward \
+    --score "$t/val_conv.jsonl" --model "$t/rmt"
+expect reward_score_bad_template 2 'template plain or chatml' -- "$PLM" reward --score "$t/val_conv.jsonl" \
+    --model "$t/rmv" --template llama
 expect reward_score_no_model 2 '--score FILE needs --model DIR' -- "$PLM" reward --score "$t/bad.jsonl"
 # plm predict / evaluate on a reward model point at plm reward --score
 printf 'sentence\treverse: a b\n' >"$t/x.tsv"

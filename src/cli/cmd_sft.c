@@ -114,17 +114,23 @@ static int load_causal_lm(const char *cmd, const char *dir, int *max_seq_length,
     return 0;
 }
 
+/* The defaults TRL's SFT, DPO and reward trainers share: batches of 8, linear decay
+ * without warmup, no weight decay, and the sequence length from the model (TRL's
+ * max_length 1024, cut at the model's positions: resolve_max_len). */
+static void trl_defaults(cli_ft_opts *o) {
+    cli_ft_opts_default(o);
+    o->a.train_batch_size = 8;
+    o->a.eval_batch_size = 8;
+    o->a.warmup_ratio = 0.0f;
+    o->a.opt.weight_decay = 0.0f;
+    o->a.max_seq_length = 0;
+}
+
 int cmd_sft(int argc, char **argv) {
     cli_ft_opts o;
-    cli_ft_opts_default(&o);
-    /* TRL's SFTConfig: batch 8, 3 epochs, linear decay without warmup, no weight decay,
-     * max_length 1024. Its learning rate, 2e-5, is for billion-parameter models; the small
-     * models plm trains move too little at it (as in plm finetune), so 1e-4. */
-    o.a.train_batch_size = 8;
-    o.a.eval_batch_size = 8;
-    o.a.warmup_ratio = 0.0f;
-    o.a.opt.weight_decay = 0.0f;
-    o.a.max_seq_length = 0;
+    trl_defaults(&o);
+    /* TRL's SFTConfig: 3 epochs. Its learning rate, 2e-5, is for billion-parameter models;
+     * the small models plm trains move too little at it (as in plm finetune), so 1e-4. */
     o.lr_help = "peak learning rate (default 1e-4; TRL's 2e-5 is for billion-parameter models, small ones need more)";
     const char *train_file = NULL, *valid_file = NULL, *template = "plain";
     float split = 0.0f;
@@ -286,15 +292,10 @@ static int reference_logps(plm_model *ref, plm_dpo_data *d, int B, int32_t pad) 
 
 int cmd_dpo(int argc, char **argv) {
     cli_ft_opts o;
-    cli_ft_opts_default(&o);
-    /* TRL's DPOConfig: beta 0.1, batch 8 pairs, linear decay without warmup, no weight decay,
-     * max_length 1024; its learning rate, 1e-6, is for billion-parameter models. */
-    o.a.train_batch_size = 8;
-    o.a.eval_batch_size = 8;
-    o.a.warmup_ratio = 0.0f;
-    o.a.opt.weight_decay = 0.0f;
+    trl_defaults(&o);
+    /* TRL's DPOConfig: beta 0.1, batches of 8 pairs; its learning rate, 1e-6, is for
+     * billion-parameter models. */
     o.a.opt.learning_rate = 5e-5f;
-    o.a.max_seq_length = 0;
     o.lr_help = "peak learning rate (default 5e-5; TRL's 1e-6 is for billion-parameter models)";
     const char *train_file = NULL, *valid_file = NULL, *template = "plain", *loss_type = "sigmoid";
     float split = 0.0f, beta = 0.1f;
@@ -409,8 +410,9 @@ static int reward_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores
     reward_run *r = ctx;
     plm_model *m = NULL;
     plm_tokenizer *tok = NULL;
+    /* a checkpoint of this run holds its score head: anything else is named by its file */
     int rc = a->resume_from_checkpoint
-                 ? cli_load_model(a->resume_from_checkpoint, &m, &tok)
+                 ? load_reward_model(a->resume_from_checkpoint, true, a->seed, true, &m, &tok)
                  : load_reward_model(r->o->model, false, a->seed, r->o->quiet || si > 0, &m, &tok);
     if (rc != 0) return rc;
     rc = plm_reward_train(m, tok, r->train, r->valid, r->center, r->t, a, best);
@@ -463,10 +465,14 @@ static int reward_score(int argc, char **argv) {
     task_field(cfg, "chat_template", &tname, NULL);
     task_field(cfg, "max_seq_length", NULL, &trained_len);
     plm_chat_template t;
-    if (plm_chat_template_of(template ? template : tname ? tname : "plain", &t) != 0) {
+    if (template && plm_chat_template_of(template, &t) != 0) {
         fprintf(stderr, "plm reward: --template plain or chatml\n");
         rc = PLM_EXIT_USAGE;
         goto out;
+    }
+    if (!template && plm_chat_template_of(tname ? tname : "plain", &t) != 0) { /* the file's fault, not an option's */
+        plm_error("%s/config.json: unknown plm_task.chat_template \"%.40s\" (plain or chatml)", model, tname);
+        goto fail;
     }
     if ((rc = load_reward_model(model, true, 0, true, &m, &tok)) != 0) goto fail;
     rc = PLM_EXIT_INPUT;
@@ -506,17 +512,10 @@ out:
 }
 
 int cmd_reward(int argc, char **argv) {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--score")) return reward_score(argc, argv);
+    for (int i = 1; i < argc; i++) /* --score FILE or --score=FILE (args.c takes both) */
+        if (!strcmp(argv[i], "--score") || !strncmp(argv[i], "--score=", 8)) return reward_score(argc, argv);
     cli_ft_opts o;
-    cli_ft_opts_default(&o);
-    /* TRL's RewardConfig: batch 8 pairs, learning rate 1e-4, linear decay without warmup, no
-     * weight decay, max_length 1024 */
-    o.a.train_batch_size = 8;
-    o.a.eval_batch_size = 8;
-    o.a.warmup_ratio = 0.0f;
-    o.a.opt.weight_decay = 0.0f;
-    o.a.max_seq_length = 0;
+    trl_defaults(&o); /* TRL's RewardConfig: batches of 8 pairs, learning rate 1e-4 */
     o.lr_help = "peak learning rate (default 1e-4, TRL's)";
     const char *train_file = NULL, *valid_file = NULL, *template = "plain", *score_file = NULL;
     float split = 0.0f, center = 0.0f;

@@ -71,6 +71,7 @@ static void tile_probs(const attn_shape *a, int h, const float *km, float *s, in
         float ref;
         if (m) {
             float mx = m[r];
+#pragma omp simd reduction(max : mx)
             for (int c = 0; c < jend; c++) mx = row[c] > mx ? row[c] : mx;
             if (mx == -INFINITY) { /* nothing visible yet: the row stays empty */
                 memset(row, 0, (size_t)bk * sizeof(float));
@@ -98,14 +99,37 @@ static void tile_probs(const attn_shape *a, int h, const float *km, float *s, in
     }
 }
 
-/* dst = src * keep / (1 - p) over a tile, keep drawn from the element's global index. */
-static void tile_dropout(float *dst, const float *src, const attn_shape *a, int bh, int i0, int bq, int j0, int bk) {
+/* dst = src * keep / (1 - p) over a tile, keep drawn from the element's global index;
+ * keep, when not NULL, receives the draws (1 or 0) for a second tile (tile_keep). */
+static void tile_dropout(float *dst, const float *src, const attn_shape *a, int bh, int i0, int bq, int j0, int bk,
+                         float *keep) {
     float p = a->dropout_p, sc = 1.0f / (1.0f - p);
     for (int r = 0; r < bq; r++) {
         size_t base = ((size_t)bh * a->Tq + i0 + r) * a->Tk + j0;
         const float *x = src + (size_t)r * ATT_BK;
-        float *y = dst + (size_t)r * ATT_BK;
-        for (int c = 0; c < bk; c++) y[c] = plm_hash_uniform(a->dropout_key, base + c) >= p ? x[c] * sc : 0.0f;
+        float *y = dst + (size_t)r * ATT_BK, *k = keep ? keep + (size_t)r * ATT_BK : NULL;
+        if (k) {
+#pragma omp simd
+            for (int c = 0; c < bk; c++) {
+                bool kept = plm_hash_uniform(a->dropout_key, base + c) >= p;
+                k[c] = kept ? 1.0f : 0.0f;
+                y[c] = kept ? x[c] * sc : 0.0f;
+            }
+        } else {
+            for (int c = 0; c < bk; c++) y[c] = plm_hash_uniform(a->dropout_key, base + c) >= p ? x[c] * sc : 0.0f;
+        }
+    }
+}
+
+/* x = x * keep / (1 - p) in place, with the draws tile_dropout saved: the backward pass
+ * drops dP with P's mask without hashing every index again. */
+static void tile_keep(float *x, const float *keep, const attn_shape *a, int bq, int bk) {
+    float sc = 1.0f / (1.0f - a->dropout_p);
+    for (int r = 0; r < bq; r++) {
+        float *y = x + (size_t)r * ATT_BK;
+        const float *k = keep + (size_t)r * ATT_BK;
+#pragma omp simd
+        for (int c = 0; c < bk; c++) y[c] = k[c] != 0.0f ? y[c] * sc : 0.0f;
     }
 }
 
@@ -149,7 +173,7 @@ void attention_forward_ex(const attn_shape *a, float *out, float *att) {
                         for (int c = 0; c < hs; c++) o[(size_t)r * hs + c] *= alpha[r];
                 const float *pv = s;
                 if (a->dropout_p > 0.0f) {
-                    tile_dropout(pdrop, s, a, bh, i0, bq, j0, bk);
+                    tile_dropout(pdrop, s, a, bh, i0, bq, j0, bk, NULL);
                     pv = pdrop;
                 }
                 plm_sgemm(false, false, bq, hs, bk, 1.0f, pv, ATT_BK, v + (size_t)j0 * a->ldv, a->ldv, 1.0f, o, hs);
@@ -202,8 +226,9 @@ void attention_backward_bias(const attn_shape *a, const float *dout, const float
     float *bpart = dbias ? plm_thread_scratch(5, (size_t)B * 3 * ldo) : NULL;
 #pragma omp parallel
     {
-        float *p = plm_thread_scratch(3, (size_t)3 * ATT_BQ * ATT_BK + ATT_BQ);
-        float *pd = p + ATT_BQ * ATT_BK, *dp = pd + ATT_BQ * ATT_BK, *D = dp + ATT_BQ * ATT_BK;
+        float *p = plm_thread_scratch(3, (size_t)4 * ATT_BQ * ATT_BK + ATT_BQ);
+        float *pd = p + ATT_BQ * ATT_BK, *dp = pd + ATT_BQ * ATT_BK, *keep = dp + ATT_BQ * ATT_BK;
+        float *D = keep + ATT_BQ * ATT_BK;
 #pragma omp for schedule(dynamic, 1)
         for (int bh = 0; bh < B * NH; bh++) {
             int b = bh / NH, h = bh % NH;
@@ -227,6 +252,7 @@ void attention_backward_bias(const attn_shape *a, const float *dout, const float
                 for (int r = 0; r < bq; r++) {
                     const float *x = dOi + (size_t)r * ldo, *y = os + (size_t)r * hs;
                     float d = 0.0f;
+#pragma omp simd reduction(+ : d)
                     for (int c = 0; c < hs; c++) d += x[c] * y[c];
                     D[r] = d;
                 }
@@ -238,13 +264,13 @@ void attention_backward_bias(const attn_shape *a, const float *dout, const float
                     tile_probs(a, h, km, p, i0, bq, j0, bk, lse, NULL, NULL, NULL);
                     const float *pv = p;
                     if (a->dropout_p > 0.0f) {
-                        tile_dropout(pd, p, a, bh, i0, bq, j0, bk);
+                        tile_dropout(pd, p, a, bh, i0, bq, j0, bk, keep);
                         pv = pd;
                     }
                     plm_sgemm(true, false, bk, hs, bq, 1.0f, pv, ATT_BK, dOi, ldo, 1.0f, dvh + (size_t)j0 * a->ldv,
                               a->ldv);
                     plm_sgemm(false, true, bq, bk, hs, 1.0f, dOi, ldo, vj, a->ldv, 0.0f, dp, ATT_BK);
-                    if (a->dropout_p > 0.0f) tile_dropout(dp, dp, a, bh, i0, bq, j0, bk);
+                    if (a->dropout_p > 0.0f) tile_keep(dp, keep, a, bq, bk);
                     for (int r = 0; r < bq; r++) {
                         float *dr = dp + (size_t)r * ATT_BK;
                         const float *pr = p + (size_t)r * ATT_BK;

@@ -90,7 +90,7 @@ int plm_reward_score(plm_model *m, const plm_sft_data *seqs, int B, int32_t pad,
         plm_error("the model has no sequence head with one output (a reward model)");
         return -1;
     }
-    B = PLM_MAX(B, 1);
+    B = PLM_MAX(PLM_MIN(B, seqs->n), 1); /* a batch beyond the file would only reserve memory */
     if (plm_model_reserve(m, B, PLM_MAX(seqs->max_len, 1)) != 0) return -1; /* grow-only: a no-op in training */
     plm_reward_buf buf = {0};
     plm_reward_buf_reserve(&buf, B, seqs->max_len);
