@@ -638,15 +638,10 @@ static int check_same_tokens(const char *rm_dir, const plm_model *m, const plm_t
 
 int cmd_rloo(int argc, char **argv) {
     cli_ft_opts o;
-    cli_ft_opts_default(&o);
-    /* TRL's RLOOConfig: rloo_k 2, kl_coef 0.05, response_length 53, linear decay without
-     * warmup; its learning rate, 3e-6, is for billion-parameter models. */
-    o.a.train_batch_size = 8;
-    o.a.eval_batch_size = 8;
-    o.a.warmup_ratio = 0.0f;
-    o.a.opt.weight_decay = 0.0f;
+    trl_defaults(&o);
+    /* TRL's RLOOConfig: rloo_k 2, kl_coef 0.05, response_length 53; its learning rate, 3e-6,
+     * is for billion-parameter models */
     o.a.opt.learning_rate = 1e-5f;
-    o.a.max_seq_length = 0;
     o.a.logging_steps = 1; /* a metrics.jsonl line per step: the rewards are what one watches */
     o.lr_help = "peak learning rate (default 1e-5; TRL's 3e-6 is for billion-parameter models)";
     const char *train_file = NULL, *valid_file = NULL, *rm_dir = NULL, *template = "plain";
