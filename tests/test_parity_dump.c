@@ -47,6 +47,7 @@
 #include "train/safetensors.h"
 #include "train/dpo.h"
 #include "train/reward.h"
+#include "train/rloo.h"
 #include "train/sft.h"
 
 /* ---------------------------------------------------------------- helpers */
@@ -2083,6 +2084,108 @@ static void case_dpo(const char *name, float beta, bool untied, plm_dpo_loss_typ
     dump_end();
 }
 
+/* plm rloo's policy step (train/rloo.h plm_rloo_policy_batch) on a small GPT-2: 2 prompts
+ * x k 3 completions of 1-4 tokens (some ending in EOS), rows padded right, the reward
+ * model's scores and the reference's log-probs given; the forward pass for the policy's
+ * log-probs, the RLOO loss, then the LM loss with the per-sequence label_weights through
+ * the usual backward pass. parity.py recomputes the summed completion log-probs, the
+ * rewards score - beta (logp - ref), the leave-one-out advantages (without gradient, as
+ * TRL) and the gradient of -mean(A logp) with autograd in float64. */
+static void case_rloo(const char *name, float beta, bool untied) {
+    plm_config c;
+    plm_config_default(&c, PLM_ARCH_GPT2);
+    c.vocab_size = 53;
+    c.hidden_size = 30;
+    c.num_attention_heads = 3;
+    c.num_hidden_layers = 2;
+    c.intermediate_size = 44;
+    c.max_position_embeddings = 16;
+    c.tie_word_embeddings = !untied;
+    c.hidden_dropout_prob = c.attention_probs_dropout_prob = 0.0f;
+    c.eos_token_id = c.vocab_size - 1;
+    dump_begin(name, "rloo");
+    int n = 2, k = 3, N = n * k, T = 9;
+    static const int plen[2] = {4, 5}, clen[6] = {1, 4, 2, 3, 4, 1};
+    plm_model *m = plm_model_create(&c, 77);
+    if (!m || plm_model_reserve(m, N, T) != 0) {
+        printf("FAIL parity_self.%s.create: %s\n", name, plm_last_error());
+        test_failures++;
+        plm_model_free(m);
+        plm_st_writer_free(&W);
+        release_all();
+        return;
+    }
+    randomize_params(m);
+    plm_sft_data seqs;
+    plm_sft_data_init(&seqs);
+    int32_t prompt[2][8];
+    for (int p = 0; p < 2; p++)
+        for (int t = 0; t < 8; t++) prompt[p][t] = 1 + (int32_t)plm_rng_below(&R, c.vocab_size - 2);
+    int rows[6], len[6];
+    for (int q = 0; q < N; q++) {
+        int i = q / k, np = plen[i], g = clen[q];
+        int32_t tk[16];
+        uint8_t tr[16] = {0};
+        memcpy(tk, prompt[i], (size_t)np * sizeof *tk);
+        for (int t = 0; t < g; t++) {
+            tk[np + t] = t + 1 == g && q % 2 == 0 ? c.eos_token_id : 1 + (int32_t)plm_rng_below(&R, c.vocab_size - 2);
+            tr[np + t] = 1;
+        }
+        plm_sft_data_add(&seqs, tk, tr, np + g, T, 0);
+        rows[q] = q;
+        len[q] = g;
+    }
+    float score[6];
+    double ref[6], logp[6];
+    for (int q = 0; q < N; q++) {
+        score[q] = rnd1(2.0f);
+        ref[q] = -4.0 * clen[q] + rnd1(2.0f);
+    }
+    plm_sft_batch bb = {0};
+    float seq_w[6], *tok_w = plm_malloc((size_t)N * T * sizeof(float));
+    plm_batch b;
+    plm_rloo_stats st;
+    poison_model_acts(m, N, T);
+    plm_model_zero_grad(m);
+    int rc = plm_rloo_policy_batch(m, &seqs, n, k, score, ref, len, beta, c.eos_token_id, rows, &bb, logp, seq_w, tok_w,
+                                   &b, &st);
+    poison_model_acts(m, N, T);
+    if (rc == 0) rc = plm_model_run(m, 0, &b, true, 1.0f);
+    CHECK(rc == 0 && b.B == N && b.T == T, cname("parity_self.%s.runs", name), "%s", rc ? plm_last_error() : "shape");
+    CHECK(isfinite(st.loss) && st.n == N, cname("parity_self.%s.loss_finite", name), "loss %g", st.loss);
+    check_written(name, "grads", m->grads, m->num_params);
+    /* the weighted LM loss is the RLOO loss: sum_t w_t CE_t = -(1/N) sum A_i logp_i */
+    CHECK(fabs(m->loss - st.loss) <= 1e-5 * fabs(st.loss) + 1e-7, cname("parity_self.%s.surrogate", name),
+          "model loss %.9g, rloo loss %.9g", m->loss, st.loss);
+    int32_t *resp = ialloc((size_t)N * T), *mask32 = ialloc((size_t)N * T);
+    for (int q = 0; q < N; q++)
+        for (int t = 0; t < T; t++) {
+            size_t l = seqs.off[q + 1] - seqs.off[q];
+            resp[q * T + t] = (size_t)t < l && seqs.train[seqs.off[q] + (size_t)t];
+            mask32[q * T + t] = b.attention_mask[q * T + t];
+        }
+    char *cfg = plm_config_to_json(&c, NULL);
+    meta("config", "%s", cfg);
+    free(cfg);
+    meta("beta", "%.9g", beta), meta("k", "%d", k);
+    put_i32("input_ids", b.input_ids, 2, N, T), put_i32("attention_mask", mask32, 2, N, T);
+    put_i32("labels", b.labels, 2, N, T), put_i32("response_mask", resp, 2, N, T);
+    for (int q = 0; q < N; q++) {
+        put_f64(cname("ref_logp.%d", q), ref[q]);
+        put_f64(cname("score.%d", q), score[q]);
+        put_f64(cname("logp.%d", q), logp[q]);
+    }
+    put_f64("loss", st.loss), put_f64("reward", st.reward), put_f64("kl", st.kl);
+    put_f64("advantage", st.advantage);
+    put_model_tensors(m, m->params, "");
+    put_model_tensors(m, m->grads, "grad.");
+    free(tok_w);
+    plm_sft_batch_free(&bb);
+    plm_sft_data_free(&seqs);
+    plm_model_free(m);
+    dump_end();
+}
+
 /* ---------------------------------------------------------------- reward model */
 
 typedef struct {
@@ -2381,6 +2484,9 @@ int main(int argc, char **argv) {
     };
     for (size_t i = 0; i < PLM_ARRAY_LEN(s2s); i++) case_seq2seq(&s2s[i]);
     case_adamw();
+    /* last: a case added later draws after the others, leaving their random inputs as they were */
+    case_rloo("gpt2_rloo", 0.1f, false);
+    case_rloo("gpt2_rloo_untied", 0.5f, true);
     if (verbose) dropout_statistics();
     if (verbose) attention_fused_is_ex();
     if (verbose) seq2seq_spec_checks();

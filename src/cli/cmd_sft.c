@@ -1,12 +1,13 @@
-/* cmd_sft.c - `plm sft` and `plm dpo`, instruction tuning of a causal LM. sft: supervised
- * fine-tuning on prompt/response or chat JSONL (TRL's SFTTrainer with completion-only
+/* cmd_sft.c - `plm sft`, `dpo`, `reward` and `rloo`, instruction tuning of a causal LM.
+ * sft: supervised fine-tuning on prompt/response or chat JSONL (TRL's SFTTrainer with completion-only
  * loss, train/sft.c); dpo: Direct Preference Optimization on {prompt, chosen, rejected}
  * JSONL (TRL's DPOTrainer, train/dpo.c), the starting checkpoint's log-probs computed once
  * as the frozen reference; reward: a reward model on the same pairs (TRL's RewardTrainer,
- * train/reward.c), and with --score the rewards of conversations. They read and encode
- * the data (tasks/chat.h), hold out a validation split when asked and run the fine-tuning
- * loop once per seed; they write the model, metrics.jsonl, eval_results.json, checkpoints
- * and loss.svg. */
+ * train/reward.c), and with --score the rewards of conversations; rloo: online RL of the
+ * policy from such a reward model on {prompt} JSONL (TRL's RLOOTrainer, train/rloo.c). They
+ * read and encode the data (tasks/chat.h), hold out a validation split when asked and run
+ * the fine-tuning loop once per seed; they write the model, metrics.jsonl,
+ * eval_results.json, checkpoints and loss.svg. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 #include "model/model_io.h"
 #include "train/dpo.h"
 #include "train/reward.h"
+#include "train/rloo.h"
 #include "train/sft.h"
 #include "train/trainer.h"
 
@@ -572,5 +574,182 @@ out:
     if (tok) plm_tokenizer_free(tok);
     plm_dpo_data_free(&train);
     plm_dpo_data_free(&valid);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- plm rloo */
+
+typedef struct {
+    cli_ft_opts *o;
+    const plm_sft_data *prompts, *valid; /* valid NULL: no evaluation */
+    plm_chat_template t;
+    const plm_rloo_args *r;
+} rloo_run;
+
+static int rloo_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores *best) {
+    rloo_run *r = ctx;
+    (void)si;
+    plm_model *m = NULL;
+    plm_tokenizer *tok = NULL;
+    /* a resumed run's policy is the checkpoint's; the reference stays --model */
+    int rc = cli_load_model(a->resume_from_checkpoint ? a->resume_from_checkpoint : r->o->model, &m, &tok);
+    if (rc != 0) return rc;
+    rc = plm_rloo_train(m, tok, r->prompts, r->valid, r->r, r->t, a, best);
+    if (rc == 0) plot_loss(a, "rloo loss");
+    plm_model_free(m);
+    plm_tokenizer_free(tok);
+    return rc;
+}
+
+/* The reward model must read the policy's token ids as its own: the same vocabulary size,
+ * and every prompt encoded to the same ids by both tokenizers. Returns 0 or -1 (error set). */
+static int check_same_tokens(const char *rm_dir, const plm_model *m, const plm_tokenizer *tok, const plm_model *rm,
+                             const plm_tokenizer *rtok, const plm_chat_set *set, const char *file, plm_chat_template t,
+                             const plm_sft_data *prompts, int max_len) {
+    if (rm->config.vocab_size != m->config.vocab_size ||
+        plm_tokenizer_vocab_size(rtok) != plm_tokenizer_vocab_size(tok)) {
+        plm_error("%s: the reward model's vocabulary (%d ids, tokenizer %d) is not the policy's (%d, tokenizer %d): it "
+                  "must share the policy's tokenizer",
+                  rm_dir, rm->config.vocab_size, plm_tokenizer_vocab_size(rtok), m->config.vocab_size,
+                  plm_tokenizer_vocab_size(tok));
+        return -1;
+    }
+    if (plm_chat_eos(rtok) != plm_chat_eos(tok)) {
+        plm_error("%s: the reward model's tokenizer ends a response with id %d, the policy's with %d", rm_dir,
+                  plm_chat_eos(rtok), plm_chat_eos(tok));
+        return -1;
+    }
+    plm_sft_data mine;
+    if (plm_rloo_encode_prompts(&mine, set, file, rtok, t, max_len) != 0) return -1;
+    int bad = -1;
+    for (int i = 0; i < prompts->n && bad < 0; i++) {
+        size_t a = prompts->off[i], n = prompts->off[i + 1] - a;
+        if (mine.off[i + 1] - mine.off[i] != n || memcmp(mine.ids + mine.off[i], prompts->ids + a, n * 4) != 0) bad = i;
+    }
+    int line = bad >= 0 ? prompts->line[bad] : 0;
+    plm_sft_data_free(&mine);
+    if (bad >= 0) {
+        plm_error("%s: the reward model's tokenizer is not the policy's (%s:%d encodes to other ids)", rm_dir, file,
+                  line);
+        return -1;
+    }
+    return 0;
+}
+
+int cmd_rloo(int argc, char **argv) {
+    cli_ft_opts o;
+    trl_defaults(&o);
+    /* TRL's RLOOConfig: rloo_k 2, kl_coef 0.05, response_length 53; its learning rate, 3e-6,
+     * is for billion-parameter models */
+    o.a.opt.learning_rate = 1e-5f;
+    o.a.logging_steps = 1; /* a metrics.jsonl line per step: the rewards are what one watches */
+    o.lr_help = "peak learning rate (default 1e-5; TRL's 3e-6 is for billion-parameter models)";
+    const char *train_file = NULL, *valid_file = NULL, *rm_dir = NULL, *template = "plain";
+    float split = 0.0f;
+    plm_rloo_args r = {.k = 2, .beta = 0.05f};
+    plm_sampling_default(&r.s);
+    r.s.max_new_tokens = 53;
+    const arg_spec own[] = {
+        {"--train", ARG_STR, &train_file,
+         "JSONL of prompts: {\"prompt\": ...} per line (a DPO file's chosen / rejected are ignored)"},
+        {"--validation", ARG_STR, &valid_file,
+         "held-out prompts: eval_reward, eval_score, eval_kl of k samples each (the best model kept; checkpoints)"},
+        {"--validation-split", ARG_FLOAT, &split,
+         "hold out this share of --train's prompts instead (seeded; default 0)"},
+        {"--reward-model", ARG_STR, &rm_dir,
+         "reward model directory (plm reward's output); it must share the policy's tokenizer"},
+        {"--rloo-k", ARG_INT, &r.k, "completions sampled per prompt, >= 2 (default 2, TRL's)"},
+        {"--beta", ARG_FLOAT, &r.beta, "KL coefficient: reward = score - beta (logp - logp_ref) (default 0.05, TRL's)"},
+        {"--max-new-tokens", ARG_INT, &r.s.max_new_tokens, "longest completion (default 53, TRL's response_length)"},
+        {"--temperature", ARG_FLOAT, &r.s.temperature,
+         "sampling temperature (default 1: the log-probs are the policy's own, the gradient unbiased)"},
+        {"--top-k", ARG_INT, &r.s.top_k, "sample among the k most likely tokens (default 0: off)"},
+        {"--top-p", ARG_FLOAT, &r.s.top_p, "nucleus sampling (default 1: off)"},
+        {"--template", ARG_STR, &template, "chat template: plain (default) or chatml, as plm sft"},
+        {"--max-seq-length", ARG_INT, &o.a.max_seq_length,
+         "prompt + completion at most this long (default: 1024 or the model's positions, whichever is smaller)"},
+    };
+    int rc = cli_ft_parse_cmd("rloo",
+                              "Online RLHF of a causal LM from a reward model (TRL's RLOOTrainer: REINFORCE with the "
+                              "leave-one-out baseline over k samples per prompt, a KL penalty to the starting model).",
+                              own, (int)PLM_ARRAY_LEN(own), &o, "prompts", argc, argv);
+    if (rc >= 0) return rc;
+    plm_chat_template t;
+    if (!train_file || !rm_dir || (valid_file && split > 0) || !(split >= 0 && split < 1) || r.k < 2 ||
+        !(r.beta >= 0 && isfinite(r.beta)) || r.s.max_new_tokens < 1 ||
+        !(r.s.temperature > 0 && isfinite(r.s.temperature)) || r.s.top_k < 0 || !(r.s.top_p > 0 && r.s.top_p <= 1) ||
+        o.a.max_seq_length < 0 || plm_chat_template_of(template, &t) != 0) {
+        fprintf(stderr, "plm rloo: --train FILE and --reward-model DIR are required; --validation or "
+                        "--validation-split (in [0, 1)), not both; --rloo-k >= 2; finite --beta >= 0; --max-new-tokens "
+                        ">= 1; --temperature > 0; --top-k >= 0; --top-p in (0, 1]; --template plain or chatml; "
+                        "--max-seq-length >= 0\n");
+        return PLM_EXIT_USAGE;
+    }
+    if (o.resume && !valid_file && !(split > 0)) {
+        fprintf(stderr, "plm rloo: --resume-from-checkpoint needs checkpoints, which rloo writes at evaluations "
+                        "(--validation or --validation-split)\n");
+        return PLM_EXIT_USAGE;
+    }
+    plm_model *m = NULL, *rm = NULL;
+    plm_tokenizer *tok = NULL, *rtok = NULL;
+    plm_chat_set set = {0}, vset = {0};
+    plm_sft_data prompts = {0}, valid = {0};
+    if ((rc = load_causal_lm("rloo", o.model, &o.a.max_seq_length, &m, &tok)) != 0) goto fail;
+    if ((rc = load_reward_model(rm_dir, true, 0, true, &rm, &rtok)) != 0) goto fail;
+    rc = PLM_EXIT_INPUT;
+    int max_len = o.a.max_seq_length;
+    if (plm_chat_read_prompts(&set, train_file) != 0 ||
+        plm_rloo_encode_prompts(&prompts, &set, train_file, tok, t, max_len) != 0)
+        goto fail;
+    if (check_same_tokens(rm_dir, m, tok, rm, rtok, &set, train_file, t, &prompts, max_len) != 0) goto fail;
+    if (valid_file) {
+        if (plm_chat_read_prompts(&vset, valid_file) != 0 ||
+            plm_rloo_encode_prompts(&valid, &vset, valid_file, tok, t, max_len) != 0)
+            goto fail;
+    } else {
+        plm_sft_split(&prompts, split, o.a.seed, &valid);
+        if (split > 0 && (valid.n == 0 || prompts.n == 0)) {
+            plm_error("%s: --validation-split %g of %d prompts leaves an empty side", train_file, split,
+                      prompts.n + valid.n);
+            goto fail;
+        }
+    }
+    if (o.max_train_samples > 0 && prompts.n > o.max_train_samples) prompts.n = o.max_train_samples;
+    if (o.max_eval_samples > 0 && valid.n > o.max_eval_samples) valid.n = o.max_eval_samples;
+    int longest = PLM_MIN(PLM_MAX(prompts.max_len, valid.max_len) + r.s.max_new_tokens, max_len);
+    if (rm->config.max_position_embeddings < longest) {
+        plm_error("%s: the reward model reads %d positions; prompt + completion may take %d (lower --max-new-tokens "
+                  "or --max-seq-length)",
+                  rm_dir, rm->config.max_position_embeddings, longest);
+        goto fail;
+    }
+    plm_ft_set_pad_id(rm, rtok);
+    r.rm = rm;
+    r.rm_pad = plm_sft_pad_id(rm, rtok);
+    r.rm_dir = rm_dir;
+    r.ref = m; /* the starting checkpoint, frozen: each run loads its own policy */
+    if (!o.quiet)
+        fprintf(stderr,
+                "rloo: %d prompts (longest %d tokens), %d validation; k %d, beta %g, up to %d new tokens; template "
+                "%s; policy %s, %.2fM parameters; reward model %s\n",
+                prompts.n, prompts.max_len, valid.n, r.k, r.beta, r.s.max_new_tokens, plm_chat_template_name(t),
+                plm_model_architecture(m), (double)m->num_params / 1e6, rm_dir);
+    plm_tokenizer_free(tok);
+    tok = NULL;
+    rloo_run run = {&o, &prompts, valid.n > 0 ? &valid : NULL, t, &r};
+    if ((rc = cli_ft_run_seeds(&o, "rloo", 3, plm_rloo_metrics, run.valid != NULL, rloo_run_one, &run)) != 0) goto fail;
+    rc = 0;
+    goto out;
+fail:
+    cli_fail("rloo", rc);
+out:
+    plm_model_free(m);
+    plm_model_free(rm);
+    if (tok) plm_tokenizer_free(tok);
+    if (rtok) plm_tokenizer_free(rtok);
+    plm_sft_data_free(&prompts);
+    plm_sft_data_free(&valid);
+    plm_chat_set_free(&set);
+    plm_chat_set_free(&vset);
     return rc;
 }

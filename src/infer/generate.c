@@ -23,6 +23,7 @@ void plm_sampling_default(plm_sampling *s) {
     s->top_p = 1.0f;
     s->seed = 42;
     s->eos_token_id = -1;
+    s->seeds = NULL;
 }
 
 /* Rows a prefill call takes at most when the prompts are many (their chunks are split
@@ -422,7 +423,7 @@ int plm_generate_batch(const plm_model *m, const int32_t *const *prompts, const 
     int32_t *ids = plm_malloc((size_t)max_rows * sizeof(int32_t));
     void *work = plm_malloc(plm_sample_work_bytes(V));
     for (int i = 0; i < count; i++) {
-        plm_rng_seed(&rng[i], s->seed, 0x6e6); /* the stream of a prompt generated alone */
+        plm_rng_seed(&rng[i], s->seeds ? s->seeds[i] : s->seed, 0x6e6); /* as the prompt generated alone */
         quota[i] = PLM_MIN(s->max_new_tokens, maxpos - n_prompt[i]);
     }
     int active = 0; /* sequences still generating, listed in seq[0..active) */

@@ -21,6 +21,9 @@ typedef struct {
     float top_p;       /* 1: off */
     uint64_t seed;
     int32_t eos_token_id; /* stop when generated; -1: never */
+    /* plm_generate_batch: sequence i's own seed seeds[i] (NULL: every sequence's stream is
+     * seeded from seed alone); distinct seeds draw independent samples of one prompt */
+    const uint64_t *seeds;
 } plm_sampling;
 
 void plm_sampling_default(plm_sampling *s);
@@ -78,9 +81,9 @@ int plm_generate(const plm_model *m, const int32_t *prompt, int n_prompt, const 
 
 /* Generates for count prompts as one batch: prompt i (n_prompt[i] tokens) gets its tokens
  * in out + i * max_new_tokens and their number in n_out[i]. Every sequence has its own
- * random stream seeded from s->seed alone, so each prompt's output, sampled or greedy, is
- * the one it gets when generated alone. on_token (if set) is called as tokens arrive, with
- * the prompt index. stats may be NULL. Returns 0, or -1 with the error set. */
+ * random stream seeded from s->seed alone (or s->seeds[i]), so each prompt's output,
+ * sampled or greedy, is the one it gets when generated alone with that seed. on_token (if set) is called as tokens
+ * arrive, with the prompt index. stats may be NULL. Returns 0, or -1 with the error set. */
 int plm_generate_batch(const plm_model *m, const int32_t *const *prompts, const int *n_prompt, int count,
                        const plm_sampling *s, int32_t *out, int *n_out,
                        void (*on_token)(int seq, int32_t id, void *ctx), void *ctx, plm_gen_stats *stats);

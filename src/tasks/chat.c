@@ -228,6 +228,28 @@ int plm_chat_read_preferences(plm_chat_set *chosen, plm_chat_set *rejected, cons
     return rc;
 }
 
+/* A prompt line: the prompt as one user turn (other fields, a DPO file's responses, are
+ * ignored). */
+static int add_prompt(const cJSON *o, const char *name, int line, void *ctx) {
+    const char *prompt = str_field(o, "prompt", name, line, NULL, "{\"prompt\": ...} per line");
+    if (!prompt) return -1;
+    plm_chat c = {.msgs = plm_calloc(1, sizeof(plm_chat_msg)), .n = 1, .line = line};
+    c.msgs[0] = (plm_chat_msg){PLM_ROLE_USER, plm_strdup(prompt)};
+    add_chat(ctx, &c);
+    return 0;
+}
+
+int plm_chat_read_prompts(plm_chat_set *out, const char *path) {
+    memset(out, 0, sizeof *out);
+    size_t len;
+    char *buf = plm_read_file(path, &len);
+    if (!buf) return -1;
+    int rc = parse_lines(path, buf, len, add_prompt, out);
+    free(buf);
+    if (rc != 0) plm_chat_set_free(out);
+    return rc;
+}
+
 int plm_chat_read(plm_chat_set *out, const char *path) {
     memset(out, 0, sizeof *out);
     size_t len;

@@ -71,6 +71,11 @@ int plm_chat_read_preferences(plm_chat_set *chosen, plm_chat_set *rejected, cons
 int plm_chat_parse_preferences(plm_chat_set *chosen, plm_chat_set *rejected, const char *name, const char *buf,
                                size_t len);
 
+/* Prompts for online RL (plm rloo): {"prompt": ...} per line (a DPO file's other fields are
+ * ignored); conversation i is prompt i as one user turn, rendered with
+ * add_generation_prompt. Errors as plm_chat_parse. */
+int plm_chat_read_prompts(plm_chat_set *out, const char *path);
+
 /* The token the templates end an assistant turn with: EOS, else SEP; -1 if neither. */
 int32_t plm_chat_eos(const plm_tokenizer *tok);
 

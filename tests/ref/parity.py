@@ -533,6 +533,48 @@ def check_dpo(ck, meta, d):
         ck.compare(g, d[g], ref_g)
 
 
+def check_rloo(ck, meta, d):
+    """plm rloo's policy step: a GPT-2's summed completion log-probs (labels from the ids and
+    the completion mask alone), TRL's RLOO rewards r = score - beta (logp - ref) and
+    leave-one-out advantages A_i = r_i - mean(r_j, j != i) over each prompt's k rows (no
+    gradient through them, as TRL computes them under no_grad), the loss -mean(A logp), its
+    statistics, and every parameter gradient of the loss by autograd, against plm's
+    forward + weighted-LM backward."""
+    cfg = json.loads(meta["config"])
+    beta, k = float(meta["beta"]), int(meta["k"])
+    names = [n for n in d if n.endswith((".weight", ".bias")) and not n.startswith("grad.")]
+    P = {n: leaf(d[n]) for n in names}
+    ids, mask, resp = d["input_ids"], d["attention_mask"], d["response_mask"]
+    B, T = ids.shape
+    labels = torch.full_like(ids, -100)
+    labels[:, :-1] = torch.where(resp[:, 1:] == 1, ids[:, 1:], torch.full_like(ids[:, 1:], -100))
+    ck.flag("labels", torch.equal(labels, d["labels"]), "the batch's labels differ from the completion tokens'")
+    drop = Dropout(d, 0.0, 0.0)
+    _, logits, _, _ = gpt2_reference(P, cfg, ids, None, mask, labels, True, drop)
+    sel = (labels.reshape(-1) != -100).nonzero().reshape(-1)
+    lp_rows = torch.log_softmax(logits, -1).gather(1, labels.reshape(-1)[sel].reshape(-1, 1)).reshape(-1)
+    logp = torch.zeros(B).index_add(0, sel // T, lp_rows)
+    ref = torch.tensor([d[f"ref_logp.{s}"].item() for s in range(B)])
+    score = torch.tensor([d[f"score.{s}"].item() for s in range(B)])
+    with torch.no_grad():
+        kl = logp - ref
+        r = (score - beta * kl).reshape(-1, k)
+        A = (r - (r.sum(1, keepdim=True) - r) / (k - 1)).reshape(-1)
+    loss = -(A * logp).mean()
+    loss.backward()
+    ck.compare("loss", d["loss"], loss.reshape(1))
+    ck.compare("logp", torch.cat([d[f"logp.{s}"] for s in range(B)]), logp)
+    ck.compare("reward", d["reward"], r.mean().reshape(1))
+    ck.compare("kl", d["kl"], kl.mean().reshape(1))
+    ck.compare("advantage", d["advantage"], A.abs().mean().reshape(1))
+    grads = [g for g in d if g.startswith("grad.")]
+    diff = sorted(set(names) ^ set(g[5:] for g in grads))
+    ck.flag("parameter_set", not diff, f"parameters without a gradient or vice versa: {diff}")
+    for g in grads:
+        ref_g = P[g[5:]].grad if P[g[5:]].grad is not None else torch.zeros_like(P[g[5:]])
+        ck.compare(g, d[g], ref_g)
+
+
 def check_pairwise(ck, meta, d):
     """model/pairwise.h on its own: the Bradley-Terry loss sum over the pairs (rows 2i,
     2i + 1 chosen and rejected) plus center * (r_c + r_r)^2, its statistics, and the
@@ -1180,6 +1222,7 @@ CHECKS = {
     "crossentropy": check_crossentropy,
     "model": check_model,
     "dpo": check_dpo,
+    "rloo": check_rloo,
     "pairwise": check_pairwise,
     "reward": check_reward,
     "heads": check_heads,
