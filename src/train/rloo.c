@@ -16,29 +16,7 @@ const char *const plm_rloo_metrics[3] = {"reward", "score", "kl"};
 
 int plm_rloo_encode_prompts(plm_sft_data *out, const plm_chat_set *set, const char *name, const plm_tokenizer *tok,
                             plm_chat_template t, int max_len) {
-    plm_sft_data_init(out);
-    plm_chat_tokens ct;
-    plm_chat_tokens_init(&ct);
-    int rc = 0;
-    for (int i = 0; i < set->n && rc == 0; i++) {
-        const plm_chat *c = &set->items[i];
-        ct.n = 0;
-        if (plm_chat_encode(tok, t, c->msgs, c->n, true, &ct) != 0) {
-            char msg[512];
-            snprintf(msg, sizeof msg, "%s", plm_last_error());
-            plm_error("%s:%d: %s", name, c->line, msg);
-            rc = -1;
-        } else if (ct.n >= max_len) { /* no room left for a completion */
-            plm_error("%s:%d: the prompt has %d tokens, leaving no room for a completion within %d (--max-seq-length)",
-                      name, c->line, ct.n, max_len);
-            rc = -1;
-        } else {
-            plm_sft_data_add(out, ct.ids, ct.train, ct.n, max_len, c->line);
-        }
-    }
-    plm_chat_tokens_free(&ct);
-    if (rc != 0) plm_sft_data_free(out);
-    return rc;
+    return plm_sft_encode_ex(out, set, name, tok, t, max_len, true);
 }
 
 /* ---------------------------------------------------------------- the loss */

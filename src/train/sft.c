@@ -55,8 +55,8 @@ void plm_sft_data_add(plm_sft_data *d, const int32_t *ids, const uint8_t *train,
     d->targets += targets;
 }
 
-int plm_sft_encode(plm_sft_data *out, const plm_chat_set *set, const char *name, const plm_tokenizer *tok,
-                   plm_chat_template t, int max_len) {
+int plm_sft_encode_ex(plm_sft_data *out, const plm_chat_set *set, const char *name, const plm_tokenizer *tok,
+                      plm_chat_template t, int max_len, bool prompts) {
     plm_sft_data_init(out);
     plm_chat_tokens ct;
     plm_chat_tokens_init(&ct);
@@ -64,18 +64,27 @@ int plm_sft_encode(plm_sft_data *out, const plm_chat_set *set, const char *name,
     for (int i = 0; i < set->n && rc == 0; i++) {
         const plm_chat *c = &set->items[i];
         ct.n = 0;
-        if (plm_chat_encode(tok, t, c->msgs, c->n, false, &ct) != 0) {
+        if (plm_chat_encode(tok, t, c->msgs, c->n, prompts, &ct) != 0) {
             char msg[512];
             snprintf(msg, sizeof msg, "%s", plm_last_error());
             plm_error("%s:%d: %s", name, c->line, msg);
             rc = -1;
-            break;
+        } else if (prompts && ct.n >= max_len) { /* no room left for a completion */
+            plm_error("%s:%d: the prompt has %d tokens, leaving no room for a completion within %d (--max-seq-length)",
+                      name, c->line, ct.n, max_len);
+            rc = -1;
+        } else {
+            plm_sft_data_add(out, ct.ids, ct.train, ct.n, max_len, c->line);
         }
-        plm_sft_data_add(out, ct.ids, ct.train, ct.n, max_len, c->line);
     }
     plm_chat_tokens_free(&ct);
     if (rc != 0) plm_sft_data_free(out);
     return rc;
+}
+
+int plm_sft_encode(plm_sft_data *out, const plm_chat_set *set, const char *name, const plm_tokenizer *tok,
+                   plm_chat_template t, int max_len) {
+    return plm_sft_encode_ex(out, set, name, tok, t, max_len, false);
 }
 
 /* Copies example i of src to the end of dst (no further truncation). */

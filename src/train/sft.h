@@ -45,6 +45,10 @@ void plm_sft_data_add(plm_sft_data *d, const int32_t *ids, const uint8_t *train,
  * Returns 0, or -1 with the error set ("name:line: ..."). */
 int plm_sft_encode(plm_sft_data *out, const plm_chat_set *set, const char *name, const plm_tokenizer *tok,
                    plm_chat_template t, int max_len);
+/* The same; with prompts, each conversation is rendered up to the generation prompt (the
+ * prompts plm rloo completes) and one of max_len tokens or more is an error. */
+int plm_sft_encode_ex(plm_sft_data *out, const plm_chat_set *set, const char *name, const plm_tokenizer *tok,
+                      plm_chat_template t, int max_len, bool prompts);
 /* Moves round(fraction * n) examples, drawn with a seeded shuffle (HF's train_test_split),
  * from d into valid (kept in file order in both). Returns the number moved. */
 int plm_sft_split(plm_sft_data *d, double fraction, uint64_t seed, plm_sft_data *valid);
