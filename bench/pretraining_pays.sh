@@ -90,7 +90,11 @@ if [[ ! -f $OUT/pretrained/model.safetensors ]]; then
 fi
 if [[ ! -f $OUT/random/model.safetensors ]]; then
     log "random initialisation of the same architecture"
-    "$PLM" pretrain --objective mlm --config "$OUT/config.json" --tokenizer "$OUT/tokenizer.json" \
+    # the same model class as the pretrained directory, so that fine-tuning puts the same head on both
+    # (an ELECTRA discriminator takes ELECTRA's classification head, a BERT the pooler)
+    random_objective=mlm
+    [[ $OBJECTIVE == electra ]] && random_objective=electra
+    "$PLM" pretrain --objective "$random_objective" --config "$OUT/config.json" --tokenizer "$OUT/tokenizer.json" \
         --train "${corpus[0]}" --output-dir "$OUT/random" --max-steps 0 --quiet
 fi
 

@@ -104,6 +104,88 @@ static void test_crossentropy_threads(void) {
     free(targets);
 }
 
+/* ---- layer-wise learning-rate decay (ELECTRA's layerwise_lr_decay) ---- */
+
+/* Depths from HF names, and one AdamW step with the decay against AdamW at lr x decay^(L + 2
+ * - depth) per tensor, computed in double. */
+static void test_layerwise_lr_decay(void) {
+    static const struct {
+        const char *name;
+        int depth; /* with L = 3 */
+    } cases[] = {
+        {"bert.embeddings.word_embeddings.weight", 0},
+        {"electra.embeddings_project.weight", 0},
+        {"transformer.wte.weight", 0},
+        {"bert.encoder.layer.0.attention.self.qkv.weight", 1},
+        {"bert.encoder.layer.2.output.LayerNorm.bias", 3},
+        {"transformer.h.1.mlp.c_fc.weight", 2},
+        {"encoder.block.2.layer.1.DenseReluDense.wi.weight", 3},
+        {"bert.pooler.dense.weight", 5},
+        {"classifier.out_proj.weight", 5},
+        {"transformer.ln_f.weight", 5},
+        {"cls.predictions.transform.LayerNorm.weight", 5},
+    };
+    enum { NT = PLM_ARRAY_LEN(cases) };
+    plm_tensor t[NT];
+    plm_model m;
+    memset(&m, 0, sizeof m);
+    memset(t, 0, sizeof t);
+    size_t off = 0;
+    for (int i = 0; i < NT; i++) {
+        snprintf(t[i].name, sizeof t[i].name, "%s", cases[i].name);
+        t[i].offset = off;
+        t[i].numel = 37 + 5 * (size_t)i;
+        t[i].no_decay = i % 3 == 1;
+        off += t[i].numel;
+    }
+    m.tensors = t;
+    m.num_tensors = NT;
+    m.num_params = off;
+    m.config.num_hidden_layers = 3;
+    int bad = 0;
+    for (int i = 0; i < NT; i++)
+        if (plm_tensor_depth(&m, i) != cases[i].depth) {
+            bad++;
+            fprintf(stderr, "  %s: depth %d, want %d\n", cases[i].name, plm_tensor_depth(&m, i), cases[i].depth);
+        }
+    TEST_CHECK(bad == 0, "layerwise_lr_decay_depths", "%d of %d tensors at the wrong depth", bad, NT);
+
+    m.params = frand(off, 1.0f);
+    m.grads = frand(off, 0.01f);
+    float *p0 = fcopy(m.params, off);
+    plm_adamw_hparams h = {.learning_rate = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.1f};
+    plm_adamw o;
+    plm_adamw_init(&o, off);
+    int rc_bad = plm_adamw_layerwise_decay(&o, &m, 1.5f), rc = plm_adamw_layerwise_decay(&o, &m, 0.8f);
+    TEST_CHECK(rc_bad == -1 && rc == 0 && o.lr_scale, "layerwise_lr_decay_args", "decay 1.5 -> %d, 0.8 -> %d", rc_bad,
+               rc);
+    plm_adamw_step(&o, &m, &h, 1e-3f);
+    double err = 0.0, moved_min = INFINITY, moved_max = 0.0;
+    for (int i = 0; i < NT; i++) {
+        /* the rate as plm computes it, in float: lr x 0.8^(L + 2 - depth), the head (depth L + 2) at lr */
+        double lr = (float)(1e-3f * powf(0.8f, (float)(cases[i].depth <= 3 ? 5 - cases[i].depth : 0)));
+        for (size_t k = t[i].offset; k < t[i].offset + t[i].numel; k++) {
+            double p = p0[k], g = m.grads[k];
+            if (!t[i].no_decay) p *= 1.0 - lr * 0.1;
+            double mm = 0.1 * g, vv = 0.001 * g * g;
+            p -= lr * (mm / 0.1) / (sqrt(vv / 0.001) + 1e-8);
+            err = fmax(err, fabs(p - m.params[k]));
+        }
+        double step = fabs((double)m.params[t[i].offset] - p0[t[i].offset]);
+        if (cases[i].depth == 0) moved_min = fmin(moved_min, step);
+        if (cases[i].depth == 5) moved_max = fmax(moved_max, step);
+    }
+    /* the embeddings moved by about 0.8^5 = 0.33 of the head's step (Adam's first step is ~lr) */
+    TEST_CHECK(err < 2e-6 && moved_min < 0.4 * moved_max, "layerwise_lr_decay_step",
+               "max abs error %.3g; embedding step %.3g vs head step %.3g", err, moved_min, moved_max);
+    TEST_CHECK(plm_adamw_layerwise_decay(&o, &m, 1.0f) == 0 && !o.lr_scale, "layerwise_lr_decay_off",
+               "decay 1 must free the scales");
+    plm_adamw_free(&o);
+    free(m.params);
+    free(m.grads);
+    free(p0);
+}
+
 /* ---- grad norm, clipping and AdamW: thread counts ---- */
 
 /* A model with only the fields the optimiser reads: a tensor table over params/grads. */
@@ -713,6 +795,7 @@ static const struct {
 } groups[] = {
     {"crossentropy_threads", test_crossentropy_threads},
     {"optimizer_threads", test_optimizer_threads},
+    {"layerwise_lr_decay", test_layerwise_lr_decay},
     {"linear_bias_threads", test_linear_bias_threads},
     {"fused_bias_threads", test_fused_bias_threads},
     {"layernorm_threads", test_layernorm_threads},

@@ -41,6 +41,9 @@ static void ft_specs(arg_spec *specs, int *n, cli_ft_opts *o, const char *unit) 
         {"--warmup-ratio", ARG_FLOAT, &a->warmup_ratio, h_warmup},
         {"--weight-decay", ARG_FLOAT, &a->opt.weight_decay, h_wd},
         {"--max-grad-norm", ARG_FLOAT, &a->max_grad_norm, "clip gradients to this global norm; 0 = off (default 1)"},
+        {"--layerwise-lr-decay", ARG_FLOAT, &a->layerwise_lr_decay,
+         "ELECTRA's layer-wise learning-rate decay: layer l of L trains at lr x X^(L + 1 - l), the embeddings at "
+         "lr x X^(L + 2), the head at lr (default 1: off; ELECTRA-Small used 0.8)"},
         {"--logging-steps", ARG_LONG, &a->logging_steps, "metrics.jsonl line every N steps (default 10)"},
         {"--eval-steps", ARG_LONG, &a->eval_steps, "evaluate and checkpoint every N steps (default: every epoch)"},
         {"--early-stopping-patience", ARG_INT, &a->early_stopping_patience,
@@ -73,9 +76,11 @@ static int ft_check(const char *cmd, cli_ft_opts *o) {
         return PLM_EXIT_USAGE;
     }
     if (a->logging_steps <= 0 || a->eval_steps < 0 || a->early_stopping_patience < 0 || a->save_total_limit < 0 ||
-        a->warmup_ratio < 0 || a->warmup_ratio > 1 || o->max_train_samples < 0 || o->max_eval_samples < 0) {
+        a->warmup_ratio < 0 || a->warmup_ratio > 1 || o->max_train_samples < 0 || o->max_eval_samples < 0 ||
+        !(a->layerwise_lr_decay > 0 && a->layerwise_lr_decay <= 1)) {
         fprintf(stderr,
-                "plm %s: --logging-steps must be positive, --warmup-ratio in [0, 1], and --eval-steps, "
+                "plm %s: --logging-steps must be positive, --warmup-ratio and --layerwise-lr-decay in [0, 1] (the "
+                "decay above 0), and --eval-steps, "
                 "--early-stopping-patience, --save-total-limit, --max-*-samples >= 0\n",
                 cmd);
         return PLM_EXIT_USAGE;

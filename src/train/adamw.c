@@ -21,6 +21,7 @@ void plm_adamw_init_slice(plm_adamw *o, size_t offset, size_t n) {
     o->n = n;
     o->offset = offset;
     o->step = 0;
+    o->lr_scale = NULL;
     o->m = plm_aligned_alloc(n * sizeof(float));
     o->v = plm_aligned_alloc(n * sizeof(float));
     memset(o->m, 0, n * sizeof(float));
@@ -30,6 +31,7 @@ void plm_adamw_init_slice(plm_adamw *o, size_t offset, size_t n) {
 void plm_adamw_free(plm_adamw *o) {
     free(o->m);
     free(o->v);
+    free(o->lr_scale);
     memset(o, 0, sizeof *o);
 }
 
@@ -50,7 +52,7 @@ void plm_adamw_step(plm_adamw *o, plm_model *model, const plm_adamw_hparams *h, 
     o->step++;
     float b1 = h->beta1, b2 = h->beta2, eps = h->eps;
     float bc1 = 1.0f - powf(b1, (float)o->step), bc2 = 1.0f - powf(b2, (float)o->step);
-    float step_size = lr / bc1, inv_sqrt_bc2 = 1.0f / sqrtf(bc2);
+    float inv_sqrt_bc2 = 1.0f / sqrtf(bc2);
     /* Under bf16 the same pass writes the weights' bf16 mirror (model.h params16), so the
      * GEMMs read it instead of rounding every weight again in forward and in backward.
      * Only a whole-model update refreshes it: a ZeRO-1 slice leaves the rest to the
@@ -72,7 +74,8 @@ void plm_adamw_step(plm_adamw *o, plm_model *model, const plm_adamw_hparams *h, 
 #pragma omp parallel
     for (int i = 0; i < model->num_tensors; i++) {
         const plm_tensor *t = &model->tensors[i];
-        float decay = t->no_decay ? 1.0f : 1.0f - lr * h->weight_decay;
+        float tlr = o->lr_scale ? lr * o->lr_scale[i] : lr;
+        float decay = t->no_decay ? 1.0f : 1.0f - tlr * h->weight_decay, step_size = tlr / bc1;
         /* the part of the tensor inside [o->offset, o->offset + o->n) */
         size_t lo = PLM_MAX(t->offset, o->offset), hi = PLM_MIN(t->offset + t->numel, o->offset + o->n);
         if (lo >= hi) continue;
@@ -95,6 +98,50 @@ void plm_adamw_step(plm_adamw *o, plm_model *model, const plm_adamw_hparams *h, 
     else
         plm_bf16_mirror_stale(mir); /* rewritten without it (fp32, a slice, reuse off) */
     plm_prof_end("adamw", prof_t0);
+}
+
+/* The number after "KEY." in name (as "layer.3." gives 3), or -1. */
+static int index_after(const char *name, const char *key) {
+    for (const char *p = strstr(name, key); p; p = strstr(p + 1, key)) {
+        if (p != name && p[-1] != '.') continue; /* a whole name component: ".h." not "...ch." */
+        const char *d = p + strlen(key);
+        if (*d < '0' || *d > '9') continue;
+        int v = 0;
+        while (*d >= '0' && *d <= '9') v = v * 10 + (*d++ - '0');
+        if (*d == '.') return v;
+    }
+    return -1;
+}
+
+int plm_tensor_depth(const plm_model *m, int i) {
+    const char *name = m->tensors[i].name;
+    int L = m->config.num_hidden_layers, l;
+    /* T5's "block.N.layer.K" before BERT's "layer.N": the block is the layer */
+    if ((l = index_after(name, "block.")) >= 0 || (l = index_after(name, "layer.")) >= 0 ||
+        (l = index_after(name, "h.")) >= 0)
+        return PLM_MIN(l, L - 1) + 1;
+    if (strstr(name, "embeddings") || strstr(name, "embed_tokens") || strstr(name, ".wte.") || strstr(name, ".wpe.") ||
+        strstr(name, ".wtt.") || strstr(name, ".ln_emb.") || !strncmp(name, "wte.", 4) || !strncmp(name, "wpe.", 4) ||
+        !strcmp(name, "shared.weight"))
+        return 0;
+    return L + 2;
+}
+
+int plm_adamw_layerwise_decay(plm_adamw *o, const plm_model *m, float decay) {
+    if (!(decay > 0.0f && decay <= 1.0f)) {
+        plm_error("layerwise_lr_decay must be in (0, 1], got %g", decay);
+        return -1;
+    }
+    free(o->lr_scale);
+    o->lr_scale = NULL;
+    if (decay == 1.0f) return 0;
+    int L = m->config.num_hidden_layers;
+    o->lr_scale = plm_malloc((size_t)m->num_tensors * sizeof(float));
+    for (int i = 0; i < m->num_tensors; i++) {
+        int depth = plm_tensor_depth(m, i);
+        o->lr_scale[i] = depth > L ? 1.0f : powf(decay, (float)(L + 2 - depth));
+    }
+    return 0;
 }
 
 /* The squares are summed in GN_CHUNKS fixed blocks of the gradient, in double, and the

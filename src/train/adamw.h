@@ -21,15 +21,31 @@ plm_adamw_hparams plm_adamw_defaults(float learning_rate);
 typedef struct {
     float *m, *v; /* first and second moments, one per parameter */
     size_t n;
-    long step;     /* updates done */
-    size_t offset; /* moments of parameters [offset, offset + n): 0 unless sharded (ZeRO-1) */
+    long step;       /* updates done */
+    size_t offset;   /* moments of parameters [offset, offset + n): 0 unless sharded (ZeRO-1) */
+    float *lr_scale; /* per tensor (m->tensors order): its learning rate is lr x lr_scale[i]; NULL: 1 */
 } plm_adamw;
 
 void plm_adamw_init(plm_adamw *o, size_t num_params);
 /* Moments of parameters [offset, offset + n) only: a ZeRO-1 slice (dist.h). */
 void plm_adamw_init_slice(plm_adamw *o, size_t offset, size_t n);
 void plm_adamw_free(plm_adamw *o);
-/* One update of every parameter of the model (of the slice) with learning rate lr. */
+/* Layer-wise learning-rate decay (ELECTRA, Clark et al. 2020: layerwise_lr_decay, as
+ * google-research/electra's _get_layer_lrs). Each tensor gets a depth: 0 for the
+ * embeddings (and embeddings_project), l + 1 for transformer layer l, L + 2 for the rest
+ * (the task's head), L the number of layers; its learning rate is then
+ *     lr x decay^(L + 2 - depth),
+ * so the head trains at the full rate and each layer below at a geometrically smaller
+ * one, keeping the pretrained lower layers close to where pretraining left them. A
+ * tensor outside these (BERT's pooler, GPT-2's ln_f) keeps the full rate, as in ELECTRA.
+ * decay = 1 turns it off (lr_scale freed). Returns 0, or -1 (error set) for a decay
+ * outside (0, 1]. */
+int plm_adamw_layerwise_decay(plm_adamw *o, const plm_model *m, float decay);
+/* The depth above of tensor i of m. */
+int plm_tensor_depth(const plm_model *m, int i);
+
+/* One update of every parameter of the model (of the slice) with learning rate lr
+ * (times the tensor's lr_scale when set). */
 void plm_adamw_step(plm_adamw *o, plm_model *m, const plm_adamw_hparams *h, float lr);
 
 /* L2 norm of all gradients, summed in double in a fixed order: the same bits for any

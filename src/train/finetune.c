@@ -34,6 +34,7 @@ void plm_ft_args_default(plm_ft_args *a) {
     a->opt = plm_adamw_defaults(1e-4f);
     a->warmup_ratio = 0.1f;
     a->max_grad_norm = 1.0f;
+    a->layerwise_lr_decay = 1.0f;
     a->logging_steps = 10;
     a->eval_steps = 0;
     a->save_total_limit = 1;
@@ -537,6 +538,10 @@ int plm_ft_train(plm_model *m, const plm_ft_loop_task *lt, const plm_ft_args *a,
     int rc = PLM_EXIT_FAIL;
     plm_adamw opt;
     plm_adamw_init(&opt, m->num_params);
+    if (plm_adamw_layerwise_decay(&opt, m, a->layerwise_lr_decay) != 0) {
+        plm_adamw_free(&opt);
+        return PLM_EXIT_USAGE;
+    }
     plm_grad_sync *gs = plm_grad_sync_create(m, 1, &(plm_dist_opts){0});
     float *best_params = plm_malloc(m->num_params * sizeof(float));
     memcpy(best_params, m->params, m->num_params * sizeof(float));

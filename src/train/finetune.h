@@ -52,6 +52,7 @@ typedef struct {
     plm_adamw_hparams opt;
     float warmup_ratio; /* of the total steps, rounded up (HF) */
     float max_grad_norm;
+    float layerwise_lr_decay; /* ELECTRA's layer-wise learning-rate decay (adamw.h); 1 = off */
     long logging_steps;
     long eval_steps;             /* evaluate (and checkpoint) every n steps; 0: once per epoch */
     int early_stopping_patience; /* stop after this many evaluations without improvement; 0: never */
