@@ -352,6 +352,11 @@ static int save_state(const char *path, const plm_adamw *o, const float *best_pa
     plm_st_add_meta(&w, "best_step", b[5]);
     plm_st_add_meta(&w, "bad_evals", b[6]);
     plm_st_add_meta(&w, "train_examples", b[7]);
+    /* AdamW's update count (its bias correction): the step count, except for a task whose
+     * step makes several updates (PPO) */
+    char ostep[40];
+    snprintf(ostep, sizeof ostep, "%ld", o->step);
+    plm_st_add_meta(&w, "adamw_step", ostep);
     meta_double(&w, b[8], "best_loss", s->best.loss);
     meta_double(&w, b[9], "best_metric0", s->best.value[0]);
     meta_double(&w, b[10], "best_metric1", s->best.value[1]);
@@ -418,6 +423,11 @@ static int load_state(const char *dir, plm_model *m, plm_adamw *o, float *best_p
     memcpy(o->v, tv->data, nb);
     memcpy(best_params, tb->data, nb);
     o->step = (long)step;
+    double ostep;
+    if (plm_st_meta(&st, "adamw_step")) { /* older checkpoints: one update per step */
+        if (meta_num(&st, path, "adamw_step", &ostep) != 0) goto done;
+        o->step = (long)ostep;
+    }
     s->step = (long)step;
     s->best_step = (long)best_step;
     s->bad_evals = (int)bad;
