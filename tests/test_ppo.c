@@ -10,7 +10,8 @@
  *     is a multiple of 4, -1 otherwise), a copy of it as the value model's start (TRL's
  *     recipe) and a tiny random GPT-2 policy; plm_ppo_train raises the mean reward of
  *     responses sampled at the training temperature above the starting policy's by
- *     max(0.25, 6 standard errors of the difference), on three seeds.
+ *     max(0.25, 6 standard errors of the difference), and the value model's loss falls to under
+ *     half its start, on three seeds.
  * (Parity of the whole minibatch against torch: the gpt2_ppo cases of test_parity_dump.c.)
  * Learning run: policy GPT-2 1 layer, width 32, 2 heads, a 300-token byte-level BPE; 64
  * prompts "say a b", batch 16 prompts, up to 3 new tokens at temperature 0.7, 4 PPO epochs
@@ -321,6 +322,20 @@ static void test_learning(const char *dir, const plm_tokenizer *tok, uint64_t se
     char *log = plm_read_file(mp, &len);
     int lines = 0;
     for (size_t i = 0; log && i < len; i++) lines += log[i] == '\n';
+    /* the value model learns too: its loss over the last 10 steps under half the first 10's */
+    double vfirst = 0, vlast = 0;
+    int li = 0;
+    for (const char *q = log; q && (q = strstr(q, "\"loss/value_avg\": ")); q++, li++) {
+        double x = atof(q + strlen("\"loss/value_avg\": "));
+        if (li < 10) vfirst += x / 10;
+        if (li >= lines - 10) vlast += x / 10;
+    }
+    snprintf(tn, sizeof tn, "ppo_value_loss_falls_seed%llu", (unsigned long long)seed);
+    if (!test_sanitized())
+        TEST_CHECK(lines >= 20 && vlast < 0.5 * vfirst, tn, "loss/value_avg %.4f (first 10 steps) -> %.4f (last 10)",
+                   vfirst, vlast);
+    printf("# ppo seed %llu: loss/value_avg %.4f (first 10 steps) -> %.4f (last 10)\n", (unsigned long long)seed,
+           vfirst, vlast);
     if (first) {
         TEST_CHECK(log && lines == fa.max_steps && strstr(log, "\"objective/rlhf_reward\": ") &&
                        strstr(log, "\"policy/clipfrac_avg\": ") && strstr(log, "\"loss/value_avg\": ") &&
