@@ -18,8 +18,9 @@
  *     token: nothing follows it), at most max_new_tokens; L_i its tokens, EOS included;
  *     G = max_i L_i the response width (HF's generate pads to the longest);
  *   - logprob[i,t] = log softmax(z / (tau + 1e-7))[y_t] from the policy's logits z at the
- *     position before y_t, as TRL computes the new log-probs (and its rollout's, up to that
- *     1e-7); ref_logprob[i,t] the same under pi_ref;
+ *     position before y_t, as TRL computes the new log-probs and the reference's (TRL 0.11
+ *     takes the rollout's from the sampler's logits / tau, the same up to that 1e-7 and the
+ *     numerics of a separate pass); ref_logprob[i,t] the same under pi_ref;
  *   - values[i,t] = score . h_V(position before y_t): the value of the state that y_t is
  *     taken from; values[i,L_i] reads the last response token's state;
  *   - score_i = RM(x_i + y_i) (train/reward.h), minus missing_eos_penalty when y_i has no
@@ -39,7 +40,9 @@
  *   (x - mu) / sqrt(var + 1e-8) (+ mu without shifting the mean).
  *
  * The update, num_ppo_epochs (4) passes over the batch, each in a seeded shuffle split into
- * num_mini_batches (1) minibatches, one optimizer step each; on a minibatch with new
+ * num_mini_batches (1) minibatches (parts of n / num_mini_batches sequences, rounded; TRL
+ * requires an exact division), one optimizer step each, all at the step's learning rate
+ * (TRL steps its scheduler once per batch; a loop step here is one batch); on a minibatch with new
  * log-probs l'_t and values v_t (masked as above), old ones l_t and V_t:
  *   ratio_t = exp(l'_t - l_t),  c = clamp(ratio_t, 1 - eps, 1 + eps)   (eps = cliprange 0.2)
  *   pg_loss = mean_{t <= s} max(-A_t ratio_t, -A_t c)
@@ -50,9 +53,9 @@
  *   d loss / d l'_t = -A_t ratio_t / n_pg when -A_t ratio_t >= -A_t c, else 0 (the clipped
  *     branch is flat: outside the range clamp has no gradient, inside the branches agree);
  *   d loss / d v_t = vf_coef (v_t - R_t) / n_vf when (v - R)^2 > (vc - R)^2 or v is inside
- *     the clip range; vf_coef (vc - R) 0 = 0 when the clipped branch is larger outside the
- *     range; vf_coef (v - R) / (2 n_vf) on an exact tie outside it (torch.maximum splits a
- *     tie's gradient in halves).
+ *     the clip range (there vc = v); 0 when the clipped branch is larger (v outside the
+ *     range, where clamp has no gradient); vf_coef (v - R) / (2 n_vf) on an exact tie
+ *     outside it (torch.maximum splits a tie's gradient in halves).
  * They enter the models' own backward passes: l'_t = -CE_t of the LM head (its input scaled
  * by 1 / (tau + 1e-7), the head's in_scale), so the LM loss with label_weights w_t =
  * -d loss / d l'_t gives sum_t w_t CE_t, whose gradient is the PPO policy gradient; the
@@ -61,7 +64,8 @@
  *
  * Reported per step as TRL logs them (means over the step's batch; the policy/ and loss/
  * entries averaged over its updates): objective/kl (mean per-sequence sum of logprob -
- * ref), objective/entropy (mean per-sequence sum of -logprob), objective/non_score_reward,
+ * ref), objective/entropy (mean per-sequence sum of -logprob over the response tokens; TRL's
+ * sum also adds -1 for each padded INVALID_LOGPROB), objective/non_score_reward,
  * objective/rlhf_reward (non_score_reward + scores), objective/scores, policy/approxkl_avg
  * (0.5 mean (l' - l)^2), policy/clipfrac_avg, loss/policy_avg, loss/value_avg,
  * val/clipfrac_avg, val/ratio (mean ratio), val/num_eos_tokens; TRL's approxkl and ratio
