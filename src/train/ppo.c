@@ -614,7 +614,9 @@ int plm_ppo_train(plm_model *m, const plm_tokenizer *tok, const plm_sft_data *pr
     c.train = plm_malloc((size_t)max_len);
     plm_sft_batch_reserve(&c.bb, NT);
     int rc = PLM_EXIT_USAGE;
-    if (plm_model_reserve(r->ref, B, max_len) != 0 || plm_model_reserve(r->rm, B, max_len) != 0 ||
+    /* the one optimizer: the value model's half gets the policy's learning-rate settings */
+    if (plm_adamw_layerwise_decay(&c.vopt, r->vm, a->layerwise_lr_decay) != 0 ||
+        plm_model_reserve(r->ref, B, max_len) != 0 || plm_model_reserve(r->rm, B, max_len) != 0 ||
         plm_model_reserve(r->vm, B, max_len) != 0)
         goto out;
     plm_ft_loop_task lt = {.name = "ppo",
