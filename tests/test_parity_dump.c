@@ -47,6 +47,7 @@
 #include "train/safetensors.h"
 #include "train/dpo.h"
 #include "train/reward.h"
+#include "train/ppo.h"
 #include "train/rloo.h"
 #include "train/sft.h"
 
@@ -2186,6 +2187,150 @@ static void case_rloo(const char *name, float beta, bool untied) {
     dump_end();
 }
 
+/* plm ppo's minibatch (train/ppo.h) on a small GPT-2 policy and a GPT-2 value model of
+ * another width (score head on every position): 4 prompts of 2-5 tokens with responses of
+ * 1-4 tokens (some ending in EOS, one filling the width G), rows padded right. The rollout
+ * data: ref log-probs and scores drawn at random, the old log-probs the policy's own minus
+ * a random shift of up to +-0.45 (ratios on both sides of the clip range), the old values
+ * the value model's own plus up to +-0.45 (values clipped and not); plm_ppo_advantages
+ * masks them and computes rewards, GAE, returns and whitened advantages; then the update's
+ * forward passes, the loss, its per-token gradients and both backward passes. parity.py
+ * recomputes GAE and whitening from the raw inputs as TRL does, and the loss and every
+ * parameter gradient of both models by autograd in float64 at temperature tau. */
+static void case_ppo(const char *name, bool whiten, float gamma, float lam, bool untied) {
+    plm_config c;
+    plm_config_default(&c, PLM_ARCH_GPT2);
+    c.vocab_size = 53;
+    c.hidden_size = 30;
+    c.num_attention_heads = 3;
+    c.num_hidden_layers = 2;
+    c.intermediate_size = 44;
+    c.max_position_embeddings = 16;
+    c.tie_word_embeddings = !untied;
+    c.hidden_dropout_prob = c.attention_probs_dropout_prob = 0.0f;
+    c.eos_token_id = c.vocab_size - 1;
+    plm_model_spec vs;
+    memset(&vs, 0, sizeof vs);
+    plm_config *vc = &vs.backbone[0];
+    *vc = c;
+    vc->hidden_size = 24;
+    vc->num_attention_heads = 2;
+    vc->intermediate_size = 40;
+    vc->tie_word_embeddings = true;
+    vc->pad_token_id = c.eos_token_id;
+    vc->num_labels = 1;
+    vs.num_backbones = 1;
+    plm_model_spec_add_head(&vs, PLM_HEAD_SEQ_CLS, 1);
+    dump_begin(name, "ppo");
+    int n = 4, G = 4, T = 9;
+    float tau = 0.7f;
+    static const int plen[4] = {3, 5, 2, 4}, L[4] = {1, 4, 2, 3};
+    plm_model *m = plm_model_create(&c, 77), *vm = plm_model_create_spec(&vs, 78);
+    if (!m || !vm || plm_model_reserve(m, n, T) != 0 || plm_model_reserve(vm, n, T) != 0) {
+        printf("FAIL parity_self.%s.create: %s\n", name, plm_last_error());
+        test_failures++;
+        plm_model_free(m);
+        plm_model_free(vm);
+        plm_st_writer_free(&W);
+        release_all();
+        return;
+    }
+    randomize_params(m);
+    randomize_params(vm);
+    plm_sft_data seqs;
+    plm_sft_data_init(&seqs);
+    int rows[4];
+    for (int q = 0; q < n; q++) {
+        int32_t tk[16];
+        uint8_t tr[16] = {0};
+        for (int t = 0; t < plen[q] + L[q]; t++) {
+            tk[t] = 1 + (int32_t)plm_rng_below(&R, c.vocab_size - 2);
+            tr[t] = t >= plen[q];
+        }
+        if (q % 2 == 0) tk[plen[q] + L[q] - 1] = c.eos_token_id;
+        plm_sft_data_add(&seqs, tk, tr, plen[q] + L[q], T, 0);
+        rows[q] = q;
+    }
+    plm_sft_batch bb = {0};
+    plm_batch b;
+    plm_sft_collate(&seqs, rows, n, c.eos_token_id, &bb, &b);
+    float *zeros = fzero((size_t)n);
+    b.seq_targets = zeros;
+    size_t NG = (size_t)n * G;
+    float *lp = fnan(NG), *ref = fnan(NG), *vals = fnan(NG), *score = fnan((size_t)n);
+    float *rew = fnan(NG), *adv = fnan(NG), *ret = fnan(NG), *newlp = fnan(NG), *newv = fnan(NG);
+    float *dlogp = fnan(NG), *dv = fnan(NG), *w = fnan((size_t)n * T), *dh = fnan((size_t)n * T * vc->hidden_size);
+    int rc = plm_ppo_logprobs(m, &b, plen, L, n, G, tau, lp);
+    if (rc == 0) rc = plm_ppo_values(vm, &b, plen, L, n, G, vals, false);
+    for (size_t q = 0; q < NG; q++) {
+        lp[q] -= rnd1(0.45f); /* padded entries too: the masking must overwrite them */
+        vals[q] += rnd1(0.45f);
+        ref[q] = lp[q] + rnd1(0.5f);
+    }
+    for (int q = 0; q < n; q++) score[q] = rnd1(2.0f);
+    float *lp_raw = fcopy(lp, NG), *ref_raw = fcopy(ref, NG), *vals_raw = fcopy(vals, NG);
+    plm_ppo_gae_args ga = {.kl_coef = 0.05f, .gamma = gamma, .lam = lam, .whiten_rewards = whiten};
+    double kl_sum, nsr_sum;
+    plm_ppo_advantages(lp, ref, vals, L, score, n, G, &ga, rew, adv, ret, &kl_sum, &nsr_sum);
+    plm_ppo_clip_args ca = {.cliprange = 0.2f, .cliprange_value = 0.2f, .vf_coef = 0.1f};
+    plm_ppo_mb_stats st = {0};
+    poison_model_acts(m, n, T);
+    plm_model_zero_grad(m);
+    plm_model_zero_grad(vm);
+    if (rc == 0) rc = plm_ppo_logprobs(m, &b, plen, L, n, G, tau, newlp);
+    if (rc == 0) rc = plm_ppo_values(vm, &b, plen, L, n, G, newv, true);
+    if (rc == 0) {
+        plm_ppo_loss(newlp, newv, lp, vals, ret, adv, L, n, G, &ca, &st, dlogp, dv);
+        plm_ppo_values_backward(vm, &b, plen, L, n, G, dv, dh);
+        poison_model_acts(m, n, T);
+        rc = plm_ppo_policy_backward(m, &b, plen, L, n, G, tau, dlogp, w);
+    }
+    CHECK(rc == 0, cname("parity_self.%s.runs", name), "%s", rc ? plm_last_error() : "");
+    CHECK(isfinite(st.loss), cname("parity_self.%s.loss_finite", name), "loss %g", st.loss);
+    /* the case covers both branches of both clips */
+    CHECK(st.pg_clipfrac > 0 && st.pg_clipfrac < 1 && st.vf_clipfrac > 0 && st.vf_clipfrac < 1,
+          cname("parity_self.%s.mixed_clipping", name), "policy clipfrac %g, value clipfrac %g", st.pg_clipfrac,
+          st.vf_clipfrac);
+    check_written(name, "grads", m->grads, m->num_params);
+    check_written(name, "value_grads", vm->grads, vm->num_params);
+    int32_t *mask32 = ialloc((size_t)n * T), *resp = ialloc((size_t)n * T);
+    for (int q = 0; q < n; q++)
+        for (int t = 0; t < T; t++) {
+            mask32[q * T + t] = b.attention_mask[q * T + t];
+            resp[q * T + t] = t >= plen[q] && t < plen[q] + L[q];
+        }
+    char *cfg = plm_config_to_json(&c, NULL), *vcfg = plm_config_to_json(vc, NULL);
+    meta("config", "%s", cfg);
+    meta("value_config", "%s", vcfg);
+    free(cfg);
+    free(vcfg);
+    meta("tau", "%.9g", tau), meta("kl_coef", "%.9g", ga.kl_coef), meta("gamma", "%.9g", gamma);
+    meta("lam", "%.9g", lam), meta("whiten_rewards", "%d", whiten ? 1 : 0);
+    meta("cliprange", "%.9g", ca.cliprange), meta("cliprange_value", "%.9g", ca.cliprange_value);
+    meta("vf_coef", "%.9g", ca.vf_coef);
+    put_i32("input_ids", b.input_ids, 2, n, T), put_i32("attention_mask", mask32, 2, n, T);
+    put_i32("labels", b.labels, 2, n, T), put_i32("response_mask", resp, 2, n, T);
+    put_i32("plen", plen, 1, n), put_i32("L", L, 1, n);
+    put_f32("old_logprob_raw", lp_raw, 2, n, G), put_f32("ref_raw", ref_raw, 2, n, G);
+    put_f32("values_raw", vals_raw, 2, n, G), put_f32("scores", score, 1, n);
+    put_f32("old_logprob", lp, 2, n, G), put_f32("ref_logprob", ref, 2, n, G), put_f32("values", vals, 2, n, G);
+    put_f32("rewards", rew, 2, n, G), put_f32("advantages", adv, 2, n, G), put_f32("returns", ret, 2, n, G);
+    put_f32("new_logprob", newlp, 2, n, G), put_f32("new_values", newv, 2, n, G);
+    put_f64("kl_sum", kl_sum), put_f64("non_score_reward_sum", nsr_sum);
+    put_f64("loss", st.loss), put_f64("pg_loss", st.pg_loss), put_f64("vf_loss", st.vf_loss);
+    put_f64("pg_clipfrac", st.pg_clipfrac), put_f64("vf_clipfrac", st.vf_clipfrac);
+    put_f64("approxkl", st.approxkl), put_f64("ratio", st.ratio);
+    put_model_tensors(m, m->params, "");
+    put_model_tensors(m, m->grads, "grad.");
+    put_model_tensors(vm, vm->params, "value.");
+    put_model_tensors(vm, vm->grads, "vgrad.");
+    plm_sft_batch_free(&bb);
+    plm_sft_data_free(&seqs);
+    plm_model_free(m);
+    plm_model_free(vm);
+    dump_end();
+}
+
 /* ---------------------------------------------------------------- reward model */
 
 typedef struct {
@@ -2487,6 +2632,8 @@ int main(int argc, char **argv) {
     /* last: a case added later draws after the others, leaving their random inputs as they were */
     case_rloo("gpt2_rloo", 0.1f, false);
     case_rloo("gpt2_rloo_untied", 0.5f, true);
+    case_ppo("gpt2_ppo", false, 1.0f, 0.95f, false);
+    case_ppo("gpt2_ppo_whiten_untied", true, 0.9f, 0.8f, true);
     if (verbose) dropout_statistics();
     if (verbose) attention_fused_is_ex();
     if (verbose) seq2seq_spec_checks();

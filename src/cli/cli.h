@@ -22,6 +22,7 @@ int cmd_sft(int argc, char **argv);    /* cmd_sft.c */
 int cmd_dpo(int argc, char **argv);    /* cmd_sft.c */
 int cmd_reward(int argc, char **argv); /* cmd_sft.c */
 int cmd_rloo(int argc, char **argv);   /* cmd_sft.c */
+int cmd_ppo(int argc, char **argv);    /* cmd_sft.c */
 /* cmd_finetune_tokens.c: runs `plm CMD` (finetune, evaluate, predict) as a token task
  * (NER, POS, SQuAD) when --task / --task-type or --model's config.json names one and
  * returns its exit code; -1 when the command is not a token task. */

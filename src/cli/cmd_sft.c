@@ -22,6 +22,7 @@
 #include "model/model_io.h"
 #include "train/dpo.h"
 #include "train/reward.h"
+#include "train/ppo.h"
 #include "train/rloo.h"
 #include "train/sft.h"
 #include "train/trainer.h"
@@ -665,6 +666,8 @@ int cmd_rloo(int argc, char **argv) {
          "sampling temperature (default 1: the log-probs are the policy's own, the gradient unbiased)"},
         {"--top-k", ARG_INT, &r.s.top_k, "sample among the k most likely tokens (default 0: off)"},
         {"--top-p", ARG_FLOAT, &r.s.top_p, "nucleus sampling (default 1: off)"},
+        {"--missing-eos-penalty", ARG_FLOAT, &r.missing_eos_penalty,
+         "subtracted from the score of a completion without EOS (TRL's missing_eos_penalty; default 0: off)"},
         {"--template", ARG_STR, &template, "chat template: plain (default) or chatml, as plm sft"},
         {"--max-seq-length", ARG_INT, &o.a.max_seq_length,
          "prompt + completion at most this long (default: 1024 or the model's positions, whichever is smaller)"},
@@ -677,11 +680,13 @@ int cmd_rloo(int argc, char **argv) {
     plm_chat_template t;
     if (!train_file || !rm_dir || (valid_file && split > 0) || !(split >= 0 && split < 1) || r.k < 2 ||
         !(r.beta >= 0 && isfinite(r.beta)) || r.s.max_new_tokens < 1 ||
+        !(r.missing_eos_penalty >= 0 && isfinite(r.missing_eos_penalty)) ||
         !(r.s.temperature > 0 && isfinite(r.s.temperature)) || r.s.top_k < 0 || !(r.s.top_p > 0 && r.s.top_p <= 1) ||
         o.a.max_seq_length < 0 || plm_chat_template_of(template, &t) != 0) {
         fprintf(stderr, "plm rloo: --train FILE and --reward-model DIR are required; --validation or "
                         "--validation-split (in [0, 1)), not both; --rloo-k >= 2; finite --beta >= 0; --max-new-tokens "
-                        ">= 1; --temperature > 0; --top-k >= 0; --top-p in (0, 1]; --template plain or chatml; "
+                        ">= 1; finite --missing-eos-penalty >= 0; --temperature > 0; --top-k >= 0; --top-p in (0, 1]; "
+                        "--template plain or chatml; "
                         "--max-seq-length >= 0\n");
         return PLM_EXIT_USAGE;
     }
@@ -747,6 +752,191 @@ out:
     plm_model_free(rm);
     if (tok) plm_tokenizer_free(tok);
     if (rtok) plm_tokenizer_free(rtok);
+    plm_sft_data_free(&prompts);
+    plm_sft_data_free(&valid);
+    plm_chat_set_free(&set);
+    plm_chat_set_free(&vset);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- plm ppo */
+
+typedef struct {
+    cli_ft_opts *o;
+    const plm_sft_data *prompts, *valid; /* valid NULL: no evaluation */
+    plm_chat_template t;
+    plm_ppo_args *r;
+    const char *value_dir;
+} ppo_run;
+
+static int ppo_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores *best) {
+    ppo_run *r = ctx;
+    (void)si;
+    plm_model *m = NULL, *vm = NULL;
+    plm_tokenizer *tok = NULL, *vtok = NULL;
+    /* a resumed run's policy is the checkpoint's (its value model comes from the checkpoint's
+     * state); the reference stays --model; each run trains its own copy of the value model */
+    int rc = cli_load_model(a->resume_from_checkpoint ? a->resume_from_checkpoint : r->o->model, &m, &tok);
+    if (rc == 0) rc = load_reward_model(r->value_dir, true, 0, true, &vm, &vtok);
+    if (rc == 0) {
+        plm_ft_set_pad_id(vm, vtok);
+        r->r->vm = vm;
+        r->r->vtok = vtok;
+        rc = plm_ppo_train(m, tok, r->prompts, r->valid, r->r, r->t, a, best);
+        if (rc == 0) plot_loss(a, "ppo loss");
+    }
+    plm_model_free(m);
+    plm_model_free(vm);
+    if (tok) plm_tokenizer_free(tok);
+    if (vtok) plm_tokenizer_free(vtok);
+    return rc;
+}
+
+int cmd_ppo(int argc, char **argv) {
+    cli_ft_opts o;
+    trl_defaults(&o);
+    /* TRL's PPOConfig: kl_coef 0.05, cliprange 0.2, vf_coef 0.1, cliprange_value 0.2, gamma 1,
+     * lam 0.95, num_ppo_epochs 4, num_mini_batches 1, temperature 0.7, response_length 53; its
+     * learning rate, 3e-6, is for billion-parameter models */
+    o.a.opt.learning_rate = 1e-5f;
+    o.a.logging_steps = 1;
+    o.lr_help = "peak learning rate (default 1e-5; TRL's 3e-6 is for billion-parameter models)";
+    const char *train_file = NULL, *valid_file = NULL, *rm_dir = NULL, *value_dir = NULL, *template = "plain";
+    float split = 0.0f;
+    int whiten = 0;
+    plm_ppo_args r = {.gae = {.kl_coef = 0.05f, .gamma = 1.0f, .lam = 0.95f},
+                      .clip = {.cliprange = 0.2f, .cliprange_value = 0.2f, .vf_coef = 0.1f},
+                      .num_ppo_epochs = 4,
+                      .num_mini_batches = 1};
+    plm_sampling_default(&r.s);
+    r.s.max_new_tokens = 53;
+    r.s.temperature = 0.7f;
+    const arg_spec own[] = {
+        {"--train", ARG_STR, &train_file,
+         "JSONL of prompts: {\"prompt\": ...} per line (a DPO file's chosen / rejected are ignored)"},
+        {"--validation", ARG_STR, &valid_file,
+         "held-out prompts: eval_reward, eval_score, eval_kl of one sample each (the best model kept; checkpoints)"},
+        {"--validation-split", ARG_FLOAT, &split,
+         "hold out this share of --train's prompts instead (seeded; default 0)"},
+        {"--reward-model", ARG_STR, &rm_dir,
+         "reward model directory (plm reward's output); it must share the policy's tokenizer"},
+        {"--value-model", ARG_STR, &value_dir,
+         "the value model's starting point, a reward model directory (default: --reward-model, as TRL's examples)"},
+        {"--kl-coef", ARG_FLOAT, &r.gae.kl_coef,
+         "per-token KL penalty: reward -kl_coef (logp - logp_ref) (default 0.05)"},
+        {"--cliprange", ARG_FLOAT, &r.clip.cliprange, "policy ratio clip (default 0.2)"},
+        {"--cliprange-value", ARG_FLOAT, &r.clip.cliprange_value, "value clip around the rollout's (default 0.2)"},
+        {"--vf-coef", ARG_FLOAT, &r.clip.vf_coef, "weight of the value loss (default 0.1)"},
+        {"--gamma", ARG_FLOAT, &r.gae.gamma, "discount (default 1)"},
+        {"--lam", ARG_FLOAT, &r.gae.lam, "GAE lambda (default 0.95)"},
+        {"--whiten-rewards", ARG_FLAG, &whiten, "whiten the per-token rewards before GAE (default off)"},
+        {"--num-ppo-epochs", ARG_INT, &r.num_ppo_epochs, "passes over each rollout batch (default 4)"},
+        {"--num-mini-batches", ARG_INT, &r.num_mini_batches, "optimizer steps per pass (default 1)"},
+        {"--missing-eos-penalty", ARG_FLOAT, &r.missing_eos_penalty,
+         "subtracted from the score of a response without EOS (default 0: off)"},
+        {"--max-new-tokens", ARG_INT, &r.s.max_new_tokens, "longest response (default 53, TRL's response_length)"},
+        {"--temperature", ARG_FLOAT, &r.s.temperature,
+         "sampling temperature; the log-probs are of logits / (temperature + 1e-7), as TRL (default 0.7)"},
+        {"--template", ARG_STR, &template, "chat template: plain (default) or chatml, as plm sft"},
+        {"--max-seq-length", ARG_INT, &o.a.max_seq_length,
+         "prompt + response at most this long (default: 1024 or the model's positions, whichever is smaller)"},
+    };
+    int rc = cli_ft_parse_cmd("ppo",
+                              "Online RLHF of a causal LM with a value model (TRL's PPOTrainer: PPO's clipped "
+                              "objective on GAE advantages, a per-token KL penalty to the starting model).",
+                              own, (int)PLM_ARRAY_LEN(own), &o, "prompts", argc, argv);
+    if (rc >= 0) return rc;
+    r.gae.whiten_rewards = whiten != 0;
+    plm_chat_template t;
+    if (!train_file || !rm_dir || (valid_file && split > 0) || !(split >= 0 && split < 1) ||
+        !(r.gae.kl_coef >= 0 && isfinite(r.gae.kl_coef)) || !(r.gae.gamma >= 0 && r.gae.gamma <= 1) ||
+        !(r.gae.lam >= 0 && r.gae.lam <= 1) || !(r.clip.cliprange > 0 && isfinite(r.clip.cliprange)) ||
+        !(r.clip.cliprange_value > 0 && isfinite(r.clip.cliprange_value)) ||
+        !(r.clip.vf_coef >= 0 && isfinite(r.clip.vf_coef)) || r.num_ppo_epochs < 1 || r.num_mini_batches < 1 ||
+        !(r.missing_eos_penalty >= 0 && isfinite(r.missing_eos_penalty)) || r.s.max_new_tokens < 1 ||
+        !(r.s.temperature > 0 && isfinite(r.s.temperature)) || o.a.max_seq_length < 0 ||
+        plm_chat_template_of(template, &t) != 0) {
+        fprintf(stderr, "plm ppo: --train FILE and --reward-model DIR are required; --validation or "
+                        "--validation-split (in [0, 1)), not both; finite --kl-coef >= 0; --gamma and --lam in [0, 1]; "
+                        "--cliprange and --cliprange-value > 0; --vf-coef >= 0; --num-ppo-epochs and "
+                        "--num-mini-batches >= 1; finite --missing-eos-penalty >= 0; --max-new-tokens >= 1; "
+                        "--temperature > 0; --template plain or chatml; --max-seq-length >= 0\n");
+        return PLM_EXIT_USAGE;
+    }
+    if (o.resume && !valid_file && !(split > 0)) {
+        fprintf(stderr, "plm ppo: --resume-from-checkpoint needs checkpoints, which ppo writes at evaluations "
+                        "(--validation or --validation-split)\n");
+        return PLM_EXIT_USAGE;
+    }
+    if (!value_dir) value_dir = rm_dir;
+    plm_model *m = NULL, *rm = NULL, *vm = NULL;
+    plm_tokenizer *tok = NULL, *rtok = NULL, *vtok = NULL;
+    plm_chat_set set = {0}, vset = {0};
+    plm_sft_data prompts = {0}, valid = {0};
+    if ((rc = load_causal_lm("ppo", o.model, &o.a.max_seq_length, &m, &tok)) != 0) goto fail;
+    if ((rc = load_reward_model(rm_dir, true, 0, true, &rm, &rtok)) != 0) goto fail;
+    /* the value model is checked here once (each run loads its own copy) */
+    if ((rc = load_reward_model(value_dir, true, 0, true, &vm, &vtok)) != 0) goto fail;
+    rc = PLM_EXIT_INPUT;
+    int max_len = o.a.max_seq_length;
+    if (plm_chat_read_prompts(&set, train_file) != 0 ||
+        plm_rloo_encode_prompts(&prompts, &set, train_file, tok, t, max_len) != 0)
+        goto fail;
+    if (check_same_tokens(rm_dir, m, tok, rm, rtok, &set, train_file, t, &prompts, max_len) != 0 ||
+        check_same_tokens(value_dir, m, tok, vm, vtok, &set, train_file, t, &prompts, max_len) != 0)
+        goto fail;
+    if (valid_file) {
+        if (plm_chat_read_prompts(&vset, valid_file) != 0 ||
+            plm_rloo_encode_prompts(&valid, &vset, valid_file, tok, t, max_len) != 0)
+            goto fail;
+    } else {
+        plm_sft_split(&prompts, split, o.a.seed, &valid);
+        if (split > 0 && (valid.n == 0 || prompts.n == 0)) {
+            plm_error("%s: --validation-split %g of %d prompts leaves an empty side", train_file, split,
+                      prompts.n + valid.n);
+            goto fail;
+        }
+    }
+    if (o.max_train_samples > 0 && prompts.n > o.max_train_samples) prompts.n = o.max_train_samples;
+    if (o.max_eval_samples > 0 && valid.n > o.max_eval_samples) valid.n = o.max_eval_samples;
+    int longest = PLM_MIN(PLM_MAX(prompts.max_len, valid.max_len) + r.s.max_new_tokens, max_len);
+    if (rm->config.max_position_embeddings < longest || vm->config.max_position_embeddings < longest) {
+        plm_error("%s: the reward or value model reads %d positions; prompt + response may take %d (lower "
+                  "--max-new-tokens or --max-seq-length)",
+                  rm->config.max_position_embeddings < longest ? rm_dir : value_dir,
+                  PLM_MIN(rm->config.max_position_embeddings, vm->config.max_position_embeddings), longest);
+        goto fail;
+    }
+    plm_ft_set_pad_id(rm, rtok);
+    r.rm = rm;
+    r.rm_pad = plm_sft_pad_id(rm, rtok);
+    r.rm_dir = rm_dir;
+    r.ref = m; /* the starting checkpoint, frozen: each run loads its own policy */
+    if (!o.quiet)
+        fprintf(stderr,
+                "ppo: %d prompts (longest %d tokens), %d validation; kl_coef %g, %d PPO epochs x %d minibatches, up "
+                "to %d new tokens at temperature %g; template %s; policy %s, %.2fM parameters; reward model %s; "
+                "value model %s\n",
+                prompts.n, prompts.max_len, valid.n, r.gae.kl_coef, r.num_ppo_epochs, r.num_mini_batches,
+                r.s.max_new_tokens, r.s.temperature, plm_chat_template_name(t), plm_model_architecture(m),
+                (double)m->num_params / 1e6, rm_dir, value_dir);
+    plm_model_free(vm);
+    vm = NULL;
+    plm_tokenizer_free(tok);
+    tok = NULL;
+    ppo_run run = {&o, &prompts, valid.n > 0 ? &valid : NULL, t, &r, value_dir};
+    if ((rc = cli_ft_run_seeds(&o, "ppo", 3, plm_ppo_metrics, run.valid != NULL, ppo_run_one, &run)) != 0) goto fail;
+    rc = 0;
+    goto out;
+fail:
+    cli_fail("ppo", rc);
+out:
+    plm_model_free(m);
+    plm_model_free(rm);
+    plm_model_free(vm);
+    if (tok) plm_tokenizer_free(tok);
+    if (rtok) plm_tokenizer_free(rtok);
+    if (vtok) plm_tokenizer_free(vtok);
     plm_sft_data_free(&prompts);
     plm_sft_data_free(&valid);
     plm_chat_set_free(&set);

@@ -24,6 +24,7 @@ static const command commands[] = {
     {"dpo", cmd_dpo, "Direct Preference Optimization of a causal LM on {prompt, chosen, rejected} JSONL"},
     {"reward", cmd_reward, "train a reward model (score head, Bradley-Terry loss) on preference pairs; --score FILE"},
     {"rloo", cmd_rloo, "online RLHF (RLOO: REINFORCE, leave-one-out baseline) of a causal LM from a reward model"},
+    {"ppo", cmd_ppo, "online RLHF (PPO with a value model, GAE, clipping) of a causal LM from a reward model"},
     {"prompt", cmd_prompt, "zero- / few-shot classification with a causal model (verbalizer log-likelihoods)"},
     {"embed", cmd_embed, "sentence embeddings (.npy / safetensors) from any checkpoint"},
     {"retrieval-eval", cmd_retrieval_eval, "SQuAD question -> paragraph retrieval: recall@k, nDCG@10, MRR@10"},

@@ -620,6 +620,26 @@ int plm_model_run(plm_model *m, int k, const plm_batch *b, bool backward, float 
     return 0;
 }
 
+const float *plm_model_forward_hidden(plm_model *m, int k, const plm_batch *b, bool for_backward) {
+    if (plm_model_check_batch(m, k, b) != 0) return NULL;
+    plm_gemm_bf16_keep_inputs(for_backward);
+    plm_prof_set_phase(PLM_PHASE_FWD);
+    const float *h = backbone_forward(&m->bb[k], b->B, b->T, b->input_ids, b->token_type_ids, b->attention_mask,
+                                      b->causal, b->training, b->dropout_seed);
+    if (!for_backward) plm_gemm_bf16_keep_inputs(false);
+    return h;
+}
+
+void plm_model_backward_hidden(plm_model *m, int k, const plm_batch *b, const float *dhidden) {
+    plm_backbone *bb = &m->bb[k];
+    backbone_zero_dhidden(bb);
+    memcpy(bb->dhidden, dhidden, (size_t)b->B * b->T * bb->config.hidden_size * sizeof(float));
+    plm_prof_set_phase(PLM_PHASE_BWD);
+    backbone_backward(bb);
+    plm_gemm_bf16_keep_inputs(false);
+    plm_prof_set_phase(PLM_PHASE_FWD);
+}
+
 bool plm_model_is_seq2seq(const plm_model *m) { return m->num_backbones == 2 && m->bb[1].config.add_cross_attention; }
 
 int plm_model_run_seq2seq(plm_model *m, const plm_batch *enc, const plm_batch *dec, bool backward, float loss_scale) {

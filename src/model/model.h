@@ -120,6 +120,15 @@ int plm_model_check_batch(const plm_model *m, int backbone, const plm_batch *b);
  * set (a batch that fails plm_model_check_batch). Results in m->heads[h].result. */
 int plm_model_run(plm_model *m, int k, const plm_batch *b, bool backward, float loss_scale);
 
+/* Backbone k's forward pass alone, no head: its final hidden states [B, T, C] (NULL on a
+ * batch that fails plm_model_check_batch, error set). With for_backward, what
+ * plm_model_backward_hidden needs is kept. For a head computed outside the model (PPO's
+ * value head on every position, train/ppo.h). */
+const float *plm_model_forward_hidden(plm_model *m, int k, const plm_batch *b, bool for_backward);
+/* The backward pass of backbone k after plm_model_forward_hidden(for_backward) of b, from
+ * the gradient of its hidden states dhidden [B, T, C]: gradients are added to m->grads. */
+void plm_model_backward_hidden(plm_model *m, int k, const plm_batch *b, const float *dhidden);
+
 /* An encoder-decoder (backbone 1 has add_cross_attention): the encoder reads enc, the
  * decoder reads dec and attends to the encoder's final states; heads on either. The
  * decoder's backward pass hands the encoder the gradient of its states. Same contract

@@ -352,6 +352,11 @@ static int save_state(const char *path, const plm_adamw *o, const float *best_pa
     plm_st_add_meta(&w, "best_step", b[5]);
     plm_st_add_meta(&w, "bad_evals", b[6]);
     plm_st_add_meta(&w, "train_examples", b[7]);
+    /* AdamW's update count (its bias correction): the step count, except for a task whose
+     * step makes several updates (PPO) */
+    char ostep[40];
+    snprintf(ostep, sizeof ostep, "%ld", o->step);
+    plm_st_add_meta(&w, "adamw_step", ostep);
     meta_double(&w, b[8], "best_loss", s->best.loss);
     meta_double(&w, b[9], "best_metric0", s->best.value[0]);
     meta_double(&w, b[10], "best_metric1", s->best.value[1]);
@@ -418,6 +423,11 @@ static int load_state(const char *dir, plm_model *m, plm_adamw *o, float *best_p
     memcpy(o->v, tv->data, nb);
     memcpy(best_params, tb->data, nb);
     o->step = (long)step;
+    double ostep;
+    if (plm_st_meta(&st, "adamw_step")) { /* older checkpoints: one update per step */
+        if (meta_num(&st, path, "adamw_step", &ostep) != 0) goto done;
+        o->step = (long)ostep;
+    }
     s->step = (long)step;
     s->best_step = (long)best_step;
     s->bad_evals = (int)bad;
@@ -439,7 +449,8 @@ static int save_checkpoint(const char *output_dir, const plm_model *m, const plm
     const char *meta[] = {"step", sstep};
     if (plm_checkpoint_begin(output_dir, s->step, tmp, sizeof tmp) != 0) return -1;
     snprintf(path, sizeof path, "%s/training_state.safetensors", tmp);
-    if (lt->save_model(lt->ctx, m, tmp, meta, 1) != 0 || save_state(path, o, best_params, s, spe, lt->n_train, seed)) {
+    if (lt->save_model(lt->ctx, m, tmp, meta, 1) != 0 || save_state(path, o, best_params, s, spe, lt->n_train, seed) ||
+        (lt->save_state && lt->save_state(lt->ctx, tmp) != 0)) {
         plm_checkpoint_abort(tmp);
         return -1;
     }
@@ -503,6 +514,10 @@ int plm_ft_write_results(const char *dir, const char *task, const plm_ft_named_s
 
 int plm_ft_train(plm_model *m, const plm_ft_loop_task *lt, const plm_ft_args *a, plm_ft_scores *best_out) {
     int B = a->train_batch_size, n = lt->n_train;
+    if (lt->step && plm_dist_size() > 1) {
+        plm_error("%s trains in one process only", lt->name);
+        return PLM_EXIT_USAGE;
+    }
     if (B <= 0 || a->eval_batch_size <= 0 || (a->max_steps <= 0 && a->num_train_epochs <= 0)) {
         plm_error("batch sizes and --num-train-epochs (or --max-steps) must be positive");
         return PLM_EXIT_USAGE;
@@ -549,7 +564,8 @@ int plm_ft_train(plm_model *m, const plm_ft_loop_task *lt, const plm_ft_args *a,
     FILE *log = NULL;
     ft_state s = {.step = 0, .best_step = -1, .best = {NAN, {NAN, NAN, NAN}, 0}, .bad_evals = 0};
     if (a->resume_from_checkpoint) {
-        if (load_state(a->resume_from_checkpoint, m, &opt, best_params, &s, n, a->seed) != 0) {
+        if (load_state(a->resume_from_checkpoint, m, &opt, best_params, &s, n, a->seed) != 0 ||
+            (lt->load_state && lt->load_state(lt->ctx, a->resume_from_checkpoint) != 0)) {
             rc = PLM_EXIT_INPUT;
             goto out;
         }
@@ -584,6 +600,15 @@ int plm_ft_train(plm_model *m, const plm_ft_loop_task *lt, const plm_ft_args *a,
         int lo = PLM_MIN(rank * B, nbg), nb = PLM_MIN(B, nbg - lo);
         uint64_t dseed = plm_hash_combine(a->seed, (uint64_t)s.step);
         if (rank > 0) dseed = plm_hash_combine(dseed, (uint64_t)rank); /* ranks draw their own dropout */
+        double norm = NAN, loss = NAN;
+        float lr = plm_lr_at(PLM_SCHED_LINEAR, a->opt.learning_rate, s.step, warmup, total);
+        if (lt->step) {
+            if (lt->step(lt->ctx, m, order + k * GB, nbg, dseed, &opt, &a->opt, lr, a->max_grad_norm, &norm) != 0) {
+                rc = PLM_EXIT_INPUT;
+                goto out;
+            }
+            goto stepped;
+        }
         plm_batch b;
         plm_model_zero_grad(m);
         plm_grad_sync_micro_begin(gs, 0);
@@ -598,20 +623,29 @@ int plm_ft_train(plm_model *m, const plm_ft_loop_task *lt, const plm_ft_args *a,
         plm_grad_sync_finish(gs);
         /* a NaN loss with finite gradients is a batch without a counted label (a QA or NER
          * batch whose rows are all -100): nothing to learn from, not a divergence */
-        double mine = nb > 0 && lt->batch_loss ? lt->batch_loss(lt->ctx) : m->loss, loss = mine;
+        double mine = nb > 0 && lt->batch_loss ? lt->batch_loss(lt->ctx) : m->loss;
+        loss = mine;
         if (GB > B) {
             double part = nb > 0 && isfinite(mine) ? mine * nb : 0.0;
             plm_dist_allreduce_f64(&part, 1);
             loss = part / nbg;
         }
-        double norm = plm_grad_sync_clip(gs, a->max_grad_norm);
+        norm = plm_grad_sync_clip(gs, a->max_grad_norm);
         if (!isfinite(norm) || isinf(loss)) {
             plm_error("training diverged at step %ld (loss %g, grad norm %g); try a lower learning rate", s.step + 1,
                       loss, norm);
             goto out;
         }
-        float lr = plm_lr_at(PLM_SCHED_LINEAR, a->opt.learning_rate, s.step, warmup, total);
         plm_grad_sync_adamw_step(gs, &opt, &a->opt, lr);
+    stepped:
+        if (lt->step) {
+            loss = lt->batch_loss ? lt->batch_loss(lt->ctx) : NAN;
+            if (!isfinite(norm) || isinf(loss)) {
+                plm_error("training diverged at step %ld (loss %g, grad norm %g); try a lower learning rate",
+                          s.step + 1, loss, norm);
+                goto out;
+            }
+        }
         if (plm_first_nonfinite(m, m->params) >= 0) {
             plm_error("training diverged at step %ld: parameter %s is not finite; try a lower learning rate",
                       s.step + 1, m->tensors[plm_first_nonfinite(m, m->params)].name);
@@ -621,7 +655,7 @@ int plm_ft_train(plm_model *m, const plm_ft_loop_task *lt, const plm_ft_args *a,
         double ep = (double)s.step / (double)spe;
         if (isfinite(loss)) loss_ema = isnan(loss_ema) ? loss : 0.9 * loss_ema + 0.1 * loss;
         if (root && (s.step % a->logging_steps == 0 || s.step == total || s.step == 1)) {
-            char extra[512] = "";
+            char extra[1024] = "";
             if (lt->step_fields) lt->step_fields(lt->ctx, extra, sizeof extra);
             plm_ft_log_step(log, s.step, ep, isfinite(loss) ? loss : 0.0, lr, norm, plm_now() - t_start, extra);
         }
@@ -639,6 +673,7 @@ int plm_ft_train(plm_model *m, const plm_ft_loop_task *lt, const plm_ft_args *a,
                 s.best_step = s.step;
                 s.bad_evals = 0;
                 memcpy(best_params, m->params, m->num_params * sizeof(float));
+                if (lt->keep_best) lt->keep_best(lt->ctx, false);
             } else {
                 s.bad_evals++;
             }
@@ -665,7 +700,10 @@ int plm_ft_train(plm_model *m, const plm_ft_loop_task *lt, const plm_ft_args *a,
     }
     if (!quiet) plm_progress_finish(&pb, status);
     /* the final model is the best one seen (HF's load_best_model_at_end) */
-    if (s.best_step >= 0) memcpy(m->params, best_params, m->num_params * sizeof(float));
+    if (s.best_step >= 0) {
+        memcpy(m->params, best_params, m->num_params * sizeof(float));
+        if (lt->keep_best) lt->keep_best(lt->ctx, true);
+    }
     plm_model_params_written(m);
     char sstep[32];
     snprintf(sstep, sizeof sstep, "%ld", s.best_step >= 0 ? s.best_step : s.step);

@@ -181,6 +181,20 @@ typedef struct {
      * line, written into buf as ", \"key\": value" pairs (NULL: none). */
     double (*batch_loss)(void *ctx);
     void (*step_fields)(void *ctx, char *buf, size_t size);
+    /* Optional, for a step that is not one batch through m (PPO: a rollout, then several
+     * updates of m and of a second model): replaces train_batch, the backward pass, the
+     * clipping and the AdamW update of the step. It gets the loop's optimizer of m, its
+     * hyperparameters, the step's learning rate and the clipping norm, and leaves the last
+     * update's gradient norm in *grad_norm. Single process only. Returns 0 or -1 (error set). */
+    int (*step)(void *ctx, plm_model *m, const int *rows, int n, uint64_t seed, plm_adamw *opt,
+                const plm_adamw_hparams *hp, float lr, float max_grad_norm, double *grad_norm);
+    /* Optional, the task's own training state (PPO's value model and its optimizer): written
+     * into each checkpoint directory, read back from it on resume; keep_best(ctx, false)
+     * marks the current state as the best so far, keep_best(ctx, true) restores the best
+     * before the final model is written. Return 0 or -1 (error set). */
+    int (*save_state)(void *ctx, const char *dir);
+    int (*load_state)(void *ctx, const char *dir);
+    void (*keep_best)(void *ctx, bool restore);
 } plm_ft_loop_task;
 
 /* Runs the loop on m; best (may be NULL) gets the best dev scores. Returns 0 or an exit

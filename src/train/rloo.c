@@ -50,6 +50,16 @@ void plm_rloo_loss(const float *score, const double *logp, const double *ref, co
     st->loss /= N, st->score /= N, st->kl /= N, st->reward /= N, st->advantage /= N, st->length /= N;
 }
 
+void plm_missing_eos_penalty(float *score, const int32_t *gen, int stride, const int *len, int n, int32_t eos,
+                             float penalty) {
+    if (penalty == 0.0f) return;
+    for (int i = 0; i < n; i++) {
+        bool has = false;
+        for (int t = 0; t < len[i] && !has; t++) has = gen[(size_t)i * stride + t] == eos;
+        if (!has) score[i] -= penalty;
+    }
+}
+
 /* ---------------------------------------------------------------- training */
 
 typedef struct {
@@ -115,6 +125,7 @@ static int rollout(rloo_loop *c, const plm_model *m, const plm_sft_data *set, co
     if (plm_reward_score(r->rm, &c->seqs, N, r->rm_pad, NULL, c->score) != 0 ||
         plm_dpo_logps(r->ref, &c->seqs, N, c->pad, c->ref) != 0)
         return -1;
+    plm_missing_eos_penalty(c->score, c->gen, mnt, c->len, N, c->eos, r->missing_eos_penalty);
     return 0;
 }
 
@@ -182,6 +193,7 @@ static int rloo_save(void *ctx, const plm_model *m, const char *dir, const char 
                                 {"max_seq_length", NULL, c->max_seq_length},
                                 {"rloo_k", NULL, c->k},
                                 {"beta", NULL, c->r->beta},
+                                {"missing_eos_penalty", NULL, c->r->missing_eos_penalty},
                                 {"max_new_tokens", NULL, c->r->s.max_new_tokens},
                                 {"reward_model", c->r->rm_dir ? c->r->rm_dir : "", 0}};
     plm_ft_config_task ct = {.name = "rloo",
@@ -220,8 +232,10 @@ int plm_rloo_train(plm_model *m, const plm_tokenizer *tok, const plm_sft_data *p
                   plm_model_architecture(m));
         return PLM_EXIT_INPUT;
     }
-    if (r->k < 2 || !(r->beta >= 0) || !isfinite(r->beta) || r->s.max_new_tokens < 1) {
-        plm_error("rloo needs --rloo-k >= 2, a finite --beta >= 0 and --max-new-tokens >= 1");
+    if (r->k < 2 || !(r->beta >= 0) || !isfinite(r->beta) || r->s.max_new_tokens < 1 ||
+        !(r->missing_eos_penalty >= 0) || !isfinite(r->missing_eos_penalty)) {
+        plm_error("rloo needs --rloo-k >= 2, a finite --beta >= 0, --max-new-tokens >= 1 and a finite "
+                  "--missing-eos-penalty >= 0");
         return PLM_EXIT_USAGE;
     }
     if (plm_reward_check_model(r->rm) != 0) return PLM_EXIT_INPUT;

@@ -70,15 +70,22 @@ int plm_rloo_policy_batch(plm_model *m, const plm_sft_data *seqs, int n, int k, 
                           const int *len, float beta, int32_t pad, const int *rows, plm_sft_batch *bb, double *logp,
                           float *seq_w, float *tok_w, plm_batch *out, plm_rloo_stats *st);
 
+/* TRL's missing_eos_penalty (RLOOConfig, PPOConfig): subtracts penalty (0: off) from the
+ * score of each of the n responses whose kept tokens gen[i stride .. i stride + len[i]) hold
+ * no eos (cut at max_new_tokens or at the length limit), a push towards ending responses. */
+void plm_missing_eos_penalty(float *score, const int32_t *gen, int stride, const int *len, int n, int32_t eos,
+                             float penalty);
+
 /* What plm rloo samples and optimises besides the fine-tuning arguments. */
 typedef struct {
-    int k;              /* rloo_k: completions per prompt, >= 2 (TRL's default 2) */
-    float beta;         /* KL coefficient (TRL's kl_coef, default 0.05) */
-    plm_sampling s;     /* max_new_tokens, temperature, top_k, top_p; seed and eos set per step */
-    plm_model *ref;     /* the frozen reference policy (the starting checkpoint) */
-    plm_model *rm;      /* the reward model (plm_reward_check_model) */
-    int32_t rm_pad;     /* its pad id */
-    const char *rm_dir; /* recorded in config.json */
+    int k;                     /* rloo_k: completions per prompt, >= 2 (TRL's default 2) */
+    float beta;                /* KL coefficient (TRL's kl_coef, default 0.05) */
+    float missing_eos_penalty; /* plm_missing_eos_penalty; 0: off (TRL's default None) */
+    plm_sampling s;            /* max_new_tokens, temperature, top_k, top_p; seed and eos set per step */
+    plm_model *ref;            /* the frozen reference policy (the starting checkpoint) */
+    plm_model *rm;             /* the reward model (plm_reward_check_model) */
+    int32_t rm_pad;            /* its pad id */
+    const char *rm_dir;        /* recorded in config.json */
 } plm_rloo_args;
 
 /* The prompts of set rendered with template t and the generation prompt, as plm_sft_data

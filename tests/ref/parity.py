@@ -575,6 +575,126 @@ def check_rloo(ck, meta, d):
         ck.compare(g, d[g], ref_g)
 
 
+def _masked_mean(x, mask):
+    return (x * mask).sum() / mask.sum()
+
+
+def _masked_whiten(x, mask, shift_mean=True):
+    """TRL's masked_whiten: mean and unbiased variance over the mask."""
+    mean = _masked_mean(x, mask)
+    var = _masked_mean((x - mean) ** 2, mask)
+    k = mask.sum()
+    if k > 1:
+        var = var * k / (k - 1)
+    w = (x - mean) * torch.rsqrt(var + 1e-8)
+    return w if shift_mean else w + mean
+
+
+def check_ppo(ck, meta, d):
+    """plm ppo's minibatch, as TRL's PPOTrainer (PPOv2): the masks (padding_mask past the
+    last response token s = L - 1, padding_mask_p1 past s + 1), the per-token rewards
+    -kl_coef (logprob - ref) with the score at actual_end, optional reward whitening, GAE
+    and the whitened advantages, recomputed in float64 from the rollout's raw inputs; then
+    the policy's log-probs of logits / (tau + 1e-7) and the value model's score head on
+    every position (the state before each response token), PPO's clipped policy loss, the
+    clipped value loss, loss = pg + vf_coef vf, their statistics, and every parameter
+    gradient of both models by autograd, against plm's analytic per-token gradients pushed
+    through its own backward passes."""
+    cfg, vcfg = json.loads(meta["config"]), json.loads(meta["value_config"])
+    tau, kl_coef = float(meta["tau"]), float(meta["kl_coef"])
+    gamma, lam, whiten = float(meta["gamma"]), float(meta["lam"]), meta["whiten_rewards"] == "1"
+    cr, crv, vfc = float(meta["cliprange"]), float(meta["cliprange_value"]), float(meta["vf_coef"])
+    INVALID = 1.0
+    L, plen = d["L"].long(), d["plen"].long()
+    n, G = d["old_logprob_raw"].shape
+    idx = torch.arange(G).repeat(n, 1)
+    seq = L - 1
+    pm = idx > seq[:, None]
+    pm1 = idx > (seq + 1)[:, None]
+    with torch.no_grad():
+        lp = torch.masked_fill(d["old_logprob_raw"].double(), pm, INVALID)
+        ref = torch.masked_fill(d["ref_raw"].double(), pm, INVALID)
+        values = torch.masked_fill(d["values_raw"].double(), pm1, 0)
+        scores = d["scores"].double()
+        kl = lp - ref
+        nsr = -kl_coef * kl
+        rewards = nsr.clone()
+        end = torch.where(seq + 1 < G, seq + 1, seq)
+        rewards[torch.arange(n), end] += scores
+        if whiten:
+            rewards = _masked_whiten(rewards, (~pm1).double(), shift_mean=False)
+            rewards = torch.masked_fill(rewards, pm1, 0)
+        last = torch.zeros(n, dtype=torch.float64)
+        rev = []
+        for t in reversed(range(G)):
+            nxt = values[:, t + 1] if t < G - 1 else 0.0
+            delta = rewards[:, t] + gamma * nxt - values[:, t]
+            last = delta + gamma * lam * last
+            rev.append(last)
+        adv = torch.stack(rev[::-1], 1)
+        ret = adv + values
+        adv = _masked_whiten(adv, (~pm).double())
+        adv = torch.masked_fill(adv, pm, 0)
+    ck.compare("old_logprob_masked", d["old_logprob"], lp, tol=1e-5)
+    ck.compare("values_masked", d["values"], values, tol=1e-5)
+    ck.compare("rewards", d["rewards"], rewards, tol=1e-5)
+    ck.compare("advantages", d["advantages"], adv, tol=1e-5)
+    ck.compare("returns", d["returns"], ret, tol=1e-5)
+    ck.compare("kl_sum", d["kl_sum"], kl.sum().reshape(1), tol=1e-5)
+    ck.compare("non_score_reward_sum", d["non_score_reward_sum"], nsr.sum().reshape(1), tol=1e-5)
+    # the update, on plm's own rollout arrays (the clip decisions see the same inputs)
+    names = [k for k in d if k.endswith((".weight", ".bias")) and not k.startswith(("grad.", "value.", "vgrad."))]
+    P = {k: leaf(d[k]) for k in names}
+    vnames = [k for k in d if k.startswith("value.")]
+    PV = {k[len("value."):]: leaf(d[k]) for k in vnames}
+    ids, mask, resp = d["input_ids"], d["attention_mask"], d["response_mask"]
+    B, T = ids.shape
+    labels = torch.full_like(ids, -100)
+    labels[:, :-1] = torch.where(resp[:, 1:] == 1, ids[:, 1:], torch.full_like(ids[:, 1:], -100))
+    ck.flag("labels", torch.equal(labels, d["labels"]), "the batch's labels differ from the response tokens'")
+    drop = Dropout(d, 0.0, 0.0)
+    _, logits, _, _ = gpt2_reference(P, cfg, ids, None, mask, labels, True, drop)
+    logits = logits / (tau + 1e-7)
+    sel = labels.reshape(-1) != -100
+    lp_rows = torch.log_softmax(logits, -1).gather(1, labels.reshape(-1)[sel].reshape(-1, 1)).reshape(-1)
+    new_lp = torch.full((n, G), INVALID, dtype=torch.float64).masked_scatter(~pm, lp_rows)
+    _, _, _, xv = gpt2_reference(PV, vcfg, ids, None, mask, labels, True, drop)
+    full = (xv @ PV["score.weight"].T).squeeze(-1)  # [B, T]
+    pos = (plen[:, None] - 1 + idx).clamp(max=T - 1)
+    vpred = torch.masked_fill(full.gather(1, pos), pm1, 0)
+    old_lp, old_v = d["old_logprob"].double(), d["values"].double()
+    A, R = d["advantages"].double(), d["returns"].double()
+    vclip = torch.clamp(vpred, old_v - crv, old_v + crv)
+    v1, v2 = (vpred - R) ** 2, (vclip - R) ** 2
+    vf_loss = 0.5 * _masked_mean(torch.max(v1, v2), (~pm1).double())
+    vf_clipfrac = _masked_mean((v2 > v1).double(), (~pm1).double())
+    diff = new_lp - old_lp
+    ratio = torch.exp(diff)
+    p1, p2 = -A * ratio, -A * torch.clamp(ratio, 1.0 - cr, 1.0 + cr)
+    pg_loss = _masked_mean(torch.max(p1, p2), (~pm).double())
+    pg_clipfrac = _masked_mean((p2 > p1).double(), (~pm).double())
+    loss = pg_loss + vfc * vf_loss
+    loss.backward()
+    ck.compare("new_logprob", d["new_logprob"], new_lp)
+    ck.compare("new_values", d["new_values"], vpred)
+    ck.compare("loss", d["loss"], loss.reshape(1))
+    ck.compare("pg_loss", d["pg_loss"], pg_loss.reshape(1))
+    ck.compare("vf_loss", d["vf_loss"], vf_loss.reshape(1))
+    ck.flag("pg_clipfrac", abs(d["pg_clipfrac"].item() - pg_clipfrac.item()) < 1e-12,
+            f"{d['pg_clipfrac'].item()} vs {pg_clipfrac.item()}")
+    ck.flag("vf_clipfrac", abs(d["vf_clipfrac"].item() - vf_clipfrac.item()) < 1e-12,
+            f"{d['vf_clipfrac'].item()} vs {vf_clipfrac.item()}")
+    ck.compare("approxkl", d["approxkl"], (0.5 * diff ** 2).mean().reshape(1))
+    ck.compare("ratio", d["ratio"], ratio.mean().reshape(1))
+    for prefix, params, pnames in (("grad.", P, names), ("vgrad.", PV, list(PV))):
+        grads = [g for g in d if g.startswith(prefix)]
+        missing = sorted(set(pnames) ^ set(g[len(prefix):] for g in grads))
+        ck.flag(prefix + "parameter_set", not missing, f"parameters without a gradient or vice versa: {missing}")
+        for g in grads:
+            p = params[g[len(prefix):]]
+            ck.compare(g, d[g], p.grad if p.grad is not None else torch.zeros_like(p))
+
+
 def check_pairwise(ck, meta, d):
     """model/pairwise.h on its own: the Bradley-Terry loss sum over the pairs (rows 2i,
     2i + 1 chosen and rejected) plus center * (r_c + r_r)^2, its statistics, and the
@@ -1223,6 +1343,7 @@ CHECKS = {
     "model": check_model,
     "dpo": check_dpo,
     "rloo": check_rloo,
+    "ppo": check_ppo,
     "pairwise": check_pairwise,
     "reward": check_reward,
     "heads": check_heads,
