@@ -637,6 +637,28 @@ static int check_same_tokens(const char *rm_dir, const plm_model *m, const plm_t
     return 0;
 }
 
+/* The held-out prompts of rloo and ppo: valid_file's, encoded as the training prompts, or a
+ * seeded split of them; then the --max-*-samples caps. Returns 0 or -1 (error set). */
+static int rl_valid_prompts(const char *train_file, const char *valid_file, float split, const cli_ft_opts *o,
+                            const plm_tokenizer *tok, plm_chat_template t, int max_len, plm_chat_set *vset,
+                            plm_sft_data *prompts, plm_sft_data *valid) {
+    if (valid_file) {
+        if (plm_chat_read_prompts(vset, valid_file) != 0 ||
+            plm_rloo_encode_prompts(valid, vset, valid_file, tok, t, max_len) != 0)
+            return -1;
+    } else {
+        plm_sft_split(prompts, split, o->a.seed, valid);
+        if (split > 0 && (valid->n == 0 || prompts->n == 0)) {
+            plm_error("%s: --validation-split %g of %d prompts leaves an empty side", train_file, split,
+                      prompts->n + valid->n);
+            return -1;
+        }
+    }
+    if (o->max_train_samples > 0 && prompts->n > o->max_train_samples) prompts->n = o->max_train_samples;
+    if (o->max_eval_samples > 0 && valid->n > o->max_eval_samples) valid->n = o->max_eval_samples;
+    return 0;
+}
+
 int cmd_rloo(int argc, char **argv) {
     cli_ft_opts o;
     trl_defaults(&o);
@@ -707,20 +729,7 @@ int cmd_rloo(int argc, char **argv) {
         plm_rloo_encode_prompts(&prompts, &set, train_file, tok, t, max_len) != 0)
         goto fail;
     if (check_same_tokens(rm_dir, m, tok, rm, rtok, &set, train_file, t, &prompts, max_len) != 0) goto fail;
-    if (valid_file) {
-        if (plm_chat_read_prompts(&vset, valid_file) != 0 ||
-            plm_rloo_encode_prompts(&valid, &vset, valid_file, tok, t, max_len) != 0)
-            goto fail;
-    } else {
-        plm_sft_split(&prompts, split, o.a.seed, &valid);
-        if (split > 0 && (valid.n == 0 || prompts.n == 0)) {
-            plm_error("%s: --validation-split %g of %d prompts leaves an empty side", train_file, split,
-                      prompts.n + valid.n);
-            goto fail;
-        }
-    }
-    if (o.max_train_samples > 0 && prompts.n > o.max_train_samples) prompts.n = o.max_train_samples;
-    if (o.max_eval_samples > 0 && valid.n > o.max_eval_samples) valid.n = o.max_eval_samples;
+    if (rl_valid_prompts(train_file, valid_file, split, &o, tok, t, max_len, &vset, &prompts, &valid) != 0) goto fail;
     int longest = PLM_MIN(PLM_MAX(prompts.max_len, valid.max_len) + r.s.max_new_tokens, max_len);
     if (rm->config.max_position_embeddings < longest) {
         plm_error("%s: the reward model reads %d positions; prompt + completion may take %d (lower --max-new-tokens "
@@ -885,20 +894,7 @@ int cmd_ppo(int argc, char **argv) {
     if (check_same_tokens(rm_dir, m, tok, rm, rtok, &set, train_file, t, &prompts, max_len) != 0 ||
         check_same_tokens(value_dir, m, tok, vm, vtok, &set, train_file, t, &prompts, max_len) != 0)
         goto fail;
-    if (valid_file) {
-        if (plm_chat_read_prompts(&vset, valid_file) != 0 ||
-            plm_rloo_encode_prompts(&valid, &vset, valid_file, tok, t, max_len) != 0)
-            goto fail;
-    } else {
-        plm_sft_split(&prompts, split, o.a.seed, &valid);
-        if (split > 0 && (valid.n == 0 || prompts.n == 0)) {
-            plm_error("%s: --validation-split %g of %d prompts leaves an empty side", train_file, split,
-                      prompts.n + valid.n);
-            goto fail;
-        }
-    }
-    if (o.max_train_samples > 0 && prompts.n > o.max_train_samples) prompts.n = o.max_train_samples;
-    if (o.max_eval_samples > 0 && valid.n > o.max_eval_samples) valid.n = o.max_eval_samples;
+    if (rl_valid_prompts(train_file, valid_file, split, &o, tok, t, max_len, &vset, &prompts, &valid) != 0) goto fail;
     int longest = PLM_MIN(PLM_MAX(prompts.max_len, valid.max_len) + r.s.max_new_tokens, max_len);
     if (rm->config.max_position_embeddings < longest || vm->config.max_position_embeddings < longest) {
         plm_error("%s: the reward or value model reads %d positions; prompt + response may take %d (lower "
