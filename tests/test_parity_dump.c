@@ -236,9 +236,9 @@ static void case_embedding(const char *name, bool with_types, bool pass_types, i
     }
     if (padding_idx >= 0) ids[2] = ids[9] = ids[T * B - 1] = padding_idx; /* some lookups of the padding row */
     float *out = fnan((size_t)B * T * C), *dout = frand((size_t)B * T * C, 1.0f);
-    embedding_forward(out, ids, tt, wte, wpe, wtt, B, T, C, pos_offset);
+    embedding_forward(out, ids, tt, NULL, wte, wpe, wtt, B, T, C, pos_offset);
     float *dwte = fzero((size_t)V * C), *dwpe = fzero((size_t)P * C), *dwtt = with_types ? fzero((size_t)TT * C) : NULL;
-    embedding_backward(dwte, dwpe, dwtt, dout, ids, tt, B, T, C, pos_offset, padding_idx);
+    embedding_backward(dwte, dwpe, dwtt, dout, ids, tt, NULL, B, T, C, pos_offset, padding_idx);
     check_written(name, "out", out, (size_t)B * T * C);
     if (padding_idx >= 0) {
         bool zero = true;
