@@ -7,7 +7,9 @@
 # after SIGKILL) ends bit for bit as the uninterrupted one; plm generate --chat answers in
 # the template the model was trained with; hostile files get one line naming file:line
 # and exit 3, bad options exit 2. plm dpo likewise, with each --loss-type's first-step loss
-# (policy = reference). (Learning itself: tests/test_sft.c.)
+# (policy = reference). --packing: the padded run's first-step loss on one batch of the same
+# examples (dropout off), learning, the efficiency line. (Learning itself: tests/test_sft.c;
+# packed = padded loss and gradients: tests/test_packing.c.)
 set -u
 BUILD=${BUILD:-build}
 PLM=$PWD/$BUILD/plm
