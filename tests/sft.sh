@@ -7,7 +7,9 @@
 # after SIGKILL) ends bit for bit as the uninterrupted one; plm generate --chat answers in
 # the template the model was trained with; hostile files get one line naming file:line
 # and exit 3, bad options exit 2. plm dpo likewise, with each --loss-type's first-step loss
-# (policy = reference). (Learning itself: tests/test_sft.c.)
+# (policy = reference). --packing: the padded run's first-step loss on one batch of the same
+# examples (dropout off), learning, the efficiency line. (Learning itself: tests/test_sft.c;
+# packed = padded loss and gradients: tests/test_packing.c.)
 set -u
 BUILD=${BUILD:-build}
 PLM=$PWD/$BUILD/plm
@@ -73,6 +75,43 @@ assert os.path.getsize(d + "/loss.svg") > 0 and os.path.exists(d + "/tokenizer.j
 P
 "$PLM" sft "${sft[@]}" --output-dir "$t/run64" --max-steps 2 --max-seq-length 64 --quiet >"$t/out" 2>"$t/err" &&
     [[ ! -s $t/err ]] && pass sft_quiet || fail sft_quiet "$(head -3 "$t/err")"
+
+# ---- --packing: documents packed into rows of --max-seq-length, each attending to itself
+# only with its own positions. Without dropout, one batch holding all 24 examples has the
+# same first-step loss (mean over the response tokens) packed as padded one per row.
+python3 - "$t/gpt" "$t/gpt0" <<'P'
+import json, shutil, sys
+shutil.copytree(sys.argv[1], sys.argv[2])
+c = json.load(open(sys.argv[2] + "/config.json"))
+for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
+    c[k] = 0.0
+json.dump(c, open(sys.argv[2] + "/config.json", "w"))
+P
+one=(--model "$t/gpt0" --train "$t/sft.jsonl" --max-train-samples 24 --per-device-train-batch-size 24 --max-steps 1
+    --max-seq-length 64 --quiet)
+"$PLM" sft "${one[@]}" --output-dir "$t/pad1" >"$t/out" 2>"$t/err" &&
+    "$PLM" sft "${one[@]}" --packing --output-dir "$t/pack1" >"$t/out" 2>"$t/err" &&
+    python3 - "$t/pad1" "$t/pack1" <<'P' && pass sft_packing_same_first_loss || fail sft_packing_same_first_loss "$(tail -3 "$t/err")"
+import json, sys
+a, b = ([json.loads(l) for l in open(d + "/metrics.jsonl") if '"loss"' in l][0] for d in sys.argv[1:3])
+rel = abs(a["loss"] - b["loss"]) / a["loss"]
+print(f"first-step loss padded {a['loss']:.7f} packed {b['loss']:.7f} relerr {rel:.2e}")
+assert rel <= 1e-5 and b["packing_efficiency"] > 0, (a, b)
+P
+"$PLM" sft "${sft[@]}" --packing --output-dir "$t/pack" --max-seq-length 64 --num-train-epochs 3 >"$t/out" 2>"$t/err" &&
+    grep -qE '^sft: packed 300 examples into [0-9]+ rows of 64 tokens: packing efficiency 0\.[0-9]+' "$t/out" &&
+    python3 - "$t/pack" "$t/out" <<'P' && pass sft_packing_learns || fail sft_packing_learns "$(tail -3 "$t/err")"
+import json, re, sys
+lines = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl")]
+steps = [l for l in lines if "loss" in l and "eval_loss" not in l]
+evals = [l for l in lines if "eval_loss" in l]
+eff = float(re.search(r"packing efficiency ([0-9.]+)", open(sys.argv[2]).read()).group(1))
+print(f"packing efficiency {eff:.4f}; {len(steps)} steps; loss {steps[0]['loss']:.3f} -> {steps[-1]['loss']:.3f}; "
+      f"eval_loss {evals[0]['eval_loss']:.3f} -> {evals[-1]['eval_loss']:.3f}")
+assert eff > 0.8 and all(0 < s["packing_efficiency"] <= 1 for s in steps)
+assert evals[-1]["eval_samples"] == 100 and evals[-1]["eval_loss"] < evals[0]["eval_loss"]
+assert steps[-1]["loss"] < steps[0]["loss"]
+P
 
 # ---- resume: checkpoints at every evaluation (5, 10), 15 steps
 FT_CMD=sft resume_check sft_ 5 15 "${sft[@]}" --max-seq-length 32 --eval-steps 5 --max-steps 15 \

@@ -236,9 +236,9 @@ static void case_embedding(const char *name, bool with_types, bool pass_types, i
     }
     if (padding_idx >= 0) ids[2] = ids[9] = ids[T * B - 1] = padding_idx; /* some lookups of the padding row */
     float *out = fnan((size_t)B * T * C), *dout = frand((size_t)B * T * C, 1.0f);
-    embedding_forward(out, ids, tt, wte, wpe, wtt, B, T, C, pos_offset);
+    embedding_forward(out, ids, tt, NULL, wte, wpe, wtt, B, T, C, pos_offset);
     float *dwte = fzero((size_t)V * C), *dwpe = fzero((size_t)P * C), *dwtt = with_types ? fzero((size_t)TT * C) : NULL;
-    embedding_backward(dwte, dwpe, dwtt, dout, ids, tt, B, T, C, pos_offset, padding_idx);
+    embedding_backward(dwte, dwpe, dwtt, dout, ids, tt, NULL, B, T, C, pos_offset, padding_idx);
     check_written(name, "out", out, (size_t)B * T * C);
     if (padding_idx >= 0) {
         bool zero = true;
@@ -574,6 +574,55 @@ static void case_attention(const char *name, bool causal, bool padded, float p, 
         attn_ctx ctx = {fnan(no), fnan(na), qkv, dout, mask, B, T, C, NH, causal};
         fd_check(name, attn_objective, &ctx, qkv, g, nq, 40, 1e-2f, 2e-2);
     }
+    dump_end();
+}
+
+/* Packed documents (seq_idx, sft --packing): row 0 holds documents of 1, (T - 1) / 2 and
+ * the rest of the tokens, row 1 two of T / 3 around one of length 1, then padding. A
+ * query sees only its own document's keys; a padding query sees nothing (lse +inf,
+ * output and gradients 0). */
+static void case_attention_docs(const char *name, bool causal, float p, int T) {
+    int B = 2, C = 24, NH = 3;
+    int lens[2][4] = {{1, (T - 1) / 2, T - 1 - (T - 1) / 2, 0}, {T / 3, 1, T / 3, 0}};
+    uint64_t key = 0xd0c5;
+    dump_begin(name, "attention");
+    size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C, na = attention_saved_floats(B, NH, T, T, C / NH);
+    float *qkv = frand(nq, 1.5f), *dout = frand(no, 1.0f), *out = fnan(no), *att = fnan(na), *dqkv = fnan(nq);
+    uint8_t *mask = keep(plm_malloc((size_t)B * T));
+    int32_t *mask32 = ialloc((size_t)B * T), *seq = ialloc((size_t)B * T);
+    for (int b = 0; b < B; b++) {
+        int t = 0, k = 0;
+        for (; lens[b][k] > 0; k++)
+            for (int j = 0; j < lens[b][k]; j++, t++) seq[b * T + t] = k, mask[b * T + t] = 1;
+        for (; t < T; t++) seq[b * T + t] = k, mask[b * T + t] = 0;
+    }
+    for (int i = 0; i < B * T; i++) mask32[i] = mask[i];
+    attention_forward_docs(out, att, qkv, mask, seq, B, T, C, NH, causal, p, key);
+    attention_backward(dqkv, dout, qkv, att, B, T, C, NH, p, key);
+    /* past the lse (checked below: a padding row's is +inf) every saved float is finite */
+    size_t nlse = (size_t)B * NH * T;
+    check_written(name, "out", out, no), check_written(name, "att", att + nlse, na - nlse);
+    check_written(name, "grad_qkv", dqkv, nq);
+    float *dqkv2 = fnan(nq), *db = frand(3 * (size_t)C, 1.0f), *db0 = fcopy(db, 3 * (size_t)C);
+    attention_backward_qkv_bias(dqkv2, dout, qkv, att, B, T, C, NH, p, key, db);
+    CHECK(!memcmp(dqkv2, dqkv, nq * 4), cname("parity_self.%s.bias_variant_same_grad", name),
+          "attention_backward_qkv_bias changes dqkv");
+    /* real rows see their own token: finite; padding rows see nothing: +inf */
+    bool lse_ok = true;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int t = 0; t < T; t++) {
+                float l = att[((size_t)b * NH + h) * T + t];
+                lse_ok &= mask[b * T + t] ? isfinite(l) : l == INFINITY;
+            }
+    CHECK(lse_ok, cname("parity_self.%s.lse_rows", name), "a real row's lse is not finite or a padding row's not +inf");
+    meta("B", "%d", B), meta("T", "%d", T), meta("C", "%d", C), meta("NH", "%d", NH);
+    meta("causal", "%d", causal), meta("p", "%.9g", p);
+    put_f32("qkv", qkv, 3, B, T, 3 * C), put_i32("attention_mask", mask32, 2, B, T), put_i32("seq_idx", seq, 2, B, T);
+    if (p > 0.0f) put_f32("dropmask", drop_mask((size_t)B * NH * T * T, p, key, 0), 4, B, NH, T, T);
+    put_f32("out", out, 3, B, T, C), put_f32("lse", att, 3, B, NH, T), put_f32("dout", dout, 3, B, T, C);
+    put_f32("grad.qkv", dqkv, 3, B, T, 3 * C);
+    put_f32("init.grad.qkv_bias", db0, 1, 3 * C), put_f32("grad.qkv_bias", db, 1, 3 * C);
     dump_end();
 }
 
@@ -2634,6 +2683,14 @@ int main(int argc, char **argv) {
     case_rloo("gpt2_rloo_untied", 0.5f, true);
     case_ppo("gpt2_ppo", false, 1.0f, 0.95f, false);
     case_ppo("gpt2_ppo_whiten_untied", true, 0.9f, 0.8f, true);
+    /* last: the cases above keep the random inputs they had before these were added */
+    case_attention_docs("attention_docs_causal", true, 0.0f, 13);
+    case_attention_docs("attention_docs_bidir", false, 0.0f, 13);
+    case_attention_docs("attention_docs_long_causal", true, 0.0f, 150);
+    case_attention_docs("attention_docs_long_bidir", false, 0.0f, 201);
+    case_attention_docs("attention_docs_long_causal_201", true, 0.0f, 201);
+    case_attention_docs("attention_docs_dropout", false, 0.2f, 13);
+    case_attention_docs("attention_docs_long_causal_dropout", true, 0.15f, 150);
     if (verbose) dropout_statistics();
     if (verbose) attention_fused_is_ex();
     if (verbose) seq2seq_spec_checks();

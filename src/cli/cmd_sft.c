@@ -40,6 +40,7 @@ typedef struct {
     cli_ft_opts *o;
     const plm_sft_data *train, *valid; /* valid NULL: no evaluation */
     plm_chat_template t;
+    bool packing;
 } sft_run;
 
 static int sft_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores *best) {
@@ -49,7 +50,7 @@ static int sft_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores *b
     plm_tokenizer *tok = NULL;
     int rc = cli_load_model(a->resume_from_checkpoint ? a->resume_from_checkpoint : r->o->model, &m, &tok);
     if (rc != 0) return rc;
-    rc = plm_sft_train(m, tok, r->train, r->valid, r->t, a, best);
+    rc = plm_sft_train_ex(m, tok, r->train, r->valid, r->t, a, r->packing, best);
     if (rc == 0) plot_loss(a, "sft loss (response tokens)");
     plm_model_free(m);
     plm_tokenizer_free(tok);
@@ -135,6 +136,7 @@ int cmd_sft(int argc, char **argv) {
     o.lr_help = "peak learning rate (default 1e-4; TRL's 2e-5 is for billion-parameter models, small ones need more)";
     const char *train_file = NULL, *valid_file = NULL, *template = "plain";
     float split = 0.0f;
+    bool packing = false;
     const arg_spec own[] = {
         {"--train", ARG_STR, &train_file,
          "JSONL: {\"prompt\", \"response\"} or {\"messages\": [{\"role\", \"content\"}, ...]} per line"},
@@ -145,6 +147,10 @@ int cmd_sft(int argc, char **argv) {
          "chat template: plain (\"User: ...\\nAssistant: ...<eos>\", default) or chatml (<|im_start|>role ...)"},
         {"--max-seq-length", ARG_INT, &o.a.max_seq_length,
          "cut longer examples at their end (default: 1024 or the model's positions, whichever is smaller)"},
+        {"--packing", ARG_FLAG, &packing,
+         "pack several training examples into each row of --max-seq-length tokens (seeded first-fit-decreasing); "
+         "each keeps its own positions and attends only to itself (TRL's packing without cross-contamination); "
+         "evaluation stays one example per row"},
     };
     int rc = cli_ft_parse_cmd("sft",
                               "Supervised fine-tuning of a causal LM on instructions: the loss only on the response "
@@ -199,7 +205,7 @@ int cmd_sft(int argc, char **argv) {
     m = NULL;
     plm_tokenizer_free(tok);
     tok = NULL;
-    sft_run r = {&o, &train, valid.n > 0 ? &valid : NULL, t};
+    sft_run r = {&o, &train, valid.n > 0 ? &valid : NULL, t, packing};
     if ((rc = cli_ft_run_seeds(&o, "sft", 3, plm_sft_metrics, r.valid != NULL, sft_run_one, &r)) != 0) goto fail;
     rc = 0;
     goto out;

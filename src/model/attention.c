@@ -22,7 +22,14 @@
  * number of threads.
  *
  * Causal: a query block [i0, i1) only visits keys j < i1; the tiles above the diagonal
- * are skipped, about half the work of a causal square. */
+ * are skipped, about half the work of a causal square.
+ *
+ * Packed documents (seq_idx): key j is visible to query i only when both belong to the
+ * same document, so the score matrix is block diagonal. A tile whose query documents and
+ * key documents (as ranges [min, max]) do not overlap has only masked entries and is
+ * skipped, forward and backward: with rows packed in document order only the tiles
+ * near the diagonal blocks are computed. Skipping changes no result, since a masked
+ * probability is exactly 0 and the dropout mask is a function of the global index. */
 #include "attention.h"
 
 #include <math.h>
@@ -35,12 +42,36 @@
 #include "fastmath.h"
 #include "gemm.h"
 
-#define ATT_BQ 64  /* query rows per block */
-#define ATT_BK 128 /* keys per block */
+#define ATT_BQ   64  /* query rows per block */
+#define ATT_BK   128 /* keys per block */
+#define ATT_DOCS 2   /* the flag of documents in the saved state */
+
+/* The range [lo, hi] of the document ids (saved key mask values, 0 = padding left out)
+ * of tokens [j0, j0 + n); lo > hi when they are all padding. */
+static void doc_range(const float *km, int j0, int n, float *lo, float *hi) {
+    float a = INFINITY, b = -INFINITY;
+    for (int j = j0; j < j0 + n; j++)
+        if (km[j] != 0.0f) {
+            a = km[j] < a ? km[j] : a;
+            b = km[j] > b ? km[j] : b;
+        }
+    *lo = a;
+    *hi = b;
+}
+
+/* Whether a tile of keys [j0, j0 + bk) can hold a key of the query block's documents
+ * [qlo, qhi]: without documents always. */
+static bool tile_needed(bool docs, const float *km, int j0, int bk, float qlo, float qhi) {
+    if (!docs) return true;
+    float lo, hi;
+    doc_range(km, j0, bk, &lo, &hi);
+    return lo <= hi && qlo <= qhi && lo <= qhi && qlo <= hi;
+}
 
 /* The saved state (att): lse [B, NH, Tq] | out [B, NH, Tq, hs] | key mask [B, Tk] as
- * 1/0 floats | flags (causal), so that the fused backward, which has no mask argument,
- * recomputes the same probabilities. */
+ * 1/0 floats, or with documents seq_idx + 1 (0: padding) | flags (1: causal, 2:
+ * documents), so that the fused backward, which has no mask argument, recomputes the
+ * same probabilities. The document ids are exact as floats below 2^24. */
 size_t attention_saved_floats(int B, int NH, int Tq, int Tk, int hs) {
     return (size_t)B * NH * Tq * (size_t)(hs + 1) + (size_t)B * Tk + 1;
 }
@@ -50,23 +81,31 @@ static float *saved_mask(const attn_shape *a, const float *att) {
 }
 
 /* One tile of scores -> probabilities in place. s: [bq, bk] (row stride ATT_BK) holds
- * scale Q K^T for rows i0.. and keys j0..; adds the bias, masks, and writes
+ * scale Q K^T for rows i0.. and keys j0..; adds the bias, masks (with docs, a key of
+ * another document than the query's, and every key of a padding query), and writes
  * p = exp(s - ref_i) where ref_i is lse (backward) or the updated running max
  * (forward); masked entries become exactly 0. Forward (m != NULL): updates m, l and
  * writes alpha_i = exp(m_old - m_new) for rescaling the running output. */
-static void tile_probs(const attn_shape *a, int h, const float *km, float *s, int i0, int bq, int j0, int bk,
+static void tile_probs(const attn_shape *a, bool docs, int h, const float *km, float *s, int i0, int bq, int j0, int bk,
                        const float *lse, float *m, float *l, float *alpha) {
     for (int r = 0; r < bq; r++) {
         int i = i0 + r;
         float *row = s + (size_t)r * ATT_BK;
         int jend = a->causal ? PLM_MIN(bk, i + 1 - j0) : bk; /* keys j0 + c, c < jend, are visible */
         if (jend < 0) jend = 0;
+        float qd = docs ? km[i] : 0.0f; /* self-attention: query i's document is key i's */
+        if (docs && qd == 0.0f) jend = 0;
         if (a->bias) {
             const float *br = a->bias + ((size_t)h * a->Tq + i) * a->Tk + j0;
             for (int c = 0; c < jend; c++) row[c] += br[c];
         }
-        for (int c = 0; c < jend; c++)
-            if (km[j0 + c] == 0.0f) row[c] = -INFINITY;
+        if (docs) {
+            for (int c = 0; c < jend; c++)
+                if (km[j0 + c] != qd) row[c] = -INFINITY;
+        } else {
+            for (int c = 0; c < jend; c++)
+                if (km[j0 + c] == 0.0f) row[c] = -INFINITY;
+        }
         for (int c = jend; c < bk; c++) row[c] = -INFINITY;
         float ref;
         if (m) {
@@ -141,8 +180,11 @@ void attention_forward_ex(const attn_shape *a, float *out, float *att) {
     int B = a->B, Tq = a->Tq, NH = a->NH, hs = a->hs, ldo = NH * hs;
     int nqb = (Tq + ATT_BQ - 1) / ATT_BQ;
     float *lse_all = att, *osave = att + (size_t)B * NH * Tq, *kmask = saved_mask(a, att);
-    for (size_t n = 0; n < (size_t)B * a->Tk; n++) kmask[n] = a->key_mask && !a->key_mask[n] ? 0.0f : 1.0f;
-    kmask[(size_t)B * a->Tk] = a->causal ? 1.0f : 0.0f;
+    bool docs = a->seq_idx != NULL;
+    if (docs && Tq != a->Tk) plm_die("attention: seq_idx is for self-attention (Tq %d, Tk %d)", Tq, a->Tk);
+    for (size_t n = 0; n < (size_t)B * a->Tk; n++)
+        kmask[n] = a->key_mask && !a->key_mask[n] ? 0.0f : docs ? (float)a->seq_idx[n] + 1.0f : 1.0f;
+    kmask[(size_t)B * a->Tk] = (float)((a->causal ? 1 : 0) + (docs ? ATT_DOCS : 0));
 #pragma omp parallel
     {
         /* this thread's tiles: scores/probabilities, dropped probabilities, running
@@ -163,11 +205,14 @@ void attention_forward_ex(const attn_shape *a, float *out, float *att) {
             for (int r = 0; r < bq; r++) m[r] = -INFINITY, l[r] = 0.0f;
             memset(o, 0, (size_t)bq * hs * sizeof(float));
             int kend = keys_for(a, i0 + bq);
+            float qlo = 0.0f, qhi = 0.0f;
+            if (docs) doc_range(km, i0, bq, &qlo, &qhi);
             for (int j0 = 0; j0 < kend; j0 += ATT_BK) {
                 int bk = PLM_MIN(ATT_BK, kend - j0);
+                if (!tile_needed(docs, km, j0, bk, qlo, qhi)) continue;
                 plm_sgemm(false, true, bq, bk, hs, a->scale, q, a->ldq, k + (size_t)j0 * a->ldk, a->ldk, 0.0f, s,
                           ATT_BK);
-                tile_probs(a, h, km, s, i0, bq, j0, bk, NULL, m, l, alpha);
+                tile_probs(a, docs, h, km, s, i0, bq, j0, bk, NULL, m, l, alpha);
                 for (int r = 0; r < bq; r++)
                     if (alpha[r] != 1.0f)
                         for (int c = 0; c < hs; c++) o[(size_t)r * hs + c] *= alpha[r];
@@ -220,6 +265,7 @@ void attention_backward_bias(const attn_shape *a, const float *dout, const float
     double prof_t0 = plm_prof_begin();
     int B = a->B, Tq = a->Tq, Tk = a->Tk, NH = a->NH, hs = a->hs, ldo = NH * hs;
     const float *lse_all = att, *osave = att + (size_t)B * NH * Tq, *kmask = saved_mask(a, att);
+    bool docs = ((int)kmask[(size_t)B * Tk] & ATT_DOCS) != 0; /* as the forward pass saved it */
     /* the bias gradients: per batch row b, partial column sums [q | k | v] of width ldo,
      * each (b, head) slice written by its task; then summed over b in order */
     bool dbias = dbq || dbk || dbv;
@@ -257,11 +303,14 @@ void attention_backward_bias(const attn_shape *a, const float *dout, const float
                     D[r] = d;
                 }
                 int kend = keys_for(a, i0 + bq);
+                float qlo = 0.0f, qhi = 0.0f;
+                if (docs) doc_range(km, i0, bq, &qlo, &qhi);
                 for (int j0 = 0; j0 < kend; j0 += ATT_BK) {
                     int bk = PLM_MIN(ATT_BK, kend - j0);
+                    if (!tile_needed(docs, km, j0, bk, qlo, qhi)) continue;
                     const float *kj = k + (size_t)j0 * a->ldk, *vj = v + (size_t)j0 * a->ldv;
                     plm_sgemm(false, true, bq, bk, hs, a->scale, qi, a->ldq, kj, a->ldk, 0.0f, p, ATT_BK);
-                    tile_probs(a, h, km, p, i0, bq, j0, bk, lse, NULL, NULL, NULL);
+                    tile_probs(a, docs, h, km, p, i0, bq, j0, bk, lse, NULL, NULL, NULL);
                     const float *pv = p;
                     if (a->dropout_p > 0.0f) {
                         tile_dropout(pd, p, a, bh, i0, bq, j0, bk, keep);
@@ -334,7 +383,13 @@ static attn_shape fused_shape(const float *qkv, const uint8_t *attn_mask, int B,
 
 void attention_forward(float *out, float *att, const float *qkv, const uint8_t *attn_mask, int B, int T, int C, int NH,
                        bool causal, float dropout_p, uint64_t dropout_key) {
+    attention_forward_docs(out, att, qkv, attn_mask, NULL, B, T, C, NH, causal, dropout_p, dropout_key);
+}
+
+void attention_forward_docs(float *out, float *att, const float *qkv, const uint8_t *attn_mask, const int32_t *seq_idx,
+                            int B, int T, int C, int NH, bool causal, float dropout_p, uint64_t dropout_key) {
     attn_shape a = fused_shape(qkv, attn_mask, B, T, C, NH, causal, dropout_p, dropout_key);
+    a.seq_idx = seq_idx;
     attention_forward_ex(&a, out, att);
 }
 
@@ -346,7 +401,8 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
 void attention_backward_qkv_bias(float *dqkv, const float *dout, const float *qkv, const float *att, int B, int T,
                                  int C, int NH, float dropout_p, uint64_t dropout_key, float *dqkv_bias) {
     attn_shape a = fused_shape(qkv, NULL, B, T, C, NH, false, dropout_p, dropout_key);
-    a.causal = saved_mask(&a, att)[(size_t)B * T] != 0.0f; /* the mask itself is read from att too */
+    /* the mask and the documents are read from att too */
+    a.causal = ((int)saved_mask(&a, att)[(size_t)B * T] & 1) != 0;
     attention_backward_bias(&a, dout, att, dqkv, dqkv + C, dqkv + 2 * C, NULL, dqkv_bias,
                             dqkv_bias ? dqkv_bias + C : NULL, dqkv_bias ? dqkv_bias + 2 * C : NULL);
 }

@@ -2,7 +2,8 @@
  * (self-attention) or separate queries and keys/values (cross-attention).
  * qkv is [B, T, 3C] holding Q | K | V (each C = NH heads x hs channels). Per head:
  *     S = Q K^T / sqrt(hs), masked;  P = softmax(S);  out = dropout(P) V
- * Masks: causal (key j > query i) and padding (attn_mask[b, j] == 0) both remove keys.
+ * Masks: causal (key j > query i) and padding (attn_mask[b, j] == 0) both remove keys;
+ * with seq_idx (packed documents, self-attention) so does another document's key.
  * Memory is linear in T: scores and probabilities live only in per-thread tiles
  * (flash-attention style, attention.c); the forward pass saves per query row the
  * log-sum-exp of its scores, a copy of the output and the key mask (the "att" buffer,
@@ -28,6 +29,10 @@ typedef struct {
     const uint8_t *key_mask; /* [B, Tk]: 1 = attend, 0 = padding; NULL: no padding */
     const float *bias;       /* [NH, Tq, Tk] added to the scores, or NULL */
     bool causal;             /* key j is visible to query i iff j <= i */
+    /* [B, T] document of each token (self-attention, Tq == Tk), or NULL: one document.
+     * Query i sees key j only when seq_idx[b, i] == seq_idx[b, j] (flash-attention's
+     * varlen, HF's DataCollatorWithFlattening); a padding query sees nothing. */
+    const int32_t *seq_idx;
     float scale;
     float dropout_p;
     uint64_t dropout_key;
@@ -35,7 +40,8 @@ typedef struct {
 
 /* Floats of the state the forward pass saves for the backward pass (att):
  * lse [B, NH, Tq] | out [B, NH, Tq, hs] | key mask [B, Tk] | 1 flag. A row with no
- * visible key has lse = +inf and output 0. */
+ * visible key has lse = +inf and output 0. With seq_idx the key mask holds
+ * seq_idx + 1 (0: padding), so the size does not change. */
 size_t attention_saved_floats(int B, int NH, int Tq, int Tk, int hs);
 
 /* out [B, Tq, NH*hs] and the saved state att (attention_saved_floats(B, NH, Tq, Tk, hs)). */
@@ -59,6 +65,10 @@ void attention_backward_bias(const attn_shape *a, const float *dout, const float
  * means no padding. */
 void attention_forward(float *out, float *att, const float *qkv, const uint8_t *attn_mask, int B, int T, int C, int NH,
                        bool causal, float dropout_p, uint64_t dropout_key);
+/* The same over packed documents: seq_idx [B, T] as in attn_shape (NULL: attention_forward).
+ * The backward pass reads the documents from att, so attention_backward needs no argument. */
+void attention_forward_docs(float *out, float *att, const float *qkv, const uint8_t *attn_mask, const int32_t *seq_idx,
+                            int B, int T, int C, int NH, bool causal, float dropout_p, uint64_t dropout_key);
 
 /* dqkv = gradient w.r.t. qkv (overwritten) from dout = gradient w.r.t. out. */
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, int B, int T, int C, int NH,

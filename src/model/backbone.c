@@ -176,6 +176,11 @@ static attn_shape cross_shape(const plm_backbone *bb, const plm_layer_acts *a, i
                         .dropout_key = backbone_drop_key(bb, l, 3)};
 }
 
+void backbone_set_packing(plm_backbone *bb, const int32_t *position_ids, const int32_t *seq_idx) {
+    bb->pending_position_ids = position_ids;
+    bb->pending_seq_idx = seq_idx;
+}
+
 void backbone_bind(plm_backbone *bb, int B, int T, const int32_t *ids, const int32_t *type_ids, const uint8_t *mask,
                    bool causal, bool training, uint64_t dropout_seed) {
     if (T > bb->cap_T || (size_t)B * T > (size_t)bb->cap_B * bb->cap_T)
@@ -187,6 +192,11 @@ void backbone_bind(plm_backbone *bb, int B, int T, const int32_t *ids, const int
     bb->input_ids = ids;
     bb->token_type_ids = type_ids;
     bb->attention_mask = mask;
+    bb->position_ids = bb->pending_position_ids;
+    bb->seq_idx = bb->pending_seq_idx;
+    bb->pending_position_ids = bb->pending_seq_idx = NULL;
+    if ((bb->position_ids || bb->seq_idx) && (bb->config.arch == PLM_ARCH_T5 || bb->config.add_cross_attention))
+        plm_die("packed documents need a self-attention stack (not T5, not cross-attention)");
     bb->causal = causal;
     bb->training = training;
     bb->dropout_seed = dropout_seed;
@@ -204,7 +214,7 @@ const float *backbone_forward(plm_backbone *bb, int B, int T, const int32_t *ids
     float pa = training ? c->attention_probs_dropout_prob : 0.0f;
 
     /* embeddings -> x0 */
-    embedding_forward(bb->emb, ids, type_ids, bb->w.wte, bb->w.wpe, bb->w.wtt, B, T, E, 0);
+    embedding_forward(bb->emb, ids, type_ids, bb->position_ids, bb->w.wte, bb->w.wpe, bb->w.wtt, B, T, E, 0);
     const float *e = bb->emb;
     if (!c->pre_layernorm) {
         layernorm_forward(bb->emb_ln, bb->emb_mean, bb->emb_rstd, bb->emb, bb->w.emb_ln_w, bb->w.emb_ln_b, (int)N, E,
@@ -224,7 +234,8 @@ const float *backbone_forward(plm_backbone *bb, int B, int T, const int32_t *ids
         } else {
             linear_forward(a->qkv, x, w->qkv_w, w->qkv_b, (int)N, C, 3 * C);
         }
-        attention_forward(a->atty, a->att, a->qkv, mask, B, T, C, NH, causal, pa, backbone_drop_key(bb, l, 0));
+        attention_forward_docs(a->atty, a->att, a->qkv, mask, bb->seq_idx, B, T, C, NH, causal, pa,
+                               backbone_drop_key(bb, l, 0));
         linear_forward(a->res1, a->atty, w->attn_proj_w, w->attn_proj_b, (int)N, C, C);
         residual_dropout_forward(a->res1, x, a->res1, N * C, pd, backbone_drop_key(bb, l, 1));
         /* pre-LN: mid is the stream the MLP adds to (resc after a cross block) and the MLP
@@ -436,6 +447,6 @@ void backbone_backward(plm_backbone *bb) {
     /* BERT's word embedding has padding_idx = pad_token_id (nn.Embedding semantics):
      * the padding row gets no gradient from the lookup. */
     int padding_idx = c->arch != PLM_ARCH_GPT2 ? c->pad_token_id : -1;
-    embedding_backward(bb->g.wte, bb->g.wpe, bb->g.wtt, demb, bb->input_ids, bb->token_type_ids, B, T, E, 0,
-                       padding_idx);
+    embedding_backward(bb->g.wte, bb->g.wpe, bb->g.wtt, demb, bb->input_ids, bb->token_type_ids, bb->position_ids, B, T,
+                       E, 0, padding_idx);
 }

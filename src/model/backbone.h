@@ -82,6 +82,8 @@ typedef struct plm_backbone {
     int B, T;
     const int32_t *input_ids, *token_type_ids;
     const uint8_t *attention_mask;
+    const int32_t *position_ids, *seq_idx;                 /* packed documents, or NULL (batch.h) */
+    const int32_t *pending_position_ids, *pending_seq_idx; /* for the next backbone_bind */
     bool causal, training;
     uint64_t dropout_seed;
     int index; /* which backbone of the model (dropout keys differ) */
@@ -98,6 +100,10 @@ void backbone_free(plm_backbone *bb);
 /* The encoder hidden states [B, Tk, C] (and their padding mask, may be NULL) that the
  * next forward pass of a cross-attention stack reads. */
 void backbone_set_encoder(plm_backbone *bb, const float *enc, int Tk, const uint8_t *enc_mask);
+/* Packed documents (batch.h: position_ids, seq_idx, each may be NULL) for the next forward
+ * pass only: backbone_bind takes them and clears them, so a forward pass that was not
+ * given any runs unpacked. Self-attention stacks only (not T5, not cross-attention). */
+void backbone_set_packing(plm_backbone *bb, const int32_t *position_ids, const int32_t *seq_idx);
 /* Checks a batch against the reserved size (and cross-attention's encoder states) and
  * records it in bb for the backward pass; the first step of every forward pass. */
 void backbone_bind(plm_backbone *bb, int B, int T, const int32_t *ids, const int32_t *type_ids, const uint8_t *mask,

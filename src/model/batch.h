@@ -28,6 +28,13 @@ typedef struct {
      * not the squared error on seq_targets; center_rewards is TRL's center_rewards_coefficient */
     bool pairwise;
     float center_rewards; /* with pairwise; 0: off */
+
+    /* packed documents (sft --packing; HF's DataCollatorWithFlattening), self-attention
+     * models only: position_ids [B, T] index the position embeddings (NULL: 0..T-1; each
+     * document restarts at 0), seq_idx [B, T] the document of each token (NULL: one per
+     * row); a token attends only to tokens of its own document */
+    const int32_t *position_ids;
+    const int32_t *seq_idx;
 } plm_batch;
 
 #endif

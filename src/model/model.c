@@ -565,6 +565,23 @@ int plm_model_check_batch(const plm_model *m, int k, const plm_batch *b) {
         return -1;
     }
     size_t N = (size_t)b->B * b->T;
+    if ((b->position_ids || b->seq_idx) &&
+        (c->arch == PLM_ARCH_T5 || c->add_cross_attention || plm_model_is_seq2seq(m))) {
+        plm_error("batch: packed documents (position_ids, seq_idx) need a self-attention model; this is a %s",
+                  plm_model_architecture(m));
+        return -1;
+    }
+    for (size_t i = 0; b->position_ids && i < N; i++)
+        if (b->position_ids[i] < 0 || b->position_ids[i] >= c->max_position_embeddings) {
+            plm_error("batch: position id %d at position %zu is outside 0..%d (max_position_embeddings)",
+                      b->position_ids[i], i, c->max_position_embeddings - 1);
+            return -1;
+        }
+    for (size_t i = 0; b->seq_idx && i < N; i++)
+        if (b->seq_idx[i] < 0 || b->seq_idx[i] >= (1 << 24)) { /* exact as floats in attention's saved state */
+            plm_error("batch: seq_idx %d at position %zu is outside 0..2^24", b->seq_idx[i], i);
+            return -1;
+        }
     for (size_t i = 0; i < N; i++) {
         if (b->input_ids[i] < 0 || b->input_ids[i] >= c->vocab_size) {
             plm_error("batch: input id %d at position %zu is outside the vocabulary (%d)", b->input_ids[i], i,
@@ -608,6 +625,7 @@ int plm_model_run(plm_model *m, int k, const plm_batch *b, bool backward, float 
     /* under bf16, forward keeps its linear inputs' bf16 copies for dW (gemm.h) */
     plm_gemm_bf16_keep_inputs(backward);
     plm_prof_set_phase(PLM_PHASE_FWD);
+    backbone_set_packing(bb, b->position_ids, b->seq_idx);
     backbone_forward(bb, b->B, b->T, b->input_ids, b->token_type_ids, b->attention_mask, b->causal, b->training,
                      b->dropout_seed);
     if (backward) backbone_zero_dhidden(bb);
@@ -624,6 +642,7 @@ const float *plm_model_forward_hidden(plm_model *m, int k, const plm_batch *b, b
     if (plm_model_check_batch(m, k, b) != 0) return NULL;
     plm_gemm_bf16_keep_inputs(for_backward);
     plm_prof_set_phase(PLM_PHASE_FWD);
+    backbone_set_packing(&m->bb[k], b->position_ids, b->seq_idx);
     const float *h = backbone_forward(&m->bb[k], b->B, b->T, b->input_ids, b->token_type_ids, b->attention_mask,
                                       b->causal, b->training, b->dropout_seed);
     if (!for_backward) plm_gemm_bf16_keep_inputs(false);

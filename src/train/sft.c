@@ -8,6 +8,7 @@
 
 #include "core/common.h"
 #include "core/rng.h"
+#include "dist.h"
 
 const char *const plm_sft_metrics[3] = {"perplexity", "token_accuracy", "majority_token_accuracy"};
 
@@ -135,6 +136,8 @@ void plm_sft_batch_free(plm_sft_batch *b) {
     free(b->ids);
     free(b->labels);
     free(b->mask);
+    free(b->position_ids);
+    free(b->seq_idx);
     memset(b, 0, sizeof *b);
 }
 
@@ -144,6 +147,8 @@ void plm_sft_batch_reserve(plm_sft_batch *bb, size_t N) {
     bb->ids = plm_realloc(bb->ids, N * sizeof *bb->ids);
     bb->labels = plm_realloc(bb->labels, N * sizeof *bb->labels);
     bb->mask = plm_realloc(bb->mask, N);
+    bb->position_ids = plm_realloc(bb->position_ids, N * sizeof *bb->position_ids);
+    bb->seq_idx = plm_realloc(bb->seq_idx, N * sizeof *bb->seq_idx);
 }
 
 void plm_sft_collate(const plm_sft_data *d, const int *rows, int n, int32_t pad_id, plm_sft_batch *bb, plm_batch *out) {
@@ -169,6 +174,115 @@ void plm_sft_collate(const plm_sft_data *d, const int *rows, int n, int32_t pad_
                        .input_ids = bb->ids,
                        .attention_mask = bb->mask,
                        .labels = bb->labels,
+                       .causal = true,
+                       .training = false};
+}
+
+/* ---------------------------------------------------------------- packing */
+
+void plm_sft_packs_free(plm_sft_packs *p) {
+    free(p->off);
+    free(p->ex);
+    free(p->len);
+    memset(p, 0, sizeof *p);
+}
+
+double plm_sft_packing_efficiency(const plm_sft_packs *p, int max_len) {
+    return p->n ? (double)p->tokens / ((double)p->n * max_len) : NAN;
+}
+
+typedef struct {
+    int len, rank; /* tokens, place in the shuffled order */
+} pack_key;
+
+static int longest_first(const void *x, const void *y) {
+    const pack_key *a = x, *b = y;
+    if (a->len != b->len) return a->len > b->len ? -1 : 1;
+    return (a->rank > b->rank) - (a->rank < b->rank);
+}
+
+void plm_sft_pack(const plm_sft_data *d, int max_len, uint64_t seed, plm_sft_packs *out) {
+    int n = d->n;
+    memset(out, 0, sizeof *out);
+    int *order = plm_malloc((size_t)PLM_MAX(n, 1) * sizeof *order);
+    plm_ft_epoch_order(order, n, seed, -2); /* epoch -2: a stream neither training nor the split uses */
+    pack_key *key = plm_malloc((size_t)PLM_MAX(n, 1) * sizeof *key);
+    for (int r = 0; r < n; r++) key[r] = (pack_key){(int)(d->off[order[r] + 1] - d->off[order[r]]), r};
+    qsort(key, (size_t)n, sizeof *key, longest_first);
+    /* Free space of rows 0..n-1 (at most one row per example) in a max-segment tree with
+     * leaves at size..2 size-1: a row not yet opened has all max_len tokens free, so the
+     * leftmost leaf with room is the first opened row with room or else the next new row. */
+    int size = 1;
+    while (size < PLM_MAX(n, 1)) size *= 2;
+    int *tree = plm_malloc((size_t)2 * size * sizeof *tree);
+    for (int i = 0; i < size; i++) tree[size + i] = i < n ? max_len : -1;
+    for (int i = size - 1; i >= 1; i--) tree[i] = PLM_MAX(tree[2 * i], tree[2 * i + 1]);
+    int *row_of = plm_malloc((size_t)PLM_MAX(n, 1) * sizeof *row_of); /* by rank */
+    int rows = 0;
+    for (int r = 0; r < n; r++) {
+        int len = key[r].len, i = 1;
+        if (len > max_len) plm_die("plm_sft_pack: an example of %d tokens is longer than the rows (%d)", len, max_len);
+        while (i < size) i = tree[2 * i] >= len ? 2 * i : 2 * i + 1; /* the leftmost child with room */
+        row_of[r] = i - size;
+        rows = PLM_MAX(rows, i - size + 1);
+        tree[i] -= len;
+        for (i /= 2; i >= 1; i /= 2) tree[i] = PLM_MAX(tree[2 * i], tree[2 * i + 1]);
+    }
+    out->n = rows;
+    out->off = plm_calloc((size_t)rows + 1, sizeof *out->off);
+    out->len = plm_calloc((size_t)PLM_MAX(rows, 1), sizeof *out->len);
+    out->ex = plm_malloc((size_t)PLM_MAX(n, 1) * sizeof *out->ex);
+    for (int r = 0; r < n; r++) out->off[row_of[r] + 1]++, out->len[row_of[r]] += key[r].len;
+    for (int k = 0; k < rows; k++) out->off[k + 1] += out->off[k];
+    int *fill = plm_calloc((size_t)PLM_MAX(rows, 1), sizeof *fill);
+    for (int r = 0; r < n; r++) /* in placing order: a row's documents longest first */
+        out->ex[out->off[row_of[r]] + fill[row_of[r]]++] = order[key[r].rank];
+    for (int k = 0; k < rows; k++) {
+        out->max_len = PLM_MAX(out->max_len, out->len[k]);
+        out->tokens += out->len[k];
+    }
+    free(fill);
+    free(row_of);
+    free(tree);
+    free(key);
+    free(order);
+}
+
+void plm_sft_collate_packed(const plm_sft_data *d, const plm_sft_packs *p, const int *rows, int n, int32_t pad_id,
+                            plm_sft_batch *bb, plm_batch *out) {
+    int T = 1;
+    for (int r = 0; r < n; r++) T = PLM_MAX(T, p->len[rows[r]]);
+    plm_sft_batch_reserve(bb, (size_t)n * T);
+    for (int r = 0; r < n; r++) {
+        size_t row = (size_t)r * T;
+        int t = 0, doc = 0;
+        for (int e = p->off[rows[r]]; e < p->off[rows[r] + 1]; e++, doc++) {
+            size_t a = d->off[p->ex[e]];
+            int len = (int)(d->off[p->ex[e] + 1] - a);
+            for (int k = 0; k < len; k++, t++) {
+                bb->ids[row + t] = d->ids[a + k];
+                bb->mask[row + t] = 1;
+                /* pre-shifted within the document: its last position has no target */
+                bb->labels[row + t] = k + 1 < len && d->train[a + k + 1] ? d->ids[a + k + 1] : PLM_IGNORE_INDEX;
+                bb->position_ids[row + t] = k;
+                bb->seq_idx[row + t] = doc;
+            }
+        }
+        for (; t < T; t++) {
+            bb->ids[row + t] = pad_id;
+            bb->mask[row + t] = 0;
+            bb->labels[row + t] = PLM_IGNORE_INDEX;
+            bb->position_ids[row + t] = 0;
+            bb->seq_idx[row + t] = doc; /* not read: the mask makes it padding */
+        }
+    }
+    *out = (plm_batch){.B = n,
+                       .T = T,
+                       .input_ids = bb->ids,
+                       .attention_mask = bb->mask,
+                       .labels = bb->labels,
+                       .position_ids = bb->position_ids,
+                       .seq_idx = bb->seq_idx,
                        .causal = true,
                        .training = false};
 }
@@ -219,15 +333,29 @@ typedef struct {
     int max_seq_length;
     int32_t pad, majority;
     plm_sft_batch bb;
+    const plm_sft_packs *packs; /* NULL: one example per row */
+    double batch_efficiency;    /* of the last packed batch */
 } sft_loop;
 
 static int sft_train_batch(void *ctx, plm_model *m, const int *rows, int n, uint64_t dseed, plm_batch *out) {
     (void)m;
     sft_loop *c = ctx;
-    plm_sft_collate(c->train, rows, n, c->pad, &c->bb, out);
+    if (c->packs) {
+        plm_sft_collate_packed(c->train, c->packs, rows, n, c->pad, &c->bb, out);
+        long real = 0;
+        for (int r = 0; r < n; r++) real += c->packs->len[rows[r]];
+        c->batch_efficiency = (double)real / ((double)n * c->max_seq_length);
+    } else {
+        plm_sft_collate(c->train, rows, n, c->pad, &c->bb, out);
+    }
     out->training = true;
     out->dropout_seed = dseed;
     return 0;
+}
+
+static void sft_step_fields(void *ctx, char *buf, size_t size) {
+    const sft_loop *c = ctx;
+    snprintf(buf, size, ", \"packing_efficiency\": %.4f", c->batch_efficiency);
 }
 
 static int sft_eval(void *ctx, plm_model *m, int B, plm_ft_scores *out) {
@@ -249,6 +377,11 @@ static int sft_save(void *ctx, const plm_model *m, const char *dir, const char *
 
 int plm_sft_train(plm_model *m, const plm_tokenizer *tok, const plm_sft_data *train, const plm_sft_data *valid,
                   plm_chat_template t, const plm_ft_args *a, plm_ft_scores *best) {
+    return plm_sft_train_ex(m, tok, train, valid, t, a, false, best);
+}
+
+int plm_sft_train_ex(plm_model *m, const plm_tokenizer *tok, const plm_sft_data *train, const plm_sft_data *valid,
+                     plm_chat_template t, const plm_ft_args *a, bool packing, plm_ft_scores *best) {
     if (plm_model_head(m, PLM_HEAD_LM) != 0 || m->num_backbones != 1 || !m->config.is_decoder) {
         plm_error("sft needs a causal language model (is_decoder true, an LM head); this is a %s%s",
                   plm_model_architecture(m), m->config.is_decoder ? "" : " with bidirectional attention");
@@ -265,22 +398,41 @@ int plm_sft_train(plm_model *m, const plm_tokenizer *tok, const plm_sft_data *tr
                   .max_seq_length = a->max_seq_length,
                   .pad = plm_sft_pad_id(m, tok),
                   .majority = plm_sft_majority_token(train, m->config.vocab_size)};
-    int max_len = train->max_len;
+    plm_sft_packs packs = {0};
+    int row_len = train->max_len; /* the longest training row */
+    if (packing) {
+        int cap = a->max_seq_length > 0 ? a->max_seq_length : train->max_len;
+        if (train->max_len > cap) {
+            plm_error("--packing: an example of %d tokens is longer than --max-seq-length %d", train->max_len, cap);
+            return PLM_EXIT_USAGE;
+        }
+        c.max_seq_length = cap;
+        plm_sft_pack(train, cap, a->seed, &packs);
+        c.packs = &packs;
+        row_len = packs.max_len;
+        if (!a->quiet && plm_dist_is_root())
+            printf("sft: packed %d examples into %d rows of %d tokens: packing efficiency %.4f (real tokens / (rows "
+                   "x max_seq_length))\n",
+                   train->n, packs.n, cap, plm_sft_packing_efficiency(&packs, cap));
+    }
+    int max_len = row_len;
     if (c.valid) max_len = PLM_MAX(max_len, c.valid->max_len);
     /* the batch buffers at their largest now: a later, longer batch must not allocate in a step */
-    plm_sft_batch_reserve(&c.bb, (size_t)PLM_MAX(a->train_batch_size, 1) * (size_t)PLM_MAX(train->max_len, 1));
+    plm_sft_batch_reserve(&c.bb, (size_t)PLM_MAX(a->train_batch_size, 1) * (size_t)PLM_MAX(row_len, 1));
     plm_ft_loop_task lt = {.name = "sft",
                            .n_metrics = 3,
                            .metrics = plm_sft_metrics,
                            .lower_is_better = true,
-                           .n_train = train->n,
+                           .n_train = packing ? packs.n : train->n,
                            .max_len = max_len,
                            .has_dev = c.valid != NULL,
                            .ctx = &c,
                            .train_batch = sft_train_batch,
                            .evaluate = sft_eval,
-                           .save_model = sft_save};
+                           .save_model = sft_save,
+                           .step_fields = packing ? sft_step_fields : NULL};
     int rc = plm_ft_train(m, &lt, a, best);
     plm_sft_batch_free(&c.bb);
+    plm_sft_packs_free(&packs);
     return rc;
 }

@@ -11,7 +11,14 @@
  * the batch's trained tokens (HF's mean over the labelled tokens). Rows are padded on
  * the right with the pad token (GPT-2: EOS), attention mask 0; causal attention makes
  * the padding invisible to the real tokens. An example longer than max_seq_length loses
- * its end (TRL's truncation). */
+ * its end (TRL's truncation).
+ *
+ * Packing (--packing, TRL's packing=True with per-document attention, i.e. HF's
+ * DataCollatorWithFlattening / flash-attention varlen): the examples, shuffled with the
+ * seed, are packed first-fit-decreasing into rows of max_seq_length tokens. In a row each
+ * document keeps its own labels (its last position gets -100, so no target crosses into
+ * the next document), its position_ids restart at 0 and seq_idx numbers it, so no token
+ * attends to another document: each document computes what it computes alone in a row. */
 #ifndef PLM_SFT_H
 #define PLM_SFT_H
 
@@ -57,6 +64,7 @@ int plm_sft_split(plm_sft_data *d, double fraction, uint64_t seed, plm_sft_data 
 typedef struct {
     int32_t *ids, *labels;
     uint8_t *mask;
+    int32_t *position_ids, *seq_idx; /* packed batches */
     size_t cap;
 } plm_sft_batch;
 
@@ -66,6 +74,30 @@ void plm_sft_batch_free(plm_sft_batch *b);
 void plm_sft_batch_reserve(plm_sft_batch *b, size_t n_tokens);
 /* Examples rows[0..n) of d as one causal batch, right-padded with pad_id to the longest. */
 void plm_sft_collate(const plm_sft_data *d, const int *rows, int n, int32_t pad_id, plm_sft_batch *bb, plm_batch *out);
+
+/* Packed rows: row r holds the examples ex[off[r]..off[r + 1]) of a plm_sft_data, in order. */
+typedef struct {
+    int n;       /* rows */
+    int *off;    /* [n + 1] */
+    int *ex;     /* [examples] */
+    int *len;    /* [n] tokens of each row */
+    int max_len; /* the longest row */
+    long tokens; /* real tokens in all rows */
+} plm_sft_packs;
+
+/* Shuffles d's examples with seed (every example at most max_len tokens), then packs them
+ * first-fit-decreasing into rows of at most max_len tokens: longest first (ties in the
+ * shuffled order), each into the first row with room, found in O(log rows) with a
+ * max-segment tree over the rows' free space. */
+void plm_sft_pack(const plm_sft_data *d, int max_len, uint64_t seed, plm_sft_packs *out);
+void plm_sft_packs_free(plm_sft_packs *p);
+/* Real tokens / (rows x max_len). */
+double plm_sft_packing_efficiency(const plm_sft_packs *p, int max_len);
+/* Rows rows[0..n) of p (packs of d's examples) as one causal batch with position_ids and
+ * seq_idx (batch.h), right-padded with pad_id to the longest row (padding: mask 0,
+ * label -100, position 0). */
+void plm_sft_collate_packed(const plm_sft_data *d, const plm_sft_packs *p, const int *rows, int n, int32_t pad_id,
+                            plm_sft_batch *bb, plm_batch *out);
 
 /* The most frequent trained token of d (the context-free baseline's answer), or -1. */
 int32_t plm_sft_majority_token(const plm_sft_data *d, int vocab_size);
@@ -91,6 +123,11 @@ int32_t plm_sft_pad_id(const plm_model *m, const plm_tokenizer *tok);
  * code (core/common.h) with the error set. */
 int plm_sft_train(plm_model *m, const plm_tokenizer *tok, const plm_sft_data *train, const plm_sft_data *valid,
                   plm_chat_template t, const plm_ft_args *a, plm_ft_scores *best);
+/* The same; with packing the training rows are packs of train (plm_sft_pack with a->seed
+ * and a->max_seq_length; evaluation stays one example per row), the packing efficiency is
+ * printed and each step's line of metrics.jsonl has its batch's as packing_efficiency. */
+int plm_sft_train_ex(plm_model *m, const plm_tokenizer *tok, const plm_sft_data *train, const plm_sft_data *valid,
+                     plm_chat_template t, const plm_ft_args *a, bool packing, plm_ft_scores *best);
 
 /* The metrics plm_sft_train reports, in plm_ft_scores.value order. */
 extern const char *const plm_sft_metrics[3];

@@ -119,8 +119,10 @@ def gelu(x, kind):
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
 
 
-def attention(qkv, mask, NH, causal, dropmask=None, p=0.0):
-    """qkv [B, T, 3C]; mask [B, T] (1 real, 0 padding) or None. Returns out [B, T, C], probs."""
+def attention(qkv, mask, NH, causal, dropmask=None, p=0.0, seq_idx=None):
+    """qkv [B, T, 3C]; mask [B, T] (1 real, 0 padding) or None; seq_idx [B, T] packed
+    documents (a query sees its own document's keys only, a padding query none) or None.
+    Returns out [B, T, C], probs, lse."""
     B, T, C3 = qkv.shape
     C = C3 // 3
     hs = C // NH
@@ -131,12 +133,20 @@ def attention(qkv, mask, NH, causal, dropmask=None, p=0.0):
         allowed = allowed & torch.ones(T, T, dtype=torch.bool).tril()
     if mask is not None:
         allowed = allowed & mask.bool()[:, None, None, :]
+    if seq_idx is not None:
+        allowed = allowed & (seq_idx[:, None, :, None] == seq_idx[:, None, None, :])
+        if mask is not None:
+            allowed = allowed & mask.bool()[:, None, :, None]
     s = s.masked_fill(~allowed, float("-inf"))
-    probs = torch.softmax(s, dim=-1)
-    probs = torch.where(allowed.any(-1, keepdim=True), probs, torch.zeros_like(probs))  # rows with no key: zeros
+    lse = torch.logsumexp(s, dim=-1)  # -inf on a row with no key
+    seen = allowed.any(-1, keepdim=True)
+    # a row with no key (a packed padding query) gets zeros, and a finite softmax input so
+    # that no NaN reaches the gradients
+    probs = torch.softmax(torch.where(seen, s, torch.zeros_like(s)), dim=-1)
+    probs = torch.where(seen, probs, torch.zeros_like(probs))
     pd = probs * dropmask / (1.0 - p) if dropmask is not None else probs
     out = (pd @ v).transpose(1, 2).reshape(B, T, C)
-    return out, probs, torch.logsumexp(s, dim=-1)
+    return out, probs, lse
 
 
 def leaf(t):
@@ -247,12 +257,20 @@ def check_dropout(ck, meta, d):
 def check_attention(ck, meta, d):
     p = float(meta["p"])
     qkv = leaf(d["qkv"])
-    out, probs, lse = attention(qkv, d["attention_mask"], int(meta["NH"]), meta["causal"] == "1", d.get("dropmask"), p)
+    seq = d.get("seq_idx")
+    out, probs, lse = attention(
+        qkv, d["attention_mask"], int(meta["NH"]), meta["causal"] == "1", d.get("dropmask"), p, seq
+    )
     (out * d["dout"]).sum().backward()
     C = int(meta["C"])
     ck.compare("out", d["out"], out)
-    # plm keeps only the per-row log-sum-exp of the scores (flash attention), not P
-    ck.compare("lse", d["lse"], lse.detach())
+    # plm keeps only the per-row log-sum-exp of the scores (flash attention), not P; with
+    # packed documents only rows with a visible key have one (padding rows: +inf in plm)
+    if seq is None:
+        ck.compare("lse", d["lse"], lse.detach())
+    else:
+        rows = torch.isfinite(lse.detach())
+        ck.compare("lse", d["lse"][rows], lse.detach()[rows])
     ck.compare("grad.qkv", d["grad.qkv"], qkv.grad)
     for i, part in enumerate("qkv"):
         ck.compare(f"grad.{part}", d["grad.qkv"][..., i * C : (i + 1) * C], qkv.grad[..., i * C : (i + 1) * C])
