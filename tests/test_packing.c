@@ -7,6 +7,8 @@
  *   model: a packed batch of sft examples gives the loss (mean over the labelled tokens)
  *     and every parameter gradient of the same examples padded one per row, fp32,
  *     relative error <= 1e-5, with the activations poisoned (NaN) before each run.
+ *   refusals: a packed batch on T5, a position id past max_position_embeddings and a
+ *     negative seq_idx are errors that name the problem, not a forward pass.
  * PyTorch float64 parity of the attention with seq_idx is in tests/parity.sh. */
 #include <math.h>
 #include <stdio.h>
@@ -254,7 +256,35 @@ static void test_model(void) {
     plm_model_free(m);
 }
 
+/* plm_model_check_batch refuses what packing cannot mean and names why */
+static void test_refusals(void) {
+    plm_config c;
+    plm_config_default(&c, PLM_ARCH_GPT2);
+    c.vocab_size = 50, c.hidden_size = 16, c.num_attention_heads = 2, c.num_hidden_layers = 1;
+    c.intermediate_size = 32, c.max_position_embeddings = 8;
+    plm_model *g = plm_model_create(&c, 3);
+    plm_config_default(&c, PLM_ARCH_T5);
+    c.vocab_size = 50, c.hidden_size = 16, c.num_attention_heads = 2, c.intermediate_size = 32;
+    c.num_hidden_layers = c.num_decoder_layers = 1;
+    plm_model *t5 = plm_model_create(&c, 3);
+    int32_t ids[8] = {5, 6, 7, 8, 9, 10, 11, 12}, pos[8] = {0, 1, 2, 0, 1, 2, 3, 4}, seq[8] = {0, 0, 0, 1, 1, 1, 1, 1};
+    plm_batch b = {.B = 1, .T = 8, .input_ids = ids, .labels = ids, .position_ids = pos, .seq_idx = seq};
+    bool ok = g && t5 && plm_model_reserve(g, 1, 8) == 0 && plm_model_reserve(t5, 1, 8) == 0;
+    TEST_CHECK(ok && plm_model_check_batch(g, 0, &b) == 0, "packing_check_accepts", "%s", plm_last_error());
+    TEST_CHECK(ok && plm_model_check_batch(t5, 0, &b) != 0 && strstr(plm_last_error(), "self-attention"),
+               "packing_check_t5", "%s", plm_last_error());
+    pos[7] = 8; /* max_position_embeddings */
+    TEST_CHECK(ok && plm_model_check_batch(g, 0, &b) != 0 && strstr(plm_last_error(), "max_position_embeddings"),
+               "packing_check_position", "%s", plm_last_error());
+    pos[7] = 4, seq[3] = -1;
+    TEST_CHECK(ok && plm_model_check_batch(g, 0, &b) != 0 && strstr(plm_last_error(), "seq_idx"),
+               "packing_check_seq_idx", "%s", plm_last_error());
+    plm_model_free(g);
+    plm_model_free(t5);
+}
+
 int main(void) {
+    test_refusals();
     test_pack();
     test_attention();
     test_model();
