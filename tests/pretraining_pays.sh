@@ -18,10 +18,10 @@ fi
 rows=$(grep -cE '^\| (cola|sst2|stsb|rte|conll2003|squad) \(.*\| .* ± .* \| .* ± .* \|' "$t/pp/table.md" 2>/dev/null)
 want=$(wc -w <<<"$tasks")
 if [[ $rows == "$want" ]]; then echo "PASS pretraining_pays_table"; else echo "FAIL pretraining_pays_table: $rows task rows"; fi
-# bench/sst2_diagnosis.sh on the smoke checkpoints: four settings x two inits, its table
+# bench/sst2_diagnosis.sh on the smoke checkpoints: five settings x two inits, its table
 if [[ -z ${PLM_SANITIZE:-} ]]; then
     if SMOKE=1 OUT=$t/pp PLM=$PWD/$BUILD/plm bash bench/sst2_diagnosis.sh >"$t/diag" 2>"$t/diag.err" &&
-        [[ $(grep -cE '^\| (low1k|probe|electra|plain) \| .* \| .* \| [+-][0-9.]+ \|$' "$t/pp/sst2-diagnosis/table.md") == 4 ]]; then
+        [[ $(grep -cE '^\| (low1k|probe|electra|plain|full) \| .* \| .* \| [+-][0-9.]+ \|$' "$t/pp/sst2-diagnosis/table.md") == 5 ]]; then
         echo "PASS sst2_diagnosis_smoke"
     else
         echo "FAIL sst2_diagnosis_smoke: $(tail -3 "$t/diag.err" "$t/diag" | tr '\n' ' ')"
