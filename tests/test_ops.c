@@ -332,7 +332,10 @@ static void test_fused_bias_threads(void) {
             db[f][k] = plm_aligned_alloc((size_t)I * sizeof(float));
             for (int o = 0; o < I; o++) db[f][k][o] = 0.25f;
         }
-        gelu_backward_colsum(dx[0][k], pre, dout, N, I, PLM_GELU_TANH, db[0][k]);
+        float *dact = fcopy(pre, n), *act = plm_aligned_alloc(n * sizeof(float));
+        gelu_forward_dact(act, NULL, dact, n, PLM_GELU_TANH);
+        gelu_backward_dact_colsum(dx[0][k], NULL, dact, dout, N, I, PLM_GELU_TANH, db[0][k]);
+        free(dact), free(act);
         dropout_backward_colsum(dx[1][k], dout, N, I, 0.1f, 77, db[1][k]);
     }
     omp_set_num_threads(2);
@@ -354,31 +357,40 @@ static void test_fused_bias_threads(void) {
     free(dout);
 }
 
-/* GELU's passes that also round their result to bf16 (the next product's operand): the
- * fp32 result has the bits of the plain pass, and the copy is plm_to_bf16 of it, for
- * every activation, odd sizes and a block tail. */
+/* GELU's passes as the backbone runs them (gelu_forward_dact, gelu_backward_dact_colsum):
+ * the activation has the bits of gelu_forward, the gradient those of gelu_backward, the
+ * bias gradient those of colsum_accumulate, and each bf16 copy is plm_to_bf16 of its fp32
+ * result, with and without the copies, for every activation, odd sizes and a block tail. */
 static void test_gelu_bf16_copy(void) {
     int N = 37, I = 333;
     size_t n = (size_t)N * I;
     float *pre = frand(n, 3.0f), *dout = frand(n, 1.0f);
-    float *a = plm_malloc(n * 4), *b = plm_malloc(n * 4), *da = plm_malloc(n * 4), *db = plm_malloc(n * 4);
+    float *a = plm_malloc(n * 4), *da = plm_malloc(n * 4);
     uint16_t *b16 = plm_malloc(n * 2), *db16 = plm_malloc(n * 2);
-    float ga[333], gb[333];
+    float ga[333];
     plm_gelu_kind kinds[3] = {PLM_GELU_ERF, PLM_GELU_TANH, PLM_ACT_RELU};
     for (int k = 0; k < 3; k++) {
-        for (int o = 0; o < I; o++) ga[o] = gb[o] = 0.5f;
+        for (int o = 0; o < I; o++) ga[o] = 0.5f;
         gelu_forward(a, pre, n, kinds[k]);
-        gelu_forward_bf16(b, b16, pre, n, kinds[k]);
-        gelu_backward_colsum(da, pre, dout, N, I, kinds[k], ga);
-        gelu_backward_colsum_bf16(db, db16, pre, dout, N, I, kinds[k], gb);
-        bool copies = true;
-        for (size_t i = 0; i < n; i++) copies &= b16[i] == plm_to_bf16(b[i]) && db16[i] == plm_to_bf16(db[i]);
+        gelu_backward(da, pre, dout, n, kinds[k]);
+        colsum_accumulate(ga, da, N, I);
+        bool same = true;
+        for (int copy = 0; copy < 2; copy++) {
+            float *b = plm_malloc(n * 4), *db = plm_malloc(n * 4), *dact = fcopy(pre, n), gb[333];
+            for (int o = 0; o < I; o++) gb[o] = 0.5f;
+            gelu_forward_dact(b, copy ? b16 : NULL, dact, n, kinds[k]);
+            gelu_backward_dact_colsum(db, copy ? db16 : NULL, dact, dout, N, I, kinds[k], gb);
+            same &= !memcmp(a, b, n * 4) && !memcmp(da, db, n * 4) && !memcmp(ga, gb, sizeof ga);
+            for (size_t i = 0; copy && i < n; i++) same &= b16[i] == plm_to_bf16(b[i]) && db16[i] == plm_to_bf16(db[i]);
+            free(b), free(db), free(dact);
+        }
         char name[64];
         snprintf(name, sizeof name, "gelu_bf16_copy_%d", k);
-        TEST_CHECK(!memcmp(a, b, n * 4) && !memcmp(da, db, n * 4) && !memcmp(ga, gb, sizeof ga) && copies, name,
-                   "fp32 bits differ from the plain pass, or a bf16 copy is not the rounded result");
+        TEST_CHECK(same, name,
+                   "bits differ from gelu_forward / gelu_backward / colsum_accumulate, or a bf16 copy is "
+                   "not the rounded result");
     }
-    free(pre), free(dout), free(a), free(b), free(da), free(db), free(b16), free(db16);
+    free(pre), free(dout), free(a), free(da), free(b16), free(db16);
 }
 
 static void test_layernorm_threads(void) {

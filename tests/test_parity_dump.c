@@ -429,7 +429,7 @@ static void case_dropout(const char *name, float p) {
 /* The bias gradients fused into the backward pass that makes dout (linear.h), with the
  * forward as the backbone runs it (the GEMM adds the bias):
  *   pre = x + bias, out = act(pre);  dx = dout * act'(pre), dbias += sum_rows dx
- * (gelu_backward_colsum). N = 70 rows is three chunks of the column sums; I odd.
+ * (gelu_forward_dact, gelu_backward_dact_colsum). N = 70 rows is three chunks of the column sums; I odd.
  * Self-check: the bits of gelu_backward then colsum_accumulate. */
 static void case_bias_gelu(const char *name, plm_gelu_kind kind) {
     int N = 70, I = 45;
@@ -439,17 +439,20 @@ static void case_bias_gelu(const char *name, plm_gelu_kind kind) {
     float *pre = fnan(n), *out = fnan(n), *dx = fnan(n), *db = frand(I, 1.0f), *db0 = fcopy(db, I);
     for (int r = 0; r < N; r++)
         for (int i = 0; i < I; i++) pre[(size_t)r * I + i] = x[(size_t)r * I + i] + b[i];
-    gelu_forward(out, pre, n, kind);
-    gelu_backward_colsum(dx, pre, dout, N, I, kind, db);
+    float *dact = fcopy(pre, n); /* the backbone's buffer: pre, then act'(pre) */
+    gelu_forward_dact(out, NULL, dact, n, kind);
+    gelu_backward_dact_colsum(dx, NULL, dact, dout, N, I, kind, db);
     check_written(name, "out", out, n), check_written(name, "grad_inp", dx, n);
-    float *dx2 = fnan(n), *db2 = fcopy(db0, I);
+    float *out2 = fnan(n), *dx2 = fnan(n), *db2 = fcopy(db0, I);
+    gelu_forward(out2, pre, n, kind);
     gelu_backward(dx2, pre, dout, n, kind);
     colsum_accumulate(db2, dx2, N, I);
-    CHECK(!memcmp(dx, dx2, n * 4) && !memcmp(db, db2, I * 4), cname("parity_self.%s.backward_equals_unfused", name),
-          "differs from gelu_backward then colsum_accumulate");
+    CHECK(!memcmp(out, out2, n * 4) && !memcmp(dx, dx2, n * 4) && !memcmp(db, db2, I * 4),
+          cname("parity_self.%s.fused_equals_unfused", name),
+          "differs from gelu_forward, gelu_backward then colsum_accumulate");
     /* dinp may alias dout */
     float *inplace = fcopy(dout, n), *db3 = fcopy(db0, I);
-    gelu_backward_colsum(inplace, pre, inplace, N, I, kind, db3);
+    gelu_backward_dact_colsum(inplace, NULL, dact, inplace, N, I, kind, db3);
     CHECK(!memcmp(inplace, dx, n * 4) && !memcmp(db3, db, I * 4), cname("parity_self.%s.backward_in_place", name),
           "in-place backward differs");
     meta("kind", "%s", kind == PLM_GELU_ERF ? "erf" : "tanh");

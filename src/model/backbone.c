@@ -275,9 +275,9 @@ const float *backbone_forward(plm_backbone *bb, int B, int T, const int32_t *ids
             mlp_in = a->ln2;
         }
         linear_forward(a->fch, mlp_in, w->fc_w, w->fc_b, (int)N, C, I);
-        /* under bf16 the activation's rounded copy, which the next product reads, comes out
-         * of the same pass */
-        gelu_forward_bf16(a->fch_gelu, plm_gemm_bf16_keep_begin(a->fch_gelu, N * I), a->fch, N * I, c->hidden_act);
+        /* fch becomes gelu'(fch) for the backward pass; under bf16 the activation's rounded
+         * copy, which the next product reads, comes out of the same pass */
+        gelu_forward_dact(a->fch_gelu, plm_gemm_bf16_keep_begin(a->fch_gelu, N * I), a->fch, N * I, c->hidden_act);
         linear_forward(a->res2, a->fch_gelu, w->proj_w, w->proj_b, (int)N, I, C);
         /* the MLP's residual: pre-LN adds the sub-layer input res1, post-LN the LN output */
         residual_dropout_forward(a->res2, c->pre_layernorm ? mid : mlp_in, a->res2, N * C, pd,
@@ -377,7 +377,7 @@ void backbone_backward(plm_backbone *bb) {
             float *dmlp = pd > 0.0f ? bb->g_b : bb->g_resid;
             dropout_backward_colsum(dmlp, bb->g_resid, (int)N, C, pd, backbone_drop_key(bb, l, 2), g->proj_b);
             linear_backward(bb->g_fch, g->proj_w, NULL, dmlp, a->fch_gelu, w->proj_w, (int)N, I, C, false);
-            gelu_backward_colsum_bf16(bb->g_fch, plm_gemm_bf16_hold_begin(bb->g_fch, N * I), a->fch, bb->g_fch, (int)N,
+            gelu_backward_dact_colsum(bb->g_fch, plm_gemm_bf16_hold_begin(bb->g_fch, N * I), a->fch, bb->g_fch, (int)N,
                                       I, c->hidden_act, g->fc_b);
             linear_backward(bb->g_a, g->fc_w, NULL, bb->g_fch, a->ln2, w->fc_w, (int)N, C, I, false);
             layernorm_backward(bb->g_resid, g->ln2_w, g->ln2_b, bb->g_a, cross ? a->resc : a->res1, w->ln2_w,
@@ -405,7 +405,7 @@ void backbone_backward(plm_backbone *bb) {
             float *dmlp = pd > 0.0f ? bb->g_b : bb->g_a;
             dropout_backward_colsum(dmlp, bb->g_a, (int)N, C, pd, backbone_drop_key(bb, l, 2), g->proj_b);
             linear_backward(bb->g_fch, g->proj_w, NULL, dmlp, a->fch_gelu, w->proj_w, (int)N, I, C, false);
-            gelu_backward_colsum_bf16(bb->g_fch, plm_gemm_bf16_hold_begin(bb->g_fch, N * I), a->fch, bb->g_fch, (int)N,
+            gelu_backward_dact_colsum(bb->g_fch, plm_gemm_bf16_hold_begin(bb->g_fch, N * I), a->fch, bb->g_fch, (int)N,
                                       I, c->hidden_act, g->fc_b);
             /* g_a = d res2 (identity path) + the MLP path = d ln1 (d lnc with cross-attention) */
             linear_backward(bb->g_a, g->fc_w, NULL, bb->g_fch, cross ? a->lnc : a->ln1, w->fc_w, (int)N, C, I, true);

@@ -48,7 +48,7 @@ typedef struct {
     float *qkv, *att, *atty;
     float *res1;
     float *ln2, *ln2_mean, *ln2_rstd;
-    float *fch, *fch_gelu;
+    float *fch, *fch_gelu; /* FFN pre-activation (then its gelu', gelu_forward_dact), activation */
     float *res2;
     float *lnc, *lnc_mean, *lnc_rstd, *cq, *ckv, *catt, *caty, *resc; /* cross-attention */
 } plm_layer_acts;

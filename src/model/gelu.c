@@ -86,40 +86,72 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, p
     plm_prof_end("gelu", prof_t0);
 }
 
-/* dinp = dout * act'(inp) over one row, and psum += dinp: gelu_backward's expressions,
- * so the fused pass has its bits. */
-static inline void act_grad_row(float *dinp, const float *inp, const float *dout, float *psum, int n,
-                                plm_gelu_kind kind) {
+/* act(x) and act'(x) over n elements (one thread's block), x overwritten by act'(x):
+ * act_block's and the gelu_*_grad expressions, so the same bits. */
+static void act_dact_block(float *out, float *x, size_t n, plm_gelu_kind kind) {
     if (kind == PLM_ACT_RELU) {
 #pragma omp simd
-        for (int i = 0; i < n; i++) {
-            float d = inp[i] > 0.0f ? dout[i] : 0.0f;
-            dinp[i] = d;
-            psum[i] += d;
+        for (size_t i = 0; i < n; i++) {
+            float v = x[i];
+            out[i] = v > 0.0f ? v : 0.0f;
+            x[i] = v > 0.0f ? 1.0f : 0.0f;
         }
     } else if (kind == PLM_GELU_ERF) {
 #pragma omp simd
+        for (size_t i = 0; i < n; i++) {
+            float v = x[i], e;
+            float y = plm_erff_exp(v * INV_SQRT_2, &e);
+            out[i] = 0.5f * v * (1.0f + y);
+            x[i] = 0.5f * (1.0f + y) + v * (INV_SQRT_2PI * e);
+        }
+    } else {
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) {
+            float v = x[i];
+            float th = plm_tanhf(SQRT_2_OVER_PI * (v + 0.044715f * v * v * v));
+            float du = SQRT_2_OVER_PI * (1.0f + 3.0f * 0.044715f * v * v);
+            out[i] = 0.5f * v * (1.0f + th);
+            x[i] = 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * du;
+        }
+    }
+}
+
+void gelu_forward_dact(float *out, uint16_t *out16, float *x, size_t n, plm_gelu_kind kind) {
+    double prof_t0 = plm_prof_begin();
+    size_t nb = (n + ACT_BLOCK - 1) / ACT_BLOCK;
+#pragma omp parallel for schedule(static)
+    for (size_t b = 0; b < nb; b++) {
+        size_t lo = b * ACT_BLOCK, len = PLM_MIN((size_t)ACT_BLOCK, n - lo);
+        act_dact_block(out + lo, x + lo, len, kind);
+        if (out16) {
+#pragma omp simd
+            for (size_t i = lo; i < lo + len; i++) out16[i] = plm_to_bf16(out[i]);
+        }
+    }
+    plm_prof_end("gelu", prof_t0);
+}
+
+/* dinp = dout * dact over one row, and psum += dinp. ReLU selects, as gelu_backward does,
+ * so a zero gradient is +0 whatever the sign of dout. */
+static inline void dact_row(float *dinp, const float *dact, const float *dout, float *psum, int n, plm_gelu_kind kind) {
+    if (kind == PLM_ACT_RELU) {
+#pragma omp simd
         for (int i = 0; i < n; i++) {
-            float d = dout[i] * gelu_erf_grad(inp[i]);
+            float d = dact[i] > 0.0f ? dout[i] : 0.0f;
             dinp[i] = d;
             psum[i] += d;
         }
     } else {
 #pragma omp simd
         for (int i = 0; i < n; i++) {
-            float d = dout[i] * gelu_tanh_grad(inp[i]);
+            float d = dout[i] * dact[i];
             dinp[i] = d;
             psum[i] += d;
         }
     }
 }
 
-void gelu_backward_colsum(float *dinp, const float *inp, const float *dout, int N, int I, plm_gelu_kind kind,
-                          float *dbias) {
-    gelu_backward_colsum_bf16(dinp, NULL, inp, dout, N, I, kind, dbias);
-}
-
-void gelu_backward_colsum_bf16(float *dinp, uint16_t *dinp16, const float *inp, const float *dout, int N, int I,
+void gelu_backward_dact_colsum(float *dinp, uint16_t *dinp16, const float *dact, const float *dout, int N, int I,
                                plm_gelu_kind kind, float *dbias) {
     double prof_t0 = plm_prof_begin();
     if (N <= 0) return;
@@ -135,7 +167,7 @@ void gelu_backward_colsum_bf16(float *dinp, uint16_t *dinp16, const float *inp, 
             colsum_chunk_rows(N, K, k, &lo, &hi);
             for (int r = lo; r < hi; r++) {
                 size_t o = (size_t)r * I;
-                act_grad_row(dinp + o, inp + o, dout + o, ps, I, kind);
+                dact_row(dinp + o, dact + o, dout + o, ps, I, kind);
                 if (dinp16) {
 #pragma omp simd
                     for (int i = 0; i < I; i++) dinp16[o + i] = plm_to_bf16(dinp[o + i]);

@@ -20,13 +20,18 @@ void gelu_forward_bf16(float *out, uint16_t *out16, const float *inp, size_t n, 
 /* dinp = dout * gelu'(inp); dinp may alias dout. */
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, plm_gelu_kind kind);
 
-/* Fused with the bias gradient of the linear layer that made inp (linear.h): gelu_backward
- * over [N, I] rows, and dbias += column sums of dinp with the bits of
- * colsum_accumulate(dbias, dinp). dinp may alias dout. */
-void gelu_backward_colsum(float *dinp, const float *inp, const float *dout, int N, int I, plm_gelu_kind kind,
-                          float *dbias);
-/* The same, and dinp16 = dinp rounded to bf16 when not NULL (plm_gemm_bf16_hold_begin). */
-void gelu_backward_colsum_bf16(float *dinp, uint16_t *dinp16, const float *inp, const float *dout, int N, int I,
+/* The pair the backbone's feed-forward block runs. Forward: out = act(x), and x is
+ * overwritten by act'(x), all the backward pass needs of x: the backward then multiplies
+ * instead of evaluating erf or tanh again, and act' costs the forward only a few products
+ * on top of the erf (with its exponential) or tanh it already computes. out16 as in
+ * gelu_forward_bf16 (may be NULL). The values have the bits of gelu_forward and, in the
+ * backward pass, of gelu_backward. */
+void gelu_forward_dact(float *out, uint16_t *out16, float *x, size_t n, plm_gelu_kind kind);
+/* Backward over [N, I] rows, fused with the bias gradient of the linear layer that made x
+ * (linear.h): dinp = dout * act'(x), from dact = act'(x) as gelu_forward_dact left it, and
+ * dbias += column sums of dinp with the bits of colsum_accumulate(dbias, dinp). dinp16 =
+ * dinp rounded to bf16 when not NULL (plm_gemm_bf16_hold_begin). dinp may alias dout. */
+void gelu_backward_dact_colsum(float *dinp, uint16_t *dinp16, const float *dact, const float *dout, int N, int I,
                                plm_gelu_kind kind, float *dbias);
 
 /* inp [N, 2I] rows [x0 | x1] -> out [N, I] = act(x0) * x1. */
