@@ -99,6 +99,25 @@ static void test_crossentropy_threads(void) {
     bool same = !memcmp(grads[0], grads[1], (size_t)M * V * sizeof(float)) &&
                 !memcmp(grads[0], grads[2], (size_t)M * V * sizeof(float));
     TEST_CHECK(same, "ce_threads_grads", "dlogits differ between thread counts");
+    /* the bf16 copy of the gradient written by the same pass (the LM head's dY under
+     * --bf16): the fp32 gradient keeps its bits, every copy element is its rounding, and
+     * ignored rows are zero in both; row weights and row losses as well */
+    float *g = fcopy(logits, (size_t)M * V), *rw = frand(M, 1.0f);
+    uint16_t *g16 = plm_malloc((size_t)M * V * sizeof(uint16_t));
+    for (size_t i = 0; i < (size_t)M * V; i++) g16[i] = 0x7fc1; /* poison: a NaN pattern */
+    plm_ce_result r16 = crossentropy_forward_backward_ex(g, targets, M, V, true, 0.5f, NULL, NULL, g16);
+    bool copy = r16.loss_sum == res[0].loss_sum && !memcmp(g, grads[0], (size_t)M * V * sizeof(float));
+    for (size_t i = 0; i < (size_t)M * V; i++) copy &= g16[i] == plm_to_bf16(g[i]);
+    float *gw = fcopy(logits, (size_t)M * V), *gw2 = fcopy(logits, (size_t)M * V);
+    double *rl = plm_malloc((size_t)M * sizeof(double)), *rl2 = plm_malloc((size_t)M * sizeof(double));
+    crossentropy_forward_backward_ex(gw, targets, M, V, true, 0.5f, rw, rl, NULL);
+    crossentropy_forward_backward_ex(gw2, targets, M, V, true, 0.5f, rw, rl2, g16);
+    copy &= !memcmp(gw, gw2, (size_t)M * V * sizeof(float)) && !memcmp(rl, rl2, (size_t)M * sizeof(double));
+    for (size_t i = 0; i < (size_t)M * V; i++) copy &= g16[i] == plm_to_bf16(gw2[i]);
+    TEST_CHECK(copy, "ce_bf16_copy",
+               "the pass with a bf16 copy changed the fp32 results, or the copy is not the "
+               "rounded gradient");
+    free(g), free(rw), free(g16), free(gw), free(gw2), free(rl), free(rl2);
     for (int k = 0; k < 3; k++) free(grads[k]);
     free(logits);
     free(targets);

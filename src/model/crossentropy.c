@@ -2,6 +2,7 @@
 #include "crossentropy.h"
 
 #include "fastmath.h"
+#include "gemm.h"
 
 #include <math.h>
 #include <omp.h>
@@ -48,11 +49,12 @@ static int first_equal(const float *z, int V, float x) {
 
 plm_ce_result crossentropy_forward_backward(float *logits, const int32_t *targets, int M, int V, bool backward,
                                             float grad_scale) {
-    return crossentropy_forward_backward_ex(logits, targets, M, V, backward, grad_scale, NULL, NULL);
+    return crossentropy_forward_backward_ex(logits, targets, M, V, backward, grad_scale, NULL, NULL, NULL);
 }
 
 plm_ce_result crossentropy_forward_backward_ex(float *logits, const int32_t *targets, int M, int V, bool backward,
-                                               float grad_scale, const float *row_weight, double *row_loss) {
+                                               float grad_scale, const float *row_weight, double *row_loss,
+                                               uint16_t *dlogits16) {
     double prof_t0 = plm_prof_begin();
     double part_loss[CE_CHUNKS] = {0};
     int part_count[CE_CHUNKS] = {0}, part_correct[CE_CHUNKS] = {0};
@@ -64,8 +66,10 @@ plm_ce_result crossentropy_forward_backward_ex(float *logits, const int32_t *tar
         for (int i = lo; i < hi; i++) {
             float *z = logits + (size_t)i * V;
             int y = targets[i];
+            uint16_t *z16 = backward && dlogits16 ? dlogits16 + (size_t)i * V : NULL;
             if (y == PLM_IGNORE_INDEX || y < 0 || y >= V) {
                 if (backward) memset(z, 0, (size_t)V * sizeof(float));
+                if (z16) memset(z16, 0, (size_t)V * sizeof(uint16_t)); /* bf16 +0 is 0x0000 */
                 if (row_loss) row_loss[i] = 0.0;
                 continue;
             }
@@ -92,9 +96,20 @@ plm_ce_result crossentropy_forward_backward_ex(float *logits, const int32_t *tar
             if (backward) {
                 float gs = row_weight ? grad_scale * row_weight[i] : grad_scale;
                 float inv = gs / sum;
+                if (z16) {
 #pragma omp simd
-                for (int v = 0; v < V; v++) z[v] *= inv;
-                z[y] -= gs;
+                    for (int v = 0; v < V; v++) {
+                        float g = z[v] * inv;
+                        z[v] = g;
+                        z16[v] = plm_to_bf16(g);
+                    }
+                    z[y] -= gs;
+                    z16[y] = plm_to_bf16(z[y]);
+                } else {
+#pragma omp simd
+                    for (int v = 0; v < V; v++) z[v] *= inv;
+                    z[y] -= gs;
+                }
             }
         }
         part_loss[ch] = ls;

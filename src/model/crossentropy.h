@@ -21,8 +21,12 @@ plm_ce_result crossentropy_forward_backward(float *logits, const int32_t *target
                                             float grad_scale);
 /* The same with a weight per row: row i's gradient is scaled by grad_scale * row_weight[i]
  * (row_weight NULL: 1), the gradient of sum_i row_weight[i] * loss_i (DPO's per-sequence
- * weights); and row_loss (may be NULL) gets each row's -log p(target) (0 on ignored rows). */
+ * weights); row_loss (may be NULL) gets each row's -log p(target) (0 on ignored rows); and
+ * with backward, dlogits16 (may be NULL) gets the gradient rounded to bf16, written while
+ * each row is in cache: the LM head's dY under --bf16 (plm_gemm_bf16_hold_begin), which
+ * then needs no rounding pass of its own over [M, V]. */
 plm_ce_result crossentropy_forward_backward_ex(float *logits, const int32_t *targets, int M, int V, bool backward,
-                                               float grad_scale, const float *row_weight, double *row_loss);
+                                               float grad_scale, const float *row_weight, double *row_loss,
+                                               uint16_t *dlogits16);
 
 #endif

@@ -9,6 +9,7 @@
 #include "core/common.h"
 #include "dropout.h"
 #include "gelu.h"
+#include "gemm.h"
 #include "layernorm.h"
 #include "linear.h"
 
@@ -334,16 +335,20 @@ void head_forward(plm_head *h, plm_backbone *bb, const plm_batch *b, bool want_g
         gather(h, hid, C);
         const float *in = lm_transform(h, bb);
         linear_forward(h->logits, in, h->w.out_w, h->w.out_b, M, h->in_dim, K);
+        /* under bf16 the loss pass also writes the gradient's bf16 copy, which the head's
+         * backward (linear_backward on h->logits, next) holds for both of its products */
+        uint16_t *g16 = want_grad ? plm_gemm_bf16_hold_begin(h->logits, (size_t)M * K) : NULL;
         if (b->label_weights) { /* the gradient of sum_k w_k CE_k: each row scaled by its weight */
             for (int k = 0; k < M; k++) h->row_weight[k] = b->label_weights[h->rows[k]];
-            h->result =
-                crossentropy_forward_backward_ex(h->logits, h->targets, M, K, want_grad, s, h->row_weight, h->row_loss);
+            h->result = crossentropy_forward_backward_ex(h->logits, h->targets, M, K, want_grad, s, h->row_weight,
+                                                         h->row_loss, g16);
             weighted = 0.0;
             for (int k = 0; k < M; k++) weighted += (double)h->row_weight[k] * h->row_loss[k];
         } else {
             h->result = crossentropy_forward_backward_ex(h->logits, h->targets, M, K, want_grad, s / (float)M, NULL,
-                                                         h->row_loss);
+                                                         h->row_loss, g16);
         }
+        if (g16 && h->result.count == 0) plm_gemm_bf16_release(); /* head_backward will not run */
         break;
     }
     case PLM_HEAD_NSP:
