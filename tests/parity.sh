@@ -28,7 +28,7 @@ rc=0
 # Tiny ops make OpenMP's default spin-waiting collapse on a busy machine (20-50x
 # slower); sleeping waits change no result.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-# The default routing (src/model/gemm.c: oneDNN, OpenBLAS for wide weight gradients),
+# The default routing (src/model/gemm.c: oneDNN sgemm, its matmul primitive for wide weight gradients),
 # then every product forced through each library (PLM_GEMM), each against torch; then
 # bf16 (PLM_BF16=1: oneDNN's bf16 matmul, parity.py's bf16 tolerance; on a CPU without
 # bf16 this route runs the fp32 fallback, and the dump says so).

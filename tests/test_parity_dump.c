@@ -2614,7 +2614,7 @@ int main(int argc, char **argv) {
     static const heads_variant heads[] = {
         {"bert_nsp_c36", PLM_ARCH_BERT, SMALL, .kinds = {PLM_HEAD_NSP}, .num_heads = 1, .num_labels = 2, .pairs = true},
         /* BertForPreTraining, wide enough for every GEMM route (ffn-up's and the LM head's
-         * weight gradients, M >= 512 and N <= 256, go to OpenBLAS) */
+         * weight gradients, M >= 512 and N <= 256, go to oneDNN's matmul primitive) */
         {"bert_pretraining", PLM_ARCH_BERT, .C = 64, .L = 1, .NH = 4, .I = 512, .V = 600, .B = 2, .T = 12,
          .kinds = {PLM_HEAD_LM, PLM_HEAD_NSP}, .num_heads = 2, .num_labels = 2, .p_hidden = 0.1f, .p_attn = 0.1f,
          .pairs = true},

@@ -12,11 +12,15 @@
 #include "core/common.h"
 #include "core/profile.h"
 
-/* Measured on this 2-core machine (bench/README.md, "Linear-layer GEMMs"): oneDNN's
- * sgemm is the fastest for Y = X W^T (NT), dX = dY W (NN) and for the per-head
- * attention products inside an OpenMP loop; its weight-gradient product
- * dW = dY^T X (TN) drops to 64-100 GFLOP/s when the output is wide and the input
- * narrow (ffn-up, LM head of small models), where OpenBLAS keeps 100-150. */
+/* Routes, measured (bench/README.md, "Linear-layer GEMMs" and "The weight gradients
+ * through oneDNN's matmul"): oneDNN's sgemm is the fastest for Y = X W^T (NT), dX = dY W
+ * (NN) and for the per-head attention products inside an OpenMP loop. Its weight-gradient
+ * product dW = dY^T X (TN) drops to 64-100 GFLOP/s when the output is wide and the input
+ * narrow (ffn-up, qkv, LM head of small models); OpenBLAS kept 100-150 there on the
+ * first machine, but on a Zen 4 it swung between 105 and 185 from run to run, and oneDNN's
+ * matmul primitive (brgemm, with A transposed through its strides) ran those shapes at
+ * 170-205 every time, so they go to the primitive. The route depends on the shape alone,
+ * never on a timing, so a run's bits do not depend on the machine's load. */
 static int gemm_choice = -1; /* PLM_GEMM=openblas|dnnl|auto (default), for benchmarking */
 
 static int gemm_forced(void) {
@@ -27,9 +31,9 @@ static int gemm_forced(void) {
     return gemm_choice;
 }
 
-static bool use_openblas(bool trans_a, bool trans_b, int M, int N) {
-    if (gemm_forced()) return gemm_choice == 1;
-    return trans_a && !trans_b && N <= 256 && M >= 512 && !omp_in_parallel();
+/* dW of a layer with a narrow input and a wide output (see above) */
+static bool use_tn_matmul(bool trans_a, bool trans_b, int M, int N) {
+    return trans_a && !trans_b && N <= 256 && M >= 512 && !gemm_forced() && !omp_in_parallel();
 }
 
 /* ---------------------------------------------------------------- bf16 */
@@ -446,8 +450,8 @@ static bool use_skinny(bool ta, bool tb, int M, int N, int K) {
 
 /* C = A B^T (+ bias[N] on every row) + beta C through a cached f32 matmul primitive;
  * false if oneDNN has none. */
-static bool sgemm_f32_matmul(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta,
-                             const float *bias, float *C, int ldc) {
+static bool sgemm_f32_matmul_t(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
+                               const float *B, int ldb, float beta, const float *bias, float *C, int ldc) {
     mm_prim key = {.dt = dnnl_f32,
                    .M = M,
                    .N = N,
@@ -455,14 +459,20 @@ static bool sgemm_f32_matmul(int M, int N, int K, const float *A, int lda, const
                    .lda = lda,
                    .ldb = ldb,
                    .ldc = ldc,
-                   .tb = true,
+                   .ta = ta,
+                   .tb = tb,
                    .bias = bias != NULL,
-                   .alpha = 1.0f,
+                   .alpha = alpha,
                    .beta = beta};
     mm_prim *p = mm_get(&key);
     if (!p) return false; /* this shape stays on sgemm */
     mm_exec(p, A, B, bias, C);
     return true;
+}
+
+static bool sgemm_f32_matmul(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta,
+                             const float *bias, float *C, int ldc) {
+    return sgemm_f32_matmul_t(false, true, M, N, K, 1.0f, A, lda, B, ldb, beta, bias, C, ldc);
 }
 
 void plm_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
@@ -489,8 +499,14 @@ void plm_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
         plm_prof_end("gemm NT skinny (oneDNN matmul)", prof_t0);
         if (done) return;
     }
+    if (K > 0 && use_tn_matmul(trans_a, trans_b, M, N)) {
+        double prof_t0 = plm_prof_begin();
+        bool done = sgemm_f32_matmul_t(true, false, M, N, K, alpha, A, lda, B, ldb, beta, NULL, C, ldc);
+        plm_prof_end("gemm TN (oneDNN matmul)", prof_t0);
+        if (done) return;
+    }
     double prof_t0 = plm_prof_begin();
-    bool blas = use_openblas(trans_a, trans_b, M, N);
+    bool blas = gemm_forced() == 1; /* PLM_GEMM=openblas */
     if (blas) {
         cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
                     alpha, A, lda, B, ldb, beta, C, ldc);
