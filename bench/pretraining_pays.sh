@@ -21,6 +21,7 @@
 # single-threaded fine-tunes, default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/jobs.sh
 PLM=${PLM:-$PWD/build/plm}
 DATA=${PLM_DATA:-../shared/data}
 OUT=${OUT:-out/pretraining-pays}
@@ -123,27 +124,18 @@ finetune() { # init task seed
 # FT_JOBS fine-tunes at a time, each on its own thread when there are several: on 2 cores
 # two single-threaded runs finish sooner than one after the other on both cores.
 FT_JOBS=${FT_JOBS:-2}
-running=0 failed=0
+finetune_job() { # a fine-tune on its own thread when several run at once
+    ((FT_JOBS > 1)) && export OMP_NUM_THREADS=1
+    finetune "$@"
+}
 for task in $TASKS; do
     for init in pretrained random; do
         for ((s = 1; s <= SEEDS; s++)); do
-            (
-                ((FT_JOBS > 1)) && export OMP_NUM_THREADS=1
-                finetune "$init" "$task" "$s"
-            ) &
-            running=$((running + 1))
-            if ((running >= FT_JOBS)); then
-                wait -n || failed=1
-                running=$((running - 1))
-            fi
+            job_run finetune_job "$init" "$task" "$s"
         done
     done
 done
-while ((running > 0)); do
-    wait -n || failed=1
-    running=$((running - 1))
-done
-((failed == 0)) || exit 1
+jobs_wait || exit 1
 
 # ---- 4. the table
 python3 - "$OUT" "$SEEDS" $TASKS <<'PY'

@@ -14,6 +14,7 @@
 #   OUT=out/pretraining-pays TASKS="" bash bench/pretraining_pays.sh && bash bench/sst2_diagnosis.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/jobs.sh
 PLM=${PLM:-$PWD/build/plm}
 DATA=${PLM_DATA:-../shared/data}
 OUT=${OUT:-out/pretraining-pays}
@@ -46,21 +47,11 @@ for s in 1 2 3; do for i in pretrained random; do
 for i in pretrained random; do runs+=("plain $i 1 --max-train-samples $N --num-train-epochs $EPOCHS --learning-rate 1e-4"); done
 for s in 1 2; do for i in pretrained random; do
     runs+=("full $i $s ${full[*]} --num-train-epochs 2 --learning-rate 1e-4"); done; done
-running=0 failed=0
 for r in "${runs[@]}"; do
     # shellcheck disable=SC2086 # each entry is a word list on purpose
-    run $r &
-    running=$((running + 1))
-    if ((running >= FT_JOBS)); then
-        wait -n || failed=1
-        running=$((running - 1))
-    fi
+    job_run run $r
 done
-while ((running > 0)); do
-    wait -n || failed=1
-    running=$((running - 1))
-done
-((failed == 0)) || exit 1
+jobs_wait || exit 1
 python3 - "$D" <<'PY'
 import glob, json, os, statistics, sys
 d = sys.argv[1]
