@@ -250,3 +250,12 @@ P
 done
 expect dpo_bad_loss_type 2 'loss-type sigmoid, hinge or ipo' -- "$PLM" dpo "${base[@]}" --model "$t/gpt" \
     --train "$t/pref.jsonl" --loss-type kto
+
+# ---- bench/sft_packing.sh (the padded vs packed speed table) runs end to end on 40 examples
+if N=40 ROUNDS=1 BUILD=$BUILD bash bench/sft_packing.sh >"$t/bench" 2>"$t/bench.err" &&
+    grep -qE '^\| packed \| [0-9]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+x \|$' "$t/bench" &&
+    grep -q "mean efficiency 0\.[0-9]" "$t/bench"; then
+    pass sft_packing_bench_smoke
+else
+    fail sft_packing_bench_smoke "$(tail -3 "$t/bench.err" "$t/bench" | tr '\n' ' ')"
+fi
