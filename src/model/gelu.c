@@ -33,19 +33,62 @@ static void act_block(float *out, const float *inp, size_t n, plm_gelu_kind kind
 
 #define ACT_BLOCK 4096 /* elements per block: the fp32 result is rounded while in L1 */
 
-void gelu_forward_bf16(float *out, uint16_t *out16, const float *inp, size_t n, plm_gelu_kind kind) {
+/* act(x) and act'(x) over n elements (one thread's block), x overwritten by act'(x):
+ * act_block's and the gelu_*_grad expressions, so the same bits. */
+static void act_dact_block(float *out, float *x, size_t n, plm_gelu_kind kind) {
+    if (kind == PLM_ACT_RELU) {
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) {
+            float v = x[i];
+            out[i] = v > 0.0f ? v : 0.0f;
+            x[i] = v > 0.0f ? 1.0f : 0.0f;
+        }
+    } else if (kind == PLM_GELU_ERF) {
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) {
+            float v = x[i], e;
+            float y = plm_erff_exp(v * INV_SQRT_2, &e);
+            out[i] = 0.5f * v * (1.0f + y);
+            x[i] = 0.5f * (1.0f + y) + v * (INV_SQRT_2PI * e);
+        }
+    } else {
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) {
+            float v = x[i];
+            float th = plm_tanhf(SQRT_2_OVER_PI * (v + 0.044715f * v * v * v));
+            float du = SQRT_2_OVER_PI * (1.0f + 3.0f * 0.044715f * v * v);
+            out[i] = 0.5f * v * (1.0f + th);
+            x[i] = 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * du;
+        }
+    }
+}
+
+/* out = act(inp) block by block, each block rounded into out16 (when not NULL) while in
+ * L1; with dact (which is inp) the block pass also leaves act'(inp) in place of inp. */
+static void act_pass(float *out, uint16_t *out16, const float *inp, float *dact, size_t n, plm_gelu_kind kind) {
     double prof_t0 = plm_prof_begin();
     size_t nb = (n + ACT_BLOCK - 1) / ACT_BLOCK;
 #pragma omp parallel for schedule(static)
     for (size_t b = 0; b < nb; b++) {
         size_t lo = b * ACT_BLOCK, len = PLM_MIN((size_t)ACT_BLOCK, n - lo);
-        act_block(out + lo, inp + lo, len, kind);
+        if (dact)
+            act_dact_block(out + lo, dact + lo, len, kind);
+        else
+            act_block(out + lo, inp + lo, len, kind);
         if (out16) {
 #pragma omp simd
             for (size_t i = lo; i < lo + len; i++) out16[i] = plm_to_bf16(out[i]);
         }
     }
     plm_prof_end("gelu", prof_t0);
+}
+
+void gelu_forward_bf16(float *out, uint16_t *out16, const float *inp, size_t n, plm_gelu_kind kind) {
+    act_pass(out, out16, inp, NULL, n, kind);
+}
+
+void gelu_forward_dact(float *out, uint16_t *out16, float *x, size_t n, plm_gelu_kind kind) {
+    act_pass(out, out16, x, x, n, kind);
 }
 
 void gelu_forward(float *out, const float *inp, size_t n, plm_gelu_kind kind) {
@@ -82,51 +125,6 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, p
     } else {
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < n; i++) dinp[i] = dout[i] * gelu_tanh_grad(inp[i]);
-    }
-    plm_prof_end("gelu", prof_t0);
-}
-
-/* act(x) and act'(x) over n elements (one thread's block), x overwritten by act'(x):
- * act_block's and the gelu_*_grad expressions, so the same bits. */
-static void act_dact_block(float *out, float *x, size_t n, plm_gelu_kind kind) {
-    if (kind == PLM_ACT_RELU) {
-#pragma omp simd
-        for (size_t i = 0; i < n; i++) {
-            float v = x[i];
-            out[i] = v > 0.0f ? v : 0.0f;
-            x[i] = v > 0.0f ? 1.0f : 0.0f;
-        }
-    } else if (kind == PLM_GELU_ERF) {
-#pragma omp simd
-        for (size_t i = 0; i < n; i++) {
-            float v = x[i], e;
-            float y = plm_erff_exp(v * INV_SQRT_2, &e);
-            out[i] = 0.5f * v * (1.0f + y);
-            x[i] = 0.5f * (1.0f + y) + v * (INV_SQRT_2PI * e);
-        }
-    } else {
-#pragma omp simd
-        for (size_t i = 0; i < n; i++) {
-            float v = x[i];
-            float th = plm_tanhf(SQRT_2_OVER_PI * (v + 0.044715f * v * v * v));
-            float du = SQRT_2_OVER_PI * (1.0f + 3.0f * 0.044715f * v * v);
-            out[i] = 0.5f * v * (1.0f + th);
-            x[i] = 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * du;
-        }
-    }
-}
-
-void gelu_forward_dact(float *out, uint16_t *out16, float *x, size_t n, plm_gelu_kind kind) {
-    double prof_t0 = plm_prof_begin();
-    size_t nb = (n + ACT_BLOCK - 1) / ACT_BLOCK;
-#pragma omp parallel for schedule(static)
-    for (size_t b = 0; b < nb; b++) {
-        size_t lo = b * ACT_BLOCK, len = PLM_MIN((size_t)ACT_BLOCK, n - lo);
-        act_dact_block(out + lo, x + lo, len, kind);
-        if (out16) {
-#pragma omp simd
-            for (size_t i = lo; i < lo + len; i++) out16[i] = plm_to_bf16(out[i]);
-        }
     }
     plm_prof_end("gelu", prof_t0);
 }
