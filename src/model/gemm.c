@@ -12,14 +12,14 @@
 #include "core/common.h"
 #include "core/profile.h"
 
-/* Routes, measured (bench/README.md, "Linear-layer GEMMs" and "The weight gradients
- * through oneDNN's matmul"): oneDNN's sgemm is the fastest for Y = X W^T (NT), dX = dY W
- * (NN) and for the per-head attention products inside an OpenMP loop. Its weight-gradient
- * product dW = dY^T X (TN) drops to 64-100 GFLOP/s when the output is wide and the input
- * narrow (ffn-up, qkv, LM head of small models); OpenBLAS kept 100-150 there on the
- * first machine, but on a Zen 4 it swung between 105 and 185 from run to run, and oneDNN's
- * matmul primitive (brgemm, with A transposed through its strides) ran those shapes at
- * 170-205 every time, so they go to the primitive. The route depends on the shape alone,
+/* Routes, measured (bench/README.md, "Linear-layer GEMMs" and "Zen 4 again"): oneDNN's
+ * sgemm is the fastest for Y = X W^T (NT), dX = dY W (NN) and for the per-head attention
+ * products inside an OpenMP loop. Its weight-gradient product dW = dY^T X (TN) drops to
+ * 64-100 GFLOP/s when the output is wide and the input narrow (ffn-up, qkv, LM head of
+ * small models); OpenBLAS kept 100-150 there on the first machine, but on a Zen 4 it
+ * swung between 105 and 185 from run to run, and oneDNN's matmul primitive (brgemm, with
+ * A transposed through its strides) ran those shapes at 170-205 every time, so they go
+ * to the primitive. The route depends on the shape alone,
  * never on a timing, so a run's bits do not depend on the machine's load. */
 static int gemm_choice = -1; /* PLM_GEMM=openblas|dnnl|auto (default), for benchmarking */
 
