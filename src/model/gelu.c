@@ -33,8 +33,28 @@ static void act_block(float *out, const float *inp, size_t n, plm_gelu_kind kind
 
 #define ACT_BLOCK 4096 /* elements per block: the fp32 result is rounded while in L1 */
 
+/* GELU's derivatives, shared by gelu_backward and the forward pass that stores them (the
+ * same bits). erf: d/dx x Phi(x) = Phi(x) + x phi(x), from y = erf(x / sqrt 2) and its
+ * e^{-x^2/2}, which is phi's exponential: one exp per element. */
+static inline float gelu_erf_grad_at(float x, float y, float e) { return 0.5f * (1.0f + y) + x * (INV_SQRT_2PI * e); }
+
+static inline float gelu_erf_grad(float x) {
+    float e, y = plm_erff_exp(x * INV_SQRT_2, &e);
+    return gelu_erf_grad_at(x, y, e);
+}
+
+/* tanh: u = sqrt(2/pi) (x + 0.044715 x^3), d/dx 0.5 x (1 + tanh u), from th = tanh u */
+static inline float gelu_tanh_grad_at(float x, float th) {
+    float du = SQRT_2_OVER_PI * (1.0f + 3.0f * 0.044715f * x * x);
+    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
+}
+
+static inline float gelu_tanh_grad(float x) {
+    return gelu_tanh_grad_at(x, plm_tanhf(SQRT_2_OVER_PI * (x + 0.044715f * x * x * x)));
+}
+
 /* act(x) and act'(x) over n elements (one thread's block), x overwritten by act'(x):
- * act_block's and the gelu_*_grad expressions, so the same bits. */
+ * act_block's expressions and the gelu_*_grad_at above, so the same bits. */
 static void act_dact_block(float *out, float *x, size_t n, plm_gelu_kind kind) {
     if (kind == PLM_ACT_RELU) {
 #pragma omp simd
@@ -49,16 +69,15 @@ static void act_dact_block(float *out, float *x, size_t n, plm_gelu_kind kind) {
             float v = x[i], e;
             float y = plm_erff_exp(v * INV_SQRT_2, &e);
             out[i] = 0.5f * v * (1.0f + y);
-            x[i] = 0.5f * (1.0f + y) + v * (INV_SQRT_2PI * e);
+            x[i] = gelu_erf_grad_at(v, y, e);
         }
     } else {
 #pragma omp simd
         for (size_t i = 0; i < n; i++) {
             float v = x[i];
             float th = plm_tanhf(SQRT_2_OVER_PI * (v + 0.044715f * v * v * v));
-            float du = SQRT_2_OVER_PI * (1.0f + 3.0f * 0.044715f * v * v);
             out[i] = 0.5f * v * (1.0f + th);
-            x[i] = 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * du;
+            x[i] = gelu_tanh_grad_at(v, th);
         }
     }
 }
@@ -93,25 +112,6 @@ void gelu_forward_dact(float *out, uint16_t *out16, float *x, size_t n, plm_gelu
 
 void gelu_forward(float *out, const float *inp, size_t n, plm_gelu_kind kind) {
     gelu_forward_bf16(out, NULL, inp, n, kind);
-}
-
-/* GELU's derivatives, shared by gelu_backward and the fused pass (the same bits).
- * erf: d/dx x Phi(x) = Phi(x) + x phi(x); phi's e^{-x^2/2} is the exponential inside
- * erf(x / sqrt 2): one exp per element. */
-static inline float gelu_erf_grad(float x) {
-    float e;
-    float cdf = 0.5f * (1.0f + plm_erff_exp(x * INV_SQRT_2, &e));
-    float pdf = INV_SQRT_2PI * e;
-    return cdf + x * pdf;
-}
-
-/* tanh: u = sqrt(2/pi) (x + 0.044715 x^3), d/dx 0.5 x (1 + tanh u) */
-static inline float gelu_tanh_grad(float x) {
-    float u = SQRT_2_OVER_PI * (x + 0.044715f * x * x * x);
-    float th = plm_tanhf(u);
-    float sech2 = 1.0f - th * th;
-    float du = SQRT_2_OVER_PI * (1.0f + 3.0f * 0.044715f * x * x);
-    return 0.5f * (1.0f + th) + 0.5f * x * sech2 * du;
 }
 
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, plm_gelu_kind kind) {

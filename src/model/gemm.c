@@ -19,8 +19,8 @@
  * small models); OpenBLAS kept 100-150 there on the first machine, but on a Zen 4 it
  * swung between 105 and 185 from run to run, and oneDNN's matmul primitive (brgemm, with
  * A transposed through its strides) ran those shapes at 170-205 every time, so they go
- * to the primitive. The route depends on the shape alone,
- * never on a timing, so a run's bits do not depend on the machine's load. */
+ * to the primitive. The route depends on the shape alone, never on a timing, so a run's
+ * bits do not depend on the machine's load. */
 static int gemm_choice = -1; /* PLM_GEMM=openblas|dnnl|auto (default), for benchmarking */
 
 static int gemm_forced(void) {
