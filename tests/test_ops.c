@@ -23,6 +23,7 @@
 #include "core/common.h"
 #include "core/rng.h"
 #include "model/attention.h"
+#include "model/attn_bf16.h"
 #include "model/crossentropy.h"
 #include "model/dropout.h"
 #include "model/fastmath.h"
@@ -410,6 +411,81 @@ static void test_gelu_bf16_copy(void) {
                    "not the rounded result");
     }
     free(pre), free(dout), free(a), free(da), free(b16), free(db16);
+}
+
+/* attn_bf16.c's packing and kernel against a double reference on the rounded inputs
+ * (products of bf16 values are exact in fp32; only the fp32 sums round): both A
+ * layouts (pair rows, and A^T from pair columns), B from pair columns and from a
+ * transpose, odd K (a half-empty pair), N and M tails; C's columns past N and rows past
+ * M stay as poisoned. On a CPU without AVX512_BF16 the fallback is checked instead:
+ * attention must not take the bf16 route. */
+static void test_attn_bf16_kernel(void) {
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512bf16")) {
+        plm_gemm_set_bf16(true);
+        TEST_CHECK(!attn_bf16_on(), "attn_bf16_fallback", "attention would run bf16 without AVX512_BF16");
+        plm_gemm_set_bf16(false);
+        printf("# attn_bf16_kernel: this CPU has no AVX512_BF16; checked the fp32 fallback only\n");
+        return;
+    }
+    int shapes[][3] = {{13, 5, 5}, {64, 128, 64}, {70, 67, 131}, {1, 1, 1}, {7, 130, 2}};
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+        int M = shapes[t][0], N = shapes[t][1], K = shapes[t][2], kp = (K + 1) / 2, ldb = attn_bf16_ld(N);
+        int ldm = attn_bf16_ld(M), ldc = N + 3;
+        float *A = frand((size_t)M * K, 2.0f), *Bm = frand((size_t)K * N, 2.0f),
+              *C0 = frand((size_t)(M + 1) * ldc, 1.0f);
+        float *At = plm_malloc((size_t)K * M * 4), *Bt = plm_malloc((size_t)N * K * 4);
+        for (int m = 0; m < M; m++)
+            for (int k = 0; k < K; k++) At[(size_t)k * M + m] = A[(size_t)m * K + k];
+        for (int k = 0; k < K; k++)
+            for (int n = 0; n < N; n++) Bt[(size_t)n * K + k] = Bm[(size_t)k * N + n];
+        uint32_t *pa = plm_malloc((size_t)M * kp * 4), *pat = plm_malloc((size_t)kp * ldm * 4);
+        uint32_t *pb = plm_malloc((size_t)kp * ldb * 4), *pbr = plm_malloc((size_t)N * kp * 4);
+        uint32_t *pbt = plm_malloc((size_t)kp * ldb * 4);
+        attn_bf16_pack_rows(pa, kp, A, K, M, K);
+        attn_bf16_pack_cols(pat, ldm, At, M, K, M);
+        attn_bf16_pack_cols(pb, ldb, Bm, N, K, N);
+        attn_bf16_pack_rows(pbr, kp, Bt, K, N, K);
+        attn_bf16_transpose(pbt, ldb, pbr, kp, N, kp);
+        bool bits = true;
+        for (int m = 0; m < M; m++)
+            for (int p = 0; p < kp; p++) {
+                float hi = 2 * p + 1 < K ? A[(size_t)m * K + 2 * p + 1] : 0.0f;
+                uint32_t w = plm_to_bf16(A[(size_t)m * K + 2 * p]) | (uint32_t)plm_to_bf16(hi) << 16;
+                bits &= pa[(size_t)m * kp + p] == w && pat[(size_t)p * ldm + m] == w;
+            }
+        for (int p = 0; p < kp; p++)
+            for (int n = 0; n < ldb; n++) bits &= pb[(size_t)p * ldb + n] == pbt[(size_t)p * ldb + n];
+        double err = 0, norm = 0;
+        bool poison = true;
+        for (int layout = 0; layout < 2; layout++) {
+            float *C = fcopy(C0, (size_t)(M + 1) * ldc);
+            if (layout == 0)
+                attn_bf16_gemm(M, N, kp, 0.75f, pa, kp, 1, pb, ldb, 1.0f, C, ldc);
+            else
+                attn_bf16_gemm(M, N, kp, 0.75f, pat, 1, ldm, pbt, ldb, 1.0f, C, ldc);
+            for (int m = 0; m <= M; m++)
+                for (int n = 0; n < ldc; n++) {
+                    size_t i = (size_t)m * ldc + n;
+                    if (m == M || n >= N) {
+                        poison &= C[i] == C0[i];
+                        continue;
+                    }
+                    double r = 0;
+                    for (int k = 0; k < K; k++)
+                        r += (double)plm_round_bf16(A[(size_t)m * K + k]) * plm_round_bf16(Bm[(size_t)k * N + n]);
+                    r = 0.75 * r + C0[i];
+                    err += (C[i] - r) * (C[i] - r), norm += r * r;
+                }
+            free(C);
+        }
+        char name[64];
+        snprintf(name, sizeof name, "attn_bf16_kernel_%dx%dx%d", M, N, K);
+        TEST_CHECK(bits && poison && sqrt(err / norm) < 1e-6, name,
+                   "packed bits %s, outside C %s, relative error %.3g (want < 1e-6)", bits ? "ok" : "wrong",
+                   poison ? "untouched" : "written", sqrt(err / norm));
+        free(A), free(Bm), free(C0), free(At), free(Bt), free(pa), free(pat), free(pb), free(pbr), free(pbt);
+    }
 }
 
 static void test_layernorm_threads(void) {
@@ -832,6 +908,7 @@ static const struct {
     {"layernorm_threads", test_layernorm_threads},
     {"attention_threads", test_attention_threads},
     {"gelu_bf16_copy", test_gelu_bf16_copy},
+    {"attn_bf16_kernel", test_attn_bf16_kernel},
     {"model_threads_raised", test_model_threads_raised},
     {"first_nonfinite", test_first_nonfinite},
     {"gemm_bf16", test_gemm_bf16},

@@ -32,6 +32,7 @@
 #include "core/rng.h"
 #include "infer/generate.h"
 #include "model/attention.h"
+#include "model/attn_bf16.h"
 #include "model/crossentropy.h"
 #include "model/dropout.h"
 #include "model/embedding.h"
@@ -538,8 +539,8 @@ static double attn_objective(void *p) {
 
 /* lens: each sequence's real length as a fraction of T (padding after it). T > 64 and
  * > 128 cross attention.c's query and key blocks. */
-static void case_attention(const char *name, bool causal, bool padded, float p, int T) {
-    int B = 3, C = 24, NH = 3;
+static void case_attention_width(const char *name, bool causal, bool padded, float p, int T, int C, int NH) {
+    int B = 3;
     int lens[3] = {T, (T * 9 + 12) / 13, (T * 4 + 12) / 13};
     uint64_t key = 0x5eed;
     dump_begin(name, "attention");
@@ -578,6 +579,10 @@ static void case_attention(const char *name, bool causal, bool padded, float p, 
         fd_check(name, attn_objective, &ctx, qkv, g, nq, 40, 1e-2f, 2e-2);
     }
     dump_end();
+}
+
+static void case_attention(const char *name, bool causal, bool padded, float p, int T) {
+    case_attention_width(name, causal, padded, p, T, 24, 3);
 }
 
 /* Packed documents (seq_idx, sft --packing): row 0 holds documents of 1, (T - 1) / 2 and
@@ -2545,12 +2550,17 @@ int main(int argc, char **argv) {
     out_dir = argc == 2 ? argv[1] : NULL;
     verbose = out_dir == NULL;
     plm_rng_seed(&R, 20240601, 3);
-    /* PLM_BF16=1 (tests/parity.sh's bf16 route): every product outside attention in bf16;
-     * parity.py compares with its bf16 tolerance. Without bf16 on this CPU the route runs
-     * fp32 (the fallback) and says so. */
+    /* PLM_BF16=1 (tests/parity.sh's bf16 route): every linear product in bf16, and
+     * attention's tile products where the CPU has AVX512_BF16; parity.py compares with
+     * its bf16 tolerance. Without bf16 on this CPU the route runs fp32 (the fallback) and
+     * says so. */
     const char *bf = getenv("PLM_BF16");
-    if (bf && strcmp(bf, "1") == 0 && !plm_gemm_set_bf16(true))
-        printf("# PLM_BF16=1 but oneDNN has no bf16 matmul on this CPU: the bf16 route ran fp32\n");
+    if (bf && strcmp(bf, "1") == 0) {
+        if (!plm_gemm_set_bf16(true))
+            printf("# PLM_BF16=1 but oneDNN has no bf16 matmul on this CPU: the bf16 route ran fp32\n");
+        else if (!attn_bf16_on())
+            printf("# PLM_BF16=1: no AVX512_BF16 on this CPU (or PLM_ATTN_BF16=0): attention ran fp32\n");
+    }
 
     case_embedding("embedding", true, true, 3, 1);
     case_embedding("embedding_notype", false, false, 0, -1);
@@ -2580,6 +2590,12 @@ int main(int argc, char **argv) {
     case_attention("attention_long_bidir", false, true, 0.0f, 150);
     case_attention("attention_long_causal_dropout", true, false, 0.2f, 137);
     case_attention("attention_long_bidir_dropout", false, true, 0.15f, 131);
+    /* head widths for the bf16 tile kernel's paths (attn_bf16.c): an odd width (a pair
+     * half empty, one partial column vector), 64 (whole 64-column blocks) and 67 (a
+     * second block of 3 columns); T 150 and 201 leave partial query and key blocks */
+    case_attention_width("attention_hs5", true, true, 0.1f, 150, 15, 3);
+    case_attention_width("attention_hs64", false, true, 0.1f, 201, 128, 2);
+    case_attention_width("attention_hs67_causal", true, false, 0.0f, 150, 134, 2);
     case_attention_ex("attention_ex_cross", 70, 139, false, 0.0f);
     case_attention_ex("attention_ex_causal_dropout", 133, 133, true, 0.1f);
     case_attention_ex("attention_ex_short", 5, 7, false, 0.2f);

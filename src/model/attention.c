@@ -38,6 +38,7 @@
 
 #include "core/common.h"
 #include "core/profile.h"
+#include "attn_bf16.h"
 #include "core/rng.h"
 #include "fastmath.h"
 #include "gemm.h"
@@ -185,13 +186,33 @@ void attention_forward_ex(const attn_shape *a, float *out, float *att) {
     for (size_t n = 0; n < (size_t)B * a->Tk; n++)
         kmask[n] = a->key_mask && !a->key_mask[n] ? 0.0f : docs ? (float)a->seq_idx[n] + 1.0f : 1.0f;
     kmask[(size_t)B * a->Tk] = (float)((a->causal ? 1 : 0) + (docs ? ATT_DOCS : 0));
+    /* bf16 products (attn_bf16.h): K^T and V of every (batch, head) packed once, shared
+     * by the query blocks */
+    bool b16 = attn_bf16_on();
+    int kp = (hs + 1) / 2, ldt = attn_bf16_ld(a->Tk), ldh = attn_bf16_ld(hs);
+    size_t kt_words = (size_t)kp * ldt, vn_words = (size_t)((a->Tk + 1) / 2) * ldh;
+    uint32_t *kt_all = b16 ? (uint32_t *)plm_thread_scratch(6, (size_t)B * NH * (kt_words + vn_words)) : NULL;
 #pragma omp parallel
     {
         /* this thread's tiles: scores/probabilities, dropped probabilities, running
-         * output, m, l, alpha */
-        float *s = plm_thread_scratch(2, (size_t)2 * ATT_BQ * ATT_BK + (size_t)ATT_BQ * hs + 3 * ATT_BQ);
+         * output, m, l, alpha; with bf16 the packed queries and probabilities, and K's
+         * rows packed before their transpose */
+        size_t f32 = (size_t)2 * ATT_BQ * ATT_BK + (size_t)ATT_BQ * hs + 3 * ATT_BQ;
+        size_t w16 = b16 ? (size_t)ATT_BQ * kp + (size_t)ATT_BQ * ATT_BK / 2 + (size_t)a->Tk * kp : 0;
+        float *s = plm_thread_scratch(2, f32 + w16);
         float *pdrop = s + ATT_BQ * ATT_BK, *o = pdrop + ATT_BQ * ATT_BK, *m = o + (size_t)ATT_BQ * hs;
         float *l = m + ATT_BQ, *alpha = l + ATT_BQ;
+        uint32_t *qa = (uint32_t *)(s + f32), *pa = qa + (size_t)ATT_BQ * kp, *krows = pa + ATT_BQ * ATT_BK / 2;
+        if (b16) {
+#pragma omp for schedule(static)
+            for (int bh = 0; bh < B * NH; bh++) {
+                int b = bh / NH, h = bh % NH;
+                uint32_t *kt = kt_all + (size_t)bh * (kt_words + vn_words);
+                attn_bf16_pack_rows(krows, kp, a->k + (size_t)b * a->Tk * a->ldk + h * hs, a->ldk, a->Tk, hs);
+                attn_bf16_transpose(kt, ldt, krows, kp, a->Tk, kp);
+                attn_bf16_pack_cols(kt + kt_words, ldh, a->v + (size_t)b * a->Tk * a->ldv + h * hs, a->ldv, a->Tk, hs);
+            }
+        }
         /* causal blocks further down have more keys: dynamic keeps the threads even; the
          * result of a block does not depend on which thread runs it */
 #pragma omp for schedule(dynamic, 1)
@@ -204,14 +225,19 @@ void attention_forward_ex(const attn_shape *a, float *out, float *att) {
             const float *km = kmask + (size_t)b * a->Tk;
             for (int r = 0; r < bq; r++) m[r] = -INFINITY, l[r] = 0.0f;
             memset(o, 0, (size_t)bq * hs * sizeof(float));
+            const uint32_t *kt = b16 ? kt_all + (size_t)bh * (kt_words + vn_words) : NULL;
+            if (b16) attn_bf16_pack_rows(qa, kp, q, a->ldq, bq, hs);
             int kend = keys_for(a, i0 + bq);
             float qlo = 0.0f, qhi = 0.0f;
             if (docs) doc_range(km, i0, bq, &qlo, &qhi);
             for (int j0 = 0; j0 < kend; j0 += ATT_BK) {
                 int bk = PLM_MIN(ATT_BK, kend - j0);
                 if (!tile_needed(docs, km, j0, bk, qlo, qhi)) continue;
-                plm_sgemm(false, true, bq, bk, hs, a->scale, q, a->ldq, k + (size_t)j0 * a->ldk, a->ldk, 0.0f, s,
-                          ATT_BK);
+                if (b16)
+                    attn_bf16_gemm(bq, bk, kp, a->scale, qa, kp, 1, kt + j0, ldt, 0.0f, s, ATT_BK);
+                else
+                    plm_sgemm(false, true, bq, bk, hs, a->scale, q, a->ldq, k + (size_t)j0 * a->ldk, a->ldk, 0.0f, s,
+                              ATT_BK);
                 tile_probs(a, docs, h, km, s, i0, bq, j0, bk, NULL, m, l, alpha);
                 for (int r = 0; r < bq; r++)
                     if (alpha[r] != 1.0f)
@@ -221,7 +247,13 @@ void attention_forward_ex(const attn_shape *a, float *out, float *att) {
                     tile_dropout(pdrop, s, a, bh, i0, bq, j0, bk, NULL);
                     pv = pdrop;
                 }
-                plm_sgemm(false, false, bq, hs, bk, 1.0f, pv, ATT_BK, v + (size_t)j0 * a->ldv, a->ldv, 1.0f, o, hs);
+                if (b16) {
+                    attn_bf16_pack_rows(pa, ATT_BK / 2, pv, ATT_BK, bq, bk);
+                    attn_bf16_gemm(bq, hs, (bk + 1) / 2, 1.0f, pa, ATT_BK / 2, 1,
+                                   kt + kt_words + (size_t)(j0 / 2) * ldh, ldh, 1.0f, o, hs);
+                } else {
+                    plm_sgemm(false, false, bq, hs, bk, 1.0f, pv, ATT_BK, v + (size_t)j0 * a->ldv, a->ldv, 1.0f, o, hs);
+                }
             }
             float *lse = lse_all + (size_t)bh * Tq + i0;
             float *os = osave + ((size_t)bh * Tq + i0) * hs;
@@ -270,11 +302,24 @@ void attention_backward_bias(const attn_shape *a, const float *dout, const float
      * each (b, head) slice written by its task; then summed over b in order */
     bool dbias = dbq || dbk || dbv;
     float *bpart = dbias ? plm_thread_scratch(5, (size_t)B * 3 * ldo) : NULL;
+    bool b16 = attn_bf16_on();
+    int kp = (hs + 1) / 2, ldt = attn_bf16_ld(Tk), ldh = attn_bf16_ld(hs);
 #pragma omp parallel
     {
         float *p = plm_thread_scratch(3, (size_t)4 * ATT_BQ * ATT_BK + ATT_BQ);
         float *pd = p + ATT_BQ * ATT_BK, *dp = pd + ATT_BQ * ATT_BK, *keep = dp + ATT_BQ * ATT_BK;
         float *D = keep + ATT_BQ * ATT_BK;
+        /* bf16 (attn_bf16.h): one head's operands packed in the layout each product reads,
+         * and the tile's Pd^T, dS and dS^T */
+        uint32_t *qa = NULL, *doa = NULL, *krows = NULL, *kt = NULL, *vt = NULL, *don = NULL, *kn = NULL, *qn = NULL;
+        uint32_t *pdc = NULL, *dsa = NULL, *dsc = NULL;
+        if (b16) {
+            size_t rows = (size_t)(Tq > Tk ? Tq : Tk) * kp, nat = (size_t)Tq * kp, tr = (size_t)kp * ldt;
+            size_t qp = (size_t)((Tq + 1) / 2) * ldh, kpr = (size_t)((Tk + 1) / 2) * ldh, tile = ATT_BQ / 2 * ATT_BK;
+            qa = (uint32_t *)plm_thread_scratch(7, 2 * nat + rows + 2 * tr + 2 * qp + kpr + 3 * tile);
+            doa = qa + nat, krows = doa + nat, kt = krows + rows, vt = kt + tr, don = vt + tr, qn = don + qp;
+            kn = qn + qp, pdc = kn + kpr, dsa = pdc + tile, dsc = dsa + tile;
+        }
 #pragma omp for schedule(dynamic, 1)
         for (int bh = 0; bh < B * NH; bh++) {
             int b = bh / NH, h = bh % NH;
@@ -290,6 +335,17 @@ void attention_backward_bias(const attn_shape *a, const float *dout, const float
                 memset(dvh + (size_t)j * a->ldv, 0, (size_t)hs * sizeof(float));
             }
             if (dscores) memset(dscores + (size_t)bh * Tq * Tk, 0, (size_t)Tq * Tk * sizeof(float));
+            if (b16) {
+                attn_bf16_pack_rows(qa, kp, q, a->ldq, Tq, hs);
+                attn_bf16_pack_rows(doa, kp, dO, ldo, Tq, hs);
+                attn_bf16_pack_rows(krows, kp, k, a->ldk, Tk, hs);
+                attn_bf16_transpose(kt, ldt, krows, kp, Tk, kp);
+                attn_bf16_pack_rows(krows, kp, v, a->ldv, Tk, hs);
+                attn_bf16_transpose(vt, ldt, krows, kp, Tk, kp);
+                attn_bf16_pack_cols(don, ldh, dO, ldo, Tq, hs);
+                attn_bf16_pack_cols(qn, ldh, q, a->ldq, Tq, hs);
+                attn_bf16_pack_cols(kn, ldh, k, a->ldk, Tk, hs);
+            }
             for (int i0 = 0; i0 < Tq; i0 += ATT_BQ) {
                 int bq = PLM_MIN(ATT_BQ, Tq - i0);
                 const float *qi = q + (size_t)i0 * a->ldq, *dOi = dO + (size_t)i0 * ldo;
@@ -309,16 +365,29 @@ void attention_backward_bias(const attn_shape *a, const float *dout, const float
                     int bk = PLM_MIN(ATT_BK, kend - j0);
                     if (!tile_needed(docs, km, j0, bk, qlo, qhi)) continue;
                     const float *kj = k + (size_t)j0 * a->ldk, *vj = v + (size_t)j0 * a->ldv;
-                    plm_sgemm(false, true, bq, bk, hs, a->scale, qi, a->ldq, kj, a->ldk, 0.0f, p, ATT_BK);
+                    int bqp = (bq + 1) / 2, bkp = (bk + 1) / 2; /* pairs of query rows, of keys */
+                    const uint32_t *dOn = b16 ? don + (size_t)(i0 / 2) * ldh : NULL;
+                    if (b16)
+                        attn_bf16_gemm(bq, bk, kp, a->scale, qa + (size_t)i0 * kp, kp, 1, kt + j0, ldt, 0.0f, p,
+                                       ATT_BK);
+                    else
+                        plm_sgemm(false, true, bq, bk, hs, a->scale, qi, a->ldq, kj, a->ldk, 0.0f, p, ATT_BK);
                     tile_probs(a, docs, h, km, p, i0, bq, j0, bk, lse, NULL, NULL, NULL);
                     const float *pv = p;
                     if (a->dropout_p > 0.0f) {
                         tile_dropout(pd, p, a, bh, i0, bq, j0, bk, keep);
                         pv = pd;
                     }
-                    plm_sgemm(true, false, bk, hs, bq, 1.0f, pv, ATT_BK, dOi, ldo, 1.0f, dvh + (size_t)j0 * a->ldv,
-                              a->ldv);
-                    plm_sgemm(false, true, bq, bk, hs, 1.0f, dOi, ldo, vj, a->ldv, 0.0f, dp, ATT_BK);
+                    if (b16) {
+                        attn_bf16_pack_cols(pdc, ATT_BK, pv, ATT_BK, bq, bk);
+                        attn_bf16_gemm(bk, hs, bqp, 1.0f, pdc, 1, ATT_BK, dOn, ldh, 1.0f, dvh + (size_t)j0 * a->ldv,
+                                       a->ldv);
+                        attn_bf16_gemm(bq, bk, kp, 1.0f, doa + (size_t)i0 * kp, kp, 1, vt + j0, ldt, 0.0f, dp, ATT_BK);
+                    } else {
+                        plm_sgemm(true, false, bk, hs, bq, 1.0f, pv, ATT_BK, dOi, ldo, 1.0f, dvh + (size_t)j0 * a->ldv,
+                                  a->ldv);
+                        plm_sgemm(false, true, bq, bk, hs, 1.0f, dOi, ldo, vj, a->ldv, 0.0f, dp, ATT_BK);
+                    }
                     if (a->dropout_p > 0.0f) tile_keep(dp, keep, a, bq, bk);
                     for (int r = 0; r < bq; r++) {
                         float *dr = dp + (size_t)r * ATT_BK;
@@ -329,9 +398,18 @@ void attention_backward_bias(const attn_shape *a, const float *dout, const float
                         if (dscores)
                             memcpy(dscores + ((size_t)bh * Tq + i0 + r) * Tk + j0, dr, (size_t)bk * sizeof(float));
                     }
-                    plm_sgemm(false, false, bq, hs, bk, a->scale, dp, ATT_BK, kj, a->ldk, 1.0f, dqi, a->ldq);
-                    plm_sgemm(true, false, bk, hs, bq, a->scale, dp, ATT_BK, qi, a->ldq, 1.0f,
-                              dkh + (size_t)j0 * a->ldk, a->ldk);
+                    if (b16) {
+                        attn_bf16_pack_rows(dsa, ATT_BK / 2, dp, ATT_BK, bq, bk);
+                        attn_bf16_pack_cols(dsc, ATT_BK, dp, ATT_BK, bq, bk);
+                        attn_bf16_gemm(bq, hs, bkp, a->scale, dsa, ATT_BK / 2, 1, kn + (size_t)(j0 / 2) * ldh, ldh,
+                                       1.0f, dqi, a->ldq);
+                        attn_bf16_gemm(bk, hs, bqp, a->scale, dsc, 1, ATT_BK, qn + (size_t)(i0 / 2) * ldh, ldh, 1.0f,
+                                       dkh + (size_t)j0 * a->ldk, a->ldk);
+                    } else {
+                        plm_sgemm(false, false, bq, hs, bk, a->scale, dp, ATT_BK, kj, a->ldk, 1.0f, dqi, a->ldq);
+                        plm_sgemm(true, false, bk, hs, bq, a->scale, dp, ATT_BK, qi, a->ldq, 1.0f,
+                                  dkh + (size_t)j0 * a->ldk, a->ldk);
+                    }
                 }
             }
             if (dbias) { /* this head's gradients are final and still in cache */

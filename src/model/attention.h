@@ -10,7 +10,8 @@
  * attention_saved_floats), and the backward pass recomputes the probabilities. The
  * dropout mask is recomputed from a counter-based hash of (b, h, i, j). Work is split
  * over threads by (batch, head, query block) forward and (batch, head) backward, with
- * single-threaded GEMMs. */
+ * single-threaded GEMMs; under --bf16 on a CPU with AVX512_BF16 the tile products are
+ * attn_bf16.h's (bf16 operands, fp32 sums), the softmax and the saved state stay fp32. */
 #ifndef PLM_ATTENTION_H
 #define PLM_ATTENTION_H
 

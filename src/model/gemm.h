@@ -9,7 +9,8 @@
  * bf16 mixed precision (plm_gemm_set_bf16): the products outside parallel regions (the
  * linear layers and heads) round A and B to bf16 and run oneDNN's matmul primitive with
  * an f32 destination (fp32 accumulation); master weights, gradients and everything
- * else stay fp32. Attention's per-head products stay fp32. Owns the primitive cache
+ * else stay fp32. Attention's per-head products run in bf16 through attn_bf16.h
+ * (AVX512_BF16), or in fp32 here. Owns the primitive cache
  * (keyed by shape, transposes, strides, alpha and beta), the bf16 copies, and the table
  * of bf16 mirrors: bf16 copies of fp32 buffers (the weights, written by AdamW; a
  * layer's output gradient, held for its two backward products; the linear inputs, kept
