@@ -186,36 +186,29 @@ void attention_forward_ex(const attn_shape *a, float *out, float *att) {
     for (size_t n = 0; n < (size_t)B * a->Tk; n++)
         kmask[n] = a->key_mask && !a->key_mask[n] ? 0.0f : docs ? (float)a->seq_idx[n] + 1.0f : 1.0f;
     kmask[(size_t)B * a->Tk] = (float)((a->causal ? 1 : 0) + (docs ? ATT_DOCS : 0));
-    /* bf16 products (attn_bf16.h): K^T and V of every (batch, head) packed once, shared
-     * by the query blocks */
+    /* bf16 products (attn_bf16.h): a thread packs K^T and V of a (batch, head) when it
+     * starts on its query blocks, which it is then given together */
     bool b16 = attn_bf16_on();
     int kp = (hs + 1) / 2, ldt = attn_bf16_ld(a->Tk), ldh = attn_bf16_ld(hs);
     size_t kt_words = (size_t)kp * ldt, vn_words = (size_t)((a->Tk + 1) / 2) * ldh;
-    uint32_t *kt_all = b16 ? (uint32_t *)plm_thread_scratch(6, (size_t)B * NH * (kt_words + vn_words)) : NULL;
+    int chunk = b16 ? nqb : 1;
 #pragma omp parallel
     {
         /* this thread's tiles: scores/probabilities, dropped probabilities, running
-         * output, m, l, alpha; with bf16 the packed queries and probabilities, and K's
-         * rows packed before their transpose */
+         * output, m, l, alpha; with bf16 the packed queries, probabilities, K's rows
+         * (before their transpose), K^T and V */
         size_t f32 = (size_t)2 * ATT_BQ * ATT_BK + (size_t)ATT_BQ * hs + 3 * ATT_BQ;
-        size_t w16 = b16 ? (size_t)ATT_BQ * kp + (size_t)ATT_BQ * ATT_BK / 2 + (size_t)a->Tk * kp : 0;
+        size_t w16 =
+            b16 ? (size_t)ATT_BQ * kp + (size_t)ATT_BQ * ATT_BK / 2 + (size_t)a->Tk * kp + kt_words + vn_words : 0;
         float *s = plm_thread_scratch(2, f32 + w16);
         float *pdrop = s + ATT_BQ * ATT_BK, *o = pdrop + ATT_BQ * ATT_BK, *m = o + (size_t)ATT_BQ * hs;
         float *l = m + ATT_BQ, *alpha = l + ATT_BQ;
         uint32_t *qa = (uint32_t *)(s + f32), *pa = qa + (size_t)ATT_BQ * kp, *krows = pa + ATT_BQ * ATT_BK / 2;
-        if (b16) {
-#pragma omp for schedule(static)
-            for (int bh = 0; bh < B * NH; bh++) {
-                int b = bh / NH, h = bh % NH;
-                uint32_t *kt = kt_all + (size_t)bh * (kt_words + vn_words);
-                attn_bf16_pack_rows(krows, kp, a->k + (size_t)b * a->Tk * a->ldk + h * hs, a->ldk, a->Tk, hs);
-                attn_bf16_transpose(kt, ldt, krows, kp, a->Tk, kp);
-                attn_bf16_pack_cols(kt + kt_words, ldh, a->v + (size_t)b * a->Tk * a->ldv + h * hs, a->ldv, a->Tk, hs);
-            }
-        }
-        /* causal blocks further down have more keys: dynamic keeps the threads even; the
-         * result of a block does not depend on which thread runs it */
-#pragma omp for schedule(dynamic, 1)
+        uint32_t *kt = krows + (size_t)a->Tk * kp, *vn = kt + kt_words;
+        int packed = -1; /* the (batch, head) in kt and vn */
+                         /* causal blocks further down have more keys: dynamic keeps the threads even; the
+                          * result of a block does not depend on which thread runs it */
+#pragma omp for schedule(dynamic, chunk)
         for (int task = 0; task < B * NH * nqb; task++) {
             int bh = task / nqb, qb = task % nqb, b = bh / NH, h = bh % NH;
             int i0 = qb * ATT_BQ, bq = PLM_MIN(ATT_BQ, Tq - i0);
@@ -223,9 +216,14 @@ void attention_forward_ex(const attn_shape *a, float *out, float *att) {
             const float *k = a->k + (size_t)b * a->Tk * a->ldk + h * hs;
             const float *v = a->v + (size_t)b * a->Tk * a->ldv + h * hs;
             const float *km = kmask + (size_t)b * a->Tk;
+            if (b16 && packed != bh) {
+                attn_bf16_pack_rows(krows, kp, k, a->ldk, a->Tk, hs);
+                attn_bf16_transpose(kt, ldt, krows, kp, a->Tk, kp);
+                attn_bf16_pack_cols(vn, ldh, v, a->ldv, a->Tk, hs);
+                packed = bh;
+            }
             for (int r = 0; r < bq; r++) m[r] = -INFINITY, l[r] = 0.0f;
             memset(o, 0, (size_t)bq * hs * sizeof(float));
-            const uint32_t *kt = b16 ? kt_all + (size_t)bh * (kt_words + vn_words) : NULL;
             if (b16) attn_bf16_pack_rows(qa, kp, q, a->ldq, bq, hs);
             int kend = keys_for(a, i0 + bq);
             float qlo = 0.0f, qhi = 0.0f;
@@ -249,8 +247,8 @@ void attention_forward_ex(const attn_shape *a, float *out, float *att) {
                 }
                 if (b16) {
                     attn_bf16_pack_rows(pa, ATT_BK / 2, pv, ATT_BK, bq, bk);
-                    attn_bf16_gemm(bq, hs, (bk + 1) / 2, 1.0f, pa, ATT_BK / 2, 1,
-                                   kt + kt_words + (size_t)(j0 / 2) * ldh, ldh, 1.0f, o, hs);
+                    attn_bf16_gemm(bq, hs, (bk + 1) / 2, 1.0f, pa, ATT_BK / 2, 1, vn + (size_t)(j0 / 2) * ldh, ldh,
+                                   1.0f, o, hs);
                 } else {
                     plm_sgemm(false, false, bq, hs, bk, 1.0f, pv, ATT_BK, v + (size_t)j0 * a->ldv, a->ldv, 1.0f, o, hs);
                 }
