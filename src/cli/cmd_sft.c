@@ -36,6 +36,30 @@ static void plot_loss(const plm_ft_args *a, const char *title) {
     plm_plot_metrics(path, svg, title);
 }
 
+/* One run's model: the checkpoint it resumes, or --model. */
+static int load_run_model(const cli_ft_opts *o, const plm_ft_args *a, plm_model **m, plm_tokenizer **tok) {
+    return cli_load_model(a->resume_from_checkpoint ? a->resume_from_checkpoint : o->model, m, tok);
+}
+
+/* The end of one run: its loss plot if it trained; its model and tokenizer go. */
+static int end_run(int rc, const plm_ft_args *a, const char *title, plm_model *m, plm_tokenizer *tok) {
+    if (rc == 0) plot_loss(a, title);
+    plm_model_free(m);
+    if (tok) plm_tokenizer_free(tok);
+    return rc;
+}
+
+/* The end of a command's setup: the model and tokenizer it loaded to check and encode the
+ * data go (each run loads its own), then the runs over seeds. */
+static int run_seeds(cli_ft_opts *o, const char *cmd, plm_model **m, plm_tokenizer **tok, const char *const *metrics,
+                     bool has_dev, cli_ft_run_fn run, void *ctx) {
+    plm_model_free(*m);
+    *m = NULL;
+    plm_tokenizer_free(*tok);
+    *tok = NULL;
+    return cli_ft_run_seeds(o, cmd, 3, metrics, has_dev, run, ctx);
+}
+
 typedef struct {
     cli_ft_opts *o;
     const plm_sft_data *train, *valid; /* valid NULL: no evaluation */
@@ -48,13 +72,10 @@ static int sft_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores *b
     (void)si;
     plm_model *m = NULL;
     plm_tokenizer *tok = NULL;
-    int rc = cli_load_model(a->resume_from_checkpoint ? a->resume_from_checkpoint : r->o->model, &m, &tok);
+    int rc = load_run_model(r->o, a, &m, &tok);
     if (rc != 0) return rc;
     rc = plm_sft_train_ex(m, tok, r->train, r->valid, r->t, a, r->packing, best);
-    if (rc == 0) plot_loss(a, "sft loss (response tokens)");
-    plm_model_free(m);
-    plm_tokenizer_free(tok);
-    return rc;
+    return end_run(rc, a, "sft loss (response tokens)", m, tok);
 }
 
 /* The labelled positions of d's first n examples: trained tokens after the first one. */
@@ -201,13 +222,8 @@ int cmd_sft(int argc, char **argv) {
             fprintf(stderr, " (%d lost their whole response and teach nothing)", train.no_target + valid.no_target);
         fprintf(stderr, "\n");
     }
-    plm_model_free(m);
-    m = NULL;
-    plm_tokenizer_free(tok);
-    tok = NULL;
     sft_run r = {&o, &train, valid.n > 0 ? &valid : NULL, t, packing};
-    if ((rc = cli_ft_run_seeds(&o, "sft", 3, plm_sft_metrics, r.valid != NULL, sft_run_one, &r)) != 0) goto fail;
-    rc = 0;
+    if ((rc = run_seeds(&o, "sft", &m, &tok, plm_sft_metrics, r.valid != NULL, sft_run_one, &r)) != 0) goto fail;
     goto out;
 fail:
     cli_fail("sft", rc);
@@ -234,13 +250,10 @@ static int dpo_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores *b
     (void)si;
     plm_model *m = NULL;
     plm_tokenizer *tok = NULL;
-    int rc = cli_load_model(a->resume_from_checkpoint ? a->resume_from_checkpoint : r->o->model, &m, &tok);
+    int rc = load_run_model(r->o, a, &m, &tok);
     if (rc != 0) return rc;
     rc = plm_dpo_train(m, tok, r->train, r->valid, r->beta, r->type, r->t, a, best);
-    if (rc == 0) plot_loss(a, "dpo loss");
-    plm_model_free(m);
-    plm_tokenizer_free(tok);
-    return rc;
+    return end_run(rc, a, "dpo loss", m, tok);
 }
 
 /* Reads and encodes a preference file, keeping its first max_n pairs (0: all). */
@@ -357,13 +370,8 @@ int cmd_dpo(int argc, char **argv) {
         fprintf(stderr, "dpo: %d training and %d validation sequences truncated to %d tokens\n", train.seqs.truncated,
                 valid_file ? valid.seqs.truncated : 0, max_len);
     }
-    plm_model_free(m);
-    m = NULL;
-    plm_tokenizer_free(tok);
-    tok = NULL;
     dpo_run r = {&o, &train, valid.n > 0 ? &valid : NULL, t, beta, lt};
-    if ((rc = cli_ft_run_seeds(&o, "dpo", 3, plm_dpo_metrics, r.valid != NULL, dpo_run_one, &r)) != 0) goto fail;
-    rc = 0;
+    if ((rc = run_seeds(&o, "dpo", &m, &tok, plm_dpo_metrics, r.valid != NULL, dpo_run_one, &r)) != 0) goto fail;
     goto out;
 fail:
     cli_fail("dpo", rc);
@@ -423,10 +431,7 @@ static int reward_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores
                  : load_reward_model(r->o->model, false, a->seed, r->o->quiet || si > 0, &m, &tok);
     if (rc != 0) return rc;
     rc = plm_reward_train(m, tok, r->train, r->valid, r->center, r->t, a, best);
-    if (rc == 0) plot_loss(a, "reward loss (Bradley-Terry)");
-    plm_model_free(m);
-    plm_tokenizer_free(tok);
-    return rc;
+    return end_run(rc, a, "reward loss (Bradley-Terry)", m, tok);
 }
 
 /* A string and a number of config.json's plm_task (NULL / 0 when absent). */
@@ -565,14 +570,9 @@ int cmd_reward(int argc, char **argv) {
         fprintf(stderr, "reward: %d training and %d validation sequences truncated to %d tokens\n",
                 train.seqs.truncated, valid_file ? valid.seqs.truncated : 0, o.a.max_seq_length);
     }
-    plm_model_free(m);
-    m = NULL;
-    plm_tokenizer_free(tok);
-    tok = NULL;
     reward_run r = {&o, &train, valid.n > 0 ? &valid : NULL, t, center};
-    if ((rc = cli_ft_run_seeds(&o, "reward", 3, plm_reward_metrics, r.valid != NULL, reward_run_one, &r)) != 0)
+    if ((rc = run_seeds(&o, "reward", &m, &tok, plm_reward_metrics, r.valid != NULL, reward_run_one, &r)) != 0)
         goto fail;
-    rc = 0;
     goto out;
 fail:
     cli_fail("reward", rc);
@@ -599,13 +599,10 @@ static int rloo_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores *
     plm_model *m = NULL;
     plm_tokenizer *tok = NULL;
     /* a resumed run's policy is the checkpoint's; the reference stays --model */
-    int rc = cli_load_model(a->resume_from_checkpoint ? a->resume_from_checkpoint : r->o->model, &m, &tok);
+    int rc = load_run_model(r->o, a, &m, &tok);
     if (rc != 0) return rc;
     rc = plm_rloo_train(m, tok, r->prompts, r->valid, r->r, r->t, a, best);
-    if (rc == 0) plot_loss(a, "rloo loss");
-    plm_model_free(m);
-    plm_tokenizer_free(tok);
-    return rc;
+    return end_run(rc, a, "rloo loss", m, tok);
 }
 
 /* The reward model must read the policy's token ids as its own: the same vocabulary size,
@@ -791,20 +788,17 @@ static int ppo_run_one(void *ctx, const plm_ft_args *a, int si, plm_ft_scores *b
     plm_tokenizer *tok = NULL, *vtok = NULL;
     /* a resumed run's policy is the checkpoint's (its value model comes from the checkpoint's
      * state); the reference stays --model; each run trains its own copy of the value model */
-    int rc = cli_load_model(a->resume_from_checkpoint ? a->resume_from_checkpoint : r->o->model, &m, &tok);
+    int rc = load_run_model(r->o, a, &m, &tok);
     if (rc == 0) rc = load_reward_model(r->value_dir, true, 0, true, &vm, &vtok);
     if (rc == 0) {
         plm_ft_set_pad_id(vm, vtok);
         r->r->vm = vm;
         r->r->vtok = vtok;
         rc = plm_ppo_train(m, tok, r->prompts, r->valid, r->r, r->t, a, best);
-        if (rc == 0) plot_loss(a, "ppo loss");
     }
-    plm_model_free(m);
     plm_model_free(vm);
-    if (tok) plm_tokenizer_free(tok);
     if (vtok) plm_tokenizer_free(vtok);
-    return rc;
+    return end_run(rc, a, "ppo loss", m, tok);
 }
 
 int cmd_ppo(int argc, char **argv) {
