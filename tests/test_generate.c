@@ -207,6 +207,34 @@ static void check_batch(const char *name, plm_arch arch) {
         snprintf(nm, sizeof nm, "generate.%s.reproducible.%s", name, mode_name[k]);
         TEST_CHECK(!memcmp(out, again, sizeof out) && !memcmp(n_out, n2, sizeof n2), nm, "two runs differ");
     }
+    /* a workspace kept between calls (RL rollouts): reserved once for the largest call,
+     * then calls of every size (all prompts, fewer and shorter ones, all again) give the
+     * tokens of plm_generate_batch bit for bit and allocate nothing: the buffers stay */
+    {
+        plm_gen_workspace ws = {0};
+        plm_gen_workspace_reserve(&ws, m, NP, 12, NEW);
+        void *bufs[5] = {ws.kv.k, ws.kv.x, ws.rng, ws.ids, ws.work};
+        bool same = true;
+        int counts[3] = {NP, 2, NP};
+        for (int c = 0; c < 3; c++)
+            for (int k = 0; k < 3; k++) {
+                int32_t a[NP * NEW], b[NP * NEW];
+                int na[NP], nb[NP];
+                int ra = plm_generate_batch(m, pr + (c == 1), lens + (c == 1), counts[c], &modes[k], a, na, NULL, NULL,
+                                            NULL);
+                int rb = plm_generate_batch_ws(&ws, m, pr + (c == 1), lens + (c == 1), counts[c], &modes[k], b, nb,
+                                               NULL, NULL, NULL);
+                same &= ra == 0 && rb == 0 && !memcmp(na, nb, (size_t)counts[c] * sizeof(int)) &&
+                        !memcmp(a, b, (size_t)counts[c] * NEW * sizeof(int32_t));
+            }
+        void *after[5] = {ws.kv.k, ws.kv.x, ws.rng, ws.ids, ws.work};
+        char nm[128];
+        snprintf(nm, sizeof nm, "generate.%s.workspace_same_tokens", name);
+        TEST_CHECK(same, nm, "a call through a kept workspace gives other tokens than plm_generate_batch");
+        snprintf(nm, sizeof nm, "generate.%s.workspace_no_realloc", name);
+        TEST_CHECK(!memcmp(bufs, after, sizeof bufs), nm, "a call that fits the reservation reallocated a buffer");
+        plm_gen_workspace_free(&ws);
+    }
     /* the greedy tokens are the argmax of the uncached forward over the growing text */
     int32_t seq[MAXPOS], out[NEW];
     int n = plm_generate(m, pr[1], lens[1], &modes[0], out, NULL, NULL);

@@ -397,9 +397,66 @@ static int check_prompt(const plm_model *m, const int32_t *ids, int n, int i) {
  * dead sequences). Sequence i may generate quota_i = min(max_new_tokens,
  * max_position_embeddings - n_prompt_i) tokens; its last token is never run through the
  * network. */
+void plm_gen_workspace_free(plm_gen_workspace *ws) {
+    if (ws->kv.m) plm_kv_cache_free(&ws->kv);
+    free(ws->rng);
+    free(ws->seq);
+    free(ws->ids);
+    free(ws->work);
+    memset(ws, 0, sizeof *ws);
+}
+
+/* ws ready for count sequences of up to max_len positions, max_rows rows per call: grown
+ * (to at least what it held) when it is smaller or holds another model, else its cache
+ * emptied. The cache's sizes are capacities: rows are placed by them, computed alike. */
+static void workspace_reserve(plm_gen_workspace *ws, const plm_model *m, int count, int max_len, int max_rows) {
+    plm_kv_cache *kv = &ws->kv;
+    if (kv->m != m || kv->B < count || kv->max_len < max_len || kv->max_rows < max_rows) {
+        bool same = kv->m == m;
+        int B = same ? PLM_MAX(kv->B, count) : count, L = same ? PLM_MAX(kv->max_len, max_len) : max_len;
+        int R = same ? PLM_MAX(kv->max_rows, max_rows) : max_rows;
+        if (kv->m) plm_kv_cache_free(kv);
+        free(ws->ids);
+        free(ws->work);
+        plm_kv_cache_init_batch(kv, m, B, L, R);
+        ws->ids = plm_malloc((size_t)kv->max_rows * sizeof(int32_t));
+        ws->work = plm_malloc(plm_sample_work_bytes(m->config.vocab_size));
+    } else {
+        memset(kv->len, 0, (size_t)kv->B * sizeof(int));
+    }
+    if (ws->count < count) {
+        free(ws->rng);
+        free(ws->seq);
+        ws->rng = plm_malloc((size_t)count * sizeof(plm_rng));
+        ws->seq = plm_malloc((size_t)count * 3 * sizeof(int));
+        ws->count = count;
+    }
+}
+
+/* A call's rows per prefill chunk: whole prompts up to PREFILL_ROWS or one sequence's
+ * length, and at least one row per sequence for the decoding steps. */
+static int call_rows(int count, long total, int max_len) {
+    return (int)PLM_MAX((long)count, PLM_MIN(total, (long)PLM_MAX(PREFILL_ROWS, max_len)));
+}
+
+void plm_gen_workspace_reserve(plm_gen_workspace *ws, const plm_model *m, int count, int max_prompt,
+                               int max_new_tokens) {
+    int L = PLM_MAX(1, PLM_MIN(max_prompt + max_new_tokens, m->config.max_position_embeddings));
+    workspace_reserve(ws, m, count, L, call_rows(count, (long)count * max_prompt, L));
+}
+
 int plm_generate_batch(const plm_model *m, const int32_t *const *prompts, const int *n_prompt, int count,
                        const plm_sampling *s, int32_t *out, int *n_out,
                        void (*on_token)(int seq, int32_t id, void *ctx), void *ctx, plm_gen_stats *stats) {
+    plm_gen_workspace ws = {0};
+    int rc = plm_generate_batch_ws(&ws, m, prompts, n_prompt, count, s, out, n_out, on_token, ctx, stats);
+    plm_gen_workspace_free(&ws);
+    return rc;
+}
+
+int plm_generate_batch_ws(plm_gen_workspace *ws, const plm_model *m, const int32_t *const *prompts, const int *n_prompt,
+                          int count, const plm_sampling *s, int32_t *out, int *n_out,
+                          void (*on_token)(int seq, int32_t id, void *ctx), void *ctx, plm_gen_stats *stats) {
     if (stats) memset(stats, 0, sizeof *stats);
     if (count < 1) {
         plm_error("generate: no prompt");
@@ -415,13 +472,13 @@ int plm_generate_batch(const plm_model *m, const int32_t *const *prompts, const 
     }
     if (s->max_new_tokens <= 0) return 0;
     int V = m->config.vocab_size;
-    int max_rows = (int)PLM_MAX((long)count, PLM_MIN(total, (long)PLM_MAX(PREFILL_ROWS, max_len)));
-    plm_kv_cache kv;
-    plm_kv_cache_init_batch(&kv, m, count, max_len, max_rows);
-    plm_rng *rng = plm_malloc((size_t)count * sizeof(plm_rng));
-    int *seq = plm_malloc((size_t)count * 3 * sizeof(int)), *len = seq + count, *quota = len + count;
-    int32_t *ids = plm_malloc((size_t)max_rows * sizeof(int32_t));
-    void *work = plm_malloc(plm_sample_work_bytes(V));
+    int max_rows = call_rows(count, total, max_len);
+    workspace_reserve(ws, m, count, max_len, max_rows);
+    plm_kv_cache *kv = &ws->kv;
+    plm_rng *rng = ws->rng;
+    int *seq = ws->seq, *len = seq + count, *quota = len + count;
+    int32_t *ids = ws->ids;
+    void *work = ws->work;
     for (int i = 0; i < count; i++) {
         plm_rng_seed(&rng[i], s->seeds ? s->seeds[i] : s->seed, 0x6e6); /* as the prompt generated alone */
         quota[i] = PLM_MIN(s->max_new_tokens, maxpos - n_prompt[i]);
@@ -440,7 +497,7 @@ int plm_generate_batch(const plm_model *m, const int32_t *const *prompts, const 
             k++;
         }
         int base = active; /* seq[base..base+k): this chunk; the running ones are written back in place */
-        const float *logits = plm_kv_cache_append(&kv, k, seq + base, len + base, ids);
+        const float *logits = plm_kv_cache_append(kv, k, seq + base, len + base, ids);
         for (int j = 0; j < k; j++) {
             int i = seq[base + j];
             int32_t id = plm_sample((float *)logits + (size_t)j * V, V, s, &rng[i], work);
@@ -454,7 +511,7 @@ int plm_generate_batch(const plm_model *m, const int32_t *const *prompts, const 
     for (int j = 0; j < count; j++) len[j] = 1;
     while (active > 0) {
         for (int j = 0; j < active; j++) ids[j] = out[(size_t)seq[j] * s->max_new_tokens + n_out[seq[j]] - 1];
-        const float *logits = plm_kv_cache_append(&kv, active, seq, len, ids);
+        const float *logits = plm_kv_cache_append(kv, active, seq, len, ids);
         int still = 0;
         double prof_t0 = plm_prof_begin();
         for (int j = 0; j < active; j++) {
@@ -474,11 +531,6 @@ int plm_generate_batch(const plm_model *m, const int32_t *const *prompts, const 
         stats->prefill_s = t1 - t0;
         stats->decode_s = t2 - t1;
     }
-    free(work);
-    free(ids);
-    free(seq);
-    free(rng);
-    plm_kv_cache_free(&kv);
     return 0;
 }
 

@@ -88,6 +88,28 @@ int plm_generate_batch(const plm_model *m, const int32_t *const *prompts, const 
                        const plm_sampling *s, int32_t *out, int *n_out,
                        void (*on_token)(int seq, int32_t id, void *ctx), void *ctx, plm_gen_stats *stats);
 
+/* What plm_generate_batch allocates, kept between calls (the rollouts of RL training):
+ * the KV cache and the sampling state, grown to the largest call so far, so a call that
+ * fits allocates nothing. Zero-initialise; free with plm_gen_workspace_free. */
+typedef struct {
+    plm_kv_cache kv; /* kv.m NULL: nothing allocated yet */
+    int count;       /* sequences rng and seq hold */
+    plm_rng *rng;    /* [count] */
+    int *seq;        /* [3 count]: running sequences, lengths, quotas */
+    int32_t *ids;    /* [kv.max_rows] */
+    void *work;      /* plm_sample's, for kv.m's vocabulary */
+} plm_gen_workspace;
+
+/* plm_generate_batch with its buffers in ws (same results, bit for bit). */
+int plm_generate_batch_ws(plm_gen_workspace *ws, const plm_model *m, const int32_t *const *prompts, const int *n_prompt,
+                          int count, const plm_sampling *s, int32_t *out, int *n_out,
+                          void (*on_token)(int seq, int32_t id, void *ctx), void *ctx, plm_gen_stats *stats);
+/* Grows ws for every call of up to count prompts of up to max_prompt tokens and
+ * max_new_tokens new ones: reserved before a loop, the loop's calls allocate nothing. */
+void plm_gen_workspace_reserve(plm_gen_workspace *ws, const plm_model *m, int count, int max_prompt,
+                               int max_new_tokens);
+void plm_gen_workspace_free(plm_gen_workspace *ws);
+
 /* Text-to-text generation with a T5 encoder-decoder: the encoder runs once over input
  * (n_input tokens, which should end in EOS as T5's tokenizer adds it); the decoder starts
  * from decoder_start_token_id and decodes token by token with its self-attention keys

@@ -266,6 +266,7 @@ typedef struct {
     int32_t *ids;
     uint8_t *train;
     plm_sft_batch bb;
+    plm_gen_workspace gen_ws; /* the rollouts' KV cache, reserved before the loop */
     ppo_stats last;
 } ppo_loop;
 
@@ -285,7 +286,8 @@ static int rollout(ppo_loop *c, plm_model *m, const plm_sft_data *set, const int
     plm_sampling s = r->s;
     s.seeds = c->seeds;
     s.eos_token_id = c->eos;
-    if (plm_generate_batch(m, c->pids, c->plen, n, &s, c->gen, c->nout, NULL, NULL, NULL) != 0) return -1;
+    if (plm_generate_batch_ws(&c->gen_ws, m, c->pids, c->plen, n, &s, c->gen, c->nout, NULL, NULL, NULL) != 0)
+        return -1;
     c->seqs.n = 0;
     c->seqs.max_len = 0;
     c->seqs.targets = 0;
@@ -528,6 +530,7 @@ static void ppo_keep_best(void *ctx, bool restore) {
 }
 
 static void loop_free(ppo_loop *c) {
+    plm_gen_workspace_free(&c->gen_ws);
     plm_sft_data_free(&c->seqs);
     plm_sft_batch_free(&c->bb);
     plm_adamw_free(&c->vopt);
@@ -613,6 +616,7 @@ int plm_ppo_train(plm_model *m, const plm_tokenizer *tok, const plm_sft_data *pr
     c.ids = plm_malloc((size_t)max_len * sizeof *c.ids);
     c.train = plm_malloc((size_t)max_len);
     plm_sft_batch_reserve(&c.bb, NT);
+    plm_gen_workspace_reserve(&c.gen_ws, m, B, longest, mnt);
     int rc = PLM_EXIT_USAGE;
     /* the one optimizer: the value model's half gets the policy's learning-rate settings */
     if (plm_adamw_layerwise_decay(&c.vopt, r->vm, a->layerwise_lr_decay) != 0 ||

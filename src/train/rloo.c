@@ -85,6 +85,7 @@ typedef struct {
     int32_t *ids;         /* [max_len]: one sequence being assembled */
     uint8_t *train;       /* [max_len] */
     plm_sft_batch bb;
+    plm_gen_workspace gen_ws; /* the rollouts' KV cache, reserved before the loop */
     plm_rloo_stats last;
 } rloo_loop;
 
@@ -107,7 +108,8 @@ static int rollout(rloo_loop *c, const plm_model *m, const plm_sft_data *set, co
     plm_sampling s = r->s;
     s.seeds = c->seeds;
     s.eos_token_id = c->eos;
-    if (plm_generate_batch(m, c->pids, c->plen, N, &s, c->gen, c->nout, NULL, NULL, NULL) != 0) return -1;
+    if (plm_generate_batch_ws(&c->gen_ws, m, c->pids, c->plen, N, &s, c->gen, c->nout, NULL, NULL, NULL) != 0)
+        return -1;
     c->seqs.n = 0;
     c->seqs.max_len = 0;
     c->seqs.targets = 0;
@@ -206,6 +208,7 @@ static int rloo_save(void *ctx, const plm_model *m, const char *dir, const char 
 }
 
 static void loop_free(rloo_loop *c) {
+    plm_gen_workspace_free(&c->gen_ws);
     plm_sft_data_free(&c->seqs);
     plm_sft_batch_free(&c->bb);
     free(c->pids);
@@ -279,6 +282,7 @@ int plm_rloo_train(plm_model *m, const plm_tokenizer *tok, const plm_sft_data *p
     c.ids = plm_malloc((size_t)max_len * sizeof *c.ids);
     c.train = plm_malloc((size_t)max_len);
     plm_sft_batch_reserve(&c.bb, (size_t)N * max_len);
+    plm_gen_workspace_reserve(&c.gen_ws, m, N, longest, mnt);
     int rc = PLM_EXIT_USAGE;
     if (plm_model_reserve(r->ref, N, max_len) != 0 || plm_model_reserve(r->rm, N, max_len) != 0) goto out;
     plm_ft_loop_task lt = {.name = "rloo",
