@@ -75,19 +75,25 @@ static void head_logps(const plm_model *m, int T, double *logp) {
     for (int k = 0; k < h->num_rows; k++) logp[h->rows[k] / T] -= h->row_loss[k];
 }
 
-int plm_dpo_logps(plm_model *m, const plm_sft_data *seqs, int B, int32_t pad, double *out) {
-    plm_sft_batch bb = {0};
-    int *rows = plm_malloc((size_t)PLM_MAX(B, 1) * sizeof *rows);
+int plm_dpo_logps_buf(plm_model *m, const plm_sft_data *seqs, int B, int32_t pad, plm_sft_batch *bb, int *rows,
+                      double *out) {
     int rc = 0;
     for (int i = 0; i < seqs->n && rc == 0; i += B) {
         int n = PLM_MIN(B, seqs->n - i);
         for (int r = 0; r < n; r++) rows[r] = i + r;
         plm_batch b;
-        plm_sft_collate(seqs, rows, n, pad, &bb, &b);
+        plm_sft_collate(seqs, rows, n, pad, bb, &b);
         if (plm_model_run(m, 0, &b, false, 1.0f) != 0) rc = -1;
         memset(out + i, 0, (size_t)n * sizeof *out);
         if (rc == 0) head_logps(m, b.T, out + i);
     }
+    return rc;
+}
+
+int plm_dpo_logps(plm_model *m, const plm_sft_data *seqs, int B, int32_t pad, double *out) {
+    plm_sft_batch bb = {0};
+    int *rows = plm_malloc((size_t)PLM_MAX(B, 1) * sizeof *rows);
+    int rc = plm_dpo_logps_buf(m, seqs, B, pad, &bb, rows, out);
     free(rows);
     plm_sft_batch_free(&bb);
     return rc;

@@ -66,6 +66,10 @@ int plm_dpo_split(plm_dpo_data *d, double fraction, uint64_t seed, plm_dpo_data 
 /* The summed response log-probs of every sequence of seqs under m (dropout off), in
  * batches of B sequences: out[seqs->n]. Returns 0 or -1 (error set). */
 int plm_dpo_logps(plm_model *m, const plm_sft_data *seqs, int B, int32_t pad, double *out);
+/* The same with the caller's buffers (a training step's, reserved before its loop): bb
+ * (grow-only) and rows [B]. */
+int plm_dpo_logps_buf(plm_model *m, const plm_sft_data *seqs, int B, int32_t pad, plm_sft_batch *bb, int *rows,
+                      double *out);
 
 typedef struct {
     double loss;             /* mean DPO loss */

@@ -267,6 +267,7 @@ typedef struct {
     uint8_t *train;
     plm_sft_batch bb;
     plm_gen_workspace gen_ws; /* the rollouts' KV cache, reserved before the loop */
+    plm_reward_buf score_buf; /* the rollouts' scoring and log-prob batches, the same */
     ppo_stats last;
 } ppo_loop;
 
@@ -303,7 +304,7 @@ static int rollout(ppo_loop *c, plm_model *m, const plm_sft_data *set, const int
         c->G = PLM_MAX(c->G, c->L[q]);
         c->mb_rows[q] = q;
     }
-    if (plm_reward_score(r->rm, &c->seqs, n, r->rm_pad, NULL, c->score) != 0) return -1;
+    if (plm_reward_score_buf(r->rm, &c->seqs, n, r->rm_pad, NULL, &c->score_buf, c->score) != 0) return -1;
     plm_missing_eos_penalty(c->score, c->gen, mnt, c->L, n, c->eos, r->missing_eos_penalty);
     plm_batch b;
     plm_sft_collate(&c->seqs, c->mb_rows, n, c->pad, &c->bb, &b);
@@ -531,6 +532,7 @@ static void ppo_keep_best(void *ctx, bool restore) {
 
 static void loop_free(ppo_loop *c) {
     plm_gen_workspace_free(&c->gen_ws);
+    plm_reward_buf_free(&c->score_buf);
     plm_sft_data_free(&c->seqs);
     plm_sft_batch_free(&c->bb);
     plm_adamw_free(&c->vopt);
@@ -617,6 +619,7 @@ int plm_ppo_train(plm_model *m, const plm_tokenizer *tok, const plm_sft_data *pr
     c.train = plm_malloc((size_t)max_len);
     plm_sft_batch_reserve(&c.bb, NT);
     plm_gen_workspace_reserve(&c.gen_ws, m, B, longest, mnt);
+    plm_reward_buf_reserve(&c.score_buf, B, max_len);
     int rc = PLM_EXIT_USAGE;
     /* the one optimizer: the value model's half gets the policy's learning-rate settings */
     if (plm_adamw_layerwise_decay(&c.vopt, r->vm, a->layerwise_lr_decay) != 0 ||

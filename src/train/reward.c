@@ -85,6 +85,14 @@ int plm_reward_check_model(const plm_model *m) {
 }
 
 int plm_reward_score(plm_model *m, const plm_sft_data *seqs, int B, int32_t pad, const char *progress, float *out) {
+    plm_reward_buf buf = {0};
+    int rc = plm_reward_score_buf(m, seqs, B, pad, progress, &buf, out);
+    plm_reward_buf_free(&buf);
+    return rc;
+}
+
+int plm_reward_score_buf(plm_model *m, const plm_sft_data *seqs, int B, int32_t pad, const char *progress,
+                         plm_reward_buf *buf, float *out) {
     int h = reward_head(m);
     if (h < 0) {
         plm_error("the model has no sequence head with one output (a reward model)");
@@ -92,23 +100,21 @@ int plm_reward_score(plm_model *m, const plm_sft_data *seqs, int B, int32_t pad,
     }
     B = PLM_MAX(PLM_MIN(B, seqs->n), 1); /* a batch beyond the file would only reserve memory */
     if (plm_model_reserve(m, B, PLM_MAX(seqs->max_len, 1)) != 0) return -1; /* grow-only: a no-op in training */
-    plm_reward_buf buf = {0};
-    plm_reward_buf_reserve(&buf, B, seqs->max_len);
+    plm_reward_buf_reserve(buf, B, seqs->max_len);                          /* grow-only */
     plm_progress pb = {0};
     if (progress) plm_progress_start(&pb, progress, seqs->n, 0);
     int rc = 0;
     for (int i = 0; i < seqs->n && rc == 0; i += B) {
         int n = PLM_MIN(B, seqs->n - i);
-        for (int r = 0; r < n; r++) buf.rows[r] = i + r;
+        for (int r = 0; r < n; r++) buf->rows[r] = i + r;
         plm_batch b;
-        plm_reward_collate(seqs, buf.rows, n, pad, &buf, &b);
-        b.seq_targets = buf.zeros; /* a forward pass leaves the head's outputs, the rewards, in place */
+        plm_reward_collate(seqs, buf->rows, n, pad, buf, &b);
+        b.seq_targets = buf->zeros; /* a forward pass leaves the head's outputs, the rewards, in place */
         if (plm_model_run(m, 0, &b, false, 1.0f) != 0) rc = -1;
         for (int r = 0; r < n && rc == 0; r++) out[i + r] = m->heads[h].logits[r];
         if (progress) plm_progress_update(&pb, i + n, "");
     }
     if (progress) plm_progress_finish(&pb, "");
-    plm_reward_buf_free(&buf);
     return rc;
 }
 

@@ -53,6 +53,10 @@ void plm_reward_batch(const plm_dpo_data *d, const int *pairs, int n, int32_t pa
  * of B: out[seqs->n]; progress (may be NULL) labels a progress bar. Returns 0 or -1
  * (error set). */
 int plm_reward_score(plm_model *m, const plm_sft_data *seqs, int B, int32_t pad, const char *progress, float *out);
+/* The same with the caller's buffer (a training step's, reserved before its loop for B
+ * rows of seqs->max_len: then it allocates nothing). */
+int plm_reward_score_buf(plm_model *m, const plm_sft_data *seqs, int B, int32_t pad, const char *progress,
+                         plm_reward_buf *buf, float *out);
 
 /* Scores every pair of d (batches of B pairs): the loss and statistics. Returns 0 or -1. */
 int plm_reward_evaluate(plm_model *m, const plm_dpo_data *d, int B, int32_t pad, float center, plm_pairwise_stats *out);

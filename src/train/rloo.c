@@ -86,6 +86,7 @@ typedef struct {
     uint8_t *train;       /* [max_len] */
     plm_sft_batch bb;
     plm_gen_workspace gen_ws; /* the rollouts' KV cache, reserved before the loop */
+    plm_reward_buf score_buf; /* the rollouts' scoring and log-prob batches, the same */
     plm_rloo_stats last;
 } rloo_loop;
 
@@ -124,8 +125,8 @@ static int rollout(rloo_loop *c, const plm_model *m, const plm_sft_data *set, co
         c->rows[q] = q;
     }
     /* the reward model's scores and the reference's log-probs, dropout off */
-    if (plm_reward_score(r->rm, &c->seqs, N, r->rm_pad, NULL, c->score) != 0 ||
-        plm_dpo_logps(r->ref, &c->seqs, N, c->pad, c->ref) != 0)
+    if (plm_reward_score_buf(r->rm, &c->seqs, N, r->rm_pad, NULL, &c->score_buf, c->score) != 0 ||
+        plm_dpo_logps_buf(r->ref, &c->seqs, N, c->pad, &c->score_buf.bb, c->score_buf.rows, c->ref) != 0)
         return -1;
     plm_missing_eos_penalty(c->score, c->gen, mnt, c->len, N, c->eos, r->missing_eos_penalty);
     return 0;
@@ -169,7 +170,7 @@ static int rloo_eval(void *ctx, plm_model *m, int B, plm_ft_scores *out) {
         int n = PLM_MIN(c->B, c->valid->n - i0), N = n * c->k;
         for (int i = 0; i < n; i++) c->erows[i] = i0 + i;
         if (rollout(c, m, c->valid, c->erows, n, plm_hash_combine(c->eval_seed, (uint64_t)i0)) != 0 ||
-            plm_dpo_logps(m, &c->seqs, N, c->pad, c->logp) != 0)
+            plm_dpo_logps_buf(m, &c->seqs, N, c->pad, &c->score_buf.bb, c->score_buf.rows, c->logp) != 0)
             return -1;
         plm_rloo_stats st;
         plm_rloo_loss(c->score, c->logp, c->ref, c->len, n, c->k, c->r->beta, &st, NULL, NULL);
@@ -209,6 +210,7 @@ static int rloo_save(void *ctx, const plm_model *m, const char *dir, const char 
 
 static void loop_free(rloo_loop *c) {
     plm_gen_workspace_free(&c->gen_ws);
+    plm_reward_buf_free(&c->score_buf);
     plm_sft_data_free(&c->seqs);
     plm_sft_batch_free(&c->bb);
     free(c->pids);
@@ -283,6 +285,7 @@ int plm_rloo_train(plm_model *m, const plm_tokenizer *tok, const plm_sft_data *p
     c.train = plm_malloc((size_t)max_len);
     plm_sft_batch_reserve(&c.bb, (size_t)N * max_len);
     plm_gen_workspace_reserve(&c.gen_ws, m, N, longest, mnt);
+    plm_reward_buf_reserve(&c.score_buf, N, max_len);
     int rc = PLM_EXIT_USAGE;
     if (plm_model_reserve(r->ref, N, max_len) != 0 || plm_model_reserve(r->rm, N, max_len) != 0) goto out;
     plm_ft_loop_task lt = {.name = "rloo",
