@@ -175,8 +175,9 @@ int cmd_pretrain(int argc, char **argv) {
          "checkpoint)"},
         {"--init-from", ARG_STR, &init_from, "continued pretraining: start from a model directory's weights"},
         {"--bf16", ARG_FLAG, &bf16,
-         "bf16 mixed precision: GEMM inputs in bf16 (oneDNN, fp32 accumulation), weights, gradients and AdamW in "
-         "fp32; on a CPU without AVX512_BF16 / AMX-BF16 it says so and runs fp32"},
+         "bf16 mixed precision: matrix-product inputs in bf16 with fp32 sums (oneDNN; attention's tiles with "
+         "AVX512_BF16), weights, gradients, softmax and AdamW in fp32; on a CPU without AVX512_BF16 / AMX-BF16 it "
+         "says so and runs fp32"},
         {"--quiet", ARG_FLAG, &quiet, "no progress bar"},
         {"--deterministic-reduce", ARG_FLAG, &a.dist.deterministic,
          "under mpirun: add the micro-batch gradients in one fixed order (bit-identical weights for any number of "

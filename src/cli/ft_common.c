@@ -56,8 +56,9 @@ static void ft_specs(arg_spec *specs, int *n, cli_ft_opts *o, const char *unit) 
         {"--resume-from-checkpoint", ARG_STR, &o->resume,
          "continue an interrupted run: a checkpoint-N directory or the output directory (its newest)"},
         {"--bf16", ARG_FLAG, &o->bf16,
-         "bf16 mixed precision: GEMM inputs in bf16 (oneDNN, fp32 accumulation), weights, gradients and AdamW in "
-         "fp32; on a CPU without AVX512_BF16 / AMX-BF16 it says so and runs fp32"},
+         "bf16 mixed precision: matrix-product inputs in bf16 with fp32 sums (oneDNN; attention's tiles with "
+         "AVX512_BF16), weights, gradients, softmax and AdamW in fp32; on a CPU without AVX512_BF16 / AMX-BF16 it "
+         "says so and runs fp32"},
         {"--quiet", ARG_FLAG, &o->quiet, "no progress bar"},
     };
     for (size_t i = 0; i < PLM_ARRAY_LEN(common); i++) specs[(*n)++] = common[i];
