@@ -535,6 +535,46 @@ static void test_layernorm_threads(void) {
     free(rstd);
 }
 
+/* Attention with bf16 tiles (attn_bf16.h): the same bits for 1, 2 and many threads
+ * (the forward hands a thread all query blocks of a head; the results must not depend on
+ * which thread), causal with dropout over several query and key blocks, and close to
+ * the fp32 tiles. Without AVX512_BF16 the fallback is checked instead. */
+static void test_attention_bf16_threads(void) {
+    if (!plm_gemm_set_bf16(true) || !attn_bf16_on()) {
+        plm_gemm_set_bf16(false);
+        TEST_CHECK(!attn_bf16_on(), "attention_bf16_fallback", "bf16 attention on without bf16 GEMMs");
+        printf("# attention_bf16_threads: no AVX512_BF16 here; checked the fp32 fallback only\n");
+        return;
+    }
+    int B = 3, NH = 2, T = 150, hs = 64, C = NH * hs;
+    float *qkv = frand((size_t)B * T * 3 * C, 1.5f), *dout = frand((size_t)B * T * C, 1.0f);
+    size_t natt = attention_saved_floats(B, NH, T, T, hs), no = (size_t)B * T * C, nq = no * 3;
+    int threads[4] = {1, 2, MANY, 2};
+    float *outs[4], *dqkvs[4];
+    for (int k = 0; k < 4; k++) {
+        if (k == 3) plm_gemm_set_bf16(false); /* the fp32 tiles, for the distance */
+        float *att = plm_aligned_alloc(natt * 4);
+        outs[k] = plm_aligned_alloc(no * 4);
+        dqkvs[k] = plm_aligned_alloc(nq * 4);
+        omp_set_num_threads(threads[k]);
+        attention_forward(outs[k], att, qkv, NULL, B, T, C, NH, true, 0.1f, 5);
+        attention_backward(dqkvs[k], dout, qkv, att, B, T, C, NH, 0.1f, 5);
+        free(att);
+    }
+    omp_set_num_threads(2);
+    bool same = true;
+    for (int k = 1; k < 3; k++) same &= !memcmp(outs[0], outs[k], no * 4) && !memcmp(dqkvs[0], dqkvs[k], nq * 4);
+    TEST_CHECK(same, "attention_bf16_threads_same_bits", "bf16 attention differs between 1, 2 and %d threads", MANY);
+    double e = 0, n = 0, eg = 0, ng = 0;
+    for (size_t i = 0; i < no; i++) e += pow(outs[0][i] - outs[3][i], 2), n += pow(outs[3][i], 2);
+    for (size_t i = 0; i < nq; i++) eg += pow(dqkvs[0][i] - dqkvs[3][i], 2), ng += pow(dqkvs[3][i], 2);
+    e = sqrt(e / n), eg = sqrt(eg / ng);
+    TEST_CHECK(e > 0 && e < 2e-2 && eg > 0 && eg < 2e-2, "attention_bf16_close_to_fp32",
+               "relative L2 distance: out %.3g, dqkv %.3g (want (0, 2e-2))", e, eg);
+    for (int k = 0; k < 4; k++) free(outs[k]), free(dqkvs[k]);
+    free(qkv), free(dout);
+}
+
 static void test_attention_threads(void) {
     int B = 60, NH = 6, T = 7, hs = 4, C = NH * hs; /* B x NH = 360 (batch, head) tasks */
     float *qkv = frand((size_t)B * T * 3 * C, 1.0f), *dout = frand((size_t)B * T * C, 1.0f);
@@ -907,6 +947,7 @@ static const struct {
     {"fused_bias_threads", test_fused_bias_threads},
     {"layernorm_threads", test_layernorm_threads},
     {"attention_threads", test_attention_threads},
+    {"attention_bf16_threads", test_attention_bf16_threads},
     {"gelu_bf16_copy", test_gelu_bf16_copy},
     {"attn_bf16_kernel", test_attn_bf16_kernel},
     {"model_threads_raised", test_model_threads_raised},
