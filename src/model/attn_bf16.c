@@ -132,34 +132,26 @@ AVX512_BF16 static inline __attribute__((always_inline)) void block(const int mr
     }
 }
 
+/* block with mr a constant, so that its loops unroll into registers: one per row count */
+#define BLOCK_ROWS(R)                                                                                                  \
+    AVX512_BF16 static void block_##R(int ncols, int kp, float alpha, const uint32_t *A, size_t a_rs, size_t a_ks,     \
+                                      const uint32_t *B, int ldb, float beta, float *C, int ldc) {                     \
+        block(R, ncols, kp, alpha, A, a_rs, a_ks, B, ldb, beta, C, ldc);                                               \
+    }
+BLOCK_ROWS(1)
+BLOCK_ROWS(2)
+BLOCK_ROWS(3)
+BLOCK_ROWS(4)
+BLOCK_ROWS(5)
+BLOCK_ROWS(6)
+
+typedef void (*block_fn)(int, int, float, const uint32_t *, size_t, size_t, const uint32_t *, int, float, float *, int);
+static const block_fn blocks[MR + 1] = {NULL, block_1, block_2, block_3, block_4, block_5, block_6};
+
 AVX512_BF16 void attn_bf16_gemm(int M, int N, int kp, float alpha, const uint32_t *A, size_t a_rs, size_t a_ks,
                                 const uint32_t *B, int ldb, float beta, float *C, int ldc) {
-    for (int n0 = 0; n0 < N; n0 += 16 * NV) {
-        int ncols = N - n0;
-        for (int m0 = 0; m0 < M; m0 += MR) {
-            const uint32_t *a = A + (size_t)m0 * a_rs;
-            const uint32_t *b = B + n0;
-            float *c = C + (size_t)m0 * ldc + n0;
-            switch (M - m0 >= MR ? MR : M - m0) {
-            case 6:
-                block(6, ncols, kp, alpha, a, a_rs, a_ks, b, ldb, beta, c, ldc);
-                break;
-            case 5:
-                block(5, ncols, kp, alpha, a, a_rs, a_ks, b, ldb, beta, c, ldc);
-                break;
-            case 4:
-                block(4, ncols, kp, alpha, a, a_rs, a_ks, b, ldb, beta, c, ldc);
-                break;
-            case 3:
-                block(3, ncols, kp, alpha, a, a_rs, a_ks, b, ldb, beta, c, ldc);
-                break;
-            case 2:
-                block(2, ncols, kp, alpha, a, a_rs, a_ks, b, ldb, beta, c, ldc);
-                break;
-            default:
-                block(1, ncols, kp, alpha, a, a_rs, a_ks, b, ldb, beta, c, ldc);
-                break;
-            }
-        }
-    }
+    for (int n0 = 0; n0 < N; n0 += 16 * NV)
+        for (int m0 = 0; m0 < M; m0 += MR)
+            blocks[M - m0 >= MR ? MR : M - m0](N - n0, kp, alpha, A + (size_t)m0 * a_rs, a_rs, a_ks, B + n0, ldb, beta,
+                                               C + (size_t)m0 * ldc + n0, ldc);
 }
