@@ -38,8 +38,8 @@
 
 #include "core/common.h"
 #include "core/profile.h"
-#include "attn_bf16.h"
 #include "core/rng.h"
+#include "attn_bf16.h"
 #include "fastmath.h"
 #include "gemm.h"
 
@@ -203,11 +203,15 @@ void attention_forward_ex(const attn_shape *a, float *out, float *att) {
         float *s = plm_thread_scratch(2, f32 + w16);
         float *pdrop = s + ATT_BQ * ATT_BK, *o = pdrop + ATT_BQ * ATT_BK, *m = o + (size_t)ATT_BQ * hs;
         float *l = m + ATT_BQ, *alpha = l + ATT_BQ;
-        uint32_t *qa = (uint32_t *)(s + f32), *pa = qa + (size_t)ATT_BQ * kp, *krows = pa + ATT_BQ * ATT_BK / 2;
-        uint32_t *kt = krows + (size_t)a->Tk * kp, *vn = kt + kt_words;
-        int packed = -1; /* the (batch, head) in kt and vn */
-                         /* causal blocks further down have more keys: dynamic keeps the threads even; the
-                          * result of a block does not depend on which thread runs it */
+        uint32_t *qa = NULL, *pa = NULL, *krows = NULL, *kt = NULL, *vn = NULL;
+        if (b16) {
+            qa = (uint32_t *)(s + f32), pa = qa + (size_t)ATT_BQ * kp, krows = pa + ATT_BQ * ATT_BK / 2;
+            kt = krows + (size_t)a->Tk * kp, vn = kt + kt_words;
+        }
+        /* the (batch, head) whose K^T and V are in kt and vn */
+        int packed = -1;
+        /* causal blocks further down have more keys: dynamic keeps the threads even; the
+         * result of a block does not depend on which thread runs it */
 #pragma omp for schedule(dynamic, chunk)
         for (int task = 0; task < B * NH * nqb; task++) {
             int bh = task / nqb, qb = task % nqb, b = bh / NH, h = bh % NH;
