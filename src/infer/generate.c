@@ -389,14 +389,6 @@ static int check_prompt(const plm_model *m, const int32_t *ids, int n, int i) {
     return 0;
 }
 
-/* Per-row lengths, not left-padding: every prompt starts at position 0 in its own slice
- * of the cache, so positions and attention need no offsets or masks, and no work is
- * spent on padding. The prompts run as chunks of whole prompts (at most PREFILL_ROWS
- * rows per call, or one prompt); then every step appends one token to each sequence
- * still running (finished ones leave the batch, so the rows shrink instead of carrying
- * dead sequences). Sequence i may generate quota_i = min(max_new_tokens,
- * max_position_embeddings - n_prompt_i) tokens; its last token is never run through the
- * network. */
 void plm_gen_workspace_free(plm_gen_workspace *ws) {
     if (ws->kv.m) plm_kv_cache_free(&ws->kv);
     free(ws->rng);
@@ -454,6 +446,14 @@ int plm_generate_batch(const plm_model *m, const int32_t *const *prompts, const 
     return rc;
 }
 
+/* Per-row lengths, not left-padding: every prompt starts at position 0 in its own slice
+ * of the cache, so positions and attention need no offsets or masks, and no work is
+ * spent on padding. The prompts run as chunks of whole prompts (at most PREFILL_ROWS
+ * rows per call, or one prompt); then every step appends one token to each sequence
+ * still running (finished ones leave the batch, so the rows shrink instead of carrying
+ * dead sequences). Sequence i may generate quota_i = min(max_new_tokens,
+ * max_position_embeddings - n_prompt_i) tokens; its last token is never run through the
+ * network. */
 int plm_generate_batch_ws(plm_gen_workspace *ws, const plm_model *m, const int32_t *const *prompts, const int *n_prompt,
                           int count, const plm_sampling *s, int32_t *out, int *n_out,
                           void (*on_token)(int seq, int32_t id, void *ctx), void *ctx, plm_gen_stats *stats) {
