@@ -15,7 +15,7 @@
 
 #define MR            6 /* rows of C per block */
 #define NV            4 /* 16-float vectors of C per block row: 64 columns */
-#define PREFETCH_ROWS 4
+#define PREFETCH_ROWS 4 /* rows ahead that the packing of q, k, v and dO rows fetches */
 #define AVX512_BF16   __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
 bool attn_bf16_on(void) {
