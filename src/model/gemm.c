@@ -31,9 +31,35 @@ static int gemm_forced(void) {
     return gemm_choice;
 }
 
-/* dW of a layer with a narrow input and a wide output (see above) */
+/* Whether oneDNN runs its AVX-512 kernels here (brgemm; read once, at run time). */
+static bool dnnl_avx512(void) {
+    static int known = -1;
+    if (known < 0) {
+        dnnl_cpu_isa_t e = dnnl_get_effective_cpu_isa();
+        known = (e & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
+    }
+    return known;
+}
+
+/* dW of a layer with a narrow input and a wide output (see above), where oneDNN has
+ * brgemm: without AVX-512 its matmul primitive falls back to the same gemm:jit */
 static bool use_tn_matmul(bool trans_a, bool trans_b, int M, int N) {
-    return trans_a && !trans_b && N <= 256 && M >= 512 && !gemm_forced() && !omp_in_parallel();
+    return trans_a && !trans_b && N <= 256 && M >= 512 && !gemm_forced() && !omp_in_parallel() && dnnl_avx512();
+}
+
+/* Every weight gradient goes to OpenBLAS on CPUs without AVX-512 (an AVX2 Zen 3, bench/
+ * README.md "Zen 3"): dnnl_sgemm's TN kernel ran the small config's dW products at 60-120
+ * GFLOP/s there, OpenBLAS's at 85-136; oneDNN stays faster on NN and NT. Inside parallel
+ * regions (attention's per-head products) oneDNN keeps them, even in a region of one
+ * thread, so that their bits do not depend on the number of threads. PLM_GEMM_TN=
+ * openblas|onednn overrides the CPU's default, for benchmarking. */
+static bool use_tn_openblas(bool trans_a, bool trans_b) {
+    static int tn_choice = -1;
+    if (tn_choice < 0) {
+        const char *e = getenv("PLM_GEMM_TN");
+        tn_choice = e && strcmp(e, "openblas") == 0 ? 1 : e && strcmp(e, "onednn") == 0 ? 0 : !dnnl_avx512();
+    }
+    return trans_a && !trans_b && tn_choice && !gemm_forced() && omp_get_level() == 0;
 }
 
 /* ---------------------------------------------------------------- bf16 */
@@ -506,7 +532,7 @@ void plm_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
         if (done) return;
     }
     double prof_t0 = plm_prof_begin();
-    bool blas = gemm_forced() == 1; /* PLM_GEMM=openblas */
+    bool blas = gemm_forced() == 1 || use_tn_openblas(trans_a, trans_b); /* PLM_GEMM=openblas */
     if (blas) {
         cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
                     alpha, A, lda, B, ldb, beta, C, ldc);
