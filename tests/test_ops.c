@@ -12,7 +12,8 @@
  *     asking for bf16 returns false and the product is the fp32 one bit for bit; operands
  *     read in place from bf16 mirrors (gemm.h), strided, give the same bits as rounded
  *     copies;
- *   - the skinny fp32 route (few rows, a large weight: decoding) against a double reference.
+ *   - the skinny fp32 route (few rows, a large weight: decoding) against a double reference;
+ *   - dropout's integer draw (plm_keep_threshold) keeps what the float draw keeps.
  * OpenMP starts 300 threads when asked, even on 2 cores: that is the point. */
 #include <math.h>
 #include <omp.h>
@@ -935,6 +936,48 @@ static void test_gemm_bias(void) {
     free(A), free(B), free(bias);
 }
 
+/* ---- dropout: the integer draw is the float one ---- */
+
+/* plm_keep_threshold(p) is the least b with b 2^-24 >= p, so keeping b >= threshold is
+ * plm_hash_uniform >= p for every b; and the vectorised ops keep exactly the elements
+ * the float draw keeps (odd lengths: the vector tails). */
+static void test_dropout_draws(void) {
+    float ps[] = {0.0f, 0x1.0p-25f, 0x1.0p-24f, 0x1.8p-24f, 0.1f, 0.15f, 0.5f, 0.9f, 1.0f - 0x1.0p-24f, 1.0f};
+    bool ok = true;
+    for (int t = 0; t < 10 + 1000; t++) {
+        float p = t < 10 ? ps[t] : plm_rng_uniform(&R);
+        uint32_t thr = plm_keep_threshold(p);
+        ok &= thr <= (1u << 24) && (float)thr * 0x1.0p-24f >= p;
+        ok &= thr == 0 || (float)(thr - 1) * 0x1.0p-24f < p;
+    }
+    TEST_CHECK(ok, "dropout_keep_threshold", "a threshold is not the least b with b 2^-24 >= p");
+    int N = 37, C = 29;
+    size_t n = (size_t)N * C;
+    float *x = frand(n, 1.0f), *res = frand(n, 1.0f), *out = frand(n, 1.0f), *out2 = frand(n, 1.0f);
+    float *db = frand(C, 1.0f), *db_ref = fcopy(db, C);
+    for (int t = 0; t < 2; t++) {
+        float p = t ? 0.37f : 0.1f, scale = 1.0f / (1.0f - p);
+        uint64_t key = 1234567 + t;
+        bool same = true;
+        dropout_forward(out, x, n, p, key);
+        for (size_t i = 0; i < n; i++) same &= out[i] == (plm_hash_uniform(key, i) >= p ? x[i] * scale : 0.0f);
+        residual_dropout_forward(out2, res, x, n, p, key);
+        for (size_t i = 0; i < n; i++)
+            same &= out2[i] == res[i] + (plm_hash_uniform(key, i) >= p ? x[i] * scale : 0.0f);
+        dropout_backward_colsum(out2, x, N, C, p, key, db);
+        for (size_t i = 0; i < n; i++) same &= out2[i] == out[i];
+        for (int c = 0; c < C; c++) {
+            float acc = 0.0f;
+            for (int r = 0; r < N; r++) acc += out[(size_t)r * C + c];
+            db_ref[c] += acc;
+        }
+        same &= max_abs_diff(db, db_ref, C) < 1e-5;
+        TEST_CHECK(same, t ? "dropout_ops_draws_p37" : "dropout_ops_draws_p10",
+                   "an op kept other elements than plm_hash_uniform >= p");
+    }
+    free(x), free(res), free(out), free(out2), free(db), free(db_ref);
+}
+
 /* Groups run in this order; an argument runs only the groups whose name contains it. */
 static const struct {
     const char *name;
@@ -957,6 +1000,7 @@ static const struct {
     {"gemm_skinny", test_gemm_skinny},
     {"gemm_bias", test_gemm_bias},
     {"fast_exp_nonfinite", test_fast_exp_nonfinite},
+    {"dropout_draws", test_dropout_draws},
     {"crossentropy_nonfinite", test_crossentropy_nonfinite}, /* last: before the fix it read out of bounds */
 };
 

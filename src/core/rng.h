@@ -23,9 +23,24 @@ static inline uint64_t plm_hash64(uint64_t x) {
 /* Combines keys: seed, stream, step, ... into one 64-bit key. */
 static inline uint64_t plm_hash_combine(uint64_t a, uint64_t b) { return plm_hash64(a ^ plm_hash64(b)); }
 
+/* The 24 random bits of draw index under key, as an integer. */
+static inline uint32_t plm_hash_bits24(uint64_t key, uint64_t index) {
+    return (uint32_t)(plm_hash64(key + index * 0xd1b54a32d192ed03ULL) >> 40);
+}
+
 /* Uniform in [0, 1) with 24 random bits, from the counter index under key. */
 static inline float plm_hash_uniform(uint64_t key, uint64_t index) {
-    return (float)(plm_hash64(key + index * 0xd1b54a32d192ed03ULL) >> 40) * 0x1.0p-24f;
+    return (float)plm_hash_bits24(key, index) * 0x1.0p-24f;
+}
+
+/* Dropout's draw in integers: plm_hash_uniform(key, i) >= p exactly when
+ * plm_hash_bits24(key, i) >= plm_keep_threshold(p), since b 2^-24 >= p <=> b >= p 2^24
+ * (exact: a power of two) <=> b >= ceil(p 2^24) for an integer b. Integer lanes
+ * vectorise on AVX2, which has no 64-bit integer to float conversion. p in [0, 1]. */
+static inline uint32_t plm_keep_threshold(float p) {
+    float t = p * 0x1.0p24f;
+    uint32_t u = (uint32_t)t;
+    return u + ((float)u < t);
 }
 
 static inline void plm_rng_seed(plm_rng *r, uint64_t seed, uint64_t stream) {

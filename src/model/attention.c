@@ -144,6 +144,7 @@ static void tile_probs(const attn_shape *a, bool docs, int h, const float *km, f
 static void tile_dropout(float *dst, const float *src, const attn_shape *a, int bh, int i0, int bq, int j0, int bk,
                          float *keep) {
     float p = a->dropout_p, sc = 1.0f / (1.0f - p);
+    uint32_t thr = plm_keep_threshold(p);
     for (int r = 0; r < bq; r++) {
         size_t base = ((size_t)bh * a->Tq + i0 + r) * a->Tk + j0;
         const float *x = src + (size_t)r * ATT_BK;
@@ -151,12 +152,13 @@ static void tile_dropout(float *dst, const float *src, const attn_shape *a, int 
         if (k) {
 #pragma omp simd
             for (int c = 0; c < bk; c++) {
-                bool kept = plm_hash_uniform(a->dropout_key, base + c) >= p;
+                bool kept = plm_hash_bits24(a->dropout_key, base + c) >= thr;
                 k[c] = kept ? 1.0f : 0.0f;
                 y[c] = kept ? x[c] * sc : 0.0f;
             }
         } else {
-            for (int c = 0; c < bk; c++) y[c] = plm_hash_uniform(a->dropout_key, base + c) >= p ? x[c] * sc : 0.0f;
+#pragma omp simd
+            for (int c = 0; c < bk; c++) y[c] = plm_hash_bits24(a->dropout_key, base + c) >= thr ? x[c] * sc : 0.0f;
         }
     }
 }

@@ -13,8 +13,9 @@ void dropout_forward(float *out, const float *x, size_t n, float p, uint64_t key
         if (out != x) memcpy(out, x, n * sizeof(float));
     } else {
         float scale = 1.0f / (1.0f - p);
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) out[i] = plm_hash_uniform(key, i) >= p ? x[i] * scale : 0.0f;
+        uint32_t thr = plm_keep_threshold(p);
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) out[i] = plm_hash_bits24(key, i) >= thr ? x[i] * scale : 0.0f;
     }
     plm_prof_end("dropout", prof_t0);
 }
@@ -30,8 +31,9 @@ void residual_dropout_forward(float *out, const float *res, const float *x, size
         for (size_t i = 0; i < n; i++) out[i] = res[i] + x[i];
     } else {
         float scale = 1.0f / (1.0f - p);
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) out[i] = res[i] + (plm_hash_uniform(key, i) >= p ? x[i] * scale : 0.0f);
+        uint32_t thr = plm_keep_threshold(p);
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) out[i] = res[i] + (plm_hash_bits24(key, i) >= thr ? x[i] * scale : 0.0f);
     }
     plm_prof_end("residual + dropout", prof_t0);
 }
@@ -40,6 +42,7 @@ void dropout_backward_colsum(float *dx, const float *dout, int N, int C, float p
     double prof_t0 = plm_prof_begin();
     if (N <= 0) return;
     float scale = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
+    uint32_t thr = plm_keep_threshold(p);
     int K = colsum_nchunks(N);
     float *part = colsum_scratch(K, C);
 #pragma omp parallel
@@ -58,8 +61,9 @@ void dropout_backward_colsum(float *dx, const float *dout, int N, int C, float p
                     for (int c = 0; c < C; c++) ps[c] += d[c];
                 } else {
                     size_t base = (size_t)i * C;
+#pragma omp simd
                     for (int c = 0; c < C; c++) {
-                        float v = plm_hash_uniform(key, base + c) >= p ? d[c] * scale : 0.0f;
+                        float v = plm_hash_bits24(key, base + c) >= thr ? d[c] * scale : 0.0f;
                         o[c] = v;
                         ps[c] += v;
                     }
