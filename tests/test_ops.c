@@ -12,7 +12,8 @@
  *     asking for bf16 returns false and the product is the fp32 one bit for bit; operands
  *     read in place from bf16 mirrors (gemm.h), strided, give the same bits as rounded
  *     copies;
- *   - the skinny fp32 route (few rows, a large weight: decoding) against a double reference;
+ *   - the skinny fp32 route (few rows, a large weight: decoding) and the weight
+ *     gradient's TN routes against a double reference;
  *   - dropout's integer draw (plm_keep_threshold) keeps what the float draw keeps.
  * OpenMP starts 300 threads when asked, even on 2 cores: that is the point. */
 #include <math.h>
@@ -902,6 +903,45 @@ static void test_gemm_skinny(void) {
     free(A), free(B), free(bias);
 }
 
+/* dW = alpha dY^T X + beta dW, the weight gradient's TN product, against a double
+ * reference: odd shapes on each side of the routes' bounds (the matmul primitive takes
+ * out >= 512 and in <= 256 on AVX-512 CPUs), padded leading dimensions left alone, and
+ * with beta 0 a C poisoned with NaN that must not be read. tests/gemm_routes.sh runs
+ * this under both PLM_GEMM_TN routes on every CPU. */
+static void test_gemm_tn(void) {
+    int shapes[][3] = {{4099, 37, 29}, {512, 256, 65}, {513, 257, 17}, {511, 5, 33}, {600, 64, 50}};
+    for (int si = 0; si < (int)PLM_ARRAY_LEN(shapes); si++)
+        for (int v = 0; v < 2; v++) { /* alpha 0.5 beta 0 (C poisoned), alpha 1 beta 1 */
+            int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
+            int lda = M + 3, ldb = N + 1, ldc = N + 2;
+            float alpha = v ? 1.0f : 0.5f, beta = v ? 1.0f : 0.0f;
+            float *A = frand((size_t)K * lda, 1.0f), *B = frand((size_t)K * ldb, 1.0f);
+            float *C0 = frand((size_t)M * ldc, 1.0f);
+            if (!v)
+                for (int i = 0; i < M; i++)
+                    for (int j = 0; j < N; j++) C0[(size_t)i * ldc + j] = NAN;
+            float *C = fcopy(C0, (size_t)M * ldc), *Cd = plm_malloc((size_t)M * N * sizeof(float));
+            double *ref = plm_malloc((size_t)M * N * sizeof(double));
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) {
+                    double acc = 0.0;
+                    for (int k = 0; k < K; k++) acc += (double)A[(size_t)k * lda + i] * B[(size_t)k * ldb + j];
+                    ref[(size_t)i * N + j] = alpha * acc + (v ? (double)C0[(size_t)i * ldc + j] : 0.0);
+                }
+            plm_sgemm(true, false, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+            bool pad_ok = true;
+            for (int i = 0; i < M; i++) {
+                memcpy(Cd + (size_t)i * N, C + (size_t)i * ldc, (size_t)N * sizeof(float));
+                for (int j = N; j < ldc; j++) pad_ok &= C[(size_t)i * ldc + j] == C0[(size_t)i * ldc + j];
+            }
+            double e = rel_err(Cd, ref, (size_t)M * N);
+            char name[64];
+            snprintf(name, sizeof name, "gemm_tn_%dx%dx%d_%s", M, N, K, v ? "beta1" : "beta0");
+            TEST_CHECK(e < 1e-5 && pad_ok, name, "rel err %.3g (want < 1e-5), padding kept %d", e, pad_ok);
+            free(A), free(B), free(C0), free(C), free(Cd), free(ref);
+        }
+}
+
 /* Y = X W^T + bias (linear_forward's product) against a double reference: fp32 (the
  * matmul primitive with its bias), and bf16, where the bf16 matmul adds the bias (vs the
  * rounded inputs: fp32 accumulation). Odd sizes, M over the few-row and the many-row routes. */
@@ -998,6 +1038,7 @@ static const struct {
     {"gemm_bf16", test_gemm_bf16},
     {"gemm_bf16_split", test_gemm_bf16_split},
     {"gemm_skinny", test_gemm_skinny},
+    {"gemm_tn", test_gemm_tn},
     {"gemm_bias", test_gemm_bias},
     {"fast_exp_nonfinite", test_fast_exp_nonfinite},
     {"dropout_draws", test_dropout_draws},

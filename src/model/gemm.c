@@ -41,25 +41,32 @@ static bool dnnl_avx512(void) {
     return known;
 }
 
-/* dW of a layer with a narrow input and a wide output (see above), where oneDNN has
- * brgemm: without AVX-512 its matmul primitive falls back to the same gemm:jit */
-static bool use_tn_matmul(bool trans_a, bool trans_b, int M, int N) {
-    return trans_a && !trans_b && N <= 256 && M >= 512 && !gemm_forced() && !omp_in_parallel() && dnnl_avx512();
-}
-
 /* Every weight gradient goes to OpenBLAS on CPUs without AVX-512 (an AVX2 Zen 3, bench/
  * README.md "Zen 3"): dnnl_sgemm's TN kernel ran the small config's dW products at 60-120
- * GFLOP/s there, OpenBLAS's at 85-136; oneDNN stays faster on NN and NT. Inside parallel
- * regions (attention's per-head products) oneDNN keeps them, even in a region of one
- * thread, so that their bits do not depend on the number of threads. PLM_GEMM_TN=
- * openblas|onednn overrides the CPU's default, for benchmarking. */
-static bool use_tn_openblas(bool trans_a, bool trans_b) {
+ * GFLOP/s there, OpenBLAS's at 85-136; oneDNN stays faster on NN and NT. PLM_GEMM_TN=
+ * openblas|onednn overrides the CPU's default, for benchmarking and for the tests. */
+static bool tn_on_openblas(void) {
     static int tn_choice = -1;
     if (tn_choice < 0) {
         const char *e = getenv("PLM_GEMM_TN");
         tn_choice = e && strcmp(e, "openblas") == 0 ? 1 : e && strcmp(e, "onednn") == 0 ? 0 : !dnnl_avx512();
     }
-    return trans_a && !trans_b && tn_choice && !gemm_forced() && omp_get_level() == 0;
+    return tn_choice;
+}
+
+/* dW of a layer with a narrow input and a wide output (see above), on the oneDNN side,
+ * where oneDNN has brgemm: without AVX-512 its matmul primitive falls back to the same
+ * gemm:jit */
+static bool use_tn_matmul(bool trans_a, bool trans_b, int M, int N) {
+    return trans_a && !trans_b && N <= 256 && M >= 512 && !gemm_forced() && !omp_in_parallel() && dnnl_avx512() &&
+           !tn_on_openblas();
+}
+
+/* The OpenBLAS side. Inside parallel regions (attention's per-head products) oneDNN
+ * keeps them, even in a region of one thread, so that their bits do not depend on the
+ * number of threads. */
+static bool use_tn_openblas(bool trans_a, bool trans_b) {
+    return trans_a && !trans_b && tn_on_openblas() && !gemm_forced() && omp_get_level() == 0;
 }
 
 /* ---------------------------------------------------------------- bf16 */
