@@ -756,6 +756,20 @@ static double rel_err(const float *got, const double *ref, size_t n) {
     return sqrt(d / r);
 }
 
+/* rel_err of the M x N product in C (row stride ldc) against ref; *pad_ok: the columns
+ * past N are still C0's. */
+static double padded_rel_err(const float *C, const float *C0, int M, int N, int ldc, const double *ref, bool *pad_ok) {
+    float *Cd = plm_malloc((size_t)M * N * sizeof(float));
+    *pad_ok = true;
+    for (int i = 0; i < M; i++) {
+        memcpy(Cd + (size_t)i * N, C + (size_t)i * ldc, (size_t)N * sizeof(float));
+        for (int j = N; j < ldc; j++) *pad_ok &= C[(size_t)i * ldc + j] == C0[(size_t)i * ldc + j];
+    }
+    double e = rel_err(Cd, ref, (size_t)M * N);
+    free(Cd);
+    return e;
+}
+
 static void test_gemm_bf16(void) {
     int M = 67, N = 45, K = 131;
     float *A = frand((size_t)M * K + 8 * K, 1.0f), *B = frand((size_t)K * N + 8 * K, 1.0f);
@@ -888,17 +902,12 @@ static void test_gemm_skinny(void) {
                 plm_sgemm_bias(M, N, K, A, lda, B, ldb, bias, C, ldc);
             else
                 plm_sgemm(false, true, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
-            float *Cd = plm_malloc((size_t)M * N * sizeof(float));
-            bool pad_ok = true;
-            for (int i = 0; i < M; i++) {
-                memcpy(Cd + (size_t)i * N, C + (size_t)i * ldc, (size_t)N * sizeof(float));
-                for (int j = N; j < ldc; j++) pad_ok &= C[(size_t)i * ldc + j] == C0[(size_t)i * ldc + j];
-            }
-            double e = rel_err(Cd, ref, (size_t)M * N);
+            bool pad_ok;
+            double e = padded_rel_err(C, C0, M, N, ldc, ref, &pad_ok);
             char name[64];
             snprintf(name, sizeof name, "gemm_skinny_M%d_%s", M, v == 0 ? "beta0" : v == 1 ? "beta1" : "bias");
             TEST_CHECK(e < 1e-5 && pad_ok, name, "rel err %.3g (want < 1e-5), padding kept %d", e, pad_ok);
-            free(C0), free(C), free(ref), free(Cd);
+            free(C0), free(C), free(ref);
         }
     free(A), free(B), free(bias);
 }
@@ -920,7 +929,7 @@ static void test_gemm_tn(void) {
             if (!v)
                 for (int i = 0; i < M; i++)
                     for (int j = 0; j < N; j++) C0[(size_t)i * ldc + j] = NAN;
-            float *C = fcopy(C0, (size_t)M * ldc), *Cd = plm_malloc((size_t)M * N * sizeof(float));
+            float *C = fcopy(C0, (size_t)M * ldc);
             double *ref = plm_malloc((size_t)M * N * sizeof(double));
             for (int i = 0; i < M; i++)
                 for (int j = 0; j < N; j++) {
@@ -929,16 +938,12 @@ static void test_gemm_tn(void) {
                     ref[(size_t)i * N + j] = alpha * acc + (v ? (double)C0[(size_t)i * ldc + j] : 0.0);
                 }
             plm_sgemm(true, false, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-            bool pad_ok = true;
-            for (int i = 0; i < M; i++) {
-                memcpy(Cd + (size_t)i * N, C + (size_t)i * ldc, (size_t)N * sizeof(float));
-                for (int j = N; j < ldc; j++) pad_ok &= C[(size_t)i * ldc + j] == C0[(size_t)i * ldc + j];
-            }
-            double e = rel_err(Cd, ref, (size_t)M * N);
+            bool pad_ok;
+            double e = padded_rel_err(C, C0, M, N, ldc, ref, &pad_ok);
             char name[64];
             snprintf(name, sizeof name, "gemm_tn_%dx%dx%d_%s", M, N, K, v ? "beta1" : "beta0");
             TEST_CHECK(e < 1e-5 && pad_ok, name, "rel err %.3g (want < 1e-5), padding kept %d", e, pad_ok);
-            free(A), free(B), free(C0), free(C), free(Cd), free(ref);
+            free(A), free(B), free(C0), free(C), free(ref);
         }
 }
 
