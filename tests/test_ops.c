@@ -879,9 +879,12 @@ static void test_gemm_bf16_split(void) {
 }
 
 /* The few-row routes (decoding: M = a few sequences, a large weight, Y = X W^T): sgemm's
- * GEMV for M 1-2, oneDNN's matmul primitive for M 3-64; against a double reference: odd M, N, K (a K tail under 16),
- * strided rows, beta 0 and 1, the bias of plm_sgemm_bias, and the padding of C left
- * alone. */
+ * GEMV for M 1-2 and oneDNN's matmul primitive for M 3-64, or, without AVX-512, the
+ * AVX2 kernel (skinny.h) for M 2-8; against a double reference: odd M, N, K (a K tail
+ * under 8, a last block of one row of B, M past a multiple of 4), strided rows, beta 0
+ * over a C poisoned with NaN (never read), beta 1, the bias of plm_sgemm_bias, and the
+ * padding of C left alone. tests/gemm_routes.sh runs it under both PLM_GEMM_SKINNY
+ * routes. */
 static void test_gemm_skinny(void) {
     int N = 2053, K = 1031, Ms[] = {1, 2, 3, 5, 8, 9, 16, 33, 64};
     int lda = K + 3, ldb = K + 5, ldc = N + 2;
@@ -890,11 +893,15 @@ static void test_gemm_skinny(void) {
         for (int v = 0; v < 3; v++) { /* beta 0, beta 1, bias */
             int M = Ms[mi];
             float beta = v == 1 ? 1.0f : 0.0f;
-            float *C0 = frand((size_t)M * ldc, 1.0f), *C = fcopy(C0, (size_t)M * ldc);
+            float *C0 = frand((size_t)M * ldc, 1.0f);
+            if (v != 1)
+                for (int i = 0; i < M; i++)
+                    for (int j = 0; j < N; j++) C0[(size_t)i * ldc + j] = NAN;
+            float *C = fcopy(C0, (size_t)M * ldc);
             double *ref = plm_malloc((size_t)M * N * sizeof(double));
             for (int i = 0; i < M; i++)
                 for (int j = 0; j < N; j++) {
-                    double acc = v == 2 ? bias[j] : beta * C0[(size_t)i * ldc + j];
+                    double acc = v == 2 ? bias[j] : v == 1 ? C0[(size_t)i * ldc + j] : 0.0;
                     for (int k = 0; k < K; k++) acc += (double)A[(size_t)i * lda + k] * B[(size_t)j * ldb + k];
                     ref[(size_t)i * N + j] = acc;
                 }

@@ -11,6 +11,7 @@
 
 #include "core/common.h"
 #include "core/profile.h"
+#include "skinny.h"
 
 /* Routes, measured (bench/README.md, "Linear-layer GEMMs" and "Zen 4 again"): oneDNN's
  * sgemm is the fastest for Y = X W^T (NT), dX = dY W (NN) and for the per-head attention
@@ -481,6 +482,28 @@ static bool use_skinny(bool ta, bool tb, int M, int N, int K) {
            !omp_in_parallel();
 }
 
+/* On CPUs without AVX-512 the matmul primitive is no better (it packs B like sgemm):
+ * 2-8 rows against a weight of 2^19 floats or more go to skinny.h's kernel, which reads
+ * the weight once. Measured on an AVX2 Zen 3 (bench/README.md, "Zen 3: decoding"):
+ * 1.2-2.1x faster than oneDNN for M 2-8 on GPT-2 shapes (LM head 50257 x 512: 4.9 ms
+ * against 9.7 at M 2, 7.6 against 12.3 at M 8); even at M 1, where sgemm's GEMV already
+ * streams the weight, and slower from M 12-16 on or on smaller weights, which stay in
+ * cache. PLM_GEMM_SKINNY=avx2|onednn overrides the CPU's default (tests, benchmarks). */
+static bool skinny_on_avx2(void) {
+    static int choice = -1;
+    if (choice < 0) {
+        const char *e = getenv("PLM_GEMM_SKINNY");
+        bool want = e && strcmp(e, "avx2") == 0 ? true : e && strcmp(e, "onednn") == 0 ? false : !dnnl_avx512();
+        choice = want && skinny_cpu_ok();
+    }
+    return choice;
+}
+
+static bool use_skinny_avx2(bool ta, bool tb, int M, int N, int K) {
+    return !ta && tb && M >= 2 && M <= 8 && K > 0 && (long)N * K >= (1L << 19) && !gemm_forced() &&
+           omp_get_level() == 0 && skinny_on_avx2();
+}
+
 /* C = A B^T (+ bias[N] on every row) + beta C through a cached f32 matmul primitive;
  * false if oneDNN has none. */
 static bool sgemm_f32_matmul_t(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
@@ -526,6 +549,12 @@ void plm_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
     static const char *const route[2][2][2] = {
         {{"gemm NN (oneDNN)", "gemm NT (oneDNN)"}, {"gemm TN (oneDNN)", "gemm TT (oneDNN)"}},
         {{"gemm NN (OpenBLAS)", "gemm NT (OpenBLAS)"}, {"gemm TN (OpenBLAS)", "gemm TT (OpenBLAS)"}}};
+    if (alpha == 1.0f && use_skinny_avx2(trans_a, trans_b, M, N, K)) {
+        double prof_t0 = plm_prof_begin();
+        skinny_nt(M, N, K, A, lda, B, ldb, beta, NULL, C, ldc);
+        plm_prof_end("gemm NT skinny (AVX2)", prof_t0);
+        return;
+    }
     if (alpha == 1.0f && K > 0 && use_skinny(trans_a, trans_b, M, N, K)) {
         double prof_t0 = plm_prof_begin();
         bool done = sgemm_f32_matmul(M, N, K, A, lda, B, ldb, beta, NULL, C, ldc);
@@ -568,6 +597,12 @@ void plm_sgemm_bias(int M, int N, int K, const float *A, int lda, const float *B
         bool done = sgemm_bf16(false, true, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, bias, C, ldc);
         plm_prof_end("gemm NT + bias (bf16)", prof_t0);
         if (done) return;
+    }
+    if (!bf16_on && use_skinny_avx2(false, true, M, N, K)) {
+        double prof_t0 = plm_prof_begin();
+        skinny_nt(M, N, K, A, lda, B, ldb, 0.0f, bias, C, ldc);
+        plm_prof_end("gemm NT skinny (AVX2)", prof_t0);
+        return;
     }
     /* fp32 outside parallel regions: the matmul primitive adds the bias as it writes C.
      * M 1-2 stay on sgemm's GEMV, and M 3-64 on the route plm_sgemm picks (use_skinny) */

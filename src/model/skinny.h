@@ -1,0 +1,25 @@
+/* skinny.h - the products of decoding, C[M,N] = A[M,K] B[N,K]^T (+ bias[N]) + beta C
+ * with few rows M (the running sequences) and a large weight B, on AVX2 + FMA.
+ * Such a product is bound by reading B from memory once: 2 M N K flops for 4 N K bytes.
+ * On CPUs without AVX-512, oneDNN's sgemm packs all of B on every call from M = 3 on,
+ * and its matmul primitive falls back to the same kernel; its GEMV (M = 1) streamed a
+ * 50257 x 512 LM head at 15 GB/s where the memory gives 22-24. This kernel reads each
+ * block of 3 rows of B once, from memory into L1, and multiplies it there with every row
+ * of A (bench/README.md, "Zen 3: decoding"). Owns that kernel and nothing else; gemm.c
+ * decides when it runs. Each element of C is one thread's dot product in a fixed order,
+ * so the result does not depend on the number of threads. */
+#ifndef PLM_SKINNY_H
+#define PLM_SKINNY_H
+
+#include <stdbool.h>
+
+/* Whether this CPU has AVX2 and FMA (checked once, at run time). */
+bool skinny_cpu_ok(void);
+
+/* C[M,N] = A[M,K] B[N,K]^T + bias[N] (NULL: none) + beta C, row-major with row strides
+ * lda, ldb, ldc. beta 0 never reads C. Threads over N with OpenMP; call it outside
+ * parallel regions, on a CPU where skinny_cpu_ok(). */
+void skinny_nt(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta, const float *bias,
+               float *C, int ldc);
+
+#endif
