@@ -4,7 +4,7 @@
 #
 #   bash bench/infer_bench.sh [--configs "small gpt2-mini"] [--keep DIR]
 #   QUICK=1 bash bench/infer_bench.sh      # the tiny config, short runs: under a minute
-#   TASKS="generate eval" ...              # a subset of generate eval fill-mask embed
+#   TASKS="generate eval" ...              # a subset of generate generate-bf16 eval fill-mask embed
 #
 # Per config of bench/flops.py (layers, hidden, heads, vocab) it writes a GPT-2 and a BERT
 # with random weights (plm pretrain --max-steps 0; one byte-level BPE tokenizer trained on
@@ -14,6 +14,9 @@
 #             stderr: prompt tokens/s of the prefill, generated tokens/s of the decoding)
 #             vs torch_infer.py generate (a preallocated KV cache, torch.no_grad), which
 #             also checks that its greedy tokens equal plm's for the first CHECK tokens;
+#   generate-bf16  the same with plm generate --bf16 next to torch_infer.py generate
+#             --bf16 (linear weights rounded to bf16 once, inputs rounded, fp32 results),
+#             on CPUs with AVX512_BF16 only;
 #   eval      plm eval --seq-len SEQ --stride SEQ (CLM perplexity: the forward pass, logits
 #             and loss at every position) vs the GPT-2 forward + cross-entropy;
 #   fill-mask plm fill-mask of FM_N sentences, one [MASK] each (one forward per sentence)
@@ -35,13 +38,13 @@ DATA=${PLM_DATA:-../shared/data}
 TEXT=$DATA/tinyshakespeare/input.txt
 CONFIGS="small gpt2-mini"
 KEEP=
-TASKS=${TASKS:-generate eval fill-mask embed}
+TASKS=${TASKS:-generate generate-bf16 eval fill-mask embed}
 has_task() { [[ " $TASKS " == *" $1 "* ]]; }
 while (($#)); do
     case $1 in
     --configs) CONFIGS=$2 && shift ;;
     --keep) KEEP=$2 && shift ;;
-    -h | --help) sed -n '2,29p' "$0" && exit 0 ;;
+    -h | --help) sed -n '2,30p' "$0" && exit 0 ;;
     *) echo "bench/infer_bench.sh: unknown option '$1' (see --help)" >&2 && exit 2 ;;
     esac
     shift
@@ -115,6 +118,39 @@ grep -q avx512_bf16 /proc/cpuinfo && ISA="$ISA+avx512_bf16"
 grep -q amx_bf16 /proc/cpuinfo && ISA="$ISA+amx_bf16"
 CPU=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
 
+# generate rows of config $cfg (model $G): mode generate or generate-bf16, batch size $2.
+gen_rows() {
+    local mode=$1 bs=$2 flag=() tflag=() tag=""
+    [[ $mode == generate-bf16 ]] && flag=(--bf16) tflag=(--bf16) tag=" --bf16"
+    "$PLM" generate --model "$G" --prompts-file "$W/prompts$bs.txt" --batch-size "$bs" --greedy --ignore-eos \
+        --max-new-tokens "$NEW" --json "${flag[@]}" >"$W/gen$bs.jsonl" 2>"$W/gen$bs.err"
+    # the best of REPEATS runs (the first is a warm-up of the page cache). The cold
+    # prefill rate is that of the command (its first GEMMs of each shape included); the
+    # warm one comes from the same prompts 4 times in one command, the batches after
+    # the first (plm's "after the first batch" line), as PyTorch's best of 3 after a warm-up.
+    local best_p=0 best_g=0 best_w=0 p g w t
+    for _ in $(seq "$REPEATS"); do
+        "$PLM" generate --model "$G" --prompts-file "$W/prompts$bs.txt" --batch-size "$bs" --greedy --ignore-eos \
+            --max-new-tokens "$NEW" --json "${flag[@]}" >/dev/null 2>"$W/gen$bs.err"
+        read -r p g < <(sed -n 's/.*(\([0-9.]*\) tokens\/s).*(\([0-9.]*\) tokens\/s).*/\1 \2/p' "$W/gen$bs.err")
+        "$PLM" generate --model "$G" --prompts-file "$W/prompts${bs}x4.txt" --batch-size "$bs" --greedy \
+            --ignore-eos --max-new-tokens "$NEW" --json "${flag[@]}" >/dev/null 2>"$W/gen${bs}x4.err"
+        w=$(sed -n 's/.*after the first batch: .*(\([0-9.]*\) tokens\/s).*/\1/p' "$W/gen${bs}x4.err")
+        best_p=$(awk -v a="$best_p" -v b="$p" 'BEGIN{print (b > a ? b : a)}')
+        best_g=$(awk -v a="$best_g" -v b="$g" 'BEGIN{print (b > a ? b : a)}')
+        best_w=$(awk -v a="$best_w" -v b="${w:-0}" 'BEGIN{print (b > a ? b : a)}')
+    done
+    t=$("${TORCH_ENV[@]}" "$PY" bench/torch_infer.py generate --model "$G" --plm-json "$W/gen$bs.jsonl" \
+        --new "$NEW" --check "$CHECK" --repeats "$REPEATS" "${tflag[@]}")
+    row "{\"config\": \"$cfg\", \"task\": \"generate$tag prefill (cold)\", \"batch\": $bs, \"unit\": \"prompt tok/s\", \"plm\": $best_p, \"torch\": $(jget "$t" prompt_tok_s)}"
+    row "{\"config\": \"$cfg\", \"task\": \"generate$tag prefill (warm)\", \"batch\": $bs, \"unit\": \"prompt tok/s\", \"plm\": $best_w, \"torch\": $(jget "$t" prompt_tok_s)}"
+    row "{\"config\": \"$cfg\", \"task\": \"generate$tag\", \"batch\": $bs, \"unit\": \"new tok/s\", \"plm\": $best_g, \"torch\": $(jget "$t" gen_tok_s)}"
+    # under bf16 the two sides round in different places (their GEMMs' orders of
+    # summation differ), so a late difference is expected; in fp32 they should agree
+    echo "greedy tokens agree ($cfg, $mode, batch $bs): $(jget "$t" agree_rows)/$(jget "$t" rows) prompts," \
+        "first $(jget "$t" check) tokens; first difference [prompt, token]: $(jget "$t" first_diff)"
+}
+
 for cfg in $CONFIGS; do
     read -r L H NH V SEQ < <("$PY" -c "
 import sys; sys.path.insert(0, 'bench'); from flops import CONFIGS as C
@@ -136,34 +172,14 @@ EOF
     done
     G=$W/$cfg-gpt B=$W/$cfg-bert
 
-    # generate, batch 1 and 8
-    for bs in 1 8; do
-        has_task generate || continue
-        "$PLM" generate --model "$G" --prompts-file "$W/prompts$bs.txt" --batch-size "$bs" --greedy --ignore-eos \
-            --max-new-tokens "$NEW" --json >"$W/gen$bs.jsonl" 2>"$W/gen$bs.err"
-        # the best of REPEATS runs (the first is a warm-up of the page cache). The cold
-        # prefill rate is that of the command (its first GEMMs of each shape included); the
-        # warm one comes from the same prompts 4 times in one command, the batches after
-        # the first (plm's "after the first batch" line), as PyTorch's best of 3 after a warm-up.
-        best_p=0 best_g=0 best_w=0
-        for _ in $(seq "$REPEATS"); do
-            "$PLM" generate --model "$G" --prompts-file "$W/prompts$bs.txt" --batch-size "$bs" --greedy --ignore-eos \
-                --max-new-tokens "$NEW" --json >/dev/null 2>"$W/gen$bs.err"
-            read -r p g < <(sed -n 's/.*(\([0-9.]*\) tokens\/s).*(\([0-9.]*\) tokens\/s).*/\1 \2/p' "$W/gen$bs.err")
-            "$PLM" generate --model "$G" --prompts-file "$W/prompts${bs}x4.txt" --batch-size "$bs" --greedy \
-                --ignore-eos --max-new-tokens "$NEW" --json >/dev/null 2>"$W/gen${bs}x4.err"
-            w=$(sed -n 's/.*after the first batch: .*(\([0-9.]*\) tokens\/s).*/\1/p' "$W/gen${bs}x4.err")
-            best_p=$(awk -v a="$best_p" -v b="$p" 'BEGIN{print (b > a ? b : a)}')
-            best_g=$(awk -v a="$best_g" -v b="$g" 'BEGIN{print (b > a ? b : a)}')
-            best_w=$(awk -v a="$best_w" -v b="${w:-0}" 'BEGIN{print (b > a ? b : a)}')
-        done
-        t=$("${TORCH_ENV[@]}" "$PY" bench/torch_infer.py generate --model "$G" --plm-json "$W/gen$bs.jsonl" \
-            --new "$NEW" --check "$CHECK" --repeats "$REPEATS")
-        row "{\"config\": \"$cfg\", \"task\": \"generate prefill (cold)\", \"batch\": $bs, \"unit\": \"prompt tok/s\", \"plm\": $best_p, \"torch\": $(jget "$t" prompt_tok_s)}"
-        row "{\"config\": \"$cfg\", \"task\": \"generate prefill (warm)\", \"batch\": $bs, \"unit\": \"prompt tok/s\", \"plm\": $best_w, \"torch\": $(jget "$t" prompt_tok_s)}"
-        row "{\"config\": \"$cfg\", \"task\": \"generate\", \"batch\": $bs, \"unit\": \"new tok/s\", \"plm\": $best_g, \"torch\": $(jget "$t" gen_tok_s)}"
-        echo "greedy tokens agree ($cfg, batch $bs): $(jget "$t" agree_rows)/$(jget "$t" rows) prompts," \
-            "first $(jget "$t" check) tokens; first difference [prompt, token]: $(jget "$t" first_diff)"
+    # generate, batch 1 and 8; generate-bf16: the same with --bf16 on both sides
+    for mode in generate generate-bf16; do
+        has_task $mode || continue
+        if [[ $mode == generate-bf16 ]] && ! grep -q avx512_bf16 /proc/cpuinfo; then
+            echo "generate-bf16: not run, this CPU has no AVX512_BF16 (plm generate --bf16 would run fp32)"
+            continue
+        fi
+        for bs in 1 8; do gen_rows "$mode" "$bs"; done
     done
 
     # eval: perplexity forward over disjoint windows of SEQ tokens, batch 8
@@ -210,7 +226,7 @@ EOF
 done
 
 echo
-echo "== inference: plm vs PyTorch (fp32, $OMP_NUM_THREADS threads, CPU: $CPU, ISA: $ISA) =="
+echo "== inference: plm vs PyTorch (fp32 unless --bf16, $OMP_NUM_THREADS threads, CPU: $CPU, ISA: $ISA) =="
 echo "generate: $PROMPT-token prompts, $NEW new tokens, greedy, KV cache; eval: windows of the config's seq, batch 8;"
 echo "fill-mask: 32-token sentences, one per forward; embed: 64-token texts, batch 32"
 echo

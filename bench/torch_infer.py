@@ -8,12 +8,14 @@ GELU erf, token + position + segment embeddings, MLM head dense -> GELU -> Layer
 decoder + bias) written with torch.nn.functional. Everything runs under torch.no_grad() in
 fp32 on torch.get_num_threads() = $OMP_NUM_THREADS threads.
 
-    torch_infer.py generate --model DIR --plm-json OUT.jsonl --new N [--check K]
+    torch_infer.py generate --model DIR --plm-json OUT.jsonl --new N [--check K] [--bf16]
         greedy generation with a preallocated KV cache for the prompts of plm generate
         --json's output (their prompt_ids; all of one length), as one batch: prefill the
         prompts, then one position per step. Prints {"prompt_tok_s", "gen_tok_s",
         "agree_rows", "check", ...}: agree_rows counts the prompts whose first K greedy
-        tokens equal plm's.
+        tokens equal plm's. --bf16 is plm generate --bf16's arithmetic: the linear weights
+        rounded to bf16 once, their inputs rounded, the products back in fp32 (oneDNN's
+        bf16 matmul through torch), everything else fp32.
     torch_infer.py forward --model DIR --task eval|fill-mask|embed --batch B --seq T [--iters N]
         eval: GPT-2 forward over [B, T] with logits and cross-entropy at every position
         (plm eval's perplexity forward); fill-mask: BERT forward of one [1, T] sentence,
@@ -53,9 +55,10 @@ def load_safetensors(path):
 class Gpt2:
     """GPT-2 with HF's key names (Conv1D weights are [in, out])."""
 
-    def __init__(self, d, cfg):
+    def __init__(self, d, cfg, bf16=False):
         self.w = load_safetensors(os.path.join(d, "model.safetensors"))
         self.L, self.H = cfg["n_layer"], cfg["n_head"]
+        self.bf16 = bf16
         self.C = cfg["n_embd"]
         self.eps = cfg.get("layer_norm_epsilon", 1e-5)
         g = lambda k: self.w["transformer." + k]  # noqa: E731
@@ -70,9 +73,21 @@ class Gpt2:
                 fc=(p("mlp.c_fc.weight").t().contiguous(), p("mlp.c_fc.bias")),
                 fc2=(p("mlp.c_proj.weight").t().contiguous(), p("mlp.c_proj.bias"))))
         self.lnf = (g("ln_f.weight"), g("ln_f.bias"))
+        self.head = self.wte
+        if bf16:  # as plm generate --bf16: the linear weights rounded to bf16 once
+            for w in self.layers:
+                for k in ("qkv", "proj", "fc", "fc2"):
+                    w[k] = (w[k][0].bfloat16(), w[k][1].bfloat16())
+            self.head = self.wte.bfloat16()
 
     def ln(self, x, wb):
         return F.layer_norm(x, (self.C,), wb[0], wb[1], self.eps)
+
+    def lin(self, x, w, b=None):
+        """x W^T + b; under bf16 x is rounded to bf16 and the product returns in fp32."""
+        if not self.bf16:
+            return F.linear(x, w, b)
+        return F.linear(x.bfloat16(), w, b).float()
 
     def forward(self, ids, pos0, cache=None, last_only=False):
         """ids [B, T] at positions pos0..pos0+T-1. cache: per layer (K, V) [B, H, maxT, d]
@@ -86,7 +101,7 @@ class Gpt2:
         if T > 1:
             mask = torch.full((T, end), float("-inf")).triu_(pos0 + 1)
         for l, w in enumerate(self.layers):
-            qkv = F.linear(self.ln(x, w["ln1"]), *w["qkv"]).view(B, T, 3, H, d).permute(2, 0, 3, 1, 4)
+            qkv = self.lin(self.ln(x, w["ln1"]), *w["qkv"]).view(B, T, 3, H, d).permute(2, 0, 3, 1, 4)
             q, k, v = qkv[0], qkv[1], qkv[2]
             if cache is not None:
                 K, Vc = cache[l]
@@ -97,12 +112,12 @@ class Gpt2:
             if mask is not None:
                 s = s + mask
             y = torch.matmul(torch.softmax(s, dim=-1), v).transpose(1, 2).reshape(B, T, self.C)
-            x = x + F.linear(y, *w["proj"])
-            h = F.gelu(F.linear(self.ln(x, w["ln2"]), *w["fc"]), approximate="tanh")
-            x = x + F.linear(h, *w["fc2"])
+            x = x + self.lin(y, *w["proj"])
+            h = F.gelu(self.lin(self.ln(x, w["ln2"]), *w["fc"]), approximate="tanh")
+            x = x + self.lin(h, *w["fc2"])
         if last_only:
             x = x[:, -1]
-        return F.linear(self.ln(x, self.lnf), self.wte)
+        return self.lin(self.ln(x, self.lnf), self.head)
 
 
 class Bert:
@@ -162,7 +177,7 @@ def best_of(fn, repeats):
 
 def cmd_generate(a):
     cfg = json.load(open(os.path.join(a.model, "config.json")))
-    m = Gpt2(a.model, cfg)
+    m = Gpt2(a.model, cfg, bf16=a.bf16)
     rows = [json.loads(line) for line in open(a.plm_json) if line.strip()]
     lens = {len(r["prompt_ids"]) for r in rows}
     if len(lens) != 1:
@@ -203,7 +218,7 @@ def cmd_generate(a):
             if r["ids"][t] != out[i, t].item():
                 first_diff = [i, t] if first_diff is None or t < first_diff[1] else first_diff
                 break
-    print(json.dumps({"impl": "torch", "task": "generate", "batch": B, "prompt_len": T, "new": N,
+    print(json.dumps({"impl": "torch", "task": "generate", "bf16": a.bf16, "batch": B, "prompt_len": T, "new": N,
                       "threads": torch.get_num_threads(),
                       "prompt_tok_s": B * T / best["prefill"], "gen_tok_s": B * N / best["decode"],
                       "check": K, "agree_rows": agree, "rows": B, "first_diff": first_diff}))
@@ -247,6 +262,7 @@ def main():
     g.add_argument("--new", type=int, required=True)
     g.add_argument("--check", type=int, default=8)
     g.add_argument("--repeats", type=int, default=1)
+    g.add_argument("--bf16", action="store_true", help="linear weights in bf16 (rounded once), inputs rounded")
     f = sub.add_parser("forward")
     f.add_argument("--model", required=True)
     f.add_argument("--task", choices=["eval", "fill-mask", "embed"], required=True)

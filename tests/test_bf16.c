@@ -15,8 +15,13 @@
  *   - fp32 training never allocates nor reads a copy;
  *   - inference (generate/eval --bf16): plm_model_round_bf16 fills the copy once, decoding
  *     reads the weights from it, and its logits have the bits of GEMMs that round both
- *     operands themselves, within bf16 rounding of fp32's.
- * On a CPU without bf16 in oneDNN only the last runs, and a line says so. */
+ *     operands themselves, within bf16 rounding of fp32's;
+ *   - decoding's few-row products from a weight's bf16 copy (skinny.h's AVX512_BF16
+ *     kernel): within 1e-5 of a float64 sum of the same bf16 products, at odd sizes on
+ *     every edge of its blocks (K tails, rows of A and B past a multiple of 4), beta 0
+ *     over a NaN-poisoned C, beta 1, bias; and plm_sgemm / plm_sgemm_bias route such
+ *     products there when the weight has a fresh copy.
+ * On a CPU without bf16 in oneDNN only the last but one runs, and a line says so. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +34,7 @@
 #include "model/gemm.h"
 #include "model/model.h"
 #include "model/model_io.h"
+#include "model/skinny.h"
 #include "test.h"
 #include "train/adamw.h"
 
@@ -304,6 +310,111 @@ static void test_inference_copy(void) {
     plm_model_free(m);
 }
 
+static float bf(float x) {
+    union {
+        uint32_t u;
+        float f;
+    } v = {.u = (uint32_t)plm_to_bf16(x) << 16};
+    return v.f;
+}
+
+/* Worst |C - ref| / (sum of |terms|) over C[M,N] = A B^T + bias + beta C0, the reference
+ * in float64 over the bf16 values of A and B. */
+static double skinny16_err(int M, int N, int K, const float *A, const float *B, const float *bias, float beta,
+                           const float *C0, const float *C) {
+    double worst = 0;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double ref = bias ? bias[j] : 0, mag = fabs(ref);
+            for (int k = 0; k < K; k++) {
+                double t = (double)bf(A[(size_t)i * K + k]) * bf(B[(size_t)j * K + k]);
+                ref += t, mag += fabs(t);
+            }
+            if (beta != 0.0f) ref += beta * (double)C0[(size_t)i * N + j], mag += fabs(C0[(size_t)i * N + j]);
+            double e = fabs(C[(size_t)i * N + j] - ref) / (mag > 0 ? mag : 1);
+            if (!(e <= worst)) worst = isnan(e) ? INFINITY : e;
+        }
+    return worst;
+}
+
+static void fill(float *x, size_t n, plm_rng *r) {
+    for (size_t i = 0; i < n; i++) x[i] = plm_rng_uniform(r) * 2.0f - 1.0f;
+}
+
+/* skinny_nt_bf16 alone, at sizes on both sides of every block edge. */
+static void test_skinny_kernel(void) {
+    static const int Ms[] = {1, 2, 3, 4, 5, 8}, Ns[] = {1, 3, 4, 5, 37}, Ks[] = {1, 31, 32, 33, 95, 517};
+    enum { MAXM = 8, MAXN = 37, MAXK = 517 };
+    static float A[MAXM * MAXK], B[MAXN * MAXK], bias[MAXN], C0[MAXM * MAXN], C[MAXM * MAXN];
+    static uint16_t A16[MAXM * MAXK], B16[MAXN * MAXK];
+    plm_rng r;
+    plm_rng_seed(&r, 17, 0);
+    fill(A, MAXM * MAXK, &r), fill(B, MAXN * MAXK, &r), fill(bias, MAXN, &r), fill(C0, MAXM * MAXN, &r);
+    for (int i = 0; i < MAXM * MAXK; i++) A16[i] = plm_to_bf16(A[i]);
+    for (int i = 0; i < MAXN * MAXK; i++) B16[i] = plm_to_bf16(B[i]);
+    double worst[3] = {0, 0, 0};
+    for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++)
+        for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++)
+            for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++)
+                for (int v = 0; v < 3; v++) { /* beta 0, beta 1, bias */
+                    int M = Ms[mi], N = Ns[ni], K = Ks[ki];
+                    /* dense rows of this K: the copies are re-laid-out per K */
+                    static float a[MAXM * MAXK], b[MAXN * MAXK];
+                    static uint16_t a16[MAXM * MAXK], b16[MAXN * MAXK];
+                    for (int i = 0; i < M; i++)
+                        for (int k = 0; k < K; k++) a[i * K + k] = A[i * MAXK + k], a16[i * K + k] = A16[i * MAXK + k];
+                    for (int j = 0; j < N; j++)
+                        for (int k = 0; k < K; k++) b[j * K + k] = B[j * MAXK + k], b16[j * K + k] = B16[j * MAXK + k];
+                    float beta = v == 1 ? 1.0f : 0.0f;
+                    for (int i = 0; i < M * N; i++) C[i] = beta != 0.0f ? C0[i] : NAN;
+                    skinny_nt_bf16(M, N, K, a16, K, b16, K, beta, v == 2 ? bias : NULL, C, N);
+                    double e = skinny16_err(M, N, K, a, b, v == 2 ? bias : NULL, beta, C0, C);
+                    if (!(e <= worst[v])) worst[v] = isnan(e) ? INFINITY : e;
+                }
+    static const char *const names[3] = {"skinny_bf16.kernel_beta0", "skinny_bf16.kernel_beta1",
+                                         "skinny_bf16.kernel_bias"};
+    for (int v = 0; v < 3; v++)
+        TEST_CHECK(worst[v] <= 1e-5, names[v], "worst error %.3g relative to the sum of |terms| (want <= 1e-5)",
+                   worst[v]);
+}
+
+/* plm_sgemm and plm_sgemm_bias under bf16: 1-8 rows against a weight of 2^18 floats or
+ * more with a fresh bf16 copy give the kernel's bits, and read the copy. */
+static void test_skinny_route(void) {
+    enum { N = 515, K = 517, MAXM = 8 };
+    float *W = malloc(sizeof(float) * N * K), *A = malloc(sizeof(float) * MAXM * K);
+    uint16_t *W16 = malloc(sizeof(uint16_t) * N * K), *A16 = malloc(sizeof(uint16_t) * MAXM * K);
+    static float bias[N], C[MAXM * N], want[MAXM * N];
+    plm_rng r;
+    plm_rng_seed(&r, 23, 0);
+    fill(W, (size_t)N * K, &r), fill(A, (size_t)MAXM * K, &r), fill(bias, N, &r);
+    for (size_t i = 0; i < (size_t)N * K; i++) W16[i] = plm_to_bf16(W[i]);
+    for (size_t i = 0; i < (size_t)MAXM * K; i++) A16[i] = plm_to_bf16(A[i]);
+    plm_bf16_mirror copy = {.base = W, .n = (size_t)N * K, .w = W16};
+    plm_gemm_mirror_add(&copy);
+    static const int Ms[] = {1, 3, 8};
+    for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++)
+        for (int withbias = 0; withbias < 2; withbias++) {
+            int M = Ms[mi];
+            long r0, c0, r1, c1;
+            for (int i = 0; i < M * N; i++) C[i] = NAN;
+            skinny_nt_bf16(M, N, K, A16, K, W16, K, 0.0f, withbias ? bias : NULL, want, N);
+            plm_gemm_bf16_counts(&r0, &c0);
+            if (withbias)
+                plm_sgemm_bias(M, N, K, A, K, W, K, bias, C, N);
+            else
+                plm_sgemm(false, true, M, N, K, 1.0f, A, K, W, K, 0.0f, C, N);
+            plm_gemm_bf16_counts(&r1, &c1);
+            char name[64];
+            snprintf(name, sizeof name, "skinny_bf16.route_M%d%s", M, withbias ? "_bias" : "");
+            TEST_CHECK(memcmp(C, want, sizeof(float) * M * N) == 0 && r1 - r0 == 1 && c1 - c0 == 1, name,
+                       "not the kernel's bits, or the weight was not read from its copy (%ld read, %ld rounded)",
+                       r1 - r0, c1 - c0);
+        }
+    plm_gemm_mirror_remove(&copy);
+    free(W), free(A), free(W16), free(A16);
+}
+
 int main(int argc, char **argv) {
     if (argc == 2 && strcmp(argv[1], "--stale-child") == 0) return stale_child();
     test_fp32_no_copy();
@@ -319,5 +430,12 @@ int main(int argc, char **argv) {
     test_load_makes_stale();
     test_forgotten_write_stops();
     test_inference_copy();
+    if (!skinny_bf16_cpu_ok()) {
+        printf("# this CPU has no AVX512_BF16: decoding's bf16 products run on oneDNN, the skinny kernel is not "
+               "tested\n");
+        TEST_EXIT();
+    }
+    test_skinny_kernel();
+    test_skinny_route();
     TEST_EXIT();
 }

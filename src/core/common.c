@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -62,6 +63,16 @@ void *plm_aligned_alloc(size_t n) {
     void *p = aligned_alloc(64, rounded ? rounded : 64);
     if (!p) plm_die("out of memory allocating %zu bytes", n);
     return p;
+}
+
+void *plm_zeroed_alloc(size_t n) {
+    void *p = mmap(NULL, n ? n : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) plm_die("out of memory allocating %zu bytes", n);
+    return p;
+}
+
+void plm_zeroed_free(void *p, size_t n) {
+    if (p) munmap(p, n ? n : 1);
 }
 
 char *plm_read_file(const char *path, size_t *len) {

@@ -28,6 +28,10 @@ void *plm_realloc(void *p, size_t n);
 char *plm_strdup(const char *s);
 /* 64-byte aligned allocation (AVX-512 lines); free with free(). */
 void *plm_aligned_alloc(size_t n);
+/* n zero bytes, page aligned, from the kernel: a page costs memory only once written
+ * (a model's gradients, which inference never touches). Free with plm_zeroed_free(p, n). */
+void *plm_zeroed_alloc(size_t n);
+void plm_zeroed_free(void *p, size_t n);
 
 /* A grow-only scratch buffer of this thread (slot 0..7, 64-byte aligned): a reduction's
  * partial sums or a thread's attention tiles. Sized by the call that uses it, so it

@@ -405,7 +405,10 @@ static const plm_bf16_mirror *candidate(int i) {
 
 /* The bf16 operand already made for x (rows x cols, row stride ld): from a fresh copy
  * (held, kept or a registered mirror) containing every element read, at x's offset;
- * else NULL. */
+ * else NULL. The check against writes behind the copy's back reads the first and last
+ * element of at most 17 rows (the first, the last and 15 between): checking every row
+ * read 2 cache lines per row of a vocabulary head's fp32 weight, per decoding step,
+ * 8% of a gpt2-mini --bf16 decode (perf). */
 static const uint16_t *mirrored(const float *x, int rows, int cols, int ld) {
     if (!plm_gemm_bf16_reuse()) return NULL;
     uintptr_t lo = (uintptr_t)x, hi = (uintptr_t)(x + (size_t)(rows - 1) * ld + cols);
@@ -414,7 +417,8 @@ static const uint16_t *mirrored(const float *x, int rows, int cols, int ld) {
         if (!s->base || !s->w || lo < (uintptr_t)s->base || hi > (uintptr_t)(s->base + s->n)) continue;
         if (s->w_gen != s->gen) continue; /* stale: written since */
         const uint16_t *w = s->w + (x - s->base);
-        for (int r = 0; r < rows; r++) {
+        int step = rows > 16 ? rows / 16 : 1;
+        for (int r = 0; r < rows; r = r + step < rows - 1 || r == rows - 1 ? r + step : rows - 1) {
             const float *xr = x + (size_t)r * ld;
             const uint16_t *wr = w + (size_t)r * ld;
             if (wr[0] != to_bf16(xr[0]) || wr[cols - 1] != to_bf16(xr[cols - 1]))
@@ -526,6 +530,43 @@ static bool sgemm_f32_matmul_t(bool ta, bool tb, int M, int N, int K, float alph
     return true;
 }
 
+/* Decoding under --bf16: 1-8 rows against a weight of 2^18 floats or more whose bf16
+ * copy is fresh run on skinny.h's bf16 kernel, which streams the copy (half the bytes of
+ * the fp32 weight); oneDNN's bf16 matmul streamed it slower than sgemm's fp32 GEMV.
+ * PLM_GEMM_SKINNY_BF16=0 turns it off (A/B runs). Measured in bench/README.md,
+ * "Decoding from the bf16 copy". */
+static bool skinny16_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("PLM_GEMM_SKINNY_BF16");
+        on = !(e && strcmp(e, "0") == 0) && skinny_bf16_cpu_ok();
+    }
+    return on;
+}
+
+static bool use_skinny_bf16(bool ta, bool tb, int M, int N, int K, float alpha) {
+    return bf16_on && !ta && tb && M <= 8 && K > 0 && alpha == 1.0f && (long)N * K >= (1L << 18) && !gemm_forced() &&
+           omp_get_level() == 0 && skinny16_on();
+}
+
+/* C = A B^T (+ bias) + beta C from B's bf16 copy; false (nothing done) when B has none:
+ * rounding B here would read the fp32 weight anyway. */
+static bool sgemm_skinny_bf16(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta,
+                              const float *bias, float *C, int ldc) {
+    const uint16_t *bm = mirrored(B, N, K, ldb);
+    if (!bm) return false;
+    const uint16_t *am = mirrored(A, M, K, lda);
+    count_reused += 1 + (am != NULL);
+    count_converted += am == NULL;
+    double prof_t0 = plm_prof_begin();
+    const uint16_t *a16 = am ? am : convert(0, A, M, K, lda);
+    plm_prof_end("bf16 conversion", prof_t0);
+    prof_t0 = plm_prof_begin();
+    skinny_nt_bf16(M, N, K, a16, am ? lda : K, bm, ldb, beta, bias, C, ldc);
+    plm_prof_end(bias ? "gemm NT + bias skinny (bf16)" : "gemm NT skinny (bf16)", prof_t0);
+    return true;
+}
+
 static bool sgemm_f32_matmul(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta,
                              const float *bias, float *C, int ldc) {
     return sgemm_f32_matmul_t(false, true, M, N, K, 1.0f, A, lda, B, ldb, beta, bias, C, ldc);
@@ -537,6 +578,9 @@ void plm_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
     /* bf16 except a GEMV on a large weight (decoding one or two sequences): sgemm's fp32
      * GEMV streams the weight at ~40 GB/s here, oneDNN's bf16 matmul at M 1 at ~13 */
     bool gemv = !trans_a && trans_b && M <= 2 && (long)N * K >= (1L << 18);
+    if (use_skinny_bf16(trans_a, trans_b, M, N, K, alpha) &&
+        sgemm_skinny_bf16(M, N, K, A, lda, B, ldb, beta, NULL, C, ldc))
+        return;
     if (bf16_on && K > 0 && !gemv && !omp_in_parallel()) {
         static const char *const route16[2][2] = {{"gemm NN (bf16)", "gemm NT (bf16)"},
                                                   {"gemm TN (bf16)", "gemm TT (bf16)"}};
@@ -591,6 +635,8 @@ void plm_sgemm_bias(int M, int N, int K, const float *A, int lda, const float *B
         const char *e = getenv("PLM_GEMM_BIAS");
         bias_choice = e && strcmp(e, "copy") == 0 ? 0 : 1;
     }
+    if (use_skinny_bf16(false, true, M, N, K, 1.0f) && sgemm_skinny_bf16(M, N, K, A, lda, B, ldb, 0.0f, bias, C, ldc))
+        return;
     /* bf16 outside parallel regions: the bf16 matmul adds the bias as it writes C */
     if (bias_choice == 1 && bf16_on && K > 0 && !(M <= 2 && (long)N * K >= (1L << 18)) && !omp_in_parallel()) {
         double prof_t0 = plm_prof_begin();

@@ -66,9 +66,8 @@ void plm_params_alias(plm_params *p, const char *name, int tensor, float **w, fl
 void plm_params_finish(plm_params *p) {
     plm_model *m = p->m;
     m->params = plm_aligned_alloc(m->num_params * sizeof(float));
-    m->grads = plm_aligned_alloc(m->num_params * sizeof(float));
+    m->grads = plm_zeroed_alloc(m->num_params * sizeof(float)); /* no memory until training writes it */
     memset(m->params, 0, m->num_params * sizeof(float));
-    memset(m->grads, 0, m->num_params * sizeof(float));
     /* stale until AdamW first fills it */
     m->params16 = (plm_bf16_mirror){.base = m->params, .n = m->num_params, .gen = 1};
     plm_gemm_mirror_add(&m->params16);
@@ -352,11 +351,17 @@ int plm_model_spec_add_head(plm_model_spec *s, plm_head_kind kind, int num_label
     return s->num_heads++;
 }
 
+static void init_weights(plm_model *m, uint64_t seed);
+
 static void init_normal(float *p, size_t n, float std, plm_rng *r) {
     for (size_t i = 0; i < n; i++) p[i] = std * plm_rng_normal(r);
 }
 
 plm_model *plm_model_create_spec(const plm_model_spec *s, uint64_t seed) {
+    return plm_model_create_spec_ex(s, seed, true);
+}
+
+plm_model *plm_model_create_spec_ex(const plm_model_spec *s, uint64_t seed, bool init) {
     if (s->num_backbones < 1 || s->num_backbones > PLM_MAX_BACKBONES) {
         plm_error("a model has 1 or %d backbones", PLM_MAX_BACKBONES);
         return NULL;
@@ -449,8 +454,13 @@ plm_model *plm_model_create_spec(const plm_model_spec *s, uint64_t seed) {
         register_head(&p, h, bb, tables[s->heads[i].backbone].wte, pre);
     }
     plm_params_finish(&p);
+    if (init) init_weights(m, seed);
+    plm_model_params_written(m);
+    return m;
+}
 
-    /* Initialisation, in table order so it is reproducible from the seed. */
+/* Initialisation, in table order so it is reproducible from the seed. */
+static void init_weights(plm_model *m, uint64_t seed) {
     plm_rng r;
     plm_rng_seed(&r, seed, 0x1417);
     for (int i = 0; i < m->num_tensors; i++) {
@@ -490,8 +500,6 @@ plm_model *plm_model_create_spec(const plm_model_spec *s, uint64_t seed) {
         if (c->arch != PLM_ARCH_GPT2 && c->arch != PLM_ARCH_T5 && c->pad_token_id >= 0)
             memset(m->bb[k].w.wte + (size_t)c->pad_token_id * m->bb[k].E, 0, (size_t)m->bb[k].E * sizeof(float));
     }
-    plm_model_params_written(m);
-    return m;
 }
 
 plm_model *plm_model_create(const plm_config *config, uint64_t seed) {
@@ -534,7 +542,7 @@ void plm_model_free(plm_model *m) {
     plm_gemm_mirror_remove(&m->params16);
     free(m->params16.w);
     free(m->params);
-    free(m->grads);
+    plm_zeroed_free(m->grads, m->num_params * sizeof(float));
     free(m);
 }
 

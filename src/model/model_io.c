@@ -475,7 +475,7 @@ done:
 plm_model *plm_model_load(const char *dir) {
     plm_model_spec s;
     if (plm_model_spec_load(&s, dir) != 0) return NULL;
-    plm_model *m = plm_model_create_spec(&s, 0);
+    plm_model *m = plm_model_create_spec_ex(&s, 0, false); /* every weight is loaded below */
     if (!m) return NULL;
     char path[4096];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);

@@ -89,3 +89,95 @@ AVX2_FMA void skinny_nt(int M, int N, int K, const float *A, int lda, const floa
         }
     }
 }
+
+/* ---------------------------------------------------------------- bf16 (AVX512_BF16)
+ *
+ * The same walk over B with bf16 operands: vdpbf16ps multiplies 32 bf16 pairs of a row of
+ * A and a row of B and adds each pair's two products to one of 16 fp32 lanes, so one
+ * 64-byte load of B (a cache line) feeds one instruction per row of A. 4 rows of B and up
+ * to 4 of A: 16 accumulators. The tile's row count of A is a constant in each copy of the
+ * kernel (dot_tile16's switch), so one or two sequences do not pay for four. */
+
+#define AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512bf16")))
+#define MR16        4 /* rows of A per kernel call */
+#define NR16        4 /* rows of B per block */
+
+bool skinny_bf16_cpu_ok(void) {
+    static int ok = -1;
+    if (ok < 0) {
+        __builtin_cpu_init();
+        ok = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512bf16");
+    }
+    return ok;
+}
+
+/* out[r][t] = a_r . b_t over K for r < mr, t < NR16, in fp32; the lanes' sums are added
+ * in _mm512_reduce_add_ps's fixed order. */
+AVX512_BF16 static inline __attribute__((always_inline)) void dot_tile16(int mr, const uint16_t *const a[MR16],
+                                                                         const uint16_t *const b[NR16], int K,
+                                                                         size_t next, bool prefetch,
+                                                                         float out[MR16][NR16]) {
+    __m512 c[MR16][NR16];
+    for (int r = 0; r < mr; r++)
+        for (int t = 0; t < NR16; t++) c[r][t] = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 32 <= K; k += 32) {
+        __m512i x[MR16], w[NR16];
+        for (int t = 0; t < NR16; t++) w[t] = _mm512_loadu_si512(b[t] + k);
+        for (int r = 0; r < mr; r++) x[r] = _mm512_loadu_si512(a[r] + k);
+        if (prefetch)
+            for (int t = 0; t < NR16; t++) _mm_prefetch((const char *)(b[t] + next + k), _MM_HINT_T0);
+        for (int r = 0; r < mr; r++)
+            for (int t = 0; t < NR16; t++) c[r][t] = _mm512_dpbf16_ps(c[r][t], (__m512bh)w[t], (__m512bh)x[r]);
+    }
+    if (k < K) { /* masked-off elements load as +0, which adds nothing */
+        __mmask32 m = (__mmask32)((1ull << (K - k)) - 1);
+        __m512i x[MR16], w[NR16];
+        for (int t = 0; t < NR16; t++) w[t] = _mm512_maskz_loadu_epi16(m, b[t] + k);
+        for (int r = 0; r < mr; r++) x[r] = _mm512_maskz_loadu_epi16(m, a[r] + k);
+        for (int r = 0; r < mr; r++)
+            for (int t = 0; t < NR16; t++) c[r][t] = _mm512_dpbf16_ps(c[r][t], (__m512bh)w[t], (__m512bh)x[r]);
+    }
+    for (int r = 0; r < mr; r++)
+        for (int t = 0; t < NR16; t++) out[r][t] = _mm512_reduce_add_ps(c[r][t]);
+}
+
+AVX512_BF16 void skinny_nt_bf16(int M, int N, int K, const uint16_t *A, int lda, const uint16_t *B, int ldb, float beta,
+                                const float *bias, float *C, int ldc) {
+    int nb = (N + NR16 - 1) / NR16;
+#pragma omp parallel for schedule(static)
+    for (int jb = 0; jb < nb; jb++) {
+        int j0 = jb * NR16, nr = N - j0 < NR16 ? N - j0 : NR16;
+        const uint16_t *b[NR16];
+        for (int t = 0; t < NR16; t++) b[t] = B + (size_t)(j0 + (t < nr ? t : nr - 1)) * ldb;
+        size_t next = (size_t)NR16 * ldb;
+        for (int i0 = 0; i0 < M; i0 += MR16) {
+            int mr = M - i0 < MR16 ? M - i0 : MR16;
+            const uint16_t *a[MR16];
+            for (int r = 0; r < MR16; r++) a[r] = A + (size_t)(i0 + (r < mr ? r : mr - 1)) * lda;
+            float out[MR16][NR16];
+            bool prefetch = i0 == 0 && jb + 1 < nb;
+            switch (mr) {
+            case 1:
+                dot_tile16(1, a, b, K, next, prefetch, out);
+                break;
+            case 2:
+                dot_tile16(2, a, b, K, next, prefetch, out);
+                break;
+            case 3:
+                dot_tile16(3, a, b, K, next, prefetch, out);
+                break;
+            default:
+                dot_tile16(4, a, b, K, next, prefetch, out);
+                break;
+            }
+            for (int r = 0; r < mr; r++) {
+                float *c = C + (size_t)(i0 + r) * ldc + j0;
+                for (int t = 0; t < nr; t++) {
+                    float v = out[r][t] + (bias ? bias[j0 + t] : 0.0f);
+                    c[t] = beta == 0.0f ? v : v + beta * c[t];
+                }
+            }
+        }
+    }
+}

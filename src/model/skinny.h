@@ -12,6 +12,7 @@
 #define PLM_SKINNY_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /* Whether this CPU has AVX2 and FMA (checked once, at run time). */
 bool skinny_cpu_ok(void);
@@ -21,5 +22,14 @@ bool skinny_cpu_ok(void);
  * parallel regions, on a CPU where skinny_cpu_ok(). */
 void skinny_nt(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta, const float *bias,
                float *C, int ldc);
+
+/* Whether this CPU has AVX512_BF16 (and AVX512BW), checked once at run time. */
+bool skinny_bf16_cpu_ok(void);
+
+/* The same product on bf16 operands (plm_to_bf16's bits), for decoding under --bf16 from
+ * the weights' bf16 copy: half the bytes of B per token. Products are exact in fp32 and
+ * summed in fp32. Same contract as skinny_nt; needs skinny_bf16_cpu_ok(). */
+void skinny_nt_bf16(int M, int N, int K, const uint16_t *A, int lda, const uint16_t *B, int ldb, float beta,
+                    const float *bias, float *C, int ldc);
 
 #endif
