@@ -147,7 +147,7 @@ gen_rows() {
     row "{\"config\": \"$cfg\", \"task\": \"generate$tag\", \"batch\": $bs, \"unit\": \"new tok/s\", \"plm\": $best_g, \"torch\": $(jget "$t" gen_tok_s)}"
     # under bf16 the two sides round in different places (their GEMMs' orders of
     # summation differ), so a late difference is expected; in fp32 they should agree
-    echo "greedy tokens agree ($cfg, $mode, batch $bs): $(jget "$t" agree_rows)/$(jget "$t" rows) prompts," \
+    echo "greedy tokens agree ($cfg$tag, batch $bs): $(jget "$t" agree_rows)/$(jget "$t" rows) prompts," \
         "first $(jget "$t" check) tokens; first difference [prompt, token]: $(jget "$t" first_diff)"
 }
 

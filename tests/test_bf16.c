@@ -20,7 +20,7 @@
  *     kernel): within 1e-5 of a float64 sum of the same bf16 products, at odd sizes on
  *     every edge of its blocks (K tails, rows of A and B past a multiple of 4), beta 0
  *     over a NaN-poisoned C, beta 1, bias; and plm_sgemm / plm_sgemm_bias route such
- *     products there when the weight has a fresh copy.
+ *     products there, reading the weight's fresh copy, or rounding it with copies off.
  * On a CPU without bf16 in oneDNN only the last but one runs, and a line says so. */
 #include <math.h>
 #include <stdio.h>
@@ -378,8 +378,8 @@ static void test_skinny_kernel(void) {
                    worst[v]);
 }
 
-/* plm_sgemm and plm_sgemm_bias under bf16: 1-8 rows against a weight of 2^18 floats or
- * more with a fresh bf16 copy give the kernel's bits, and read the copy. */
+/* plm_sgemm and plm_sgemm_bias under bf16: 1-8 rows against a weight of 2^12 floats or
+ * more give the kernel's bits, reading the weight's fresh bf16 copy. */
 static void test_skinny_route(void) {
     enum { N = 515, K = 517, MAXM = 8 };
     float *W = malloc(sizeof(float) * N * K), *A = malloc(sizeof(float) * MAXM * K);
@@ -411,6 +411,17 @@ static void test_skinny_route(void) {
                        "not the kernel's bits, or the weight was not read from its copy (%ld read, %ld rounded)",
                        r1 - r0, c1 - c0);
         }
+    /* with the copies off (PLM_BF16_REUSE=0) both operands are rounded in the call:
+     * the same route, the same bits */
+    plm_gemm_set_bf16_reuse(false);
+    long r0, c0, r1, c1;
+    skinny_nt_bf16(3, N, K, A16, K, W16, K, 0.0f, bias, want, N);
+    plm_gemm_bf16_counts(&r0, &c0);
+    plm_sgemm_bias(3, N, K, A, K, W, K, bias, C, N);
+    plm_gemm_bf16_counts(&r1, &c1);
+    TEST_CHECK(memcmp(C, want, sizeof(float) * 3 * N) == 0 && r1 == r0 && c1 - c0 == 2, "skinny_bf16.route_no_copy",
+               "not the kernel's bits, or a copy was read with reuse off (%ld read, %ld rounded)", r1 - r0, c1 - c0);
+    plm_gemm_set_bf16_reuse(true);
     plm_gemm_mirror_remove(&copy);
     free(W), free(A), free(W16), free(A16);
 }

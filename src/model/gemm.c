@@ -530,11 +530,13 @@ static bool sgemm_f32_matmul_t(bool ta, bool tb, int M, int N, int K, float alph
     return true;
 }
 
-/* Decoding under --bf16: 1-8 rows against a weight of 2^18 floats or more whose bf16
- * copy is fresh run on skinny.h's bf16 kernel, which streams the copy (half the bytes of
- * the fp32 weight); oneDNN's bf16 matmul streamed it slower than sgemm's fp32 GEMV.
- * PLM_GEMM_SKINNY_BF16=0 turns it off (A/B runs). Measured in bench/README.md,
- * "Decoding from the bf16 copy". */
+/* Decoding under --bf16: 1-8 rows against a weight of 2^12 floats or more run on
+ * skinny.h's bf16 kernel, which streams the weight's bf16 copy (half the bytes of the
+ * fp32 weight). oneDNN's bf16 matmul streamed it slower than sgemm's fp32 GEMV, and paid
+ * a fixed cost per call on small weights. Every such product takes this route, copy or
+ * not (without one, both operands are rounded here), so a result never depends on
+ * whether a copy was fresh. PLM_GEMM_SKINNY_BF16=0 turns it off (A/B runs). Measured in
+ * bench/README.md, "Decoding from the bf16 copy". */
 static bool skinny16_on(void) {
     static int on = -1;
     if (on < 0) {
@@ -545,26 +547,22 @@ static bool skinny16_on(void) {
 }
 
 static bool use_skinny_bf16(bool ta, bool tb, int M, int N, int K, float alpha) {
-    return bf16_on && !ta && tb && M <= 8 && K > 0 && alpha == 1.0f && (long)N * K >= (1L << 18) && !gemm_forced() &&
+    return bf16_on && !ta && tb && M <= 8 && K > 0 && alpha == 1.0f && (long)N * K >= (1L << 12) && !gemm_forced() &&
            omp_get_level() == 0 && skinny16_on();
 }
 
-/* C = A B^T (+ bias) + beta C from B's bf16 copy; false (nothing done) when B has none:
- * rounding B here would read the fp32 weight anyway. */
-static bool sgemm_skinny_bf16(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta,
+/* C = A B^T (+ bias) + beta C in bf16, each operand from its fresh copy or rounded here. */
+static void sgemm_skinny_bf16(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta,
                               const float *bias, float *C, int ldc) {
-    const uint16_t *bm = mirrored(B, N, K, ldb);
-    if (!bm) return false;
-    const uint16_t *am = mirrored(A, M, K, lda);
-    count_reused += 1 + (am != NULL);
-    count_converted += am == NULL;
+    const uint16_t *am = mirrored(A, M, K, lda), *bm = mirrored(B, N, K, ldb);
+    count_reused += (am != NULL) + (bm != NULL);
+    count_converted += (am == NULL) + (bm == NULL);
     double prof_t0 = plm_prof_begin();
-    const uint16_t *a16 = am ? am : convert(0, A, M, K, lda);
+    const uint16_t *a16 = am ? am : convert(0, A, M, K, lda), *b16 = bm ? bm : convert(1, B, N, K, ldb);
     plm_prof_end("bf16 conversion", prof_t0);
     prof_t0 = plm_prof_begin();
-    skinny_nt_bf16(M, N, K, a16, am ? lda : K, bm, ldb, beta, bias, C, ldc);
+    skinny_nt_bf16(M, N, K, a16, am ? lda : K, b16, bm ? ldb : K, beta, bias, C, ldc);
     plm_prof_end(bias ? "gemm NT + bias skinny (bf16)" : "gemm NT skinny (bf16)", prof_t0);
-    return true;
 }
 
 static bool sgemm_f32_matmul(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta,
@@ -578,9 +576,10 @@ void plm_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
     /* bf16 except a GEMV on a large weight (decoding one or two sequences): sgemm's fp32
      * GEMV streams the weight at ~40 GB/s here, oneDNN's bf16 matmul at M 1 at ~13 */
     bool gemv = !trans_a && trans_b && M <= 2 && (long)N * K >= (1L << 18);
-    if (use_skinny_bf16(trans_a, trans_b, M, N, K, alpha) &&
-        sgemm_skinny_bf16(M, N, K, A, lda, B, ldb, beta, NULL, C, ldc))
+    if (use_skinny_bf16(trans_a, trans_b, M, N, K, alpha)) {
+        sgemm_skinny_bf16(M, N, K, A, lda, B, ldb, beta, NULL, C, ldc);
         return;
+    }
     if (bf16_on && K > 0 && !gemv && !omp_in_parallel()) {
         static const char *const route16[2][2] = {{"gemm NN (bf16)", "gemm NT (bf16)"},
                                                   {"gemm TN (bf16)", "gemm TT (bf16)"}};
@@ -635,8 +634,10 @@ void plm_sgemm_bias(int M, int N, int K, const float *A, int lda, const float *B
         const char *e = getenv("PLM_GEMM_BIAS");
         bias_choice = e && strcmp(e, "copy") == 0 ? 0 : 1;
     }
-    if (use_skinny_bf16(false, true, M, N, K, 1.0f) && sgemm_skinny_bf16(M, N, K, A, lda, B, ldb, 0.0f, bias, C, ldc))
+    if (use_skinny_bf16(false, true, M, N, K, 1.0f)) {
+        sgemm_skinny_bf16(M, N, K, A, lda, B, ldb, 0.0f, bias, C, ldc);
         return;
+    }
     /* bf16 outside parallel regions: the bf16 matmul adds the bias as it writes C */
     if (bias_choice == 1 && bf16_on && K > 0 && !(M <= 2 && (long)N * K >= (1L << 18)) && !omp_in_parallel()) {
         double prof_t0 = plm_prof_begin();
