@@ -486,19 +486,20 @@ static bool use_skinny(bool ta, bool tb, int M, int N, int K) {
            !omp_in_parallel();
 }
 
-/* On CPUs without AVX-512 the matmul primitive is no better (it packs B like sgemm):
- * 2-8 rows against a weight of 2^19 floats or more go to skinny.h's kernel, which reads
- * the weight once. Measured on an AVX2 Zen 3 (bench/README.md, "Zen 3: decoding"):
- * 1.2-2.1x faster than oneDNN for M 2-8 on GPT-2 shapes (LM head 50257 x 512: 4.9 ms
- * against 9.7 at M 2, 7.6 against 12.3 at M 8); even at M 1, where sgemm's GEMV already
- * streams the weight, and slower from M 12-16 on or on smaller weights, which stay in
- * cache. PLM_GEMM_SKINNY=avx2|onednn overrides the CPU's default (tests, benchmarks). */
+/* 2-8 rows against a weight of 2^19 floats or more go to skinny.h's kernel, which reads
+ * the weight once, on every CPU with AVX2 and FMA. Measured on an AVX2 Zen 3 (where the
+ * matmul primitive packs B like sgemm) and on an AVX-512 Xeon (where it is brgemm):
+ * bench/README.md, "Zen 3: decoding" and "Xeon: decoding". On the Zen 3 1.2-2.1x faster
+ * than oneDNN for M 2-8 on GPT-2 shapes (LM head 50257 x 512: 4.9 ms against 9.7 at M 2,
+ * 7.6 against 12.3 at M 8); on the Xeon gpt2-mini decoded 1.25-1.3x faster at 4 and 8
+ * sequences. Even at M 1, where sgemm's GEMV already streams the weight, and slower
+ * from M 12-16 on or on smaller weights, which stay in cache.
+ * PLM_GEMM_SKINNY=avx2|onednn chooses (tests, benchmarks); the default is avx2. */
 static bool skinny_on_avx2(void) {
     static int choice = -1;
     if (choice < 0) {
         const char *e = getenv("PLM_GEMM_SKINNY");
-        bool want = e && strcmp(e, "avx2") == 0 ? true : e && strcmp(e, "onednn") == 0 ? false : !dnnl_avx512();
-        choice = want && skinny_cpu_ok();
+        choice = !(e && strcmp(e, "onednn") == 0) && skinny_cpu_ok();
     }
     return choice;
 }

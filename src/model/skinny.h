@@ -1,13 +1,15 @@
 /* skinny.h - the products of decoding, C[M,N] = A[M,K] B[N,K]^T (+ bias[N]) + beta C
- * with few rows M (the running sequences) and a large weight B, on AVX2 + FMA.
- * Such a product is bound by reading B from memory once: 2 M N K flops for 4 N K bytes.
- * On CPUs without AVX-512, oneDNN's sgemm packs all of B on every call from M = 3 on,
- * and its matmul primitive falls back to the same kernel; its GEMV (M = 1) streamed a
- * 50257 x 512 LM head at 15 GB/s where the memory gives 22-24. This kernel reads each
- * block of 3 rows of B once, from memory into L1, and multiplies it there with every row
- * of A (bench/README.md, "Zen 3: decoding"). Owns that kernel and nothing else; gemm.c
- * decides when it runs. Each element of C is one thread's dot product in a fixed order,
- * so the result does not depend on the number of threads. */
+ * with few rows M (the running sequences) and a large weight B: in fp32 on AVX2 + FMA,
+ * and in bf16 on AVX512_BF16 (under --bf16, from the weight's bf16 copy).
+ * Such a product is bound by reading B from memory once: 2 M N K flops for 4 N K bytes
+ * (2 N K in bf16). oneDNN's sgemm packs all of B on every call from M = 3 on; its matmul
+ * primitive does the same without AVX-512 and, with it, still ran gpt2-mini's decoding
+ * 1.25-1.3x slower than this kernel at 4-8 sequences; its GEMV (M = 1) streamed a
+ * 50257 x 512 LM head at 15 GB/s on a Zen 3 where the memory gives 22-24. These kernels
+ * read each block of 3 (bf16: 4) rows of B once, from memory into L1, and multiply it
+ * there with every row of A (bench/README.md, "Zen 3: decoding", "Xeon: decoding").
+ * Own those kernels and nothing else; gemm.c decides when they run. Each element of C
+ * is one thread's dot product in a fixed order, whatever M, N and the thread count. */
 #ifndef PLM_SKINNY_H
 #define PLM_SKINNY_H
 
