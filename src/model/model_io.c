@@ -216,6 +216,18 @@ static int cmp_data(const void *a, const void *b) {
 }
 
 /* Loads one tensor (possibly fused from parts); 1 if absent, 0 loaded, -1 error. */
+/* Pieces in which the loader reads a mapped file and lets its pages go (plm_st_release):
+ * the file's bytes and the weights are never both in memory. */
+#define LOAD_PIECE ((size_t)8 << 20)
+
+static void copy_out(const plm_safetensors *st, void *dst, const void *src, size_t n) {
+    for (size_t o = 0; o < n; o += LOAD_PIECE) {
+        size_t k = n - o < LOAD_PIECE ? n - o : LOAD_PIECE;
+        memcpy((char *)dst + o, (const char *)src + o, k);
+        plm_st_release(st, (const char *)src + o, k);
+    }
+}
+
 static int load_tensor(file_index *fi, const plm_tensor *t, float *dst, const char *path) {
     if (t->nparts > 1) {
         int64_t rows = t->shape[0] / t->nparts;
@@ -231,17 +243,19 @@ static int load_tensor(file_index *fi, const plm_tensor *t, float *dst, const ch
             }
             if (!shape_ok(s[k], t->ndim, rows, t->shape[1])) return shape_error(path, s[k], t->ndim, rows, t->shape[1]);
         }
-        for (int k = 0; k < t->nparts; k++) memcpy(dst + k * n, s[k]->data, n * sizeof(float));
+        for (int k = 0; k < t->nparts; k++) copy_out(fi->st, dst + k * n, s[k]->data, n * sizeof(float));
         return 0;
     }
     const plm_st_tensor *s = lookup(fi, t->name);
     if (!s) return 1;
     int64_t d0 = t->transpose ? t->shape[1] : t->shape[0], d1 = t->transpose ? t->shape[0] : t->shape[1];
     if (!shape_ok(s, t->ndim, d0, d1)) return shape_error(path, s, t->ndim, d0, d1);
-    if (t->transpose)
+    if (t->transpose) {
         transpose(dst, s->data, t->shape[1], t->shape[0]);
-    else
-        memcpy(dst, s->data, t->numel * sizeof(float));
+        plm_st_release(fi->st, s->data, s->nbytes);
+    } else {
+        copy_out(fi->st, dst, s->data, t->numel * sizeof(float));
+    }
     return 0;
 }
 
@@ -258,7 +272,13 @@ int plm_model_load_weights_ex(plm_model *m, const char *path, bool strict, plm_l
         for (int i = 0; i < st.num_tensors; i++) order[i] = &st.tensors[i];
         qsort(order, (size_t)st.num_tensors, sizeof *order, cmp_data);
         uint64_t sum = 0;
-        for (int i = 0; i < st.num_tensors; i++) sum = plm_fnv1a(order[i]->data, order[i]->nbytes, sum);
+        for (int i = 0; i < st.num_tensors; i++)
+            for (size_t o = 0; o < order[i]->nbytes; o += LOAD_PIECE) {
+                const char *d = (const char *)order[i]->data + o;
+                size_t k = order[i]->nbytes - o < LOAD_PIECE ? order[i]->nbytes - o : LOAD_PIECE;
+                sum = plm_fnv1a(d, k, sum);
+                plm_st_release(&st, d, k);
+            }
         free(order);
         char got[32];
         snprintf(got, sizeof got, "%016" PRIx64, sum);

@@ -2,10 +2,15 @@
 #include "safetensors.h"
 
 #include <cjson/cJSON.h>
+#include <fcntl.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <utf8proc.h>
 
 #include "core/common.h"
@@ -34,7 +39,10 @@ void plm_st_free(plm_safetensors *st) {
     free(st->meta_keys);
     free(st->meta_values);
     free(st->aligned);
-    free(st->buf);
+    if (!st->mapped)
+        free(st->buf);
+    else if (st->buf)
+        munmap(st->buf, st->len);
     memset(st, 0, sizeof *st);
 }
 
@@ -221,10 +229,11 @@ static int parse_metadata(plm_safetensors *st, const cJSON *it, const char *path
  * dimensions, integer offsets, sizes matching shapes, string metadata, and tensors that
  * cover the data exactly: sorted by offset they run from 0 to the end with no gap and no
  * overlap. */
-int plm_st_parse(plm_safetensors *st, char *buf, size_t len, const char *path) {
+static int st_parse(plm_safetensors *st, char *buf, size_t len, bool mapped, const char *path) {
     memset(st, 0, sizeof *st);
     st->buf = buf;
     st->len = len;
+    st->mapped = mapped;
     cJSON *root = NULL;
     span *spans = NULL;
     if (len < 8) {
@@ -320,7 +329,20 @@ fail:
     return -1;
 }
 
+int plm_st_parse(plm_safetensors *st, char *buf, size_t len, const char *path) {
+    return st_parse(st, buf, len, false, path);
+}
+
 int plm_st_load(plm_safetensors *st, const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) { /* errors are reported by the read below */
+        struct stat sb;
+        void *p = MAP_FAILED;
+        if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size >= (1 << 20))
+            p = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+        close(fd);
+        if (p != MAP_FAILED) return st_parse(st, p, (size_t)sb.st_size, true, path);
+    }
     size_t len;
     char *buf = plm_read_file(path, &len);
     if (!buf) {
@@ -328,6 +350,14 @@ int plm_st_load(plm_safetensors *st, const char *path) {
         return -1;
     }
     return plm_st_parse(st, buf, len, path);
+}
+
+void plm_st_release(const plm_safetensors *st, const void *p, size_t n) {
+    uintptr_t lo = (uintptr_t)p, hi = lo + n, b = (uintptr_t)st->buf;
+    if (!st->mapped || lo < b || hi > b + st->len) return; /* read, or an aligned copy */
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    lo = (lo + page - 1) / page * page, hi = hi / page * page;
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
 const plm_st_tensor *plm_st_find(const plm_safetensors *st, const char *name) {

@@ -7,6 +7,7 @@
 #ifndef PLM_SAFETENSORS_H
 #define PLM_SAFETENSORS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,10 +30,16 @@ typedef struct {
     char **meta_keys, **meta_values; /* __metadata__ (string -> string) */
     int num_meta;
     char *aligned; /* copies of the tensors the file left misaligned (usually NULL) */
+    bool mapped;   /* buf is the file mapped (plm_st_load of 1 MB or more), not malloc'ed */
 } plm_safetensors;
 
-/* Parses a file; returns 0, or -1 with "path: problem". */
+/* Parses a file; returns 0, or -1 with "path: problem". A file of 1 MB or more is
+ * mapped, not read, so that a loader can let each tensor's pages go once it has copied
+ * them (plm_st_release) and a model's weights are never held twice. */
 int plm_st_load(plm_safetensors *st, const char *path);
+/* Drops the pages wholly inside [p, p + n) of a mapped file from memory (they come
+ * back from the page cache if read again); nothing for a read file. */
+void plm_st_release(const plm_safetensors *st, const void *p, size_t n);
 /* Parses an in-memory buffer (takes ownership of buf, which must be malloc'ed). */
 int plm_st_parse(plm_safetensors *st, char *buf, size_t len, const char *path);
 void plm_st_free(plm_safetensors *st);
