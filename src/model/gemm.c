@@ -537,7 +537,7 @@ static bool sgemm_f32_matmul_t(bool ta, bool tb, int M, int N, int K, float alph
  * a fixed cost per call on small weights. Every such product takes this route, copy or
  * not (without one, both operands are rounded here), so a result never depends on
  * whether a copy was fresh. PLM_GEMM_SKINNY_BF16=0 turns it off (A/B runs). Measured in
- * bench/README.md, "Decoding from the bf16 copy". */
+ * bench/README.md, "Xeon: decoding". */
 static bool skinny16_on(void) {
     static int on = -1;
     if (on < 0) {

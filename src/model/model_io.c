@@ -215,7 +215,6 @@ static int cmp_data(const void *a, const void *b) {
     return (const char *)x->data < (const char *)y->data ? -1 : (const char *)x->data > (const char *)y->data;
 }
 
-/* Loads one tensor (possibly fused from parts); 1 if absent, 0 loaded, -1 error. */
 /* Pieces in which the loader reads a mapped file and lets its pages go (plm_st_release):
  * the file's bytes and the weights are never both in memory. */
 #define LOAD_PIECE ((size_t)8 << 20)
@@ -228,6 +227,7 @@ static void copy_out(const plm_safetensors *st, void *dst, const void *src, size
     }
 }
 
+/* Loads one tensor (possibly fused from parts); 1 if absent, 0 loaded, -1 error. */
 static int load_tensor(file_index *fi, const plm_tensor *t, float *dst, const char *path) {
     if (t->nparts > 1) {
         int64_t rows = t->shape[0] / t->nparts;
