@@ -36,6 +36,7 @@
 #include "core/rng.h"
 #include "data/dataloader.h"
 #include "data/span_corruption.h"
+#include "model/bf16_rate.h"
 #include "model/gemm.h"
 #include "model/model.h"
 #include "model/model_io.h"
@@ -320,10 +321,10 @@ int main(int argc, char **argv) {
     if (plm_dist_is_root())
         printf("{\"tokens_per_s\": %.1f, \"step_ms\": %.2f, \"step_ms_min\": %.2f, \"gflops\": %.2f, \"n_pred\": %ld, "
                "\"ranks\": %d, \"comm_ms\": %.2f, \"wait_ms\": %.2f, \"grad_mb\": %.2f, \"peak_rss_mb\": %.1f, "
-               "\"precision\": \"%s\", \"isa\": \"%s\"}\n",
+               "\"precision\": \"%s\", \"isa\": \"%s\", \"bf16_dot_vs_fma\": %.2f}\n",
                tokens * ranks / med, med * 1e3, times[0] * 1e3, flops / med * 1e-9, n_pred, (int)ranks,
                comm[steps / 2] * 1e3, wait[steps / 2] * 1e3, (double)m->num_params * 4 / 1048576.0, peak_rss_mb(),
-               bf16 ? "bf16" : "fp32", bf16 ? plm_bf16_isa() : "fp32");
+               bf16 ? "bf16" : "fp32", bf16 ? plm_bf16_isa() : "fp32", plm_bf16_dot_ratio());
     plm_grad_sync_free(gs);
     plm_adamw_free(&opt);
     plm_model_free(m);

@@ -214,6 +214,9 @@ for pr in ("fp32", "bf16"):
         continue
     pk = peak if pr == "fp32" else bf16_peak
     isa = next((r.get("isa") for r in rows if r.get("impl") == "plm" and prec(r) == pr), "")
+    dot = next((r.get("bf16_dot_vs_fma") for r in rows if r.get("impl") == "plm" and prec(r) == pr), None)
+    if pr == "bf16" and dot:  # bf16_rate.h: below 1, bf16 GEMMs cannot beat fp32 on this CPU
+        isa = f"{isa}, bf16 dot product {dot:.2f}x the fp32 FMA rate"
     print(f"\n== {pr}: plm vs PyTorch{' autocast' if pr == 'bf16' else ''}, one training step; "
           f"{pr} GEMM peak {f'{pk:.1f} GFLOP/s' if pk else 'not measured'}"
           f"{'; plm ISA: ' + str(isa) if pr == 'bf16' else ''} ==")

@@ -5,7 +5,8 @@
 #    same weights and step losses as the uninterrupted one; bf16 is really on (the losses
 #    differ from fp32's) yet close to them (within 2%); the run that reuses bf16 copies
 #    (AdamW's copy of the weights, dY rounded once) equals the run that rounds every
-#    operand in every GEMM (PLM_BF16_REUSE=0) bit for bit;
+#    operand in every GEMM (PLM_BF16_REUSE=0) bit for bit; the note that bf16 training is
+#    slower than fp32 appears once exactly where the bf16 dot product is (bf16_rate.h);
 #  - everywhere: the fallback. With oneDNN capped at AVX2 (ONEDNN_MAX_CPU_ISA, so this
 #    runs on any machine) --bf16 prints one line and the run is the fp32 run bit for bit,
 #    and test_ops' bf16 GEMM group tests the fallback product;
@@ -97,6 +98,13 @@ run fp32 && run a --bf16 && run b --bf16 && PLM_BF16_REUSE=0 run noreuse --bf16 
     cmp -s "$t/a/model.safetensors" "$t/b/model.safetensors" && cmp -s "$t/a.losses" "$t/b.losses" \
         && pass bf16.reproducible || fail bf16.reproducible "two runs with one seed differ"
     grep -q 'no bf16' "$t/a.err" && fail bf16.engaged "it fell back to fp32: $(cat "$t/a.err")"
+    # the note of bf16_rate.h: once, exactly where the dot product is slow and oneDNN has no AMX
+    rate=$("$BUILD/tests/test_bf16" 2>/dev/null | grep -o '^# bf16 dot product: [0-9.]*' | grep -o '[0-9.]*$')
+    amx=$("$BUILD/tests/test_ops" gemm_bf16 | grep -c '^# bf16 ISA: avx512_core_amx')
+    want=$(awk -v r="$rate" -v a="$amx" 'BEGIN{print (r > 0 && r < 0.8 && a == 0) ? 1 : 0}')
+    n=$(grep -c 'bf16 training is slower than fp32 here' "$t/a.err")
+    [[ -n $rate && $n == "$want" ]] && pass "bf16.slow_dot_note (ratio $rate, $n note)" \
+        || fail bf16.slow_dot_note "ratio '$rate', AMX $amx: $n notes on stderr, want $want"
     if cmp -s "$t/a.losses" "$t/fp32.losses"; then
         fail bf16.engaged "bf16 losses equal fp32's bit for bit: bf16 did not run"
     else

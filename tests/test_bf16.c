@@ -31,6 +31,7 @@
 #include "core/common.h"
 #include "core/rng.h"
 #include "infer/generate.h"
+#include "model/bf16_rate.h"
 #include "model/gemm.h"
 #include "model/model.h"
 #include "model/model_io.h"
@@ -426,8 +427,22 @@ static void test_skinny_route(void) {
     free(W), free(A), free(W16), free(A16);
 }
 
+/* bf16_rate.h: zero exactly where the CPU lacks the instruction; elsewhere a rate within
+ * reason (Zen 4/5 about 2, Intel without AMX about 0.5), measured once. */
+static void test_dot_ratio(void) {
+    __builtin_cpu_init();
+    bool has = __builtin_cpu_supports("avx512bf16");
+    double r = plm_bf16_dot_ratio();
+    TEST_CHECK(has ? r > 0.1 && r < 10 : r == 0, "bf16_rate.dot_vs_fma", "ratio %.3f on a CPU %s AVX512_BF16", r,
+               has ? "with" : "without");
+    TEST_CHECK(plm_bf16_dot_ratio() == r, "bf16_rate.measured_once", "a second call gave %.3f, the first %.3f",
+               plm_bf16_dot_ratio(), r);
+    printf("# bf16 dot product: %.2fx the fp32 FMA rate\n", r);
+}
+
 int main(int argc, char **argv) {
     if (argc == 2 && strcmp(argv[1], "--stale-child") == 0) return stale_child();
+    test_dot_ratio();
     test_fp32_no_copy();
     const char *isa = plm_bf16_isa();
     if (!isa || !plm_gemm_set_bf16(true)) {

@@ -12,6 +12,7 @@
 #include "model/model_io.h"
 #include "train/electra.h"
 #include "train/trainer.h"
+#include "model/bf16_rate.h"
 #include "model/gemm.h"
 
 int cli_fail(const char *cmd, int code) {
@@ -177,7 +178,7 @@ int cmd_pretrain(int argc, char **argv) {
         {"--bf16", ARG_FLAG, &bf16,
          "bf16 mixed precision: matrix-product inputs in bf16 with fp32 sums (oneDNN; attention's tiles with "
          "AVX512_BF16), weights, gradients, softmax and AdamW in fp32; on a CPU without AVX512_BF16 / AMX-BF16 it "
-         "says so and runs fp32"},
+         "says so and runs fp32; where the bf16 dot product is slower than fp32 (Intel without AMX) it says that"},
         {"--quiet", ARG_FLAG, &quiet, "no progress bar"},
         {"--deterministic-reduce", ARG_FLAG, &a.dist.deterministic,
          "under mpirun: add the micro-batch gradients in one fixed order (bit-identical weights for any number of "
@@ -200,7 +201,7 @@ int cmd_pretrain(int argc, char **argv) {
     }
     if (!plm_dist_is_root()) quiet = true; /* under mpirun rank 0 reports; the others only fail */
     a.quiet = quiet;
-    if (bf16) plm_gemm_set_bf16(true);
+    if (bf16 && plm_gemm_set_bf16(true) && plm_dist_is_root()) plm_bf16_training_note();
     a.obj.static_masking = static_masking;
     a.obj.right_to_left = right_to_left;
     if (strcmp(objective, "clm") == 0)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "model/bf16_rate.h"
 #include "model/gemm.h"
 #include "train/dist.h"
 #include "train/trainer.h"
@@ -58,7 +59,7 @@ static void ft_specs(arg_spec *specs, int *n, cli_ft_opts *o, const char *unit) 
         {"--bf16", ARG_FLAG, &o->bf16,
          "bf16 mixed precision: matrix-product inputs in bf16 with fp32 sums (oneDNN; attention's tiles with "
          "AVX512_BF16), weights, gradients, softmax and AdamW in fp32; on a CPU without AVX512_BF16 / AMX-BF16 it "
-         "says so and runs fp32"},
+         "says so and runs fp32; where the bf16 dot product is slower than fp32 (Intel without AMX) it says that"},
         {"--quiet", ARG_FLAG, &o->quiet, "no progress bar"},
     };
     for (size_t i = 0; i < PLM_ARRAY_LEN(common); i++) specs[(*n)++] = common[i];
@@ -68,7 +69,7 @@ static int ft_check(const char *cmd, cli_ft_opts *o) {
     const plm_ft_args *a = &o->a;
     if (!plm_dist_is_root()) o->quiet = true; /* under mpirun rank 0 reports; the others only fail */
     o->a.quiet = o->quiet;
-    if (o->bf16) plm_gemm_set_bf16(true);
+    if (o->bf16 && plm_gemm_set_bf16(true) && plm_dist_is_root()) plm_bf16_training_note();
     if (o->seeds < 1 || (o->seeds > 1 && o->resume)) {
         fprintf(stderr,
                 "plm %s: --seeds must be >= 1, and a multi-seed run cannot be resumed (resume each OUTPUT/seed-S "
