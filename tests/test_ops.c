@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/common.h"
 #include "core/rng.h"
@@ -954,6 +955,24 @@ static void test_gemm_tn(void) {
         }
 }
 
+/* plm_openblas_fits_cpu: on a CPU with AVX2 and FMA, OpenBLAS's SSE-era cores (what it
+ * falls back to on CPU models it does not know) do not count; its AVX2 cores do. */
+char *openblas_get_corename(void);
+static void test_openblas_fit(void) {
+    static const char *old[] = {"prescott", "core2", "penryn", "dunnington", "nehalem", "atom", "sandybridge"};
+    static const char *avx2[] = {"haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"};
+    const char *core = openblas_get_corename();
+    __builtin_cpu_init();
+    bool cpu_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"), is_old = false, is_avx2 = false;
+    for (size_t i = 0; i < PLM_ARRAY_LEN(old); i++) is_old |= !strcasecmp(core, old[i]);
+    for (size_t i = 0; i < PLM_ARRAY_LEN(avx2); i++) is_avx2 |= !strcasecmp(core, avx2[i]);
+    bool fits = plm_openblas_fits_cpu(), want = !cpu_avx2 || is_avx2;
+    printf("# OpenBLAS core: %s (CPU %s AVX2+FMA): %s\n", core, cpu_avx2 ? "with" : "without",
+           fits ? "used where measured faster" : "not used");
+    TEST_CHECK(fits == want && !(cpu_avx2 && is_old && fits), "openblas_fits_cpu", "core %s, AVX2 %d: fits %d, want %d",
+               core, cpu_avx2, fits, want);
+}
+
 /* Y = X W^T + bias (linear_forward's product) against a double reference: fp32 (the
  * matmul primitive with its bias), and bf16, where the bf16 matmul adds the bias (vs the
  * rounded inputs: fp32 accumulation). Odd sizes, M over the few-row and the many-row routes. */
@@ -1051,6 +1070,7 @@ static const struct {
     {"gemm_bf16_split", test_gemm_bf16_split},
     {"gemm_skinny", test_gemm_skinny},
     {"gemm_tn", test_gemm_tn},
+    {"openblas_fit", test_openblas_fit},
     {"gemm_bias", test_gemm_bias},
     {"fast_exp_nonfinite", test_fast_exp_nonfinite},
     {"dropout_draws", test_dropout_draws},

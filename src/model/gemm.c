@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/common.h"
 #include "core/profile.h"
@@ -42,15 +43,37 @@ static bool dnnl_avx512(void) {
     return known;
 }
 
+char *openblas_get_corename(void); /* OpenBLAS's own API, not in cblas.h */
+
+/* Debian's OpenBLAS (0.3.21, DYNAMIC_ARCH)
+ * picks its kernels by CPU model when it loads, and on a model newer than itself it falls
+ * back to "Prescott", SSE3 code: on an Intel Xeon of 2024 (family 6 model 207) its sgemm
+ * ran at 48 GFLOP/s against oneDNN's 278 (bench/README.md, "Xeon: training"). So on a CPU
+ * with AVX2 and FMA, only the kernels written for them count. */
+bool plm_openblas_fits_cpu(void) {
+    static const char *avx2_cores[] = {"haswell", "excavator", "zen", "skylakex", "cooperlake", "sapphirerapids"};
+    static int fits = -1;
+    if (fits < 0) {
+        const char *core = openblas_get_corename();
+        __builtin_cpu_init();
+        fits = !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
+        for (size_t i = 0; !fits && core && i < PLM_ARRAY_LEN(avx2_cores); i++) fits = !strcasecmp(core, avx2_cores[i]);
+    }
+    return fits;
+}
+
 /* Every weight gradient goes to OpenBLAS on CPUs without AVX-512 (an AVX2 Zen 3, bench/
  * README.md "Zen 3"): dnnl_sgemm's TN kernel ran the small config's dW products at 60-120
- * GFLOP/s there, OpenBLAS's at 85-136; oneDNN stays faster on NN and NT. PLM_GEMM_TN=
- * openblas|onednn overrides the CPU's default, for benchmarking and for the tests. */
+ * GFLOP/s there, OpenBLAS's at 85-136; oneDNN stays faster on NN and NT. Not when OpenBLAS
+ * does not know the CPU (above). PLM_GEMM_TN=openblas|onednn overrides the CPU's default,
+ * for benchmarking and for the tests. */
 static bool tn_on_openblas(void) {
     static int tn_choice = -1;
     if (tn_choice < 0) {
         const char *e = getenv("PLM_GEMM_TN");
-        tn_choice = e && strcmp(e, "openblas") == 0 ? 1 : e && strcmp(e, "onednn") == 0 ? 0 : !dnnl_avx512();
+        tn_choice = e && strcmp(e, "openblas") == 0 ? 1
+                    : e && strcmp(e, "onednn") == 0 ? 0
+                                                    : !dnnl_avx512() && plm_openblas_fits_cpu();
     }
     return tn_choice;
 }

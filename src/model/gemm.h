@@ -35,6 +35,12 @@ void plm_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
 void plm_sgemm_bias(int M, int N, int K, const float *A, int lda, const float *B, int ldb, const float *bias, float *C,
                     int ldc);
 
+/* Whether OpenBLAS runs a kernel made for this CPU (its core name, openblas_get_corename,
+ * is one written for AVX2 and FMA, or the CPU has neither). When it does not, as on CPU
+ * models newer than Debian's OpenBLAS, no product goes to it unless PLM_GEMM or
+ * PLM_GEMM_TN asks. */
+bool plm_openblas_fits_cpu(void);
+
 /* The CPU's bf16 capability as oneDNN sees it at run time: "avx512_core_amx" (AMX-BF16),
  * "avx512_core_bf16" (AVX512_BF16), or NULL when oneDNN has no bf16 matmul here
  * (checked by creating one). */
