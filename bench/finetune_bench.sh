@@ -44,7 +44,8 @@ paste <(tail -n +2 "$GLUE/SST-2/train.tsv" | cut -f2) "$t/train.ids" >"$t/train.
 paste <(tail -n +2 "$GLUE/SST-2/dev.tsv" | cut -f2) "$t/dev.ids" >"$t/dev.tsv"
 ids=$($PY -c 'import json,sys; v=json.load(open(sys.argv[1]))["model"]["vocab"]; print(v["[CLS]"], v["[SEP]"], v["[PAD]"])' "$t/tok.json")
 read -r cls sep pad <<<"$ids"
-GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296 \
+. bench/torch_env.sh
+"${TORCH_ENV[@]}" GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296 \
     $PY bench/torch_finetune.py "$t/cfg.json" "$t/train.tsv" "$t/dev.tsv" --steps "$STEPS" --cls-id "$cls" \
     --sep-id "$sep" --pad-id "$pad" >"$t/torch.json"
 load1=$(cut -d' ' -f1 /proc/loadavg)

@@ -58,10 +58,9 @@ fi
 [[ -x $PLM ]] || { echo "bench/infer_bench.sh: $PLM not built (make all)" >&2 && exit 2; }
 [[ -f $TEXT ]] || { echo "bench/infer_bench.sh: $TEXT not found (set PLM_DATA)" >&2 && exit 2; }
 
-OPENBLAS_OMP=/usr/lib/x86_64-linux-gnu/openblas-openmp
+. bench/torch_env.sh
 export GLIBC_TUNABLES=glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=4294967295
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-TORCH_ENV=(env "LD_LIBRARY_PATH=$OPENBLAS_OMP${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
 
 W=${KEEP:-$(mktemp -d /tmp/plm-infer-bench.XXXXXX)}
 mkdir -p "$W"

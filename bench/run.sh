@@ -62,10 +62,10 @@ while (($#)); do
     shift
 done
 
-# PyTorch's best setup on this machine (see issue 2, "Benchmark"): OpenMP OpenBLAS so that a
-# single OpenMP runtime runs, no mmap/munmap of big buffers per step, 2 threads. plm gets the
-# same environment.
-OPENBLAS_OMP=/usr/lib/x86_64-linux-gnu/openblas-openmp
+# PyTorch's best setup on this machine (see issue 2, "Benchmark"): OpenMP OpenBLAS with kernels
+# for this CPU (bench/torch_env.sh), no mmap/munmap of big buffers per step, 2 threads. plm
+# gets the same malloc and thread settings.
+. bench/torch_env.sh
 export GLIBC_TUNABLES=glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=4294967295
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
@@ -111,8 +111,7 @@ check_losses() {
             [[ $obj == clm ]] && continue # the CLM row has no check (GPT-2's names are not mapped)
             dir=$(mktemp -d)
             if "$plm_bin" --config "$cfg" --objective "$obj" --dump "$dir" >/dev/null &&
-                out=$(LD_LIBRARY_PATH=$OPENBLAS_OMP${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
-                    "$PY" bench/torch_step.py --config "$cfg" --objective "$obj" --check "$dir"); then
+                out=$("${TORCH_ENV[@]}" "$PY" bench/torch_step.py --config "$cfg" --objective "$obj" --check "$dir"); then
                 LOSS_CHECK[$cfg/$obj]=ok
             else
                 LOSS_CHECK[$cfg/$obj]=MISMATCH
@@ -176,8 +175,7 @@ for cfg in $CONFIGS; do
             pflag=()
             [[ $prec == bf16 ]] && pflag=(--bf16)
             wait_quiet
-            LD_LIBRARY_PATH=$OPENBLAS_OMP${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
-                "$PY" bench/torch_step.py --config "$cfg" --objective "$obj" --steps "$STEPS" "${TORCH_TIME[@]}" "${pflag[@]}" |
+            "${TORCH_ENV[@]}" "$PY" bench/torch_step.py --config "$cfg" --objective "$obj" --steps "$STEPS" "${TORCH_TIME[@]}" "${pflag[@]}" |
                 tee -a "$results"
             if [[ -x $plm_bin ]]; then
                 wait_quiet
