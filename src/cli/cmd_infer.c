@@ -581,7 +581,7 @@ int cmd_fill_mask(int argc, char **argv) {
     plm_encoding e;
     plm_encoding_init(&e);
     float *logits = NULL;
-    scored *sc = plm_malloc((size_t)V * sizeof(scored));
+    scored *sc = plm_malloc((size_t)PLM_MIN(top_k, V) * sizeof(scored)); /* the top_k kept, best first */
     for (int t = 0; t < texts.n && rc == 0; t++) {
         const char *text = texts.items[t];
         plm_encoding_clear(&e);

@@ -43,13 +43,15 @@ static bool dnnl_avx512(void) {
     return known;
 }
 
-char *openblas_get_corename(void); /* OpenBLAS's own API, not in cblas.h */
+/* OpenBLAS's own API: its cblas.h declares it, but which cblas.h a machine's include path
+ * has depends on Debian's alternatives (BLIS ships one too) */
+char *openblas_get_corename(void);
 
-/* Debian's OpenBLAS (0.3.21, DYNAMIC_ARCH)
- * picks its kernels by CPU model when it loads, and on a model newer than itself it falls
- * back to "Prescott", SSE3 code: on an Intel Xeon of 2024 (family 6 model 207) its sgemm
- * ran at 48 GFLOP/s against oneDNN's 278 (bench/README.md, "Xeon: training"). So on a CPU
- * with AVX2 and FMA, only the kernels written for them count. */
+/* Debian's OpenBLAS (0.3.21, DYNAMIC_ARCH) picks its kernels by CPU model when it loads,
+ * and on a model newer than itself it falls back to "Prescott", SSE3 code: on an Intel
+ * Xeon of 2024 (family 6 model 207) its sgemm ran at 48 GFLOP/s against oneDNN's 278
+ * (bench/README.md, "Xeon: training"). So on a CPU with AVX2 and FMA, only the kernels
+ * written for them count. */
 bool plm_openblas_fits_cpu(void) {
     static const char *avx2_cores[] = {"haswell", "excavator", "zen", "skylakex", "cooperlake", "sapphirerapids"};
     static int fits = -1;
