@@ -19,8 +19,8 @@
 #             on CPUs with AVX512_BF16 only;
 #   eval      plm eval --seq-len SEQ --stride SEQ (CLM perplexity: the forward pass, logits
 #             and loss at every position) vs the GPT-2 forward + cross-entropy;
-#   fill-mask plm fill-mask of FM_N sentences, one [MASK] each (one forward per sentence)
-#             vs the BERT forward of [1, T] + the MLM head at one position + softmax top-5;
+#   fill-mask plm fill-mask of FM_N sentences, one [MASK] each, --batch-size 1 and 32
+#             vs the BERT forward of [B, T] + the MLM head at one position per row + softmax top-5;
 #   embed     plm embed of EMB_N texts, batch 32 (mean pooling) vs the BERT forward of
 #             [32, T] + mean pooling + L2 normalisation.
 # plm's eval / fill-mask / embed rates are wall-clock rates of the command net of its
@@ -53,7 +53,7 @@ if ((QUICK)); then
     CONFIGS=${QUICK_CONFIGS:-tiny}
     PROMPT=16 NEW=24 CHECK=8 FM_N=16 EMB_N=64 EVAL_WINDOWS=16 REPEATS=1
 else
-    PROMPT=32 NEW=128 CHECK=16 FM_N=64 EMB_N=512 EVAL_WINDOWS=64 REPEATS=3
+    PROMPT=32 NEW=128 CHECK=16 FM_N=128 EMB_N=512 EVAL_WINDOWS=64 REPEATS=3
 fi
 [[ -x $PLM ]] || { echo "bench/infer_bench.sh: $PLM not built (make all)" >&2 && exit 2; }
 [[ -f $TEXT ]] || { echo "bench/infer_bench.sh: $TEXT not found (set PLM_DATA)" >&2 && exit 2; }
@@ -197,17 +197,19 @@ EOF
         row "{\"config\": \"$cfg\", \"task\": \"eval (CLM perplexity)\", \"batch\": 8, \"unit\": \"tok/s\", \"plm\": $best, \"torch\": $(jget "$t" tok_s)}"
     fi
 
-    # fill-mask: one sentence per forward
+    # fill-mask: one sentence per forward, then 32 (padded to the longest; all are 32 tokens)
     if has_task fill-mask; then
         mapfile -t sents <"$W/fill.txt"
-        best=0
-        for _ in $(seq "$REPEATS"); do
-            t1=$(timed "$PLM" fill-mask --model "$B" --json --text "${sents[0]}")
-            tn=$(timed "$PLM" fill-mask --model "$B" --json --text "${sents[@]}")
-            best=$(awk -v a="$best" -v n="${#sents[@]}" -v x="$tn" -v y="$t1" 'BEGIN{r = (n - 1) / (x - y); print (r > a ? r : a)}')
+        for bs in 1 32; do
+            best=0
+            for _ in $(seq "$REPEATS"); do
+                t1=$(timed "$PLM" fill-mask --model "$B" --json --batch-size "$bs" --text "${sents[0]}")
+                tn=$(timed "$PLM" fill-mask --model "$B" --json --batch-size "$bs" --text "${sents[@]}")
+                best=$(awk -v a="$best" -v n="${#sents[@]}" -v x="$tn" -v y="$t1" 'BEGIN{r = (n - 1) / (x - y); print (r > a ? r : a)}')
+            done
+            t=$("${TORCH_ENV[@]}" "$PY" bench/torch_infer.py forward --model "$B" --task fill-mask --batch "$bs" --seq 32)
+            row "{\"config\": \"$cfg\", \"task\": \"fill-mask\", \"batch\": $bs, \"unit\": \"seq/s\", \"plm\": $best, \"torch\": $(jget "$t" seq_s)}"
         done
-        t=$("${TORCH_ENV[@]}" "$PY" bench/torch_infer.py forward --model "$B" --task fill-mask --batch 1 --seq 32)
-        row "{\"config\": \"$cfg\", \"task\": \"fill-mask\", \"batch\": 1, \"unit\": \"seq/s\", \"plm\": $best, \"torch\": $(jget "$t" seq_s)}"
     fi
 
     # embed: batch 32, mean pooling
@@ -227,7 +229,7 @@ done
 echo
 echo "== inference: plm vs PyTorch (fp32 unless --bf16, $OMP_NUM_THREADS threads, CPU: $CPU, ISA: $ISA) =="
 echo "generate: $PROMPT-token prompts, $NEW new tokens, greedy, KV cache; eval: windows of the config's seq, batch 8;"
-echo "fill-mask: 32-token sentences, one per forward; embed: 64-token texts, batch 32"
+echo "fill-mask: 32-token sentences, 1 or 32 per forward; embed: 64-token texts, batch 32"
 echo
 "$PY" - "$ROWS" <<'EOF'
 import json, sys

@@ -114,6 +114,37 @@ cmp -s "$t/g2" "$t/g3" && pass generate_greedy_deterministic || fail generate_gr
     && pass fill_mask_reads_context \
     || fail fill_mask_reads_context "$(cat "$t/err" "$t/fj")"
 expect fill_mask_no_mask 3 'no \[MASK\] token' -- "$PLM" fill-mask --model "$t/bert" --text "no mask here"
+# sentences go through the encoder --batch-size at a time, padded to the longest of their
+# batch: the same predictions as one at a time (different lengths, two masks in one
+# sentence, a last batch that is not full), up to the GEMMs' rounding
+fm=("Alice was [MASK] tired." "The [MASK] ran down the long [MASK] after the White Rabbit." "[MASK] said." \
+    "She had never seen such a [MASK] before, and it was very curious." "Down, [MASK], down.")
+"$PLM" fill-mask --model "$t/bert" --json --top-k 4 --batch-size 1 --text "${fm[@]}" >"$t/fm1" 2>"$t/err" \
+    && "$PLM" fill-mask --model "$t/bert" --json --top-k 4 --batch-size 2 --text "${fm[@]}" >"$t/fm2" 2>>"$t/err" \
+    && "$PLM" fill-mask --model "$t/bert" --json --top-k 4 --text "${fm[@]}" >"$t/fm32" 2>>"$t/err" \
+    && python3 - "$t/fm1" "$t/fm2" "$t/fm32" <<'EOF2' && pass fill_mask_batched || fail fill_mask_batched "$(cat "$t/err" "$t/fm1" "$t/fm2")"
+import json, sys
+one = [json.loads(l) for l in open(sys.argv[1])]
+assert len(one) == 6, len(one)  # five sentences, one with two masks
+for path in sys.argv[2:]:
+    other = [json.loads(l) for l in open(path)]
+    assert [(r["text"], r["mask"]) for r in one] == [(r["text"], r["mask"]) for r in other], path
+    for a, b in zip(one, other):
+        for p, q in zip(a["predictions"], b["predictions"]):
+            assert abs(p["score"] - q["score"]) <= 1.5e-6, (path, a, b)
+            # a near-tie may change places under other rounding
+            assert p["id"] == q["id"] or any(
+                abs(p["score"] - r["score"]) <= 1.5e-6 for r in a["predictions"] if r is not p), (path, a, b)
+EOF2
+# a sentence without a mask in the middle of a batch: the ones before it still print, then
+# the error and exit 3
+"$PLM" fill-mask --model "$t/bert" --json --text "Alice was [MASK] tired." "no mask here" "Down, [MASK], down." \
+    >"$t/fmb" 2>"$t/err"
+rc=$?
+[[ $rc -eq 3 && $(wc -l <"$t/fmb") -eq 1 && $(wc -l <"$t/err") -eq 1 ]] && grep -q 'no \[MASK\] token' "$t/err" \
+    && pass fill_mask_bad_sentence_in_batch || fail fill_mask_bad_sentence_in_batch "rc=$rc $(cat "$t/err" "$t/fmb")"
+expect fill_mask_bad_batch_size 2 'batch-size must be positive' -- "$PLM" fill-mask --model "$t/bert" --batch-size 0 \
+    --text "Alice was [MASK] tired."
 # each command on the wrong kind of model: one clear line, exit 3 (bad input), no output
 expect generate_on_encoder 3 'is_decoder is false.*generate needs a causal model' -- "$PLM" generate --model "$t/bert" --prompt "Alice was"
 [[ ! -s $t/out && $(wc -l <"$t/err") -eq 1 ]] && pass generate_on_encoder_quiet || fail generate_on_encoder_quiet "stdout: $(head -c 200 "$t/out")"

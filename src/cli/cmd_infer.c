@@ -545,15 +545,77 @@ static void top_insert(scored *top, int *n, int k, float p, int id) {
     top[r] = (scored){p, id};
 }
 
+/* Prints the predictions at the np masks of one sentence from their logits [np, V]:
+ * a softmax per mask and its top_k tokens, as a table or one JSON object per mask. */
+static void print_predictions(const plm_tokenizer *tok, const char *text, const float *logits, int np, int V, int top_k,
+                              bool json, scored *sc) {
+    if (!json) printf("%s\n", text);
+    for (int j = 0; j < np; j++) {
+        const float *z = logits + (size_t)j * V;
+        float mx = -INFINITY;
+        for (int v = 0; v < V; v++) mx = fmaxf(mx, z[v]);
+        double sum = 0;
+        for (int v = 0; v < V; v++) sum += expf(z[v] - mx);
+        int nk = 0;
+        for (int v = 0; v < V; v++) top_insert(sc, &nk, PLM_MIN(top_k, V), (float)(expf(z[v] - mx) / sum), v);
+        if (json) {
+            char qt[1024];
+            visible(qt, sizeof qt, text);
+            qt[strlen(qt) - 1] = 0;
+            printf("{\"text\": \"%s\", \"mask\": %d, \"predictions\": [", qt + 1, j);
+        }
+        for (int r = 0; r < nk; r++) {
+            size_t len;
+            char *s = plm_tokenizer_decode(tok, &sc[r].id, 1, false, &len), shown[128];
+            visible(shown, sizeof shown, s);
+            if (json) { /* the quoted form minus its quotes is a valid JSON string body */
+                shown[strlen(shown) - 1] = 0;
+                printf("%s{\"token\": \"%s\", \"id\": %d, \"score\": %.6f}", r ? ", " : "", shown + 1, sc[r].id,
+                       sc[r].p);
+            } else {
+                printf("  [MASK] %d  %5.1f%%  %s\n", j + 1, 100.0 * sc[r].p, shown);
+            }
+            free(s);
+        }
+        if (json) printf("]}\n");
+    }
+}
+
+/* [CLS] ids [SEP] of one encoded sentence into row (at most Tmax tokens), the row offset
+ * of each of its masks appended to pos[*np..]; the row's length, or -1 with the error set. */
+static int fill_mask_row(const plm_tokenizer *tok, const char *text, const plm_encoding *e, int Tmax, int32_t *row,
+                         int32_t *pos, int *np) {
+    int mask = plm_tokenizer_special(tok, PLM_SPECIAL_MASK), cls = plm_tokenizer_special(tok, PLM_SPECIAL_CLS),
+        sep = plm_tokenizer_special(tok, PLM_SPECIAL_SEP);
+    int T = e->n + (cls >= 0) + (sep >= 0), k = 0, n0 = *np;
+    if (T > Tmax) {
+        plm_error("--text: %d tokens exceed max_position_embeddings", T);
+        return -1;
+    }
+    if (cls >= 0) row[k++] = cls;
+    for (int i = 0; i < e->n; i++) {
+        if (e->ids[i] == mask) pos[(*np)++] = k;
+        row[k++] = e->ids[i];
+    }
+    if (sep >= 0) row[k++] = sep;
+    if (*np == n0) {
+        plm_error("--text \"%s\": no %s token in it", text,
+                  mask >= 0 ? plm_tokenizer_id_to_token(tok, mask) : "[MASK]");
+        return -1;
+    }
+    return k;
+}
+
 int cmd_fill_mask(int argc, char **argv) {
     const char *model_dir = NULL;
     arg_list texts = {0};
-    int top_k = 5;
+    int top_k = 5, batch_size = 32;
     bool json = false, bf16 = false;
     arg_spec specs[] = {
         {"--model", ARG_STR, &model_dir, "model directory (an MLM-trained encoder)"},
         {"--text", ARG_LIST, &texts, "sentences containing the mask token, e.g. \"The [MASK] sat on the mat.\""},
         {"--top-k", ARG_INT, &top_k, "predictions per mask (default 5)"},
+        {"--batch-size", ARG_INT, &batch_size, "sentences per forward pass, padded to the longest (default 32)"},
         {"--json", ARG_FLAG, &json, "one JSON object per mask instead of a table"},
         {"--bf16", ARG_FLAG, &bf16, CLI_BF16_HELP},
     };
@@ -563,8 +625,9 @@ int cmd_fill_mask(int argc, char **argv) {
         args_list_free(&texts);
         return rc == 1 ? 0 : rc;
     }
-    if (!model_dir || texts.n == 0 || top_k <= 0) {
-        fprintf(stderr, "plm fill-mask: --model DIR and --text \"...[MASK]...\" are required\n");
+    if (!model_dir || texts.n == 0 || top_k <= 0 || batch_size <= 0) {
+        fprintf(stderr, "plm fill-mask: --model DIR and --text \"...[MASK]...\" are required; --top-k and "
+                        "--batch-size must be positive\n");
         args_list_free(&texts);
         return PLM_EXIT_USAGE;
     }
@@ -575,84 +638,83 @@ int cmd_fill_mask(int argc, char **argv) {
         return cli_fail("fill-mask", rc);
     }
     if (bf16) cli_use_bf16(m);
-    int mask = plm_tokenizer_special(tok, PLM_SPECIAL_MASK), cls = plm_tokenizer_special(tok, PLM_SPECIAL_CLS),
-        sep = plm_tokenizer_special(tok, PLM_SPECIAL_SEP), V = m->config.vocab_size;
-    const char *mask_str = mask >= 0 ? plm_tokenizer_id_to_token(tok, mask) : "[MASK]";
+    /* Sentences go through the encoder batch_size at a time, right-padded to the longest of
+     * their batch (the attention mask hides the padding): the weights, the tied word
+     * embeddings of the LM head above all (vocab x hidden), are read once per batch
+     * instead of once per sentence. */
+    int V = m->config.vocab_size, Tmax = m->config.max_position_embeddings, B = PLM_MIN(batch_size, texts.n);
+    int pad = plm_tokenizer_special(tok, PLM_SPECIAL_PAD);
     plm_encoding e;
     plm_encoding_init(&e);
+    int32_t *rows = plm_malloc((size_t)B * Tmax * sizeof(int32_t)), *lens = plm_malloc((size_t)B * sizeof(int32_t));
+    int32_t *first = plm_malloc((size_t)(B + 1) * sizeof(int32_t)); /* each sentence's first mask in pos */
+    /* no NSP label either: a BertForPreTraining checkpoint's NSP head runs on nothing */
+    int32_t *no_seq_label = plm_malloc((size_t)B * sizeof(int32_t));
+    for (int b = 0; b < B; b++) no_seq_label[b] = PLM_IGNORE_INDEX;
+    int32_t *pos = NULL, *ids = plm_malloc((size_t)B * Tmax * sizeof(int32_t));
+    int32_t *none = plm_malloc((size_t)B * Tmax * sizeof(int32_t)); /* no loss: the LM head skips every row */
+    for (size_t i = 0; i < (size_t)B * Tmax; i++) none[i] = PLM_IGNORE_INDEX;
+    uint8_t *attn = plm_malloc((size_t)B * Tmax);
     float *logits = NULL;
     scored *sc = plm_malloc((size_t)PLM_MIN(top_k, V) * sizeof(scored)); /* the top_k kept, best first */
-    for (int t = 0; t < texts.n && rc == 0; t++) {
-        const char *text = texts.items[t];
-        plm_encoding_clear(&e);
-        if (plm_tokenizer_encode(tok, text, strlen(text), &e) != 0) {
-            rc = cli_fail("fill-mask", PLM_EXIT_INPUT);
-            break;
+    int npos_cap = 0;
+    for (int start = 0; start < texts.n && rc == 0; start += B) {
+        /* encode the batch's sentences; on a bad one, the sentences before it still print */
+        int nb = 0, np = 0, T = 0;
+        for (; nb < B && start + nb < texts.n; nb++) {
+            const char *text = texts.items[start + nb];
+            plm_encoding_clear(&e);
+            int k = -1;
+            if (plm_tokenizer_encode(tok, text, strlen(text), &e) == 0) {
+                if (npos_cap < np + e.n) pos = plm_realloc(pos, (size_t)(npos_cap = 2 * (np + e.n)) * sizeof(int32_t));
+                first[nb] = np;
+                k = fill_mask_row(tok, text, &e, Tmax, rows + (size_t)nb * Tmax, pos, &np);
+            }
+            if (k < 0) {
+                rc = cli_fail("fill-mask", PLM_EXIT_INPUT);
+                break;
+            }
+            lens[nb] = k;
+            T = PLM_MAX(T, k);
         }
-        int T = e.n + 2;
-        if (T > m->config.max_position_embeddings) {
-            plm_error("--text: %d tokens exceed max_position_embeddings", T);
-            rc = cli_fail("fill-mask", PLM_EXIT_INPUT);
-            break;
+        first[nb] = np;
+        if (nb == 0) break;
+        /* [nb, T] right-padded, and the masks' rows in it */
+        for (int b = 0; b < nb; b++) {
+            for (int i = 0; i < T; i++) {
+                size_t r = (size_t)b * T + i;
+                ids[r] = i < lens[b] ? rows[(size_t)b * Tmax + i] : (pad >= 0 ? pad : 0);
+                attn[r] = i < lens[b];
+            }
+            for (int j = first[b]; j < first[b + 1]; j++) pos[j] += b * T;
         }
-        int32_t *ids = plm_malloc((size_t)T * sizeof(int32_t)), *pos = plm_malloc((size_t)T * sizeof(int32_t)),
-                *none = plm_malloc((size_t)T * sizeof(int32_t));
-        for (int i = 0; i < T; i++) none[i] = PLM_IGNORE_INDEX; /* no loss: the LM head skips every row */
-        int np = 0, k = 0;
-        if (cls >= 0) ids[k++] = cls;
-        for (int i = 0; i < e.n; i++) {
-            if (e.ids[i] == mask) pos[np++] = k;
-            ids[k++] = e.ids[i];
-        }
-        if (sep >= 0) ids[k++] = sep;
-        /* no NSP label either: a BertForPreTraining checkpoint's NSP head runs on nothing */
-        int32_t no_seq_label = PLM_IGNORE_INDEX;
-        plm_batch batch = {
-            .B = 1, .T = k, .input_ids = ids, .labels = none, .seq_labels = &no_seq_label, .causal = false};
-        if (np == 0) {
-            plm_error("--text \"%s\": no %s token in it", text, mask_str);
-            rc = cli_fail("fill-mask", PLM_EXIT_INPUT);
-        } else if (plm_model_reserve(m, 1, k), plm_model_run(m, 0, &batch, false, 1.0f) != 0) {
+        plm_batch batch = {.B = nb,
+                           .T = T,
+                           .input_ids = ids,
+                           .attention_mask = attn,
+                           .labels = none,
+                           .seq_labels = no_seq_label,
+                           .causal = false};
+        if (plm_model_reserve(m, nb, T) != 0 || plm_model_run(m, 0, &batch, false, 1.0f) != 0) {
             rc = cli_fail("fill-mask", PLM_EXIT_FAIL);
         } else {
             logits = plm_realloc(logits, (size_t)np * V * sizeof(float));
             plm_model_logits_at(m, pos, np, logits);
-            if (!json) printf("%s\n", text);
-            for (int j = 0; j < np; j++) {
-                float *z = logits + (size_t)j * V, mx = -INFINITY;
-                for (int v = 0; v < V; v++) mx = fmaxf(mx, z[v]);
-                double sum = 0;
-                for (int v = 0; v < V; v++) sum += expf(z[v] - mx);
-                int nk = 0;
-                for (int v = 0; v < V; v++) top_insert(sc, &nk, PLM_MIN(top_k, V), (float)(expf(z[v] - mx) / sum), v);
-                if (json) {
-                    char qt[1024];
-                    visible(qt, sizeof qt, text);
-                    qt[strlen(qt) - 1] = 0;
-                    printf("{\"text\": \"%s\", \"mask\": %d, \"predictions\": [", qt + 1, j);
-                }
-                for (int r = 0; r < nk; r++) {
-                    size_t len;
-                    char *s = plm_tokenizer_decode(tok, &sc[r].id, 1, false, &len), shown[128];
-                    visible(shown, sizeof shown, s);
-                    if (json) { /* the quoted form minus its quotes is a valid JSON string body */
-                        shown[strlen(shown) - 1] = 0;
-                        printf("%s{\"token\": \"%s\", \"id\": %d, \"score\": %.6f}", r ? ", " : "", shown + 1, sc[r].id,
-                               sc[r].p);
-                    } else {
-                        printf("  [MASK] %d  %5.1f%%  %s\n", j + 1, 100.0 * sc[r].p, shown);
-                    }
-                    free(s);
-                }
-                if (json) printf("]}\n");
-            }
+            for (int b = 0; b < nb; b++)
+                print_predictions(tok, texts.items[start + b], logits + (size_t)first[b] * V, first[b + 1] - first[b],
+                                  V, top_k, json, sc);
         }
-        free(ids);
-        free(pos);
-        free(none);
     }
+    free(no_seq_label);
     free(sc);
     free(logits);
+    free(rows);
+    free(lens);
+    free(first);
+    free(pos);
+    free(ids);
+    free(none);
+    free(attn);
     plm_encoding_free(&e);
     plm_model_free(m);
     plm_tokenizer_free(tok);

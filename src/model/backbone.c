@@ -28,7 +28,7 @@ int backbone_reserve(plm_backbone *bb, int B, int T) {
     if (bb->cap_B >= B && bb->cap_T >= T) return 0;
     B = PLM_MAX(B, bb->cap_B);
     T = PLM_MAX(T, bb->cap_T);
-    free(bb->act_block); /* growing: the old activations go */
+    plm_zeroed_free(bb->act_block, bb->act_bytes); /* growing: the old activations go */
     bb->cap_B = B;
     bb->cap_T = T;
     size_t N = (size_t)B * T, C = c->hidden_size, I = c->intermediate_size, E = bb->E;
@@ -49,9 +49,11 @@ int backbone_reserve(plm_backbone *bb, int B, int T) {
     if (t5) total += 2 * NH * T * T + NH * N * T + N * C + N * I; /* pos_bias, dpos_bias, g_scores, t5_out, g_act */
     size_t views = 16 + 21 * L + 24 + 5;
     total += 16 * views; /* each view is rounded up to 16 floats */
-    float *p = plm_aligned_alloc(total * sizeof(float));
-    memset(p, 0, total * sizeof(float));
+    /* zero pages the kernel maps on first touch: a buffer a run never writes (the
+     * gradients' under inference) costs no memory and no time */
+    float *p = plm_zeroed_alloc(total * sizeof(float));
     bb->act_block = p;
+    bb->act_bytes = total * sizeof(float);
 #define TAKE(n) (p += (((n) + 15) & ~(size_t)15), p - (((n) + 15) & ~(size_t)15))
     bb->emb = TAKE(N * E);
     bb->emb_ln = TAKE(N * E);
@@ -122,7 +124,7 @@ int backbone_reserve(plm_backbone *bb, int B, int T) {
 void backbone_free(plm_backbone *bb) {
     free(bb->w.layers);
     free(bb->g.layers);
-    free(bb->act_block);
+    plm_zeroed_free(bb->act_block, bb->act_bytes);
     free(bb->acts);
     memset(bb, 0, sizeof *bb);
 }

@@ -78,6 +78,7 @@ typedef struct plm_backbone {
      * norm's dropout, the FFN activation's gradient */
     float *pos_bias, *dpos_bias, *g_scores, *t5_out, *g_act;
     float *act_block; /* the one allocation behind every activation */
+    size_t act_bytes;
     /* the batch of the last forward pass */
     int B, T;
     const int32_t *input_ids, *token_type_ids;

@@ -105,7 +105,7 @@ void head_setup(plm_head *h, const plm_head_spec *spec, const plm_backbone *bb) 
 void head_reserve(plm_head *h, int B, int T) {
     size_t N = (size_t)B * T;
     if ((size_t)h->cap >= N) return;
-    free(h->block);
+    plm_zeroed_free(h->block, h->block_bytes);
     free(h->rows);
     free(h->targets);
     free(h->row_loss);
@@ -114,9 +114,11 @@ void head_reserve(plm_head *h, int B, int T) {
     /* x, d1, d1g, t, dx, dt, dd: [N, max(C, E)] each; logits [N, K]; LN stats */
     size_t width = (size_t)PLM_MAX(h->in_dim, h->hidden);
     size_t total = 7 * (N * width + 16) + N * (size_t)h->K + 16 + 2 * (N + 16);
-    float *p = plm_aligned_alloc(total * sizeof(float));
-    memset(p, 0, total * sizeof(float));
+    /* zero pages mapped on first touch: the LM head's logits are sized for every row but
+     * only the labelled rows (15% under MLM, the masks in fill-mask) are ever written */
+    float *p = plm_zeroed_alloc(total * sizeof(float));
     h->block = p;
+    h->block_bytes = total * sizeof(float);
 #define TAKE(n) (p += (((n) + 15) & ~(size_t)15), p - (((n) + 15) & ~(size_t)15))
     h->x = TAKE(N * width);
     h->d1 = TAKE(N * width);
@@ -136,7 +138,7 @@ void head_reserve(plm_head *h, int B, int T) {
 }
 
 void head_free(plm_head *h) {
-    free(h->block);
+    plm_zeroed_free(h->block, h->block_bytes);
     free(h->rows);
     free(h->targets);
     free(h->row_loss);

@@ -89,7 +89,8 @@ typedef struct {
     float *x, *d1, *d1g, *t, *tmean, *trstd; /* gathered input, dense out, GELU out, LN out */
     float *logits;                           /* [rows, K], then dlogits */
     float *dx, *dt, *dd;                     /* gradient buffers */
-    float *block;
+    float *block;                            /* the one allocation behind the buffers above */
+    size_t block_bytes;
 } plm_head;
 
 /* Sets K, in_dim and transform from the spec and the backbone's config. */
