@@ -149,6 +149,23 @@ static void test_load_into_heads(const char *dir) {
     const plm_tensor *b = plm_model_find(m, "bert.encoder.layer.1.output.dense.weight");
     TEST_CHECK(a && b && !memcmp(pre->params + a->offset, m->params + b->offset, a->numel * sizeof(float)),
                "heads.base_weights_loaded", "backbone tensor differs after loading");
+    /* the loader draws no values for the backbone it loads, but steps over their draws: a
+     * new head starts as it would in a model created whole from the same seed */
+    plm_model_spec fs;
+    plm_model_spec_default(&fs, &c);
+    fs.heads[0] = cls;
+    fs.num_heads = 1;
+    fs.backbone[0].num_labels = 2;
+    plm_model *whole = plm_model_create_spec(&fs, 11);
+    const char *fresh_names[] = {"classifier.weight", "bert.pooler.dense.weight"};
+    for (int i = 0; i < 2; i++) {
+        const plm_tensor *x = whole ? plm_model_find(whole, fresh_names[i]) : NULL,
+                         *y = plm_model_find(m, fresh_names[i]);
+        TEST_CHECK(x && y && x->numel == y->numel &&
+                       !memcmp(whole->params + x->offset, m->params + y->offset, x->numel * sizeof(float)),
+                   "heads.fresh_head_as_whole_model", "%s differs from a whole model's of seed 11", fresh_names[i]);
+    }
+    plm_model_free(whole);
     TEST_CHECK(strcmp(plm_model_architecture(m), "BertForSequenceClassification") == 0, "heads.architecture_cls", "%s",
                plm_model_architecture(m));
     plm_load_report_free(&rep);

@@ -351,17 +351,22 @@ int plm_model_spec_add_head(plm_model_spec *s, plm_head_kind kind, int num_label
     return s->num_heads++;
 }
 
-static void init_weights(plm_model *m, uint64_t seed);
+static void init_weights(plm_model *m, uint64_t seed, plm_init_mode mode);
 
 static void init_normal(float *p, size_t n, float std, plm_rng *r) {
     for (size_t i = 0; i < n; i++) p[i] = std * plm_rng_normal(r);
 }
 
-plm_model *plm_model_create_spec(const plm_model_spec *s, uint64_t seed) {
-    return plm_model_create_spec_ex(s, seed, true);
+/* The generator's state after n normals (two uniforms each), without their log and cos. */
+static void skip_normal(size_t n, plm_rng *r) {
+    for (size_t i = 0; i < 2 * n; i++) plm_rng_next(r);
 }
 
-plm_model *plm_model_create_spec_ex(const plm_model_spec *s, uint64_t seed, bool init) {
+plm_model *plm_model_create_spec(const plm_model_spec *s, uint64_t seed) {
+    return plm_model_create_spec_ex(s, seed, PLM_INIT_ALL);
+}
+
+plm_model *plm_model_create_spec_ex(const plm_model_spec *s, uint64_t seed, plm_init_mode init) {
     if (s->num_backbones < 1 || s->num_backbones > PLM_MAX_BACKBONES) {
         plm_error("a model has 1 or %d backbones", PLM_MAX_BACKBONES);
         return NULL;
@@ -454,19 +459,23 @@ plm_model *plm_model_create_spec_ex(const plm_model_spec *s, uint64_t seed, bool
         register_head(&p, h, bb, tables[s->heads[i].backbone].wte, pre);
     }
     plm_params_finish(&p);
-    if (init) init_weights(m, seed);
+    if (init != PLM_INIT_NONE) init_weights(m, seed, init);
     plm_model_params_written(m);
     return m;
 }
 
 /* Initialisation, in table order so it is reproducible from the seed. */
-static void init_weights(plm_model *m, uint64_t seed) {
+static void init_weights(plm_model *m, uint64_t seed, plm_init_mode mode) {
     plm_rng r;
     plm_rng_seed(&r, seed, 0x1417);
     for (int i = 0; i < m->num_tensors; i++) {
         plm_tensor *t = &m->tensors[i];
         float *w = m->params + t->offset;
         const char *nm = t->name;
+        if (mode == PLM_INIT_BUT_BACKBONE && t->head == PLM_TENSOR_BACKBONE) {
+            if (t->ndim > 1) skip_normal(t->numel, &r); /* every matrix below draws numel normals */
+            continue;
+        }
         const plm_config *c = &m->config;
         for (int k = 1; k < m->num_backbones; k++)
             if (strncmp(nm, m->bb[k].prefix, strlen(m->bb[k].prefix)) == 0) c = &m->bb[k].config;

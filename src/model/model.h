@@ -90,9 +90,13 @@ int plm_model_spec_add_head(plm_model_spec *s, plm_head_kind kind, int num_label
  * for matrices (GPT-2 scales residual projections by 1/sqrt(2 L)), zero biases, unit
  * LayerNorm weights, zero padding-token embedding (BERT). */
 plm_model *plm_model_create_spec(const plm_model_spec *s, uint64_t seed);
-/* The same with init false: every weight left 0, for a caller that loads each one next
- * (plm_model_load); drawing gpt2-mini's 45M normals took 0.3 s of a plm generate. */
-plm_model *plm_model_create_spec_ex(const plm_model_spec *s, uint64_t seed, bool init);
+/* Which weights plm_model_create_spec_ex draws: all of them; none, every weight left 0
+ * for a caller that loads each one next (plm_model_load: drawing gpt2-mini's 45M
+ * normals took 0.3 s of a plm generate); or all but the backbone's, which a checkpoint
+ * must hold (plm_model_load_with_heads). The last still steps the generator over the
+ * backbone's draws, so a new head gets the values PLM_INIT_ALL would give it. */
+typedef enum { PLM_INIT_NONE, PLM_INIT_ALL, PLM_INIT_BUT_BACKBONE } plm_init_mode;
+plm_model *plm_model_create_spec_ex(const plm_model_spec *s, uint64_t seed, plm_init_mode init);
 /* plm_model_create_spec of plm_model_spec_default(config). */
 plm_model *plm_model_create(const plm_config *config, uint64_t seed);
 void plm_model_free(plm_model *m);

@@ -495,7 +495,7 @@ done:
 plm_model *plm_model_load(const char *dir) {
     plm_model_spec s;
     if (plm_model_spec_load(&s, dir) != 0) return NULL;
-    plm_model *m = plm_model_create_spec_ex(&s, 0, false); /* every weight is loaded below */
+    plm_model *m = plm_model_create_spec_ex(&s, 0, PLM_INIT_NONE); /* every weight is loaded below */
     if (!m) return NULL;
     char path[4096];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
@@ -516,7 +516,8 @@ plm_model *plm_model_load_with_heads(const char *dir, const plm_head_spec *heads
         if (heads[i].kind == PLM_HEAD_SEQ_CLS || heads[i].kind == PLM_HEAD_TOKEN_CLS)
             s.backbone[0].num_labels = heads[i].num_labels;
     }
-    plm_model *m = plm_model_create_spec(&s, seed);
+    /* the backbone's weights must all be in the file: only the heads may start fresh */
+    plm_model *m = plm_model_create_spec_ex(&s, seed, PLM_INIT_BUT_BACKBONE);
     if (!m) return NULL;
     char path[4096];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
