@@ -15,7 +15,7 @@ CFLAGS  += -std=c17 -Wall -Wextra -Werror -fopenmp -fno-trapping-math -fno-math-
 # soname) for the layouts where it measured faster; one OpenMP runtime (libgomp)
 # drives plm and both libraries. bench/README.md has the measurements.
 OPENBLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
-LDLIBS  += -ldnnl -L$(OPENBLAS_DIR) -l:libopenblas.so.0 -Wl,-rpath,$(OPENBLAS_DIR) -lcjson -lnettle -lpcre2-8 -lutf8proc -lm -fopenmp
+LDLIBS  += -ldnnl -L$(OPENBLAS_DIR) -l:libopenblas.so.0 -Wl,-rpath,$(OPENBLAS_DIR) -lcjson -lxxhash -lnettle -lpcre2-8 -lutf8proc -lm -fopenmp
 
 # Data parallelism over MPI (src/train/dist.c): MPI=1 builds with Open MPI (Debian's
 # libopenmpi-dev), MPI=0 without (a world of one process). Default: with, when mpicc exists.
@@ -109,4 +109,4 @@ fuzz: $(FUZZ_BIN)
 build-fuzz/%: fuzz/%.c $(FUZZ_LIB) $(HEADERS) Makefile
 	@mkdir -p build-fuzz
 	clang -g -O1 -std=c17 -D_GNU_SOURCE -Isrc -fopenmp -fsanitize=fuzzer,address,undefined \
-	    -fno-sanitize-recover=undefined $< $(FUZZ_LIB) -lcjson -lnettle -lutf8proc -lpcre2-8 -lm -o $@
+	    -fno-sanitize-recover=undefined $< $(FUZZ_LIB) -lcjson -lxxhash -lnettle -lutf8proc -lpcre2-8 -lm -o $@

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "core/common.h"
+#include "core/digest.h"
 #include "model/model_io.h"
 #include "train/safetensors.h"
 #include "test.h"
@@ -101,6 +102,36 @@ int main(void) {
                    bad ? "(loaded)" : plm_last_error());
         plm_model_free(bad);
         copy[3] = 0;
+        /* a file of an older plm: its checksum is FNV-1a of the data, 16 bare hex digits
+         * (put in place of the "xxh3:..." value, padded with JSON spaces); it loads, and
+         * a flipped byte in it is still caught */
+        char *cs = memmem(copy, 8 + hl, "\"xxh3:", 6), legacy[32];
+        snprintf(name, sizeof name, "xxh3_checksum_written_%s", an);
+        TEST_CHECK(cs && cs[22] == '"', name, "no \"xxh3:<16 hex>\" in the header");
+        if (cs && cs[22] == '"') {
+            snprintf(legacy, sizeof legacy, "%016llx",
+                     (unsigned long long)plm_fnv1a(copy + 8 + hl, len - 8 - hl, 0)); /* the data, in file order */
+            memcpy(cs + 1, legacy, 16);
+            memcpy(cs + 17, "\"     ", 6);
+            f = fopen(path, "wb");
+            fwrite(copy, 1, len, f);
+            fclose(f);
+            plm_model *old = plm_model_load(sub);
+            snprintf(name, sizeof name, "legacy_checksum_loads_%s", an);
+            TEST_CHECK(old && !memcmp(old->params, m->params, m->num_params * sizeof(float)), name, "%s",
+                       old ? "weights differ" : plm_last_error());
+            plm_model_free(old);
+            copy[len - 5] ^= 0x40;
+            f = fopen(path, "wb");
+            fwrite(copy, 1, len, f);
+            fclose(f);
+            old = plm_model_load(sub);
+            snprintf(name, sizeof name, "legacy_checksum_corruption_refused_%s", an);
+            TEST_CHECK(!old && strstr(plm_last_error(), "checksum"), name, "got: %s",
+                       old ? "(loaded)" : plm_last_error());
+            plm_model_free(old);
+            copy[len - 5] ^= 0x40;
+        }
         f = fopen(path, "wb");
         fwrite(copy, 1, len, f);
         fclose(f);

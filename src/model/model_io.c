@@ -8,14 +8,8 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "core/digest.h"
 #include "train/safetensors.h"
-
-uint64_t plm_fnv1a(const void *data, size_t n, uint64_t h) {
-    const unsigned char *p = data;
-    if (h == 0) h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
-    return h;
-}
 
 void plm_load_report_free(plm_load_report *r) {
     if (!r) return;
@@ -34,7 +28,8 @@ static void transpose(float *dst, const float *src, int rows, int cols) {
 int plm_model_save_weights(const plm_model *m, const char *path, const char *const *meta_kv, int n_meta) {
     plm_st_writer w;
     plm_st_writer_init(&w);
-    uint64_t sum = 0; /* over the bytes in file order */
+    plm_digest sum; /* over the bytes in file order */
+    plm_digest_init(&sum, NULL);
     for (int i = 0; i < m->num_tensors; i++) {
         const plm_tensor *t = &m->tensors[i];
         const float *data = m->params + t->offset;
@@ -44,23 +39,23 @@ int plm_model_save_weights(const plm_model *m, const char *path, const char *con
             size_t n = t->numel / (size_t)t->nparts;
             for (int k = 0; k < t->nparts; k++) {
                 plm_st_add(&w, t->parts[k], PLM_DT_F32, t->ndim, shape, data + k * n);
-                sum = plm_fnv1a(data + k * n, n * sizeof(float), sum);
+                plm_digest_update(&sum, data + k * n, n * sizeof(float));
             }
         } else if (t->transpose) {
             float *tr = plm_malloc(t->numel * sizeof(float));
             transpose(tr, data, t->shape[0], t->shape[1]);
             int64_t shape[2] = {t->shape[1], t->shape[0]};
             plm_st_add_copy_f32(&w, t->name, 2, shape, tr);
-            sum = plm_fnv1a(tr, t->numel * sizeof(float), sum);
+            plm_digest_update(&sum, tr, t->numel * sizeof(float));
             free(tr);
         } else {
             int64_t shape[2] = {t->shape[0], t->shape[1]};
             plm_st_add(&w, t->name, PLM_DT_F32, t->ndim, shape, data);
-            sum = plm_fnv1a(data, t->numel * sizeof(float), sum);
+            plm_digest_update(&sum, data, t->numel * sizeof(float));
         }
     }
     char buf[32];
-    snprintf(buf, sizeof buf, "%016" PRIx64, sum);
+    plm_digest_final(&sum, buf);
     plm_st_add_meta(&w, "plm_checksum", buf);
     for (int i = 0; i < n_meta; i++) plm_st_add_meta(&w, meta_kv[2 * i], meta_kv[2 * i + 1]);
     int rc = plm_st_write(&w, path);
@@ -271,18 +266,17 @@ int plm_model_load_weights_ex(plm_model *m, const char *path, bool strict, plm_l
         const plm_st_tensor **order = plm_malloc(((size_t)st.num_tensors + 1) * sizeof *order);
         for (int i = 0; i < st.num_tensors; i++) order[i] = &st.tensors[i];
         qsort(order, (size_t)st.num_tensors, sizeof *order, cmp_data);
-        uint64_t sum = 0;
+        plm_digest sum;
+        plm_digest_init(&sum, want);
         for (int i = 0; i < st.num_tensors; i++)
             for (size_t o = 0; o < order[i]->nbytes; o += LOAD_PIECE) {
                 const char *d = (const char *)order[i]->data + o;
                 size_t k = order[i]->nbytes - o < LOAD_PIECE ? order[i]->nbytes - o : LOAD_PIECE;
-                sum = plm_fnv1a(d, k, sum);
+                plm_digest_update(&sum, d, k);
                 plm_st_release(&st, d, k);
             }
         free(order);
-        char got[32];
-        snprintf(got, sizeof got, "%016" PRIx64, sum);
-        if (strcmp(got, want) != 0) {
+        if (!plm_digest_matches(&sum, want)) {
             plm_error("%s: checksum mismatch (file corrupted)", path);
             goto done;
         }

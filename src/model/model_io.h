@@ -45,7 +45,4 @@ int plm_model_spec_load(plm_model_spec *s, const char *dir);
 plm_model *plm_model_load_with_heads(const char *dir, const plm_head_spec *heads, int num_heads, uint64_t seed,
                                      bool quiet, plm_load_report *report);
 
-/* FNV-1a 64 over bytes, used as a content checksum in metadata. */
-uint64_t plm_fnv1a(const void *data, size_t n, uint64_t h);
-
 #endif

@@ -12,6 +12,7 @@
 
 #include "checkpoint.h"
 #include "core/common.h"
+#include "core/digest.h"
 #include "core/progress.h"
 #include "core/rng.h"
 #include "dist.h"
@@ -332,14 +333,18 @@ static int save_state(const char *path, const plm_adamw *o, const float *best_pa
     plm_st_add(&w, "exp_avg", PLM_DT_F32, 1, shape, o->m);
     plm_st_add(&w, "exp_avg_sq", PLM_DT_F32, 1, shape, o->v);
     plm_st_add(&w, "best_params", PLM_DT_F32, 1, shape, best_params);
-    uint64_t sum = plm_fnv1a(o->m, o->n * sizeof(float), 0);
-    sum = plm_fnv1a(o->v, o->n * sizeof(float), sum);
+    plm_digest sum, best;
+    plm_digest_init(&sum, NULL);
+    plm_digest_update(&sum, o->m, o->n * sizeof(float));
+    plm_digest_update(&sum, o->v, o->n * sizeof(float));
+    plm_digest_init(&best, NULL);
+    plm_digest_update(&best, best_params, o->n * sizeof(float));
     char b[13][40];
     snprintf(b[0], 40, "%ld", s->step);
     snprintf(b[1], 40, "%ld", s->step / spe);
     snprintf(b[2], 40, "%" PRIu64, seed);
-    snprintf(b[3], 40, "%016" PRIx64, sum);
-    snprintf(b[4], 40, "%016" PRIx64, plm_fnv1a(best_params, o->n * sizeof(float), 0));
+    plm_digest_final(&sum, b[3]);
+    plm_digest_final(&best, b[4]);
     snprintf(b[5], 40, "%ld", s->best_step);
     snprintf(b[6], 40, "%d", s->bad_evals);
     snprintf(b[7], 40, "%d", n_train);
@@ -402,10 +407,16 @@ static int load_state(const char *dir, plm_model *m, plm_adamw *o, float *best_p
         meta_num(&st, path, "best_metric0", &v0) || meta_num(&st, path, "best_metric1", &v1) ||
         meta_num(&st, path, "best_n", &bn))
         goto done;
-    char want[40];
-    snprintf(want, sizeof want, "%016" PRIx64, plm_fnv1a(tb->data, nb, 0));
-    const char *got = plm_st_meta(&st, "best_checksum");
-    if (!got || strcmp(got, want) != 0) {
+    /* the optimizer's moments and the best weights, each against its checksum */
+    const char *stored = plm_st_meta(&st, "plm_checksum"), *stored_best = plm_st_meta(&st, "best_checksum");
+    plm_digest sum, best;
+    plm_digest_init(&sum, stored);
+    plm_digest_update(&sum, tm->data, nb);
+    plm_digest_update(&sum, tv->data, nb);
+    plm_digest_init(&best, stored_best);
+    plm_digest_update(&best, tb->data, nb);
+    bool sum_ok = plm_digest_matches(&sum, stored), best_ok = plm_digest_matches(&best, stored_best);
+    if (!sum_ok || !best_ok) {
         plm_error("%s: checksum mismatch (file corrupted)", path);
         goto done;
     }

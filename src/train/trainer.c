@@ -12,6 +12,7 @@
 
 #include "checkpoint.h"
 #include "core/common.h"
+#include "core/digest.h"
 #include "core/progress.h"
 #include "core/rng.h"
 #include "electra.h"
@@ -241,14 +242,16 @@ static int save_training_state(const char *path, const plm_adamw *o, long step, 
     int64_t shape[1] = {(int64_t)o->n};
     plm_st_add(&w, "exp_avg", PLM_DT_F32, 1, shape, o->m);
     plm_st_add(&w, "exp_avg_sq", PLM_DT_F32, 1, shape, o->v);
-    uint64_t sum = plm_fnv1a(o->m, o->n * sizeof(float), 0);
-    sum = plm_fnv1a(o->v, o->n * sizeof(float), sum);
+    plm_digest sum;
+    plm_digest_init(&sum, NULL);
+    plm_digest_update(&sum, o->m, o->n * sizeof(float));
+    plm_digest_update(&sum, o->v, o->n * sizeof(float));
     char buf[5][32];
     snprintf(buf[0], 32, "%ld", step);
     snprintf(buf[1], 32, "%" PRIu64, d->epoch);
     snprintf(buf[2], 32, "%zu", d->pos);
     snprintf(buf[3], 32, "%" PRIu64, seed);
-    snprintf(buf[4], 32, "%016" PRIx64, sum);
+    plm_digest_final(&sum, buf[4]);
     plm_st_add_meta(&w, "step", buf[0]);
     plm_st_add_meta(&w, "data_epoch", buf[1]);
     plm_st_add_meta(&w, "data_position", buf[2]);
@@ -297,12 +300,12 @@ static int verify_training_state(const plm_safetensors *st, const char *path, si
         plm_error("%s: step %" PRIu64 " does not match model.safetensors (step %" PRIu64 ")", path, *step, model_step);
         return -1;
     }
-    uint64_t sum = plm_fnv1a(tm->data, tm->nbytes, 0);
-    sum = plm_fnv1a(tv->data, tv->nbytes, sum);
-    char want[32];
-    snprintf(want, sizeof want, "%016" PRIx64, sum);
-    const char *got = plm_st_meta(st, "plm_checksum");
-    if (!got || strcmp(got, want) != 0) {
+    const char *stored = plm_st_meta(st, "plm_checksum");
+    plm_digest sum;
+    plm_digest_init(&sum, stored);
+    plm_digest_update(&sum, tm->data, tm->nbytes);
+    plm_digest_update(&sum, tv->data, tv->nbytes);
+    if (!plm_digest_matches(&sum, stored)) {
         plm_error("%s: checksum mismatch (file corrupted)", path);
         return -1;
     }

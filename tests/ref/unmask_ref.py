@@ -80,8 +80,10 @@ def poison(d, seed):
             v = 1.5 * z / math.sqrt(shape[-1])
         b, e = info["data_offsets"]
         buf[8 + n + b : 8 + n + e] = v.float().numpy().tobytes()
-    # plm's loader checks metadata plm_checksum: FNV-1a 64 over the tensors' bytes in
-    # file order (src/model/model_io.c); rewritten in place (same 16 hex digits)
+    # plm's loader checks metadata plm_checksum over the tensors' bytes in file order
+    # (src/core/digest.h). plm writes XXH3 ("xxh3:" + 16 hex digits), which Python has not
+    # here; it also accepts FNV-1a 64 as 16 bare hex digits (older files), so that is
+    # written in its place, padded with JSON spaces to keep the header's length
     meta = header.get("__metadata__") or {}
     if "plm_checksum" in meta:
         h = 0xCBF29CE484222325
@@ -95,7 +97,8 @@ def poison(d, seed):
             old = f'"plm_checksum": "{meta["plm_checksum"]}"'.encode()
             at = buf.find(old, 8, 8 + n)
         assert at >= 0, "plm_checksum not found in the header"
-        buf[at : at + len(old)] = old.replace(meta["plm_checksum"].encode(), f"{h:016x}".encode())
+        new = old.replace(meta["plm_checksum"].encode(), f"{h:016x}".encode())
+        buf[at : at + len(old)] = new + b" " * (len(old) - len(new))
     with open(path, "wb") as f:
         f.write(buf)
     print(f"poisoned {len(header) - ('__metadata__' in header)} tensors of {path}")
