@@ -4,6 +4,8 @@
 #include <cblas.h>
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -692,4 +694,26 @@ void plm_sgemm_bias(int M, int N, int K, const float *A, int lda, const float *B
     for (int i = 0; i < M; i++) memcpy(C + (size_t)i * ldc, bias, (size_t)N * sizeof(float));
     plm_prof_end("bias copy", prof_t0);
     plm_sgemm(false, true, M, N, K, 1.0f, A, lda, B, ldb, 1.0f, C, ldc);
+}
+
+/* ---------------------------------------------------------------- warm-up */
+
+/* One product of 64 rows: from 16 on, dnnl_sgemm leaves its small-matrix path and
+ * generates the kernels. oneDNN generates them once per process, so a product the
+ * loader's thread runs meanwhile waits for them instead of making them again. */
+static void *warm_up(void *arg) {
+    (void)arg;
+    static float a[64 * 64], b[64 * 64], c[64 * 64];
+    omp_set_num_threads(1); /* this thread's setting only: the cores stay the loader's */
+    dnnl_sgemm('N', 'T', 64, 64, 64, 1.0f, a, 64, b, 64, 0.0f, c, 64);
+    return NULL;
+}
+
+void plm_gemm_warm_up(void) {
+    static atomic_flag started = ATOMIC_FLAG_INIT;
+    if (atomic_flag_test_and_set(&started)) return;
+    const char *e = getenv("PLM_GEMM_WARM_UP"); /* 0: off, for benchmarking */
+    if (e && strcmp(e, "0") == 0) return;
+    pthread_t t;
+    if (pthread_create(&t, NULL, warm_up, NULL) == 0) pthread_detach(t); /* else: the first product pays */
 }

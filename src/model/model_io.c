@@ -9,6 +9,7 @@
 
 #include "core/common.h"
 #include "core/digest.h"
+#include "gemm.h"
 #include "train/safetensors.h"
 
 void plm_load_report_free(plm_load_report *r) {
@@ -487,6 +488,7 @@ done:
 }
 
 plm_model *plm_model_load(const char *dir) {
+    plm_gemm_warm_up();
     plm_model_spec s;
     if (plm_model_spec_load(&s, dir) != 0) return NULL;
     plm_model *m = plm_model_create_spec_ex(&s, 0, PLM_INIT_NONE); /* every weight is loaded below */
@@ -502,6 +504,7 @@ plm_model *plm_model_load(const char *dir) {
 
 plm_model *plm_model_load_with_heads(const char *dir, const plm_head_spec *heads, int num_heads, uint64_t seed,
                                      bool quiet, plm_load_report *report) {
+    plm_gemm_warm_up();
     plm_model_spec s;
     if (plm_model_spec_load(&s, dir) != 0) return NULL;
     s.num_heads = 0;
