@@ -699,8 +699,7 @@ void plm_sgemm_bias(int M, int N, int K, const float *A, int lda, const float *B
 /* ---------------------------------------------------------------- warm-up */
 
 /* One product of 64 rows: from 16 on, dnnl_sgemm leaves its small-matrix path and
- * generates the kernels. oneDNN generates them once per process, so a product the
- * loader's thread runs meanwhile waits for them instead of making them again. */
+ * generates the kernels. oneDNN generates them once per process. */
 static void *warm_up(void *arg) {
     (void)arg;
     static float a[64 * 64], b[64 * 64], c[64 * 64];
@@ -709,11 +708,19 @@ static void *warm_up(void *arg) {
     return NULL;
 }
 
-void plm_gemm_warm_up(void) {
+static pthread_t warm_up_thread;
+static bool warm_up_running;
+
+void plm_gemm_warm_up_begin(void) {
     static atomic_flag started = ATOMIC_FLAG_INIT;
     if (atomic_flag_test_and_set(&started)) return;
     const char *e = getenv("PLM_GEMM_WARM_UP"); /* 0: off, for benchmarking */
     if (e && strcmp(e, "0") == 0) return;
-    pthread_t t;
-    if (pthread_create(&t, NULL, warm_up, NULL) == 0) pthread_detach(t); /* else: the first product pays */
+    warm_up_running = pthread_create(&warm_up_thread, NULL, warm_up, NULL) == 0; /* else the first product pays */
+}
+
+void plm_gemm_warm_up_end(void) {
+    if (!warm_up_running) return;
+    pthread_join(warm_up_thread, NULL);
+    warm_up_running = false;
 }

@@ -42,11 +42,13 @@ void plm_sgemm_bias(int M, int N, int K, const float *A, int lda, const float *B
 bool plm_openblas_fits_cpu(void);
 
 /* oneDNN generates its sgemm kernels at the first product of a process that is not tiny:
- * 40-60 ms, which the first token of a plm generate used to wait for. This starts that
- * generation on a thread of its own (once per process), where it overlaps reading a
- * model's weights; plm_model_load and plm_model_load_with_heads call it.
- * PLM_GEMM_WARM_UP=0 turns it off (benchmarks). */
-void plm_gemm_warm_up(void);
+ * 40-60 ms, which the first token of a plm generate used to wait for. _begin starts
+ * that generation on a thread of its own (once per process), _end waits for it; loading
+ * a model runs between the two, so the generation overlaps reading the weights. The
+ * thread never outlives the load: a process that exits right after (a bad input) must
+ * not tear oneDNN down under it. PLM_GEMM_WARM_UP=0 turns it off (benchmarks). */
+void plm_gemm_warm_up_begin(void);
+void plm_gemm_warm_up_end(void);
 
 /* The CPU's bf16 capability as oneDNN sees it at run time: "avx512_core_amx" (AMX-BF16),
  * "avx512_core_bf16" (AVX512_BF16), or NULL when oneDNN has no bf16 matmul here

@@ -487,8 +487,7 @@ done:
     return rc;
 }
 
-plm_model *plm_model_load(const char *dir) {
-    plm_gemm_warm_up();
+static plm_model *load(const char *dir) {
     plm_model_spec s;
     if (plm_model_spec_load(&s, dir) != 0) return NULL;
     plm_model *m = plm_model_create_spec_ex(&s, 0, PLM_INIT_NONE); /* every weight is loaded below */
@@ -502,9 +501,15 @@ plm_model *plm_model_load(const char *dir) {
     return m;
 }
 
-plm_model *plm_model_load_with_heads(const char *dir, const plm_head_spec *heads, int num_heads, uint64_t seed,
-                                     bool quiet, plm_load_report *report) {
-    plm_gemm_warm_up();
+plm_model *plm_model_load(const char *dir) {
+    plm_gemm_warm_up_begin(); /* overlaps the load (gemm.h) */
+    plm_model *m = load(dir);
+    plm_gemm_warm_up_end();
+    return m;
+}
+
+static plm_model *load_with_heads(const char *dir, const plm_head_spec *heads, int num_heads, uint64_t seed, bool quiet,
+                                  plm_load_report *report) {
     plm_model_spec s;
     if (plm_model_spec_load(&s, dir) != 0) return NULL;
     s.num_heads = 0;
@@ -535,5 +540,13 @@ plm_model *plm_model_load_with_heads(const char *dir, const plm_head_spec *heads
         *report = rep;
     else
         plm_load_report_free(&rep);
+    return m;
+}
+
+plm_model *plm_model_load_with_heads(const char *dir, const plm_head_spec *heads, int num_heads, uint64_t seed,
+                                     bool quiet, plm_load_report *report) {
+    plm_gemm_warm_up_begin(); /* overlaps the load (gemm.h) */
+    plm_model *m = load_with_heads(dir, heads, num_heads, seed, quiet, report);
+    plm_gemm_warm_up_end();
     return m;
 }
