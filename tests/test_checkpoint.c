@@ -24,6 +24,12 @@ static plm_config small(plm_arch arch) {
     return c;
 }
 
+/* path's content becomes n bytes of data (a checkpoint with a defect put in) */
+static void write_bytes(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (f) fwrite(data, 1, n, f), fclose(f);
+}
+
 static int write_text(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
     if (!f) return -1;
@@ -73,9 +79,7 @@ int main(void) {
         plm_st_free(&st);
 
         /* truncated */
-        FILE *f = fopen(path, "wb");
-        fwrite(copy, 1, len - 100, f);
-        fclose(f);
+        write_bytes(path, copy, len - 100);
         snprintf(name, sizeof name, "truncated_refused_%s", an);
         plm_model *bad = plm_model_load(sub);
         TEST_CHECK(!bad && strstr(plm_last_error(), "model.safetensors") && strstr(plm_last_error(), "truncated"), name,
@@ -83,9 +87,7 @@ int main(void) {
         plm_model_free(bad);
         /* one flipped byte in the data */
         copy[len - 5] ^= 0x40;
-        f = fopen(path, "wb");
-        fwrite(copy, 1, len, f);
-        fclose(f);
+        write_bytes(path, copy, len);
         snprintf(name, sizeof name, "corruption_refused_%s", an);
         bad = plm_model_load(sub);
         TEST_CHECK(!bad && strstr(plm_last_error(), "checksum"), name, "got: %s", bad ? "(loaded)" : plm_last_error());
@@ -93,9 +95,7 @@ int main(void) {
         /* garbage header length */
         copy[len - 5] ^= 0x40;
         copy[3] = 0x7f;
-        f = fopen(path, "wb");
-        fwrite(copy, 1, len, f);
-        fclose(f);
+        write_bytes(path, copy, len);
         snprintf(name, sizeof name, "bad_header_refused_%s", an);
         bad = plm_model_load(sub);
         TEST_CHECK(!bad && strstr(plm_last_error(), "model.safetensors"), name, "got: %s",
@@ -113,18 +113,14 @@ int main(void) {
                      (unsigned long long)plm_fnv1a(copy + 8 + hl, len - 8 - hl, 0)); /* the data, in file order */
             memcpy(cs + 1, legacy, 16);
             memcpy(cs + 17, "\"     ", 6);
-            f = fopen(path, "wb");
-            fwrite(copy, 1, len, f);
-            fclose(f);
+            write_bytes(path, copy, len);
             plm_model *old = plm_model_load(sub);
             snprintf(name, sizeof name, "legacy_checksum_loads_%s", an);
             TEST_CHECK(old && !memcmp(old->params, m->params, m->num_params * sizeof(float)), name, "%s",
                        old ? "weights differ" : plm_last_error());
             plm_model_free(old);
             copy[len - 5] ^= 0x40;
-            f = fopen(path, "wb");
-            fwrite(copy, 1, len, f);
-            fclose(f);
+            write_bytes(path, copy, len);
             old = plm_model_load(sub);
             snprintf(name, sizeof name, "legacy_checksum_corruption_refused_%s", an);
             TEST_CHECK(!old && strstr(plm_last_error(), "checksum"), name, "got: %s",
@@ -132,9 +128,7 @@ int main(void) {
             plm_model_free(old);
             copy[len - 5] ^= 0x40;
         }
-        f = fopen(path, "wb");
-        fwrite(copy, 1, len, f);
-        fclose(f);
+        write_bytes(path, copy, len);
         /* a config that does not match the weights */
         plm_config c2 = c;
         c2.hidden_size = 64;
