@@ -18,7 +18,7 @@ uint64_t plm_fnv1a(const void *data, size_t n, uint64_t h) {
 /* FNV-1a hashes one byte per multiply (about 1 GB/s), which made checksums most of the
  * time of loading a model; XXH3 runs at memory speed. */
 void plm_digest_init(plm_digest *d, const char *stored) {
-    d->fnv = 0;
+    d->fnv = plm_fnv1a(NULL, 0, 0); /* the offset basis */
     d->xxh = NULL;
     if (stored && strncmp(stored, "xxh3:", 5) != 0) return; /* a legacy FNV-1a string */
     XXH3_state_t *s = XXH3_createState();
@@ -39,7 +39,7 @@ void plm_digest_final(plm_digest *d, char out[32]) {
         XXH3_freeState(d->xxh);
         d->xxh = NULL;
     } else {
-        snprintf(out, 32, "%016" PRIx64, d->fnv ? d->fnv : plm_fnv1a(NULL, 0, 0));
+        snprintf(out, 32, "%016" PRIx64, d->fnv);
     }
 }
 
