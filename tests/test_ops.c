@@ -626,6 +626,80 @@ static void test_attention_threads(void) {
     free(mask);
 }
 
+/* The backward pass writes every element of dq, dk and dv, whatever they held before
+ * (rows are zeroed, or overwritten by a first product with beta 0, and skipped tiles
+ * must leave no row unwritten). Gradients into buffers full of NaN must have the bits
+ * of gradients into zeros, for
+ * every mask (none, causal, padding, documents), cross-attention (Tq != Tk) and lengths
+ * that leave partial query and key blocks (64 and 128), in fp32 and, where the CPU has
+ * it, bf16. */
+static void test_attention_backward_overwrites(void) {
+    int B = 3, NH = 2, hs = 16, C = NH * hs, Tk_cross = 150;
+    int lens[3] = {7, 130, 200};
+    bool bad = false;
+    int runs = 0;
+    for (int prec = 0; prec < 2; prec++) {
+        if (prec == 1 && (!plm_gemm_set_bf16(true) || !attn_bf16_on())) {
+            plm_gemm_set_bf16(false);
+            printf("# attention_backward_overwrites: no AVX512_BF16 here; fp32 tiles only\n");
+            break;
+        }
+        for (int li = 0; li < 3; li++)
+            for (int kind = 0; kind < 5; kind++) { /* none, causal, padding, documents, cross */
+                int T = lens[li], Tq = T, Tk = kind == 4 ? Tk_cross : T;
+                float *q = frand((size_t)B * Tq * C, 1.0f), *k = frand((size_t)B * Tk * C, 1.0f);
+                float *v = frand((size_t)B * Tk * C, 1.0f), *dout = frand((size_t)B * Tq * C, 1.0f);
+                uint8_t *mask = plm_malloc((size_t)B * Tk);
+                int32_t *docs = plm_malloc((size_t)B * T * sizeof(int32_t));
+                for (int i = 0; i < B * Tk; i++) mask[i] = kind != 2 || i % Tk < Tk - 3 * (i / Tk);
+                for (int i = 0; i < B * T; i++) docs[i] = (i % T) / 50;
+                attn_shape a = {.B = B,
+                                .Tq = Tq,
+                                .Tk = Tk,
+                                .NH = NH,
+                                .hs = hs,
+                                .q = q,
+                                .k = k,
+                                .v = v,
+                                .ldq = C,
+                                .ldk = C,
+                                .ldv = C,
+                                .key_mask = mask,
+                                .causal = kind == 1,
+                                .seq_idx = kind == 3 ? docs : NULL,
+                                .scale = 0.25f,
+                                .dropout_p = 0.1f,
+                                .dropout_key = 9};
+                float *out = plm_malloc((size_t)B * Tq * C * 4);
+                float *att = plm_malloc(attention_saved_floats(B, NH, Tq, Tk, hs) * 4);
+                attention_forward_ex(&a, out, att);
+                float *g[2][3];
+                for (int r = 0; r < 2; r++) {
+                    size_t n[3] = {(size_t)B * Tq * C, (size_t)B * Tk * C, (size_t)B * Tk * C};
+                    for (int m = 0; m < 3; m++) {
+                        g[r][m] = plm_malloc(n[m] * 4);
+                        for (size_t i = 0; i < n[m]; i++) g[r][m][i] = r ? NAN : 0.0f;
+                    }
+                    attention_backward_ex(&a, dout, att, g[r][0], g[r][1], g[r][2], NULL);
+                }
+                for (int m = 0; m < 3; m++) {
+                    size_t n = (size_t)B * (m ? Tk : Tq) * C;
+                    if (memcmp(g[0][m], g[1][m], n * 4)) {
+                        bad = true;
+                        printf("# %s T %d kind %d: d%c differs from its zeroed run\n", prec ? "bf16" : "fp32", T, kind,
+                               "qkv"[m]);
+                    }
+                }
+                runs++;
+                for (int r = 0; r < 2; r++)
+                    for (int m = 0; m < 3; m++) free(g[r][m]);
+                free(q), free(k), free(v), free(dout), free(mask), free(docs), free(out), free(att);
+            }
+        plm_gemm_set_bf16(false);
+    }
+    TEST_CHECK(!bad && runs >= 15, "attention_backward_overwrites", "see the lines above (%d runs)", runs);
+}
+
 /* A whole model reserved with 2 threads, then trained a step with 300. */
 static void test_model_threads_raised(void) {
     plm_config c;
@@ -1061,6 +1135,7 @@ static const struct {
     {"fused_bias_threads", test_fused_bias_threads},
     {"layernorm_threads", test_layernorm_threads},
     {"attention_threads", test_attention_threads},
+    {"attention_backward_overwrites", test_attention_backward_overwrites},
     {"attention_bf16_threads", test_attention_bf16_threads},
     {"gelu_bf16_copy", test_gelu_bf16_copy},
     {"attn_bf16_kernel", test_attn_bf16_kernel},
