@@ -24,6 +24,7 @@
 #include <strings.h>
 
 #include "core/common.h"
+#include "core/profile.h"
 #include "core/rng.h"
 #include "model/attention.h"
 #include "model/attn_bf16.h"
@@ -700,6 +701,46 @@ static void test_attention_backward_overwrites(void) {
     TEST_CHECK(!bad && runs >= 15, "attention_backward_overwrites", "see the lines above (%d runs)", runs);
 }
 
+/* The profile's GFLOP/s column: a GEMM's row has a rate that, times its time, gives the
+ * FLOPs it did (2 M N K per call); an op without FLOPs has none; the row of the ops
+ * with a rate adds them up. Checks the arithmetic of the table, not a speed. */
+static void test_profile_rates(void) {
+    int n = 256, calls = 40;
+    float *a = frand((size_t)n * n, 1.0f), *b = frand((size_t)n * n, 1.0f), *c = frand((size_t)n * n, 1.0f);
+    plm_prof_enable(true);
+    plm_prof_reset();
+    for (int i = 0; i < calls; i++) plm_sgemm(false, false, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    double t0 = plm_prof_begin();
+    plm_prof_end("test: no flops", t0);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    plm_prof_report(f, 1, 1e6);
+    fclose(f);
+    plm_prof_enable(false);
+    plm_prof_reset();
+    double want = 2.0 * n * n * n * calls * 1e-9, got = -1.0, sum = -1.0;
+    bool blank = false;
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+        char name[128];
+        double fwd, bwd, opt, tot, share, rate;
+        if (sscanf(line, "| %127[^|]| %lf | %lf | %lf | %lf | %lf%% | %lf |", name, &fwd, &bwd, &opt, &tot, &share,
+                   &rate) == 7) {
+            if (!strncmp(name, "gemm NN", 7)) got = rate * tot * 1e-3;
+            if (!strncmp(name, "(the ops with a rate", 20)) sum = rate * tot * 1e-3;
+        } else if (!strncmp(line, "| test: no flops |", 18)) {
+            blank = strlen(line) > 3 && !strcmp(line + strlen(line) - 3, "| |");
+        }
+    }
+    free(buf);
+    /* the table prints ms to 0.01 and GFLOP/s to 0.1: allow their rounding */
+    TEST_CHECK(fabs(got - want) < 0.02 * want, "profile_gemm_rate", "rate x time = %.4g GFLOP, want %.4g", got, want);
+    TEST_CHECK(fabs(sum - want) < 0.02 * want, "profile_rate_sum", "the sum row gives %.4g GFLOP, want %.4g", sum,
+               want);
+    TEST_CHECK(blank, "profile_no_rate", "an op without FLOPs shows a rate");
+    free(a), free(b), free(c);
+}
+
 /* A whole model reserved with 2 threads, then trained a step with 300. */
 static void test_model_threads_raised(void) {
     plm_config c;
@@ -1146,6 +1187,7 @@ static const struct {
     {"gemm_skinny", test_gemm_skinny},
     {"gemm_tn", test_gemm_tn},
     {"openblas_fit", test_openblas_fit},
+    {"profile_rates", test_profile_rates},
     {"gemm_bias", test_gemm_bias},
     {"fast_exp_nonfinite", test_fast_exp_nonfinite},
     {"dropout_draws", test_dropout_draws},

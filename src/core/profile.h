@@ -28,12 +28,16 @@ double plm_prof_begin(void);
 /* Adds the time since t0 (from plm_prof_begin; 0 = ignore) to op's slot in this phase.
  * op must be a string literal (slots are matched by pointer, then by content). */
 void plm_prof_end(const char *op, double t0);
+/* plm_prof_end for an op that did flops floating-point operations (a GEMM: 2 M N K):
+ * the table shows its slot's GFLOP/s, and the GEMMs' rate over all of them. */
+void plm_prof_end_flops(const char *op, double t0, double flops);
 /* Sets the phase for the ops that follow. */
 static inline void plm_prof_set_phase(plm_phase p) { plm_prof_phase = p; }
 /* Clears every slot (after warm-up steps). */
 void plm_prof_reset(void);
-/* Prints the table: per op the mean ms per step in each phase and its share of
- * step_ms (the measured mean step time), then the untimed remainder. */
+/* Prints the table: per op the mean ms per step in each phase, its share of step_ms
+ * (the measured mean step time) and, for ops that count FLOPs, GFLOP/s; then the
+ * untimed remainder and the sum over the ops that count FLOPs. */
 void plm_prof_report(FILE *f, int steps, double step_ms);
 
 #endif

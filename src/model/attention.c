@@ -194,7 +194,8 @@ void attention_forward_ex(const attn_shape *a, float *out, float *att) {
     int kp = (hs + 1) / 2, ldt = attn_bf16_ld(a->Tk), ldh = attn_bf16_ld(hs);
     size_t kt_words = (size_t)kp * ldt, vn_words = (size_t)((a->Tk + 1) / 2) * ldh;
     int chunk = b16 ? nqb : 1;
-#pragma omp parallel
+    double flops = 0.0; /* of the tiles computed, for the profile: 2 products of 2 bq bk hs */
+#pragma omp parallel reduction(+ : flops)
     {
         /* this thread's tiles: scores/probabilities, dropped probabilities, running
          * output, m, l, alpha; with bf16 the packed queries, probabilities, K's rows
@@ -237,6 +238,7 @@ void attention_forward_ex(const attn_shape *a, float *out, float *att) {
             for (int j0 = 0; j0 < kend; j0 += ATT_BK) {
                 int bk = PLM_MIN(ATT_BK, kend - j0);
                 if (!tile_needed(docs, km, j0, bk, qlo, qhi)) continue;
+                flops += 4.0 * bq * bk * hs;
                 if (b16)
                     attn_bf16_gemm(bq, bk, kp, a->scale, qa, kp, 1, kt + j0, ldt, 0.0f, s, ATT_BK);
                 else
@@ -275,7 +277,7 @@ void attention_forward_ex(const attn_shape *a, float *out, float *att) {
             }
         }
     }
-    plm_prof_end("attention", prof_t0);
+    plm_prof_end_flops("attention", prof_t0, flops);
 }
 
 /* Column sums of one head's gradient rows (n rows of hs, stride ld) into acc[hs]
@@ -308,7 +310,8 @@ void attention_backward_bias(const attn_shape *a, const float *dout, const float
     float *bpart = dbias ? plm_thread_scratch(5, (size_t)B * 3 * ldo) : NULL;
     bool b16 = attn_bf16_on();
     int kp = (hs + 1) / 2, ldt = attn_bf16_ld(Tk), ldh = attn_bf16_ld(hs);
-#pragma omp parallel
+    double flops = 0.0; /* of the tiles computed: S again, dV, dP, dQ, dK */
+#pragma omp parallel reduction(+ : flops)
     {
         float *p = plm_thread_scratch(3, (size_t)4 * ATT_BQ * ATT_BK + ATT_BQ);
         float *pd = p + ATT_BQ * ATT_BK, *dp = pd + ATT_BQ * ATT_BK, *keep = dp + ATT_BQ * ATT_BK;
@@ -368,6 +371,7 @@ void attention_backward_bias(const attn_shape *a, const float *dout, const float
                 for (int j0 = 0; j0 < kend; j0 += ATT_BK) {
                     int bk = PLM_MIN(ATT_BK, kend - j0);
                     if (!tile_needed(docs, km, j0, bk, qlo, qhi)) continue;
+                    flops += 10.0 * bq * bk * hs;
                     const float *kj = k + (size_t)j0 * a->ldk, *vj = v + (size_t)j0 * a->ldv;
                     int bqp = (bq + 1) / 2, bkp = (bk + 1) / 2; /* pairs of query rows, of keys */
                     const uint32_t *dOn = b16 ? don + (size_t)(i0 / 2) * ldh : NULL;
@@ -434,7 +438,7 @@ void attention_backward_bias(const attn_shape *a, const float *dout, const float
             }
         }
     }
-    plm_prof_end("attention", prof_t0);
+    plm_prof_end_flops("attention", prof_t0, flops);
 }
 
 void attention_backward_ex(const attn_shape *a, const float *dout, const float *att, float *dq, float *dk, float *dv,

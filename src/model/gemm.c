@@ -590,7 +590,7 @@ static void sgemm_skinny_bf16(int M, int N, int K, const float *A, int lda, cons
     plm_prof_end("bf16 conversion", prof_t0);
     prof_t0 = plm_prof_begin();
     skinny_nt_bf16(M, N, K, a16, am ? lda : K, b16, bm ? ldb : K, beta, bias, C, ldc);
-    plm_prof_end(bias ? "gemm NT + bias skinny (bf16)" : "gemm NT skinny (bf16)", prof_t0);
+    plm_prof_end_flops(bias ? "gemm NT + bias skinny (bf16)" : "gemm NT skinny (bf16)", prof_t0, 2.0 * M * N * K);
 }
 
 static bool sgemm_f32_matmul(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta,
@@ -613,7 +613,7 @@ void plm_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
                                                   {"gemm TN (bf16)", "gemm TT (bf16)"}};
         double prof_t0 = plm_prof_begin();
         bool done = sgemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, NULL, C, ldc);
-        plm_prof_end(route16[trans_a][trans_b], prof_t0);
+        plm_prof_end_flops(route16[trans_a][trans_b], prof_t0, done ? 2.0 * M * N * K : 0.0);
         if (done) return;
     }
     /* profile slots per route: [library][trans_a][trans_b] */
@@ -623,19 +623,19 @@ void plm_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
     if (alpha == 1.0f && use_skinny_avx2(trans_a, trans_b, M, N, K)) {
         double prof_t0 = plm_prof_begin();
         skinny_nt(M, N, K, A, lda, B, ldb, beta, NULL, C, ldc);
-        plm_prof_end("gemm NT skinny (AVX2)", prof_t0);
+        plm_prof_end_flops("gemm NT skinny (AVX2)", prof_t0, 2.0 * M * N * K);
         return;
     }
     if (alpha == 1.0f && K > 0 && use_skinny(trans_a, trans_b, M, N, K)) {
         double prof_t0 = plm_prof_begin();
         bool done = sgemm_f32_matmul(M, N, K, A, lda, B, ldb, beta, NULL, C, ldc);
-        plm_prof_end("gemm NT skinny (oneDNN matmul)", prof_t0);
+        plm_prof_end_flops("gemm NT skinny (oneDNN matmul)", prof_t0, done ? 2.0 * M * N * K : 0.0);
         if (done) return;
     }
     if (K > 0 && use_tn_matmul(trans_a, trans_b, M, N)) {
         double prof_t0 = plm_prof_begin();
         bool done = sgemm_f32_matmul_t(true, false, M, N, K, alpha, A, lda, B, ldb, beta, NULL, C, ldc);
-        plm_prof_end("gemm TN (oneDNN matmul)", prof_t0);
+        plm_prof_end_flops("gemm TN (oneDNN matmul)", prof_t0, done ? 2.0 * M * N * K : 0.0);
         if (done) return;
     }
     double prof_t0 = plm_prof_begin();
@@ -648,7 +648,7 @@ void plm_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
             dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         if (st != dnnl_success) plm_die("dnnl_sgemm failed (status %d) for M=%d N=%d K=%d", (int)st, M, N, K);
     }
-    plm_prof_end(route[blas][trans_a][trans_b], prof_t0);
+    plm_prof_end_flops(route[blas][trans_a][trans_b], prof_t0, 2.0 * M * N * K);
 }
 
 /* PLM_GEMM_BIAS=copy|matmul: how plm_sgemm_bias runs in fp32 (default matmul), for
@@ -670,13 +670,13 @@ void plm_sgemm_bias(int M, int N, int K, const float *A, int lda, const float *B
     if (bias_choice == 1 && bf16_on && K > 0 && !(M <= 2 && (long)N * K >= (1L << 18)) && !omp_in_parallel()) {
         double prof_t0 = plm_prof_begin();
         bool done = sgemm_bf16(false, true, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, bias, C, ldc);
-        plm_prof_end("gemm NT + bias (bf16)", prof_t0);
+        plm_prof_end_flops("gemm NT + bias (bf16)", prof_t0, done ? 2.0 * M * N * K : 0.0);
         if (done) return;
     }
     if (!bf16_on && use_skinny_avx2(false, true, M, N, K)) {
         double prof_t0 = plm_prof_begin();
         skinny_nt(M, N, K, A, lda, B, ldb, 0.0f, bias, C, ldc);
-        plm_prof_end("gemm NT skinny (AVX2)", prof_t0);
+        plm_prof_end_flops("gemm NT skinny (AVX2)", prof_t0, 2.0 * M * N * K);
         return;
     }
     /* fp32 outside parallel regions: the matmul primitive adds the bias as it writes C.
@@ -685,7 +685,7 @@ void plm_sgemm_bias(int M, int N, int K, const float *A, int lda, const float *B
     if (bias_choice == 1 && !bf16_on && K > 0 && M >= 3 && !skinny_rows && !gemm_forced() && !omp_in_parallel()) {
         double prof_t0 = plm_prof_begin();
         bool done = sgemm_f32_matmul(M, N, K, A, lda, B, ldb, 0.0f, bias, C, ldc);
-        plm_prof_end("gemm NT + bias (oneDNN matmul)", prof_t0);
+        plm_prof_end_flops("gemm NT + bias (oneDNN matmul)", prof_t0, done ? 2.0 * M * N * K : 0.0);
         if (done) return;
     }
     /* the bias copied into every row of C, then C += A B^T */
