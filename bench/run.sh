@@ -17,7 +17,8 @@
 #    PyTorch's torch.autocast("cpu", dtype=torch.bfloat16); the table says which ISA ran.
 # Every row records peak RSS (plm: VmHWM, PyTorch: ru_maxrss); the memory table compares them.
 # --profile: only prints plm's per-op time table of one step per config x objective
-#    (plm_step --profile; forward / backward / optimizer columns), no PyTorch, no peak.
+#    (plm_step --profile; forward / backward / optimizer columns, GFLOP/s of the GEMMs and
+#    attention), no PyTorch, no peak.
 #
 # 1. builds bench/gemm.c once per BLAS and measures the machine's fp32 GEMM peak (max over
 #    OpenBLAS, BLIS, oneDNN of large square GEMMs, 2 threads);
